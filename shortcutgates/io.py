@@ -1,0 +1,433 @@
+"""Parquet and npz in and out: paired survey catalogues, manifests, stamp blobs, atomic writes.
+
+Conventions
+-----------
+* A stamp is a float32 array of shape ``(3, H, W)`` in nanomaggies, bands ordered g, r, z.
+* A stamp blob is an npz archive (optionally gzip-wrapped) with keys ``image_g``, ``image_r``,
+  ``image_z``. Blobs are always decoded with ``allow_pickle=False``.
+* Every error about input data is a :class:`shortcutgates.schema.DataError` naming file, row
+  and column.
+* Writers go to a temporary name in the destination directory, then ``os.replace`` it, so a
+  reader sees the previous complete file or the new complete file, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Iterable, Iterator, NamedTuple, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .schema import (
+    CUTOUT_OK_COLUMN,
+    IMAGE_COLUMN,
+    LABEL_COLUMN,
+    MANIFEST_FILE,
+    MANIFEST_REQUIRED,
+    NPZ_KEYS,
+    POINTER_COLUMNS,
+    REGION_SPLIT_COLUMN,
+    SPLIT_COLUMN,
+    SPLITS,
+    DataError,
+)
+
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+# --- stamp blobs -------------------------------------------------------------------------------
+def encode_stamp(image: np.ndarray) -> bytes:
+    """Encode one stamp as a deterministic compressed npz blob.
+
+    Parameters
+    ----------
+    image : ndarray, shape (3, H, W)
+        Stamp in nanomaggies, bands g, r, z. Stored as float32.
+
+    Returns
+    -------
+    bytes
+        An npz archive readable by ``np.load(..., allow_pickle=False)`` with keys
+        ``image_g``, ``image_r``, ``image_z``. Unlike ``np.savez_compressed`` the archive
+        carries a fixed timestamp, so the same image always gives the same bytes.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim != 3 or image.shape[0] != len(NPZ_KEYS):
+        raise ValueError(f"encode_stamp: image must have shape (3, H, W) (got {image.shape})")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for key, band in zip(NPZ_KEYS, image):
+            info = zipfile.ZipInfo(key + ".npy", date_time=_ZIP_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            arr = io.BytesIO()
+            np.lib.format.write_array(arr, np.ascontiguousarray(band), allow_pickle=False)
+            zf.writestr(info, arr.getvalue(), compresslevel=6)
+    return buf.getvalue()
+
+
+def decode_stamp(blob, *, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode one npz stamp blob into a float32 array of shape ``(3, H, W)``.
+
+    Parameters
+    ----------
+    blob : bytes
+        npz archive, or a gzip-wrapped npz archive.
+    shape : (H, W), optional
+        Expected image shape (e.g. that of the neighbouring rows).
+
+    Raises
+    ------
+    DataError
+        Not an npz, a pickled/object array, a missing band, a band of another shape, NaN/Inf.
+        The error carries no location; callers add it with :meth:`DataError.located`.
+    """
+    if blob is None:
+        raise DataError("blob is null")
+    if isinstance(blob, (bytearray, memoryview)):
+        blob = bytes(blob)
+    if not isinstance(blob, bytes):
+        raise DataError(f"blob must be bytes (got {type(blob).__name__})")
+    if blob[:2] == b"\x1f\x8b":
+        try:
+            blob = gzip.decompress(blob)
+        except (OSError, EOFError, zlib_error()) as exc:
+            raise DataError(f"gzip-wrapped blob does not decompress: {exc}") from None
+    if blob[:2] != b"PK":
+        raise DataError(f"blob is not an npz archive (starts with {blob[:8]!r}, {len(blob)} bytes)")
+    bands = []
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+            missing = [k for k in NPZ_KEYS if k not in npz.files]
+            if missing:
+                raise DataError(
+                    f"npz lacks {', '.join(missing)}; has {', '.join(npz.files) or 'no arrays'}",
+                    hint="expected keys image_g, image_r, image_z",
+                )
+            for key in NPZ_KEYS:
+                bands.append(npz[key])
+    except DataError:
+        raise
+    except ValueError as exc:  # object arrays refuse to load without pickle
+        raise DataError(f"npz holds an array that needs unpickling ({exc})") from None
+    except Exception as exc:  # zipfile.BadZipFile, EOFError, OSError, zlib.error, ...
+        raise DataError(f"blob is not a readable npz archive ({type(exc).__name__}: {exc})") from None
+    for key, band in zip(NPZ_KEYS, bands):
+        if band.ndim != 2:
+            raise DataError(f"'{key}' must be 2-D (got shape {band.shape})")
+        if band.dtype.kind not in "fiu":
+            raise DataError(f"'{key}' must be numeric (got dtype {band.dtype})")
+    shapes = {b.shape for b in bands}
+    if len(shapes) != 1:
+        raise DataError(f"bands have different shapes {[b.shape for b in bands]}")
+    if shape is not None and bands[0].shape != tuple(shape):
+        raise DataError(f"stamp shape {bands[0].shape} differs from the expected {tuple(shape)}")
+    image = np.stack(bands).astype(np.float32, copy=False)
+    if not np.isfinite(image).all():
+        bad = [k for k, b in zip(NPZ_KEYS, image) if not np.isfinite(b).all()]
+        raise DataError(f"{', '.join(bad)} contains NaN or Inf")
+    return image
+
+
+def zlib_error():
+    import zlib
+
+    return zlib.error
+
+
+class DecodeFailure(NamedTuple):
+    """A blob that did not decode: where it was and why."""
+
+    index: int
+    """Position in the batch that was decoded."""
+    error: DataError
+
+
+def decode_stamps(
+    blobs: Sequence,
+    *,
+    file=None,
+    rows: Sequence[int] | None = None,
+    column: str | None = None,
+    skip_bad: bool = False,
+) -> tuple[np.ndarray, list[DecodeFailure]]:
+    """Decode many blobs into one ``(N, 3, H, W)`` float32 array.
+
+    The expected shape is that of the first blob that decodes. With ``skip_bad=False`` the
+    first bad blob raises a located :class:`DataError`; with ``skip_bad=True`` bad blobs are
+    left out of the array and listed in the returned failures (nothing is dropped silently).
+    """
+    images, failures, shape = [], [], None
+    for i, blob in enumerate(blobs):
+        try:
+            image = decode_stamp(blob, shape=shape)
+        except DataError as err:
+            err = err.located(file=file, row=None if rows is None else int(rows[i]), column=column)
+            if not skip_bad:
+                raise err from None
+            failures.append(DecodeFailure(i, err))
+            continue
+        shape = image.shape[1:]
+        images.append(image)
+    if not images:
+        return np.zeros((0, 3, 0, 0), np.float32), failures
+    return np.stack(images), failures
+
+
+# --- files and atomic writes ---------------------------------------------------------------
+def list_parquet_files(path) -> list[Path]:
+    """All ``*.parquet`` files of a file or directory tree, sorted by path (deterministic)."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.exists():
+        raise DataError("no such file or directory", file=path)
+    files = sorted(p for p in path.rglob("*.parquet") if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise DataError("directory holds no *.parquet file", file=path)
+    return files
+
+
+def split_from_path(file: Path, root: Path) -> str | None:
+    """The split named by the nearest parent directory (``train``/``val``/``test``) under root."""
+    try:
+        parts = Path(file).resolve().relative_to(Path(root).resolve()).parts[:-1]
+    except ValueError:
+        parts = Path(file).parts[:-1]
+    for part in reversed(parts):
+        if part in SPLITS:
+            return part
+    return None
+
+
+@contextlib.contextmanager
+def atomic_path(path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
+
+    On an exception the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def write_parquet_atomic(table, path, *, row_group_size: int | None = None) -> None:
+    """Write a pyarrow Table or pandas DataFrame to parquet, atomically and deterministically."""
+    if isinstance(table, pd.DataFrame):
+        table = pa.Table.from_pandas(table, preserve_index=False)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size)
+
+
+# --- paired catalogues (DESIGN §2) ---------------------------------------------------------
+class PairedCatalog(NamedTuple):
+    """Rows of a paired survey catalogue, with their provenance.
+
+    ``frame`` has the requested columns plus ``source_path`` (str), ``source_row`` (int, row
+    within that file) and ``split`` (from the directory or ``region_split``; None if neither).
+    """
+
+    frame: pd.DataFrame
+    files: list[Path]
+    n_cutout_excluded: int
+    """Rows dropped because ``cutout_ok == 0``."""
+
+
+def read_paired(path, columns: Iterable[str] | None = None) -> PairedCatalog:
+    """Read a paired parquet file or directory tree, projecting only ``columns``.
+
+    Parameters
+    ----------
+    path : path-like
+        A parquet file or a directory searched recursively for ``*.parquet``.
+    columns : iterable of str, optional
+        Columns to read (None: all). Blob columns are read only if named, so metadata work never
+        touches image bytes. ``ra``, ``dec``, ``cutout_ok`` and ``region_split`` are added when
+        present.
+    """
+    root = Path(path)
+    files = list_parquet_files(root)
+    root_dir = root if root.is_dir() else root.parent
+    frames, n_excluded = [], 0
+    for file in files:
+        try:
+            schema = pq.read_schema(file)
+        except Exception as exc:
+            raise DataError(f"not a readable parquet file ({exc})", file=file) from None
+        names = set(schema.names)
+        want = list(schema.names) if columns is None else list(dict.fromkeys(columns))
+        missing = [c for c in want if c not in names]
+        if missing:
+            raise DataError(f"missing column(s) {', '.join(missing)}", file=file,
+                            hint=f"file has {', '.join(schema.names)}")
+        extra = [c for c in ("ra", "dec", CUTOUT_OK_COLUMN, REGION_SPLIT_COLUMN) if c in names and c not in want]
+        frame = pq.read_table(file, columns=want + extra).to_pandas()
+        frame["source_path"] = str(file.resolve())
+        frame["source_row"] = np.arange(len(frame), dtype=np.int64)
+        dir_split = split_from_path(file, root_dir)
+        if dir_split is not None:
+            frame[SPLIT_COLUMN] = dir_split
+        elif REGION_SPLIT_COLUMN in frame:
+            frame[SPLIT_COLUMN] = frame[REGION_SPLIT_COLUMN].astype("string").str.strip().str.lower()
+        else:
+            frame[SPLIT_COLUMN] = None
+        if CUTOUT_OK_COLUMN in frame:
+            ok = frame[CUTOUT_OK_COLUMN].fillna(1).astype(int) != 0
+            n_excluded += int((~ok).sum())
+            frame = frame[ok]
+        frames.append(frame)
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return PairedCatalog(frame, files, n_excluded)
+
+
+def read_blobs(frame: pd.DataFrame, column: str | None = None) -> list:
+    """Fetch blobs for rows that point into parquet files (``source_path``, ``source_row``).
+
+    ``column`` overrides a per-row ``source_column``. Reads each source file once, only the
+    needed column, and returns the blobs in the order of ``frame``.
+    """
+    out = [None] * len(frame)
+    cols = frame[POINTER_COLUMNS[2]].to_numpy() if column is None else np.full(len(frame), column, object)
+    keys = pd.DataFrame({"path": frame["source_path"].to_numpy(), "col": cols,
+                         "row": frame["source_row"].to_numpy(np.int64), "pos": np.arange(len(frame))})
+    for (path, col), group in keys.groupby(["path", "col"], sort=True):
+        try:
+            table = pq.read_table(path, columns=[col])
+        except FileNotFoundError:
+            raise DataError("source file of a manifest pointer is missing", file=path, column=col) from None
+        except Exception as exc:
+            raise DataError(f"cannot read pointed-to column ({exc})", file=path, column=col) from None
+        rows = group["row"].to_numpy()
+        if len(rows) and (rows.min() < 0 or rows.max() >= table.num_rows):
+            bad = int(rows[(rows < 0) | (rows >= table.num_rows)][0])
+            raise DataError(f"pointer row is outside the file's {table.num_rows} rows", file=path, row=bad, column=col)
+        values = table.column(0).take(pa.array(rows)).to_pylist()
+        for pos, value in zip(group["pos"].to_numpy(), values):
+            out[pos] = value
+    return out
+
+
+# --- manifests (DESIGN §3) -----------------------------------------------------------------
+class Manifest(NamedTuple):
+    """A built (or hand-written) dataset: one row per sample.
+
+    ``frame`` holds ``label``, ``split``, ``ra``, ``dec``, either ``image_npz`` or the pointer
+    columns, optional ``lrg_id`` and property columns, plus ``manifest_file`` and
+    ``manifest_row`` locating each row for error messages.
+    """
+
+    frame: pd.DataFrame
+    meta: dict | None
+    """Parsed ``manifest.json``; None for a hand-written manifest."""
+    root: Path
+
+
+def read_manifest(path, columns: Iterable[str] | None = None) -> Manifest:
+    """Read a manifest directory (or a single parquet file) written by ``build`` or by hand.
+
+    ``columns`` projects the parquet read (the required columns are always read); leaving out
+    ``image_npz`` keeps blobs on disk.
+    """
+    import json
+
+    root = Path(path)
+    meta = None
+    if root.is_dir() and (root / MANIFEST_FILE).exists():
+        try:
+            meta = json.loads((root / MANIFEST_FILE).read_text())
+        except ValueError as exc:
+            raise DataError(f"manifest.json is not valid JSON ({exc})", file=root / MANIFEST_FILE) from None
+    frames = []
+    for file in list_parquet_files(root):
+        names = pq.read_schema(file).names
+        missing = [c for c in MANIFEST_REQUIRED if c not in names]
+        if IMAGE_COLUMN not in names and not all(c in names for c in POINTER_COLUMNS[:2]):
+            missing.append(f"{IMAGE_COLUMN} (or {', '.join(POINTER_COLUMNS)})")
+        if missing:
+            raise DataError(f"manifest file lacks column(s) {', '.join(missing)}", file=file)
+        want = names if columns is None else [c for c in names if c in set(columns) | set(MANIFEST_REQUIRED)
+                                               | {"lrg_id", *POINTER_COLUMNS}]
+        frame = pq.read_table(file, columns=want).to_pandas()
+        frame["manifest_file"] = str(file)
+        frame["manifest_row"] = np.arange(len(frame), dtype=np.int64)
+        frames.append(frame)
+    frame = pd.concat(frames, ignore_index=True)
+    _check_manifest_columns(frame)
+    return Manifest(frame, meta, root)
+
+
+def _check_manifest_columns(frame: pd.DataFrame) -> None:
+    labels = pd.to_numeric(frame[LABEL_COLUMN], errors="coerce")
+    bad = ~labels.isin([0, 1])
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(f"label must be 0 or 1 (got {frame[LABEL_COLUMN].iloc[i]!r})",
+                        file=frame["manifest_file"].iloc[i], row=int(frame["manifest_row"].iloc[i]),
+                        column=LABEL_COLUMN)
+    frame[LABEL_COLUMN] = labels.astype(np.int8)
+    for col, lo, hi in (("ra", 0.0, 360.0), ("dec", -90.0, 90.0)):
+        values = pd.to_numeric(frame[col], errors="coerce").to_numpy(np.float64)
+        bad = ~np.isfinite(values) | (values < lo) | (values > hi)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(f"{col} must be a finite number in [{lo:g}, {hi:g}] deg (got {frame[col].iloc[i]!r})",
+                            file=frame["manifest_file"].iloc[i], row=int(frame["manifest_row"].iloc[i]), column=col)
+        frame[col] = values
+
+
+def load_images(frame: pd.DataFrame, *, skip_bad: bool = False) -> tuple[np.ndarray, list[DecodeFailure]]:
+    """Decode the images of manifest rows into ``(N, 3, H, W)`` float32, in frame order.
+
+    Uses inline ``image_npz`` where present, else the pointer columns. Errors name the manifest
+    file and row (inline) or the source file, row and column (pointers).
+    """
+    if IMAGE_COLUMN in frame and frame[IMAGE_COLUMN].notna().all():
+        blobs = frame[IMAGE_COLUMN].tolist()
+        files = frame["manifest_file"].to_numpy() if "manifest_file" in frame else np.full(len(frame), None)
+        rows = frame["manifest_row"].to_numpy() if "manifest_row" in frame else np.arange(len(frame))
+        column = IMAGE_COLUMN
+    else:
+        blobs = read_blobs(frame)
+        files = frame["source_path"].to_numpy()
+        rows = frame["source_row"].to_numpy()
+        column = None
+    images, failures, shape = [], [], None
+    for i, blob in enumerate(blobs):
+        col = column or frame[POINTER_COLUMNS[2]].iloc[i]
+        try:
+            image = decode_stamp(blob, shape=shape)
+        except DataError as err:
+            err = err.located(file=files[i], row=int(rows[i]), column=col)
+            if not skip_bad:
+                raise err from None
+            failures.append(DecodeFailure(i, err))
+            continue
+        shape = image.shape[1:]
+        images.append(image)
+    stacked = np.stack(images) if images else np.zeros((0, 3, 0, 0), np.float32)
+    return stacked, failures
