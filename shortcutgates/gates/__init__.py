@@ -1,0 +1,1 @@
+"""Gates: probes (pure functions on arrays), decisions with confidence intervals, the registry."""

@@ -1,0 +1,154 @@
+"""Shortcut probes: simple classifiers on hand-picked pixels, cross-validated by LRG.
+
+A probe answers "can a logistic regression separate lenses from non-lenses using only these
+pixels?". Every probe is cross-validated with folds grouped by ``lrg_id`` (rows of one LRG share an
+identical control image, so row-level folds leak) and stratified by label. A probe that cannot
+measure raises :class:`ProbeError`; the gate turns that into an ``error`` verdict, never a pass.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from ..preprocess import get_preprocessor
+
+
+class ProbeError(ValueError):
+    """The probe cannot measure on this sample (one class, constant features, masked box, ...)."""
+
+
+class ProbeResult(NamedTuple):
+    """Outcome of a cross-validated probe."""
+
+    auc: float
+    """Area under the ROC curve of the pooled out-of-fold scores (0.5 = no separation)."""
+    scores: np.ndarray
+    """Out-of-fold probability of label 1, shape (N,)."""
+    labels: np.ndarray
+    """Labels 0/1, shape (N,)."""
+    groups: np.ndarray
+    """LRG identity of each row, shape (N,); the unit the bootstrap resamples."""
+    n_groups: int
+    """Number of distinct LRGs."""
+
+
+def central_box(images: np.ndarray, box: int = 10) -> np.ndarray:
+    """Flattened central ``box × box`` pixels of all bands.
+
+    Parameters
+    ----------
+    images : ndarray, shape (N, C, H, W)
+    box : int
+        Side of the box. Unit: pixel. The box spans ``[H//2 - box//2, H//2 - box//2 + box)``, so for
+        a 64-px stamp and ``box=10`` it covers pixels 27–36, centred on the LRG at pixel 32.
+
+    Returns
+    -------
+    ndarray, shape (N, C * box * box)
+    """
+    images = np.asarray(images)
+    h, w = images.shape[-2:]
+    if not 0 < box <= min(h, w):
+        raise ValueError(f"central_box: box must be in 1..{min(h, w)} px (got {box})")
+    y0, x0 = h // 2 - box // 2, w // 2 - box // 2
+    return images[..., y0:y0 + box, x0:x0 + box].reshape(len(images), -1)
+
+
+def _check_probe_input(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, n_splits: int) -> None:
+    if not (len(features) == len(labels) == len(groups)):
+        raise ValueError(
+            f"probe: features, labels and groups must have one row each per sample "
+            f"(got {len(features)}, {len(labels)}, {len(groups)})"
+        )
+    classes = np.unique(labels)
+    if len(classes) != 2:
+        raise ProbeError(f"probe needs both classes; the sample has only label(s) {classes.tolist()} "
+                         f"({len(labels)} rows)")
+    if not np.isfinite(features).all():
+        raise ProbeError("probe features contain NaN or Inf")
+    if np.ptp(features, axis=0).max(initial=0.0) == 0.0:
+        raise ProbeError("probe features are constant across the sample (masked or empty probe region)")
+    for c in classes:
+        n_groups_c = len(np.unique(groups[labels == c]))
+        if n_groups_c < n_splits:
+            raise ProbeError(f"probe needs at least {n_splits} LRGs per class for {n_splits}-fold grouped CV "
+                             f"(label {c} has {n_groups_c})")
+
+
+def grouped_cv_scores(
+    features: np.ndarray,
+    labels: np.ndarray,
+    groups: np.ndarray,
+    *,
+    n_splits: int = 5,
+    seed: int = 0,
+    C: float = 1.0,
+) -> np.ndarray:
+    """Out-of-fold logistic-regression scores with folds grouped by LRG and stratified by label.
+
+    Features are standardised inside each training fold. Returns shape (N,) probabilities.
+    """
+    features = np.asarray(features, dtype=np.float64)
+    labels = np.asarray(labels).astype(int)
+    groups = np.asarray(groups)
+    _check_probe_input(features, labels, groups, n_splits)
+    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    scores = np.full(len(labels), np.nan)
+    for train, test in folds.split(features, labels, groups):
+        if len(np.unique(labels[train])) < 2:
+            raise ProbeError("a training fold has a single class; too few LRGs per class")
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
+        model.fit(features[train], labels[train])
+        scores[test] = model.predict_proba(features[test])[:, 1]
+    return scores
+
+
+def grouped_cv_auc(features, labels, groups, *, n_splits: int = 5, seed: int = 0, C: float = 1.0) -> ProbeResult:
+    """AUC of :func:`grouped_cv_scores` on the pooled out-of-fold predictions."""
+    labels = np.asarray(labels).astype(int)
+    groups = np.asarray(groups)
+    scores = grouped_cv_scores(features, labels, groups, n_splits=n_splits, seed=seed, C=C)
+    return ProbeResult(float(roc_auc_score(labels, scores)), scores, labels, groups, len(np.unique(groups)))
+
+
+def core_lr_auc(
+    images: np.ndarray,
+    labels: np.ndarray,
+    groups: np.ndarray,
+    *,
+    box: int = 10,
+    preprocess: str | None = "raw_robust",
+    n_splits: int = 5,
+    seed: int = 0,
+) -> ProbeResult:
+    """Core logistic-regression probe: grouped-CV AUC on the central ``box × box`` pixels.
+
+    Parameters
+    ----------
+    images : ndarray, shape (N, 3, H, W)
+        Stamps in nanomaggies (``preprocess`` is applied here), or already-preprocessed model
+        inputs with ``preprocess=None``.
+    labels : ndarray, shape (N,)
+        1 = lens, 0 = non-lens.
+    groups : ndarray, shape (N,)
+        ``lrg_id`` of each row; folds never split an LRG.
+    box : int
+        Side of the central box. Unit: pixel. 10 reproduces the survey's 300-feature probe.
+    preprocess : {"raw_robust", "residual", None}
+
+    Notes
+    -----
+    On paired survey data (DESIGN §1) this probe reaches AUC ≈ 0.95 on ``raw_robust`` input: the
+    lensed counter-image adds 10–40% to the core flux.
+    """
+    images = np.asarray(images, dtype=np.float32)
+    if preprocess is not None:
+        images = get_preprocessor(preprocess)(images)
+    return grouped_cv_auc(central_box(images, box), labels, groups, n_splits=n_splits, seed=seed)
