@@ -1,0 +1,314 @@
+"""Paired rows (LRG + arc, LRG alone) in the DESIGN §2 format, and writing them to parquet.
+
+Per LRG: draw its light and observing conditions, render it (adaptive supersampling, per-band
+Moffat PSF), add sky and photon noise once -> the control. Per injection (2–18 per LRG): trace
+an SIE + shear lens, render the source once for all bands, convolve per band and add the
+noiseless arc to that same control -> the stamp. Every LRG has its own random stream
+``default_rng([seed, 1, index])``, so results do not depend on chunking or file layout.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from ..io import encode_stamp, write_parquet_atomic
+from ..schema import PIXEL_SCALE_ARCSEC, REGION_SPLIT_COLUMN, SPLITS, ZERO_POINT_AB
+from .population import (
+    LRG,
+    Conditions,
+    Injection,
+    PopulationConfig,
+    brickname,
+    condition_columns,
+    draw_conditions,
+    draw_injection,
+    draw_lrg,
+    sky_positions,
+)
+from .render import Lens, convolve_valid, render, sersic_set
+
+PSF_RADIUS = 16
+"""PSF kernel half-size and render padding. Unit: pixel."""
+SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
+
+
+def mag_to_flux(mag):
+    """AB magnitude to flux. Unit: nanomaggies (zero point 22.5)."""
+    return 10.0 ** ((ZERO_POINT_AB - np.asarray(mag, dtype=np.float64)) / 2.5)
+
+
+def render_lrg(lrg: LRG, cond: Conditions, size: int) -> np.ndarray:
+    """Noiseless PSF-convolved LRG, shape (3, size, size), float32, nanomaggies per pixel."""
+    n_pad = size + 2 * PSF_RADIUS
+    light = sersic_set(weight=1.0, r_eff=lrg.reff_arcsec, n=lrg.n, q=lrg.q, phi=lrg.phi, x0=0, y0=0)
+    unit = render(None, (light,), n_pad, PIXEL_SCALE_ARCSEC, float(size // 2 + PSF_RADIUS))[0]
+    flux = mag_to_flux([lrg.mag_g, lrg.mag_r, lrg.mag_z])
+    return np.stack([convolve_valid(unit * f, k) for f, k in zip(flux, cond.psf)])
+
+
+def add_noise(image: np.ndarray, cond: Conditions, rng: np.random.Generator) -> np.ndarray:
+    """Sky noise plus the object's photon noise: variance ``σ_sky² + max(I, 0) / gain`` per band."""
+    var = noise_variance(image, cond)
+    return (image + rng.standard_normal(image.shape) * np.sqrt(var)).astype(np.float32)
+
+
+def noise_variance(image: np.ndarray, cond: Conditions) -> np.ndarray:
+    """Per-pixel noise variance of a noiseless image, shape of ``image``. Unit: nanomaggies²."""
+    return cond.sky_sigma[:, None, None] ** 2 + np.maximum(image, 0) / cond.gain[:, None, None]
+
+
+def source_sets(inj: Injection):
+    """The source as two unit-flux Sérsic sets (smooth body, clumps) and their r-band fractions."""
+    body = sersic_set(weight=1.0, r_eff=inj.src_reff, n=inj.src_n, q=inj.src_q, phi=inj.src_phi,
+                      x0=inj.src_x, y0=inj.src_y)
+    if len(inj.clumps) == 0:
+        return (body,), np.array([1.0]), np.zeros(1)
+    frac = inj.clumps[:, 0]
+    clumps = sersic_set(weight=frac / frac.sum(), r_eff=inj.clumps[:, 3], n=0.5, q=1.0, phi=0.0,
+                        x0=inj.src_x + inj.clumps[:, 1], y0=inj.src_y + inj.clumps[:, 2])
+    blue = float(np.average(inj.clumps[:, 4], weights=frac))
+    return (body, clumps), np.array([1.0 - frac.sum(), frac.sum()]), np.array([0.0, blue])
+
+
+def render_arc(inj: Injection, lrg_mag_r: float, cond: Conditions, size: int):
+    """Noiseless PSF-convolved lensed arc.
+
+    Returns
+    -------
+    arc : ndarray, shape (3, size, size), float32
+        Nanomaggies per pixel.
+    magnification : float
+        Lensed over intrinsic r-band flux of the source (before the PSF, over the padded grid).
+    """
+    n_pad = size + 2 * PSF_RADIUS
+    lens = Lens(inj.theta_e, inj.lens_q, inj.lens_phi, inj.shear, inj.shear_phi)
+    sets, frac_r, blue = source_sets(inj)
+    unit = render(lens, sets, n_pad, PIXEL_SCALE_ARCSEC, float(size // 2 + PSF_RADIUS))  # (S, H, W)
+    flux_r = mag_to_flux(lrg_mag_r + inj.dmag)
+    colours = np.array([inj.colour_gr, 0.0, -inj.colour_rz])  # m_b - m_r
+    arc = np.empty((3, size, size), dtype=np.float32)
+    for b in range(3):
+        flux_b = flux_r * frac_r * 10 ** (-0.4 * (colours[b] - (blue if b == 0 else 0.0)))
+        image = np.tensordot(flux_b.astype(np.float32), unit, axes=1)
+        arc[b] = convolve_valid(image, cond.psf[b])
+    magnification = float(np.dot(frac_r, unit.sum(axis=(1, 2), dtype=np.float64)))
+    return arc, magnification
+
+
+def arc_snr(arc_r: np.ndarray, var_r: np.ndarray, sigma_r: float) -> float:
+    """Integrated r-band arc S/N: ``Σ_A a / sqrt(Σ_A var)`` over the aperture ``A = {a > σ_sky}``.
+
+    ``a`` is the noiseless PSF-convolved arc and ``var`` the control's noise variance (sky plus
+    LRG photon noise). 0 when no pixel of the arc exceeds the sky σ.
+    """
+    mask = arc_r > sigma_r
+    if not mask.any():
+        return 0.0
+    return float(arc_r[mask].sum(dtype=np.float64) / np.sqrt(var_r[mask].sum(dtype=np.float64)))
+
+
+def lrg_rows(index: int, seed: int, ra: float, dec: float, *, stamp_size: int, n_range: tuple[int, int],
+             cfg: PopulationConfig) -> list[dict]:
+    """All rows (one per injection) of LRG ``index``; they share one control blob."""
+    rng = np.random.default_rng([seed, 1, index])
+    lrg = draw_lrg(rng)
+    cond = draw_conditions(rng, psf_radius=PSF_RADIUS)
+    clean = render_lrg(lrg, cond, stamp_size)
+    ctrl = add_noise(clean, cond, rng)
+    var_r = noise_variance(clean, cond)[1]
+    ctrl_blob = encode_stamp(ctrl)
+    shared = {
+        "ra": float(ra), "dec": float(dec), "ctrl_stamp_npz": ctrl_blob,
+        **condition_columns(cond),
+        "brickname": brickname(ra, dec), "task_id": np.int32(index), "cutout_ok": np.int32(1),
+        "lrg_mag_r": lrg.mag_r, "lrg_mag_z": lrg.mag_z, "lrg_redshift": lrg.redshift,
+        "lrg_reff_arcsec": lrg.reff_arcsec, "lrg_q": lrg.q,
+    }
+    rows = []
+    for _ in range(int(rng.integers(n_range[0], n_range[1] + 1))):
+        inj = draw_injection(rng, cfg)
+        arc, mu = render_arc(inj, lrg.mag_r, cond, stamp_size)
+        rows.append({
+            **shared,
+            "stamp_npz": encode_stamp(ctrl + arc),
+            "theta_e_arcsec": inj.theta_e, "src_x_arcsec": inj.src_x, "src_y_arcsec": inj.src_y,
+            "src_reff_arcsec": inj.src_reff, "src_dmag": inj.dmag, "lens_e": inj.lens_e,
+            "lens_phi_rad": inj.lens_phi, "shear": inj.shear,
+            "arc_snr": arc_snr(arc[1], var_r, cond.sky_sigma[1]), "magnification": mu,
+        })
+    return rows
+
+
+def split_assignment(n_lrgs: int, seed: int, fractions=SPLIT_FRACTIONS) -> np.ndarray:
+    """Split name per LRG index: a seeded permutation cut at the cumulative fractions."""
+    order = np.random.default_rng([seed, 2]).permutation(n_lrgs)
+    cuts = np.round(np.cumsum(fractions)[:-1] * n_lrgs).astype(int)
+    names = np.empty(n_lrgs, dtype=object)
+    for name, idx in zip(SPLITS, np.split(order, cuts)):
+        names[idx] = name
+    return names
+
+
+COLUMNS: tuple[str, ...] = (
+    "ra", "dec", "stamp_npz", "ctrl_stamp_npz",
+    "theta_e_arcsec", "src_x_arcsec", "src_y_arcsec", "src_reff_arcsec", "src_dmag", "lens_e",
+    "lens_phi_rad", "shear", "arc_snr", "magnification",
+    "psf_fwhm_used_g", "psf_fwhm_used_r", "psf_fwhm_used_z", "psfsize_r", "psfdepth_r", "ebv",
+    "psf_bin", "depth_bin",
+    "brickname", "task_id", "cutout_ok",
+    "lrg_mag_r", "lrg_mag_z", "lrg_redshift", "lrg_reff_arcsec", "lrg_q",
+)
+"""Column order of the simulator's output (DESIGN §2 plus LRG truth)."""
+
+
+def _check_args(n_lrgs, stamp_size, injections_per_lrg):
+    if int(n_lrgs) < 1:
+        raise ValueError(f"simulate: 'n_lrgs' must be >= 1 (got {n_lrgs})")
+    if int(stamp_size) < 2 * 16 or int(stamp_size) % 2:
+        raise ValueError(f"simulate: 'stamp_size' must be an even number >= 32 (got {stamp_size})")
+    lo, hi = injections_per_lrg
+    if not 1 <= int(lo) <= int(hi):
+        raise ValueError(f"simulate: 'injections_per_lrg' must be (lo, hi) with 1 <= lo <= hi "
+                         f"(got {injections_per_lrg})")
+    return int(n_lrgs), int(stamp_size), (int(lo), int(hi))
+
+
+def _progress(total, enabled, desc):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="LRG", file=sys.stderr,
+                disable=not (enabled and sys.stderr.isatty()))
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=list(COLUMNS) + [REGION_SPLIT_COLUMN])
+    for col in ("psf_bin", "depth_bin", "task_id", "cutout_ok"):
+        frame[col] = frame[col].astype(np.int32)
+    return frame
+
+
+def iter_lrg_rows(n_lrgs, seed, *, stamp_size, injections_per_lrg, progress, options):
+    """Yield ``(split, rows)`` per LRG in index order (see :func:`simulate_frame`)."""
+    n_lrgs, stamp_size, n_range = _check_args(n_lrgs, stamp_size, injections_per_lrg)
+    cfg = PopulationConfig(**options)
+    pos = sky_positions(n_lrgs, np.random.default_rng([seed, 0]))
+    splits = split_assignment(n_lrgs, seed)
+    with _progress(n_lrgs, progress, "simulate") as bar:
+        for i in range(n_lrgs):
+            rows = lrg_rows(i, seed, pos.ra[i], pos.dec[i], stamp_size=stamp_size, n_range=n_range,
+                            cfg=cfg)
+            for row in rows:
+                row[REGION_SPLIT_COLUMN] = splits[i]
+            bar.update(1)
+            yield splits[i], rows
+
+
+def simulate_frame(n_lrgs: int, seed: int, *, stamp_size: int = 64,
+                   injections_per_lrg: tuple[int, int] = (2, 18), progress: bool = False,
+                   **options) -> pd.DataFrame:
+    """Simulate paired rows in memory: one row per injection, DESIGN §2 columns + ``region_split``.
+
+    Parameters
+    ----------
+    n_lrgs : int
+        Number of LRGs (each gets its own control image and 2–18 injections).
+    seed : int
+        Same seed, same bytes.
+    stamp_size : int
+        Cutout side. Unit: pixel (0.262″ each); the LRG sits at pixel (size//2, size//2).
+    injections_per_lrg : (int, int)
+        Inclusive range of injections per LRG.
+    progress : bool
+        Show a tqdm bar on stderr (only when it is a terminal).
+    **options
+        Fields of :class:`~shortcutgates.simulate.population.PopulationConfig`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`COLUMNS` + ``region_split`` (train/val/test by LRG, 70/15/15).
+    """
+    rows = []
+    for _, lrg in iter_lrg_rows(n_lrgs, seed, stamp_size=stamp_size,
+                                injections_per_lrg=injections_per_lrg, progress=progress,
+                                options=options):
+        rows.extend(lrg)
+    return _frame(rows)
+
+
+class SimulationSummary(NamedTuple):
+    """What :func:`simulate_paired` wrote."""
+
+    out_dir: Path
+    n_lrgs: int
+    n_rows: int
+    rows_per_split: dict
+    """Rows per split name."""
+    files: tuple
+    """Written parquet files, relative to ``out_dir``."""
+    seconds: float
+    """Wall time. Unit: s."""
+
+
+def _prepare_out(out_dir: Path) -> Path:
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise FileExistsError(f"simulate: output '{out_dir}' exists and is not empty "
+                              "(choose another --out or remove it)")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    return tmp
+
+
+def simulate_paired(out_dir, n_lrgs: int, seed: int, *, stamp_size: int = 64,
+                    injections_per_lrg: tuple[int, int] = (2, 18), rows_per_file: int = 2000,
+                    progress: bool = True, **options) -> SimulationSummary:
+    """Simulate and write ``out_dir/{train,val,test}/part-NNNNN.parquet``.
+
+    The same rows as :func:`simulate_frame` (``region_split`` kept, equal to the directory).
+    Files are written into a temporary sibling directory that is renamed to ``out_dir`` at the
+    end, so an interrupted run leaves no partial output. ``out_dir`` must not exist or be empty.
+    """
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    if int(rows_per_file) < 1:
+        raise ValueError(f"simulate_paired: 'rows_per_file' must be >= 1 (got {rows_per_file})")
+    tmp = _prepare_out(out_dir)
+    try:
+        buffers = {s: [] for s in SPLITS}
+        counts = {s: 0 for s in SPLITS}
+        files = []
+
+        def flush(split):
+            name = Path(split) / f"part-{len([f for f in files if f.parent.name == split]):05d}.parquet"
+            write_parquet_atomic(_frame(buffers[split]), tmp / name)
+            files.append(name)
+            counts[split] += len(buffers[split])
+            buffers[split] = []
+
+        for split, rows in iter_lrg_rows(n_lrgs, seed, stamp_size=stamp_size,
+                                         injections_per_lrg=injections_per_lrg,
+                                         progress=progress, options=options):
+            buffers[split].extend(rows)
+            if len(buffers[split]) >= rows_per_file:
+                flush(split)
+        for split in SPLITS:
+            if buffers[split]:
+                flush(split)
+        if out_dir.exists():
+            out_dir.rmdir()
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return SimulationSummary(out_dir, int(n_lrgs), sum(counts.values()), counts,
+                             tuple(sorted(files)), time.perf_counter() - start)
