@@ -1,0 +1,332 @@
+"""``shortcutgates build``: a paired / unpaired / matched manifest with LRG-disjoint splits.
+
+The build reads only metadata columns of the paired input (no image blob) and writes pointers
+(``source_path``, ``source_row``, ``source_column``) unless ``--inline`` asks for the blobs to be
+copied into ``image_npz``. Matching on properties measured from the control images
+(:data:`MEASURED_COLUMNS`) is the one case that decodes blobs: one control per LRG.
+
+Output (DESIGN §3): ``OUT/manifest.parquet`` and ``OUT/manifest.json``, written into a temporary
+directory beside ``OUT`` and renamed into place, so an interrupted build leaves the previous
+complete output or nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import __version__
+from .identity import match_lrgs
+from .io import list_parquet_files, read_blobs, read_paired, decode_stamp
+from .schema import (
+    BANDS,
+    BLOB_COLUMNS,
+    CTRL_COLUMN,
+    IMAGE_COLUMN,
+    LABEL_COLUMN,
+    LRG_ID_COLUMN,
+    MANIFEST_FILE,
+    MANIFEST_SPLITS,
+    PIXEL_SCALE_ARCSEC,
+    POINTER_COLUMNS,
+    SPLIT_COLUMN,
+    DataError,
+)
+from .splits import SplitParams, assign
+
+MANIFEST_PARQUET = "manifest.parquet"
+CORE_RADIUS_PX = 3.0
+"""Aperture radius of ``core_flux_<band>``. Unit: pixel (0.79 arcsec)."""
+MEASURED_COLUMNS: tuple[str, ...] = tuple(f"core_flux_{b}" for b in BANDS) + tuple(f"half_light_radius_{b}" for b in BANDS)
+"""LRG properties measured from the control images (survey data carry no LRG photometry)."""
+
+
+class BuildSummary(NamedTuple):
+    """What a build wrote."""
+
+    out_dir: Path
+    n_rows: int
+    counts: dict
+    """split -> {"pos": n, "neg": n} rows."""
+    rows_sha256: str
+    """sha256 of the manifest rows (Arrow IPC stream of the table)."""
+    meta: dict
+    """The content of ``manifest.json``."""
+
+
+# --- measured LRG properties ---------------------------------------------------------------------
+def measure_lrg(image: np.ndarray) -> dict:
+    """Core flux and half-light radius of the LRG at the centre of a control stamp, per band.
+
+    Parameters
+    ----------
+    image : ndarray, shape (3, H, W)
+        Control stamp (no arc). Unit: nanomaggies.
+
+    Returns
+    -------
+    dict
+        ``core_flux_<b>`` (nanomaggies within :data:`CORE_RADIUS_PX` of the centre pixel, after
+        subtracting the median of the outer annulus H*20/64 <= r < H/2) and ``half_light_radius_<b>``
+        (arcsec; radius holding half of the background-subtracted flux inside the annulus, NaN when
+        that flux is not positive).
+    """
+    _, h, w = image.shape
+    yy, xx = np.indices((h, w))
+    r = np.hypot(yy - h // 2, xx - w // 2)
+    outer = (r >= h * 20 / 64) & (r < h / 2)
+    inner = r < h * 20 / 64
+    order = np.argsort(r[inner], kind="stable")
+    out = {}
+    for band, img in zip(BANDS, image.astype(np.float64)):
+        sub = img - (np.median(img[outer]) if outer.any() else 0.0)
+        out[f"core_flux_{band}"] = float(sub[r < CORE_RADIUS_PX].sum())
+        cum = np.cumsum(sub[inner][order])
+        total = cum[-1] if len(cum) else 0.0
+        radius = r[inner][order][np.searchsorted(cum, total / 2)] if total > 0 else np.nan
+        out[f"half_light_radius_{band}"] = float(radius * PIXEL_SCALE_ARCSEC)
+    return out
+
+
+def measure_controls(catalog: pd.DataFrame, columns, *, progress: bool = True) -> pd.DataFrame:
+    """Add measured LRG properties (one control per LRG, broadcast to all its rows) to ``catalog``."""
+    from tqdm.auto import tqdm
+
+    from .splits import control_rows
+
+    reps = control_rows(catalog)
+    rows = catalog.iloc[reps.to_numpy()]
+    blobs = read_blobs(rows, column=CTRL_COLUMN)
+    values = []
+    for i, blob in enumerate(tqdm(blobs, desc="measure controls", disable=_quiet(progress), file=sys.stderr)):
+        try:
+            values.append(measure_lrg(decode_stamp(blob)))
+        except DataError as err:
+            raise err.located(file=rows["source_path"].iloc[i], row=int(rows["source_row"].iloc[i]),
+                              column=CTRL_COLUMN) from None
+    measured = pd.DataFrame(values, index=reps.index)[list(columns)]
+    return catalog.join(measured, on=LRG_ID_COLUMN)
+
+
+def _quiet(progress: bool) -> bool:
+    return not progress or not sys.stderr.isatty()
+
+
+# --- reading ------------------------------------------------------------------------------------
+def metadata_columns(files) -> tuple[list[str], list[str]]:
+    """Non-blob columns present in every input file, and those present in only some (not read).
+
+    Raises
+    ------
+    DataError
+        A file lacks ``ra``/``dec`` or one of the blob columns the manifest points to.
+    """
+    common, seen = None, set()
+    for file in files:
+        try:
+            names = pq.read_schema(file).names
+        except Exception as exc:
+            raise DataError(f"not a readable parquet file ({exc})", file=file) from None
+        missing = [c for c in ("ra", "dec", *BLOB_COLUMNS) if c not in names]
+        if missing:
+            raise DataError(f"missing column(s) {', '.join(missing)}", file=file, hint="paired input needs ra, dec, "
+                            "stamp_npz, ctrl_stamp_npz (DESIGN §2)")
+        keep = [c for c in names if c not in BLOB_COLUMNS]
+        common = keep if common is None else [c for c in common if c in keep]
+        seen.update(keep)
+    return common, sorted(seen - set(common))
+
+
+def _file_record(path: Path) -> dict:
+    st = path.stat()
+    return {"path": str(path.resolve()), "size": st.st_size, "mtime": st.st_mtime}
+
+
+def rows_sha256(table: pa.Table) -> str:
+    """sha256 of a table's rows: the Arrow IPC stream of the table without schema metadata."""
+    table = table.replace_schema_metadata(None)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()
+
+
+def _counts(frame: pd.DataFrame) -> dict:
+    out = {}
+    for split in MANIFEST_SPLITS:
+        rows = frame[frame[SPLIT_COLUMN] == split]
+        if len(rows):
+            out[split] = {"pos": int((rows[LABEL_COLUMN] == 1).sum()), "neg": int((rows[LABEL_COLUMN] == 0).sum()),
+                          "lrgs": int(rows[LRG_ID_COLUMN].nunique())}
+    return out
+
+
+# --- writing ------------------------------------------------------------------------------------
+def _write_tree(out_dir: Path, table: pa.Table, meta: dict) -> None:
+    """Write into a temporary directory beside ``out_dir``, then rename it into place."""
+    out_dir = out_dir.resolve()
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MANIFEST_FILE).exists())):
+        raise FileExistsError(f"build: --out {out_dir} exists and is not a manifest directory; refusing to replace it")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        pq.write_table(table, tmp / MANIFEST_PARQUET, compression="zstd", row_group_size=256 * 1024)
+        (tmp / MANIFEST_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n")
+        for name in (MANIFEST_PARQUET, MANIFEST_FILE):
+            with open(tmp / name, "rb") as fh:
+                os.fsync(fh.fileno())
+        old = None
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
+            os.replace(out_dir, old / "previous")
+        os.replace(tmp, out_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _clean(value):
+    """JSON-safe copy: NaN/inf become None, numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    return value
+
+
+def build_manifest(input_path, out_dir, *, mode: str, seed: int, match=(), positives_per_lrg=1,
+                   fractions=(0.7, 0.15, 0.15), tolerance_arcsec: float = 0.5, inline: bool = False,
+                   resplit: bool = False, progress: bool = True, match_bins: int = 5) -> BuildSummary:
+    """Build a manifest from a paired catalogue (DESIGN §3–§4).
+
+    Parameters
+    ----------
+    input_path : path-like
+        Paired parquet file or directory tree (DESIGN §2).
+    out_dir : path-like
+        Manifest directory to (re)place atomically.
+    mode : {'paired', 'unpaired'}
+    seed : int
+        Keys every split / pool / selection hash; same input and seed give identical bytes.
+    match : sequence of str
+        Columns to match the negatives on (unpaired); names in :data:`MEASURED_COLUMNS` are
+        measured from one control image per LRG and written to the manifest.
+    positives_per_lrg : int or 'all'
+        Cap on positive rows per LRG; ``'all'`` keeps all and writes ``weight`` = 1/k.
+    fractions : 3 or 4 floats
+        train, val, test [, test_paired] fractions of LRGs.
+    tolerance_arcsec : float
+        Sky-matching tolerance of LRG identity. Unit: arcsec.
+    inline : bool
+        Copy blobs into ``image_npz`` instead of writing pointers only.
+    resplit : bool
+        Ignore the input's splits and assign every LRG by hash.
+    """
+    match = tuple(match)
+    cap = None if str(positives_per_lrg) == "all" else int(positives_per_lrg)
+    measured = tuple(c for c in match if c in MEASURED_COLUMNS)
+    params = SplitParams(mode, int(seed), tuple(fractions), cap, match, match_bins, resplit,
+                         {"measured": measured})
+    files = list_parquet_files(input_path)
+    columns, partial = metadata_columns(files)
+    catalog = read_paired(input_path, columns=columns)
+    ident = match_lrgs(catalog.frame["ra"].to_numpy(), catalog.frame["dec"].to_numpy(), tolerance_arcsec)
+    frame = catalog.frame.assign(**{LRG_ID_COLUMN: ident.lrg_id})
+    if measured:
+        frame = measure_controls(frame, measured, progress=progress)
+    result = assign(frame, params)
+    rows = result.frame
+    if inline:
+        rows = rows.assign(**{IMAGE_COLUMN: read_blobs(rows)})
+    table = pa.Table.from_pandas(rows, preserve_index=False)
+    sha = rows_sha256(table)
+    meta = _clean({
+        "format": "shortcutgates.manifest", "version": 1, "package_version": __version__,
+        "parameters": {"mode": mode, "seed": int(seed), "match": list(match), "match_bins": match_bins,
+                       "positives_per_lrg": "all" if cap is None else cap, "fractions": list(fractions),
+                       "tolerance_arcsec": tolerance_arcsec, "inline": inline, "resplit": resplit},
+        "seed": int(seed), "input": {"path": str(Path(input_path).resolve()), "files": [_file_record(f) for f in files],
+                                     "n_rows": int(len(catalog.frame)), "n_cutout_excluded": catalog.n_cutout_excluded,
+                                     "columns_not_in_all_files": partial},
+        "identity": {"n_lrgs": ident.n_lrgs, "max_extent_arcsec": float(ident.extent_arcsec.max(initial=0.0)),
+                     "n_chained_groups": int((ident.extent_arcsec > tolerance_arcsec).sum())},
+        "split_source": result.split_source, "lrg_counts": result.lrg_counts, "counts": _counts(rows),
+        "n_rows": int(len(rows)), "balance": result.balance,
+        "matching": None if result.matching is None else result.matching.as_dict(),
+        "files": [MANIFEST_PARQUET], "rows_sha256": sha,
+    })
+    _write_tree(Path(out_dir), table, meta)
+    return BuildSummary(Path(out_dir), len(rows), meta["counts"], sha, meta)
+
+
+# --- command line -------------------------------------------------------------------------------
+def _columns_arg(text: str) -> tuple:
+    return tuple(c.strip() for c in text.split(",") if c.strip())
+
+
+def _fractions_arg(text: str) -> tuple:
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise ValueError(f"--fractions must be comma-separated numbers (got {text!r})") from None
+
+
+def _cap_arg(text: str):
+    if text == "all":
+        return "all"
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"--positives-per-lrg must be a positive integer or 'all' (got {text!r})")
+    return int(text)
+
+
+def add_arguments(parser) -> None:
+    """Options of ``shortcutgates build``."""
+    parser.add_argument("--input", required=True, metavar="PAIRED", help="paired parquet file or directory")
+    parser.add_argument("--out", required=True, metavar="DIR", help="manifest directory (replaced atomically)")
+    parser.add_argument("--mode", required=True, choices=("paired", "unpaired"))
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="Default: %(default)r")
+    parser.add_argument("--match", type=_columns_arg, default=(), metavar="COL,COL",
+                        help="match negatives to positives in bins of these columns (unpaired); measured: "
+                        + ", ".join(MEASURED_COLUMNS))
+    parser.add_argument("--match-bins", type=int, default=5, metavar="N", help="Default: %(default)r")
+    parser.add_argument("--positives-per-lrg", type=_cap_arg, default=1, metavar="K|all", help="Default: %(default)r")
+    parser.add_argument("--fractions", type=_fractions_arg, default=(0.7, 0.15, 0.15), metavar="TR,VA,TE[,TP]",
+                        help="Default: 0.7,0.15,0.15")
+    parser.add_argument("--tolerance-arcsec", type=float, default=0.5, metavar="ARCSEC", help="Default: %(default)r")
+    parser.add_argument("--inline", action="store_true", help="copy image blobs into the manifest (image_npz)")
+    parser.add_argument("--resplit", action="store_true", help="ignore input splits; assign LRGs by hash")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args) -> int:
+    """Run ``shortcutgates build``; prints one summary line per split."""
+    summary = build_manifest(args.input, args.out, mode=args.mode, seed=args.seed, match=args.match,
+                             positives_per_lrg=args.positives_per_lrg, fractions=args.fractions,
+                             tolerance_arcsec=args.tolerance_arcsec, inline=args.inline, resplit=args.resplit,
+                             progress=not args.no_progress, match_bins=args.match_bins)
+    print(f"wrote {summary.n_rows} rows to {summary.out_dir} (sha256 {summary.rows_sha256[:12]})")
+    for split, c in summary.counts.items():
+        print(f"  {split:<12} {c['pos']:>8} pos {c['neg']:>8} neg {c['lrgs']:>8} LRGs")
+    matching = summary.meta.get("matching")
+    if matching and (matching["n_pos_lrgs_dropped"] or matching["n_neg_lrgs_dropped"]):
+        print(f"  matching dropped {matching['n_pos_lrgs_dropped']} positive and {matching['n_neg_lrgs_dropped']} "
+              f"negative LRGs in {matching['n_unbalanced_cells']} unbalanced cells (listed in manifest.json)",
+              file=sys.stderr)
+    return 0

@@ -1,0 +1,481 @@
+"""LRG-disjoint splits, unpaired pools, positives-per-LRG caps and property matching (DESIGN §4).
+
+Everything here is a pure function of a catalogue frame that already carries ``lrg_id`` (from
+:mod:`shortcutgates.identity`) and the provenance columns ``source_path`` / ``source_row`` /
+``split`` of :func:`shortcutgates.io.read_paired`. No image is read.
+
+Every random choice is a keyed hash, never a random stream, so that it depends only on the
+thing it decides about:
+
+* the split, the pool (positive / negative) and ``test_paired`` membership of an LRG are
+  functions of ``(lrg_id, seed)`` — adding LRGs never moves an old one, row order never matters;
+* which injections of a positive LRG are kept under the cap, and which row of an LRG provides
+  its control, are functions of the row's *content* (its metadata values) and the seed — not of
+  its position in the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from .schema import (
+    CONDITIONS,
+    CTRL_COLUMN,
+    INJECTION_TRUTH,
+    LABEL_COLUMN,
+    LRG_ID_COLUMN,
+    LRG_TRUTH,
+    MANIFEST_SPLITS,
+    POINTER_COLUMNS,
+    SPLIT_COLUMN,
+    SPLITS,
+    STAMP_COLUMN,
+    DataError,
+)
+
+MODES = ("paired", "unpaired")
+WEIGHT_COLUMN = "weight"
+PROVENANCE_COPIED = ("brickname", "task_id")
+"""Provenance columns copied into the manifest when present."""
+_NOT_CONTENT = {"source_path", "source_row", SPLIT_COLUMN, LRG_ID_COLUMN}
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    """Parameters of a build (recorded in ``manifest.json``)."""
+
+    mode: str
+    """``paired`` or ``unpaired``."""
+    seed: int
+    fractions: tuple = (0.7, 0.15, 0.15)
+    """train, val, test [, test_paired] fractions of LRGs; they sum to 1. With three values an
+    unpaired build moves half of the test LRGs to ``test_paired``."""
+    positives_per_lrg: int | None = 1
+    """Cap on positive rows per LRG; None keeps all of them with weights 1/k."""
+    match: tuple = ()
+    """Columns whose distribution the negatives must follow (unpaired only)."""
+    match_bins: int = 5
+    """Quantile bins per matched column (columns with at most this many values: one bin per value)."""
+    resplit: bool = False
+    """Ignore input splits and assign all LRGs by hash."""
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"SplitParams: 'mode' must be one of {', '.join(MODES)} (got {self.mode!r})")
+        if self.positives_per_lrg is not None and int(self.positives_per_lrg) < 1:
+            raise ValueError(f"SplitParams: 'positives_per_lrg' must be >= 1 or None for all "
+                             f"(got {self.positives_per_lrg!r})")
+        if self.match and self.mode == "paired":
+            raise ValueError("SplitParams: 'match' applies to unpaired builds only "
+                             "(a paired build's negatives are the positives' own LRGs)")
+        if int(self.match_bins) < 1:
+            raise ValueError(f"SplitParams: 'match_bins' must be >= 1 (got {self.match_bins!r})")
+        split_fractions(self.fractions, self.mode)
+
+
+def split_fractions(fractions, mode: str) -> tuple[tuple[float, float, float], float]:
+    """Validate fractions; return (train, val, test + test_paired) and the test_paired share of test.
+
+    Parameters
+    ----------
+    fractions : sequence of 3 or 4 floats
+        Fractions of LRGs, summing to 1. A fourth value is the ``test_paired`` fraction.
+    mode : {'paired', 'unpaired'}
+
+    Returns
+    -------
+    (f_train, f_val, f_test), share
+        ``share`` is the fraction of test LRGs that go to ``test_paired`` (0 for paired builds).
+    """
+    f = tuple(float(x) for x in fractions)
+    if len(f) not in (3, 4) or any(not np.isfinite(x) or x < 0 for x in f) or abs(sum(f) - 1.0) > 1e-6:
+        raise ValueError(f"fractions must be 3 or 4 non-negative numbers summing to 1 (got {list(fractions)})")
+    if len(f) == 4 and mode == "paired" and f[3] > 0:
+        raise ValueError("fractions: a test_paired fraction applies to unpaired builds only")
+    test = f[2] + (f[3] if len(f) == 4 else 0.0)
+    if mode == "paired":
+        share = 0.0
+    else:
+        share = 0.5 if len(f) == 3 else (f[3] / test if test > 0 else 0.0)
+    return (f[0], f[1], test), share
+
+
+# --- keyed hashes ------------------------------------------------------------------------------
+def unit_hash(keys, seed: int, purpose: str) -> np.ndarray:
+    """Uniform numbers in [0, 1) from BLAKE2b of ``(seed, purpose, key)``.
+
+    Parameters
+    ----------
+    keys : sequence of str, shape (N,)
+    seed : int
+    purpose : str
+        Separates independent decisions (``split``, ``pool``, ``test_paired``, ``match``).
+
+    Returns
+    -------
+    ndarray, shape (N,), float64
+        The same key, seed and purpose always give the same number, on any machine.
+    """
+    prefix = f"shortcutgates/{int(seed)}/{purpose}/".encode()
+    out = np.empty(len(keys), np.float64)
+    for i, key in enumerate(keys):
+        digest = hashlib.blake2b(prefix + str(key).encode(), digest_size=8).digest()
+        out[i] = int.from_bytes(digest, "big") / 2.0**64
+    return out
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64 finaliser (Steele et al. 2014), vectorised over uint64."""
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def row_keys(catalog: pd.DataFrame, seed: int | None = None) -> np.ndarray:
+    """A uint64 key per row from its metadata values (not its position), optionally seeded.
+
+    Columns that only locate a row (``source_path``, ``source_row``) are left out, so permuting
+    the input or splitting it over other files does not change a row's key.
+    """
+    cols = sorted(c for c in catalog.columns if c not in _NOT_CONTENT)
+    keys = pd.util.hash_pandas_object(catalog[cols], index=False).to_numpy(np.uint64)
+    if seed is not None:
+        salt = int.from_bytes(hashlib.blake2b(f"rows/{int(seed)}".encode(), digest_size=8).digest(), "big")
+        keys = _mix64(keys ^ np.uint64(salt))
+    return keys
+
+
+# --- splits ------------------------------------------------------------------------------------
+def hash_splits(lrg_ids, seed: int, fractions) -> np.ndarray:
+    """Split name of each LRG from ``unit_hash(lrg_id, seed)`` and cumulative fractions (train, val, test)."""
+    u = unit_hash(lrg_ids, seed, "split")
+    cuts = np.cumsum(np.asarray(fractions[:3], np.float64))
+    idx = np.searchsorted(cuts[:2], u, side="right")
+    return np.asarray(SPLITS, dtype=object)[idx]
+
+
+def input_splits(catalog: pd.DataFrame) -> pd.Series | None:
+    """The input split of each LRG (index: sorted ``lrg_id``), or None if the input has none.
+
+    Raises
+    ------
+    DataError
+        An unknown split name, rows without a split beside rows with one, or LRGs whose rows
+        straddle two input splits (listed with their files; re-split with ``--resplit``).
+    """
+    given = catalog[SPLIT_COLUMN]
+    has = given.notna().to_numpy()
+    if not has.any():
+        return None
+    if not has.all():
+        files = sorted(set(catalog.loc[~has, "source_path"]))
+        raise DataError(f"{int((~has).sum())} rows have no split while others do (files: {', '.join(files[:3])})",
+                        column=SPLIT_COLUMN, hint="give every file a split directory or region_split, or use --resplit")
+    unknown = sorted(set(given.astype(str)) - set(SPLITS))
+    if unknown:
+        row = catalog[given.astype(str).isin(unknown)].iloc[0]
+        raise DataError(f"unknown split {row[SPLIT_COLUMN]!r}; expected {', '.join(SPLITS)}",
+                        file=row["source_path"], row=int(row["source_row"]), column=SPLIT_COLUMN)
+    per_lrg = catalog.groupby(LRG_ID_COLUMN, sort=True)[SPLIT_COLUMN].agg(lambda s: sorted(set(s)))
+    straddle = per_lrg[per_lrg.map(len) > 1]
+    if len(straddle):
+        raise DataError(f"{len(straddle)} LRG(s) straddle input splits: " + "; ".join(
+            _describe_straddle(catalog, lrg) for lrg in straddle.index[:10]) + (" ..." if len(straddle) > 10 else ""),
+            column=SPLIT_COLUMN, hint="fix the input splits or rebuild them from LRG identity with --resplit")
+    return per_lrg.map(lambda s: s[0]).astype(object)
+
+
+def _describe_straddle(catalog: pd.DataFrame, lrg: str) -> str:
+    rows = catalog[catalog[LRG_ID_COLUMN] == lrg]
+    parts = [f"{split} ({', '.join(sorted({str(p).rsplit('/', 1)[-1] for p in g['source_path']}))})"
+             for split, g in rows.groupby(SPLIT_COLUMN, sort=True)]
+    return f"{lrg} in {' and '.join(parts)}"
+
+
+def lrg_roles(lrg_ids: np.ndarray, split: np.ndarray, params: SplitParams) -> tuple[np.ndarray, np.ndarray]:
+    """Final split and role (``pair``, ``pos``, ``neg``) of each LRG.
+
+    Paired builds: every LRG is a ``pair``. Unpaired builds: a share of the test LRGs becomes
+    ``test_paired`` (role ``pair``); the others go to the positive or negative pool by hash.
+    """
+    split = np.asarray(split, dtype=object).copy()
+    if params.mode == "paired":
+        return split, np.full(len(lrg_ids), "pair", dtype=object)
+    _, share = split_fractions(params.fractions, params.mode)
+    held = (split == "test") & (unit_hash(lrg_ids, params.seed, "test_paired") < share)
+    split[held] = "test_paired"
+    positive = unit_hash(lrg_ids, params.seed, "pool") < 0.5
+    role = np.where(held, "pair", np.where(positive, "pos", "neg")).astype(object)
+    return split, role
+
+
+# --- rows --------------------------------------------------------------------------------------
+def positive_rows(catalog: pd.DataFrame, cap: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the positive rows kept per LRG, and their weights.
+
+    Rows of an LRG are ranked by their seeded content key; the first ``cap`` are kept (all if
+    ``cap`` is None). Weights are ``1 / k`` for an LRG with k kept rows, so that every LRG
+    carries total weight 1, like a negative LRG's single control.
+
+    Returns
+    -------
+    positions : ndarray of int64, shape (M,)
+        Row positions (``iloc``) into ``catalog``.
+    weight : ndarray of float64, shape (M,)
+    """
+    order = pd.DataFrame({"lrg": catalog[LRG_ID_COLUMN].to_numpy(), "key": row_keys(catalog, seed),
+                          "path": catalog["source_path"].to_numpy(), "row": catalog["source_row"].to_numpy(),
+                          "pos": np.arange(len(catalog))}).sort_values(["lrg", "key", "path", "row"], kind="stable")
+    rank = order.groupby("lrg", sort=False).cumcount().to_numpy()
+    keep = order[rank < cap] if cap is not None else order
+    counts = keep.groupby("lrg", sort=False)["pos"].transform("size").to_numpy()
+    return keep["pos"].to_numpy(np.int64), 1.0 / counts
+
+
+def control_rows(catalog: pd.DataFrame) -> pd.Series:
+    """Position (``iloc``) of the row that provides each LRG's control image (index: sorted lrg_id).
+
+    Controls of one LRG are identical, so one row is enough; it is the row with the smallest
+    unseeded content key, which does not depend on row order.
+    """
+    order = pd.DataFrame({"lrg": catalog[LRG_ID_COLUMN].to_numpy(), "key": row_keys(catalog),
+                          "path": catalog["source_path"].to_numpy(), "row": catalog["source_row"].to_numpy(),
+                          "pos": np.arange(len(catalog))}).sort_values(["lrg", "key", "path", "row"], kind="stable")
+    first = order.drop_duplicates("lrg", keep="first")
+    return pd.Series(first["pos"].to_numpy(np.int64), index=first["lrg"].to_numpy())
+
+
+def property_columns(catalog: pd.DataFrame, extra=()) -> list[str]:
+    """Input columns copied into the manifest, in a fixed order (injection truth first)."""
+    wanted = list(INJECTION_TRUTH) + list(CONDITIONS) + list(LRG_TRUTH) + list(extra) + list(PROVENANCE_COPIED)
+    return [c for c in dict.fromkeys(wanted) if c in catalog.columns]
+
+
+def sample_rows(catalog: pd.DataFrame, positions, label: int, split, weight, columns) -> pd.DataFrame:
+    """Manifest rows for the catalogue rows at ``positions`` (label 1: stamp, 0: control)."""
+    src = catalog.iloc[np.asarray(positions, np.int64)]
+    out = pd.DataFrame({
+        LABEL_COLUMN: np.full(len(src), label, np.int8),
+        SPLIT_COLUMN: np.asarray(split, dtype=object),
+        LRG_ID_COLUMN: src[LRG_ID_COLUMN].to_numpy(),
+        "ra": src["ra"].to_numpy(np.float64),
+        "dec": src["dec"].to_numpy(np.float64),
+        POINTER_COLUMNS[0]: src["source_path"].to_numpy(),
+        POINTER_COLUMNS[1]: src["source_row"].to_numpy(np.int64),
+        POINTER_COLUMNS[2]: STAMP_COLUMN if label == 1 else CTRL_COLUMN,
+    })
+    for col in columns:
+        values = src[col].to_numpy()
+        if label == 0 and col in INJECTION_TRUTH:
+            values = np.full(len(src), np.nan)
+        out[col] = values
+    out[WEIGHT_COLUMN] = np.asarray(weight, np.float64)
+    return out
+
+
+# --- property matching -------------------------------------------------------------------------
+class MatchReport(NamedTuple):
+    """How the negative pool was matched to the positive pool (recorded in ``manifest.json``)."""
+
+    columns: tuple
+    bins: dict
+    """Column -> list of bin labels (``[lo, hi)`` ranges, single values, or ``missing``)."""
+    n_cells: int
+    """Occupied (split, bin, bin, ...) cells."""
+    n_pos_lrgs_dropped: int
+    """Positive LRGs dropped because their cell had fewer negative LRGs."""
+    n_neg_lrgs_dropped: int
+    unbalanced_cells: list
+    """Every cell whose positive and negative LRG counts differed: split, bin per column, n_pos, n_neg, kept."""
+
+    def as_dict(self) -> dict:
+        return {"columns": list(self.columns), "bins": self.bins, "n_cells": self.n_cells,
+                "n_pos_lrgs_dropped": self.n_pos_lrgs_dropped, "n_neg_lrgs_dropped": self.n_neg_lrgs_dropped,
+                "n_unbalanced_cells": len(self.unbalanced_cells), "unbalanced_cells": self.unbalanced_cells}
+
+
+def bin_codes(values, n_bins: int) -> tuple[np.ndarray, list[str]]:
+    """Bin index of each value and the bin labels; NaN gets code -1 (its own ``missing`` bin).
+
+    Columns with at most ``n_bins`` distinct values get one bin per value; others get quantile
+    bins (edges at the 1/n_bins quantiles, duplicates merged).
+    """
+    values = np.asarray(values, np.float64)
+    finite = values[np.isfinite(values)]
+    uniq = np.unique(finite)
+    codes = np.full(len(values), -1, np.int64)
+    ok = np.isfinite(values)
+    if len(uniq) <= n_bins:
+        codes[ok] = np.searchsorted(uniq, values[ok])
+        labels = [f"{v:g}" for v in uniq]
+    else:
+        edges = np.unique(np.quantile(finite, np.linspace(0, 1, n_bins + 1)[1:-1]))
+        codes[ok] = np.searchsorted(edges, values[ok], side="right")
+        bounds = np.r_[-np.inf, edges, np.inf]
+        labels = [f"[{lo:.6g}, {hi:.6g})" for lo, hi in zip(bounds[:-1], bounds[1:])]
+    return codes, labels
+
+
+def match_pools(frame: pd.DataFrame, columns, n_bins: int, seed: int) -> tuple[np.ndarray, MatchReport]:
+    """Keep equal numbers of positive and negative LRGs in every (split, bins) cell.
+
+    Works on LRGs of the unpaired pools (``test_paired`` is left alone). An LRG's value is the
+    median of its rows. In each cell the ``n = min(n_pos, n_neg)`` LRGs of each pool with the
+    smallest ``unit_hash(lrg_id, seed, 'match')`` are kept, so negatives follow the positives'
+    distribution over the cells, without replacement. Every cell where LRGs were dropped is listed
+    in the report — including cells with positives and no negatives — so nothing goes silently.
+
+    Returns
+    -------
+    keep : ndarray of bool, shape (len(frame),)
+    report : MatchReport
+    """
+    pooled = frame[SPLIT_COLUMN].to_numpy() != "test_paired"
+    lrg = (frame[pooled].groupby(LRG_ID_COLUMN, sort=True)
+           .agg(split=(SPLIT_COLUMN, "first"), label=(LABEL_COLUMN, "first"), **{c: (c, "median") for c in columns}))
+    cell_cols, bins = [SPLIT_COLUMN], {}
+    for col in columns:
+        lrg[f"_bin_{col}"], bins[col] = bin_codes(lrg[col], n_bins)
+        cell_cols.append(f"_bin_{col}")
+    lrg["_u"] = unit_hash(lrg.index.to_numpy(), seed, "match")
+    lrg = lrg.rename(columns={"split": SPLIT_COLUMN}).sort_values("_u", kind="stable")
+    lrg["_rank"] = lrg.groupby(cell_cols + ["label"], sort=False).cumcount()
+    counts = lrg.groupby(cell_cols + ["label"]).size().unstack("label", fill_value=0).reindex(columns=[0, 1], fill_value=0)
+    n_keep = counts.min(axis=1).rename("_n")
+    lrg = lrg.join(n_keep, on=cell_cols)
+    kept = lrg.index[lrg["_rank"] < lrg["_n"]]
+    unbalanced = []
+    for cell, row in counts[counts[0] != counts[1]].iterrows():
+        cell = cell if isinstance(cell, tuple) else (cell,)
+        unbalanced.append({"split": cell[0], **{c: ("missing" if k < 0 else bins[c][k]) for c, k in zip(columns, cell[1:])},
+                           "n_pos": int(row[1]), "n_neg": int(row[0]), "kept": int(min(row[0], row[1]))})
+    report = MatchReport(tuple(columns), bins, len(counts), int((counts[1] - n_keep).sum()),
+                         int((counts[0] - n_keep).sum()), unbalanced)
+    keep = ~pooled | frame[LRG_ID_COLUMN].isin(kept).to_numpy()
+    return keep, report
+
+
+def standardised_mean_difference(a, b, wa=None, wb=None) -> float:
+    """SMD of a property between two groups: ``(mean_a - mean_b) / sqrt((var_a + var_b) / 2)``.
+
+    NaN values are ignored; weights (optional) give weighted means and variances. Returns NaN when
+    a group has no finite value, 0 when both groups are constant and equal, ±inf when constant and
+    different. Reference: Austin 2009, Statistics in Medicine 28, 3083, eq. 1.
+    """
+    stats = []
+    for x, w in ((a, wa), (b, wb)):
+        x = np.asarray(x, np.float64)
+        w = np.ones_like(x) if w is None else np.asarray(w, np.float64)
+        ok = np.isfinite(x) & (w > 0)
+        if not ok.any():
+            return float("nan")
+        mean = np.average(x[ok], weights=w[ok])
+        stats.append((mean, np.average((x[ok] - mean) ** 2, weights=w[ok])))
+    diff = stats[0][0] - stats[1][0]
+    pooled = np.sqrt((stats[0][1] + stats[1][1]) / 2.0)
+    if pooled == 0:
+        return 0.0 if diff == 0 else float(np.sign(diff) * np.inf)
+    return float(diff / pooled)
+
+
+def balance(frame: pd.DataFrame, columns) -> dict:
+    """SMD (positive vs negative rows, weighted) per column over the train/val/test splits."""
+    rows = frame[frame[SPLIT_COLUMN].isin(SPLITS).to_numpy()]
+    pos, neg = rows[rows[LABEL_COLUMN] == 1], rows[rows[LABEL_COLUMN] == 0]
+    out = {}
+    for col in columns:
+        value = standardised_mean_difference(pd.to_numeric(pos[col], errors="coerce"),
+                                             pd.to_numeric(neg[col], errors="coerce"),
+                                             pos[WEIGHT_COLUMN], neg[WEIGHT_COLUMN])
+        out[col] = None if np.isnan(value) else value
+    return out
+
+
+# --- the whole assignment ----------------------------------------------------------------------
+class SplitResult(NamedTuple):
+    """Manifest rows of a build and what was decided on the way."""
+
+    frame: pd.DataFrame
+    """One row per sample, sorted by split, lrg_id, label (descending), source_path, source_row."""
+    split_source: str
+    """``input`` (splits kept from directories / region_split) or ``hash``."""
+    lrg_counts: dict
+    """split -> role (``pos``/``neg``/``pair``) -> number of LRGs before matching."""
+    matching: MatchReport | None
+    balance: dict
+    """``before`` / ``after`` matching: column -> SMD (None where undefined)."""
+
+
+def balance_columns(frame: pd.DataFrame, match=()) -> list[str]:
+    """Columns whose balance is reported: matched columns, else conditions, LRG truth and measured ones."""
+    if match:
+        return list(match)
+    skip = set(INJECTION_TRUTH) | set(PROVENANCE_COPIED) | {LABEL_COLUMN, SPLIT_COLUMN, LRG_ID_COLUMN, "ra", "dec",
+                                                             WEIGHT_COLUMN, *POINTER_COLUMNS}
+    return [c for c in frame.columns if c not in skip and pd.api.types.is_numeric_dtype(frame[c])]
+
+
+def check_match_columns(catalog: pd.DataFrame, match) -> None:
+    """Refuse matching on missing, non-numeric or injection-truth columns (one-line ValueError)."""
+    for col in match:
+        if col in INJECTION_TRUTH:
+            raise ValueError(f"match: '{col}' is injection truth (NaN for negatives); match on LRG or observing properties")
+        if col not in catalog.columns:
+            raise ValueError(f"match: column '{col}' is not in the input (has {', '.join(map(str, catalog.columns))})")
+        if not pd.api.types.is_numeric_dtype(catalog[col]):
+            raise ValueError(f"match: column '{col}' must be numeric (got dtype {catalog[col].dtype})")
+
+
+def assign(catalog: pd.DataFrame, params: SplitParams) -> SplitResult:
+    """Build the manifest rows of a catalogue (pointers only; no image is read).
+
+    Parameters
+    ----------
+    catalog : DataFrame
+        Rows of :func:`shortcutgates.io.read_paired` plus ``lrg_id``.
+    params : SplitParams
+    """
+    check_match_columns(catalog, params.match)
+    lrgs = np.unique(catalog[LRG_ID_COLUMN].to_numpy().astype(str)).astype(object)
+    given = None if params.resplit else input_splits(catalog)
+    split = given.reindex(lrgs).to_numpy() if given is not None else hash_splits(
+        lrgs, params.seed, split_fractions(params.fractions, params.mode)[0])
+    split, role = lrg_roles(lrgs, split, params)
+    split_of, role_of = pd.Series(split, index=lrgs), pd.Series(role, index=lrgs)
+    columns = property_columns(catalog, extra=tuple(params.extra.get("measured", ())) + tuple(params.match))
+    pos, weight = positive_rows(catalog, params.positives_per_lrg, params.seed)
+    pos_lrg = catalog[LRG_ID_COLUMN].to_numpy()[pos]
+    take = role_of.reindex(pos_lrg).isin(["pair", "pos"]).to_numpy()
+    neg_lrgs = lrgs[np.isin(role, ["pair", "neg"])]
+    frame = pd.concat([
+        sample_rows(catalog, pos[take], 1, split_of.reindex(pos_lrg[take]).to_numpy(), weight[take], columns),
+        sample_rows(catalog, control_rows(catalog).reindex(neg_lrgs).to_numpy(), 0, split_of.reindex(neg_lrgs).to_numpy(),
+                    np.ones(len(neg_lrgs)), columns)], ignore_index=True)
+    bal_cols = balance_columns(frame, params.match)
+    report, before = None, balance(frame, bal_cols)
+    if params.match:
+        keep, report = match_pools(frame, params.match, params.match_bins, params.seed)
+        frame = frame[keep]
+    frame = sort_rows(frame)
+    after = balance(frame, bal_cols)
+    if params.positives_per_lrg is not None:
+        frame = frame.drop(columns=WEIGHT_COLUMN)
+    counts = pd.crosstab(split, role)
+    lrg_counts = {s: {r: int(counts.loc[s, r]) for r in counts.columns if counts.loc[s, r]} for s in counts.index}
+    return SplitResult(frame, "hash" if given is None else "input", lrg_counts, report,
+                       {"columns": bal_cols, "before": before, "after": after})
+
+
+def sort_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Canonical row order: split (train, val, test, test_paired), lrg_id, label 1 before 0, source."""
+    key = frame[SPLIT_COLUMN].map({s: i for i, s in enumerate(MANIFEST_SPLITS)})
+    order = (frame.assign(_s=key.to_numpy(), _l=-frame[LABEL_COLUMN].astype(np.int64))
+             .sort_values(["_s", LRG_ID_COLUMN, "_l", POINTER_COLUMNS[0], POINTER_COLUMNS[1]], kind="stable"))
+    return order.drop(columns=["_s", "_l"]).reset_index(drop=True)
