@@ -1,0 +1,389 @@
+"""The experiment report: ``results.json`` -> ``report.md`` + ``report.html`` + PNG figures.
+
+Also the ``shortcutgates report RESULTS [--out DIR]`` command. The layout of ``results.json`` is
+documented in :mod:`shortcutgates.experiment`; this module only reads it. The report is a list of
+blocks (heading, paragraph, list, table, figure) rendered twice, to Markdown and to HTML, so both
+say the same thing. Every verdict and every answer to the proposal's review questions is computed
+here from the measurements; no sentence states a result that is not in ``results.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import math
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from . import report_figures as figs
+from . import report_text as text
+from .io import write_bytes_atomic
+
+RESULTS_SCHEMA = "shortcutgates.experiment/1"
+KEY_METRICS = ("E1", "E2", "E3", "E3_gap", "E4")
+EXPERIMENT_TITLES = {
+    "E1": "E1 paired→paired AUROC",
+    "E2": "E2 unpaired→unpaired AUROC",
+    "E3": "E3 E2 model on test_paired AUROC",
+    "E3_gap": "|E3 − E2|",
+    "E4": "E4 core-LR AUC (E2 input)",
+}
+
+
+class Criterion(NamedTuple):
+    """A success criterion of the proposal, decided for one configuration."""
+
+    config: str
+    name: str
+    """e.g. ``"E2 AUROC > 0.80"``."""
+    metric: str
+    """Key of the metric in ``experiments`` (E2, E4, E3_gap)."""
+    threshold: float
+    direction: str
+    """``"min"``: the value must exceed the threshold; ``"max"``: stay below it."""
+    verdict: str
+    """``held``, ``failed``, ``inconclusive`` or ``missing``."""
+    value: float | None
+    """Estimate (mean over seeds)."""
+    detail: str
+
+
+CRITERIA = (("E2", "E2 AUROC > 0.80", 0.80, "min"),
+            ("E4", "E4 core-LR AUC < 0.65", 0.65, "max"),
+            ("E3_gap", "|E3 − E2| < 0.05", 0.05, "max"))
+
+
+class ReportFiles(NamedTuple):
+    markdown: Path
+    html: Path
+    figures: list
+
+
+# --- numbers -----------------------------------------------------------------------------------
+def fmt(value, digits: int = 3) -> str:
+    """A number for the report; ``n/a`` for None/NaN."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def fmt_metric(m: dict | None) -> str:
+    """``value [lo, hi]`` of a metric record, or ``n/a``."""
+    if not m or m.get("value") is None:
+        return "n/a" if not m or not m.get("message") else f"n/a ({m['message']})"
+    ci = m.get("ci")
+    if ci and ci[0] is not None and ci[1] is not None:
+        return f"{fmt(m['value'])} [{fmt(ci[0])}, {fmt(ci[1])}]"
+    return fmt(m["value"])
+
+
+def metric_values(results: dict, config: str, key: str) -> list:
+    """Values of one metric of one configuration over the seeds (None where missing)."""
+    out = []
+    for run in results.get("seeds", []):
+        m = run.get("configs", {}).get(config, {}).get("experiments", {}).get(key)
+        out.append(None if not m else m.get("value"))
+    return out
+
+
+def summarize(results: dict) -> dict:
+    """Mean ± std over seeds of the key metrics: ``{config: {metric: {mean, std, n_seeds, values}}}``.
+
+    ``std`` is the sample standard deviation (ddof=1); None with a single seed.
+    """
+    summary = {}
+    for config in config_names(results):
+        summary[config] = {}
+        for key in KEY_METRICS:
+            vals = [v for v in metric_values(results, config, key) if v is not None]
+            arr = np.asarray(vals, dtype=float)
+            summary[config][key] = {
+                "mean": float(arr.mean()) if len(arr) else None,
+                "std": float(arr.std(ddof=1)) if len(arr) > 1 else None,
+                "n_seeds": len(arr),
+                "values": [float(v) for v in arr],
+            }
+    return summary
+
+
+def config_names(results: dict) -> list:
+    return [c["name"] for c in results.get("params", {}).get("configs", [])]
+
+
+def _decide(m: dict | None, threshold: float, direction: str) -> str:
+    if not m or m.get("value") is None:
+        return "missing"
+    v = m["value"]
+    good = v > threshold if direction == "min" else v < threshold
+    if not good:
+        return "failed"
+    ci = m.get("ci")
+    if not ci or ci[0] is None or ci[1] is None:
+        return "inconclusive"
+    bound = ci[0] if direction == "min" else ci[1]
+    return "held" if (bound > threshold if direction == "min" else bound < threshold) else "inconclusive"
+
+
+def criteria(results: dict) -> list:
+    """Decide each success criterion for each configuration.
+
+    Per seed: ``held`` when the interval lies on the good side of the threshold, ``failed`` when the
+    estimate lies on the bad side, ``inconclusive`` otherwise. Over seeds: the common verdict if all
+    seeds agree, else ``inconclusive`` with the count.
+    """
+    out = []
+    for config in config_names(results):
+        for key, name, threshold, direction in CRITERIA:
+            per_seed = [_decide(run["configs"].get(config, {}).get("experiments", {}).get(key), threshold, direction)
+                        for run in results.get("seeds", [])]
+            vals = [v for v in metric_values(results, config, key) if v is not None]
+            verdict = per_seed[0] if per_seed and len(set(per_seed)) == 1 else "inconclusive"
+            detail = ", ".join(f"seed {run['seed']}: {v}" for run, v in zip(results["seeds"], per_seed))
+            value = float(np.mean(vals)) if vals else None
+            out.append(Criterion(config, name, key, threshold, direction, verdict, value, detail))
+    return out
+
+
+# --- figures -----------------------------------------------------------------------------------
+def make_figures(results: dict, results_dir: Path, fig_dir: Path) -> dict:
+    """Draw every figure the results allow; returns ``{name: path}`` (first seed's curves)."""
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    run = results["seeds"][0]
+    configs = config_names(results)
+    made = {}
+    panels = {}
+    for exp in ("E1", "E2", "E3"):
+        curves = {}
+        for config in configs:
+            c = run["configs"].get(config, {})
+            roc, m = c.get("roc", {}).get(exp), c.get("experiments", {}).get(exp)
+            if roc and m and m.get("value") is not None:
+                curves[config] = {"fpr": roc["fpr"], "tpr": roc["tpr"], "value": m["value"], "ci": m.get("ci")}
+        if curves:
+            panels[exp] = curves
+    if panels:
+        made["roc"] = figs.roc_figure(panels, fig_dir / "roc.png")
+    core_rows = _core_rows(results)
+    if core_rows:
+        made["core_lr"] = figs.interval_figure(core_rows, fig_dir / "core_lr.png", threshold=0.65, direction="max",
+                                               title="core-LR AUC (10×10 box) vs the 0.65 gate", ylabel="AUC")
+    if results.get("properties"):
+        made["properties"] = figs.property_figure(results["properties"], fig_dir / "properties.png")
+    examples = results.get("examples")
+    if examples and (results_dir / examples["file"]).exists():
+        with np.load(results_dir / examples["file"], allow_pickle=False) as npz:
+            made["stamps"] = figs.stamps_figure({k: npz[k] for k in npz.files}, fig_dir / "stamps.png")
+    shift_rows = [dict(r, config=config) for config in configs
+                  for r in run["configs"].get(config, {}).get("gates", [])
+                  if r["gate"] in ("arc_masked_auroc", "core_transplant_auroc") and r.get("value") is not None]
+    if shift_rows:
+        made["shifts"] = figs.shifts_figure(shift_rows, fig_dir / "shifts.png")
+    strata = {}
+    for config in configs:
+        for prop, bins in run["configs"].get(config, {}).get("stratified", {}).items():
+            strata.setdefault(prop, {})[config] = bins
+    if strata:
+        made["stratified"] = figs.stratified_figure(strata, fig_dir / "stratified.png", threshold=0.80)
+    return made
+
+
+def _core_rows(results: dict) -> list:
+    run = results["seeds"][0]
+    rows = []
+    for dataset in ("paired", "unpaired"):
+        for r in run.get("data_gates", {}).get(dataset, []):
+            if r["gate"] == "core_lr_auc" and r.get("value") is not None:
+                rows.append({"label": f"{dataset} {r['params'].get('input', '')}".strip(), "value": r["value"],
+                             "ci": r.get("ci"), "group": "data (paired / unpaired)"})
+    for config in config_names(results):
+        m = run["configs"].get(config, {}).get("experiments", {}).get("E4")
+        if m and m.get("value") is not None:
+            rows.append({"label": f"E4 {config}", "value": m["value"], "ci": m.get("ci"), "group": "E4: E2 model input"})
+    return rows
+
+
+# --- document ----------------------------------------------------------------------------------
+def build_document(results: dict, figures: dict) -> list:
+    """The report as blocks: ``("h1"|"h2"|"p", text)``, ``("ul", items)``, ``("table", header, rows)``,
+    ``("img", path, caption)``."""
+    configs = config_names(results)
+    summary = results.get("summary") or summarize(results)
+    crit = criteria(results)
+    p = results["params"]
+    doc = [("h1", "Unpaired training: experiments E1–E4"),
+           ("p", text.intro(results))]
+    doc += [("h2", "E1–E4"), ("table", *results_table(results, summary)),
+            ("p", "Each cell: estimate [95% interval, LRG bootstrap]" if len(results["seeds"]) == 1 else
+             f"Each cell: mean ± std over {len(results['seeds'])} seeds (seeds {', '.join(str(r['seed']) for r in results['seeds'])}).")]
+    doc += [("h2", "Success criteria of the proposal"),
+            ("table", ["configuration", "criterion", "value", "verdict", "per seed"],
+             [[c.config, c.name, fmt(c.value), c.verdict, c.detail] for c in crit])]
+    doc += [("h2", "Answers to the review questions")]
+    for question, answer in text.answers(results, summary, crit):
+        doc += [("h3", question), ("p", answer)]
+    captions = {
+        "roc": "ROC curves per experiment (first seed).",
+        "core_lr": "Core-LR AUC: on the built data (raw_robust / residual input) and on each E2 model's input, "
+                   "against the 0.65 gate.",
+        "properties": "Lens vs non-lens distributions of each property in the unpaired training split "
+                      "(SMD: standardised mean difference; the balance gate allows |SMD| ≤ 0.1).",
+        "stamps": "Examples (r band): stamp, control (same LRG without arc), difference (the arc), residual "
+                  "input, and the θ_E annulus that the arc-masked gate replaces with noise.",
+        "shifts": "Arc-masked and core-transplant AUROC of the E2 models (≤ 0.60 passes: the score does not "
+                  "move without the arc / with a lens's core alone).",
+        "stratified": "E2 detection AUROC by θ_E, PSF and depth bin (dashed: 0.80).",
+    }
+    doc += [("h2", "Figures")] + [("img", path, captions[name]) for name, path in figures.items()]
+    doc += [("h2", "Gates of the E2 models")]
+    for config in configs:
+        records = results["seeds"][0]["configs"].get(config, {}).get("gates", [])
+        doc += [("h3", config), ("table", *gate_table(records))]
+    doc += [("h2", "Gates of the built data")]
+    for dataset, records in results["seeds"][0].get("data_gates", {}).items():
+        doc += [("h3", dataset), ("table", *gate_table(records))]
+    doc += [("h2", "Reproduce"), ("code", results.get("command", "")),
+            ("p", f"shortcutgates {results.get('package_version', '?')}; parameters: "
+                  + ", ".join(f"{k}={v}" for k, v in p.items() if k != "configs"))]
+    return doc
+
+
+def results_table(results: dict, summary: dict) -> tuple:
+    header = ["configuration"] + [EXPERIMENT_TITLES[k] for k in KEY_METRICS]
+    rows = []
+    single = len(results["seeds"]) == 1
+    for config in config_names(results):
+        cells = [config]
+        for key in KEY_METRICS:
+            if single:
+                cells.append(fmt_metric(results["seeds"][0]["configs"].get(config, {}).get("experiments", {}).get(key)))
+            else:
+                s = summary[config][key]
+                cells.append("n/a" if s["mean"] is None else f"{fmt(s['mean'])} ± {fmt(s['std'])}")
+        rows.append(cells)
+    return header, rows
+
+
+def gate_table(records: Sequence[dict]) -> tuple:
+    header = ["gate", "value [95% CI]", "threshold", "verdict", "n (LRGs)", "message"]
+    rows = []
+    for r in records:
+        thr = "" if r.get("threshold") is None else f"{'≤' if r['direction'] == 'max' else '≥'} {fmt(r['threshold'], 2)}"
+        rows.append([r["id"], fmt_metric(r), thr, r["verdict"], f"{r['n']} ({r['n_groups']})", r.get("message", "")])
+    return header, rows
+
+
+def terminal_table(results: dict) -> str:
+    """The E1–E4 table as aligned plain text for the terminal."""
+    header, rows = results_table(results, results.get("summary") or summarize(results))
+    header = ["config", "E1", "E2", "E3", "|E3-E2|", "E4 core-LR"]
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in [header] + rows]
+    verdicts = [f"  {c.config}: {c.name}: {c.verdict}" for c in criteria(results)]
+    return "\n".join(lines[:1] + ["  ".join("-" * w for w in widths)] + lines[1:] + ["criteria:"] + verdicts)
+
+
+# --- rendering ---------------------------------------------------------------------------------
+def _md_cell(x) -> str:
+    return str(x).replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(doc: list, base: Path) -> str:
+    out = []
+    for block in doc:
+        kind = block[0]
+        if kind in ("h1", "h2", "h3"):
+            out.append("#" * int(kind[1]) + " " + block[1])
+        elif kind == "p":
+            out.append(block[1])
+        elif kind == "code":
+            out.append("```\n" + block[1] + "\n```")
+        elif kind == "table":
+            header, rows = block[1], block[2]
+            lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+            out.append("\n".join(lines) if rows else "(none)")
+        elif kind == "img":
+            out.append(f"![{block[2]}]({Path(block[1]).relative_to(base).as_posix()})\n\n*{block[2]}*")
+    return "\n\n".join(out) + "\n"
+
+
+def to_html(doc: list, base: Path, title: str) -> str:
+    e = html.escape
+    out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>"
+           "body{font-family:sans-serif;max-width:70em;margin:2em auto;line-height:1.4}"
+           "table{border-collapse:collapse;font-size:0.9em}td,th{border:1px solid #ccc;padding:3px 6px}"
+           "img{max-width:100%}figcaption{font-style:italic}</style></head><body>"]
+    for block in doc:
+        kind = block[0]
+        if kind in ("h1", "h2", "h3"):
+            out.append(f"<{kind}>{e(block[1])}</{kind}>")
+        elif kind == "p":
+            out.append(f"<p>{e(block[1])}</p>")
+        elif kind == "code":
+            out.append(f"<pre>{e(block[1])}</pre>")
+        elif kind == "table":
+            head = "".join(f"<th>{e(str(h))}</th>" for h in block[1])
+            body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>" for row in block[2])
+            out.append(f"<table><tr>{head}</tr>{body}</table>" if block[2] else "<p>(none)</p>")
+        elif kind == "img":
+            src = Path(block[1]).relative_to(base).as_posix()
+            out.append(f"<figure><img src='{e(src)}' alt='{e(block[2])}'><figcaption>{e(block[2])}</figcaption></figure>")
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+def load_results(path) -> dict:
+    """Read and check an experiment ``results.json``."""
+    path = Path(path)
+    try:
+        results = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"report: no such file {path}") from None
+    except ValueError as exc:
+        raise ValueError(f"report: {path} is not valid JSON ({exc})") from None
+    if not isinstance(results, dict) or results.get("schema") != RESULTS_SCHEMA:
+        got = results.get("schema") if isinstance(results, dict) else type(results).__name__
+        raise ValueError(f"report: {path} is not an experiment results file (schema {got!r}, "
+                         f"expected {RESULTS_SCHEMA!r}; written by 'shortcutgates experiment')")
+    if not results.get("seeds"):
+        raise ValueError(f"report: {path} holds no run ('seeds' is empty)")
+    return results
+
+
+def render_report(results: dict, results_dir, out_dir=None) -> ReportFiles:
+    """Write ``report.md``, ``report.html`` and ``figures/*.png`` to ``out_dir`` (default: results_dir).
+
+    Parameters
+    ----------
+    results : dict
+        Parsed ``results.json`` (see :mod:`shortcutgates.experiment`).
+    results_dir : path-like
+        Directory of ``results.json``; files it names (``examples.npz``) are looked up there.
+    """
+    results_dir = Path(results_dir)
+    out_dir = Path(out_dir or results_dir)
+    figures = make_figures(results, results_dir, out_dir / "figures")
+    doc = build_document(results, figures)
+    md, page = out_dir / "report.md", out_dir / "report.html"
+    write_bytes_atomic(md, to_markdown(doc, out_dir).encode())
+    write_bytes_atomic(page, to_html(doc, out_dir, "shortcutgates experiment report").encode())
+    return ReportFiles(md, page, list(figures.values()))
+
+
+# --- command -----------------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("results", metavar="RESULTS", help="results.json written by 'shortcutgates experiment'")
+    parser.add_argument("--out", metavar="DIR", default=None,
+                        help="where report.md, report.html and figures/ go. Default: beside RESULTS")
+
+
+def run(args: argparse.Namespace) -> int:
+    path = Path(args.results)
+    results = load_results(path)
+    files = render_report(results, path.parent, args.out)
+    print(terminal_table(results))
+    print(f"report: {files.markdown}\n        {files.html}")
+    return 0
