@@ -152,3 +152,128 @@ def core_lr_auc(
     if preprocess is not None:
         images = get_preprocessor(preprocess)(images)
     return grouped_cv_auc(central_box(images, box), labels, groups, n_splits=n_splits, seed=seed)
+
+
+# --- further feature sets --------------------------------------------------------------------
+def profile_features(images: np.ndarray) -> np.ndarray:
+    """Azimuthal-median profiles of all bands, flattened: shape (N, C * n_rings).
+
+    Notes
+    -----
+    On ``residual`` images every ring median is zero by construction, so this probe is meaningful
+    only on ``raw_robust`` (or raw) input; the gate refuses residual input.
+    """
+    from ..preprocess import azimuthal_median_profile
+
+    images = np.asarray(images, dtype=np.float32)
+    return azimuthal_median_profile(images).reshape(len(images), -1)
+
+
+def arc_radii(theta_e_px: np.ndarray, *, width: float = 2.5, default: tuple[float, float] = (4.0, 12.0),
+              r_max: float | None = None) -> tuple[float, float]:
+    """Radii of the annulus where arcs lie, from the positives' Einstein radii.
+
+    Parameters
+    ----------
+    theta_e_px : ndarray
+        Einstein radii of the positives (NaN ignored). Unit: pixel. Used only to place the annulus,
+        never as a feature.
+    width : float
+        Margin added on both sides (arc thickness and PSF). Unit: pixel.
+    default : (float, float)
+        Annulus used when no Einstein radius is known (0.26″ px: about 1″ to 3″).
+    r_max : float, optional
+        Upper limit (e.g. the inner radius of the normalisation annulus).
+
+    Returns
+    -------
+    (r_in, r_out) : float. Unit: pixel.
+    """
+    theta = np.asarray(theta_e_px, np.float64)
+    theta = theta[np.isfinite(theta)]
+    if len(theta) == 0:
+        r_in, r_out = default
+    else:
+        lo, hi = np.quantile(theta, [0.05, 0.95])
+        r_in, r_out = max(0.0, lo - width), hi + width
+    if r_max is not None:
+        r_out = min(r_out, r_max)
+    if r_out <= r_in:
+        raise ProbeError(f"arc annulus is empty (r_in {r_in:.1f} px >= r_out {r_out:.1f} px)")
+    return float(r_in), float(r_out)
+
+
+def ring_features(images: np.ndarray, r_in: float, r_out: float) -> np.ndarray:
+    """Per band and 1-px ring inside ``r_in <= r < r_out``: mean, standard deviation and maximum.
+
+    A lensed arc raises a ring's mean (its flux), its scatter and its maximum (its concentration
+    in azimuth); the latter two survive the residual preprocessing, where ring medians are zero.
+
+    Returns
+    -------
+    ndarray, shape (N, C * n_rings * 3)
+    """
+    from ..preprocess import radius_grid
+
+    images = np.asarray(images, dtype=np.float32)
+    r = radius_grid(*images.shape[-2:])
+    feats = []
+    for k in range(int(np.floor(r_in)), int(np.ceil(r_out))):
+        ring = (r >= max(k, r_in)) & (r < min(k + 1, r_out))
+        if ring.sum() < 2:
+            continue
+        pix = images[..., ring]  # (N, C, n_pix)
+        feats += [pix.mean(-1), pix.std(-1), pix.max(-1)]
+    if not feats:
+        raise ProbeError(f"no 1-px ring of at least 2 pixels between r = {r_in:.1f} and {r_out:.1f} px")
+    return np.concatenate(feats, axis=1)
+
+
+def standardised_mean_difference(labels: np.ndarray, values: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """(mean₁ − mean₀) / sqrt((var₁ + var₀) / 2), optionally weighted (Austin 2009, Stat. Med. 28, 3083).
+
+    Identical constant values in both classes give 0; constant but different values give ±inf.
+    """
+    labels = np.asarray(labels).astype(bool)
+    values = np.asarray(values, np.float64)
+    w = np.ones(len(values)) if weights is None else np.asarray(weights, np.float64)
+    stats = []
+    for cls in (True, False):
+        m = labels == cls
+        ws = w[m].sum()
+        if ws <= 0:
+            raise ValueError("standardised_mean_difference: needs both classes")
+        mean = np.average(values[m], weights=w[m])
+        stats.append((mean, np.average((values[m] - mean) ** 2, weights=w[m])))
+    (m1, v1), (m0, v0) = stats
+    pooled = np.sqrt((v1 + v0) / 2)
+    if pooled == 0:
+        return 0.0 if m1 == m0 else float(np.sign(m1 - m0) * np.inf)
+    return float((m1 - m0) / pooled)
+
+
+def metadata_features(frame, columns) -> np.ndarray:
+    """Property columns as features: median-imputed, plus a missing-indicator column where values are missing.
+
+    A property present for one class only (the survey's ``theta_e_arcsec`` pitfall) separates the
+    classes through its indicator, as it would for a classifier; injection truth is never passed in.
+    """
+    import pandas as pd
+
+    out = []
+    for col in columns:
+        values = pd.to_numeric(frame[col], errors="coerce").to_numpy(np.float64)
+        missing = ~np.isfinite(values)
+        if missing.all():
+            continue
+        fill = np.median(values[~missing])
+        out.append(np.where(missing, fill, values))
+        if missing.any():
+            out.append(missing.astype(np.float64))
+    if not out:
+        raise ProbeError(f"no property column with values among {', '.join(columns) or 'none'}")
+    features = np.column_stack(out)
+    keep = np.ptp(features, axis=0) > 0
+    if not keep.any():
+        raise ProbeError("property columns are constant across the sample")
+    return features[:, keep]

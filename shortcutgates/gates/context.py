@@ -1,0 +1,343 @@
+"""The gate context: a manifest (and a model) loaded once, with everything the gates share cached.
+
+Per split the context keeps one *sample*: rows capped at ``config.max_samples`` (whole LRGs drawn
+per label, seeded), images decoded once, rows that fail to decode or normalise left out (the
+``data_integrity`` gate reports them), negatives deduplicated by image hash (in paired data an LRG
+with k injections carries k identical controls). Probes, model scores and perturbations all work on
+this sample, so the model scores each unperturbed image exactly once per context.
+
+LRG identity is always the sky match of :mod:`shortcutgates.identity` (tolerance 0.5″); given
+``lrg_id`` values are checked against it and disagreements are reported by ``lrg_leakage``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from .. import io as sgio
+from ..identity import check_lrg_ids, match_lrgs
+from ..preprocess import annulus_median_mad, get_preprocessor
+from ..schema import (
+    CONDITIONS, LABEL_COLUMN, LRG_ID_COLUMN, LRG_TRUTH, MANIFEST_SPLITS, PIXEL_SCALE_ARCSEC, SPLIT_COLUMN, DataError,
+)
+from .probes import ProbeError
+from .records import GateConfig
+
+ScoreFn = Callable[[np.ndarray], np.ndarray]
+"""``score_fn(raw_images (N, 3, H, W) nanomaggies) -> (N,) scores``; higher = more lens-like."""
+
+CHUNK = 512
+"""Rows decoded (integrity) or scored (model) per batch."""
+
+
+class SplitSample(NamedTuple):
+    """The sample of one split that every gate of that split uses."""
+
+    frame: pd.DataFrame
+    """Metadata of the kept rows (no blobs), index reset."""
+    images: np.ndarray
+    """(N, 3, H, W) float32 raw stamps. Unit: nanomaggies."""
+    labels: np.ndarray
+    """(N,) int: 1 lens, 0 non-lens."""
+    groups: np.ndarray
+    """(N,) str: sky-matched LRG identity."""
+    theta_e_px: np.ndarray
+    """(N,) float: Einstein radius of positives (NaN for negatives). Unit: pixel. Never a feature."""
+    n_selected: int
+    """Rows drawn before dropping bad rows and duplicate negatives."""
+    n_bad: int
+    """Rows left out because they do not decode or cannot be normalised."""
+    n_duplicates: int
+    """Negatives left out as byte-identical copies of a kept negative."""
+
+    @property
+    def note(self) -> str:
+        parts = [f"{len(self.labels)} of {self.n_selected} sampled rows"]
+        if self.n_duplicates:
+            parts.append(f"{self.n_duplicates} duplicate negatives dropped")
+        if self.n_bad:
+            parts.append(f"{self.n_bad} bad rows left out (see data_integrity)")
+        return ", ".join(parts)
+
+
+def cap_rows(labels: np.ndarray, groups: np.ndarray, max_rows: int | None, seed: int) -> np.ndarray:
+    """Positions of a seeded sample of at most ``max_rows`` rows, drawn as whole LRGs per label.
+
+    Each label keeps its share of the rows; LRGs are taken in a seeded random order until the
+    label's share is reached, so an LRG is never split. Returns sorted positions.
+    """
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    if max_rows is None or len(labels) <= max_rows:
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    keep = []
+    for label in np.unique(labels):
+        pos = np.flatnonzero(labels == label)
+        quota = int(round(max_rows * len(pos) / len(labels)))
+        ids, inverse = np.unique(groups[pos], return_inverse=True)
+        sizes = np.bincount(inverse, minlength=len(ids))
+        order = rng.permutation(len(ids))
+        taken = order[np.cumsum(sizes[order]) <= quota]
+        keep.append(pos[np.isin(inverse, taken)])
+    return np.sort(np.concatenate(keep))
+
+
+def image_hashes(images: np.ndarray) -> np.ndarray:
+    """sha1 hex digest of each image's float32 bytes, shape (N,)."""
+    return np.array([hashlib.sha1(np.ascontiguousarray(im, np.float32).tobytes()).hexdigest() for im in images])
+
+
+def dedup_negatives(labels: np.ndarray, images: np.ndarray) -> np.ndarray:
+    """Boolean keep-mask: the first of each set of byte-identical negatives, every positive."""
+    keep = np.ones(len(labels), bool)
+    neg = np.flatnonzero(np.asarray(labels) == 0)
+    if len(neg):
+        _, first = np.unique(image_hashes(images[neg]), return_index=True)
+        keep[neg] = False
+        keep[neg[first]] = True
+    return keep
+
+
+def normalisable(images: np.ndarray) -> np.ndarray:
+    """(N,) bool: every band has a non-zero outer-annulus MAD (``raw_robust`` can normalise it)."""
+    if len(images) == 0:
+        return np.zeros(0, bool)
+    _, mad = annulus_median_mad(images)
+    return (mad[..., 0, 0] > 0).all(axis=1)
+
+
+def _sky_groups(frame: pd.DataFrame) -> np.ndarray:
+    return match_lrgs(frame["ra"].to_numpy(), frame["dec"].to_numpy()).lrg_id.astype(str)
+
+
+class GateContext:
+    """Manifest, samples, preprocessed inputs and model scores, each computed once.
+
+    Parameters
+    ----------
+    data : path
+        Manifest directory (built or hand-written) or a single parquet file (DESIGN §3).
+    model : path, optional
+        Checkpoint (DESIGN §6); loaded with ``shortcutgates.checkpoint.load_checkpoint``.
+    config : GateConfig
+    progress : bool
+        tqdm progress bars on stderr.
+    score_fn : callable, optional
+        ``raw_images -> scores`` used instead of a checkpoint (tests, benchmarks, foreign models).
+    """
+
+    def __init__(self, data, model=None, config: GateConfig = GateConfig(), progress: bool = False,
+                 score_fn: ScoreFn | None = None, preprocess: str | Callable | None = None):
+        self.data = Path(data)
+        self.config = config
+        self.progress = progress
+        manifest = sgio.read_manifest(self.data)
+        self.manifest = manifest
+        frame = manifest.frame
+        if frame[SPLIT_COLUMN].isna().any():
+            i = int(np.flatnonzero(frame[SPLIT_COLUMN].isna().to_numpy())[0])
+            raise DataError("split is missing", file=frame["manifest_file"].iloc[i],
+                            row=int(frame["manifest_row"].iloc[i]), column=SPLIT_COLUMN)
+        frame[SPLIT_COLUMN] = frame[SPLIT_COLUMN].astype(str)
+        frame["_group"] = _sky_groups(frame)
+        self.frame = frame
+        self.id_check = (check_lrg_ids(frame["ra"], frame["dec"], frame[LRG_ID_COLUMN])
+                         if LRG_ID_COLUMN in frame else None)
+        self.model_path = None if model is None else Path(model)
+        self._loaded = None
+        self._score_fn = score_fn
+        self._preprocess = preprocess
+        if model is not None:
+            self._load_model(self.model_path)
+        self._samples: dict[str, SplitSample] = {}
+        self._inputs: dict[tuple[str, str], np.ndarray] = {}
+        self._scores: dict[str, np.ndarray] = {}
+        self._integrity = None
+        self.n_inference_passes = 0
+        """Calls of the score function over a set of images (one per split, one per perturbation)."""
+        self.n_images_scored = 0
+
+    # --- model ---------------------------------------------------------------------------------
+    def _load_model(self, path: Path) -> None:
+        try:
+            from ..checkpoint import load_checkpoint
+            from ..evaluate import predict_scores
+        except ImportError as exc:
+            raise RuntimeError(f"GateContext: cannot load a checkpoint, the model modules are missing ({exc})") from None
+        loaded = load_checkpoint(path)
+        self._loaded = loaded
+        self._score_fn = lambda raw: np.asarray(predict_scores(loaded, raw), np.float64)
+        self._preprocess = loaded.preprocess
+
+    @property
+    def has_model(self) -> bool:
+        return self._score_fn is not None
+
+    def score(self, raw_images: np.ndarray) -> np.ndarray:
+        """Model scores of raw images (one inference pass, counted), shape (N,)."""
+        if self._score_fn is None:
+            raise ProbeError("no model given")
+        self.n_inference_passes += 1
+        self.n_images_scored += len(raw_images)
+        out = [np.asarray(self._score_fn(raw_images[i:i + CHUNK]), np.float64).reshape(-1)
+               for i in range(0, len(raw_images), CHUNK)]
+        scores = np.concatenate(out) if out else np.zeros(0)
+        if len(scores) != len(raw_images) or not np.isfinite(scores).all():
+            raise ProbeError(f"model returned {len(scores)} scores for {len(raw_images)} images or non-finite scores")
+        return scores
+
+    def scores(self, split: str) -> np.ndarray:
+        """Model scores of a split's sample, computed once."""
+        if split not in self._scores:
+            self._scores[split] = self.score(self.sample(split).images)
+        return self._scores[split]
+
+    @property
+    def model_preprocess_name(self) -> str:
+        p = self._preprocess
+        if p is None:
+            return "raw_robust"
+        if isinstance(p, str):
+            return p
+        if isinstance(p, dict):
+            return str(p.get("mode") or p.get("name"))
+        return getattr(p, "name", None) or getattr(p, "mode", None) or getattr(p, "__name__", "custom")
+
+    def model_preprocess(self, images: np.ndarray) -> np.ndarray:
+        """The model's own deterministic preprocessing of raw images (DESIGN §5)."""
+        p = self._preprocess
+        if callable(p):
+            return np.asarray(p(images), np.float32)
+        return get_preprocessor(self.model_preprocess_name)(images)
+
+    # --- splits and samples --------------------------------------------------------------------
+    @property
+    def splits(self) -> list[str]:
+        present = set(self.frame[SPLIT_COLUMN].unique())
+        return [s for s in MANIFEST_SPLITS if s in present] + sorted(present - set(MANIFEST_SPLITS))
+
+    @property
+    def probe_splits(self) -> list[str]:
+        """Splits the data gates examine: all but ``test_paired`` (paired on purpose, for the cross-test)."""
+        return [s for s in self.splits if s != "test_paired"] or self.splits
+
+    @property
+    def eval_split(self) -> str:
+        """The split the perturbation gates use: test, else val, else the first."""
+        return next((s for s in ("test", "val") if s in self.splits), self.splits[0])
+
+    @property
+    def paired_split(self) -> str:
+        """``test_paired`` if present, else the evaluation split (which must then be paired)."""
+        return "test_paired" if "test_paired" in self.splits else self.eval_split
+
+    @property
+    def property_columns(self) -> list[str]:
+        """Property columns present with finite values (observing conditions, LRG truth); never injection truth."""
+        out = []
+        for col in CONDITIONS + LRG_TRUTH:
+            if col in self.frame:
+                values = pd.to_numeric(self.frame[col], errors="coerce")
+                if values.notna().any():
+                    out.append(col)
+        return out
+
+    def rows(self, split: str) -> pd.DataFrame:
+        """All manifest rows of a split (metadata and blobs)."""
+        rows = self.frame[self.frame[SPLIT_COLUMN] == split]
+        if rows.empty:
+            raise ProbeError(f"split {split!r} has no rows (splits present: {', '.join(self.splits)})")
+        return rows
+
+    def sample(self, split: str) -> SplitSample:
+        """The capped, decoded, deduplicated sample of a split (computed once)."""
+        if split not in self._samples:
+            self._samples[split] = self._make_sample(split)
+        return self._samples[split]
+
+    def _make_sample(self, split: str) -> SplitSample:
+        rows = self.rows(split)
+        labels = rows[LABEL_COLUMN].to_numpy().astype(int)
+        pos = cap_rows(labels, rows["_group"].to_numpy(), self.config.max_samples, self.config.seed)
+        sub = rows.iloc[pos].reset_index(drop=True)
+        images, failures = sgio.load_images(sub, skip_bad=True)
+        ok = np.ones(len(sub), bool)
+        ok[[f.index for f in failures]] = False
+        sub = sub[ok].reset_index(drop=True)
+        good = normalisable(images)
+        sub, images = sub[good].reset_index(drop=True), images[good]
+        labels = sub[LABEL_COLUMN].to_numpy().astype(int)
+        keep = dedup_negatives(labels, images)
+        sub, images = sub[keep].reset_index(drop=True), images[keep]
+        theta = (pd.to_numeric(sub["theta_e_arcsec"], errors="coerce").to_numpy(np.float64) / PIXEL_SCALE_ARCSEC
+                 if "theta_e_arcsec" in sub else np.full(len(sub), np.nan))
+        theta = np.where(sub[LABEL_COLUMN].to_numpy() == 1, theta, np.nan)
+        meta = sub.drop(columns=[c for c in ("image_npz",) if c in sub])
+        return SplitSample(meta, images, meta[LABEL_COLUMN].to_numpy().astype(int), meta["_group"].to_numpy(),
+                           theta, len(pos), len(failures) + int((~good).sum()), int((~keep).sum()))
+
+    def inputs(self, split: str, mode: str) -> np.ndarray:
+        """Preprocessed images of a split's sample: ``mode`` is a preprocessor name or ``"model"``."""
+        key = (split, mode)
+        if key not in self._inputs:
+            raw = self.sample(split).images
+            self._inputs[key] = self.model_preprocess(raw) if mode == "model" else get_preprocessor(mode)(raw)
+        return self._inputs[key]
+
+    # --- integrity -----------------------------------------------------------------------------
+    def integrity(self) -> list[str]:
+        """One message per row that fails to decode, has another stamp shape, or cannot be normalised."""
+        if self._integrity is None:
+            self._integrity = self._check_rows()
+        return self._integrity
+
+    def _check_rows(self) -> list[str]:
+        from tqdm.auto import tqdm
+
+        problems, shape, frame = [], None, self.frame
+        for start in tqdm(range(0, len(frame), CHUNK), desc="data_integrity", disable=not self.progress, leave=False):
+            part = frame.iloc[start:start + CHUNK]
+            images, failures = sgio.load_images(part, skip_bad=True)
+            problems += [str(f.error) for f in failures]
+            where = np.setdiff1d(np.arange(len(part)), [f.index for f in failures])
+            shape = images.shape[1:] if shape is None and len(images) else shape
+            for j, image in zip(where, images):
+                loc = f"{part['manifest_file'].iloc[j]}: row {int(part['manifest_row'].iloc[j])}"
+                if image.shape != shape:
+                    problems.append(f"{loc}: stamp shape {image.shape} differs from the first row's {shape}")
+                elif not normalisable(image[None])[0]:
+                    problems.append(f"{loc}: a band has zero outer-annulus MAD (constant or empty stamp)")
+        return problems
+
+    # --- report blocks -------------------------------------------------------------------------
+    @property
+    def data_info(self) -> dict:
+        """The report's ``"data"`` block."""
+        meta = self.manifest.meta or {}
+        per_split = {}
+        for split in self.splits:
+            rows = self.frame[self.frame[SPLIT_COLUMN] == split]
+            per_split[split] = {"n": int(len(rows)), "n_pos": int((rows[LABEL_COLUMN] == 1).sum()),
+                                "n_neg": int((rows[LABEL_COLUMN] == 0).sum()), "n_lrgs": int(rows["_group"].nunique())}
+        return {"path": str(self.data), "n_rows": int(len(self.frame)), "splits": per_split,
+                "hand_written": self.manifest.meta is None, "sha256": meta.get("sha256"),
+                "mode": meta.get("mode"), "max_samples": self.config.max_samples, "seed": self.config.seed}
+
+    @property
+    def model_info(self) -> dict | None:
+        """The report's ``"model"`` block (None without a model)."""
+        if not self.has_model:
+            return None
+        info = {"path": None if self.model_path is None else str(self.model_path),
+                "preprocess": self.model_preprocess_name}
+        payload = getattr(self._loaded, "payload", None)
+        if isinstance(payload, dict):
+            for key in ("format", "version", "model_config", "train_config", "data", "metrics", "seed"):
+                if key in payload:
+                    info[key] = payload[key]
+        return info

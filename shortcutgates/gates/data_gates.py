@@ -1,0 +1,185 @@
+"""Data gates (DESIGN §8): each is ``gate(context, case) -> GateResult`` and needs no model.
+
+The probes run on a split's sample (:meth:`GateContext.sample`): capped, decoded once, negatives
+deduplicated by image hash, LRG identity from sky matching. Cross-validation is grouped by LRG;
+every AUC carries an LRG-bootstrap interval. Injection truth (``theta_e_arcsec``) only places the
+arc annulus and the per-bin breakdown; it is never a feature.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..schema import LABEL_COLUMN, PIXEL_SCALE_ARCSEC, SPLIT_COLUMN
+from ..preprocess import annulus_radii
+from .decision import bootstrap_auroc, bootstrap_metric, estimate_result, make_result, weighted_auroc_metric
+from .probes import (
+    ProbeError, arc_radii, central_box, grouped_cv_scores, metadata_features, profile_features, ring_features,
+    standardised_mean_difference,
+)
+from .records import GateCase, GateResult
+
+
+def _gate(name: str):
+    from .registry import REGISTRY  # the registry imports this module
+
+    return REGISTRY[name]
+
+
+def data_integrity(context, case: GateCase) -> GateResult:
+    """Rows that fail to decode, have another stamp shape, or cannot be normalised: must be 0."""
+    problems = context.integrity()
+    shown = "; ".join(problems[:3]) + (f"; … {len(problems) - 3} more" if len(problems) > 3 else "")
+    frame = context.frame
+    return make_result(context.config, case, _gate(case.gate), value=len(problems), ci=None, n=len(frame),
+                       n_groups=frame["_group"].nunique(), what="bad rows",
+                       note=shown or f"all {len(frame)} rows decode", extra={"problems": problems[:100]})
+
+
+def _shared(a: pd.Series, b: pd.Series) -> list[str]:
+    return sorted(set(a.unique()) & set(b.unique()))
+
+
+def lrg_leakage(context, case: GateCase) -> GateResult:
+    """LRG identities (sky-matched) shared by positives and negatives of a split, or by two splits."""
+    frame = context.frame
+    pair = str(case.params["pair"])
+    if pair == "pos-neg":
+        rows = context.rows(case.split)
+        shared = _shared(rows.loc[rows[LABEL_COLUMN] == 1, "_group"], rows.loc[rows[LABEL_COLUMN] == 0, "_group"])
+        what, hint = "LRGs with both a positive and a negative", " (paired construction)"
+    else:
+        a, b = pair.split("-", 1) if pair.count("-") == 1 else _split_pair(pair, context.splits)
+        shared = _shared(frame.loc[frame[SPLIT_COLUMN] == a, "_group"], frame.loc[frame[SPLIT_COLUMN] == b, "_group"])
+        rows, what, hint = frame[frame[SPLIT_COLUMN].isin([a, b])], f"LRGs in both {a} and {b}", ""
+    note = (f"e.g. {', '.join(shared[:3])}{hint}" if shared else "none shared")
+    check = context.id_check
+    if check is not None and not check.ok:
+        note += (f"; given lrg_id disagrees with sky matching: {len(check.split_ids)} ids span several LRGs, "
+                 f"{len(check.merged_ids)} LRGs carry several ids (sky matching used)")
+    return make_result(context.config, case, _gate(case.gate), value=len(shared), ci=None, n=len(rows),
+                       n_groups=rows["_group"].nunique(), what=what, note=note, extra={"shared": shared[:100]})
+
+
+def _split_pair(pair: str, splits: list[str]) -> tuple[str, str]:
+    for a in splits:
+        if pair.startswith(a + "-") and pair[len(a) + 1:] in splits:
+            return a, pair[len(a) + 1:]
+    raise ValueError(f"lrg_leakage: cannot read split pair {pair!r} (splits: {', '.join(splits)})")
+
+
+def property_balance(context, case: GateCase) -> GateResult:
+    """|standardised mean difference| of one property, positives vs negatives, with an LRG-bootstrap interval."""
+    sample = context.sample(case.split)
+    prop = str(case.params["prop"])
+    values = pd.to_numeric(sample.frame[prop], errors="coerce").to_numpy(np.float64)
+    ok = np.isfinite(values)
+    labels, groups = sample.labels[ok], sample.groups[ok]
+    missing = [c for c in (0, 1) if not (labels == c).any()]
+    if missing:
+        raise ProbeError(f"{prop!r} has no finite value for label {missing[0]} in split {case.split!r}")
+
+    def metric(lab, val, w=None):
+        return abs(standardised_mean_difference(lab, val, w))
+
+    est = bootstrap_metric(labels, values[ok], groups, metric, context.config)
+    note = sample.note + (f"; {int((~ok).sum())} rows without a value" if (~ok).any() else "")
+    return estimate_result(context.config, case, _gate(case.gate), est, f"|SMD| of {prop}", note)
+
+
+def _auc_result(context, case, labels, scores, groups, what, note="", extra=None) -> GateResult:
+    est = bootstrap_auroc(labels, scores, groups, context.config)
+    return estimate_result(context.config, case, _gate(case.gate), est, what, note, extra)
+
+
+def metadata_c2st_auc(context, case: GateCase) -> GateResult:
+    """Classifier two-sample test: grouped-CV AUC predicting the label from property columns."""
+    sample = context.sample(case.split)
+    columns = context.property_columns
+    features = metadata_features(sample.frame, columns)
+    scores = grouped_cv_scores(features, sample.labels, sample.groups, n_splits=context.config.n_splits,
+                               seed=context.config.seed)
+    return _auc_result(context, case, sample.labels, scores, sample.groups, "C2ST AUC",
+                       f"{len(columns)} property columns; {sample.note}")
+
+
+def _probe_input(context, case: GateCase) -> tuple[np.ndarray, str]:
+    mode = str(case.params["input"])
+    name = context.model_preprocess_name if mode == "model" else mode
+    return context.inputs(case.split, mode), name
+
+
+def theta_e_bin_aurocs(labels, scores, groups, theta_e_px, edges_arcsec, config) -> list[dict]:
+    """AUROC of the positives of each θ_E bin against all negatives (out-of-fold scores reused).
+
+    Returns one record per bin with ``lo``/``hi`` (arcsec), ``n_pos``, ``auc``, ``ci`` (or None when
+    the bin holds too few positives to measure).
+    """
+    theta_arcsec = np.asarray(theta_e_px) * PIXEL_SCALE_ARCSEC
+    out = []
+    for lo, hi in zip(edges_arcsec[:-1], edges_arcsec[1:]):
+        in_bin = (labels == 1) & (theta_arcsec >= lo) & (theta_arcsec < hi)
+        rec = {"lo": float(lo), "hi": float(hi), "n_pos": int(in_bin.sum()), "auc": None, "ci": None}
+        sel = in_bin | (labels == 0)
+        if in_bin.sum() >= 5 and (labels == 0).any():
+            est = bootstrap_auroc(labels[sel], scores[sel], groups[sel], config)
+            rec["auc"], rec["ci"] = est.value, (est.lo, est.hi)
+        out.append(rec)
+    return out
+
+
+def core_lr_auc(context, case: GateCase) -> GateResult:
+    """Grouped-CV logistic regression on the central box, with the AUROC by θ_E bin.
+
+    A failure names the θ_E bins whose AUROC exceeds the threshold, flagging those whose Einstein
+    radius lies inside the box (there the arc itself, not only the counter-image, is in the probe).
+    """
+    sample = context.sample(case.split)
+    box = int(case.params["box"])
+    images, name = _probe_input(context, case)
+    scores = grouped_cv_scores(central_box(images, box), sample.labels, sample.groups,
+                               n_splits=context.config.n_splits, seed=context.config.seed)
+    bins = theta_e_bin_aurocs(sample.labels, scores, sample.groups, sample.theta_e_px,
+                              context.config.theta_e_bins_arcsec, context.config)
+    half_box_arcsec = box / 2 * PIXEL_SCALE_ARCSEC
+    for rec in bins:
+        rec["arc_inside_box"] = rec["lo"] < half_box_arcsec
+    threshold = context.config.threshold_for(case, _gate(case.gate).threshold)
+    drivers = [r for r in bins if r["auc"] is not None and threshold is not None and r["auc"] > threshold]
+    note = f"input {name}; {sample.note}"
+    if drivers:
+        note += "; θ_E bins above threshold: " + ", ".join(
+            f"[{r['lo']:g}, {r['hi']:g})″ AUC {r['auc']:.3f}{' (arc inside the box)' if r['arc_inside_box'] else ''}"
+            for r in drivers)
+    return _auc_result(context, case, sample.labels, scores, sample.groups, f"core-LR AUC (box {box} px)", note,
+                       {"theta_e_bins": bins, "input": name})
+
+
+def radial_profile_lr_auc(context, case: GateCase) -> GateResult:
+    """Grouped-CV logistic regression on azimuthal-median profiles (reported, not gated)."""
+    sample = context.sample(case.split)
+    images, name = _probe_input(context, case)
+    if name == "residual":
+        raise ProbeError("radial profiles of residual images are zero by construction (ring medians are "
+                         "subtracted); this probe measures nothing on that input")
+    scores = grouped_cv_scores(profile_features(images), sample.labels, sample.groups,
+                               n_splits=context.config.n_splits, seed=context.config.seed)
+    return _auc_result(context, case, sample.labels, scores, sample.groups, "radial-profile AUC",
+                       f"input {name}; on raw images the arc's ring flux alone separates the classes; {sample.note}")
+
+
+def arc_annulus_lr_auc(context, case: GateCase) -> GateResult:
+    """Sanity: grouped-CV AUC on ring statistics where the arcs lie must reach the threshold."""
+    sample = context.sample(case.split)
+    images, name = _probe_input(context, case)
+    r_in, r_out = arc_radii(sample.theta_e_px, r_max=annulus_radii(*images.shape[-2:])[0])
+    scores = grouped_cv_scores(ring_features(images, r_in, r_out), sample.labels, sample.groups,
+                               n_splits=context.config.n_splits, seed=context.config.seed)
+    return _auc_result(context, case, sample.labels, scores, sample.groups, "arc-annulus AUC",
+                       f"input {name}; rings {r_in:.1f}-{r_out:.1f} px; {sample.note}",
+                       {"r_in_px": r_in, "r_out_px": r_out})
+
+
+__all__ = ["data_integrity", "lrg_leakage", "property_balance", "metadata_c2st_auc", "core_lr_auc",
+           "radial_profile_lr_auc", "arc_annulus_lr_auc", "theta_e_bin_aurocs", "weighted_auroc_metric"]

@@ -1,0 +1,269 @@
+"""Records of the gate suite: a gate, one parametrised case, its result, the suite configuration.
+
+These are re-exported by :mod:`shortcutgates.gates.registry`, which is the public entry point; they
+live here so that the gate implementations can import them without importing the registry.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Literal, Mapping
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .context import GateContext
+
+Direction = Literal["max", "min"]
+"""``"max"``: the value must stay ≤ threshold; ``"min"``: the value must reach ≥ threshold."""
+
+Verdict = Literal["pass", "fail", "inconclusive", "error", "skipped"]
+
+REPORT_KEYS: tuple[str, ...] = (
+    "id", "gate", "params", "split", "value", "ci", "threshold", "direction", "verdict", "n", "n_groups", "message",
+)
+"""Keys of one gate record in the report JSON (DESIGN §9), in order."""
+
+
+@dataclass(frozen=True)
+class GateCase:
+    """One test of the suite: a gate with its parameters on one split.
+
+    ``params`` is ordered; its values appear in the id after the split, e.g.
+    ``GateCase("core_lr_auc", {"box": 10, "input": "raw_robust"}, "train").id ==
+    "core_lr_auc[train-box10-raw_robust]"``.
+    """
+
+    gate: str
+    params: Mapping[str, object] = field(default_factory=dict)
+    split: str | None = None
+    needs: tuple[str, ...] = ("data",)
+    """What this case needs; ``core_lr_auc[...-model]`` needs the model although the gate is a data gate."""
+
+    @property
+    def id(self) -> str:
+        """Readable pytest id: ``gate[split-param-param]`` or just ``gate``."""
+        parts = [] if self.split is None else [str(self.split)]
+        parts += [_format_param(k, v) for k, v in self.params.items()]
+        return f"{self.gate}[{'-'.join(parts)}]" if parts else self.gate
+
+
+def _format_param(key: str, value: object) -> str:
+    if key == "box":
+        return f"box{value}"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """Outcome of one gate case: exactly the DESIGN §9 JSON gate record, plus ``extra``.
+
+    ``extra`` holds material for the report (per-θ_E-bin values, curves); it is not part of the
+    fixed JSON keys and :meth:`to_json` leaves it out unless asked.
+    """
+
+    id: str
+    gate: str
+    params: dict
+    split: str | None
+    value: float | None
+    ci: tuple[float, float] | None
+    threshold: float | None
+    direction: Direction
+    verdict: Verdict
+    n: int
+    n_groups: int
+    message: str
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self, *, with_extra: bool = False) -> dict:
+        """The DESIGN §9 record: plain JSON types, ``ci`` as ``[lo, hi]`` or null, NaN as null."""
+        record = {
+            "id": self.id,
+            "gate": self.gate,
+            "params": {k: _json_scalar(v) for k, v in self.params.items()},
+            "split": self.split,
+            "value": _json_float(self.value),
+            "ci": None if self.ci is None else [_json_float(self.ci[0]), _json_float(self.ci[1])],
+            "threshold": _json_float(self.threshold),
+            "direction": self.direction,
+            "verdict": self.verdict,
+            "n": int(self.n),
+            "n_groups": int(self.n_groups),
+            "message": self.message,
+        }
+        if with_extra:
+            record["extra"] = self.extra
+        return record
+
+
+def _json_float(x) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _json_scalar(x):
+    if hasattr(x, "item"):
+        return x.item()
+    return x
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One entry of the registry.
+
+    ``compute(context, case) -> GateResult`` measures the case; the registry's ``run_case`` turns
+    any :class:`~shortcutgates.gates.probes.ProbeError` into an ``error`` result.
+    """
+
+    name: str
+    metric: str
+    """One line: what is measured."""
+    threshold: float | None
+    """Default threshold; None: reported, not gated."""
+    direction: Direction
+    needs: tuple[str, ...]
+    """``("data",)`` or ``("data", "model")``."""
+    compute: Callable[["GateContext", GateCase], GateResult]
+
+
+CONFIG_KEYS = ("thresholds", "max_samples", "n_boot", "seed", "level", "waivers", "boxes", "n_splits",
+               "theta_e_bins_arcsec")
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Suite settings, from ``[tool.shortcutgates]`` of a ``pyproject.toml``.
+
+    Example::
+
+        [tool.shortcutgates]
+        max_samples = 4000          # rows per split, stratified by label and LRG (0 or absent: all)
+        n_boot = 1000               # LRG bootstrap resamples (>= 500)
+        seed = 0
+        level = 0.95                # confidence level of the intervals
+        boxes = [10]                # core-LR box sides, px
+        n_splits = 5                # grouped CV folds of the probes
+        theta_e_bins_arcsec = [0.0, 1.0, 1.5, 2.0, 10.0]
+
+        [tool.shortcutgates.thresholds]
+        core_lr_auc = 0.65                     # by gate name ...
+        "detection_auroc[val]" = 0.85          # ... or by case id (wins)
+
+        [tool.shortcutgates.waivers]
+        "cross_test_gap" = "test_paired is built from a different survey region (issue #12)"
+    """
+
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    max_samples: int | None = 4000
+    n_boot: int = 1000
+    seed: int = 0
+    level: float = 0.95
+    waivers: Mapping[str, str] = field(default_factory=dict)
+    """Gate id or gate name -> reason; the plugin turns the case into an xfail with that reason."""
+    boxes: tuple[int, ...] = (10,)
+    n_splits: int = 5
+    theta_e_bins_arcsec: tuple[float, ...] = (0.0, 1.0, 1.5, 2.0, 10.0)
+
+    def __post_init__(self):
+        if self.n_boot < 500:
+            raise ValueError(f"[tool.shortcutgates]: 'n_boot' must be >= 500 (got {self.n_boot})")
+        if not 0.5 < self.level < 1.0:
+            raise ValueError(f"[tool.shortcutgates]: 'level' must be in (0.5, 1) (got {self.level})")
+        if self.max_samples is not None and self.max_samples < 20:
+            raise ValueError(f"[tool.shortcutgates]: 'max_samples' must be >= 20 or absent (got {self.max_samples})")
+        if self.n_splits < 2:
+            raise ValueError(f"[tool.shortcutgates]: 'n_splits' must be >= 2 (got {self.n_splits})")
+        if not self.boxes or any(int(b) < 1 for b in self.boxes):
+            raise ValueError(f"[tool.shortcutgates]: 'boxes' must be positive pixel sizes (got {list(self.boxes)})")
+        edges = list(self.theta_e_bins_arcsec)
+        if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:])):
+            raise ValueError(f"[tool.shortcutgates]: 'theta_e_bins_arcsec' must increase (got {edges})")
+        for key, reason in self.waivers.items():
+            if not isinstance(reason, str) or not reason.strip():
+                raise ValueError(f"[tool.shortcutgates.waivers]: waiver of {key!r} needs a reason (got {reason!r})")
+
+    def threshold_for(self, case: GateCase, default: float | None) -> float | None:
+        """Threshold of a case: override by case id, else by gate name, else the registry default."""
+        if case.id in self.thresholds:
+            return float(self.thresholds[case.id])
+        if case.gate in self.thresholds:
+            return float(self.thresholds[case.gate])
+        return default
+
+    def waiver_for(self, case: GateCase) -> str | None:
+        """The waiver reason of a case (by id, else by gate name), or None."""
+        return self.waivers.get(case.id, self.waivers.get(case.gate))
+
+    @classmethod
+    def from_pyproject(cls, path: Path | None) -> "GateConfig":
+        """Read ``[tool.shortcutgates]``; defaults when ``path`` is None or the table is absent.
+
+        Raises
+        ------
+        ValueError
+            Unknown key, wrong type, or a waiver without a reason, naming the file and the key.
+        """
+        if path is None:
+            return cls()
+        path = Path(path)
+        try:
+            table = tomllib.loads(path.read_text()).get("tool", {}).get("shortcutgates", {})
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path}: not valid TOML ({exc})") from None
+        return cls.from_mapping(table, source=str(path))
+
+    @classmethod
+    def from_mapping(cls, table: Mapping, *, source: str = "[tool.shortcutgates]") -> "GateConfig":
+        """Build from the parsed ``[tool.shortcutgates]`` table."""
+        unknown = sorted(set(table) - set(CONFIG_KEYS))
+        if unknown:
+            raise ValueError(f"{source}: unknown key(s) {', '.join(unknown)} in [tool.shortcutgates] "
+                             f"(known: {', '.join(CONFIG_KEYS)})")
+        kw = {}
+        try:
+            for key in ("thresholds", "waivers"):
+                if key in table:
+                    if not isinstance(table[key], Mapping):
+                        raise TypeError(f"'{key}' must be a table")
+                    kw[key] = dict(table[key])
+            if "thresholds" in kw:
+                from .registry import REGISTRY  # local: the registry imports this module
+
+                for name, value in kw["thresholds"].items():
+                    if name.split("[")[0] not in REGISTRY:
+                        raise TypeError(f"threshold for unknown gate {name!r} (gates: {', '.join(REGISTRY)})")
+                    kw["thresholds"][name] = _number(value, f"thresholds.{name}")
+            if "max_samples" in table:
+                kw["max_samples"] = int(table["max_samples"]) or None
+            for key in ("n_boot", "seed", "n_splits"):
+                if key in table:
+                    kw[key] = _integer(table[key], key)
+            if "level" in table:
+                kw["level"] = _number(table["level"], "level")
+            if "boxes" in table:
+                kw["boxes"] = tuple(_integer(b, "boxes") for b in table["boxes"])
+            if "theta_e_bins_arcsec" in table:
+                kw["theta_e_bins_arcsec"] = tuple(_number(b, "theta_e_bins_arcsec") for b in table["theta_e_bins_arcsec"])
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{source}: [tool.shortcutgates]: {exc}") from None
+        return cls(**kw)
+
+
+def _number(value, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"'{key}' must be a number (got {value!r})")
+    return float(value)
+
+
+def _integer(value, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"'{key}' must be an integer (got {value!r})")
+    return int(value)
