@@ -47,7 +47,9 @@ class PopulationConfig:
     src_max_offset: float = 0.8
     """Source offset limit in units of θ_E (area-uniform inside)."""
     src_reff_range: tuple[float, float] = (0.06, 0.5)
-    """Source half-light radius (log-uniform). Unit: arcsec."""
+    """Source half-light radius. Unit: arcsec."""
+    src_reff_log_uniform: bool = False
+    """Draw ``R_e`` log-uniformly (True) or uniformly (False) in ``src_reff_range``."""
     src_n_range: tuple[float, float] = (0.5, 2.0)
     dmag_range: tuple[float, float] = (0.5, 2.0)
     clump_probability: float = 0.5
@@ -207,7 +209,10 @@ def draw_injection(rng: np.random.Generator, cfg: PopulationConfig) -> Injection
     theta_e = rng.uniform(*cfg.theta_e_range)
     rad = cfg.src_max_offset * theta_e * np.sqrt(rng.uniform())
     ang = rng.uniform(0, 2 * np.pi)
-    reff = float(np.exp(rng.uniform(*np.log(cfg.src_reff_range))))
+    if cfg.src_reff_log_uniform:
+        reff = float(np.exp(rng.uniform(*np.log(cfg.src_reff_range))))
+    else:
+        reff = float(rng.uniform(*cfg.src_reff_range))
     clumps = np.zeros((0, 5))
     if rng.uniform() < cfg.clump_probability:
         c = int(rng.integers(1, 5))
