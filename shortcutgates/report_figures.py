@@ -174,26 +174,29 @@ def stratified_figure(strata: Mapping[str, Mapping[str, Sequence[Mapping]]], pat
 
     Parameters
     ----------
-    strata : {property: {config: [{"bin": [lo, hi], "value": float, "ci": [lo, hi] or None, "n": int}]}}
-        Bin edges in the property's unit.
+    strata : {property: {config: [{"bin": str, "value": float or None, "ci": [lo, hi] or None}]}}
+        Bins in order, named as the ``stratified_auroc`` gate names them (e.g. ``"1-1.5arcsec"``);
+        a bin without a value (too few rows) is left out of the line.
     threshold : float, optional
         Drawn as a dashed line (the 0.80 detection target).
     """
-    fig, axes = _new_figure(len(strata), width=4.0, height=3.2)
+    fig, axes = _new_figure(len(strata), width=4.2, height=3.4)
     for ax, (prop, per_config) in zip(axes, strata.items()):
+        names = list(dict.fromkeys(b["bin"] for bins in per_config.values() for b in bins))
         for i, (config, bins) in enumerate(per_config.items()):
-            if not bins:
+            pts = [(names.index(b["bin"]), b) for b in bins if b.get("value") is not None]
+            if not pts:
                 continue
-            mids = np.array([0.5 * (b["bin"][0] + b["bin"][1]) for b in bins])
-            vals = np.array([b["value"] for b in bins], dtype=float)
-            lo = np.array([b["ci"][0] if b.get("ci") else np.nan for b in bins], dtype=float)
-            hi = np.array([b["ci"][1] if b.get("ci") else np.nan for b in bins], dtype=float)
-            color = COLORS[i % len(COLORS)]
-            ax.plot(mids, vals, "o-", color=color, label=config)
-            ax.fill_between(mids, lo, hi, color=color, alpha=0.15, lw=0)
+            x = np.array([p[0] for p in pts], dtype=float) + 0.08 * (i - 1)
+            vals = np.array([p[1]["value"] for p in pts], dtype=float)
+            lo = np.array([p[1]["ci"][0] if p[1].get("ci") else v for p, v in zip(pts, vals)], dtype=float)
+            hi = np.array([p[1]["ci"][1] if p[1].get("ci") else v for p, v in zip(pts, vals)], dtype=float)
+            ax.errorbar(x, vals, yerr=[vals - lo, hi - vals], fmt="o-", color=COLORS[i % len(COLORS)],
+                        capsize=3, label=config)
         if threshold is not None:
             ax.axhline(threshold, color="k", ls="--", lw=1)
-        ax.set(title=f"AUROC by {prop}", xlabel=prop, ylabel="AUROC", ylim=(0.4, 1.02))
+        ax.set_xticks(range(len(names)), names, rotation=25, ha="right", fontsize=7)
+        ax.set(title=f"AUROC by {prop}", ylabel="AUROC", ylim=(0.3, 1.02))
         ax.legend(fontsize=7)
     return _save(fig, path)
 

@@ -78,7 +78,9 @@ def best_config(results: dict, crit: list) -> str | None:
 
 def answer_sound(results: dict, summary: dict, crit: list) -> str:
     leak = find_gates(_data_gates(results, "unpaired"), "lrg_leakage")
-    leak_txt = "; ".join(f"{r['id']} = {_f(r['value'], 0)} ({r['verdict']})" for r in leak) or "not measured"
+    leak_bad = [r["id"] for r in leak if r["verdict"] != "pass"]
+    leak_txt = ("not measured" if not leak else f"all {len(leak)} lrg_leakage checks pass" if not leak_bad
+                else f"NOT passing: {', '.join(leak_bad)}")
     core = {d: find_gates(_data_gates(results, d), "core_lr_auc", input="raw_robust") for d in ("paired", "unpaired")}
     core_txt = ", ".join(f"{d} {_m(v[0])}" for d, v in core.items() if v) or "n/a"
     e4 = {c: (_exp(results, c, "E4") or {}).get("value") for c in _configs(results)}
@@ -89,7 +91,9 @@ def answer_sound(results: dict, summary: dict, crit: list) -> str:
     verdict = ("Unpaired construction alone does NOT break the core shortcut" if raw_e4 is not None and raw_e4 >= 0.65
                else "Unpaired construction alone keeps the core-LR AUC below 0.65" if raw_e4 is not None
                else "The raw_robust configuration was not run, so unpaired construction alone is not isolated")
-    return (f"The split itself is sound: no LRG is both lens and non-lens or in two splits ({leak_txt}). "
+    split_txt = ("The split itself is sound: no LRG is both lens and non-lens or in two splits" if leak and not leak_bad
+                 else "The split itself is NOT verified")
+    return (f"{split_txt} ({leak_txt}). "
             f"{verdict}: a logistic regression on the central 10×10 pixels of raw_robust images reaches "
             f"core-LR AUC {core_txt} (paired vs unpaired data). On each E2 model's input the core-LR AUC is "
             + ", ".join(f"{c} {_f(v)}" for c, v in e4.items())
@@ -99,21 +103,35 @@ def answer_sound(results: dict, summary: dict, crit: list) -> str:
 
 
 def answer_balance(results: dict, summary: dict, crit: list) -> str:
-    recs = find_gates(_data_gates(results, "unpaired"), "property_balance")
+    recs = [r for r in find_gates(_data_gates(results, "unpaired"), "property_balance")
+            if r["split"] == "train" and r.get("value") is not None]
     if not recs:
-        return "No property_balance gate was measured on the unpaired data."
-    recs = sorted(recs, key=lambda r: -abs(r["value"] or 0.0))
-    bad = [r for r in recs if r["verdict"] in ("fail", "inconclusive")]
-    c2st = find_gates(_data_gates(results, "unpaired"), "metadata_c2st_auc")
+        return "No property_balance gate was measured on the unpaired training split."
+    recs = sorted(recs, key=lambda r: -abs(r["value"]))
+    bad = [r["params"].get("prop", r["id"]) for r in recs if r["verdict"] in ("fail", "inconclusive")]
+    c2st = [r for r in find_gates(_data_gates(results, "unpaired"), "metadata_c2st_auc") if r["split"] == "train"]
     c2st_txt = (f"A classifier predicting the label from all property columns reaches AUC {_m(c2st[0])} "
                 f"({c2st[0]['verdict']}, ≤ 0.60 passes)") if c2st else "The metadata C2ST was not measured"
     listed = ", ".join(f"{r['params'].get('prop', r['id'])} {_f(r['value'], 2)}" for r in recs[:6])
-    return (f"Standardised mean differences lens vs non-lens in the unpaired data (largest first): {listed}. "
-            + (f"Not balanced (|SMD| > 0.1 or undecided): {', '.join(r['id'] for r in bad)}. " if bad else
+    n_lrgs = recs[0].get("n_groups")
+    return (f"Standardised mean differences lens vs non-lens in the unpaired training split ({n_lrgs} LRGs; "
+            f"largest first): {listed}. "
+            + (f"Not shown balanced (|SMD| > 0.1, or interval crossing 0.1): {', '.join(bad)} — "
+               f"{len(bad)} of {len(recs)} properties. " if bad else
                "All properties are within |SMD| ≤ 0.1 with their intervals. ")
             + f"{c2st_txt}. The checks that matter are the ones the model could read from the image: PSF size, "
               f"depth and LRG brightness change the core and the noise, so an imbalance there is a new shortcut; "
-              f"the C2ST catches combinations that single-property SMDs miss.")
+              f"the C2ST catches combinations that single-property SMDs miss. " + _chance_smd(results))
+
+
+def _chance_smd(results: dict) -> str:
+    train = results["seeds"][0].get("datasets", {}).get("unpaired", {}).get("splits", {}).get("train")
+    if not train or not train.get("n_pos") or not train.get("n_neg"):
+        return ""
+    se = math.sqrt(1 / train["n_pos"] + 1 / train["n_neg"])
+    return (f"With {train['n_pos']} lens and {train['n_neg']} non-lens LRGs a random pool split alone gives "
+            f"SMDs with standard error {_f(se, 2)}, so the 0.1 balance gate needs ≳ 800 LRGs per pool (2σ) "
+            f"before it can pass without matching (build --match).")
 
 
 def ci_width(m: dict | None) -> float | None:
@@ -206,7 +224,7 @@ def answer_risks(results: dict, summary: dict, crit: list) -> str:
             vals = [b for b in bins if b.get("value") is not None]
             if vals:
                 low = min(vals, key=lambda b: b["value"])
-                weak.append((low["value"], f"{c} at {prop} {_f(low['bin'][0], 2)}–{_f(low['bin'][1], 2)}: {_f(low['value'])}"))
+                weak.append((low["value"], f"{c} at {prop} {low['bin']}: {_f(low['value'])}"))
     if weak:
         text += "Weakest bins: " + "; ".join(w for _, w in sorted(weak)[:3]) + ". "
     failed = sorted({r["id"] for c in _configs(results) for r in _model_gates(results, c) if r["verdict"] == "fail"})

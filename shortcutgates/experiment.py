@@ -1,0 +1,497 @@
+"""``shortcutgates experiment``: the proposal's experiments E1–E4 with its remedies, and the report.
+
+For each seed: simulate paired data (or take ``--input``, the survey's paired parquet), build a
+paired and an unpaired manifest (same seed, LRG-disjoint splits; the unpaired build also holds a
+``test_paired`` split), train one model per (dataset, configuration), and measure
+
+==== =============================== ===========================================================
+E1   paired model, paired ``test``     detection AUROC (baseline)
+E2   unpaired model, unpaired ``test`` detection AUROC; the proposal asks > 0.80
+E3   E2's model on ``test_paired``     AUROC, and ``E3_gap`` = the ``cross_test_gap`` gate (< 0.05)
+E4   E2's model input                  ``core_lr_auc[train-box10-model]`` gate: the core-LR probe on
+                                       the unpaired training images as the model sees them (< 0.65)
+==== =============================== ===========================================================
+
+for three configurations (:data:`CONFIGURATIONS`): ``raw_robust``, ``residual`` and ``residual`` +
+core dropout. The whole gate suite runs on both manifests (data gates) and on each E2 model.
+
+``results.json`` (schema ``shortcutgates.experiment/1``, written atomically; no wall times, so the
+same seed gives the same bytes — they go to ``timings.json``)::
+
+    {"schema", "package_version", "command",
+     "params": {"n_lrgs", "epochs", "seeds": [..], "input", "n_boot", "injections_per_lrg",
+                "configs": [{"name", "preprocess", "core_dropout"}], ...},
+     "seeds": [{"seed",
+                "datasets": {"paired"|"unpaired": {"path", "splits": {split: {n, n_pos, n_neg, n_lrgs}}}},
+                "data_gates": {"paired"|"unpaired": [DESIGN §9 gate records]},
+                "configs": {name: {"preprocess", "core_dropout",
+                                   "training": {"paired"|"unpaired": {TrainSummary fields but seconds}},
+                                   "experiments": {"E1"|"E2"|"E3"|"E3_gap"|"E4": metric},
+                                   "roc": {"E1"|"E2"|"E3": {"fpr": [..], "tpr": [..]}},
+                                   "gates": [gate records of the E2 model],
+                                   "stratified": {by: [{"bin": [lo, hi], "value", "ci", "n", "n_groups"}]}}}}],
+     "properties": {column: {"edges", "pos", "neg", "smd"}},     # unpaired train split, first seed
+     "examples": {"file": "examples.npz", "n": k},
+     "summary": {config: {metric: {"mean", "std", "n_seeds", "values"}}},
+     "criteria": [{"config", "name", "metric", "threshold", "direction", "verdict", "value", "detail"}]}
+
+A *metric* is ``{"metric", "value", "ci": [lo, hi] | null, "n", "n_groups", "seed", "source",
+"tpr_at_fpr"?, "verdict"?, "message"?}``: ``seed`` is the experiment seed (which also seeds the
+bootstrap), ``source`` the gate id or ``evaluate_scores`` it came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .io import write_bytes_atomic
+from .schema import LABEL_COLUMN, SPLIT_COLUMN
+
+SCHEMA = "shortcutgates.experiment/1"
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """One row of the remedy table: preprocessing and core dropout of both trainings."""
+
+    name: str
+    preprocess: str
+    """``raw_robust`` or ``residual`` (DESIGN §5)."""
+    core_dropout: str | None = None
+    """``R:P`` (radius px : probability), see :func:`shortcutgates.augment.parse_core_dropout`."""
+
+
+CORE_DROPOUT = "5:0.5"
+"""Core dropout of the third configuration: radius 5 px (1.3″, covers the counter-image at 1–3 px)
+in half of the training stamps."""
+
+CONFIGURATIONS: tuple[Configuration, ...] = (
+    Configuration("raw_robust", "raw_robust"),
+    Configuration("residual", "residual"),
+    Configuration("residual+dropout", "residual", CORE_DROPOUT),
+)
+
+
+@dataclass(frozen=True)
+class ExperimentParams:
+    """Everything that determines an experiment run (recorded in ``results.json``)."""
+
+    out: Path
+    n_lrgs: int = 1000
+    """Simulated LRGs per seed (ignored with ``input``)."""
+    epochs: int = 10
+    seed: int = 0
+    seeds: int = 1
+    """Number of seeds: ``seed, seed + 1, ...``."""
+    input: Path | None = None
+    """Paired parquet (DESIGN §2) instead of simulated data."""
+    n_boot: int = 1000
+    injections_per_lrg: tuple[int, int] = (2, 4)
+    """Simulated injections per LRG (builds keep one positive per LRG)."""
+    stamp_size: int = 64
+    batch_size: int = 64
+    max_samples: int | None = 4000
+    """Rows per split the gates sample."""
+    max_minutes: float | None = None
+    """Training time budget per model. Unit: minutes."""
+    configs: tuple[Configuration, ...] = CONFIGURATIONS
+    progress: bool = True
+    train_options: dict = field(default_factory=dict)
+    """Extra :class:`~shortcutgates.train.TrainConfig` fields (e.g. a smaller ``model``)."""
+
+    def __post_init__(self):
+        for name in ("n_lrgs", "epochs", "seeds", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"experiment: '{name}' must be >= 1 (got {getattr(self, name)})")
+        if self.n_boot < 500:
+            raise ValueError(f"experiment: 'n_boot' must be >= 500 (got {self.n_boot})")
+        if not self.configs:
+            raise ValueError("experiment: at least one configuration is needed")
+
+    def seed_list(self) -> list:
+        return [int(self.seed) + i for i in range(int(self.seeds))]
+
+    def record(self) -> dict:
+        return {"n_lrgs": None if self.input else int(self.n_lrgs), "epochs": int(self.epochs),
+                "seeds": self.seed_list(), "input": None if self.input is None else str(self.input),
+                "n_boot": int(self.n_boot), "injections_per_lrg": list(self.injections_per_lrg),
+                "stamp_size": int(self.stamp_size), "batch_size": int(self.batch_size),
+                "max_samples": self.max_samples, "max_minutes": self.max_minutes,
+                "train_options": {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in self.train_options.items()},
+                "configs": [asdict(c) for c in self.configs]}
+
+
+def say(message: str, progress: bool = True) -> None:
+    """One progress line on stderr."""
+    if progress:
+        print(f"[experiment] {message}", file=sys.stderr, flush=True)
+
+
+class Timer:
+    """Wall time per stage (written to ``timings.json``, never to ``results.json``)."""
+
+    def __init__(self):
+        self.stages: dict[str, float] = {}
+        self.start = time.perf_counter()
+
+    def add(self, name: str, since: float) -> None:
+        self.stages[name] = round(time.perf_counter() - since, 2)
+
+    def total(self) -> float:
+        return round(time.perf_counter() - self.start, 2)
+
+
+# --- data ----------------------------------------------------------------------------------------
+def paired_input(params: ExperimentParams, seed: int, timer: Timer) -> Path:
+    """The paired catalogue of a seed: ``--input``, or simulated into ``out/data/seed<S>/paired_input``."""
+    if params.input is not None:
+        return Path(params.input)
+    from .simulate import simulate_paired
+
+    path = params.out / "data" / f"seed{seed}" / "paired_input"
+    if path.is_dir() and any(path.iterdir()):  # simulate_paired renames a complete directory into place
+        say(f"seed {seed}: reusing simulated data {path}", params.progress)
+        return path
+    say(f"seed {seed}: simulating {params.n_lrgs} LRGs -> {path}", params.progress)
+    t = time.perf_counter()
+    simulate_paired(path, params.n_lrgs, seed, stamp_size=params.stamp_size,
+                    injections_per_lrg=tuple(params.injections_per_lrg), progress=params.progress)
+    timer.add(f"seed{seed}/simulate", t)
+    return path
+
+
+def build_datasets(source: Path, params: ExperimentParams, seed: int, timer: Timer) -> dict:
+    """Build the paired and unpaired manifests of a seed; returns ``{mode: manifest dir}``."""
+    from .build import build_manifest
+
+    out = {}
+    for mode in ("paired", "unpaired"):
+        path = params.out / "data" / f"seed{seed}" / mode
+        say(f"seed {seed}: building the {mode} manifest -> {path}", params.progress)
+        t = time.perf_counter()
+        build_manifest(source, path, mode=mode, seed=seed, progress=params.progress)
+        timer.add(f"seed{seed}/build_{mode}", t)
+        out[mode] = path
+    return out
+
+
+def split_counts(manifest_dir: Path) -> dict:
+    """Rows, positives, negatives and LRGs per split of a manifest."""
+    from .evaluate import lrg_groups
+    from .io import read_manifest
+
+    frame = read_manifest(manifest_dir, columns=()).frame
+    groups = lrg_groups(frame)
+    out = {}
+    for split in dict.fromkeys(frame[SPLIT_COLUMN].astype(str)):
+        sel = (frame[SPLIT_COLUMN].astype(str) == split).to_numpy()
+        labels = frame[LABEL_COLUMN].to_numpy()[sel]
+        out[split] = {"n": int(sel.sum()), "n_pos": int((labels == 1).sum()), "n_neg": int((labels == 0).sum()),
+                      "n_lrgs": int(len(np.unique(groups[sel])))}
+    return out
+
+
+# --- training ------------------------------------------------------------------------------------
+def train_model(manifest: Path, ckpt: Path, config: Configuration, params: ExperimentParams, seed: int) -> dict:
+    """Train one model (resuming a checkpoint left by an interrupted run); returns its summary record."""
+    from .train import TrainConfig, train
+
+    train_config = TrainConfig(preprocess=config.preprocess, core_dropout=config.core_dropout,
+                               epochs=params.epochs, batch_size=params.batch_size, seed=seed,
+                               max_minutes=params.max_minutes, device="auto", **params.train_options)
+    summary = train(manifest, ckpt, train_config, resume=ckpt.exists(), progress=params.progress,
+                    cache_dir=params.out / "cache")
+    record = {k: v for k, v in summary._asdict().items() if k not in ("checkpoint", "seconds", "train_samples_per_s")}
+    record["checkpoint"] = str(Path(summary.checkpoint).relative_to(params.out)) \
+        if Path(summary.checkpoint).is_relative_to(params.out) else str(summary.checkpoint)
+    return _jsonable(record)
+
+
+def _jsonable(obj):
+    """Plain JSON types: numpy scalars to Python, tuples to lists, NaN/inf to None."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.generic,)):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+# --- measurements ----------------------------------------------------------------------------------
+def roc_points(labels: np.ndarray, scores: np.ndarray, max_points: int = 200) -> dict:
+    """ROC curve thinned to at most ``max_points`` points (ends kept), rounded to 1e-5."""
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, _ = roc_curve(np.asarray(labels).astype(int), scores)
+    if len(fpr) > max_points:
+        keep = np.unique(np.linspace(0, len(fpr) - 1, max_points).round().astype(int))
+        fpr, tpr = fpr[keep], tpr[keep]
+    return {"fpr": np.round(fpr, 5).tolist(), "tpr": np.round(tpr, 5).tolist()}
+
+
+def detection(ckpt: Path, manifest: Path, split: str, seed: int, params: ExperimentParams) -> tuple:
+    """AUROC (LRG-bootstrap CI) of a model on one split, and its ROC curve: ``(metric, roc)``."""
+    from .evaluate import evaluate_scores, lrg_groups, score_manifest
+
+    scored = score_manifest(ckpt, manifest, [split], cache_dir=params.out / "cache")
+    labels, scores = scored[LABEL_COLUMN].to_numpy().astype(int), scored["score"].to_numpy(np.float64)
+    if len(np.unique(labels)) < 2:
+        return {"metric": "auroc", "value": None, "ci": None, "n": int(len(labels)), "n_groups": 0, "seed": seed,
+                "source": f"evaluate_scores[{split}]",
+                "message": f"split {split!r} holds {len(labels)} rows of one class only"}, None
+    m = evaluate_scores(labels, scores, lrg_groups(scored), n_boot=params.n_boot, seed=seed)
+    est = m.auroc
+    metric = {"metric": "auroc", "value": est.value, "ci": [est.lo, est.hi], "n": est.n, "n_groups": est.n_groups,
+              "seed": seed, "source": f"evaluate_scores[{split}]", "n_pos": m.n_pos, "n_neg": m.n_neg,
+              "tpr_at_fpr": {str(k): v for k, v in m.tpr.items()}}
+    return _jsonable(metric), roc_points(labels, scores)
+
+
+def run_gates(manifest: Path, ckpt: Path | None, params: ExperimentParams, seed: int, *, model_only: bool) -> list:
+    """Gate records (DESIGN §9, with ``extra``) of a manifest, and of a model when given.
+
+    ``model_only``: only the cases that need the model (the data cases are the same for every
+    model of a dataset and run once, without a model).
+    """
+    from .gates.registry import GateConfig, GateContext, gate_cases, run_case
+
+    config = GateConfig(n_boot=params.n_boot, seed=seed, max_samples=params.max_samples)
+    ctx = GateContext(manifest, model=ckpt, config=config, progress=params.progress)
+    cases = [c for c in gate_cases(ctx) if ("model" in c.needs) == model_only]
+    return [_jsonable(run_case(ctx, case).to_json(with_extra=True)) for case in cases]
+
+
+def gate_metric(records: list, gate: str, split: str | None, seed: int, **params) -> dict | None:
+    """A gate record as an experiment metric (value, CI, verdict, its id as ``source``)."""
+    for r in records:
+        if r["gate"] == gate and (split is None or r["split"] == split) and \
+                all(str(r["params"].get(k)) == str(v) for k, v in params.items()):
+            return {"metric": gate, "value": r["value"], "ci": r["ci"], "n": r["n"], "n_groups": r["n_groups"],
+                    "seed": seed, "source": r["id"], "verdict": r["verdict"], "threshold": r["threshold"],
+                    "direction": r["direction"], "message": r["message"]}
+    return None
+
+
+def strip_extra(records: list) -> list:
+    """The DESIGN §9 records without the report-only ``extra``."""
+    return [{k: v for k, v in r.items() if k != "extra"} for r in records]
+
+
+def stratified_bins(records: list) -> dict:
+    """``{by: [{"bin": name, "value", "ci", "n_pos", "n_neg"}]}`` from the ``stratified_auroc`` records."""
+    out = {}
+    for r in records:
+        if r["gate"] != "stratified_auroc":
+            continue
+        bins = (r.get("extra") or {}).get("bins") or []
+        out[str(r["params"].get("by"))] = [
+            {"bin": str(b.get("bin")), "value": b.get("auc"), "ci": b.get("ci"),
+             "n_pos": b.get("n_pos"), "n_neg": b.get("n_neg")} for b in bins]
+    return out
+
+
+def property_histograms(manifest: Path, balance: list, split: str = "train", bins: int = 20) -> dict:
+    """Lens vs non-lens histograms of each property column of a split, with the balance gate's SMD.
+
+    Parameters
+    ----------
+    balance : list
+        Data-gate records of the manifest (``property_balance[<split>-<column>]`` gives the SMD).
+    """
+    from .io import read_manifest
+    from .schema import PROPERTY_COLUMNS
+
+    frame = read_manifest(manifest, columns=PROPERTY_COLUMNS).frame
+    frame = frame[frame[SPLIT_COLUMN].astype(str) == split]
+    labels = frame[LABEL_COLUMN].to_numpy().astype(int)
+    out = {}
+    for col in PROPERTY_COLUMNS:
+        if col not in frame:
+            continue
+        values = np.asarray(frame[col].to_numpy(), np.float64)
+        ok = np.isfinite(values)
+        if not ok[labels == 1].any() or not ok[labels == 0].any() or np.ptp(values[ok]) == 0:
+            continue
+        edges = np.histogram_bin_edges(values[ok], bins=bins)
+        smd = gate_metric(balance, "property_balance", split, 0, prop=col)
+        out[col] = {"edges": np.round(edges, 6).tolist(),
+                    "pos": np.histogram(values[ok & (labels == 1)], edges)[0].tolist(),
+                    "neg": np.histogram(values[ok & (labels == 0)], edges)[0].tolist(),
+                    "smd": None if smd is None else smd["value"]}
+    return out
+
+
+def example_stamps(paired_manifest: Path, seed: int, k: int = 3, split: str = "test") -> dict:
+    """A few positives of a paired manifest with their controls, residual inputs and arc masks.
+
+    Returns ``{"stamp", "control", "residual": (k, 3, H, W) float32, "arc_mask": (k, H, W) bool,
+    "theta_e_arcsec": (k,)}``; the arc mask is the annulus the ``arc_masked_auroc`` gate fills with
+    noise (:func:`shortcutgates.gates.model_gates.arc_mask_radii`).
+    """
+    from .evaluate import lrg_groups
+    from .gates.model_gates import arc_mask_radii
+    from .gates.perturb import annulus_masks
+    from .io import load_images, read_manifest
+    from .preprocess import residual
+    from .schema import PIXEL_SCALE_ARCSEC
+
+    frame = read_manifest(paired_manifest).frame
+    frame = frame[frame[SPLIT_COLUMN].astype(str) == split].reset_index(drop=True)
+    groups = lrg_groups(frame)
+    labels = frame[LABEL_COLUMN].to_numpy().astype(int)
+    theta = frame["theta_e_arcsec"].to_numpy(np.float64) if "theta_e_arcsec" in frame else np.full(len(frame), np.nan)
+    neg_of = {g: i for i, g in enumerate(groups) if labels[i] == 0}
+    pos = [i for i in np.argsort(groups, kind="stable") if labels[i] == 1 and groups[i] in neg_of
+           and np.isfinite(theta[i])][:k]
+    if not pos:
+        return {}
+    stamps, _ = load_images(frame.iloc[pos])
+    controls, _ = load_images(frame.iloc[[neg_of[groups[i]] for i in pos]])
+    theta_px = theta[pos] / PIXEL_SCALE_ARCSEC
+    r_in, r_out = arc_mask_radii(theta_px, np.ones(len(pos), int), np.random.default_rng(seed))
+    return {"stamp": stamps, "control": controls, "residual": residual(stamps),
+            "arc_mask": annulus_masks(stamps.shape[-2:], r_in, r_out), "theta_e_arcsec": theta[pos]}
+
+
+# --- orchestration -------------------------------------------------------------------------------
+def run_configuration(config: Configuration, manifests: dict, params: ExperimentParams, seed: int,
+                      timer: Timer, step: str) -> dict:
+    """Train the paired and unpaired models of one configuration and measure E1–E4 and the gates."""
+    models = params.out / "models" / f"seed{seed}"
+    training, ckpts = {}, {}
+    for mode in ("paired", "unpaired"):
+        ckpt = models / f"{config.name}-{mode}.pt"
+        say(f"seed {seed}: {step} training {config.name} on {mode} data ({params.epochs} epochs)", params.progress)
+        t = time.perf_counter()
+        training[mode] = train_model(manifests[mode], ckpt, config, params, seed)
+        timer.add(f"seed{seed}/train_{config.name}_{mode}", t)
+        ckpts[mode] = ckpt
+    say(f"seed {seed}: {step} measuring E1-E4 and the model gates of {config.name}", params.progress)
+    t = time.perf_counter()
+    e1, roc1 = detection(ckpts["paired"], manifests["paired"], "test", seed, params)
+    e2, roc2 = detection(ckpts["unpaired"], manifests["unpaired"], "test", seed, params)
+    e3, roc3 = detection(ckpts["unpaired"], manifests["unpaired"], "test_paired", seed, params)
+    gates = run_gates(manifests["unpaired"], ckpts["unpaired"], params, seed, model_only=True)
+    timer.add(f"seed{seed}/measure_{config.name}", t)
+    experiments = {"E1": e1, "E2": e2, "E3": e3,
+                   "E3_gap": gate_metric(gates, "cross_test_gap", None, seed),
+                   "E4": gate_metric(gates, "core_lr_auc", "train", seed, box=10, input="model")}
+    return {"preprocess": config.preprocess, "core_dropout": config.core_dropout, "training": training,
+            "experiments": experiments, "roc": {k: v for k, v in (("E1", roc1), ("E2", roc2), ("E3", roc3)) if v},
+            "gates": strip_extra(gates), "stratified": stratified_bins(gates)}
+
+
+def run_seed(params: ExperimentParams, seed: int, timer: Timer) -> tuple:
+    """Everything of one seed: ``(seed record, manifests)``."""
+    source = paired_input(params, seed, timer)
+    manifests = build_datasets(source, params, seed, timer)
+    record = {"seed": seed, "datasets": {}, "data_gates": {}, "configs": {}}
+    for mode, path in manifests.items():
+        record["datasets"][mode] = {"path": str(path.relative_to(params.out)), "splits": split_counts(path)}
+        say(f"seed {seed}: data gates on the {mode} manifest", params.progress)
+        t = time.perf_counter()
+        record["data_gates"][mode] = strip_extra(run_gates(path, None, params, seed, model_only=False))
+        timer.add(f"seed{seed}/data_gates_{mode}", t)
+    n = len(params.configs)
+    for i, config in enumerate(params.configs):
+        record["configs"][config.name] = run_configuration(config, manifests, params, seed, timer, f"[{i + 1}/{n}]")
+    return record, manifests
+
+
+def run_experiment(params: ExperimentParams, command: str = "") -> dict:
+    """Run every seed, write ``results.json``, ``examples.npz``, ``timings.json`` and the report.
+
+    Returns the results dict (see the module docstring).
+    """
+    from .report import criteria, render_report, summarize
+
+    params.out.mkdir(parents=True, exist_ok=True)
+    timer = Timer()
+    results = {"schema": SCHEMA, "package_version": __version__, "command": command,
+               "params": params.record(), "seeds": []}
+    first = None
+    for seed in params.seed_list():
+        record, manifests = run_seed(params, seed, timer)
+        results["seeds"].append(record)
+        first = first or (seed, manifests, record)
+    seed, manifests, record = first
+    results["properties"] = property_histograms(manifests["unpaired"], record["data_gates"]["unpaired"])
+    examples = example_stamps(manifests["paired"], seed)
+    if examples:
+        buf = _npz_bytes(examples)
+        write_bytes_atomic(params.out / "examples.npz", buf)
+        results["examples"] = {"file": "examples.npz", "n": int(len(examples["stamp"]))}
+    results["summary"] = summarize(results)
+    results["criteria"] = [c._asdict() for c in criteria(results)]
+    results = _jsonable(results)
+    write_bytes_atomic(params.out / "results.json", (json.dumps(results, indent=1) + "\n").encode())
+    t = time.perf_counter()
+    render_report(results, params.out)
+    timer.add("report", t)
+    timings = {"total_s": timer.total(), "stages_s": timer.stages}
+    write_bytes_atomic(params.out / "timings.json", (json.dumps(timings, indent=1) + "\n").encode())
+    return results
+
+
+def _npz_bytes(arrays: dict) -> bytes:
+    """Deterministic uncompressed npz bytes (fixed zip timestamps) of plain arrays."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for key in sorted(arrays):
+            arr = io.BytesIO()
+            np.lib.format.write_array(arr, np.ascontiguousarray(arrays[key]), allow_pickle=False)
+            zf.writestr(zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0)), arr.getvalue(),
+                        compress_type=zipfile.ZIP_DEFLATED)
+    return buf.getvalue()
+
+
+# --- command -------------------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = ExperimentParams(out=Path("."))
+    parser.add_argument("--out", metavar="DIR", required=True, type=Path, help="output directory")
+    parser.add_argument("--n-lrgs", metavar="N", type=int, default=d.n_lrgs,
+                        help="simulated LRGs per seed. Default: %(default)r")
+    parser.add_argument("--epochs", metavar="E", type=int, default=d.epochs, help="training epochs. Default: %(default)r")
+    parser.add_argument("--seed", metavar="S", type=int, default=d.seed, help="first seed. Default: %(default)r")
+    parser.add_argument("--seeds", metavar="K", type=int, default=d.seeds,
+                        help="number of seeds (S, S+1, ...); key numbers become mean ± std. Default: %(default)r")
+    parser.add_argument("--input", metavar="PAIRED", type=Path, default=None,
+                        help="paired survey parquet (file or directory, DESIGN §2) instead of simulated data")
+    parser.add_argument("--n-boot", metavar="B", type=int, default=d.n_boot,
+                        help="LRG bootstrap resamples per interval. Default: %(default)r")
+    parser.add_argument("--max-minutes", metavar="M", type=float, default=None,
+                        help="training time budget per model, minutes. Default: none")
+
+
+def params_from_args(args: argparse.Namespace, **overrides) -> ExperimentParams:
+    kw = dict(out=args.out, n_lrgs=args.n_lrgs, epochs=args.epochs, seed=args.seed, seeds=args.seeds,
+              input=args.input, n_boot=args.n_boot, max_minutes=args.max_minutes)
+    kw.update(overrides)
+    return ExperimentParams(**kw)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .report import terminal_table
+
+    params = params_from_args(args)
+    command = "shortcutgates experiment " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["experiment"] else ""
+    results = run_experiment(params, command=command)
+    print(terminal_table(results))
+    print(f"report: {params.out / 'report.md'}\n        {params.out / 'report.html'}")
+    return 0
