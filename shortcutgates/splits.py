@@ -183,13 +183,14 @@ def input_splits(catalog: pd.DataFrame) -> pd.Series | None:
         row = catalog[given.astype(str).isin(unknown)].iloc[0]
         raise DataError(f"unknown split {row[SPLIT_COLUMN]!r}; expected {', '.join(SPLITS)}",
                         file=row["source_path"], row=int(row["source_row"]), column=SPLIT_COLUMN)
-    per_lrg = catalog.groupby(LRG_ID_COLUMN, sort=True)[SPLIT_COLUMN].agg(lambda s: sorted(set(s)))
-    straddle = per_lrg[per_lrg.map(len) > 1]
+    grouped = catalog.groupby(LRG_ID_COLUMN, sort=True)[SPLIT_COLUMN]
+    n_splits = grouped.nunique()
+    straddle = n_splits[n_splits > 1]
     if len(straddle):
         raise DataError(f"{len(straddle)} LRG(s) straddle input splits: " + "; ".join(
             _describe_straddle(catalog, lrg) for lrg in straddle.index[:10]) + (" ..." if len(straddle) > 10 else ""),
             column=SPLIT_COLUMN, hint="fix the input splits or rebuild them from LRG identity with --resplit")
-    return per_lrg.map(lambda s: s[0]).astype(object)
+    return grouped.first().astype(object)
 
 
 def _describe_straddle(catalog: pd.DataFrame, lrg: str) -> str:

@@ -1,0 +1,90 @@
+"""Scale benchmark of ``shortcutgates build``: 1.2 million metadata rows in 1000 parquet files.
+
+The input is metadata only (the blob columns exist, as the format requires, but are null), since
+the build reads no blob. Time and peak memory of the build run in a fresh subprocess, so the
+peak resident set size is the build's own. Targets (issue 3): <= 60 s and <= 2 GB.
+
+Run: ``python -m pytest benchmarks/bench_build.py --benchmark-only -s``
+(``SHORTCUTGATES_BENCH_ROWS`` / ``SHORTCUTGATES_BENCH_FILES`` change the size).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from shortcutgates.schema import CONDITIONS, INJECTION_TRUTH
+
+N_ROWS = int(os.environ.get("SHORTCUTGATES_BENCH_ROWS", 1_200_000))
+N_FILES = int(os.environ.get("SHORTCUTGATES_BENCH_FILES", 1000))
+
+
+def write_metadata(directory, n_rows: int, n_files: int, seed: int = 0) -> None:
+    """Paired-format metadata: LRGs with 2-18 injections each, spread over split directories."""
+    rng = np.random.default_rng(seed)
+    inj = rng.integers(2, 19, n_rows // 2)
+    inj = inj[: np.searchsorted(np.cumsum(inj), n_rows) + 1]
+    lrg = np.repeat(np.arange(len(inj)), inj)[:n_rows]
+    n_lrg = lrg.max() + 1
+    ra_c = rng.uniform(0, 360, n_lrg)
+    dec_c = np.degrees(np.arcsin(rng.uniform(-0.3, 0.9, n_lrg)))
+    jitter = rng.normal(0, 1e-6, (2, n_rows))
+    cols = {"ra": (ra_c[lrg] + jitter[0]) % 360, "dec": dec_c[lrg] + jitter[1]}
+    cols.update({c: rng.normal(0, 1, n_rows) for c in INJECTION_TRUTH})
+    cols.update({c: rng.normal(0, 1, n_lrg)[lrg] for c in CONDITIONS})
+    cols["task_id"] = np.arange(n_rows, dtype=np.int32)
+    cols["cutout_ok"] = (rng.uniform(size=n_rows) > 0.001).astype(np.int32)
+    table = pa.table(cols)
+    table = table.append_column("brickname", pa.array([f"{int(r * 10):04d}p{int(d * 10 + 900):04d}" for r, d in
+                                                       zip(cols["ra"], cols["dec"])]))
+    for blob in ("stamp_npz", "ctrl_stamp_npz"):
+        table = table.append_column(blob, pa.nulls(n_rows, pa.binary()))
+    split = np.array(["train", "val", "test"])[np.searchsorted([0.7, 0.85], rng.uniform(size=n_lrg))]
+    file_of = lrg % n_files  # an LRG's rows stay in one file, so input splits never straddle
+    order = np.argsort(file_of, kind="stable")
+    bounds = np.searchsorted(file_of[order], np.arange(n_files + 1))
+    for i in range(n_files):
+        chunk = order[bounds[i]:bounds[i + 1]]
+        sub = directory / split[lrg[chunk[0]]] if len(chunk) else directory
+        sub.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table.take(pa.array(chunk)), sub / f"part-{i:05d}.parquet")
+
+
+_BUILD = """
+import json, resource, sys, time
+t0 = time.perf_counter()
+from shortcutgates.build import build_manifest
+s = build_manifest(sys.argv[1], sys.argv[2], mode=sys.argv[3], seed=1, match=tuple(filter(None, sys.argv[4].split(','))),
+                   progress=False)
+print(json.dumps({"seconds": time.perf_counter() - t0, "rows": s.n_rows,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+@pytest.fixture(scope="module")
+def metadata_tree(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("paired_metadata")
+    write_metadata(directory, N_ROWS, N_FILES)
+    return directory
+
+
+@pytest.mark.parametrize("mode,match", [("unpaired", ""), ("unpaired", "psfsize_r,psfdepth_r"), ("paired", "")],
+                         ids=["unpaired", "unpaired-matched", "paired"])
+def test_build_scale(benchmark, metadata_tree, tmp_path, mode, match):
+    def build():
+        done = subprocess.run([sys.executable, "-c", _BUILD, str(metadata_tree), str(tmp_path / "out"), mode, match],
+                              check=True, capture_output=True, text=True)
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    result = benchmark.pedantic(build, rounds=1, iterations=1)
+    benchmark.extra_info.update(result, input_rows=N_ROWS, input_files=N_FILES)
+    print(f"\nbuild {mode} {match or '-'}: {N_ROWS} rows / {N_FILES} files -> {result['rows']} manifest rows in "
+          f"{result['seconds']:.1f} s, peak RSS {result['peak_rss_mb']:.0f} MB")
+    assert result["rows"] > 0
