@@ -88,7 +88,7 @@ def groups_to_decide(value: float, ci: tuple[float, float], threshold: float, di
     distance = abs(threshold - value)
     if distance <= 0 or not math.isfinite(half):
         return None
-    return int(math.ceil(n_groups * (half / distance) ** 2))
+    return int(math.ceil(n_groups * (half / distance) ** 2 - 1e-9))  # tolerance for float round-off
 
 
 def _describe(value, ci, threshold, direction, verdict, n_groups, what) -> str:
