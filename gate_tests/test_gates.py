@@ -1,0 +1,7 @@
+"""``pytest gate_tests --data DIR [--model CKPT] [--gate-report FILE]`` (DESIGN §9).
+
+The suite itself is :mod:`shortcutgates.gate_suite` (shipped with the package so that
+``shortcutgates gate`` runs it from anywhere); importing its test here makes pytest collect it here.
+"""
+
+from shortcutgates.gate_suite import test_gate  # noqa: F401

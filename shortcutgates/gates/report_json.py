@@ -1,0 +1,148 @@
+"""The gate report as JSON (DESIGN §9): build, validate, write atomically, read.
+
+The schema is fixed because CI scripts parse it::
+
+    {"schema": "shortcutgates.report/1",
+     "model": {...} or null,
+     "data": {...},
+     "gates": [{"id", "gate", "params", "split", "value", "ci": [lo, hi] or null, "threshold",
+                "direction": "max" | "min",
+                "verdict": "pass" | "fail" | "inconclusive" | "error" | "skipped",
+                "n", "n_groups", "message"}, ...],
+     "summary": {"expected", "run", "pass", "fail", "inconclusive", "error", "skipped", "waived"}}
+
+Notes
+-----
+A gate entry may carry more keys than the fixed ones (``waiver``: the reason a gate is waived or
+null; ``extra``: gate-specific detail such as per-bin values). Readers must ignore keys they do not
+know. Non-finite floats (NaN, inf) are written as ``null`` so the file is strict JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+
+from ..io import write_bytes_atomic
+
+SCHEMA = "shortcutgates.report/1"
+"""Value of the report's ``schema`` key."""
+
+VERDICTS: tuple[str, ...] = ("pass", "fail", "inconclusive", "error", "skipped")
+DIRECTIONS: tuple[str, ...] = ("max", "min")
+GATE_KEYS: tuple[str, ...] = (
+    "id", "gate", "params", "split", "value", "ci", "threshold", "direction", "verdict", "n", "n_groups", "message",
+)
+"""Keys every gate entry carries (DESIGN §9)."""
+
+
+def jsonable(value):
+    """``value`` with numpy scalars/arrays, tuples and paths turned into JSON types; NaN/inf → None."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [jsonable(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"jsonable: cannot write {type(value).__name__} to the gate report (got {value!r})")
+
+
+def summarize(gates: Iterable[Mapping]) -> dict:
+    """Counts of gate entries by verdict: ``expected`` (all entries), ``run`` (not skipped), ``waived``."""
+    gates = list(gates)
+    counts = {v: sum(g["verdict"] == v for g in gates) for v in VERDICTS}
+    return {"expected": len(gates), "run": len(gates) - counts["skipped"], **counts,
+            "waived": sum(bool(g.get("waiver")) for g in gates)}
+
+
+def build_report(gates: Iterable[Mapping], *, data: Mapping, model: Mapping | None) -> dict:
+    """Assemble and validate a report.
+
+    Parameters
+    ----------
+    gates : iterable of mapping
+        One entry per expected gate case, each with at least :data:`GATE_KEYS` (for example
+        ``GateResult.to_json()``); cases that did not run carry verdict ``"skipped"``.
+    data : mapping
+        Description of the dataset (path, rows, splits, sha256 ...).
+    model : mapping or None
+        Description of the checkpoint, or None when no ``--model`` was given.
+
+    Returns
+    -------
+    dict
+        JSON-ready report; raises ``ValueError`` naming the offending entry if it breaks the schema.
+    """
+    gates = [jsonable(g) for g in gates]
+    report = {"schema": SCHEMA, "model": None if model is None else jsonable(model), "data": jsonable(data),
+              "gates": gates, "summary": summarize(gates)}
+    validate_report(report)
+    return report
+
+
+def _check_gate(i: int, gate: Mapping) -> None:
+    where = f"gate report: gates[{i}]"
+    missing = [k for k in GATE_KEYS if k not in gate]
+    if missing:
+        raise ValueError(f"{where} lacks key(s) {', '.join(missing)}")
+    if gate["verdict"] not in VERDICTS:
+        raise ValueError(f"{where} ({gate['id']}): 'verdict' must be one of {', '.join(VERDICTS)} (got {gate['verdict']!r})")
+    if gate["direction"] not in DIRECTIONS:
+        raise ValueError(f"{where} ({gate['id']}): 'direction' must be 'max' or 'min' (got {gate['direction']!r})")
+    ci = gate["ci"]
+    if ci is not None and (not isinstance(ci, (list, tuple)) or len(ci) != 2):
+        raise ValueError(f"{where} ({gate['id']}): 'ci' must be [lo, hi] or null (got {ci!r})")
+    if not isinstance(gate["params"], Mapping):
+        raise ValueError(f"{where} ({gate['id']}): 'params' must be an object (got {gate['params']!r})")
+
+
+def validate_report(report: Mapping) -> None:
+    """Raise ``ValueError`` naming the first field of ``report`` that breaks the schema."""
+    if report.get("schema") != SCHEMA:
+        raise ValueError(f"gate report: 'schema' must be {SCHEMA!r} (got {report.get('schema')!r})")
+    for key in ("model", "data", "gates"):
+        if key not in report:
+            raise ValueError(f"gate report: lacks key {key!r}")
+    if report["model"] is not None and not isinstance(report["model"], Mapping):
+        raise ValueError(f"gate report: 'model' must be an object or null (got {type(report['model']).__name__})")
+    if not isinstance(report["data"], Mapping):
+        raise ValueError(f"gate report: 'data' must be an object (got {type(report['data']).__name__})")
+    ids = set()
+    for i, gate in enumerate(report["gates"]):
+        _check_gate(i, gate)
+        if gate["id"] in ids:
+            raise ValueError(f"gate report: gates[{i}]: duplicate id {gate['id']!r}")
+        ids.add(gate["id"])
+
+
+def write_report(path, report: Mapping) -> Path:
+    """Validate ``report`` and write it to ``path`` atomically (temporary file + rename).
+
+    Returns the path written. The JSON is strict (``allow_nan=False``) and indented for diffs.
+    """
+    validate_report(report)
+    text = json.dumps(report, indent=2, allow_nan=False) + "\n"
+    write_bytes_atomic(path, text.encode("utf-8"))
+    return Path(path)
+
+
+def read_report(path) -> dict:
+    """Read and validate a report written by :func:`write_report`."""
+    try:
+        report = json.loads(Path(path).read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ValueError(f"{path}: not a JSON gate report ({exc})") from None
+    validate_report(report)
+    return report

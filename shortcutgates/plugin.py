@@ -1,0 +1,326 @@
+"""pytest plugin: options, the shared gate session, parametrisation, the summary table, the JSON report.
+
+Registered as the ``pytest11`` entry point ``shortcutgates``, so it loads in every pytest run where
+the package is installed. Without ``--data`` it only adds its options, its marker and two fixtures:
+nothing is read, nothing is computed, no test is added or failed.
+
+With ``--data DIR`` (and optionally ``--model CKPT``) a test that requests the ``gate_case`` fixture
+is parametrised with one case per gate × parameters × split (``shortcutgates.gate_suite.test_gate``;
+``pytest gate_tests`` collects it), ids as ``core_lr_auc[train-box10-raw_robust]``. Decoded images and
+model predictions are cached on one :class:`~shortcutgates.gates.registry.GateContext` per session.
+
+Outcomes
+--------
+=================  ===========================================================================
+verdict            pytest outcome
+=================  ===========================================================================
+``pass``           passed
+``fail``           failed, with the gate's message
+``error``          failed: a probe that cannot measure never passes
+``inconclusive``   failed: the interval crosses the threshold, so the gate has not shown that the
+                   shortcut is absent; the message states the sample size that would decide. A
+                   gate must not pass for lack of data; waive it if that is accepted.
+``skipped``        skipped with the reason (model gate without ``--model``)
+=================  ===========================================================================
+
+A waiver (``[tool.shortcutgates.waivers]``, by case id or gate name) turns the case into a non-strict
+xfail carrying the waiver's reason: a failing waived gate reports XFAIL, a passing one XPASS.
+
+Each gate test attaches its result record to the test report (``user_properties``: ``gate_result``
+as JSON, plus ``gate_verdict`` and ``gate_value``), which is where the summary table and
+``--gate-report`` take it from; this also puts the results into pytest's ``--junitxml`` output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+RESULT_PROPERTY = "gate_result"
+"""``user_properties`` key of a gate test's result record (JSON text, DESIGN §9 gate entry)."""
+
+NO_DATA_REASON = "the gate suite needs --data DIR (a built or hand-written manifest)"
+DESELECTED_REASON = "not run: deselected (-k / -m)"
+NOT_RUN_REASON = "not run: the session stopped before it, or its test was not collected"
+
+
+# --- option parsers: reject bad values at the command line ------------------------------------
+def parse_data_dir(value: str) -> Path:
+    """``--data``: an existing directory or parquet file."""
+    path = Path(value).expanduser()
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"no such directory or file: {value!r}")
+    if path.is_file() and path.suffix != ".parquet":
+        raise argparse.ArgumentTypeError(f"expected a manifest directory or a .parquet file (got {value!r})")
+    return path.resolve()
+
+
+def parse_checkpoint(value: str) -> Path:
+    """``--model``: an existing checkpoint file."""
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no such checkpoint file: {value!r}")
+    return path.resolve()
+
+
+def parse_report_path(value: str) -> Path:
+    """``--gate-report``: a file path to write (its directory is created); not a directory."""
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"is a directory, expected a file name: {value!r}")
+    return path.resolve()
+
+
+def parse_pyproject(value: str) -> Path:
+    """``--gate-config``: an existing TOML file."""
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no such file: {value!r}")
+    return path.resolve()
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("shortcutgates", "shortcut gates (run with: pytest gate_tests --data DIR)")
+    group.addoption("--data", metavar="DIR", type=parse_data_dir, default=None,
+                    help="Manifest directory (or parquet file) the gates measure; without it the gate "
+                         "suite is skipped and the plugin does nothing. Default: %(default)r")
+    group.addoption("--model", metavar="CKPT", type=parse_checkpoint, default=None,
+                    help="Checkpoint (.pt) for the model gates; without it they are skipped with that "
+                         "reason. Default: %(default)r")
+    group.addoption("--gate-report", metavar="FILE", type=parse_report_path, default=None,
+                    help="Write the gate results as JSON (schema shortcutgates.report/1) to FILE, "
+                         "atomically. Default: %(default)r")
+    group.addoption("--gate-config", metavar="PYPROJECT", type=parse_pyproject, default=None,
+                    help="pyproject.toml whose [tool.shortcutgates] table sets thresholds, sample caps, "
+                         "bootstrap and waivers. Default: %(default)r (the rootdir's pyproject.toml, "
+                         "if there is one)")
+
+
+# --- session state ------------------------------------------------------------------------
+@dataclass(eq=False)
+class GateSession:
+    """Per-run state, kept in ``config.stash``; builds the data context only when first needed."""
+
+    data: Path | None
+    model: Path | None
+    report: Path | None
+    config_path: Path | None
+    progress: bool = False
+    _context: object = None
+    _cases: list | None = None
+    results: dict = field(default_factory=dict)
+    """Case id -> gate record (dict), filled from test reports."""
+    waived: dict = field(default_factory=dict)
+    """Case id -> waiver reason."""
+    deselected: set = field(default_factory=set)
+
+    @property
+    def active(self) -> bool:
+        return self.data is not None
+
+    @property
+    def context(self):
+        """The shared :class:`GateContext` (data read lazily inside; images/predictions cached)."""
+        if self._context is None:
+            from .gates.registry import GateConfig, GateContext
+
+            try:
+                gate_config = GateConfig.from_pyproject(self.config_path)
+                self._context = GateContext(self.data, model=self.model, config=gate_config,
+                                            progress=self.progress)
+            except (ValueError, FileNotFoundError) as exc:  # DataError is a ValueError
+                raise pytest.UsageError(f"shortcutgates: {exc}") from None
+        return self._context
+
+    def cases(self) -> list:
+        """Every gate case the data (and model) call for, model cases included without a model."""
+        if self._cases is None:
+            from .gates.registry import gate_cases
+
+            try:
+                self._cases = list(gate_cases(self.context))
+            except (ValueError, FileNotFoundError) as exc:
+                raise pytest.UsageError(f"shortcutgates: {exc}") from None
+        return self._cases
+
+    def skipped_record(self, case, message: str) -> dict:
+        """Report record of a case that did not run."""
+        from .gates.decision import skipped_result
+        from .gates.registry import REGISTRY
+
+        return skipped_result(self.context.config, case, REGISTRY[case.gate], message).to_json()
+
+    def records(self) -> list[dict]:
+        """One record per expected case, in collection order; cases without a result are skipped."""
+        out = []
+        for case in self.cases():
+            reason = DESELECTED_REASON if case.id in self.deselected else NOT_RUN_REASON
+            record = dict(self.results.get(case.id) or self.skipped_record(case, reason))
+            record["waiver"] = self.waived.get(case.id)
+            out.append(record)
+        return out
+
+    # hooks: this object is registered as a plugin, so results also arrive from xdist workers
+    def pytest_runtest_logreport(self, report):
+        record = record_of(report)
+        if record is not None and report.when == "call":
+            self.results[record["id"]] = record
+
+    def pytest_deselected(self, items):
+        for item in items:
+            case = getattr(getattr(item, "callspec", None), "params", {}).get("gate_case")
+            if case is not None:
+                self.deselected.add(case.id)
+
+
+SESSION_KEY = pytest.StashKey[GateSession]()
+
+
+def gate_session_of(config) -> GateSession:
+    """The :class:`GateSession` of a pytest ``config``."""
+    return config.stash[SESSION_KEY]
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gate(name): a shortcut-gate case (added by the shortcutgates plugin)")
+    session = GateSession(
+        data=config.getoption("data"), model=config.getoption("model"), report=config.getoption("gate_report"),
+        config_path=config.getoption("gate_config") or _default_pyproject(config),
+        progress=config.getoption("capture") == "no")
+    config.stash[SESSION_KEY] = session
+    if session.active:
+        config.pluginmanager.register(session, "shortcutgates-session")
+
+
+def _default_pyproject(config) -> Path | None:
+    path = Path(config.rootpath) / "pyproject.toml"
+    return path if path.is_file() else None
+
+
+def pytest_report_header(config):
+    session = gate_session_of(config)
+    if not session.active:
+        return None
+    return (f"shortcutgates: data={session.data} model={session.model} "
+            f"config={session.config_path} report={session.report}")
+
+
+# --- parametrisation and fixtures --------------------------------------------------------------
+def pytest_generate_tests(metafunc):
+    if "gate_case" not in metafunc.fixturenames:
+        return
+    session = gate_session_of(metafunc.config)
+    if not session.active:
+        metafunc.parametrize("gate_case", [pytest.param(None, id="no-data", marks=pytest.mark.skip(NO_DATA_REASON))])
+        return
+    params = []
+    for case in session.cases():
+        marks = [pytest.mark.gate(case.gate)]
+        reason = session.context.config.waiver_for(case)
+        if reason:
+            session.waived[case.id] = reason
+            marks.append(pytest.mark.xfail(reason=f"waived: {reason}", strict=False))
+        params.append(pytest.param(case, id=case.id, marks=marks))
+    metafunc.parametrize("gate_case", params)
+
+
+@pytest.fixture(scope="session")
+def gate_session(request) -> GateSession:
+    """The run's :class:`GateSession` (options, shared context, results)."""
+    return gate_session_of(request.config)
+
+
+@pytest.fixture(scope="session")
+def gate_context(gate_session):
+    """The shared :class:`~shortcutgates.gates.registry.GateContext`; skips without ``--data``."""
+    if not gate_session.active:
+        pytest.skip(NO_DATA_REASON)
+    return gate_session.context
+
+
+def evaluate_case(session: GateSession, case) -> dict:
+    """Run one case on the shared context and return its report record (DESIGN §9 gate entry).
+
+    ``run_case`` returns ``skipped`` for a model case without a model (with that reason) and
+    ``error`` for a probe that cannot measure.
+    """
+    from .gates.registry import run_case
+
+    return run_case(session.context, case).to_json()
+
+
+def check_record(record: dict) -> None:
+    """Turn a gate record into the pytest outcome of the table in this module's docstring."""
+    verdict, message = record["verdict"], record["message"]
+    if verdict == "skipped":
+        pytest.skip(message)
+    if verdict != "pass":
+        pytest.fail(f"{record['id']}: {verdict.upper()}: {message}", pytrace=False)
+
+
+# --- collecting results -------------------------------------------------------------------
+def record_of(report) -> dict | None:
+    """The gate record a test report carries in its ``user_properties``, or None."""
+    props = dict(report.user_properties)
+    return json.loads(props[RESULT_PROPERTY]) if RESULT_PROPERTY in props else None
+
+
+# --- summary and report -----------------------------------------------------------------------
+def _fmt(x, spec=".3f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def _row(record: dict) -> tuple[str, ...]:
+    ci = record["ci"]
+    ci_text = "-" if ci is None or None in ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+    op = "<=" if record["direction"] == "max" else ">="
+    threshold = "report" if record["threshold"] is None else f"{op} {record['threshold']:g}"
+    verdict = record["verdict"].upper() + (" (waived)" if record.get("waiver") else "")
+    return record["id"], _fmt(record["value"]), ci_text, threshold, verdict
+
+
+def summary_lines(records: list[dict]) -> list[str]:
+    """The terminal table (gate, value, CI, threshold, verdict) and the expected-vs-run count."""
+    from .gates.report_json import summarize
+
+    rows = [("gate", "value", "95% CI", "threshold", "verdict")] + [_row(r) for r in records]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    c = summarize(records)
+    lines.append(f"gates: {c['expected']} expected, {c['run']} run ({c['pass']} pass, {c['fail']} fail, "
+                 f"{c['inconclusive']} inconclusive, {c['error']} error), {c['skipped']} skipped, "
+                 f"{c['waived']} waived")
+    if c["skipped"]:
+        reasons = sorted({r["message"] for r in records if r["verdict"] == "skipped"})
+        lines.append(f"NOT RUN: {c['skipped']} of {c['expected']} gates did not run: {'; '.join(reasons)}")
+    return lines
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    session = gate_session_of(config)
+    if not session.active or hasattr(config, "workerinput") or (session._cases is None and not session.results):
+        return
+    terminalreporter.write_sep("=", "shortcut gates")
+    for line in summary_lines(session.records()):
+        terminalreporter.write_line(line)
+    if session.report is not None:
+        terminalreporter.write_line(f"gate report: {session.report}")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    state = gate_session_of(config)
+    if not state.active or state.report is None or hasattr(config, "workerinput"):
+        return
+    from .gates.report_json import build_report, write_report
+
+    if state._cases is None and not state.results:
+        return  # nothing was collected (collection error or no gate test selected)
+    context = state.context
+    report = build_report(state.records(), data=context.data_info,
+                          model=context.model_info if context.has_model else None)
+    write_report(state.report, report)
