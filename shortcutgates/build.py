@@ -12,6 +12,7 @@ complete output or nothing.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -154,12 +155,28 @@ def _file_record(path: Path) -> dict:
 
 
 def rows_sha256(table: pa.Table) -> str:
-    """sha256 of a table's rows: the Arrow IPC stream of the table without schema metadata."""
-    table = table.replace_schema_metadata(None)
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()
+    """sha256 of a table's rows, independent of chunking and of the bytes under null slots.
+
+    Per column: name, type, the null mask, and the values with nulls filled by a typed zero,
+    serialised as one Arrow IPC batch. The table read back from the parquet file therefore gives
+    the digest of the table that was written.
+    """
+    digest = hashlib.sha256()
+    for name, column in zip(table.column_names, table.columns):
+        column = column.combine_chunks()
+        digest.update(f"{name}\0{column.type}\0".encode())
+        digest.update(np.packbits(column.is_null().to_numpy(zero_copy_only=False)).tobytes())
+        if column.null_count:
+            kind = column.type
+            zero = b"" if pa.types.is_binary(kind) or pa.types.is_large_binary(kind) else (
+                "" if pa.types.is_string(kind) or pa.types.is_large_string(kind) else 0)
+            column = column.fill_null(pa.scalar(zero, kind))
+        sink = pa.BufferOutputStream()
+        batch = pa.record_batch([column], names=[name])
+        with pa.ipc.new_stream(sink, batch.schema) as writer:
+            writer.write_batch(batch)
+        digest.update(sink.getvalue().to_pybytes())
+    return digest.hexdigest()
 
 
 def _counts(frame: pd.DataFrame) -> dict:
@@ -285,14 +302,14 @@ def _fractions_arg(text: str) -> tuple:
     try:
         return tuple(float(x) for x in text.split(","))
     except ValueError:
-        raise ValueError(f"--fractions must be comma-separated numbers (got {text!r})") from None
+        raise argparse.ArgumentTypeError(f"must be comma-separated numbers (got {text!r})") from None
 
 
 def _cap_arg(text: str):
     if text == "all":
         return "all"
     if not text.isdigit() or int(text) < 1:
-        raise ValueError(f"--positives-per-lrg must be a positive integer or 'all' (got {text!r})")
+        raise argparse.ArgumentTypeError(f"must be a positive integer or 'all' (got {text!r})")
     return int(text)
 
 
