@@ -12,6 +12,9 @@ E4   E2's model input                  ``core_lr_auc[train-box10-model]`` gate: 
                                        the unpaired training images as the model sees them (< 0.65)
 ==== =============================== ===========================================================
 
+plus ``E1_core_lr``, the same probe on E1's (paired) training input, which with E4 gives the
+paired/unpaired × raw/residual core-LR table of DESIGN §1.
+
 for three configurations (:data:`CONFIGURATIONS`): ``raw_robust``, ``residual`` and ``residual`` +
 core dropout. The whole gate suite runs on both manifests (data gates) and on each E2 model.
 
@@ -26,7 +29,7 @@ same seed gives the same bytes — they go to ``timings.json``)::
                 "data_gates": {"paired"|"unpaired": [DESIGN §9 gate records]},
                 "configs": {name: {"preprocess", "core_dropout",
                                    "training": {"paired"|"unpaired": {TrainSummary fields but seconds}},
-                                   "experiments": {"E1"|"E2"|"E3"|"E3_gap"|"E4": metric},
+                                   "experiments": {"E1"|"E2"|"E3"|"E3_gap"|"E4"|"E1_core_lr": metric},
                                    "roc": {"E1"|"E2"|"E3": {"fpr": [..], "tpr": [..]}},
                                    "gates": [gate records of the E2 model],
                                    "stratified": {by: [{"bin": [lo, hi], "value", "ci", "n", "n_groups"}]}}}}],
@@ -260,17 +263,18 @@ def detection(ckpt: Path, manifest: Path, split: str, seed: int, params: Experim
     return _jsonable(metric), roc_points(labels, scores)
 
 
-def run_gates(manifest: Path, ckpt: Path | None, params: ExperimentParams, seed: int, *, model_only: bool) -> list:
+def run_gates(manifest: Path, ckpt: Path | None, params: ExperimentParams, seed: int, *, model_only: bool,
+              only=None) -> list:
     """Gate records (DESIGN §9, with ``extra``) of a manifest, and of a model when given.
 
     ``model_only``: only the cases that need the model (the data cases are the same for every
-    model of a dataset and run once, without a model).
+    model of a dataset and run once, without a model). ``only(case) -> bool`` selects further.
     """
     from .gates.registry import GateConfig, GateContext, gate_cases, run_case
 
     config = GateConfig(n_boot=params.n_boot, seed=seed, max_samples=params.max_samples)
     ctx = GateContext(manifest, model=ckpt, config=config, progress=params.progress)
-    cases = [c for c in gate_cases(ctx) if ("model" in c.needs) == model_only]
+    cases = [c for c in gate_cases(ctx) if ("model" in c.needs) == model_only and (only is None or only(c))]
     return [_jsonable(run_case(ctx, case).to_json(with_extra=True)) for case in cases]
 
 
@@ -385,10 +389,13 @@ def run_configuration(config: Configuration, manifests: dict, params: Experiment
     e2, roc2 = detection(ckpts["unpaired"], manifests["unpaired"], "test", seed, params)
     e3, roc3 = detection(ckpts["unpaired"], manifests["unpaired"], "test_paired", seed, params)
     gates = run_gates(manifests["unpaired"], ckpts["unpaired"], params, seed, model_only=True)
+    paired_core = run_gates(manifests["paired"], ckpts["paired"], params, seed, model_only=True,
+                            only=lambda c: c.gate == "core_lr_auc" and c.split == "train")
     timer.add(f"seed{seed}/measure_{config.name}", t)
     experiments = {"E1": e1, "E2": e2, "E3": e3,
                    "E3_gap": gate_metric(gates, "cross_test_gap", None, seed),
-                   "E4": gate_metric(gates, "core_lr_auc", "train", seed, box=10, input="model")}
+                   "E4": gate_metric(gates, "core_lr_auc", "train", seed, box=10, input="model"),
+                   "E1_core_lr": gate_metric(paired_core, "core_lr_auc", "train", seed, box=10, input="model")}
     return {"preprocess": config.preprocess, "core_dropout": config.core_dropout, "training": training,
             "experiments": experiments, "roc": {k: v for k, v in (("E1", roc1), ("E2", roc2), ("E3", roc3)) if v},
             "gates": strip_extra(gates), "stratified": stratified_bins(gates)}

@@ -185,7 +185,7 @@ def make_figures(results: dict, results_dir: Path, fig_dir: Path) -> dict:
     for config in configs:
         for prop, bins in run["configs"].get(config, {}).get("stratified", {}).items():
             strata.setdefault(prop, {})[config] = bins
-    if strata:
+    if any(b.get("value") is not None for per in strata.values() for bins in per.values() for b in bins):
         made["stratified"] = figs.stratified_figure(strata, fig_dir / "stratified.png", threshold=0.80)
     return made
 
@@ -193,16 +193,23 @@ def make_figures(results: dict, results_dir: Path, fig_dir: Path) -> dict:
 def _core_rows(results: dict) -> list:
     run = results["seeds"][0]
     rows = []
-    for dataset in ("paired", "unpaired"):
-        for r in run.get("data_gates", {}).get(dataset, []):
-            if r["gate"] == "core_lr_auc" and r.get("value") is not None:
-                rows.append({"label": f"{dataset} {r['params'].get('input', '')}".strip(), "value": r["value"],
-                             "ci": r.get("ci"), "group": "data (paired / unpaired)"})
-    for config in config_names(results):
-        m = run["configs"].get(config, {}).get("experiments", {}).get("E4")
-        if m and m.get("value") is not None:
-            rows.append({"label": f"E4 {config}", "value": m["value"], "ci": m.get("ci"), "group": "E4: E2 model input"})
+    for key, dataset in (("E1_core_lr", "paired"), ("E4", "unpaired")):
+        for config in config_names(results):
+            m = run["configs"].get(config, {}).get("experiments", {}).get(key)
+            if m and m.get("value") is not None:
+                rows.append({"label": f"{config}", "value": m["value"], "ci": m.get("ci"),
+                             "group": f"{dataset} train split, model input" + (" (E4)" if key == "E4" else "")})
     return rows
+
+
+def core_lr_table(results: dict) -> tuple:
+    """Core-LR AUC on the training input, paired vs unpaired, per configuration (cf. DESIGN §1)."""
+    run = results["seeds"][0]
+    rows = []
+    for config in config_names(results):
+        ex = run["configs"].get(config, {}).get("experiments", {})
+        rows.append([config, fmt_metric(ex.get("E1_core_lr")), fmt_metric(ex.get("E4"))])
+    return ["configuration (model input)", "paired (E1 training data)", "unpaired (E2 training data = E4)"], rows
 
 
 # --- document ----------------------------------------------------------------------------------
@@ -218,6 +225,11 @@ def build_document(results: dict, figures: dict) -> list:
     doc += [("h2", "E1–E4"), ("table", *results_table(results, summary)),
             ("p", "Each cell: estimate [95% interval, LRG bootstrap]" if len(results["seeds"]) == 1 else
              f"Each cell: mean ± std over {len(results['seeds'])} seeds (seeds {', '.join(str(r['seed']) for r in results['seeds'])}).")]
+    doc += [("h2", "Core-LR AUC on the training data"), ("table", *core_lr_table(results)),
+            ("p", "Grouped-CV logistic regression on the central 10×10 px of all bands, as the model sees them. "
+                  "The survey team measured, on real DR10 cutouts: raw 0.951 paired / 0.949 unpaired, residual "
+                  "0.554 paired / 0.694 unpaired (DESIGN §1). Core dropout changes training only, so its input "
+                  "is the residual input.")]
     doc += [("h2", "Success criteria of the proposal"),
             ("table", ["configuration", "criterion", "value", "verdict", "per seed"],
              [[c.config, c.name, fmt(c.value), c.verdict, c.detail] for c in crit])]
@@ -226,7 +238,7 @@ def build_document(results: dict, figures: dict) -> list:
         doc += [("h3", question), ("p", answer)]
     captions = {
         "roc": "ROC curves per experiment (first seed).",
-        "core_lr": "Core-LR AUC: on the built data (raw_robust / residual input) and on each E2 model's input, "
+        "core_lr": "Core-LR AUC on the paired (E1) and unpaired (E2, = E4) training data as each model sees it, "
                    "against the 0.65 gate.",
         "properties": "Lens vs non-lens distributions of each property in the unpaired training split "
                       "(SMD: standardised mean difference; the balance gate allows |SMD| ≤ 0.1).",

@@ -197,7 +197,8 @@ def stratified_figure(strata: Mapping[str, Mapping[str, Sequence[Mapping]]], pat
             ax.axhline(threshold, color="k", ls="--", lw=1)
         ax.set_xticks(range(len(names)), names, rotation=25, ha="right", fontsize=7)
         ax.set(title=f"AUROC by {prop}", ylabel="AUROC", ylim=(0.3, 1.02))
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     return _save(fig, path)
 
 

@@ -1,0 +1,123 @@
+"""Pieces of the experiment orchestration (the whole run is exercised by tests/test_real_data.py)."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shortcutgates import experiment as ex
+from shortcutgates.cli import main as cli_main
+
+
+def test_configurations_are_the_proposals_remedies():
+    names = [c.name for c in ex.CONFIGURATIONS]
+    assert names == ["raw_robust", "residual", "residual+dropout"]
+    assert [c.preprocess for c in ex.CONFIGURATIONS] == ["raw_robust", "residual", "residual"]
+    assert ex.CONFIGURATIONS[2].core_dropout is not None and ex.CONFIGURATIONS[1].core_dropout is None
+
+
+@pytest.mark.parametrize("kw,match", [
+    pytest.param({"epochs": 0}, "'epochs' must be >= 1", id="epochs"),
+    pytest.param({"seeds": 0}, "'seeds' must be >= 1", id="seeds"),
+    pytest.param({"n_boot": 100}, "'n_boot' must be >= 500", id="n_boot"),
+    pytest.param({"configs": ()}, "at least one configuration", id="configs"),
+])
+def test_params_reject_bad_values(tmp_path, kw, match):
+    with pytest.raises(ValueError, match=match):
+        ex.ExperimentParams(out=tmp_path, **kw)
+
+
+def test_seed_list_and_record(tmp_path):
+    p = ex.ExperimentParams(out=tmp_path, seed=7, seeds=3)
+    assert p.seed_list() == [7, 8, 9]
+    rec = p.record()
+    assert rec["seeds"] == [7, 8, 9] and rec["input"] is None and rec["n_lrgs"] == p.n_lrgs
+    assert [c["name"] for c in rec["configs"]] == [c.name for c in ex.CONFIGURATIONS]
+    assert ex.ExperimentParams(out=tmp_path, input=tmp_path / "in").record()["n_lrgs"] is None
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(2, 2000), max_points=st.integers(3, 300), seed=st.integers(0, 2**16))
+def test_roc_points_thin_keep_ends_and_stay_monotone(n, max_points, seed):
+    rng = np.random.default_rng(seed)
+    labels = np.r_[0, 1, rng.integers(0, 2, n)]
+    scores = rng.normal(size=len(labels)) + labels
+    roc = ex.roc_points(labels, scores, max_points=max_points)
+    fpr, tpr = np.array(roc["fpr"]), np.array(roc["tpr"])
+    assert len(fpr) <= max_points
+    assert fpr[0] == 0 and fpr[-1] == 1 and tpr[-1] == 1
+    assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
+
+
+def test_gate_metric_selects_by_gate_split_and_params():
+    records = [
+        {"id": "core_lr_auc[train-box10-raw_robust]", "gate": "core_lr_auc", "split": "train",
+         "params": {"box": 10, "input": "raw_robust"}, "value": 0.9, "ci": [0.8, 0.95], "n": 10, "n_groups": 5,
+         "verdict": "fail", "threshold": 0.65, "direction": "max", "message": ""},
+        {"id": "core_lr_auc[train-box10-model]", "gate": "core_lr_auc", "split": "train",
+         "params": {"box": 10, "input": "model"}, "value": 0.6, "ci": [0.5, 0.7], "n": 10, "n_groups": 5,
+         "verdict": "inconclusive", "threshold": 0.65, "direction": "max", "message": "m"},
+    ]
+    m = ex.gate_metric(records, "core_lr_auc", "train", 3, box=10, input="model")
+    assert m["value"] == 0.6 and m["seed"] == 3 and m["source"] == "core_lr_auc[train-box10-model]"
+    assert m["verdict"] == "inconclusive"
+    assert ex.gate_metric(records, "core_lr_auc", "test", 3) is None
+    assert ex.strip_extra([dict(records[0], extra={"x": 1})]) == [records[0]]
+
+
+def test_stratified_bins_from_gate_extra():
+    rec = {"gate": "stratified_auroc", "params": {"by": "theta_e"},
+           "extra": {"bins": [{"bin": "0-1arcsec", "n_pos": 3, "n_neg": 9, "auc": None, "ci": None},
+                              {"bin": "1-1.5arcsec", "n_pos": 9, "n_neg": 9, "auc": 0.8, "ci": [0.7, 0.9]}]}}
+    out = ex.stratified_bins([rec, {"gate": "detection_auroc", "params": {}}])
+    assert list(out) == ["theta_e"]
+    assert out["theta_e"][1] == {"bin": "1-1.5arcsec", "value": 0.8, "ci": [0.7, 0.9], "n_pos": 9, "n_neg": 9}
+
+
+def test_jsonable_makes_plain_json():
+    out = ex._jsonable({"a": np.float32(0.5), "b": (1, np.int64(2)), "c": float("nan"), "d": Path("x"),
+                        "e": {"f": np.float64(np.inf)}})
+    assert out == {"a": 0.5, "b": [1, 2], "c": None, "d": "x", "e": {"f": None}}
+    assert isinstance(out["b"][1], int)
+
+
+def test_examples_npz_is_deterministic_and_loads_without_pickle():
+    arrays = {"stamp": np.arange(12, dtype=np.float32).reshape(1, 3, 2, 2), "arc_mask": np.eye(2, dtype=bool)[None]}
+    a, b = ex._npz_bytes(arrays), ex._npz_bytes(dict(reversed(list(arrays.items()))))
+    assert a == b
+    with np.load(io.BytesIO(a), allow_pickle=False) as npz:
+        assert sorted(npz.files) == ["arc_mask", "stamp"]
+        np.testing.assert_array_equal(npz["stamp"], arrays["stamp"])
+
+
+def test_paired_input_simulates_once_and_reuses(tmp_path):
+    p = ex.ExperimentParams(out=tmp_path, n_lrgs=3, injections_per_lrg=(1, 1), progress=False)
+    timer = ex.Timer()
+    path = ex.paired_input(p, 5, timer)
+    assert path == tmp_path / "data" / "seed5" / "paired_input"
+    files = sorted(path.rglob("*.parquet"))
+    assert files and "seed5/simulate" in timer.stages
+    stamp = {f: f.stat().st_mtime_ns for f in files}
+    assert ex.paired_input(p, 5, ex.Timer()) == path
+    assert {f: f.stat().st_mtime_ns for f in files} == stamp
+    given_input = ex.ExperimentParams(out=tmp_path, input=tmp_path / "survey")
+    assert ex.paired_input(given_input, 0, timer) == tmp_path / "survey"
+
+
+def test_command_rejects_bad_arguments(tmp_path, capsys):
+    assert cli_main(["experiment", "--out", str(tmp_path / "o"), "--seeds", "0"]) == 2
+    assert "'seeds' must be >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_chance_smd_sentence_uses_pool_sizes():
+    from shortcutgates.report_text import _chance_smd
+
+    results = {"seeds": [{"datasets": {"unpaired": {"splits": {"train": {"n_pos": 50, "n_neg": 50}}}}}]}
+    assert f"standard error {math.sqrt(2 / 50):.2f}" in _chance_smd(results)
