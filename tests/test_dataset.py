@@ -21,6 +21,8 @@ from shortcutgates.schema import DataError
 
 from test_dataset_helpers import toy_frame, toy_images, write_pointer_manifest, write_toy_manifest
 
+torch.set_num_threads(1)  # tiny tensors: extra threads only contend on the shared 2-core CI
+
 
 def _savez(bands: dict, compressed: bool = True) -> bytes:
     buf = io.BytesIO()
