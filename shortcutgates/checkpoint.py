@@ -80,6 +80,11 @@ def read_payload(path, map_location="cpu") -> dict:
         raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head != b"PK\x03\x04":
+        kind = "a legacy (pre-1.6) torch pickle" if head[:1] == b"\x80" else f"not a torch zip file (starts with {head!r})"
+        raise CheckpointError(f"{path}: {kind}; truncated or corrupt, or not a shortcutgates checkpoint")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
