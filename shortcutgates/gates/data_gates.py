@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 
 from ..schema import LABEL_COLUMN, PIXEL_SCALE_ARCSEC, SPLIT_COLUMN
-from ..preprocess import annulus_radii
+from ..preprocess import CLIP, annulus_radii
 from .decision import bootstrap_auroc, bootstrap_metric, estimate_result, make_result, weighted_auroc_metric
 from .probes import (
-    ProbeError, arc_radii, central_box, grouped_cv_scores, metadata_features, profile_features, ring_features,
+    ARC_HALF_WIDTH_PX, ProbeError, arc_radii, central_box, grouped_cv_scores, metadata_features, profile_features, ring_features,
     standardised_mean_difference,
 )
 from .records import GateCase, GateResult
@@ -129,6 +129,24 @@ def theta_e_bin_aurocs(labels, scores, groups, theta_e_px, edges_arcsec, config)
     return out
 
 
+def blanked_fraction(features: np.ndarray) -> float:
+    """Mean fraction of each row's probe pixels equal to the row's most common value.
+
+    Unmasked stamps carry noise, so exact repeats are rare; a mask filled with a constant (zeros,
+    the median) makes most of the box one value. Pixels at the ``raw_robust`` clip level (bright
+    LRG cores) are not counted as a mask.
+    """
+    features = np.asarray(features, np.float64)
+    features = np.sort(np.where(np.abs(features) == CLIP, np.nan, features), axis=1)  # NaN != NaN: no runs
+    if features.shape[1] == 0:
+        return 1.0
+    new = np.ones(features.shape, bool)
+    new[:, 1:] = features[:, 1:] != features[:, :-1]
+    run_id = np.cumsum(new, axis=1)  # (N, P) index of the run of equal values
+    longest = np.array([np.bincount(r).max() for r in run_id])
+    return float(np.mean(longest / features.shape[1]))
+
+
 def core_lr_auc(context, case: GateCase) -> GateResult:
     """Grouped-CV logistic regression on the central box, with the AUROC by θ_E bin.
 
@@ -138,13 +156,19 @@ def core_lr_auc(context, case: GateCase) -> GateResult:
     sample = context.sample(case.split)
     box = int(case.params["box"])
     images, name = _probe_input(context, case)
-    scores = grouped_cv_scores(central_box(images, box), sample.labels, sample.groups,
+    features = central_box(images, box)
+    blank = blanked_fraction(features)
+    if blank >= 0.5:
+        raise ProbeError(f"a mask covers the probe box: {blank:.0%} of the central {box}×{box} px of input {name} "
+                         "hold one constant value per stamp (the probe would pass trivially)")
+    scores = grouped_cv_scores(features, sample.labels, sample.groups,
                                n_splits=context.config.n_splits, seed=context.config.seed)
     bins = theta_e_bin_aurocs(sample.labels, scores, sample.groups, sample.theta_e_px,
                               context.config.theta_e_bins_arcsec, context.config)
-    half_box_arcsec = box / 2 * PIXEL_SCALE_ARCSEC
+    # the arc (θ_E ± its half-width) reaches the box when θ_E is below the box's half-diagonal + that width
+    reach_arcsec = (box / 2 * np.sqrt(2) + ARC_HALF_WIDTH_PX) * PIXEL_SCALE_ARCSEC
     for rec in bins:
-        rec["arc_inside_box"] = rec["lo"] < half_box_arcsec
+        rec["arc_inside_box"] = bool(rec["lo"] < reach_arcsec)
     threshold = context.config.threshold_for(case, _gate(case.gate).threshold)
     drivers = [r for r in bins if r["auc"] is not None and threshold is not None and r["auc"] > threshold]
     note = f"input {name}; {sample.note}"

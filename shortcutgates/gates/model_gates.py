@@ -19,11 +19,9 @@ import pandas as pd
 from ..schema import PIXEL_SCALE_ARCSEC
 from .decision import bootstrap_auroc, bootstrap_metric, estimate_result, weighted_auroc_metric
 from .perturb import mask_annulus, shuffle_rings, transplant_core
-from .probes import ProbeError
+from .probes import ARC_HALF_WIDTH_PX, ProbeError
 from .records import GateCase, GateResult
 
-ARC_HALF_WIDTH_PX = 2.5
-"""Half-width of the masked annulus around θ_E: arc thickness plus PSF (≈1.3″ FWHM). Unit: pixel."""
 
 CORE_RADIUS_PX = 3.0
 """Radius kept unmasked by ``arc_masked_auroc``: the counter-image at θ_E − β lies here. Unit: pixel."""

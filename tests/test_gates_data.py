@@ -1,0 +1,215 @@
+"""Data gates: each fails on a planted shortcut, passes on a clean case, and errors when it cannot measure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shortcutgates.gates.registry import GateCase, GateConfig, GateContext, gate_cases, run_case
+from shortcutgates.gates.synthetic import ToySpec, make_rows, write_manifest
+from shortcutgates.io import encode_stamp
+
+CFG = GateConfig(n_boot=500)
+
+
+def _context(tmp_path_factory, name, rows, **kw) -> GateContext:
+    return GateContext(write_manifest(rows, tmp_path_factory.mktemp(name)), config=kw.pop("config", CFG), **kw)
+
+
+@pytest.fixture(scope="module")
+def clean_rows():
+    """Unpaired, arcs clear of the 10×10 core box (θ_E 8.4-11.5 px), no counter-image."""
+    return make_rows(ToySpec(n_lrgs=300, paired=False, core_fraction=0.0, theta_e_arcsec=(2.2, 3.0), seed=3))
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory, clean_rows):
+    return _context(tmp_path_factory, "clean", clean_rows)
+
+
+@pytest.fixture(scope="module")
+def shortcut(tmp_path_factory):
+    """Paired (two injections per LRG, so duplicated controls), a counter-image in the core, negatives
+    observed with a worse PSF."""
+    rows = make_rows(ToySpec(n_lrgs=150, paired=True, positives_per_lrg=2, core_fraction=0.5, psf_shift=0.3, seed=4))
+    return _context(tmp_path_factory, "shortcut", rows)
+
+
+@pytest.fixture(scope="module")
+def balanced(tmp_path_factory):
+    """Paired, one injection per LRG: properties of positives and negatives are identical."""
+    rows = make_rows(ToySpec(n_lrgs=400, size=16, paired=True, theta_e_arcsec=(0.8, 1.2), seed=5))
+    return _context(tmp_path_factory, "balanced", rows)
+
+
+@pytest.fixture(scope="module")
+def no_arc(tmp_path_factory):
+    """'Positives' whose injection failed: no arc at all."""
+    rows = make_rows(ToySpec(n_lrgs=600, size=32, theta_e_arcsec=(1.0, 1.6), arc_flux=0.0, seed=6))
+    return _context(tmp_path_factory, "no_arc", rows)
+
+
+def _run(ctx, gate, split="train", **params):
+    return run_case(ctx, GateCase(gate, params, split))
+
+
+# --- data_integrity ----------------------------------------------------------------------------
+def test_data_integrity_passes_on_clean_data(clean):
+    res = run_case(clean, GateCase("data_integrity"))
+    assert res.verdict == "pass" and res.value == 0 and res.n == len(clean.frame)
+
+
+def test_data_integrity_fails_and_names_bad_rows(tmp_path_factory, clean_rows):
+    rows = clean_rows.copy()
+    nan_image = np.ones((3, 64, 64), np.float32)
+    nan_image[1, 5, 5] = np.nan
+    rows.loc[3, "image_npz"] = b"not an npz"
+    rows.loc[7, "image_npz"] = encode_stamp(nan_image)
+    rows.loc[11, "image_npz"] = encode_stamp(np.zeros((3, 64, 64), np.float32))
+    ctx = _context(tmp_path_factory, "broken", rows)
+    res = run_case(ctx, GateCase("data_integrity"))
+    assert res.verdict == "fail" and res.value == 3
+    assert "row 3" in res.message and "not an npz" in res.message
+    assert any("row 11" in p and "zero outer-annulus MAD" in p for p in res.extra["problems"])
+    # the probes leave the bad rows out and say so
+    split = rows.loc[3, "split"]
+    assert ctx.sample(split).n_bad >= 1 and "bad rows left out" in ctx.sample(split).note
+
+
+# --- lrg_leakage -------------------------------------------------------------------------------
+def test_lrg_leakage_passes_on_unpaired_disjoint_splits(clean):
+    assert _run(clean, "lrg_leakage", pair="pos-neg").verdict == "pass"
+    res = run_case(clean, GateCase("lrg_leakage", {"pair": "train-val"}))
+    assert res.verdict == "pass" and res.value == 0
+
+
+def test_lrg_leakage_fails_on_paired_data(shortcut):
+    res = _run(shortcut, "lrg_leakage", pair="pos-neg")
+    assert res.verdict == "fail" and res.value == shortcut.frame.loc[shortcut.frame.split == "train", "_group"].nunique()
+
+
+def test_lrg_leakage_between_splits_uses_sky_matching(tmp_path_factory, clean_rows):
+    rows = clean_rows.copy()
+    train = rows.index[rows.split == "train"][0]
+    val = rows.index[rows.split == "val"][0]
+    rows.loc[val, ["ra", "dec"]] = rows.loc[train, ["ra", "dec"]].to_numpy() + 1e-6  # same LRG, jittered
+    ctx = _context(tmp_path_factory, "leak", rows)
+    res = run_case(ctx, GateCase("lrg_leakage", {"pair": "train-val"}))
+    assert res.verdict == "fail" and res.value == 1
+    assert "given lrg_id disagrees with sky matching" in res.message  # the row kept its old lrg_id
+
+
+# --- property balance and metadata C2ST --------------------------------------------------------
+def test_property_balance_fails_on_shifted_psf(shortcut):
+    res = _run(shortcut, "property_balance", prop="psfsize_r")
+    assert res.verdict == "fail" and res.value > 1.0
+
+
+def test_property_balance_passes_when_properties_match(balanced):
+    res = _run(balanced, "property_balance", prop="psfsize_r")
+    assert res.verdict == "pass" and res.value == 0.0 and res.ci[1] <= 0.1
+
+
+def test_metadata_c2st_fails_on_shifted_psf_and_passes_when_matched(shortcut, balanced):
+    bad = _run(shortcut, "metadata_c2st_auc")
+    assert bad.verdict == "fail" and bad.value > 0.9
+    good = _run(balanced, "metadata_c2st_auc")
+    assert good.verdict == "pass" and good.ci[1] <= 0.60
+
+
+# --- core_lr_auc -------------------------------------------------------------------------------
+def test_core_lr_fails_on_the_core_shortcut_and_names_theta_e_bins(shortcut):
+    res = _run(shortcut, "core_lr_auc", box=10, input="raw_robust")
+    assert res.verdict == "fail" and res.value > 0.8
+    assert "θ_E bins above threshold" in res.message
+    bins = res.extra["theta_e_bins"]
+    assert sum(b["n_pos"] for b in bins) == (shortcut.sample("train").labels == 1).sum()
+    # paired data with two injections per LRG: the duplicated controls were dropped
+    assert shortcut.sample("train").n_duplicates > 0
+
+
+def test_core_lr_passes_on_clean_data(clean):
+    res = _run(clean, "core_lr_auc", box=10, input="raw_robust")
+    assert res.verdict == "pass" and res.ci[1] <= 0.65
+
+
+def test_core_lr_on_the_model_input(tmp_path_factory, clean_rows):
+    ctx = _context(tmp_path_factory, "residual", clean_rows, score_fn=lambda x: x[:, 1, 32, 32], preprocess="residual")
+    res = _run(ctx, "core_lr_auc", box=10, input="model")
+    assert res.verdict in ("pass", "inconclusive") and "input residual" in res.message
+
+
+def test_core_lr_is_an_error_with_one_class(tmp_path_factory, clean_rows):
+    rows = clean_rows[~((clean_rows.split == "train") & (clean_rows.label == 0))]
+    res = _run(_context(tmp_path_factory, "one_class", rows), "core_lr_auc", box=10, input="raw_robust")
+    assert res.verdict == "error" and "both classes" in res.message and res.value is None
+
+
+def test_core_lr_is_an_error_when_a_mask_covers_the_box(tmp_path_factory, clean_rows):
+    def blank_core(raw):  # a preprocessing that zeroes r < 7.5 px: the box is (almost) all masked
+        from shortcutgates.preprocess import radius_grid, raw_robust
+
+        out = raw_robust(raw)
+        out[..., radius_grid(*out.shape[-2:]) < 7.5] = 0.0
+        return out
+
+    ctx = _context(tmp_path_factory, "masked", clean_rows, score_fn=lambda x: x[:, 1, 0, 0], preprocess=blank_core)
+    res = _run(ctx, "core_lr_auc", box=10, input="model")
+    assert res.verdict == "error" and "mask covers the probe box" in res.message
+
+
+# --- radial profile (reported) and arc annulus (sanity) ----------------------------------------
+def test_radial_profile_is_reported_and_gateable(shortcut, no_arc, tmp_path_factory):
+    res = _run(shortcut, "radial_profile_lr_auc", input="raw_robust")
+    assert res.verdict == "pass" and res.threshold is None and "reported, not gated" in res.message
+    strict = GateConfig(n_boot=500, thresholds={"radial_profile_lr_auc": 0.65})
+    object.__setattr__(shortcut, "config", strict)
+    object.__setattr__(no_arc, "config", strict)
+    try:
+        assert _run(shortcut, "radial_profile_lr_auc", input="raw_robust").verdict == "fail"
+        res = _run(no_arc, "radial_profile_lr_auc", input="raw_robust")
+        assert res.verdict == "pass", res.message
+    finally:
+        shortcut.config = no_arc.config = CFG
+
+
+def test_radial_profile_refuses_residual_input(tmp_path_factory, clean_rows):
+    ctx = _context(tmp_path_factory, "resid2", clean_rows, score_fn=lambda x: x[:, 1, 0, 0], preprocess="residual")
+    res = _run(ctx, "radial_profile_lr_auc", input="model")
+    assert res.verdict == "error" and "zero by construction" in res.message
+
+
+def test_arc_annulus_passes_with_arcs_and_fails_without(clean, no_arc):
+    good = _run(clean, "arc_annulus_lr_auc", input="raw_robust")
+    assert good.verdict == "pass" and good.ci[0] >= 0.80
+    bad = _run(no_arc, "arc_annulus_lr_auc", input="raw_robust")
+    assert bad.verdict == "fail" and bad.value < 0.7
+
+
+# --- cases -------------------------------------------------------------------------------------
+def test_gate_cases_cover_every_gate_with_readable_unique_ids(clean):
+    cases = gate_cases(clean)
+    ids = [c.id for c in cases]
+    assert len(ids) == len(set(ids))
+    from shortcutgates.gates.registry import REGISTRY
+
+    assert {c.gate for c in cases} == set(REGISTRY)
+    assert "core_lr_auc[train-box10-raw_robust]" in ids and "core_lr_auc[train-box10-model]" in ids
+    assert "lrg_leakage[train-test_paired]" in ids and "morphology_auroc[test_paired]" in ids
+    assert not any(c.split == "test_paired" and c.gate == "core_lr_auc" for c in cases)
+    model_cases = [c for c in cases if "model" in c.needs]
+    res = run_case(clean, model_cases[0])
+    assert res.verdict == "skipped" and "no model" in res.message
+
+
+def test_sample_cap_keeps_whole_lrgs_and_both_classes(tmp_path_factory, shortcut):
+    from shortcutgates.gates.context import cap_rows
+
+    labels = np.r_[np.ones(600), np.zeros(400)].astype(int)
+    groups = np.repeat(np.arange(250), 4)
+    pos = cap_rows(labels, groups, 200, seed=1)
+    assert len(pos) <= 200 and set(labels[pos]) == {0, 1}
+    kept = pd.Series(groups[pos]).value_counts()
+    assert (kept == 4).all()  # an LRG is never split
+    np.testing.assert_array_equal(pos, cap_rows(labels, groups, 200, seed=1))
