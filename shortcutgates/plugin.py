@@ -44,8 +44,8 @@ RESULT_PROPERTY = "gate_result"
 """``user_properties`` key of a gate test's result record (JSON text, DESIGN §9 gate entry)."""
 
 NO_DATA_REASON = "the gate suite needs --data DIR (a built or hand-written manifest)"
-DESELECTED_REASON = "not run: deselected (-k / -m)"
-NOT_RUN_REASON = "not run: the session stopped before it, or its test was not collected"
+DESELECTED_REASON = "deselected (-k / -m)"
+NOT_RUN_REASON = "the session stopped before it ran, or its test was not collected"
 
 
 # --- option parsers: reject bad values at the command line ------------------------------------
