@@ -133,6 +133,21 @@ def lr_at(step: int, total: int, config: TrainConfig) -> float:
     return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
 
 
+def stop_reason(epochs_done: int, bad_epochs: int, seconds: float, config: TrainConfig) -> str | None:
+    """Why training stops after ``epochs_done`` epochs (None: go on).
+
+    ``epochs`` when all are done; ``early_stopping`` after ``patience`` epochs without a better
+    validation AUROC; ``time_budget`` once ``max_minutes`` of training time are spent.
+    """
+    if epochs_done >= config.epochs:
+        return "epochs"
+    if bad_epochs >= config.patience:
+        return "early_stopping"
+    if config.max_minutes is not None and seconds > 60 * config.max_minutes:
+        return "time_budget"
+    return None
+
+
 def class_balanced_weights(labels: np.ndarray, row_weights: np.ndarray) -> np.ndarray:
     """Row weights scaled so each class has the same total weight and the mean weight is 1."""
     w = row_weights.astype(np.float64).copy()
@@ -303,12 +318,7 @@ def train(manifest, out_ckpt, config: TrainConfig = TrainConfig(), *, resume: bo
         else:
             st["bad_epochs"] += 1
         st["epoch"] = epoch + 1
-        if st["epoch"] >= config.epochs:
-            st["stop_reason"] = "epochs"
-        elif st["bad_epochs"] >= config.patience:
-            st["stop_reason"] = "early_stopping"
-        elif config.max_minutes is not None and st["seconds"] > 60 * config.max_minutes:
-            st["stop_reason"] = "time_budget"
+        st["stop_reason"] = stop_reason(st["epoch"], st["bad_epochs"], st["seconds"], config)
         bar.set_postfix_str(f"epoch {epoch} loss {loss:.4f} val_auroc {val_auc:.4f}", refresh=True)
         if dd.rank == 0:
             metrics = {k: st[k] for k in ("best_val_auroc", "best_epoch", "history", "stop_reason", "seconds")}
