@@ -117,7 +117,7 @@ def make_rows(spec: ToySpec) -> pd.DataFrame:
         paired_lrg = spec.paired or split[i] == "test_paired"
         is_positive = paired_lrg or rng.random() < 0.5
         peak = rng.uniform(*spec.lrg_flux) * (spec.positive_lrg_boost if is_positive and not paired_lrg else 1.0)
-        lrg = lrg_stamp(spec.size, peak, rng.uniform(0.6, 1.0), rng.uniform(0, np.pi))
+        lrg = lrg_stamp(spec.size, peak, rng.uniform(0.8, 1.0), rng.uniform(0, np.pi))
         control = lrg + spec.noise * rng.standard_normal(lrg.shape).astype(np.float32)
         props = {"psfsize_r": rng.normal(1.3, 0.1), "psfdepth_r": rng.normal(24.0, 0.3)}
         base = {"split": split[i], "ra": ra, "dec": dec, "lrg_id": f"L{i:05d}"}
@@ -178,13 +178,13 @@ def lrg_brightness_score(raw: np.ndarray) -> np.ndarray:
     return raw[:, 1][:, r < 6].sum(axis=1).astype(np.float64)
 
 
-def ring_morphology_score(raw: np.ndarray, r_in: float = 4.5, r_out: float = 14.0) -> np.ndarray:
+def ring_morphology_score(raw: np.ndarray, r_in: float = 7.5, r_out: float = 14.0) -> np.ndarray:
     """Arc reader: peak of the smoothed antisymmetric part of the r band within ``r_in <= r < r_out`` px.
 
     An LRG (elliptical or not) is symmetric under a 180° rotation about its centre, so
     ``image − rot180(image)`` removes it; an arc is not, and survives. Smoothing (Gaussian σ 1.5 px)
     rewards flux that is coherent in azimuth, so an arc scores higher than the same flux scattered
-    around its ring; the core (``r < r_in``) is ignored.
+    around its ring; the core and the 10×10 box (``r < r_in``, corners at 7.1 px) are ignored.
     """
     from scipy.ndimage import gaussian_filter
 
