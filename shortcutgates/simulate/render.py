@@ -6,10 +6,11 @@ pixel). The mean is estimated from ``k × k`` sub-pixel rays, where ``k`` is cho
 * the pixel's *source-plane footprint* ``d`` is the longer diagonal of its four ray-traced
   corners (for an unlensed profile, the pixel diagonal);
 * for every Sérsic component the *local scale* of the profile at the footprint's nearest
-  approach ``r`` to the component centre is ``ℓ = R_e sqrt(q) · min(1, (n / b_n) x^{1 - 1/n})``
+  approach ``r`` to the component centre is ``ℓ = R_e sqrt(q) · min(1, x, (n / b_n) x^{1 - 1/n})``
   with ``x = max(r / R_e, 0.02)`` — the inverse logarithmic slope of the profile, which
-  shrinks towards a cusp (n > 1) — and pixels farther than the radius where the profile falls to
-  1e-3 of ``I_e`` do not count;
+  shrinks towards a cusp (n > 1), and (for n ≥ 0.75) the distance to the centre, where the
+  profile's second derivative diverges — and pixels farther than the radius where the profile
+  falls to 1e-3 of ``I_e`` do not count;
 * ``k`` is the smallest power of two with ``d / k ≤ f ℓ`` (``f`` = ``accuracy``), capped at
   ``max_factor``.
 
@@ -26,11 +27,14 @@ from scipy import signal
 
 from .kernels import elliptical_radius, ray_shoot, sersic, sersic_amp_for_flux, sersic_b
 
-DEFAULT_ACCURACY = 0.5
+DEFAULT_ACCURACY = 1.0
 """Sub-pixel ray spacing as a fraction of the local profile scale."""
 DEFAULT_MAX_FACTOR = 64
 """Largest sub-pixel factor per axis (64² rays in one pixel)."""
 _CUT_LEVEL = np.log(1e3)
+_KINK_N = 0.75
+"""From this Sérsic index up, the profile's centre is not smooth enough for the Gauss rule
+(its second derivative diverges like r^{1/n - 2}), so cells there refine with the distance."""
 _MAX_POINTS = 1 << 20
 
 
@@ -111,8 +115,9 @@ def _local_scale(bx, by, d, sets):
             r_near = np.maximum(r - d / np.sqrt(s.q[j]), 0.0)
             r_cut = s.r_eff[j] * (1.0 + _CUT_LEVEL / bns[j]) ** s.n[j]
             x = np.maximum(r_near / s.r_eff[j], 0.02)
+            kink = x if s.n[j] >= _KINK_N else 1.0
             ell = s.r_eff[j] * np.sqrt(s.q[j]) * np.minimum(
-                1.0, s.n[j] / bns[j] * x ** (1.0 - 1.0 / s.n[j]))
+                np.minimum(1.0, kink), s.n[j] / bns[j] * x ** (1.0 - 1.0 / s.n[j]))
             scale = np.where(r_near < r_cut, np.minimum(scale, ell), scale)
     return scale
 
@@ -138,6 +143,8 @@ def footprints(lens, sets, n_pix, pixel_scale, centre):
 
 
 _CHILD = np.array([[-0.25, -0.25], [0.25, -0.25], [-0.25, 0.25], [0.25, 0.25]], dtype=np.float32)
+_GAUSS = (_CHILD * np.float32(2.0 / np.sqrt(3.0))).astype(np.float32)
+"""2×2 Gauss–Legendre nodes in units of the cell side: ±1/(2√3)."""
 
 
 def render(lens, sets, n_pix, pixel_scale, centre, *, accuracy=DEFAULT_ACCURACY,
@@ -197,7 +204,7 @@ def render(lens, sets, n_pix, pixel_scale, centre, *, accuracy=DEFAULT_ACCURACY,
         leaf = dcell <= accuracy * _local_scale(bx, by, dcell, sets)
         if depth == depth_max:
             leaf[:] = True
-        sb = evaluate_sets(bx[leaf], by[leaf], sets)
+        sb = _leaf_values(cx[leaf], cy[leaf], h, lens, sets)
         for i in range(len(sets)):
             out[i] += np.bincount(pix[leaf], weights=sb[i] * (h * h), minlength=n_pix * n_pix)
         split = ~leaf
@@ -206,6 +213,18 @@ def render(lens, sets, n_pix, pixel_scale, centre, *, accuracy=DEFAULT_ACCURACY,
         cy = (cy[split][:, None] + _CHILD[None, :, 1] * h).ravel()
         h *= 0.5
     return out.reshape(len(sets), n_pix, n_pix).astype(np.float32)
+
+
+def _leaf_values(cx, cy, h, lens, sets):
+    """Mean surface brightness of square cells (centres, side ``h``) by 2×2 Gauss–Legendre rays.
+
+    The product Gauss rule is exact for bicubic integrands, so its error falls as ``h⁴``
+    (the midpoint rule's as ``h²``), which lets leaves be larger for the same accuracy.
+    """
+    sx = (cx[:, None] + _GAUSS[None, :, 0] * h).ravel()
+    sy = (cy[:, None] + _GAUSS[None, :, 1] * h).ravel()
+    bx, by = _trace(sx, sy, lens)
+    return evaluate_sets(bx, by, sets).reshape(len(sets), -1, 4).mean(axis=2)
 
 
 def _render_uniform(lens, sets, n_pix, pixel_scale, centre, factors):
