@@ -55,6 +55,10 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .experiment_measure import (
+    detection, example_stamps, gate_metric, jsonable, npz_bytes, property_histograms, run_gates,
+    strip_extra, stratified_bins,
+)
 from .io import write_bytes_atomic
 from .schema import LABEL_COLUMN, SPLIT_COLUMN
 
@@ -132,24 +136,36 @@ class ExperimentParams:
                 "configs": [asdict(c) for c in self.configs]}
 
 
-def say(message: str, progress: bool = True) -> None:
-    """One progress line on stderr."""
-    if progress:
-        print(f"[experiment] {message}", file=sys.stderr, flush=True)
-
-
 class Timer:
-    """Wall time per stage (written to ``timings.json``, never to ``results.json``)."""
+    """Wall time per stage and CPU time in all (written to ``timings.json``, never to ``results.json``)."""
 
     def __init__(self):
         self.stages: dict[str, float] = {}
         self.start = time.perf_counter()
+        self.cpu_start = time.process_time()
 
     def add(self, name: str, since: float) -> None:
         self.stages[name] = round(time.perf_counter() - since, 2)
 
     def total(self) -> float:
         return round(time.perf_counter() - self.start, 2)
+
+    def cpu(self) -> float:
+        """CPU seconds of this process (all threads) since the start."""
+        return round(time.process_time() - self.cpu_start, 2)
+
+    def clock(self) -> str:
+        s = int(self.total())
+        return f"{s // 60:02d}:{s % 60:02d}"
+
+
+_NO_TIMER = Timer()
+
+
+def say(message: str, progress: bool = True, timer: Timer = _NO_TIMER) -> None:
+    """One progress line on stderr, stamped with the elapsed time (mm:ss)."""
+    if progress:
+        print(f"[experiment {timer.clock()}] {message}", file=sys.stderr, flush=True)
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -161,9 +177,9 @@ def paired_input(params: ExperimentParams, seed: int, timer: Timer) -> Path:
 
     path = params.out / "data" / f"seed{seed}" / "paired_input"
     if path.is_dir() and any(path.iterdir()):  # simulate_paired renames a complete directory into place
-        say(f"seed {seed}: reusing simulated data {path}", params.progress)
+        say(f"seed {seed}: reusing simulated data {path}", params.progress, timer)
         return path
-    say(f"seed {seed}: simulating {params.n_lrgs} LRGs -> {path}", params.progress)
+    say(f"seed {seed}: simulating {params.n_lrgs} LRGs -> {path}", params.progress, timer)
     t = time.perf_counter()
     simulate_paired(path, params.n_lrgs, seed, stamp_size=params.stamp_size,
                     injections_per_lrg=tuple(params.injections_per_lrg), progress=params.progress)
@@ -178,7 +194,7 @@ def build_datasets(source: Path, params: ExperimentParams, seed: int, timer: Tim
     out = {}
     for mode in ("paired", "unpaired"):
         path = params.out / "data" / f"seed{seed}" / mode
-        say(f"seed {seed}: building the {mode} manifest -> {path}", params.progress)
+        say(f"seed {seed}: building the {mode} manifest -> {path}", params.progress, timer)
         t = time.perf_counter()
         build_manifest(source, path, mode=mode, seed=seed, progress=params.progress)
         timer.add(f"seed{seed}/build_{mode}", t)
@@ -215,159 +231,7 @@ def train_model(manifest: Path, ckpt: Path, config: Configuration, params: Exper
     record = {k: v for k, v in summary._asdict().items() if k not in ("checkpoint", "seconds", "train_samples_per_s")}
     record["checkpoint"] = str(Path(summary.checkpoint).relative_to(params.out)) \
         if Path(summary.checkpoint).is_relative_to(params.out) else str(summary.checkpoint)
-    return _jsonable(record)
-
-
-def _jsonable(obj):
-    """Plain JSON types: numpy scalars to Python, tuples to lists, NaN/inf to None."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.generic,)):
-        obj = obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
-# --- measurements ----------------------------------------------------------------------------------
-def roc_points(labels: np.ndarray, scores: np.ndarray, max_points: int = 200) -> dict:
-    """ROC curve thinned to at most ``max_points`` points (ends kept), rounded to 1e-5."""
-    from sklearn.metrics import roc_curve
-
-    fpr, tpr, _ = roc_curve(np.asarray(labels).astype(int), scores)
-    if len(fpr) > max_points:
-        keep = np.unique(np.linspace(0, len(fpr) - 1, max_points).round().astype(int))
-        fpr, tpr = fpr[keep], tpr[keep]
-    return {"fpr": np.round(fpr, 5).tolist(), "tpr": np.round(tpr, 5).tolist()}
-
-
-def detection(ckpt: Path, manifest: Path, split: str, seed: int, params: ExperimentParams) -> tuple:
-    """AUROC (LRG-bootstrap CI) of a model on one split, and its ROC curve: ``(metric, roc)``."""
-    from .evaluate import evaluate_scores, lrg_groups, score_manifest
-
-    scored = score_manifest(ckpt, manifest, [split], cache_dir=params.out / "cache")
-    labels, scores = scored[LABEL_COLUMN].to_numpy().astype(int), scored["score"].to_numpy(np.float64)
-    if len(np.unique(labels)) < 2:
-        return {"metric": "auroc", "value": None, "ci": None, "n": int(len(labels)), "n_groups": 0, "seed": seed,
-                "source": f"evaluate_scores[{split}]",
-                "message": f"split {split!r} holds {len(labels)} rows of one class only"}, None
-    m = evaluate_scores(labels, scores, lrg_groups(scored), n_boot=params.n_boot, seed=seed)
-    est = m.auroc
-    metric = {"metric": "auroc", "value": est.value, "ci": [est.lo, est.hi], "n": est.n, "n_groups": est.n_groups,
-              "seed": seed, "source": f"evaluate_scores[{split}]", "n_pos": m.n_pos, "n_neg": m.n_neg,
-              "tpr_at_fpr": {str(k): v for k, v in m.tpr.items()}}
-    return _jsonable(metric), roc_points(labels, scores)
-
-
-def run_gates(manifest: Path, ckpt: Path | None, params: ExperimentParams, seed: int, *, model_only: bool,
-              only=None) -> list:
-    """Gate records (DESIGN §9, with ``extra``) of a manifest, and of a model when given.
-
-    ``model_only``: only the cases that need the model (the data cases are the same for every
-    model of a dataset and run once, without a model). ``only(case) -> bool`` selects further.
-    """
-    from .gates.registry import GateConfig, GateContext, gate_cases, run_case
-
-    config = GateConfig(n_boot=params.n_boot, seed=seed, max_samples=params.max_samples)
-    ctx = GateContext(manifest, model=ckpt, config=config, progress=params.progress)
-    cases = [c for c in gate_cases(ctx) if ("model" in c.needs) == model_only and (only is None or only(c))]
-    return [_jsonable(run_case(ctx, case).to_json(with_extra=True)) for case in cases]
-
-
-def gate_metric(records: list, gate: str, split: str | None, seed: int, **params) -> dict | None:
-    """A gate record as an experiment metric (value, CI, verdict, its id as ``source``)."""
-    for r in records:
-        if r["gate"] == gate and (split is None or r["split"] == split) and \
-                all(str(r["params"].get(k)) == str(v) for k, v in params.items()):
-            return {"metric": gate, "value": r["value"], "ci": r["ci"], "n": r["n"], "n_groups": r["n_groups"],
-                    "seed": seed, "source": r["id"], "verdict": r["verdict"], "threshold": r["threshold"],
-                    "direction": r["direction"], "message": r["message"]}
-    return None
-
-
-def strip_extra(records: list) -> list:
-    """The DESIGN §9 records without the report-only ``extra``."""
-    return [{k: v for k, v in r.items() if k != "extra"} for r in records]
-
-
-def stratified_bins(records: list) -> dict:
-    """``{by: [{"bin": name, "value", "ci", "n_pos", "n_neg"}]}`` from the ``stratified_auroc`` records."""
-    out = {}
-    for r in records:
-        if r["gate"] != "stratified_auroc":
-            continue
-        bins = (r.get("extra") or {}).get("bins") or []
-        out[str(r["params"].get("by"))] = [
-            {"bin": str(b.get("bin")), "value": b.get("auc"), "ci": b.get("ci"),
-             "n_pos": b.get("n_pos"), "n_neg": b.get("n_neg")} for b in bins]
-    return out
-
-
-def property_histograms(manifest: Path, balance: list, split: str = "train", bins: int = 20) -> dict:
-    """Lens vs non-lens histograms of each property column of a split, with the balance gate's SMD.
-
-    Parameters
-    ----------
-    balance : list
-        Data-gate records of the manifest (``property_balance[<split>-<column>]`` gives the SMD).
-    """
-    from .io import read_manifest
-    from .schema import PROPERTY_COLUMNS
-
-    frame = read_manifest(manifest, columns=PROPERTY_COLUMNS).frame
-    frame = frame[frame[SPLIT_COLUMN].astype(str) == split]
-    labels = frame[LABEL_COLUMN].to_numpy().astype(int)
-    out = {}
-    for col in PROPERTY_COLUMNS:
-        if col not in frame:
-            continue
-        values = np.asarray(frame[col].to_numpy(), np.float64)
-        ok = np.isfinite(values)
-        if not ok[labels == 1].any() or not ok[labels == 0].any() or np.ptp(values[ok]) == 0:
-            continue
-        edges = np.histogram_bin_edges(values[ok], bins=bins)
-        smd = gate_metric(balance, "property_balance", split, 0, prop=col)
-        out[col] = {"edges": np.round(edges, 6).tolist(),
-                    "pos": np.histogram(values[ok & (labels == 1)], edges)[0].tolist(),
-                    "neg": np.histogram(values[ok & (labels == 0)], edges)[0].tolist(),
-                    "smd": None if smd is None else smd["value"]}
-    return out
-
-
-def example_stamps(paired_manifest: Path, seed: int, k: int = 3, split: str = "test") -> dict:
-    """A few positives of a paired manifest with their controls, residual inputs and arc masks.
-
-    Returns ``{"stamp", "control", "residual": (k, 3, H, W) float32, "arc_mask": (k, H, W) bool,
-    "theta_e_arcsec": (k,)}``; the arc mask is the annulus the ``arc_masked_auroc`` gate fills with
-    noise (:func:`shortcutgates.gates.model_gates.arc_mask_radii`).
-    """
-    from .evaluate import lrg_groups
-    from .gates.model_gates import arc_mask_radii
-    from .gates.perturb import annulus_masks
-    from .io import load_images, read_manifest
-    from .preprocess import residual
-    from .schema import PIXEL_SCALE_ARCSEC
-
-    frame = read_manifest(paired_manifest).frame
-    frame = frame[frame[SPLIT_COLUMN].astype(str) == split].reset_index(drop=True)
-    groups = lrg_groups(frame)
-    labels = frame[LABEL_COLUMN].to_numpy().astype(int)
-    theta = frame["theta_e_arcsec"].to_numpy(np.float64) if "theta_e_arcsec" in frame else np.full(len(frame), np.nan)
-    neg_of = {g: i for i, g in enumerate(groups) if labels[i] == 0}
-    pos = [i for i in np.argsort(groups, kind="stable") if labels[i] == 1 and groups[i] in neg_of
-           and np.isfinite(theta[i])][:k]
-    if not pos:
-        return {}
-    stamps, _ = load_images(frame.iloc[pos])
-    controls, _ = load_images(frame.iloc[[neg_of[groups[i]] for i in pos]])
-    theta_px = theta[pos] / PIXEL_SCALE_ARCSEC
-    r_in, r_out = arc_mask_radii(theta_px, np.ones(len(pos), int), np.random.default_rng(seed))
-    return {"stamp": stamps, "control": controls, "residual": residual(stamps),
-            "arc_mask": annulus_masks(stamps.shape[-2:], r_in, r_out), "theta_e_arcsec": theta[pos]}
+    return jsonable(record)
 
 
 # --- orchestration -------------------------------------------------------------------------------
@@ -378,12 +242,12 @@ def run_configuration(config: Configuration, manifests: dict, params: Experiment
     training, ckpts = {}, {}
     for mode in ("paired", "unpaired"):
         ckpt = models / f"{config.name}-{mode}.pt"
-        say(f"seed {seed}: {step} training {config.name} on {mode} data ({params.epochs} epochs)", params.progress)
+        say(f"seed {seed}: {step} training {config.name} on {mode} data ({params.epochs} epochs)", params.progress, timer)
         t = time.perf_counter()
         training[mode] = train_model(manifests[mode], ckpt, config, params, seed)
         timer.add(f"seed{seed}/train_{config.name}_{mode}", t)
         ckpts[mode] = ckpt
-    say(f"seed {seed}: {step} measuring E1-E4 and the model gates of {config.name}", params.progress)
+    say(f"seed {seed}: {step} measuring E1-E4 and the model gates of {config.name}", params.progress, timer)
     t = time.perf_counter()
     e1, roc1 = detection(ckpts["paired"], manifests["paired"], "test", seed, params)
     e2, roc2 = detection(ckpts["unpaired"], manifests["unpaired"], "test", seed, params)
@@ -408,7 +272,7 @@ def run_seed(params: ExperimentParams, seed: int, timer: Timer) -> tuple:
     record = {"seed": seed, "datasets": {}, "data_gates": {}, "configs": {}}
     for mode, path in manifests.items():
         record["datasets"][mode] = {"path": str(path.relative_to(params.out)), "splits": split_counts(path)}
-        say(f"seed {seed}: data gates on the {mode} manifest", params.progress)
+        say(f"seed {seed}: data gates on the {mode} manifest", params.progress, timer)
         t = time.perf_counter()
         record["data_gates"][mode] = strip_extra(run_gates(path, None, params, seed, model_only=False))
         timer.add(f"seed{seed}/data_gates_{mode}", t)
@@ -418,7 +282,7 @@ def run_seed(params: ExperimentParams, seed: int, timer: Timer) -> tuple:
     return record, manifests
 
 
-def run_experiment(params: ExperimentParams, command: str = "") -> dict:
+def run_experiment(params: ExperimentParams, command: str = "", timer: Timer | None = None) -> dict:
     """Run every seed, write ``results.json``, ``examples.npz``, ``timings.json`` and the report.
 
     Returns the results dict (see the module docstring).
@@ -426,7 +290,7 @@ def run_experiment(params: ExperimentParams, command: str = "") -> dict:
     from .report import criteria, render_report, summarize
 
     params.out.mkdir(parents=True, exist_ok=True)
-    timer = Timer()
+    timer = Timer() if timer is None else timer
     results = {"schema": SCHEMA, "package_version": __version__, "command": command,
                "params": params.record(), "seeds": []}
     first = None
@@ -438,34 +302,20 @@ def run_experiment(params: ExperimentParams, command: str = "") -> dict:
     results["properties"] = property_histograms(manifests["unpaired"], record["data_gates"]["unpaired"])
     examples = example_stamps(manifests["paired"], seed)
     if examples:
-        buf = _npz_bytes(examples)
+        buf = npz_bytes(examples)
         write_bytes_atomic(params.out / "examples.npz", buf)
         results["examples"] = {"file": "examples.npz", "n": int(len(examples["stamp"]))}
     results["summary"] = summarize(results)
     results["criteria"] = [c._asdict() for c in criteria(results)]
-    results = _jsonable(results)
+    results = jsonable(results)
     write_bytes_atomic(params.out / "results.json", (json.dumps(results, indent=1) + "\n").encode())
+    say("writing the report", params.progress, timer)
     t = time.perf_counter()
     render_report(results, params.out)
     timer.add("report", t)
-    timings = {"total_s": timer.total(), "stages_s": timer.stages}
+    timings = {"total_s": timer.total(), "cpu_s": timer.cpu(), "stages_s": timer.stages}
     write_bytes_atomic(params.out / "timings.json", (json.dumps(timings, indent=1) + "\n").encode())
     return results
-
-
-def _npz_bytes(arrays: dict) -> bytes:
-    """Deterministic uncompressed npz bytes (fixed zip timestamps) of plain arrays."""
-    import io
-    import zipfile
-
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for key in sorted(arrays):
-            arr = io.BytesIO()
-            np.lib.format.write_array(arr, np.ascontiguousarray(arrays[key]), allow_pickle=False)
-            zf.writestr(zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0)), arr.getvalue(),
-                        compress_type=zipfile.ZIP_DEFLATED)
-    return buf.getvalue()
 
 
 # --- command -------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shortcutgates import experiment as ex
+from shortcutgates import experiment_measure as em
 from shortcutgates.cli import main as cli_main
 
 
@@ -48,7 +49,7 @@ def test_roc_points_thin_keep_ends_and_stay_monotone(n, max_points, seed):
     rng = np.random.default_rng(seed)
     labels = np.r_[0, 1, rng.integers(0, 2, n)]
     scores = rng.normal(size=len(labels)) + labels
-    roc = ex.roc_points(labels, scores, max_points=max_points)
+    roc = em.roc_points(labels, scores, max_points=max_points)
     fpr, tpr = np.array(roc["fpr"]), np.array(roc["tpr"])
     assert len(fpr) <= max_points
     assert fpr[0] == 0 and fpr[-1] == 1 and tpr[-1] == 1
@@ -64,24 +65,24 @@ def test_gate_metric_selects_by_gate_split_and_params():
          "params": {"box": 10, "input": "model"}, "value": 0.6, "ci": [0.5, 0.7], "n": 10, "n_groups": 5,
          "verdict": "inconclusive", "threshold": 0.65, "direction": "max", "message": "m"},
     ]
-    m = ex.gate_metric(records, "core_lr_auc", "train", 3, box=10, input="model")
+    m = em.gate_metric(records, "core_lr_auc", "train", 3, box=10, input="model")
     assert m["value"] == 0.6 and m["seed"] == 3 and m["source"] == "core_lr_auc[train-box10-model]"
     assert m["verdict"] == "inconclusive"
-    assert ex.gate_metric(records, "core_lr_auc", "test", 3) is None
-    assert ex.strip_extra([dict(records[0], extra={"x": 1})]) == [records[0]]
+    assert em.gate_metric(records, "core_lr_auc", "test", 3) is None
+    assert em.strip_extra([dict(records[0], extra={"x": 1})]) == [records[0]]
 
 
 def test_stratified_bins_from_gate_extra():
     rec = {"gate": "stratified_auroc", "params": {"by": "theta_e"},
            "extra": {"bins": [{"bin": "0-1arcsec", "n_pos": 3, "n_neg": 9, "auc": None, "ci": None},
                               {"bin": "1-1.5arcsec", "n_pos": 9, "n_neg": 9, "auc": 0.8, "ci": [0.7, 0.9]}]}}
-    out = ex.stratified_bins([rec, {"gate": "detection_auroc", "params": {}}])
+    out = em.stratified_bins([rec, {"gate": "detection_auroc", "params": {}}])
     assert list(out) == ["theta_e"]
     assert out["theta_e"][1] == {"bin": "1-1.5arcsec", "value": 0.8, "ci": [0.7, 0.9], "n_pos": 9, "n_neg": 9}
 
 
 def test_jsonable_makes_plain_json():
-    out = ex._jsonable({"a": np.float32(0.5), "b": (1, np.int64(2)), "c": float("nan"), "d": Path("x"),
+    out = em.jsonable({"a": np.float32(0.5), "b": (1, np.int64(2)), "c": float("nan"), "d": Path("x"),
                         "e": {"f": np.float64(np.inf)}})
     assert out == {"a": 0.5, "b": [1, 2], "c": None, "d": "x", "e": {"f": None}}
     assert isinstance(out["b"][1], int)
@@ -89,7 +90,7 @@ def test_jsonable_makes_plain_json():
 
 def test_examples_npz_is_deterministic_and_loads_without_pickle():
     arrays = {"stamp": np.arange(12, dtype=np.float32).reshape(1, 3, 2, 2), "arc_mask": np.eye(2, dtype=bool)[None]}
-    a, b = ex._npz_bytes(arrays), ex._npz_bytes(dict(reversed(list(arrays.items()))))
+    a, b = em.npz_bytes(arrays), em.npz_bytes(dict(reversed(list(arrays.items()))))
     assert a == b
     with np.load(io.BytesIO(a), allow_pickle=False) as npz:
         assert sorted(npz.files) == ["arc_mask", "stamp"]
