@@ -124,6 +124,22 @@ def _quiet(progress: bool) -> bool:
     return not progress or not sys.stderr.isatty()
 
 
+class _Steps:
+    """A tqdm bar over the build's stages (stderr; silent when not a terminal or progress=False)."""
+
+    def __init__(self, progress: bool):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=5, desc="build", unit="step", disable=_quiet(progress), file=sys.stderr)
+
+    def next(self, what: str) -> None:
+        self.bar.set_postfix_str(what)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 # --- reading ------------------------------------------------------------------------------------
 def metadata_columns(files) -> tuple[list[str], list[str]]:
     """Non-blob columns present in every input file, and those present in only some (not read).
@@ -261,17 +277,23 @@ def build_manifest(input_path, out_dir, *, mode: str, seed: int, match=(), posit
     measured = tuple(c for c in match if c in MEASURED_COLUMNS)
     params = SplitParams(mode, int(seed), tuple(fractions), cap, match, match_bins, resplit,
                          {"measured": measured})
+    steps = _Steps(progress)
     files = list_parquet_files(input_path)
     columns, partial = metadata_columns(files)
+    steps.next(f"reading {len(files)} files")
     catalog = read_paired(input_path, columns=columns)
+    steps.next(f"matching {len(catalog.frame)} positions")
     ident = match_lrgs(catalog.frame["ra"].to_numpy(), catalog.frame["dec"].to_numpy(), tolerance_arcsec)
     frame = catalog.frame.assign(**{LRG_ID_COLUMN: ident.lrg_id})
     if measured:
         frame = measure_controls(frame, measured, progress=progress)
+    steps.next(f"assigning {ident.n_lrgs} LRGs")
     result = assign(frame, params)
     rows = result.frame
     if inline:
+        steps.next(f"copying {len(rows)} blobs")
         rows = rows.assign(**{IMAGE_COLUMN: read_blobs(rows)})
+    steps.next("writing")
     table = pa.Table.from_pandas(rows, preserve_index=False)
     sha = rows_sha256(table)
     meta = _clean({
@@ -290,6 +312,7 @@ def build_manifest(input_path, out_dir, *, mode: str, seed: int, match=(), posit
         "files": [MANIFEST_PARQUET], "rows_sha256": sha,
     })
     _write_tree(Path(out_dir), table, meta)
+    steps.close()
     return BuildSummary(Path(out_dir), len(rows), meta["counts"], sha, meta)
 
 

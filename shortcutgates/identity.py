@@ -107,14 +107,27 @@ def friends_of_friends(ra, dec, tolerance_arcsec: float) -> np.ndarray:
     dec = np.asarray(dec, np.float64)
     if len(ra) == 0:
         return np.zeros(0, np.int64)
-    pos, inverse = np.unique(np.column_stack([ra % 360.0, dec]), axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
+    pos, inverse = _unique_positions(ra % 360.0, dec)
+    return _fof_labels(pos, tolerance_arcsec)[inverse]
+
+
+def _fof_labels(pos: np.ndarray, tolerance_arcsec: float) -> np.ndarray:
+    """Connected-component labels (0..k-1) of distinct positions ``pos`` (M, 2) in deg."""
     chord = 2.0 * np.sin(np.radians(tolerance_arcsec / 3600.0) / 2.0)
     pairs = cKDTree(unit_vectors(pos[:, 0], pos[:, 1])).query_pairs(chord, output_type="ndarray")
     n = len(pos)
     graph = coo_matrix((np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
-    _, labels = connected_components(graph, directed=False)
-    return labels[inverse].astype(np.int64)
+    return connected_components(graph, directed=False)[1].astype(np.int64)
+
+
+def _unique_positions(ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (ra, dec) pairs, shape (M, 2), and the index of each row's pair (faster than np.unique(axis=0))."""
+    order = np.lexsort((dec, ra))
+    ra_s, dec_s = ra[order], dec[order]
+    new = np.r_[True, (ra_s[1:] != ra_s[:-1]) | (dec_s[1:] != dec_s[:-1])]
+    inverse = np.empty(len(ra), np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    return np.column_stack([ra_s[new], dec_s[new]]), inverse
 
 
 def format_lrg_id(ra, dec) -> np.ndarray:
@@ -156,28 +169,25 @@ def match_lrgs(ra, dec, tolerance_arcsec: float = 0.5) -> LrgIdentity:
     ra = np.asarray(ra, np.float64)
     dec = np.asarray(dec, np.float64)
     _check_positions(ra, dec)
-    labels = friends_of_friends(ra, dec, tolerance_arcsec)
     if len(ra) == 0:
         return LrgIdentity(np.zeros(0, object), np.zeros(0, np.int64), 0, np.zeros(0))
-    ra_r, dec_r = _rounded(ra, dec)
-    # smallest member per component: sort by (label, ra, dec) and take each label's first row
+    pos, inverse = _unique_positions(ra % 360.0, dec)  # work on distinct positions, map back at the end
+    labels = _fof_labels(pos, tolerance_arcsec)
+    ra_r, dec_r = _rounded(pos[:, 0], pos[:, 1])
+    # smallest member per component: sort by (label, ra, dec); labels are 0..k-1, so run l starts at starts[l]
     order = np.lexsort((dec_r, ra_r, labels))
-    first = order[np.r_[True, labels[order][1:] != labels[order][:-1]]]
-    comp_ids = format_lrg_id(ra_r[first], dec_r[first])  # indexed by component label (labels are 0..k-1)
-    comp_of_label = np.empty(labels.max() + 1, np.int64)
-    comp_of_label[labels[first]] = np.arange(len(first))
-    rank = np.argsort(comp_ids, kind="stable")
-    group_of_comp = np.empty(len(rank), np.int64)
-    group_of_comp[rank] = np.arange(len(rank))
-    comp = comp_of_label[labels]
-    group = group_of_comp[comp]
+    starts = np.flatnonzero(np.r_[True, labels[order][1:] != labels[order][:-1]])
+    first = order[starts]
+    comp_ids = format_lrg_id(ra_r[first], dec_r[first])
     if len(np.unique(comp_ids)) != len(comp_ids):  # cannot happen for tolerance >> 1e-5 deg; never merge silently
         raise ValueError("match_lrgs: two LRG groups share an id; use a tolerance above 0.04 arcsec")
-    ids = comp_ids[comp]
-    sep = _separation_arcsec(ra, dec, ra_r[first][comp], dec_r[first][comp])
-    extent = np.zeros(len(rank))
-    np.maximum.at(extent, group, sep)
-    return LrgIdentity(ids, group, len(rank), extent)
+    group_of_comp = np.empty(len(first), np.int64)
+    group_of_comp[np.argsort(comp_ids, kind="stable")] = np.arange(len(first))
+    sep = _separation_arcsec(pos[:, 0], pos[:, 1], ra_r[first][labels], dec_r[first][labels])
+    extent = np.empty(len(first))
+    extent[group_of_comp] = np.maximum.reduceat(sep[order], starts)
+    row_label = labels[inverse]
+    return LrgIdentity(comp_ids[row_label], group_of_comp[row_label], len(first), extent)
 
 
 def _separation_arcsec(ra1, dec1, ra2, dec2) -> np.ndarray:

@@ -146,10 +146,22 @@ def row_keys(catalog: pd.DataFrame, seed: int | None = None) -> np.ndarray:
     """
     cols = sorted(c for c in catalog.columns if c not in _NOT_CONTENT)
     keys = pd.util.hash_pandas_object(catalog[cols], index=False).to_numpy(np.uint64)
-    if seed is not None:
-        salt = int.from_bytes(hashlib.blake2b(f"rows/{int(seed)}".encode(), digest_size=8).digest(), "big")
-        keys = _mix64(keys ^ np.uint64(salt))
-    return keys
+    return keys if seed is None else seeded(keys, seed)
+
+
+def seeded(keys: np.ndarray, seed: int) -> np.ndarray:
+    """Row keys re-mixed with a seed: ``row_keys(c, seed) == seeded(row_keys(c), seed)``."""
+    salt = int.from_bytes(hashlib.blake2b(f"rows/{int(seed)}".encode(), digest_size=8).digest(), "big")
+    return _mix64(keys ^ np.uint64(salt))
+
+
+def _order_within_lrgs(catalog: pd.DataFrame, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows sorted by (lrg_id, key, source_path, source_row); returns order, lrg code per sorted row, run starts."""
+    lrg = pd.factorize(catalog[LRG_ID_COLUMN], sort=True)[0]
+    path = pd.factorize(catalog["source_path"], sort=True)[0]
+    order = np.lexsort((catalog["source_row"].to_numpy(np.int64), path, keys, lrg))
+    codes = lrg[order]
+    return order, codes, np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
 
 
 # --- splits ------------------------------------------------------------------------------------
@@ -183,14 +195,16 @@ def input_splits(catalog: pd.DataFrame) -> pd.Series | None:
         row = catalog[given.astype(str).isin(unknown)].iloc[0]
         raise DataError(f"unknown split {row[SPLIT_COLUMN]!r}; expected {', '.join(SPLITS)}",
                         file=row["source_path"], row=int(row["source_row"]), column=SPLIT_COLUMN)
-    grouped = catalog.groupby(LRG_ID_COLUMN, sort=True)[SPLIT_COLUMN]
-    n_splits = grouped.nunique()
+    lrg_codes, lrg_names = pd.factorize(catalog[LRG_ID_COLUMN], sort=True)
+    split_codes, split_names = pd.factorize(given)
+    grouped = pd.Series(split_codes).groupby(lrg_codes, sort=True)
+    n_splits = pd.Series(grouped.nunique().to_numpy(), index=lrg_names)
     straddle = n_splits[n_splits > 1]
     if len(straddle):
         raise DataError(f"{len(straddle)} LRG(s) straddle input splits: " + "; ".join(
             _describe_straddle(catalog, lrg) for lrg in straddle.index[:10]) + (" ..." if len(straddle) > 10 else ""),
             column=SPLIT_COLUMN, hint="fix the input splits or rebuild them from LRG identity with --resplit")
-    return grouped.first().astype(object)
+    return pd.Series(np.asarray(split_names, dtype=object)[grouped.first().to_numpy()], index=lrg_names)
 
 
 def _describe_straddle(catalog: pd.DataFrame, lrg: str) -> str:
@@ -218,39 +232,43 @@ def lrg_roles(lrg_ids: np.ndarray, split: np.ndarray, params: SplitParams) -> tu
 
 
 # --- rows --------------------------------------------------------------------------------------
-def positive_rows(catalog: pd.DataFrame, cap: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def positive_rows(catalog: pd.DataFrame, cap: int | None, seed: int,
+                  keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Positions of the positive rows kept per LRG, and their weights.
 
     Rows of an LRG are ranked by their seeded content key; the first ``cap`` are kept (all if
     ``cap`` is None). Weights are ``1 / k`` for an LRG with k kept rows, so that every LRG
     carries total weight 1, like a negative LRG's single control.
 
+    Parameters
+    ----------
+    keys : ndarray of uint64, optional
+        Precomputed unseeded :func:`row_keys` of ``catalog``.
+
     Returns
     -------
     positions : ndarray of int64, shape (M,)
-        Row positions (``iloc``) into ``catalog``.
+        Row positions (``iloc``) into ``catalog``, grouped by LRG.
     weight : ndarray of float64, shape (M,)
     """
-    order = pd.DataFrame({"lrg": catalog[LRG_ID_COLUMN].to_numpy(), "key": row_keys(catalog, seed),
-                          "path": catalog["source_path"].to_numpy(), "row": catalog["source_row"].to_numpy(),
-                          "pos": np.arange(len(catalog))}).sort_values(["lrg", "key", "path", "row"], kind="stable")
-    rank = order.groupby("lrg", sort=False).cumcount().to_numpy()
-    keep = order[rank < cap] if cap is not None else order
-    counts = keep.groupby("lrg", sort=False)["pos"].transform("size").to_numpy()
-    return keep["pos"].to_numpy(np.int64), 1.0 / counts
+    keys = row_keys(catalog) if keys is None else keys
+    order, codes, starts = _order_within_lrgs(catalog, seeded(keys, seed))
+    sizes = np.diff(np.r_[starts, len(order)])
+    rank = np.arange(len(order)) - np.repeat(starts, sizes)
+    kept = np.minimum(sizes, cap) if cap is not None else sizes
+    keep = rank < np.repeat(kept, sizes)
+    return order[keep].astype(np.int64), 1.0 / np.repeat(kept, sizes)[keep]
 
 
-def control_rows(catalog: pd.DataFrame) -> pd.Series:
+def control_rows(catalog: pd.DataFrame, keys: np.ndarray | None = None) -> pd.Series:
     """Position (``iloc``) of the row that provides each LRG's control image (index: sorted lrg_id).
 
     Controls of one LRG are identical, so one row is enough; it is the row with the smallest
-    unseeded content key, which does not depend on row order.
+    unseeded content key (``keys``, computed if not given), which does not depend on row order.
     """
-    order = pd.DataFrame({"lrg": catalog[LRG_ID_COLUMN].to_numpy(), "key": row_keys(catalog),
-                          "path": catalog["source_path"].to_numpy(), "row": catalog["source_row"].to_numpy(),
-                          "pos": np.arange(len(catalog))}).sort_values(["lrg", "key", "path", "row"], kind="stable")
-    first = order.drop_duplicates("lrg", keep="first")
-    return pd.Series(first["pos"].to_numpy(np.int64), index=first["lrg"].to_numpy())
+    order, _, starts = _order_within_lrgs(catalog, row_keys(catalog) if keys is None else keys)
+    first = order[starts]
+    return pd.Series(first.astype(np.int64), index=catalog[LRG_ID_COLUMN].to_numpy()[first])
 
 
 def property_columns(catalog: pd.DataFrame, extra=()) -> list[str]:
@@ -451,13 +469,14 @@ def assign(catalog: pd.DataFrame, params: SplitParams) -> SplitResult:
     split, role = lrg_roles(lrgs, split, params)
     split_of, role_of = pd.Series(split, index=lrgs), pd.Series(role, index=lrgs)
     columns = property_columns(catalog, extra=tuple(params.extra.get("measured", ())) + tuple(params.match))
-    pos, weight = positive_rows(catalog, params.positives_per_lrg, params.seed)
+    keys = row_keys(catalog)
+    pos, weight = positive_rows(catalog, params.positives_per_lrg, params.seed, keys)
     pos_lrg = catalog[LRG_ID_COLUMN].to_numpy()[pos]
     take = role_of.reindex(pos_lrg).isin(["pair", "pos"]).to_numpy()
     neg_lrgs = lrgs[np.isin(role, ["pair", "neg"])]
     frame = pd.concat([
         sample_rows(catalog, pos[take], 1, split_of.reindex(pos_lrg[take]).to_numpy(), weight[take], columns),
-        sample_rows(catalog, control_rows(catalog).reindex(neg_lrgs).to_numpy(), 0, split_of.reindex(neg_lrgs).to_numpy(),
+        sample_rows(catalog, control_rows(catalog, keys).reindex(neg_lrgs).to_numpy(), 0, split_of.reindex(neg_lrgs).to_numpy(),
                     np.ones(len(neg_lrgs)), columns)], ignore_index=True)
     bal_cols = balance_columns(frame, params.match)
     report, before = None, balance(frame, bal_cols)
