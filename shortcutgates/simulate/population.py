@@ -64,15 +64,16 @@ class SkyPosition(NamedTuple):
 
 
 def sky_positions(n: int, rng: np.random.Generator, *, min_sep_arcsec: float = 5.0,
-                  dec_range=(-20.0, 32.0), ra_range=(0.0, 360.0)) -> SkyPosition:
+                  dec_range=(-20.0, 32.0), ra_range=(0.0, 360.0), max_rounds: int = 1000) -> SkyPosition:
     """Area-uniform positions in a DECaLS-like band, all pairs farther apart than ``min_sep_arcsec``.
 
-    Close pairs are redrawn until none is left (rare: the footprint is ~18 000 deg²).
+    Close pairs are redrawn until none is left (rare: the footprint is ~18 000 deg²); after
+    ``max_rounds`` rounds a ValueError says the footprint is too small.
     """
     sin_lo, sin_hi = np.sin(np.radians(dec_range))
     ra = rng.uniform(*ra_range, size=n)
     dec = np.degrees(np.arcsin(rng.uniform(sin_lo, sin_hi, size=n)))
-    for _ in range(1000):
+    for _ in range(max_rounds):
         bad = _close_pairs(ra, dec, min_sep_arcsec)
         if bad.size == 0:
             return SkyPosition(ra, dec)
