@@ -46,7 +46,7 @@ def balanced(tmp_path_factory):
 @pytest.fixture(scope="module")
 def no_arc(tmp_path_factory):
     """'Positives' whose injection failed: no arc at all."""
-    rows = make_rows(ToySpec(n_lrgs=600, size=32, theta_e_arcsec=(1.0, 1.6), arc_flux=0.0, seed=6))
+    rows = make_rows(ToySpec(n_lrgs=600, size=32, theta_e_arcsec=(1.0, 1.6), arc_flux=0.0, test_paired=False, seed=6))
     return _context(tmp_path_factory, "no_arc", rows)
 
 

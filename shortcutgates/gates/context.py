@@ -23,7 +23,8 @@ from .. import io as sgio
 from ..identity import check_lrg_ids, match_lrgs
 from ..preprocess import annulus_median_mad, get_preprocessor
 from ..schema import (
-    CONDITIONS, LABEL_COLUMN, LRG_ID_COLUMN, LRG_TRUTH, MANIFEST_SPLITS, PIXEL_SCALE_ARCSEC, SPLIT_COLUMN, DataError,
+    CONDITIONS, IMAGE_COLUMN, LABEL_COLUMN, LRG_ID_COLUMN, LRG_TRUTH, MANIFEST_SPLITS, PIXEL_SCALE_ARCSEC,
+    POINTER_COLUMNS, SPLIT_COLUMN, DataError,
 )
 from .probes import ProbeError
 from .records import GateConfig
@@ -111,6 +112,55 @@ def normalisable(images: np.ndarray) -> np.ndarray:
     return (mad[..., 0, 0] > 0).all(axis=1)
 
 
+class DecodedRows(NamedTuple):
+    """Outcome of :func:`decode_rows`."""
+
+    images: np.ndarray
+    """(n_ok, 3, H, W) float32 images of the good rows, in frame order. Unit: nanomaggies."""
+    ok: np.ndarray
+    """(N,) bool: the row decoded, has the stamp shape, and can be normalised."""
+    problems: list
+    """One located message per bad row."""
+    shape: tuple | None
+    """(H, W) of the stamps (None if no row decoded)."""
+
+
+def decode_rows(frame: pd.DataFrame, shape: tuple | None = None) -> DecodedRows:
+    """Decode manifest rows (inline ``image_npz`` or pointers), keeping going past bad rows.
+
+    A row is bad when its blob does not decode (:func:`shortcutgates.dataset.decode_stamp_fast`
+    validates like :func:`shortcutgates.io.decode_stamp`), its shape differs from ``shape`` (or from
+    the first good row), or a band has zero outer-annulus MAD (``raw_robust`` cannot normalise it).
+    """
+    from ..dataset import decode_stamp_fast
+
+    n = len(frame)
+    if IMAGE_COLUMN in frame and frame[IMAGE_COLUMN].notna().all():
+        blobs, files = frame[IMAGE_COLUMN].tolist(), frame["manifest_file"].to_numpy()
+        rows, columns = frame["manifest_row"].to_numpy(), np.full(n, IMAGE_COLUMN, object)
+    else:
+        blobs, files = sgio.read_blobs(frame), frame["source_path"].to_numpy()
+        rows, columns = frame["source_row"].to_numpy(), frame[POINTER_COLUMNS[2]].to_numpy()
+    images, ok, problems = [], np.zeros(n, bool), []
+    for i, blob in enumerate(blobs):
+        try:
+            image = decode_stamp_fast(blob, shape=shape)
+        except DataError as err:
+            problems.append(str(err.located(file=files[i], row=int(rows[i]), column=columns[i])))
+            continue
+        shape = image.shape[1:]
+        images.append(image)
+        ok[i] = True
+    stacked = np.stack(images) if images else np.zeros((0, 3, 0, 0), np.float32)
+    good = normalisable(stacked)
+    decoded = np.flatnonzero(ok)
+    for i in decoded[~good]:
+        problems.append(f"{files[i]}: row {int(rows[i])}, column '{columns[i]}': a band has zero outer-annulus MAD "
+                        "(constant or empty stamp; it cannot be normalised)")
+    ok[decoded[~good]] = False
+    return DecodedRows(stacked[good], ok, problems, shape)
+
+
 def _sky_groups(frame: pd.DataFrame) -> np.ndarray:
     return match_lrgs(frame["ra"].to_numpy(), frame["dec"].to_numpy()).lrg_id.astype(str)
 
@@ -129,6 +179,13 @@ class GateContext:
         tqdm progress bars on stderr.
     score_fn : callable, optional
         ``raw_images -> scores`` used instead of a checkpoint (tests, benchmarks, foreign models).
+    preprocess : str or callable, optional
+        The model input's deterministic preprocessing when ``score_fn`` is given (default
+        ``raw_robust``); a checkpoint brings its own.
+
+    Notes
+    -----
+    Counters ``n_inference_passes`` and ``n_images_scored`` record the model's work.
     """
 
     def __init__(self, data, model=None, config: GateConfig = GateConfig(), progress: bool = False,
@@ -182,10 +239,13 @@ class GateContext:
         """Model scores of raw images (one inference pass, counted), shape (N,)."""
         if self._score_fn is None:
             raise ProbeError("no model given")
+        from tqdm.auto import tqdm
+
         self.n_inference_passes += 1
         self.n_images_scored += len(raw_images)
-        out = [np.asarray(self._score_fn(raw_images[i:i + CHUNK]), np.float64).reshape(-1)
-               for i in range(0, len(raw_images), CHUNK)]
+        starts = tqdm(range(0, len(raw_images), CHUNK), desc="model scores", unit="batch",
+                      disable=not self.progress, leave=False)
+        out = [np.asarray(self._score_fn(raw_images[i:i + CHUNK]), np.float64).reshape(-1) for i in starts]
         scores = np.concatenate(out) if out else np.zeros(0)
         if len(scores) != len(raw_images) or not np.isfinite(scores).all():
             raise ProbeError(f"model returned {len(scores)} scores for {len(raw_images)} images or non-finite scores")
@@ -265,12 +325,8 @@ class GateContext:
         labels = rows[LABEL_COLUMN].to_numpy().astype(int)
         pos = cap_rows(labels, rows["_group"].to_numpy(), self.config.max_samples, self.config.seed)
         sub = rows.iloc[pos].reset_index(drop=True)
-        images, failures = sgio.load_images(sub, skip_bad=True)
-        ok = np.ones(len(sub), bool)
-        ok[[f.index for f in failures]] = False
-        sub = sub[ok].reset_index(drop=True)
-        good = normalisable(images)
-        sub, images = sub[good].reset_index(drop=True), images[good]
+        decoded = decode_rows(sub)
+        sub, images = sub[decoded.ok].reset_index(drop=True), decoded.images
         labels = sub[LABEL_COLUMN].to_numpy().astype(int)
         keep = dedup_negatives(labels, images)
         sub, images = sub[keep].reset_index(drop=True), images[keep]
@@ -279,7 +335,7 @@ class GateContext:
         theta = np.where(sub[LABEL_COLUMN].to_numpy() == 1, theta, np.nan)
         meta = sub.drop(columns=[c for c in ("image_npz",) if c in sub])
         return SplitSample(meta, images, meta[LABEL_COLUMN].to_numpy().astype(int), meta["_group"].to_numpy(),
-                           theta, len(pos), len(failures) + int((~good).sum()), int((~keep).sum()))
+                           theta, len(pos), int((~decoded.ok).sum()), int((~keep).sum()))
 
     def inputs(self, split: str, mode: str) -> np.ndarray:
         """Preprocessed images of a split's sample: ``mode`` is a preprocessor name or ``"model"``."""
@@ -301,17 +357,9 @@ class GateContext:
 
         problems, shape, frame = [], None, self.frame
         for start in tqdm(range(0, len(frame), CHUNK), desc="data_integrity", disable=not self.progress, leave=False):
-            part = frame.iloc[start:start + CHUNK]
-            images, failures = sgio.load_images(part, skip_bad=True)
-            problems += [str(f.error) for f in failures]
-            where = np.setdiff1d(np.arange(len(part)), [f.index for f in failures])
-            shape = images.shape[1:] if shape is None and len(images) else shape
-            for j, image in zip(where, images):
-                loc = f"{part['manifest_file'].iloc[j]}: row {int(part['manifest_row'].iloc[j])}"
-                if image.shape != shape:
-                    problems.append(f"{loc}: stamp shape {image.shape} differs from the first row's {shape}")
-                elif not normalisable(image[None])[0]:
-                    problems.append(f"{loc}: a band has zero outer-annulus MAD (constant or empty stamp)")
+            decoded = decode_rows(frame.iloc[start:start + CHUNK], shape)
+            problems += decoded.problems
+            shape = decoded.shape
         return problems
 
     # --- report blocks -------------------------------------------------------------------------

@@ -50,7 +50,7 @@ def lrg_leakage(context, case: GateCase) -> GateResult:
         shared = _shared(rows.loc[rows[LABEL_COLUMN] == 1, "_group"], rows.loc[rows[LABEL_COLUMN] == 0, "_group"])
         what, hint = "LRGs with both a positive and a negative", " (paired construction)"
     else:
-        a, b = pair.split("-", 1) if pair.count("-") == 1 else _split_pair(pair, context.splits)
+        a, b = _split_pair(pair, context.splits)
         shared = _shared(frame.loc[frame[SPLIT_COLUMN] == a, "_group"], frame.loc[frame[SPLIT_COLUMN] == b, "_group"])
         rows, what, hint = frame[frame[SPLIT_COLUMN].isin([a, b])], f"LRGs in both {a} and {b}", ""
     note = (f"e.g. {', '.join(shared[:3])}{hint}" if shared else "none shared")

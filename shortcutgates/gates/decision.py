@@ -92,7 +92,8 @@ def groups_to_decide(value: float, ci: tuple[float, float], threshold: float, di
 
 
 def _describe(value, ci, threshold, direction, verdict, n_groups, what) -> str:
-    text = f"{what} {value:.3f}"
+    exact = ci is None and float(value).is_integer()
+    text = f"{what} {int(value)}" if exact else f"{what} {value:.3f}"
     if ci is not None:
         text += f" [{ci[0]:.3f}, {ci[1]:.3f}]" if all(map(math.isfinite, ci)) else " [no interval]"
     if threshold is None:

@@ -18,7 +18,8 @@ Contract (used by the pytest plugin, ``gate_tests/`` and ``shortcutgates gate``)
 * :class:`GateConfig` (``GateConfig.from_pyproject(path)``): thresholds (by gate name or case
   id), sample caps, bootstrap settings, waivers ``{id or name: reason}`` (``config.waiver_for(case)``;
   the plugin turns them into xfail with that reason).
-* :class:`GateContext` ``(data, model=None, config=GateConfig(), progress=False, score_fn=None)``
+* :class:`GateContext` ``(data, model=None, config=GateConfig(), progress=False, score_fn=None,
+  preprocess=None)``
   loads and caches the manifest, images, preprocessed inputs and model scores; ``has_model``,
   ``data_info`` and ``model_info`` feed the report's ``"data"`` and ``"model"`` blocks.
 
