@@ -1,0 +1,169 @@
+"""Both directions on the committed fixtures: each gate fails on the planted shortcut and passes on
+the clean case (see ``fixtures/make_fixtures.py`` for what is planted where).
+
+Gates are run through the library (``GateContext`` + ``run_case``), one shared context per
+data × checkpoint, so images are decoded and predictions computed once per combination.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shortcutgates.gates.registry import GateCase, GateConfig, GateContext, gate_cases, run_case
+from shortcutgates.io import encode_stamp, write_parquet_atomic
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+DATA = {name: FIXTURES / "data" / name for name in ("clean", "shortcut")}
+MODELS = {name: FIXTURES / "checkpoints" / f"{name}.pt" for name in ("clean", "clever_hans")}
+_CONTEXTS: dict = {}
+
+
+def context(data, model=None) -> GateContext:
+    """One context per (data, model), shared by the tests of this module."""
+    key = (str(data), None if model is None else str(model))
+    if key not in _CONTEXTS:
+        _CONTEXTS[key] = GateContext(data, model=model, config=GateConfig(), progress=False)
+    return _CONTEXTS[key]
+
+
+def case(ctx: GateContext, case_id: str) -> GateCase:
+    """The registry's case with this id (so the test fails if the id disappears)."""
+    found = [c for c in gate_cases(ctx) if c.id == case_id]
+    assert found, f"no case {case_id!r} among {[c.id for c in gate_cases(ctx)]}"
+    return found[0]
+
+
+def verdict(data, model, case_id: str):
+    ctx = context(data, model)
+    return run_case(ctx, case(ctx, case_id))
+
+
+def load_make_fixtures():
+    spec = importlib.util.spec_from_file_location("make_fixtures", FIXTURES / "make_fixtures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --- data gates ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("case_id", [
+    "data_integrity", "lrg_leakage[test-pos-neg]", "lrg_leakage[test-test_paired]", "metadata_c2st_auc[test]",
+    "core_lr_auc[test-box10-raw_robust]", "arc_annulus_lr_auc[test-raw_robust]",
+])
+def test_data_gates_pass_on_clean_data(case_id):
+    result = verdict(DATA["clean"], None, case_id)
+    assert result.verdict == "pass", result.message
+
+
+@pytest.mark.parametrize("case_id, why", [
+    ("core_lr_auc[test-box10-raw_robust]", "central point source in the positives"),
+    ("lrg_leakage[test-pos-neg]", "paired: every positive's LRG is also a negative"),
+])
+def test_data_gates_fail_on_shortcut_data(case_id, why):
+    result = verdict(DATA["shortcut"], None, case_id)
+    assert result.verdict == "fail", f"{why}: {result.message}"
+
+
+def test_property_balance_is_not_failed_on_matched_pools():
+    """Twins share their conditions, so |SMD| is 0; 300 LRGs cannot bound it below 0.1 (inconclusive)."""
+    result = verdict(DATA["clean"], None, "property_balance[test-psfsize_r]")
+    assert result.value == pytest.approx(0.0, abs=1e-12)
+    assert result.verdict in ("pass", "inconclusive")
+
+
+@pytest.fixture(scope="module")
+def imbalanced(tmp_path_factory):
+    """The clean test split with the positives observed under a worse PSF (+0.3″ psfsize_r)."""
+    frame = pd.read_parquet(DATA["clean"] / "test.parquet")
+    pos = frame["label"] == 1
+    for col in ("psfsize_r", "psf_fwhm_used_r"):
+        frame.loc[pos, col] = frame.loc[pos, col] + 0.3
+    out = tmp_path_factory.mktemp("imbalanced")
+    write_parquet_atomic(frame, out / "test.parquet")
+    return out
+
+
+@pytest.mark.parametrize("case_id", ["property_balance[test-psfsize_r]", "metadata_c2st_auc[test]"])
+def test_metadata_gates_fail_on_imbalanced_pools(imbalanced, case_id):
+    result = verdict(imbalanced, None, case_id)
+    assert result.verdict == "fail", result.message
+
+
+def test_data_integrity_fails_on_corrupt_rows(tmp_path):
+    frame = pd.read_parquet(DATA["shortcut"] / "test.parquet").head(20).copy()
+    bad = np.zeros((3, 48, 48), np.float32)
+    bad[1, 3, 4] = np.nan
+    frame.loc[3, "image_npz"] = encode_stamp(bad)
+    frame.loc[7, "image_npz"] = b"not an npz archive"
+    write_parquet_atomic(frame, tmp_path / "test.parquet")
+    result = run_case(GateContext(tmp_path, config=GateConfig()), GateCase("data_integrity"))
+    assert result.verdict == "fail" and result.value == 2, result.message
+
+
+# --- model gates --------------------------------------------------------------------------------
+@pytest.mark.parametrize("case_id", [
+    "detection_auroc[test]", "detection_auroc[test_paired]", "cross_test_gap", "core_transplant_auroc[test]",
+    "morphology_auroc[test_paired]", "core_lr_auc[test-box10-model]",
+    pytest.param("arc_masked_auroc[test]", marks=pytest.mark.xfail(strict=True, reason=(
+        "measured 0.625 [0.561, 0.687]: the θ_E ± 2.5 px mask leaves the PSF-convolved arc's wings "
+        "(FWHM 4-6 px) visible; masking θ_E ± 6 px gives 0.55 (reported to the gates owner)"))),
+])
+def test_model_gates_pass_for_the_clean_model(case_id):
+    result = verdict(DATA["clean"], MODELS["clean"], case_id)
+    assert result.verdict == "pass", result.message
+
+
+@pytest.mark.parametrize("case_id, why", [
+    ("core_transplant_auroc[test]", "it scores a negative carrying a positive's core as a lens"),
+    ("arc_masked_auroc[test]", "it still finds the lenses with the arcs masked"),
+    ("morphology_auroc[test_paired]", "it does not read the arc's shape"),
+    ("core_lr_auc[test-box10-model]", "its input carries the core shortcut"),
+])
+def test_model_gates_fail_for_the_clever_hans_model(case_id, why):
+    result = verdict(DATA["shortcut"], MODELS["clever_hans"], case_id)
+    assert result.verdict == "fail", f"{why}: {result.message}"
+
+
+def test_detection_fails_when_the_shortcut_is_absent():
+    """The Clever-Hans model cannot find lenses that lack the central point source."""
+    result = verdict(DATA["clean"], MODELS["clever_hans"], "detection_auroc[test]")
+    assert result.verdict == "fail" and result.value < 0.6, result.message
+
+
+def test_cross_test_gap_fails_when_paired_test_lacks_the_shortcut(tmp_path):
+    """Unpaired test with the point source, paired test without it: the Clever-Hans model's AUROC drops."""
+    write_parquet_atomic(pd.read_parquet(DATA["shortcut"] / "test.parquet"), tmp_path / "test.parquet")
+    write_parquet_atomic(pd.read_parquet(DATA["clean"] / "test_paired.parquet"), tmp_path / "test_paired.parquet")
+    ctx = GateContext(tmp_path, model=MODELS["clever_hans"], config=GateConfig())
+    result = run_case(ctx, case(ctx, "cross_test_gap"))
+    assert result.verdict == "fail" and result.value > 0.2, result.message
+
+
+# --- the fixtures themselves --------------------------------------------------------------------
+def test_fixture_data_is_recreated_byte_identically(tmp_path):
+    make = load_make_fixtures()
+    spec = next(s for s in make.DATASETS if s.name == "shortcut")
+    out = make.write_dataset(make.make_frame(spec), tmp_path / "shortcut")
+    for file in sorted(DATA["shortcut"].glob("*.parquet")):
+        assert hashlib.sha256((out / file.name).read_bytes()).hexdigest() == \
+            hashlib.sha256(file.read_bytes()).hexdigest(), file.name
+
+
+def test_fixtures_are_small():
+    total = sum(f.stat().st_size for f in FIXTURES.rglob("*") if f.is_file())
+    assert total < 4_500_000, f"fixtures/ holds {total} bytes"
+
+
+def test_checkpoints_record_their_training():
+    from shortcutgates.checkpoint import load_checkpoint
+
+    for name, path in MODELS.items():
+        loaded = load_checkpoint(path)
+        assert loaded.payload["metrics"]["best_val_auroc"] > 0.9, name
+        assert "seconds" not in loaded.payload["metrics"] and "resume" not in loaded.payload
