@@ -139,3 +139,44 @@ def test_metadata_features_flag_one_class_missingness():
 def test_annulus_of_matched_noise_is_outside_probe_radii():
     # the normalisation annulus (noise reference) starts at 20 px: beyond any arc mask or core box
     assert not annulus_mask(64, 64)[ring_index(64, 64) < 20].any()
+
+
+# --- properties --------------------------------------------------------------------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from shortcutgates.gates.context import cap_rows, dedup_negatives  # noqa: E402
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([8, 9, 16]))
+def test_shuffle_rings_is_a_permutation_within_rings(seed, size):
+    rng = np.random.default_rng(seed)
+    images = rng.normal(size=(2, 3, size, size)).astype(np.float32)
+    out = shuffle_rings(images, np.random.default_rng(seed))
+    rings = ring_index(size, size)
+    for k in np.unique(rings):
+        np.testing.assert_array_equal(np.sort(out[..., rings == k], -1), np.sort(images[..., rings == k], -1))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(20, 300), st.integers(20, 400))
+def test_cap_rows_never_splits_an_lrg_and_respects_the_cap(seed, n, cap):
+    rng = np.random.default_rng(seed)
+    groups = rng.integers(0, max(2, n // 3), n)
+    labels = (groups % 2).astype(int)  # an LRG has one label (unpaired)
+    pos = cap_rows(labels, groups, cap, seed)
+    if n <= cap:
+        assert len(pos) == n
+    else:
+        assert len(pos) <= cap + 1  # each label's quota is rounded
+    for g in np.unique(groups[pos]):
+        assert (groups[pos] == g).sum() == (groups == g).sum()  # whole LRGs only
+    np.testing.assert_array_equal(pos, np.unique(pos))
+
+
+def test_dedup_negatives_keeps_positives_and_one_of_each_control():
+    a, b = np.zeros((3, 8, 8), np.float32), np.ones((3, 8, 8), np.float32)
+    images = np.stack([a, a, b, a, a])
+    labels = np.array([0, 0, 0, 1, 1])
+    np.testing.assert_array_equal(dedup_negatives(labels, images), [True, False, True, True, True])
