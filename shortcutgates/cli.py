@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from . import __version__
@@ -25,6 +26,45 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+EXIT_BAD_INPUT = 2
+"""Bad input, bad usage, or a file that cannot be read or written (one line on stderr)."""
+EXIT_INTERNAL = 3
+"""An unexpected error: a bug. One line; ``SHORTCUTGATES_DEBUG=1`` shows the traceback."""
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+DEBUG_ENV = "SHORTCUTGATES_DEBUG"
+
+
+class _Terminated(SystemExit):
+    """SIGTERM as an exception, so ``finally``/``except BaseException`` clean-ups (atomic writes) run."""
+
+
+def _on_sigterm(signum, frame):  # pragma: no cover - exercised through subprocess tests
+    raise _Terminated(EXIT_TERMINATED)
+
+
+def one_line(exc: BaseException) -> str:
+    """The exception's message on one line (newlines and runs of spaces collapsed)."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, OSError) and exc.filename is not None and str(exc.filename) not in text:
+        text = f"{exc.filename}: {text}"
+    return text or type(exc).__name__
+
+
+def _load_command(name: str):
+    module = COMMANDS[name][0]
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise _Unavailable(f"command '{name}' is not available in this installation "
+                           f"(module {module}: {one_line(exc)})") from None
+
+
+class _Unavailable(Exception):
+    pass
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shortcutgates", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"shortcutgates {__version__}")
@@ -35,23 +75,64 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     for name, (module, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
         if wanted == name:
-            importlib.import_module(module).add_arguments(p)
+            _load_command(name).add_arguments(p)
     return parser
 
 
+def _error(command: str | None, message: str) -> None:
+    prefix = "shortcutgates" + (f" {command}" if command else "")
+    print(f"{prefix}: error: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one sub-command; returns its exit status. No Python traceback reaches the user.
+
+    Exit status: the command's own (0 success; ``gate``: pytest's), 2 bad input or usage (one
+    line naming file, row and column where known), 3 an unexpected error (one line; set
+    ``SHORTCUTGATES_DEBUG=1`` for the traceback), 130 interrupted, 143 terminated (SIGTERM).
+    """
+    import signal
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
-    module = importlib.import_module(COMMANDS[args.command][0])
+    command = next((a for a in argv if not a.startswith("-")), None)
+    previous = None
+    if threading_main():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        return int(module.run(args) or 0)
-    except (DataError, ValueError, FileNotFoundError, FileExistsError) as exc:
-        print(f"shortcutgates {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        parser = build_parser(argv)
+        args = parser.parse_args(argv)
+        command = args.command
+        return int(_load_command(command).run(args) or 0)
+    except _Terminated:
+        _error(command, "terminated (SIGTERM); outputs are left as they were before this run")
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
-        print(f"shortcutgates {args.command}: interrupted", file=sys.stderr)
-        return 130
+        _error(command, "interrupted; outputs are left as they were before this run")
+        return EXIT_INTERRUPTED
+    except _Unavailable as exc:
+        _error(command, str(exc))
+        return EXIT_BAD_INPUT
+    except (ValueError, OSError, MemoryError) as exc:  # DataError, CheckpointError, files
+        if os.environ.get(DEBUG_ENV):
+            raise
+        _error(command, one_line(exc) if not isinstance(exc, MemoryError) else "out of memory")
+        return EXIT_BAD_INPUT
+    except Exception as exc:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        _error(command, f"internal error ({type(exc).__name__}: {one_line(exc)}); "
+                        f"rerun with {DEBUG_ENV}=1 for the traceback and please report it")
+        return EXIT_INTERNAL
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def threading_main() -> bool:
+    """Signal handlers can only be installed from the main thread."""
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":  # pragma: no cover

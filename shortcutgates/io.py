@@ -14,6 +14,7 @@ Conventions
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import io
 import os
@@ -33,6 +34,7 @@ from .schema import (
     LABEL_COLUMN,
     MANIFEST_FILE,
     MANIFEST_REQUIRED,
+    MANIFEST_SPLITS,
     NPZ_KEYS,
     POINTER_COLUMNS,
     REGION_SPLIT_COLUMN,
@@ -42,6 +44,13 @@ from .schema import (
 )
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+MAX_BLOB_BYTES = 3 * 2048 * 2048 * 8
+"""Largest decompressed stamp accepted: three 2048 × 2048 float64 bands. Unit: byte.
+
+A blob claiming more is refused before anything is inflated, so a small hostile blob (a
+"zip bomb") cannot make a reader allocate gigabytes.
+"""
 
 
 # --- stamp blobs -------------------------------------------------------------------------------
@@ -97,15 +106,13 @@ def decode_stamp(blob, *, shape: tuple[int, int] | None = None) -> np.ndarray:
     if not isinstance(blob, bytes):
         raise DataError(f"blob must be bytes (got {type(blob).__name__})")
     if blob[:2] == b"\x1f\x8b":
-        try:
-            blob = gzip.decompress(blob)
-        except (OSError, EOFError, zlib_error()) as exc:
-            raise DataError(f"gzip-wrapped blob does not decompress: {exc}") from None
+        blob = _gunzip_capped(blob)
     if blob[:2] != b"PK":
         raise DataError(f"blob is not an npz archive (starts with {blob[:8]!r}, {len(blob)} bytes)")
     bands = []
     try:
         with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+            _check_members(npz.zip)
             missing = [k for k in NPZ_KEYS if k not in npz.files]
             if missing:
                 raise DataError(
@@ -116,8 +123,10 @@ def decode_stamp(blob, *, shape: tuple[int, int] | None = None) -> np.ndarray:
                 bands.append(npz[key])
     except DataError:
         raise
-    except ValueError as exc:  # object arrays refuse to load without pickle
-        raise DataError(f"npz holds an array that needs unpickling ({exc})") from None
+    except ValueError as exc:
+        if "pickle" in str(exc) or "Object arrays" in str(exc):  # numpy refuses object arrays
+            raise DataError(f"npz holds an array that needs unpickling ({exc})") from None
+        raise DataError(f"blob is not a readable npz archive (ValueError: {exc})") from None
     except Exception as exc:  # zipfile.BadZipFile, EOFError, OSError, zlib.error, ...
         raise DataError(f"blob is not a readable npz archive ({type(exc).__name__}: {exc})") from None
     for key, band in zip(NPZ_KEYS, bands):
@@ -141,6 +150,49 @@ def zlib_error():
     import zlib
 
     return zlib.error
+
+
+def _gunzip_capped(blob: bytes) -> bytes:
+    """Inflate a gzip-wrapped blob, refusing more than :data:`MAX_BLOB_BYTES` of output."""
+    import zlib
+
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(blob, MAX_BLOB_BYTES + 1)
+    except zlib.error as exc:
+        raise DataError(f"gzip-wrapped blob does not decompress: {exc}") from None
+    if len(out) > MAX_BLOB_BYTES:
+        raise DataError(f"gzip-wrapped blob inflates to more than {MAX_BLOB_BYTES} bytes; refused")
+    if not inflater.eof:
+        raise DataError("gzip-wrapped blob does not decompress: truncated gzip stream")
+    return out
+
+
+def _check_members(zf: zipfile.ZipFile) -> None:
+    """Refuse an archive that declares more than :data:`MAX_BLOB_BYTES`, before inflating it.
+
+    Both the zip directory (uncompressed member sizes) and each band's ``.npy`` header (shape ×
+    item size, which ``np.load`` would allocate up front) are checked.
+    """
+    total = sum(info.file_size for info in zf.infolist())
+    if total > MAX_BLOB_BYTES:
+        raise DataError(f"npz members declare {total} bytes uncompressed, more than the {MAX_BLOB_BYTES} "
+                        "a stamp may hold; refused")
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    names = set(zf.namelist())
+    for key in NPZ_KEYS:
+        if key + ".npy" not in names:
+            continue
+        with zf.open(key + ".npy") as fh:
+            version = np.lib.format.read_magic(fh)
+            if version not in readers:
+                raise DataError(f"'{key}' is a .npy of version {version}, expected 1.0 or 2.0")
+            shape, _, dtype = readers[version](fh)
+        if dtype.hasobject:
+            raise DataError(f"npz holds an array that needs unpickling ('{key}' has dtype {dtype}); refused")
+        nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if nbytes > MAX_BLOB_BYTES:
+            raise DataError(f"'{key}' declares shape {shape} ({nbytes} bytes), more than a stamp may hold; refused")
 
 
 class DecodeFailure(NamedTuple):
@@ -212,19 +264,39 @@ def split_from_path(file: Path, root: Path) -> str | None:
 def atomic_path(path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
 
-    On an exception the temporary file is removed and ``path`` is left as it was.
+    On an exception (including ``KeyboardInterrupt`` and the CLI's SIGTERM) the temporary file is
+    removed and ``path`` is left as it was. A process killed outright (SIGKILL, power loss)
+    leaves at most a hidden ``.NAME.*.tmp`` beside ``path``, never a partial ``path``.
+
+    Raises
+    ------
+    OSError
+        ``path`` is a directory, or its directory cannot be created or written; the message
+        names ``path`` (not the temporary file).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a directory, expected a file path", str(path))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise type(exc)(exc.errno, f"cannot write here ({exc.strerror})", str(path)) from None
     os.close(fd)
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes_atomic(path, data: bytes) -> None:
@@ -347,11 +419,71 @@ class Manifest(NamedTuple):
     root: Path
 
 
+def _is_string(t) -> bool:
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
+def _is_number(t) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t)
+
+
+_MANIFEST_TYPES = {
+    LABEL_COLUMN: ("an integer 0 or 1", lambda t: _is_number(t) or pa.types.is_boolean(t)),
+    "ra": ("a number (deg)", _is_number),
+    "dec": ("a number (deg)", _is_number),
+    SPLIT_COLUMN: ("a string", _is_string),
+    IMAGE_COLUMN: ("binary (npz bytes)", lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t)
+                   or pa.types.is_null(t)),
+    POINTER_COLUMNS[0]: ("a string (path)", _is_string),
+    POINTER_COLUMNS[1]: ("an integer (row)", pa.types.is_integer),
+    POINTER_COLUMNS[2]: ("a string (column name)", _is_string),
+    "lrg_id": ("a string or an integer", lambda t: _is_string(t) or pa.types.is_integer(t) or pa.types.is_null(t)),
+}
+"""Manifest column -> (what it must be, test of its Arrow type)."""
+
+
+def _read_manifest_file(file: Path, columns) -> pd.DataFrame:
+    """One manifest parquet file, with its required columns and their types checked."""
+    try:
+        schema = pq.read_schema(file)
+    except Exception as exc:  # ArrowInvalid (empty, truncated, not parquet), OSError
+        raise DataError(f"not a readable parquet file ({' '.join(str(exc).split())[:200]})", file=file) from None
+    names = schema.names
+    missing = [c for c in MANIFEST_REQUIRED if c not in names]
+    if IMAGE_COLUMN not in names and not all(c in names for c in POINTER_COLUMNS[:2]):
+        missing.append(f"{IMAGE_COLUMN} (or {', '.join(POINTER_COLUMNS)})")
+    if missing:
+        raise DataError(f"manifest file lacks column(s) {', '.join(missing)}", file=file,
+                        hint=f"file has {', '.join(names) or 'no columns'}")
+    for col, (what, ok) in _MANIFEST_TYPES.items():
+        if col in names and not ok(schema.field(col).type):
+            raise DataError(f"must be {what} (got Arrow type {schema.field(col).type})", file=file, column=col)
+    want = names if columns is None else [c for c in names if c in set(columns) | set(MANIFEST_REQUIRED)
+                                          | {"lrg_id", *POINTER_COLUMNS}]
+    try:
+        frame = pq.read_table(file, columns=want).to_pandas()
+    except Exception as exc:
+        raise DataError(f"not a readable parquet file ({' '.join(str(exc).split())[:200]})", file=file) from None
+    frame["manifest_file"] = str(file)
+    frame["manifest_row"] = np.arange(len(frame), dtype=np.int64)
+    return frame
+
+
 def read_manifest(path, columns: Iterable[str] | None = None) -> Manifest:
     """Read a manifest directory (or a single parquet file) written by ``build`` or by hand.
 
     ``columns`` projects the parquet read (the required columns are always read); leaving out
     ``image_npz`` keeps blobs on disk.
+
+    Raises
+    ------
+    DataError
+        Naming file, row and column: an unreadable file or ``manifest.json``, a missing or mistyped
+        column, no rows, a label outside {0, 1}, a position outside the sky, a missing or unknown
+        split, a row with neither an image nor a pointer, or the same image listed as two
+        positives or under both labels.
     """
     import json
 
@@ -360,25 +492,28 @@ def read_manifest(path, columns: Iterable[str] | None = None) -> Manifest:
     if root.is_dir() and (root / MANIFEST_FILE).exists():
         try:
             meta = json.loads((root / MANIFEST_FILE).read_text())
-        except ValueError as exc:
+        except (ValueError, OSError) as exc:
             raise DataError(f"manifest.json is not valid JSON ({exc})", file=root / MANIFEST_FILE) from None
-    frames = []
-    for file in list_parquet_files(root):
-        names = pq.read_schema(file).names
-        missing = [c for c in MANIFEST_REQUIRED if c not in names]
-        if IMAGE_COLUMN not in names and not all(c in names for c in POINTER_COLUMNS[:2]):
-            missing.append(f"{IMAGE_COLUMN} (or {', '.join(POINTER_COLUMNS)})")
-        if missing:
-            raise DataError(f"manifest file lacks column(s) {', '.join(missing)}", file=file)
-        want = names if columns is None else [c for c in names if c in set(columns) | set(MANIFEST_REQUIRED)
-                                               | {"lrg_id", *POINTER_COLUMNS}]
-        frame = pq.read_table(file, columns=want).to_pandas()
-        frame["manifest_file"] = str(file)
-        frame["manifest_row"] = np.arange(len(frame), dtype=np.int64)
-        frames.append(frame)
+        if not isinstance(meta, dict):
+            raise DataError(f"manifest.json must hold a JSON object (got {type(meta).__name__})",
+                            file=root / MANIFEST_FILE)
+    frames = [_read_manifest_file(file, columns) for file in list_parquet_files(root)]
     frame = pd.concat(frames, ignore_index=True)
+    if frame.empty:
+        raise DataError("manifest has no rows", file=root)
     _check_manifest_columns(frame)
+    _check_images_present(frame)
+    _check_duplicates(frame)
     return Manifest(frame, meta, root)
+
+
+def _show(value) -> str:
+    """repr of a cell without numpy's type wrapper (``2``, not ``np.int8(2)``)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def _where(frame: pd.DataFrame, i: int) -> dict:
+    return {"file": frame["manifest_file"].iloc[i], "row": int(frame["manifest_row"].iloc[i])}
 
 
 def _check_manifest_columns(frame: pd.DataFrame) -> None:
@@ -386,8 +521,7 @@ def _check_manifest_columns(frame: pd.DataFrame) -> None:
     bad = ~labels.isin([0, 1])
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(f"label must be 0 or 1 (got {frame[LABEL_COLUMN].iloc[i]!r})",
-                        file=frame["manifest_file"].iloc[i], row=int(frame["manifest_row"].iloc[i]),
+        raise DataError(f"label must be 0 or 1 (got {_show(frame[LABEL_COLUMN].iloc[i])})", **_where(frame, i),
                         column=LABEL_COLUMN)
     frame[LABEL_COLUMN] = labels.astype(np.int8)
     for col, lo, hi in (("ra", 0.0, 360.0), ("dec", -90.0, 90.0)):
@@ -395,34 +529,109 @@ def _check_manifest_columns(frame: pd.DataFrame) -> None:
         bad = ~np.isfinite(values) | (values < lo) | (values > hi)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise DataError(f"{col} must be a finite number in [{lo:g}, {hi:g}] deg (got {frame[col].iloc[i]!r})",
-                            file=frame["manifest_file"].iloc[i], row=int(frame["manifest_row"].iloc[i]), column=col)
+            raise DataError(f"{col} must be a finite number in [{lo:g}, {hi:g}] deg (got {_show(frame[col].iloc[i])})",
+                            **_where(frame, i), column=col)
         frame[col] = values
+    split = frame[SPLIT_COLUMN]
+    bad = split.isna().to_numpy() | ~split.isin(MANIFEST_SPLITS).to_numpy()
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        value = split.iloc[i]
+        problem = "split is missing" if pd.isna(value) else f"unknown split {value!r}"
+        raise DataError(problem, **_where(frame, i), column=SPLIT_COLUMN,
+                        hint=f"expected one of {', '.join(MANIFEST_SPLITS)}")
+    frame[SPLIT_COLUMN] = split.astype(str)
+
+
+def _pointer_ok(frame: pd.DataFrame) -> np.ndarray:
+    """(N,) bool: the row carries a complete pointer (source path, row and column)."""
+    if not all(c in frame for c in POINTER_COLUMNS):
+        return np.zeros(len(frame), bool)
+    return frame[list(POINTER_COLUMNS)].notna().all(axis=1).to_numpy()
+
+
+def _check_images_present(frame: pd.DataFrame) -> None:
+    """Every row has an inline blob or a complete pointer (unless blobs were projected away)."""
+    if IMAGE_COLUMN in frame:
+        has = frame[IMAGE_COLUMN].notna().to_numpy() | _pointer_ok(frame)
+    elif all(c in frame for c in POINTER_COLUMNS[:2]):
+        has = frame[list(POINTER_COLUMNS[:2])].notna().all(axis=1).to_numpy()
+    else:
+        return  # image_npz projected away
+    if not has.all():
+        i = int(np.flatnonzero(~has)[0])
+        raise DataError(f"row has neither an {IMAGE_COLUMN} blob nor a complete pointer ({', '.join(POINTER_COLUMNS)})",
+                        **_where(frame, i), column=IMAGE_COLUMN)
+
+
+def _image_keys(frame: pd.DataFrame) -> pd.Series | None:
+    """Per row, what identifies its image: the inline blob, else the pointer; None if neither was read."""
+    keys = None
+    if all(c in frame for c in POINTER_COLUMNS):
+        keys = (frame[POINTER_COLUMNS[0]].astype(str) + "\0" + frame[POINTER_COLUMNS[1]].astype(str) + "\0"
+                + frame[POINTER_COLUMNS[2]].astype(str)).map(str.encode)
+    if IMAGE_COLUMN in frame:
+        blobs = frame[IMAGE_COLUMN]
+        keys = blobs if keys is None else blobs.where(blobs.notna(), keys)
+    return keys
+
+
+def _check_duplicates(frame: pd.DataFrame) -> None:
+    """Refuse one image listed as two positives, or under both labels.
+
+    Identical negatives are allowed: in paired data an LRG with k injections gives k copies of
+    its control image (the gates deduplicate them).
+    """
+    keys = _image_keys(frame)
+    if keys is None:
+        return
+    table = pd.DataFrame({"key": keys.to_numpy(), "label": frame[LABEL_COLUMN].to_numpy()})
+    clash = table.duplicated(["key"], keep=False).to_numpy()
+    if not clash.any():
+        return
+    sub = table[clash]
+    for key, group in sub.groupby("key", sort=False):
+        labels = set(group["label"].tolist())
+        if len(labels) > 1 or (group["label"] == 1).sum() > 1:
+            i, j = group.index[0], group.index[1]
+            what = "under both labels" if len(labels) > 1 else "as two positives"
+            other = _where(frame, j)
+            raise DataError(f"the same image is listed {what}: duplicate of {other['file']} row {other['row']}",
+                            **_where(frame, i), column=IMAGE_COLUMN if IMAGE_COLUMN in frame else POINTER_COLUMNS[0])
 
 
 def load_images(frame: pd.DataFrame, *, skip_bad: bool = False) -> tuple[np.ndarray, list[DecodeFailure]]:
     """Decode the images of manifest rows into ``(N, 3, H, W)`` float32, in frame order.
 
-    Uses inline ``image_npz`` where present, else the pointer columns. Errors name the manifest
-    file and row (inline) or the source file, row and column (pointers).
+    Uses a row's inline ``image_npz`` where present, else its pointer columns (a manifest may mix
+    both). Errors name the manifest file and row (inline) or the source file, row and column
+    (pointers). With ``skip_bad=True`` bad rows are left out and listed in the failures.
     """
-    if IMAGE_COLUMN in frame and frame[IMAGE_COLUMN].notna().all():
-        blobs = frame[IMAGE_COLUMN].tolist()
-        files = frame["manifest_file"].to_numpy() if "manifest_file" in frame else np.full(len(frame), None)
-        rows = frame["manifest_row"].to_numpy() if "manifest_row" in frame else np.arange(len(frame))
-        column = IMAGE_COLUMN
-    else:
-        blobs = read_blobs(frame)
-        files = frame["source_path"].to_numpy()
-        rows = frame["source_row"].to_numpy()
-        column = None
+    n = len(frame)
+    inline = frame[IMAGE_COLUMN].notna().to_numpy() if IMAGE_COLUMN in frame else np.zeros(n, bool)
+    files = frame["manifest_file"].to_numpy(object) if "manifest_file" in frame else np.full(n, None, object)
+    rows = frame["manifest_row"].to_numpy() if "manifest_row" in frame else np.arange(n)
+    columns = np.full(n, IMAGE_COLUMN, object)
+    blobs = np.empty(n, object)
+    if inline.any():
+        blobs[inline] = frame[IMAGE_COLUMN].to_numpy(object)[inline]
+    if not inline.all():
+        pointed = frame[~inline]
+        missing = [c for c in POINTER_COLUMNS if c not in pointed or pointed[c].isna().any()]
+        if missing:
+            i = int(np.flatnonzero(~inline)[0])
+            raise DataError(f"row has no {IMAGE_COLUMN} blob and no pointer ({', '.join(missing)} missing)",
+                            file=files[i], row=int(rows[i]), column=IMAGE_COLUMN)
+        blobs[~inline] = np.asarray(read_blobs(pointed) + [None], object)[:-1]
+        files[~inline] = pointed["source_path"].to_numpy(object)
+        rows = np.where(inline, rows, frame["source_row"].to_numpy() if "source_row" in frame else rows)
+        columns[~inline] = pointed[POINTER_COLUMNS[2]].to_numpy(object)
     images, failures, shape = [], [], None
     for i, blob in enumerate(blobs):
-        col = column or frame[POINTER_COLUMNS[2]].iloc[i]
         try:
             image = decode_stamp(blob, shape=shape)
         except DataError as err:
-            err = err.located(file=files[i], row=int(rows[i]), column=col)
+            err = err.located(file=files[i], row=int(rows[i]), column=columns[i])
             if not skip_bad:
                 raise err from None
             failures.append(DecodeFailure(i, err))
