@@ -184,3 +184,34 @@ def test_verdicts_map_to_outcomes(verdict, outcome):
         return
     with pytest.raises(outcome, match=f"the {verdict} message"):
         check_record(_record(verdict))
+
+
+def test_gate_command_runs_the_suite_from_any_directory(tmp_path):
+    """``shortcutgates gate`` from an unrelated directory: same suite, pytest's exit status, report."""
+    import subprocess
+    import sys
+
+    (tmp_path / "pyproject.toml").write_text('[tool.shortcutgates.thresholds]\ncore_lr_auc = 0.99\n')
+    cmd = [sys.executable, "-m", "shortcutgates.cli", "gate", "--data", str(SHORTCUT), "--gate-report", "rep.json",
+           "--", "-q", "-k", "lrg_leakage or data_integrity or core_lr_auc[test-box10-raw"]
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "gate_suite.py::test_gate[lrg_leakage[test-pos-neg]]" in done.stdout
+    report = read_report(tmp_path / "rep.json")
+    by_id = {g["id"]: g for g in report["gates"]}
+    assert by_id["lrg_leakage[test-pos-neg]"]["verdict"] == "fail"
+    assert by_id["core_lr_auc[test-box10-raw_robust]"]["threshold"] == 0.99  # the cwd's pyproject.toml
+
+
+def test_gate_command_argv_passes_options_and_pytest_args(tmp_path):
+    import argparse
+
+    from shortcutgates.gates import command
+
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    args = parser.parse_args(["--data", "d", "--model", "m.pt", "--", "-x", "-k", "core_lr"])
+    argv = command.pytest_argv(args, tmp_path)
+    assert argv[0].endswith("gate_suite.py")
+    assert f"--data={tmp_path / 'd'}" in argv and f"--model={tmp_path / 'm.pt'}" in argv
+    assert argv[-3:] == ["-x", "-k", "core_lr"] and not any(a.startswith("--gate-config") for a in argv)

@@ -34,14 +34,24 @@ def suite_path() -> Path:
 
 
 def pytest_argv(args: argparse.Namespace, cwd: Path) -> list[str]:
-    """The pytest command line that ``run`` executes, rooted at ``cwd``."""
-    argv = [str(suite_path()), f"--rootdir={cwd}", "-p", "no:cacheprovider", "--data", str(args.data)]
+    """The pytest command line that ``run`` executes.
+
+    The rootdir is the suite's own directory (so test ids read ``gate_suite.py::test_gate[...]``
+    wherever the command runs); relative paths are taken from ``cwd``, and without
+    ``--gate-config`` the ``pyproject.toml`` in ``cwd`` (if any) configures the gates.
+    """
+    suite = suite_path()
+    config = args.gate_config
+    if config is None and (cwd / "pyproject.toml").is_file():
+        config = cwd / "pyproject.toml"
+    # "--opt=value" forms: pytest would otherwise take a bare path value for a test path when it
+    # determines the rootdir
+    argv = [str(suite), f"--rootdir={suite.parent}", "-p", "no:cacheprovider", f"--data={cwd / args.data}"]
     if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):  # entry points are off: load the plugin by name
         argv += ["-p", "shortcutgates.plugin"]
-    for flag, value in (("--model", args.model), ("--gate-report", args.gate_report),
-                        ("--gate-config", args.gate_config)):
+    for flag, value in (("--model", args.model), ("--gate-report", args.gate_report), ("--gate-config", config)):
         if value is not None:
-            argv += [flag, str(value)]
+            argv.append(f"{flag}={cwd / value}")
     extra = list(args.pytest_args or [])
     if extra[:1] == ["--"]:
         extra = extra[1:]
