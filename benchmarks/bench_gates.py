@@ -55,9 +55,14 @@ def _bare_fits(ctx: GateContext) -> dict:
 
 def _run_all(ctx: GateContext, want_model: bool) -> dict:
     cases = [c for c in gate_cases(ctx) if ("model" in c.needs) == want_model]
+    per_gate: dict[str, float] = {}
+    verdicts = []
     t0 = time.perf_counter()
-    verdicts = [run_case(ctx, c).verdict for c in cases]
-    return {"cases": len(cases), "wall_s": time.perf_counter() - t0,
+    for case in cases:
+        t = time.perf_counter()
+        verdicts.append(run_case(ctx, case).verdict)
+        per_gate[case.gate] = per_gate.get(case.gate, 0.0) + time.perf_counter() - t
+    return {"cases": len(cases), "wall_s": time.perf_counter() - t0, "per_gate_s": per_gate,
             "verdicts": {v: verdicts.count(v) for v in sorted(set(verdicts))}}
 
 
@@ -69,7 +74,8 @@ def _report(benchmark, name: str, result: dict, base: dict) -> None:
           f"= {result['x_bare_lr_fit']:.0f}x one bare core-LR fit ({base['bare_lr_fit_s']:.2f} s), "
           f"{result['x_core_lr_probe']:.1f}x one grouped 5-fold core-LR probe ({base['core_lr_probe_s']:.2f} s); "
           f"inference passes {result.get('inference_passes', 0)}, images scored {result.get('images_scored', 0)}; "
-          f"verdicts {result['verdicts']}")
+          f"verdicts {result['verdicts']}\n  per gate (s): "
+          + ", ".join(f"{g} {t:.1f}" for g, t in sorted(result["per_gate_s"].items(), key=lambda kv: -kv[1])))
 
 
 def test_data_gates(benchmark, manifest):
