@@ -114,8 +114,6 @@ class GateSession:
     _cases: list | None = None
     results: dict = field(default_factory=dict)
     """Case id -> gate record (dict), filled from test reports."""
-    waived: dict = field(default_factory=dict)
-    """Case id -> waiver reason."""
     deselected: set = field(default_factory=set)
 
     @property
@@ -160,7 +158,7 @@ class GateSession:
         for case in self.cases():
             reason = DESELECTED_REASON if case.id in self.deselected else NOT_RUN_REASON
             record = dict(self.results.get(case.id) or self.skipped_record(case, reason))
-            record["waiver"] = self.waived.get(case.id)
+            record["waiver"] = self.context.config.waiver_for(case)
             out.append(record)
         return out
 
@@ -222,7 +220,6 @@ def pytest_generate_tests(metafunc):
         marks = [pytest.mark.gate(case.gate)]
         reason = session.context.config.waiver_for(case)
         if reason:
-            session.waived[case.id] = reason
             marks.append(pytest.mark.xfail(reason=f"waived: {reason}", strict=False))
         params.append(pytest.param(case, id=case.id, marks=marks))
     metafunc.parametrize("gate_case", params)

@@ -55,6 +55,16 @@ def test_bad_option_values_are_usage_errors(suite, args, message):
     assert message in result.stderr.str()
 
 
+def test_unreadable_manifest_stops_collection_naming_the_file(suite, tmp_path):
+    import pandas as pd
+
+    pd.DataFrame({"x": [1, 2]}).to_parquet(tmp_path / "part.parquet")
+    result = suite.runpytest(f"--data={tmp_path}")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines([f"*shortcutgates: {tmp_path / 'part.parquet'}: manifest file lacks column(s) label*"])
+    assert "shortcut gates" not in result.stdout.str().replace("shortcutgates", "")
+
+
 def test_without_data_the_plugin_is_inert(pytester):
     pytester.makepyfile(test_plain="def test_one():\n    assert 1 + 1 == 2\n")
     result = pytester.runpytest("--gate-report", "report.json")
@@ -137,8 +147,12 @@ def test_report_carries_model_block_and_values_with_intervals(suite):
 def test_waiver_turns_the_case_into_xfail_with_its_reason(suite):
     suite.makefile(".toml", pyproject='[tool.shortcutgates.waivers]\n'
                                       '"lrg_leakage[test-pos-neg]" = "paired on purpose: this is the shortcut fixture"\n')
-    result = suite.runpytest(f"--data={SHORTCUT}", "-rx", "-k", "lrg_leakage")
+    result = suite.runpytest(f"--data={SHORTCUT}", "-rx", "-k", "lrg_leakage", "--gate-report=r.json")
     result.assert_outcomes(passed=1, xfailed=1)
+    report = read_report(suite.path / "r.json")
+    leak = next(g for g in report["gates"] if g["id"] == "lrg_leakage[test-pos-neg]")
+    assert leak["verdict"] == "fail" and leak["waiver"] == "paired on purpose: this is the shortcut fixture"
+    assert report["summary"]["waived"] == 1
     result.stdout.fnmatch_lines(["*lrg_leakage[[]test-pos-neg[]]*FAIL (waived)", "gates: *, 1 waived",
                                  "*XFAIL*waived: paired on purpose: this is the shortcut fixture*"])
     assert result.ret == pytest.ExitCode.OK
