@@ -46,10 +46,12 @@ def _on_sigterm(signum, frame):  # pragma: no cover - exercised through subproce
 
 def one_line(exc: BaseException) -> str:
     """The exception's message on one line (newlines and runs of spaces collapsed)."""
-    text = " ".join(str(exc).split())
-    if isinstance(exc, OSError) and exc.filename is not None and str(exc.filename) not in text:
-        text = f"{exc.filename}: {text}"
-    return text or type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        target = f" -> {exc.filename2}" if exc.filename2 is not None else ""
+        text = f"{exc.filename}{target}: {exc.strerror}"
+    else:
+        text = str(exc)
+    return " ".join(text.split()) or type(exc).__name__
 
 
 def _load_command(name: str):
