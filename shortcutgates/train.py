@@ -276,9 +276,16 @@ def train(manifest, out_ckpt, config: TrainConfig = TrainConfig(), *, resume: bo
     callback : callable(epoch, metrics_row), optional
         Called on rank 0 after each epoch's checkpoint is written (tests use it to interrupt).
     """
+    prev = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        return _fit(Path(out_ckpt), manifest, config, resume, progress, cache_dir, callback)
+    finally:  # the switch is global: give the caller back its setting
+        torch.use_deterministic_algorithms(prev[0], warn_only=prev[1])
+
+
+def _fit(out_ckpt: Path, manifest, config: TrainConfig, resume: bool, progress: bool, cache_dir, callback):
     from tqdm.auto import tqdm
 
-    out_ckpt = Path(out_ckpt)
     dd, device = _setup_distributed(config.device)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
