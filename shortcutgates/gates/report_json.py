@@ -28,15 +28,14 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from ..io import write_bytes_atomic
+from .records import REPORT_KEYS
 
 SCHEMA = "shortcutgates.report/1"
 """Value of the report's ``schema`` key."""
 
 VERDICTS: tuple[str, ...] = ("pass", "fail", "inconclusive", "error", "skipped")
 DIRECTIONS: tuple[str, ...] = ("max", "min")
-GATE_KEYS: tuple[str, ...] = (
-    "id", "gate", "params", "split", "value", "ci", "threshold", "direction", "verdict", "n", "n_groups", "message",
-)
+GATE_KEYS: tuple[str, ...] = REPORT_KEYS
 """Keys every gate entry carries (DESIGN §9)."""
 
 
