@@ -167,24 +167,22 @@ def decode_stamp_fast(blob, *, shape: tuple[int, int] | None = None) -> np.ndarr
     DataError
         As :func:`shortcutgates.io.decode_stamp` (unlocated).
     """
-    out, _ = _decode_one(blob, shape)
-    return out
+    images, _ = decode_blobs([blob])
+    if shape is not None and images.shape[2:] != tuple(shape):
+        return sgio.decode_stamp(blob, shape=shape)  # raises the shape error
+    return images[0]
 
 
-def _decode_one(blob, shape) -> tuple[np.ndarray, bool]:
-    """(image, used_fast_path). Invalid blobs raise DataError through io.decode_stamp."""
-    try:
-        bands = _fast_bands(blob)
-    except _Fallback:
-        return sgio.decode_stamp(blob, shape=shape), False
-    image = np.stack(bands).astype(np.float32, copy=False)
-    if (shape is not None and image.shape[1:] != tuple(shape)) or not np.isfinite(image).all():
-        return sgio.decode_stamp(blob, shape=shape), False  # raises the located-later DataError
-    return image, True
+def _locate(err: DataError, i: int, files, rows, columns) -> DataError:
+    return err.located(file=None if files is None else files[i], row=None if rows is None else int(rows[i]),
+                       column=None if columns is None else columns[i])
 
 
 def decode_blobs(blobs: Sequence, *, files=None, rows=None, columns=None) -> tuple[np.ndarray, DecodeStats]:
     """Decode many blobs into ``(N, 3, H, W)`` float32 with the fast path; the first bad one raises.
+
+    Bands are written straight into the output; the finite-value check runs once over the whole
+    batch, and a blob that fails it is re-decoded by ``io.decode_stamp`` for the exact error.
 
     Parameters
     ----------
@@ -195,17 +193,31 @@ def decode_blobs(blobs: Sequence, *, files=None, rows=None, columns=None) -> tup
     images, shape, n_fast = None, None, 0
     for i, blob in enumerate(blobs):
         try:
-            image, fast = _decode_one(blob, shape)
-        except DataError as err:
-            raise err.located(file=None if files is None else files[i], row=None if rows is None else int(rows[i]),
-                              column=None if columns is None else columns[i]) from None
+            bands = _fast_bands(blob)
+            if shape is not None and bands[0].shape != shape:
+                raise _Fallback
+        except _Fallback:
+            try:
+                bands = sgio.decode_stamp(blob, shape=shape)
+            except DataError as err:
+                raise _locate(err, i, files, rows, columns) from None
+        else:
+            n_fast += 1
         if images is None:
-            shape = image.shape[1:]
-            images = np.empty((len(blobs),) + image.shape, np.float32)
-        images[i] = image
-        n_fast += fast
+            shape = bands[0].shape
+            images = np.empty((len(blobs), len(NPZ_KEYS)) + shape, np.float32)
+        for b, band in enumerate(bands):
+            images[i, b] = band
     if images is None:
-        images = np.zeros((0, 3, 0, 0), np.float32)
+        return np.zeros((0, 3, 0, 0), np.float32), DecodeStats(0, 0)
+    finite = np.isfinite(images.reshape(len(images), -1)).all(axis=1)
+    if not finite.all():
+        i = int(np.flatnonzero(~finite)[0])
+        try:
+            sgio.decode_stamp(blobs[i], shape=shape)
+        except DataError as err:
+            raise _locate(err, i, files, rows, columns) from None
+        raise _locate(DataError("stamp has values beyond the float32 range"), i, files, rows, columns)
     return images, DecodeStats(n_fast, len(blobs) - n_fast)
 
 
@@ -226,9 +238,10 @@ def iter_raw_chunks(frame: pd.DataFrame, chunk: int = 512):
     pos_inline = np.flatnonzero(inline)
     files = frame["manifest_file"].to_numpy() if "manifest_file" in frame else None
     mrows = frame["manifest_row"].to_numpy() if "manifest_row" in frame else np.arange(len(frame))
+    column = frame[IMAGE_COLUMN].to_numpy() if len(pos_inline) else None
     for start in range(0, len(pos_inline), chunk):
         pos = pos_inline[start : start + chunk]
-        blobs = frame[IMAGE_COLUMN].to_numpy()[pos]
+        blobs = column[pos]
         images, stats = decode_blobs(blobs, files=None if files is None else files[pos], rows=mrows[pos],
                                      columns=[IMAGE_COLUMN] * len(pos))
         yield pos, images, stats
@@ -402,9 +415,10 @@ class StampDataset(Dataset):
 
     def __init__(self, frame: pd.DataFrame, preprocess: str = "raw_robust", *, cache_dir=None, key=None,
                  transform: Callable | None = None, seed: int = 0, progress: bool = False):
-        self.frame = frame.reset_index(drop=True)
+        frame = frame.reset_index(drop=True)
         self.preprocess = preprocess
-        self.images = cached_inputs(self.frame, preprocess, cache_dir=cache_dir, key=key, progress=progress)
+        self.images = cached_inputs(frame, preprocess, cache_dir=cache_dir, key=key, progress=progress)
+        self.frame = frame.drop(columns=[IMAGE_COLUMN], errors="ignore")  # blobs are decoded; free them
         self.labels = self.frame[LABEL_COLUMN].to_numpy(np.float32)
         self.weights = row_weights(self.frame)
         self.groups = self.frame[LRG_ID_COLUMN].astype(str).to_numpy() if LRG_ID_COLUMN in self.frame else None

@@ -165,3 +165,11 @@ def test_per_sample_transform_is_seeded_by_index_not_worker(tmp_path):
     torch.testing.assert_close(serial, parallel, rtol=0, atol=0)
     data.set_epoch(1)
     assert not torch.equal(serial, torch.cat([b[0] for b in ds.make_loader(data, 4)]))
+
+
+def test_decode_stamp_fast_checks_the_expected_shape():
+    a, _ = toy_images(1, size=8)
+    blob = encode_stamp(a[0])
+    np.testing.assert_array_equal(ds.decode_stamp_fast(blob, shape=(8, 8)), a[0])
+    with pytest.raises(DataError, match=r"differs from the expected \(9, 9\)"):
+        ds.decode_stamp_fast(blob, shape=(9, 9))
