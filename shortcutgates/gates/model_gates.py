@@ -23,6 +23,12 @@ from .probes import ARC_HALF_WIDTH_PX, ProbeError
 from .records import GateCase, GateResult
 
 
+ARC_THICKNESS_PX = 1.0
+"""Half-thickness of a lensed arc added to the PSF FWHM for the masked annulus. Unit: pixel."""
+
+DEFAULT_PSF_FWHM_ARCSEC = 1.3
+"""PSF FWHM assumed where the manifest has no ``psfsize_r`` / ``psf_fwhm_used_r`` (DR10 median, r band)."""
+
 CORE_RADIUS_PX = 3.0
 """Radius kept unmasked by ``arc_masked_auroc``: the counter-image at θ_E − β lies here. Unit: pixel."""
 
@@ -79,12 +85,28 @@ def _safe(metric: Callable) -> Callable:
 
 
 # --- arc masking -------------------------------------------------------------------------------
-def arc_mask_radii(theta_e_px: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def mask_half_widths(frame: pd.DataFrame) -> np.ndarray:
+    """Half-width of each row's masked annulus: its r-band PSF FWHM plus :data:`ARC_THICKNESS_PX`.
+
+    An arc's light reaches about one FWHM beyond its ridge, so ``θ_E ± (FWHM + thickness)`` holds
+    all of it (for a Gaussian PSF < 0.2 % of the peak lies beyond one FWHM). Unit: pixel, shape (N,).
+    """
+    fwhm = np.full(len(frame), np.nan)
+    for col in ("psfsize_r", "psf_fwhm_used_r"):
+        if col in frame:
+            values = pd.to_numeric(frame[col], errors="coerce").to_numpy(np.float64)
+            fwhm = np.where(np.isfinite(fwhm), fwhm, values)
+    fwhm = np.where(np.isfinite(fwhm) & (fwhm > 0), fwhm, DEFAULT_PSF_FWHM_ARCSEC)
+    return fwhm / PIXEL_SCALE_ARCSEC + ARC_THICKNESS_PX
+
+
+def arc_mask_radii(theta_e_px: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
+                   half_width=ARC_HALF_WIDTH_PX) -> tuple[np.ndarray, np.ndarray]:
     """Per-row masked annulus: θ_E ± half-width for positives, θ_E drawn from the positives for negatives.
 
-    The inner radius never goes below :data:`CORE_RADIUS_PX`, so the core stays visible. Rows whose
-    whole annulus would fall inside the core get ``r_in == r_out`` (nothing masked) and are left out
-    by the gate.
+    ``half_width`` (pixel) is a scalar or one value per row. The inner radius never goes below
+    :data:`CORE_RADIUS_PX`, so the core stays visible. Rows whose whole annulus would fall inside
+    the core get ``r_in == r_out`` (nothing masked) and are left out by the gate.
     """
     theta = np.asarray(theta_e_px, np.float64).copy()
     pos_theta = theta[(labels == 1) & np.isfinite(theta)]
@@ -92,15 +114,16 @@ def arc_mask_radii(theta_e_px: np.ndarray, labels: np.ndarray, rng: np.random.Ge
         raise ProbeError("arc masking needs theta_e_arcsec for the positives (to place the annulus)")
     neg = labels == 0
     theta[neg] = rng.choice(pos_theta, size=int(neg.sum()))
-    r_out = theta + ARC_HALF_WIDTH_PX
-    r_in = np.maximum(theta - ARC_HALF_WIDTH_PX, CORE_RADIUS_PX)
+    r_out = theta + half_width
+    r_in = np.maximum(theta - half_width, CORE_RADIUS_PX)
     return np.minimum(r_in, r_out), r_out
 
 
-def arc_masked_scores(score_fn, images, labels, theta_e_px, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def arc_masked_scores(score_fn, images, labels, theta_e_px, seed: int,
+                      half_width=ARC_HALF_WIDTH_PX) -> tuple[np.ndarray, np.ndarray]:
     """Scores of images whose θ_E annulus is masked with matched noise; returns (scores, kept rows)."""
     rng = np.random.default_rng(seed)
-    r_in, r_out = arc_mask_radii(theta_e_px, labels, rng)
+    r_in, r_out = arc_mask_radii(theta_e_px, labels, rng, half_width)
     usable = (r_out - r_in) >= 1.0
     if not usable.any():
         raise ProbeError(f"every arc lies inside the {CORE_RADIUS_PX:g}-px core: masking it would mask the core")
@@ -111,8 +134,10 @@ def arc_masked_scores(score_fn, images, labels, theta_e_px, seed: int) -> tuple[
 def arc_masked_auroc(context, case: GateCase) -> GateResult:
     """Model AUROC with the θ_E annulus masked by matched noise in both classes (must drop to chance)."""
     s = context.sample(case.split)
-    scores, used = arc_masked_scores(context.score, s.images, s.labels, s.theta_e_px, context.config.seed)
-    note = f"annulus θ_E ± {ARC_HALF_WIDTH_PX:g} px outside r = {CORE_RADIUS_PX:g} px; {s.note}"
+    width = mask_half_widths(s.frame)
+    scores, used = arc_masked_scores(context.score, s.images, s.labels, s.theta_e_px, context.config.seed, width)
+    note = (f"annulus θ_E ± (PSF FWHM + {ARC_THICKNESS_PX:g} px) = ± {np.median(width):.1f} px (median), "
+            f"outside r = {CORE_RADIUS_PX:g} px; {s.note}")
     if (~used).any():
         note += f"; {int((~used).sum())} rows whose arc lies inside the core left out"
     return _auc_result(context, case, s.labels[used], scores, s.groups[used], "masked AUROC", note)
