@@ -276,6 +276,8 @@ def train(manifest, out_ckpt, config: TrainConfig = TrainConfig(), *, resume: bo
     callback : callable(epoch, metrics_row), optional
         Called on rank 0 after each epoch's checkpoint is written (tests use it to interrupt).
     """
+    if Path(out_ckpt).is_dir():
+        raise ValueError(f"train: out_ckpt {out_ckpt} is a directory; give a file path such as {Path(out_ckpt) / 'model.pt'}")
     prev = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     try:
         return _fit(Path(out_ckpt), manifest, config, resume, progress, cache_dir, callback)
