@@ -461,6 +461,10 @@ def assign(catalog: pd.DataFrame, params: SplitParams) -> SplitResult:
         Rows of :func:`shortcutgates.io.read_paired` plus ``lrg_id``.
     params : SplitParams
     """
+    missing = [c for c in (LRG_ID_COLUMN, "ra", "dec", "source_path", "source_row", SPLIT_COLUMN) if c not in catalog]
+    if missing:
+        raise ValueError(f"assign: catalog lacks {', '.join(missing)} (read it with io.read_paired and add "
+                         f"lrg_id from identity.match_lrgs)")
     check_match_columns(catalog, params.match)
     lrgs = np.unique(catalog[LRG_ID_COLUMN].to_numpy().astype(str)).astype(object)
     given = None if params.resplit else input_splits(catalog)

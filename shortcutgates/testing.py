@@ -35,6 +35,13 @@ from .schema import (
     STAMP_COLUMN,
 )
 
+__all__ = [
+    "GeneratedCatalog", "InvariantViolation", "OPTIONAL_COLUMNS", "as_read", "catalogs", "generate_catalog",
+    "write_catalog", "check_assignment_kept", "check_lrg_disjoint_splits", "check_manifest",
+    "check_one_control_per_lrg", "check_pairs_together", "check_pools_disjoint", "check_split_fractions",
+    "check_test_paired_isolated", "check_traceable", "lrg_assignment",
+]
+
 OPTIONAL_COLUMNS = ("theta_e_arcsec", "arc_snr", "psfsize_r", "psfdepth_r", "ebv", "psf_bin", "brickname", "task_id")
 """Optional columns a generated catalogue may carry (each drawn present or absent)."""
 

@@ -184,6 +184,11 @@ def test_split_fractions_with_a_test_paired_share():
     assert split_fractions((0.7, 0.15, 0.15), "paired")[1] == 0.0
 
 
+def test_assign_names_missing_columns():
+    with pytest.raises(ValueError, match="assign: catalog lacks lrg_id"):
+        assign(as_read(generate_catalog([2], seed=0).frame), SplitParams("paired", 0))
+
+
 def test_matching_on_injection_truth_is_refused():
     cat = with_ids(generate_catalog([2, 2], seed=2).frame)
     with pytest.raises(ValueError, match="'theta_e_arcsec' is injection truth"):
