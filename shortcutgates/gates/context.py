@@ -214,6 +214,7 @@ class GateContext:
         self._samples: dict[str, SplitSample] = {}
         self._inputs: dict[tuple[str, str], np.ndarray] = {}
         self._scores: dict[str, np.ndarray] = {}
+        self._memo: dict[tuple, object] = {}
         self._integrity = None
         self.n_inference_passes = 0
         """Calls of the score function over a set of images (one per split, one per perturbation)."""
@@ -337,13 +338,28 @@ class GateContext:
         return SplitSample(meta, images, meta[LABEL_COLUMN].to_numpy().astype(int), meta["_group"].to_numpy(),
                            theta, len(pos), int((~decoded.ok).sum()), int((~keep).sum()))
 
+    def input_key(self, mode: str) -> str:
+        """Cache key of an input: the preprocessor name, also for ``"model"`` when the model uses a named one."""
+        if mode == "model" and (self._preprocess is None or isinstance(self._preprocess, str)):
+            return self.model_preprocess_name
+        return mode
+
     def inputs(self, split: str, mode: str) -> np.ndarray:
-        """Preprocessed images of a split's sample: ``mode`` is a preprocessor name or ``"model"``."""
-        key = (split, mode)
+        """Preprocessed images of a split's sample: ``mode`` is a preprocessor name or ``"model"``.
+
+        A model whose preprocessing is a named mode shares the cached array of that mode.
+        """
+        key = (split, self.input_key(mode))
         if key not in self._inputs:
             raw = self.sample(split).images
-            self._inputs[key] = self.model_preprocess(raw) if mode == "model" else get_preprocessor(mode)(raw)
+            self._inputs[key] = self.model_preprocess(raw) if key[1] == "model" else get_preprocessor(key[1])(raw)
         return self._inputs[key]
+
+    def memo(self, key: tuple, compute: Callable[[], object]):
+        """``compute()`` once per key (e.g. a probe's out-of-fold scores shared by two input names)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     # --- integrity -----------------------------------------------------------------------------
     def integrity(self) -> list[str]:

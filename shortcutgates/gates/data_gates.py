@@ -15,7 +15,8 @@ from ..schema import LABEL_COLUMN, PIXEL_SCALE_ARCSEC, SPLIT_COLUMN
 from ..preprocess import CLIP, annulus_radii
 from .decision import bootstrap_auroc, bootstrap_metric, estimate_result, make_result, weighted_auroc_metric
 from .probes import (
-    ARC_HALF_WIDTH_PX, ProbeError, arc_radii, central_box, grouped_cv_scores, metadata_features, profile_features, ring_features,
+    ARC_HALF_WIDTH_PX, ProbeError, arc_radii, central_box, grouped_cv_scores, metadata_features, profile_features,
+    ring_features,
     standardised_mean_difference,
 )
 from .records import GateCase, GateResult
@@ -104,6 +105,22 @@ def metadata_c2st_auc(context, case: GateCase) -> GateResult:
                        f"{len(columns)} property columns; {sample.note}")
 
 
+def _cv_scores(context, case: GateCase, features, *key) -> np.ndarray:
+    """Grouped-CV scores of an image probe, computed once per (gate, split, input array, key).
+
+    ``features`` is an array or a callable making it; ``core_lr_auc[...-model]`` of a model that uses
+    ``raw_robust`` shares the scores of ``core_lr_auc[...-raw_robust]``.
+    """
+    sample = context.sample(case.split)
+
+    def compute():
+        f = features() if callable(features) else features
+        return grouped_cv_scores(f, sample.labels, sample.groups, n_splits=context.config.n_splits,
+                                 seed=context.config.seed)
+
+    return context.memo((case.gate, case.split, context.input_key(str(case.params["input"])), *key), compute)
+
+
 def _probe_input(context, case: GateCase) -> tuple[np.ndarray, str]:
     mode = str(case.params["input"])
     name = context.model_preprocess_name if mode == "model" else mode
@@ -161,8 +178,7 @@ def core_lr_auc(context, case: GateCase) -> GateResult:
     if blank >= 0.5:
         raise ProbeError(f"a mask covers the probe box: {blank:.0%} of the central {box}×{box} px of input {name} "
                          "hold one constant value per stamp (the probe would pass trivially)")
-    scores = grouped_cv_scores(features, sample.labels, sample.groups,
-                               n_splits=context.config.n_splits, seed=context.config.seed)
+    scores = _cv_scores(context, case, features, ("box", box))
     bins = theta_e_bin_aurocs(sample.labels, scores, sample.groups, sample.theta_e_px,
                               context.config.theta_e_bins_arcsec, context.config)
     # the arc (θ_E ± its half-width) reaches the box when θ_E is below the box's half-diagonal + that width
@@ -187,8 +203,7 @@ def radial_profile_lr_auc(context, case: GateCase) -> GateResult:
     if name == "residual":
         raise ProbeError("radial profiles of residual images are zero by construction (ring medians are "
                          "subtracted); this probe measures nothing on that input")
-    scores = grouped_cv_scores(profile_features(images), sample.labels, sample.groups,
-                               n_splits=context.config.n_splits, seed=context.config.seed)
+    scores = _cv_scores(context, case, lambda: profile_features(images))
     return _auc_result(context, case, sample.labels, scores, sample.groups, "radial-profile AUC",
                        f"input {name}; on raw images the arc's ring flux alone separates the classes; {sample.note}")
 
@@ -198,8 +213,7 @@ def arc_annulus_lr_auc(context, case: GateCase) -> GateResult:
     sample = context.sample(case.split)
     images, name = _probe_input(context, case)
     r_in, r_out = arc_radii(sample.theta_e_px, r_max=annulus_radii(*images.shape[-2:])[0])
-    scores = grouped_cv_scores(ring_features(images, r_in, r_out), sample.labels, sample.groups,
-                               n_splits=context.config.n_splits, seed=context.config.seed)
+    scores = _cv_scores(context, case, lambda: ring_features(images, r_in, r_out))
     return _auc_result(context, case, sample.labels, scores, sample.groups, "arc-annulus AUC",
                        f"input {name}; rings {r_in:.1f}-{r_out:.1f} px; {sample.note}",
                        {"r_in_px": r_in, "r_out_px": r_out})
