@@ -1,1 +1,14 @@
-"""Gates: probes (pure functions on arrays), decisions with confidence intervals, the registry."""
+"""Gates: probes (pure functions on arrays), decisions with confidence intervals, the registry.
+
+Modules
+-------
+``registry``     the public contract: ``REGISTRY``, ``gate_cases``, ``run_case`` and the records
+``records``      ``Gate``, ``GateCase``, ``GateResult`` (the DESIGN §9 JSON record), ``GateConfig``
+``context``      ``GateContext``: manifest, per-split samples, inputs and model scores, cached
+``probes``       grouped-CV logistic-regression probes and their feature sets
+``perturb``      matched-noise masks, core transplant, ring shuffle
+``decision``     LRG-bootstrap intervals and pass / fail / inconclusive verdicts
+``data_gates``   gates that need only data; ``model_gates``: gates that need a model
+``synthetic``    small manifests with planted shortcuts and reference scorers (self-tests, benchmark)
+``command``      the ``shortcutgates gate`` command
+"""
