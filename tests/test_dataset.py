@@ -173,3 +173,19 @@ def test_decode_stamp_fast_checks_the_expected_shape():
     np.testing.assert_array_equal(ds.decode_stamp_fast(blob, shape=(8, 8)), a[0])
     with pytest.raises(DataError, match=r"differs from the expected \(9, 9\)"):
         ds.decode_stamp_fast(blob, shape=(9, 9))
+
+
+def test_bad_blob_in_a_manifest_stops_loading_and_names_file_and_row(tmp_path):
+    path = write_toy_manifest(tmp_path / "m", n=8)
+    frame = pd.read_parquet(path / "part-0.parquet")
+    frame.loc[5, "image_npz"] = b"PK\x03\x04 broken"
+    frame.to_parquet(path / "part-0.parquet", index=False)
+    with pytest.raises(DataError, match=r"part-0\.parquet: row 5, column 'image_npz': blob is not a readable npz"):
+        ds.StampDataset.from_manifest(path)
+
+
+def test_missing_pointer_source_is_reported(tmp_path):
+    path = write_pointer_manifest(tmp_path / "ptr", tmp_path / "src", n=8)
+    (tmp_path / "src" / "src.parquet").unlink()
+    with pytest.raises(DataError, match="source file of a manifest pointer is missing"):
+        ds.StampDataset(read_manifest(path).frame)
