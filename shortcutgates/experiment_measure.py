@@ -76,13 +76,21 @@ def run_gates(manifest: Path, ckpt: Path | None, params, seed: int, *, model_onl
 
 
 def gate_metric(records: list, gate: str, split: str | None, seed: int, **params) -> dict | None:
-    """A gate record as an experiment metric (value, CI, verdict, its id as ``source``)."""
+    """A gate record as an experiment metric (value, CI, verdict, its id as ``source``).
+
+    A core-LR record's per-θ_E-bin AUCs (``extra["theta_e_bins"]``: ``lo``, ``hi`` in arcsec,
+    ``n_pos``, ``auc``, ``ci``, ``arc_inside_box``) are kept as ``theta_e_bins``.
+    """
     for r in records:
         if r["gate"] == gate and (split is None or r["split"] == split) and \
                 all(str(r["params"].get(k)) == str(v) for k, v in params.items()):
-            return {"metric": gate, "value": r["value"], "ci": r["ci"], "n": r["n"], "n_groups": r["n_groups"],
-                    "seed": seed, "source": r["id"], "verdict": r["verdict"], "threshold": r["threshold"],
-                    "direction": r["direction"], "message": r["message"]}
+            m = {"metric": gate, "value": r["value"], "ci": r["ci"], "n": r["n"], "n_groups": r["n_groups"],
+                 "seed": seed, "source": r["id"], "verdict": r["verdict"], "threshold": r["threshold"],
+                 "direction": r["direction"], "message": r["message"]}
+            bins = (r.get("extra") or {}).get("theta_e_bins")
+            if bins:
+                m["theta_e_bins"] = bins
+            return m
     return None
 
 

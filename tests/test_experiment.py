@@ -122,3 +122,18 @@ def test_chance_smd_sentence_uses_pool_sizes():
 
     results = {"seeds": [{"datasets": {"unpaired": {"splits": {"train": {"n_pos": 50, "n_neg": 50}}}}}]}
     assert f"standard error {math.sqrt(2 / 50):.2f}" in _chance_smd(results)
+
+
+def test_demo_params_and_overrides(tmp_path):
+    from shortcutgates.demo import DEMO, demo_params
+
+    p = demo_params(tmp_path)
+    assert (p.n_lrgs, p.epochs, p.n_boot, p.input) == (DEMO["n_lrgs"], DEMO["epochs"], DEMO["n_boot"], None)
+    assert [c.name for c in p.configs] == [c.name for c in ex.CONFIGURATIONS]
+    q = demo_params(tmp_path, n_lrgs=50, epochs=1, seed=4)
+    assert (q.n_lrgs, q.epochs, q.seed_list()) == (50, 1, [4])
+
+
+def test_demo_command_rejects_bad_sizes(tmp_path, capsys):
+    assert cli_main(["demo", "--out", str(tmp_path / "d"), "--epochs", "0"]) == 2
+    assert "'epochs' must be >= 1" in capsys.readouterr().err

@@ -191,3 +191,14 @@ def test_no_stratified_figure_without_values(tmp_path):
             b["value"] = None
     made = rp.make_figures(results, tmp_path, tmp_path / "figs")
     assert "stratified" not in made and "roc" in made
+
+
+def test_core_lr_by_theta_e_is_reported_with_the_arc_in_box_caveat():
+    results = make_results()
+    results["seeds"][0]["configs"]["raw_robust"]["experiments"]["E4"]["theta_e_bins"] = [
+        {"lo": 0.0, "hi": 1.0, "n_pos": 30, "auc": 0.97, "ci": [0.9, 1.0], "arc_inside_box": True},
+        {"lo": 2.0, "hi": 10.0, "n_pos": 3, "auc": None, "ci": None, "arc_inside_box": True}]
+    text = rt.answer_sound(results, rp.summarize(results), rp.criteria(results))
+    assert "raw_robust [0, 1)″ 0.970" in text and "[2, 10)″" not in text
+    assert "reads the arc as well as the counter-image" in text
+    assert rt._arc_in_box(make_results()) == ""
