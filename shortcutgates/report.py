@@ -234,6 +234,9 @@ def build_document(results: dict, figures: dict) -> list:
             ("table", ["configuration", "criterion", "value", "verdict", "per seed"],
              [[c.config, c.name, fmt(c.value), c.verdict, c.detail] for c in crit])]
     doc += [("h2", "Answers to the review questions")]
+    if len(results["seeds"]) > 1:
+        doc += [("p", f"Gate records and intervals below are those of the first seed ({results['seeds'][0]['seed']}); "
+                      f"the table above gives the spread over all {len(results['seeds'])} seeds.")]
     for question, answer in text.answers(results, summary, crit):
         doc += [("h3", question), ("p", answer)]
     captions = {
