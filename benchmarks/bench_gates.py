@@ -104,3 +104,28 @@ def test_model_gates(benchmark, manifest, scorer):
     result = benchmark.pedantic(_run_all, args=(ctx, True), rounds=1, iterations=1)
     result["inference_passes"], result["images_scored"] = ctx.n_inference_passes, ctx.n_images_scored
     _report(benchmark, f"model gates ({scorer})", result, base)
+
+
+def test_full_suite_one_context(benchmark, manifest):
+    """What ``pytest gate_tests`` does: every case in one context, so decoding, inputs, out-of-fold
+    scores and unperturbed predictions are shared between data and model cases."""
+    if not os.path.exists(CHECKPOINT):
+        pytest.skip(f"no tiny checkpoint at {CHECKPOINT} (made by fixtures/make_fixtures.py)")
+    import torch
+
+    torch.set_num_threads(1)
+    ctx = GateContext(manifest, model=CHECKPOINT, config=GateConfig(n_boot=1000, max_samples=None))
+    for split in ctx.splits:
+        ctx.sample(split)
+    base = _bare_fits(ctx)
+    cases = gate_cases(ctx)
+
+    def run_all():
+        t0 = time.perf_counter()
+        verdicts = [run_case(ctx, c).verdict for c in cases]
+        return {"cases": len(cases), "wall_s": time.perf_counter() - t0, "per_gate_s": {},
+                "verdicts": {v: verdicts.count(v) for v in sorted(set(verdicts))}}
+
+    result = benchmark.pedantic(run_all, rounds=1, iterations=1)
+    result["inference_passes"], result["images_scored"] = ctx.n_inference_passes, ctx.n_images_scored
+    _report(benchmark, "full suite, one context (checkpoint)", result, base)
