@@ -222,7 +222,8 @@ def _payload(model_cfg, best_state, config, manifest, sha, metrics, resume) -> d
 
 
 # --- the loop ------------------------------------------------------------------------------
-def _run_epoch(net, opt, data, weights, config, aug, epoch, step0, total_steps, dd, device, bar) -> tuple[float, int]:
+def _run_epoch(net, opt, data, weights, config, aug, epoch, step0, total_steps, dd, device, bar,
+               last_val: str = "") -> tuple[float, int]:
     """One pass over the training rows; returns (mean weighted loss on this rank, steps taken)."""
     net.train()
     batches = _batches(len(data.labels), config.batch_size, _epoch_generator(config.seed, epoch, 0))
@@ -244,18 +245,18 @@ def _run_epoch(net, opt, data, weights, config, aug, epoch, step0, total_steps, 
         opt.step()
         loss_sum += float(loss.detach())
         bar.update(1)
-        bar.set_postfix_str(f"epoch {epoch} loss {loss_sum / (i + 1):.4f}", refresh=False)
+        bar.set_postfix_str(f"epoch {epoch} loss {loss_sum / (i + 1):.4f}{last_val}", refresh=False)
     return loss_sum / max(1, len(batches)), len(batches)
 
 
 def _validate(model, val, dd: _Dist, device) -> float:
     """Validation AUROC computed on rank 0 and broadcast, so every rank takes the same decisions."""
-    value = torch.zeros(1, dtype=torch.float64)
+    value = torch.zeros(1, dtype=torch.float64, device=device)  # on the GPU for nccl, on the CPU for gloo
     if dd.rank == 0:
         value[0] = auroc(val.labels, logits_of(model, val.images, device=device))
     if dd.world > 1:
         dist.broadcast(value, 0)
-    return float(value[0])
+    return float(value[0].cpu())
 
 
 def train(manifest, out_ckpt, config: TrainConfig = TrainConfig(), *, resume: bool = False, progress: bool = True,
@@ -314,7 +315,8 @@ def _fit(out_ckpt: Path, manifest, config: TrainConfig, resume: bool, progress: 
     while st["stop_reason"] is None and st["epoch"] < config.epochs:
         epoch, t0 = st["epoch"], time.perf_counter()
         loss, _ = _run_epoch(net, opt, tr, weights, config, aug, epoch, epoch * steps_per_epoch,
-                             steps_per_epoch * config.epochs, dd, device, bar)
+                             steps_per_epoch * config.epochs, dd, device, bar,
+                             f" val_auroc {st['history'][-1]['val_auroc']:.4f}" if st["history"] else "")
         val_auc = _validate(model, val, dd, device)
         st["seconds"] += time.perf_counter() - t0
         st["samples"] += steps_per_epoch * min(config.batch_size, len(tr.labels))
