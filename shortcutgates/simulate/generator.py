@@ -45,19 +45,56 @@ def mag_to_flux(mag):
     return 10.0 ** ((ZERO_POINT_AB - np.asarray(mag, dtype=np.float64)) / 2.5)
 
 
+def lrg_centre(lrg: LRG, size: int) -> tuple[float, float]:
+    """Pixel position ``(x, y)`` of the LRG (and lens) centre on the padded render grid: the
+    centre of stamp pixel (size//2, size//2)."""
+    return (size // 2 + PSF_RADIUS, size // 2 + PSF_RADIUS)
+
+
 def render_lrg(lrg: LRG, cond: Conditions, size: int) -> np.ndarray:
     """Noiseless PSF-convolved LRG, shape (3, size, size), float32, nanomaggies per pixel."""
     n_pad = size + 2 * PSF_RADIUS
     light = sersic_set(weight=1.0, r_eff=lrg.reff_arcsec, n=lrg.n, q=lrg.q, phi=lrg.phi, x0=0, y0=0)
-    unit = render(None, (light,), n_pad, PIXEL_SCALE_ARCSEC, float(size // 2 + PSF_RADIUS))[0]
+    unit = render(None, (light,), n_pad, PIXEL_SCALE_ARCSEC, lrg_centre(lrg, size))[0]
     flux = mag_to_flux([lrg.mag_g, lrg.mag_r, lrg.mag_z])
     return np.stack([convolve_valid(unit * f, k) for f, k in zip(flux, cond.psf)])
 
 
+N_EXPOSURES = 3
+"""Exposures per band in a coadd (DR10 median depth: ~3 per band)."""
+
+
+def coadd_unit_noise(shape, rng: np.random.Generator, n_exposures: int = N_EXPOSURES) -> np.ndarray:
+    """Unit-variance Gaussian noise correlated as in a resampled coadd, shape ``(3, H, W)``.
+
+    Each band averages ``n_exposures`` white-noise fields, each Lanczos-3 resampled by a random
+    sub-pixel shift (the survey pipeline resamples every exposure onto the brick grid), then is
+    rescaled so that every pixel has unit variance: the per-pixel noise is set by the depth, the
+    correlation between neighbouring pixels by the resampling.
+    """
+    from scipy import signal
+
+    from .kernels import lanczos3_weights
+
+    bands, h, w = shape
+    out = np.empty(shape, dtype=np.float64)
+    for b in range(bands):
+        field = np.zeros((h, w))
+        power = 0.0
+        for _ in range(n_exposures):
+            wx, wy = lanczos3_weights(rng.uniform(0.0, 1.0, size=2))
+            kernel = np.outer(wy, wx)
+            field += signal.fftconvolve(rng.standard_normal((h + 5, w + 5)), kernel, mode="valid")
+            power += float((kernel**2).sum())
+        out[b] = field / np.sqrt(power)
+    return out
+
+
 def add_noise(image: np.ndarray, cond: Conditions, rng: np.random.Generator) -> np.ndarray:
-    """Sky noise plus the object's photon noise: variance ``σ_sky² + max(I, 0) / gain`` per band."""
+    """Sky noise plus the object's photon noise, variance ``σ_sky² + max(I, 0) / gain`` per pixel,
+    with the pixel-to-pixel correlation of a resampled coadd (:func:`coadd_unit_noise`)."""
     var = noise_variance(image, cond)
-    return (image + rng.standard_normal(image.shape) * np.sqrt(var)).astype(np.float32)
+    return (image + coadd_unit_noise(image.shape, rng) * np.sqrt(var)).astype(np.float32)
 
 
 def noise_variance(image: np.ndarray, cond: Conditions) -> np.ndarray:
@@ -78,8 +115,12 @@ def source_sets(inj: Injection):
     return (body, clumps), np.array([1.0 - frac.sum(), frac.sum()]), np.array([0.0, blue])
 
 
-def render_arc(inj: Injection, lrg_mag_r: float, cond: Conditions, size: int):
-    """Noiseless PSF-convolved lensed arc.
+def render_arc(inj: Injection, lrg_mag_r: float, cond: Conditions, size: int,
+               centre: tuple[float, float] | None = None):
+    """Noiseless PSF-convolved lensed arc, the lens centred on the LRG.
+
+    ``centre`` is the lens centre on the padded grid (:func:`lrg_centre`); by default the centre
+    of pixel (size//2, size//2).
 
     Returns
     -------
@@ -91,7 +132,9 @@ def render_arc(inj: Injection, lrg_mag_r: float, cond: Conditions, size: int):
     n_pad = size + 2 * PSF_RADIUS
     lens = Lens(inj.theta_e, inj.lens_q, inj.lens_phi, inj.shear, inj.shear_phi)
     sets, frac_r, blue = source_sets(inj)
-    unit = render(lens, sets, n_pad, PIXEL_SCALE_ARCSEC, float(size // 2 + PSF_RADIUS))  # (S, H, W)
+    if centre is None:
+        centre = float(size // 2 + PSF_RADIUS)
+    unit = render(lens, sets, n_pad, PIXEL_SCALE_ARCSEC, centre)  # (S, H, W)
     flux_r = mag_to_flux(lrg_mag_r + inj.dmag)
     colours = np.array([inj.colour_gr, 0.0, -inj.colour_rz])  # m_b - m_r
     arc = np.empty((3, size, size), dtype=np.float32)
@@ -135,7 +178,7 @@ def lrg_rows(index: int, seed: int, ra: float, dec: float, *, stamp_size: int, n
     rows = []
     for _ in range(int(rng.integers(n_range[0], n_range[1] + 1))):
         inj = draw_injection(rng, cfg)
-        arc, mu = render_arc(inj, lrg.mag_r, cond, stamp_size)
+        arc, mu = render_arc(inj, lrg.mag_r, cond, stamp_size, lrg_centre(lrg, stamp_size))
         rows.append({
             **shared,
             "stamp_npz": encode_stamp(ctrl + arc),

@@ -294,3 +294,24 @@ def moffat_kernel(fwhm_pix, beta=3.5, radius=16, oversample=5):
     k = prof.reshape(-1, size, oversample, size, oversample).mean(axis=(2, 4))
     k /= k.sum(axis=(1, 2), keepdims=True)
     return k[0] if scalar else k
+
+
+# --- resampling -----------------------------------------------------------------------------
+def lanczos3_weights(shift):
+    """Lanczos-3 interpolation weights for a sub-pixel shift, normalised to sum to 1.
+
+    ``L(x) = sinc(x) sinc(x / 3)`` for ``|x| < 3`` (Duchon 1979), evaluated at the six taps
+    ``k - shift`` for ``k = -2 … 3``.
+
+    Parameters
+    ----------
+    shift : array_like, shape (...)
+        Sub-pixel shift in [0, 1). Unit: pixel.
+
+    Returns
+    -------
+    ndarray, shape (..., 6)
+    """
+    x = np.arange(-2, 4) - np.asarray(shift, dtype=np.float64)[..., None]
+    w = np.sinc(x) * np.sinc(x / 3.0) * (np.abs(x) < 3)
+    return w / w.sum(axis=-1, keepdims=True)

@@ -27,7 +27,7 @@ SKY_MAG_ARCSEC2 = {"g": 22.0, "r": 21.0, "z": 19.0}
 effective gain so that the LRG's own photon noise is consistent with the sky noise."""
 PSF_BIN_EDGES = (1.2, 1.4)
 """Edges of ``psf_bin`` on ``psfsize_r``. Unit: arcsec."""
-DEPTH_BIN_EDGES = (24.2, 24.6)
+DEPTH_BIN_EDGES = (24.2, 24.4)
 """Edges of ``depth_bin`` on the 5σ point-source r depth. Unit: AB mag."""
 KPC_PER_ARCSEC_TABLE = (
     (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2),
@@ -47,13 +47,17 @@ class PopulationConfig:
     src_max_offset: float = 0.8
     """Source offset limit in units of θ_E (area-uniform inside)."""
     src_reff_range: tuple[float, float] = (0.06, 0.5)
-    """Source half-light radius. Unit: arcsec."""
-    src_reff_log_uniform: bool = False
-    """Draw ``R_e`` log-uniformly (True) or uniformly (False) in ``src_reff_range``."""
+    """Source half-light radius limits. Unit: arcsec."""
+    src_reff_median: float = 0.35
+    """Median of the log-normal ``R_e`` (≈ 3 kpc at z ≈ 1–2, star-forming galaxies of
+    M* ≈ 10^10 in van der Wel et al. 2014, ApJ 788, 28). Unit: arcsec."""
+    src_reff_dex: float = 0.15
+    """Log-normal scatter of ``R_e`` (van der Wel et al. 2014: 0.16–0.19 dex). Unit: dex."""
     src_n_range: tuple[float, float] = (0.5, 2.0)
     dmag_range: tuple[float, float] = (0.5, 2.0)
     clump_probability: float = 0.5
-    """Chance that a source carries 1–4 star-forming clumps."""
+    """Chance that a source carries 1–4 star-forming clumps, together 5–20% of its light, spread
+    over the disc (clumpy fraction and clump light: Guo et al. 2015, ApJ 800, 39)."""
 
 
 class SkyPosition(NamedTuple):
@@ -141,7 +145,7 @@ class Conditions(NamedTuple):
 
 def draw_conditions(rng: np.random.Generator, *, psf_radius: int = 16) -> Conditions:
     """Moffat β = 3.5 PSFs (r FWHM 1.0–1.6″, g wider, z narrower) and per-band depth."""
-    fwhm_r = 1.0 + 0.6 * rng.beta(2.0, 3.0)
+    fwhm_r = rng.uniform(1.0, 1.6)
     fwhm = np.array([fwhm_r * rng.uniform(1.04, 1.14), fwhm_r, fwhm_r * rng.uniform(0.86, 0.96)])
     common = rng.normal(0.0, 0.2)
     sigma = np.array([SKY_SIGMA_MEDIAN[b] * np.exp(common + rng.normal(0.0, 0.12)) for b in "grz"])
@@ -205,20 +209,26 @@ class Injection(NamedTuple):
         return float(q_from_e(self.lens_e))
 
 
+def _truncated_lognormal(rng, median, dex, limits):
+    """One log-normal draw (base-10 scatter ``dex``) inside ``limits``, by inverse-CDF sampling."""
+    from scipy import stats
+
+    lo, hi = (np.log10(v / median) / dex for v in limits)
+    u = rng.uniform(stats.norm.cdf(lo), stats.norm.cdf(hi))
+    return float(median * 10 ** (dex * stats.norm.ppf(u)))
+
+
 def draw_injection(rng: np.random.Generator, cfg: PopulationConfig) -> Injection:
     """An SIE + shear lens and a blue Sérsic source (optionally clumpy) inside 0.8 θ_E."""
     theta_e = rng.uniform(*cfg.theta_e_range)
     rad = cfg.src_max_offset * theta_e * np.sqrt(rng.uniform())
     ang = rng.uniform(0, 2 * np.pi)
-    if cfg.src_reff_log_uniform:
-        reff = float(np.exp(rng.uniform(*np.log(cfg.src_reff_range))))
-    else:
-        reff = float(rng.uniform(*cfg.src_reff_range))
+    reff = _truncated_lognormal(rng, cfg.src_reff_median, cfg.src_reff_dex, cfg.src_reff_range)
     clumps = np.zeros((0, 5))
     if rng.uniform() < cfg.clump_probability:
         c = int(rng.integers(1, 5))
-        frac = rng.dirichlet(np.ones(c)) * rng.uniform(0.1, 0.3)
-        pos = rng.normal(0.0, 0.6 * reff, size=(c, 2))
+        frac = rng.dirichlet(np.ones(c)) * rng.uniform(0.05, 0.2)
+        pos = rng.normal(0.0, reff, size=(c, 2))
         size = rng.uniform(0.06, 0.1, size=c)
         clumps = np.column_stack([frac, pos, size, rng.uniform(0.1, 0.4, size=c)])
     return Injection(

@@ -77,9 +77,10 @@ def sersic_set(**fields) -> SersicSet:
     return SersicSet(*(a.copy() for a in arrays))
 
 
-def pixel_axis(n_pix: int, pixel_scale: float, centre: float) -> np.ndarray:
-    """Pixel-centre coordinates along one axis: ``(i - centre) * pixel_scale``. Unit: arcsec."""
-    return (np.arange(n_pix) - centre) * pixel_scale
+def split_centre(centre) -> tuple[float, float]:
+    """``(x, y)`` pixel position of the origin from a scalar (both axes) or a pair. Unit: pixel."""
+    cx, cy = np.broadcast_to(np.asarray(centre, dtype=np.float64), (2,))
+    return float(cx), float(cy)
 
 
 def _trace(x, y, lens: Lens | None):
@@ -132,8 +133,9 @@ def footprints(lens, sets, n_pix, pixel_scale, centre):
     mx, my : ndarray, shape (n_pix, n_pix)
         Mean of the traced corners. Unit: arcsec.
     """
-    edges = (np.arange(n_pix + 1) - centre - 0.5) * pixel_scale
-    cy, cx = np.meshgrid(edges, edges, indexing="ij")
+    ox, oy = split_centre(centre)
+    cy, cx = np.meshgrid((np.arange(n_pix + 1) - oy - 0.5) * pixel_scale,
+                         (np.arange(n_pix + 1) - ox - 0.5) * pixel_scale, indexing="ij")
     bx, by = _trace(cx, cy, lens)
     d1 = np.hypot(bx[1:, 1:] - bx[:-1, :-1], by[1:, 1:] - by[:-1, :-1])
     d2 = np.hypot(bx[1:, :-1] - bx[:-1, 1:], by[1:, :-1] - by[:-1, 1:])
@@ -167,8 +169,8 @@ def render(lens, sets, n_pix, pixel_scale, centre, *, accuracy=DEFAULT_ACCURACY,
         Side of the square grid. Unit: pixel.
     pixel_scale : float
         Unit: arcsec / pixel.
-    centre : float
-        Pixel index of the origin (the same on both axes).
+    centre : float or (float, float)
+        Pixel position of the origin: one value for both axes, or ``(x, y)`` (column, row).
     accuracy : float
         Ray spacing in the source plane as a fraction of the local profile scale.
     max_factor : int
@@ -192,8 +194,9 @@ def render(lens, sets, n_pix, pixel_scale, centre, *, accuracy=DEFAULT_ACCURACY,
     pix = np.flatnonzero(near)
     out[:, pix] = 0.0
     row, col = np.divmod(pix, n_pix)
-    cx = ((col - centre) * pixel_scale).astype(np.float32)
-    cy = ((row - centre) * pixel_scale).astype(np.float32)
+    ox, oy = split_centre(centre)
+    cx = ((col - ox) * pixel_scale).astype(np.float32)
+    cy = ((row - oy) * pixel_scale).astype(np.float32)
     h = float(pixel_scale)
     depth_max = int(np.log2(max_factor))
     for depth in range(depth_max + 1):
@@ -228,6 +231,7 @@ def _leaf_values(cx, cy, h, lens, sets):
 
 
 def _render_uniform(lens, sets, n_pix, pixel_scale, centre, factors):
+    cx0, cy0 = split_centre(centre)
     out = np.zeros((len(sets), n_pix * n_pix), dtype=np.float64)
     flat = np.broadcast_to(np.asarray(factors, dtype=np.int64), (n_pix, n_pix)).ravel()
     area = pixel_scale * pixel_scale
@@ -239,8 +243,8 @@ def _render_uniform(lens, sets, n_pix, pixel_scale, centre, factors):
         for start in range(0, idx.size, step):
             part = idx[start:start + step]
             row, col = np.divmod(part, n_pix)
-            px = ((col - centre) * pixel_scale)[:, None] + ox.ravel()[None, :]
-            py = ((row - centre) * pixel_scale)[:, None] + oy.ravel()[None, :]
+            px = ((col - cx0) * pixel_scale)[:, None] + ox.ravel()[None, :]
+            py = ((row - cy0) * pixel_scale)[:, None] + oy.ravel()[None, :]
             bx, by = _trace(px.astype(np.float32), py.astype(np.float32), lens)
             sb = evaluate_sets(bx, by, sets)  # (S, P, k²)
             out[:, part] = sb.mean(axis=2, dtype=np.float64) * area

@@ -1,0 +1,61 @@
+"""Fast realism check: the simulator reproduces the survey's shortcut measurements (issue 2).
+
+A small sample (300 LRGs, one injection each) with the library's own probe and preprocessing;
+the full n = 2000 numbers and their command are in docs/simulator_realism.md.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shortcutgates.simulate import realism
+
+pytest.importorskip("sklearn")
+
+N_SAMPLES = 300
+
+
+@pytest.fixture(scope="module")
+def report():
+    return realism.measure(N_SAMPLES, seed=1)
+
+
+def test_paired_raw_core_lr_auc_is_in_the_survey_range(report):
+    assert 0.90 <= report.paired_raw <= 0.98
+
+
+def test_unpaired_raw_core_lr_auc_is_high_as_in_the_survey(report):
+    assert report.unpaired_raw >= 0.90
+
+
+def test_paired_residual_core_lr_auc_is_low_as_in_the_survey(report):
+    assert report.paired_residual <= 0.70
+
+
+def test_core_share_falls_with_theta_e(report):
+    share = np.array(report.core_share)
+    assert np.all(np.diff(share) < 0)
+
+
+def test_core_share_matches_the_survey_for_theta_e_from_1_arcsec(report):
+    np.testing.assert_allclose(report.core_share[2:], realism.SURVEY_CORE_SHARE[2:], atol=0.05)
+
+
+@pytest.mark.xfail(strict=True, reason="Sérsic sources with R_e <= 0.5\" keep ~55% (survey 41%) of a "
+                   "theta_E < 0.75\" arc inside 5 px: the survey's COSMOS sources carry more extended light")
+def test_core_share_matches_the_survey_for_small_theta_e(report):
+    np.testing.assert_allclose(report.core_share[:2], realism.SURVEY_CORE_SHARE[:2], atol=0.05)
+
+
+def test_core_share_of_a_centred_point_and_a_far_ring():
+    arcs = np.zeros((2, 3, 64, 64))
+    arcs[0, :, 32, 32] = 1.0
+    arcs[1, :, 32, 50] = 1.0
+    np.testing.assert_allclose(realism.core_share(arcs), [1.0, 0.0])
+
+
+def test_binned_mean_reports_empty_bins_as_nan():
+    means, counts = realism.binned_mean(np.array([1.0, 3.0]), np.array([0.6, 0.7]))
+    assert means[0] == 2.0 and counts == (2, 0, 0, 0, 0)
+    assert np.isnan(means[1])
