@@ -148,10 +148,10 @@ def example_stamps(paired_manifest: Path, seed: int, k: int = 3, split: str = "t
 
     Returns ``{"stamp", "control", "residual": (k, 3, H, W) float32, "arc_mask": (k, H, W) bool,
     "theta_e_arcsec": (k,)}``; the arc mask is the annulus the ``arc_masked_auroc`` gate fills with
-    noise (:func:`shortcutgates.gates.model_gates.arc_mask_radii`).
+    noise (:func:`shortcutgates.gates.model_gates.arc_mask_radii` with ``mask_half_widths``).
     """
     from .evaluate import lrg_groups
-    from .gates.model_gates import arc_mask_radii
+    from .gates.model_gates import arc_mask_radii, mask_half_widths
     from .gates.perturb import annulus_masks
     from .io import load_images, read_manifest
     from .preprocess import residual
@@ -170,7 +170,8 @@ def example_stamps(paired_manifest: Path, seed: int, k: int = 3, split: str = "t
     stamps, _ = load_images(frame.iloc[pos])
     controls, _ = load_images(frame.iloc[[neg_of[groups[i]] for i in pos]])
     theta_px = theta[pos] / PIXEL_SCALE_ARCSEC
-    r_in, r_out = arc_mask_radii(theta_px, np.ones(len(pos), int), np.random.default_rng(seed))
+    width = mask_half_widths(frame.iloc[pos].reset_index(drop=True))
+    r_in, r_out = arc_mask_radii(theta_px, np.ones(len(pos), int), np.random.default_rng(seed), width)
     return {"stamp": stamps, "control": controls, "residual": residual(stamps),
             "arc_mask": annulus_masks(stamps.shape[-2:], r_in, r_out), "theta_e_arcsec": theta[pos]}
 
