@@ -116,10 +116,12 @@ def _arc_in_box(results: dict) -> str:
     if not parts:
         return ""
     return ("E4 by θ_E bin of the positives: " + "; ".join(parts) + ". "
-            + ("In every measured bin the arc (θ_E ± its width) reaches the 10×10 box, so the core-LR probe "
-               "reads the arc as well as the counter-image; it is an upper bound on the core shortcut. "
+            + ("Every measured bin starts below the box's reach (half-diagonal + arc width), so at least part of "
+               "each bin's arcs fall inside the 10×10 box and the probe reads arc light as well as the "
+               "counter-image: an upper bound on the core shortcut alone. "
                if inside == {True} else
-               "Bins flagged with the arc outside the box measure the counter-image/core shortcut alone. "))
+               "Bins the gate flags as lying beyond the box's reach measure the counter-image/core shortcut "
+               "without arc light. "))
 
 
 def answer_balance(results: dict, summary: dict, crit: list) -> str:

@@ -200,5 +200,5 @@ def test_core_lr_by_theta_e_is_reported_with_the_arc_in_box_caveat():
         {"lo": 2.0, "hi": 10.0, "n_pos": 3, "auc": None, "ci": None, "arc_inside_box": True}]
     text = rt.answer_sound(results, rp.summarize(results), rp.criteria(results))
     assert "raw_robust [0, 1)″ 0.970" in text and "[2, 10)″" not in text
-    assert "reads the arc as well as the counter-image" in text
+    assert "reads arc light as well as the" in text
     assert rt._arc_in_box(make_results()) == ""
