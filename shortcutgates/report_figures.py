@@ -39,6 +39,12 @@ def _save(fig: Figure, path) -> Path:
     return path
 
 
+def _floor(values, default: float) -> float:
+    """Lower y limit: ``default``, or lower when a value or interval end lies below it."""
+    finite = [v for v in values if v is not None and np.isfinite(v)]
+    return min([default] + [v - 0.05 for v in finite])
+
+
 def _fmt_ci(value: float, ci) -> str:
     if ci is None or any(c is None or not np.isfinite(c) for c in ci):
         return f"{value:.3f}"
@@ -91,10 +97,11 @@ def interval_figure(rows: Sequence[Mapping], path, *, threshold: float, directio
         else:
             ax.plot([x], [row["value"]], "o", color=color)
     ax.axhline(threshold, color="k", ls="--", lw=1)
-    lo, hi = (threshold, 1.02) if direction == "max" else (0.4, threshold)
+    lo, hi = (threshold, 1.02) if direction == "max" else (0.0, threshold)
     ax.axhspan(lo, hi, color="#d1495b", alpha=0.08, lw=0)
     ax.set_xticks(range(len(rows)), [r["label"] for r in rows], rotation=25, ha="right", fontsize=8)
-    ax.set(title=title, ylabel=ylabel, ylim=(0.4, 1.02), xlim=(-0.6, len(rows) - 0.4))
+    floor = _floor([r["value"] for r in rows] + [c for r in rows for c in (r.get("ci") or [])], 0.4)
+    ax.set(title=title, ylabel=ylabel, ylim=(floor, 1.02), xlim=(-0.6, len(rows) - 0.4))
     for group in groups:
         ax.plot([], [], "o", color=COLORS[groups.index(group) % len(COLORS)], label=group)
     if any(groups):
@@ -196,7 +203,8 @@ def stratified_figure(strata: Mapping[str, Mapping[str, Sequence[Mapping]]], pat
         if threshold is not None:
             ax.axhline(threshold, color="k", ls="--", lw=1)
         ax.set_xticks(range(len(names)), names, rotation=25, ha="right", fontsize=7)
-        ax.set(title=f"AUROC by {prop}", ylabel="AUROC", ylim=(0.3, 1.02))
+        ends = [v for bins in per_config.values() for b in bins for v in [b.get("value")] + list(b.get("ci") or [])]
+        ax.set(title=f"AUROC by {prop}", ylabel="AUROC", ylim=(_floor(ends, 0.3), 1.02))
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     return _save(fig, path)
@@ -235,5 +243,7 @@ def shifts_figure(rows: Sequence[Mapping], path) -> Path:
             ax.axhline(threshold, color="k", ls="--", lw=1)
         ax.axhline(0.5, color="0.7", ls=":", lw=1)
         ax.set_xticks(range(len(configs)), configs, rotation=20, ha="right", fontsize=8)
-        ax.set(title=gate, ylabel="AUROC", ylim=(0.3, 1.02), xlim=(-0.6, len(configs) - 0.4))
+        mine = [r for r in rows if r["gate"] == gate]
+        floor = _floor([r["value"] for r in mine] + [c for r in mine for c in (r.get("ci") or [])], 0.3)
+        ax.set(title=gate, ylabel="AUROC", ylim=(floor, 1.02), xlim=(-0.6, len(configs) - 0.4))
     return _save(fig, path)

@@ -202,3 +202,11 @@ def test_core_lr_by_theta_e_is_reported_with_the_arc_in_box_caveat():
     assert "raw_robust [0, 1)″ 0.970" in text and "[2, 10)″" not in text
     assert "reads arc light as well as the" in text
     assert rt._arc_in_box(make_results()) == ""
+
+
+def test_interval_figure_shows_values_below_the_default_axis(tmp_path):
+    assert figs._floor([0.2, None, float("nan"), 0.9], 0.4) == pytest.approx(0.15)
+    assert figs._floor([0.5, 0.9], 0.4) == 0.4
+    rows = [{"label": "a", "value": 0.1, "ci": [0.05, 0.2], "group": "g"}]
+    assert figs.interval_figure(rows, tmp_path / "i.png", threshold=0.65, direction="max", title="t",
+                                ylabel="AUC").exists()
