@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
@@ -100,11 +101,28 @@ def test_decode_stamp_only_raises_dataerror(blob):
 @given(BLOBS)
 def test_fast_decoder_agrees_with_decode_stamp(blob):
     """The loader's zlib fast path accepts and refuses exactly what ``io.decode_stamp`` does."""
+    assume(not _local_name_differs(blob))  # finding 9, tested below; removed once fixed
     slow, fast = _outcome(decode_stamp, blob), _outcome(decode_stamp_fast, blob)
     if isinstance(slow, str) or isinstance(fast, str):
         assert isinstance(slow, str) and isinstance(fast, str), (slow, fast)
     else:
         assert np.array_equal(slow, fast)
+
+
+def _local_name_differs(blob: bytes) -> bool:
+    import io
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(blob)) as zf:
+            for info in zf.infolist():
+                with zf.open(info):
+                    pass
+    except zipfile.BadZipFile as exc:
+        return "differ" in str(exc)
+    except Exception:
+        return False
+    return False
 
 
 # --- manifests -----------------------------------------------------------------------------------
@@ -176,3 +194,14 @@ def test_read_manifest_of_arbitrary_bytes(data):
             _check_manifest(read_manifest(path).frame)
         except DataError as err:
             assert str(err).startswith(str(path)) and "\n" not in str(err)
+
+
+@pytest.mark.xfail(reason="finding 9: dataset.decode_stamp_fast ignores the local header's file name; zipfile "
+                          "(io.decode_stamp) refuses an archive whose local and central names differ", strict=True)
+def test_fast_decoder_refuses_a_local_name_that_differs_from_the_directory():
+    """Found by the thorough fuzz run: byte 30 (first letter of the first local file name) zeroed."""
+    blob = bytearray(_valid_blob(0, 1, 1))
+    assert blob[30:41] == b"image_g.npy"
+    blob[30] = 0
+    assert _outcome(decode_stamp, bytes(blob)) == "error"
+    assert _outcome(decode_stamp_fast, bytes(blob)) == "error"
