@@ -8,8 +8,8 @@ pixel). The mean is estimated from ``k × k`` sub-pixel rays, where ``k`` is cho
 * for every Sérsic component the *local scale* of the profile at the footprint's nearest
   approach ``r`` to the component centre is ``ℓ = R_e sqrt(q) · min(1, x, (n / b_n) x^{1 - 1/n})``
   with ``x = max(r / R_e, 0.02)`` — the inverse logarithmic slope of the profile, which
-  shrinks towards a cusp (n > 1), and (for n ≥ 0.75) the distance to the centre, where the
-  profile's second derivative diverges — and pixels farther than the radius where the profile
+  shrinks towards a cusp (n > 1), and (for every n but the Gaussian n = 0.5) the distance to
+  the centre, where the profile's second derivative diverges like r^{1/n - 2} — and pixels farther than the radius where the profile
   falls to 1e-3 of ``I_e`` do not count;
 * ``k`` is the smallest power of two with ``d / k ≤ f ℓ`` (``f`` = ``accuracy``), capped at
   ``max_factor``.
@@ -32,9 +32,10 @@ DEFAULT_ACCURACY = 1.0
 DEFAULT_MAX_FACTOR = 64
 """Largest sub-pixel factor per axis (64² rays in one pixel)."""
 _CUT_LEVEL = np.log(1e3)
-_KINK_N = 0.75
+_KINK_N = 0.51
 """From this Sérsic index up, the profile's centre is not smooth enough for the Gauss rule
-(its second derivative diverges like r^{1/n - 2}), so cells there refine with the distance."""
+(its second derivative diverges like r^{1/n - 2} unless 1/n is an even integer), so cells there
+refine with the distance to the centre. Only the Gaussian n = 0.5 (the clumps) is exempt."""
 _MAX_POINTS = 1 << 20
 
 
