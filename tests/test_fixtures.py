@@ -7,7 +7,6 @@ data × checkpoint, so images are decoded and predictions computed once per comb
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from pathlib import Path
 
@@ -157,13 +156,27 @@ def test_cross_test_gap_fails_when_paired_test_lacks_the_shortcut(tmp_path):
 
 
 # --- the fixtures themselves --------------------------------------------------------------------
-def test_fixture_data_is_recreated_byte_identically(tmp_path):
+def test_fixture_data_is_recreated_by_the_script():
+    """The script re-creates the committed rows: same columns and values, images equal to the bit or
+    within one quantisation step. (On the library versions that wrote them the files come out
+    byte-identical; across numpy/scipy/zlib/pyarrow versions the FFT's last bits and the encoders'
+    bytes may differ, so this test compares content.)"""
+    from shortcutgates.io import decode_stamp
+
     make = load_make_fixtures()
     spec = next(s for s in make.DATASETS if s.name == "shortcut")
-    out = make.write_dataset(make.make_frame(spec), tmp_path / "shortcut")
-    for file in sorted(DATA["shortcut"].glob("*.parquet")):
-        assert hashlib.sha256((out / file.name).read_bytes()).hexdigest() == \
-            hashlib.sha256(file.read_bytes()).hexdigest(), file.name
+    fresh = make.make_frame(spec)
+    for split, part in fresh.groupby("split", sort=True):
+        part = part.reset_index(drop=True)
+        committed = pd.read_parquet(DATA["shortcut"] / f"{split}.parquet")
+        assert list(committed.columns) == list(part.columns)
+        meta = [c for c in part.columns if c != "image_npz"]
+        pd.testing.assert_frame_equal(committed[meta], part[meta], check_exact=False, rtol=1e-9)
+        old = np.stack([decode_stamp(b) for b in committed["image_npz"]])
+        new = np.stack([decode_stamp(b) for b in part["image_npz"]])
+        assert (old == new).mean() > 0.999, split
+        # a pixel that differs was rounded to a neighbouring quantisation step (step <= sky σ of its band)
+        assert (np.abs(old - new).max(axis=(0, 2, 3)) <= 4 * make.SKY_SIGMA).all(), split
 
 
 def test_fixtures_are_small():
