@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .schema import (
+    CTRL_COLUMN,
     CUTOUT_OK_COLUMN,
     IMAGE_COLUMN,
     LABEL_COLUMN,
@@ -40,6 +41,7 @@ from .schema import (
     REGION_SPLIT_COLUMN,
     SPLIT_COLUMN,
     SPLITS,
+    STAMP_COLUMN,
     DataError,
 )
 
@@ -330,6 +332,27 @@ class PairedCatalog(NamedTuple):
     """Rows dropped because ``cutout_ok == 0``."""
 
 
+def _check_types(schema: pa.Schema, columns, types: dict, file) -> None:
+    """Refuse a column whose Arrow type is not what :data:`_MANIFEST_TYPES`-style ``types`` allow."""
+    for col in columns:
+        if col in types and col in schema.names and not types[col][1](schema.field(col).type):
+            raise DataError(f"must be {types[col][0]} (got Arrow type {schema.field(col).type})", file=file,
+                            column=col)
+
+
+def _check_positions(frame: pd.DataFrame, file, row_of) -> None:
+    """``ra`` in [0, 360] and ``dec`` in [-90, 90] deg, finite; else a DataError naming the row."""
+    for col, lo, hi in (("ra", 0.0, 360.0), ("dec", -90.0, 90.0)):
+        if col not in frame:
+            continue
+        values = pd.to_numeric(frame[col], errors="coerce").to_numpy(np.float64)
+        bad = ~np.isfinite(values) | (values < lo) | (values > hi)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(f"{col} must be a finite number in [{lo:g}, {hi:g}] deg (got {_show(frame[col].iloc[i])})",
+                            file=file, row=row_of(i), column=col)
+
+
 def read_paired(path, columns: Iterable[str] | None = None) -> PairedCatalog:
     """Read a paired parquet file or directory tree, projecting only ``columns``.
 
@@ -358,7 +381,11 @@ def read_paired(path, columns: Iterable[str] | None = None) -> PairedCatalog:
             raise DataError(f"missing column(s) {', '.join(missing)}", file=file,
                             hint=f"file has {', '.join(schema.names)}")
         extra = [c for c in ("ra", "dec", CUTOUT_OK_COLUMN, REGION_SPLIT_COLUMN) if c in names and c not in want]
-        frame = pq.read_table(file, columns=want + extra).to_pandas()
+        _check_types(schema, list(_PAIRED_TYPES), _PAIRED_TYPES, file)  # schema only: blobs stay unread
+        try:
+            frame = pq.read_table(file, columns=want + extra).to_pandas()
+        except Exception as exc:
+            raise DataError(f"not a readable parquet file ({' '.join(str(exc).split())[:200]})", file=file) from None
         frame["source_path"] = str(file.resolve())
         frame["source_row"] = np.arange(len(frame), dtype=np.int64)
         dir_split = split_from_path(file, root_dir)
@@ -372,8 +399,11 @@ def read_paired(path, columns: Iterable[str] | None = None) -> PairedCatalog:
             ok = frame[CUTOUT_OK_COLUMN].fillna(1).astype(int) != 0
             n_excluded += int((~ok).sum())
             frame = frame[ok]
+        _check_positions(frame, file, lambda i, rows=frame["source_row"]: int(rows.iloc[i]))
         frames.append(frame)
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if frame.empty:
+        raise DataError(f"paired catalogue has no rows ({n_excluded} excluded by cutout_ok == 0)", file=root)
     return PairedCatalog(frame, files, n_excluded)
 
 
@@ -442,6 +472,18 @@ _MANIFEST_TYPES = {
     "lrg_id": ("a string or an integer", lambda t: _is_string(t) or pa.types.is_integer(t) or pa.types.is_null(t)),
 }
 """Manifest column -> (what it must be, test of its Arrow type)."""
+
+_PAIRED_TYPES = {
+    "ra": _MANIFEST_TYPES["ra"],
+    "dec": _MANIFEST_TYPES["dec"],
+    STAMP_COLUMN: ("binary (npz bytes)", lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t)
+                   or pa.types.is_null(t)),
+    CTRL_COLUMN: ("binary (npz bytes)", lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t)
+                  or pa.types.is_null(t)),
+    CUTOUT_OK_COLUMN: ("an integer 0 or 1", lambda t: _is_number(t) or pa.types.is_boolean(t) or pa.types.is_null(t)),
+    REGION_SPLIT_COLUMN: ("a string", lambda t: _is_string(t) or pa.types.is_null(t)),
+}
+"""Paired input column -> (what it must be, test of its Arrow type) (DESIGN §2)."""
 
 
 def _read_manifest_file(file: Path, columns) -> pd.DataFrame:

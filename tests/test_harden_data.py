@@ -328,3 +328,48 @@ def test_gate_report_lists_every_bad_row(integrity_run):
     text = gate["message"] + " " + " ".join(gate.get("problems", []))
     for row, why in BAD_ROWS:
         assert f"{file}: row {row}" in text and why in text, (row, text)
+
+
+# --- paired input of `build` -------------------------------------------------------------------
+def _paired_catalog():
+    from shortcutgates.testing import generate_catalog
+
+    return generate_catalog([2, 3, 2, 2, 3, 2, 2, 2, 2, 2, 3, 2], seed=1, image_size=16, input_splits=True).frame
+
+
+PAIRED_CASES = {
+    "ra_string": (_retype("ra", lambda c: c.astype(str)), "p.parquet: column 'ra': must be a number (deg) (got Arrow type"),
+    "ra_nan": (_edit({(2, "ra"): np.nan}), "p.parquet: row 2, column 'ra': ra must be a finite number in [0, 360] deg (got nan)"),
+    "dec_outside": (_edit({(5, "dec"): 100.0}),
+                    "p.parquet: row 5, column 'dec': dec must be a finite number in [-90, 90] deg (got 100.0)"),
+    "no_ctrl": (lambda f: f.drop(columns=["ctrl_stamp_npz"]), "p.parquet: missing column(s) ctrl_stamp_npz"),
+    "stamp_string": (_retype("stamp_npz", lambda c: c.map(bytes.hex)),
+                     "p.parquet: column 'stamp_npz': must be binary (npz bytes) (got Arrow type"),
+    "cutout_string": (lambda f: f.assign(cutout_ok="yes"), "p.parquet: column 'cutout_ok': must be an integer 0 or 1"),
+    "bad_region": (lambda f: f.assign(region_split="bogus"), "p.parquet: row 0, column 'split': unknown split 'bogus'"),
+    "no_rows": (lambda f: f.iloc[:0], "in: paired catalogue has no rows (0 excluded by cutout_ok == 0)"),
+    "all_failed_cutouts": (lambda f: f.assign(cutout_ok=np.int32(0)),
+                           "in: paired catalogue has no rows (27 excluded by cutout_ok == 0)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PAIRED_CASES))
+def test_build_cli_reports_bad_paired_input_in_one_line(case, tmp_path, capsys):
+    make, fragment = PAIRED_CASES[case]
+    write_manifest(make(_paired_catalog()), tmp_path / "in", "p.parquet")
+    rc, out, err = run_cli(["build", "--input", tmp_path / "in", "--out", tmp_path / "out", "--mode", "paired",
+                            "--no-progress"], capsys)
+    assert rc == 2, err
+    assert err.startswith(f"shortcutgates build: error: {tmp_path / 'in'}") and fragment in err, err
+    assert err.count("\n") == 1 and not (tmp_path / "out").exists()
+    assert_no_traceback(out + err)
+
+
+def test_train_names_the_row_of_an_all_zero_stamp(tmp_path, capsys):
+    frame = hand_manifest(12)
+    frame.loc[6, "image_npz"] = encode_stamp(np.zeros((3, STAMP, STAMP)))
+    file = write_manifest(frame, tmp_path / "m")
+    rc, _, err = run_cli(["train", "--data", tmp_path / "m", "--out", tmp_path / "c.pt", *TRAIN], capsys)
+    assert rc == 2
+    assert err == (f"shortcutgates train: error: {file}: row 6, column 'image_npz': outer-annulus MAD is 0 "
+                   "(constant or all-zero stamp; it cannot be normalised)\n")
