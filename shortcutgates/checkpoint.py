@@ -92,7 +92,8 @@ def read_payload(path, map_location="cpu") -> dict:
         detail = next((line.strip() for line in first if "GLOBAL" in line or "Unsupported" in line), "")
         raise CheckpointError(
             f"{path}: refused, the file needs unpickling of arbitrary objects ({detail or 'not weights-only'}); "
-            "shortcutgates checkpoints hold only tensors and plain types"
+            "loading it could run arbitrary code. If you trust its source, re-save it as a plain dict of tensors, "
+            "numbers and strings, so that torch.load(path, weights_only=True) reads it"
         ) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
         msg = " ".join(str(exc).split())[:160]

@@ -63,8 +63,8 @@ class DecodeStats(NamedTuple):
 
 
 # --- fast npz decoding ---------------------------------------------------------------------
-def _zip_members(blob: bytes) -> dict[bytes, tuple[int, int, int, int, int]]:
-    """Name -> (method, crc, compressed size, uncompressed size, data offset) from the central dir."""
+def _zip_members(blob: bytes) -> dict[bytes, tuple]:
+    """Name -> (method, crc, compressed size, uncompressed size, header offset, name) from the central dir."""
     end = blob.rfind(_EOCD, max(0, len(blob) - 65_557))
     if end < 0 or len(blob) < end + 22:
         raise _Fallback
@@ -79,18 +79,18 @@ def _zip_members(blob: bytes) -> dict[bytes, tuple[int, int, int, int, int]]:
         if f[0] != 0x02014B50 or f[3] & 0x1 or 0xFFFFFFFF in (f[8], f[9], f[16]):
             raise _Fallback  # bad signature, encrypted, or zip64 sizes
         name = blob[pos + 46 : pos + 46 + f[10]]
-        members[name] = (f[4], f[7], f[8], f[9], f[16])
+        members[name] = (f[4], f[7], f[8], f[9], f[16], name)
         pos += 46 + f[10] + f[11] + f[12]
     return members
 
 
-def _member_bytes(blob: bytes, entry: tuple[int, int, int, int, int]) -> bytes:
-    method, crc, csize, usize, offset = entry
+def _member_bytes(blob: bytes, entry: tuple) -> bytes:
+    method, crc, csize, usize, offset, name = entry
     if offset + 30 > len(blob):
         raise _Fallback
     head = _LOCAL.unpack_from(blob, offset)
-    if head[0] != 0x04034B50:
-        raise _Fallback
+    if head[0] != 0x04034B50 or blob[offset + 30 : offset + 30 + head[9]] != name:
+        raise _Fallback  # zipfile refuses a local name that differs from the directory's: let io decide
     start = offset + 30 + head[9] + head[10]
     raw = blob[start : start + csize]
     if len(raw) != csize:
@@ -338,8 +338,7 @@ def preprocess_frame(frame: pd.DataFrame, preprocess: str, *, out: np.ndarray | 
         try:
             out[pos] = fn(images)
         except ValueError as exc:  # a constant stamp cannot be normalised: say which row
-            raise DataError(f"{exc}", file=frame["manifest_file"].iloc[int(pos[0])] if "manifest_file" in frame
-                            else None, hint=f"somewhere in rows {int(pos.min())}..{int(pos.max())} of the selection") from None
+            raise _unnormalisable(frame, pos, images, exc) from None
         n_fast += stats.n_fast
         n_fallback += stats.n_fallback
         bar.update(len(pos))
@@ -347,6 +346,30 @@ def preprocess_frame(frame: pd.DataFrame, preprocess: str, *, out: np.ndarray | 
     if out is None:
         out = np.zeros((0, 3, 0, 0), np.float32)
     return out, DecodeStats(n_fast, n_fallback)
+
+
+def row_location(frame: pd.DataFrame, i: int) -> tuple:
+    """(file, row, column) where row ``i`` of ``frame`` keeps its image: inline blob or pointer target."""
+    if IMAGE_COLUMN in frame and frame[IMAGE_COLUMN].iloc[i] is not None:
+        file = frame["manifest_file"].iloc[i] if "manifest_file" in frame else None
+        return file, int(frame["manifest_row"].iloc[i]) if "manifest_row" in frame else i, IMAGE_COLUMN
+    if all(c in frame for c in POINTER_COLUMNS):
+        return frame["source_path"].iloc[i], int(frame["source_row"].iloc[i]), frame["source_column"].iloc[i]
+    return None, i, None
+
+
+def _unnormalisable(frame: pd.DataFrame, pos: np.ndarray, images: np.ndarray, exc: Exception) -> DataError:
+    """Locate the first stamp of a chunk whose annulus MAD is 0 (raw_robust cannot normalise it)."""
+    from .preprocess import annulus_median_mad
+
+    _, mad = annulus_median_mad(images)
+    bad = np.flatnonzero(~(mad.reshape(len(images), -1) > 0).all(axis=1))
+    if len(bad) == 0:
+        return DataError(str(exc))
+    i = int(pos[bad[0]])
+    file, row, column = row_location(frame, i)
+    return DataError("outer-annulus MAD is 0 (constant or all-zero stamp; it cannot be normalised)",
+                     file=file, row=row, column=column)
 
 
 def cached_inputs(frame: pd.DataFrame, preprocess: str, *, cache_dir=None, key: str | None = None,

@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from . import __version__
 from . import io as sgio
 from .augment import AugmentConfig, augment_batch, parse_core_dropout
-from .checkpoint import FORMAT, FORMAT_VERSION, preprocess_record, read_payload, check_payload, save_checkpoint
+from .checkpoint import (FORMAT, FORMAT_VERSION, CheckpointError, check_payload, model_from_payload, preprocess_record,
+                         read_payload, save_checkpoint)
 from .dataset import StampDataset, manifest_sha256, rows_key, select_splits
 from .evaluate import logits_of, resolve_device
 from .model import ModelConfig, build_model, count_parameters
@@ -212,6 +213,22 @@ def _resume_state(out_ckpt: Path, config: TrainConfig, data_sha: str) -> dict | 
     return payload
 
 
+def _restore(path: Path, payload: dict, model, opt, st: dict) -> None:
+    """Load the resume state into model, optimiser and counters; any mismatch is a CheckpointError."""
+    resume = payload["resume"]
+    missing = [k for k in ("state_dict", "optimizer", *st) if k not in resume]
+    if missing:
+        raise CheckpointError(f"{path}: resume state lacks key(s) {', '.join(missing)}")
+    model_from_payload(path, payload)  # the best weights must fit the architecture too
+    model_from_payload(path, {"model_config": payload["model_config"], "state_dict": resume["state_dict"]})
+    model.load_state_dict(resume["state_dict"])
+    try:
+        opt.load_state_dict(resume["optimizer"])
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: optimizer state does not fit the model ({' '.join(str(exc).split())[:160]})") from None
+    st.update({k: resume[k] for k in st})
+
+
 def _payload(model_cfg, best_state, config, manifest, sha, metrics, resume) -> dict:
     return {
         "format": FORMAT, "version": FORMAT_VERSION, "model_config": model_cfg.to_dict(), "state_dict": best_state,
@@ -277,8 +294,8 @@ def train(manifest, out_ckpt, config: TrainConfig = TrainConfig(), *, resume: bo
     callback : callable(epoch, metrics_row), optional
         Called on rank 0 after each epoch's checkpoint is written (tests use it to interrupt).
     """
-    if Path(out_ckpt).is_dir():
-        raise ValueError(f"train: out_ckpt {out_ckpt} is a directory; give a file path such as {Path(out_ckpt) / 'model.pt'}")
+    if Path(out_ckpt).is_dir() and not resume:  # with resume, read_payload refuses it as a checkpoint
+        raise ValueError(f"{out_ckpt}: is a directory, expected a file path")
     prev = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     try:
         return _fit(Path(out_ckpt), manifest, config, resume, progress, cache_dir, callback)
@@ -302,9 +319,7 @@ def _fit(out_ckpt: Path, manifest, config: TrainConfig, resume: bool, progress: 
     best_state = _state_copy(model)
     payload = _resume_state(out_ckpt, config, sha) if resume else None
     if payload is not None:
-        model.load_state_dict(payload["resume"]["state_dict"])
-        opt.load_state_dict(payload["resume"]["optimizer"])
-        st.update({k: payload["resume"][k] for k in st})
+        _restore(out_ckpt, payload, model, opt, st)
         best_state = payload["state_dict"]
     net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if dd.world > 1 else model

@@ -107,6 +107,8 @@ def test_bad_checkpoint_is_refused_with_one_line(tmp_path, case):
         load_checkpoint(path)
     msg = str(err.value)
     assert "\n" not in msg and msg.startswith(str(path))
+    if case == "needs_unpickling":  # says why it is refused and how to fix the file
+        assert "could run arbitrary code" in msg and "re-save" in msg and "weights_only=True" in msg
     assert isinstance(err.value, ValueError)
 
 

@@ -79,6 +79,7 @@ def _bad_blobs() -> dict:
         "corrupt": bytes(corrupt),
         "object_array": _savez({**good, "image_z": np.array([[object()]], dtype=object)}, compressed=False),
         "shape_mismatch": _savez(dict(good, image_z=np.ones((5, 4), np.float32))),
+        "local_name_differs": blob[:30] + b"X" + blob[31:],  # zipfile checks local vs directory names
     }
 
 
@@ -188,3 +189,12 @@ def test_missing_pointer_source_is_reported(tmp_path):
     (tmp_path / "src" / "src.parquet").unlink()
     with pytest.raises(DataError, match="source file of a manifest pointer is missing"):
         ds.StampDataset(read_manifest(path).frame)
+
+
+def test_all_zero_stamp_is_located_by_manifest_row(tmp_path):
+    path = write_toy_manifest(tmp_path / "m", n=8)
+    frame = pd.read_parquet(path / "part-0.parquet")
+    frame.loc[6, "image_npz"] = encode_stamp(np.zeros((3, 16, 16), np.float32))
+    frame.to_parquet(path / "part-0.parquet", index=False)
+    with pytest.raises(DataError, match=r"part-0\.parquet: row 6, column 'image_npz': outer-annulus MAD is 0"):
+        ds.StampDataset.from_manifest(path)

@@ -94,9 +94,26 @@ def test_resume_with_another_configuration_is_refused(manifest, tmp_path):
         train(manifest, tmp_path / "c.pt", _config(epochs=1, lr=0.5), progress=False, resume=True)
 
 
+def test_resume_state_of_another_architecture_is_refused(manifest, tmp_path):
+    from shortcutgates.checkpoint import CheckpointError, save_checkpoint
+    from shortcutgates.model import build_model
+
+    out = tmp_path / "c.pt"
+    train(manifest, out, _config(epochs=1), progress=False)
+    payload = read_payload(out)
+    payload["resume"]["state_dict"] = build_model(ModelConfig(width=8, blocks=(2,))).state_dict()
+    save_checkpoint(out, payload)
+    before = out.read_bytes()
+    with pytest.raises(CheckpointError, match="state_dict does not fit the architecture"):
+        train(manifest, out, _config(epochs=1), progress=False, resume=True)
+    assert out.read_bytes() == before
+
+
 def test_output_that_is_a_directory_is_refused_before_training(manifest, tmp_path):
-    with pytest.raises(ValueError, match="is a directory; give a file path"):
+    with pytest.raises(ValueError, match="is a directory, expected a file path"):
         train(manifest, tmp_path, _config(epochs=1), progress=False)
+    with pytest.raises(ValueError, match="is a directory, not a checkpoint file"):
+        train(manifest, tmp_path, _config(epochs=1), progress=False, resume=True)
 
 
 def test_class_weights_balance_classes_and_keep_row_weights():
