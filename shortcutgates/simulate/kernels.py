@@ -181,17 +181,25 @@ def sie_deflection(x, y, theta_e, q, phi, x0=0.0, y0=0.0):
     theta_e = np.asarray(theta_e, dtype=dtype)
     tiny = np.finfo(dtype).tiny ** 0.25
     spherical = (1.0 - q) < _Q_SPHERICAL
-    qs = np.where(spherical, 0.5, q)  # any q < 1 keeps the elliptical branch finite
-    s = np.sqrt(1.0 - qs * qs)
-    psi = np.sqrt(qs * qs * xr * xr + yr * yr) + tiny
-    b = theta_e * np.sqrt(qs)
-    ax = b / s * np.arctan(s * xr / psi)
-    ay = b / s * np.arctanh(np.clip(s * yr / psi, -1 + 1e-7, 1 - 1e-7))
-    r = np.sqrt(xr * xr + yr * yr) + tiny
-    ax = np.where(spherical, theta_e * xr / r, ax)
-    ay = np.where(spherical, theta_e * yr / r, ay)
+    if np.ndim(spherical) == 0 and spherical:  # one spherical lens: the SIS alone
+        ax, ay = _sis(xr, yr, theta_e, tiny)
+    else:
+        qs = np.where(spherical, 0.5, q)  # any q < 1 keeps the elliptical branch finite
+        s = np.sqrt(1.0 - qs * qs)
+        psi = np.sqrt(qs * qs * xr * xr + yr * yr) + tiny
+        scale = theta_e * np.sqrt(qs) / s
+        ax = scale * np.arctan(s * xr / psi)
+        ay = scale * np.arctanh(np.clip(s * yr / psi, -1 + 1e-7, 1 - 1e-7))
+        if np.any(spherical):
+            sx, sy = _sis(xr, yr, theta_e, tiny)
+            ax, ay = np.where(spherical, sx, ax), np.where(spherical, sy, ay)
     c, sn = np.cos(phi), np.sin(phi)
     return c * ax - sn * ay, sn * ax + c * ay
+
+
+def _sis(xr, yr, theta_e, tiny):
+    r = np.sqrt(xr * xr + yr * yr) + tiny
+    return theta_e * xr / r, theta_e * yr / r
 
 
 def shear_deflection(x, y, gamma, phi_gamma, x0=0.0, y0=0.0):
