@@ -13,7 +13,6 @@ import os
 import sys
 
 from . import __version__
-from .schema import DataError
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("shortcutgates.simulate.command", "simulate paired LRG stamps with injected lensed arcs"),

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import gzip
 import io
 import os
 import tempfile
@@ -146,12 +145,6 @@ def decode_stamp(blob, *, shape: tuple[int, int] | None = None) -> np.ndarray:
         bad = [k for k, b in zip(NPZ_KEYS, image) if not np.isfinite(b).all()]
         raise DataError(f"{', '.join(bad)} contains NaN or Inf")
     return image
-
-
-def zlib_error():
-    import zlib
-
-    return zlib.error
 
 
 def _gunzip_capped(blob: bytes) -> bytes:

@@ -20,7 +20,6 @@ from harden_helpers import (
     assert_no_traceback,
     bad_blobs,
     hand_manifest,
-    npz_bytes,
     run_cli,
     run_cli_subprocess,
     stamp,
