@@ -372,3 +372,27 @@ def test_train_names_the_row_of_an_all_zero_stamp(tmp_path, capsys):
     assert rc == 2
     assert err == (f"shortcutgates train: error: {file}: row 6, column 'image_npz': outer-annulus MAD is 0 "
                    "(constant or all-zero stamp; it cannot be normalised)\n")
+
+
+@pytest.mark.xfail(reason="finding 5: train checks --out only when the first checkpoint is written, after loading "
+                          "the data and training an epoch", strict=True)
+def test_train_refuses_an_out_directory_before_reading_data(tmp_path, capsys):
+    (tmp_path / "c.pt").mkdir()
+    rc, _, err = run_cli(["train", "--data", tmp_path / "nowhere", "--out", tmp_path / "c.pt", *TRAIN], capsys)
+    assert rc == 2
+    assert err == f"shortcutgates train: error: {tmp_path / 'c.pt'}: is a directory, not a checkpoint file\n"
+
+
+@pytest.mark.xfail(reason="finding 6: build's manifest directory comes from mkdtemp and keeps mode 0700", strict=True)
+def test_built_manifest_is_readable_like_any_directory(tmp_path):
+    import os
+    import stat
+
+    from shortcutgates.build import build_manifest
+
+    write_manifest(_paired_catalog(), tmp_path / "in", "p.parquet")
+    build_manifest(tmp_path / "in", tmp_path / "out", mode="paired", seed=0, progress=False)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o777 & ~mask
+    assert stat.S_IMODE((tmp_path / "out" / "manifest.parquet").stat().st_mode) == 0o666 & ~mask
