@@ -190,6 +190,8 @@ def pytest_configure(config):
         config_path=config.getoption("gate_config") or _default_pyproject(config),
         progress=config.getoption("capture") == "no")
     config.stash[SESSION_KEY] = session
+    if not session.active and (session.model is not None or config.getoption("gate_report") is not None):
+        raise pytest.UsageError("shortcutgates: --model and --gate-report need --data DIR (the manifest the gates measure)")
     if session.active:
         config.pluginmanager.register(session, "shortcutgates-session")
 
@@ -280,11 +282,11 @@ def _row(record: dict) -> tuple[str, ...]:
     return record["id"], _fmt(record["value"]), ci_text, threshold, verdict
 
 
-def summary_lines(records: list[dict]) -> list[str]:
-    """The terminal table (gate, value, CI, threshold, verdict) and the expected-vs-run count."""
+def summary_lines(records: list[dict], level: float = 0.95) -> list[str]:
+    """The terminal table (gate, value, CI at ``level``, threshold, verdict) and the expected-vs-run count."""
     from .gates.report_json import summarize
 
-    rows = [("gate", "value", "95% CI", "threshold", "verdict")] + [_row(r) for r in records]
+    rows = [("gate", "value", f"{100 * level:g}% CI", "threshold", "verdict")] + [_row(r) for r in records]
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     c = summarize(records)
@@ -302,7 +304,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if not session.active or hasattr(config, "workerinput") or (session._cases is None and not session.results):
         return
     terminalreporter.write_sep("=", "shortcut gates")
-    for line in summary_lines(session.records()):
+    for line in summary_lines(session.records(), session.context.config.level):
         terminalreporter.write_line(line)
     if session.report is not None:
         terminalreporter.write_line(f"gate report: {session.report}")

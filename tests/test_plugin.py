@@ -86,10 +86,17 @@ def test_unreadable_manifest_stops_collection_naming_the_file(suite, tmp_path):
 
 def test_without_data_the_plugin_is_inert(pytester):
     pytester.makepyfile(test_plain="def test_one():\n    assert 1 + 1 == 2\n")
-    result = pytester.runpytest("--gate-report", "report.json")
+    result = pytester.runpytest()
     result.assert_outcomes(passed=1)
-    assert "shortcut gates" not in result.stdout.str()
-    assert not (pytester.path / "report.json").exists()
+    assert "shortcut gates" not in result.stdout.str() and "shortcutgates:" not in result.stdout.str()
+
+
+@pytest.mark.parametrize("args", [[f"--model={CLEVER_HANS}"], ["--gate-report=r.json"]], ids=["model", "report"])
+def test_model_or_report_without_data_is_a_usage_error(pytester, args):
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--model and --gate-report need --data DIR" in result.stderr.str()
+    assert not (pytester.path / "r.json").exists()
 
 
 def test_without_data_the_suite_skips_with_the_reason(suite):
