@@ -151,7 +151,9 @@ def run_cli(argv, capsys) -> tuple[int, str, str]:
 
 def run_cli_subprocess(argv, *, timeout: float = 120, cwd=None, env=None) -> subprocess.CompletedProcess:
     """``python -m shortcutgates.cli ARGV`` in a fresh interpreter (one thread, no tty)."""
-    full_env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONHASHSEED="0",
+    # An xdist worker's variables would make the child's pytest believe it is a worker too.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT"))}
+    full_env = dict(inherited, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONHASHSEED="0",
                     **(env or {}))
     return subprocess.run([sys.executable, "-m", "shortcutgates.cli", *map(str, argv)], capture_output=True,
                           text=True, timeout=timeout, cwd=cwd, env=full_env)
