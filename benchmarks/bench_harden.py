@@ -7,8 +7,10 @@ Two manifests of ``SHORTCUTGATES_BENCH_ROWS`` rows (default 50,000), 64 × 64 st
 * ``inline``: a hand-written manifest carrying every blob in ``image_npz`` (about 0.6 GB of blobs).
 
 Every data-gate case (``data_integrity`` decodes all 50,000 rows; the probes use the capped
-per-split samples) runs in a fresh subprocess, whose peak resident set size
-(``ru_maxrss``) and wall/CPU seconds are reported in ``extra_info`` and on stdout.
+per-split samples) runs in a fresh subprocess, whose peak resident set size and wall/CPU seconds
+are reported in ``extra_info`` and on stdout. The peak is the child's ``VmHWM`` (reset by
+``exec``), not ``ru_maxrss``, which a forked child inherits from its parent (here the pytest
+process that generated gigabytes of blobs) and which would report the parent's size.
 
 Blobs: encoding 50,000 distinct compressed stamps takes minutes, so 2,500 distinct noise stamps
 are encoded once and each row gets a distinct copy by a different zip archive comment (the bytes
@@ -42,7 +44,7 @@ ROWS_PER_FILE = 2_000
 TARGET_BYTES = 4 * 1024**3
 
 CHILD = r"""
-import json, resource, sys, time
+import json, re, sys, time
 t0, c0 = time.perf_counter(), time.process_time()
 from shortcutgates.gates.registry import GateConfig, GateContext, gate_cases, run_case
 ctx = GateContext(sys.argv[1], config=GateConfig())
@@ -56,7 +58,8 @@ for case in gate_cases(ctx):
         integrity = result.value
 print(json.dumps({"rows": int(len(ctx.frame)), "wall_s": time.perf_counter() - t0,
                   "cpu_s": time.process_time() - c0, "integrity_bad_rows": integrity, "verdicts": verdicts,
-                  "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+                  "peak_rss_bytes": int(re.search(r"VmHWM:\s+(\d+) kB", open("/proc/self/status").read()).group(1))
+                  * 1024}))
 """
 
 
