@@ -62,20 +62,6 @@ def intro(results: dict) -> str:
     return " ".join(parts)
 
 
-def best_config(results: dict, crit: list) -> str | None:
-    """The configuration holding the most criteria (ties: the higher E2 AUROC)."""
-    configs = _configs(results)
-    if not configs:
-        return None
-
-    def key(c):
-        held = sum(1 for x in crit if x.config == c and x.verdict == "held")
-        e2 = (_exp(results, c, "E2") or {}).get("value") or 0.0
-        return (held, e2)
-
-    return max(configs, key=key)
-
-
 def answer_sound(results: dict, summary: dict, crit: list) -> str:
     leak = find_gates(_data_gates(results, "unpaired"), "lrg_leakage")
     leak_bad = [r["id"] for r in leak if r["verdict"] != "pass"]
@@ -209,28 +195,27 @@ def answer_gates(results: dict, summary: dict, crit: list) -> str:
     text = ("Besides the core-LR gate, the model gates measure what the score depends on: " + "; ".join(lines) + ". "
             if lines else "No model gate beyond E1–E4 was measured. ")
     if caught:
-        text += (f"{', '.join(caught)} failed on a configuration whose E4 core-LR gate passed — the core-LR gate "
-                 f"alone would have missed it. ")
+        text += (f"{', '.join(caught)} failed on a configuration whose E4 core-LR estimate is below 0.65 — the "
+                 f"core-LR gate alone would not have shown it. ")
     text += ("Also run on the data: lrg_leakage, property_balance, metadata_c2st_auc and arc_annulus_lr_auc "
              "(the arc is there); and stratified AUROC by θ_E, PSF and depth to find where the model is weak.")
     return text
 
 
 def answer_alternatives(results: dict, summary: dict, crit: list) -> str:
-    held = {c: [x.name for x in crit if x.config == c and x.verdict == "held"] for c in _configs(results)}
-    all3 = [c for c, names in held.items() if len(names) == 3]
     e4 = ", ".join(f"{c} {_f((_exp(results, c, 'E4') or {}).get('value'))}" for c in _configs(results))
     e2 = ", ".join(f"{c} {_f((_exp(results, c, 'E2') or {}).get('value'))}" for c in _configs(results))
-    best = best_config(results, crit)
+    all3 = [c for c in _configs(results) if sum(x.config == c and x.verdict == "held" for x in crit) == 3]
+    per = "; ".join(f"{c}: " + ", ".join(f"{x.name} {x.verdict}" for x in crit if x.config == c)
+                    for c in _configs(results))
     return (f"Measured remedies — E4 core-LR AUC: {e4}; E2 AUROC: {e2}. "
             + (f"All three criteria held for {', '.join(all3)}. " if all3 else
-               f"No configuration held all three criteria; the closest is {best} "
-               f"({', '.join(held.get(best, [])) or 'none held'}). ")
-            + "Residual preprocessing removes the smooth LRG light the core probe reads; core dropout only changes "
-              "training, so it shows in the core-transplant gate, not in E4 (which reads the model's input). "
-              "Other ways to build unpaired data from the existing pool: match the negative pool to the positives "
-              "in PSF/depth/brightness bins (build --match), or keep pairs but inject the arc into a different LRG's "
-              "control; both are checked by the same gates.")
+               f"No configuration held all three criteria ({per}). ")
+            + "Residual preprocessing removes the azimuthally smooth LRG light the core probe reads; core dropout "
+              "only changes training, so it can show in the core-transplant gate but not in E4 (which reads the "
+              "model's input). Other ways to build unpaired data from the existing pool: match the negative pool "
+              "to the positives in PSF/depth/brightness bins (build --match), or keep pairs but inject the arc "
+              "into a different LRG's control; both are checked by the same gates.")
 
 
 def answer_risks(results: dict, summary: dict, crit: list) -> str:

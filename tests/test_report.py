@@ -210,3 +210,10 @@ def test_interval_figure_shows_values_below_the_default_axis(tmp_path):
     rows = [{"label": "a", "value": 0.1, "ci": [0.05, 0.2], "group": "g"}]
     assert figs.interval_figure(rows, tmp_path / "i.png", threshold=0.65, direction="max", title="t",
                                 ylabel="AUC").exists()
+
+
+def test_alternatives_answer_lists_each_configurations_verdicts():
+    results = make_results()
+    text = rt.answer_alternatives(results, rp.summarize(results), rp.criteria(results))
+    assert "No configuration held all three criteria" in text
+    assert "raw_robust: E2 AUROC > 0.80 held, E4 core-LR AUC < 0.65 failed" in text
