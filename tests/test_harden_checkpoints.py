@@ -75,8 +75,7 @@ def test_hostile_checkpoint_is_refused_by_the_gate_suite(runner, request):
     assert not marker.exists()
 
 
-@pytest.mark.xfail(reason="finding 1+2: the refusal reaches the user as a pytest collection traceback and does not "
-                          "say how to re-save the checkpoint safely", strict=True)
+@pytest.mark.xfail(reason="finding 1: the refusal reaches the user as a pytest collection traceback", strict=True)
 @pytest.mark.parametrize("runner", ["gate_cli_run", "pytest_run"])
 def test_hostile_checkpoint_refusal_is_one_clear_line(runner, request):
     proc, _, ckpt = request.getfixturevalue(runner)
@@ -99,7 +98,6 @@ def test_hostile_checkpoint_is_refused_by_train_resume(manifest, tmp_path, capsy
     assert ckpt.read_bytes() == before  # refused, not overwritten
 
 
-@pytest.mark.xfail(reason="finding 2: the refusal does not say how to re-save the checkpoint safely", strict=True)
 def test_hostile_checkpoint_refusal_says_how_to_resave(manifest, tmp_path, capsys):
     ckpt = evil_checkpoint(tmp_path / "evil.pt", tmp_path / "MARKER")
     _, _, err = run_cli(["train", "--data", manifest, "--out", ckpt, "--resume", *TRAIN], capsys)
@@ -184,11 +182,7 @@ def _resume_cases(payload: dict) -> dict:
     }
 
 
-@pytest.mark.parametrize("case", [
-    pytest.param("other_architecture", marks=pytest.mark.xfail(
-        reason="finding 8: train --resume loads resume.state_dict unchecked; a mismatch is an internal "
-               "RuntimeError (exit 3), not a CheckpointError", strict=True)),
-    "missing_key", "newer_version", "truncated", "empty"])
+@pytest.mark.parametrize("case", ["other_architecture", "missing_key", "newer_version", "truncated", "empty"])
 def test_broken_checkpoint_is_refused_by_train_resume(case, manifest, resumable, tmp_path, capsys):
     make, fragment = _resume_cases(resumable)[case]
     make(tmp_path / "c.pt")
