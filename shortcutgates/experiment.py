@@ -219,6 +219,10 @@ def split_counts(manifest_dir: Path) -> dict:
 
 
 # --- training ------------------------------------------------------------------------------------
+WALL_CLOCK_FIELDS = ("seconds", "train_samples_per_s")
+"""Training-summary fields that measure wall time: kept out of ``results.json`` (same seed, same bytes)."""
+
+
 def train_model(manifest: Path, ckpt: Path, config: Configuration, params: ExperimentParams, seed: int) -> dict:
     """Train one model (resuming a checkpoint left by an interrupted run); returns its summary record."""
     from .train import TrainConfig, train
@@ -228,7 +232,8 @@ def train_model(manifest: Path, ckpt: Path, config: Configuration, params: Exper
                                max_minutes=params.max_minutes, device="auto", **params.train_options)
     summary = train(manifest, ckpt, train_config, resume=ckpt.exists(), progress=params.progress,
                     cache_dir=params.out / "cache")
-    record = {k: v for k, v in summary._asdict().items() if k not in ("checkpoint", "seconds", "train_samples_per_s")}
+    record = {k: v for k, v in summary._asdict().items() if k not in WALL_CLOCK_FIELDS + ("checkpoint",)}
+    record["history"] = [{k: v for k, v in row.items() if k not in WALL_CLOCK_FIELDS} for row in summary.history]
     record["checkpoint"] = str(Path(summary.checkpoint).relative_to(params.out)) \
         if Path(summary.checkpoint).is_relative_to(params.out) else str(summary.checkpoint)
     return jsonable(record)

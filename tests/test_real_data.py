@@ -9,6 +9,7 @@ are present, and the file names are the survey's, not ours.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -128,6 +129,8 @@ def test_experiment_runs_on_survey_format_and_excludes_bad_cutouts(survey_run):
     _, counts, params, results = survey_run
     on_disk = load_results(params.out / "results.json")
     assert on_disk == results
+    history = results["seeds"][0]["configs"]["residual"]["training"]["unpaired"]["history"]
+    assert history and not any(k in row for row in history for k in ("seconds", "train_samples_per_s"))
     assert results["params"]["input"].endswith("v5_cosmos_paired") and results["params"]["n_lrgs"] is None
     paired = results["seeds"][0]["datasets"]["paired"]["splits"]
     # one positive per LRG and its control; splits follow the directories
@@ -162,3 +165,11 @@ def test_report_files_are_written(survey_run):
     assert (params.out / "figures" / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (params.out / "figures" / "stamps.png").exists()
     assert "Is 4000 samples enough?" in md
+
+
+def test_same_seed_gives_the_same_results_bytes(survey_run, tmp_path):
+    root, _, params, _ = survey_run
+    again = dataclasses.replace(params, out=tmp_path / "again")
+    run_experiment(again, command="test_real_data")
+    assert (again.out / "results.json").read_bytes() == (params.out / "results.json").read_bytes()
+    assert (again.out / "examples.npz").read_bytes() == (params.out / "examples.npz").read_bytes()
