@@ -132,7 +132,8 @@ class ExperimentParams:
                 "n_boot": int(self.n_boot), "injections_per_lrg": list(self.injections_per_lrg),
                 "stamp_size": int(self.stamp_size), "batch_size": int(self.batch_size),
                 "max_samples": self.max_samples, "max_minutes": self.max_minutes,
-                "train_options": {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in self.train_options.items()},
+                "train_options": {k: (v.to_dict() if hasattr(v, "to_dict") else v)
+                                  for k, v in self.train_options.items()},
                 "configs": [asdict(c) for c in self.configs]}
 
 
@@ -247,7 +248,8 @@ def run_configuration(config: Configuration, manifests: dict, params: Experiment
     training, ckpts = {}, {}
     for mode in ("paired", "unpaired"):
         ckpt = models / f"{config.name}-{mode}.pt"
-        say(f"seed {seed}: {step} training {config.name} on {mode} data ({params.epochs} epochs)", params.progress, timer)
+        say(f"seed {seed}: {step} training {config.name} on {mode} data ({params.epochs} epochs)",
+            params.progress, timer)
         t = time.perf_counter()
         training[mode] = train_model(manifests[mode], ckpt, config, params, seed)
         timer.add(f"seed{seed}/train_{config.name}_{mode}", t)
@@ -329,7 +331,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="DIR", required=True, type=Path, help="output directory")
     parser.add_argument("--n-lrgs", metavar="N", type=int, default=d.n_lrgs,
                         help="simulated LRGs per seed. Default: %(default)r")
-    parser.add_argument("--epochs", metavar="E", type=int, default=d.epochs, help="training epochs. Default: %(default)r")
+    parser.add_argument("--epochs", metavar="E", type=int, default=d.epochs,
+                        help="training epochs. Default: %(default)r")
     parser.add_argument("--seed", metavar="S", type=int, default=d.seed, help="first seed. Default: %(default)r")
     parser.add_argument("--seeds", metavar="K", type=int, default=d.seeds,
                         help="number of seeds (S, S+1, ...); key numbers become mean ± std. Default: %(default)r")

@@ -213,55 +213,61 @@ def core_lr_table(results: dict) -> tuple:
 
 
 # --- document ----------------------------------------------------------------------------------
+CAPTIONS = {
+    "roc": "ROC curves per experiment (first seed).",
+    "core_lr": "Core-LR AUC on the paired (E1) and unpaired (E2, = E4) training data as each model sees it, "
+               "against the 0.65 gate.",
+    "properties": "Lens vs non-lens distributions of each property in the unpaired training split "
+                  "(SMD: standardised mean difference; the balance gate allows |SMD| ≤ 0.1).",
+    "stamps": "Examples (r band): stamp, control (same LRG without arc), difference (the arc), residual "
+              "input, and the θ_E annulus that the arc-masked gate replaces with noise.",
+    "shifts": "Arc-masked and core-transplant AUROC of the E2 models (≤ 0.60 passes: the score does not "
+              "move without the arc / with a lens's core alone).",
+    "stratified": "E2 detection AUROC by θ_E, PSF and depth bin (dashed: 0.80).",
+}
+"""Caption of each figure, by the name :func:`make_figures` gives it."""
+
+
 def build_document(results: dict, figures: dict) -> list:
-    """The report as blocks: ``("h1"|"h2"|"p", text)``, ``("ul", items)``, ``("table", header, rows)``,
+    """The report as blocks: ``("h1"|"h2"|"h3"|"p"|"code", text)``, ``("table", header, rows)``,
     ``("img", path, caption)``."""
-    configs = config_names(results)
     summary = results.get("summary") or summarize(results)
     crit = criteria(results)
-    p = results["params"]
-    doc = [("h1", "Unpaired training: experiments E1–E4"),
-           ("p", text.intro(results))]
-    doc += [("h2", "E1–E4"), ("table", *results_table(results, summary)),
-            ("p", "Each cell: estimate [95% interval, LRG bootstrap]" if len(results["seeds"]) == 1 else
-             f"Each cell: mean ± std over {len(results['seeds'])} seeds (seeds {', '.join(str(r['seed']) for r in results['seeds'])}).")]
-    doc += [("h2", "Core-LR AUC on the training data"), ("table", *core_lr_table(results)),
-            ("p", "Grouped-CV logistic regression on the central 10×10 px of all bands, as the model sees them. "
-                  "The survey team measured, on real DR10 cutouts: raw 0.951 paired / 0.949 unpaired, residual "
-                  "0.554 paired / 0.694 unpaired (DESIGN §1). Core dropout changes training only, so its input "
-                  "is the residual input.")]
-    doc += [("h2", "Success criteria of the proposal"),
-            ("table", ["configuration", "criterion", "value", "verdict", "per seed"],
-             [[c.config, c.name, fmt(c.value), c.verdict, c.detail] for c in crit])]
-    doc += [("h2", "Answers to the review questions")]
-    if len(results["seeds"]) > 1:
-        doc += [("p", f"Gate records and intervals below are those of the first seed ({results['seeds'][0]['seed']}); "
-                      f"the table above gives the spread over all {len(results['seeds'])} seeds.")]
+    seeds = [r["seed"] for r in results["seeds"]]
+    cells = ("Each cell: estimate [95% interval, LRG bootstrap]." if len(seeds) == 1 else
+             f"Each cell: mean ± std over {len(seeds)} seeds (seeds {', '.join(map(str, seeds))}).")
+    doc = [("h1", "Unpaired training: experiments E1–E4"), ("p", text.intro(results)),
+           ("h2", "E1–E4"), ("table", *results_table(results, summary)), ("p", cells),
+           ("h2", "Core-LR AUC on the training data"), ("table", *core_lr_table(results)),
+           ("p", "Grouped-CV logistic regression on the central 10×10 px of all bands, as the model sees them. "
+                 "The survey team measured, on real DR10 cutouts: raw 0.951 paired / 0.949 unpaired, residual "
+                 "0.554 paired / 0.694 unpaired (DESIGN §1). Core dropout changes training only, so its input "
+                 "is the residual input."),
+           ("h2", "Success criteria of the proposal"),
+           ("table", ["configuration", "criterion", "value", "verdict", "per seed"],
+            [[c.config, c.name, fmt(c.value), c.verdict, c.detail] for c in crit]),
+           ("h2", "Answers to the review questions")]
+    if len(seeds) > 1:
+        doc += [("p", f"Gate records and intervals below are those of the first seed ({seeds[0]}); the table "
+                      f"above gives the spread over all {len(seeds)} seeds.")]
     for question, answer in text.answers(results, summary, crit):
         doc += [("h3", question), ("p", answer)]
-    captions = {
-        "roc": "ROC curves per experiment (first seed).",
-        "core_lr": "Core-LR AUC on the paired (E1) and unpaired (E2, = E4) training data as each model sees it, "
-                   "against the 0.65 gate.",
-        "properties": "Lens vs non-lens distributions of each property in the unpaired training split "
-                      "(SMD: standardised mean difference; the balance gate allows |SMD| ≤ 0.1).",
-        "stamps": "Examples (r band): stamp, control (same LRG without arc), difference (the arc), residual "
-                  "input, and the θ_E annulus that the arc-masked gate replaces with noise.",
-        "shifts": "Arc-masked and core-transplant AUROC of the E2 models (≤ 0.60 passes: the score does not "
-                  "move without the arc / with a lens's core alone).",
-        "stratified": "E2 detection AUROC by θ_E, PSF and depth bin (dashed: 0.80).",
-    }
-    doc += [("h2", "Figures")] + [("img", path, captions[name]) for name, path in figures.items()]
-    doc += [("h2", "Gates of the E2 models")]
-    for config in configs:
-        records = results["seeds"][0]["configs"].get(config, {}).get("gates", [])
-        doc += [("h3", config), ("table", *gate_table(records))]
+    doc += [("h2", "Figures")] + [("img", path, CAPTIONS[name]) for name, path in figures.items()]
+    return doc + gate_sections(results) + [
+        ("h2", "Reproduce"), ("code", results.get("command", "")),
+        ("p", f"shortcutgates {results.get('package_version', '?')}; parameters: "
+              + ", ".join(f"{k}={v}" for k, v in results["params"].items() if k != "configs"))]
+
+
+def gate_sections(results: dict) -> list:
+    """Tables of every gate record of the first seed: per E2 model, then per built dataset."""
+    run = results["seeds"][0]
+    doc = [("h2", "Gates of the E2 models")]
+    for config in config_names(results):
+        doc += [("h3", config), ("table", *gate_table(run["configs"].get(config, {}).get("gates", [])))]
     doc += [("h2", "Gates of the built data")]
-    for dataset, records in results["seeds"][0].get("data_gates", {}).items():
+    for dataset, records in run.get("data_gates", {}).items():
         doc += [("h3", dataset), ("table", *gate_table(records))]
-    doc += [("h2", "Reproduce"), ("code", results.get("command", "")),
-            ("p", f"shortcutgates {results.get('package_version', '?')}; parameters: "
-                  + ", ".join(f"{k}={v}" for k, v in p.items() if k != "configs"))]
     return doc
 
 
@@ -285,7 +291,8 @@ def gate_table(records: Sequence[dict]) -> tuple:
     header = ["gate", "value [95% CI]", "threshold", "verdict", "n (LRGs)", "message"]
     rows = []
     for r in records:
-        thr = "" if r.get("threshold") is None else f"{'≤' if r['direction'] == 'max' else '≥'} {fmt(r['threshold'], 2)}"
+        sign = "≤" if r["direction"] == "max" else "≥"
+        thr = "" if r.get("threshold") is None else f"{sign} {fmt(r['threshold'], 2)}"
         rows.append([r["id"], fmt_metric(r), thr, r["verdict"], f"{r['n']} ({r['n_groups']})", r.get("message", "")])
     return header, rows
 
@@ -345,7 +352,8 @@ def to_html(doc: list, base: Path, title: str) -> str:
             out.append(f"<table><tr>{head}</tr>{body}</table>" if block[2] else "<p>(none)</p>")
         elif kind == "img":
             src = Path(block[1]).relative_to(base).as_posix()
-            out.append(f"<figure><img src='{e(src)}' alt='{e(block[2])}'><figcaption>{e(block[2])}</figcaption></figure>")
+            out.append(f"<figure><img src='{e(src)}' alt='{e(block[2])}'>"
+                       f"<figcaption>{e(block[2])}</figcaption></figure>")
     out.append("</body></html>")
     return "\n".join(out) + "\n"
 

@@ -176,7 +176,8 @@ def stamps_figure(examples: Mapping[str, np.ndarray], path, *, band: int = 1) ->
     return _save(fig, path)
 
 
-def stratified_figure(strata: Mapping[str, Mapping[str, Sequence[Mapping]]], path, *, threshold: float | None = None) -> Path:
+def stratified_figure(strata: Mapping[str, Mapping[str, Sequence[Mapping]]], path, *,
+                      threshold: float | None = None) -> Path:
     """Detection AUROC per bin of a property (θ_E, PSF, depth), one line per configuration.
 
     Parameters

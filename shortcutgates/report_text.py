@@ -79,7 +79,8 @@ def answer_sound(results: dict, summary: dict, crit: list) -> str:
                else "The raw_robust configuration was not run, so unpaired construction alone is not isolated")
     split_txt = ("The split itself is sound: no LRG is both lens and non-lens or in two splits" if leak and not leak_bad
                  else "The split itself is NOT verified")
-    return (f"{split_txt} ({leak_txt}). " + _core_sentence(verdict, core_txt, e4, broken, tr_txt) + _arc_in_box(results))
+    return (f"{split_txt} ({leak_txt}). " + _core_sentence(verdict, core_txt, e4, broken, tr_txt)
+            + _arc_in_box(results))
 
 
 def _core_sentence(verdict: str, core_txt: str, e4: dict, broken: list, tr_txt: str) -> str:
