@@ -329,8 +329,8 @@ def run_experiment(params: ExperimentParams, command: str = "", timer: Timer | N
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = ExperimentParams(out=Path("."))
     parser.add_argument("--out", metavar="DIR", required=True, type=Path, help="output directory")
-    parser.add_argument("--n-lrgs", metavar="N", type=int, default=d.n_lrgs,
-                        help="simulated LRGs per seed. Default: %(default)r")
+    parser.add_argument("--n-lrgs", metavar="N", type=int, default=None,
+                        help=f"simulated LRGs per seed (not with --input). Default: {d.n_lrgs}")
     parser.add_argument("--epochs", metavar="E", type=int, default=d.epochs,
                         help="training epochs. Default: %(default)r")
     parser.add_argument("--seed", metavar="S", type=int, default=d.seed, help="first seed. Default: %(default)r")
@@ -345,8 +345,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def params_from_args(args: argparse.Namespace, **overrides) -> ExperimentParams:
-    kw = dict(out=args.out, n_lrgs=args.n_lrgs, epochs=args.epochs, seed=args.seed, seeds=args.seeds,
-              input=args.input, n_boot=args.n_boot, max_minutes=args.max_minutes)
+    """:class:`ExperimentParams` from the command line; ``--n-lrgs`` with ``--input`` is an error."""
+    if args.input is not None and args.n_lrgs is not None:
+        raise ValueError("experiment: --n-lrgs sets the size of simulated data and cannot be used with --input "
+                         f"(got --n-lrgs {args.n_lrgs} --input {args.input})")
+    kw = dict(out=args.out, epochs=args.epochs, seed=args.seed, seeds=args.seeds, input=args.input,
+              n_boot=args.n_boot, max_minutes=args.max_minutes)
+    if args.n_lrgs is not None:
+        kw["n_lrgs"] = args.n_lrgs
     kw.update(overrides)
     return ExperimentParams(**kw)
 

@@ -142,11 +142,15 @@ def test_demo_command_rejects_bad_sizes(tmp_path, capsys):
 def test_command_line_maps_to_params(tmp_path):
     from shortcutgates.cli import build_parser
 
-    argv = ["experiment", "--out", str(tmp_path), "--n-lrgs", "12", "--epochs", "2", "--seed", "3", "--seeds", "2",
+    argv = ["experiment", "--out", str(tmp_path), "--epochs", "2", "--seed", "3", "--seeds", "2",
             "--input", str(tmp_path / "survey"), "--n-boot", "600", "--max-minutes", "1.5"]
     p = ex.params_from_args(build_parser(argv).parse_args(argv))
-    assert (p.out, p.n_lrgs, p.epochs, p.seed_list(), p.input, p.n_boot, p.max_minutes) == (
-        tmp_path, 12, 2, [3, 4], tmp_path / "survey", 600, 1.5)
+    assert (p.out, p.epochs, p.seed_list(), p.input, p.n_boot, p.max_minutes) == (
+        tmp_path, 2, [3, 4], tmp_path / "survey", 600, 1.5)
+    with pytest.raises(ValueError, match="--n-lrgs .* cannot be used with --input"):
+        ex.params_from_args(build_parser(argv).parse_args(argv + ["--n-lrgs", "12"]))
+    sim = argv[:3] + ["--n-lrgs", "12"]
+    assert ex.params_from_args(build_parser(sim).parse_args(sim)).n_lrgs == 12
     defaults = ex.params_from_args(build_parser(argv[:3]).parse_args(argv[:3]))
     assert (defaults.n_lrgs, defaults.epochs, defaults.input) == (ex.ExperimentParams(out=tmp_path).n_lrgs,
                                                                  ex.ExperimentParams(out=tmp_path).epochs, None)
