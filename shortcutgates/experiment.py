@@ -28,7 +28,7 @@ same seed gives the same bytes — they go to ``timings.json``)::
                 "datasets": {"paired"|"unpaired": {"path", "splits": {split: {n, n_pos, n_neg, n_lrgs}}}},
                 "data_gates": {"paired"|"unpaired": [DESIGN §9 gate records]},
                 "configs": {name: {"preprocess", "core_dropout",
-                                   "training": {"paired"|"unpaired": {TrainSummary fields but seconds}},
+                                   "training": {"paired"|"unpaired": {TrainSummary fields, no wall times}},
                                    "experiments": {"E1"|"E2"|"E3"|"E3_gap"|"E4"|"E1_core_lr": metric},
                                    "roc": {"E1"|"E2"|"E3": {"fpr": [..], "tpr": [..]}},
                                    "gates": [gate records of the E2 model],
