@@ -403,28 +403,67 @@ def read_paired(path, columns: Iterable[str] | None = None) -> PairedCatalog:
 def read_blobs(frame: pd.DataFrame, column: str | None = None) -> list:
     """Fetch blobs for rows that point into parquet files (``source_path``, ``source_row``).
 
-    ``column`` overrides a per-row ``source_column``. Reads each source file once, only the
-    needed column, and returns the blobs in the order of ``frame``.
+    ``column`` overrides a per-row ``source_column``. Only the needed column of the row groups
+    holding the wanted rows is read, so memory holds one row group's column at a time; the blobs
+    come back in the order of ``frame``.
     """
     out = [None] * len(frame)
     cols = frame[POINTER_COLUMNS[2]].to_numpy() if column is None else np.full(len(frame), column, object)
     keys = pd.DataFrame({"path": frame["source_path"].to_numpy(), "col": cols,
                          "row": frame["source_row"].to_numpy(np.int64), "pos": np.arange(len(frame))})
     for (path, col), group in keys.groupby(["path", "col"], sort=True):
-        try:
-            table = pq.read_table(path, columns=[col])
-        except FileNotFoundError:
-            raise DataError("source file of a manifest pointer is missing", file=path, column=col) from None
-        except Exception as exc:
-            raise DataError(f"cannot read pointed-to column ({exc})", file=path, column=col) from None
-        rows = group["row"].to_numpy()
-        if len(rows) and (rows.min() < 0 or rows.max() >= table.num_rows):
-            bad = int(rows[(rows < 0) | (rows >= table.num_rows)][0])
-            raise DataError(f"pointer row is outside the file's {table.num_rows} rows", file=path, row=bad, column=col)
-        values = table.column(0).take(pa.array(rows)).to_pylist()
+        values = read_rows(path, col, group["row"].to_numpy())
         for pos, value in zip(group["pos"].to_numpy(), values):
             out[pos] = value
     return out
+
+
+_LAST_ROW_GROUP: dict = {}
+"""The last row-group column read by :func:`read_rows` (one entry): a sequential pass in chunks
+smaller than a row group (the ``data_integrity`` scan) then reads each row group once."""
+
+
+def read_rows(path, column: str, rows) -> list:
+    """Values of ``column`` at positions ``rows`` of one parquet file, reading only their row groups.
+
+    Raises
+    ------
+    DataError
+        Naming file, row and column: a missing or unreadable file, a missing column, a row
+        outside the file.
+    """
+    rows = np.asarray(rows, np.int64)
+    try:
+        pf = pq.ParquetFile(path)
+    except FileNotFoundError:
+        raise DataError("source file of a manifest pointer is missing", file=path, column=column) from None
+    except Exception as exc:
+        raise DataError(f"cannot read pointed-to column ({' '.join(str(exc).split())[:200]})", file=path,
+                        column=column) from None
+    if column not in pf.schema_arrow.names:
+        raise DataError("pointed-to column is not in the file", file=path, column=column,
+                        hint=f"file has {', '.join(pf.schema_arrow.names)}")
+    n = pf.metadata.num_rows
+    if len(rows) and (rows.min() < 0 or rows.max() >= n):
+        bad = int(rows[(rows < 0) | (rows >= n)][0])
+        raise DataError(f"pointer row is outside the file's {n} rows", file=path, row=bad, column=column)
+    starts = np.cumsum([0] + [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)])
+    group_of = np.searchsorted(starts, rows, side="right") - 1
+    out = np.empty(len(rows), object)
+    stat = os.stat(path)
+    for g in np.unique(group_of):
+        key = (str(path), column, int(g), stat.st_mtime_ns, stat.st_size)
+        if key not in _LAST_ROW_GROUP:
+            try:
+                values = pf.read_row_group(int(g), columns=[column]).column(0)
+            except Exception as exc:
+                raise DataError(f"cannot read pointed-to column ({' '.join(str(exc).split())[:200]})",
+                                file=path, column=column) from None
+            _LAST_ROW_GROUP.clear()
+            _LAST_ROW_GROUP[key] = values
+        sel = group_of == g
+        out[sel] = _LAST_ROW_GROUP[key].take(pa.array(rows[sel] - starts[g])).to_pylist()
+    return list(out)
 
 
 # --- manifests (DESIGN §3) -----------------------------------------------------------------
@@ -479,7 +518,7 @@ _PAIRED_TYPES = {
 """Paired input column -> (what it must be, test of its Arrow type) (DESIGN §2)."""
 
 
-def _read_manifest_file(file: Path, columns) -> pd.DataFrame:
+def _read_manifest_file(file: Path, columns, blobs: bool = True) -> pd.DataFrame:
     """One manifest parquet file, with its required columns and their types checked."""
     try:
         schema = pq.read_schema(file)
@@ -497,20 +536,44 @@ def _read_manifest_file(file: Path, columns) -> pd.DataFrame:
             raise DataError(f"must be {what} (got Arrow type {schema.field(col).type})", file=file, column=col)
     want = names if columns is None else [c for c in names if c in set(columns) | set(MANIFEST_REQUIRED)
                                           | {"lrg_id", *POINTER_COLUMNS}]
+    if not blobs:
+        want = [c for c in want if c != IMAGE_COLUMN]
     try:
         frame = pq.read_table(file, columns=want).to_pandas()
     except Exception as exc:
         raise DataError(f"not a readable parquet file ({' '.join(str(exc).split())[:200]})", file=file) from None
     frame["manifest_file"] = str(file)
     frame["manifest_row"] = np.arange(len(frame), dtype=np.int64)
+    if IMAGE_COLUMN in names and IMAGE_COLUMN not in frame:
+        frame[_DIGEST] = _blob_digests(file)
     return frame
 
 
-def read_manifest(path, columns: Iterable[str] | None = None) -> Manifest:
+_DIGEST = "_image_digest"
+"""Private column while reading: sha1 of each inline blob left on disk (None for a null blob)."""
+
+
+def _blob_digests(file: Path, batch_size: int = 1024) -> np.ndarray:
+    """sha1 digest of every ``image_npz`` blob of a file, streamed in batches (blobs not kept)."""
+    import hashlib
+
+    out = []
+    try:
+        for batch in pq.ParquetFile(file).iter_batches(batch_size=batch_size, columns=[IMAGE_COLUMN]):
+            out += [None if b is None else hashlib.sha1(b).digest() for b in batch.column(0).to_pylist()]
+    except Exception as exc:
+        raise DataError(f"not a readable parquet file ({' '.join(str(exc).split())[:200]})", file=file) from None
+    return np.asarray(out + [None], object)[:-1]
+
+
+def read_manifest(path, columns: Iterable[str] | None = None, *, blobs: bool = True) -> Manifest:
     """Read a manifest directory (or a single parquet file) written by ``build`` or by hand.
 
     ``columns`` projects the parquet read (the required columns are always read); leaving out
-    ``image_npz`` keeps blobs on disk.
+    ``image_npz`` keeps blobs on disk. ``blobs=False`` reads every column but ``image_npz``:
+    the blobs are streamed once to check them (presence, duplicates) and stay on disk;
+    :func:`load_images` fetches them by ``manifest_file`` / ``manifest_row`` when needed, so a
+    50,000-row inline manifest costs memory for its metadata only.
 
     Raises
     ------
@@ -532,13 +595,15 @@ def read_manifest(path, columns: Iterable[str] | None = None) -> Manifest:
         if not isinstance(meta, dict):
             raise DataError(f"manifest.json must hold a JSON object (got {type(meta).__name__})",
                             file=root / MANIFEST_FILE)
-    frames = [_read_manifest_file(file, columns) for file in list_parquet_files(root)]
+    frames = [_read_manifest_file(file, columns, blobs) for file in list_parquet_files(root)]
     frame = pd.concat(frames, ignore_index=True)
     if frame.empty:
         raise DataError("manifest has no rows", file=root)
     _check_manifest_columns(frame)
     _check_images_present(frame)
     _check_duplicates(frame)
+    if _DIGEST in frame:
+        frame = frame.drop(columns=[_DIGEST])
     return Manifest(frame, meta, root)
 
 
@@ -587,8 +652,9 @@ def _pointer_ok(frame: pd.DataFrame) -> np.ndarray:
 
 def _check_images_present(frame: pd.DataFrame) -> None:
     """Every row has an inline blob or a complete pointer (unless blobs were projected away)."""
-    if IMAGE_COLUMN in frame:
-        has = frame[IMAGE_COLUMN].notna().to_numpy() | _pointer_ok(frame)
+    if IMAGE_COLUMN in frame or _DIGEST in frame:
+        inline = frame[IMAGE_COLUMN if IMAGE_COLUMN in frame else _DIGEST]
+        has = inline.notna().to_numpy() | _pointer_ok(frame)
     elif all(c in frame for c in POINTER_COLUMNS[:2]):
         has = frame[list(POINTER_COLUMNS[:2])].notna().all(axis=1).to_numpy()
     else:
@@ -605,8 +671,8 @@ def _image_keys(frame: pd.DataFrame) -> pd.Series | None:
     if all(c in frame for c in POINTER_COLUMNS):
         keys = (frame[POINTER_COLUMNS[0]].astype(str) + "\0" + frame[POINTER_COLUMNS[1]].astype(str) + "\0"
                 + frame[POINTER_COLUMNS[2]].astype(str)).map(str.encode)
-    if IMAGE_COLUMN in frame:
-        blobs = frame[IMAGE_COLUMN]
+    if IMAGE_COLUMN in frame or _DIGEST in frame:  # the blob itself, or its digest when left on disk
+        blobs = frame[IMAGE_COLUMN if IMAGE_COLUMN in frame else _DIGEST]
         keys = blobs if keys is None else blobs.where(blobs.notna(), keys)
     return keys
 
@@ -631,36 +697,42 @@ def _check_duplicates(frame: pd.DataFrame) -> None:
             i, j = group.index[0], group.index[1]
             what = "under both labels" if len(labels) > 1 else "as two positives"
             other = _where(frame, j)
+            column = IMAGE_COLUMN if IMAGE_COLUMN in frame or _DIGEST in frame else POINTER_COLUMNS[0]
             raise DataError(f"the same image is listed {what}: duplicate of {other['file']} row {other['row']}",
-                            **_where(frame, i), column=IMAGE_COLUMN if IMAGE_COLUMN in frame else POINTER_COLUMNS[0])
+                            **_where(frame, i), column=column)
 
 
 def load_images(frame: pd.DataFrame, *, skip_bad: bool = False) -> tuple[np.ndarray, list[DecodeFailure]]:
     """Decode the images of manifest rows into ``(N, 3, H, W)`` float32, in frame order.
 
-    Uses a row's inline ``image_npz`` where present, else its pointer columns (a manifest may mix
-    both). Errors name the manifest file and row (inline) or the source file, row and column
-    (pointers). With ``skip_bad=True`` bad rows are left out and listed in the failures.
+    A row's image is its inline ``image_npz``; else its pointer (``source_path``, ``source_row``,
+    ``source_column``); else, for a manifest read with ``blobs=False``, the ``image_npz`` cell of
+    its own manifest file and row. Errors name the manifest file and row (inline) or the source
+    file, row and column (pointers). With ``skip_bad=True`` bad rows are left out and listed.
     """
     n = len(frame)
     inline = frame[IMAGE_COLUMN].notna().to_numpy() if IMAGE_COLUMN in frame else np.zeros(n, bool)
+    pointer = ~inline & _pointer_ok(frame)
+    by_ref = ~inline & ~pointer
     files = frame["manifest_file"].to_numpy(object) if "manifest_file" in frame else np.full(n, None, object)
     rows = frame["manifest_row"].to_numpy() if "manifest_row" in frame else np.arange(n)
     columns = np.full(n, IMAGE_COLUMN, object)
     blobs = np.empty(n, object)
     if inline.any():
         blobs[inline] = frame[IMAGE_COLUMN].to_numpy(object)[inline]
-    if not inline.all():
-        pointed = frame[~inline]
-        missing = [c for c in POINTER_COLUMNS if c not in pointed or pointed[c].isna().any()]
-        if missing:
-            i = int(np.flatnonzero(~inline)[0])
-            raise DataError(f"row has no {IMAGE_COLUMN} blob and no pointer ({', '.join(missing)} missing)",
-                            file=files[i], row=int(rows[i]), column=IMAGE_COLUMN)
-        blobs[~inline] = np.asarray(read_blobs(pointed) + [None], object)[:-1]
-        files[~inline] = pointed["source_path"].to_numpy(object)
-        rows = np.where(inline, rows, frame["source_row"].to_numpy() if "source_row" in frame else rows)
-        columns[~inline] = pointed[POINTER_COLUMNS[2]].to_numpy(object)
+    if pointer.any():
+        pointed = frame[pointer]
+        blobs[pointer] = np.asarray(read_blobs(pointed) + [None], object)[:-1]
+        files[pointer] = pointed["source_path"].to_numpy(object)
+        rows = np.where(pointer, frame["source_row"].to_numpy() if "source_row" in frame else rows, rows)
+        columns[pointer] = pointed[POINTER_COLUMNS[2]].to_numpy(object)
+    if by_ref.any():
+        if "manifest_file" not in frame:
+            i = int(np.flatnonzero(by_ref)[0])
+            raise DataError(f"row has no {IMAGE_COLUMN} blob and no pointer ({', '.join(POINTER_COLUMNS)})",
+                            row=int(rows[i]), column=IMAGE_COLUMN)
+        refs = pd.DataFrame({"source_path": files[by_ref], "source_row": rows[by_ref]})
+        blobs[by_ref] = np.asarray(read_blobs(refs, column=IMAGE_COLUMN) + [None], object)[:-1]
     images, failures, shape = [], [], None
     for i, blob in enumerate(blobs):
         try:
