@@ -702,20 +702,31 @@ def _check_duplicates(frame: pd.DataFrame) -> None:
                             **_where(frame, i), column=column)
 
 
-def load_images(frame: pd.DataFrame, *, skip_bad: bool = False) -> tuple[np.ndarray, list[DecodeFailure]]:
-    """Decode the images of manifest rows into ``(N, 3, H, W)`` float32, in frame order.
+class RowBlobs(NamedTuple):
+    """The blob of each manifest row and where it came from (for error messages)."""
+
+    blobs: list
+    files: np.ndarray
+    """(N,) file holding the blob: the manifest file (inline) or the pointed-to source file."""
+    rows: np.ndarray
+    """(N,) row of the blob within that file."""
+    columns: np.ndarray
+    """(N,) column of the blob within that file."""
+
+
+def row_blobs(frame: pd.DataFrame) -> RowBlobs:
+    """Fetch the blob of every manifest row, in frame order.
 
     A row's image is its inline ``image_npz``; else its pointer (``source_path``, ``source_row``,
     ``source_column``); else, for a manifest read with ``blobs=False``, the ``image_npz`` cell of
-    its own manifest file and row. Errors name the manifest file and row (inline) or the source
-    file, row and column (pointers). With ``skip_bad=True`` bad rows are left out and listed.
+    its own manifest file and row (only the row groups holding the rows are read).
     """
     n = len(frame)
     inline = frame[IMAGE_COLUMN].notna().to_numpy() if IMAGE_COLUMN in frame else np.zeros(n, bool)
     pointer = ~inline & _pointer_ok(frame)
     by_ref = ~inline & ~pointer
-    files = frame["manifest_file"].to_numpy(object) if "manifest_file" in frame else np.full(n, None, object)
-    rows = frame["manifest_row"].to_numpy() if "manifest_row" in frame else np.arange(n)
+    files = frame["manifest_file"].to_numpy(object, copy=True) if "manifest_file" in frame else np.full(n, None, object)
+    rows = frame["manifest_row"].to_numpy(np.int64, copy=True) if "manifest_row" in frame else np.arange(n)
     columns = np.full(n, IMAGE_COLUMN, object)
     blobs = np.empty(n, object)
     if inline.any():
@@ -724,7 +735,7 @@ def load_images(frame: pd.DataFrame, *, skip_bad: bool = False) -> tuple[np.ndar
         pointed = frame[pointer]
         blobs[pointer] = np.asarray(read_blobs(pointed) + [None], object)[:-1]
         files[pointer] = pointed["source_path"].to_numpy(object)
-        rows = np.where(pointer, frame["source_row"].to_numpy() if "source_row" in frame else rows, rows)
+        rows[pointer] = pointed["source_row"].to_numpy(np.int64)
         columns[pointer] = pointed[POINTER_COLUMNS[2]].to_numpy(object)
     if by_ref.any():
         if "manifest_file" not in frame:
@@ -733,12 +744,23 @@ def load_images(frame: pd.DataFrame, *, skip_bad: bool = False) -> tuple[np.ndar
                             row=int(rows[i]), column=IMAGE_COLUMN)
         refs = pd.DataFrame({"source_path": files[by_ref], "source_row": rows[by_ref]})
         blobs[by_ref] = np.asarray(read_blobs(refs, column=IMAGE_COLUMN) + [None], object)[:-1]
+    return RowBlobs(list(blobs), files, rows, columns)
+
+
+def load_images(frame: pd.DataFrame, *, skip_bad: bool = False) -> tuple[np.ndarray, list[DecodeFailure]]:
+    """Decode the images of manifest rows into ``(N, 3, H, W)`` float32, in frame order.
+
+    Blobs come from :func:`row_blobs` (inline, pointer, or by manifest file and row). Errors name
+    the manifest file and row (inline) or the source file, row and column (pointers). With
+    ``skip_bad=True`` bad rows are left out and listed in the failures.
+    """
+    fetched = row_blobs(frame)
     images, failures, shape = [], [], None
-    for i, blob in enumerate(blobs):
+    for i, blob in enumerate(fetched.blobs):
         try:
             image = decode_stamp(blob, shape=shape)
         except DataError as err:
-            err = err.located(file=files[i], row=int(rows[i]), column=columns[i])
+            err = err.located(file=fetched.files[i], row=int(fetched.rows[i]), column=fetched.columns[i])
             if not skip_bad:
                 raise err from None
             failures.append(DecodeFailure(i, err))
