@@ -21,16 +21,20 @@ import pandas as pd
 
 from ..io import encode_stamp, write_parquet_atomic
 from ..schema import PIXEL_SCALE_ARCSEC, REGION_SPLIT_COLUMN, SPLITS, ZERO_POINT_AB
+from .field import draw_field, field_rng, render_field
 from .population import (
     LRG,
     Conditions,
     Injection,
+    LRGStructure,
     PopulationConfig,
     brickname,
     condition_columns,
     draw_conditions,
     draw_injection,
     draw_lrg,
+    draw_lrg_structure,
+    lrg_structure_rng,
     sky_positions,
 )
 from .render import Lens, convolve_valid, render, sersic_set
@@ -51,10 +55,20 @@ def lrg_centre(lrg: LRG, size: int) -> tuple[float, float]:
     return (size // 2 + PSF_RADIUS, size // 2 + PSF_RADIUS)
 
 
-def render_lrg(lrg: LRG, cond: Conditions, size: int) -> np.ndarray:
-    """Noiseless PSF-convolved LRG, shape (3, size, size), float32, nanomaggies per pixel."""
+def render_lrg(lrg: LRG, cond: Conditions, size: int, structure: LRGStructure | None = None) -> np.ndarray:
+    """Noiseless PSF-convolved LRG, shape (3, size, size), float32, nanomaggies per pixel.
+
+    Without ``structure`` one Sérsic; with it, that Sérsic carries ``1 - fraction`` of the flux
+    and an inner Sérsic (same n) the rest, at its own radius, axis ratio and position angle.
+    """
     n_pad = size + 2 * PSF_RADIUS
-    light = sersic_set(weight=1.0, r_eff=lrg.reff_arcsec, n=lrg.n, q=lrg.q, phi=lrg.phi, x0=0, y0=0)
+    if structure is None:
+        light = sersic_set(weight=1.0, r_eff=lrg.reff_arcsec, n=lrg.n, q=lrg.q, phi=lrg.phi, x0=0, y0=0)
+    else:
+        s = structure
+        light = sersic_set(weight=[1.0 - s.fraction, s.fraction],
+                           r_eff=[lrg.reff_arcsec, lrg.reff_arcsec * s.reff_ratio], n=lrg.n,
+                           q=[lrg.q, s.q], phi=[lrg.phi, lrg.phi + s.twist], x0=0, y0=0)
     unit = render(None, (light,), n_pad, PIXEL_SCALE_ARCSEC, lrg_centre(lrg, size))[0]
     flux = mag_to_flux([lrg.mag_g, lrg.mag_r, lrg.mag_z])
     return np.stack([convolve_valid(unit * f, k) for f, k in zip(flux, cond.psf)])
@@ -164,7 +178,12 @@ def lrg_rows(index: int, seed: int, ra: float, dec: float, *, stamp_size: int, n
     rng = np.random.default_rng([seed, 1, index])
     lrg = draw_lrg(rng)
     cond = draw_conditions(rng, psf_radius=PSF_RADIUS)
-    clean = render_lrg(lrg, cond, stamp_size)
+    structure = draw_lrg_structure(lrg_structure_rng(seed, index), lrg) if cfg.lrg_structure else None
+    clean = render_lrg(lrg, cond, stamp_size, structure)
+    if cfg.field:
+        half_width = (stamp_size / 2 + PSF_RADIUS) * PIXEL_SCALE_ARCSEC
+        objs = draw_field(field_rng(seed, index), lrg.mag_r, lrg.reff_arcsec, half_width)
+        clean = clean + render_field(objs, cond.psf, stamp_size, PSF_RADIUS, lrg_centre(lrg, stamp_size))
     ctrl = add_noise(clean, cond, rng)
     var_r = noise_variance(clean, cond)[1]
     ctrl_blob = encode_stamp(ctrl)

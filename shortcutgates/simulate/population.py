@@ -58,6 +58,12 @@ class PopulationConfig:
     clump_probability: float = 0.5
     """Chance that a source carries 1–4 star-forming clumps, together 5–20% of its light, spread
     over the disc (clumpy fraction and clump light: Guo et al. 2015, ApJ 800, 39)."""
+    field: bool = True
+    """Add the LRG's field (neighbours, faint background galaxies, stars; :mod:`.field`) to the
+    control, from its own random stream."""
+    lrg_structure: bool = False
+    """Give the LRG an inner component with its own axis ratio and a twisted major axis
+    (:func:`draw_lrg_structure`), from its own random stream."""
 
 
 class SkyPosition(NamedTuple):
@@ -126,6 +132,32 @@ def draw_lrg(rng: np.random.Generator) -> LRG:
     q = float(np.clip(rng.normal(0.75, 0.15), 0.4, 0.98))
     return LRG(mag_z + r_z + g_r, mag_z + r_z, mag_z, z, float(np.clip(reff, 0.3, 3.0)),
                rng.uniform(3.0, 5.0), q, rng.uniform(0, np.pi))
+
+
+class LRGStructure(NamedTuple):
+    """An inner component of the LRG light: ellipticity gradient and isophote twist."""
+
+    fraction: float
+    """Share of the LRG's flux in the inner component."""
+    reff_ratio: float
+    """Inner over outer half-light radius."""
+    q: float
+    """Axis ratio of the inner component."""
+    twist: float
+    """Position angle of the inner major axis minus the outer one. Unit: rad."""
+
+
+def lrg_structure_rng(seed: int, index: int) -> np.random.Generator:
+    """The LRG structure's own random stream for LRG ``index``."""
+    return np.random.default_rng([seed, 4, index])
+
+
+def draw_lrg_structure(rng: np.random.Generator, lrg: LRG) -> LRGStructure:
+    """Inner component: 20–50% of the light at 0.2–0.5 R_e, axis ratio the LRG's ± 0.1 (rms),
+    twisted by N(0, 0.15 rad ≈ 9°) (ellipticity gradients and twists of early-type galaxies:
+    Goudfrooij et al. 1994, A&AS 104, 179; Huang et al. 2013, ApJ 766, 47)."""
+    return LRGStructure(rng.uniform(0.2, 0.5), rng.uniform(0.2, 0.5),
+                        float(np.clip(lrg.q + rng.normal(0.0, 0.1), 0.4, 1.0)), rng.normal(0.0, 0.15))
 
 
 class Conditions(NamedTuple):
