@@ -63,7 +63,8 @@ def _truncated_counts_mag(rng, size, lo, hi, slope):
     return np.log10(rng.uniform(a, b, size=size)) / slope
 
 
-def draw_field(rng: np.random.Generator, lrg_mag_r: float, lrg_reff: float, half_width: float) -> FieldObjects:
+def draw_field(rng: np.random.Generator, lrg_mag_r: float, lrg_reff: float,
+               half_width: float) -> FieldObjects:
     """Neighbours, background galaxies and stars within ``half_width`` (arcsec) of the LRG.
 
     * neighbours: Poisson(:data:`NEIGHBOURS_WITHIN_8`), projected radius uniform in 1–8″
@@ -72,6 +73,17 @@ def draw_field(rng: np.random.Generator, lrg_mag_r: float, lrg_reff: float, half
     * background: Poisson over the square, 22 < r < 25 with the counts' slope, area-uniform,
       R_e log-normal (median 0.3″, 0.2 dex, 0.08–1″), n 0.5–2, blue to red colours;
     * stars: Poisson over the square, 17 < r < 23, R_e 0.01″ (unresolved), stellar colours.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        The field's stream (:func:`field_rng`).
+    lrg_mag_r : float
+        The LRG's r magnitude (sets the neighbours' brightness). Unit: AB mag.
+    lrg_reff : float
+        The LRG's half-light radius (sets the neighbours' sizes). Unit: arcsec.
+    half_width : float
+        Half side of the square to populate, centred on the LRG. Unit: arcsec.
     """
     area = (2 * half_width) ** 2 / 3600.0
     n_nb = rng.poisson(NEIGHBOURS_WITHIN_8)
