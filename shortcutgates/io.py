@@ -553,14 +553,17 @@ _DIGEST = "_image_digest"
 """Private column while reading: sha1 of each inline blob left on disk (None for a null blob)."""
 
 
-def _blob_digests(file: Path, batch_size: int = 1024) -> np.ndarray:
-    """sha1 digest of every ``image_npz`` blob of a file, streamed in batches (blobs not kept)."""
+def _blob_digests(file: Path) -> np.ndarray:
+    """sha1 digest of every ``image_npz`` blob of a file, one row group at a time (blobs not kept)."""
     import hashlib
 
     out = []
     try:
-        for batch in pq.ParquetFile(file).iter_batches(batch_size=batch_size, columns=[IMAGE_COLUMN]):
-            out += [None if b is None else hashlib.sha1(b).digest() for b in batch.column(0).to_pylist()]
+        pf = pq.ParquetFile(file)
+        for g in range(pf.num_row_groups):
+            column = pf.read_row_group(g, columns=[IMAGE_COLUMN]).column(0)
+            out += [None if b is None else hashlib.sha1(b).digest() for b in column.to_pylist()]
+            del column
     except Exception as exc:
         raise DataError(f"not a readable parquet file ({' '.join(str(exc).split())[:200]})", file=file) from None
     return np.asarray(out + [None], object)[:-1]
