@@ -449,3 +449,21 @@ def test_pointer_rows_outside_the_source_are_named(tmp_path):
     with pytest.raises(DataError, match="gone.parquet: column 'stamp_npz': source file of a manifest pointer is missing"):
         read_rows(tmp_path / "gone.parquet", "stamp_npz", [0])
     assert read_rows(tmp_path / "s.parquet", "stamp_npz", [1, 0, 1]) == [b"b", b"a", b"b"]
+
+
+def test_gates_of_a_one_class_split_are_errors_never_passes(tmp_path):
+    """A split with one class cannot be measured: every probe of it is an ``error`` with the reason."""
+    from shortcutgates.gates.registry import GateConfig, GateContext, gate_cases, run_case
+
+    frame = hand_manifest(24)
+    frame.loc[frame["split"] == "val", "label"] = 1
+    write_manifest(frame, tmp_path / "m")
+    ctx = GateContext(tmp_path / "m", config=GateConfig(n_boot=500))
+    results = {c.id: run_case(ctx, c) for c in gate_cases(ctx)
+               if c.split == "val" and "model" not in c.needs and c.gate != "lrg_leakage"}
+    assert len(results) >= 5
+    for case_id, result in results.items():
+        assert result.verdict == "error", (case_id, result.message)
+    assert ("probe needs both classes; the sample has only label(s) [1] (8 rows)"
+            in results["core_lr_auc[val-box10-raw_robust]"].message)
+    assert "has no finite value for label 0 in split 'val'" in results["property_balance[val-psfsize_r]"].message
