@@ -289,6 +289,14 @@ def atomic_path(path) -> Iterator[Path]:
 
 
 def _umask() -> int:
+    """The process umask, read without changing it where Linux reports it (no window for other threads)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask
