@@ -149,19 +149,33 @@ def run_cli(argv, capsys) -> tuple[int, str, str]:
     return rc, out, err
 
 
+def child_env(**extra) -> dict:
+    """The environment of a user's fresh shell: this one without pytest-xdist's worker variables
+    (a child pytest would otherwise think it runs under xdist), one thread per library."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT_TEST"))}
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONHASHSEED="0", **extra)
+    return env
+
+
 def run_cli_subprocess(argv, *, timeout: float = 120, cwd=None, env=None) -> subprocess.CompletedProcess:
     """``python -m shortcutgates.cli ARGV`` in a fresh interpreter (one thread, no tty)."""
-    # An xdist worker's variables would make the child's pytest believe it is a worker too.
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT"))}
-    full_env = dict(inherited, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONHASHSEED="0",
-                    **(env or {}))
     return subprocess.run([sys.executable, "-m", "shortcutgates.cli", *map(str, argv)], capture_output=True,
-                          text=True, timeout=timeout, cwd=cwd, env=full_env)
+                          text=True, timeout=timeout, cwd=cwd, env=child_env(**(env or {})))
+
+
+def run_pytest_subprocess(args, *, timeout: float = 180) -> subprocess.CompletedProcess:
+    """``python -m pytest ARGS`` from the repository root, as a user runs ``pytest gate_tests``."""
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout, env=child_env())
+
+
+TRACEBACK_SIGNS = ("Traceback (most recent call last)", "\nE   ", "INTERNALERROR", "_hooks.py", "raise ")
+"""What a Python traceback, or pytest's rendering of one, leaves in the output."""
 
 
 def assert_no_traceback(text: str) -> None:
     """No Python traceback (nor pytest's rendering of one) in a user-facing stream."""
-    for sign in ("Traceback (most recent call last)", "\nE   ", "site-packages/", "raise "):
+    for sign in TRACEBACK_SIGNS:
         assert sign not in text, f"traceback-like output ({sign!r}) reached the user:\n{text[-3000:]}"
 
 

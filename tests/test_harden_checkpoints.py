@@ -9,19 +9,17 @@ train --resume`` (in-process through :func:`shortcutgates.cli.main`).
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from harden_helpers import (
-    REPO,
     assert_no_traceback,
     evil_checkpoint,
     hand_manifest,
     run_cli,
     run_cli_subprocess,
+    run_pytest_subprocess,
     write_manifest,
 )
 from shortcutgates.checkpoint import FORMAT, FORMAT_VERSION, CheckpointError, preprocess_record
@@ -59,9 +57,7 @@ def gate_cli_run(manifest, tmp_path_factory):
 def pytest_run(manifest, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pytest_model")
     ckpt = evil_checkpoint(tmp / "evil.pt", tmp / "MARKER")
-    proc = subprocess.run([sys.executable, "-m", "pytest", "gate_tests", "-q", "-p", "no:cacheprovider",
-                           "--data", str(manifest), "--model", str(ckpt)], cwd=REPO, capture_output=True,
-                          text=True, timeout=180)
+    proc = run_pytest_subprocess(["gate_tests", "-q", "--data", manifest, "--model", ckpt])
     return proc, tmp / "MARKER", ckpt
 
 
@@ -204,9 +200,7 @@ def test_train_resume_into_a_directory_is_refused(manifest, tmp_path, capsys):
 @pytest.mark.xfail(reason="finding 11: --model DIR is reported as 'no such checkpoint file'", strict=True)
 def test_model_directory_is_named_as_a_directory(manifest, tmp_path):
     (tmp_path / "c.pt").mkdir()
-    proc = subprocess.run([sys.executable, "-m", "pytest", "gate_tests", "-q", "-p", "no:cacheprovider",
-                           f"--data={manifest}", f"--model={tmp_path / 'c.pt'}"], cwd=REPO, capture_output=True,
-                          text=True, timeout=180)
+    proc = run_pytest_subprocess(["gate_tests", "-q", f"--data={manifest}", f"--model={tmp_path / 'c.pt'}"])
     assert proc.returncode == 4
     assert "argument --model: is a directory, expected a checkpoint file (.pt)" in proc.stderr
     assert_no_traceback(proc.stdout + proc.stderr)

@@ -529,16 +529,12 @@ def test_cli_usage_errors_are_argparse_lines(argv, fragment, capsys):
 @pytest.mark.xfail(reason="finding 11: pytest gate_tests with an unwritable --gate-report ends in an INTERNALERROR "
                           "traceback", strict=True)
 def test_unwritable_gate_report_is_one_usage_error_line(tmp_path):
-    import subprocess
-    import sys
-
-    from harden_helpers import REPO
+    from harden_helpers import run_pytest_subprocess
 
     write_manifest(hand_manifest(12), tmp_path / "m")
     (tmp_path / "ro").write_text("a file, so no directory can be made under it")
-    proc = subprocess.run([sys.executable, "-m", "pytest", "gate_tests", "-q", "-p", "no:cacheprovider",
-                           f"--data={tmp_path / 'm'}", f"--gate-report={tmp_path / 'ro' / 'r.json'}",
-                           "-k", "data_integrity"], cwd=REPO, capture_output=True, text=True, timeout=180)
+    proc = run_pytest_subprocess(["gate_tests", "-q", f"--data={tmp_path / 'm'}",
+                                  f"--gate-report={tmp_path / 'ro' / 'r.json'}", "-k", "data_integrity"])
     text = proc.stdout + proc.stderr
     assert proc.returncode == 4, text
     assert f"ERROR: shortcutgates: cannot write --gate-report {tmp_path / 'ro' / 'r.json'} (" in proc.stderr

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from harden_helpers import hand_manifest, write_manifest
+from harden_helpers import child_env, hand_manifest, write_manifest
 
 SEED = 20261126
 KILLS = 2
@@ -30,7 +30,7 @@ def _cmd(*argv) -> list[str]:
     return [sys.executable, "-m", "shortcutgates.cli", *map(str, argv)]
 
 
-ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONHASHSEED="0")
+ENV = child_env()
 
 
 def _kill_during_write(argv, out: Path, delay: float, sig=signal.SIGKILL) -> int | None:
