@@ -15,6 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .io import atomic_path
+from .preprocess import annulus_median_mad
 
 COLORS = ("#1b6ca8", "#d1495b", "#2e933c", "#edae49", "#7b4b94", "#555555")
 """Colour of the n-th configuration, the same in every figure."""
@@ -161,15 +162,22 @@ def stamps_figure(examples: Mapping[str, np.ndarray], path, *, band: int = 1) ->
     k = len(stamp)
     fig, axes = _new_figure(k * len(columns), width=2.0, height=2.0, ncols=len(columns))
     for i in range(k):
-        scale = max(float(np.percentile(np.abs(control[i]), 99)) / 20, 1e-6)
+        # arcsinh stretch in units of a few sky sigmas (annulus MAD), sky at the bottom of the scale,
+        # one display range for stamp and control so their cores can be compared by eye
+        sky, mad = (float(v.ravel()[0]) for v in annulus_median_mad(control[i]))
+        scale = max(3 * 1.4826 * mad, 1e-6)
+        lo, hi = _stretch(-2 * 1.4826 * mad, scale), float(np.percentile(_stretch(stamp[i] - sky, scale), 99.8))
         for j, (name, arr) in enumerate(columns):
             ax = axes[i * len(columns) + j]
-            img = arr[i] if name in ("arc mask", "residual") else _stretch(arr[i], scale)
             if name == "residual":
-                lim = max(float(np.percentile(np.abs(img), 99)), 1e-6)
-                ax.imshow(img, cmap="RdBu_r", vmin=-lim, vmax=lim, origin="lower")
+                lim = max(float(np.percentile(np.abs(arr[i]), 99)), 1e-6)
+                ax.imshow(arr[i], cmap="RdBu_r", vmin=-lim, vmax=lim, origin="lower")
+            elif name == "arc mask":
+                ax.imshow(arr[i], cmap="gray_r", origin="lower")
+            elif name == "difference":
+                ax.imshow(_stretch(arr[i], scale), cmap="magma", origin="lower")
             else:
-                ax.imshow(img, cmap="gray_r" if name != "difference" else "magma", origin="lower")
+                ax.imshow(_stretch(arr[i] - sky, scale), cmap="gray", vmin=lo, vmax=hi, origin="lower")
             ax.set_xticks([]), ax.set_yticks([])
             if i == 0:
                 ax.set_title(name, fontsize=9)
