@@ -62,6 +62,8 @@ def parse_data_dir(value: str) -> Path:
 def parse_checkpoint(value: str) -> Path:
     """``--model``: an existing checkpoint file."""
     path = Path(value).expanduser()
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"is a directory, expected a checkpoint file (.pt): {value!r}")
     if not path.is_file():
         raise argparse.ArgumentTypeError(f"no such checkpoint file: {value!r}")
     return path.resolve()
@@ -210,6 +212,19 @@ def pytest_report_header(config):
 
 
 # --- parametrisation and fixtures --------------------------------------------------------------
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection(session):
+    """Load the data, the gate config and the model before collecting.
+
+    A manifest, config or checkpoint that cannot be used then stops the run as a pytest usage
+    error: one line (``ERROR: shortcutgates: <file>: <problem>``) and exit status 4, not a
+    collection error with a traceback. Nothing of a refused checkpoint is unpickled.
+    """
+    state = gate_session_of(session.config)
+    if state.active:
+        state.cases()
+
+
 def pytest_generate_tests(metafunc):
     if "gate_case" not in metafunc.fixturenames:
         return
@@ -322,4 +337,8 @@ def pytest_sessionfinish(session, exitstatus):
     context = state.context
     report = build_report(state.records(), data=context.data_info,
                           model=context.model_info if context.has_model else None)
-    write_report(state.report, report)
+    try:
+        write_report(state.report, report)
+    except OSError as exc:  # pytest prints a UsageError as one line; anything else as INTERNALERROR
+        raise pytest.UsageError(f"shortcutgates: cannot write --gate-report {state.report} "
+                                f"({exc.strerror or exc})") from None

@@ -74,13 +74,14 @@ def test_bad_option_values_are_usage_errors(suite, args, message):
     assert message in result.stderr.str()
 
 
-def test_unreadable_manifest_stops_collection_naming_the_file(suite, tmp_path):
+def test_unreadable_manifest_is_a_usage_error_naming_the_file(suite, tmp_path):
     import pandas as pd
 
     pd.DataFrame({"x": [1, 2]}).to_parquet(tmp_path / "part.parquet")
     result = suite.runpytest(f"--data={tmp_path}")
-    assert result.ret == pytest.ExitCode.INTERRUPTED
-    result.stdout.fnmatch_lines([f"*shortcutgates: {tmp_path / 'part.parquet'}: manifest file lacks column(s) label*"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR  # one line, no collection traceback (hardening finding 1)
+    result.stderr.fnmatch_lines([f"ERROR: shortcutgates: {tmp_path / 'part.parquet'}: manifest file lacks column(s) label*"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
     assert "shortcut gates" not in result.stdout.str().replace("shortcutgates", "")
 
 
