@@ -28,10 +28,44 @@ def _gate(name: str):
     return REGISTRY[name]
 
 
+MAX_LISTED_ROWS = 1000
+"""Bad rows listed by number in ``data_integrity``'s message (the first three with their reason)."""
+
+
+def bad_rows_by_file(problems: list[str], limit: int = MAX_LISTED_ROWS) -> str:
+    """``"<file>: rows 3, 8, 11; <file2>: rows 0"`` from located problem messages (DataError format).
+
+    At most ``limit`` row numbers are listed, then how many more there are.
+    """
+    import re
+
+    rows: dict[str, list[int]] = {}
+    for text in problems:
+        match = re.match(r"^(.*?): row (\d+)[,:]", text)
+        if match:
+            rows.setdefault(match.group(1), []).append(int(match.group(2)))
+    parts, listed = [], 0
+    for file, numbers in rows.items():
+        numbers = sorted(set(numbers))
+        take = numbers[: max(0, limit - listed)]
+        listed += len(take)
+        if take:
+            more = f" and {len(numbers) - len(take)} more" if len(take) < len(numbers) else ""
+            parts.append(f"{file}: rows {', '.join(map(str, take))}{more}")
+        elif numbers:
+            parts.append(f"{file}: {len(numbers)} rows")
+    return "; ".join(parts)
+
+
 def data_integrity(context, case: GateCase) -> GateResult:
-    """Rows that fail to decode, have another stamp shape, or cannot be normalised: must be 0."""
+    """Rows that fail to decode, have another stamp shape, or cannot be normalised: must be 0.
+
+    The message gives the first three problems with their reason, then lists every bad row by file.
+    """
     problems = context.integrity()
-    shown = "; ".join(problems[:3]) + (f"; … {len(problems) - 3} more" if len(problems) > 3 else "")
+    shown = "; ".join(problems[:3])
+    if len(problems) > 3:
+        shown += f"; … {len(problems) - 3} more; bad rows: {bad_rows_by_file(problems)}"
     frame = context.frame
     return make_result(context.config, case, _gate(case.gate), value=len(problems), ci=None, n=len(frame),
                        n_groups=frame["_group"].nunique(), what="bad rows",
