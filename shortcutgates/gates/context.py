@@ -23,8 +23,8 @@ from .. import io as sgio
 from ..identity import check_lrg_ids, match_lrgs
 from ..preprocess import annulus_median_mad, get_preprocessor
 from ..schema import (
-    CONDITIONS, IMAGE_COLUMN, LABEL_COLUMN, LRG_ID_COLUMN, LRG_TRUTH, MANIFEST_SPLITS, PIXEL_SCALE_ARCSEC,
-    POINTER_COLUMNS, SPLIT_COLUMN, DataError,
+    CONDITIONS, LABEL_COLUMN, LRG_ID_COLUMN, LRG_TRUTH, MANIFEST_SPLITS, PIXEL_SCALE_ARCSEC,
+    SPLIT_COLUMN, DataError,
 )
 from .probes import ProbeError
 from .records import GateConfig
@@ -135,12 +135,7 @@ def decode_rows(frame: pd.DataFrame, shape: tuple | None = None) -> DecodedRows:
     from ..dataset import decode_stamp_fast
 
     n = len(frame)
-    if IMAGE_COLUMN in frame and frame[IMAGE_COLUMN].notna().all():
-        blobs, files = frame[IMAGE_COLUMN].tolist(), frame["manifest_file"].to_numpy()
-        rows, columns = frame["manifest_row"].to_numpy(), np.full(n, IMAGE_COLUMN, object)
-    else:
-        blobs, files = sgio.read_blobs(frame), frame["source_path"].to_numpy()
-        rows, columns = frame["source_row"].to_numpy(), frame[POINTER_COLUMNS[2]].to_numpy()
+    blobs, files, rows, columns = sgio.row_blobs(frame)  # inline, pointer, or by manifest file and row
     images, ok, problems = [], np.zeros(n, bool), []
     for i, blob in enumerate(blobs):
         try:
@@ -193,7 +188,7 @@ class GateContext:
         self.data = Path(data)
         self.config = config
         self.progress = progress
-        manifest = sgio.read_manifest(self.data)
+        manifest = sgio.read_manifest(self.data, blobs=False)  # blobs stay on disk, fetched per chunk
         self.manifest = manifest
         frame = manifest.frame
         if frame[SPLIT_COLUMN].isna().any():
