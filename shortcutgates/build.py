@@ -214,6 +214,9 @@ def _write_tree(out_dir: Path, table: pa.Table, meta: dict) -> None:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700; a manifest is shared like any directory
         pq.write_table(table, tmp / MANIFEST_PARQUET, compression="zstd", row_group_size=256 * 1024)
         (tmp / MANIFEST_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n")
         for name in (MANIFEST_PARQUET, MANIFEST_FILE):
