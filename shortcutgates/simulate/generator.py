@@ -325,10 +325,25 @@ def _prepare_out(out_dir: Path) -> Path:
         raise FileExistsError(f"simulate: output '{out_dir}' exists and is not empty "
                               "(choose another --out or remove it)")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_tmp(out_dir)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     return tmp
+
+
+def _remove_stale_tmp(out_dir: Path) -> None:
+    """Remove ``.OUT.tmp-PID`` directories left by killed runs (their PID no longer runs)."""
+    for old in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):
+        pid = old.name.rsplit("-", 1)[-1]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(old, ignore_errors=True)
+        except PermissionError:  # another user's live process
+            pass
 
 
 def simulate_paired(out_dir, n_lrgs: int, seed: int, *, stamp_size: int = 64,
