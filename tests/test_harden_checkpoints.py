@@ -71,7 +71,6 @@ def test_hostile_checkpoint_is_refused_by_the_gate_suite(runner, request):
     assert not marker.exists()
 
 
-@pytest.mark.xfail(reason="finding 1: the refusal reaches the user as a pytest collection traceback", strict=True)
 @pytest.mark.parametrize("runner", ["gate_cli_run", "pytest_run"])
 def test_hostile_checkpoint_refusal_is_one_clear_line(runner, request):
     proc, _, ckpt = request.getfixturevalue(runner)
@@ -197,7 +196,6 @@ def test_train_resume_into_a_directory_is_refused(manifest, tmp_path, capsys):
     assert err == f"shortcutgates train: error: {tmp_path / 'c.pt'}: is a directory, not a checkpoint file\n"
 
 
-@pytest.mark.xfail(reason="finding 11: --model DIR is reported as 'no such checkpoint file'", strict=True)
 def test_model_directory_is_named_as_a_directory(manifest, tmp_path):
     (tmp_path / "c.pt").mkdir()
     proc = run_pytest_subprocess(["gate_tests", "-q", f"--data={manifest}", f"--model={tmp_path / 'c.pt'}"])

@@ -320,8 +320,6 @@ def test_gate_suite_fails_data_integrity_on_bad_rows(integrity_run):
     assert_no_traceback(text)
 
 
-@pytest.mark.xfail(reason="finding 3: data_integrity's message/report shows 3 problems then '… N more'; "
-                          "the other bad rows are listed nowhere", strict=True)
 def test_gate_report_lists_every_bad_row(integrity_run):
     _, file, report = integrity_run
     gate = next(g for g in report["gates"] if g["gate"] == "data_integrity")
@@ -381,7 +379,6 @@ def test_train_refuses_an_out_directory_before_reading_data(tmp_path, capsys):
     assert err == f"shortcutgates train: error: {tmp_path / 'c.pt'}: is a directory, expected a file path\n"
 
 
-@pytest.mark.xfail(reason="finding 6: build's manifest directory comes from mkdtemp and keeps mode 0700", strict=True)
 def test_built_manifest_is_readable_like_any_directory(tmp_path):
     import os
     import stat
@@ -396,8 +393,6 @@ def test_built_manifest_is_readable_like_any_directory(tmp_path):
     assert stat.S_IMODE((tmp_path / "out" / "manifest.parquet").stat().st_mode) == 0o666 & ~mask
 
 
-@pytest.mark.xfail(reason="finding 1: a manifest the gate suite cannot read is reported as a pytest collection "
-                          "error with a traceback", strict=True)
 def test_gate_cli_reports_an_unreadable_manifest_in_one_line(tmp_path):
     make, fragment = MANIFEST_CASES["label_2"]
     file = write_manifest(make(hand_manifest(12)), tmp_path / "m")
@@ -526,8 +521,6 @@ def test_cli_usage_errors_are_argparse_lines(argv, fragment, capsys):
     assert_no_traceback(out + err)
 
 
-@pytest.mark.xfail(reason="finding 11: pytest gate_tests with an unwritable --gate-report ends in an INTERNALERROR "
-                          "traceback", strict=True)
 def test_unwritable_gate_report_is_one_usage_error_line(tmp_path):
     from harden_helpers import run_pytest_subprocess
 

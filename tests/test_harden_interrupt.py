@@ -171,7 +171,6 @@ def test_killed_train_resumes_to_the_uninterrupted_weights(tmp_path):
         torch.testing.assert_close(final["state_dict"][key], value, rtol=0, atol=0, msg=key)
 
 
-@pytest.mark.xfail(reason="finding 7: a SIGKILLed simulate leaves .OUT.tmp-PID beside OUT forever", strict=True)
 def test_simulate_removes_temporaries_of_killed_runs(tmp_path):
     from shortcutgates.simulate.generator import simulate_paired
 
