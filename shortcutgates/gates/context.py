@@ -322,6 +322,7 @@ class GateContext:
         pos = cap_rows(labels, rows["_group"].to_numpy(), self.config.max_samples, self.config.seed)
         sub = rows.iloc[pos].reset_index(drop=True)
         decoded = decode_rows(sub)
+        sgio.release_row_group_cache()
         sub, images = sub[decoded.ok].reset_index(drop=True), decoded.images
         labels = sub[LABEL_COLUMN].to_numpy().astype(int)
         keep = dedup_negatives(labels, images)
@@ -371,6 +372,7 @@ class GateContext:
             decoded = decode_rows(frame.iloc[start:start + CHUNK], shape)
             problems += decoded.problems
             shape = decoded.shape
+        sgio.release_row_group_cache()  # the pass is over: do not keep a (possibly GB-sized) row group
         return problems
 
     # --- report blocks -------------------------------------------------------------------------
