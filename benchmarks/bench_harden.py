@@ -4,7 +4,10 @@ Two manifests of ``SHORTCUTGATES_BENCH_ROWS`` rows (default 50,000), 64 × 64 st
 
 * ``pointer``: what ``shortcutgates build`` writes by default — rows point into paired source
   files (``stamp_npz`` / ``ctrl_stamp_npz``, 2000 rows per file, as the simulator writes them);
-* ``inline``: a hand-written manifest carrying every blob in ``image_npz`` (about 0.6 GB of blobs).
+* ``inline``: a hand-written manifest carrying every blob in ``image_npz`` (2.2 GB of blobs), in
+  row groups of 4096 rows;
+* ``inline_one_group``: the same rows as one row group, as ``pandas.to_parquet`` or
+  ``build --inline`` write 50,000 rows (Parquet reads a row group as a unit unless streamed).
 
 Every data-gate case (``data_integrity`` decodes all 50,000 rows; the probes use the capped
 per-split samples) runs in a fresh subprocess, whose peak resident set size and wall/CPU seconds
@@ -18,8 +21,9 @@ differ, the image is the same). Decoding, memory and the integrity pass see 50,0
 the probes' AUCs are meaningless here and are not reported.
 
 Measured (2026-11-26, 2 shared CPU cores, 64 x 64 stamps, 22 data-gate cases, ``max_samples`` 4000):
-pointer 2.25 GiB peak, 87 s; inline 2.72 GiB peak, 79 s. Before the gate context kept blobs on disk
-(``read_manifest(blobs=False)``) the inline manifest peaked at 4.90 GiB.
+pointer 2.21 GiB peak (58 s), inline 2.28 GiB (64 s), inline_one_group 1.96 GiB (60 s). Before the
+gate context kept blobs on disk and io streamed row groups: inline 4.90 GiB; inline_one_group
+7.5 GiB and every gate ``error`` (binary offset overflow).
 
 Run: ``python -m pytest benchmarks/bench_harden.py --benchmark-only -s``
 (``SHORTCUTGATES_BENCH_DIR`` keeps the generated manifests between runs).
@@ -92,7 +96,7 @@ def _rows(n: int, seed: int = 1) -> pd.DataFrame:
 
 def make_manifests(root: Path) -> dict[str, Path]:
     """Write the pointer and inline manifests (and the pointer's source files) under ``root``."""
-    out = {"pointer": root / "pointer", "inline": root / "inline"}
+    out = {"pointer": root / "pointer", "inline": root / "inline", "inline_one_group": root / "inline_one_group"}
     if all((p / "done").exists() for p in out.values()):
         return out
     pool = _blob_pool()
@@ -116,8 +120,10 @@ def make_manifests(root: Path) -> dict[str, Path]:
                                                     source_column=columns), preserve_index=False),
                    out["pointer"] / "manifest.parquet")
     out["inline"].mkdir(exist_ok=True)
-    pq.write_table(pa.Table.from_pandas(rows.assign(image_npz=blobs), preserve_index=False),
-                   out["inline"] / "part-0000.parquet", row_group_size=4096)
+    table = pa.Table.from_pandas(rows.assign(image_npz=blobs), preserve_index=False)
+    pq.write_table(table, out["inline"] / "part-0000.parquet", row_group_size=4096)
+    out["inline_one_group"].mkdir(exist_ok=True)
+    pq.write_table(table, out["inline_one_group"] / "part-0000.parquet", row_group_size=1 << 20)
     for p in out.values():
         (p / "done").write_text("ok\n")
     return out
@@ -137,7 +143,7 @@ def _measure(path: Path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("kind", ["pointer", "inline"])
+@pytest.mark.parametrize("kind", ["pointer", "inline", "inline_one_group"])
 def test_data_gates_peak_memory(benchmark, manifests, kind):
     result = benchmark.pedantic(_measure, args=(manifests[kind],), rounds=1, iterations=1)
     benchmark.extra_info.update(result)
