@@ -8,7 +8,6 @@ never half of one. A rerun (``train --resume``) then completes and equals the re
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
