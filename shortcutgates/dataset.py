@@ -33,6 +33,8 @@ import torch
 from torch.utils.data import Dataset
 
 from . import io as sgio
+
+from . import manifest as sgmanifest
 from .preprocess import get_preprocessor
 from .schema import IMAGE_COLUMN, LABEL_COLUMN, LRG_ID_COLUMN, NPZ_KEYS, POINTER_COLUMNS, SPLIT_COLUMN, DataError
 
@@ -425,7 +427,7 @@ class StampDataset(Dataset):
     Parameters
     ----------
     frame : DataFrame
-        Manifest rows (from :func:`shortcutgates.io.read_manifest`), already restricted to the
+        Manifest rows (from :func:`shortcutgates.manifest.read_manifest`), already restricted to the
         wanted splits.
     preprocess : str
         Mode of :mod:`shortcutgates.preprocess` (``raw_robust`` or ``residual``).
@@ -450,7 +452,7 @@ class StampDataset(Dataset):
     @classmethod
     def from_manifest(cls, path, splits=None, preprocess: str = "raw_robust", *, cache_dir=None, **kw):
         """Read a manifest, keep ``splits``, and build the dataset (cache keyed by the manifest sha256)."""
-        frame = select_splits(sgio.read_manifest(path).frame, splits)
+        frame = select_splits(sgmanifest.read_manifest(path).frame, splits)
         key = rows_key(frame, manifest_sha256(path), preprocess) if cache_dir is not None else None
         return cls(frame, preprocess, cache_dir=cache_dir, key=key, **kw)
 

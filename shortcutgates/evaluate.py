@@ -20,6 +20,8 @@ import pandas as pd
 import torch
 
 from . import io as sgio
+
+from . import manifest as sgmanifest
 from .checkpoint import LoadedCheckpoint, checkpoint_sha256, load_checkpoint
 from .dataset import iter_raw_chunks, manifest_sha256, select_splits
 from .preprocess import get_preprocessor
@@ -50,7 +52,7 @@ def logits_of(model: torch.nn.Module, inputs: np.ndarray, *, batch_size: int = 2
     model.eval()
     out = np.empty(len(inputs), np.float64)
     for start in range(0, len(inputs), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(inputs[start : start + batch_size], dtype=np.float32))
+        x = torch.from_numpy(np.array(inputs[start : start + batch_size], dtype=np.float32))  # a writable copy: inputs may be a read-only cache
         out[start : start + len(x)] = model(x.to(device)).double().cpu().numpy()
     model.train(was_training)
     return out
@@ -127,7 +129,7 @@ def score_manifest(ckpt_path, manifest_path, splits: Sequence[str] | str | None 
     if cache.exists():
         scored = pd.read_parquet(cache)
     else:
-        manifest = sgio.read_manifest(manifest_path)
+        manifest = sgmanifest.read_manifest(manifest_path)
         loaded = load_checkpoint(ckpt_path, map_location=resolve_device(device))
         frame = manifest.frame
         cols = [c for c in KEY_COLUMNS + (LRG_ID_COLUMN,) if c in frame]

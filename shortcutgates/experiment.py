@@ -206,7 +206,7 @@ def build_datasets(source: Path, params: ExperimentParams, seed: int, timer: Tim
 def split_counts(manifest_dir: Path) -> dict:
     """Rows, positives, negatives and LRGs per split of a manifest."""
     from .evaluate import lrg_groups
-    from .io import read_manifest
+    from .manifest import read_manifest
 
     frame = read_manifest(manifest_dir, columns=()).frame
     groups = lrg_groups(frame)

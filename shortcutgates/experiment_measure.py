@@ -120,7 +120,7 @@ def property_histograms(manifest: Path, balance: list, split: str = "train", bin
     balance : list
         Data-gate records of the manifest (``property_balance[<split>-<column>]`` gives the SMD).
     """
-    from .io import read_manifest
+    from .manifest import read_manifest
     from .schema import PROPERTY_COLUMNS
 
     frame = read_manifest(manifest, columns=PROPERTY_COLUMNS).frame
@@ -153,7 +153,7 @@ def example_stamps(paired_manifest: Path, seed: int, k: int = 3, split: str = "t
     from .evaluate import lrg_groups
     from .gates.model_gates import arc_mask_radii, mask_half_widths
     from .gates.perturb import annulus_masks
-    from .io import load_images, read_manifest
+    from .manifest import load_images, read_manifest
     from .preprocess import residual
     from .schema import PIXEL_SCALE_ARCSEC
 

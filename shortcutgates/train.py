@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from . import __version__
 from . import io as sgio
+from . import manifest as sgmanifest
 from .augment import AugmentConfig, augment_batch, parse_core_dropout
 from .checkpoint import (FORMAT, FORMAT_VERSION, CheckpointError, check_payload, model_from_payload, preprocess_record,
                          read_payload, save_checkpoint)
@@ -175,7 +176,7 @@ def _batches(n: int, batch_size: int, epoch_gen: torch.Generator) -> list[torch.
 
 
 def _load_splits(manifest, config: TrainConfig, cache_dir, progress: bool):
-    m = sgio.read_manifest(manifest)
+    m = sgmanifest.read_manifest(manifest)
     sha = manifest_sha256(manifest)
     out = []
     for split in ("train", "val"):

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from shortcutgates import dataset as ds
-from shortcutgates.io import decode_stamp, encode_stamp, load_images, read_manifest
+from shortcutgates.io import decode_stamp, encode_stamp
+from shortcutgates.manifest import load_images, read_manifest
 from shortcutgates.preprocess import raw_robust, residual
 from shortcutgates.schema import DataError
 

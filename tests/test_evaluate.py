@@ -8,7 +8,7 @@ import torch
 
 from shortcutgates import evaluate as ev
 from shortcutgates.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint, preprocess_record, save_checkpoint
-from shortcutgates.io import load_images, read_manifest
+from shortcutgates.manifest import load_images, read_manifest
 from shortcutgates.model import ModelConfig, build_model
 from shortcutgates.preprocess import raw_robust, residual
 

@@ -26,7 +26,8 @@ from harden_helpers import (
     stamp,
     write_manifest,
 )
-from shortcutgates.io import MAX_BLOB_BYTES, decode_stamp, encode_stamp, load_images, read_manifest
+from shortcutgates.io import MAX_BLOB_BYTES, decode_stamp, encode_stamp
+from shortcutgates.manifest import load_images, read_manifest
 from shortcutgates.schema import NPZ_KEYS, DataError
 
 BLOBS = bad_blobs("/nonexistent/never-created")

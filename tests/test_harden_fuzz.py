@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from shortcutgates.dataset import decode_stamp_fast
-from shortcutgates.io import decode_stamp, encode_stamp, read_manifest
+from shortcutgates.io import decode_stamp, encode_stamp
+from shortcutgates.manifest import read_manifest
 from shortcutgates.schema import MANIFEST_SPLITS, NPZ_KEYS, DataError
 
 THOROUGH_EXAMPLES = 10_000

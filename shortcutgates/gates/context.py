@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 
 from .. import io as sgio
+
+from .. import manifest as sgmanifest
 from ..identity import check_lrg_ids, match_lrgs
 from ..preprocess import annulus_median_mad, get_preprocessor
 from ..schema import (
@@ -135,7 +137,7 @@ def decode_rows(frame: pd.DataFrame, shape: tuple | None = None) -> DecodedRows:
     from ..dataset import decode_stamp_fast
 
     n = len(frame)
-    blobs, files, rows, columns = sgio.row_blobs(frame)  # inline, pointer, or by manifest file and row
+    blobs, files, rows, columns = sgmanifest.row_blobs(frame)  # inline, pointer, or by manifest file and row
     images, ok, problems = [], np.zeros(n, bool), []
     for i, blob in enumerate(blobs):
         try:
@@ -188,7 +190,7 @@ class GateContext:
         self.data = Path(data)
         self.config = config
         self.progress = progress
-        manifest = sgio.read_manifest(self.data, blobs=False)  # blobs stay on disk, fetched per chunk
+        manifest = sgmanifest.read_manifest(self.data, blobs=False)  # blobs stay on disk, fetched per chunk
         self.manifest = manifest
         frame = manifest.frame
         if frame[SPLIT_COLUMN].isna().any():

@@ -1,0 +1,315 @@
+"""Manifests (DESIGN §3): reading built or hand-written manifests, and the images of their rows.
+
+A manifest is a directory of parquet files (any names, subfolders allowed), with or without a
+``manifest.json``, whose rows carry ``label``, ``split``, ``ra``, ``dec`` and an image: inline
+``image_npz`` or the pointer columns ``source_path``, ``source_row``, ``source_column`` into the
+paired input. Errors name the manifest file, row and column (:class:`~shortcutgates.schema.DataError`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, NamedTuple
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .io import (
+    ROW_BATCH,
+    DecodeFailure,
+    decode_stamp,
+    is_arrow_number,
+    is_arrow_string,
+    list_parquet_files,
+    read_blobs,
+    show_value,
+)
+from .schema import (
+    IMAGE_COLUMN,
+    LABEL_COLUMN,
+    MANIFEST_FILE,
+    MANIFEST_REQUIRED,
+    MANIFEST_SPLITS,
+    POINTER_COLUMNS,
+    SPLIT_COLUMN,
+    DataError,
+)
+
+class Manifest(NamedTuple):
+    """A built (or hand-written) dataset: one row per sample.
+
+    ``frame`` holds ``label``, ``split``, ``ra``, ``dec``, either ``image_npz`` or the pointer
+    columns, optional ``lrg_id`` and property columns, plus ``manifest_file`` and
+    ``manifest_row`` locating each row for error messages.
+    """
+
+    frame: pd.DataFrame
+    meta: dict | None
+    """Parsed ``manifest.json``; None for a hand-written manifest."""
+    root: Path
+
+
+_MANIFEST_TYPES = {
+    LABEL_COLUMN: ("an integer 0 or 1", lambda t: is_arrow_number(t) or pa.types.is_boolean(t)),
+    "ra": ("a number (deg)", is_arrow_number),
+    "dec": ("a number (deg)", is_arrow_number),
+    SPLIT_COLUMN: ("a string", is_arrow_string),
+    IMAGE_COLUMN: ("binary (npz bytes)", lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t)
+                   or pa.types.is_null(t)),
+    POINTER_COLUMNS[0]: ("a string (path)", is_arrow_string),
+    POINTER_COLUMNS[1]: ("an integer (row)", pa.types.is_integer),
+    POINTER_COLUMNS[2]: ("a string (column name)", is_arrow_string),
+    "lrg_id": ("a string or an integer", lambda t: is_arrow_string(t) or pa.types.is_integer(t) or pa.types.is_null(t)),
+}
+"""Manifest column -> (what it must be, test of its Arrow type)."""
+
+
+def _read_manifest_file(file: Path, columns, blobs: bool = True) -> pd.DataFrame:
+    """One manifest parquet file, with its required columns and their types checked."""
+    try:
+        schema = pq.read_schema(file)
+    except Exception as exc:  # ArrowInvalid (empty, truncated, not parquet), OSError
+        raise DataError(f"not a readable parquet file ({' '.join(str(exc).split())[:200]})", file=file) from None
+    names = schema.names
+    missing = [c for c in MANIFEST_REQUIRED if c not in names]
+    if IMAGE_COLUMN not in names and not all(c in names for c in POINTER_COLUMNS[:2]):
+        missing.append(f"{IMAGE_COLUMN} (or {', '.join(POINTER_COLUMNS)})")
+    if missing:
+        raise DataError(f"manifest file lacks column(s) {', '.join(missing)}", file=file,
+                        hint=f"file has {', '.join(names) or 'no columns'}")
+    for col, (what, ok) in _MANIFEST_TYPES.items():
+        if col in names and not ok(schema.field(col).type):
+            raise DataError(f"must be {what} (got Arrow type {schema.field(col).type})", file=file, column=col)
+    want = names if columns is None else [c for c in names if c in set(columns) | set(MANIFEST_REQUIRED)
+                                          | {"lrg_id", *POINTER_COLUMNS}]
+    if not blobs:
+        want = [c for c in want if c != IMAGE_COLUMN]
+    try:
+        frame = pq.read_table(file, columns=want).to_pandas()
+    except Exception as exc:
+        raise DataError(f"not a readable parquet file ({' '.join(str(exc).split())[:200]})", file=file) from None
+    frame["manifest_file"] = str(file)
+    frame["manifest_row"] = np.arange(len(frame), dtype=np.int64)
+    if IMAGE_COLUMN in names and IMAGE_COLUMN not in frame:
+        frame[_DIGEST] = _blob_digests(file)
+    return frame
+
+
+_DIGEST = "_image_digest"
+"""Private column while reading: sha1 of each inline blob left on disk (None for a null blob)."""
+
+
+def _blob_digests(file: Path) -> np.ndarray:
+    """sha1 digest of every ``image_npz`` blob of a file, streamed a batch at a time (blobs not kept)."""
+    import hashlib
+
+    out = []
+    try:
+        pf = pq.ParquetFile(file, pre_buffer=False, buffer_size=1 << 20)  # streamed: see _RowStream
+        for batch in pf.iter_batches(batch_size=ROW_BATCH, columns=[IMAGE_COLUMN], use_threads=False):
+            out += [None if b is None else hashlib.sha1(b).digest() for b in batch.column(0).to_pylist()]
+    except Exception as exc:
+        raise DataError(f"not a readable parquet file ({' '.join(str(exc).split())[:200]})", file=file) from None
+    return np.asarray(out + [None], object)[:-1]
+
+
+def read_manifest(path, columns: Iterable[str] | None = None, *, blobs: bool = True) -> Manifest:
+    """Read a manifest directory (or a single parquet file) written by ``build`` or by hand.
+
+    ``columns`` projects the parquet read (the required columns are always read); leaving out
+    ``image_npz`` keeps blobs on disk. ``blobs=False`` reads every column but ``image_npz``:
+    the blobs are streamed once to check them (presence, duplicates) and stay on disk;
+    :func:`load_images` fetches them by ``manifest_file`` / ``manifest_row`` when needed, so a
+    50,000-row inline manifest costs memory for its metadata only.
+
+    Raises
+    ------
+    DataError
+        Naming file, row and column: an unreadable file or ``manifest.json``, a missing or mistyped
+        column, no rows, a label outside {0, 1}, a position outside the sky, a missing or unknown
+        split, a row with neither an image nor a pointer, or the same image listed as two
+        positives or under both labels.
+    """
+    import json
+
+    root = Path(path)
+    meta = None
+    if root.is_dir() and (root / MANIFEST_FILE).exists():
+        try:
+            meta = json.loads((root / MANIFEST_FILE).read_text())
+        except (ValueError, OSError) as exc:
+            raise DataError(f"manifest.json is not valid JSON ({exc})", file=root / MANIFEST_FILE) from None
+        if not isinstance(meta, dict):
+            raise DataError(f"manifest.json must hold a JSON object (got {type(meta).__name__})",
+                            file=root / MANIFEST_FILE)
+    frames = [_read_manifest_file(file, columns, blobs) for file in list_parquet_files(root)]
+    frame = pd.concat(frames, ignore_index=True)
+    if frame.empty:
+        raise DataError("manifest has no rows", file=root)
+    _check_manifest_columns(frame)
+    _check_images_present(frame)
+    _check_duplicates(frame)
+    if _DIGEST in frame:
+        frame = frame.drop(columns=[_DIGEST])
+    return Manifest(frame, meta, root)
+
+
+def _where(frame: pd.DataFrame, i: int) -> dict:
+    return {"file": frame["manifest_file"].iloc[i], "row": int(frame["manifest_row"].iloc[i])}
+
+
+def _check_manifest_columns(frame: pd.DataFrame) -> None:
+    labels = pd.to_numeric(frame[LABEL_COLUMN], errors="coerce")
+    bad = ~labels.isin([0, 1])
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(f"label must be 0 or 1 (got {show_value(frame[LABEL_COLUMN].iloc[i])})", **_where(frame, i),
+                        column=LABEL_COLUMN)
+    frame[LABEL_COLUMN] = labels.astype(np.int8)
+    for col, lo, hi in (("ra", 0.0, 360.0), ("dec", -90.0, 90.0)):
+        values = pd.to_numeric(frame[col], errors="coerce").to_numpy(np.float64)
+        bad = ~np.isfinite(values) | (values < lo) | (values > hi)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(f"{col} must be a finite number in [{lo:g}, {hi:g}] deg (got {show_value(frame[col].iloc[i])})",
+                            **_where(frame, i), column=col)
+        frame[col] = values
+    split = frame[SPLIT_COLUMN]
+    bad = split.isna().to_numpy() | ~split.isin(MANIFEST_SPLITS).to_numpy()
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        value = split.iloc[i]
+        problem = "split is missing" if pd.isna(value) else f"unknown split {value!r}"
+        raise DataError(problem, **_where(frame, i), column=SPLIT_COLUMN,
+                        hint=f"expected one of {', '.join(MANIFEST_SPLITS)}")
+    frame[SPLIT_COLUMN] = split.astype(str)
+
+
+def _pointer_ok(frame: pd.DataFrame) -> np.ndarray:
+    """(N,) bool: the row carries a complete pointer (source path, row and column)."""
+    if not all(c in frame for c in POINTER_COLUMNS):
+        return np.zeros(len(frame), bool)
+    return frame[list(POINTER_COLUMNS)].notna().all(axis=1).to_numpy()
+
+
+def _check_images_present(frame: pd.DataFrame) -> None:
+    """Every row has an inline blob or a complete pointer (unless blobs were projected away)."""
+    if IMAGE_COLUMN in frame or _DIGEST in frame:
+        inline = frame[IMAGE_COLUMN if IMAGE_COLUMN in frame else _DIGEST]
+        has = inline.notna().to_numpy() | _pointer_ok(frame)
+    elif all(c in frame for c in POINTER_COLUMNS[:2]):
+        has = frame[list(POINTER_COLUMNS[:2])].notna().all(axis=1).to_numpy()
+    else:
+        return  # image_npz projected away
+    if not has.all():
+        i = int(np.flatnonzero(~has)[0])
+        raise DataError(f"row has neither an {IMAGE_COLUMN} blob nor a complete pointer ({', '.join(POINTER_COLUMNS)})",
+                        **_where(frame, i), column=IMAGE_COLUMN)
+
+
+def _image_keys(frame: pd.DataFrame) -> pd.Series | None:
+    """Per row, what identifies its image: the inline blob, else the pointer; None if neither was read."""
+    keys = None
+    if all(c in frame for c in POINTER_COLUMNS):
+        keys = (frame[POINTER_COLUMNS[0]].astype(str) + "\0" + frame[POINTER_COLUMNS[1]].astype(str) + "\0"
+                + frame[POINTER_COLUMNS[2]].astype(str)).map(str.encode)
+    if IMAGE_COLUMN in frame or _DIGEST in frame:  # the blob itself, or its digest when left on disk
+        blobs = frame[IMAGE_COLUMN if IMAGE_COLUMN in frame else _DIGEST]
+        keys = blobs if keys is None else blobs.where(blobs.notna(), keys)
+    return keys
+
+
+def _check_duplicates(frame: pd.DataFrame) -> None:
+    """Refuse one image listed as two positives, or under both labels.
+
+    Identical negatives are allowed: in paired data an LRG with k injections gives k copies of
+    its control image (the gates deduplicate them).
+    """
+    keys = _image_keys(frame)
+    if keys is None:
+        return
+    table = pd.DataFrame({"key": keys.to_numpy(), "label": frame[LABEL_COLUMN].to_numpy()})
+    clash = table.duplicated(["key"], keep=False).to_numpy()
+    if not clash.any():
+        return
+    sub = table[clash]
+    for key, group in sub.groupby("key", sort=False):
+        labels = set(group["label"].tolist())
+        if len(labels) > 1 or (group["label"] == 1).sum() > 1:
+            i, j = group.index[0], group.index[1]
+            what = "under both labels" if len(labels) > 1 else "as two positives"
+            other = _where(frame, j)
+            column = IMAGE_COLUMN if IMAGE_COLUMN in frame or _DIGEST in frame else POINTER_COLUMNS[0]
+            raise DataError(f"the same image is listed {what}: duplicate of {other['file']} row {other['row']}",
+                            **_where(frame, i), column=column)
+
+
+class RowBlobs(NamedTuple):
+    """The blob of each manifest row and where it came from (for error messages)."""
+
+    blobs: list
+    files: np.ndarray
+    """(N,) file holding the blob: the manifest file (inline) or the pointed-to source file."""
+    rows: np.ndarray
+    """(N,) row of the blob within that file."""
+    columns: np.ndarray
+    """(N,) column of the blob within that file."""
+
+
+def row_blobs(frame: pd.DataFrame) -> RowBlobs:
+    """Fetch the blob of every manifest row, in frame order.
+
+    A row's image is its inline ``image_npz``; else its pointer (``source_path``, ``source_row``,
+    ``source_column``); else, for a manifest read with ``blobs=False``, the ``image_npz`` cell of
+    its own manifest file and row (only the row groups holding the rows are read).
+    """
+    n = len(frame)
+    inline = frame[IMAGE_COLUMN].notna().to_numpy() if IMAGE_COLUMN in frame else np.zeros(n, bool)
+    pointer = ~inline & _pointer_ok(frame)
+    by_ref = ~inline & ~pointer
+    files = frame["manifest_file"].to_numpy(object, copy=True) if "manifest_file" in frame else np.full(n, None, object)
+    rows = frame["manifest_row"].to_numpy(np.int64, copy=True) if "manifest_row" in frame else np.arange(n)
+    columns = np.full(n, IMAGE_COLUMN, object)
+    blobs = np.empty(n, object)
+    if inline.any():
+        blobs[inline] = frame[IMAGE_COLUMN].to_numpy(object)[inline]
+    if pointer.any():
+        pointed = frame[pointer]
+        blobs[pointer] = np.asarray(read_blobs(pointed) + [None], object)[:-1]
+        files[pointer] = pointed["source_path"].to_numpy(object)
+        rows[pointer] = pointed["source_row"].to_numpy(np.int64)
+        columns[pointer] = pointed[POINTER_COLUMNS[2]].to_numpy(object)
+    if by_ref.any():
+        if "manifest_file" not in frame:
+            i = int(np.flatnonzero(by_ref)[0])
+            raise DataError(f"row has no {IMAGE_COLUMN} blob and no pointer ({', '.join(POINTER_COLUMNS)})",
+                            row=int(rows[i]), column=IMAGE_COLUMN)
+        refs = pd.DataFrame({"source_path": files[by_ref], "source_row": rows[by_ref]})
+        blobs[by_ref] = np.asarray(read_blobs(refs, column=IMAGE_COLUMN) + [None], object)[:-1]
+    return RowBlobs(list(blobs), files, rows, columns)
+
+
+def load_images(frame: pd.DataFrame, *, skip_bad: bool = False) -> tuple[np.ndarray, list[DecodeFailure]]:
+    """Decode the images of manifest rows into ``(N, 3, H, W)`` float32, in frame order.
+
+    Blobs come from :func:`row_blobs` (inline, pointer, or by manifest file and row). Errors name
+    the manifest file and row (inline) or the source file, row and column (pointers). With
+    ``skip_bad=True`` bad rows are left out and listed in the failures.
+    """
+    fetched = row_blobs(frame)
+    images, failures, shape = [], [], None
+    for i, blob in enumerate(fetched.blobs):
+        try:
+            image = decode_stamp(blob, shape=shape)
+        except DataError as err:
+            err = err.located(file=fetched.files[i], row=int(fetched.rows[i]), column=fetched.columns[i])
+            if not skip_bad:
+                raise err from None
+            failures.append(DecodeFailure(i, err))
+            continue
+        shape = image.shape[1:]
+        images.append(image)
+    stacked = np.stack(images) if images else np.zeros((0, 3, 0, 0), np.float32)
+    return stacked, failures
