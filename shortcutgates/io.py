@@ -208,13 +208,17 @@ def decode_stamps(
     The expected shape is that of the first blob that decodes. With ``skip_bad=False`` the
     first bad blob raises a located :class:`DataError`; with ``skip_bad=True`` bad blobs are
     left out of the array and listed in the returned failures (nothing is dropped silently).
+    ``file`` and ``column`` are one value for all blobs or a sequence with one per blob.
     """
+    def at(where, i):
+        return where[i] if isinstance(where, (list, tuple, np.ndarray)) else where
+
     images, failures, shape = [], [], None
     for i, blob in enumerate(blobs):
         try:
             image = decode_stamp(blob, shape=shape)
         except DataError as err:
-            err = err.located(file=file, row=None if rows is None else int(rows[i]), column=column)
+            err = err.located(file=at(file, i), row=None if rows is None else int(rows[i]), column=at(column, i))
             if not skip_bad:
                 raise err from None
             failures.append(DecodeFailure(i, err))

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from .io import (
     ROW_BATCH,
     DecodeFailure,
-    decode_stamp,
+    decode_stamps,
     is_arrow_number,
     is_arrow_string,
     list_parquet_files,
@@ -299,17 +299,5 @@ def load_images(frame: pd.DataFrame, *, skip_bad: bool = False) -> tuple[np.ndar
     ``skip_bad=True`` bad rows are left out and listed in the failures.
     """
     fetched = row_blobs(frame)
-    images, failures, shape = [], [], None
-    for i, blob in enumerate(fetched.blobs):
-        try:
-            image = decode_stamp(blob, shape=shape)
-        except DataError as err:
-            err = err.located(file=fetched.files[i], row=int(fetched.rows[i]), column=fetched.columns[i])
-            if not skip_bad:
-                raise err from None
-            failures.append(DecodeFailure(i, err))
-            continue
-        shape = image.shape[1:]
-        images.append(image)
-    stacked = np.stack(images) if images else np.zeros((0, 3, 0, 0), np.float32)
-    return stacked, failures
+    return decode_stamps(fetched.blobs, file=list(fetched.files), rows=fetched.rows,
+                         column=list(fetched.columns), skip_bad=skip_bad)
