@@ -201,8 +201,9 @@ def blanked_fraction(features: np.ndarray) -> float:
 def core_lr_auc(context, case: GateCase) -> GateResult:
     """Grouped-CV logistic regression on the central box, with the AUROC by θ_E bin.
 
-    A failure names the θ_E bins whose AUROC exceeds the threshold, flagging those whose Einstein
-    radius lies inside the box (there the arc itself, not only the counter-image, is in the probe).
+    A failure names the θ_E bins whose AUROC exceeds the threshold, flagging those that start below
+    the box's reach (half-diagonal + arc half-width): there arcs of the bin can lie in the box, so the
+    probe sees the arc itself, not only the counter-image.
     """
     sample = context.sample(case.split)
     box = int(case.params["box"])
@@ -224,7 +225,7 @@ def core_lr_auc(context, case: GateCase) -> GateResult:
     note = f"input {name}; {sample.note}"
     if drivers:
         note += "; θ_E bins above threshold: " + ", ".join(
-            f"[{r['lo']:g}, {r['hi']:g})″ AUC {r['auc']:.3f}{' (arc inside the box)' if r['arc_inside_box'] else ''}"
+            f"[{r['lo']:g}, {r['hi']:g})″ AUC {r['auc']:.3f}{f' (arcs with θ_E < {reach_arcsec:.1f}″ reach the box)' if r['arc_inside_box'] else ''}"
             for r in drivers)
     return _auc_result(context, case, sample.labels, scores, sample.groups, f"core-LR AUC (box {box} px)", note,
                        {"theta_e_bins": bins, "input": name})
