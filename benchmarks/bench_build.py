@@ -3,7 +3,7 @@
 The input is metadata only (the blob columns exist, as the format requires, but are null), since
 the build reads no blob. Time and peak memory of the build run in a fresh subprocess, so the
 peak resident set size is the build's own; CPU seconds are printed beside wall seconds because
-the wall time suffers when other work shares the cores. Targets (issue 3): <= 60 s and <= 2 GB.
+the wall time suffers when other work shares the cores. Targets (docs/design.md#manifest): <= 60 s and <= 2 GB.
 
 Run: ``python -m pytest benchmarks/bench_build.py --benchmark-only -s``
 (``SHORTCUTGATES_BENCH_ROWS`` / ``SHORTCUTGATES_BENCH_FILES`` change the size).

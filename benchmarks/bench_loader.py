@@ -1,7 +1,7 @@
 """Loader throughput: decoded stamps/s of the fast npz path and the decoded cache vs the naive loop.
 
 The naive loop is the obvious code: for every row and band, ``np.load(io.BytesIO(blob))[key]``.
-Targets (issue 3): >= 5x the naive loop on one core. Blobs come from the simulator (64x64, realistic
+Targets (docs/design.md#training): >= 5x the naive loop on one core. Blobs come from the simulator (64x64, realistic
 noise, so realistic deflate ratios). Each measurement runs single-threaded in this process.
 
 Run: ``python -m pytest benchmarks/bench_loader.py --benchmark-only -s``

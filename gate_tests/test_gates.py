@@ -1,4 +1,4 @@
-"""``pytest gate_tests --data DIR [--model CKPT] [--gate-report FILE]`` (DESIGN §9).
+"""``pytest gate_tests --data DIR [--model CKPT] [--gate-report FILE]`` (docs/design.md#report-json).
 
 The suite itself is :mod:`shortcutgates.gate_suite` (shipped with the package so that
 ``shortcutgates gate`` runs it from anywhere); importing its test here makes pytest collect it here.

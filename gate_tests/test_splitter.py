@@ -1,4 +1,4 @@
-"""The library's splitter against the public split invariants (DESIGN §4), run with ``pytest gate_tests``.
+"""The library's splitter against the public split invariants (docs/design.md#splits), run with ``pytest gate_tests``.
 
 The same Hypothesis strategies and checks (:mod:`shortcutgates.testing`) are what users point at
 their own split code; here they check :func:`shortcutgates.splits.assign` in both modes. This module

@@ -1,4 +1,4 @@
-"""Training-time augmentations on torch batches (DESIGN §5); never applied at evaluation.
+"""Training-time augmentations on torch batches (docs/design.md#preprocessing); never applied at evaluation.
 
 * Dihedral: a random flip and 90° rotation per stamp. Lensing by an elliptical lens in an
   isotropic survey has no preferred orientation, so the label is invariant under these eight maps.

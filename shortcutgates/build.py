@@ -5,7 +5,7 @@ The build reads only metadata columns of the paired input (no image blob) and wr
 copied into ``image_npz``. Matching on properties measured from the control images
 (:data:`MEASURED_COLUMNS`) is the one case that decodes blobs: one control per LRG.
 
-Output (DESIGN §3): ``OUT/manifest.parquet`` and ``OUT/manifest.json``, written into a temporary
+Output (docs/design.md#manifest): ``OUT/manifest.parquet`` and ``OUT/manifest.json``, written into a temporary
 directory beside ``OUT`` and renamed into place, so an interrupted build leaves the previous
 complete output or nothing.
 """
@@ -158,7 +158,7 @@ def metadata_columns(files) -> tuple[list[str], list[str]]:
         missing = [c for c in ("ra", "dec", *BLOB_COLUMNS) if c not in names]
         if missing:
             raise DataError(f"missing column(s) {', '.join(missing)}", file=file, hint="paired input needs ra, dec, "
-                            "stamp_npz, ctrl_stamp_npz (DESIGN §2)")
+                            "stamp_npz, ctrl_stamp_npz (docs/design.md#paired-input-format)")
         keep = [c for c in names if c not in BLOB_COLUMNS]
         common = keep if common is None else [c for c in common if c in keep]
         seen.update(keep)
@@ -250,12 +250,12 @@ def _clean(value):
 def build_manifest(input_path, out_dir, *, mode: str, seed: int, match=(), positives_per_lrg=1,
                    fractions=(0.7, 0.15, 0.15), tolerance_arcsec: float = 0.5, inline: bool = False,
                    resplit: bool = False, progress: bool = True, match_bins: int = 5) -> BuildSummary:
-    """Build a manifest from a paired catalogue (DESIGN §3–§4).
+    """Build a manifest from a paired catalogue (docs/design.md#manifest, #splits).
 
     Parameters
     ----------
     input_path : path-like
-        Paired parquet file or directory tree (DESIGN §2).
+        Paired parquet file or directory tree (docs/design.md#paired-input-format).
     out_dir : path-like
         Manifest directory to (re)place atomically.
     mode : {'paired', 'unpaired'}

@@ -1,4 +1,4 @@
-"""Checkpoints (DESIGN §6): a plain dict, written atomically, loaded without unpickling.
+"""Checkpoints (docs/design.md#checkpoint): a plain dict, written atomically, loaded without unpickling.
 
 Keys of the dict::
 
@@ -64,7 +64,7 @@ def preprocess_record(name: str) -> dict:
 
 
 def save_checkpoint(path, payload: dict) -> None:
-    """Write ``payload`` (a DESIGN §6 dict) to ``path`` atomically (temporary file + rename)."""
+    """Write ``payload`` (a checkpoint dict, docs/design.md#checkpoint) to ``path`` atomically (temporary file + rename)."""
     missing = [k for k in REQUIRED_KEYS if k not in payload]
     if missing:
         raise ValueError(f"save_checkpoint: payload lacks key(s) {', '.join(missing)}")

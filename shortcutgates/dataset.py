@@ -1,6 +1,6 @@
 """Loading a manifest for training and the gates: fast npz decoding, preprocessing once, caching.
 
-The pipeline is ``blob -> (3, H, W) nanomaggies -> preprocess (DESIGN §5) -> float32 array``, done
+The pipeline is ``blob -> (3, H, W) nanomaggies -> preprocess (docs/design.md#preprocessing) -> float32 array``, done
 once per (manifest, rows, preprocessing) and kept in memory or in an on-disk ``.npy`` cache that is
 memory-mapped on later runs. Augmentations are *not* applied here: they run on batches in torch
 (:mod:`shortcutgates.augment`), so the cached array is the deterministic model input.

@@ -152,7 +152,7 @@ class DetectionMetrics(NamedTuple):
 
 
 def lrg_groups(frame: pd.DataFrame, tolerance_arcsec: float = 0.5) -> np.ndarray:
-    """LRG identity of each row: ``lrg_id`` checked against the positions, or derived by sky matching (DESIGN §3)."""
+    """LRG identity of each row: ``lrg_id`` checked against the positions, or derived by sky matching (docs/design.md#manifest)."""
     from .identity import ensure_lrg_ids
 
     return ensure_lrg_ids(frame, tolerance_arcsec)[LRG_ID_COLUMN].astype(str).to_numpy()

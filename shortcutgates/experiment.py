@@ -13,7 +13,7 @@ E4   E2's model input                  ``core_lr_auc[train-box10-model]`` gate: 
 ==== =============================== ===========================================================
 
 plus ``E1_core_lr``, the same probe on E1's (paired) training input, which with E4 gives the
-paired/unpaired × raw/residual core-LR table of DESIGN §1.
+paired/unpaired × raw/residual core-LR table of docs/design.md#the-shortcut.
 
 for three configurations (:data:`CONFIGURATIONS`): ``raw_robust``, ``residual`` and ``residual`` +
 core dropout. The whole gate suite runs on both manifests (data gates) and on each E2 model.
@@ -26,7 +26,7 @@ same seed gives the same bytes — they go to ``timings.json``)::
                 "configs": [{"name", "preprocess", "core_dropout"}], ...},
      "seeds": [{"seed",
                 "datasets": {"paired"|"unpaired": {"path", "splits": {split: {n, n_pos, n_neg, n_lrgs}}}},
-                "data_gates": {"paired"|"unpaired": [DESIGN §9 gate records]},
+                "data_gates": {"paired"|"unpaired": [docs/design.md#report-json gate records]},
                 "configs": {name: {"preprocess", "core_dropout",
                                    "training": {"paired"|"unpaired": {TrainSummary fields, no wall times}},
                                    "experiments": {"E1"|"E2"|"E3"|"E3_gap"|"E4"|"E1_core_lr": metric},
@@ -71,7 +71,7 @@ class Configuration:
 
     name: str
     preprocess: str
-    """``raw_robust`` or ``residual`` (DESIGN §5)."""
+    """``raw_robust`` or ``residual`` (docs/design.md#preprocessing)."""
     core_dropout: str | None = None
     """``R:P`` (radius px : probability), see :func:`shortcutgates.augment.parse_core_dropout`."""
 
@@ -99,7 +99,7 @@ class ExperimentParams:
     seeds: int = 1
     """Number of seeds: ``seed, seed + 1, ...``."""
     input: Path | None = None
-    """Paired parquet (DESIGN §2) instead of simulated data."""
+    """Paired parquet (docs/design.md#paired-input-format) instead of simulated data."""
     n_boot: int = 1000
     injections_per_lrg: tuple[int, int] = (2, 4)
     """Simulated injections per LRG (builds keep one positive per LRG)."""
@@ -337,7 +337,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", metavar="K", type=int, default=d.seeds,
                         help="number of seeds (S, S+1, ...); key numbers become mean ± std. Default: %(default)r")
     parser.add_argument("--input", metavar="PAIRED", type=Path, default=None,
-                        help="paired survey parquet (file or directory, DESIGN §2) instead of simulated data")
+                        help="paired survey parquet (file or directory, docs/design.md#paired-input-format) instead of simulated data")
     parser.add_argument("--n-boot", metavar="B", type=int, default=d.n_boot,
                         help="LRG bootstrap resamples per interval. Default: %(default)r")
     parser.add_argument("--max-minutes", metavar="M", type=float, default=None,

@@ -62,7 +62,7 @@ def detection(ckpt: Path, manifest: Path, split: str, seed: int, params) -> tupl
 
 def run_gates(manifest: Path, ckpt: Path | None, params, seed: int, *, model_only: bool,
               only=None) -> list:
-    """Gate records (DESIGN §9, with ``extra``) of a manifest, and of a model when given.
+    """Gate records (docs/design.md#report-json, with ``extra``) of a manifest, and of a model when given.
 
     ``model_only``: only the cases that need the model (the data cases are the same for every
     model of a dataset and run once, without a model). ``only(case) -> bool`` selects further.
@@ -95,7 +95,7 @@ def gate_metric(records: list, gate: str, split: str | None, seed: int, **params
 
 
 def strip_extra(records: list) -> list:
-    """The DESIGN §9 records without the report-only ``extra``."""
+    """The report-JSON gate records (docs/design.md#report-json) without the report-only ``extra``."""
     return [{k: v for k, v in r.items() if k != "extra"} for r in records]
 
 

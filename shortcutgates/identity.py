@@ -1,4 +1,4 @@
-"""LRG identity by sky matching (DESIGN §4).
+"""LRG identity by sky matching (docs/design.md#splits).
 
 Rows whose positions lie within a tolerance of each other (default 0.5 arcsec) belong to one LRG,
 joined transitively (friends-of-friends). Exact float equality is never used: two rows 1e-6 deg

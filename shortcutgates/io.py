@@ -1,6 +1,6 @@
 """Parquet and npz in and out: paired survey catalogues, stamp blobs, row streaming, atomic writes.
 
-Manifests (DESIGN §3) are read by :mod:`shortcutgates.manifest`, built on this module.
+Manifests (docs/design.md#manifest) are read by :mod:`shortcutgates.manifest`, built on this module.
 
 Conventions
 -----------
@@ -320,7 +320,7 @@ def write_parquet_atomic(table, path, *, row_group_size: int | None = None) -> N
         pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size)
 
 
-# --- paired catalogues (DESIGN §2) ---------------------------------------------------------
+# --- paired catalogues (docs/design.md#paired-input-format) -------------------------------
 class PairedCatalog(NamedTuple):
     """Rows of a paired survey catalogue, with their provenance.
 
@@ -549,4 +549,4 @@ PAIRED_TYPES = {
     CUTOUT_OK_COLUMN: ("an integer 0 or 1", lambda t: is_arrow_number(t) or pa.types.is_boolean(t) or pa.types.is_null(t)),
     REGION_SPLIT_COLUMN: ("a string", lambda t: is_arrow_string(t) or pa.types.is_null(t)),
 }
-"""Paired input column -> (what it must be, test of its Arrow type) (DESIGN §2)."""
+"""Paired input column -> (what it must be, test of its Arrow type) (docs/design.md#paired-input-format)."""

@@ -1,4 +1,4 @@
-"""Manifests (DESIGN §3): reading built or hand-written manifests, and the images of their rows.
+"""Manifests (docs/design.md#manifest): reading built or hand-written manifests, and the images of their rows.
 
 A manifest is a directory of parquet files (any names, subfolders allowed), with or without a
 ``manifest.json``, whose rows carry ``label``, ``split``, ``ra``, ``dec`` and an image: inline

@@ -1,7 +1,7 @@
 """A small ResNet lens finder: 3-band stamp in, one logit out.
 
 Written here because torchvision is not a dependency. The architecture is fixed by
-:class:`ModelConfig`, which the checkpoint stores as a plain dict (DESIGN §6), so
+:class:`ModelConfig`, which the checkpoint stores as a plain dict (docs/design.md#checkpoint), so
 ``build_model(ModelConfig(**payload["model_config"]))`` rebuilds the network with nothing else.
 
 Layout (He et al. 2016, "Deep Residual Learning", basic blocks)::

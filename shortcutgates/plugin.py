@@ -41,7 +41,7 @@ from pathlib import Path
 import pytest
 
 RESULT_PROPERTY = "gate_result"
-"""``user_properties`` key of a gate test's result record (JSON text, DESIGN §9 gate entry)."""
+"""``user_properties`` key of a gate test's result record (JSON text, docs/design.md#report-json gate entry)."""
 
 NO_DATA_REASON = "the gate suite needs --data DIR (a built or hand-written manifest)"
 DESELECTED_REASON = "deselected (-k / -m)"
@@ -257,7 +257,7 @@ def gate_context(gate_session):
 
 
 def evaluate_case(session: GateSession, case) -> dict:
-    """Run one case on the shared context and return its report record (DESIGN §9 gate entry).
+    """Run one case on the shared context and return its report record (docs/design.md#report-json gate entry).
 
     ``run_case`` returns ``skipped`` for a model case without a model (with that reason) and
     ``error`` for a probe that cannot measure.

@@ -1,4 +1,4 @@
-"""Deterministic preprocessing of stamps (DESIGN §5), as pure numpy functions.
+"""Deterministic preprocessing of stamps (docs/design.md#preprocessing), as pure numpy functions.
 
 Both modes work on a single stamp ``(3, H, W)`` or a batch ``(N, 3, H, W)`` and return float32 of
 the same shape. The stamp centre (the LRG) is pixel ``(H // 2, W // 2)``.
@@ -72,7 +72,7 @@ def annulus_median_mad(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def raw_robust(images: np.ndarray) -> np.ndarray:
-    """Outer-annulus median/MAD normalisation, clipped to ±50 (DESIGN §5).
+    """Outer-annulus median/MAD normalisation, clipped to ±50 (docs/design.md#preprocessing).
 
     Parameters
     ----------
@@ -132,7 +132,7 @@ def subtract_radial_profile(images: np.ndarray) -> np.ndarray:
 
 
 def residual(images: np.ndarray) -> np.ndarray:
-    """``raw_robust`` followed by subtraction of the azimuthal-median profile (DESIGN §5)."""
+    """``raw_robust`` followed by subtraction of the azimuthal-median profile (docs/design.md#preprocessing)."""
     return subtract_radial_profile(raw_robust(images))
 
 

@@ -203,7 +203,7 @@ def _core_rows(results: dict) -> list:
 
 
 def core_lr_table(results: dict) -> tuple:
-    """Core-LR AUC on the training input, paired vs unpaired, per configuration (cf. DESIGN §1)."""
+    """Core-LR AUC on the training input, paired vs unpaired, per configuration (cf. docs/design.md#the-shortcut)."""
     run = results["seeds"][0]
     rows = []
     for config in config_names(results):
@@ -241,7 +241,7 @@ def build_document(results: dict, figures: dict) -> list:
            ("h2", "Core-LR AUC on the training data"), ("table", *core_lr_table(results)),
            ("p", "Grouped-CV logistic regression on the central 10×10 px of all bands, as the model sees them. "
                  "The survey team measured, on real DR10 cutouts: raw 0.951 paired / 0.949 unpaired, residual "
-                 "0.554 paired / 0.694 unpaired (DESIGN §1). Core dropout changes training only, so its input "
+                 "0.554 paired / 0.694 unpaired (docs/design.md#the-shortcut). Core dropout changes training only, so its input "
                  "is the residual input."),
            ("h2", "Success criteria of the proposal"),
            ("table", ["configuration", "criterion", "value", "verdict", "per seed"],

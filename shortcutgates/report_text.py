@@ -1,6 +1,6 @@
 """Sentences of the experiment report, each computed from the measurements in ``results.json``.
 
-The proposal (``unpaired_training_proposal.md``) asks six review questions; :func:`answers` answers
+The unpaired-training proposal (summarised in docs/design.md#experiment) asks six review questions; :func:`answers` answers
 each from the numbers of the run (gate records, AUROCs with intervals, seed spread) — which text is
 written depends on which side of the thresholds the measurements fell.
 """

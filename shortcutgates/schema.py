@@ -1,6 +1,6 @@
 """Column names, npz keys, geometry constants and the error type raised on bad input.
 
-Everything that other people's code reads (DESIGN §2, §3) is named here once.
+Everything that other people's code reads (docs/design.md#paired-input-format, #manifest) is named here once.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 MANIFEST_SPLITS: tuple[str, ...] = ("train", "val", "test", "test_paired")
 """Splits of a built manifest; ``test_paired`` holds pairs of held-out LRGs (cross-test E3)."""
 
-# --- paired input (DESIGN §2) -------------------------------------------------------------
+# --- paired input (docs/design.md#paired-input-format) ------------------------------------
 STAMP_COLUMN = "stamp_npz"
 CTRL_COLUMN = "ctrl_stamp_npz"
 BLOB_COLUMNS: tuple[str, ...] = (STAMP_COLUMN, CTRL_COLUMN)
@@ -67,7 +67,7 @@ PROVENANCE: tuple[str, ...] = ("brickname", "task_id", "cutout_ok")
 REGION_SPLIT_COLUMN = "region_split"
 CUTOUT_OK_COLUMN = "cutout_ok"
 
-# --- built manifest (DESIGN §3) -----------------------------------------------------------
+# --- built manifest (docs/design.md#manifest) ---------------------------------------------
 LABEL_COLUMN = "label"
 SPLIT_COLUMN = "split"
 LRG_ID_COLUMN = "lrg_id"

@@ -1,4 +1,4 @@
-"""LRG-disjoint splits, unpaired pools, positives-per-LRG caps and property matching (DESIGN §4).
+"""LRG-disjoint splits, unpaired pools, positives-per-LRG caps and property matching (docs/design.md#splits).
 
 Everything here is a pure function of a catalogue frame that already carries ``lrg_id`` (from
 :mod:`shortcutgates.identity`) and the provenance columns ``source_path`` / ``source_row`` /

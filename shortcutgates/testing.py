@@ -1,4 +1,4 @@
-"""Public Hypothesis strategies and invariant checks for LRG-disjoint split code (DESIGN §4).
+"""Public Hypothesis strategies and invariant checks for LRG-disjoint split code (docs/design.md#splits).
 
 Users can run these against their own split code::
 
@@ -54,7 +54,7 @@ class GeneratedCatalog(NamedTuple):
     """A generated paired catalogue and the truth it was generated from."""
 
     frame: pd.DataFrame
-    """Rows in DESIGN §2 format (blob columns only when images were asked for)."""
+    """Rows in the paired input format (docs/design.md#paired-input-format) (blob columns only when images were asked for)."""
     lrg: np.ndarray
     """(N,) int64: the true LRG of each row, 0..n_lrgs-1."""
     n_lrgs: int

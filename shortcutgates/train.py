@@ -286,7 +286,7 @@ def train(manifest, out_ckpt, config: TrainConfig = TrainConfig(), *, resume: bo
     manifest : path-like
         Manifest directory or parquet (built or hand-written, inline or pointer).
     out_ckpt : path-like
-        Checkpoint written atomically after every epoch (DESIGN §6).
+        Checkpoint written atomically after every epoch (docs/design.md#checkpoint).
     resume : bool
         Continue from ``out_ckpt`` (same configuration and manifest required); a finished run
         returns its summary without training.

@@ -40,7 +40,7 @@ def stamp(rng: np.random.Generator, size: int = STAMP, arc: bool = False) -> np.
 
 def hand_manifest(n_lrgs: int = 24, seed: int = 0, size: int = STAMP,
                   splits=("train", "val", "test")) -> pd.DataFrame:
-    """A hand-written unpaired manifest frame (DESIGN §3): one row per LRG, labels alternate.
+    """A hand-written unpaired manifest frame (docs/design.md#manifest): one row per LRG, labels alternate.
 
     LRGs are 36 arcsec apart so sky matching never merges two; splits cycle over LRGs so every
     split holds both classes when ``n_lrgs >= 2 * len(splits)``.

@@ -41,7 +41,7 @@ def test_round_trip_rebuilds_the_same_model(tmp_path):
     save_checkpoint(path, payload)
     loaded = load_checkpoint(path)
     assert loaded.preprocess == "residual" and not loaded.model.training
-    assert torch.load(path, weights_only=True)["format"] == FORMAT  # DESIGN §6: plain weights-only load
+    assert torch.load(path, weights_only=True)["format"] == FORMAT  # docs/design.md#checkpoint: plain weights-only load
     ref = build_model(CONFIG)
     ref.load_state_dict(payload["state_dict"])
     ref.eval()

@@ -1,4 +1,4 @@
-"""Tiny hand-written manifests (DESIGN §3) for the loader, training and evaluation tests.
+"""Tiny hand-written manifests (docs/design.md#manifest) for the loader, training and evaluation tests.
 
 Not a test module by itself (it defines no tests); the other ``test_dataset*``, ``test_train*``,
 ``test_checkpoint*`` and ``test_evaluate*`` modules import it.

@@ -1,4 +1,4 @@
-"""LRG identity by sky matching (DESIGN §4)."""
+"""LRG identity by sky matching (docs/design.md#splits)."""
 
 import numpy as np
 import pandas as pd

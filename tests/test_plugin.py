@@ -79,7 +79,7 @@ def test_unreadable_manifest_is_a_usage_error_naming_the_file(suite, tmp_path):
 
     pd.DataFrame({"x": [1, 2]}).to_parquet(tmp_path / "part.parquet")
     result = suite.runpytest(f"--data={tmp_path}")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR  # one line, no collection traceback (hardening finding 1)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR  # one line, no collection traceback
     result.stderr.fnmatch_lines([f"ERROR: shortcutgates: {tmp_path / 'part.parquet'}: manifest file lacks column(s) label*"])
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
     assert "shortcut gates" not in result.stdout.str().replace("shortcutgates", "")

@@ -1,4 +1,4 @@
-"""The JSON gate report (DESIGN §9): schema checks, strict JSON, atomic write."""
+"""The JSON gate report (docs/design.md#report-json): schema checks, strict JSON, atomic write."""
 
 from __future__ import annotations
 

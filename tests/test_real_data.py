@@ -1,6 +1,6 @@
 """The experiment on data in the survey's paired format, written here by hand (not by our simulator).
 
-The directory mimics what the survey pipeline writes (DESIGN §2) including its quirks: the split
+The directory mimics what the survey pipeline writes (docs/design.md#paired-input-format) including its quirks: the split
 comes from ``train/``, ``val/``, ``test/`` directories (no ``split`` or ``region_split`` column),
 rows with ``cutout_ok = 0`` carry a broken stamp blob and must be excluded before any decoding,
 several injections share one LRG and one identical control, columns the pipeline does not know

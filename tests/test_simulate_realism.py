@@ -1,4 +1,4 @@
-"""Fast realism check: the simulator reproduces the survey's shortcut measurements (issue 2).
+"""Fast realism check: the simulator reproduces the survey's shortcut measurements (docs/design.md#simulator).
 
 A small sample (300 LRGs, one injection each) with the library's own probe and preprocessing;
 the full n = 2000 numbers and their command are in docs/simulator_realism.md.
@@ -30,7 +30,7 @@ def test_unpaired_raw_core_lr_auc_is_high_as_in_the_survey(report):
 
 
 def test_residual_preprocessing_removes_most_of_the_paired_core_signal(report):
-    # The issue's target (<= 0.70 at n = 2000) is only just reached: 0.700-0.712 there with the
+    # The target (<= 0.70 at n = 2000) is only just reached: 0.700-0.712 there with the
     # LRG's field (0.720-0.733 without), see docs/simulator_realism.md. The probe's AUC grows with the sample size, so a 300-LRG value
     # below 0.70 would prove nothing; what holds at any n is that the residual keeps less than half
     # of the raw probe's margin above chance (survey: 0.054 of 0.451; here ~0.18 of ~0.43).

@@ -3,7 +3,7 @@
 Modules
 -------
 ``registry``     the public contract: ``REGISTRY``, ``gate_cases``, ``run_case`` and the records
-``records``      ``Gate``, ``GateCase``, ``GateResult`` (the DESIGN §9 JSON record), ``GateConfig``
+``records``      ``Gate``, ``GateCase``, ``GateResult`` (the JSON record, docs/design.md#report-json), ``GateConfig``
 ``context``      ``GateContext``: manifest, per-split samples, inputs and model scores, cached
 ``probes``       grouped-CV logistic-regression probes and their feature sets
 ``perturb``      matched-noise masks, core transplant, ring shuffle

@@ -168,9 +168,9 @@ class GateContext:
     Parameters
     ----------
     data : path
-        Manifest directory (built or hand-written) or a single parquet file (DESIGN §3).
+        Manifest directory (built or hand-written) or a single parquet file (docs/design.md#manifest).
     model : path, optional
-        Checkpoint (DESIGN §6); loaded with ``shortcutgates.checkpoint.load_checkpoint``.
+        Checkpoint (docs/design.md#checkpoint); loaded with ``shortcutgates.checkpoint.load_checkpoint``.
     config : GateConfig
     progress : bool
         tqdm progress bars on stderr.
@@ -267,7 +267,7 @@ class GateContext:
         return getattr(p, "name", None) or getattr(p, "mode", None) or getattr(p, "__name__", "custom")
 
     def model_preprocess(self, images: np.ndarray) -> np.ndarray:
-        """The model's own deterministic preprocessing of raw images (DESIGN §5)."""
+        """The model's own deterministic preprocessing of raw images (docs/design.md#preprocessing)."""
         p = self._preprocess
         if callable(p):
             return np.asarray(p(images), np.float32)

@@ -1,4 +1,4 @@
-"""Data gates (DESIGN §8): each is ``gate(context, case) -> GateResult`` and needs no model.
+"""Data gates (docs/design.md#gates): each is ``gate(context, case) -> GateResult`` and needs no model.
 
 The probes run on a split's sample (:meth:`GateContext.sample`): capped, decoded once, negatives
 deduplicated by image hash, LRG identity from sky matching. Cross-validation is grouped by LRG;

@@ -1,4 +1,4 @@
-"""Decisions: a metric, its LRG-bootstrap interval and a threshold become a verdict (DESIGN §8).
+"""Decisions: a metric, its LRG-bootstrap interval and a threshold become a verdict (docs/design.md#gates).
 
 * ``pass``: the whole interval lies on the good side of the threshold.
 * ``fail``: the estimate lies on the bad side.

@@ -1,4 +1,4 @@
-"""Model gates (DESIGN §8, issue 5): each is ``gate(context, case) -> GateResult``.
+"""Model gates (docs/design.md#gates): each is ``gate(context, case) -> GateResult``.
 
 The model enters only through ``context.score(raw_images) -> scores`` (a checkpoint's
 ``predict_scores`` or any ``score_fn``), so every gate is testable with a tiny synthetic scorer.

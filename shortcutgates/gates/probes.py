@@ -148,7 +148,7 @@ def core_lr_auc(
 
     Notes
     -----
-    On paired survey data (DESIGN §1) this probe reaches AUC ≈ 0.95 on ``raw_robust`` input: the
+    On paired survey data (docs/design.md#the-shortcut) this probe reaches AUC ≈ 0.95 on ``raw_robust`` input: the
     lensed counter-image adds 10–40% to the core flux.
     """
     images = np.asarray(images, dtype=np.float32)

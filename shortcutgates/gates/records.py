@@ -27,7 +27,7 @@ Verdict = Literal["pass", "fail", "inconclusive", "error", "skipped"]
 REPORT_KEYS: tuple[str, ...] = (
     "id", "gate", "params", "split", "value", "ci", "threshold", "direction", "verdict", "n", "n_groups", "message",
 )
-"""Keys of one gate record in the report JSON (DESIGN §9), in order."""
+"""Keys of one gate record in the report JSON (docs/design.md#report-json), in order."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def _format_param(key: str, value: object) -> str:
 
 @dataclass(frozen=True)
 class GateResult:
-    """Outcome of one gate case: exactly the DESIGN §9 JSON gate record, plus ``extra``.
+    """Outcome of one gate case: exactly the JSON gate record of docs/design.md#report-json, plus ``extra``.
 
     ``extra`` holds material for the report (per-θ_E-bin values, curves); it is not part of the
     fixed JSON keys and :meth:`to_json` leaves it out unless asked.
@@ -82,7 +82,7 @@ class GateResult:
     extra: dict = field(default_factory=dict)
 
     def to_json(self, *, with_extra: bool = False) -> dict:
-        """The DESIGN §9 record: plain JSON types, ``ci`` as ``[lo, hi]`` or null, NaN as null."""
+        """The docs/design.md#report-json record: plain JSON types, ``ci`` as ``[lo, hi]`` or null, NaN as null."""
         record = {
             "id": self.id,
             "gate": self.gate,

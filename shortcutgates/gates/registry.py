@@ -1,4 +1,4 @@
-"""The gate registry: every gate of DESIGN §8 on one screen, its cases, and how one case is run.
+"""The gate registry: every gate (docs/design.md#gates) on one screen, its cases, and how one case is run.
 
 Contract (used by the pytest plugin, ``gate_tests/`` and ``shortcutgates gate``)
 ----------------------------------------------------------------------------------
@@ -14,7 +14,7 @@ Contract (used by the pytest plugin, ``gate_tests/`` and ``shortcutgates gate``)
 * :func:`run_case` ``(context, case) -> GateResult``: never raises because a probe cannot
   measure; it returns verdict ``"error"`` with the reason. Without a model, a model case returns
   verdict ``"skipped"`` with the reason.
-* :class:`GateResult` is exactly the DESIGN §9 JSON gate record (``to_json()``), plus ``extra``.
+* :class:`GateResult` is exactly the docs/design.md#report-json JSON gate record (``to_json()``), plus ``extra``.
 * :class:`GateConfig` (``GateConfig.from_pyproject(path)``): thresholds (by gate name or case
   id), sample caps, bootstrap settings, waivers ``{id or name: reason}`` (``config.waiver_for(case)``;
   the plugin turns them into xfail with that reason).
@@ -23,7 +23,7 @@ Contract (used by the pytest plugin, ``gate_tests/`` and ``shortcutgates gate``)
   loads and caches the manifest, images, preprocessed inputs and model scores; ``has_model``,
   ``data_info`` and ``model_info`` feed the report's ``"data"`` and ``"model"`` blocks.
 
-Verdicts (DESIGN §8): ``pass`` (interval on the good side of the threshold), ``fail`` (estimate on
+Verdicts (docs/design.md#gates): ``pass`` (interval on the good side of the threshold), ``fail`` (estimate on
 the bad side), ``inconclusive`` (estimate on the good side, interval crossing the threshold; the
 message gives the number of LRGs that would decide), ``error`` (the probe cannot measure),
 ``skipped`` (a model gate without a model). Reported-only gates (threshold None) pass unless they
@@ -62,7 +62,7 @@ REGISTRY: dict[str, Gate] = {g.name: g for g in (
     Gate("morphology_auroc", "positives vs the same positives with the arc shuffled within 1-px rings", 0.75, "min", _M, mg.morphology_auroc),
     Gate("stratified_auroc", "model AUROC by bins of theta_E, PSF, depth (reported: worst bin)", None, "min", _M, mg.stratified_auroc),
 )}
-"""Every gate, by name (DESIGN §8 plus issue 5)."""
+"""Every gate, by name (docs/design.md#gates)."""
 
 STRATA: tuple[str, ...] = ("theta_e", "psf", "depth")
 

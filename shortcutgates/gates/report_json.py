@@ -1,4 +1,4 @@
-"""The gate report as JSON (DESIGN §9): build, validate, write atomically, read.
+"""The gate report as JSON (docs/design.md#report-json): build, validate, write atomically, read.
 
 The schema is fixed because CI scripts parse it::
 
@@ -36,7 +36,7 @@ SCHEMA = "shortcutgates.report/1"
 VERDICTS: tuple[str, ...] = ("pass", "fail", "inconclusive", "error", "skipped")
 DIRECTIONS: tuple[str, ...] = ("max", "min")
 GATE_KEYS: tuple[str, ...] = REPORT_KEYS
-"""Keys every gate entry carries (DESIGN §9)."""
+"""Keys every gate entry carries (docs/design.md#report-json)."""
 
 
 def jsonable(value):

@@ -108,7 +108,7 @@ def _split_of_lrgs(n: int, spec: ToySpec, rng) -> np.ndarray:
 
 
 def make_rows(spec: ToySpec) -> pd.DataFrame:
-    """Manifest rows (DESIGN §3) with inline ``image_npz`` blobs for a :class:`ToySpec`."""
+    """Manifest rows (docs/design.md#manifest) with inline ``image_npz`` blobs for a :class:`ToySpec`."""
     rng = np.random.default_rng(spec.seed)
     split = _split_of_lrgs(spec.n_lrgs, spec, rng)
     rows = []

@@ -1,4 +1,4 @@
-"""Paired rows (LRG + arc, LRG alone) in the DESIGN §2 format, and writing them to parquet.
+"""Paired rows (LRG + arc, LRG alone) in the paired input format (docs/design.md#paired-input-format), and writing them to parquet.
 
 Per LRG: draw its light and observing conditions, render it (adaptive supersampling, per-band
 Moffat PSF), add sky and photon noise once -> the control. Per injection (2–18 per LRG): trace
@@ -228,7 +228,7 @@ COLUMNS: tuple[str, ...] = (
     "brickname", "task_id", "cutout_ok",
     "lrg_mag_r", "lrg_mag_z", "lrg_redshift", "lrg_reff_arcsec", "lrg_q",
 )
-"""Column order of the simulator's output (DESIGN §2 plus LRG truth)."""
+"""Column order of the simulator's output (docs/design.md#paired-input-format plus LRG truth)."""
 
 
 def _check_args(n_lrgs, stamp_size, injections_per_lrg):
@@ -276,7 +276,7 @@ def iter_lrg_rows(n_lrgs, seed, *, stamp_size, injections_per_lrg, progress, opt
 def simulate_frame(n_lrgs: int, seed: int, *, stamp_size: int = 64,
                    injections_per_lrg: tuple[int, int] = (2, 18), progress: bool = False,
                    **options) -> pd.DataFrame:
-    """Simulate paired rows in memory: one row per injection, DESIGN §2 columns + ``region_split``.
+    """Simulate paired rows in memory: one row per injection, paired-input columns + ``region_split``.
 
     Parameters
     ----------

@@ -38,7 +38,7 @@ KPC_PER_ARCSEC_TABLE = (
 
 @dataclass(frozen=True)
 class PopulationConfig:
-    """Ranges of the injection population (defaults follow issue 2 / the survey pipeline)."""
+    """Ranges of the injection population (defaults follow the survey pipeline's injections, docs/design.md#simulator)."""
 
     theta_e_range: tuple[float, float] = (0.5, 2.5)
     """Einstein radius. Unit: arcsec."""
@@ -189,7 +189,7 @@ def draw_conditions(rng: np.random.Generator, *, psf_radius: int = 16) -> Condit
 
 
 def condition_columns(cond: Conditions) -> dict:
-    """The DESIGN §2 condition columns of a :class:`Conditions`.
+    """The condition columns (docs/design.md#paired-input-format) of a :class:`Conditions`.
 
     ``psfdepth_r`` follows the Legacy Surveys convention: the inverse variance of a point-source
     flux, ``1 / (σ² · NEA)`` with ``NEA = 1 / Σ p²`` the PSF's noise-equivalent area. Unit:

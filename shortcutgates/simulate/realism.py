@@ -1,4 +1,4 @@
-"""Realism check of the simulator against the survey's measurements (issue 2, DESIGN §1).
+"""Realism check of the simulator against the survey's measurements (docs/design.md#the-shortcut, #simulator).
 
 Measured on simulated data with the library's own probe (:func:`shortcutgates.gates.probes.core_lr_auc`,
 5-fold CV grouped by LRG, central 10×10 pixels of all bands) and preprocessing
