@@ -19,9 +19,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "build": ("shortcutgates.build", "build a paired / unpaired / matched manifest with LRG-disjoint splits"),
     "train": ("shortcutgates.train", "train a lens-finder CNN on a manifest and write a checkpoint"),
     "gate": ("shortcutgates.gates.command", "run the gate suite on a manifest (and a checkpoint)"),
-    "experiment": ("shortcutgates.experiment", "run the proposal's experiments E1-E4 and write a report"),
-    "demo": ("shortcutgates.demo", "the whole path on simulated data, ending with the E1-E4 table"),
-    "report": ("shortcutgates.report", "render a report from results JSON"),
+    "experiment": ("shortcutgates.experiment.run", "run the proposal's experiments E1-E4 and write a report"),
+    "demo": ("shortcutgates.experiment.demo", "the whole path on simulated data, ending with the E1-E4 table"),
+    "report": ("shortcutgates.experiment.report", "render a report from results JSON"),
 }
 
 

@@ -5,7 +5,7 @@ the package is installed. Without ``--data`` it only adds its options, its marke
 nothing is read, nothing is computed, no test is added or failed.
 
 With ``--data DIR`` (and optionally ``--model CKPT``) a test that requests the ``gate_case`` fixture
-is parametrised with one case per gate × parameters × split (``shortcutgates.gate_suite.test_gate``;
+is parametrised with one case per gate × parameters × split (``shortcutgates.gates.gate_suite.test_gate``;
 ``pytest gate_tests`` collects it), ids as ``core_lr_auc[train-box10-raw_robust]``. Decoded images and
 model predictions are cached on one :class:`~shortcutgates.gates.registry.GateContext` per session.
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shortcutgates import experiment as ex
-from shortcutgates import experiment_measure as em
+from shortcutgates.experiment import run as ex
+from shortcutgates.experiment import measure as em
 from shortcutgates.cli import main as cli_main
 
 
@@ -118,14 +118,14 @@ def test_command_rejects_bad_arguments(tmp_path, capsys):
 
 
 def test_chance_smd_sentence_uses_pool_sizes():
-    from shortcutgates.report_text import _chance_smd
+    from shortcutgates.experiment.text import _chance_smd
 
     results = {"seeds": [{"datasets": {"unpaired": {"splits": {"train": {"n_pos": 50, "n_neg": 50}}}}}]}
     assert f"standard error {math.sqrt(2 / 50):.2f}" in _chance_smd(results)
 
 
 def test_demo_params_and_overrides(tmp_path):
-    from shortcutgates.demo import DEMO, demo_params
+    from shortcutgates.experiment.demo import DEMO, demo_params
 
     p = demo_params(tmp_path)
     assert (p.n_lrgs, p.epochs, p.n_boot, p.input) == (DEMO["n_lrgs"], DEMO["epochs"], DEMO["n_boot"], None)

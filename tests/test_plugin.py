@@ -1,6 +1,6 @@
 """End-to-end tests of the pytest plugin with ``pytester``: options, ids, skips, outcomes, summary, report.
 
-Each test runs the real gate suite (``shortcutgates.gate_suite.test_gate``, as ``gate_tests/`` does)
+Each test runs the real gate suite (``shortcutgates.gates.gate_suite.test_gate``, as ``gate_tests/`` does)
 on the committed fixture datasets, selecting a few cheap gates with ``-k`` to stay fast.
 """
 
@@ -47,7 +47,7 @@ def _import_lazy_modules():
 @pytest.fixture
 def suite(pytester):
     """A project whose only test module is the gate suite, as the repository's ``gate_tests/``."""
-    pytester.makepyfile(test_gates="from shortcutgates.gate_suite import test_gate  # noqa: F401\n")
+    pytester.makepyfile(test_gates="from shortcutgates.gates.gate_suite import test_gate  # noqa: F401\n")
     return pytester
 
 

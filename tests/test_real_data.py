@@ -19,10 +19,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from shortcutgates.experiment import Configuration, ExperimentParams, run_experiment
+from shortcutgates.experiment.run import Configuration, ExperimentParams, run_experiment
 from shortcutgates.io import encode_stamp
 from shortcutgates.model import ModelConfig
-from shortcutgates.report import load_results
+from shortcutgates.experiment.report import load_results
 
 SIZE = 64
 PIX = 0.262  # arcsec / pixel

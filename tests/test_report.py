@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from shortcutgates import report as rp
-from shortcutgates import report_figures as figs
-from shortcutgates import report_text as rt
+from shortcutgates.experiment import report as rp
+from shortcutgates.experiment import figures as figs
+from shortcutgates.experiment import text as rt
 from shortcutgates.cli import main as cli_main
 
 CONFIGS = ("raw_robust", "residual")

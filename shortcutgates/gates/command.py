@@ -2,7 +2,7 @@
 
 ``shortcutgates gate --data DIR [--model CKPT] [--gate-report FILE] [--gate-config PYPROJECT] [-- PYTEST_ARGS]``
 runs exactly what ``pytest gate_tests --data DIR ...`` runs in the repository: the suite module
-:mod:`shortcutgates.gate_suite` shipped in the package, with the ``shortcutgates`` plugin. Extra
+:mod:`shortcutgates.gates.gate_suite` shipped in the package, with the ``shortcutgates`` plugin. Extra
 arguments go to pytest unchanged (``-k core_lr``, ``--junitxml out.xml``, ``-x``, ``-q`` ...). The
 exit status is pytest's (0: every gate that ran passed; 1: a gate failed).
 """
@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def suite_path() -> Path:
     """Path of the installed gate-suite module."""
-    from .. import gate_suite
+    from . import gate_suite
 
     return Path(gate_suite.__file__).resolve()
 

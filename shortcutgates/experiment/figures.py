@@ -14,8 +14,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .io import atomic_path
-from .preprocess import annulus_median_mad
+from ..io import atomic_path
+from ..preprocess import annulus_median_mad
 
 COLORS = ("#1b6ca8", "#d1495b", "#2e933c", "#edae49", "#7b4b94", "#555555")
 """Colour of the n-th configuration, the same in every figure."""

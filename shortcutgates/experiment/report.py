@@ -1,7 +1,7 @@
 """The experiment report: ``results.json`` -> ``report.md`` + ``report.html`` + PNG figures.
 
 Also the ``shortcutgates report RESULTS [--out DIR]`` command. The layout of ``results.json`` is
-documented in :mod:`shortcutgates.experiment`; this module only reads it. The report is a list of
+documented in :mod:`shortcutgates.experiment.run`; this module only reads it. The report is a list of
 blocks (heading, paragraph, list, table, figure) rendered twice, to Markdown and to HTML, so both
 say the same thing. Every verdict and every answer to the proposal's review questions is computed
 here from the measurements; no sentence states a result that is not in ``results.json``.
@@ -18,9 +18,9 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from . import report_figures as figs
-from . import report_text as text
-from .io import write_bytes_atomic
+from . import figures as figs
+from . import text
+from ..io import write_bytes_atomic
 
 RESULTS_SCHEMA = "shortcutgates.experiment/1"
 KEY_METRICS = ("E1", "E2", "E3", "E3_gap", "E4")
@@ -382,7 +382,7 @@ def render_report(results: dict, results_dir, out_dir=None) -> ReportFiles:
     Parameters
     ----------
     results : dict
-        Parsed ``results.json`` (see :mod:`shortcutgates.experiment`).
+        Parsed ``results.json`` (see :mod:`shortcutgates.experiment.run`).
     results_dir : path-like
         Directory of ``results.json``; files it names (``examples.npz``) are looked up there.
     """

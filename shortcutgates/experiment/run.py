@@ -54,13 +54,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .experiment_measure import (
+from .. import __version__
+from .measure import (
     detection, example_stamps, gate_metric, jsonable, npz_bytes, property_histograms, run_gates,
     strip_extra, stratified_bins,
 )
-from .io import write_bytes_atomic
-from .schema import LABEL_COLUMN, SPLIT_COLUMN
+from ..io import write_bytes_atomic
+from ..schema import LABEL_COLUMN, SPLIT_COLUMN
 
 SCHEMA = "shortcutgates.experiment/1"
 
@@ -174,7 +174,7 @@ def paired_input(params: ExperimentParams, seed: int, timer: Timer) -> Path:
     """The paired catalogue of a seed: ``--input``, or simulated into ``out/data/seed<S>/paired_input``."""
     if params.input is not None:
         return Path(params.input)
-    from .simulate import simulate_paired
+    from ..simulate import simulate_paired
 
     path = params.out / "data" / f"seed{seed}" / "paired_input"
     if path.is_dir() and any(path.iterdir()):  # simulate_paired renames a complete directory into place
@@ -190,7 +190,7 @@ def paired_input(params: ExperimentParams, seed: int, timer: Timer) -> Path:
 
 def build_datasets(source: Path, params: ExperimentParams, seed: int, timer: Timer) -> dict:
     """Build the paired and unpaired manifests of a seed; returns ``{mode: manifest dir}``."""
-    from .build import build_manifest
+    from ..build import build_manifest
 
     out = {}
     for mode in ("paired", "unpaired"):
@@ -205,8 +205,8 @@ def build_datasets(source: Path, params: ExperimentParams, seed: int, timer: Tim
 
 def split_counts(manifest_dir: Path) -> dict:
     """Rows, positives, negatives and LRGs per split of a manifest."""
-    from .evaluate import lrg_groups
-    from .manifest import read_manifest
+    from ..evaluate import lrg_groups
+    from ..manifest import read_manifest
 
     frame = read_manifest(manifest_dir, columns=()).frame
     groups = lrg_groups(frame)
@@ -226,7 +226,7 @@ WALL_CLOCK_FIELDS = ("seconds", "train_samples_per_s")
 
 def train_model(manifest: Path, ckpt: Path, config: Configuration, params: ExperimentParams, seed: int) -> dict:
     """Train one model (resuming a checkpoint left by an interrupted run); returns its summary record."""
-    from .train import TrainConfig, train
+    from ..train import TrainConfig, train
 
     train_config = TrainConfig(preprocess=config.preprocess, core_dropout=config.core_dropout,
                                epochs=params.epochs, batch_size=params.batch_size, seed=seed,

@@ -1,8 +1,8 @@
 """``shortcutgates demo``: the whole path on simulated data, ending with the E1–E4 table.
 
 Simulate paired LRG stamps with injected arcs, build paired and unpaired manifests, train the
-three configurations of :data:`shortcutgates.experiment.CONFIGURATIONS` on each, run the gates and
-write the report — :func:`shortcutgates.experiment.run_experiment` with defaults sized to finish in
+three configurations of :data:`shortcutgates.experiment.run.CONFIGURATIONS` on each, run the gates and
+write the report — :func:`shortcutgates.experiment.run.run_experiment` with defaults sized to finish in
 about 15 minutes on a 2-core CPU (:data:`DEMO`). Progress goes to stderr throughout; the table and
 the report path go to stdout at the end. Re-running with the same ``--out`` reuses the simulated
 data and the finished checkpoints.
@@ -14,8 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .experiment import ExperimentParams, Timer, run_experiment
-from .model import ModelConfig
+from .run import ExperimentParams, Timer, run_experiment
+from ..model import ModelConfig
 
 DEMO = dict(n_lrgs=2000, epochs=6, injections_per_lrg=(1, 2), n_boot=500, batch_size=64,
             train_options={"model": ModelConfig(width=16, blocks=(1, 1, 1))})
@@ -26,7 +26,7 @@ interval. Measured: 4.1 minutes on an idle 2-core machine (README)."""
 
 def demo_params(out: Path, *, n_lrgs: int | None = None, epochs: int | None = None, seed: int = 0,
                 progress: bool = True) -> ExperimentParams:
-    """The demo's :class:`~shortcutgates.experiment.ExperimentParams` (``None`` keeps the default)."""
+    """The demo's :class:`~shortcutgates.experiment.run.ExperimentParams` (``None`` keeps the default)."""
     kw = dict(DEMO)
     if n_lrgs is not None:
         kw["n_lrgs"] = n_lrgs

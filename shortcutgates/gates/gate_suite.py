@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 
-from .plugin import RESULT_PROPERTY, check_record, evaluate_case
+from ..plugin import RESULT_PROPERTY, check_record, evaluate_case
 
 
 def test_gate(gate_case, gate_session, request):

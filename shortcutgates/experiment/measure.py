@@ -2,7 +2,7 @@
 
 Thin adapters from the library's public functions (``evaluate.score_manifest`` /
 ``evaluate_scores``, the gate registry, ``read_manifest`` / ``load_images``) to the plain-JSON
-records of ``results.json`` (see :mod:`shortcutgates.experiment`).
+records of ``results.json`` (see :mod:`shortcutgates.experiment.run`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .schema import LABEL_COLUMN, SPLIT_COLUMN
+from ..schema import LABEL_COLUMN, SPLIT_COLUMN
 
 
 def jsonable(obj):
@@ -44,7 +44,7 @@ def roc_points(labels: np.ndarray, scores: np.ndarray, max_points: int = 200) ->
 
 def detection(ckpt: Path, manifest: Path, split: str, seed: int, params) -> tuple:
     """AUROC (LRG-bootstrap CI) of a model on one split, and its ROC curve: ``(metric, roc)``."""
-    from .evaluate import evaluate_scores, lrg_groups, score_manifest
+    from ..evaluate import evaluate_scores, lrg_groups, score_manifest
 
     scored = score_manifest(ckpt, manifest, [split], cache_dir=params.out / "cache")
     labels, scores = scored[LABEL_COLUMN].to_numpy().astype(int), scored["score"].to_numpy(np.float64)
@@ -67,7 +67,7 @@ def run_gates(manifest: Path, ckpt: Path | None, params, seed: int, *, model_onl
     ``model_only``: only the cases that need the model (the data cases are the same for every
     model of a dataset and run once, without a model). ``only(case) -> bool`` selects further.
     """
-    from .gates.registry import GateConfig, GateContext, gate_cases, run_case
+    from ..gates.registry import GateConfig, GateContext, gate_cases, run_case
 
     config = GateConfig(n_boot=params.n_boot, seed=seed, max_samples=params.max_samples)
     ctx = GateContext(manifest, model=ckpt, config=config, progress=params.progress)
@@ -120,8 +120,8 @@ def property_histograms(manifest: Path, balance: list, split: str = "train", bin
     balance : list
         Data-gate records of the manifest (``property_balance[<split>-<column>]`` gives the SMD).
     """
-    from .manifest import read_manifest
-    from .schema import PROPERTY_COLUMNS
+    from ..manifest import read_manifest
+    from ..schema import PROPERTY_COLUMNS
 
     frame = read_manifest(manifest, columns=PROPERTY_COLUMNS).frame
     frame = frame[frame[SPLIT_COLUMN].astype(str) == split]
@@ -150,12 +150,12 @@ def example_stamps(paired_manifest: Path, seed: int, k: int = 3, split: str = "t
     "theta_e_arcsec": (k,)}``; the arc mask is the annulus the ``arc_masked_auroc`` gate fills with
     noise (:func:`shortcutgates.gates.model_gates.arc_mask_radii` with ``mask_half_widths``).
     """
-    from .evaluate import lrg_groups
-    from .gates.model_gates import arc_mask_radii, mask_half_widths
-    from .gates.perturb import annulus_masks
-    from .manifest import load_images, read_manifest
-    from .preprocess import residual
-    from .schema import PIXEL_SCALE_ARCSEC
+    from ..evaluate import lrg_groups
+    from ..gates.model_gates import arc_mask_radii, mask_half_widths
+    from ..gates.perturb import annulus_masks
+    from ..manifest import load_images, read_manifest
+    from ..preprocess import residual
+    from ..schema import PIXEL_SCALE_ARCSEC
 
     frame = read_manifest(paired_manifest).frame
     frame = frame[frame[SPLIT_COLUMN].astype(str) == split].reset_index(drop=True)
