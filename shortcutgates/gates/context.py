@@ -229,6 +229,25 @@ class GateContext:
         self._score_fn = lambda raw: np.asarray(predict_scores(loaded, raw), np.float64)
         self._preprocess = loaded.preprocess
 
+    def with_scorer(self, score_fn: ScoreFn | None, preprocess: str | Callable | None = None,
+                    model_path=None) -> "GateContext":
+        """A context on the same data with another model (or none), sharing everything that is data only.
+
+        The manifest, samples, integrity check, inputs of named preprocessing modes and memoised
+        probe results are shared (not recomputed); model scores, counters and any input of a callable
+        preprocessing are the new model's own. Used to gate many checkpoints on one data read.
+        """
+        import copy
+
+        other = copy.copy(self)
+        other._score_fn, other._preprocess, other._loaded = score_fn, preprocess, None
+        other.model_path = None if model_path is None else Path(model_path)
+        other._inputs = {k: v for k, v in self._inputs.items() if k[1] != "model"}
+        other._memo = {k: v for k, v in self._memo.items() if "model" not in k}
+        other._scores = {}
+        other.n_inference_passes = other.n_images_scored = 0
+        return other
+
     @property
     def has_model(self) -> bool:
         return self._score_fn is not None
