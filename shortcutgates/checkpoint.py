@@ -44,6 +44,31 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the one-line message names the file and the problem."""
 
 
+OTHER_MODELS = ("a model shortcutgates did not write comes in as a torch.export program (.pt2) or an ONNX file "
+                "with an input contract, or through a 'shortcutgates_scorer' fixture in your conftest.py that "
+                "builds your network and loads its weights (docs/scorers.md)")
+"""The next step named by every refusal of a file that is not a shortcutgates checkpoint."""
+
+
+def _zip_names(path) -> list[str]:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return zf.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return []
+
+
+def _refuse_other_archives(path, names: list[str]) -> None:
+    """TorchScript and torch.export archives are zip files too: name them instead of calling them corrupt."""
+    rel = [n.split("/", 1)[-1] for n in names]
+    if any(r.startswith("code/") for r in rel) or "constants.pkl" in rel:
+        raise CheckpointError(f"{path}: a TorchScript archive (torch.jit.save); it runs TorchScript code when "
+                              f"loaded, so shortcutgates does not load it: {OTHER_MODELS}")
+    if any(r.startswith("models/") and r.endswith(".json") for r in rel) and "data.pkl" not in rel:
+        raise CheckpointError(f"{path}: a torch.export program; name it with the .pt2 suffix so it is read as one "
+                              "(with its input contract)")
+
+
 class LoadedCheckpoint(NamedTuple):
     """A model rebuilt from a checkpoint, ready for :func:`shortcutgates.evaluate.predict_scores`."""
 
@@ -85,6 +110,7 @@ def read_payload(path, map_location="cpu") -> dict:
     if head != b"PK\x03\x04":
         kind = "a legacy (pre-1.6) torch pickle" if head[:1] == b"\x80" else f"not a torch zip file (starts with {head!r})"
         raise CheckpointError(f"{path}: {kind}; truncated or corrupt, or not a shortcutgates checkpoint")
+    _refuse_other_archives(path, _zip_names(path))
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -92,8 +118,9 @@ def read_payload(path, map_location="cpu") -> dict:
         detail = next((line.strip() for line in first if "GLOBAL" in line or "Unsupported" in line), "")
         raise CheckpointError(
             f"{path}: refused, the file needs unpickling of arbitrary objects ({detail or 'not weights-only'}); "
-            "loading it could run arbitrary code. If you trust its source, re-save it as a plain dict of tensors, "
-            "numbers and strings, so that torch.load(path, weights_only=True) reads it"
+            f"loading it could run arbitrary code. A whole pickled nn.Module or another tool's file: {OTHER_MODELS}; "
+            "a shortcutgates checkpoint carrying extra objects: re-save it as a plain dict of tensors, numbers "
+            "and strings, so that torch.load(path, weights_only=True) reads it"
         ) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
         msg = " ".join(str(exc).split())[:160]
@@ -106,9 +133,12 @@ def read_payload(path, map_location="cpu") -> dict:
 def check_payload(path, payload: dict) -> None:
     """Refuse a dict of another format, a newer version, or one lacking a required key."""
     fmt = payload.get("format")
+    if fmt is None and payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
+        first = next(iter(payload))
+        raise CheckpointError(f"{path}: a bare state_dict ({len(payload)} tensors, e.g. {first!r}) of a network "
+                              f"shortcutgates does not know, so it cannot be run: {OTHER_MODELS}")
     if fmt != FORMAT:
-        hint = " (a bare state_dict?)" if fmt is None and all(isinstance(v, torch.Tensor) for v in payload.values()) else ""
-        raise CheckpointError(f"{path}: format is {fmt!r}, expected {FORMAT!r}{hint}")
+        raise CheckpointError(f"{path}: format is {fmt!r}, expected {FORMAT!r}; {OTHER_MODELS}")
     version = payload.get("version")
     if not isinstance(version, int) or version < 1:
         raise CheckpointError(f"{path}: version must be a positive int (got {version!r})")
@@ -132,7 +162,8 @@ def model_from_payload(path, payload: dict, state_key: str = "state_dict") -> Re
     except (RuntimeError, TypeError, AttributeError) as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         detail = "; ".join(lines[1:3]) if len(lines) > 1 else (lines[0] if lines else type(exc).__name__)
-        raise CheckpointError(f"{path}: state_dict does not fit the architecture in model_config ({detail[:200]})") from None
+        raise CheckpointError(f"{path}: state_dict does not fit the architecture in model_config ({detail[:200]}); "
+                              f"for another architecture: {OTHER_MODELS}") from None
     return model
 
 
@@ -156,6 +187,31 @@ def load_checkpoint(path, map_location="cpu") -> LoadedCheckpoint:
     model = model_from_payload(path, payload).to(map_location if isinstance(map_location, (str, torch.device)) else "cpu")
     model.eval()
     return LoadedCheckpoint(model, name, payload)
+
+
+def recorded_manifest(path) -> Path:
+    """The training manifest a checkpoint records (``data.manifest``), after checking its sha256.
+
+    Raises :class:`CheckpointError` (one line, naming the way out: ``--data DIR``) when the
+    checkpoint records none, the manifest is gone, or its content changed since training.
+    """
+    from .dataset import manifest_sha256
+
+    payload = read_payload(path)
+    check_payload(path, payload)
+    data = payload.get("data") if isinstance(payload.get("data"), dict) else {}
+    manifest, sha = data.get("manifest"), data.get("sha256")
+    fix = "pass the manifest to gate with --data DIR"
+    if not manifest or not sha:
+        raise CheckpointError(f"{path}: records no training manifest with its sha256; {fix}")
+    where = Path(manifest)
+    if not where.exists():
+        raise CheckpointError(f"{path}: its training manifest {manifest} is not there (moved or deleted); {fix}")
+    now = manifest_sha256(where)
+    if now != sha:
+        raise CheckpointError(f"{path}: its training manifest {manifest} has changed since training (sha256 "
+                              f"{sha[:12]} recorded, {now[:12]} now); {fix}")
+    return where.resolve()
 
 
 def checkpoint_sha256(path) -> str:

@@ -23,6 +23,11 @@ verdict            pytest outcome
 ``skipped``        skipped with the reason (model gate without ``--model``)
 =================  ===========================================================================
 
+Only ``primary`` cases decide the run (``docs/design.md#verdict-rule``). A ``reported`` case (role in
+the report, e.g. ``property_balance``, ``stratified_auroc``) never fails its test: it passes with
+``REPORTED (not gated): <verdict>: <message>`` in the summary table and in its ``user_properties``;
+its verdict ``reported`` means it was measured without a threshold (nothing was tested).
+
 A waiver (``[tool.shortcutgates.waivers]``, by case id or gate name) turns the case into a non-strict
 xfail carrying the waiver's reason: a failing waived gate reports XFAIL, a passing one XPASS.
 
@@ -46,6 +51,8 @@ RESULT_PROPERTY = "gate_result"
 NO_DATA_REASON = "the gate suite needs --data DIR (a built or hand-written manifest)"
 DESELECTED_REASON = "deselected (-k / -m)"
 NOT_RUN_REASON = "the session stopped before it ran, or its test was not collected"
+SCORER_FIXTURE = "shortcutgates_scorer"
+"""Name of the user's fixture returning ``f(images (N, 3, H, W) nanomaggies g, r, z) -> (N,) scores``."""
 
 
 # --- option parsers: reject bad values at the command line ------------------------------------
@@ -60,10 +67,10 @@ def parse_data_dir(value: str) -> Path:
 
 
 def parse_checkpoint(value: str) -> Path:
-    """``--model``: an existing checkpoint file."""
+    """``--model``: an existing model file (checkpoint ``.pt``, ``.pt2`` or ``.onnx``)."""
     path = Path(value).expanduser()
     if path.is_dir():
-        raise argparse.ArgumentTypeError(f"is a directory, expected a checkpoint file (.pt): {value!r}")
+        raise argparse.ArgumentTypeError(f"is a directory, expected a model file (.pt, .pt2, .onnx): {value!r}")
     if not path.is_file():
         raise argparse.ArgumentTypeError(f"no such checkpoint file: {value!r}")
     return path.resolve()
@@ -91,15 +98,21 @@ def pytest_addoption(parser):
                     help="Manifest directory (or parquet file) the gates measure; without it the gate "
                          "suite is skipped and the plugin does nothing. Default: %(default)r")
     group.addoption("--model", metavar="CKPT", type=parse_checkpoint, default=None,
-                    help="Checkpoint (.pt) for the model gates; without it they are skipped with that "
-                         "reason. Default: %(default)r")
+                    help="Model for the model gates: a shortcutgates checkpoint (.pt; without --data the "
+                         "gates measure the manifest it records), a torch.export program (.pt2) or an "
+                         "ONNX file (.onnx), the last two with an input contract (docs/scorers.md). "
+                         f"Alternatively define a fixture named {SCORER_FIXTURE!r}. Without either the "
+                         "model gates are skipped with that reason. Default: %(default)r")
     group.addoption("--gate-report", metavar="FILE", type=parse_report_path, default=None,
-                    help="Write the gate results as JSON (schema shortcutgates.report/1) to FILE, "
+                    help="Write the gate results as JSON (schema shortcutgates.report/2) to FILE, "
                          "atomically. Default: %(default)r")
     group.addoption("--gate-config", metavar="PYPROJECT", type=parse_pyproject, default=None,
                     help="pyproject.toml whose [tool.shortcutgates] table sets thresholds, sample caps, "
                          "bootstrap and waivers. Default: %(default)r (the rootdir's pyproject.toml, "
                          "if there is one)")
+    group.addoption("--gate-strict", action="store_true", default=False,
+                    help="Fail the run when gates the suite expects did not run (deselected, no model, "
+                         "missing splits); the default of 'shortcutgates gate'. Default: %(default)r")
 
 
 # --- session state ------------------------------------------------------------------------
@@ -112,6 +125,13 @@ class GateSession:
     report: Path | None
     config_path: Path | None
     progress: bool = False
+    strict: bool = False
+    """Fail the session when expected gates did not run (``--gate-strict``)."""
+    scorer: object = None
+    """The :class:`shortcutgates.scorers.Scorer` of ``--model`` or of the user's scorer fixture."""
+    fixture_scorer: bool = False
+    """A ``shortcutgates_scorer`` fixture is visible to the gate tests (found after collection)."""
+    _scorer_error: str | None = None
     _context: object = None
     _cases: list | None = None
     results: dict = field(default_factory=dict)
@@ -126,15 +146,52 @@ class GateSession:
     def context(self):
         """The shared :class:`GateContext` (data read lazily inside; images/predictions cached)."""
         if self._context is None:
-            from .gates.registry import GateConfig, GateContext
+            from .gates.registry import GateContext, load_config
 
             try:
-                gate_config = GateConfig.from_pyproject(self.config_path)
-                self._context = GateContext(self.data, model=self.model, config=gate_config,
-                                            progress=self.progress)
-            except (ValueError, FileNotFoundError) as exc:  # DataError is a ValueError
+                gate_config = load_config(self.config_path)
+                context = GateContext(self.data, config=gate_config, progress=self.progress)
+                if self.model is not None:
+                    context = self._with_model_file(context)
+                self._context = context
+            except (ValueError, FileNotFoundError) as exc:  # DataError, CheckpointError, ScorerError
                 raise pytest.UsageError(f"shortcutgates: {exc}") from None
         return self._context
+
+    def _with_model_file(self, context):
+        """Load ``--model`` (checkpoint, .pt2 or .onnx) and check its input contract against the stamps."""
+        from .gates.context import decode_rows
+        from .scorers import load_scorer
+
+        self.scorer = load_scorer(self.model)
+        if self.scorer.contract is not None and len(context.frame):
+            shape = decode_rows(context.frame.iloc[:1]).shape
+            if shape is not None:
+                self.scorer.contract.check_stamp(shape, str(self.model))
+        return context.with_scorer(self.scorer.score_fn, self.scorer.preprocess, self.model)
+
+    def use_fixture_scorer(self, request) -> None:
+        """Take the model from the user's ``shortcutgates_scorer`` fixture (once per session)."""
+        if not self.fixture_scorer or self.scorer is not None:
+            return
+        if self._scorer_error is None:
+            from .scorers import ScorerError, callable_scorer
+
+            try:
+                self.scorer = callable_scorer(request.getfixturevalue(SCORER_FIXTURE), f"fixture {SCORER_FIXTURE}")
+                self._context = self.context.with_scorer(self.scorer.score_fn, self.scorer.preprocess)
+                return
+            except ScorerError as exc:
+                self._scorer_error = str(exc)
+        pytest.fail(f"shortcutgates: {self._scorer_error}", pytrace=False)
+
+    @property
+    def model_block(self) -> dict | None:
+        """The report's ``model`` block: the context's, with what the scorer says about itself."""
+        info = self.context.model_info if self.context.has_model else None
+        if self.scorer is not None:
+            info = {**(info or {}), **self.scorer.info}
+        return info
 
     def cases(self) -> list:
         """Every gate case the data (and model) call for, model cases included without a model."""
@@ -172,9 +229,41 @@ class GateSession:
 
     def pytest_deselected(self, items):
         for item in items:
-            case = getattr(getattr(item, "callspec", None), "params", {}).get("gate_case")
+            case = _case_of(item)
             if case is not None:
                 self.deselected.add(case.id)
+
+    def pytest_collection_finish(self, session):
+        """Find the user's scorer fixture; with ``--model`` as well it is a usage error."""
+        items = [item for item in session.items if _case_of(item) is not None]
+        if not items or not _fixture_visible(session, items[0], SCORER_FIXTURE):
+            return
+        if self.model is not None:
+            raise pytest.UsageError(f"shortcutgates: both --model and a {SCORER_FIXTURE!r} fixture give the model; "
+                                    "use one (remove --model, or the fixture)")
+        self.fixture_scorer = True
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_call(self, item):
+        request = getattr(item, "funcargs", {}).get("request")
+        if request is not None and _case_of(item) is not None:
+            self.use_fixture_scorer(request)
+
+
+def _case_of(item):
+    """The gate case a collected test item runs, or None."""
+    return getattr(getattr(item, "callspec", None), "params", {}).get("gate_case")
+
+
+def _fixture_visible(session, item, name: str) -> bool:
+    """Whether fixture ``name`` is defined for ``item`` (conftest.py, a -p plugin, or the test module)."""
+    manager = getattr(session, "_fixturemanager", None)
+    if manager is None:  # pragma: no cover - pytest without a fixture manager
+        return False
+    try:
+        return bool(manager.getfixturedefs(name, item))
+    except (TypeError, AttributeError):  # pytest < 8 takes the node id
+        return bool(manager.getfixturedefs(name, item.nodeid))
 
 
 SESSION_KEY = pytest.StashKey[GateSession]()
@@ -187,15 +276,32 @@ def gate_session_of(config) -> GateSession:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "gate(name): a shortcut-gate case (added by the shortcutgates plugin)")
+    data, model = config.getoption("data"), config.getoption("model")
+    if data is None and model is not None:
+        data = recorded_manifest(model)
     session = GateSession(
-        data=config.getoption("data"), model=config.getoption("model"), report=config.getoption("gate_report"),
+        data=data, model=model, report=config.getoption("gate_report"),
         config_path=config.getoption("gate_config") or _default_pyproject(config),
-        progress=config.getoption("capture") == "no")
+        progress=config.getoption("capture") == "no", strict=config.getoption("gate_strict"))
     config.stash[SESSION_KEY] = session
-    if not session.active and (session.model is not None or config.getoption("gate_report") is not None):
-        raise pytest.UsageError("shortcutgates: --model and --gate-report need --data DIR (the manifest the gates measure)")
+    if not session.active and config.getoption("gate_report") is not None:
+        raise pytest.UsageError("shortcutgates: --gate-report needs --data DIR (the manifest the gates measure) "
+                                "or --model CKPT (a checkpoint records its training manifest)")
     if session.active:
         config.pluginmanager.register(session, "shortcutgates-session")
+
+
+def recorded_manifest(model: Path) -> Path:
+    """The training manifest a checkpoint records, after checking its sha256 (usage error otherwise)."""
+    if model.suffix.lower() in (".onnx", ".pt2"):
+        raise pytest.UsageError(f"shortcutgates: {model}: a {model.suffix} file records no manifest; "
+                                "pass the data to gate with --data DIR")
+    from .checkpoint import CheckpointError, recorded_manifest as read_recorded
+
+    try:
+        return read_recorded(model)
+    except CheckpointError as exc:
+        raise pytest.UsageError(f"shortcutgates: {exc}") from None
 
 
 def _default_pyproject(config) -> Path | None:
@@ -272,6 +378,8 @@ def check_record(record: dict) -> None:
     verdict, message = record["verdict"], record["message"]
     if verdict == "skipped":
         pytest.skip(message)
+    if record.get("role", "primary") == "reported":  # shown, never turns the run red
+        return
     if verdict != "pass":
         pytest.fail(f"{record['id']}: {verdict.upper()}: {message}", pytrace=False)
 
@@ -294,6 +402,8 @@ def _row(record: dict) -> tuple[str, ...]:
     op = "<=" if record["direction"] == "max" else ">="
     threshold = "report" if record["threshold"] is None else f"{op} {record['threshold']:g}"
     verdict = record["verdict"].upper() + (" (waived)" if record.get("waiver") else "")
+    if record.get("role", "primary") == "reported":
+        verdict += " (reported, not gated)"
     return record["id"], _fmt(record["value"]), ci_text, threshold, verdict
 
 
@@ -308,10 +418,38 @@ def summary_lines(records: list[dict], level: float = 0.95) -> list[str]:
     lines.append(f"gates: {c['expected']} expected, {c['run']} run ({c['pass']} pass, {c['fail']} fail, "
                  f"{c['inconclusive']} inconclusive, {c['error']} error), {c['skipped']} skipped, "
                  f"{c['waived']} waived")
+    lines.append(f"primary: {c['primary']} cases decide the run, {c['primary_failing']} failing -> "
+                 f"{'GREEN' if c['green'] else 'RED'}; reported: {c['expected'] - c['primary']} cases shown, "
+                 f"never gating ({c['reported']} measured without a threshold)")
     if c["skipped"]:
-        reasons = sorted({r["message"] for r in records if r["verdict"] == "skipped"})
-        lines.append(f"NOT RUN: {c['skipped']} of {c['expected']} gates did not run: {'; '.join(reasons)}")
+        missing = not_run(records)
+        lines.append(f"NOT RUN: {c['skipped']} of {c['expected']} gates did not run: {'; '.join(sorted(missing))}")
+        for reason, ids in sorted(missing.items()):
+            more = f" and {len(ids) - NOT_RUN_LISTED} more" if len(ids) > NOT_RUN_LISTED else ""
+            lines.append(f"  {reason}: {', '.join(ids[:NOT_RUN_LISTED])}{more}")
     return lines
+
+
+NOT_RUN_LISTED = 12
+"""Case ids listed per not-run reason in the summary."""
+
+
+def not_run(records: list[dict]) -> dict[str, list[str]]:
+    """Expected cases that did not run (verdict ``skipped``), by reason: ``{reason: [case id, ...]}``."""
+    out: dict[str, list[str]] = {}
+    for r in records:
+        if r["verdict"] == "skipped":
+            out.setdefault(r["message"], []).append(r["id"])
+    return out
+
+
+def strict_failure(records: list[dict]) -> str | None:
+    """Why a strict run fails: expected cases that did not run and are not waived (None: all ran)."""
+    ids = [r["id"] for r in records if r["verdict"] == "skipped" and not r.get("waiver")]
+    if not ids:
+        return None
+    return (f"STRICT: {len(ids)} of {len(records)} expected gates did not run, so this run has not shown the "
+            "shortcut absent; the run fails (run them, waive them, or pass --no-strict / omit --gate-strict)")
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
@@ -319,8 +457,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if not session.active or hasattr(config, "workerinput") or (session._cases is None and not session.results):
         return
     terminalreporter.write_sep("=", "shortcut gates")
-    for line in summary_lines(session.records(), session.context.config.level):
+    records = session.records()
+    for line in summary_lines(records, session.context.config.level):
         terminalreporter.write_line(line)
+    why = strict_failure(records) if session.strict else None
+    if why:
+        terminalreporter.write_line(why, red=True)
     if session.report is not None:
         terminalreporter.write_line(f"gate report: {session.report}")
 
@@ -328,15 +470,20 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 def pytest_sessionfinish(session, exitstatus):
     config = session.config
     state = gate_session_of(config)
-    if not state.active or state.report is None or hasattr(config, "workerinput"):
+    if not state.active or hasattr(config, "workerinput"):
+        return
+    ran = state._cases is not None or state.results
+    if state.strict and ran and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED) \
+            and strict_failure(state.records()):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if state.report is None:
         return
     from .gates.report_json import build_report, write_report
 
     if state._cases is None and not state.results:
         return  # nothing was collected (collection error or no gate test selected)
     context = state.context
-    report = build_report(state.records(), data=context.data_info,
-                          model=context.model_info if context.has_model else None)
+    report = build_report(state.records(), data=context.data_info, model=state.model_block)
     try:
         write_report(state.report, report)
     except OSError as exc:  # pytest prints a UsageError as one line; anything else as INTERNALERROR

@@ -278,7 +278,8 @@ def _validate(model, val, dd: _Dist, device) -> float:
 
 
 def train(manifest, out_ckpt, config: TrainConfig = TrainConfig(), *, resume: bool = False, progress: bool = True,
-          cache_dir=None, callback: Callable[[int, dict], None] | None = None) -> TrainSummary:
+          cache_dir=None, callback: Callable[[int, dict], None] | None = None,
+          keep_epochs: bool = False) -> TrainSummary:
     """Train on the ``train`` split of ``manifest``, validate on ``val``, checkpoint to ``out_ckpt``.
 
     Parameters
@@ -294,17 +295,27 @@ def train(manifest, out_ckpt, config: TrainConfig = TrainConfig(), *, resume: bo
         On-disk cache of the decoded, preprocessed stamps (memory-mapped on later runs).
     callback : callable(epoch, metrics_row), optional
         Called on rank 0 after each epoch's checkpoint is written (tests use it to interrupt).
+    keep_epochs : bool
+        Also keep each epoch's own weights as a checkpoint, :func:`epoch_checkpoint_path` (for
+        ``shortcutgates gate --model DIR``: when does a shortcut appear?).
     """
     if Path(out_ckpt).is_dir() and not resume:  # with resume, read_payload refuses it as a checkpoint
         raise ValueError(f"{out_ckpt}: is a directory, expected a file path")
     prev = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     try:
-        return _fit(Path(out_ckpt), manifest, config, resume, progress, cache_dir, callback)
+        return _fit(Path(out_ckpt), manifest, config, resume, progress, cache_dir, callback, keep_epochs)
     finally:  # the switch is global: give the caller back its setting
         torch.use_deterministic_algorithms(prev[0], warn_only=prev[1])
 
 
-def _fit(out_ckpt: Path, manifest, config: TrainConfig, resume: bool, progress: bool, cache_dir, callback):
+def epoch_checkpoint_path(out_ckpt, epoch: int) -> Path:
+    """Where ``keep_epochs`` puts epoch ``epoch`` (0-based): ``<stem>_epochs/epoch003.pt`` beside ``out_ckpt``."""
+    out_ckpt = Path(out_ckpt)
+    return out_ckpt.parent / f"{out_ckpt.stem}_epochs" / f"epoch{epoch:03d}.pt"
+
+
+def _fit(out_ckpt: Path, manifest, config: TrainConfig, resume: bool, progress: bool, cache_dir, callback,
+         keep_epochs: bool = False):
     from tqdm.auto import tqdm
 
     dd, device = _setup_distributed(config.device)
@@ -353,6 +364,9 @@ def _fit(out_ckpt: Path, manifest, config: TrainConfig, resume: bool, progress: 
                            n_parameters=count_parameters(model), device=str(device))
             resume_state = dict(st, state_dict=_state_copy(model), optimizer=opt.state_dict())
             save_checkpoint(out_ckpt, _payload(config.model, best_state, config, manifest, sha, metrics, resume_state))
+            if keep_epochs:  # this epoch's own weights, no resume state
+                own = dict(_payload(config.model, _state_copy(model), config, manifest, sha, metrics, None), epoch=epoch)
+                save_checkpoint(epoch_checkpoint_path(out_ckpt, epoch), own)
             if callback is not None:
                 callback(epoch, row)
         if dd.world > 1:
@@ -389,6 +403,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--cache-dir", default=None, metavar="DIR", help="on-disk cache of preprocessed stamps")
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="torch CPU threads")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint at --out")
+    parser.add_argument("--keep-epochs", action="store_true",
+                        help="also keep each epoch's weights in CKPT-STEM_epochs/epochNNN.pt (gate them all with "
+                             "'shortcutgates gate --model CKPT-STEM_epochs --out DIR')")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -412,7 +429,7 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     s = train(args.data, args.out, config_from_args(args), resume=args.resume, progress=not args.no_progress,
-              cache_dir=args.cache_dir)
+              cache_dir=args.cache_dir, keep_epochs=getattr(args, "keep_epochs", False))
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"trained {s.epochs_run} epochs ({s.stop_reason}) in {s.seconds:.1f} s, "
               f"{s.train_samples_per_s:.0f} samples/s; best val AUROC {s.best_val_auroc:.4f} at epoch {s.best_epoch}; "
