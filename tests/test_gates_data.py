@@ -8,7 +8,7 @@ import pytest
 
 from shortcutgates.gates.registry import GateCase, GateConfig, GateContext, gate_cases, run_case
 from shortcutgates.gates.synthetic import ToySpec, make_rows, write_manifest
-from shortcutgates.io import encode_stamp
+from shortcutgates.codec import encode_stamp
 
 CFG = GateConfig(n_boot=500)
 
@@ -103,12 +103,13 @@ def test_lrg_leakage_between_splits_uses_sky_matching(tmp_path_factory, clean_ro
 # --- property balance and metadata C2ST --------------------------------------------------------
 def test_property_balance_fails_on_shifted_psf(shortcut):
     res = _run(shortcut, "property_balance", prop="psfsize_r")
-    assert res.verdict == "fail" and res.value > 1.0
+    # negatives observed with a worse PSF: the signed SMD (positives − negatives) is far below −margin
+    assert res.verdict == "fail" and res.value < -1.0 and res.role == "reported"
 
 
 def test_property_balance_passes_when_properties_match(balanced):
     res = _run(balanced, "property_balance", prop="psfsize_r")
-    assert res.verdict == "pass" and res.value == 0.0 and res.ci[1] <= 0.1
+    assert res.verdict == "pass" and res.value == 0.0 and res.ci == (0.0, 0.0)
 
 
 def test_metadata_c2st_fails_on_shifted_psf_and_passes_when_matched(shortcut, balanced):
@@ -122,7 +123,7 @@ def test_metadata_c2st_fails_on_shifted_psf_and_passes_when_matched(shortcut, ba
 def test_core_lr_fails_on_the_core_shortcut_and_names_theta_e_bins(shortcut):
     res = _run(shortcut, "core_lr_auc", box=10, input="raw_robust")
     assert res.verdict == "fail" and res.value > 0.8
-    assert "θ_E bins above threshold" in res.message
+    assert "by θ_E bin: [1.5, 2)″ 1.000*" in res.message and "reach the box" in res.message
     bins = res.extra["theta_e_bins"]
     assert sum(b["n_pos"] for b in bins) == (shortcut.sample("train").labels == 1).sum()
     # paired data with two injections per LRG: the duplicated controls were dropped
@@ -134,10 +135,11 @@ def test_core_lr_passes_on_clean_data(clean):
     assert res.verdict == "pass" and res.ci[1] <= 0.65
 
 
-def test_core_lr_on_the_model_input(tmp_path_factory, clean_rows):
-    ctx = _context(tmp_path_factory, "residual", clean_rows, score_fn=lambda x: x[:, 1, 32, 32], preprocess="residual")
+def test_core_lr_on_the_model_input(tmp_path_factory):
+    rows = make_rows(ToySpec(n_lrgs=600, size=32, arc_flux=0.0, test_paired=False, seed=6))  # nothing to find
+    ctx = _context(tmp_path_factory, "residual", rows, score_fn=lambda x: x[:, 1, 16, 16], preprocess="residual")
     res = _run(ctx, "core_lr_auc", box=10, input="model")
-    assert res.verdict in ("pass", "inconclusive") and "input residual" in res.message
+    assert res.verdict == "pass" and "input residual" in res.message
 
 
 def test_core_lr_is_an_error_with_one_class(tmp_path_factory, clean_rows):
@@ -162,7 +164,7 @@ def test_core_lr_is_an_error_when_a_mask_covers_the_box(tmp_path_factory, clean_
 # --- radial profile (reported) and arc annulus (sanity) ----------------------------------------
 def test_radial_profile_is_reported_and_gateable(shortcut, no_arc):
     res = _run(shortcut, "radial_profile_lr_auc", input="raw_robust")
-    assert res.verdict == "pass" and res.threshold is None and "reported, not gated" in res.message
+    assert res.verdict == "reported" and res.threshold is None and "reported, not gated" in res.message
     strict = GateConfig(n_boot=500, thresholds={"radial_profile_lr_auc": 0.65})
     shortcut.config = no_arc.config = strict  # a user's threshold turns the report into a gate
     try:
@@ -177,6 +179,8 @@ def test_radial_profile_refuses_residual_input(tmp_path_factory, clean_rows):
     ctx = _context(tmp_path_factory, "resid2", clean_rows, score_fn=lambda x: x[:, 1, 0, 0], preprocess="residual")
     res = _run(ctx, "radial_profile_lr_auc", input="model")
     assert res.verdict == "error" and "zero by construction" in res.message
+    # ... so the suite does not generate that case
+    assert not [c for c in gate_cases(ctx) if c.gate == "radial_profile_lr_auc" and c.params["input"] == "model"]
 
 
 def test_arc_annulus_passes_with_arcs_and_fails_without(clean, no_arc):
@@ -195,11 +199,23 @@ def test_gate_cases_cover_every_gate_with_readable_unique_ids(clean):
 
     assert {c.gate for c in cases} == set(REGISTRY)
     assert "core_lr_auc[train-box10-raw_robust]" in ids and "core_lr_auc[train-box10-model]" in ids
-    assert "lrg_leakage[train-test_paired]" in ids and "morphology_auroc[test_paired]" in ids
+    assert "lrg_leakage[train-test_paired]" in ids and any(i.startswith("morphology_auroc[test_paired") for i in ids)
     assert not any(c.split == "test_paired" and c.gate == "core_lr_auc" for c in cases)
     model_cases = [c for c in cases if "model" in c.needs]
     res = run_case(clean, model_cases[0])
     assert res.verdict == "skipped" and "no model" in res.message
+    # detection on train is in-sample: it decides nothing; the train − val gap is reported instead
+    assert "detection_auroc[train]" not in ids and "memorisation_gap[train-val]" in ids
+    roles = {c.id: c.role for c in cases}
+    assert roles["memorisation_gap[train-val]"] == "reported" and roles["core_lr_auc[train-box10-raw_robust]"] == "primary"
+    assert all(roles[i] == "reported" for i in ids if i.startswith(("property_balance", "stratified_auroc")))
+
+
+def test_no_duplicate_probe_case_when_the_model_reads_raw_robust(tmp_path_factory, clean_rows):
+    ctx = _context(tmp_path_factory, "same_input", clean_rows, score_fn=lambda x: x[:, 1, 32, 32],
+                   preprocess="raw_robust")
+    ids = [c.id for c in gate_cases(ctx)]
+    assert "core_lr_auc[train-box10-raw_robust]" in ids and "core_lr_auc[train-box10-model]" not in ids
 
 
 def test_sample_cap_keeps_whole_lrgs_and_both_classes(tmp_path_factory, shortcut):
@@ -212,3 +228,20 @@ def test_sample_cap_keeps_whole_lrgs_and_both_classes(tmp_path_factory, shortcut
     kept = pd.Series(groups[pos]).value_counts()
     assert (kept == 4).all()  # an LRG is never split
     np.testing.assert_array_equal(pos, cap_rows(labels, groups, 200, seed=1))
+
+
+def test_sample_cap_keeps_both_rows_of_every_pair():
+    from shortcutgates.gates.context import cap_rows
+
+    labels = np.tile([1, 0], 3000)  # 3000 paired LRGs: a stamp and its control each
+    groups = np.repeat(np.arange(3000), 2)
+    pos = cap_rows(labels, groups, 4000, seed=0)
+    kept = pd.Series(groups[pos]).value_counts()
+    assert len(pos) == 4000 and (kept == 2).all()
+    # unpaired LRGs of either label and paired ones mixed: each kind keeps its share of the rows
+    labels = np.r_[labels, np.ones(1000, int), np.zeros(1000, int)]
+    groups = np.r_[groups, 3000 + np.arange(2000)]
+    pos = cap_rows(labels, groups, 4000, seed=0)
+    kept = pd.Series(groups[pos]).value_counts()
+    assert (kept[kept.index < 3000] == 2).all() and abs(len(pos) - 4000) <= 2
+    assert (labels[pos] == 1).sum() == (labels[pos] == 0).sum()

@@ -11,45 +11,97 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
+from shortcutgates.gates.contract import Measurement
 from shortcutgates.gates.decision import (
-    bootstrap_auroc, decide, error_result, groups_to_decide, make_result, weighted_auroc_metric,
+    bootstrap_auroc, bootstrap_metric, check_scorer, decide, error_result, groups_to_decide, judge,
 )
-from shortcutgates.gates.records import REPORT_KEYS, GateCase, GateConfig
-from shortcutgates.gates.registry import REGISTRY
+from shortcutgates.gates.records import REPORT_KEYS, Gate, GateCase, GateConfig
+from shortcutgates.gates.registry import REGISTRY, load_config
+from shortcutgates.stats import weighted_auroc_metric
 
 
 @pytest.mark.parametrize(
-    "value, ci, threshold, direction, verdict",
+    "value, ci, threshold, direction, equivalence, verdict",
     [
-        pytest.param(0.55, (0.50, 0.60), 0.65, "max", "pass", id="max_interval_below"),
-        pytest.param(0.70, (0.60, 0.80), 0.65, "max", "fail", id="max_estimate_above"),
-        pytest.param(0.60, (0.52, 0.70), 0.65, "max", "inconclusive", id="max_interval_crosses"),
-        pytest.param(0.90, (0.85, 0.95), 0.80, "min", "pass", id="min_interval_above"),
-        pytest.param(0.70, (0.60, 0.85), 0.80, "min", "fail", id="min_estimate_below"),
-        pytest.param(0.85, (0.75, 0.92), 0.80, "min", "inconclusive", id="min_interval_crosses"),
-        pytest.param(0.0, None, 0.0, "max", "pass", id="exact_count_zero"),
-        pytest.param(3.0, None, 0.0, "max", "fail", id="exact_count_positive"),
-        pytest.param(0.99, (0.9, 1.0), None, "max", "pass", id="reported_only"),
-        pytest.param(0.60, (math.nan, math.nan), 0.65, "max", "inconclusive", id="no_interval"),
+        pytest.param(0.55, (0.50, 0.60), 0.65, "at_most", False, "pass", id="at_most_interval_below"),
+        pytest.param(0.70, (0.60, 0.80), 0.65, "at_most", False, "fail", id="at_most_estimate_above"),
+        pytest.param(0.60, (0.52, 0.70), 0.65, "at_most", False, "inconclusive", id="at_most_interval_crosses"),
+        pytest.param(0.90, (0.85, 0.95), 0.80, "at_least", False, "pass", id="at_least_interval_above"),
+        pytest.param(0.70, (0.60, 0.85), 0.80, "at_least", False, "fail", id="at_least_estimate_below"),
+        pytest.param(0.85, (0.75, 0.92), 0.80, "at_least", False, "inconclusive", id="at_least_interval_crosses"),
+        pytest.param(0.0, None, 0.0, "at_most", False, "pass", id="exact_count_zero"),
+        pytest.param(3.0, None, 0.0, "at_most", False, "fail", id="exact_count_positive"),
+        pytest.param(0.99, (0.9, 1.0), None, "at_most", False, "reported", id="reported_only"),
+        pytest.param(0.60, (math.nan, math.nan), 0.65, "at_most", False, "inconclusive", id="no_interval"),
+        pytest.param(0.01, (-0.03, 0.04), 0.05, "at_most", True, "pass", id="equivalent_signed_interval_inside"),
+        pytest.param(-0.02, (-0.07, 0.03), 0.05, "at_most", True, "inconclusive", id="equivalence_not_shown"),
+        pytest.param(-0.08, (-0.12, -0.04), 0.05, "at_most", True, "fail", id="equivalence_estimate_outside"),
+        pytest.param(0.0, (0.0, 0.0), 0.1, "at_most", True, "pass", id="equivalence_exact_zero"),
     ],
 )
-def test_decide(value, ci, threshold, direction, verdict):
-    assert decide(value, ci, threshold, direction) == verdict
+def test_decide(value, ci, threshold, direction, equivalence, verdict):
+    assert decide(value, ci, threshold, direction, equivalence) == verdict
 
 
 def test_groups_to_decide_shrinks_interval_to_threshold():
     # half-width 0.10 at 100 LRGs, distance 0.05: (0.10 / 0.05)^2 = 4 times the LRGs
-    assert groups_to_decide(0.60, (0.50, 0.70), 0.65, "max", 100) == 400
-    assert groups_to_decide(0.85, (0.75, 0.95), 0.80, "min", 50) == 200
-    assert groups_to_decide(0.65, (0.55, 0.75), 0.65, "max", 50) is None
+    assert groups_to_decide(0.60, (0.50, 0.70), 0.65, "at_most", 100) == 400
+    assert groups_to_decide(0.85, (0.75, 0.95), 0.80, "at_least", 50) == 200
+    assert groups_to_decide(0.65, (0.55, 0.75), 0.65, "at_most", 50) is None
+    assert groups_to_decide(0.02, (-0.02, 0.06), 0.05, "at_most", 100, equivalence=True) == 178
+
+
+def _judge(gate: str, m: Measurement, config=GateConfig(), **case):
+    return judge(config, GateCase(gate, **case), REGISTRY[gate], m)
 
 
 def test_inconclusive_message_states_the_sample_size():
-    case = GateCase("core_lr_auc", {"box": 10, "input": "raw_robust"}, "train")
-    res = make_result(GateConfig(), case, REGISTRY["core_lr_auc"], value=0.60, ci=(0.50, 0.70), n=200,
-                      n_groups=100, what="AUC")
+    res = _judge("core_lr_auc", Measurement(0.60, (0.50, 0.70), 200, 100, "AUC"),
+                 params={"box": 10, "input": "raw_robust"}, split="train")
     assert res.verdict == "inconclusive"
     assert "about 400 LRGs (now 100) would decide" in res.message
+
+
+def test_unreachable_sample_size_is_said_plainly():
+    res = _judge("core_lr_auc", Measurement(0.645, (0.55, 0.74), 200, 100, "AUC"),
+                 params={"box": 10, "input": "raw_robust"}, split="train")
+    assert res.verdict == "inconclusive"
+    assert "no reachable sample decides" in res.message and "about" not in res.message
+
+
+@pytest.mark.parametrize("gate", ["core_lr_auc", "metadata_c2st_auc", "arc_masked_auroc", "detection_auroc"])
+def test_far_below_chance_is_an_error(gate):
+    res = _judge(gate, Measurement(0.32, (0.25, 0.39), 200, 100, "AUC"), split="test")
+    assert res.verdict == "error" and "below chance" in res.message
+    near = _judge(gate, Measurement(0.47, (0.40, 0.54), 200, 100, "AUC"), split="test")
+    assert near.verdict != "error"  # within the noise of chance: decided as usual
+
+
+def test_non_finite_estimate_is_an_error():
+    res = _judge("cross_test_gap", Measurement(math.nan, (math.nan, math.nan), 200, 100, "gap"))
+    assert res.verdict == "error" and "not finite" in res.message
+
+
+@pytest.mark.parametrize("scores, match", [
+    pytest.param(np.full(100, 0.5), "constant", id="constant"),
+    pytest.param(np.r_[np.full(97, 0.2), [0.3, 0.4, 0.5]], "97% of 100 scores", id="near_constant"),
+])
+def test_degenerate_scorers_are_refused(scores, match):
+    with pytest.raises(ValueError, match=match):
+        check_scorer(scores, "arc-masked images")
+    check_scorer(np.linspace(0, 1, 100), "arc-masked images")  # a scorer that varies is accepted
+
+
+def test_registry_rows_are_keyword_claims_with_their_own_cases():
+    for gate in REGISTRY.values():
+        assert gate.direction in ("at_most", "at_least") and gate.role in ("primary", "reported")
+        assert callable(gate.cases) and callable(gate.measure)
+    assert REGISTRY["cross_test_gap"].equivalence and REGISTRY["property_balance"].equivalence
+    with pytest.raises(TypeError):
+        Gate("x", "m", 0.5, "at_most", ("data",), "primary", None, None)  # rows are written with keywords
+    with pytest.raises(ValueError, match="at_most or at_least"):
+        Gate(name="x", metric="m", threshold=0.5, direction="max", needs=("data",), role="primary",
+             cases=None, measure=None)
 
 
 @settings(max_examples=60, deadline=None)
@@ -84,13 +136,30 @@ def test_bootstrap_is_seeded_and_resamples_lrgs():
     assert a.lo < a.value < a.hi
 
 
-def test_result_json_has_exactly_the_design_keys():
-    case = GateCase("detection_auroc", {}, "val")
-    res = make_result(GateConfig(), case, REGISTRY["detection_auroc"], value=0.9, ci=(0.85, 0.95), n=10,
-                      n_groups=5, what="AUROC", extra={"curve": [1, 2]})
+def test_bootstrap_interval_survives_resamples_that_lose_a_class():
+    # 3 LRGs hold the only positives of part B: many resamples lose them; their NaN is left out
+    labels = np.r_[np.tile([0, 1], 50), np.zeros(20, int), np.ones(3, int)]
+    part_b = np.arange(len(labels)) >= 100
+    scores = np.random.default_rng(1).normal(size=len(labels)) + labels
+    groups = np.r_[np.arange(100) // 2, 100 + np.arange(23)]
+
+    def gap(lab, _s, w=None):
+        w = np.ones(len(lab)) if w is None else w
+        return (weighted_auroc_metric(lab[~part_b], scores[~part_b])(None, None, w[~part_b])
+                - weighted_auroc_metric(lab[part_b], scores[part_b])(None, None, w[part_b]))
+
+    est = bootstrap_metric(labels, scores, groups, gap, GateConfig(n_boot=500))
+    assert np.isfinite(est.lo) and np.isfinite(est.hi) and est.lo < est.value < est.hi
+
+
+def test_result_json_has_exactly_the_report_keys():
+    case = GateCase("detection_auroc", {}, "val", ("data", "model"))
+    res = _judge("detection_auroc", Measurement(0.9, (0.85, 0.95), 10, 5, "AUROC", extra={"curve": [1, 2]}),
+                 split="val", needs=("data", "model"))
     record = res.to_json()
     assert tuple(record) == REPORT_KEYS
     assert record["ci"] == [0.85, 0.95] and record["verdict"] == "pass" and record["direction"] == "min"
+    assert record["role"] == "primary"
     json.dumps(record, allow_nan=False)
     err = error_result(GateConfig(), case, REGISTRY["detection_auroc"], "one class").to_json()
     assert err["value"] is None and err["ci"] is None and err["verdict"] == "error"
@@ -116,7 +185,7 @@ def test_config_from_pyproject(tmp_path):
         "[tool.shortcutgates.thresholds]\ncore_lr_auc = 0.7\n\"core_lr_auc[val-box10-raw_robust]\" = 0.6\n"
         "[tool.shortcutgates.waivers]\ncross_test_gap = \"test_paired comes from another region\"\n"
     )
-    cfg = GateConfig.from_pyproject(path)
+    cfg = load_config(path)
     assert cfg.max_samples == 1000 and cfg.n_boot == 600 and cfg.boxes == (8, 10)
     train = GateCase("core_lr_auc", {"box": 10, "input": "raw_robust"}, "train")
     val = GateCase("core_lr_auc", {"box": 10, "input": "raw_robust"}, "val")
@@ -124,7 +193,7 @@ def test_config_from_pyproject(tmp_path):
     assert cfg.threshold_for(val, 0.65) == 0.6
     assert cfg.waiver_for(GateCase("cross_test_gap", {}, None, ("data", "model"))) == "test_paired comes from another region"
     assert cfg.waiver_for(train) is None
-    assert GateConfig.from_pyproject(None) == GateConfig()
+    assert load_config(None) == GateConfig()
 
 
 @pytest.mark.parametrize(
@@ -141,4 +210,4 @@ def test_config_errors_name_the_key(tmp_path, text, match):
     path = tmp_path / "pyproject.toml"
     path.write_text(text)
     with pytest.raises(ValueError, match=match):
-        GateConfig.from_pyproject(path)
+        load_config(path)

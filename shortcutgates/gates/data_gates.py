@@ -1,9 +1,10 @@
-"""Data gates (docs/design.md#gates): each is ``gate(context, case) -> GateResult`` and needs no model.
+"""Data gates (``docs/design.md#gates``): each is ``gate(context, case) -> Measurement`` and needs no model.
 
 The probes run on a split's sample (:meth:`GateContext.sample`): capped, decoded once, negatives
 deduplicated by image hash, LRG identity from sky matching. Cross-validation is grouped by LRG;
 every AUC carries an LRG-bootstrap interval. Injection truth (``theta_e_arcsec``) only places the
-arc annulus and the per-bin breakdown; it is never a feature.
+arc annulus and the per-bin breakdown; it is never a feature. A gate measures and knows nothing of
+thresholds or verdicts (``docs/design.md#gate-contract``).
 """
 
 from __future__ import annotations
@@ -13,19 +14,13 @@ import pandas as pd
 
 from ..schema import LABEL_COLUMN, PIXEL_SCALE_ARCSEC, SPLIT_COLUMN
 from ..preprocess import CLIP, annulus_radii
-from .decision import bootstrap_auroc, bootstrap_metric, estimate_result, make_result, weighted_auroc_metric
+from .contract import Measurement
+from .decision import bootstrap_auroc, bootstrap_metric, estimate_measurement
 from .probes import (
-    ARC_HALF_WIDTH_PX, ProbeError, arc_radii, central_box, grouped_cv_scores, metadata_features, profile_features,
-    ring_features,
-    standardised_mean_difference,
+    ARC_HALF_WIDTH_PX, ProbeError, arc_radii, central_box, cv_auc_estimate, grouped_cv_scores, metadata_features,
+    profile_features, ring_features, standardised_mean_difference,
 )
-from .records import GateCase, GateResult
-
-
-def _gate(name: str):
-    from .registry import REGISTRY  # the registry imports this module
-
-    return REGISTRY[name]
+from .records import GateCase
 
 
 MAX_LISTED_ROWS = 1000
@@ -57,7 +52,7 @@ def bad_rows_by_file(problems: list[str], limit: int = MAX_LISTED_ROWS) -> str:
     return "; ".join(parts)
 
 
-def data_integrity(context, case: GateCase) -> GateResult:
+def data_integrity(context, case: GateCase) -> Measurement:
     """Rows that fail to decode, have another stamp shape, or cannot be normalised: must be 0.
 
     The message gives the first three problems with their reason, then lists every bad row by file.
@@ -67,16 +62,15 @@ def data_integrity(context, case: GateCase) -> GateResult:
     if len(problems) > 3:
         shown += f"; … {len(problems) - 3} more; bad rows: {bad_rows_by_file(problems)}"
     frame = context.frame
-    return make_result(context.config, case, _gate(case.gate), value=len(problems), ci=None, n=len(frame),
-                       n_groups=frame["_group"].nunique(), what="bad rows",
-                       note=shown or f"all {len(frame)} rows decode", extra={"problems": problems[:100]})
+    return Measurement(len(problems), None, len(frame), int(frame["_group"].nunique()), "bad rows",
+                       shown or f"all {len(frame)} rows decode", {"problems": problems[:100]})
 
 
 def _shared(a: pd.Series, b: pd.Series) -> list[str]:
     return sorted(set(a.unique()) & set(b.unique()))
 
 
-def lrg_leakage(context, case: GateCase) -> GateResult:
+def lrg_leakage(context, case: GateCase) -> Measurement:
     """LRG identities (sky-matched) shared by positives and negatives of a split, or by two splits."""
     frame = context.frame
     pair = str(case.params["pair"])
@@ -93,8 +87,8 @@ def lrg_leakage(context, case: GateCase) -> GateResult:
     if check is not None and not check.ok:
         note += (f"; given lrg_id disagrees with sky matching: {len(check.split_ids)} ids span several LRGs, "
                  f"{len(check.merged_ids)} LRGs carry several ids (sky matching used)")
-    return make_result(context.config, case, _gate(case.gate), value=len(shared), ci=None, n=len(rows),
-                       n_groups=rows["_group"].nunique(), what=what, note=note, extra={"shared": shared[:100]})
+    return Measurement(len(shared), None, len(rows), int(rows["_group"].nunique()), what, note,
+                       {"shared": shared[:100]})
 
 
 def _split_pair(pair: str, splits: list[str]) -> tuple[str, str]:
@@ -104,8 +98,12 @@ def _split_pair(pair: str, splits: list[str]) -> tuple[str, str]:
     raise ValueError(f"lrg_leakage: cannot read split pair {pair!r} (splits: {', '.join(splits)})")
 
 
-def property_balance(context, case: GateCase) -> GateResult:
-    """|standardised mean difference| of one property, positives vs negatives, with an LRG-bootstrap interval."""
+def property_balance(context, case: GateCase) -> Measurement:
+    """Signed standardised mean difference of one property, positives − negatives, with its interval.
+
+    The claim is equivalence (``docs/design.md#verdict-rule``): the signed interval must lie within
+    ``±margin``. The bootstrap resamples LRGs, so a pair (both rows of one LRG) stays together.
+    """
     sample = context.sample(case.split)
     prop = str(case.params["prop"])
     values = pd.to_numeric(sample.frame[prop], errors="coerce").to_numpy(np.float64)
@@ -114,45 +112,31 @@ def property_balance(context, case: GateCase) -> GateResult:
     missing = [c for c in (0, 1) if not (labels == c).any()]
     if missing:
         raise ProbeError(f"{prop!r} has no finite value for label {missing[0]} in split {case.split!r}")
-
-    def metric(lab, val, w=None):
-        return abs(standardised_mean_difference(lab, val, w))
-
-    est = bootstrap_metric(labels, values[ok], groups, metric, context.config)
+    est = bootstrap_metric(labels, values[ok], groups, standardised_mean_difference, context.config)
     note = sample.note + (f"; {int((~ok).sum())} rows without a value" if (~ok).any() else "")
-    return estimate_result(context.config, case, _gate(case.gate), est, f"|SMD| of {prop}", note)
+    return estimate_measurement(est, f"SMD of {prop}", note)
 
 
-def _auc_result(context, case, labels, scores, groups, what, note="", extra=None) -> GateResult:
-    est = bootstrap_auroc(labels, scores, groups, context.config)
-    return estimate_result(context.config, case, _gate(case.gate), est, what, note, extra)
-
-
-def metadata_c2st_auc(context, case: GateCase) -> GateResult:
-    """Classifier two-sample test: grouped-CV AUC predicting the label from property columns."""
-    sample = context.sample(case.split)
-    columns = context.property_columns
-    features = metadata_features(sample.frame, columns)
-    scores = grouped_cv_scores(features, sample.labels, sample.groups, n_splits=context.config.n_splits,
-                               seed=context.config.seed)
-    return _auc_result(context, case, sample.labels, scores, sample.groups, "C2ST AUC",
-                       f"{len(columns)} property columns; {sample.note}")
-
-
-def _cv_scores(context, case: GateCase, features, *key) -> np.ndarray:
-    """Grouped-CV scores of an image probe, computed once per (gate, split, input array, key).
-
-    ``features`` is an array or a callable making it; ``core_lr_auc[...-model]`` of a model that uses
-    ``raw_robust`` shares the scores of ``core_lr_auc[...-raw_robust]``.
-    """
+def _probe_measurement(context, case, features, what: str, note: str, extra=None, *key) -> Measurement:
+    """Grouped-CV probe AUC with its interval, computed once per (gate, split, input array, key)."""
     sample = context.sample(case.split)
 
     def compute():
         f = features() if callable(features) else features
-        return grouped_cv_scores(f, sample.labels, sample.groups, n_splits=context.config.n_splits,
-                                 seed=context.config.seed)
+        return cv_auc_estimate(f, sample.labels, sample.groups, context.config)
 
-    return context.memo((case.gate, case.split, context.input_key(str(case.params["input"])), *key), compute)
+    input_key = context.input_key(str(case.params["input"])) if "input" in case.params else None
+    est, scores = context.memo((case.gate, case.split, input_key, *key), compute)
+    return estimate_measurement(est, what, note, {**(extra or {}), "_scores": scores})
+
+
+def metadata_c2st_auc(context, case: GateCase) -> Measurement:
+    """Classifier two-sample test: grouped-CV AUC predicting the label from property columns."""
+    sample = context.sample(case.split)
+    columns = context.property_columns
+    features = metadata_features(sample.frame, columns)
+    return _without_scores(_probe_measurement(context, case, features, "C2ST AUC",
+                                              f"{len(columns)} property columns; {sample.note}"))
 
 
 def _probe_input(context, case: GateCase) -> tuple[np.ndarray, str]:
@@ -198,12 +182,12 @@ def blanked_fraction(features: np.ndarray) -> float:
     return float(np.mean(longest / features.shape[1]))
 
 
-def core_lr_auc(context, case: GateCase) -> GateResult:
+def core_lr_auc(context, case: GateCase) -> Measurement:
     """Grouped-CV logistic regression on the central box, with the AUROC by θ_E bin.
 
-    A failure names the θ_E bins whose AUROC exceeds the threshold, flagging those that start below
-    the box's reach (half-diagonal + arc half-width): there arcs of the bin can lie in the box, so the
-    probe sees the arc itself, not only the counter-image.
+    The note lists every θ_E bin's AUROC, flagging bins that start below the box's reach
+    (half-diagonal + arc half-width): there arcs of the bin can lie in the box, so the probe sees the
+    arc itself, not only the counter-image.
     """
     sample = context.sample(case.split)
     box = int(case.params["box"])
@@ -213,46 +197,50 @@ def core_lr_auc(context, case: GateCase) -> GateResult:
     if blank >= 0.5:
         raise ProbeError(f"a mask covers the probe box: {blank:.0%} of the central {box}×{box} px of input {name} "
                          "hold one constant value per stamp (the probe would pass trivially)")
-    scores = _cv_scores(context, case, features, ("box", box))
+    m = _probe_measurement(context, case, features, f"core-LR AUC (box {box} px)", "", None, ("box", box))
+    scores = m.extra.pop("_scores")
     bins = theta_e_bin_aurocs(sample.labels, scores, sample.groups, sample.theta_e_px,
                               context.config.theta_e_bins_arcsec, context.config)
     # the arc (θ_E ± its half-width) reaches the box when θ_E is below the box's half-diagonal + that width
     reach_arcsec = (box / 2 * np.sqrt(2) + ARC_HALF_WIDTH_PX) * PIXEL_SCALE_ARCSEC
     for rec in bins:
         rec["arc_inside_box"] = bool(rec["lo"] < reach_arcsec)
-    threshold = context.config.threshold_for(case, _gate(case.gate).threshold)
-    drivers = [r for r in bins if r["auc"] is not None and threshold is not None and r["auc"] > threshold]
     note = f"input {name}; {sample.note}"
-    if drivers:
-        note += "; θ_E bins above threshold: " + ", ".join(
-            f"[{r['lo']:g}, {r['hi']:g})″ AUC {r['auc']:.3f}{f' (arcs with θ_E < {reach_arcsec:.1f}″ reach the box)' if r['arc_inside_box'] else ''}"
-            for r in drivers)
-    return _auc_result(context, case, sample.labels, scores, sample.groups, f"core-LR AUC (box {box} px)", note,
-                       {"theta_e_bins": bins, "input": name})
+    measured = [r for r in bins if r["auc"] is not None]
+    if measured:
+        note += "; by θ_E bin: " + ", ".join(
+            f"[{r['lo']:g}, {r['hi']:g})″ {r['auc']:.3f}{'*' if r['arc_inside_box'] else ''}" for r in measured)
+        if any(r["arc_inside_box"] for r in measured):
+            note += f" (* arcs with θ_E < {reach_arcsec:.1f}″ reach the box)"
+    return Measurement(m.value, m.ci, m.n, m.n_groups, m.what, note, {"theta_e_bins": bins, "input": name})
 
 
-def radial_profile_lr_auc(context, case: GateCase) -> GateResult:
+def _without_scores(m: Measurement) -> Measurement:
+    extra = {k: v for k, v in m.extra.items() if k != "_scores"}
+    return Measurement(m.value, m.ci, m.n, m.n_groups, m.what, m.note, extra)
+
+
+def radial_profile_lr_auc(context, case: GateCase) -> Measurement:
     """Grouped-CV logistic regression on azimuthal-median profiles (reported, not gated)."""
     sample = context.sample(case.split)
     images, name = _probe_input(context, case)
     if name == "residual":
         raise ProbeError("radial profiles of residual images are zero by construction (ring medians are "
                          "subtracted); this probe measures nothing on that input")
-    scores = _cv_scores(context, case, lambda: profile_features(images))
-    return _auc_result(context, case, sample.labels, scores, sample.groups, "radial-profile AUC",
-                       f"input {name}; on raw images the arc's ring flux alone separates the classes; {sample.note}")
+    return _without_scores(_probe_measurement(
+        context, case, lambda: profile_features(images), "radial-profile AUC",
+        f"input {name}; on raw images the arc's ring flux alone separates the classes; {sample.note}"))
 
 
-def arc_annulus_lr_auc(context, case: GateCase) -> GateResult:
+def arc_annulus_lr_auc(context, case: GateCase) -> Measurement:
     """Sanity: grouped-CV AUC on ring statistics where the arcs lie must reach the threshold."""
     sample = context.sample(case.split)
     images, name = _probe_input(context, case)
     r_in, r_out = arc_radii(sample.theta_e_px, r_max=annulus_radii(*images.shape[-2:])[0])
-    scores = _cv_scores(context, case, lambda: ring_features(images, r_in, r_out))
-    return _auc_result(context, case, sample.labels, scores, sample.groups, "arc-annulus AUC",
-                       f"input {name}; rings {r_in:.1f}-{r_out:.1f} px; {sample.note}",
-                       {"r_in_px": r_in, "r_out_px": r_out})
+    return _without_scores(_probe_measurement(
+        context, case, lambda: ring_features(images, r_in, r_out), "arc-annulus AUC",
+        f"input {name}; rings {r_in:.1f}-{r_out:.1f} px; {sample.note}", {"r_in_px": r_in, "r_out_px": r_out}))
 
 
 __all__ = ["data_integrity", "lrg_leakage", "property_balance", "metadata_c2st_auc", "core_lr_auc",
-           "radial_profile_lr_auc", "arc_annulus_lr_auc", "theta_e_bin_aurocs", "weighted_auroc_metric"]
+           "radial_profile_lr_auc", "arc_annulus_lr_auc", "theta_e_bin_aurocs", "bad_rows_by_file"]

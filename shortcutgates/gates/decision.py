@@ -1,12 +1,18 @@
-"""Decisions: a metric, its LRG-bootstrap interval and a threshold become a verdict (docs/design.md#gates).
+"""Decisions: a :class:`Measurement`, its threshold and the row's claim become a verdict.
 
-* ``pass``: the whole interval lies on the good side of the threshold.
-* ``fail``: the estimate lies on the bad side.
-* ``inconclusive``: the estimate is on the good side but the interval crosses the threshold. The
-  message states how many LRGs would decide, from the usual ``1/sqrt(n)`` shrinking of the
-  interval: ``n_needed = n_groups · (half-width / distance to threshold)²``.
-* Exact quantities (counts) carry no interval: pass or fail only.
-* A reported-only gate (threshold None) passes whenever it measures.
+The rule (``docs/design.md#verdict-rule``), with the interval at the suite's ``level`` (95 %):
+
+* ``pass``: the whole interval lies on the claim's side of the threshold (an equivalence claim:
+  the signed interval lies inside ``±margin``, two one-sided tests). Exact quantities (counts) carry
+  no interval: their value decides.
+* ``fail``: the estimate lies on the wrong side (``|estimate| > margin`` for an equivalence claim).
+* ``inconclusive``: the estimate is on the claim's side, the interval is not. The message states how
+  many LRGs would decide from the usual ``1/sqrt(n)`` shrinking of the interval, or, when that is
+  more than :data:`REACHABLE_FACTOR` times the current number, that no reachable sample decides.
+* ``error``: the gate could not measure (raised), the estimate is not finite, or an AUC lies far
+  below chance (:func:`below_chance`): a cross-validation artefact or a flipped scorer, never a pass.
+* ``reported``: a row without a threshold: measured and shown, nothing decided.
+* ``skipped``: a model case without a model.
 """
 
 from __future__ import annotations
@@ -15,39 +21,34 @@ import math
 from typing import Callable
 
 import numpy as np
+from scipy.stats import norm
 
-from ..stats import Estimate, grouped_bootstrap
+from ..stats import Estimate, grouped_bootstrap, weighted_auroc_metric
+from .contract import Measurement
 from .records import Gate, GateCase, GateConfig, GateResult
 
+REACHABLE_FACTOR = 10
+"""An inconclusive case names the LRGs that would decide only up to this many times the current count."""
 
-def weighted_auroc_metric(labels: np.ndarray, scores: np.ndarray) -> Callable:
-    """A fast ``metric(labels, scores, weights)`` for :func:`~shortcutgates.stats.grouped_bootstrap`.
+CHANCE_Z = 3.29
+"""An AUC whose estimate lies more than this many standard errors below chance is an ``error``
+(a two-sided 0.1 % test: a calibrated clean suite of ~20 AUC cases raises it in about 2 % of runs)."""
 
-    Ties are bucketed once, so each resample costs two ``bincount`` calls instead of a sort. The
-    returned metric ignores the ``labels``/``scores`` it is called with, which must be the arrays
-    given here (the bootstrap passes them back unchanged); it equals ``roc_auc_score`` with
-    ``sample_weight`` (ties count one half).
-    """
-    labels = np.asarray(labels).astype(bool)
-    _, bucket = np.unique(np.asarray(scores, np.float64), return_inverse=True)
-    bucket = bucket.ravel()
-    n_buckets = int(bucket.max()) + 1 if len(bucket) else 0
-    pos_b, neg_b = bucket[labels], bucket[~labels]
+DEGENERATE_MODAL_FRACTION = 0.95
+"""Scores of which one value holds at least this fraction of the rows are near-constant: ``error``."""
 
-    def metric(_labels, _scores, weights=None) -> float:
-        w = np.ones(len(labels)) if weights is None else np.asarray(weights, np.float64)
-        wp = np.bincount(pos_b, w[labels], minlength=n_buckets)
-        wn = np.bincount(neg_b, w[~labels], minlength=n_buckets)
-        total_p, total_n = wp.sum(), wn.sum()
-        if total_p <= 0 or total_n <= 0:
-            raise ValueError("auroc: needs both classes in the (weighted) sample")
-        below = np.cumsum(wn) - wn
-        return float((wp * (below + 0.5 * wn)).sum() / (total_p * total_n))
 
-    if labels.all() or not labels.any():
-        raise ValueError(f"auroc: needs both classes (got only label {int(labels[0]) if len(labels) else '-'} "
-                         f"in {len(labels)} rows)")
-    return metric
+# --- AUROC and its intervals -------------------------------------------------------------------
+def nan_on_lost_class(metric: Callable) -> Callable:
+    """A resample that loses a class yields NaN (left out of the interval), not an exception."""
+    def wrapped(labels, scores, weights=None):
+        try:
+            return metric(labels, scores, weights)
+        except ValueError:
+            if weights is None:
+                raise
+            return np.nan
+    return wrapped
 
 
 def bootstrap_auroc(labels, scores, groups, config: GateConfig) -> Estimate:
@@ -59,84 +60,157 @@ def bootstrap_auroc(labels, scores, groups, config: GateConfig) -> Estimate:
 
 
 def bootstrap_metric(labels, values, groups, metric: Callable, config: GateConfig) -> Estimate:
-    """Any ``metric(labels, values, weights)`` with its LRG-bootstrap interval."""
-    return grouped_bootstrap(np.asarray(labels).astype(int), values, groups, metric=metric,
+    """Any ``metric(labels, values, weights)`` with its LRG-bootstrap interval (NaN resamples left out)."""
+    return grouped_bootstrap(np.asarray(labels).astype(int), values, groups, metric=nan_on_lost_class(metric),
                              n_boot=config.n_boot, seed=config.seed, level=config.level)
 
 
-def decide(value: float, ci: tuple[float, float] | None, threshold: float | None,
-           direction: str) -> str:
-    """Verdict of a measured value: ``pass``, ``fail`` or ``inconclusive``."""
+def check_scorer(scores: np.ndarray, where: str) -> None:
+    """Raise ``ValueError`` when a scorer is constant or near-constant on the inputs a gate made.
+
+    A constant scorer has AUROC 0.5 with a zero-width interval: it would pass every "must stay at
+    chance" gate without having looked at anything.
+    """
+    scores = np.asarray(scores, np.float64)
+    if len(scores) == 0:
+        raise ValueError(f"{where}: no scores")
+    values, counts = np.unique(scores, return_counts=True)
+    span = float(np.ptp(scores))
+    if len(values) == 1 or span <= 1e-9 * max(1.0, float(np.abs(scores).max())):
+        raise ValueError(f"degenerate scorer: {len(scores)} scores on {where} are constant ({scores[0]:.6g}); "
+                         "a constant scorer sits at chance without looking at the images")
+    modal = counts.max() / len(scores)
+    if modal >= DEGENERATE_MODAL_FRACTION:
+        raise ValueError(f"degenerate scorer: {modal:.0%} of {len(scores)} scores on {where} are one value "
+                         f"({values[counts.argmax()]:.6g}); a near-constant scorer decides nothing")
+
+
+def auc_measurement(labels, scores, groups, config: GateConfig, what: str, note: str = "",
+                    extra: dict | None = None, *, scorer: str | None = None) -> Measurement:
+    """AUROC of ``scores`` with its LRG-bootstrap interval as a :class:`Measurement`.
+
+    ``scorer`` names the inputs of a model gate; its scores are then checked by :func:`check_scorer`.
+    """
+    if scorer is not None:
+        check_scorer(scores, scorer)
+    est = bootstrap_auroc(labels, scores, groups, config)
+    return estimate_measurement(est, what, note, extra)
+
+
+def estimate_measurement(est: Estimate, what: str, note: str = "", extra: dict | None = None) -> Measurement:
+    """A bootstrapped :class:`~shortcutgates.stats.Estimate` as a :class:`Measurement`."""
+    return Measurement(float(est.value), (float(est.lo), float(est.hi)), int(est.n), int(est.n_groups), what,
+                       note, dict(extra or {}))
+
+
+# --- verdicts ----------------------------------------------------------------------------------
+def decide(value: float, ci: tuple[float, float] | None, threshold: float | None, direction: str,
+           equivalence: bool = False) -> str:
+    """Verdict of a measured value: ``pass``, ``fail``, ``inconclusive`` (or ``reported`` without a threshold)."""
     if threshold is None:
-        return "pass"
-    bad = value > threshold if direction == "max" else value < threshold
-    if bad:
+        return "reported"
+    if equivalence:
+        if abs(value) > threshold:
+            return "fail"
+        if ci is None:
+            return "pass"
+        lo, hi = ci
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            return "inconclusive"
+        return "pass" if -threshold <= lo and hi <= threshold else "inconclusive"
+    at_most = direction == "at_most"
+    if (value > threshold) if at_most else (value < threshold):
         return "fail"
     if ci is None:
         return "pass"
     lo, hi = ci
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return "inconclusive"
-    good = hi <= threshold if direction == "max" else lo >= threshold
-    return "pass" if good else "inconclusive"
+    return "pass" if ((hi <= threshold) if at_most else (lo >= threshold)) else "inconclusive"
 
 
 def groups_to_decide(value: float, ci: tuple[float, float], threshold: float, direction: str,
-                     n_groups: int) -> int | None:
+                     n_groups: int, equivalence: bool = False) -> int | None:
     """LRGs needed for the interval to clear the threshold at the same estimate (None: never)."""
-    half = (ci[1] - value) if direction == "max" else (value - ci[0])
-    distance = abs(threshold - value)
+    if equivalence:
+        half = max(ci[1] - value, value - ci[0])
+        distance = threshold - abs(value)
+    else:
+        half = (ci[1] - value) if direction == "at_most" else (value - ci[0])
+        distance = abs(threshold - value)
     if distance <= 0 or not math.isfinite(half):
         return None
     return int(math.ceil(n_groups * (half / distance) ** 2 - 1e-9))  # tolerance for float round-off
 
 
-def _describe(value, ci, threshold, direction, verdict, n_groups, what) -> str:
-    exact = ci is None and float(value).is_integer()
-    text = f"{what} {int(value)}" if exact else f"{what} {value:.3f}"
-    if ci is not None:
-        text += f" [{ci[0]:.3f}, {ci[1]:.3f}]" if all(map(math.isfinite, ci)) else " [no interval]"
+def below_chance(m: Measurement, chance: float | None, level: float) -> bool:
+    """True when the estimate lies more than :data:`CHANCE_Z` standard errors below ``chance``.
+
+    The standard error is read off the interval (``(hi − lo) / (2 z_level)``); an estimate below
+    chance with a zero-width interval counts too.
+    """
+    if chance is None or m.ci is None or not all(map(math.isfinite, m.ci)) or m.value >= chance:
+        return False
+    se = (m.ci[1] - m.ci[0]) / (2 * norm.ppf((1 + level) / 2))
+    return m.value + CHANCE_Z * se < chance
+
+
+def _inconclusive_text(m: Measurement, threshold: float, gate: Gate) -> str:
+    if m.ci is None or not all(map(math.isfinite, m.ci)):
+        return f"too few LRGs ({m.n_groups}) for an interval"
+    need = groups_to_decide(m.value, m.ci, threshold, gate.direction, m.n_groups, gate.equivalence)
+    if need is None:
+        return "the estimate sits on the threshold: no sample size decides"
+    if need > REACHABLE_FACTOR * m.n_groups:
+        return (f"the interval crosses the threshold and the estimate lies so close to it that more than "
+                f"{REACHABLE_FACTOR}x the current {m.n_groups} LRGs would be needed: no reachable sample decides")
+    return f"the interval crosses the threshold: about {need} LRGs (now {m.n_groups}) would decide"
+
+
+def describe(m: Measurement, threshold: float | None, gate: Gate, verdict: str) -> str:
+    """The case's one-line message: value, interval, claim, why not decided, the gate's note."""
+    exact = m.ci is None and float(m.value).is_integer()
+    text = f"{m.what} {int(m.value)}" if exact else f"{m.what} {m.value:.3f}"
+    if m.ci is not None:
+        text += f" [{m.ci[0]:.3f}, {m.ci[1]:.3f}]" if all(map(math.isfinite, m.ci)) else " [no interval]"
     if threshold is None:
-        return text + " (reported, not gated)"
-    sign = "≤" if direction == "max" else "≥"
-    text += f"; required {sign} {threshold:g}"
+        text += " (reported, not gated)"
+    elif gate.equivalence:
+        text += f"; required within ±{threshold:g} (equivalence)"
+    else:
+        text += f"; required {'≤' if gate.direction == 'at_most' else '≥'} {threshold:g}"
     if verdict == "inconclusive":
-        if ci is None or not all(map(math.isfinite, ci)):
-            text += f"; too few LRGs ({n_groups}) for an interval"
-        else:
-            need = groups_to_decide(value, ci, threshold, direction, n_groups)
-            text += (f"; the interval crosses the threshold: about {need} LRGs (now {n_groups}) would decide"
-                     if need else "; the estimate sits on the threshold")
+        text += "; " + _inconclusive_text(m, threshold, gate)
+    if m.note:
+        text += f"; {m.note}"
     return text
 
 
-def make_result(config: GateConfig, case: GateCase, gate: Gate, *, value: float,
-                ci: tuple[float, float] | None, n: int, n_groups: int, what: str,
-                note: str = "", extra: dict | None = None) -> GateResult:
-    """Decide a measured case and build its :class:`GateResult`."""
+def judge(config: GateConfig, case: GateCase, gate: Gate, m: Measurement) -> GateResult:
+    """Resolve the case's threshold and decide its :class:`Measurement` into a :class:`GateResult`."""
     threshold = config.threshold_for(case, gate.threshold)
-    verdict = decide(value, ci, threshold, gate.direction)
-    message = _describe(value, ci, threshold, gate.direction, verdict, n_groups, what)
-    if note:
-        message += f"; {note}"
-    return GateResult(case.id, case.gate, dict(case.params), case.split, float(value), ci, threshold,
-                      gate.direction, verdict, int(n), int(n_groups), message, dict(extra or {}))
-
-
-def estimate_result(config: GateConfig, case: GateCase, gate: Gate, estimate: Estimate, what: str,
-                    note: str = "", extra: dict | None = None) -> GateResult:
-    """:func:`make_result` for a bootstrapped :class:`~shortcutgates.stats.Estimate`."""
-    return make_result(config, case, gate, value=estimate.value, ci=(estimate.lo, estimate.hi), n=estimate.n,
-                       n_groups=estimate.n_groups, what=what, note=note, extra=extra)
+    if not math.isfinite(m.value):
+        return error_result(config, case, gate, f"{m.what} is not finite ({m.value}); {m.note}".rstrip("; "))
+    if below_chance(m, gate.chance, config.level):
+        return error_result(
+            config, case, gate,
+            f"{m.what} {m.value:.3f} [{m.ci[0]:.3f}, {m.ci[1]:.3f}] lies far below chance ({gate.chance:g}): a "
+            "cross-validation artefact (e.g. classes that are twins of each other) or a flipped scorer, "
+            f"not evidence that the shortcut is absent; {m.note}".rstrip("; "))
+    verdict = decide(m.value, m.ci, threshold, gate.direction, gate.equivalence)
+    return GateResult(case.id, case.gate, dict(case.params), case.split, float(m.value), m.ci, threshold,
+                      gate.direction, verdict, int(m.n), int(m.n_groups), describe(m, threshold, gate, verdict),
+                      case.role or gate.role, dict(m.extra))
 
 
 def _empty(config: GateConfig, case: GateCase, gate: Gate, verdict: str, message: str) -> GateResult:
     return GateResult(case.id, case.gate, dict(case.params), case.split, None, None,
-                      config.threshold_for(case, gate.threshold), gate.direction, verdict, 0, 0, message)
+                      config.threshold_for(case, gate.threshold), gate.direction, verdict, 0, 0, message,
+                      case.role or gate.role)
 
 
 def error_result(config: GateConfig, case: GateCase, gate: Gate, reason: str) -> GateResult:
-    """The probe could not measure: verdict ``error`` with the reason (never a pass)."""
+    """The gate could not measure: verdict ``error`` with the reason (never a pass)."""
     return _empty(config, case, gate, "error", reason)
 
 

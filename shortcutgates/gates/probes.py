@@ -19,6 +19,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from ..preprocess import get_preprocessor
+from ..stats import Estimate, grouped_bootstrap, weighted_auroc_metric
 
 
 class ProbeError(ValueError):
@@ -111,6 +112,19 @@ def grouped_cv_scores(
             model.fit(features[train], labels[train])
             scores[test] = model.predict_proba(features[test])[:, 1]
     return scores
+
+
+def cv_auc_estimate(features, labels, groups, config) -> tuple[Estimate, np.ndarray]:
+    """Grouped-CV probe AUC with its LRG-bootstrap interval, and the out-of-fold scores.
+
+    ``config`` supplies ``n_splits``, ``seed``, ``n_boot`` and ``level`` (a :class:`GateConfig`).
+    """
+    labels = np.asarray(labels).astype(int)
+    groups = np.asarray(groups)
+    scores = grouped_cv_scores(features, labels, groups, n_splits=config.n_splits, seed=config.seed)
+    est = grouped_bootstrap(labels, scores, groups, metric=weighted_auroc_metric(labels, scores),
+                            n_boot=config.n_boot, seed=config.seed, level=config.level)
+    return est, scores
 
 
 def grouped_cv_auc(features, labels, groups, *, n_splits: int = 5, seed: int = 0, C: float = 1.0) -> ProbeResult:

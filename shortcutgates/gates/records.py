@@ -1,7 +1,7 @@
-"""Records of the gate suite: a gate, one parametrised case, its result, the suite configuration.
+"""Records of the gate suite: a registry row, one parametrised case, its result, the suite configuration.
 
-These are re-exported by :mod:`shortcutgates.gates.registry`, which is the public entry point; they
-live here so that the gate implementations can import them without importing the registry.
+This module imports nothing from the rest of :mod:`shortcutgates.gates` but the contract, so every
+gate module can use it without an import cycle (``tests/test_import_graph.py`` keeps it so).
 """
 
 from __future__ import annotations
@@ -9,25 +9,29 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Literal, Mapping
+from typing import TYPE_CHECKING, Callable, Collection, Literal, Mapping
 
 try:
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+from .contract import Direction, Measurement, Role
+
 if TYPE_CHECKING:  # pragma: no cover
     from .context import GateContext
 
-Direction = Literal["max", "min"]
-"""``"max"``: the value must stay ≤ threshold; ``"min"``: the value must reach ≥ threshold."""
+Verdict = Literal["pass", "fail", "inconclusive", "error", "skipped", "reported"]
+"""``reported``: measured by a row without a threshold (nothing was tested, so nothing passed)."""
 
-Verdict = Literal["pass", "fail", "inconclusive", "error", "skipped"]
+JSON_DIRECTION: dict[str, str] = {"at_most": "max", "at_least": "min"}
+"""The report JSON writes a claim as the schema's ``"max"`` / ``"min"`` (see ``docs/design.md#report-json``)."""
 
 REPORT_KEYS: tuple[str, ...] = (
     "id", "gate", "params", "split", "value", "ci", "threshold", "direction", "verdict", "n", "n_groups", "message",
+    "role",
 )
-"""Keys of one gate record in the report JSON (docs/design.md#report-json), in order."""
+"""Keys of one gate record in the report JSON (``docs/design.md#report-json``), in order."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,8 @@ class GateCase:
     split: str | None = None
     needs: tuple[str, ...] = ("data",)
     """What this case needs; ``core_lr_auc[...-model]`` needs the model although the gate is a data gate."""
+    role: Role | None = None
+    """``primary``: decides the run; ``reported``: shown, never turns a run red; None: the row's role."""
 
     @property
     def id(self) -> str:
@@ -61,10 +67,10 @@ def _format_param(key: str, value: object) -> str:
 
 @dataclass(frozen=True)
 class GateResult:
-    """Outcome of one gate case: exactly the JSON gate record of docs/design.md#report-json, plus ``extra``.
+    """Outcome of one gate case: the report's gate record (``docs/design.md#report-json``), plus ``extra``.
 
-    ``extra`` holds material for the report (per-θ_E-bin values, curves); it is not part of the
-    fixed JSON keys and :meth:`to_json` leaves it out unless asked.
+    ``extra`` holds material for the report (per-θ_E-bin values, curves); :meth:`to_json` leaves it
+    out unless asked.
     """
 
     id: str
@@ -79,10 +85,11 @@ class GateResult:
     n: int
     n_groups: int
     message: str
+    role: Role = "primary"
     extra: dict = field(default_factory=dict)
 
     def to_json(self, *, with_extra: bool = False) -> dict:
-        """The docs/design.md#report-json record: plain JSON types, ``ci`` as ``[lo, hi]`` or null, NaN as null."""
+        """The report record: plain JSON types, ``ci`` as ``[lo, hi]`` or null, NaN as null."""
         record = {
             "id": self.id,
             "gate": self.gate,
@@ -91,11 +98,12 @@ class GateResult:
             "value": _json_float(self.value),
             "ci": None if self.ci is None else [_json_float(self.ci[0]), _json_float(self.ci[1])],
             "threshold": _json_float(self.threshold),
-            "direction": self.direction,
+            "direction": JSON_DIRECTION[self.direction],
             "verdict": self.verdict,
             "n": int(self.n),
             "n_groups": int(self.n_groups),
             "message": self.message,
+            "role": self.role,
         }
         if with_extra:
             record["extra"] = self.extra
@@ -115,23 +123,42 @@ def _json_scalar(x):
     return x
 
 
-@dataclass(frozen=True)
-class Gate:
-    """One entry of the registry.
+CaseGenerator = Callable[["GateContext", "Gate"], list]
+"""``cases(context, gate) -> list[GateCase]``: the row's cases for this data (and model)."""
+Measure = Callable[["GateContext", GateCase], Measurement]
 
-    ``compute(context, case) -> GateResult`` measures the case; the registry's ``run_case`` turns
-    any :class:`~shortcutgates.gates.probes.ProbeError` into an ``error`` result.
+
+@dataclass(frozen=True, kw_only=True)
+class Gate:
+    """One registry row, written with keywords (see ``docs/design.md#adding-a-gate``).
+
+    A case passes when its claim holds with confidence: ``value at_most threshold`` (or
+    ``at_least``) with the whole interval on the claim's side; with ``equivalence`` the claim is
+    ``|value| at_most threshold`` and the signed interval must lie inside ``±threshold`` (two one-sided
+    tests). ``chance`` (0.5 for AUCs) makes an estimate far below chance an ``error``.
     """
 
     name: str
     metric: str
     """One line: what is measured."""
     threshold: float | None
-    """Default threshold; None: reported, not gated."""
+    """Default threshold; None: measured and reported, never decided."""
     direction: Direction
     needs: tuple[str, ...]
     """``("data",)`` or ``("data", "model")``."""
-    compute: Callable[["GateContext", GateCase], GateResult]
+    role: Role
+    cases: CaseGenerator
+    measure: Measure
+    equivalence: bool = False
+    chance: float | None = None
+
+    def __post_init__(self):
+        if self.direction not in JSON_DIRECTION:
+            raise ValueError(f"gate {self.name}: direction must be at_most or at_least (got {self.direction!r})")
+        if self.role not in ("primary", "reported"):
+            raise ValueError(f"gate {self.name}: role must be primary or reported (got {self.role!r})")
+        if self.equivalence and self.direction != "at_most":
+            raise ValueError(f"gate {self.name}: an equivalence claim is |value| at_most the margin")
 
 
 CONFIG_KEYS = ("thresholds", "max_samples", "n_boot", "seed", "level", "waivers", "boxes", "n_splits",
@@ -203,7 +230,7 @@ class GateConfig:
         return self.waivers.get(case.id, self.waivers.get(case.gate))
 
     @classmethod
-    def from_pyproject(cls, path: Path | None) -> "GateConfig":
+    def from_pyproject(cls, path: Path | None, gates: Collection[str] | None = None) -> "GateConfig":
         """Read ``[tool.shortcutgates]``; defaults when ``path`` is None or the table is absent.
 
         Raises
@@ -214,14 +241,17 @@ class GateConfig:
         if path is None:
             return cls()
         path = Path(path)
+        # ``gates``: the known gate names, to refuse a threshold for an unknown gate
+        # (``registry.load_config`` passes them; this module cannot import the registry)
         try:
             table = tomllib.loads(path.read_text()).get("tool", {}).get("shortcutgates", {})
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"{path}: not valid TOML ({exc})") from None
-        return cls.from_mapping(table, source=str(path))
+        return cls.from_mapping(table, source=str(path), gates=gates)
 
     @classmethod
-    def from_mapping(cls, table: Mapping, *, source: str = "[tool.shortcutgates]") -> "GateConfig":
+    def from_mapping(cls, table: Mapping, *, source: str = "[tool.shortcutgates]",
+                     gates: Collection[str] | None = None) -> "GateConfig":
         """Build from the parsed ``[tool.shortcutgates]`` table."""
         unknown = sorted(set(table) - set(CONFIG_KEYS))
         if unknown:
@@ -235,11 +265,8 @@ class GateConfig:
                         raise TypeError(f"'{key}' must be a table")
                     kw[key] = dict(table[key])
             if "thresholds" in kw:
-                from .registry import REGISTRY  # local: the registry imports this module
-
                 for name, value in kw["thresholds"].items():
-                    if name.split("[")[0] not in REGISTRY:
-                        raise TypeError(f"threshold for unknown gate {name!r} (gates: {', '.join(REGISTRY)})")
+                    check_gate_name(name, gates)
                     kw["thresholds"][name] = _number(value, f"thresholds.{name}")
             if "max_samples" in table:
                 kw["max_samples"] = int(table["max_samples"]) or None
@@ -255,6 +282,12 @@ class GateConfig:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{source}: [tool.shortcutgates]: {exc}") from None
         return cls(**kw)
+
+
+def check_gate_name(name: str, gates: Collection[str] | None) -> None:
+    """Raise ``TypeError`` when ``name`` (a gate name or case id) names no gate of ``gates``."""
+    if gates is not None and name.split("[")[0] not in gates:
+        raise TypeError(f"threshold for unknown gate {name!r} (gates: {', '.join(gates)})")
 
 
 def _number(value, key: str) -> float:

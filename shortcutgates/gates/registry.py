@@ -1,107 +1,208 @@
-"""The gate registry: every gate (docs/design.md#gates) on one screen, its cases, and how one case is run.
+"""The gate registry: every gate on one screen, its cases, and how one case is run and decided.
 
-Contract (used by the pytest plugin, ``gate_tests/`` and ``shortcutgates gate``)
-----------------------------------------------------------------------------------
-* :data:`REGISTRY` ``dict[str, Gate]``: name -> :class:`Gate` (``name``, ``metric``, default
-  ``threshold`` or None for reported-only gates, ``direction`` ``"max"``/``"min"``, ``needs``
-  ``("data",)`` or ``("data", "model")``, ``compute(context, case) -> GateResult``).
-* :func:`gate_cases` ``(context) -> list[GateCase]``: every case for this data, model gates
+Contract (used by the pytest plugin, ``gate_tests/`` and ``shortcutgates gate``;
+``docs/design.md#gate-contract``)
+----------------------------------------------------------------------------------------------
+* A gate function *measures*: ``measure(context, case) -> Measurement`` (value, interval, counts,
+  what, note, extra). It raises ``ProbeError``/``DataError``/``ValueError`` when it cannot measure and
+  knows nothing of this registry, thresholds or verdicts.
+* :data:`REGISTRY` ``dict[str, Gate]``: each row is written with keywords: ``name``, ``metric``,
+  default ``threshold`` (None: reported, never decided), ``direction`` (the claim a pass makes:
+  ``at_most`` / ``at_least`` the threshold), ``equivalence`` (the claim is ``|value|`` within the
+  margin, decided on the signed interval), ``chance`` (0.5 for AUCs), ``needs``, ``role``
+  (``primary`` decides the run, ``reported`` is shown and never turns it red), ``cases`` (its case
+  generator) and ``measure``.
+* :func:`gate_cases` ``(context) -> list[GateCase]``: every row's cases for this data, model cases
   included whether or not a model was given (so "expected" can be counted against "run").
-  ``GateCase(gate, params, split, needs)``; ``case.id`` is the readable pytest id, e.g.
-  ``core_lr_auc[train-box10-raw_robust]``. A case whose ``needs`` contains ``"model"`` must be
-  skipped when ``context.has_model`` is False (``core_lr_auc[...-model]`` is such a case of a
-  data gate).
-* :func:`run_case` ``(context, case) -> GateResult``: never raises because a probe cannot
-  measure; it returns verdict ``"error"`` with the reason. Without a model, a model case returns
-  verdict ``"skipped"`` with the reason.
-* :class:`GateResult` is exactly the docs/design.md#report-json JSON gate record (``to_json()``), plus ``extra``.
-* :class:`GateConfig` (``GateConfig.from_pyproject(path)``): thresholds (by gate name or case
-  id), sample caps, bootstrap settings, waivers ``{id or name: reason}`` (``config.waiver_for(case)``;
-  the plugin turns them into xfail with that reason).
-* :class:`GateContext` ``(data, model=None, config=GateConfig(), progress=False, score_fn=None,
-  preprocess=None)``
-  loads and caches the manifest, images, preprocessed inputs and model scores; ``has_model``,
-  ``data_info`` and ``model_info`` feed the report's ``"data"`` and ``"model"`` blocks.
+  ``case.id`` is the readable pytest id, e.g. ``core_lr_auc[train-box10-raw_robust]``.
+* :func:`run_case` ``(context, case) -> GateResult``: skips a model case without a model, turns a
+  measurement that could not be made into verdict ``error`` with the reason, resolves the threshold
+  (case id, then gate name, then the row) and decides (:func:`shortcutgates.gates.decision.judge`).
+* :func:`load_config` reads ``[tool.shortcutgates]`` and refuses thresholds of unknown gates.
 
-Verdicts (docs/design.md#gates): ``pass`` (interval on the good side of the threshold), ``fail`` (estimate on
-the bad side), ``inconclusive`` (estimate on the good side, interval crossing the threshold; the
-message gives the number of LRGs that would decide), ``error`` (the probe cannot measure),
-``skipped`` (a model gate without a model). Reported-only gates (threshold None) pass unless they
-cannot measure.
+Adding a gate = one function, one row here, and its planted-shortcut test
+(``docs/design.md#adding-a-gate``).
 """
 
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
+from ..schema import DataError
 from . import data_gates as dg
 from . import model_gates as mg
 from .context import GateContext
-from .decision import error_result, skipped_result
+from .contract import Direction, Measurement, Role
+from .decision import error_result, judge, skipped_result
 from .probes import ProbeError
-from .records import Direction, Gate, GateCase, GateConfig, GateResult, Verdict
-from ..schema import DataError
+from .records import Gate, GateCase, GateConfig, GateResult, Verdict, check_gate_name
 
-__all__ = ["Direction", "Verdict", "Gate", "GateCase", "GateResult", "GateConfig", "GateContext",
-           "REGISTRY", "gate_cases", "run_case"]
+__all__ = ["Direction", "Role", "Verdict", "Measurement", "Gate", "GateCase", "GateResult", "GateConfig",
+           "GateContext", "REGISTRY", "gate_cases", "run_case", "load_config", "primary_cases"]
 
-_D, _M = ("data",), ("data", "model")
-
-REGISTRY: dict[str, Gate] = {g.name: g for g in (
-    Gate("data_integrity", "rows failing decode/shape/finite/normalisation checks", 0, "max", _D, dg.data_integrity),
-    Gate("lrg_leakage", "LRG identities shared by positives and negatives, or by two splits", 0, "max", _D, dg.lrg_leakage),
-    Gate("property_balance", "|standardised mean difference| of a property, positives vs negatives", 0.1, "max", _D, dg.property_balance),
-    Gate("metadata_c2st_auc", "grouped-CV AUC predicting the label from property columns", 0.60, "max", _D, dg.metadata_c2st_auc),
-    Gate("core_lr_auc", "grouped-CV logistic-regression AUC on the central box", 0.65, "max", _D, dg.core_lr_auc),
-    Gate("radial_profile_lr_auc", "grouped-CV AUC on azimuthal-median profiles (reported)", None, "max", _D, dg.radial_profile_lr_auc),
-    Gate("arc_annulus_lr_auc", "grouped-CV AUC on ring statistics of the arc annulus (sanity)", 0.80, "min", _D, dg.arc_annulus_lr_auc),
-    Gate("detection_auroc", "model AUROC", 0.80, "min", _M, mg.detection_auroc),
-    Gate("cross_test_gap", "|AUROC(test_paired) - AUROC(test)|", 0.05, "max", _M, mg.cross_test_gap),
-    Gate("arc_masked_auroc", "model AUROC with the theta_E annulus masked by matched noise in both classes", 0.60, "max", _M, mg.arc_masked_auroc),
-    Gate("core_transplant_auroc", "negatives with a positive's core vs with another negative's core", 0.60, "max", _M, mg.core_transplant_auroc),
-    Gate("morphology_auroc", "positives vs the same positives with the arc shuffled within 1-px rings", 0.75, "min", _M, mg.morphology_auroc),
-    Gate("stratified_auroc", "model AUROC by bins of theta_E, PSF, depth (reported: worst bin)", None, "min", _M, mg.stratified_auroc),
-)}
-"""Every gate, by name (docs/design.md#gates)."""
-
+DATA, MODEL = ("data",), ("data", "model")
 STRATA: tuple[str, ...] = ("theta_e", "psf", "depth")
 
 
+# --- case generators: cases(context, gate) -> list[GateCase] ------------------------------------
+def _case(gate: Gate, params=None, split=None, needs=None) -> GateCase:
+    return GateCase(gate.name, dict(params or {}), split, needs or gate.needs, gate.role)
+
+
+def one_case(context: GateContext, gate: Gate) -> list[GateCase]:
+    return [_case(gate)]
+
+
+def per_probe_split(context: GateContext, gate: Gate) -> list[GateCase]:
+    return [_case(gate, split=s) for s in context.probe_splits]
+
+
+def leakage_cases(context: GateContext, gate: Gate) -> list[GateCase]:
+    """Positives vs negatives within each probe split, then every pair of splits."""
+    return ([_case(gate, {"pair": "pos-neg"}, s) for s in context.probe_splits]
+            + [_case(gate, {"pair": f"{a}-{b}"}) for a, b in itertools.combinations(context.splits, 2)])
+
+
+def per_property(context: GateContext, gate: Gate) -> list[GateCase]:
+    return [_case(gate, {"prop": p}, s) for s in context.probe_splits for p in context.property_columns]
+
+
+def _inputs(context: GateContext, refuses: tuple[str, ...] = ()) -> list[tuple[str, tuple[str, ...]]]:
+    """Probe inputs: ``raw_robust``, and the model's own input unless it is the same array or refused.
+
+    Without a model the model-input case is generated (and skipped), so "expected" counts it.
+    """
+    out = [("raw_robust", DATA)]
+    if context.has_model:
+        same = context.input_key("model") == "raw_robust"
+        if not same and context.model_preprocess_name not in refuses:
+            out.append(("model", MODEL))
+    else:
+        out.append(("model", MODEL))
+    return out
+
+
+def per_box_input(context: GateContext, gate: Gate) -> list[GateCase]:
+    return [_case(gate, {"box": b, "input": i}, s, needs) for s in context.probe_splits
+            for b in context.config.boxes for i, needs in _inputs(context)]
+
+
+def per_input(context: GateContext, gate: Gate) -> list[GateCase]:
+    return [_case(gate, {"input": i}, s, needs) for s in context.probe_splits for i, needs in _inputs(context)]
+
+
+def per_profile_input(context: GateContext, gate: Gate) -> list[GateCase]:
+    """Radial profiles of ``residual`` images are zero by construction: that input is not generated."""
+    return [_case(gate, {"input": i}, s, needs) for s in context.probe_splits
+            for i, needs in _inputs(context, refuses=("residual",))]
+
+
+def held_out_splits(context: GateContext, gate: Gate) -> list[GateCase]:
+    """Every split but ``train`` (its AUROC is in-sample; see :func:`memorisation_cases`)."""
+    return [_case(gate, split=s) for s in context.splits if s != "train"]
+
+
+def memorisation_cases(context: GateContext, gate: Gate) -> list[GateCase]:
+    return [_case(gate, {"pair": "train-val"})] if {"train", "val"} <= set(context.splits) else []
+
+
+def eval_split(context: GateContext, gate: Gate) -> list[GateCase]:
+    return [_case(gate, split=context.eval_split)]
+
+
+def paired_split(context: GateContext, gate: Gate) -> list[GateCase]:
+    return [_case(gate, split=context.paired_split)]
+
+
+def per_stratum(context: GateContext, gate: Gate) -> list[GateCase]:
+    return [_case(gate, {"by": by}, context.eval_split) for by in STRATA]
+
+
+# --- the registry ------------------------------------------------------------------------------
+_ROWS = (
+    Gate(name="data_integrity", metric="rows failing decode/shape/finite/normalisation checks",
+         threshold=0, direction="at_most", needs=DATA, role="primary", cases=one_case, measure=dg.data_integrity),
+    Gate(name="lrg_leakage", metric="LRG identities shared by positives and negatives, or by two splits",
+         threshold=0, direction="at_most", needs=DATA, role="primary", cases=leakage_cases, measure=dg.lrg_leakage),
+    Gate(name="property_balance", metric="signed standardised mean difference of a property, positives − negatives",
+         threshold=0.2, direction="at_most", equivalence=True, needs=DATA, role="reported", cases=per_property,
+         measure=dg.property_balance),
+    Gate(name="metadata_c2st_auc", metric="grouped-CV AUC predicting the label from property columns",
+         threshold=0.60, direction="at_most", chance=0.5, needs=DATA, role="primary", cases=per_probe_split,
+         measure=dg.metadata_c2st_auc),
+    Gate(name="core_lr_auc", metric="grouped-CV logistic-regression AUC on the central box",
+         threshold=0.65, direction="at_most", chance=0.5, needs=DATA, role="primary", cases=per_box_input,
+         measure=dg.core_lr_auc),
+    Gate(name="radial_profile_lr_auc", metric="grouped-CV AUC on azimuthal-median profiles",
+         threshold=None, direction="at_most", chance=0.5, needs=DATA, role="reported", cases=per_profile_input,
+         measure=dg.radial_profile_lr_auc),
+    Gate(name="arc_annulus_lr_auc", metric="grouped-CV AUC on ring statistics of the arc annulus (sanity)",
+         threshold=0.80, direction="at_least", chance=0.5, needs=DATA, role="primary", cases=per_input,
+         measure=dg.arc_annulus_lr_auc),
+    Gate(name="detection_auroc", metric="model AUROC on a held-out split",
+         threshold=0.80, direction="at_least", chance=0.5, needs=MODEL, role="primary", cases=held_out_splits,
+         measure=mg.detection_auroc),
+    Gate(name="memorisation_gap", metric="AUROC(train) − AUROC(val): in-sample advantage (LRG memorisation)",
+         threshold=None, direction="at_most", needs=MODEL, role="reported", cases=memorisation_cases,
+         measure=mg.memorisation_gap),
+    Gate(name="cross_test_gap", metric="AUROC(test_paired) − AUROC(test), equivalent to 0 within the margin",
+         threshold=0.05, direction="at_most", equivalence=True, needs=MODEL, role="primary", cases=one_case,
+         measure=mg.cross_test_gap),
+    Gate(name="arc_masked_auroc", metric="pairs with the arc taken out exactly (ctrl + lensed light at r < 5 px) vs the bare controls",
+         threshold=0.60, direction="at_most", chance=0.5, needs=MODEL, role="primary", cases=mg.theta_bin_cases,
+         measure=mg.arc_masked_auroc),
+    Gate(name="core_masked_retention", metric="share of the paired detection AUROC above chance kept with the core part taken out (ctrl + lensed light at r >= 5 px)",
+         threshold=0.75, direction="at_least", needs=MODEL, role="primary", cases=mg.theta_bin_cases,
+         measure=mg.core_masked_retention),
+    Gate(name="arc_swap_retention", metric="share of the paired detection AUROC above chance kept with each arc on another LRG's control",
+         threshold=0.90, direction="at_least", needs=MODEL, role="primary", cases=mg.theta_bin_cases,
+         measure=mg.arc_swap_retention),
+    Gate(name="morphology_auroc", metric="pairs vs the same pairs with the arc part averaged round its 1-px rings (core kept)",
+         threshold=0.75, direction="at_least", chance=0.5, needs=MODEL, role="primary", cases=mg.theta_bin_cases,
+         measure=mg.morphology_auroc),
+    Gate(name="stratified_auroc", metric="model AUROC by bins of theta_E, PSF, depth (worst bin)",
+         threshold=None, direction="at_least", chance=0.5, needs=MODEL, role="reported", cases=per_stratum,
+         measure=mg.stratified_auroc),
+)
+REGISTRY: dict[str, Gate] = {g.name: g for g in _ROWS}
+"""Every gate, by name (``docs/design.md#gates``)."""
+
+
+def load_config(path: Path | None) -> GateConfig:
+    """``[tool.shortcutgates]`` of a ``pyproject.toml`` (defaults without one); unknown gates are refused."""
+    return GateConfig.from_pyproject(path, gates=REGISTRY)
+
+
 def gate_cases(context: GateContext) -> list[GateCase]:
-    """All cases for this data, in registry order, model cases included (see module docstring)."""
-    splits = context.probe_splits
-    cases = [GateCase("data_integrity")]
-    cases += [GateCase("lrg_leakage", {"pair": "pos-neg"}, s) for s in splits]
-    cases += [GateCase("lrg_leakage", {"pair": f"{a}-{b}"}) for a, b in itertools.combinations(context.splits, 2)]
-    cases += [GateCase("property_balance", {"prop": p}, s) for s in splits for p in context.property_columns]
-    cases += [GateCase("metadata_c2st_auc", {}, s) for s in splits]
-    inputs = [("raw_robust", _D), ("model", _M)]
-    for name in ("core_lr_auc",):
-        cases += [GateCase(name, {"box": b, "input": i}, s, needs) for s in splits for b in context.config.boxes
-                  for i, needs in inputs]
-    for name in ("radial_profile_lr_auc", "arc_annulus_lr_auc"):
-        cases += [GateCase(name, {"input": i}, s, needs) for s in splits for i, needs in inputs]
-    cases += [GateCase("detection_auroc", {}, s, _M) for s in context.splits]
-    cases += [GateCase("cross_test_gap", {}, None, _M)]
-    ev = context.eval_split
-    cases += [GateCase("arc_masked_auroc", {}, ev, _M), GateCase("core_transplant_auroc", {}, ev, _M)]
-    cases += [GateCase("morphology_auroc", {}, context.paired_split, _M)]
-    cases += [GateCase("stratified_auroc", {"by": by}, ev, _M) for by in STRATA]
-    return cases
+    """All cases for this data, in registry order, model cases included (see module docstring).
+
+    Raises ``ValueError`` when the configuration sets a threshold for a gate that does not exist.
+    """
+    for name in context.config.thresholds:
+        try:
+            check_gate_name(name, REGISTRY)
+        except TypeError as exc:
+            raise ValueError(f"[tool.shortcutgates.thresholds]: {exc}") from None
+    return [case for gate in REGISTRY.values() for case in gate.cases(context, gate)]
+
+
+def primary_cases(cases: list[GateCase]) -> list[GateCase]:
+    """The cases that decide the run."""
+    return [c for c in cases if c.role == "primary"]
 
 
 def run_case(context: GateContext, case: GateCase) -> GateResult:
-    """Measure one case. Cannot-measure conditions become ``error`` results, never exceptions.
+    """Measure and decide one case. Cannot-measure conditions become ``error`` results, never exceptions.
 
-    ``ProbeError``, ``DataError`` and ``ValueError`` raised by a probe are reported as ``error``
-    with their message; a model case without a model is ``skipped``. Other exceptions (bugs)
-    propagate.
+    ``ProbeError``, ``DataError`` and ``ValueError`` raised by a gate are reported as ``error`` with
+    their message; a model case without a model is ``skipped``. Other exceptions (bugs) propagate.
     """
     gate = REGISTRY[case.gate]
     if "model" in case.needs and not context.has_model:
         return skipped_result(context.config, case, gate, "no model given (--model CKPT)")
     try:
-        return gate.compute(context, case)
+        measurement = gate.measure(context, case)
     except (ProbeError, DataError, ValueError) as exc:
         return error_result(context.config, case, gate, f"{type(exc).__name__}: {exc}")
-
+    return judge(context.config, case, gate, measurement)

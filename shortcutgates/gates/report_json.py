@@ -1,15 +1,24 @@
-"""The gate report as JSON (docs/design.md#report-json): build, validate, write atomically, read.
+"""The gate report as JSON (``docs/design.md#report-json``): build, validate, write atomically, read.
 
 The schema is fixed because CI scripts parse it::
 
-    {"schema": "shortcutgates.report/1",
+    {"schema": "shortcutgates.report/2",
      "model": {...} or null,
      "data": {...},
      "gates": [{"id", "gate", "params", "split", "value", "ci": [lo, hi] or null, "threshold",
                 "direction": "max" | "min",
-                "verdict": "pass" | "fail" | "inconclusive" | "error" | "skipped",
-                "n", "n_groups", "message"}, ...],
-     "summary": {"expected", "run", "pass", "fail", "inconclusive", "error", "skipped", "waived"}}
+                "verdict": "pass" | "fail" | "inconclusive" | "error" | "skipped" | "reported",
+                "n", "n_groups", "message",
+                "role": "primary" | "reported"}, ...],
+     "summary": {"expected", "run", "pass", "fail", "inconclusive", "error", "skipped", "reported",
+                 "waived", "primary", "primary_failing", "green"}}
+
+``direction`` is the claim a pass makes: ``"max"`` = the value is at most the threshold, ``"min"`` =
+at least. ``role`` ``"primary"`` cases decide the run (``summary.green``); ``"reported"`` cases are
+shown and never turn it red. Version 2 added ``role``, the verdict ``"reported"`` (a row without a
+threshold: measured, nothing decided) and the summary's ``reported``/``primary``/
+``primary_failing``/``green``. :func:`read_report` reads a version-1 file as version 2 (every gate
+with a threshold primary, one without reported) and refuses anything else in one line.
 
 Notes
 -----
@@ -30,13 +39,18 @@ import numpy as np
 from ..io import write_bytes_atomic
 from .records import REPORT_KEYS
 
-SCHEMA = "shortcutgates.report/1"
+SCHEMA = "shortcutgates.report/2"
 """Value of the report's ``schema`` key."""
+SCHEMA_V1 = "shortcutgates.report/1"
+"""The previous version, read by :func:`read_report` (upgraded in memory)."""
 
-VERDICTS: tuple[str, ...] = ("pass", "fail", "inconclusive", "error", "skipped")
+VERDICTS: tuple[str, ...] = ("pass", "fail", "inconclusive", "error", "skipped", "reported")
 DIRECTIONS: tuple[str, ...] = ("max", "min")
+ROLES: tuple[str, ...] = ("primary", "reported")
 GATE_KEYS: tuple[str, ...] = REPORT_KEYS
-"""Keys every gate entry carries (docs/design.md#report-json)."""
+"""Keys every gate entry carries."""
+FAILING: tuple[str, ...] = ("fail", "inconclusive", "error")
+"""Verdicts of a primary case that turn the run red (unless waived)."""
 
 
 def jsonable(value):
@@ -59,11 +73,16 @@ def jsonable(value):
 
 
 def summarize(gates: Iterable[Mapping]) -> dict:
-    """Counts of gate entries by verdict: ``expected`` (all entries), ``run`` (not skipped), ``waived``."""
+    """Counts of gate entries by verdict, ``expected`` (all), ``run`` (not skipped), ``waived``; the
+    primary cases, how many of them fail the run (fail / inconclusive / error, not waived) and
+    ``green`` (none does)."""
     gates = list(gates)
     counts = {v: sum(g["verdict"] == v for g in gates) for v in VERDICTS}
+    primary = [g for g in gates if g.get("role", "primary") == "primary"]
+    failing = sum(g["verdict"] in FAILING and not g.get("waiver") for g in primary)
     return {"expected": len(gates), "run": len(gates) - counts["skipped"], **counts,
-            "waived": sum(bool(g.get("waiver")) for g in gates)}
+            "waived": sum(bool(g.get("waiver")) for g in gates), "primary": len(primary),
+            "primary_failing": failing, "green": failing == 0}
 
 
 def build_report(gates: Iterable[Mapping], *, data: Mapping, model: Mapping | None) -> dict:
@@ -100,6 +119,8 @@ def _check_gate(i: int, gate: Mapping) -> None:
         raise ValueError(f"{where} ({gate['id']}): 'verdict' must be one of {', '.join(VERDICTS)} (got {gate['verdict']!r})")
     if gate["direction"] not in DIRECTIONS:
         raise ValueError(f"{where} ({gate['id']}): 'direction' must be 'max' or 'min' (got {gate['direction']!r})")
+    if gate["role"] not in ROLES:
+        raise ValueError(f"{where} ({gate['id']}): 'role' must be 'primary' or 'reported' (got {gate['role']!r})")
     ci = gate["ci"]
     if ci is not None and (not isinstance(ci, (list, tuple)) or len(ci) != 2):
         raise ValueError(f"{where} ({gate['id']}): 'ci' must be [lo, hi] or null (got {ci!r})")
@@ -137,11 +158,35 @@ def write_report(path, report: Mapping) -> Path:
     return Path(path)
 
 
+def upgrade_v1(report: Mapping) -> dict:
+    """A version-1 report as version 2: a gate with a threshold is primary, one without is reported
+    (its ``pass`` was never tested, so its verdict becomes ``reported``); the summary is recounted."""
+    gates = []
+    for gate in report.get("gates", []):
+        gate = dict(gate)
+        reported = gate.get("threshold") is None
+        gate.setdefault("role", "reported" if reported else "primary")
+        if reported and gate.get("verdict") == "pass":
+            gate["verdict"] = "reported"
+        gates.append(gate)
+    return {**report, "schema": SCHEMA, "gates": gates, "summary": summarize(gates)}
+
+
 def read_report(path) -> dict:
-    """Read and validate a report written by :func:`write_report`."""
+    """Read and validate a report written by :func:`write_report` (version 2, or 1 upgraded).
+
+    Raises ``ValueError`` in one line naming the file when it is not a gate report of a known version.
+    """
     try:
         report = json.loads(Path(path).read_text(encoding="utf-8"))
     except ValueError as exc:
         raise ValueError(f"{path}: not a JSON gate report ({exc})") from None
-    validate_report(report)
+    if not isinstance(report, dict):
+        raise ValueError(f"{path}: not a gate report (a JSON {type(report).__name__}, not an object)")
+    if report.get("schema") == SCHEMA_V1:
+        report = upgrade_v1(report)
+    try:
+        validate_report(report)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     return report
