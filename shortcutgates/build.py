@@ -29,7 +29,8 @@ import pyarrow.parquet as pq
 
 from . import __version__
 from .identity import match_lrgs
-from .io import list_parquet_files, read_blobs, read_paired, decode_stamp
+from .codec import decode_stamp
+from .io import list_parquet_files, read_blobs, read_paired
 from .schema import (
     BANDS,
     BLOB_COLUMNS,

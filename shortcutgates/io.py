@@ -1,12 +1,12 @@
-"""Parquet and npz in and out: paired survey catalogues, stamp blobs, row streaming, atomic writes.
+"""Parquet in and out: paired survey catalogues, blob columns, row streaming, atomic writes.
 
 Manifests (docs/design.md#manifest) are read by :mod:`shortcutgates.manifest`, built on this module.
 
+Stamp blobs (npz bytes) are encoded and decoded by :mod:`shortcutgates.codec`; this module
+moves them between parquet files and memory without looking inside.
+
 Conventions
 -----------
-* A stamp is a float32 array of shape ``(3, H, W)`` in nanomaggies, bands ordered g, r, z.
-* A stamp blob is an npz archive (optionally gzip-wrapped) with keys ``image_g``, ``image_r``,
-  ``image_z``. Blobs are always decoded with ``allow_pickle=False``.
 * Every error about input data is a :class:`shortcutgates.schema.DataError` naming file, row
   and column.
 * Writers go to a temporary name in the destination directory, then ``os.replace`` it, so a
@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import io
 import os
 import tempfile
-import zipfile
 from pathlib import Path
-from typing import Iterable, Iterator, NamedTuple, Sequence
+from typing import Iterable, Iterator, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -32,7 +30,6 @@ import pyarrow.parquet as pq
 from .schema import (
     CTRL_COLUMN,
     CUTOUT_OK_COLUMN,
-    NPZ_KEYS,
     POINTER_COLUMNS,
     REGION_SPLIT_COLUMN,
     SPLIT_COLUMN,
@@ -40,195 +37,6 @@ from .schema import (
     STAMP_COLUMN,
     DataError,
 )
-
-_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
-
-MAX_BLOB_BYTES = 3 * 2048 * 2048 * 8
-"""Largest decompressed stamp accepted: three 2048 × 2048 float64 bands. Unit: byte.
-
-A blob claiming more is refused before anything is inflated, so a small hostile blob (a
-"zip bomb") cannot make a reader allocate gigabytes.
-"""
-
-
-# --- stamp blobs -------------------------------------------------------------------------------
-def encode_stamp(image: np.ndarray) -> bytes:
-    """Encode one stamp as a deterministic compressed npz blob.
-
-    Parameters
-    ----------
-    image : ndarray, shape (3, H, W)
-        Stamp in nanomaggies, bands g, r, z. Stored as float32.
-
-    Returns
-    -------
-    bytes
-        An npz archive readable by ``np.load(..., allow_pickle=False)`` with keys
-        ``image_g``, ``image_r``, ``image_z``. Unlike ``np.savez_compressed`` the archive
-        carries a fixed timestamp, so the same image always gives the same bytes.
-    """
-    image = np.asarray(image, dtype=np.float32)
-    if image.ndim != 3 or image.shape[0] != len(NPZ_KEYS):
-        raise ValueError(f"encode_stamp: image must have shape (3, H, W) (got {image.shape})")
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for key, band in zip(NPZ_KEYS, image):
-            info = zipfile.ZipInfo(key + ".npy", date_time=_ZIP_EPOCH)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            arr = io.BytesIO()
-            np.lib.format.write_array(arr, np.ascontiguousarray(band), allow_pickle=False)
-            zf.writestr(info, arr.getvalue(), compresslevel=6)
-    return buf.getvalue()
-
-
-def decode_stamp(blob, *, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """Decode one npz stamp blob into a float32 array of shape ``(3, H, W)``.
-
-    Parameters
-    ----------
-    blob : bytes
-        npz archive, or a gzip-wrapped npz archive.
-    shape : (H, W), optional
-        Expected image shape (e.g. that of the neighbouring rows).
-
-    Raises
-    ------
-    DataError
-        Not an npz, a pickled/object array, a missing band, a band of another shape, NaN/Inf.
-        The error carries no location; callers add it with :meth:`DataError.located`.
-    """
-    if blob is None:
-        raise DataError("blob is null")
-    if isinstance(blob, (bytearray, memoryview)):
-        blob = bytes(blob)
-    if not isinstance(blob, bytes):
-        raise DataError(f"blob must be bytes (got {type(blob).__name__})")
-    if blob[:2] == b"\x1f\x8b":
-        blob = _gunzip_capped(blob)
-    if blob[:2] != b"PK":
-        raise DataError(f"blob is not an npz archive (starts with {blob[:8]!r}, {len(blob)} bytes)")
-    bands = []
-    try:
-        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-            _check_members(npz.zip)
-            missing = [k for k in NPZ_KEYS if k not in npz.files]
-            if missing:
-                raise DataError(
-                    f"npz lacks {', '.join(missing)}; has {', '.join(npz.files) or 'no arrays'}",
-                    hint="expected keys image_g, image_r, image_z",
-                )
-            for key in NPZ_KEYS:
-                bands.append(npz[key])
-    except DataError:
-        raise
-    except ValueError as exc:
-        if "pickle" in str(exc) or "Object arrays" in str(exc):  # numpy refuses object arrays
-            raise DataError(f"npz holds an array that needs unpickling ({exc})") from None
-        raise DataError(f"blob is not a readable npz archive (ValueError: {exc})") from None
-    except Exception as exc:  # zipfile.BadZipFile, EOFError, OSError, zlib.error, ...
-        raise DataError(f"blob is not a readable npz archive ({type(exc).__name__}: {exc})") from None
-    for key, band in zip(NPZ_KEYS, bands):
-        if band.ndim != 2:
-            raise DataError(f"'{key}' must be 2-D (got shape {band.shape})")
-        if band.dtype.kind not in "fiu":
-            raise DataError(f"'{key}' must be numeric (got dtype {band.dtype})")
-    shapes = {b.shape for b in bands}
-    if len(shapes) != 1:
-        raise DataError(f"bands have different shapes {[b.shape for b in bands]}")
-    if shape is not None and bands[0].shape != tuple(shape):
-        raise DataError(f"stamp shape {bands[0].shape} differs from the expected {tuple(shape)}")
-    image = np.stack(bands).astype(np.float32, copy=False)
-    if not np.isfinite(image).all():
-        bad = [k for k, b in zip(NPZ_KEYS, image) if not np.isfinite(b).all()]
-        raise DataError(f"{', '.join(bad)} contains NaN or Inf")
-    return image
-
-
-def _gunzip_capped(blob: bytes) -> bytes:
-    """Inflate a gzip-wrapped blob, refusing more than :data:`MAX_BLOB_BYTES` of output."""
-    import zlib
-
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(blob, MAX_BLOB_BYTES + 1)
-    except zlib.error as exc:
-        raise DataError(f"gzip-wrapped blob does not decompress: {exc}") from None
-    if len(out) > MAX_BLOB_BYTES:
-        raise DataError(f"gzip-wrapped blob inflates to more than {MAX_BLOB_BYTES} bytes; refused")
-    if not inflater.eof:
-        raise DataError("gzip-wrapped blob does not decompress: truncated gzip stream")
-    return out
-
-
-def _check_members(zf: zipfile.ZipFile) -> None:
-    """Refuse an archive that declares more than :data:`MAX_BLOB_BYTES`, before inflating it.
-
-    Both the zip directory (uncompressed member sizes) and each band's ``.npy`` header (shape ×
-    item size, which ``np.load`` would allocate up front) are checked.
-    """
-    total = sum(info.file_size for info in zf.infolist())
-    if total > MAX_BLOB_BYTES:
-        raise DataError(f"npz members declare {total} bytes uncompressed, more than the {MAX_BLOB_BYTES} "
-                        "a stamp may hold; refused")
-    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-    names = set(zf.namelist())
-    for key in NPZ_KEYS:
-        if key + ".npy" not in names:
-            continue
-        with zf.open(key + ".npy") as fh:
-            version = np.lib.format.read_magic(fh)
-            if version not in readers:
-                raise DataError(f"'{key}' is a .npy of version {version}, expected 1.0 or 2.0")
-            shape, _, dtype = readers[version](fh)
-        if dtype.hasobject:
-            raise DataError(f"npz holds an array that needs unpickling ('{key}' has dtype {dtype}); refused")
-        nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
-        if nbytes > MAX_BLOB_BYTES:
-            raise DataError(f"'{key}' declares shape {shape} ({nbytes} bytes), more than a stamp may hold; refused")
-
-
-class DecodeFailure(NamedTuple):
-    """A blob that did not decode: where it was and why."""
-
-    index: int
-    """Position in the batch that was decoded."""
-    error: DataError
-
-
-def decode_stamps(
-    blobs: Sequence,
-    *,
-    file=None,
-    rows: Sequence[int] | None = None,
-    column: str | None = None,
-    skip_bad: bool = False,
-) -> tuple[np.ndarray, list[DecodeFailure]]:
-    """Decode many blobs into one ``(N, 3, H, W)`` float32 array.
-
-    The expected shape is that of the first blob that decodes. With ``skip_bad=False`` the
-    first bad blob raises a located :class:`DataError`; with ``skip_bad=True`` bad blobs are
-    left out of the array and listed in the returned failures (nothing is dropped silently).
-    ``file`` and ``column`` are one value for all blobs or a sequence with one per blob.
-    """
-    def at(where, i):
-        return where[i] if isinstance(where, (list, tuple, np.ndarray)) else where
-
-    images, failures, shape = [], [], None
-    for i, blob in enumerate(blobs):
-        try:
-            image = decode_stamp(blob, shape=shape)
-        except DataError as err:
-            err = err.located(file=at(file, i), row=None if rows is None else int(rows[i]), column=at(column, i))
-            if not skip_bad:
-                raise err from None
-            failures.append(DecodeFailure(i, err))
-            continue
-        shape = image.shape[1:]
-        images.append(image)
-    if not images:
-        return np.zeros((0, 3, 0, 0), np.float32), failures
-    return np.stack(images), failures
-
 
 # --- files and atomic writes ---------------------------------------------------------------
 def list_parquet_files(path) -> list[Path]:

@@ -16,10 +16,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .codec import DecodeFailure, decode_stamps
 from .io import (
     ROW_BATCH,
-    DecodeFailure,
-    decode_stamps,
     is_arrow_number,
     is_arrow_string,
     list_parquet_files,
@@ -295,9 +294,11 @@ def load_images(frame: pd.DataFrame, *, skip_bad: bool = False) -> tuple[np.ndar
     """Decode the images of manifest rows into ``(N, 3, H, W)`` float32, in frame order.
 
     Blobs come from :func:`row_blobs` (inline, pointer, or by manifest file and row). Errors name
-    the manifest file and row (inline) or the source file, row and column (pointers). With
-    ``skip_bad=True`` bad rows are left out and listed in the failures.
+    the manifest file and row (inline) or the source file, row and column (pointers). Bad rows
+    follow :func:`shortcutgates.codec.decode_stamps`: the first raises, or with ``skip_bad=True``
+    they are left out and listed in the failures.
     """
     fetched = row_blobs(frame)
-    return decode_stamps(fetched.blobs, file=list(fetched.files), rows=fetched.rows,
-                         column=list(fetched.columns), skip_bad=skip_bad)
+    decoded = decode_stamps(fetched.blobs, files=fetched.files, rows=fetched.rows, columns=fetched.columns,
+                            skip_bad=skip_bad)
+    return decoded.images, decoded.failures

@@ -136,7 +136,7 @@ def generate_catalog(injections, *, seed: int, jitter_arcsec: float = 0.0, ra_or
 
 
 def _add_blobs(frame: pd.DataFrame, lrg: np.ndarray, rng: np.random.Generator, size: int) -> None:
-    from .io import encode_stamp
+    from .codec import encode_stamp
 
     ctrl_images = rng.normal(0, 0.01, (lrg.max() + 1, 3, size, size)).astype(np.float32)
     yy, xx = np.indices((size, size)) - size // 2

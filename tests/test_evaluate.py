@@ -12,7 +12,7 @@ from shortcutgates.manifest import load_images, read_manifest
 from shortcutgates.model import ModelConfig, build_model
 from shortcutgates.preprocess import raw_robust, residual
 
-from test_dataset_helpers import toy_images, write_toy_manifest
+from toy_manifests import toy_images, write_toy_manifest
 
 torch.set_num_threads(1)  # tiny tensors: extra threads only contend on the shared 2-core CI
 

@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from shortcutgates.gates.registry import GateCase, GateConfig, GateContext, gate_cases, run_case
-from shortcutgates.io import encode_stamp, write_parquet_atomic
+from shortcutgates.codec import encode_stamp
+from shortcutgates.io import write_parquet_atomic
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 DATA = {name: FIXTURES / "data" / name for name in ("clean", "shortcut")}
@@ -161,7 +162,7 @@ def test_fixture_data_is_recreated_by_the_script():
     within one quantisation step. (On the library versions that wrote them the files come out
     byte-identical; across numpy/scipy/zlib/pyarrow versions the FFT's last bits and the encoders'
     bytes may differ, so this test compares content.)"""
-    from shortcutgates.io import decode_stamp
+    from shortcutgates.codec import decode_stamp
 
     make = load_make_fixtures()
     spec = next(s for s in make.DATASETS if s.name == "shortcut")

@@ -9,7 +9,7 @@ import torch
 from shortcutgates.model import ModelConfig, build_model, count_parameters
 from shortcutgates.preprocess import raw_robust
 
-from test_dataset_helpers import toy_images
+from toy_manifests import toy_images
 
 torch.set_num_threads(1)  # tiny tensors: extra threads only contend on the shared 2-core CI
 

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from shortcutgates.experiment.run import Configuration, ExperimentParams, run_experiment
-from shortcutgates.io import encode_stamp
+from shortcutgates.codec import encode_stamp
 from shortcutgates.model import ModelConfig
 from shortcutgates.experiment.report import load_results
 

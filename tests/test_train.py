@@ -15,7 +15,7 @@ from shortcutgates.checkpoint import load_checkpoint, read_payload
 from shortcutgates.model import ModelConfig
 from shortcutgates.train import TrainConfig, class_balanced_weights, lr_at, stop_reason, train
 
-from test_dataset_helpers import write_toy_manifest
+from toy_manifests import write_toy_manifest
 
 torch.set_num_threads(1)  # tiny tensors: extra threads only contend on the shared 2-core CI
 

@@ -130,25 +130,18 @@ class DecodedRows(NamedTuple):
 def decode_rows(frame: pd.DataFrame, shape: tuple | None = None) -> DecodedRows:
     """Decode manifest rows (inline ``image_npz`` or pointers), keeping going past bad rows.
 
-    A row is bad when its blob does not decode (:func:`shortcutgates.dataset.decode_stamp_fast`
-    validates like :func:`shortcutgates.io.decode_stamp`), its shape differs from ``shape`` (or from
-    the first good row), or a band has zero outer-annulus MAD (``raw_robust`` cannot normalise it).
+    A row is bad when :func:`shortcutgates.codec.decode_stamps` finds it bad (the blob does not
+    decode, or its shape differs from ``shape`` or from the first good row) or a band has zero
+    outer-annulus MAD (``raw_robust`` cannot normalise it).
     """
-    from ..dataset import decode_stamp_fast
+    from ..codec import decode_stamps
 
-    n = len(frame)
     blobs, files, rows, columns = sgmanifest.row_blobs(frame)  # inline, pointer, or by manifest file and row
-    images, ok, problems = [], np.zeros(n, bool), []
-    for i, blob in enumerate(blobs):
-        try:
-            image = decode_stamp_fast(blob, shape=shape)
-        except DataError as err:
-            problems.append(str(err.located(file=files[i], row=int(rows[i]), column=columns[i])))
-            continue
-        shape = image.shape[1:]
-        images.append(image)
-        ok[i] = True
-    stacked = np.stack(images) if images else np.zeros((0, 3, 0, 0), np.float32)
+    result = decode_stamps(blobs, files=files, rows=rows, columns=columns, shape=shape, skip_bad=True)
+    ok, stacked = result.ok.copy(), result.images
+    problems = [str(f.error) for f in result.failures]
+    if len(stacked):
+        shape = tuple(stacked.shape[2:])
     good = normalisable(stacked)
     decoded = np.flatnonzero(ok)
     for i in decoded[~good]:

@@ -27,7 +27,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from ..io import encode_stamp, write_parquet_atomic
+from ..codec import encode_stamp
+from ..io import write_parquet_atomic
 from ..preprocess import radius_grid
 from ..schema import PIXEL_SCALE_ARCSEC
 
@@ -149,7 +150,7 @@ def write_manifest(frame: pd.DataFrame, directory) -> Path:
 
 def make_images(spec: ToySpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Arrays instead of a manifest: (images (N, 3, H, W), labels, groups, theta_e_px)."""
-    from ..io import decode_stamp
+    from ..codec import decode_stamp
 
     frame = make_rows(spec)
     images = np.stack([decode_stamp(b) for b in frame["image_npz"]])

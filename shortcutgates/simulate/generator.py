@@ -19,7 +19,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from ..io import encode_stamp, write_parquet_atomic
+from ..codec import encode_stamp
+from ..io import write_parquet_atomic
 from ..schema import PIXEL_SCALE_ARCSEC, REGION_SPLIT_COLUMN, SPLITS, ZERO_POINT_AB
 from .field import draw_field, field_rng, render_field
 from .population import (

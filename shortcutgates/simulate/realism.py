@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..io import decode_stamps
+from ..codec import decode_stamps
 from ..preprocess import radius_grid
 from .generator import simulate_frame
 

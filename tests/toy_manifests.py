@@ -1,7 +1,6 @@
 """Tiny hand-written manifests (docs/design.md#manifest) for the loader, training and evaluation tests.
 
-Not a test module by itself (it defines no tests); the other ``test_dataset*``, ``test_train*``,
-``test_checkpoint*`` and ``test_evaluate*`` modules import it.
+A helper module (no tests): the dataset, training, model, checkpoint and evaluation tests import it.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from shortcutgates.io import encode_stamp
+from shortcutgates.codec import encode_stamp
 
 SPLIT_CYCLE = ("train", "train", "train", "train", "val", "val", "test", "test")
 """Split of LRG pair ``k`` (one negative and one positive LRG per pair), cycling."""

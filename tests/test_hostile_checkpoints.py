@@ -13,7 +13,7 @@ import io
 import pytest
 import torch
 
-from harden_helpers import (
+from hostile_inputs import (
     assert_no_traceback,
     evil_checkpoint,
     hand_manifest,

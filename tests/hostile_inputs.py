@@ -1,4 +1,5 @@
-"""Builders of hostile inputs for the hardening tests (``tests/test_harden_*.py``).
+"""Builders of hostile inputs (bad blobs, bad manifests, hostile checkpoints, killed runs) for the
+bad-input, hostile-checkpoint and interrupt tests.
 
 Small and deterministic: stamps are Gaussian noise plus a centred LRG-like blob (positives add
 a ring), so every stamp decodes, is finite and can be normalised; a test then breaks exactly
@@ -20,7 +21,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from shortcutgates.io import encode_stamp, write_parquet_atomic
+from shortcutgates.codec import encode_stamp
+from shortcutgates.io import write_parquet_atomic
 from shortcutgates.schema import NPZ_KEYS
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Hardening: Hypothesis fuzzes the blob decoders and the manifest reader.
+"""Hypothesis fuzzes the stamp codec (reference and fast decoder) and the manifest reader.
 
 Arbitrary bytes, mutated valid blobs and arbitrary manifest frames must either decode/read into
 something that satisfies the documented invariants or raise a one-line
@@ -20,12 +20,16 @@ import pyarrow.parquet as pq
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from shortcutgates.dataset import decode_stamp_fast
-from shortcutgates.io import decode_stamp, encode_stamp
+from shortcutgates.codec import decode_stamp, decode_stamps, encode_stamp
 from shortcutgates.manifest import read_manifest
 from shortcutgates.schema import MANIFEST_SPLITS, NPZ_KEYS, DataError
 
 THOROUGH_EXAMPLES = 10_000
+
+
+def decode_stamp_fast(blob):
+    """One blob through the many-blob decoder (its zlib fast path first)."""
+    return decode_stamps([blob]).images[0]
 
 
 def _fuzz_settings() -> settings:
@@ -99,7 +103,7 @@ def test_decode_stamp_only_raises_dataerror(blob):
 @FUZZ
 @given(BLOBS)
 def test_fast_decoder_agrees_with_decode_stamp(blob):
-    """The loader's zlib fast path accepts and refuses exactly what ``io.decode_stamp`` does."""
+    """The loader's zlib fast path accepts and refuses exactly what ``codec.decode_stamp`` does."""
     slow, fast = _outcome(decode_stamp, blob), _outcome(decode_stamp_fast, blob)
     if isinstance(slow, str) or isinstance(fast, str):
         assert isinstance(slow, str) and isinstance(fast, str), (slow, fast)

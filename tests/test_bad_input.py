@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harden_helpers import (
+from hostile_inputs import (
     STAMP,
     assert_no_traceback,
     bad_blobs,
@@ -26,7 +26,7 @@ from harden_helpers import (
     stamp,
     write_manifest,
 )
-from shortcutgates.io import MAX_BLOB_BYTES, decode_stamp, encode_stamp
+from shortcutgates.codec import MAX_BLOB_BYTES, decode_stamp, encode_stamp
 from shortcutgates.manifest import load_images, read_manifest
 from shortcutgates.schema import NPZ_KEYS, DataError
 
@@ -38,7 +38,7 @@ BLOBS = bad_blobs("/nonexistent/never-created")
 def test_bad_blob_is_a_dataerror_with_its_reason(case, tmp_path):
     blob, fragment = BLOBS[case]
     if case == "pickled_object":  # the real marker: proves nothing was unpickled
-        from harden_helpers import pickled_object_npz
+        from hostile_inputs import pickled_object_npz
 
         blob = pickled_object_npz(tmp_path / "MARKER")
     with pytest.raises(DataError) as err:
@@ -523,7 +523,7 @@ def test_cli_usage_errors_are_argparse_lines(argv, fragment, capsys):
 
 
 def test_unwritable_gate_report_is_one_usage_error_line(tmp_path):
-    from harden_helpers import run_pytest_subprocess
+    from hostile_inputs import run_pytest_subprocess
 
     write_manifest(hand_manifest(12), tmp_path / "m")
     (tmp_path / "ro").write_text("a file, so no directory can be made under it")

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from harden_helpers import child_env, hand_manifest, write_manifest
+from hostile_inputs import child_env, hand_manifest, write_manifest
 
 SEED = 20261126
 KILLS = 2

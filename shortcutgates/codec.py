@@ -1,0 +1,389 @@
+"""Stamp blobs: encoding, validated decoding, and the one decode loop every reader uses.
+
+A stamp is a float32 array of shape ``(3, H, W)`` in nanomaggies, bands ordered g, r, z. Its blob
+is an npz archive (optionally gzip-wrapped) with keys ``image_g``, ``image_r``, ``image_z``
+(docs/design.md#paired-input-format). Blobs are never unpickled.
+
+* :func:`encode_stamp` writes a deterministic blob (same image, same bytes).
+* :func:`decode_stamp` decodes one blob through ``np.load(allow_pickle=False)`` and checks it.
+* :func:`decode_stamps` decodes many: a zlib fast path (below) with :func:`decode_stamp` as the
+  reference for anything unusual, and **one bad-row policy** for every reader — build, manifest,
+  training/evaluation input and the gates: a blob is *bad* when :func:`decode_stamp` would refuse
+  it or its stamp shape differs from the first good blob's (or the expected ``shape``). With
+  ``skip_bad=False`` the first bad blob (in input order) raises a :class:`DataError` naming file,
+  row and column; with ``skip_bad=True`` bad blobs are left out of the images and listed in
+  ``failures`` — never dropped silently.
+
+Fast path: ``np.load`` builds a ``zipfile.ZipFile`` and parses every member through Python file
+objects. The fast path reads the zip central directory with ``struct``, inflates each band with
+``zlib``, checks the CRC and maps the ``.npy`` payload with ``np.frombuffer``. A blob it does not
+fully understand (gzip wrapper, zip64, encryption, an unusual ``.npy`` header) goes to
+:func:`decode_stamp`, which decodes or refuses it; how many did is counted in :class:`DecodeStats`.
+
+This module needs numpy only (no torch, no pyarrow), so a data-only gate run stays light.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import struct
+import zipfile
+import zlib
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from .schema import NPZ_KEYS, DataError
+
+MAX_BLOB_BYTES = 3 * 2048 * 2048 * 8
+"""Largest decompressed stamp accepted: three 2048 × 2048 float64 bands. Unit: byte.
+
+A blob claiming more is refused before anything is inflated, so a small hostile blob (a
+"zip bomb") cannot make a reader allocate gigabytes.
+"""
+
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+# --- encoding ----------------------------------------------------------------------------------
+def encode_stamp(image: np.ndarray) -> bytes:
+    """Encode one stamp as a deterministic compressed npz blob.
+
+    Parameters
+    ----------
+    image : ndarray, shape (3, H, W)
+        Stamp in nanomaggies, bands g, r, z. Stored as float32.
+
+    Returns
+    -------
+    bytes
+        An npz archive readable by ``np.load(..., allow_pickle=False)`` with keys
+        ``image_g``, ``image_r``, ``image_z``. Unlike ``np.savez_compressed`` the archive
+        carries a fixed timestamp, so the same image always gives the same bytes.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim != 3 or image.shape[0] != len(NPZ_KEYS):
+        raise ValueError(f"encode_stamp: image must have shape (3, H, W) (got {image.shape})")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for key, band in zip(NPZ_KEYS, image):
+            info = zipfile.ZipInfo(key + ".npy", date_time=_ZIP_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            arr = io.BytesIO()
+            np.lib.format.write_array(arr, np.ascontiguousarray(band), allow_pickle=False)
+            zf.writestr(info, arr.getvalue(), compresslevel=6)
+    return buf.getvalue()
+
+
+# --- validated decoding (the reference) ---------------------------------------------------------
+def decode_stamp(blob, *, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode one npz stamp blob into a float32 array of shape ``(3, H, W)`` (nanomaggies).
+
+    Parameters
+    ----------
+    blob : bytes
+        npz archive, or a gzip-wrapped npz archive.
+    shape : (H, W), optional
+        Expected image shape (e.g. that of the neighbouring rows).
+
+    Raises
+    ------
+    DataError
+        Not an npz, a pickled/object array, a missing band, a band of another shape, NaN/Inf.
+        The error carries no location; callers add it with :meth:`DataError.located`.
+    """
+    if blob is None:
+        raise DataError("blob is null")
+    if isinstance(blob, (bytearray, memoryview)):
+        blob = bytes(blob)
+    if not isinstance(blob, bytes):
+        raise DataError(f"blob must be bytes (got {type(blob).__name__})")
+    if blob[:2] == b"\x1f\x8b":
+        blob = _gunzip_capped(blob)
+    if blob[:2] != b"PK":
+        raise DataError(f"blob is not an npz archive (starts with {blob[:8]!r}, {len(blob)} bytes)")
+    bands = []
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+            _check_members(npz.zip)
+            missing = [k for k in NPZ_KEYS if k not in npz.files]
+            if missing:
+                raise DataError(
+                    f"npz lacks {', '.join(missing)}; has {', '.join(npz.files) or 'no arrays'}",
+                    hint="expected keys image_g, image_r, image_z",
+                )
+            for key in NPZ_KEYS:
+                bands.append(npz[key])
+    except DataError:
+        raise
+    except ValueError as exc:
+        if "pickle" in str(exc) or "Object arrays" in str(exc):  # numpy refuses object arrays
+            raise DataError(f"npz holds an array that needs unpickling ({exc})") from None
+        raise DataError(f"blob is not a readable npz archive (ValueError: {exc})") from None
+    except Exception as exc:  # zipfile.BadZipFile, EOFError, OSError, zlib.error, ...
+        raise DataError(f"blob is not a readable npz archive ({type(exc).__name__}: {exc})") from None
+    for key, band in zip(NPZ_KEYS, bands):
+        if band.ndim != 2:
+            raise DataError(f"'{key}' must be 2-D (got shape {band.shape})")
+        if band.dtype.kind not in "fiu":
+            raise DataError(f"'{key}' must be numeric (got dtype {band.dtype})")
+    shapes = {b.shape for b in bands}
+    if len(shapes) != 1:
+        raise DataError(f"bands have different shapes {[b.shape for b in bands]}")
+    if shape is not None and bands[0].shape != tuple(shape):
+        raise DataError(f"stamp shape {bands[0].shape} differs from the expected {tuple(shape)}")
+    image = np.stack(bands).astype(np.float32, copy=False)
+    if not np.isfinite(image).all():
+        bad = [k for k, b in zip(NPZ_KEYS, image) if not np.isfinite(b).all()]
+        raise DataError(f"{', '.join(bad)} contains NaN or Inf")
+    return image
+
+
+def _gunzip_capped(blob: bytes) -> bytes:
+    """Inflate a gzip-wrapped blob, refusing more than :data:`MAX_BLOB_BYTES` of output."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(blob, MAX_BLOB_BYTES + 1)
+    except zlib.error as exc:
+        raise DataError(f"gzip-wrapped blob does not decompress: {exc}") from None
+    if len(out) > MAX_BLOB_BYTES:
+        raise DataError(f"gzip-wrapped blob inflates to more than {MAX_BLOB_BYTES} bytes; refused")
+    if not inflater.eof:
+        raise DataError("gzip-wrapped blob does not decompress: truncated gzip stream")
+    return out
+
+
+def _check_members(zf: zipfile.ZipFile) -> None:
+    """Refuse an archive that declares more than :data:`MAX_BLOB_BYTES`, before inflating it.
+
+    Both the zip directory (uncompressed member sizes) and each band's ``.npy`` header (shape ×
+    item size, which ``np.load`` would allocate up front) are checked.
+    """
+    total = sum(info.file_size for info in zf.infolist())
+    if total > MAX_BLOB_BYTES:
+        raise DataError(f"npz members declare {total} bytes uncompressed, more than the {MAX_BLOB_BYTES} "
+                        "a stamp may hold; refused")
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    names = set(zf.namelist())
+    for key in NPZ_KEYS:
+        if key + ".npy" not in names:
+            continue
+        with zf.open(key + ".npy") as fh:
+            version = np.lib.format.read_magic(fh)
+            if version not in readers:
+                raise DataError(f"'{key}' is a .npy of version {version}, expected 1.0 or 2.0")
+            shape, _, dtype = readers[version](fh)
+        if dtype.hasobject:
+            raise DataError(f"npz holds an array that needs unpickling ('{key}' has dtype {dtype}); refused")
+        nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if nbytes > MAX_BLOB_BYTES:
+            raise DataError(f"'{key}' declares shape {shape} ({nbytes} bytes), more than a stamp may hold; refused")
+
+
+# --- the zlib fast path -------------------------------------------------------------------------
+_EOCD = b"PK\x05\x06"
+_CDIR = struct.Struct("<IHHHHHHIIIHHHHHII")  # central directory file header, 46 bytes
+_LOCAL = struct.Struct("<IHHHHHIIIHH")  # local file header, 30 bytes
+_MEMBERS = tuple(k + ".npy" for k in NPZ_KEYS)
+_HEADERS: dict[bytes, tuple[np.dtype, tuple[int, int], bool]] = {}
+
+
+class _Fallback(Exception):
+    """The fast path does not handle this blob; :func:`decode_stamp` decides."""
+
+
+def _zip_members(blob: bytes) -> dict[bytes, tuple]:
+    """Name -> (method, crc, compressed size, uncompressed size, header offset, name) from the central dir."""
+    end = blob.rfind(_EOCD, max(0, len(blob) - 65_557))
+    if end < 0 or len(blob) < end + 22:
+        raise _Fallback
+    n_total, _, cd_offset = struct.unpack_from("<HII", blob, end + 10)
+    if n_total == 0xFFFF or cd_offset == 0xFFFFFFFF:
+        raise _Fallback  # zip64 directory
+    members, pos = {}, cd_offset
+    for _ in range(n_total):
+        if pos + 46 > len(blob):
+            raise _Fallback
+        f = _CDIR.unpack_from(blob, pos)
+        if f[0] != 0x02014B50 or f[3] & 0x1 or 0xFFFFFFFF in (f[8], f[9], f[16]):
+            raise _Fallback  # bad signature, encrypted, or zip64 sizes
+        name = blob[pos + 46 : pos + 46 + f[10]]
+        members[name] = (f[4], f[7], f[8], f[9], f[16], name)
+        pos += 46 + f[10] + f[11] + f[12]
+    return members
+
+
+def _member_bytes(blob: bytes, entry: tuple) -> bytes:
+    method, crc, csize, usize, offset, name = entry
+    if offset + 30 > len(blob) or usize > MAX_BLOB_BYTES:
+        raise _Fallback
+    head = _LOCAL.unpack_from(blob, offset)
+    if head[0] != 0x04034B50 or blob[offset + 30 : offset + 30 + head[9]] != name:
+        raise _Fallback  # zipfile refuses a local name that differs from the directory's: let it decide
+    start = offset + 30 + head[9] + head[10]
+    raw = blob[start : start + csize]
+    if len(raw) != csize:
+        raise _Fallback
+    if method == 8:
+        try:
+            data = zlib.decompress(raw, -15, usize or 1)
+        except zlib.error:
+            raise _Fallback from None
+    elif method == 0:
+        data = raw
+    else:
+        raise _Fallback
+    if len(data) != usize or zlib.crc32(data) != crc:
+        raise _Fallback
+    return data
+
+
+def _npy_header(header: bytes) -> tuple[np.dtype, tuple[int, int], bool]:
+    """Parse (and memoise) an ``.npy`` header dict; only plain numeric 2-D arrays are accepted."""
+    parsed = _HEADERS.get(header)
+    if parsed is not None:
+        return parsed
+    try:
+        d = ast.literal_eval(header.decode("latin1"))
+        dtype = np.dtype(d["descr"]) if isinstance(d["descr"], str) else None
+        shape = tuple(int(s) for s in d["shape"])
+        fortran = bool(d["fortran_order"])
+    except Exception:
+        raise _Fallback from None
+    if dtype is None or dtype.kind not in "fiu" or dtype.hasobject or len(shape) != 2:
+        raise _Fallback
+    if len(_HEADERS) < 256:
+        _HEADERS[header] = (dtype, shape, fortran)
+    return dtype, shape, fortran
+
+
+def _npy_array(data: bytes) -> np.ndarray:
+    if data[:6] != b"\x93NUMPY":
+        raise _Fallback
+    if data[6] == 1:
+        (hlen,), start = struct.unpack_from("<H", data, 8), 10
+    elif data[6] in (2, 3):
+        (hlen,), start = struct.unpack_from("<I", data, 8), 12
+    else:
+        raise _Fallback
+    dtype, shape, fortran = _npy_header(data[start : start + hlen])
+    count = shape[0] * shape[1]
+    if len(data) - start - hlen != count * dtype.itemsize:
+        raise _Fallback
+    arr = np.frombuffer(data, dtype=dtype, count=count, offset=start + hlen)
+    return arr.reshape(shape[::-1]).T if fortran else arr.reshape(shape)
+
+
+def _fast_bands(blob) -> list[np.ndarray]:
+    """The three bands of a plain npz blob, or :class:`_Fallback`. Values are not yet checked."""
+    if not isinstance(blob, bytes) or blob[:2] != b"PK":
+        raise _Fallback
+    members = _zip_members(blob)
+    try:
+        entries = [members[name.encode()] for name in _MEMBERS]
+    except KeyError:
+        raise _Fallback from None
+    bands = [_npy_array(_member_bytes(blob, e)) for e in entries]
+    if len({b.shape for b in bands}) != 1:
+        raise _Fallback
+    return bands
+
+
+# --- many blobs: the one decode loop --------------------------------------------------------------
+class DecodeStats(NamedTuple):
+    """How the good blobs of one :func:`decode_stamps` call were decoded."""
+
+    n_fast: int
+    """Blobs decoded by the zlib fast path."""
+    n_fallback: int
+    """Blobs decoded by :func:`decode_stamp` (valid but unusual, e.g. gzip-wrapped)."""
+
+
+class DecodeFailure(NamedTuple):
+    """A blob that did not decode: where it was and why."""
+
+    index: int
+    """Position in the sequence that was decoded."""
+    error: DataError
+    """Located error (file, row, column where given)."""
+
+
+class Decoded(NamedTuple):
+    """Outcome of :func:`decode_stamps`."""
+
+    images: np.ndarray
+    """(n_good, 3, H, W) float32 stamps of the good blobs, in input order. Unit: nanomaggies."""
+    ok: np.ndarray
+    """(N,) bool: blob ``i`` is good (its image is in ``images``)."""
+    failures: list[DecodeFailure]
+    """The bad blobs, in input order (empty unless ``skip_bad``: otherwise the first one raised)."""
+    stats: DecodeStats
+
+
+def _at(where, i: int):
+    """The per-blob value of a location argument (one value for all, or a sequence)."""
+    if where is None or isinstance(where, (str, bytes)) or not hasattr(where, "__len__"):
+        return where
+    return where.iloc[i] if hasattr(where, "iloc") else where[i]
+
+
+def decode_stamps(blobs: Sequence, *, files=None, rows=None, columns=None,
+                  shape: tuple[int, int] | None = None, skip_bad: bool = False) -> Decoded:
+    """Decode many blobs into ``(N, 3, H, W)`` float32 under the module's one bad-row policy.
+
+    Parameters
+    ----------
+    blobs : sequence of bytes
+    files, rows, columns : one value for all blobs, or a sequence with one per blob, optional
+        Where each blob lives, for the :class:`DataError` of a bad one.
+    shape : (H, W), optional
+        Expected stamp shape; by default that of the first good blob.
+    skip_bad : bool
+        False: the first bad blob (input order) raises its located :class:`DataError`.
+        True: bad blobs are left out of ``images`` and listed in ``failures``.
+    """
+    n = len(blobs)
+    ok = np.zeros(n, bool)
+    errors: dict[int, DataError] = {}
+    images, n_fast = None, 0
+    for i, blob in enumerate(blobs):
+        try:
+            try:
+                bands = _fast_bands(blob)
+                if shape is not None and bands[0].shape != tuple(shape):
+                    raise _Fallback
+                n_fast += 1
+            except _Fallback:
+                bands = decode_stamp(blob, shape=shape)
+        except DataError as err:
+            errors[i] = err
+            if not skip_bad:
+                break
+            continue
+        if images is None:
+            shape = tuple(bands[0].shape)
+            images = np.empty((n, len(NPZ_KEYS)) + shape, np.float32)
+        for b, band in enumerate(bands):
+            images[i, b] = band
+        ok[i] = True
+    if images is None:
+        images = np.zeros((n, 3, 0, 0), np.float32)
+    finite = np.isfinite(images).all(axis=(1, 2, 3))
+    for i in np.flatnonzero(ok & ~finite):  # the fast path does not look at values: ask the reference
+        try:
+            decode_stamp(blobs[i], shape=shape)
+            errors[int(i)] = DataError("stamp has values beyond the float32 range")
+        except DataError as err:
+            errors[int(i)] = err
+        ok[i] = False
+        n_fast -= 1
+    failures = [DecodeFailure(i, errors[i].located(file=_at(files, i),
+                                                  row=None if rows is None else int(_at(rows, i)),
+                                                  column=_at(columns, i)))
+                for i in sorted(errors)]
+    if failures and not skip_bad:
+        raise failures[0].error from None
+    n_good = int(ok.sum())
+    stats = DecodeStats(n_fast, n_good - n_fast)
+    return Decoded(images if n_good == n else images[ok], ok, failures, stats)
