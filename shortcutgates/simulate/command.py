@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from .population import PopulationConfig
+
+DEFAULT_SOURCES = PopulationConfig.sources
+
 
 def _range(text: str) -> tuple[int, int]:
     try:
@@ -33,6 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="injections per LRG, inclusive. Default: 2:18")
     parser.add_argument("--rows-per-file", type=_positive, default=2000, metavar="N",
                         help="rows per parquet file. Default: %(default)r")
+    parser.add_argument("--sources", default=DEFAULT_SOURCES, metavar="sersic|hdf|PATH",
+                        help="source light: Sérsic profiles, the shipped Hubble Deep Field galaxy "
+                             "library, or a library path (a directory of .npz/.fits stamps, a library "
+                             ".npz, or a GalSim COSMOS catalogue .fits). Default: %(default)s")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -41,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
 
     summary = simulate_paired(args.out, args.n_lrgs, args.seed, stamp_size=args.stamp_size,
                               injections_per_lrg=args.injections_per_lrg,
-                              rows_per_file=args.rows_per_file, progress=not args.no_progress)
+                              rows_per_file=args.rows_per_file, progress=not args.no_progress,
+                              sources=args.sources)
     per_split = ", ".join(f"{k} {v}" for k, v in summary.rows_per_split.items())
     print(f"wrote {summary.n_rows} rows ({per_split}) from {summary.n_lrgs} LRGs to "
           f"{summary.out_dir} in {summary.seconds:.1f} s")

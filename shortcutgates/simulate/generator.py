@@ -39,6 +39,7 @@ from .population import (
     sky_positions,
 )
 from .render import Lens, convolve_valid, render, sersic_set
+from .sources import PixelSource, draw_pick, load_library, place, source_rng
 
 PSF_RADIUS = 16
 """PSF kernel half-size and render padding. Unit: pixel."""
@@ -131,11 +132,12 @@ def source_sets(inj: Injection):
 
 
 def render_arc(inj: Injection, lrg_mag_r: float, cond: Conditions, size: int,
-               centre: tuple[float, float] | None = None):
+               centre: tuple[float, float] | None = None, pixel_source: PixelSource | None = None):
     """Noiseless PSF-convolved lensed arc, the lens centred on the LRG.
 
     ``centre`` is the lens centre on the padded grid (:func:`lrg_centre`); by default the centre
-    of pixel (size//2, size//2).
+    of pixel (size//2, size//2). ``pixel_source`` (a placed library galaxy of unit flux) replaces
+    the injection's Sérsic light; its colours and brightness are the injection's.
 
     Returns
     -------
@@ -146,7 +148,10 @@ def render_arc(inj: Injection, lrg_mag_r: float, cond: Conditions, size: int,
     """
     n_pad = size + 2 * PSF_RADIUS
     lens = Lens(inj.theta_e, inj.lens_q, inj.lens_phi, inj.shear, inj.shear_phi)
-    sets, frac_r, blue = source_sets(inj)
+    if pixel_source is None:
+        sets, frac_r, blue = source_sets(inj)
+    else:
+        sets, frac_r, blue = (pixel_source,), np.array([1.0]), np.zeros(1)
     if centre is None:
         centre = float(size // 2 + PSF_RADIUS)
     unit = render(lens, sets, n_pad, PIXEL_SCALE_ARCSEC, centre)  # (S, H, W)
@@ -196,9 +201,18 @@ def lrg_rows(index: int, seed: int, ra: float, dec: float, *, stamp_size: int, n
         "lrg_reff_arcsec": lrg.reff_arcsec, "lrg_q": lrg.q,
     }
     rows = []
+    library = None if cfg.sources == "sersic" else load_library(cfg.sources)
+    pick_rng = source_rng(seed, index)
     for _ in range(int(rng.integers(n_range[0], n_range[1] + 1))):
         inj = draw_injection(rng, cfg)
-        arc, mu = render_arc(inj, lrg.mag_r, cond, stamp_size, lrg_centre(lrg, stamp_size))
+        pixel_source = None
+        if library is not None:
+            pick, flip = draw_pick(pick_rng, len(library))
+            if cfg.source_size == "native":
+                inj = inj._replace(src_reff=float(library.r_eff[pick]))
+            pixel_source = place(library, pick, r_eff=inj.src_reff, x=inj.src_x, y=inj.src_y,
+                                 phi=inj.src_phi, flip=flip)
+        arc, mu = render_arc(inj, lrg.mag_r, cond, stamp_size, lrg_centre(lrg, stamp_size), pixel_source)
         rows.append({
             **shared,
             "stamp_npz": encode_stamp(ctrl + arc),
@@ -258,10 +272,43 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
     return frame
 
 
+METADATA_KEY = "shortcutgates.simulate"
+"""Key of the simulation's settings in every written parquet file's schema metadata (JSON)."""
+
+
+def simulation_metadata(n_lrgs, seed, *, stamp_size, injections_per_lrg, options) -> dict:
+    """The settings that, with the package version, determine the output's bytes.
+
+    ``sources`` is the source light as requested (``"sersic"``, ``"hdf"`` or a library path) and
+    ``n_sources`` the number of galaxies in that library (0 for Sérsic sources).
+    """
+    from .. import __version__
+
+    cfg = PopulationConfig(**options)
+    n_sources = 0 if cfg.sources == "sersic" else len(load_library(cfg.sources))
+    return {"version": __version__, "n_lrgs": int(n_lrgs), "seed": int(seed), "stamp_size": int(stamp_size),
+            "injections_per_lrg": [int(v) for v in injections_per_lrg], "sources": cfg.sources,
+            "n_sources": n_sources, "options": {k: v for k, v in sorted(options.items()) if k != "sources"}}
+
+
+def _with_metadata(frame: pd.DataFrame, meta: dict):
+    import json
+
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    return table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                          METADATA_KEY: json.dumps(meta, sort_keys=True, default=str)})
+
+
 def iter_lrg_rows(n_lrgs, seed, *, stamp_size, injections_per_lrg, progress, options):
     """Yield ``(split, rows)`` per LRG in index order (see :func:`simulate_frame`)."""
     n_lrgs, stamp_size, n_range = _check_args(n_lrgs, stamp_size, injections_per_lrg)
     cfg = PopulationConfig(**options)
+    if cfg.source_size not in ("prior", "native"):
+        raise ValueError(f"simulate: 'source_size' must be 'prior' or 'native' (got {cfg.source_size!r})")
+    if cfg.sources != "sersic":
+        load_library(cfg.sources)  # a bad library fails here, before any work
     pos = sky_positions(n_lrgs, np.random.default_rng([seed, 0]))
     splits = split_assignment(n_lrgs, seed)
     with _progress(n_lrgs, progress, "simulate") as bar:
@@ -297,14 +344,18 @@ def simulate_frame(n_lrgs: int, seed: int, *, stamp_size: int = 64,
     Returns
     -------
     pandas.DataFrame
-        Columns :data:`COLUMNS` + ``region_split`` (train/val/test by LRG, 70/15/15).
+        Columns :data:`COLUMNS` + ``region_split`` (train/val/test by LRG, 70/15/15);
+        ``frame.attrs[METADATA_KEY]`` holds :func:`simulation_metadata`.
     """
     rows = []
     for _, lrg in iter_lrg_rows(n_lrgs, seed, stamp_size=stamp_size,
                                 injections_per_lrg=injections_per_lrg, progress=progress,
                                 options=options):
         rows.extend(lrg)
-    return _frame(rows)
+    frame = _frame(rows)
+    frame.attrs[METADATA_KEY] = simulation_metadata(n_lrgs, seed, stamp_size=stamp_size,
+                                                    injections_per_lrg=injections_per_lrg, options=options)
+    return frame
 
 
 class SimulationSummary(NamedTuple):
@@ -352,7 +403,8 @@ def simulate_paired(out_dir, n_lrgs: int, seed: int, *, stamp_size: int = 64,
                     progress: bool = True, **options) -> SimulationSummary:
     """Simulate and write ``out_dir/{train,val,test}/part-NNNNN.parquet``.
 
-    The same rows as :func:`simulate_frame` (``region_split`` kept, equal to the directory).
+    The same rows as :func:`simulate_frame` (``region_split`` kept, equal to the directory); every
+    file's schema metadata carries :func:`simulation_metadata` as JSON under :data:`METADATA_KEY`.
     Files are written into a temporary sibling directory that is renamed to ``out_dir`` at the
     end, so an interrupted run leaves no partial output. ``out_dir`` must not exist or be empty.
     """
@@ -360,6 +412,8 @@ def simulate_paired(out_dir, n_lrgs: int, seed: int, *, stamp_size: int = 64,
     out_dir = Path(out_dir)
     if int(rows_per_file) < 1:
         raise ValueError(f"simulate_paired: 'rows_per_file' must be >= 1 (got {rows_per_file})")
+    meta = simulation_metadata(n_lrgs, seed, stamp_size=stamp_size, injections_per_lrg=injections_per_lrg,
+                               options=options)
     tmp = _prepare_out(out_dir)
     try:
         buffers = {s: [] for s in SPLITS}
@@ -368,7 +422,7 @@ def simulate_paired(out_dir, n_lrgs: int, seed: int, *, stamp_size: int = 64,
 
         def flush(split):
             name = Path(split) / f"part-{len([f for f in files if f.parent.name == split]):05d}.parquet"
-            write_parquet_atomic(_frame(buffers[split]), tmp / name)
+            write_parquet_atomic(_with_metadata(_frame(buffers[split]), meta), tmp / name)
             files.append(name)
             counts[split] += len(buffers[split])
             buffers[split] = []

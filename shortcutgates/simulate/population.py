@@ -64,6 +64,15 @@ class PopulationConfig:
     lrg_structure: bool = False
     """Give the LRG an inner component with its own axis ratio and a twisted major axis
     (:func:`draw_lrg_structure`), from its own random stream."""
+    sources: str = "sersic"
+    """Source light: ``"sersic"`` (a Sérsic body with optional clumps), a shipped library of real
+    galaxy images (``"hdf"``) or the path of a user's library (:func:`.sources.load_library`).
+    A library stamp takes the Sérsic draw's position, size ``R_e`` and position angle (as its
+    rotation) and ignores its index, axis ratio and clumps; the stamp and a flip come from their
+    own random stream (:func:`.sources.source_rng`)."""
+    source_size: str = "prior"
+    """Size of a library galaxy: ``"prior"`` scales it to the drawn ``R_e`` (the log-normal
+    above); ``"native"`` keeps its own measured half-light radius (the library's angular size)."""
 
 
 class SkyPosition(NamedTuple):

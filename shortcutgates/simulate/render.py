@@ -90,15 +90,20 @@ def _trace(x, y, lens: Lens | None):
     return ray_shoot(x, y, *lens)
 
 
-def evaluate_sets(bx, by, sets: tuple[SersicSet, ...], dtype=np.float32) -> np.ndarray:
+def evaluate_sets(bx, by, sets: tuple, dtype=np.float32) -> np.ndarray:
     """Surface brightness of each set at source-plane points, shape ``(len(sets),) + bx.shape``.
 
-    Components are normalised to unit flux times their weight. Unit: 1 / arcsec².
+    ``sets`` holds :class:`SersicSet` s (components normalised to unit flux times their weight)
+    or pixelised sources (:class:`.sources.PixelSource`, anything with ``evaluate`` and
+    ``local_scale``). Unit: 1 / arcsec².
     """
     bx = np.asarray(bx, dtype=dtype)
     by = np.asarray(by, dtype=dtype)
     out = np.zeros((len(sets),) + bx.shape, dtype=dtype)
     for i, s in enumerate(sets):
+        if hasattr(s, "evaluate"):  # a pixelised source (.sources.PixelSource)
+            out[i] = s.evaluate(bx, by, dtype)
+            continue
         amps = s.weight * sersic_amp_for_flux(1.0, s.r_eff, s.n)
         bns = sersic_b(s.n)
         for j in range(len(s.weight)):
@@ -111,6 +116,9 @@ def _local_scale(bx, by, d, sets):
     """Smallest local profile scale over the components near each pixel footprint. Unit: arcsec."""
     scale = np.full(bx.shape, np.inf)
     for s in sets:
+        if hasattr(s, "local_scale"):  # a pixelised source: refine to its pixel size
+            scale = np.minimum(scale, s.local_scale(bx, by, d))
+            continue
         bns = sersic_b(s.n)
         for j in range(len(s.weight)):
             r = elliptical_radius(bx - s.x0[j], by - s.y0[j], s.q[j], s.phi[j])
