@@ -417,8 +417,8 @@ def load_checkpoint_scorer(path) -> Scorer:
 def callable_scorer(fn, name: str = "shortcutgates_scorer fixture") -> Scorer:
     """Wrap a user's ``fn(images) -> scores``; its output is checked to be ``(N,)`` finite numbers.
 
-    ``fn.preprocess`` (optional): a library mode name or callable naming the model's own input
-    preprocessing, used by the model-input probes (default ``raw_robust``).
+    ``fn.preprocess`` (optional): ``"none"``, a library mode name or a callable naming the model's
+    own input preprocessing, used by the model-input probes (default ``raw_robust``).
     """
     if not callable(fn):
         raise ScorerError(f"{name}: must return a callable f(images) -> scores (got {type(fn).__name__})")
@@ -434,7 +434,8 @@ def callable_scorer(fn, name: str = "shortcutgates_scorer fixture") -> Scorer:
 
     info = {"path": None, "kind": "callable", "name": name,
             "callable": f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}"}
-    return Scorer(score_fn, getattr(fn, "preprocess", None), info)
+    preprocess = getattr(fn, "preprocess", None)
+    return Scorer(score_fn, _Identity() if preprocess == PREPROCESS_NONE else preprocess, info)
 
 
 LOADERS: dict[str, Callable[[Path], Scorer]] = {".onnx": load_onnx, ".pt2": load_exported}

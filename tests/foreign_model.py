@@ -90,6 +90,11 @@ from foreign_model import PatchNet, probabilities
 def shortcutgates_scorer():
     model = PatchNet().eval()
     model.load_state_dict(torch.load({weights!r}, weights_only=True))
-    return lambda images: probabilities(model, images)
+
+    def score(images):  # float32 (N, 3, H, W) nanomaggies g, r, z -> (N,) lens probability
+        return probabilities(model, images)
+
+    score.preprocess = "none"  # PatchNet takes raw flux (optional: names the model-input probe's input)
+    return score
 '''
 """A user's conftest.py: builds PatchNet, loads its state_dict safely, returns the scorer."""
