@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "experiment": ("shortcutgates.experiment.run", "run the proposal's experiments E1-E4 and write a report"),
     "demo": ("shortcutgates.experiment.demo", "the whole path on simulated data, ending with the E1-E4 table"),
     "report": ("shortcutgates.experiment.report", "render a report from results JSON"),
+    "calibrate": ("shortcutgates.calibrate.command", "measure the gates' false alarms, power and interval coverage over many seeds"),
 }
 
 

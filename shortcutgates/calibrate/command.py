@@ -1,0 +1,62 @@
+"""``shortcutgates calibrate``: run a calibration profile (or one shard of it) and write its tables.
+
+Examples::
+
+    shortcutgates calibrate --profile quick --out calib_quick
+    # two cores: two shards, then the tables from both
+    shortcutgates calibrate --profile full --out calib_full --shard 0/2 --no-report &
+    shortcutgates calibrate --profile full --out calib_full --shard 1/2 --no-report
+    shortcutgates calibrate --out calib_full --report-only
+    # re-measure the survey strength of the planted counter-image
+    shortcutgates calibrate --survey-strength
+"""
+
+from __future__ import annotations
+
+import time
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must be K/N, e.g. 0/2 (got {text!r})") from None
+    if not (n >= 1 and 0 <= k < n):
+        raise ValueError(f"--shard K/N needs 0 <= K < N (got {text!r})")
+    return k, n
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--profile", default="quick", choices=("tiny", "quick", "full"),
+                        help="cells and seeds: tiny (the test suite's), quick (~10 min on 2 cores), full (>= 200 seeds per null cell)")
+    parser.add_argument("--out", default="calibration_out", help="directory for records, tables and figures")
+    parser.add_argument("--shard", default="0/1", help="K/N: run every N-th (cell, seed) pair starting at K")
+    parser.add_argument("--cache", default=None, help="pool cache directory (default ~/.cache/shortcutgates/calibrate)")
+    parser.add_argument("--figures", default=None, help="directory for the PNG figures (default: --out)")
+    parser.add_argument("--no-report", action="store_true", help="only run (other shards write the tables)")
+    parser.add_argument("--report-only", action="store_true", help="only write tables and figures from --out's records")
+    parser.add_argument("--survey-strength", action="store_true",
+                        help="measure the paired raw core-LR AUC against the planted counter-image strength and exit")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args) -> int:
+    from .profiles import make_profile
+    from .report import write_report
+    from .runner import load_records, run_profile
+
+    profile = make_profile(args.profile)
+    if args.survey_strength:
+        from .survey import print_survey_strength
+
+        print_survey_strength(profile, cache_dir=args.cache, progress=not args.quiet)
+        return 0
+    shard, n_shards = _shard(args.shard)
+    start = time.perf_counter()
+    if not args.report_only:
+        run_profile(profile, args.out, shard=shard, n_shards=n_shards, cache_dir=args.cache, progress=not args.quiet)
+        print(f"calibrate: profile {profile.name}, shard {shard}/{n_shards}: {time.perf_counter() - start:.0f} s")
+    if not args.no_report:
+        paths = write_report(load_records(args.out), args.out, args.figures)
+        print(f"calibrate: wrote {', '.join(str(p) for p in paths.values())}")
+    return 0

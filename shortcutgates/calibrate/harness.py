@@ -1,0 +1,152 @@
+"""The seed loop: one calibration *cell* (problem, strength, size, scorer) run over many seeds.
+
+A run of one seed draws fresh LRGs from the pool, writes a manifest to a temporary directory and
+runs the registry's cases on it through the public gate API (``GateContext``, ``gate_cases``,
+``run_case``), so the harness measures exactly what ``pytest gate_tests`` decides. It is generic
+over the registry: every case of the chosen kind is run and its verdict, value and interval
+recorded, whatever gates exist.
+
+Three kinds of cell:
+
+* ``data``: one ``train`` split of ``n_lrgs`` unpaired LRGs; every data case of that split.
+* ``model``: ``test`` (``n_lrgs`` unpaired LRGs) and ``test_paired`` (``n_lrgs // 2`` paired LRGs)
+  scored by a reference scorer; every case that needs the model.
+* ``suite``: a paired catalogue of ``n_lrgs`` LRGs built with :func:`shortcutgates.build.build_manifest`
+  (unpaired, the builder's default splits), scored by a reference scorer; every case. The run is
+  green when every primary case passes.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import zlib
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..gates.registry import REGISTRY, GateConfig, GateContext, gate_cases, run_case
+from .plant import PROPERTY_COLUMNS, encode_stamp_stored, positive_stamps, split_rows, write_manifest
+from .pool import Pool
+from .scorers import resolve_scorer
+
+KINDS = ("data", "model", "suite")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One calibration setting; ``strength`` 0 with ``scorer`` ``arc`` (or none) is the null."""
+
+    kind: str
+    problem: str = "core"
+    strength: float = 0.0
+    n_lrgs: int = 500
+    """LRGs per split (``suite``: LRGs in the whole catalogue)."""
+    scorer: str | None = None
+    """Reference scorer name for ``model``/``suite`` cells (``arc``, ``core``, ``mix0.3``)."""
+    core: float = 0.0
+    """Counter-image strength carried by every positive beneath the planted problem."""
+
+    @property
+    def key(self) -> str:
+        s = f"{self.kind}:{self.problem}={self.strength:g}:n{self.n_lrgs}"
+        if self.scorer:
+            s += f":{self.scorer}"
+        if self.core:
+            s += f":core{self.core:g}"
+        return s
+
+    def rng(self, seed: int) -> np.random.Generator:
+        """The seed's random stream (independent of the order cells are run in)."""
+        return np.random.default_rng([seed, zlib.crc32(self.key.encode())])
+
+
+def role_of(case) -> str:
+    """``primary`` or ``reported``: the case's own role, else its registry row's."""
+    role = getattr(case, "role", None) or getattr(REGISTRY[case.gate], "role", None)
+    if role is None:
+        raise RuntimeError(f"calibrate: registry row {case.gate!r} carries no role (primary/reported)")
+    return str(role)
+
+
+def _direction(result) -> str:
+    return str(result.direction)
+
+
+def _manifest(pool: Pool, cell: Cell, seed: int, directory: Path) -> Path:
+    rng = cell.rng(seed)
+    kw = dict(problem=cell.problem, strength=cell.strength, core=cell.core)
+    if cell.kind == "data":
+        frame, _ = split_rows(pool, cell.n_lrgs, "train", rng, **kw)
+    elif cell.kind == "model":
+        test, used = split_rows(pool, cell.n_lrgs, "test", rng, **kw)
+        paired, _ = split_rows(pool, cell.n_lrgs // 2, "test_paired", rng, core=cell.core + (
+            cell.strength if cell.problem == "core" else 0.0), paired=True, exclude=used)
+        frame = pd.concat([test, paired], ignore_index=True)
+    else:
+        return _built_manifest(pool, cell, rng, seed, directory)
+    return write_manifest(frame, directory / "manifest")
+
+
+def paired_catalogue(pool: Pool, index: np.ndarray, core: float, rng: np.random.Generator) -> pd.DataFrame:
+    """A paired catalogue (docs/design.md#paired-input-format) of pool LRGs, one injection each."""
+    meta = pool.meta.iloc[index].reset_index(drop=True)
+    frame = meta[["ra", "dec", *PROPERTY_COLUMNS, "theta_e_arcsec"]].copy()
+    frame["stamp_npz"] = [encode_stamp_stored(im) for im in positive_stamps(pool, index, core, rng)]
+    frame["ctrl_stamp_npz"] = [encode_stamp_stored(np.asarray(pool.ctrl[i], np.float32)) for i in index]
+    frame["cutout_ok"] = np.int32(1)
+    return frame
+
+
+def _built_manifest(pool: Pool, cell: Cell, rng, seed: int, directory: Path) -> Path:
+    from ..build import build_manifest
+    from ..io import write_parquet_atomic
+
+    if cell.problem != "core":
+        raise ValueError(f"calibrate: suite cells plant only 'core' (got {cell.problem!r})")
+    index = rng.choice(len(pool), cell.n_lrgs, replace=False)
+    catalogue = paired_catalogue(pool, index, cell.core + cell.strength, rng)
+    write_parquet_atomic(catalogue, directory / "paired" / "part-0000.parquet")
+    build_manifest(directory / "paired", directory / "manifest", mode="unpaired", seed=seed, progress=False)
+    return directory / "manifest"
+
+
+def _wanted(case, cell: Cell) -> bool:
+    needs_model = "model" in case.needs
+    if cell.kind == "data":
+        return not needs_model
+    if cell.kind == "model":
+        return needs_model
+    return True
+
+
+def run_seed(pool: Pool, cell: Cell, seed: int, config: GateConfig) -> list[dict]:
+    """Every wanted case of one seed of ``cell``: one record per case (verdict, value, interval)."""
+    config = replace(config, seed=int(seed))
+    score_fn = resolve_scorer(cell.scorer) if cell.scorer else None
+    base = {**asdict(cell), "cell": cell.key, "seed": int(seed)}
+    with tempfile.TemporaryDirectory(prefix="sg-calibrate-") as tmp:
+        start = time.perf_counter()
+        manifest = _manifest(pool, cell, seed, Path(tmp))
+        try:
+            context = GateContext(manifest, config=config, score_fn=score_fn)
+        except (ValueError, OSError) as exc:  # the data cannot be read: the whole run is red
+            return [{**base, "case": "<manifest>", "gate": "<manifest>", "role": "primary", "verdict": "error",
+                     "value": np.nan, "lo": np.nan, "hi": np.nan, "threshold": np.nan, "direction": "",
+                     "message": f"{type(exc).__name__}: {exc}", "seconds": time.perf_counter() - start}]
+        records = []
+        for case in gate_cases(context):
+            if not _wanted(case, cell):
+                continue
+            t0 = time.perf_counter()
+            result = run_case(context, case)
+            lo, hi = result.ci if result.ci is not None else (np.nan, np.nan)
+            records.append({**base, "case": case.id, "gate": case.gate, "role": role_of(case),
+                            "verdict": result.verdict, "value": np.nan if result.value is None else float(result.value),
+                            "lo": float(lo), "hi": float(hi),
+                            "threshold": np.nan if result.threshold is None else float(result.threshold),
+                            "direction": _direction(result), "message": result.message[:300],
+                            "seconds": time.perf_counter() - t0})
+    return records

@@ -1,0 +1,143 @@
+"""Planted problems of graded strength, drawn from the pool, written as manifests.
+
+A *problem* turns pool LRGs into labelled rows; its ``strength`` is 0 for clean data and grows
+towards survey strength:
+
+* ``core``: counter-image flux. A positive is ``control + arc · taper`` (the arc with its light
+  inside the 10×10 box removed, :func:`~shortcutgates.calibrate.pool.core_taper`) plus a
+  PSF-shaped point source 1–2.5 px from the centre, opposite the arc, carrying ``strength`` times
+  the arc's flux in each band. Survey strength is the value that gives a paired raw core-LR AUC
+  of about 0.93, as the survey's own paired data do (``docs/calibration.md``).
+* ``smd``: property imbalance in seeing. Every PSF column of the negatives (``psfsize_r`` and
+  ``psf_fwhm_used_{g,r,z}``, correlated 0.95–1.0 in the simulator) is shifted by ``strength``
+  pool standard deviations of that column, so each has population |SMD| ``strength`` and their
+  correlations stay intact (images untouched: only the metadata are imbalanced).
+* ``leak``: leaked-LRG fraction. That fraction of the positives' LRGs also give their control as a
+  negative (replacing negatives, so class sizes stay).
+* ``dup``: duplicated rows. That fraction of the positive rows is listed twice.
+
+Each seed draws disjoint LRGs from the pool without replacement (positives and negatives from
+different LRGs, as in unpaired data).
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..io import write_parquet_atomic
+from ..schema import NPZ_KEYS, PIXEL_SCALE_ARCSEC
+from .pool import Pool, core_taper
+
+PROBLEMS = ("core", "smd", "leak", "dup")
+PROPERTY_COLUMNS = ("psf_fwhm_used_g", "psf_fwhm_used_r", "psf_fwhm_used_z", "psfsize_r", "psfdepth_r", "ebv",
+                    "lrg_mag_r", "lrg_mag_z", "lrg_redshift", "lrg_reff_arcsec", "lrg_q")
+"""Columns the manifests carry (observing conditions, LRG truth)."""
+SHIFTED_PROPERTIES = ("psfsize_r", "psf_fwhm_used_g", "psf_fwhm_used_r", "psf_fwhm_used_z")
+
+
+def encode_stamp_stored(image: np.ndarray) -> bytes:
+    """npz blob of a (3, H, W) float32 stamp like :func:`shortcutgates.io.encode_stamp`, uncompressed.
+
+    Same keys and format (the readers decode it), about ten times faster to write: the calibration
+    writes hundreds of thousands of throw-away rows.
+    """
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+        for key, band in zip(NPZ_KEYS, np.asarray(image, np.float32)):
+            arr = io.BytesIO()
+            np.lib.format.write_array(arr, np.ascontiguousarray(band), allow_pickle=False)
+            zf.writestr(zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0)), arr.getvalue())
+    return buf.getvalue()
+
+
+def counter_images(meta: pd.DataFrame, arc: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """(N, 3, H, W) PSF-shaped point sources opposite each arc, ``strength`` × the arc's flux per band.
+
+    Offsets 1–2.5 px from the centre (uniform); Gaussian PSF of each row's ``psf_fwhm_used_{g,r,z}``.
+    """
+    n, _, h, w = arc.shape
+    r0 = rng.uniform(1.0, 2.5, n)
+    phi = meta["arc_phi"].to_numpy() + np.pi
+    x0, y0 = r0 * np.cos(phi), r0 * np.sin(phi)
+    y, x = np.mgrid[:h, :w] - h // 2
+    d2 = (x[None] - x0[:, None, None]) ** 2 + (y[None] - y0[:, None, None]) ** 2  # (N, H, W)
+    out = np.empty(arc.shape, np.float32)
+    flux = arc.sum(axis=(2, 3), dtype=np.float64) * strength  # (N, 3)
+    for b, band in enumerate("grz"):
+        sigma = meta[f"psf_fwhm_used_{band}"].to_numpy() / 2.355 / PIXEL_SCALE_ARCSEC
+        psf = np.exp(-0.5 * d2 / sigma[:, None, None] ** 2)
+        psf /= psf.sum(axis=(1, 2), keepdims=True)
+        out[:, b] = flux[:, b, None, None] * psf
+    return out
+
+
+def positive_stamps(pool: Pool, index: np.ndarray, core: float, rng: np.random.Generator) -> np.ndarray:
+    """(N, 3, H, W) stamps of pool LRGs ``index``: control + tapered arc (+ counter-image if ``core`` > 0)."""
+    index = np.asarray(index)
+    arc = np.asarray(pool.arc[index], np.float32)
+    stamps = np.asarray(pool.ctrl[index], np.float32) + arc * core_taper(arc.shape[-1])
+    if core > 0:
+        stamps += counter_images(pool.meta.iloc[index].reset_index(drop=True), arc, core, rng)
+    return stamps
+
+
+def draw_lrgs(n_pool: int, n: int, rng: np.random.Generator, exclude=()) -> np.ndarray:
+    """``n`` distinct pool indices, none in ``exclude``."""
+    free = np.setdiff1d(np.arange(n_pool), np.asarray(exclude, int))
+    if n > len(free):
+        raise ValueError(f"calibrate: the pool has {len(free)} free LRGs, {n} needed (raise --pool)")
+    return rng.choice(free, n, replace=False)
+
+
+def _rows(pool: Pool, index, images, label: int, split: str) -> pd.DataFrame:
+    meta = pool.meta.iloc[np.asarray(index)].reset_index(drop=True)
+    frame = meta[["ra", "dec", *PROPERTY_COLUMNS]].copy()
+    frame.insert(0, "label", np.int8(label))
+    frame.insert(0, "split", split)
+    frame["lrg_id"] = [f"P{i:06d}" for i in index]
+    frame["theta_e_arcsec"] = meta["theta_e_arcsec"].to_numpy() if label == 1 else np.nan
+    frame["image_npz"] = [encode_stamp_stored(im) for im in images]
+    return frame
+
+
+def split_rows(pool: Pool, n_lrgs: int, split: str, rng: np.random.Generator, *, problem: str = "core",
+               strength: float = 0.0, core: float = 0.0, paired: bool = False, exclude=()) -> tuple[pd.DataFrame, np.ndarray]:
+    """Rows of one split of ``n_lrgs`` LRGs with a planted problem; returns (rows, LRGs used).
+
+    Unpaired: half the LRGs give a positive, the other half a negative. Paired: every LRG gives
+    both (a ``test_paired`` split). ``core`` is the counter-image strength of every positive (the
+    ``core`` problem's ``strength`` adds to it).
+    """
+    if problem not in PROBLEMS:
+        raise ValueError(f"calibrate: problem must be one of {', '.join(PROBLEMS)} (got {problem!r})")
+    lrgs = draw_lrgs(len(pool), n_lrgs, rng, exclude)
+    core = core + (strength if problem == "core" else 0.0)
+    if paired:
+        pos, neg = lrgs, lrgs
+    else:
+        pos, neg = lrgs[: n_lrgs // 2], lrgs[n_lrgs // 2:]
+    if problem == "leak" and strength > 0:
+        k = int(round(strength * len(pos)))
+        neg = np.concatenate([pos[:k], neg[k:]])
+    rows = [_rows(pool, pos, positive_stamps(pool, pos, core, rng), 1, split),
+            _rows(pool, neg, np.asarray(pool.ctrl[neg], np.float32), 0, split)]
+    if problem == "dup" and strength > 0:
+        k = int(round(strength * len(pos)))
+        rows.append(rows[0].iloc[:k])
+    frame = pd.concat(rows, ignore_index=True)
+    if problem == "smd" and strength:
+        for column in SHIFTED_PROPERTIES:
+            frame.loc[frame["label"] == 0, column] += strength * float(pool.meta[column].std())
+    return frame, lrgs
+
+
+def write_manifest(frame: pd.DataFrame, directory) -> Path:
+    """Write rows as a hand-written manifest (one parquet file)."""
+    directory = Path(directory)
+    write_parquet_atomic(frame, directory / "part-0000.parquet")
+    return directory

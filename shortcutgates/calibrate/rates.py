@@ -1,0 +1,115 @@
+"""Rates over seeds, each with its own interval: fail, inconclusive, power, coverage, suite green.
+
+Every rate is a binomial proportion over seeds with a 95 % Wilson interval
+(:meth:`scipy.stats.binomtest(...).proportion_ci`). Coverage counts the seeds whose interval holds
+the true value of the case; the truth is analytic where the planted data fix it (:func:`truth_of`),
+else the mean of the estimates over the cell's seeds at the same size (``truth_source``
+``replicate_mean``: then coverage checks the interval's width against the spread of the
+estimate, not its bias).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.stats import binomtest
+
+from .plant import SHIFTED_PROPERTIES
+
+CELL_COLUMNS = ["cell", "kind", "problem", "strength", "n_lrgs", "scorer", "core"]
+CASE_COLUMNS = ["case", "gate", "role"]
+
+NULL_TRUTH = {"core_lr_auc": 0.5, "metadata_c2st_auc": 0.5, "property_balance": 0.0}
+"""True values on shortcut-free data (labels independent of the central box and of the property
+columns): AUCs at chance, standardised mean differences zero. Other gates (arc probes, model
+gates) are informative on clean data: their truth is not fixed by the planting."""
+
+
+def proportion_ci(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson interval of ``k`` successes in ``n`` trials; (nan, nan) when ``n`` is 0."""
+    if n <= 0:
+        return (np.nan, np.nan)
+    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="wilson")
+    return (float(ci.low), float(ci.high))
+
+
+def truth_of(row: pd.Series) -> float | None:
+    """Analytic true value of a case in a planted cell, or None when the planting does not fix it."""
+    data_null = row["kind"] == "data" and not row["core"] and (row["strength"] == 0 or row["problem"] in ("leak", "dup"))
+    if row["kind"] == "data" and row["problem"] == "smd" and row["gate"] == "property_balance":
+        prop = str(row["case"]).rstrip("]").split("-")[-1]
+        return float(row["strength"]) if prop in SHIFTED_PROPERTIES else 0.0
+    if row["kind"] == "data" and row["problem"] == "smd" and row["gate"] == "core_lr_auc":
+        return 0.5 if not row["core"] else None
+    if data_null and row["gate"] in NULL_TRUTH and not (row["problem"] == "leak" and row["strength"] > 0):
+        return NULL_TRUTH[row["gate"]]
+    return None
+
+
+def _rate(flags: pd.Series) -> tuple[float, float, float, int]:
+    flags = flags.dropna().astype(bool)
+    n, k = len(flags), int(flags.sum())
+    lo, hi = proportion_ci(k, n)
+    return (k / n if n else np.nan), lo, hi, n
+
+
+def _coverage(group: pd.DataFrame) -> dict:
+    has_ci = np.isfinite(group["lo"]) & np.isfinite(group["hi"])
+    if not has_ci.any():
+        return {"truth": np.nan, "truth_source": "", "coverage": np.nan, "coverage_lo": np.nan,
+                "coverage_hi": np.nan, "n_intervals": 0}
+    first = group.iloc[0]
+    truth = truth_of(first)
+    source = "analytic"
+    if truth is None:
+        truth, source = float(group.loc[has_ci, "value"].mean()), "replicate_mean"
+    elif truth != 0 and (group["value"] < 0).mean() > 0.5:  # a signed value: planted shift of the other sign
+        truth = -truth
+    sub = group[has_ci]
+    inside = (sub["lo"] <= truth) & (truth <= sub["hi"])
+    cov, lo, hi, n = _rate(inside)
+    return {"truth": truth, "truth_source": source, "coverage": cov, "coverage_lo": lo, "coverage_hi": hi,
+            "n_intervals": n}
+
+
+def summarise(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per (cell, case): seeds, verdict rates with intervals, mean value, coverage."""
+    rows = []
+    records = records.copy()
+    records["scorer"] = records["scorer"].fillna("")
+    for keys, group in records.groupby(CELL_COLUMNS + CASE_COLUMNS, sort=False, dropna=False):
+        row = dict(zip(CELL_COLUMNS + CASE_COLUMNS, keys))
+        row["n_seeds"] = len(group)
+        for verdict in ("fail", "inconclusive", "pass", "error"):
+            rate, lo, hi, _ = _rate(group["verdict"] == verdict)
+            row[f"{verdict}_rate"], row[f"{verdict}_lo"], row[f"{verdict}_hi"] = rate, lo, hi
+        row["mean_value"] = float(group["value"].mean())
+        row["sd_value"] = float(group["value"].std())
+        row["threshold"] = float(group["threshold"].iloc[0])
+        row.update(_coverage(group.assign(**{k: v for k, v in row.items() if k in CELL_COLUMNS + CASE_COLUMNS})))
+        row["seconds_per_seed"] = float(group["seconds"].mean())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def suite_outcomes(records: pd.DataFrame) -> pd.DataFrame:
+    """Per (cell, seed): ``green`` (every primary case passed) and the primary cases that did not."""
+    out = []
+    for keys, group in records.groupby(CELL_COLUMNS + ["seed"], sort=False, dropna=False):
+        primary = group[group["role"] == "primary"]
+        bad = primary[primary["verdict"] != "pass"]
+        out.append({**dict(zip(CELL_COLUMNS + ["seed"], keys)), "green": bad.empty, "n_primary": len(primary),
+                    "not_passed": "; ".join(f"{c} {v}" for c, v in zip(bad["case"], bad["verdict"]))})
+    return pd.DataFrame(out)
+
+
+def summarise_suite(outcomes: pd.DataFrame) -> pd.DataFrame:
+    """Green rate per cell with its interval, and the primary cases most often not passing."""
+    rows = []
+    for keys, group in outcomes.groupby(CELL_COLUMNS, sort=False, dropna=False):
+        rate, lo, hi, n = _rate(group["green"])
+        culprits = pd.Series([c.rsplit(" ", 1)[0] for text in group["not_passed"] if text for c in text.split("; ")])
+        top = culprits.value_counts().head(4)
+        rows.append({**dict(zip(CELL_COLUMNS, keys)), "n_seeds": n, "green_rate": rate, "green_lo": lo, "green_hi": hi,
+                     "most_often_not_passed": "; ".join(f"{c} ({k})" for c, k in top.items())})
+    return pd.DataFrame(rows)

@@ -1,0 +1,198 @@
+"""Tables (CSV, Markdown) and figures of a calibration run.
+
+* ``summary.csv``: one row per (cell, case) — :func:`shortcutgates.calibrate.rates.summarise`.
+* ``suite.csv``: whole-suite green rate per suite cell.
+* ``calibration.md``: the Markdown tables ``docs/calibration.md`` quotes.
+* ``calibration_power.png`` (power against planted strength per size),
+  ``calibration_coverage.png`` (coverage against size on clean data),
+  ``calibration_lambda.png`` (model gates' fail rate against the core weight λ).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .rates import suite_outcomes, summarise, summarise_suite
+
+TARGETS = {"core": ("core_lr_auc",), "smd": ("property_balance", "metadata_c2st_auc"),
+           "leak": ("lrg_leakage",), "dup": ("data_integrity", "lrg_leakage", "duplicate_rows")}
+"""Gates a planted problem is meant to fail (other primary cases are shown too when they fail)."""
+
+
+def _pct(rate, lo, hi) -> str:
+    if not np.isfinite(rate):
+        return "–"
+    return f"{100 * rate:.0f} % [{100 * lo:.0f}, {100 * hi:.0f}]"
+
+
+def _cov(row) -> str:
+    if not np.isfinite(row["coverage"]):
+        return "–"
+    return f"{row['coverage']:.2f} [{row['coverage_lo']:.2f}, {row['coverage_hi']:.2f}]" + (
+        "" if row["truth_source"] == "analytic" else "*")
+
+
+def null_table(summary: pd.DataFrame, kind: str) -> str:
+    """Per primary case and size on clean data: fail / inconclusive rate and coverage, with intervals."""
+    null = summary[(summary["kind"] == kind) & (summary["strength"] == 0) & (summary["role"] == "primary")]
+    if kind == "model":
+        null = null[null["scorer"] == "arc"]
+    if null.empty:
+        return "(no cells)\n"
+    lines = ["| case | LRGs per split | seeds | fail | inconclusive | coverage (truth) |", "|---|---|---|---|---|---|"]
+    for _, r in null.sort_values(["case", "n_lrgs"]).iterrows():
+        truth = "" if not np.isfinite(r["truth"]) else f" ({r['truth']:.3f})"
+        lines.append(f"| `{r['case']}` | {r['n_lrgs']} | {r['n_seeds']} | {_pct(r['fail_rate'], r['fail_lo'], r['fail_hi'])} | "
+                     f"{_pct(r['inconclusive_rate'], r['inconclusive_lo'], r['inconclusive_hi'])} | {_cov(r)}{truth} |")
+    return "\n".join(lines) + "\n"
+
+
+def power_table(summary: pd.DataFrame) -> str:
+    """Fail rate of the targeted primary gates per planted problem, strength and size."""
+    data = summary[summary["kind"] == "data"]
+    lines = ["| problem | strength | LRGs per split | case (role) | seeds | fail (power) | mean value |", "|---|---|---|---|---|---|---|"]
+    for problem, gates in TARGETS.items():
+        sub = data[(data["problem"] == problem) & (data["strength"] > 0) & data["gate"].isin(gates)]
+        for _, r in sub.sort_values(["case", "n_lrgs", "strength"]).iterrows():
+            lines.append(f"| {problem} | {r['strength']:g} | {r['n_lrgs']} | `{r['case']}` ({r['role']}) | {r['n_seeds']} | "
+                         f"{_pct(r['fail_rate'], r['fail_lo'], r['fail_hi'])} | {r['mean_value']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def lambda_table(summary: pd.DataFrame) -> str:
+    """Model cases' fail rate per reference scorer (arc, mixtures, core)."""
+    model = summary[(summary["kind"] == "model") & (summary["role"] == "primary")].copy()
+    if model.empty:
+        return "(no cells)\n"
+    model["lam"] = model["scorer"].map(scorer_lambda)
+    model = model[model["n_lrgs"] == model.loc[model["lam"] > 0, "n_lrgs"].max()] if (model["lam"] > 0).any() else model
+    lams = sorted(model["lam"].unique())
+    lines = ["| case | " + " | ".join(f"λ = {lam:g}" for lam in lams) + " |", "|---|" + "---|" * len(lams)]
+    for case, group in model.groupby("case"):
+        by = group.set_index("lam")
+        cells = [(f"{100 * by.loc[lam, 'fail_rate']:.0f} % ({by.loc[lam, 'mean_value']:.2f})" if lam in by.index else "–")
+                 for lam in lams]
+        lines.append(f"| `{case}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def suite_table(suite: pd.DataFrame) -> str:
+    if suite.empty:
+        return "(no cells)\n"
+    lines = ["| LRGs | scorer | seeds | green | most often not passed |", "|---|---|---|---|---|"]
+    for _, r in suite.iterrows():
+        lines.append(f"| {r['n_lrgs']} | {r['scorer']} | {r['n_seeds']} | {_pct(r['green_rate'], r['green_lo'], r['green_hi'])} | "
+                     f"{r['most_often_not_passed'] or '–'} |")
+    return "\n".join(lines) + "\n"
+
+
+def scorer_lambda(name: str) -> float:
+    """Core weight λ of a reference scorer name (arc 0, core 1, mix<λ>)."""
+    return 0.0 if name in ("arc", "") else 1.0 if name == "core" else float(name[3:])
+
+
+def plot_power(summary: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = summary[summary["kind"] == "data"]
+    null = data[data["strength"] == 0]
+    fig, axes = plt.subplots(1, len(TARGETS), figsize=(4.2 * len(TARGETS), 3.6), squeeze=False)
+    for ax, (problem, gates) in zip(axes[0], TARGETS.items()):
+        sub = data[(data["problem"] == problem) & data["gate"].isin(gates)]
+        for (case, n), g in sub.groupby(["case", "n_lrgs"]):
+            g = pd.concat([null[(null["case"] == case) & (null["n_lrgs"] == n)], g]).sort_values("strength")
+            ax.errorbar(g["strength"], g["fail_rate"], yerr=[g["fail_rate"] - g["fail_lo"], g["fail_hi"] - g["fail_rate"]],
+                        marker="o", ms=3, capsize=2, label=f"{case} n={n}")
+        ax.axhline(0.9, color="grey", ls=":", lw=1)
+        ax.axhline(0.05, color="grey", ls=":", lw=1)
+        ax.set_xlabel({"core": "counter-image flux / arc flux", "smd": "planted |SMD| of psfsize_r",
+                       "leak": "leaked-LRG fraction", "dup": "duplicated-row fraction"}[problem])
+        ax.set_ylabel("fail rate (power)")
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_title(problem)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_coverage(summary: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sub = summary[(summary["strength"] == 0) & (summary["role"] == "primary") & np.isfinite(summary["coverage"])
+                  & ((summary["kind"] == "data") | (summary["scorer"] == "arc")) & (summary["kind"] != "suite")]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for case, g in sub.groupby("case"):
+        g = g.sort_values("n_lrgs")
+        ax.errorbar(g["n_lrgs"], g["coverage"], yerr=[g["coverage"] - g["coverage_lo"], g["coverage_hi"] - g["coverage"]],
+                    marker="o", ms=3, capsize=2, label=case)
+    ax.axhspan(0.93, 0.97, color="green", alpha=0.15, label="0.93–0.97")
+    ax.set_xscale("log")
+    ax.set_xlabel("LRGs per split")
+    ax.set_ylabel("interval coverage (clean data)")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=6, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_lambda(summary: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    model = summary[(summary["kind"] == "model") & (summary["role"] == "primary")].copy()
+    model["lam"] = model["scorer"].map(scorer_lambda)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for (case, n), g in model.groupby(["case", "n_lrgs"]):
+        if g["lam"].nunique() < 2:
+            continue
+        g = g.sort_values("lam")
+        ax.errorbar(g["lam"], g["fail_rate"], yerr=[g["fail_rate"] - g["fail_lo"], g["fail_hi"] - g["fail_rate"]],
+                    marker="o", ms=3, capsize=2, label=f"{case} n={n}")
+    ax.set_xlabel("λ (core weight of the reference scorer λ·core + (1−λ)·arc)")
+    ax.set_ylabel("fail rate")
+    ax.set_ylim(-0.03, 1.03)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(records: pd.DataFrame, out_dir, figures_dir=None) -> dict:
+    """Write ``summary.csv``, ``suite.csv``, ``calibration.md`` and the figures; returns their paths."""
+    out_dir = Path(out_dir)
+    figures_dir = Path(figures_dir or out_dir)
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    summary = summarise(records)
+    suite = summarise_suite(suite_outcomes(records[records["kind"] == "suite"])) if (records["kind"] == "suite").any() \
+        else pd.DataFrame()
+    paths = {"summary": out_dir / "summary.csv", "suite": out_dir / "suite.csv", "markdown": out_dir / "calibration.md",
+             "power": figures_dir / "calibration_power.png", "coverage": figures_dir / "calibration_coverage.png",
+             "lambda": figures_dir / "calibration_lambda.png"}
+    summary.to_csv(paths["summary"], index=False, float_format="%.5g")
+    suite.to_csv(paths["suite"], index=False, float_format="%.5g")
+    text = ["## Data gates on clean data\n", null_table(summary, "data"),
+            "\n## Model gates, arc reader on data with the survey-strength core excess\n", null_table(summary, "model"),
+            "\n## Power: planted problems\n", power_table(summary),
+            "\n## Model gates against the core weight λ (fail rate, mean value)\n", lambda_table(summary),
+            "\n## Whole primary suite, clean data, arc reader\n", suite_table(suite),
+            "\nCoverage marked * is against the mean estimate over seeds (no analytic truth).\n"]
+    paths["markdown"].write_text("".join(text))
+    plot_power(summary, paths["power"])
+    plot_coverage(summary, paths["coverage"])
+    plot_lambda(summary, paths["lambda"])
+    return paths

@@ -1,0 +1,122 @@
+"""The calibration harness: planted problems, rates with intervals, and the reduced quick profile.
+
+The ``tiny`` profile (a few seeds, 100–150 LRGs per split, a 400-LRG pool) runs once through
+``shortcutgates calibrate``; its assertions are the acceptance numbers, loosely: no false alarm of
+``core_lr_auc`` on clean data, the survey-strength counter-image and a planted property imbalance
+caught, the core reader caught by a model gate where the arc reader is not.
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shortcutgates.calibrate import plant, rates
+from shortcutgates.calibrate.pool import core_taper, load_pool
+from shortcutgates.calibrate.profiles import SURVEY_CORE, make_profile
+from shortcutgates.cli import main
+
+CORE_CASE = "core_lr_auc[train-box10-raw_robust]"
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory):
+    return load_pool(make_profile("tiny").pool_lrgs, 0, tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, pool):
+    out = tmp_path_factory.mktemp("calib")
+    cache = tmp_path_factory.getbasetemp() / "cache0"  # the pool fixture's directory: no second simulation
+    assert main(["calibrate", "--profile", "tiny", "--out", str(out), "--cache", str(cache), "--quiet"]) == 0
+    return out, pd.read_csv(out / "summary.csv")
+
+
+def _row(summary, **where):
+    sub = summary
+    for key, value in where.items():
+        sub = sub[sub[key] == value]
+    assert len(sub) == 1, where
+    return sub.iloc[0]
+
+
+def test_wilson_interval_known_values():
+    lo, hi = rates.proportion_ci(0, 200)
+    assert lo == 0 and 0.015 < hi < 0.02  # rule of three ~ 3/200, Wilson a little higher
+    lo, hi = rates.proportion_ci(10, 200)
+    assert lo < 0.05 < hi and hi - lo < 0.07
+
+
+def test_taper_removes_arc_light_from_the_box():
+    w = core_taper(64)
+    assert w[27:37, 27:37].max() == 0 and w[32, 32 + 10] == 1
+
+
+def test_counter_image_carries_the_planted_fraction_of_arc_flux(pool):
+    idx = np.arange(5)
+    arc = np.asarray(pool.arc[idx])
+    ci = plant.counter_images(pool.meta.iloc[idx].reset_index(drop=True), arc, 0.4, np.random.default_rng(0))
+    np.testing.assert_allclose(ci.sum((2, 3)), 0.4 * arc.sum((2, 3)), rtol=1e-3)
+    peak = np.unravel_index(ci[0, 1].argmax(), ci.shape[2:])
+    assert 0.5 <= np.hypot(peak[0] - 32, peak[1] - 32) <= 3.0
+
+
+def test_planted_problems_do_what_they_say(pool):
+    rng = np.random.default_rng(1)
+    clean, _ = plant.split_rows(pool, 100, "train", rng)
+    assert (clean["label"] == 1).sum() == 50 and clean["lrg_id"].is_unique
+    leak, _ = plant.split_rows(pool, 100, "train", rng, problem="leak", strength=0.1)
+    ids = leak.groupby("lrg_id")["label"].nunique()
+    assert (ids == 2).sum() == 5
+    dup, _ = plant.split_rows(pool, 100, "train", rng, problem="dup", strength=0.1)
+    assert len(dup) == 105 and dup["image_npz"].duplicated().sum() == 5
+    smd, _ = plant.split_rows(pool, 100, "train", rng, problem="smd", strength=5.0)
+    pos, neg = (smd.loc[smd["label"] == c, "psfsize_r"] for c in (1, 0))
+    assert neg.mean() - pos.mean() > 2 * pool.meta["psfsize_r"].std()
+
+
+def test_summary_rates_and_coverage():
+    base = dict(cell="c", kind="data", problem="core", strength=0.0, n_lrgs=100, scorer="", core=0.0,
+                case="core_lr_auc[train-box10-raw_robust]", gate="core_lr_auc", role="primary", threshold=0.65,
+                direction="at_most", message="", seconds=1.0)
+    recs = pd.DataFrame([dict(base, seed=i, verdict="fail" if i < 2 else "pass", value=0.5,
+                              lo=0.45 if i < 18 else 0.51, hi=0.55) for i in range(20)])
+    row = rates.summarise(recs).iloc[0]
+    assert row["fail_rate"] == pytest.approx(0.1) and row["fail_lo"] < 0.1 < row["fail_hi"]
+    assert row["truth"] == 0.5 and row["truth_source"] == "analytic"
+    assert row["coverage"] == pytest.approx(0.9)
+    suite = rates.summarise_suite(rates.suite_outcomes(recs))
+    assert suite["green_rate"].iloc[0] == pytest.approx(0.9)
+
+
+def test_tiny_profile_no_false_alarm_on_clean_data(tiny):
+    _, summary = tiny
+    row = _row(summary, kind="data", strength=0.0, case=CORE_CASE)
+    assert row["n_seeds"] == 4 and row["fail_rate"] == 0
+    assert row["mean_value"] < 0.6
+
+
+def test_tiny_profile_catches_survey_strength_core_excess(tiny):
+    _, summary = tiny
+    row = _row(summary, kind="data", problem="core", strength=SURVEY_CORE, case=CORE_CASE)
+    assert row["fail_rate"] >= 2 / 3 and row["mean_value"] > 0.7
+
+
+def test_tiny_profile_catches_property_imbalance(tiny):
+    _, summary = tiny
+    row = _row(summary, kind="data", problem="smd", case="property_balance[train-psfsize_r]")
+    assert row["fail_rate"] >= 2 / 3 and abs(row["mean_value"]) > 0.3  # planted 0.5, signed SMD
+
+
+def test_tiny_profile_tells_core_reader_from_arc_reader(tiny):
+    _, summary = tiny
+    model = summary[(summary["kind"] == "model") & (summary["role"] == "primary")]
+    fails = model.pivot_table(index="case", columns="scorer", values="fail_rate")
+    assert (fails["core"] == 1).any()  # some primary model gate always fails the core reader ...
+    assert (fails.loc[fails["core"] == 1, "arc"] == 0).any()  # ... and never the arc reader
+
+
+def test_tiny_profile_writes_tables_and_figures(tiny):
+    out, _ = tiny
+    for name in ("summary.csv", "calibration.md", "calibration_power.png", "calibration_coverage.png"):
+        assert (out / name).stat().st_size > 0
+    assert "core_lr_auc" in (out / "calibration.md").read_text()
