@@ -1,224 +1,309 @@
-"""Model gates (docs/design.md#gates): each is ``gate(context, case) -> GateResult``.
+"""Model gates (``docs/design.md#gates``): each is ``gate(context, case) -> Measurement``.
 
 The model enters only through ``context.score(raw_images) -> scores`` (a checkpoint's
 ``predict_scores`` or any ``score_fn``), so every gate is testable with a tiny synthetic scorer.
-Unperturbed scores are computed once per split (``context.scores``); each perturbation gate costs
-one further inference pass over its perturbed images.
+Unperturbed scores are computed once per split (``context.scores``).
 
-The perturbation gates are also available as pure functions of a ``score_fn`` on arrays
-(:func:`arc_masked_scores`, :func:`core_transplant_scores`, :func:`morphology_scores`).
+The counterfactual gates (``arc_masked_auroc``, ``core_masked_auroc_drop``, ``arc_swap_auroc_drop``,
+``morphology_auroc``) run on the pairs of the paired split, one case per θ_E bin: every
+counterfactual of every pair is scored in **one** further inference pass
+(:func:`counterfactual_scores`), shared by the four gates. Their arithmetic is available on arrays
+(:func:`paired_arrays`, :func:`counterfactual_scores`, :func:`paired_statistic`) for calibration
+with any ``score_fn`` (``shortcutgates.gates.reference_scorers``). Design and measured error rates:
+``docs/model_gates.md``.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from ..schema import PIXEL_SCALE_ARCSEC
-from .decision import bootstrap_auroc, bootstrap_metric, estimate_result, weighted_auroc_metric
-from .perturb import mask_annulus, shuffle_rings, transplant_core
-from .probes import ARC_HALF_WIDTH_PX, ProbeError
-from .records import GateCase, GateResult
+from ..stats import Estimate, grouped_bootstrap
+from .contract import Measurement
+from .decision import auc_measurement, bootstrap_auroc, bootstrap_metric, check_scorer, estimate_measurement
+from .decision import weighted_auroc_metric
+from .perturb import R_CORE_PX, Pairs, build_counterfactuals, core_flux_share, find_pairs
+from .probes import ProbeError
+from .records import GateCase
 
 
-ARC_THICKNESS_PX = 1.0
-"""Half-thickness of a lensed arc added to the PSF FWHM for the masked annulus. Unit: pixel."""
-
-DEFAULT_PSF_FWHM_ARCSEC = 1.3
-"""PSF FWHM assumed where the manifest has no ``psfsize_r`` / ``psf_fwhm_used_r`` (DR10 median, r band)."""
-
-CORE_RADIUS_PX = 3.0
-"""Radius kept unmasked by ``arc_masked_auroc``: the counter-image at θ_E − β lies here. Unit: pixel."""
+def _auc_result(context, case, labels, scores, groups, what, note="", extra=None) -> Measurement:
+    return auc_measurement(labels, scores, groups, context.config, what, note, extra, scorer=f"{case.id}'s inputs")
 
 
-def _gate(name: str):
-    from .registry import REGISTRY
-
-    return REGISTRY[name]
-
-
-def _auc_result(context, case, labels, scores, groups, what, note="", extra=None) -> GateResult:
-    est = bootstrap_auroc(labels, scores, groups, context.config)
-    return estimate_result(context.config, case, _gate(case.gate), est, what, note, extra)
-
-
-def detection_auroc(context, case: GateCase) -> GateResult:
+def detection_auroc(context, case: GateCase) -> Measurement:
     """Model AUROC on a split's sample."""
     sample = context.sample(case.split)
-    return _auc_result(context, case, sample.labels, context.scores(case.split), sample.groups, "AUROC", sample.note)
+    return _auc_result(context, case, sample.labels, context.scores(case.split), sample.resampling_units, "AUROC",
+                       sample.note)
 
 
-def cross_test_gap(context, case: GateCase) -> GateResult:
-    """|AUROC(test_paired) − AUROC(test)|, with LRGs of both splits resampled together."""
-    missing = [s for s in ("test", "test_paired") if s not in context.splits]
+def auroc_difference(context, split_a: str, split_b: str) -> tuple:
+    """AUROC(split_a) − AUROC(split_b) with one LRG bootstrap over both splits.
+
+    An LRG found in both splits is one resampling unit; a resample that loses a class in one split
+    is left out (NaN), never turns the interval NaN. Returns (Estimate, AUROC a, AUROC b).
+    """
+    missing = [s for s in (split_a, split_b) if s not in context.splits]
     if missing:
-        raise ProbeError(f"cross_test_gap needs splits test and test_paired (missing: {', '.join(missing)})")
-    a, b = context.sample("test_paired"), context.sample("test")
+        raise ProbeError(f"needs splits {split_a} and {split_b} (missing: {', '.join(missing)})")
+    a, b = context.sample(split_a), context.sample(split_b)
     labels = np.concatenate([a.labels, b.labels])
-    scores = np.concatenate([context.scores("test_paired"), context.scores("test")])
-    groups = np.concatenate([a.groups, b.groups])
+    scores = np.concatenate([context.scores(split_a), context.scores(split_b)])
+    # one unit per LRG (or matched set) of either split; an LRG in both splits is one unit
+    groups = np.concatenate([a.groups.astype(str), b.groups.astype(str)])
     in_a = np.arange(len(labels)) < len(a.labels)
     auc_a = weighted_auroc_metric(a.labels, scores[in_a])
     auc_b = weighted_auroc_metric(b.labels, scores[~in_a])
 
     def gap(_l, _s, w=None):
         wa, wb = (None, None) if w is None else (w[in_a], w[~in_a])
-        return abs(auc_a(None, None, wa) - auc_b(None, None, wb))
+        return auc_a(None, None, wa) - auc_b(None, None, wb)
 
-    est = bootstrap_metric(labels, scores, groups, _safe(gap), context.config)
-    note = f"AUROC test_paired {auc_a(None, None):.3f}, test {auc_b(None, None):.3f}"
-    return estimate_result(context.config, case, _gate(case.gate), est, "|AUROC gap|", note)
-
-
-def _safe(metric: Callable) -> Callable:
-    """Resamples that lose a class in one of the splits yield NaN, which the quantiles must skip."""
-    def wrapped(labels, scores, weights=None):
-        try:
-            return metric(labels, scores, weights)
-        except ValueError:
-            if weights is None:
-                raise
-            return np.nan
-    return wrapped
+    est = bootstrap_metric(labels, scores, groups, gap, context.config)
+    return est, auc_a(None, None), auc_b(None, None)
 
 
-# --- arc masking -------------------------------------------------------------------------------
-def mask_half_widths(frame: pd.DataFrame) -> np.ndarray:
-    """Half-width of each row's masked annulus: its r-band PSF FWHM plus :data:`ARC_THICKNESS_PX`.
+def cross_test_gap(context, case: GateCase) -> Measurement:
+    """AUROC(test_paired) − AUROC(test), signed; the claim is equivalence within the margin."""
+    est, auc_a, auc_b = auroc_difference(context, "test_paired", "test")
+    return estimate_measurement(est, "AUROC gap (test_paired − test)",
+                                f"AUROC test_paired {auc_a:.3f}, test {auc_b:.3f}")
 
-    An arc's light reaches about one FWHM beyond its ridge, so ``θ_E ± (FWHM + thickness)`` holds
-    all of it (for a Gaussian PSF < 0.2 % of the peak lies beyond one FWHM). Unit: pixel, shape (N,).
+
+def memorisation_gap(context, case: GateCase) -> Measurement:
+    """AUROC(train) − AUROC(val): how much better the model does on LRGs it was trained on (reported)."""
+    a, b = str(case.params["pair"]).split("-", 1)
+    est, auc_a, auc_b = auroc_difference(context, a, b)
+    return estimate_measurement(est, f"AUROC gap ({a} − {b})", f"AUROC {a} {auc_a:.3f} (in-sample), {b} {auc_b:.3f}")
+
+
+
+# --- paired counterfactual gates ---------------------------------------------------------------
+# docs/model_gates.md: what each gate claims, how it was calibrated, what the numbers were.
+MAX_CORE_SHARE = 0.35
+"""A θ_E bin whose lensed light lies more than this share inside ``r < R_CORE_PX`` (summed over its
+pairs, all bands) is reported, not gated: there the arc *is* largely core light, and reading it is
+not a shortcut."""
+
+MIN_DETECTION_AUROC = 0.70
+"""Below this paired detection AUROC in a bin, a model finds too few of its lenses for the gates to
+tell what it reads there: the case is an ``error`` (never a pass)."""
+
+MIN_BIN_PAIRS = 10
+"""A θ_E bin with fewer paired positives gets no case."""
+
+COUNTERFACTUALS = ("core_only", "arc_only", "swapped", "ring_averaged")
+
+
+class PairedSet(NamedTuple):
+    """The pairs of a split's sample, grouped into θ_E bins."""
+
+    pairs: Pairs
+    groups: np.ndarray
+    """(P,) LRG of each pair."""
+    theta_e_arcsec: np.ndarray
+    """(P,) Einstein radius of each pair (NaN if unknown)."""
+    core_share: np.ndarray
+    """(P,) share of the pair's lensed light inside ``r < R_CORE_PX``."""
+    bins: list
+    """One dict per θ_E bin: ``label``, ``lo``, ``hi``, ``rows`` (pair positions), ``n_lrgs``, ``core_share``."""
+
+
+def theta_bins(theta_e_arcsec: np.ndarray, core_share: np.ndarray, groups: np.ndarray, edges) -> list:
+    """θ_E bins of the pairs: positions, LRG count and the bin's core share (ratio of sums)."""
+    theta = np.asarray(theta_e_arcsec, np.float64)
+    out = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        rows = np.flatnonzero((theta >= lo) & (theta < hi))
+        share = float(np.nanmean(core_share[rows])) if len(rows) else float("nan")
+        out.append({"label": f"theta_e{lo:g}-{hi:g}", "lo": float(lo), "hi": float(hi), "rows": rows,
+                    "n_lrgs": int(len(np.unique(groups[rows]))), "core_share": share})
+    return out
+
+
+def paired_arrays(images, labels, groups, theta_e_arcsec, edges) -> tuple[PairedSet, np.ndarray, np.ndarray]:
+    """Pairs of a sample as a :class:`PairedSet` plus their (stamps, ctrls) arrays.
+
+    Raises ``ProbeError`` when the sample holds no pair (a positive and the control of its LRG).
     """
-    fwhm = np.full(len(frame), np.nan)
-    for col in ("psfsize_r", "psf_fwhm_used_r"):
-        if col in frame:
-            values = pd.to_numeric(frame[col], errors="coerce").to_numpy(np.float64)
-            fwhm = np.where(np.isfinite(fwhm), fwhm, values)
-    fwhm = np.where(np.isfinite(fwhm) & (fwhm > 0), fwhm, DEFAULT_PSF_FWHM_ARCSEC)
-    return fwhm / PIXEL_SCALE_ARCSEC + ARC_THICKNESS_PX
+    pairs = find_pairs(labels, groups)
+    if len(pairs.stamp) == 0:
+        raise ProbeError("no paired rows (a positive and the control of its LRG): the counterfactual gates need "
+                         "paired data (test_paired of a built manifest, or a split with pairs)")
+    stamps, ctrls = images[pairs.stamp], images[pairs.ctrl]
+    share = core_flux_share(stamps - ctrls, R_CORE_PX)
+    g = np.asarray(groups)[pairs.stamp]
+    theta = np.asarray(theta_e_arcsec, np.float64)[pairs.stamp]
+    return PairedSet(pairs, g, theta, share, theta_bins(theta, share, g, edges)), stamps, ctrls
 
 
-def arc_mask_radii(theta_e_px: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
-                   half_width=ARC_HALF_WIDTH_PX) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row masked annulus: θ_E ± half-width for positives, θ_E drawn from the positives for negatives.
+def paired_set(context, split: str) -> PairedSet:
+    """The :class:`PairedSet` of a split's sample (computed once per context)."""
+    def compute():
+        s = context.sample(split)
+        return paired_arrays(s.images, s.labels, s.groups, s.theta_e_px * PIXEL_SCALE_ARCSEC,
+                             context.config.theta_e_bins_arcsec)[0]
+    return context.memo(("paired_set", split), compute)
 
-    ``half_width`` (pixel) is a scalar or one value per row. The inner radius never goes below
-    :data:`CORE_RADIUS_PX`, so the core stays visible. Rows whose whole annulus would fall inside
-    the core get ``r_in == r_out`` (nothing masked) and are left out by the gate.
+
+def counterfactual_scores(score_fn, stamps, ctrls, groups, seed: int) -> dict:
+    """Scores of every counterfactual of the pairs, in **one** call of ``score_fn``.
+
+    Returns ``{"core_only", "arc_only", "swapped", "ring_averaged"}`` -> (P,) scores, plus
+    ``"swap_to"`` (the pair whose control each arc was moved to).
     """
-    theta = np.asarray(theta_e_px, np.float64).copy()
-    pos_theta = theta[(labels == 1) & np.isfinite(theta)]
-    if len(pos_theta) == 0:
-        raise ProbeError("arc masking needs theta_e_arcsec for the positives (to place the annulus)")
-    neg = labels == 0
-    theta[neg] = rng.choice(pos_theta, size=int(neg.sum()))
-    r_out = theta + half_width
-    r_in = np.maximum(theta - half_width, CORE_RADIUS_PX)
-    return np.minimum(r_in, r_out), r_out
+    cf = build_counterfactuals(stamps, ctrls, groups, R_CORE_PX, np.random.default_rng(seed))
+    batch = np.concatenate([getattr(cf, k) for k in COUNTERFACTUALS])
+    scores = np.asarray(score_fn(batch), np.float64)
+    n = len(stamps)
+    out = {k: scores[i * n:(i + 1) * n] for i, k in enumerate(COUNTERFACTUALS)}
+    out["swap_to"] = cf.swap_to
+    return out
 
 
-def arc_masked_scores(score_fn, images, labels, theta_e_px, seed: int,
-                      half_width=ARC_HALF_WIDTH_PX) -> tuple[np.ndarray, np.ndarray]:
-    """Scores of images whose θ_E annulus is masked with matched noise; returns (scores, kept rows)."""
-    rng = np.random.default_rng(seed)
-    r_in, r_out = arc_mask_radii(theta_e_px, labels, rng, half_width)
-    usable = (r_out - r_in) >= 1.0
-    if not usable.any():
-        raise ProbeError(f"every arc lies inside the {CORE_RADIUS_PX:g}-px core: masking it would mask the core")
-    masked = mask_annulus(images[usable], r_in[usable], r_out[usable], rng)
-    return score_fn(masked), usable
+def pair_scores(context, split: str) -> dict:
+    """``stamp``, ``ctrl`` and counterfactual scores per pair of a split (two inference passes in all:
+    the split's own scores, shared with ``detection_auroc``, and one counterfactual batch)."""
+    def compute():
+        ps = paired_set(context, split)
+        s = context.sample(split)
+        base = context.scores(split)
+        out = counterfactual_scores(context.score, s.images[ps.pairs.stamp], s.images[ps.pairs.ctrl], ps.groups,
+                                    context.config.seed)
+        out.update(stamp=base[ps.pairs.stamp], ctrl=base[ps.pairs.ctrl])
+        return out
+    return context.memo(("pair_scores", split), compute)
 
 
-def arc_masked_auroc(context, case: GateCase) -> GateResult:
-    """Model AUROC with the θ_E annulus masked by matched noise in both classes (must drop to chance)."""
-    s = context.sample(case.split)
-    width = mask_half_widths(s.frame)
-    scores, used = arc_masked_scores(context.score, s.images, s.labels, s.theta_e_px, context.config.seed, width)
-    note = (f"annulus θ_E ± (PSF FWHM + {ARC_THICKNESS_PX:g} px) = ± {np.median(width):.1f} px (median), "
-            f"outside r = {CORE_RADIUS_PX:g} px; {s.note}")
-    if (~used).any():
-        note += f"; {int((~used).sum())} rows whose arc lies inside the core left out"
-    return _auc_result(context, case, s.labels[used], scores, s.groups[used], "masked AUROC", note)
+def _pair_auc(x: np.ndarray, ctrl: np.ndarray):
+    """``auc(w)``: weighted AUROC of scores ``x`` (one per pair) against the pairs' control scores.
 
-
-# --- core transplant ---------------------------------------------------------------------------
-def transplant_pairs(labels, groups, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each negative (recipient): a positive donor and a negative donor of other LRGs.
-
-    Returns (recipient, positive donor, negative donor) positions, each shape (n_recipients,).
+    Each pair enters both sets with the same weight, so ``auc`` of identical score sets is 0.5
+    exactly; ties count one half.
     """
-    labels, groups = np.asarray(labels), np.asarray(groups)
-    neg, pos = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
-    if len(pos) == 0 or len(np.unique(groups[neg])) < 2:
-        raise ProbeError(f"core transplant needs positives and at least 2 negative LRGs "
-                         f"(got {len(pos)} positives, {len(np.unique(groups[neg]))} negative LRGs)")
-    pos_donor = rng.choice(pos, size=len(neg))
-    neg_donor = rng.choice(neg, size=len(neg))
-    for donors, pool in ((pos_donor, pos), (neg_donor, neg)):
-        for _ in range(100):  # redraw donors that share the recipient's LRG
-            same = groups[donors] == groups[neg]
-            if not same.any():
-                break
-            donors[same] = rng.choice(pool, size=int(same.sum()))
-    keep = (groups[pos_donor] != groups[neg]) & (groups[neg_donor] != groups[neg])
-    return neg[keep], pos_donor[keep], neg_donor[keep]
+    _, bucket = np.unique(np.r_[x, ctrl], return_inverse=True)
+    bucket = bucket.ravel()
+    bx, bc = bucket[:len(x)], bucket[len(x):]
+    m = int(bucket.max()) + 1
+
+    def auc(w: np.ndarray) -> float:
+        wx, wc = np.bincount(bx, w, minlength=m), np.bincount(bc, w, minlength=m)
+        below = np.cumsum(wc) - wc
+        return float((wx * (below + 0.5 * wc)).sum() / (wx.sum() * wc.sum()))
+    return auc
 
 
-def core_transplant_scores(score_fn, images, labels, groups, box: int, seed: int):
-    """Scores of negatives carrying a positive's core (label 1) and another negative's core (label 0).
+def paired_statistic(scores: dict, kind: str, statistic: str, rows: np.ndarray, groups: np.ndarray,
+                     config) -> tuple[Estimate, float]:
+    """One gate's value on the pairs ``rows`` with its LRG-bootstrap interval, and the detection AUROC.
 
-    Returns (labels, scores, groups), the groups being the recipients' LRGs.
+    ``statistic``: ``auroc`` — AUROC(counterfactual vs controls); ``drop`` — AUROC(stamp vs
+    controls) − AUROC(counterfactual vs controls), both on the same pairs and resamples;
+    ``auroc_vs_stamp`` — AUROC(stamp vs counterfactual). Raises ``ProbeError`` when the model's paired detection AUROC on these rows is
+    below :data:`MIN_DETECTION_AUROC`, and ``ValueError`` for a (near-)constant scorer.
     """
-    rng = np.random.default_rng(seed)
-    rec, pdon, ndon = transplant_pairs(labels, groups, rng)
-    batch = np.concatenate([transplant_core(images[rec], images[pdon], box),
-                            transplant_core(images[rec], images[ndon], box)])
-    out_labels = np.r_[np.ones(len(rec), int), np.zeros(len(rec), int)]
-    return out_labels, score_fn(batch), np.concatenate([groups[rec], groups[rec]])
+    x, stamp, ctrl = scores[kind][rows], scores["stamp"][rows], scores["ctrl"][rows]
+    check_scorer(np.r_[stamp, ctrl, x], f"{len(rows)} pairs and their counterfactuals")
+    det, vs_ctrl, vs_stamp = _pair_auc(stamp, ctrl), _pair_auc(x, ctrl), _pair_auc(stamp, x)
+    detection = det(np.ones(len(rows)))
+    if detection < MIN_DETECTION_AUROC:
+        raise ProbeError(f"the model does not detect these lenses: paired AUROC {detection:.3f} < "
+                         f"{MIN_DETECTION_AUROC:g} on {len(rows)} pairs, so what it reads cannot be told "
+                         "(a model gate says nothing good about a model that cannot detect lenses)")
+
+    def metric(_labels, _values, weights=None):
+        w = np.ones(len(rows)) if weights is None else weights[:len(rows)]
+        if statistic == "auroc":
+            return vs_ctrl(w)
+        if statistic == "auroc_vs_stamp":
+            return vs_stamp(w)
+        return det(w) - vs_ctrl(w)
+
+    g = np.asarray(groups)[rows]
+    labels = np.r_[np.ones(len(rows), int), np.zeros(len(rows), int)]
+    est = grouped_bootstrap(labels, np.zeros(2 * len(rows)), np.r_[g, g], metric=metric, n_boot=config.n_boot,
+                            seed=config.seed, level=config.level)
+    return est._replace(n=len(rows)), detection
 
 
-def core_transplant_auroc(context, case: GateCase) -> GateResult:
-    """Negatives with a positive's core vs negatives with another negative's core (must be chance)."""
-    s = context.sample(case.split)
-    box = int(context.config.boxes[0])
-    labels, scores, groups = core_transplant_scores(context.score, s.images, s.labels, s.groups, box,
-                                                    context.config.seed)
-    return _auc_result(context, case, labels, scores, groups, "transplant AUROC",
-                       f"central {box}×{box} px transplanted into {len(labels) // 2} negatives; {s.note}")
+def _bin_of(ps: PairedSet, case) -> dict:
+    label = case.params.get("theta_e")
+    if label is None:
+        raise ProbeError(f"no θ_E bin of split {case.split!r} holds {MIN_BIN_PAIRS} pairs with theta_e_arcsec")
+    for b in ps.bins:
+        if b["label"] == label:
+            return b
+    raise ProbeError(f"no θ_E bin {label!r} (bins: {', '.join(b['label'] for b in ps.bins)})")
 
 
-# --- morphology --------------------------------------------------------------------------------
-def control_positions(labels, groups) -> tuple[np.ndarray, np.ndarray]:
-    """Positives that have a control (a negative of the same LRG): (positive rows, control rows)."""
-    labels, groups = np.asarray(labels), np.asarray(groups)
-    neg = np.flatnonzero(labels == 0)
-    ctrl_of = dict(zip(groups[neg], neg))
-    pos = np.array([i for i in np.flatnonzero(labels == 1) if groups[i] in ctrl_of], dtype=np.int64)
-    return pos, np.array([ctrl_of[groups[i]] for i in pos], dtype=np.int64)
+def _counterfactual_gate(context, case, kind: str, statistic: str, what: str) -> Measurement:
+    ps = paired_set(context, case.split)
+    b = _bin_of(ps, case)
+    if len(b["rows"]) < MIN_BIN_PAIRS:
+        raise ProbeError(f"{len(b['rows'])} pairs in θ_E {b['lo']:g}–{b['hi']:g}″ (< {MIN_BIN_PAIRS})")
+    est, detection = paired_statistic(pair_scores(context, case.split), kind, statistic, b["rows"], ps.groups,
+                                      context.config)
+    gated = b["core_share"] <= MAX_CORE_SHARE
+    note = (f"θ_E {b['lo']:g}–{b['hi']:g}″: {len(b['rows'])} pairs of {b['n_lrgs']} LRGs, paired detection AUROC "
+            f"{detection:.3f}, {b['core_share']:.0%} of the lensed light inside r < {R_CORE_PX:g} px"
+            + ("" if gated else f" (> {MAX_CORE_SHARE:.0%}: reported, not gated)"))
+    return Measurement(float(est.value), (float(est.lo), float(est.hi)), int(est.n), int(est.n_groups), what, note,
+                       {"theta_e_bin": [b["lo"], b["hi"]], "core_share": b["core_share"],
+                        "detection_auroc": detection, "gated": gated})
 
 
-def arc_shuffled(stamps: np.ndarray, controls: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Control + (stamp − control) shuffled within 1-px rings: same radial flux, no arc shape."""
-    stamps, controls = np.asarray(stamps, np.float32), np.asarray(controls, np.float32)
-    return controls + shuffle_rings(stamps - controls, rng)
+def arc_masked_auroc(context, case) -> Measurement:
+    """Positives with the arc taken out exactly (``ctrl + d·[r < R_CORE_PX]``) vs the bare controls.
+
+    An arc reader is at chance (0.5); a model that finds the lens from the core light alone is not.
+    """
+    return _counterfactual_gate(context, case, "core_only", "auroc", "arc-masked AUROC")
 
 
-def morphology_auroc(context, case: GateCase) -> GateResult:
-    """Positives vs the same positives with their arc shuffled in rings: a shape reader scores originals higher."""
-    s = context.sample(case.split)
-    pos, ctrl = control_positions(s.labels, s.groups)
-    if len(pos) == 0:
-        raise ProbeError(f"split {case.split!r} has no paired rows (a positive and the control of its LRG); "
-                         "morphology_auroc needs test_paired or a paired split")
-    shuffled = arc_shuffled(s.images[pos], s.images[ctrl], np.random.default_rng(context.config.seed))
-    original = context.scores(case.split)[pos]
-    labels = np.r_[np.ones(len(pos), int), np.zeros(len(pos), int)]
-    scores = np.concatenate([original, context.score(shuffled)])
-    groups = np.concatenate([s.groups[pos], s.groups[pos]])
-    return _auc_result(context, case, labels, scores, groups, "morphology AUROC",
-                       f"{len(pos)} positives with their control; {s.note}")
+def core_masked_auroc_drop(context, case) -> Measurement:
+    """Paired detection AUROC lost when the core part is taken out (``ctrl + d·[r >= R_CORE_PX]``).
+
+    0 for an arc reader; a core reader loses all it had above chance.
+    """
+    return _counterfactual_gate(context, case, "arc_only", "drop", "core-masked AUROC drop")
+
+
+def arc_swap_auroc_drop(context, case) -> Measurement:
+    """Paired detection AUROC lost when each arc is put on another LRG's control (``ctrl[π] + d``).
+
+    About 0 for a model that reads the arc whatever galaxy it lies on.
+    """
+    return _counterfactual_gate(context, case, "swapped", "drop", "arc-swap AUROC drop")
+
+
+def morphology_auroc(context, case) -> Measurement:
+    """Positives vs the same pairs with the arc part averaged round its 1-px rings (core part kept).
+
+    Same light per ring, same core, no arc shape: a shape reader ranks the real arcs higher.
+    """
+    return _counterfactual_gate(context, case, "ring_averaged", "auroc_vs_stamp", "morphology AUROC")
+
+
+def theta_bin_cases(context, gate) -> list:
+    """One case per θ_E bin with at least :data:`MIN_BIN_PAIRS` pairs on the paired split.
+
+    Bins holding more than :data:`MAX_CORE_SHARE` of their lensed light in the core get role
+    ``reported``. Without pairs, one case without a bin (it measures an ``error`` with the reason).
+    """
+    split = context.paired_split
+    try:
+        ps = paired_set(context, split)
+    except (ProbeError, ValueError):
+        return [GateCase(gate.name, {}, split, gate.needs, gate.role)]
+    cases = [GateCase(gate.name, {"theta_e": b["label"]}, split, gate.needs,
+                      gate.role if b["core_share"] <= MAX_CORE_SHARE else "reported")
+             for b in ps.bins if len(b["rows"]) >= MIN_BIN_PAIRS]
+    return cases or [GateCase(gate.name, {}, split, gate.needs, gate.role)]
+
 
 
 # --- strata ------------------------------------------------------------------------------------
@@ -250,7 +335,7 @@ def strata(frame: pd.DataFrame, labels: np.ndarray, theta_e_px: np.ndarray, by: 
     return idx, [f"{fallback}:{a:.3g}-{b:.3g}" for a, b in zip(edges[:-1], edges[1:])]
 
 
-def stratified_auroc(context, case: GateCase) -> GateResult:
+def stratified_auroc(context, case: GateCase) -> Measurement:
     """Detection AUROC per bin (reported); the value is the worst bin's."""
     s = context.sample(case.split)
     scores = context.scores(case.split)
@@ -269,5 +354,4 @@ def stratified_auroc(context, case: GateCase) -> GateResult:
     if worst is None:
         raise ProbeError(f"no {by} bin holds at least 5 positives and 5 negatives")
     note = "; ".join(f"{r['bin']}: {r['auc']:.3f}" for r in table if r["auc"] is not None)
-    return estimate_result(context.config, case, _gate(case.gate), worst, f"worst-bin AUROC by {by}", note,
-                           {"bins": table})
+    return estimate_measurement(worst, f"worst-bin AUROC by {by}", note, {"bins": table})

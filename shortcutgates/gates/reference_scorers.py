@@ -1,0 +1,144 @@
+"""Reference scorers: models whose reading is known, to calibrate the model gates.
+
+Each is a plain numpy callable ``f(images) -> scores``: ``images`` shape (N, 3, H, W), float32,
+nanomaggies, the LRG on pixel (H//2, W//2); ``scores`` shape (N,), float64, higher = more
+lens-like. No torch, no fitting: the same image always gets the same score, whatever else is in
+the batch.
+
+All read one map, the *asymmetric light* ``a = x − rot180(x)``: ``x`` is the band-summed stamp in
+units of each band's outer-annulus noise (median subtracted, divided by 1.4826 · MAD, not
+clipped). An LRG is symmetric under a 180° rotation about its centre, so it cancels; a lensed arc
+or an off-centre counter-image does not. The map is cut to a range of radii *before* it is
+smoothed (Gaussian σ = :data:`SMOOTH_SIGMA_PX`), so a reader of ``r_lo <= r < r_hi`` is blind,
+to the bit, to every pixel outside that range. The score is the mean of the ``k`` highest
+smoothed values in the range (a peak statistic: it rewards flux that is concentrated, so an arc
+scores above the same flux spread round its ring).
+
+* :func:`arc_reader`: reads ``R_CORE_PX <= r < ARC_MAX_PX`` only — a pure arc reader.
+* :func:`core_reader`: reads ``r < R_CORE_PX`` only — a pure core (counter-image) reader.
+* :func:`mixture_reader` ``(lam)``: ``lam · core / CORE_RESPONSE + (1 − lam) · arc / ARC_RESPONSE``:
+  each reader divided by its median response to a simulated lens (stamp minus control score), so
+  ``lam`` is the share of a typical lens's score increase that comes from the core.
+
+See ``docs/model_gates.md`` for what the gates make of them.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Callable
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+from ..preprocess import annulus_median_mad, radius_grid
+from .perturb import R_CORE_PX
+
+ARC_MAX_PX = 16.0
+"""Outer radius read by :func:`arc_reader` (θ_E ≤ 2.5″ = 9.5 px plus the arc's width and the
+PSF). Unit: pixel."""
+
+SMOOTH_SIGMA_PX = 1.0
+"""σ of the Gaussian smoothing of the asymmetric map. Unit: pixel."""
+
+TOP_K = {"arc": 12, "core": 4}
+"""How many of the highest smoothed pixels each reader averages."""
+
+MAD_TO_SIGMA = 1.4826
+
+ARC_RESPONSE = 6.5
+CORE_RESPONSE = 2.4
+"""Median ``reader(stamp) − reader(ctrl)`` over simulated pairs (``simulate_frame(200, 1000 + s)``,
+s = 0, 1: 6.78 / 6.26 for the arc reader, 2.35 / 2.42 for the core reader; command in
+``docs/model_gates.md``). They put both readers of :func:`mixture_reader` on one scale."""
+
+Scorer = Callable[[np.ndarray], np.ndarray]
+
+
+def asymmetric_light(images: np.ndarray) -> np.ndarray:
+    """``x − rot180(x)`` of the band-summed noise-normalised stamp, shape (N, H, W).
+
+    ``x = Σ_b (image_b − median_b) / (1.4826 · MAD_b)`` over the outer annulus, divided by √3
+    (unit: sky σ of the coadd). The rotation is about pixel (H//2, W//2); pixels without a
+    partner (row 0 / column 0 of an even stamp) are 0.
+    """
+    images = np.asarray(images, np.float32)
+    if images.ndim != 4:
+        raise ValueError(f"reference scorer: images must be (N, 3, H, W), got shape {images.shape}")
+    median, mad = annulus_median_mad(images)
+    x = ((images - median) / (MAD_TO_SIGMA * np.maximum(mad, 1e-12))).sum(axis=1) / np.sqrt(images.shape[1])
+    n, h, w = x.shape
+    cy, cx = h // 2, w // 2
+    out = np.zeros_like(x)
+    ys, xs = slice(max(0, 2 * cy - (h - 1)), h), slice(max(0, 2 * cx - (w - 1)), w)
+    inner = x[:, ys, xs]
+    out[:, ys, xs] = inner - inner[:, ::-1, ::-1]
+    return out
+
+
+@lru_cache(maxsize=16)
+def _region(h: int, w: int, r_lo: float, r_hi: float) -> np.ndarray:
+    r = radius_grid(h, w)
+    mask = (r >= r_lo) & (r < r_hi)
+    mask.setflags(write=False)
+    return mask
+
+
+def region_peak(images: np.ndarray, r_lo: float, r_hi: float, k: int) -> np.ndarray:
+    """Mean of the ``k`` highest values of the smoothed asymmetric light in ``r_lo <= r < r_hi`` (px).
+
+    The map is zeroed outside the range before smoothing: pixels outside it never change the score.
+    Returns shape (N,), float64, in the units of :func:`asymmetric_light`.
+    """
+    a = asymmetric_light(images)
+    region = _region(a.shape[-2], a.shape[-1], float(r_lo), float(r_hi))
+    a = np.where(region, a, 0.0).astype(np.float32)
+    smooth = gaussian_filter(a, sigma=(0, SMOOTH_SIGMA_PX, SMOOTH_SIGMA_PX), mode="constant")
+    values = smooth[:, region]
+    k = min(int(k), values.shape[1])
+    top = np.partition(values, values.shape[1] - k, axis=1)[:, -k:]
+    return top.mean(axis=1).astype(np.float64)
+
+
+def arc_reader(images: np.ndarray) -> np.ndarray:
+    """Pure arc reader: asymmetric light at ``R_CORE_PX <= r < ARC_MAX_PX``; blind to ``r < R_CORE_PX``."""
+    return region_peak(images, R_CORE_PX, ARC_MAX_PX, TOP_K["arc"])
+
+
+def core_reader(images: np.ndarray) -> np.ndarray:
+    """Pure core reader: asymmetric light at ``r < R_CORE_PX`` (an off-centre counter-image); blind outside."""
+    return region_peak(images, 0.0, R_CORE_PX, TOP_K["core"])
+
+
+def mixture_reader(lam: float) -> Scorer:
+    """``lam · core_reader / CORE_RESPONSE + (1 − lam) · arc_reader / ARC_RESPONSE``, ``0 <= lam <= 1``."""
+    lam = float(lam)
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"mixture_reader: lam must lie in [0, 1] (got {lam})")
+
+    def score(images: np.ndarray) -> np.ndarray:
+        return mix_scores(arc_reader(images) if lam < 1 else 0.0, core_reader(images) if lam > 0 else 0.0, lam)
+
+    score.__name__ = f"mixture_reader_{lam:g}"
+    return score
+
+
+def mix_scores(arc, core, lam: float):
+    """The mixture's score from the two readers' scores (arrays or dicts of arrays)."""
+    if isinstance(arc, dict):
+        return {k: mix_scores(arc[k], core[k], lam) for k in arc}
+    return lam * np.asarray(core) / CORE_RESPONSE + (1.0 - lam) * np.asarray(arc) / ARC_RESPONSE
+
+
+def constant_scorer(images: np.ndarray) -> np.ndarray:
+    """Every image scores 0.5: a model that cannot detect anything."""
+    return np.full(len(images), 0.5)
+
+
+def random_scorer(images: np.ndarray) -> np.ndarray:
+    """A score drawn from each image's bytes (deterministic, unrelated to lenses)."""
+    import hashlib
+
+    images = np.ascontiguousarray(images, np.float32)
+    digests = [hashlib.sha1(im.tobytes()).digest()[:8] for im in images]
+    return np.array([int.from_bytes(d, "little") / 2.0**64 for d in digests])
