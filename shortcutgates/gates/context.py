@@ -57,6 +57,9 @@ class SplitSample(NamedTuple):
     """Rows left out because they do not decode or cannot be normalised."""
     n_duplicates: int
     """Negatives left out as byte-identical copies of a kept negative."""
+    units: np.ndarray | None = None
+    """(N,) int: the resampling and cross-validation unit of each row: its LRG, merged with the LRGs
+    of its matched twins (:func:`matched_units`); None: the LRG."""
 
     @property
     def note(self) -> str:
@@ -65,29 +68,77 @@ class SplitSample(NamedTuple):
             parts.append(f"{self.n_duplicates} duplicate negatives dropped")
         if self.n_bad:
             parts.append(f"{self.n_bad} bad rows left out (see data_integrity)")
+        n_units, n_lrgs = len(np.unique(self.resampling_units)), len(np.unique(self.groups))
+        if n_units < n_lrgs:
+            parts.append(f"{n_lrgs} LRGs in {n_units} matched sets (the resampling unit)")
         return ", ".join(parts)
+
+    @property
+    def resampling_units(self) -> np.ndarray:
+        """(N,) unit of cross-validation folds and bootstrap resamples: matched sets, else LRGs."""
+        return self.groups if self.units is None else self.units
 
 
 def cap_rows(labels: np.ndarray, groups: np.ndarray, max_rows: int | None, seed: int) -> np.ndarray:
-    """Positions of a seeded sample of at most ``max_rows`` rows, drawn as whole LRGs per label.
+    """Positions of a seeded sample of at most ``max_rows`` rows, drawn as whole LRGs.
 
-    Each label keeps its share of the rows; LRGs are taken in a seeded random order until the
-    label's share is reached, so an LRG is never split. Returns sorted positions.
+    An LRG keeps all its rows (both rows of a pair, every injection of a control). LRGs are
+    stratified by the labels they hold (positives only, negatives only, both); each stratum keeps
+    its share of the rows, its LRGs taken in a seeded random order until the share is reached.
+    Returns sorted positions.
     """
     labels, groups = np.asarray(labels), np.asarray(groups)
     if max_rows is None or len(labels) <= max_rows:
         return np.arange(len(labels))
     rng = np.random.default_rng(seed)
-    keep = []
-    for label in np.unique(labels):
-        pos = np.flatnonzero(labels == label)
-        quota = int(round(max_rows * len(pos) / len(labels)))
-        ids, inverse = np.unique(groups[pos], return_inverse=True)
-        sizes = np.bincount(inverse, minlength=len(ids))
-        order = rng.permutation(len(ids))
-        taken = order[np.cumsum(sizes[order]) <= quota]
-        keep.append(pos[np.isin(inverse, taken)])
-    return np.sort(np.concatenate(keep))
+    ids, inverse = np.unique(groups, return_inverse=True)
+    inverse = inverse.ravel()
+    sizes = np.bincount(inverse, minlength=len(ids))
+    n_pos = np.bincount(inverse, weights=(labels == 1).astype(float), minlength=len(ids))
+    kind = (n_pos > 0).astype(int) + 2 * (n_pos < sizes)  # 1 positives only, 2 negatives only, 3 both
+    taken = []
+    for k in np.unique(kind):
+        members = np.flatnonzero(kind == k)
+        quota = int(round(max_rows * sizes[members].sum() / len(labels)))
+        order = members[rng.permutation(len(members))]
+        taken.append(order[np.cumsum(sizes[order]) <= quota])
+    return np.flatnonzero(np.isin(inverse, np.concatenate(taken)))
+
+
+MAX_TWIN_LRGS = 4
+"""A property vector shared by more LRGs than this is a coarse value (a bin), not a matched twin."""
+
+
+def matched_units(frame: pd.DataFrame, labels: np.ndarray, groups: np.ndarray, columns: list[str]) -> np.ndarray:
+    """Resampling units: each LRG merged with the LRGs of its matched twins, shape (N,) int.
+
+    Matched data give a positive a negative "twin" from another LRG with the same observing
+    properties (every property column equal). Twins are not independent: cross-validating with a
+    positive in one fold and its twin in another teaches the probe the twin's label (the AUC falls
+    below chance), and resampling them apart understates the variance. A twin is a property vector
+    held by both labels and by at most :data:`MAX_TWIN_LRGS` LRGs; without twins the units are the LRGs.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    _, lrg = np.unique(np.asarray(groups), return_inverse=True)
+    lrg = lrg.ravel()
+    if not columns or len(lrg) == 0:
+        return lrg
+    values = frame[columns].apply(pd.to_numeric, errors="coerce").round(6)
+    complete = values.notna().all(axis=1).to_numpy()
+    key = pd.Series(pd.util.hash_pandas_object(values, index=False).to_numpy())
+    table = pd.DataFrame({"key": key, "lrg": lrg, "label": np.asarray(labels)})[complete]
+    stats = table.groupby("key").agg(n_lrg=("lrg", "nunique"), n_label=("label", "nunique"))
+    twin_keys = stats.index[(stats.n_label == 2) & (stats.n_lrg >= 2) & (stats.n_lrg <= MAX_TWIN_LRGS)]
+    twins = table[table.key.isin(twin_keys)]
+    if twins.empty:
+        return lrg
+    first = twins.groupby("key").lrg.transform("first").to_numpy()
+    n = int(lrg.max()) + 1
+    graph = coo_matrix((np.ones(len(twins)), (twins.lrg.to_numpy(), first)), shape=(n, n))
+    _, component = connected_components(graph, directed=False)
+    return component[lrg]
 
 
 def image_hashes(images: np.ndarray) -> np.ndarray:
@@ -345,8 +396,10 @@ class GateContext:
                  if "theta_e_arcsec" in sub else np.full(len(sub), np.nan))
         theta = np.where(sub[LABEL_COLUMN].to_numpy() == 1, theta, np.nan)
         meta = sub.drop(columns=[c for c in ("image_npz",) if c in sub])
-        return SplitSample(meta, images, meta[LABEL_COLUMN].to_numpy().astype(int), meta["_group"].to_numpy(),
-                           theta, len(pos), int((~decoded.ok).sum()), int((~keep).sum()))
+        labels, groups = meta[LABEL_COLUMN].to_numpy().astype(int), meta["_group"].to_numpy()
+        units = matched_units(meta, labels, groups, self.property_columns)
+        return SplitSample(meta, images, labels, groups, theta, len(pos), int((~decoded.ok).sum()),
+                           int((~keep).sum()), units)
 
     def input_key(self, mode: str) -> str:
         """Cache key of an input: the preprocessor name, also for ``"model"`` when the model uses a named one."""

@@ -108,7 +108,7 @@ def property_balance(context, case: GateCase) -> Measurement:
     prop = str(case.params["prop"])
     values = pd.to_numeric(sample.frame[prop], errors="coerce").to_numpy(np.float64)
     ok = np.isfinite(values)
-    labels, groups = sample.labels[ok], sample.groups[ok]
+    labels, groups = sample.labels[ok], sample.resampling_units[ok]
     missing = [c for c in (0, 1) if not (labels == c).any()]
     if missing:
         raise ProbeError(f"{prop!r} has no finite value for label {missing[0]} in split {case.split!r}")
@@ -123,7 +123,7 @@ def _probe_measurement(context, case, features, what: str, note: str, extra=None
 
     def compute():
         f = features() if callable(features) else features
-        return cv_auc_estimate(f, sample.labels, sample.groups, context.config)
+        return cv_auc_estimate(f, sample.labels, sample.resampling_units, context.config)
 
     input_key = context.input_key(str(case.params["input"])) if "input" in case.params else None
     est, scores = context.memo((case.gate, case.split, input_key, *key), compute)
@@ -199,7 +199,7 @@ def core_lr_auc(context, case: GateCase) -> Measurement:
                          "hold one constant value per stamp (the probe would pass trivially)")
     m = _probe_measurement(context, case, features, f"core-LR AUC (box {box} px)", "", None, ("box", box))
     scores = m.extra.pop("_scores")
-    bins = theta_e_bin_aurocs(sample.labels, scores, sample.groups, sample.theta_e_px,
+    bins = theta_e_bin_aurocs(sample.labels, scores, sample.resampling_units, sample.theta_e_px,
                               context.config.theta_e_bins_arcsec, context.config)
     # the arc (θ_E ± its half-width) reaches the box when θ_E is below the box's half-diagonal + that width
     reach_arcsec = (box / 2 * np.sqrt(2) + ARC_HALF_WIDTH_PX) * PIXEL_SCALE_ARCSEC
