@@ -45,6 +45,8 @@ from pathlib import Path
 
 import pytest
 
+from .gates.not_run import NOT_RUN_LISTED, not_run, strict_failure
+
 RESULT_PROPERTY = "gate_result"
 """``user_properties`` key of a gate test's result record (JSON text, docs/design.md#report-json gate entry)."""
 
@@ -106,6 +108,9 @@ def pytest_addoption(parser):
     group.addoption("--gate-report", metavar="FILE", type=parse_report_path, default=None,
                     help="Write the gate results as JSON (schema shortcutgates.report/2) to FILE, "
                          "atomically. Default: %(default)r")
+    group.addoption("--gate-html", metavar="FILE", type=parse_report_path, default=None,
+                    help="Also write the gate report as one HTML page to FILE (for CI artifacts). "
+                         "Default: %(default)r")
     group.addoption("--gate-config", metavar="PYPROJECT", type=parse_pyproject, default=None,
                     help="pyproject.toml whose [tool.shortcutgates] table sets thresholds, sample caps, "
                          "bootstrap and waivers. Default: %(default)r (the rootdir's pyproject.toml, "
@@ -384,6 +389,19 @@ def check_record(record: dict) -> None:
         pytest.fail(f"{record['id']}: {verdict.upper()}: {message}", pytrace=False)
 
 
+def is_red_record(record: dict) -> bool:
+    """Whether a record turns the run red: :func:`check_record` fails it and no waiver accepts it."""
+    if record.get("waiver"):
+        return False
+    try:
+        check_record(record)
+    except pytest.fail.Exception:
+        return True
+    except pytest.skip.Exception:
+        return False
+    return False
+
+
 # --- collecting results -------------------------------------------------------------------
 def record_of(report) -> dict | None:
     """The gate record a test report carries in its ``user_properties``, or None."""
@@ -430,28 +448,6 @@ def summary_lines(records: list[dict], level: float = 0.95) -> list[str]:
     return lines
 
 
-NOT_RUN_LISTED = 12
-"""Case ids listed per not-run reason in the summary."""
-
-
-def not_run(records: list[dict]) -> dict[str, list[str]]:
-    """Expected cases that did not run (verdict ``skipped``), by reason: ``{reason: [case id, ...]}``."""
-    out: dict[str, list[str]] = {}
-    for r in records:
-        if r["verdict"] == "skipped":
-            out.setdefault(r["message"], []).append(r["id"])
-    return out
-
-
-def strict_failure(records: list[dict]) -> str | None:
-    """Why a strict run fails: expected cases that did not run and are not waived (None: all ran)."""
-    ids = [r["id"] for r in records if r["verdict"] == "skipped" and not r.get("waiver")]
-    if not ids:
-        return None
-    return (f"STRICT: {len(ids)} of {len(records)} expected gates did not run, so this run has not shown the "
-            "shortcut absent; the run fails (run them, waive them, or pass --no-strict / omit --gate-strict)")
-
-
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     session = gate_session_of(config)
     if not session.active or hasattr(config, "workerinput") or (session._cases is None and not session.results):
@@ -476,7 +472,8 @@ def pytest_sessionfinish(session, exitstatus):
     if state.strict and ran and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED) \
             and strict_failure(state.records()):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    if state.report is None:
+    html = config.getoption("gate_html")
+    if state.report is None and html is None:
         return
     from .gates.report_json import build_report, write_report
 
@@ -484,8 +481,11 @@ def pytest_sessionfinish(session, exitstatus):
         return  # nothing was collected (collection error or no gate test selected)
     context = state.context
     report = build_report(state.records(), data=context.data_info, model=state.model_block)
-    try:
-        write_report(state.report, report)
-    except OSError as exc:  # pytest prints a UsageError as one line; anything else as INTERNALERROR
-        raise pytest.UsageError(f"shortcutgates: cannot write --gate-report {state.report} "
-                                f"({exc.strerror or exc})") from None
+    from .gates.report_html import write_gate_html
+
+    for flag, path, write in (("--gate-report", state.report, write_report), ("--gate-html", html, write_gate_html)):
+        try:
+            if path is not None:
+                write(path, report)
+        except OSError as exc:  # pytest prints a UsageError as one line; anything else as INTERNALERROR
+            raise pytest.UsageError(f"shortcutgates: cannot write {flag} {path} ({exc.strerror or exc})") from None

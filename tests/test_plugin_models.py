@@ -110,7 +110,7 @@ def test_onnx_without_data_says_to_pass_data(suite, foreign):
 # --- the fixture, ONNX and .pt2: one network, the same gate values -----------------------------------
 def test_fixture_onnx_and_pt2_give_the_same_gate_values(suite, trained, foreign):
     data = f"--data={trained['manifest']}"
-    select = ["-k", "detection_auroc or core_lr_auc", "-p", "no:randomly"]
+    select = ["-k", "detection_auroc or core_lr_auc"]
     values = {}
     for kind in ("onnx", "pt2"):
         suite.runpytest(data, f"--model={foreign[kind]}", f"--gate-report={kind}.json", *select)

@@ -1,7 +1,7 @@
 """``shortcutgates gate``: run the gate suite from any directory, on one model or on many.
 
 ``shortcutgates gate [--data DIR] [--model MODEL ...] [--out DIR] [--gate-report FILE]
-[--gate-config PYPROJECT] [--no-strict] [-- PYTEST_ARGS]``
+[--gate-html FILE] [--gate-config PYPROJECT] [--no-strict] [-- PYTEST_ARGS]``
 
 * One model (or none): runs exactly what ``pytest gate_tests`` runs — the suite module
   :mod:`shortcutgates.gates.gate_suite` shipped in the package, with the ``shortcutgates`` plugin,
@@ -50,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with several models: directory for one JSON report per model, summary.csv and "
                              "gates_by_model.png")
     parser.add_argument("--gate-report", metavar="FILE", default=None, help="write the JSON report here (one model)")
+    parser.add_argument("--gate-html", metavar="FILE", default=None, help="write the report as an HTML page (one model)")
     parser.add_argument("--gate-config", metavar="PYPROJECT", default=None,
                         help="pyproject.toml with [tool.shortcutgates] (default: ./pyproject.toml if present)")
     parser.add_argument("--no-strict", dest="strict", action="store_false",
@@ -99,7 +100,8 @@ def resolve_paths(args: argparse.Namespace, cwd: Path) -> argparse.Namespace:
 
     resolved = argparse.Namespace(**vars(args))
     for flag, name, parse in (("--data", "data", parse_data_dir), ("--gate-config", "gate_config", parse_pyproject),
-                              ("--gate-report", "gate_report", parse_report_path)):
+                              ("--gate-report", "gate_report", parse_report_path),
+                              ("--gate-html", "gate_html", parse_report_path)):
         value = getattr(args, name)
         try:
             setattr(resolved, name, None if value is None else parse(str(cwd / Path(value).expanduser())))
@@ -124,7 +126,8 @@ def pytest_argv(args: argparse.Namespace, cwd: Path) -> list[str]:
     # "--opt=value" forms: pytest would otherwise take a bare path value for a test path
     argv = [str(suite), f"--rootdir={suite.parent}", "-p", "no:cacheprovider", "-p", "no:benchmark"]
     argv += ["-p", "shortcutgates.plugin"] if _autoload_off() else []
-    for flag, value in (("--data", args.data), ("--gate-report", args.gate_report), ("--gate-config", args.gate_config)):
+    for flag, value in (("--data", args.data), ("--gate-report", args.gate_report),
+                        ("--gate-html", getattr(args, "gate_html", None)), ("--gate-config", args.gate_config)):
         if value is not None:
             argv.append(f"{flag}={value}")
     if args.models:
@@ -170,8 +173,8 @@ def run(args: argparse.Namespace) -> int:
     if args.data is None and not args.models:
         raise ValueError("--data DIR is needed (or --model CKPT: a shortcutgates checkpoint records its manifest)")
     if len(args.models) > 1:
-        if args.pytest_args or args.gate_report:
-            raise ValueError("with several models, pytest arguments and --gate-report do not apply; "
+        if args.pytest_args or args.gate_report or args.gate_html:
+            raise ValueError("with several models, pytest arguments, --gate-report and --gate-html do not apply; "
                              "--out DIR gets one report per model")
         if args.out is None:
             raise ValueError(f"{len(args.models)} models: name a directory for their reports with --out DIR")

@@ -27,19 +27,9 @@ FIGURE_FILE = "gates_by_model.png"
 
 def is_red(record: dict) -> bool:
     """The record turns a run red (failing primary verdict, not waived), by the suite's own rule."""
-    import pytest
+    from ..plugin import is_red_record
 
-    from ..plugin import check_record
-
-    if record.get("waiver"):
-        return False
-    try:
-        check_record(record)
-    except pytest.fail.Exception:
-        return True
-    except pytest.skip.Exception:
-        return False
-    return False
+    return is_red_record(record)
 
 
 def case_record(context, case) -> dict:
