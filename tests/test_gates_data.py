@@ -245,3 +245,31 @@ def test_sample_cap_keeps_both_rows_of_every_pair():
     kept = pd.Series(groups[pos]).value_counts()
     assert (kept[kept.index < 3000] == 2).all() and abs(len(pos) - 4000) <= 2
     assert (labels[pos] == 1).sum() == (labels[pos] == 0).sum()
+
+
+# --- leaked copies and matched twins -----------------------------------------------------------
+def test_rows_copied_across_splits_fail_integrity_and_leakage_naming_rows(tmp_path_factory, clean_rows):
+    test_rows = clean_rows[clean_rows.split == "test"].head(5)
+    copies = test_rows.assign(split="train", lrg_id=[f"NEW{i}" for i in range(5)])
+    rows = pd.concat([clean_rows, copies], ignore_index=True)
+    ctx = _context(tmp_path_factory, "copied", rows)  # read, not refused
+    res = run_case(ctx, GateCase("data_integrity"))
+    first = len(clean_rows)
+    assert res.verdict == "fail" and res.value == 5
+    assert f"row {first}, column 'image_npz': the same image is listed in splits test and train" in res.message
+    assert f"rows {', '.join(str(first + i) for i in range(5))}" in res.message
+    leak = run_case(ctx, GateCase("lrg_leakage", {"pair": "train-test"}))
+    assert leak.verdict == "fail" and leak.value == 5
+
+
+def test_matched_twins_are_one_unit_and_keep_the_c2st_at_chance():
+    from shortcutgates.gates.context import matched_units
+
+    frame = pd.DataFrame({"psfsize_r": [1.1, 1.1, 1.3, 1.3, 1.2, 1.25], "ebv": [0.02, 0.02, 0.05, 0.05, 0.03, 0.04]})
+    labels = np.array([1, 0, 1, 0, 1, 0])
+    groups = np.array(["a", "b", "c", "d", "e", "f"])  # twins a~b and c~d are different LRGs
+    units = matched_units(frame, labels, groups, ["psfsize_r", "ebv"])
+    assert units[0] == units[1] and units[2] == units[3] and len(set(units)) == 4
+    # a value shared by many LRGs is a coarse bin, not a twin
+    coarse = matched_units(pd.DataFrame({"psf_bin": [1] * 6}), labels, groups, ["psf_bin"])
+    assert len(set(coarse)) == 6

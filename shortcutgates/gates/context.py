@@ -234,9 +234,11 @@ class GateContext:
         self.data = Path(data)
         self.config = config
         self.progress = progress
-        manifest = sgmanifest.read_manifest(self.data, blobs=False)  # blobs stay on disk, fetched per chunk
+        # blobs stay on disk, fetched per chunk; duplicated images are data_integrity failures, not a refusal
+        manifest = sgmanifest.read_manifest(self.data, blobs=False, check_duplicates=False)
         self.manifest = manifest
         frame = manifest.frame
+        self.duplicate_images: list[str] = list(frame.attrs.get("duplicate_images", []))
         if frame[SPLIT_COLUMN].isna().any():
             i = int(np.flatnonzero(frame[SPLIT_COLUMN].isna().to_numpy())[0])
             raise DataError("split is missing", file=frame["manifest_file"].iloc[i],
@@ -426,7 +428,8 @@ class GateContext:
 
     # --- integrity -----------------------------------------------------------------------------
     def integrity(self) -> list[str]:
-        """One message per row that fails to decode, has another stamp shape, or cannot be normalised."""
+        """One message per row that fails to decode, has another stamp shape, or cannot be normalised,
+        then one per row whose image another row already lists (two positives, both labels, two splits)."""
         if self._integrity is None:
             self._integrity = self._check_rows()
         return self._integrity
@@ -440,7 +443,7 @@ class GateContext:
             problems += decoded.problems
             shape = decoded.shape
         sgio.release_row_group_cache()  # the pass is over: do not keep a (possibly GB-sized) row group
-        return problems
+        return problems + self.duplicate_images
 
     # --- report blocks -------------------------------------------------------------------------
     @property
