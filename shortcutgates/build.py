@@ -6,8 +6,8 @@ copied into ``image_npz``. Matching on properties measured from the control imag
 (:data:`MEASURED_COLUMNS`) is the one case that decodes blobs: one control per LRG.
 
 Output (docs/design.md#manifest): ``OUT/manifest.parquet`` and ``OUT/manifest.json``, written into a temporary
-directory beside ``OUT`` and renamed into place, so an interrupted build leaves the previous
-complete output or nothing.
+directory beside ``OUT`` that replaces ``OUT`` atomically (:func:`shortcutgates.io.atomic_directory`),
+so an interrupted build leaves the previous complete manifest or the new one.
 """
 
 from __future__ import annotations
@@ -15,10 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -28,9 +25,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import __version__
-from .identity import match_lrgs
 from .codec import decode_stamp
-from .io import list_parquet_files, read_blobs, read_paired
+from .identity import match_lrgs
+from .io import atomic_directory, jsonable, list_parquet_files, read_blobs, read_paired
 from .schema import (
     BANDS,
     BLOB_COLUMNS,
@@ -41,7 +38,6 @@ from .schema import (
     MANIFEST_FILE,
     MANIFEST_SPLITS,
     PIXEL_SCALE_ARCSEC,
-    POINTER_COLUMNS,
     SPLIT_COLUMN,
     DataError,
 )
@@ -208,44 +204,14 @@ def _counts(frame: pd.DataFrame) -> dict:
 
 # --- writing ------------------------------------------------------------------------------------
 def _write_tree(out_dir: Path, table: pa.Table, meta: dict) -> None:
-    """Write into a temporary directory beside ``out_dir``, then rename it into place."""
+    """Write the manifest through :func:`shortcutgates.io.atomic_directory` (previous or new, never half)."""
     out_dir = out_dir.resolve()
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MANIFEST_FILE).exists())):
-        raise FileExistsError(f"build: --out {out_dir} exists and is not a manifest directory; refusing to replace it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    try:
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700; a manifest is shared like any directory
+        raise FileExistsError(f"build: --out {out_dir} exists and is not a manifest directory; refusing to replace it "
+                              "(choose another --out, or remove it)")
+    with atomic_directory(out_dir, replace=True) as tmp:
         pq.write_table(table, tmp / MANIFEST_PARQUET, compression="zstd", row_group_size=256 * 1024)
         (tmp / MANIFEST_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n")
-        for name in (MANIFEST_PARQUET, MANIFEST_FILE):
-            with open(tmp / name, "rb") as fh:
-                os.fsync(fh.fileno())
-        old = None
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
-            os.replace(out_dir, old / "previous")
-        os.replace(tmp, out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _clean(value):
-    """JSON-safe copy: NaN/inf become None, numpy scalars become Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if np.isfinite(value) else None
-    return value
 
 
 def build_manifest(input_path, out_dir, *, mode: str, seed: int, match=(), positives_per_lrg=1,
@@ -300,7 +266,7 @@ def build_manifest(input_path, out_dir, *, mode: str, seed: int, match=(), posit
     steps.next("writing")
     table = pa.Table.from_pandas(rows, preserve_index=False)
     sha = rows_sha256(table)
-    meta = _clean({
+    meta = jsonable({
         "format": "shortcutgates.manifest", "version": 1, "package_version": __version__,
         "parameters": {"mode": mode, "seed": int(seed), "match": list(match), "match_bins": match_bins,
                        "positives_per_lrg": "all" if cap is None else cap, "fractions": list(fractions),

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
+import shutil
 import tempfile
-from pathlib import Path
-from typing import Iterable, Iterator, NamedTuple
+from pathlib import Path, PurePath
+from typing import Iterable, Iterator, Mapping, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -111,6 +113,108 @@ def _umask() -> int:
     return mask
 
 
+@contextlib.contextmanager
+def atomic_directory(path, *, replace: bool = False) -> Iterator[Path]:
+    """Yield a new temporary directory beside ``path``; on success it becomes ``path`` atomically.
+
+    The one directory writer (``build``, ``simulate``). ``path`` must be absent or an empty
+    directory, or — with ``replace=True`` — an existing directory, which is exchanged with the new
+    one in a single ``renameat2(RENAME_EXCHANGE)`` system call and then removed; so a reader, or a
+    run killed at any instant, sees the previous complete directory or the new complete one.
+    Where the exchange is not available (not Linux, or a file system without it) the old directory
+    is first renamed into a hidden ``.NAME.tmp-PID-*`` sibling, then the new one into place; a kill
+    between those two renames leaves no ``path`` (the previous content stays in the hidden sibling).
+
+    On an exception (including ``KeyboardInterrupt`` and the CLI's SIGTERM) the temporary
+    directory is removed and ``path`` is left as it was. A process killed outright leaves at most
+    a hidden ``.NAME.tmp-PID-*`` sibling, which the next writer of ``path`` removes once that PID
+    no longer runs. The new directory gets the mode a plain ``mkdir`` would (umask applied).
+
+    Raises
+    ------
+    FileExistsError
+        ``path`` is a file, or a non-empty directory and ``replace`` is False.
+    """
+    path = Path(path).absolute()
+    if path.exists() and (not path.is_dir() or (not replace and any(path.iterdir()))):
+        raise FileExistsError(errno.EEXIST, "exists and is not an empty directory", str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))
+    try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; an output is shared like any directory
+        yield tmp
+        _fsync_tree(tmp)
+        if path.exists() and any(path.iterdir()):
+            if _exchange(tmp, path):
+                shutil.rmtree(tmp, ignore_errors=True)  # holds the previous content now
+            else:
+                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))
+                os.replace(path, old / "previous")
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+        remove_stale_temporaries(path, include_own=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two directories atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False if unsupported."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _fsync_tree(directory: Path) -> None:
+    """fsync every file under ``directory`` (their bytes are on disk before the rename publishes them)."""
+    for file in directory.rglob("*"):
+        if file.is_file():
+            with open(file, "rb") as fh:
+                os.fsync(fh.fileno())
+
+
+def remove_stale_temporaries(path, *, include_own: bool = False) -> None:
+    """Remove ``.NAME.tmp-PID-*`` siblings of ``path`` left by killed writers (PID no longer running).
+
+    ``include_own`` also removes this process's own leftovers (after its write succeeded).
+    """
+    path = Path(path)
+    for old in path.parent.glob(f".{path.name}.tmp-*"):
+        pid = old.name[len(path.name) + 6:].split("-", 1)[0]
+        if not pid.isdigit() or (int(pid) == os.getpid() and not include_own):
+            continue
+        if int(pid) != os.getpid():
+            try:
+                os.kill(int(pid), 0)
+                continue  # still running: another writer's work in progress
+            except ProcessLookupError:
+                pass
+            except PermissionError:  # another user's live process
+                continue
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+
+
 def write_bytes_atomic(path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename."""
     with atomic_path(path) as tmp:
@@ -126,6 +230,30 @@ def write_parquet_atomic(table, path, *, row_group_size: int | None = None) -> N
         table = pa.Table.from_pandas(table, preserve_index=False)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size)
+
+
+def jsonable(value):
+    """``value`` with numpy scalars/arrays, tuples and paths turned into JSON types; NaN/inf → None.
+
+    The one JSON-sanitising helper (manifest.json, results.json, the gate report): the output
+    passes ``json.dumps(..., allow_nan=False)``. Raises ``TypeError`` for anything else (bytes,
+    objects), so nothing unexpected is written as its ``repr``.
+    """
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [jsonable(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, PurePath):
+        return str(value)
+    raise TypeError(f"jsonable: cannot write {type(value).__name__} as JSON (got {value!r:.80})")
 
 
 # --- paired catalogues (docs/design.md#paired-input-format) -------------------------------

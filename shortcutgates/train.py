@@ -31,7 +31,6 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from . import __version__
-from . import io as sgio
 from . import manifest as sgmanifest
 from .augment import AugmentConfig, augment_batch, parse_core_dropout
 from .checkpoint import (FORMAT, FORMAT_VERSION, CheckpointError, check_payload, model_from_payload, preprocess_record,
@@ -103,6 +102,56 @@ class TrainSummary(NamedTuple):
     """Wall-clock training time, summed over resumed runs. Unit: s."""
     train_samples_per_s: float
     history: list
+
+
+@dataclass
+class Progress:
+    """Where a training run stands after its last finished epoch (stored as the checkpoint's ``resume``)."""
+
+    epoch: int = 0
+    """Epochs finished (the next epoch to run, 0-based)."""
+    best_val_auroc: float = -1.0
+    best_epoch: int = -1
+    """0-based epoch of the best validation AUROC (-1: none yet)."""
+    bad_epochs: int = 0
+    """Epochs since the best one (early stopping counts these)."""
+    history: list = dataclasses.field(default_factory=list)
+    """One metrics row per finished epoch."""
+    seconds: float = 0.0
+    """Training wall time so far, summed over resumed runs. Unit: s."""
+    samples: int = 0
+    """Training rows seen so far."""
+    stop_reason: str | None = None
+
+    def record(self, row: dict, config: "TrainConfig") -> bool:
+        """Add the metrics row of the epoch just finished; True if its validation AUROC is the best so far."""
+        self.history.append(row)
+        better = row["val_auroc"] > self.best_val_auroc
+        if better:
+            self.best_val_auroc, self.best_epoch, self.bad_epochs = row["val_auroc"], row["epoch"], 0
+        else:
+            self.bad_epochs += 1
+        self.epoch = row["epoch"] + 1
+        self.stop_reason = stop_reason(self.epoch, self.bad_epochs, self.seconds, config)
+        return better
+
+
+class _Loop(NamedTuple):
+    """What every epoch of one training run uses (built once by :func:`_fit`)."""
+
+    net: torch.nn.Module
+    """The model, wrapped in DistributedDataParallel under torchrun."""
+    opt: torch.optim.Optimizer
+    train: StampDataset
+    weights: np.ndarray
+    """(N,) class-balanced loss weight of each training row."""
+    config: TrainConfig
+    aug: AugmentConfig
+    dd: "_Dist"
+    device: torch.device
+    bar: object
+    """tqdm progress bar over all steps of the run."""
+    steps_per_epoch: int
 
 
 # --- small pieces --------------------------------------------------------------------------
@@ -214,10 +263,11 @@ def _resume_state(out_ckpt: Path, config: TrainConfig, data_sha: str) -> dict | 
     return payload
 
 
-def _restore(path: Path, payload: dict, model, opt, st: dict) -> None:
-    """Load the resume state into model, optimiser and counters; any mismatch is a CheckpointError."""
+def _restore(path: Path, payload: dict, model, opt) -> Progress:
+    """Load the resume state into model and optimiser and return the counters; any mismatch is a CheckpointError."""
     resume = payload["resume"]
-    missing = [k for k in ("state_dict", "optimizer", *st) if k not in resume]
+    fields = [f.name for f in dataclasses.fields(Progress)]
+    missing = [k for k in ("state_dict", "optimizer", *fields) if k not in resume]
     if missing:
         raise CheckpointError(f"{path}: resume state lacks key(s) {', '.join(missing)}")
     model_from_payload(path, payload)  # the best weights must fit the architecture too
@@ -227,7 +277,7 @@ def _restore(path: Path, payload: dict, model, opt, st: dict) -> None:
         opt.load_state_dict(resume["optimizer"])
     except (ValueError, KeyError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: optimizer state does not fit the model ({' '.join(str(exc).split())[:160]})") from None
-    st.update({k: resume[k] for k in st})
+    return Progress(**{k: resume[k] for k in fields})
 
 
 def _payload(model_cfg, best_state, config, manifest, sha, metrics, resume) -> dict:
@@ -240,21 +290,23 @@ def _payload(model_cfg, best_state, config, manifest, sha, metrics, resume) -> d
 
 
 # --- the loop ------------------------------------------------------------------------------
-def _run_epoch(net, opt, data, weights, config, aug, epoch, step0, total_steps, dd, device, bar,
-               last_val: str = "") -> tuple[float, int]:
-    """One pass over the training rows; returns (mean weighted loss on this rank, steps taken)."""
+def _run_epoch(loop: _Loop, epoch: int, postfix: str = "") -> float:
+    """One pass over the training rows; returns the mean weighted loss on this rank."""
+    config, dd = loop.config, loop.dd
+    net, opt = loop.net, loop.opt
     net.train()
-    batches = _batches(len(data.labels), config.batch_size, _epoch_generator(config.seed, epoch, 0))
+    batches = _batches(len(loop.train.labels), config.batch_size, _epoch_generator(config.seed, epoch, 0))
     aug_gen = _epoch_generator(config.seed, epoch, 1 + dd.rank)
-    images, labels = data.images, torch.from_numpy(data.labels)
-    w_all = torch.from_numpy(weights)
+    images, labels = loop.train.images, torch.from_numpy(loop.train.labels)
+    w_all = torch.from_numpy(loop.weights)
+    step0, total_steps = epoch * loop.steps_per_epoch, loop.steps_per_epoch * config.epochs
     loss_sum = 0.0
     for i, idx in enumerate(batches):
         idx = idx[dd.rank :: dd.world]
         order = np.sort(idx.numpy())  # memmap-friendly gather; the permutation is applied back below
         x = torch.from_numpy(np.ascontiguousarray(images[order]))[torch.from_numpy(np.argsort(np.argsort(idx.numpy())))]
-        x = augment_batch(x, epoch, aug_gen, aug).to(device)
-        y, w = labels[idx].to(device), w_all[idx].to(device)
+        x = augment_batch(x, epoch, aug_gen, loop.aug).to(loop.device)
+        y, w = labels[idx].to(loop.device), w_all[idx].to(loop.device)
         for group in opt.param_groups:
             group["lr"] = lr_at(step0 + i, total_steps, config)
         loss = (w * F.binary_cross_entropy_with_logits(net(x), y, reduction="none")).sum() / max(1, len(idx))
@@ -262,9 +314,9 @@ def _run_epoch(net, opt, data, weights, config, aug, epoch, step0, total_steps, 
         loss.backward()
         opt.step()
         loss_sum += float(loss.detach())
-        bar.update(1)
-        bar.set_postfix_str(f"epoch {epoch} loss {loss_sum / (i + 1):.4f}{last_val}", refresh=False)
-    return loss_sum / max(1, len(batches)), len(batches)
+        loop.bar.update(1)
+        loop.bar.set_postfix_str(f"epoch {epoch} loss {loss_sum / (i + 1):.4f}{postfix}", refresh=False)
+    return loss_sum / max(1, len(batches))
 
 
 def _validate(model, val, dd: _Dist, device) -> float:
@@ -322,47 +374,39 @@ def _fit(out_ckpt: Path, manifest, config: TrainConfig, resume: bool, progress: 
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
     tr, val, sha = _load_splits(manifest, config, cache_dir, progress and dd.rank == 0)
-    weights = class_balanced_weights(tr.labels, tr.weights)
     torch.manual_seed(config.seed)
     model = build_model(config.model).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    st = {"epoch": 0, "best_val_auroc": -1.0, "best_epoch": -1, "bad_epochs": 0, "history": [], "seconds": 0.0,
-          "samples": 0, "stop_reason": None}
-    best_state = _state_copy(model)
+    state, best_state = Progress(), _state_copy(model)
     payload = _resume_state(out_ckpt, config, sha) if resume else None
     if payload is not None:
-        _restore(out_ckpt, payload, model, opt, st)
+        state = _restore(out_ckpt, payload, model, opt)
         best_state = payload["state_dict"]
     net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if dd.world > 1 else model
-    aug = AugmentConfig(config.dihedral, parse_core_dropout(config.core_dropout))
     steps_per_epoch = len(_batches(len(tr.labels), config.batch_size, torch.Generator()))
-    bar = tqdm(total=steps_per_epoch * config.epochs, initial=steps_per_epoch * st["epoch"], unit="step",
+    bar = tqdm(total=steps_per_epoch * config.epochs, initial=steps_per_epoch * state.epoch, unit="step",
                desc="train", disable=None if (progress and dd.rank == 0) else True)
-    while st["stop_reason"] is None and st["epoch"] < config.epochs:
-        epoch, t0 = st["epoch"], time.perf_counter()
-        loss, _ = _run_epoch(net, opt, tr, weights, config, aug, epoch, epoch * steps_per_epoch,
-                             steps_per_epoch * config.epochs, dd, device, bar,
-                             f" val_auroc {st['history'][-1]['val_auroc']:.4f}" if st["history"] else "")
+    loop = _Loop(net, opt, tr, class_balanced_weights(tr.labels, tr.weights), config,
+                 AugmentConfig(config.dihedral, parse_core_dropout(config.core_dropout)), dd, device, bar,
+                 steps_per_epoch)
+    while state.stop_reason is None and state.epoch < config.epochs:
+        epoch, t0 = state.epoch, time.perf_counter()
+        loss = _run_epoch(loop, epoch, f" val_auroc {state.history[-1]['val_auroc']:.4f}" if state.history else "")
         val_auc = _validate(model, val, dd, device)
-        st["seconds"] += time.perf_counter() - t0
-        st["samples"] += steps_per_epoch * min(config.batch_size, len(tr.labels))
+        state.seconds += time.perf_counter() - t0
+        state.samples += steps_per_epoch * min(config.batch_size, len(tr.labels))
         row = {"epoch": epoch, "train_loss": loss, "val_auroc": val_auc, "lr_end": opt.param_groups[0]["lr"],
-               "seconds": st["seconds"]}
-        st["history"].append(row)
-        if val_auc > st["best_val_auroc"]:
-            st.update(best_val_auroc=val_auc, best_epoch=epoch, bad_epochs=0)
+               "seconds": state.seconds}
+        if state.record(row, config):
             best_state = _state_copy(model)
-        else:
-            st["bad_epochs"] += 1
-        st["epoch"] = epoch + 1
-        st["stop_reason"] = stop_reason(st["epoch"], st["bad_epochs"], st["seconds"], config)
         bar.set_postfix_str(f"epoch {epoch} loss {loss:.4f} val_auroc {val_auc:.4f}", refresh=True)
         if dd.rank == 0:
-            metrics = {k: st[k] for k in ("best_val_auroc", "best_epoch", "history", "stop_reason", "seconds")}
+            metrics = {k: getattr(state, k) for k in ("best_val_auroc", "best_epoch", "history", "stop_reason",
+                                                      "seconds")}
             metrics.update(n_train=len(tr.labels), n_val=len(val.labels), world_size=dd.world,
                            n_parameters=count_parameters(model), device=str(device))
-            resume_state = dict(st, state_dict=_state_copy(model), optimizer=opt.state_dict())
+            resume_state = dict(dataclasses.asdict(state), state_dict=_state_copy(model), optimizer=opt.state_dict())
             save_checkpoint(out_ckpt, _payload(config.model, best_state, config, manifest, sha, metrics, resume_state))
             if keep_epochs:  # this epoch's own weights, no resume state
                 own = dict(_payload(config.model, _state_copy(model), config, manifest, sha, metrics, None), epoch=epoch)
@@ -372,8 +416,8 @@ def _fit(out_ckpt: Path, manifest, config: TrainConfig, resume: bool, progress: 
         if dd.world > 1:
             dist.barrier()
     bar.close()
-    return TrainSummary(out_ckpt, st["epoch"], st["best_epoch"], st["best_val_auroc"], st["stop_reason"],
-                        st["seconds"], st["samples"] / max(st["seconds"], 1e-9), st["history"])
+    return TrainSummary(out_ckpt, state.epoch, state.best_epoch, state.best_val_auroc, state.stop_reason,
+                        state.seconds, state.samples / max(state.seconds, 1e-9), state.history)
 
 
 # --- command line --------------------------------------------------------------------------

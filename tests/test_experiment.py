@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -79,13 +78,6 @@ def test_stratified_bins_from_gate_extra():
     out = em.stratified_bins([rec, {"gate": "detection_auroc", "params": {}}])
     assert list(out) == ["theta_e"]
     assert out["theta_e"][1] == {"bin": "1-1.5arcsec", "value": 0.8, "ci": [0.7, 0.9], "n_pos": 9, "n_neg": 9}
-
-
-def test_jsonable_makes_plain_json():
-    out = em.jsonable({"a": np.float32(0.5), "b": (1, np.int64(2)), "c": float("nan"), "d": Path("x"),
-                        "e": {"f": np.float64(np.inf)}})
-    assert out == {"a": 0.5, "b": [1, 2], "c": None, "d": "x", "e": {"f": None}}
-    assert isinstance(out["b"][1], int)
 
 
 def test_examples_npz_is_deterministic_and_loads_without_pickle():

@@ -13,22 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io import jsonable
 from ..schema import LABEL_COLUMN, SPLIT_COLUMN
-
-
-def jsonable(obj):
-    """Plain JSON types: numpy scalars to Python, tuples to lists, NaN/inf to None."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, (np.generic,)):
-        obj = obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 def roc_points(labels: np.ndarray, scores: np.ndarray, max_points: int = 200) -> dict:
@@ -43,8 +29,10 @@ def roc_points(labels: np.ndarray, scores: np.ndarray, max_points: int = 200) ->
 
 
 def detection(ckpt: Path, manifest: Path, split: str, seed: int, params) -> tuple:
-    """AUROC (LRG-bootstrap CI) of a model on one split, and its ROC curve: ``(metric, roc)``."""
+    """AUROC and TPR at FPR 1e-2 / 1e-3 (LRG-bootstrap CIs) of a model on one split, and its ROC curve
+    with score histograms by class and the extreme rows (:mod:`.lens_search`): ``(metric, roc)``."""
     from ..evaluate import evaluate_scores, lrg_groups, score_manifest
+    from .lens_search import extremes, score_histogram, tpr_at_fpr_intervals
 
     scored = score_manifest(ckpt, manifest, [split], cache_dir=params.out / "cache")
     labels, scores = scored[LABEL_COLUMN].to_numpy().astype(int), scored["score"].to_numpy(np.float64)
@@ -52,12 +40,14 @@ def detection(ckpt: Path, manifest: Path, split: str, seed: int, params) -> tupl
         return {"metric": "auroc", "value": None, "ci": None, "n": int(len(labels)), "n_groups": 0, "seed": seed,
                 "source": f"evaluate_scores[{split}]",
                 "message": f"split {split!r} holds {len(labels)} rows of one class only"}, None
-    m = evaluate_scores(labels, scores, lrg_groups(scored), n_boot=params.n_boot, seed=seed)
+    groups = lrg_groups(scored)
+    m = evaluate_scores(labels, scores, groups, n_boot=params.n_boot, seed=seed)
     est = m.auroc
     metric = {"metric": "auroc", "value": est.value, "ci": [est.lo, est.hi], "n": est.n, "n_groups": est.n_groups,
               "seed": seed, "source": f"evaluate_scores[{split}]", "n_pos": m.n_pos, "n_neg": m.n_neg,
-              "tpr_at_fpr": {str(k): v for k, v in m.tpr.items()}}
-    return jsonable(metric), roc_points(labels, scores)
+              "tpr_at_fpr": tpr_at_fpr_intervals(labels, scores, groups, n_boot=params.n_boot, seed=seed)}
+    roc = dict(roc_points(labels, scores), hist=score_histogram(labels, scores), extremes=extremes(scored, scores))
+    return jsonable(metric), jsonable(roc)
 
 
 def run_gates(manifest: Path, ckpt: Path | None, params, seed: int, *, model_only: bool,

@@ -56,10 +56,10 @@ import numpy as np
 
 from .. import __version__
 from .measure import (
-    detection, example_stamps, gate_metric, jsonable, npz_bytes, property_histograms, run_gates,
+    detection, example_stamps, gate_metric, npz_bytes, property_histograms, run_gates,
     strip_extra, stratified_bins,
 )
-from ..io import write_bytes_atomic
+from ..io import jsonable, write_bytes_atomic
 from ..schema import LABEL_COLUMN, SPLIT_COLUMN
 
 SCHEMA = "shortcutgates.experiment/1"

@@ -30,13 +30,11 @@ know. Non-finite floats (NaN, inf) are written as ``null`` so the file is strict
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Iterable, Mapping
 
-import numpy as np
 
-from ..io import write_bytes_atomic
+from ..io import jsonable, write_bytes_atomic
 from .records import REPORT_KEYS
 
 SCHEMA = "shortcutgates.report/2"
@@ -51,25 +49,6 @@ GATE_KEYS: tuple[str, ...] = REPORT_KEYS
 """Keys every gate entry carries."""
 FAILING: tuple[str, ...] = ("fail", "inconclusive", "error")
 """Verdicts of a primary case that turn the run red (unless waived)."""
-
-
-def jsonable(value):
-    """``value`` with numpy scalars/arrays, tuples and paths turned into JSON types; NaN/inf → None."""
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [jsonable(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"jsonable: cannot write {type(value).__name__} to the gate report (got {value!r})")
 
 
 def summarize(gates: Iterable[Mapping]) -> dict:

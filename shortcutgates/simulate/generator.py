@@ -9,8 +9,6 @@ noiseless arc to that same control -> the stamp. Every LRG has its own random st
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -20,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..codec import encode_stamp
-from ..io import write_parquet_atomic
+from ..io import atomic_directory, write_parquet_atomic
 from ..schema import PIXEL_SCALE_ARCSEC, REGION_SPLIT_COLUMN, SPLITS, ZERO_POINT_AB
 from .field import draw_field, field_rng, render_field
 from .population import (
@@ -372,32 +370,6 @@ class SimulationSummary(NamedTuple):
     """Wall time. Unit: s."""
 
 
-def _prepare_out(out_dir: Path) -> Path:
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise FileExistsError(f"simulate: output '{out_dir}' exists and is not empty "
-                              "(choose another --out or remove it)")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_tmp(out_dir)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    return tmp
-
-
-def _remove_stale_tmp(out_dir: Path) -> None:
-    """Remove ``.OUT.tmp-PID`` directories left by killed runs (their PID no longer runs)."""
-    for old in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):
-        pid = old.name.rsplit("-", 1)[-1]
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            shutil.rmtree(old, ignore_errors=True)
-        except PermissionError:  # another user's live process
-            pass
-
-
 def simulate_paired(out_dir, n_lrgs: int, seed: int, *, stamp_size: int = 64,
                     injections_per_lrg: tuple[int, int] = (2, 18), rows_per_file: int = 2000,
                     progress: bool = True, **options) -> SimulationSummary:
@@ -405,8 +377,9 @@ def simulate_paired(out_dir, n_lrgs: int, seed: int, *, stamp_size: int = 64,
 
     The same rows as :func:`simulate_frame` (``region_split`` kept, equal to the directory); every
     file's schema metadata carries :func:`simulation_metadata` as JSON under :data:`METADATA_KEY`.
-    Files are written into a temporary sibling directory that is renamed to ``out_dir`` at the
-    end, so an interrupted run leaves no partial output. ``out_dir`` must not exist or be empty.
+    Files are written into a temporary sibling directory that becomes ``out_dir`` at the end
+    (:func:`shortcutgates.io.atomic_directory`), so an interrupted run leaves no partial output.
+    ``out_dir`` must not exist or be empty.
     """
     start = time.perf_counter()
     out_dir = Path(out_dir)
@@ -414,8 +387,10 @@ def simulate_paired(out_dir, n_lrgs: int, seed: int, *, stamp_size: int = 64,
         raise ValueError(f"simulate_paired: 'rows_per_file' must be >= 1 (got {rows_per_file})")
     meta = simulation_metadata(n_lrgs, seed, stamp_size=stamp_size, injections_per_lrg=injections_per_lrg,
                                options=options)
-    tmp = _prepare_out(out_dir)
-    try:
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise FileExistsError(f"simulate: output '{out_dir}' exists and is not empty "
+                              "(choose another --out or remove it)")
+    with atomic_directory(out_dir) as tmp:
         buffers = {s: [] for s in SPLITS}
         counts = {s: 0 for s in SPLITS}
         files = []
@@ -436,11 +411,5 @@ def simulate_paired(out_dir, n_lrgs: int, seed: int, *, stamp_size: int = 64,
         for split in SPLITS:
             if buffers[split]:
                 flush(split)
-        if out_dir.exists():
-            out_dir.rmdir()
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return SimulationSummary(out_dir, int(n_lrgs), sum(counts.values()), counts,
                              tuple(sorted(files)), time.perf_counter() - start)
