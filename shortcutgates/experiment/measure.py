@@ -137,15 +137,14 @@ def example_stamps(paired_manifest: Path, seed: int, k: int = 3, split: str = "t
     """A few positives of a paired manifest with their controls, residual inputs and arc masks.
 
     Returns ``{"stamp", "control", "residual": (k, 3, H, W) float32, "arc_mask": (k, H, W) bool,
-    "theta_e_arcsec": (k,)}``; the arc mask is the annulus the ``arc_masked_auroc`` gate fills with
-    noise (:func:`shortcutgates.gates.model_gates.arc_mask_radii` with ``mask_half_widths``).
+    "theta_e_arcsec": (k,)}``; the arc mask marks the lensed light (stamp − control above 1 % of
+    its peak) at r >= ``R_CORE_PX``: what the ``arc_masked_auroc`` gate takes out of the stamp
+    (``docs/model_gates.md``).
     """
     from ..evaluate import lrg_groups
-    from ..gates.model_gates import arc_mask_radii, mask_half_widths
-    from ..gates.perturb import annulus_masks
+    from ..gates.perturb import R_CORE_PX, core_mask
     from ..manifest import load_images, read_manifest
     from ..preprocess import residual
-    from ..schema import PIXEL_SCALE_ARCSEC
 
     frame = read_manifest(paired_manifest).frame
     frame = frame[frame[SPLIT_COLUMN].astype(str) == split].reset_index(drop=True)
@@ -159,11 +158,10 @@ def example_stamps(paired_manifest: Path, seed: int, k: int = 3, split: str = "t
         return {}
     stamps, _ = load_images(frame.iloc[pos])
     controls, _ = load_images(frame.iloc[[neg_of[groups[i]] for i in pos]])
-    theta_px = theta[pos] / PIXEL_SCALE_ARCSEC
-    width = mask_half_widths(frame.iloc[pos].reset_index(drop=True))
-    r_in, r_out = arc_mask_radii(theta_px, np.ones(len(pos), int), np.random.default_rng(seed), width)
+    light = (stamps - controls).sum(axis=1)
+    arc_mask = (light > 0.01 * light.max(axis=(1, 2), keepdims=True)) & ~core_mask(stamps.shape[-2:], R_CORE_PX)
     return {"stamp": stamps, "control": controls, "residual": residual(stamps),
-            "arc_mask": annulus_masks(stamps.shape[-2:], r_in, r_out), "theta_e_arcsec": theta[pos]}
+            "arc_mask": arc_mask, "theta_e_arcsec": theta[pos]}
 
 
 
