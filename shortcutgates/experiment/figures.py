@@ -65,12 +65,18 @@ def roc_figure(panels: Mapping[str, Mapping[str, Mapping]], path) -> Path:
     """
     fig, axes = _new_figure(len(panels))
     for ax, (experiment, curves) in zip(axes, panels.items()):
-        ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls=":")
+        positive = [f for c in curves.values() for f in c["fpr"] if f > 0]
+        lo = min([1e-3] + positive) / 2  # log axis: lens searches work at FPR 1e-2 to 1e-3
+        grid = np.logspace(np.log10(lo), 0, 50)
+        ax.plot(grid, grid, color="0.7", lw=0.8, ls=":")
+        for fpr in (1e-2, 1e-3):
+            ax.axvline(fpr, color="0.8", lw=0.8)
         for i, (config, c) in enumerate(curves.items()):
-            ax.plot(c["fpr"], c["tpr"], color=COLORS[i % len(COLORS)], lw=1.5,
+            ax.step(np.maximum(c["fpr"], lo), c["tpr"], where="post", color=COLORS[i % len(COLORS)], lw=1.5,
                     label=f"{config}: {_fmt_ci(c['value'], c.get('ci'))}")
-        ax.set(title=f"{experiment} ROC", xlabel="false-positive rate", ylabel="true-positive rate",
-               xlim=(0, 1), ylim=(0, 1.01))
+        ax.set_xscale("log")
+        ax.set(title=f"{experiment} ROC", xlabel="false-positive rate (log)", ylabel="true-positive rate",
+               xlim=(lo, 1), ylim=(0, 1.01))
         ax.legend(loc="lower right", fontsize=7)
     return _save(fig, path)
 
@@ -142,7 +148,10 @@ def _stretch(image: np.ndarray, scale: float) -> np.ndarray:
 
 
 def stamps_figure(examples: Mapping[str, np.ndarray], path, *, band: int = 1) -> Path:
-    """Example stamps: one row per example, columns stamp, control, difference, residual, arc mask.
+    """Example stamps: one row per example, columns gri colour, stamp, control, difference, residual, arc mask.
+
+    The colour panel (z red, r green, g blue) carries a 2-arcsec scale bar; the single-band panels a
+    colour bar in their display unit (asinh of flux over 3 sky sigmas; residual in MAD units).
 
     Parameters
     ----------
@@ -157,8 +166,12 @@ def stamps_figure(examples: Mapping[str, np.ndarray], path, *, band: int = 1) ->
     control = np.asarray(examples["control"])[:, band]
     residual = np.asarray(examples["residual"])[:, band]
     mask = np.asarray(examples["arc_mask"]).astype(float)
-    columns = [("stamp", stamp), ("control", control), ("difference", stamp - control),
-               ("residual", residual), ("arc mask", mask)]
+    from .lens_search import add_scale_bar, gri_rgb
+
+    colour = gri_rgb(np.asarray(examples["stamp"]))
+    bands = "grz"[band]
+    columns = [("gri colour", colour), (f"stamp ({bands})", stamp), ("control", control),
+               ("difference", stamp - control), ("residual", residual), ("arc mask", mask)]
     k = len(stamp)
     fig, axes = _new_figure(k * len(columns), width=2.0, height=2.0, ncols=len(columns))
     for i in range(k):
@@ -169,15 +182,21 @@ def stamps_figure(examples: Mapping[str, np.ndarray], path, *, band: int = 1) ->
         lo, hi = _stretch(-2 * 1.4826 * mad, scale), float(np.percentile(_stretch(stamp[i] - sky, scale), 99.8))
         for j, (name, arr) in enumerate(columns):
             ax = axes[i * len(columns) + j]
-            if name == "residual":
+            shown = None
+            if name == "gri colour":
+                ax.imshow(arr[i], origin="lower")
+                add_scale_bar(ax, arr[i].shape[1])
+            elif name == "residual":
                 lim = max(float(np.percentile(np.abs(arr[i]), 99)), 1e-6)
-                ax.imshow(arr[i], cmap="RdBu_r", vmin=-lim, vmax=lim, origin="lower")
+                shown = ax.imshow(arr[i], cmap="RdBu_r", vmin=-lim, vmax=lim, origin="lower")
             elif name == "arc mask":
                 ax.imshow(arr[i], cmap="gray_r", origin="lower")
             elif name == "difference":
-                ax.imshow(_stretch(arr[i], scale), cmap="magma", origin="lower")
+                shown = ax.imshow(_stretch(arr[i], scale), cmap="magma", origin="lower")
             else:
-                ax.imshow(_stretch(arr[i] - sky, scale), cmap="gray", vmin=lo, vmax=hi, origin="lower")
+                shown = ax.imshow(_stretch(arr[i] - sky, scale), cmap="gray", vmin=lo, vmax=hi, origin="lower")
+            if shown is not None:
+                fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
             ax.set_xticks([]), ax.set_yticks([])
             if i == 0:
                 ax.set_title(name, fontsize=9)

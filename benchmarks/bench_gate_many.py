@@ -1,0 +1,74 @@
+"""Gating many checkpoints on one data read: 10 checkpoints vs 1 on a 4000-sample manifest.
+
+``shortcutgates gate --model a.pt b.pt ... --out DIR`` reads and samples the manifest once and
+measures the data gates once; each checkpoint then runs only its model gates on a context that
+shares decoded samples, preprocessed inputs and memoised probes. Target: ten checkpoints take at
+most 3× the wall time of one.
+
+The checkpoints are ``fixtures/checkpoints/clean.pt`` with its weights perturbed by a seeded
+1 % Gaussian (distinct checkpoints with distinct scores, as consecutive epochs are). Reported in
+``extra_info`` and on stdout: wall time for 1 and for 10, their ratio, and the per-checkpoint
+marginal cost.
+
+Run: ``OMP_NUM_THREADS=1 python -m pytest benchmarks/bench_gate_many.py --benchmark-only -s``
+(``SHORTCUTGATES_BENCH_N`` changes the manifest size, ``SHORTCUTGATES_BENCH_MODELS`` the count).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from shortcutgates.gates.synthetic import ToySpec, make_rows, write_manifest
+
+N_SAMPLES = int(os.environ.get("SHORTCUTGATES_BENCH_N", 4000))
+N_MODELS = int(os.environ.get("SHORTCUTGATES_BENCH_MODELS", 10))
+CHECKPOINT = Path(__file__).resolve().parents[1] / "fixtures" / "checkpoints" / "clean.pt"
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    rows = make_rows(ToySpec(n_lrgs=int(N_SAMPLES / 1.1), core_fraction=0.3, theta_e_arcsec=(1.2, 2.6), seed=0))
+    return write_manifest(rows, tmp_path_factory.mktemp("bench_many"))
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> list[Path]:
+    import torch
+
+    base = torch.load(CHECKPOINT, weights_only=True)
+    out = []
+    directory = tmp_path_factory.mktemp("ckpts")
+    for i in range(N_MODELS):
+        gen = torch.Generator().manual_seed(i)
+        state = {k: (v + 0.01 * v.std().nan_to_num() * torch.randn(v.shape, generator=gen)
+                     if v.is_floating_point() and v.numel() > 1 else v) for k, v in base["state_dict"].items()}
+        path = directory / f"epoch{i:03d}.pt"
+        torch.save(dict(base, state_dict=state), path)
+        out.append(path)
+    return out
+
+
+def test_ten_checkpoints_vs_one(benchmark, manifest, checkpoints, tmp_path):
+    import torch
+
+    from shortcutgates.gates.sweep import gate_many
+
+    torch.set_num_threads(1)
+
+    def timed(models, out):
+        t0 = time.perf_counter()
+        gate_many(manifest, models, out, progress=False)
+        return time.perf_counter() - t0
+
+    one = timed(checkpoints[:1], tmp_path / "one")
+    many = benchmark.pedantic(timed, args=(checkpoints, tmp_path / "many"), rounds=1, iterations=1)
+    ratio = many / one
+    info = {"n_samples": N_SAMPLES, "n_models": len(checkpoints), "one_s": one, "many_s": many, "ratio": ratio,
+            "marginal_per_model_s": (many - one) / max(len(checkpoints) - 1, 1)}
+    benchmark.extra_info.update(info)
+    print(f"\ngate_many on {N_SAMPLES} samples: 1 checkpoint {one:.1f} s, {len(checkpoints)} checkpoints "
+          f"{many:.1f} s = {ratio:.2f}x one (target <= 3x); {info['marginal_per_model_s']:.1f} s per further checkpoint")
