@@ -8,9 +8,11 @@ measure raises :class:`ProbeError`; the gate turns that into an ``error`` verdic
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
+from scipy.stats import norm
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
@@ -170,30 +172,39 @@ coverage 0.90-0.925 over 40 seeds); more steps approach the full refit (four: SE
 REFIT_RESAMPLES = 1000
 """Resamples of the refitted bootstrap of :func:`cv_auc_estimate` (with ``config.n_boot`` when larger)."""
 
+BOOTSTRAP_UNIQUE_SHARE = 1 - math.exp(-1)
+"""Share of distinct units in a bootstrap resample (0.632): a probe refitted on a resample learns from
+that many units, so its fitting noise is ``1 / 0.632`` times that of a probe fitted on the sample."""
 
-def cv_auc_estimate(features, labels, groups, config, *, C: float = 1.0) -> tuple[Estimate, np.ndarray]:
-    """Grouped-CV probe AUC with an interval that refits the probe in every resample; and the OOF scores.
 
-    The probe is the one of :func:`grouped_cv_scores` (folds grouped by ``groups``, stratified by
-    label, standardised inside each training fold, L2 logistic regression). Its out-of-fold AUC
-    varies with the rows scored *and* with the rows the probe was fitted on; resampling only the
-    scores misses the second part (it covered 0.83–0.93 instead of 0.95). Here each bootstrap
-    resample of units (``groups``: LRGs or matched sets, drawn with replacement) reweights the
-    training rows of every fold, the probe is refitted by one Newton step from its fit (the
-    linearised refit, exact to first order in the weights: ``Δθ = −H⁻¹ ∇ℓ_w(θ̂)``), the held-out rows
-    are rescored and the weighted AUC recomputed. The interval is the percentile interval of
-    those AUCs at ``config.level``, shifted to centre on the estimate (the refits' mean lies below
-    it by the cost of the duplicated rows). ``config`` supplies ``n_splits``, ``seed``, ``n_boot`` and
-    ``level``. See ``docs/design.md#calibration`` for the measured coverage.
+class CVResamples(NamedTuple):
+    """A cross-validated probe AUC and its bootstrap resamples (see :func:`cv_auc_resamples`)."""
+
+    value: float
+    scores: np.ndarray
+    """(N,) out-of-fold log-odds."""
+    held_out: np.ndarray
+    """(B,) AUCs of the resamples with the probe as fitted (only the scored rows resampled)."""
+    refit: np.ndarray
+    """(B,) AUCs of the resamples with the probe refitted on each resample."""
+    n_units: int
+
+
+def cv_auc_resamples(features, labels, groups, config, *, C: float = 1.0) -> CVResamples:
+    """Grouped-CV probe AUC and, per bootstrap resample of units, its AUC with and without refitting.
+
+    The probe is the one of :func:`grouped_cv_scores`. Each resample draws units (``groups``: LRGs or
+    matched sets) with replacement; every row of a unit gets the unit's count as weight. ``held_out``
+    keeps the fitted probes and reweights the scored rows; ``refit`` also reweights every fold's
+    training rows and refits the probe by :data:`NEWTON_STEPS` Newton steps from its fit.
     """
     features = np.asarray(features, dtype=np.float64)
     labels = np.asarray(labels).astype(int)
     groups = np.asarray(groups)
-    n_splits, seed = config.n_splits, config.seed
-    _check_probe_input(features, labels, groups, n_splits)
+    _check_probe_input(features, labels, groups, config.n_splits)
     fits = []
     with threadpool_limits(limits=1, user_api="blas"):
-        for train, test in grouped_folds(labels, groups, n_splits, seed):
+        for train, test in grouped_folds(labels, groups, config.n_splits, config.seed):
             if len(np.unique(labels[train])) < 2:
                 raise ProbeError("a training fold has a single class; too few LRGs per class")
             fits.append(_fit_fold(features, labels, train, test, C))
@@ -204,23 +215,51 @@ def cv_auc_estimate(features, labels, groups, config, *, C: float = 1.0) -> tupl
         _, units = np.unique(groups, return_inverse=True)
         units = units.ravel()
         n_units = int(units.max()) + 1
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(config.seed)
         draws = np.stack([np.bincount(rng.integers(0, n_units, n_units), minlength=n_units)
                           for _ in range(max(REFIT_RESAMPLES, config.n_boot))])  # (B, n_units)
         draws = draws[[len(np.unique(labels[d[units] > 0])) == 2 for d in draws]]
-        stats = np.concatenate([_refit_aucs(fits, labels, units, draws[i:i + 250], C)
-                                for i in range(0, len(draws), 250)]) if len(draws) else np.zeros(0)
-        stats = stats[np.isfinite(stats)]
-    n_boot = len(stats)
-    if n_boot < max(10, config.n_boot // 2):
-        return Estimate(value, np.nan, np.nan, len(labels), n_units, n_boot), scores
-    stats = np.asarray(stats)
-    lo, hi = np.quantile(stats - stats.mean() + value, [(1 - config.level) / 2, (1 + config.level) / 2])
-    return Estimate(value, float(max(lo, 0.0)), float(min(hi, 1.0)), len(labels), n_units, n_boot), scores
+        held_out, refit = [], []
+        for i in range(0, len(draws), 250):
+            h, r = _refit_aucs(fits, labels, scores, units, draws[i:i + 250], C)
+            held_out.append(h)
+            refit.append(r)
+    held_out = np.concatenate(held_out) if held_out else np.zeros(0)
+    refit = np.concatenate(refit) if refit else np.zeros(0)
+    ok = np.isfinite(held_out) & np.isfinite(refit)
+    return CVResamples(float(value), scores, held_out[ok], refit[ok], n_units)
 
 
-def _refit_aucs(fits: list, labels: np.ndarray, units: np.ndarray, draws: np.ndarray, C: float) -> np.ndarray:
-    """Weighted out-of-fold AUCs of the linearised refits for a batch of resamples, shape (B,).
+def cv_auc_estimate(features, labels, groups, config, *, C: float = 1.0) -> tuple[Estimate, np.ndarray]:
+    """Grouped-CV probe AUC with an interval for its whole variance; and the out-of-fold scores.
+
+    A cross-validated AUC varies with the rows scored *and* with the rows the probe was fitted on.
+    Resampling only the scores (``held_out``) misses the second part (coverage 0.83–0.93 instead of
+    0.95); refitting in each resample (``refit``) counts it, but a resample holds only 63 % distinct
+    units, so its refits are noisier than the probe fitted on the sample. The variance used is
+    ``var(held_out) + 0.632 · (var(refit) − var(held_out))`` (the fitting part scaled back to the
+    sample's size), the interval normal around the estimate at ``config.level``. Measured coverage:
+    ``docs/design.md#calibration``.
+    """
+    r = cv_auc_resamples(features, labels, groups, config, C=C)
+    n = len(np.asarray(labels))
+    if len(r.refit) < max(10, config.n_boot // 2):
+        return Estimate(r.value, np.nan, np.nan, n, r.n_units, len(r.refit)), r.scores
+    lo, hi = blended_interval(r, config.level)
+    return Estimate(r.value, lo, hi, n, r.n_units, len(r.refit)), r.scores
+
+
+def blended_interval(r: CVResamples, level: float) -> tuple[float, float]:
+    """``value ± z · sqrt(var(held_out) + 0.632 · max(var(refit) − var(held_out), 0))``, clipped to [0, 1]."""
+    var_test = np.var(r.held_out, ddof=1)
+    var = var_test + BOOTSTRAP_UNIQUE_SHARE * max(np.var(r.refit, ddof=1) - var_test, 0.0)
+    half = float(norm.ppf((1 + level) / 2) * np.sqrt(var))
+    return max(r.value - half, 0.0), min(r.value + half, 1.0)
+
+
+def _refit_aucs(fits: list, labels: np.ndarray, scores: np.ndarray, units: np.ndarray, draws: np.ndarray,
+                C: float) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted AUCs of a batch of resamples: with the probes as fitted, and refitted; each shape (B,).
 
     ``draws`` (B, n_units) counts how often each unit was drawn; every row of a unit gets its count.
     """
@@ -237,7 +276,9 @@ def _refit_aucs(fits: list, labels: np.ndarray, units: np.ndarray, draws: np.nda
             gradient[:, :-1] += params[:, :-1]
             params = params - gradient @ f.h_inv
         refit[f.test] = f.design[f.test] @ params.T
-    return np.array([_weighted_auc(labels, refit[:, b], weights[b]) for b in range(len(draws))])
+    held_out = weighted_auroc_metric(labels, scores)
+    return (np.array([held_out(None, None, w) for w in weights]),
+            np.array([_weighted_auc(labels, refit[:, b], weights[b]) for b in range(len(draws))]))
 
 
 def _weighted_auc(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> float:
