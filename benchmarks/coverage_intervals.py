@@ -17,8 +17,12 @@ estimand), the mean half-width, and the ratio of the mean bootstrap SE to the se
 * ``blend``: the interval the gates use (:func:`~shortcutgates.gates.probes.cv_auc_estimate`):
   ``var(oof) + 0.632 · (var(refit) − var(oof))``, normal around the estimate.
 
+With ``--scorer`` it measures the intervals of the model gates instead: a fixed scorer (binormal
+scores, a shared LRG part in paired data) whose AUROC is known, and the signed AUROC gap of two
+independent splits of one population (true gap 0), both by the LRG bootstrap of the scores.
+
 Run: ``OMP_NUM_THREADS=1 python benchmarks/coverage_intervals.py --seeds 200 --sizes 150 300 1000``
-(writes ``--out`` JSON; progress on stderr).
+(add ``--scorer`` for the model gates; writes ``--out`` JSON; progress on stderr).
 """
 
 from __future__ import annotations
@@ -78,6 +82,52 @@ def summarise(rows: list[dict], level: float) -> dict:
     return out
 
 
+def scorer_seed(n_lrgs: int, auc: float, design: str, seed: int, config) -> dict:
+    """A fixed scorer (no fitting): binormal scores with a shared LRG component in paired data.
+
+    Returns the AUROC interval of one split and the interval of the signed AUROC gap between two
+    independent splits of the same population (true gap 0), as the model gates compute them.
+    """
+    from shortcutgates.gates.decision import bootstrap_auroc, bootstrap_metric
+    from shortcutgates.stats import weighted_auroc_metric
+
+    rng = np.random.default_rng(seed)
+    d = math.sqrt(2) * norm.ppf(auc) * (math.sqrt(2) if design == "paired" else 1.0)  # σ² = 2 with an LRG part
+
+    def split(n, offset):
+        if design == "paired":
+            labels, groups = np.tile([1, 0], n), np.repeat(np.arange(n), 2) + offset
+            scores = rng.normal(size=n)[groups - offset] + rng.normal(size=2 * n) + d * labels
+        else:
+            labels, groups = rng.permutation(np.arange(n) % 2), np.arange(n) + offset
+            scores = rng.normal(size=n) + d * labels
+        return labels, scores, groups
+
+    cfg = GateConfig(n_boot=config.n_boot, seed=seed, level=config.level)
+    la, sa, ga = split(n_lrgs, 0)
+    lb, sb, gb = split(n_lrgs, 10 * n_lrgs)
+    one = bootstrap_auroc(la, sa, ga, cfg)
+    labels, scores, groups = np.r_[la, lb], np.r_[sa, sb], np.r_[ga, gb]
+    in_a = np.arange(len(labels)) < len(la)
+    auc_a, auc_b = weighted_auroc_metric(la, sa), weighted_auroc_metric(lb, sb)
+    gap = bootstrap_metric(labels, scores, groups,
+                           lambda _l, _s, w=None: auc_a(None, None, None if w is None else w[in_a])
+                           - auc_b(None, None, None if w is None else w[~in_a]), cfg)
+    return {"auroc": [one.lo, one.hi], "auroc_value": one.value, "gap": [gap.lo, gap.hi], "gap_value": gap.value}
+
+
+def summarise_scorer(rows: list[dict], auc: float, level: float) -> dict:
+    z = norm.ppf((1 + level) / 2)
+    out = {}
+    for key, truth in (("auroc", auc), ("gap", 0.0)):
+        ci = np.array([r[key] for r in rows])
+        values = np.array([r[f"{key}_value"] for r in rows])
+        half = (ci[:, 1] - ci[:, 0]) / 2
+        out[key] = {"coverage": float(((ci[:, 0] <= truth) & (truth <= ci[:, 1])).mean()),
+                    "se_over_sd": float((half / z).mean() / values.std(ddof=1)), "half_width": float(half.mean())}
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=200)
@@ -89,10 +139,24 @@ def main(argv=None) -> int:
     ap.add_argument("--k", type=int, default=10, help="features that carry the signal")
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--scorer", action="store_true",
+                    help="fixed-scorer AUROC and AUROC-gap intervals (the model gates) instead of the probe")
     args = ap.parse_args(argv)
     config = GateConfig(n_boot=args.n_boot)
     results = []
     t0 = time.perf_counter()
+    if args.scorer:
+        for design in args.designs:
+            for auc in args.auc:
+                for n in args.sizes:
+                    rows = [scorer_seed(n, auc, design, seed, config)
+                            for seed in tqdm(range(args.seeds), desc=f"scorer {design} AUC {auc} n={n}", file=sys.stderr)]
+                    res = {"design": design, "population_auc": auc, "n_lrgs": n, **summarise_scorer(rows, auc, config.level)}
+                    results.append(res)
+                    print(f"scorer {design:8s} AUC {auc:.2f} n={n:5d}: AUROC coverage {res['auroc']['coverage']:.3f} "
+                          f"(SE/SD {res['auroc']['se_over_sd']:.2f}); gap coverage {res['gap']['coverage']:.3f} "
+                          f"(SE/SD {res['gap']['se_over_sd']:.2f}, half-width {res['gap']['half_width']:.3f})", flush=True)
+        args.designs = []  # the probe loop below does nothing
     for design in args.designs:
         for auc in args.auc:
             delta = math.sqrt(2 / args.k) * norm.ppf(auc)
