@@ -399,7 +399,7 @@ def test_gate_cli_reports_an_unreadable_manifest_in_one_line(tmp_path):
     file = write_manifest(make(hand_manifest(12)), tmp_path / "m")
     proc = run_cli_subprocess(["gate", "--data", tmp_path / "m", "--", "-q"], cwd=tmp_path)
     text = proc.stdout + proc.stderr
-    assert proc.returncode == 4, text  # pytest's usage error
+    assert proc.returncode == 2, text  # bad input (README's exit codes; pytest's own usage error is 4)
     assert f"ERROR: shortcutgates: {file}: {fragment}" in text
     assert_no_traceback(text)
 

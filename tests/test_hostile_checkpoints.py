@@ -34,7 +34,8 @@ TRAIN = ["--width", "4", "--blocks", "1", "--epochs", "1", "--batch-size", "8", 
 
 def resave_hint_given(text: str) -> bool:
     """The refusal says why (code could run) and how to re-save the file safely."""
-    return "could run arbitrary code" in text and "re-save" in text and "weights_only" in text
+    return ("could run arbitrary code" in text and "re-save" in text and "weights_only" in text
+            and "docs/scorers.md" in text and ".pt2" in text and "shortcutgates_scorer" in text)
 
 
 @pytest.fixture(scope="module")
@@ -200,5 +201,5 @@ def test_model_directory_is_named_as_a_directory(manifest, tmp_path):
     (tmp_path / "c.pt").mkdir()
     proc = run_pytest_subprocess(["gate_tests", "-q", f"--data={manifest}", f"--model={tmp_path / 'c.pt'}"])
     assert proc.returncode == 4
-    assert "argument --model: is a directory, expected a checkpoint file (.pt)" in proc.stderr
+    assert "argument --model: is a directory, expected a model file (.pt, .pt2, .onnx)" in proc.stderr
     assert_no_traceback(proc.stdout + proc.stderr)
