@@ -14,7 +14,8 @@ Run single-threaded, both ways of glibc's allocator::
     MALLOC_MMAP_THRESHOLD_=1000000000 MALLOC_TRIM_THRESHOLD_=1000000000 OMP_NUM_THREADS=1 \\
         pytest benchmarks/bench_simulate.py --benchmark-only
 
-or ``python benchmarks/bench_simulate.py`` for a printed summary.
+or ``python benchmarks/bench_simulate.py`` for a printed summary (it includes the simulation
+throughput with real-galaxy sources, ``sources="hdf"``, against Sérsic sources, in CPU time).
 """
 
 from __future__ import annotations
@@ -142,12 +143,45 @@ def allocator() -> str:
     return "raised MALLOC_MMAP/TRIM_THRESHOLD_" if raised else "glibc default"
 
 
-def test_bench_simulate_frame(benchmark):
+@pytest.mark.parametrize("sources", ["sersic", "hdf"])
+def test_bench_simulate_frame(benchmark, sources):
+    """Full paired stamps per second with Sérsic sources and with the real-galaxy library
+    (the same LRGs, conditions and injections; only the source light differs)."""
     n_lrgs, per = 4, 8
-    benchmark.extra_info["allocator"] = allocator()
-    benchmark.pedantic(simulate_frame, args=(n_lrgs, 0), kwargs=dict(injections_per_lrg=(per, per)),
+    benchmark.extra_info.update(allocator=allocator(), sources=sources)
+    benchmark.pedantic(simulate_frame, args=(n_lrgs, 0), kwargs=dict(injections_per_lrg=(per, per), sources=sources),
                        rounds=3, iterations=1)
     benchmark.extra_info["stamps_per_s"] = n_lrgs * per / benchmark.stats.stats.mean
+
+
+def arc_seconds(sources: str, n: int = 24, seed: int = 0) -> float:
+    """CPU seconds per three-band arc (render + PSF), population injections, one source kind."""
+    from shortcutgates.simulate.sources import draw_pick, load_library, place
+
+    rng = np.random.default_rng(seed)
+    cfg = PopulationConfig()
+    library = None if sources == "sersic" else load_library(sources)
+    work = []
+    for _ in range(n):
+        cond = draw_conditions(rng)
+        inj = draw_injection(rng, cfg)
+        pixel = None
+        if library is not None:
+            pick, flip = draw_pick(rng, len(library))
+            pixel = place(library, pick, r_eff=inj.src_reff, x=inj.src_x, y=inj.src_y, phi=inj.src_phi, flip=flip)
+        work.append((inj, cond, pixel))
+    start = time.process_time()
+    for inj, cond, pixel in work:
+        G.render_arc(inj, 19.0, cond, 64, pixel_source=pixel)
+    return (time.process_time() - start) / n
+
+
+def test_bench_arc_real_vs_sersic_sources(benchmark):
+    """Three-band arcs with library galaxies against Sérsic (+ clumps) sources: time ratio."""
+    benchmark.pedantic(lambda: arc_seconds("hdf"), rounds=1, iterations=1)
+    t_real, t_sersic = arc_seconds("hdf"), arc_seconds("sersic")
+    benchmark.extra_info.update(real_arcs_per_s=1 / t_real, sersic_arcs_per_s=1 / t_sersic, ratio=t_real / t_sersic)
+    print(f"\narcs: real (hdf) {1 / t_real:.1f}/s, Sérsic {1 / t_sersic:.1f}/s, real/Sérsic time {t_real / t_sersic:.2f}x")
 
 
 def test_bench_arc_ours_vs_lenstronomy(benchmark, cases):
@@ -180,11 +214,16 @@ def main() -> None:  # pragma: no cover - manual summary
     for c, f in zip(cases, factors):
         lenstronomy_stamp(c, f)
     t_lens = time.perf_counter() - start
-    start = time.perf_counter()
-    frame = simulate_frame(4, 0, injections_per_lrg=(8, 8))
-    t_sim = time.perf_counter() - start
     print(f"allocator: {allocator()}")
-    print(f"simulate_frame: {len(frame) / t_sim:.1f} stamps/s (3 bands, with LRG, noise, npz encoding)")
+    rate = {}
+    for sources in ("sersic", "hdf"):
+        start = time.process_time()
+        frame = simulate_frame(8, 0, injections_per_lrg=(8, 8), sources=sources)
+        rate[sources] = len(frame) / (time.process_time() - start)
+        print(f"simulate_frame, {sources} sources: {rate[sources]:.1f} stamps per CPU-second "
+              "(3 bands, with LRG, field, noise, npz encoding)")
+    print(f"real / Sérsic simulate time: {rate['sersic'] / rate['hdf']:.2f}x; arcs alone: "
+          f"{arc_seconds('hdf') / arc_seconds('sersic'):.2f}x")
     print(f"arcs: ours {len(cases) / t_ours:.1f}/s, lenstronomy {len(cases) / t_lens:.2f}/s "
           f"(factors {factors}), ratio {t_lens / t_ours:.1f}x")
 
