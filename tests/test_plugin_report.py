@@ -13,7 +13,8 @@ from shortcutgates.gates.report_json import SCHEMA, build_report, jsonable, read
 def gate(**over) -> dict:
     record = {"id": "core_lr_auc[test-box10-raw_robust]", "gate": "core_lr_auc",
               "params": {"box": 10, "input": "raw_robust"}, "split": "test", "value": 0.9, "ci": [0.85, 0.95],
-              "threshold": 0.65, "direction": "max", "verdict": "fail", "n": 120, "n_groups": 60, "message": "m"}
+              "threshold": 0.65, "direction": "max", "verdict": "fail", "n": 120, "n_groups": 60, "message": "m",
+              "role": "primary"}
     record.update(over)
     return record
 
@@ -23,7 +24,8 @@ def test_report_has_the_schema_and_summary():
                           data={"path": "d"}, model=None)
     assert report["schema"] == SCHEMA and report["model"] is None
     assert report["summary"] == {"expected": 2, "run": 1, "pass": 0, "fail": 1, "inconclusive": 0, "error": 0,
-                                 "skipped": 1, "waived": 0}
+                                 "skipped": 1, "reported": 0, "waived": 0, "primary": 2, "primary_failing": 1,
+                                 "green": False}
 
 
 @pytest.mark.parametrize("bad, message", [
