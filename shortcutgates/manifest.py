@@ -26,6 +26,7 @@ from .io import (
     show_value,
 )
 from .schema import (
+    BLOB_COLUMNS,
     IMAGE_COLUMN,
     LABEL_COLUMN,
     MANIFEST_FILE,
@@ -72,6 +73,10 @@ def _read_manifest_file(file: Path, columns, blobs: bool = True) -> pd.DataFrame
     except Exception as exc:  # ArrowInvalid (empty, truncated, not parquet), OSError
         raise DataError(f"not a readable parquet file ({' '.join(str(exc).split())[:200]})", file=file) from None
     names = schema.names
+    if all(c in names for c in BLOB_COLUMNS) and LABEL_COLUMN not in names:
+        raise DataError(f"this is paired input ({', '.join(BLOB_COLUMNS)}), not a manifest; run `shortcutgates "
+                        "build --input PAIRED_DIR --out MANIFEST_DIR --mode unpaired` first and point --data at "
+                        "MANIFEST_DIR", file=file)
     missing = [c for c in MANIFEST_REQUIRED if c not in names]
     if IMAGE_COLUMN not in names and not all(c in names for c in POINTER_COLUMNS[:2]):
         missing.append(f"{IMAGE_COLUMN} (or {', '.join(POINTER_COLUMNS)})")

@@ -533,3 +533,12 @@ def test_unwritable_gate_report_is_one_usage_error_line(tmp_path):
     assert proc.returncode == 4, text
     assert f"ERROR: shortcutgates: cannot write --gate-report {tmp_path / 'ro' / 'r.json'} (" in proc.stderr
     assert_no_traceback(text)
+
+
+def test_paired_input_given_as_a_manifest_says_to_build_first(tmp_path):
+    from shortcutgates.simulate import simulate_paired
+
+    simulate_paired(tmp_path / "sim", 2, 0, stamp_size=24, injections_per_lrg=(1, 1), progress=False)
+    with pytest.raises(DataError, match=r"part-00000\.parquet: this is paired input \(stamp_npz, ctrl_stamp_npz\), "
+                                        r"not a manifest; run `shortcutgates build --input PAIRED_DIR"):
+        read_manifest(tmp_path / "sim")
