@@ -538,7 +538,7 @@ def test_unwritable_gate_report_is_one_usage_error_line(tmp_path):
 def test_paired_input_given_as_a_manifest_says_to_build_first(tmp_path):
     from shortcutgates.simulate import simulate_paired
 
-    simulate_paired(tmp_path / "sim", 2, 0, stamp_size=24, injections_per_lrg=(1, 1), progress=False)
+    simulate_paired(tmp_path / "sim", 2, 0, stamp_size=32, injections_per_lrg=(1, 1), progress=False)
     with pytest.raises(DataError, match=r"part-00000\.parquet: this is paired input \(stamp_npz, ctrl_stamp_npz\), "
                                         r"not a manifest; run `shortcutgates build --input PAIRED_DIR"):
         read_manifest(tmp_path / "sim")
