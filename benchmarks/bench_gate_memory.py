@@ -25,7 +25,7 @@ pointer 2.21 GiB peak (58 s), inline 2.28 GiB (64 s), inline_one_group 1.96 GiB 
 gate context kept blobs on disk and io streamed row groups: inline 4.90 GiB; inline_one_group
 7.5 GiB and every gate ``error`` (binary offset overflow).
 
-Run: ``python -m pytest benchmarks/bench_harden.py --benchmark-only -s``
+Run: ``python -m pytest benchmarks/bench_gate_memory.py --benchmark-only -s``
 (``SHORTCUTGATES_BENCH_DIR`` keeps the generated manifests between runs).
 """
 
@@ -132,7 +132,7 @@ def make_manifests(root: Path) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def manifests(tmp_path_factory):
     root = os.environ.get("SHORTCUTGATES_BENCH_DIR")
-    root = Path(root) if root else tmp_path_factory.mktemp("harden")
+    root = Path(root) if root else tmp_path_factory.mktemp("gate_memory")
     return make_manifests(root)
 
 
