@@ -122,8 +122,8 @@ def _wanted(case, cell: Cell) -> bool:
     return True
 
 
-def run_seed(pool: Pool, cell: Cell, seed: int, config: GateConfig) -> list[dict]:
-    """Every wanted case of one seed of ``cell``: one record per case (verdict, value, interval)."""
+def run_seed(pool: Pool, cell: Cell, seed: int, config: GateConfig, roles=("primary", "reported")) -> list[dict]:
+    """Every wanted case of one seed of ``cell`` whose role is in ``roles``: one record per case."""
     config = replace(config, seed=int(seed))
     score_fn = resolve_scorer(cell.scorer) if cell.scorer else None
     base = {**asdict(cell), "cell": cell.key, "seed": int(seed)}
@@ -138,7 +138,7 @@ def run_seed(pool: Pool, cell: Cell, seed: int, config: GateConfig) -> list[dict
                      "message": f"{type(exc).__name__}: {exc}", "seconds": time.perf_counter() - start}]
         records = []
         for case in gate_cases(context):
-            if not _wanted(case, cell):
+            if not _wanted(case, cell) or role_of(case) not in roles:
                 continue
             t0 = time.perf_counter()
             result = run_case(context, case)
