@@ -216,6 +216,6 @@ def recorded_manifest(path) -> Path:
 
 def checkpoint_sha256(path) -> str:
     """Hex sha256 of the checkpoint file (the key of the score cache)."""
-    from .dataset import file_sha256
+    from .io import file_sha256
 
     return file_sha256(os.fspath(path))

@@ -76,15 +76,6 @@ def iter_raw_chunks(frame: pd.DataFrame, chunk: int = 512):
 
 
 # --- hashing and cache keys ----------------------------------------------------------------
-def file_sha256(path) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def manifest_sha256(path) -> str:
     """Hex sha256 identifying a manifest: its parquet files (relative names and bytes) and manifest.json.
 
@@ -98,7 +89,7 @@ def manifest_sha256(path) -> str:
     for file in files + extra:
         rel = file.relative_to(root) if root.is_dir() else Path(file.name)
         h.update(str(rel).encode() + b"\0")
-        h.update(bytes.fromhex(file_sha256(file)))
+        h.update(bytes.fromhex(sgio.file_sha256(file)))
     for src in _source_files(files):
         st = os.stat(src)
         h.update(f"{src}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())

@@ -215,6 +215,17 @@ def remove_stale_temporaries(path, *, include_own: bool = False) -> None:
             old.unlink(missing_ok=True)
 
 
+def file_sha256(path) -> str:
+    """Hex sha256 of a file's bytes, read 1 MiB at a time."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def write_bytes_atomic(path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename."""
     with atomic_path(path) as tmp:

@@ -24,7 +24,6 @@ This module imports neither torch nor onnxruntime until a file that needs them i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import zipfile
 from dataclasses import asdict, dataclass, fields
@@ -33,6 +32,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from .io import file_sha256
 from .schema import BANDS
 
 CONTRACT_KEY = "shortcutgates.input_contract"
@@ -168,14 +168,6 @@ class _Identity:
 
 def _preprocess_of(contract: InputContract):
     return _Identity() if contract.preprocess == PREPROCESS_NONE else contract.preprocess
-
-
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def sidecar_path(path) -> Path:
