@@ -7,6 +7,17 @@ and to one grouped 5-fold core-LR probe.
 
 Run: ``python -m pytest benchmarks/bench_gates.py -s --benchmark-disable-gc``
 (the manifest is generated once per module; ``SHORTCUTGATES_BENCH_N`` changes its size).
+
+Old against new in one run (the same manifest, the same machine load)::
+
+    git worktree add /tmp/sg-old 25d9ad8
+    OMP_NUM_THREADS=1 PYTHONPATH=/tmp/sg-old python -m pytest /tmp/sg-old/benchmarks/bench_gates.py -s \
+        -p no:cacheprovider --benchmark-disable-gc -k "data_gates or score_fn"; \
+    OMP_NUM_THREADS=1 python -m pytest benchmarks/bench_gates.py -s -p no:cacheprovider \
+        --benchmark-disable-gc -k "data_gates or score_fn"
+
+The verdict counts printed are by verdict; ``primary`` counts the primary cases and how many of
+them would turn the run red.
 """
 
 from __future__ import annotations
@@ -22,7 +33,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from shortcutgates.gates.probes import central_box, core_lr_auc
-from shortcutgates.gates.registry import GateConfig, GateContext, gate_cases, run_case
+from shortcutgates.gates.registry import REGISTRY, GateConfig, GateContext, gate_cases, run_case
 from shortcutgates.gates.synthetic import ToySpec, make_rows, ring_morphology_score, write_manifest
 from shortcutgates.preprocess import raw_robust
 
@@ -63,7 +74,14 @@ def _run_all(ctx: GateContext, want_model: bool) -> dict:
         verdicts.append(run_case(ctx, case).verdict)
         per_gate[case.gate] = per_gate.get(case.gate, 0.0) + time.perf_counter() - t
     return {"cases": len(cases), "wall_s": time.perf_counter() - t0, "per_gate_s": per_gate,
-            "verdicts": {v: verdicts.count(v) for v in sorted(set(verdicts))}}
+            "verdicts": {v: verdicts.count(v) for v in sorted(set(verdicts))},
+            "primary": _primary_count(cases, verdicts)}
+
+
+def _primary_count(cases, verdicts) -> str:
+    primary = [v for c, v in zip(cases, verdicts) if (c.role or REGISTRY[c.gate].role) == "primary"]
+    red = sum(v in ("fail", "inconclusive", "error") for v in primary)
+    return f"{len(primary)} primary, {red} red"
 
 
 def _report(benchmark, name: str, result: dict, base: dict) -> None:
@@ -74,7 +92,7 @@ def _report(benchmark, name: str, result: dict, base: dict) -> None:
           f"= {result['x_bare_lr_fit']:.0f}x one bare core-LR fit ({base['bare_lr_fit_s']:.2f} s), "
           f"{result['x_core_lr_probe']:.1f}x one grouped 5-fold core-LR probe ({base['core_lr_probe_s']:.2f} s); "
           f"inference passes {result.get('inference_passes', 0)}, images scored {result.get('images_scored', 0)}; "
-          f"verdicts {result['verdicts']}\n  per gate (s): "
+          f"verdicts {result['verdicts']} ({result.get('primary', '-')})\n  per gate (s): "
           + ", ".join(f"{g} {t:.1f}" for g, t in sorted(result["per_gate_s"].items(), key=lambda kv: -kv[1])))
 
 

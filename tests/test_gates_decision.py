@@ -211,3 +211,24 @@ def test_config_errors_name_the_key(tmp_path, text, match):
     path.write_text(text)
     with pytest.raises(ValueError, match=match):
         load_config(path)
+
+
+def test_report_reader_upgrades_version_1_and_refuses_others(tmp_path):
+    from shortcutgates.gates.report_json import SCHEMA, read_report
+
+    gate = {"id": "core_lr_auc[train-box10-raw_robust]", "gate": "core_lr_auc", "params": {}, "split": "train",
+            "value": 0.5, "ci": [0.45, 0.55], "threshold": 0.65, "direction": "max", "verdict": "pass", "n": 10,
+            "n_groups": 5, "message": "m"}
+    reported = dict(gate, id="radial_profile_lr_auc[train-raw_robust]", gate="radial_profile_lr_auc", threshold=None)
+    old = {"schema": "shortcutgates.report/1", "model": None, "data": {}, "gates": [gate, reported],
+           "summary": {}}
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    report = read_report(path)
+    assert report["schema"] == SCHEMA
+    assert [g["role"] for g in report["gates"]] == ["primary", "reported"]
+    assert report["gates"][1]["verdict"] == "reported"  # its old "pass" was never tested
+    assert report["summary"]["green"] and report["summary"]["primary"] == 1
+    path.write_text(json.dumps(dict(old, schema="shortcutgates.report/9")))
+    with pytest.raises(ValueError, match=r"old.json: gate report: 'schema' must be"):
+        read_report(path)
