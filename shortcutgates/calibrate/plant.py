@@ -41,7 +41,7 @@ SHIFTED_PROPERTIES = ("psfsize_r", "psf_fwhm_used_g", "psf_fwhm_used_r", "psf_fw
 
 
 def encode_stamp_stored(image: np.ndarray) -> bytes:
-    """npz blob of a (3, H, W) float32 stamp like :func:`shortcutgates.io.encode_stamp`, uncompressed.
+    """npz blob of a (3, H, W) float32 stamp like :func:`shortcutgates.codec.encode_stamp`, uncompressed.
 
     Same keys and format (the readers decode it), about ten times faster to write: the calibration
     writes hundreds of thousands of throw-away rows.
