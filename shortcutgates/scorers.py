@@ -24,6 +24,7 @@ This module imports neither torch nor onnxruntime until a file that needs them i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zipfile
 from dataclasses import asdict, dataclass, fields
@@ -119,13 +120,11 @@ class InputContract:
             raise ScorerError(f"{where}: the model takes {self.stamp_size[0]}x{self.stamp_size[1]} px stamps, "
                               f"the data hold {hw[0]}x{hw[1]} px")
 
-    def model_input(self, images: np.ndarray) -> np.ndarray:
+    def model_input(self, images: np.ndarray, cache: "PreprocessCache | None" = None) -> np.ndarray:
         """Raw ``(N, 3, H, W)`` nanomaggies -> the array the model takes (bands, preprocessing, layout)."""
         images = np.asarray(images, np.float32)
         if self.preprocess != PREPROCESS_NONE:
-            from .preprocess import get_preprocessor
-
-            images = get_preprocessor(self.preprocess)(images)
+            images = (cache or PreprocessCache(0))(self.preprocess, images)
         x = images[:, [BANDS.index(b) for b in self.bands]]
         if self.layout == "NHWC":
             x = x.transpose(0, 2, 3, 1)
@@ -142,6 +141,41 @@ class InputContract:
         if np.any((out < 0) | (out > 1)):
             raise ScorerError(f"{where}: output is declared 'probability' but values lie outside [0, 1] "
                               f"(min {out.min():.3g}, max {out.max():.3g}); declare 'logit'")
+        return out
+
+
+class PreprocessCache:
+    """Preprocessed copies of raw stamp batches, by (mode, content hash), shared by the models of one sweep.
+
+    Models gated on one data read see the same stamps — the samples and the seeded perturbations
+    of every gate — so each batch is preprocessed once, not once per model. At most ``max_bytes``
+    of preprocessed arrays are kept (least recently used dropped first); ``max_bytes=0`` keeps none.
+    """
+
+    def __init__(self, max_bytes: int = 2 << 30):
+        from collections import OrderedDict
+
+        self.max_bytes, self.nbytes, self.hits, self.misses = int(max_bytes), 0, 0, 0
+        self._store: OrderedDict = OrderedDict()
+
+    def __call__(self, mode: str, raw: np.ndarray) -> np.ndarray:
+        from .preprocess import get_preprocessor
+
+        raw = np.ascontiguousarray(raw, np.float32)
+        if self.max_bytes <= 0:
+            return get_preprocessor(mode)(raw)
+        key = (mode, raw.shape, hashlib.blake2b(raw.data, digest_size=16).hexdigest())
+        if key in self._store:
+            self.hits += 1
+            self._store.move_to_end(key)
+            return self._store[key]
+        self.misses += 1
+        out = get_preprocessor(mode)(raw)
+        out.setflags(write=False)
+        self._store[key] = out
+        self.nbytes += out.nbytes
+        while self.nbytes > self.max_bytes and self._store:
+            self.nbytes -= self._store.popitem(last=False)[1].nbytes
         return out
 
 
@@ -238,7 +272,7 @@ def check_onnx_graph(model, where: str) -> None:
         raise ScorerError(f"{where}: refused, imports operator set(s) {', '.join(bad)} outside the ONNX standard")
 
 
-def load_onnx(path) -> Scorer:
+def load_onnx(path, cache: PreprocessCache | None = None) -> Scorer:
     """An ONNX lens finder (e.g. exported from Keras/TensorFlow with tf2onnx, or from JAX)."""
     onnx, ort = _onnx_modules()
     path = Path(path)
@@ -264,7 +298,7 @@ def load_onnx(path) -> Scorer:
     where = str(path)
 
     def score_fn(images: np.ndarray) -> np.ndarray:
-        x = contract.model_input(images)
+        x = contract.model_input(images, cache)
         return contract.scores(session.run(None, {name: x})[0], len(x), where)
 
     info = {"path": str(path), "kind": "onnx", "sha256": file_sha256(path), "input_contract": contract.to_dict()}
@@ -365,7 +399,7 @@ def _check_sample_inputs(zf: zipfile.ZipFile, names: list[str], where: str) -> N
             raise ScorerError(f"{where}: refused, sample inputs {name.split('/', 1)[-1]} need unpickling") from None
 
 
-def load_exported(path) -> Scorer:
+def load_exported(path, cache: PreprocessCache | None = None) -> Scorer:
     """A ``torch.export`` program (``torch.export.save(torch.export.export(model, (x,)), path)``)."""
     path = Path(path)
     embedded = check_pt2_archive(path)
@@ -385,7 +419,7 @@ def load_exported(path) -> Scorer:
 
     @torch.no_grad()
     def score_fn(images: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(contract.model_input(images))
+        x = torch.from_numpy(contract.model_input(images, cache))  # band selection copies: writable
         return contract.scores(module(x).double().numpy(), len(x), where)
 
     info = {"path": str(path), "kind": "torch.export", "sha256": file_sha256(path), "input_contract": contract.to_dict()}
@@ -393,17 +427,27 @@ def load_exported(path) -> Scorer:
 
 
 # --- shortcutgates checkpoints and user callables -------------------------------------------------
-def load_checkpoint_scorer(path) -> Scorer:
-    """A shortcutgates checkpoint: its network and recorded preprocessing (probabilities)."""
+def load_checkpoint_scorer(path, cache: PreprocessCache | None = None) -> Scorer:
+    """A shortcutgates checkpoint: its network and recorded preprocessing (probabilities).
+
+    With a ``cache`` the preprocessing goes through it (the same numbers as
+    :func:`shortcutgates.evaluate.predict_scores`, which preprocesses each stamp on its own).
+    """
     from .checkpoint import load_checkpoint
-    from .evaluate import predict_scores
+    from .evaluate import logits_of, predict_scores, sigmoid
 
     loaded = load_checkpoint(path)
+    if cache is not None:
+        def score_fn(raw):
+            return sigmoid(logits_of(loaded.model, cache(loaded.preprocess, raw)))
+    else:
+        def score_fn(raw):
+            return np.asarray(predict_scores(loaded, raw), np.float64)
     info = {"path": str(path), "kind": "shortcutgates.checkpoint", "preprocess": loaded.preprocess}
     for key in ("format", "version", "model_config", "train_config", "data", "metrics", "seed", "epoch"):
         if key in loaded.payload:
             info[key] = loaded.payload[key]
-    return Scorer(lambda raw: np.asarray(predict_scores(loaded, raw), np.float64), loaded.preprocess, info)
+    return Scorer(score_fn, loaded.preprocess, info)
 
 
 def callable_scorer(fn, name: str = "shortcutgates_scorer fixture") -> Scorer:
@@ -430,13 +474,13 @@ def callable_scorer(fn, name: str = "shortcutgates_scorer fixture") -> Scorer:
     return Scorer(score_fn, _Identity() if preprocess == PREPROCESS_NONE else preprocess, info)
 
 
-LOADERS: dict[str, Callable[[Path], Scorer]] = {".onnx": load_onnx, ".pt2": load_exported}
+LOADERS: dict[str, Callable[..., Scorer]] = {".onnx": load_onnx, ".pt2": load_exported}
 """Model files by suffix; anything else is read as a shortcutgates checkpoint."""
 
 
-def load_scorer(path) -> Scorer:
-    """Load a model file by its suffix (``.onnx``, ``.pt2``, else a checkpoint)."""
+def load_scorer(path, cache: PreprocessCache | None = None) -> Scorer:
+    """Load a model file by its suffix (``.onnx``, ``.pt2``, else a checkpoint); ``cache``: shared preprocessing."""
     path = Path(path)
     if not path.is_file():
         raise ScorerError(f"{path}: no such model file")
-    return LOADERS.get(path.suffix.lower(), load_checkpoint_scorer)(path)
+    return LOADERS.get(path.suffix.lower(), load_checkpoint_scorer)(path, cache)

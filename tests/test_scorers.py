@@ -243,3 +243,22 @@ def test_loading_the_scorers_module_imports_neither_torch_nor_onnxruntime():
     code = "import sys, shortcutgates.scorers; print('torch' in sys.modules, 'onnxruntime' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.split() == ["False", "False"], done.stderr
+
+
+def test_preprocess_cache_gives_the_same_scores_and_preprocesses_each_batch_once(images):
+    from shortcutgates.scorers import PreprocessCache, load_checkpoint_scorer
+
+    ckpt = Path(__file__).resolve().parents[1] / "fixtures" / "checkpoints" / "clean.pt"
+    cache = PreprocessCache()
+    plain = load_checkpoint_scorer(ckpt).score_fn(images)
+    first, second = (load_checkpoint_scorer(ckpt, cache) for _ in range(2))
+    np.testing.assert_allclose(first.score_fn(images), plain, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(second.score_fn(images), plain, atol=1e-6, rtol=0)
+    assert (cache.misses, cache.hits) == (1, 1)
+    other = images.copy()
+    other[0, 1, 0, 0] += 1.0  # another batch: another key
+    first.score_fn(other)
+    assert cache.misses == 2
+    tiny = PreprocessCache(max_bytes=1)  # keeps nothing beyond the newest entry's budget
+    tiny("raw_robust", images), tiny("raw_robust", other)
+    assert tiny.nbytes == 0 and tiny.misses == 2

@@ -143,7 +143,7 @@ def gate_many(data, models: list[Path], out: Path, *, config_path=None, strict: 
     from tqdm.auto import tqdm
 
     from ..io import write_bytes_atomic
-    from ..scorers import load_scorer
+    from ..scorers import PreprocessCache, load_scorer
     from .context import GateContext, decode_rows
     from .registry import gate_cases, load_config
     from .report_json import build_report, write_report
@@ -155,9 +155,10 @@ def gate_many(data, models: list[Path], out: Path, *, config_path=None, strict: 
     data_records = {c.id: case_record(base, c) for c in tqdm(data_cases, desc="data gates", disable=not progress)}
     shape = decode_rows(base.frame.iloc[:1]).shape if len(base.frame) else None
     names, rows, by_model = report_names(models), [], {}
+    cache = PreprocessCache()  # every model sees the same stamps: preprocess each batch once
     out.mkdir(parents=True, exist_ok=True)
     for name, path in zip(names, tqdm(models, desc="models", unit="model", disable=not progress)):
-        scorer = load_scorer(path)
+        scorer = load_scorer(path, cache)
         if scorer.contract is not None and shape is not None:
             scorer.contract.check_stamp(shape, str(path))
         context = base.with_scorer(scorer.score_fn, scorer.preprocess, path)
