@@ -192,3 +192,27 @@ def test_paired_statistic_on_arrays_takes_any_score_fn():
     est, detection = mg.paired_statistic(scores, "core_only", "auroc", ps.bins[0]["rows"], ps.groups, CFG)
     assert calls == [4 * len(stamps)] and detection > 0.9
     assert est.value == pytest.approx(detection) and est.lo <= est.value <= est.hi
+
+
+def test_calibration_loop_decides_the_reference_readers():
+    """The seed loop of ``model_gate_calibration`` on toy pairs: λ = 0 passes, λ = 1 fails the core gates."""
+    from shortcutgates.gates import model_gate_calibration as cal
+    from shortcutgates.gates.synthetic import make_images
+
+    images, labels, groups, theta = make_images(ToySpec(n_lrgs=120, paired=True, core_fraction=0.03,
+                                                        theta_e_arcsec=(2.0, 2.6), seed=5))
+    pairs = mg.find_pairs(labels, groups)
+    _, first, inv = np.unique(groups[pairs.ctrl], return_index=True, return_inverse=True)
+    ctrls = images[pairs.ctrl][first]
+    data = {"ctrls": ctrls, "d": images[pairs.stamp] - ctrls[inv], "ctrl_of": inv.ravel(),
+            "theta": theta[pairs.stamp] * 0.262}
+    arc, core, bins = cal.reader_scores(data, seed=0)
+    thresholds = cal.registry_thresholds()
+    groups_ = data["ctrl_of"].astype(str)
+    pure_arc = cal.decide_all(cal.mix(arc, core, 0.0), bins, groups_, CFG, thresholds)
+    pure_core = cal.decide_all(cal.mix(arc, core, 1.0), bins, groups_, CFG, thresholds)
+    assert {v for v, _ in pure_arc.values()} == {"pass"}
+    assert {pure_core[(g, "theta_e2-10")][0] for g in CORE_GATES} == {"fail"}
+    merged = cal.merge([{"seeds": 1, "n_lrgs": 120, "n_boot": 500, "lambdas": [0.0], "thresholds": {},
+                         "counts": {"g|b|0": {"pass": 1}}, "values": {"g|b|0": [0.5]}, "shares": {"b": [0.1]}}] * 2)
+    assert merged["seeds"] == 2 and merged["counts"]["g|b|0"] == {"pass": 2}

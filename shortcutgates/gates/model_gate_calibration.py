@@ -10,6 +10,8 @@ Run (the numbers in ``docs/model_gates.md``)::
 
     OMP_NUM_THREADS=1 python -m shortcutgates.gates.model_gate_calibration --seeds 50 --n-lrgs 200 \\
         --out calibration_model_gates.json
+    # or in parts over disjoint seeds, then the table of all of them:
+    ... --first-seed 25 --seeds 25 --out part2.json; ... --merge part1.json part2.json
 
 ``--cache DIR`` keeps each seed's simulated pairs (``cal_SEED.npz``) so a re-run skips simulation.
 """
@@ -47,7 +49,7 @@ def simulate_pairs(seed: int, n_lrgs: int, cache: Path | None = None) -> dict:
     if path is not None and path.exists():
         with np.load(path, allow_pickle=False) as z:
             return {"ctrls": z["C"], "d": z["D"], "ctrl_of": z["ctrl_of"], "theta": z["theta"]}
-    from ..io import decode_stamp
+    from ..codec import decode_stamp
     from ..simulate.generator import simulate_frame
 
     frame = simulate_frame(n_lrgs, 1000 + seed, injections_per_lrg=(2, 4))
@@ -110,8 +112,10 @@ def registry_thresholds() -> dict:
     return {g: (REGISTRY[g].threshold, REGISTRY[g].direction) for g in GATES}
 
 
-def run(seeds: int, n_lrgs: int, cache: Path | None, n_boot: int = 500, progress: bool = True) -> dict:
-    """Verdict counts per (gate, bin, λ) over ``seeds`` seeds; also each bin's mean core share."""
+def run(seeds: int, n_lrgs: int, cache: Path | None, n_boot: int = 500, progress: bool = True,
+        first_seed: int = 0) -> dict:
+    """Verdict counts per (gate, bin, λ) over seeds ``first_seed … first_seed + seeds − 1``; also each
+    bin's core share and every value (for medians)."""
     from tqdm.auto import tqdm
 
     config = GateConfig(n_boot=n_boot)
@@ -119,7 +123,7 @@ def run(seeds: int, n_lrgs: int, cache: Path | None, n_boot: int = 500, progress
     counts: dict = {}
     values: dict = {}
     shares: dict = {}
-    for seed in tqdm(range(seeds), desc="seeds", disable=not progress):
+    for seed in tqdm(range(first_seed, first_seed + seeds), desc="seeds", disable=not progress):
         data = simulate_pairs(seed, n_lrgs, cache)
         arc, core, bins = reader_scores(data, seed)
         groups = data["ctrl_of"].astype(str)
@@ -132,10 +136,25 @@ def run(seeds: int, n_lrgs: int, cache: Path | None, n_boot: int = 500, progress
                 counts.setdefault(key, {}).setdefault(verdict, 0)
                 counts[key][verdict] += 1
                 values.setdefault(key, []).append(value)
-    return {"seeds": seeds, "n_lrgs": n_lrgs, "n_boot": n_boot, "lambdas": list(LAMBDAS),
-            "thresholds": {g: list(t) for g, t in thresholds.items()},
-            "core_share": {k: float(np.nanmean(v)) for k, v in shares.items()},
-            "counts": counts, "median_value": {k: float(np.nanmedian(v)) for k, v in values.items()}}
+    return {"seeds": seeds, "first_seed": first_seed, "n_lrgs": n_lrgs, "n_boot": n_boot, "lambdas": list(LAMBDAS),
+            "thresholds": {g: list(t) for g, t in thresholds.items()}, "shares": shares, "values": values,
+            "counts": counts}
+
+
+def merge(results: list) -> dict:
+    """One result from runs over disjoint seed ranges (verdict counts added, values pooled)."""
+    out = {k: results[0][k] for k in ("n_lrgs", "n_boot", "lambdas", "thresholds")}
+    out["seeds"] = sum(r["seeds"] for r in results)
+    out["counts"], out["values"], out["shares"] = {}, {}, {}
+    for r in results:
+        for key, c in r["counts"].items():
+            for verdict, n in c.items():
+                out["counts"].setdefault(key, {}).setdefault(verdict, 0)
+                out["counts"][key][verdict] += n
+        for field in ("values", "shares"):
+            for key, v in r[field].items():
+                out[field].setdefault(key, []).extend(v)
+    return out
 
 
 def format_table(result: dict) -> str:
@@ -152,7 +171,8 @@ def format_table(result: dict) -> str:
             rates.append(f"{100 * rate:3.0f}")
             if red is None and rate < 0.5:
                 red = lam
-        lines.append(f"{gate:22s} {label:16s} core share {result['core_share'].get(label, float('nan')):.2f}  "
+        share = float(np.nanmean(result["shares"].get(label, [np.nan])))
+        lines.append(f"{gate:22s} {label:16s} core share {share:.2f}  "
                      + " ".join(rates) + f"   red from λ = {red}")
     return "\n".join(lines)
 
@@ -160,12 +180,18 @@ def format_table(result: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=50)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--merge", type=Path, nargs="+", default=None,
+                        help="print the table of result files of disjoint seed ranges instead of running")
     parser.add_argument("--n-lrgs", type=int, default=200)
     parser.add_argument("--n-boot", type=int, default=500)
     parser.add_argument("--cache", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    result = run(args.seeds, args.n_lrgs, args.cache, args.n_boot)
+    if args.merge:
+        print(format_table(merge([json.loads(p.read_text()) for p in args.merge])))
+        return 0
+    result = run(args.seeds, args.n_lrgs, args.cache, args.n_boot, first_seed=args.first_seed)
     print(format_table(result))
     if args.out is not None:
         tmp = args.out.with_suffix(".tmp")
