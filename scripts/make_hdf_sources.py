@@ -93,12 +93,15 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--nsigma", type=float, default=3.0, help="detection threshold. Default: %(default)r")
+    parser.add_argument("--grow", type=int, default=2, help="footprint growth, px. Default: %(default)r")
     args = parser.parse_args(argv)
     rgb = data.hubble_deep_field()
-    img, labels, n = segment(linear_light(rgb))
-    stamps = cutouts(img, labels, rgb.max(axis=-1) >= 254)
+    img, labels, n = segment(linear_light(rgb), args.nsigma)
+    stamps = cutouts(img, labels, rgb.max(axis=-1) >= 254, grow=args.grow)
     lib = make_library(stamps, [PIXEL_SCALE] * len(stamps), name="hdf", clean=False)
-    provenance = (f"skimage.data.hubble_deep_field (XDF release image), {n} objects above 3 sigma, "
+    provenance = (f"skimage.data.hubble_deep_field (XDF release image), {n} objects above {args.nsigma:g} "
+                  f"sigma, footprints grown by {args.grow} px, "
                   f"{len(lib)} resolved galaxies kept; pixel scale {PIXEL_SCALE} arcsec assumed; "
                   "built by scripts/make_hdf_sources.py")
     save_library(lib, args.out, provenance=provenance)
