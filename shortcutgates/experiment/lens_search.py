@@ -117,11 +117,11 @@ def gri_rgb(images: np.ndarray, q: float = 8.0) -> np.ndarray:
 
 
 def add_scale_bar(ax, size_px: int, arcsec: float = SCALE_BAR_ARCSEC) -> None:
-    """A white bar of ``arcsec`` arcseconds in the lower left of a stamp panel."""
+    """A white bar of ``arcsec`` arcseconds in the lower left of a stamp panel drawn with ``origin="lower"``."""
     length = arcsec / PIXEL_SCALE_ARCSEC
-    x0, y0 = 0.06 * size_px, 0.92 * size_px
+    x0, y0 = 0.06 * size_px, 0.07 * size_px
     ax.plot([x0, x0 + length], [y0, y0], color="white", lw=2)
-    ax.text(x0 + length / 2, y0 - 0.04 * size_px, f'{arcsec:g}"', color="white", ha="center", va="bottom", fontsize=7)
+    ax.text(x0 + length / 2, y0 + 0.03 * size_px, f'{arcsec:g}"', color="white", ha="center", va="bottom", fontsize=8)
 
 
 def score_hist_figure(panels: Mapping[str, Mapping[str, Mapping]], path) -> Path:
