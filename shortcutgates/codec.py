@@ -47,13 +47,16 @@ _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
 # --- encoding ----------------------------------------------------------------------------------
-def encode_stamp(image: np.ndarray) -> bytes:
-    """Encode one stamp as a deterministic compressed npz blob.
+def encode_stamp(image: np.ndarray, *, compress: bool = True) -> bytes:
+    """Encode one stamp as a deterministic npz blob.
 
     Parameters
     ----------
     image : ndarray, shape (3, H, W)
         Stamp in nanomaggies, bands g, r, z. Stored as float32.
+    compress : bool
+        Deflate the bands (as ``np.savez_compressed``); False stores them (as ``np.savez``), about
+        ten times faster to write and about 8 % larger for noisy float32 stamps.
 
     Returns
     -------
@@ -65,14 +68,15 @@ def encode_stamp(image: np.ndarray) -> bytes:
     image = np.asarray(image, dtype=np.float32)
     if image.ndim != 3 or image.shape[0] != len(NPZ_KEYS):
         raise ValueError(f"encode_stamp: image must have shape (3, H, W) (got {image.shape})")
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with zipfile.ZipFile(buf, "w", compression=method) as zf:
         for key, band in zip(NPZ_KEYS, image):
             info = zipfile.ZipInfo(key + ".npy", date_time=_ZIP_EPOCH)
-            info.compress_type = zipfile.ZIP_DEFLATED
+            info.compress_type = method
             arr = io.BytesIO()
             np.lib.format.write_array(arr, np.ascontiguousarray(band), allow_pickle=False)
-            zf.writestr(info, arr.getvalue(), compresslevel=6)
+            zf.writestr(info, arr.getvalue(), compresslevel=6 if compress else None)
     return buf.getvalue()
 
 

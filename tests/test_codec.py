@@ -20,10 +20,15 @@ from shortcutgates.schema import DataError
 from toy_manifests import toy_images
 
 
-def test_encode_stamp_is_deterministic_and_round_trips():
+@pytest.mark.parametrize("compress", [True, False], ids=["deflated", "stored"])
+def test_encode_stamp_is_deterministic_and_round_trips(compress):
     images, _ = toy_images(2, size=8)
-    assert encode_stamp(images[0]) == encode_stamp(images[0].copy())
-    np.testing.assert_array_equal(decode_stamp(encode_stamp(images[1])), images[1])
+    assert encode_stamp(images[0], compress=compress) == encode_stamp(images[0].copy(), compress=compress)
+    blob = encode_stamp(images[1], compress=compress)
+    np.testing.assert_array_equal(decode_stamp(blob), images[1])
+    fast = decode_stamps([blob])
+    np.testing.assert_array_equal(fast.images[0], images[1])
+    assert fast.stats == DecodeStats(1, 0)
 
 
 def _savez(bands: dict, compressed: bool = True) -> bytes:

@@ -27,8 +27,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..codec import encode_stamp
 from ..gates.registry import REGISTRY, GateConfig, GateContext, gate_cases, run_case
-from .plant import PROPERTY_COLUMNS, encode_stamp_stored, positive_stamps, split_rows, write_manifest
+from .plant import PROPERTY_COLUMNS, positive_stamps, split_rows, write_manifest
 from .pool import Pool
 from .scorers import resolve_scorer
 
@@ -94,8 +95,8 @@ def paired_catalogue(pool: Pool, index: np.ndarray, core: float, rng: np.random.
     """A paired catalogue (docs/design.md#paired-input-format) of pool LRGs, one injection each."""
     meta = pool.meta.iloc[index].reset_index(drop=True)
     frame = meta[["ra", "dec", *PROPERTY_COLUMNS, "theta_e_arcsec"]].copy()
-    frame["stamp_npz"] = [encode_stamp_stored(im) for im in positive_stamps(pool, index, core, rng)]
-    frame["ctrl_stamp_npz"] = [encode_stamp_stored(np.asarray(pool.ctrl[i], np.float32)) for i in index]
+    frame["stamp_npz"] = [encode_stamp(im, compress=False) for im in positive_stamps(pool, index, core, rng)]
+    frame["ctrl_stamp_npz"] = [encode_stamp(np.asarray(pool.ctrl[i], np.float32), compress=False) for i in index]
     frame["cutout_ok"] = np.int32(1)
     return frame
 

@@ -22,15 +22,14 @@ different LRGs, as in unpaired data).
 
 from __future__ import annotations
 
-import io
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..codec import encode_stamp
 from ..io import write_parquet_atomic
-from ..schema import NPZ_KEYS, PIXEL_SCALE_ARCSEC
+from ..schema import PIXEL_SCALE_ARCSEC
 from .pool import Pool, core_taper
 
 PROBLEMS = ("core", "smd", "leak", "dup")
@@ -38,21 +37,6 @@ PROPERTY_COLUMNS = ("psf_fwhm_used_g", "psf_fwhm_used_r", "psf_fwhm_used_z", "ps
                     "lrg_mag_r", "lrg_mag_z", "lrg_redshift", "lrg_reff_arcsec", "lrg_q")
 """Columns the manifests carry (observing conditions, LRG truth)."""
 SHIFTED_PROPERTIES = ("psfsize_r", "psf_fwhm_used_g", "psf_fwhm_used_r", "psf_fwhm_used_z")
-
-
-def encode_stamp_stored(image: np.ndarray) -> bytes:
-    """npz blob of a (3, H, W) float32 stamp like :func:`shortcutgates.codec.encode_stamp`, uncompressed.
-
-    Same keys and format (the readers decode it), about ten times faster to write: the calibration
-    writes hundreds of thousands of throw-away rows.
-    """
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
-        for key, band in zip(NPZ_KEYS, np.asarray(image, np.float32)):
-            arr = io.BytesIO()
-            np.lib.format.write_array(arr, np.ascontiguousarray(band), allow_pickle=False)
-            zf.writestr(zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0)), arr.getvalue())
-    return buf.getvalue()
 
 
 def counter_images(meta: pd.DataFrame, arc: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
@@ -101,7 +85,7 @@ def _rows(pool: Pool, index, images, label: int, split: str) -> pd.DataFrame:
     frame.insert(0, "split", split)
     frame["lrg_id"] = [f"P{i:06d}" for i in index]
     frame["theta_e_arcsec"] = meta["theta_e_arcsec"].to_numpy() if label == 1 else np.nan
-    frame["image_npz"] = [encode_stamp_stored(im) for im in images]
+    frame["image_npz"] = [encode_stamp(im, compress=False) for im in images]  # stored: 10x faster to write
     return frame
 
 
