@@ -6,7 +6,8 @@ Modules
 ``records``      ``Gate``, ``GateCase``, ``GateResult`` (the JSON record, docs/design.md#report-json), ``GateConfig``
 ``context``      ``GateContext``: manifest, per-split samples, inputs and model scores, cached
 ``probes``       grouped-CV logistic-regression probes and their feature sets
-``perturb``      matched-noise masks, core transplant, ring shuffle
+``perturb``      paired counterfactuals: core and arc parts of stamp − ctrl, arc on another LRG, ring average
+``reference_scorers``  pure arc reader, pure core reader, their mixtures (calibration of the model gates)
 ``decision``     LRG-bootstrap intervals and pass / fail / inconclusive verdicts
 ``data_gates``   gates that need only data; ``model_gates``: gates that need a model
 ``synthetic``    small manifests with planted shortcuts and reference scorers (self-tests, benchmark)
