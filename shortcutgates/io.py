@@ -146,6 +146,8 @@ def atomic_directory(path, *, replace: bool = False) -> Iterator[Path]:
         yield tmp
         _fsync_tree(tmp)
         if path.exists() and any(path.iterdir()):
+            if not replace:  # another writer finished first
+                raise FileExistsError(errno.EEXIST, "was written by another process meanwhile", str(path))
             if _exchange(tmp, path):
                 shutil.rmtree(tmp, ignore_errors=True)  # holds the previous content now
             else:

@@ -86,3 +86,14 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_directory_writer_refuses_to_overwrite_what_another_writer_finished_first(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(FileExistsError, match="was written by another process meanwhile"):
+        with atomic_directory(out) as tmp:
+            (tmp / "mine").write_bytes(b"2")
+            out.mkdir()
+            (out / "theirs").write_bytes(b"1")  # the other writer published while we wrote
+    assert _tree(out) == {"theirs": b"1"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ..codec import decode_stamp
+from ..io import atomic_directory
 from ..preprocess import radius_grid
 
 THETA_E_RANGE_ARCSEC = (1.8, 3.0)
@@ -108,17 +109,13 @@ def load_pool(n_lrgs: int, seed: int, cache_dir=None, progress: bool = False) ->
     cache = Path(cache_dir or default_cache_dir()) / f"pool-{_key(n_lrgs, seed)}"
     if not (cache / "meta.parquet").exists():
         pool = simulate_pool(n_lrgs, seed, progress)
-        tmp = cache.with_name(cache.name + f".tmp-{os.getpid()}")
-        tmp.mkdir(parents=True, exist_ok=True)
-        np.save(tmp / "ctrl.npy", pool.ctrl, allow_pickle=False)
-        np.save(tmp / "arc.npy", pool.arc, allow_pickle=False)
-        pool.meta.to_parquet(tmp / "meta.parquet", index=False)  # written last: marks a complete pool
         try:
-            tmp.rename(cache)
-        except OSError:  # another process finished the same pool first
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
+            with atomic_directory(cache) as tmp:
+                np.save(tmp / "ctrl.npy", pool.ctrl, allow_pickle=False)
+                np.save(tmp / "arc.npy", pool.arc, allow_pickle=False)
+                pool.meta.to_parquet(tmp / "meta.parquet", index=False)
+        except FileExistsError:  # another process finished the same pool first
+            pass
     ctrl = np.load(cache / "ctrl.npy", mmap_mode="r", allow_pickle=False)
     arc = np.load(cache / "arc.npy", mmap_mode="r", allow_pickle=False)
     return Pool(ctrl, arc, pd.read_parquet(cache / "meta.parquet"))

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io import atomic_path, write_bytes_atomic
 from . import model_gates as mg
 from . import reference_scorers as rs
 from .decision import decide
@@ -58,10 +59,8 @@ def simulate_pairs(seed: int, n_lrgs: int, cache: Path | None = None) -> dict:
     d = np.stack([decode_stamp(b) for b in frame["stamp_npz"]]) - ctrls[inv]
     out = {"ctrls": ctrls, "d": d.astype(np.float32), "ctrl_of": inv.ravel(), "theta": frame["theta_e_arcsec"].to_numpy()}
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, C=out["ctrls"], D=out["d"], ctrl_of=out["ctrl_of"], theta=out["theta"])
-        tmp.replace(path)
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, C=out["ctrls"], D=out["d"], ctrl_of=out["ctrl_of"], theta=out["theta"])
     return out
 
 
@@ -194,9 +193,7 @@ def main(argv=None) -> int:
     result = run(args.seeds, args.n_lrgs, args.cache, args.n_boot, first_seed=args.first_seed)
     print(format_table(result))
     if args.out is not None:
-        tmp = args.out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=1))
-        tmp.replace(args.out)
+        write_bytes_atomic(args.out, json.dumps(result, indent=1).encode())
     return 0
 
 
