@@ -70,11 +70,11 @@ def test_data_gates_fail_on_shortcut_data(case_id, why):
     assert result.verdict == "fail", f"{why}: {result.message}"
 
 
-def test_property_balance_is_not_failed_on_matched_pools():
-    """Twins share their conditions, so |SMD| is 0; 300 LRGs cannot bound it below 0.1 (inconclusive)."""
+def test_property_balance_passes_on_matched_pools():
+    """Twins share their conditions: the signed SMD is 0, and resampling matched sets keeps it 0."""
     result = verdict(DATA["clean"], None, "property_balance[test-psfsize_r]")
     assert result.value == pytest.approx(0.0, abs=1e-12)
-    assert result.verdict in ("pass", "inconclusive")
+    assert result.verdict == "pass" and result.ci == (0.0, 0.0), result.message
 
 
 @pytest.fixture(scope="module")
