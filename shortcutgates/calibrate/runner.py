@@ -29,11 +29,14 @@ def pairs(profile: Profile) -> list[tuple[Cell, int]]:
     return [(cell, seed) for seed in range(longest) for cell, n in profile.cells if seed < n]
 
 
-def _done(path: Path) -> set[tuple[str, int]]:
-    if not path.exists() or path.stat().st_size == 0:
-        return set()
-    frame = pd.read_csv(path, usecols=["cell", "seed"])
-    return set(zip(frame["cell"], frame["seed"].astype(int)))
+def _done(out_dir: Path) -> set[tuple[str, int]]:
+    """(cell, seed) pairs any shard has recorded (shards may be re-cut when a profile changes)."""
+    done = set()
+    for path in out_dir.glob("records-*-of-*.csv"):
+        if path.stat().st_size:
+            frame = pd.read_csv(path, usecols=["cell", "seed"])
+            done |= set(zip(frame["cell"], frame["seed"].astype(int)))
+    return done
 
 
 def run_profile(profile: Profile, out_dir, *, shard: int = 0, n_shards: int = 1, cache_dir=None,
@@ -46,7 +49,7 @@ def run_profile(profile: Profile, out_dir, *, shard: int = 0, n_shards: int = 1,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"records-{shard}-of-{n_shards}.csv"
-    done = _done(path)
+    done = _done(out_dir)
     todo = [p for i, p in enumerate(pairs(profile)) if i % n_shards == shard and (p[0].key, p[1]) not in done]
     pool = load_pool(profile.pool_lrgs, profile.pool_seed, cache_dir, progress=progress)
     config = config or GateConfig(n_boot=N_BOOT)
@@ -66,4 +69,4 @@ def load_records(out_dir) -> pd.DataFrame:
         raise FileNotFoundError(f"{out_dir}: no records-*-of-*.csv (run `shortcutgates calibrate` first)")
     frame = pd.concat([pd.read_csv(f, keep_default_na=True) for f in files], ignore_index=True)
     frame["scorer"] = frame["scorer"].fillna("")
-    return frame
+    return frame.drop_duplicates(["cell", "seed", "case"], keep="first").reset_index(drop=True)
