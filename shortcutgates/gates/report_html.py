@@ -15,10 +15,11 @@ from typing import Mapping
 def gate_document(report: Mapping, title: str = "shortcutgates gate report") -> list:
     """The page as blocks of :func:`shortcutgates.experiment.report.to_html`."""
     from ..experiment.report import gate_table
-    from ..plugin import is_red_record, not_run
+    from .not_run import not_run
+    from .report_json import is_red
 
     gates = list(report["gates"])
-    red = [g["id"] for g in gates if is_red_record(g)]
+    red = [g["id"] for g in gates if is_red(g)]
     s = report.get("summary") or {}
     model, data = report.get("model") or {}, report.get("data") or {}
     verdict = f"RED: {len(red)} gate(s) fail: {', '.join(red[:20])}" if red else "GREEN: no gate that ran fails"

@@ -51,6 +51,13 @@ FAILING: tuple[str, ...] = ("fail", "inconclusive", "error")
 """Verdicts of a primary case that turn the run red (unless waived)."""
 
 
+def is_red(gate: Mapping) -> bool:
+    """Whether a gate entry turns the run red: a primary case, not waived, neither passed nor skipped
+    (the pytest outcome of :func:`shortcutgates.plugin.check_record`)."""
+    return (not gate.get("waiver") and gate.get("role", "primary") == "primary"
+            and gate["verdict"] not in ("pass", "skipped"))
+
+
 def summarize(gates: Iterable[Mapping]) -> dict:
     """Counts of gate entries by verdict, ``expected`` (all), ``run`` (not skipped), ``waived``; the
     primary cases, how many of them fail the run (fail / inconclusive / error, not waived) and
@@ -58,7 +65,7 @@ def summarize(gates: Iterable[Mapping]) -> dict:
     gates = list(gates)
     counts = {v: sum(g["verdict"] == v for g in gates) for v in VERDICTS}
     primary = [g for g in gates if g.get("role", "primary") == "primary"]
-    failing = sum(g["verdict"] in FAILING and not g.get("waiver") for g in primary)
+    failing = sum(map(is_red, primary))
     return {"expected": len(gates), "run": len(gates) - counts["skipped"], **counts,
             "waived": sum(bool(g.get("waiver")) for g in gates), "primary": len(primary),
             "primary_failing": failing, "green": failing == 0}
