@@ -14,5 +14,6 @@ Modules
 ``synthetic``    small manifests with planted shortcuts and reference scorers (self-tests, benchmark)
 ``command``      the ``shortcutgates gate`` command
 
-No module imports the registry but the plugin and the command (``tests/test_import_graph.py``).
+The gate functions, records, decision and context never import the registry; no module is in an
+import cycle (``tests/test_import_graph.py``).
 """
