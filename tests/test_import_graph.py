@@ -95,6 +95,7 @@ def test_the_scan_sees_imports_inside_functions(tmp_path):
 
 
 @pytest.mark.parametrize("module", ["shortcutgates.gates.data_gates", "shortcutgates.gates.model_gates",
-                                    "shortcutgates.gates.records"])
+                                    "shortcutgates.gates.records", "shortcutgates.gates.decision",
+                                    "shortcutgates.gates.context", "shortcutgates.gates.probes"])
 def test_gate_modules_know_nothing_of_the_registry(module):
     assert "shortcutgates.gates.registry" not in reachable(import_graph(), module)
