@@ -237,6 +237,15 @@ def write_bytes_atomic(path, data: bytes) -> None:
             os.fsync(fh.fileno())
 
 
+def write_png(fig, path, *, dpi: float | None = None) -> Path:
+    """Save a matplotlib figure as PNG through :func:`atomic_path`, without the software/date
+    metadata, so the same figure gives the same bytes. Returns ``path``."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, metadata={"Software": None})
+    return path
+
+
 def write_parquet_atomic(table, path, *, row_group_size: int | None = None) -> None:
     """Write a pyarrow Table or pandas DataFrame to parquet, atomically and deterministically."""
     if isinstance(table, pd.DataFrame):

@@ -14,14 +14,11 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..io import atomic_path
+from ..io import write_png
 from ..preprocess import annulus_median_mad
 
 COLORS = ("#1b6ca8", "#d1495b", "#2e933c", "#edae49", "#7b4b94", "#555555")
 """Colour of the n-th configuration, the same in every figure."""
-
-_PNG_METADATA = {"Software": None}
-
 
 def _new_figure(n_panels: int, *, width: float = 4.0, height: float = 3.4, ncols: int | None = None):
     ncols = min(n_panels, ncols or n_panels) or 1
@@ -33,11 +30,8 @@ def _new_figure(n_panels: int, *, width: float = 4.0, height: float = 3.4, ncols
 
 
 def _save(fig: Figure, path) -> Path:
-    path = Path(path)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", metadata=_PNG_METADATA)
-    return path
+    return write_png(fig, path)
 
 
 def _floor(values, default: float) -> float:

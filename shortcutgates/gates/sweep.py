@@ -86,7 +86,7 @@ def plot_by_model(table: pd.DataFrame, records_by_model: dict[str, list[dict]], 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..io import atomic_path
+    from ..io import write_png
 
     names = list(table["model"])
     ids = [r["id"] for r in model_primary(records_by_model[names[0]])]
@@ -119,8 +119,7 @@ def plot_by_model(table: pd.DataFrame, records_by_model: dict[str, list[dict]], 
         ax.set_xticks(x, names, rotation=60, ha="right", fontsize=6)
     fig.suptitle("primary model gates by model (95% LRG-bootstrap interval; dashed: threshold; red: fails)", fontsize=9)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
+    write_png(fig, path, dpi=120)
     plt.close(fig)
     return path
 

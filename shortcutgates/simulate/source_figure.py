@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io import write_png
 from ..schema import PIXEL_SCALE_ARCSEC
 from .generator import PSF_RADIUS, source_sets
 from .population import PopulationConfig, draw_conditions, draw_injection
@@ -79,9 +80,7 @@ def plot(rows: list[dict], path) -> Path:
         axes[r, 0].set_ylabel(f"θ_E {inj.theta_e:.2f}″\nR_e {inj.src_reff:.2f}″", fontsize=8)
     fig.suptitle("Real (Hubble XDF) and Sérsic sources of the same injections", fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    write_png(fig, path, dpi=90)
     plt.close(fig)
     return path
 
