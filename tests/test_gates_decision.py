@@ -232,3 +232,18 @@ def test_report_reader_upgrades_version_1_and_refuses_others(tmp_path):
     path.write_text(json.dumps(dict(old, schema="shortcutgates.report/9")))
     with pytest.raises(ValueError, match=r"old.json: gate report: 'schema' must be"):
         read_report(path)
+
+
+@pytest.mark.parametrize("verdict", ["fail", "inconclusive", "error", "reported"])
+def test_a_reported_case_never_turns_the_run_red(verdict):
+    from shortcutgates.gates.report_json import is_red, summarize
+    from shortcutgates.plugin import check_record
+
+    record = {"id": "property_balance[test-ebv]", "verdict": verdict, "message": "m", "role": "reported"}
+    check_record(record)  # passes: shown, not gated
+    assert not is_red(record)
+    primary = dict(record, id="core_lr_auc[test-box10-raw_robust]", role="primary")
+    with pytest.raises(pytest.fail.Exception, match=verdict.upper()):
+        check_record(primary)
+    assert is_red(primary) and not is_red(dict(primary, waiver="accepted"))
+    assert summarize([record, primary])["green"] is False and summarize([record])["green"] is True
