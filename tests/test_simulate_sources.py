@@ -150,8 +150,8 @@ def test_the_script_rebuilds_the_shipped_library(tmp_path, hdf):
     assert module.main(["--out", str(tmp_path / "lib.npz")]) == 0
     rebuilt = read_library_npz(tmp_path / "lib.npz")
     assert rebuilt.images.shape == hdf.images.shape
-    np.testing.assert_allclose(rebuilt.images, hdf.images, atol=1e-6)
-    np.testing.assert_allclose(rebuilt.r_eff, hdf.r_eff)
+    np.testing.assert_allclose(rebuilt.images, hdf.images, atol=1e-4)  # float16 storage: ~1e-4 of a peak
+    np.testing.assert_allclose(rebuilt.r_eff, hdf.r_eff, rtol=1e-4)
 
 
 # --- user libraries -------------------------------------------------------------------------------
