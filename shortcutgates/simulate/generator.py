@@ -3,8 +3,10 @@
 Per LRG: draw its light and observing conditions, render it (adaptive supersampling, per-band
 Moffat PSF), add sky and photon noise once -> the control. Per injection (2–18 per LRG): trace
 an SIE + shear lens, render the source once for all bands, convolve per band and add the
-noiseless arc to that same control -> the stamp. Every LRG has its own random stream
-``default_rng([seed, 1, index])``, so results do not depend on chunking or file layout.
+noiseless arc to that same control -> the stamp. The source is a Sérsic (optionally clumpy)
+or a real galaxy image from a source library (``sources=``; :mod:`.sources`). Every LRG has its
+own random stream ``default_rng([seed, 1, index])``, so results do not depend on chunking or file
+layout.
 """
 
 from __future__ import annotations

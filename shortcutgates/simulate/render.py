@@ -16,6 +16,10 @@ pixel). The mean is estimated from ``k × k`` sub-pixel rays, where ``k`` is cho
 
 So only the pixels where the traced surface brightness changes fast (arc pixels of compact
 sources, the cusp of the LRG) get dense rays; the rest cost one ray.
+
+A pixelised source (:class:`.sources.PixelSource`, a real galaxy image) takes part through its
+own ``evaluate`` and ``local_scale``: ``ℓ`` is a fraction of its stamp pixel wherever the
+footprint can touch a lit stamp pixel, and infinite elsewhere.
 """
 
 from __future__ import annotations
