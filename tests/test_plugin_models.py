@@ -37,6 +37,26 @@ TRAIN = ["--width", "4", "--blocks", "1", "--batch-size", "8", "--no-progress", 
 CHEAP = "data_integrity or detection_auroc"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _import_lazy_modules(foreign):
+    """Load lazily imported modules (pandas' Arrow extension types, sklearn, onnx, onnxruntime, torch.export)
+    before pytester's in-process runs, which drop modules first imported inside them: extension modules
+    and Arrow type registrations cannot be loaded twice in one process."""
+    import pandas as pd
+
+    from shortcutgates.gates.registry import GateConfig, GateContext, gate_cases, run_case
+    from shortcutgates.scorers import load_scorer
+
+    shortcut = TESTS.parent / "fixtures" / "data" / "shortcut"
+    pd.read_parquet(shortcut / "test.parquet", columns=["label"])
+    ctx = GateContext(shortcut, model=TESTS.parent / "fixtures" / "checkpoints" / "clever_hans.pt", config=GateConfig())
+    for case in gate_cases(ctx):
+        if case.id in ("data_integrity", "lrg_leakage[test-pos-neg]", "detection_auroc[test]"):
+            run_case(ctx, case)
+    for kind in ("onnx", "pt2"):
+        load_scorer(foreign[kind])
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict:
     """A manifest, a 3-epoch checkpoint trained on it, and its per-epoch checkpoints."""
