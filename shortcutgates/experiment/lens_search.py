@@ -62,8 +62,8 @@ def tpr_at_fpr_intervals(labels, scores, groups, *, n_boot: int = 1000, seed: in
                                 n_boot=n_boot, seed=seed)
         needed = int(np.ceil(NEGATIVES_PER_FPR / fpr))
         note = "" if n_neg >= needed else (
-            f"only {n_neg} negatives (< {needed} = 10/FPR): at FPR {fpr:g} the threshold sits above "
-            f"{int(np.floor(fpr * n_neg))} negative(s), so this rate is not estimated at {fpr:g}")
+            f"{n_neg} negatives < 10/FPR = {needed}: at most {int(np.floor(fpr * n_neg))} negative(s) above the "
+            f"threshold, not an estimate at FPR {fpr:g}")
         out[f"{fpr:g}"] = {"value": est.value, "ci": [est.lo, est.hi], "n_neg": n_neg, "n_neg_needed": needed,
                            "note": note}
     return out
@@ -212,7 +212,10 @@ def tpr_table(results: dict) -> tuple:
             if not isinstance(next(iter(tpr.values()), None), Mapping):
                 continue
             cells = [_fmt(tpr.get(f"{f:g}", {})) for f in FPR_LEVELS]
-            notes = "; ".join(sorted({t["note"] for t in tpr.values() if t.get("note")}))
+            flagged = [k for k, t in tpr.items() if t.get("note")]
+            n_neg = next(iter(tpr.values())).get("n_neg")
+            notes = (f"{n_neg} negatives, fewer than 10/FPR: not an estimate at FPR {', '.join(flagged)}"
+                     if flagged else "")
             rows.append([config, exp, _fmt(m), *cells, notes])
     return header, rows
 
