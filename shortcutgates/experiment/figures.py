@@ -160,7 +160,7 @@ def stamps_figure(examples: Mapping[str, np.ndarray], path, *, band: int = 1) ->
     control = np.asarray(examples["control"])[:, band]
     residual = np.asarray(examples["residual"])[:, band]
     mask = np.asarray(examples["arc_mask"]).astype(float)
-    from .lens_search import add_scale_bar, gri_rgb
+    from .stamp_colour import add_scale_bar, gri_rgb
 
     colour = gri_rgb(np.asarray(examples["stamp"]))
     bands = "grz"[band]
