@@ -4,6 +4,12 @@ Registered as the ``pytest11`` entry point ``shortcutgates``, so it loads in eve
 the package is installed. Without ``--data`` it only adds its options, its marker and two fixtures:
 nothing is read, nothing is computed, no test is added or failed.
 
+The model comes from ``--model`` (a checkpoint, a ``.pt2`` or an ``.onnx``; :mod:`shortcutgates.scorers`)
+or from a ``shortcutgates_scorer`` fixture the user defines (conftest.py or a ``-p`` plugin); a
+checkpoint alone (``pytest gate_tests --model ckpt.pt``) also names the data: the training manifest
+it records, checked against its sha256. ``--gate-strict`` fails a run in which expected gates did
+not run (:mod:`shortcutgates.gates.not_run`).
+
 With ``--data DIR`` (and optionally ``--model CKPT``) a test that requests the ``gate_case`` fixture
 is parametrised with one case per gate × parameters × split (``shortcutgates.gates.gate_suite.test_gate``;
 ``pytest gate_tests`` collects it), ids as ``core_lr_auc[train-box10-raw_robust]``. Decoded images and
