@@ -79,7 +79,8 @@ def test_figures_and_table_from_results(tmp_path):
                            "manifest_row": np.arange(len(frame))})
     groups = frame["ra"].astype(str).to_numpy()
     roc = {"fpr": [0, 0.01, 0.5, 1], "tpr": [0, 0.2, 0.9, 1], "hist": ls.score_histogram(labels, scores),
-           "extremes": ls.extremes(scored, scores, k=2)}
+           "extremes": ls.extremes(scored, scores, k=2, base=tmp_path)}
+    assert roc["extremes"]["false_positives"][0]["manifest_file"] == "m/part-0000.parquet"  # relative: reproducible
     metric = {"value": 0.9, "ci": [0.8, 0.95], "tpr_at_fpr": ls.tpr_at_fpr_intervals(labels, scores, groups, n_boot=100)}
     results = {"seeds": [{"configs": {"raw_robust": {"roc": {"E2": roc}, "experiments": {"E2": metric}}}}]}
     made = ls.lens_search_figures(results, tmp_path, tmp_path / "figs")

@@ -76,19 +76,27 @@ def score_histogram(labels, scores, bins: int = 30) -> dict:
             "neg": np.histogram(scores[labels == 0], edges)[0].tolist()}
 
 
-def extremes(frame, scores, k: int = 4) -> dict:
+def extremes(frame, scores, k: int = 4, base=None) -> dict:
     """The ``k`` highest-scoring non-lenses and ``k`` lowest-scoring lenses of a scored frame.
 
     ``frame`` holds ``manifest_file``, ``manifest_row`` and ``label`` per row (as
     :func:`shortcutgates.evaluate.score_manifest` returns it). Returns
     ``{"false_positives": [...], "missed_lenses": [...]}``, each entry ``{"manifest_file",
-    "manifest_row", "score"}``.
+    "manifest_row", "score"}``. A file under ``base`` (the results directory) is named relative to
+    it, so the same run in another directory writes the same results.
     """
     scores = np.asarray(scores, np.float64)
+
+    def name(file) -> str:
+        path = Path(file).resolve()
+        if base is not None and path.is_relative_to(Path(base).resolve()):
+            return path.relative_to(Path(base).resolve()).as_posix()
+        return str(path)
+
     labels = frame["label"].to_numpy().astype(int)
 
     def rows(order):
-        return [{"manifest_file": str(Path(frame["manifest_file"].iloc[i]).resolve()),
+        return [{"manifest_file": name(frame["manifest_file"].iloc[i]),
                  "manifest_row": int(frame["manifest_row"].iloc[i]),
                  "score": float(scores[i])} for i in order]
 
@@ -147,7 +155,7 @@ def lens_search_figures(results: dict, results_dir: Path, fig_dir: Path) -> dict
                 hists.setdefault(exp, {})[config] = roc["hist"]
         ext = ((c.get("roc") or {}).get("E2") or {}).get("extremes")
         if ext:
-            groups += _extreme_rows(config, ext)
+            groups += _extreme_rows(config, ext, Path(results_dir))
     if hists:
         made["score_hist"] = score_hist_figure(hists, fig_dir / "score_hist.png")
     if groups:
@@ -155,7 +163,7 @@ def lens_search_figures(results: dict, results_dir: Path, fig_dir: Path) -> dict
     return made
 
 
-def _extreme_rows(config: str, ext: Mapping) -> list:
+def _extreme_rows(config: str, ext: Mapping, results_dir: Path) -> list:
     """Load the extremes' stamps from their manifest files (left out if the data are gone)."""
     import pandas as pd
 
@@ -163,7 +171,8 @@ def _extreme_rows(config: str, ext: Mapping) -> list:
 
     out = []
     for key, title in (("false_positives", "top non-lenses"), ("missed_lenses", "lowest lenses")):
-        entries = [e for e in ext.get(key, []) if Path(e["manifest_file"]).exists()]
+        entries = [dict(e, manifest_file=results_dir / e["manifest_file"]) for e in ext.get(key, [])]
+        entries = [e for e in entries if e["manifest_file"].exists()]
         if not entries:
             continue
         parts = []

@@ -46,7 +46,7 @@ def detection(ckpt: Path, manifest: Path, split: str, seed: int, params) -> tupl
     metric = {"metric": "auroc", "value": est.value, "ci": [est.lo, est.hi], "n": est.n, "n_groups": est.n_groups,
               "seed": seed, "source": f"evaluate_scores[{split}]", "n_pos": m.n_pos, "n_neg": m.n_neg,
               "tpr_at_fpr": tpr_at_fpr_intervals(labels, scores, groups, n_boot=params.n_boot, seed=seed)}
-    roc = dict(roc_points(labels, scores), hist=score_histogram(labels, scores), extremes=extremes(scored, scores))
+    roc = dict(roc_points(labels, scores), hist=score_histogram(labels, scores), extremes=extremes(scored, scores, base=params.out))
     return jsonable(metric), jsonable(roc)
 
 
