@@ -283,7 +283,9 @@ def arc_swap_auroc_drop(context, case) -> Measurement:
 def morphology_auroc(context, case) -> Measurement:
     """Positives vs the same pairs with the arc part averaged round its 1-px rings (core part kept).
 
-    Same light per ring, same core, no arc shape: a shape reader ranks the real arcs higher.
+    Same light per ring, same core, no arc shape: a shape reader ranks the real arcs higher. A value
+    below 0.5 is a finding, not an artefact (the model prefers the smooth ring), hence a ``fail``;
+    a flipped or blind scorer is caught by the detection precondition instead.
     """
     return _counterfactual_gate(context, case, "ring_averaged", "auroc_vs_stamp", "morphology AUROC")
 
