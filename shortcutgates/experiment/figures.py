@@ -233,16 +233,15 @@ def stratified_figure(strata: Mapping[str, Mapping[str, Sequence[Mapping]]], pat
 
 
 def shifts_figure(rows: Sequence[Mapping], path) -> Path:
-    """Arc-masked and core-transplant AUROC per configuration against their 0.60 ceilings.
+    """Counterfactual model-gate AUROCs per configuration against their thresholds, one panel per case.
 
     Parameters
     ----------
     rows : sequence of {"config": str, "gate": str, "value": float, "ci": [lo, hi] or None,
            "threshold": float}
-        Gate records of the E2 models. Arc-masked: AUROC left when the arc annulus is replaced by
-        matched noise (what the model reads outside the arc). Core transplant: AUROC between
-        negatives carrying a positive's core and negatives carrying a negative's core (how much
-        the score shifts with the core alone).
+        Gate records of the E2 models; ``gate`` names the panel (a case id such as
+        ``arc_masked_auroc[test_paired-theta_e1-1.5]``). See docs/model_gates.md for what each
+        counterfactual gate scores.
     """
     gates = list(dict.fromkeys(r["gate"] for r in rows))
     configs = list(dict.fromkeys(r["config"] for r in rows))

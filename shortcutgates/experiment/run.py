@@ -12,6 +12,7 @@ E4   E2's model input                  ``core_lr_auc[train-box10-model]`` gate: 
                                        the unpaired training images as the model sees them (< 0.65)
 ==== =============================== ===========================================================
 
+(for a raw_robust model, whose input is the raw_robust array, E4 is ``core_lr_auc[train-box10-raw_robust]``),
 plus ``E1_core_lr``, the same probe on E1's (paired) training input, which with E4 gives the
 paired/unpaired × raw/residual core-LR table of docs/design.md#the-shortcut.
 
@@ -260,13 +261,23 @@ def run_configuration(config: Configuration, manifests: dict, params: Experiment
     e2, roc2 = detection(ckpts["unpaired"], manifests["unpaired"], "test", seed, params)
     e3, roc3 = detection(ckpts["unpaired"], manifests["unpaired"], "test_paired", seed, params)
     gates = run_gates(manifests["unpaired"], ckpts["unpaired"], params, seed, model_only=True)
-    paired_core = run_gates(manifests["paired"], ckpts["paired"], params, seed, model_only=True,
-                            only=lambda c: c.gate == "core_lr_auc" and c.split == "train")
+    # E4 reads the model's input; a raw_robust model's input is the raw_robust array, whose probe is a
+    # data case (the suite does not repeat it as a "-model" case).
+    model_input = "raw_robust" if config.preprocess == "raw_robust" else "model"
+    needs_model = model_input == "model"
+
+    def core_train(case) -> bool:
+        return case.gate == "core_lr_auc" and case.split == "train" and case.params.get("input") == model_input
+
+    e4_records = gates if needs_model else run_gates(manifests["unpaired"], None, params, seed, model_only=False,
+                                                     only=core_train)
+    paired_core = run_gates(manifests["paired"], ckpts["paired"] if needs_model else None, params, seed,
+                            model_only=needs_model, only=core_train)
     timer.add(f"seed{seed}/measure_{config.name}", t)
     experiments = {"E1": e1, "E2": e2, "E3": e3,
                    "E3_gap": gate_metric(gates, "cross_test_gap", None, seed),
-                   "E4": gate_metric(gates, "core_lr_auc", "train", seed, box=10, input="model"),
-                   "E1_core_lr": gate_metric(paired_core, "core_lr_auc", "train", seed, box=10, input="model")}
+                   "E4": gate_metric(e4_records, "core_lr_auc", "train", seed, box=10, input=model_input),
+                   "E1_core_lr": gate_metric(paired_core, "core_lr_auc", "train", seed, box=10, input=model_input)}
     return {"preprocess": config.preprocess, "core_dropout": config.core_dropout, "training": training,
             "experiments": experiments, "roc": {k: v for k, v in (("E1", roc1), ("E2", roc2), ("E3", roc3)) if v},
             "gates": strip_extra(gates), "stratified": stratified_bins(gates)}

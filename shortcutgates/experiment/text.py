@@ -71,8 +71,10 @@ def answer_sound(results: dict, summary: dict, crit: list) -> str:
     core_txt = ", ".join(f"{d} {_m(v[0])}" for d, v in core.items() if v) or "n/a"
     e4 = {c: (_exp(results, c, "E4") or {}).get("value") for c in _configs(results)}
     broken = [c for c, v in e4.items() if v is not None and v < 0.65]
-    transplant = {c: find_gates(_model_gates(results, c), "core_transplant_auroc") for c in _configs(results)}
-    tr_txt = ", ".join(f"{c} {_m(v[0])} ({v[0]['verdict']})" for c, v in transplant.items() if v) or "not measured"
+    core_reads = {c: [r for r in _model_gates(results, c) if r["gate"] in CORE_MODEL_GATES and r.get("value") is not None]
+                  for c in _configs(results)}
+    tr_txt = "; ".join(f"{c}: " + ", ".join(f"{r['id']} {_m(r)} ({_verdict(r)})" for r in v)
+                       for c, v in core_reads.items() if v) or "not measured"
     raw_e4 = e4.get("raw_robust")
     verdict = ("Unpaired construction alone does NOT break the core shortcut" if raw_e4 is not None and raw_e4 >= 0.65
                else "Unpaired construction alone keeps the core-LR AUC below 0.65" if raw_e4 is not None
@@ -88,8 +90,10 @@ def _core_sentence(verdict: str, core_txt: str, e4: dict, broken: list, tr_txt: 
             f"core-LR AUC {core_txt} (paired vs unpaired data, train split). On each E2 model's input the "
             f"core-LR AUC is " + ", ".join(f"{c} {_f(v)}" for c, v in e4.items())
             + f"; it is below 0.65 for {', '.join(broken) if broken else 'no configuration'}. "
-            f"Whether the trained model actually uses the core is measured by the core-transplant AUROC "
-            f"(≤ 0.60 passes): {tr_txt}. ")
+            f"Whether the trained model actually uses the core is measured within each pair, per θ_E bin, by "
+            f"the counterfactual gates: arc_masked_auroc (the positive with its arc taken out exactly vs the "
+            f"bare control, ≤ 0.60 passes) and core_masked_auroc_drop (detection AUROC lost without the core's "
+            f"lensed light, ≤ 0.05 passes): {tr_txt}. ")
 
 
 def _arc_in_box(results: dict) -> str:
@@ -117,7 +121,9 @@ def answer_balance(results: dict, summary: dict, crit: list) -> str:
     if not recs:
         return "No property_balance gate was measured on the unpaired training split."
     recs = sorted(recs, key=lambda r: -abs(r["value"]))
-    bad = [r["params"].get("prop", r["id"]) for r in recs if r["verdict"] in ("fail", "inconclusive")]
+    margin = recs[0].get("threshold") or 0.2
+    bad = [r["params"].get("prop", r["id"]) for r in recs
+           if abs(r["value"]) > margin or not r.get("ci") or None in r["ci"] or max(abs(c) for c in r["ci"]) > margin]
     c2st = [r for r in find_gates(_data_gates(results, "unpaired"), "metadata_c2st_auc") if r["split"] == "train"]
     c2st_txt = (f"A classifier predicting the label from all property columns reaches AUC {_m(c2st[0])} "
                 f"({c2st[0]['verdict']}, ≤ 0.60 passes)") if c2st else "The metadata C2ST was not measured"
@@ -125,9 +131,9 @@ def answer_balance(results: dict, summary: dict, crit: list) -> str:
     n_lrgs = recs[0].get("n_groups")
     return (f"Standardised mean differences lens vs non-lens in the unpaired training split ({n_lrgs} LRGs; "
             f"largest first): {listed}. "
-            + (f"Not shown balanced (|SMD| > 0.1, or interval crossing 0.1): {', '.join(bad)} — "
-               f"{len(bad)} of {len(recs)} properties. " if bad else
-               "All properties are within |SMD| ≤ 0.1 with their intervals. ")
+            + (f"Not shown balanced (signed SMD or its interval beyond ±{margin:g}; property balance is "
+               f"reported, not gated): {', '.join(bad)} — {len(bad)} of {len(recs)} properties. " if bad else
+               f"Every property's signed SMD lies within ±{margin:g} with its interval (reported, not gated). ")
             + f"{c2st_txt}. The checks that matter are the ones the model could read from the image: PSF size, "
               f"depth and LRG brightness change the core and the noise, so an imbalance there is a new shortcut; "
               f"the C2ST catches combinations that single-property SMDs miss. " + _chance_smd(results))
@@ -139,8 +145,7 @@ def _chance_smd(results: dict) -> str:
         return ""
     se = math.sqrt(1 / train["n_pos"] + 1 / train["n_neg"])
     return (f"With {train['n_pos']} lens and {train['n_neg']} non-lens LRGs a random pool split alone gives "
-            f"SMDs with standard error {_f(se, 2)}, so the 0.1 balance gate needs ≳ 800 LRGs per pool (2σ) "
-            f"before it can pass without matching (build --match).")
+            f"SMDs with standard error {_f(se, 2)}; matching (build --match) removes that spread.")
 
 
 def ci_width(m: dict | None) -> float | None:
@@ -181,7 +186,15 @@ def answer_sample_size(results: dict, summary: dict, crit: list) -> str:
     return text
 
 
-MODEL_EXTRA_GATES = ("arc_masked_auroc", "core_transplant_auroc", "morphology_auroc", "cross_test_gap")
+CORE_MODEL_GATES = ("arc_masked_auroc", "core_masked_auroc_drop")
+"""The counterfactual model gates that ask whether a model reads the core (docs/model_gates.md)."""
+MODEL_EXTRA_GATES = ("arc_masked_auroc", "core_masked_auroc_drop", "arc_swap_auroc_drop", "morphology_auroc",
+                     "cross_test_gap")
+
+
+def _verdict(record: dict) -> str:
+    """The verdict, marked when the case is reported rather than gated (e.g. a θ_E bin whose arc lies in the core)."""
+    return f"{record['verdict']}, reported" if record.get("role") == "reported" else record["verdict"]
 
 
 def answer_gates(results: dict, summary: dict, crit: list) -> str:
@@ -189,9 +202,9 @@ def answer_gates(results: dict, summary: dict, crit: list) -> str:
     for c in _configs(results):
         recs = [r for r in _model_gates(results, c) if r["gate"] in MODEL_EXTRA_GATES]
         if recs:
-            lines.append(f"{c}: " + ", ".join(f"{r['gate']} {_f(r['value'])} ({r['verdict']})" for r in recs))
+            lines.append(f"{c}: " + ", ".join(f"{r['id']} {_f(r['value'])} ({_verdict(r)})" for r in recs))
     caught = sorted({r["gate"] for c in _configs(results) for r in _model_gates(results, c)
-                     if r["gate"] in MODEL_EXTRA_GATES and r["verdict"] == "fail"
+                     if r["gate"] in MODEL_EXTRA_GATES and r["verdict"] == "fail" and r.get("role") != "reported"
                      and ((_exp(results, c, "E4") or {}).get("value") or 1.0) < 0.65})
     text = ("Besides the core-LR gate, the model gates measure what the score depends on: " + "; ".join(lines) + ". "
             if lines else "No model gate beyond E1–E4 was measured. ")
@@ -213,7 +226,7 @@ def answer_alternatives(results: dict, summary: dict, crit: list) -> str:
             + (f"All three criteria held for {', '.join(all3)}. " if all3 else
                f"No configuration held all three criteria ({per}). ")
             + "Residual preprocessing removes the azimuthally smooth LRG light the core probe reads; core dropout "
-              "only changes training, so it can show in the core-transplant gate but not in E4 (which reads the "
+              "only changes training, so it can show in the counterfactual model gates but not in E4 (which reads the "
               "model's input). Other ways to build unpaired data from the existing pool: match the negative pool "
               "to the positives in PSF/depth/brightness bins (build --match), or keep pairs but inject the arc "
               "into a different LRG's control; both are checked by the same gates.")
