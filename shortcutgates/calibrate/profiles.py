@@ -72,7 +72,7 @@ def _full() -> Profile:
     cells = [(Cell("data", "core", 0.0, n), 200) for n in SIZES]
     cells += [(Cell("data", "core", round(g * SURVEY_CORE, 6), 2000), 20 if g == 1.0 else 10)
               for g in (0.1, 0.2, 0.35, 1.0)]
-    cells += _grid("data", "smd", (0.05, 0.1, 0.2), (2000,), 10)
+    cells += _grid("data", "smd", (0.05, 0.1, 0.2, 0.4, 0.6), (2000,), 10)
     cells += [(Cell("data", p, 0.01, 500), 5) for p in ("leak", "dup")]
     cells += [(Cell("model", "core", 0.0, n, scorer="arc", core=SURVEY_CORE), 200) for n in (250, 500)]
     cells += [(Cell("model", "core", 0.0, 500, scorer=scorer_name(lam), core=SURVEY_CORE), 10) for lam in LAMBDAS if lam > 0]

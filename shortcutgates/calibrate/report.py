@@ -120,7 +120,7 @@ def plot_power(summary: pd.DataFrame, path: Path) -> None:
                         marker="o", ms=3, capsize=2, label=f"{case} n={n}")
         ax.axhline(0.9, color="grey", ls=":", lw=1)
         ax.axhline(0.05, color="grey", ls=":", lw=1)
-        ax.set_xlabel({"core": "counter-image flux / arc flux", "smd": "planted |SMD| of psfsize_r",
+        ax.set_xlabel({"core": "counter-image flux / arc flux", "smd": "planted |SMD| of the PSF columns",
                        "leak": "leaked-LRG fraction", "dup": "duplicated-row fraction"}[problem])
         ax.set_ylabel("fail rate (power)")
         ax.set_ylim(-0.03, 1.03)
@@ -149,7 +149,7 @@ def plot_coverage(summary: pd.DataFrame, path: Path) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("LRGs per split")
     ax.set_ylabel("interval coverage (clean data)")
-    ax.set_ylim(0, 1.02)
+    ax.set_ylim(0.6, 1.02)
     ax.legend(fontsize=6, loc="lower left")
     fig.tight_layout()
     write_png(fig, path, dpi=110)
