@@ -110,23 +110,19 @@ def decide(value: float, ci: tuple[float, float] | None, threshold: float | None
     if threshold is None:
         return "reported"
     if equivalence:
-        if abs(value) > threshold:
-            return "fail"
-        if ci is None:
-            return "pass"
-        lo, hi = ci
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            return "inconclusive"
-        return "pass" if -threshold <= lo and hi <= threshold else "inconclusive"
-    at_most = direction == "at_most"
-    if (value > threshold) if at_most else (value < threshold):
+        bad, good_lo, good_hi = abs(value) > threshold, -threshold, threshold
+    elif direction == "at_most":
+        bad, good_lo, good_hi = value > threshold, -math.inf, threshold
+    else:
+        bad, good_lo, good_hi = value < threshold, threshold, math.inf
+    if bad:
         return "fail"
     if ci is None:
         return "pass"
     lo, hi = ci
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return "inconclusive"
-    return "pass" if ((hi <= threshold) if at_most else (lo >= threshold)) else "inconclusive"
+    return "pass" if good_lo <= lo and hi <= good_hi else "inconclusive"
 
 
 def groups_to_decide(value: float, ci: tuple[float, float], threshold: float, direction: str,
