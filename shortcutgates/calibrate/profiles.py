@@ -1,8 +1,7 @@
 """Calibration profiles: which cells, how many seeds, how large a pool, which roles.
 
-``quick`` (every gate, a few seeds per cell) needs about 8 CPU-minutes by the per-seed costs
-measured in ``docs/calibration.md`` (about 4–5 minutes on 2 idle cores; not timed on an idle
-machine); ``full`` (primary gates only) asks 200 seeds of every null cell, interleaved by seed so a
+``quick`` (every gate, a few seeds per cell) took 295 s wall on 2 idle cores as two shards, with
+the simulated pool already cached (``docs/calibration.md``); ``full`` (primary gates only) asks 200 seeds of every null cell, interleaved by seed so a
 run stopped early has covered every cell evenly. ``tiny`` is the reduced quick
 profile the test suite runs. The survey strength of the planted counter-image is
 :data:`SURVEY_CORE`; ``shortcutgates calibrate --survey-strength`` re-measures it.
