@@ -195,8 +195,8 @@ def test_paired_statistic_on_arrays_takes_any_score_fn():
 
 
 def test_calibration_loop_decides_the_reference_readers():
-    """The seed loop of ``model_gate_calibration`` on toy pairs: λ = 0 passes, λ = 1 fails the core gates."""
-    from shortcutgates.gates import model_gate_calibration as cal
+    """The seed loop of ``calibrate.model_gates`` on toy pairs: λ = 0 passes, λ = 1 fails the core gates."""
+    from shortcutgates.calibrate import model_gates as cal
     from shortcutgates.gates.synthetic import make_images
 
     images, labels, groups, theta = make_images(ToySpec(n_lrgs=120, paired=True, core_fraction=0.03,

@@ -8,7 +8,7 @@ readers' scores), and decide every gate in every θ_E bin with the suite's rule.
 
 Run (the numbers in ``docs/model_gates.md``)::
 
-    OMP_NUM_THREADS=1 python -m shortcutgates.gates.model_gate_calibration --seeds 50 --n-lrgs 200 \\
+    OMP_NUM_THREADS=1 python -m shortcutgates.calibrate.model_gates --seeds 50 --n-lrgs 200 \\
         --out calibration_model_gates.json
     # or in parts over disjoint seeds, then the table of all of them:
     ... --first-seed 25 --seeds 25 --out part2.json; ... --merge part1.json part2.json
@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from ..io import atomic_path, write_bytes_atomic
-from . import model_gates as mg
-from . import reference_scorers as rs
-from .decision import decide
-from .probes import ProbeError
-from .records import GateConfig
+from ..gates import model_gates as mg
+from ..gates import reference_scorers as rs
+from ..gates.decision import decide
+from ..gates.probes import ProbeError
+from ..gates.records import GateConfig
 
 LAMBDAS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)
 """Core weights of the mixture readers (0: the pure arc reader, 1: the pure core reader)."""
@@ -106,7 +106,7 @@ def decide_all(scores: dict, bins: list, groups: np.ndarray, config: GateConfig,
 
 
 def registry_thresholds() -> dict:
-    from .registry import REGISTRY
+    from ..gates.registry import REGISTRY
 
     return {g: (REGISTRY[g].threshold, REGISTRY[g].direction) for g in GATES}
 
