@@ -123,8 +123,10 @@ def _wanted(case, cell: Cell) -> bool:
     return True
 
 
-def run_seed(pool: Pool, cell: Cell, seed: int, config: GateConfig, roles=("primary", "reported")) -> list[dict]:
-    """Every wanted case of one seed of ``cell`` whose role is in ``roles``: one record per case."""
+def run_seed(pool: Pool, cell: Cell, seed: int, config: GateConfig, roles=("primary", "reported"),
+             also: tuple = ()) -> list[dict]:
+    """Every wanted case of one seed of ``cell`` whose role is in ``roles`` or whose gate is in ``also``:
+    one record per case."""
     config = replace(config, seed=int(seed))
     score_fn = resolve_scorer(cell.scorer) if cell.scorer else None
     base = {**asdict(cell), "cell": cell.key, "seed": int(seed)}
@@ -139,7 +141,7 @@ def run_seed(pool: Pool, cell: Cell, seed: int, config: GateConfig, roles=("prim
                      "message": f"{type(exc).__name__}: {exc}", "seconds": time.perf_counter() - start}]
         records = []
         for case in gate_cases(context):
-            if not _wanted(case, cell) or role_of(case) not in roles:
+            if not _wanted(case, cell) or (role_of(case) not in roles and case.gate not in also):
                 continue
             t0 = time.perf_counter()
             result = run_case(context, case)

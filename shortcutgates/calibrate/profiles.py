@@ -27,6 +27,12 @@ LAMBDAS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 """Core weight λ of the reference-scorer mixtures λ·core + (1−λ)·arc."""
 SIZES = (250, 500, 1000, 2000)
 """LRGs per split of the null cells."""
+SUITE_SEEDS = 40
+"""Seeds of the full profile's whole-suite cell: 40 of 40 green puts the Wilson lower bound at 0.91."""
+ALSO_RECORDED = ("metadata_c2st_auc", "cross_test_gap", "arc_masked_auroc", "core_masked_auroc_drop",
+                 "arc_swap_auroc_drop", "morphology_auroc")
+"""Gates the full profile records in every role: the held-out C2ST and the cross-test gap (reported,
+with the rates that made them so) and the counterfactual gates' reported θ_E bins."""
 SUITE_LRGS = 4000
 """LRGs of the whole-suite cells: the proposal's mini-experiment (4000 samples, unpaired)."""
 
@@ -39,6 +45,9 @@ class Profile(NamedTuple):
     pool_seed: int
     cells: tuple  # of (Cell, n_seeds)
     roles: tuple = ("primary", "reported")
+    also: tuple = ()
+    """Gates whose cases are recorded whatever their role (a profile of primary cases still measures
+    the reported cases that were once primary, and the small θ_E bins)."""
 
 
 def _grid(kind, problem, grades, sizes, seeds, scale=1.0, **kw):
@@ -76,8 +85,8 @@ def _full() -> Profile:
     cells += [(Cell("data", p, 0.01, 500), 5) for p in ("leak", "dup")]
     cells += [(Cell("model", "core", 0.0, n, scorer="arc", core=SURVEY_CORE), 200) for n in (250, 500)]
     cells += [(Cell("model", "core", 0.0, 500, scorer=scorer_name(lam), core=SURVEY_CORE), 10) for lam in LAMBDAS if lam > 0]
-    cells += [(Cell("suite", "core", 0.0, SUITE_LRGS, scorer="arc"), 10)]
-    return Profile("full", 10000, 0, tuple(cells), roles=("primary",))
+    cells += [(Cell("suite", "core", 0.0, SUITE_LRGS, scorer="arc"), SUITE_SEEDS)]
+    return Profile("full", 10000, 0, tuple(cells), roles=("primary",), also=ALSO_RECORDED)
 
 
 def make_profile(name: str) -> Profile:

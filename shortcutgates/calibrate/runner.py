@@ -56,7 +56,7 @@ def run_profile(profile: Profile, out_dir, *, shard: int = 0, n_shards: int = 1,
     start = time.perf_counter()
     for cell, seed in tqdm(todo, desc=f"calibrate {profile.name} shard {shard}/{n_shards}", unit="seed",
                            disable=not progress, file=sys.stderr, mininterval=5):
-        records = pd.DataFrame(run_seed(pool, cell, seed, config, profile.roles))
+        records = pd.DataFrame(run_seed(pool, cell, seed, config, profile.roles, profile.also))
         records.to_csv(path, mode="a", header=not path.exists() or path.stat().st_size == 0, index=False)
     (out_dir / f"wall-{shard}-of-{n_shards}.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
     return path

@@ -64,6 +64,18 @@ def leakage_cases(context: GateContext, gate: Gate) -> list[GateCase]:
             + [_case(gate, {"pair": f"{a}-{b}"}) for a, b in itertools.combinations(context.splits, 2)])
 
 
+def training_split_primary(context: GateContext, gate: Gate) -> list[GateCase]:
+    """One case per probe split; only ``train`` (the split a model learns from) is primary.
+
+    On the held-out splits the case is reported: a property imbalance there cannot teach a model a
+    shortcut (the model gates measure what a model does with the held-out data), and at the
+    builder's default 15 % splits of 4000 LRGs (~300-600 LRGs) the C2ST interval is as wide as the
+    distance from chance to the threshold (``docs/calibration.md#primary-family``).
+    """
+    return [GateCase(gate.name, {}, s, gate.needs, gate.role if s == "train" else "reported")
+            for s in context.probe_splits]
+
+
 def per_property(context: GateContext, gate: Gate) -> list[GateCase]:
     return [_case(gate, {"prop": p}, s) for s in context.probe_splits for p in context.property_columns]
 
@@ -136,7 +148,7 @@ _ROWS = (
          threshold=0.2, direction="at_most", equivalence=True, needs=DATA, role="reported", cases=per_property,
          measure=dg.property_balance),
     Gate(name="metadata_c2st_auc", metric="grouped-CV AUC predicting the label from property columns",
-         threshold=0.60, direction="at_most", chance=0.5, needs=DATA, role="primary", cases=per_probe_split,
+         threshold=0.60, direction="at_most", chance=0.5, needs=DATA, role="primary", cases=training_split_primary,
          measure=dg.metadata_c2st_auc),
     Gate(name="core_lr_auc", metric="grouped-CV logistic-regression AUC on the central box",
          threshold=0.65, direction="at_most", chance=0.5, needs=DATA, role="primary", cases=per_box_input,
@@ -154,7 +166,7 @@ _ROWS = (
          threshold=None, direction="at_most", needs=MODEL, role="reported", cases=memorisation_cases,
          measure=mg.memorisation_gap),
     Gate(name="cross_test_gap", metric="AUROC(test_paired) − AUROC(test), equivalent to 0 within the margin",
-         threshold=0.05, direction="at_most", equivalence=True, needs=MODEL, role="primary", cases=one_case,
+         threshold=0.05, direction="at_most", equivalence=True, needs=MODEL, role="reported", cases=one_case,
          measure=mg.cross_test_gap),
     Gate(name="arc_masked_auroc", metric="pairs with the arc taken out exactly (ctrl + lensed light at r < 5 px) vs the bare controls",
          threshold=0.60, direction="at_most", needs=MODEL, role="primary", cases=mg.theta_bin_cases,
