@@ -119,6 +119,12 @@ def test_metadata_c2st_fails_on_shifted_psf_and_passes_when_matched(shortcut, ba
     assert good.verdict == "pass" and good.ci[1] <= 0.60
 
 
+def test_metadata_c2st_decides_on_the_training_split_and_reports_the_held_out_splits(clean):
+    roles = {c.split: c.role for c in gate_cases(clean) if c.gate == "metadata_c2st_auc"}
+    assert roles.pop("train") == "primary"
+    assert roles and set(roles.values()) == {"reported"}, roles
+
+
 # --- core_lr_auc -------------------------------------------------------------------------------
 def test_core_lr_fails_on_the_core_shortcut_and_names_theta_e_bins(shortcut):
     res = _run(shortcut, "core_lr_auc", box=10, input="raw_robust")

@@ -196,6 +196,16 @@ def test_config_from_pyproject(tmp_path):
     assert load_config(None) == GateConfig()
 
 
+def test_config_promotes_reported_cases_to_primary(tmp_path):
+    path = tmp_path / "pyproject.toml"
+    path.write_text('[tool.shortcutgates]\nprimary = ["cross_test_gap", "metadata_c2st_auc[test]"]\n')
+    cfg = load_config(path)
+    assert cfg.role_for(GateCase("cross_test_gap", {}, None, ("data", "model")), "reported") == "primary"
+    assert cfg.role_for(GateCase("metadata_c2st_auc", {}, "test"), "reported") == "primary"
+    assert cfg.role_for(GateCase("metadata_c2st_auc", {}, "val"), "reported") == "reported"
+    assert GateConfig().role_for(GateCase("cross_test_gap", {}, None), "reported") == "reported"
+
+
 @pytest.mark.parametrize(
     "text, match",
     [
@@ -203,6 +213,10 @@ def test_config_from_pyproject(tmp_path):
         pytest.param("[tool.shortcutgates.waivers]\ncore_lr_auc = \"\"\n", "needs a reason", id="waiver_without_reason"),
         pytest.param("[tool.shortcutgates.thresholds]\ncore_lr = 0.7\n", "unknown gate 'core_lr'", id="unknown_gate"),
         pytest.param("[tool.shortcutgates]\nn_boot = 100\n", "n_boot' must be >= 500", id="too_few_resamples"),
+        pytest.param("[tool.shortcutgates]\nprimary = [\"cross_test\"]\n", "unknown gate 'cross_test'",
+                     id="unknown_primary_gate"),
+        pytest.param("[tool.shortcutgates]\nprimary = \"cross_test_gap\"\n", "'primary' must be a list",
+                     id="primary_not_a_list"),
         pytest.param("[tool.shortcutgates]\nlevel = \"high\"\n", "'level' must be a number", id="wrong_type"),
     ],
 )

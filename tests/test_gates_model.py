@@ -126,6 +126,25 @@ def test_a_bin_whose_lensed_light_lies_mostly_in_the_core_is_reported(tmp_path):
     assert mg.paired_set(ctx, case.split).bins[0]["core_share"] > mg.MAX_CORE_SHARE
 
 
+def test_a_bin_with_too_few_pairs_for_a_covering_interval_is_reported(tmp_path):
+    """θ_E bins: 2–10″ holds >= 30 pairs (gated), 1.5–2″ fewer (reported: its interval under-covers)."""
+    rows = make_rows(ToySpec(n_lrgs=400, size=32, paired=True, theta_e_arcsec=(1.8, 2.6), seed=5))
+    ctx = GateContext(write_manifest(rows, tmp_path), config=CFG, score_fn=rs.arc_reader)
+    bins = {b["label"]: len(b["rows"]) for b in mg.paired_set(ctx, ctx.paired_split).bins}
+    for case in _cases(ctx, "morphology_auroc"):
+        n_pairs = bins[case.params["theta_e"]]
+        assert case.role == ("primary" if n_pairs >= mg.MIN_GATED_BIN_PAIRS else "reported"), (case.id, n_pairs)
+    assert min(bins[c.params["theta_e"]] for c in _cases(ctx, "morphology_auroc")) < mg.MIN_GATED_BIN_PAIRS
+    assert max(bins.values()) >= mg.MIN_GATED_BIN_PAIRS
+
+
+def test_cross_test_gap_is_reported_unless_promoted(clean_dir):
+    (default,) = _cases(GateContext(clean_dir, config=CFG, score_fn=rs.arc_reader), "cross_test_gap")
+    promoted_cfg = GateConfig(n_boot=500, primary=("cross_test_gap",))
+    (promoted,) = _cases(GateContext(clean_dir, config=promoted_cfg, score_fn=rs.arc_reader), "cross_test_gap")
+    assert (default.role, promoted.role) == ("reported", "primary")
+
+
 def test_registry_rows_use_the_counterfactual_gates():
     for gate in COUNTERFACTUAL_GATES:
         assert REGISTRY[gate].cases is mg.theta_bin_cases

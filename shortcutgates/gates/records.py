@@ -159,7 +159,7 @@ class Gate:
 
 
 CONFIG_KEYS = ("thresholds", "max_samples", "n_boot", "seed", "level", "waivers", "boxes", "n_splits",
-               "theta_e_bins_arcsec")
+               "theta_e_bins_arcsec", "primary")
 
 
 @dataclass(frozen=True)
@@ -176,13 +176,14 @@ class GateConfig:
         boxes = [10]                # core-LR box sides, px
         n_splits = 5                # grouped CV folds of the probes
         theta_e_bins_arcsec = [0.0, 1.0, 1.5, 2.0, 10.0]
+        primary = ["cross_test_gap"]   # reported cases that decide the run here (gate names or case ids)
 
         [tool.shortcutgates.thresholds]
         core_lr_auc = 0.65                     # by gate name ...
         "detection_auroc[val]" = 0.85          # ... or by case id (wins)
 
         [tool.shortcutgates.waivers]
-        "cross_test_gap" = "test_paired is built from a different survey region (issue #12)"
+        "detection_auroc[test_paired]" = "test_paired is built from a different survey region (issue #12)"
     """
 
     thresholds: Mapping[str, float] = field(default_factory=dict)
@@ -195,6 +196,9 @@ class GateConfig:
     boxes: tuple[int, ...] = (10,)
     n_splits: int = 5
     theta_e_bins_arcsec: tuple[float, ...] = (0.0, 1.0, 1.5, 2.0, 10.0)
+    primary: tuple[str, ...] = ()
+    """Gate names or case ids promoted to ``primary`` (e.g. ``cross_test_gap`` when ``test`` and
+    ``test_paired`` each hold ~1000 LRGs, the size at which it decides: ``docs/calibration.md#primary-family``)."""
 
     def __post_init__(self):
         if self.n_boot < 500:
@@ -221,6 +225,10 @@ class GateConfig:
         if case.gate in self.thresholds:
             return float(self.thresholds[case.gate])
         return default
+
+    def role_for(self, case: GateCase, default: Role) -> Role:
+        """``primary`` when the configuration promotes the case (by id or gate name), else ``default``."""
+        return "primary" if case.id in self.primary or case.gate in self.primary else default
 
     def waiver_for(self, case: GateCase) -> str | None:
         """The waiver reason of a case (by id, else by gate name), or None."""
@@ -274,6 +282,12 @@ class GateConfig:
                 kw["level"] = _number(table["level"], "level")
             if "boxes" in table:
                 kw["boxes"] = tuple(_integer(b, "boxes") for b in table["boxes"])
+            if "primary" in table:
+                if isinstance(table["primary"], (str, Mapping)) or not all(isinstance(x, str) for x in table["primary"]):
+                    raise TypeError(f"'primary' must be a list of gate names or case ids (got {table['primary']!r})")
+                for name in table["primary"]:
+                    check_gate_name(name, gates)
+                kw["primary"] = tuple(table["primary"])
             if "theta_e_bins_arcsec" in table:
                 kw["theta_e_bins_arcsec"] = tuple(_number(b, "theta_e_bins_arcsec") for b in table["theta_e_bins_arcsec"])
         except (TypeError, ValueError) as exc:
@@ -284,7 +298,7 @@ class GateConfig:
 def check_gate_name(name: str, gates: Collection[str] | None) -> None:
     """Raise ``TypeError`` when ``name`` (a gate name or case id) names no gate of ``gates``."""
     if gates is not None and name.split("[")[0] not in gates:
-        raise TypeError(f"threshold for unknown gate {name!r} (gates: {', '.join(gates)})")
+        raise TypeError(f"unknown gate {name!r} (gates: {', '.join(gates)})")
 
 
 def _number(value, key: str) -> float:

@@ -13,7 +13,9 @@ Contract (used by the pytest plugin, ``gate_tests/`` and ``shortcutgates gate``;
   (``primary`` decides the run, ``reported`` is shown and never turns it red), ``cases`` (its case
   generator) and ``measure``.
 * :func:`gate_cases` ``(context) -> list[GateCase]``: every row's cases for this data, model cases
-  included whether or not a model was given (so "expected" can be counted against "run").
+  included whether or not a model was given (so "expected" can be counted against "run"); each
+  case carries its role (the generator's, the row's, or ``primary`` where ``[tool.shortcutgates]
+  primary`` promotes it).
   ``case.id`` is the readable pytest id, e.g. ``core_lr_auc[train-box10-raw_robust]``.
 * :func:`run_case` ``(context, case) -> GateResult``: skips a model case without a model, turns a
   measurement that could not be made into verdict ``error`` with the reason, resolves the threshold
@@ -27,6 +29,7 @@ Adding a gate = one function, one row here, and its planted-shortcut test
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from pathlib import Path
 
 from ..schema import DataError
@@ -203,7 +206,8 @@ def gate_cases(context: GateContext) -> list[GateCase]:
             check_gate_name(name, REGISTRY)
         except TypeError as exc:
             raise ValueError(f"[tool.shortcutgates.thresholds]: {exc}") from None
-    return [case for gate in REGISTRY.values() for case in gate.cases(context, gate)]
+    cases = [case for gate in REGISTRY.values() for case in gate.cases(context, gate)]
+    return [replace(c, role=context.config.role_for(c, c.role or REGISTRY[c.gate].role)) for c in cases]
 
 
 def primary_cases(cases: list[GateCase]) -> list[GateCase]:
