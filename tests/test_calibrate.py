@@ -69,9 +69,21 @@ def test_planted_problems_do_what_they_say(pool):
     assert (ids == 2).sum() == 5
     dup, _ = plant.split_rows(pool, 100, "train", rng, problem="dup", strength=0.1)
     assert len(dup) == 105 and dup["image_npz"].duplicated().sum() == 5
+    faint, _ = plant.split_rows(pool, 100, "train", np.random.default_rng(1), problem="faint", strength=0.75)
+    assert np.allclose(_arc_flux(faint, pool), 0.25 * _arc_flux(clean, pool), rtol=1e-4)
     smd, _ = plant.split_rows(pool, 100, "train", rng, problem="smd", strength=5.0)
     pos, neg = (smd.loc[smd["label"] == c, "psfsize_r"] for c in (1, 0))
     assert neg.mean() - pos.mean() > 2 * pool.meta["psfsize_r"].std()
+
+
+def _arc_flux(frame, pool):
+    """Per positive row: stamp flux minus its pool control's flux, (N, 3)."""
+    from shortcutgates.codec import decode_stamp
+
+    pos = frame[frame["label"] == 1]
+    index = pos["lrg_id"].str[1:].astype(int).to_numpy()
+    stamps = np.stack([decode_stamp(b) for b in pos["image_npz"]]).astype(np.float64)
+    return (stamps - np.asarray(pool.ctrl[index], np.float64)).sum(axis=(2, 3))
 
 
 def test_summary_rates_and_coverage():

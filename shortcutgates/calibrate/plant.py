@@ -15,6 +15,8 @@ towards survey strength:
 * ``leak``: leaked-LRG fraction. That fraction of the positives' LRGs also give their control as a
   negative (replacing negatives, so class sizes stay).
 * ``dup``: duplicated rows. That fraction of the positive rows is listed twice.
+* ``faint``: arcs too faint to find. Every positive's arc loses that fraction of its flux (0: the
+  pool's arcs; 1: no arc at all) — the problem the sanity gate ``arc_annulus_lr_auc`` is there for.
 
 Each seed draws disjoint LRGs from the pool without replacement (positives and negatives from
 different LRGs, as in unpaired data).
@@ -32,7 +34,7 @@ from ..io import write_parquet_atomic
 from ..schema import PIXEL_SCALE_ARCSEC
 from .pool import Pool, core_taper
 
-PROBLEMS = ("core", "smd", "leak", "dup")
+PROBLEMS = ("core", "smd", "leak", "dup", "faint")
 PROPERTY_COLUMNS = ("psf_fwhm_used_g", "psf_fwhm_used_r", "psf_fwhm_used_z", "psfsize_r", "psfdepth_r", "ebv",
                     "lrg_mag_r", "lrg_mag_z", "lrg_redshift", "lrg_reff_arcsec", "lrg_q")
 """Columns the manifests carry (observing conditions, LRG truth)."""
@@ -60,11 +62,13 @@ def counter_images(meta: pd.DataFrame, arc: np.ndarray, strength: float, rng: np
     return out
 
 
-def positive_stamps(pool: Pool, index: np.ndarray, core: float, rng: np.random.Generator) -> np.ndarray:
-    """(N, 3, H, W) stamps of pool LRGs ``index``: control + tapered arc (+ counter-image if ``core`` > 0)."""
+def positive_stamps(pool: Pool, index: np.ndarray, core: float, rng: np.random.Generator,
+                    dim: float = 0.0) -> np.ndarray:
+    """(N, 3, H, W) stamps of pool LRGs ``index``: control + tapered arc with ``1 − dim`` of its flux
+    (+ a counter-image of ``core`` × the undimmed arc's flux if ``core`` > 0)."""
     index = np.asarray(index)
     arc = np.asarray(pool.arc[index], np.float32)
-    stamps = np.asarray(pool.ctrl[index], np.float32) + arc * core_taper(arc.shape[-1])
+    stamps = np.asarray(pool.ctrl[index], np.float32) + arc * core_taper(arc.shape[-1]) * np.float32(1.0 - dim)
     if core > 0:
         stamps += counter_images(pool.meta.iloc[index].reset_index(drop=True), arc, core, rng)
     return stamps
@@ -108,7 +112,8 @@ def split_rows(pool: Pool, n_lrgs: int, split: str, rng: np.random.Generator, *,
     if problem == "leak" and strength > 0:
         k = int(round(strength * len(pos)))
         neg = np.concatenate([pos[:k], neg[k:]])
-    rows = [_rows(pool, pos, positive_stamps(pool, pos, core, rng), 1, split),
+    dim = strength if problem == "faint" else 0.0
+    rows = [_rows(pool, pos, positive_stamps(pool, pos, core, rng, dim), 1, split),
             _rows(pool, neg, np.asarray(pool.ctrl[neg], np.float32), 0, split)]
     if problem == "dup" and strength > 0:
         k = int(round(strength * len(pos)))

@@ -23,6 +23,8 @@ CORE_GRADES = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0)
 SMD_GRADES = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)
 LEAK_GRADES = (0.0, 0.002, 0.01, 0.05)
 DUP_GRADES = (0.0, 0.002, 0.01, 0.05)
+FAINT_GRADES = (0.0, 0.7, 0.8, 0.9, 0.95)
+"""Fractions of arc flux removed (``faint``: the arcs the sanity gate must miss)."""
 LAMBDAS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 """Core weight λ of the reference-scorer mixtures λ·core + (1−λ)·arc."""
 SIZES = (250, 500, 1000, 2000)
@@ -84,6 +86,11 @@ def _full() -> Profile:
     cells += _grid("data", "smd", (0.05, 0.1, 0.2, 0.4, 0.6), (2000,), 10)
     cells += [(Cell("data", p, 0.01, 500), 5) for p in ("leak", "dup")]
     cells += [(Cell("model", "core", 0.0, n, scorer="arc", core=SURVEY_CORE), 200) for n in (250, 500)]
+    # added after the first pass (the same command resumes): a 150-LRG null, the faint-arc power
+    # cells, and model cells whose gate values are not point masses (coverage of the model gates)
+    cells += [(Cell("data", "core", 0.0, 150), 200)]
+    cells += _grid("data", "faint", FAINT_GRADES, (2000,), 10)
+    cells += [(Cell("model", "core", 0.0, n, scorer="mix0.2", core=SURVEY_CORE), 200) for n in (250, 500)]
     cells += [(Cell("model", "core", 0.0, 500, scorer=scorer_name(lam), core=SURVEY_CORE), 10) for lam in LAMBDAS if lam > 0]
     cells += [(Cell("suite", "core", 0.0, SUITE_LRGS, scorer="arc"), SUITE_SEEDS)]
     return Profile("full", 10000, 0, tuple(cells), roles=("primary",), also=ALSO_RECORDED)

@@ -35,7 +35,7 @@ def proportion_ci(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
 
 def truth_of(row: pd.Series) -> float | None:
     """Analytic true value of a case in a planted cell, or None when the planting does not fix it."""
-    data_null = row["kind"] == "data" and not row["core"] and (row["strength"] == 0 or row["problem"] in ("leak", "dup"))
+    data_null = row["kind"] == "data" and not row["core"] and (row["strength"] == 0 or row["problem"] in ("leak", "dup", "faint"))
     if row["kind"] == "data" and row["problem"] == "smd" and row["gate"] == "property_balance":
         prop = str(row["case"]).rstrip("]").split("-")[-1]
         return float(row["strength"]) if prop in SHIFTED_PROPERTIES else 0.0

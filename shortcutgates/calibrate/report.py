@@ -19,7 +19,8 @@ from ..io import write_bytes_atomic, write_png
 from .rates import suite_outcomes, summarise, summarise_suite
 
 TARGETS = {"core": ("core_lr_auc",), "smd": ("property_balance", "metadata_c2st_auc"),
-           "leak": ("lrg_leakage",), "dup": ("data_integrity", "lrg_leakage", "duplicate_rows")}
+           "leak": ("lrg_leakage",), "dup": ("data_integrity", "lrg_leakage", "duplicate_rows"),
+           "faint": ("arc_annulus_lr_auc",)}
 """Gates a planted problem is meant to fail (other primary cases are shown too when they fail)."""
 
 
@@ -121,7 +122,8 @@ def plot_power(summary: pd.DataFrame, path: Path) -> None:
         ax.axhline(0.9, color="grey", ls=":", lw=1)
         ax.axhline(0.05, color="grey", ls=":", lw=1)
         ax.set_xlabel({"core": "counter-image flux / arc flux", "smd": "planted |SMD| of the PSF columns",
-                       "leak": "leaked-LRG fraction", "dup": "duplicated-row fraction"}[problem])
+                       "leak": "leaked-LRG fraction", "dup": "duplicated-row fraction",
+                       "faint": "fraction of arc flux removed"}[problem])
         ax.set_ylabel("fail rate (power)")
         ax.set_ylim(-0.03, 1.03)
         ax.set_title(problem)
