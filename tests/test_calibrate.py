@@ -132,3 +132,13 @@ def test_tiny_profile_writes_tables_and_figures(tiny):
     for name in ("summary.csv", "calibration.md", "calibration_power.png", "calibration_coverage.png"):
         assert (out / name).stat().st_size > 0
     assert "core_lr_auc" in (out / "calibration.md").read_text()
+
+
+def test_profile_pairs_run_each_cell_seed_once_interleaved():
+    from shortcutgates.calibrate.harness import Cell
+    from shortcutgates.calibrate.profiles import Profile
+    from shortcutgates.calibrate.runner import pairs
+
+    a, b = Cell("data", n_lrgs=100), Cell("model", n_lrgs=100, scorer="arc")
+    got = pairs(Profile("t", 100, 0, ((a, 2), (b, 3), (a, 1))))
+    assert [(c.kind, s) for c, s in got] == [("data", 0), ("model", 0), ("data", 1), ("model", 1), ("model", 2)]

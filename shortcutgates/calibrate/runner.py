@@ -24,9 +24,13 @@ N_BOOT = 500
 
 
 def pairs(profile: Profile) -> list[tuple[Cell, int]]:
-    """Every (cell, seed) of a profile, seeds interleaved across cells so a partial run covers all cells."""
-    longest = max(n for _, n in profile.cells)
-    return [(cell, seed) for seed in range(longest) for cell, n in profile.cells if seed < n]
+    """Every (cell, seed) of a profile, once, seeds interleaved across cells so a partial run covers all
+    cells (a cell listed twice runs the larger of its seed counts)."""
+    seeds: dict = {}
+    for cell, n in profile.cells:
+        seeds[cell] = max(n, seeds.get(cell, 0))
+    longest = max(seeds.values())
+    return [(cell, seed) for seed in range(longest) for cell, n in seeds.items() if seed < n]
 
 
 def _done(out_dir: Path) -> set[tuple[str, int]]:
