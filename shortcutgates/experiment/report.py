@@ -29,7 +29,7 @@ EXPERIMENT_TITLES = {
     "E1": "E1 paired→paired AUROC",
     "E2": "E2 unpaired→unpaired AUROC",
     "E3": "E3 E2 model on test_paired AUROC",
-    "E3_gap": "|E3 − E2|",
+    "E3_gap": "E3 − E2",
     "E4": "E4 core-LR AUC (E2 model input, train split)",
 }
 

@@ -176,7 +176,7 @@ def answer_sample_size(results: dict, summary: dict, crit: list) -> str:
                  + ", ".join(decide) + ". ")
     gap_w = [w for w in (ci_width(_exp(results, c, "E3_gap")) for c in _configs(results)) if w is not None]
     if gap_w:
-        text += (f"The |E3 − E2| interval is {_f(min(gap_w))}–{_f(max(gap_w))} wide here, "
+        text += (f"The E3 − E2 interval is {_f(min(gap_w))}–{_f(max(gap_w))} wide here, "
                  + ("wider than the 0.05 criterion itself, so at this size the generalisation criterion cannot "
                     "hold with confidence. " if min(gap_w) > 0.05 else "narrow enough to decide the 0.05 criterion. "))
     undecided = sorted({r["id"] for c in _configs(results) for r in _model_gates(results, c)
