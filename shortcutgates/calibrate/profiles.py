@@ -73,6 +73,7 @@ def _quick() -> Profile:
     cells += _grid("data", "core", CORE_GRADES, (2000,), 3, scale=SURVEY_CORE)
     cells += _grid("data", "smd", SMD_GRADES, (1000,), 3)
     cells += [(Cell("data", p, 0.01, 500), 2) for p in ("leak", "dup")]
+    cells += _grid("data", "faint", FAINT_GRADES, (1000,), 2)
     cells += [(Cell("model", "core", 0.0, 250, scorer="arc", core=SURVEY_CORE), 6)]
     cells += [(Cell("model", "core", 0.0, 500, scorer=scorer_name(lam), core=SURVEY_CORE), 2) for lam in LAMBDAS]
     cells += [(Cell("suite", "core", 0.0, SUITE_LRGS, scorer="arc"), 2)]
