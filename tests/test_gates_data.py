@@ -119,10 +119,17 @@ def test_metadata_c2st_fails_on_shifted_psf_and_passes_when_matched(shortcut, ba
     assert good.verdict == "pass" and good.ci[1] <= 0.60
 
 
-def test_metadata_c2st_decides_on_the_training_split_and_reports_the_held_out_splits(clean):
-    roles = {c.split: c.role for c in gate_cases(clean) if c.gate == "metadata_c2st_auc"}
+@pytest.mark.parametrize("gate", ["metadata_c2st_auc", "core_lr_auc"])
+def test_shortcut_probes_decide_on_the_training_split_and_report_the_held_out_splits(clean, clean_rows, gate,
+                                                                                     tmp_path):
+    roles = {c.split: c.role for c in gate_cases(clean) if c.gate == gate and c.needs == ("data",)}
     assert roles.pop("train") == "primary"
     assert roles and set(roles.values()) == {"reported"}, roles
+    # a manifest without a train split (an evaluation set gated on its own): its splits decide
+    held_out = clean_rows[clean_rows["split"] != "train"]
+    assert len(held_out) and set(held_out["split"]) != {"train"}
+    ctx = GateContext(write_manifest(held_out, tmp_path), config=CFG)
+    assert {c.role for c in gate_cases(ctx) if c.gate == gate and c.needs == ("data",)} == {"primary"}
 
 
 # --- core_lr_auc -------------------------------------------------------------------------------

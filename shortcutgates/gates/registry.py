@@ -49,8 +49,8 @@ STRATA: tuple[str, ...] = ("theta_e", "psf", "depth")
 
 
 # --- case generators: cases(context, gate) -> list[GateCase] ------------------------------------
-def _case(gate: Gate, params=None, split=None, needs=None) -> GateCase:
-    return GateCase(gate.name, dict(params or {}), split, needs or gate.needs, gate.role)
+def _case(gate: Gate, params=None, split=None, needs=None, role=None) -> GateCase:
+    return GateCase(gate.name, dict(params or {}), split, needs or gate.needs, role or gate.role)
 
 
 def one_case(context: GateContext, gate: Gate) -> list[GateCase]:
@@ -67,16 +67,21 @@ def leakage_cases(context: GateContext, gate: Gate) -> list[GateCase]:
             + [_case(gate, {"pair": f"{a}-{b}"}) for a, b in itertools.combinations(context.splits, 2)])
 
 
-def training_split_primary(context: GateContext, gate: Gate) -> list[GateCase]:
-    """One case per probe split; only ``train`` (the split a model learns from) is primary.
+def shortcut_probe_role(context: GateContext, gate: Gate, split: str) -> str:
+    """Role of a shortcut probe's case on ``split``: the row's on ``train`` (the split a model learns
+    from) or when the manifest has no ``train`` split; ``reported`` on the held-out splits.
 
-    On the held-out splits the case is reported: a property imbalance there cannot teach a model a
-    shortcut (the model gates measure what a model does with the held-out data), and at the
-    builder's default 15 % splits of 4000 LRGs (~300-600 LRGs) the C2ST interval is as wide as the
-    distance from chance to the threshold (``docs/calibration.md#primary-family``).
+    A held-out split cannot teach a model a shortcut (what a model does with the held-out data is
+    what the model gates measure), and at the builder's default 15 % splits of 4000 LRGs (~300-600
+    LRGs) a probe's interval is about as wide as the distance from chance to its threshold: measured
+    in ``docs/calibration.md#primary-family``.
     """
-    return [GateCase(gate.name, {}, s, gate.needs, gate.role if s == "train" else "reported")
-            for s in context.probe_splits]
+    return gate.role if split == "train" or "train" not in context.probe_splits else "reported"
+
+
+def training_split_primary(context: GateContext, gate: Gate) -> list[GateCase]:
+    """One case per probe split, decided on ``train`` (:func:`shortcut_probe_role`)."""
+    return [_case(gate, split=s, role=shortcut_probe_role(context, gate, s)) for s in context.probe_splits]
 
 
 def per_property(context: GateContext, gate: Gate) -> list[GateCase]:
@@ -99,8 +104,9 @@ def _inputs(context: GateContext, refuses: tuple[str, ...] = ()) -> list[tuple[s
 
 
 def per_box_input(context: GateContext, gate: Gate) -> list[GateCase]:
-    return [_case(gate, {"box": b, "input": i}, s, needs) for s in context.probe_splits
-            for b in context.config.boxes for i, needs in _inputs(context)]
+    """Per probe split, box and input; decided on ``train`` (:func:`shortcut_probe_role`)."""
+    return [_case(gate, {"box": b, "input": i}, s, needs, shortcut_probe_role(context, gate, s))
+            for s in context.probe_splits for b in context.config.boxes for i, needs in _inputs(context)]
 
 
 def per_input(context: GateContext, gate: Gate) -> list[GateCase]:
