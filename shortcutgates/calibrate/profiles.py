@@ -31,10 +31,11 @@ SIZES = (250, 500, 1000, 2000)
 """LRGs per split of the null cells."""
 SUITE_SEEDS = 40
 """Seeds of the full profile's whole-suite cell: 40 of 40 green puts the Wilson lower bound at 0.91."""
-ALSO_RECORDED = ("metadata_c2st_auc", "cross_test_gap", "arc_masked_auroc", "core_masked_auroc_drop",
+ALSO_RECORDED = ("metadata_c2st_auc", "core_lr_auc", "cross_test_gap", "arc_masked_auroc", "core_masked_auroc_drop",
                  "arc_swap_auroc_drop", "morphology_auroc")
-"""Gates the full profile records in every role: the held-out C2ST and the cross-test gap (reported,
-with the rates that made them so) and the counterfactual gates' reported θ_E bins."""
+"""Gates the full profile records in every role: the held-out splits' shortcut probes and the
+cross-test gap (reported, with the rates that made them so) and the counterfactual gates' reported
+θ_E bins."""
 SUITE_LRGS = 4000
 """LRGs of the whole-suite cells: the proposal's mini-experiment (4000 samples, unpaired)."""
 
