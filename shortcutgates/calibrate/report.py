@@ -139,27 +139,31 @@ def plot_power(summary: pd.DataFrame, path: Path) -> None:
 
 
 def plot_coverage(summary: pd.DataFrame, path: Path) -> None:
+    """Coverage against size on clean data: data gates (left), model gates (right); cells of at least
+    50 seeds, without the arc reader's point-mass values (its masked AUROC is 0.5 exactly)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     sub = summary[(summary["strength"] == 0) & (summary["role"] == "primary") & np.isfinite(summary["coverage"])
-                  & ((summary["kind"] == "data") | summary["scorer"].isin(COVERAGE_SCORERS)) & (summary["kind"] != "suite")]
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for (case, scorer), g in sub.groupby(["case", "scorer"]):
-        g = g.sort_values("n_lrgs")
-        if len(g) < 2 or g["n_seeds"].max() < 50:  # a curve needs two sizes; a few seeds say little
-            continue
-        ax.errorbar(g["n_lrgs"], g["coverage"], yerr=[g["coverage"] - g["coverage_lo"], g["coverage_hi"] - g["coverage"]],
-                    marker="o", ms=3, capsize=2, ls="-" if not scorer else "--",
-                    label=case + (f" ({scorer} reader)" if scorer else ""))
-    ax.axhspan(0.93, 0.97, color="green", alpha=0.15, label="0.93–0.97")
-    ax.set_xscale("log")
-    ax.set_xlabel("LRGs per split")
-    ax.set_ylabel("interval coverage (clean data)")
-    ax.set_ylim(0.6, 1.02)
-    ax.legend(fontsize=6, loc="lower left")
+                  & ((summary["kind"] == "data") | summary["scorer"].isin(COVERAGE_SCORERS)) & (summary["kind"] != "suite")
+                  & (summary["n_seeds"] >= 50)]
+    sub = sub[~((sub["scorer"] == "arc") & sub["gate"].isin(POINT_MASS_GATES))]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.5), sharey=True)
+    for ax, kind in zip(axes, ("data", "model")):
+        for (case, scorer), g in sub[sub["kind"] == kind].groupby(["case", "scorer"]):
+            g = g.sort_values("n_lrgs")
+            ax.errorbar(g["n_lrgs"], g["coverage"], yerr=[g["coverage"] - g["coverage_lo"], g["coverage_hi"] - g["coverage"]],
+                        marker="o", ms=3, capsize=2, ls="-" if scorer != "mix0.2" else "--",
+                        label=case.replace("test_paired-", "") + (f" ({scorer})" if scorer else ""))
+        ax.axhspan(0.93, 0.97, color="green", alpha=0.15)
+        ax.set_xscale("log")
+        ax.set_xlabel("LRGs per split" if kind == "data" else "test LRGs (test_paired: half as many pairs)")
+        ax.set_title(f"{kind} gates, clean data (band: 0.93–0.97)")
+        ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+    axes[0].set_ylabel("interval coverage")
+    axes[0].set_ylim(0.75, 1.02)
     fig.tight_layout()
     write_png(fig, path, dpi=110)
     plt.close(fig)
@@ -168,6 +172,8 @@ def plot_coverage(summary: pd.DataFrame, path: Path) -> None:
 COVERAGE_SCORERS = ("arc", "mix0.2")
 """Reference scorers whose clean model cells enter the coverage figure (the arc reader's masked-AUROC
 values are point masses; the λ = 0.2 mixture's are not)."""
+POINT_MASS_GATES = ("arc_masked_auroc", "core_masked_auroc_drop")
+"""Gates whose value for the arc reader is exact (0.5 / 0): their coverage is 1 by construction."""
 
 
 def plot_lambda(summary: pd.DataFrame, path: Path) -> None:
