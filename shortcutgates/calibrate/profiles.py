@@ -1,6 +1,6 @@
 """Calibration profiles: which cells, how many seeds, how large a pool, which roles.
 
-``quick`` (every gate, a few seeds per cell) took 295 s wall on 2 idle cores as two shards, with
+``quick`` (every gate, a few seeds per cell) took 290 s wall on 2 idle cores as two shards, with
 the simulated pool already cached (``docs/calibration.md``); ``full`` (primary gates only) asks 200 seeds of every null cell, interleaved by seed so a
 run stopped early has covered every cell evenly. ``tiny`` is the reduced quick
 profile the test suite runs. The survey strength of the planted counter-image is
