@@ -98,8 +98,8 @@ MIN_BIN_PAIRS = 10
 
 MIN_GATED_BIN_PAIRS = 30
 """A θ_E bin with fewer pairs than this is reported, not gated: its LRG-bootstrap interval of a paired
-AUROC near 1 under-covers there (``morphology_auroc`` 0.84 [0.76, 0.89] over 128 seeds at 19 pairs,
-0.93 at about 38; ``docs/calibration.md#primary-family``)."""
+AUROC near 1 under-covers there (``morphology_auroc`` 0.82 [0.76, 0.86] over 196 seeds at about 19 pairs,
+0.89 [0.84, 0.93] at 30-45; ``docs/calibration.md#primary-family``)."""
 
 COUNTERFACTUALS = ("core_only", "arc_only", "swapped", "ring_averaged")
 
