@@ -1,8 +1,9 @@
 """Calibration profiles: which cells, how many seeds, how large a pool, which roles.
 
 ``quick`` (every gate, a few seeds per cell) took 290 s wall on 2 idle cores as two shards, with
-the simulated pool already cached (``docs/calibration.md``); ``full`` (primary gates only) asks 200 seeds of every null cell, interleaved by seed so a
-run stopped early has covered every cell evenly. ``tiny`` is the reduced quick
+the simulated pool already cached (``docs/calibration.md``); ``full`` (primary cases, plus the
+gates of :data:`ALSO_RECORDED` in every role) asks 200 seeds of every null cell, interleaved by seed
+so a run stopped early has covered every cell evenly. ``tiny`` is the reduced quick
 profile the test suite runs. The survey strength of the planted counter-image is
 :data:`SURVEY_CORE`; ``shortcutgates calibrate --survey-strength`` re-measures it.
 """

@@ -22,6 +22,11 @@ TARGETS = {"core": ("core_lr_auc",), "smd": ("property_balance", "metadata_c2st_
            "leak": ("lrg_leakage",), "dup": ("data_integrity", "lrg_leakage", "duplicate_rows"),
            "faint": ("arc_annulus_lr_auc",)}
 """Gates a planted problem is meant to fail (other primary cases are shown too when they fail)."""
+COVERAGE_SCORERS = ("arc", "mix0.2")
+"""Reference scorers whose clean model cells enter the coverage figure (the arc reader's masked-AUROC
+values are point masses; the λ = 0.2 mixture's are not)."""
+POINT_MASS_GATES = ("arc_masked_auroc", "core_masked_auroc_drop")
+"""Gates whose value for the arc reader is exact (0.5 / 0): their coverage is 1 by construction."""
 
 
 def _pct(rate, lo, hi) -> str:
@@ -169,13 +174,6 @@ def plot_coverage(summary: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-COVERAGE_SCORERS = ("arc", "mix0.2")
-"""Reference scorers whose clean model cells enter the coverage figure (the arc reader's masked-AUROC
-values are point masses; the λ = 0.2 mixture's are not)."""
-POINT_MASS_GATES = ("arc_masked_auroc", "core_masked_auroc_drop")
-"""Gates whose value for the arc reader is exact (0.5 / 0): their coverage is 1 by construction."""
-
-
 def plot_lambda(summary: pd.DataFrame, path: Path) -> None:
     import matplotlib
 
@@ -220,8 +218,9 @@ def write_report(records: pd.DataFrame, out_dir, figures_dir=None) -> dict:
             "\n## Whole suite (4000 LRGs, builder's default splits, arc reader): primary cases\n",
             null_table(summary, "suite"),
             "\n## Reported cases on clean data (shown, never gating)\n",
-            "The held-out splits' C2ST, the cross-test gap and the counterfactual θ_E bins with fewer than 30 "
-            "pairs: what their verdicts would have been as primary cases.\n\n",
+            "Cases whose role is `reported` (the held-out splits' shortcut probes, the cross-test gap, the "
+            "counterfactual θ_E bins with fewer than 30 pairs): what their verdicts would have been as primary "
+            "cases.\n\n",
             null_table(summary, None, role="reported"),
             "\n## Power: planted problems\n", power_table(summary),
             "\n## Model gates against the core weight λ (fail rate, mean value)\n", lambda_table(summary),

@@ -299,7 +299,8 @@ def theta_bin_cases(context, gate) -> list:
     """One case per θ_E bin with at least :data:`MIN_BIN_PAIRS` pairs on the paired split.
 
     Bins holding more than :data:`MAX_CORE_SHARE` of their lensed light in the core, or fewer than
-    :data:`MIN_GATED_BIN_PAIRS` pairs, get role ``reported``. Without pairs, one case without a bin (it measures an ``error`` with the reason).
+    :data:`MIN_GATED_BIN_PAIRS` pairs, get role ``reported``. Without pairs, one case without a bin
+    (it measures an ``error`` with the reason).
     """
     split = context.paired_split
     try:
