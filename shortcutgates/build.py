@@ -27,7 +27,8 @@ import pyarrow.parquet as pq
 from . import __version__
 from .codec import decode_stamp
 from .identity import match_lrgs
-from .io import atomic_directory, jsonable, list_parquet_files, read_blobs, read_paired
+from .blob_rows import read_blobs
+from .io import atomic_directory, jsonable, list_parquet_files, read_paired
 from .schema import (
     BANDS,
     BLOB_COLUMNS,

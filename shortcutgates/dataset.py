@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from . import io as sgio
+from .blob_rows import read_blobs
 from . import manifest as sgmanifest
 from .codec import DecodeStats, decode_stamps
 from .preprocess import get_preprocessor
@@ -69,7 +70,7 @@ def iter_raw_chunks(frame: pd.DataFrame, chunk: int = 512):
     for path in sorted(set(src)):
         pos = pos_ptr[src == path]
         part = frame.iloc[pos]
-        blobs = sgio.read_blobs(part)
+        blobs = read_blobs(part)
         decoded = decode_stamps(blobs, files=path, rows=part["source_row"].to_numpy(),
                                 columns=part[POINTER_COLUMNS[2]].to_numpy())
         yield pos, decoded.images, decoded.stats

@@ -17,14 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .codec import DecodeFailure, decode_stamps
-from .io import (
-    ROW_BATCH,
-    is_arrow_number,
-    is_arrow_string,
-    list_parquet_files,
-    read_blobs,
-    show_value,
-)
+from .blob_rows import ROW_BATCH, read_blobs
+from .io import is_arrow_number, is_arrow_string, list_parquet_files, show_value
 from .schema import (
     BLOB_COLUMNS,
     IMAGE_COLUMN,

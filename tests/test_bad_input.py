@@ -429,7 +429,7 @@ def test_manifest_read_without_blobs_still_refuses_duplicates_and_missing_images
 
 
 def test_pointer_rows_outside_the_source_are_named(tmp_path):
-    from shortcutgates.io import read_rows
+    from shortcutgates.blob_rows import read_rows
 
     write_manifest(pd.DataFrame({"stamp_npz": [b"a", b"b"]}), tmp_path, "s.parquet")
     with pytest.raises(DataError, match=r"s.parquet: row 5, column 'stamp_npz': pointer row is outside the file's 2 rows"):

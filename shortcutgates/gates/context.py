@@ -19,7 +19,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 import pandas as pd
 
-from .. import io as sgio
+from ..blob_rows import release_row_group_cache
 
 from .. import manifest as sgmanifest
 from ..identity import check_lrg_ids, match_lrgs
@@ -389,7 +389,7 @@ class GateContext:
         pos = cap_rows(labels, rows["_group"].to_numpy(), self.config.max_samples, self.config.seed)
         sub = rows.iloc[pos].reset_index(drop=True)
         decoded = decode_rows(sub)
-        sgio.release_row_group_cache()
+        release_row_group_cache()
         sub, images = sub[decoded.ok].reset_index(drop=True), decoded.images
         labels = sub[LABEL_COLUMN].to_numpy().astype(int)
         keep = dedup_negatives(labels, images)
@@ -442,7 +442,7 @@ class GateContext:
             decoded = decode_rows(frame.iloc[start:start + CHUNK], shape)
             problems += decoded.problems
             shape = decoded.shape
-        sgio.release_row_group_cache()  # the pass is over: do not keep a (possibly GB-sized) row group
+        release_row_group_cache()  # the pass is over: do not keep a (possibly GB-sized) row group
         return problems + self.duplicate_images
 
     # --- report blocks -------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from ..preprocess import get_preprocessor
+from ..splits import standardised_mean_difference as smd_between
 from ..stats import Estimate, weighted_auroc_metric
 
 
@@ -420,26 +421,16 @@ def ring_features(images: np.ndarray, r_in: float, r_out: float) -> np.ndarray:
 
 
 def standardised_mean_difference(labels: np.ndarray, values: np.ndarray, weights: np.ndarray | None = None) -> float:
-    """(mean₁ − mean₀) / sqrt((var₁ + var₀) / 2), optionally weighted (Austin 2009, Stat. Med. 28, 3083).
-
-    Identical constant values in both classes give 0; constant but different values give ±inf.
+    """SMD of ``values`` between the classes, positives − negatives, optionally weighted: the SMD of
+    :func:`shortcutgates.splits.standardised_mean_difference` in the ``metric(labels, values, weights)``
+    form of the bootstrap. A class without weight raises ``ValueError`` (a resample that lost it).
     """
     labels = np.asarray(labels).astype(bool)
     values = np.asarray(values, np.float64)
     w = np.ones(len(values)) if weights is None else np.asarray(weights, np.float64)
-    stats = []
-    for cls in (True, False):
-        m = labels == cls
-        ws = w[m].sum()
-        if ws <= 0:
-            raise ValueError("standardised_mean_difference: needs both classes")
-        mean = np.average(values[m], weights=w[m])
-        stats.append((mean, np.average((values[m] - mean) ** 2, weights=w[m])))
-    (m1, v1), (m0, v0) = stats
-    pooled = np.sqrt((v1 + v0) / 2)
-    if pooled == 0:
-        return 0.0 if m1 == m0 else float(np.sign(m1 - m0) * np.inf)
-    return float((m1 - m0) / pooled)
+    if w[labels].sum() <= 0 or w[~labels].sum() <= 0:
+        raise ValueError("standardised_mean_difference: needs both classes")
+    return smd_between(values[labels], values[~labels], w[labels], w[~labels])
 
 
 def metadata_features(frame, columns) -> np.ndarray:
