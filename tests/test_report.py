@@ -152,7 +152,7 @@ def test_answers_follow_the_measurements():
 
 def test_terminal_table_lists_every_configuration():
     table = rp.terminal_table(make_results())
-    assert table.splitlines()[0].split() == ["config", "E1", "E2", "E3", "|E3-E2|", "E4", "core-LR"]
+    assert table.splitlines()[0].split() == ["config", "E1", "E2", "E3", "E3-E2", "E4", "core-LR"]
     assert any(line.startswith("residual ") for line in table.splitlines())
     assert "raw_robust: E4 core-LR AUC < 0.65: failed" in table
 

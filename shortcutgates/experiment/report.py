@@ -312,7 +312,7 @@ def gate_table(records: Sequence[dict]) -> tuple:
 def terminal_table(results: dict) -> str:
     """The E1–E4 table as aligned plain text for the terminal."""
     header, rows = results_table(results, results.get("summary") or summarize(results))
-    header = ["config", "E1", "E2", "E3", "|E3-E2|", "E4 core-LR"]
+    header = ["config", "E1", "E2", "E3", "E3-E2", "E4 core-LR"]
     widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in [header] + rows]
     verdicts = [f"  {c.config}: {c.name}: {c.verdict}" for c in criteria(results)]
