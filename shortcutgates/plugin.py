@@ -52,9 +52,7 @@ from pathlib import Path
 import pytest
 
 from .gates.not_run import NOT_RUN_LISTED, not_run, strict_failure
-
-RESULT_PROPERTY = "gate_result"
-"""``user_properties`` key of a gate test's result record (JSON text, docs/design.md#report-json gate entry)."""
+from .gates.suite import RESULT_PROPERTY, check_record, role  # noqa: F401  (check_record: the pytest outcome)
 
 NO_DATA_REASON = "the gate suite needs --data DIR (a built or hand-written manifest)"
 DESELECTED_REASON = "deselected (-k / -m)"
@@ -373,41 +371,6 @@ def gate_context(gate_session):
     return gate_session.context
 
 
-def evaluate_case(session: GateSession, case) -> dict:
-    """Run one case on the shared context and return its report record (docs/design.md#report-json gate entry).
-
-    ``run_case`` returns ``skipped`` for a model case without a model (with that reason) and
-    ``error`` for a probe that cannot measure.
-    """
-    from .gates.registry import run_case
-
-    return run_case(session.context, case).to_json()
-
-
-def check_record(record: dict) -> None:
-    """Turn a gate record into the pytest outcome of the table in this module's docstring."""
-    verdict, message = record["verdict"], record["message"]
-    if verdict == "skipped":
-        pytest.skip(message)
-    if record.get("role", "primary") == "reported":  # shown, never turns the run red
-        return
-    if verdict != "pass":
-        pytest.fail(f"{record['id']}: {verdict.upper()}: {message}", pytrace=False)
-
-
-def is_red_record(record: dict) -> bool:
-    """Whether a record turns the run red: :func:`check_record` fails it and no waiver accepts it."""
-    if record.get("waiver"):
-        return False
-    try:
-        check_record(record)
-    except pytest.fail.Exception:
-        return True
-    except pytest.skip.Exception:
-        return False
-    return False
-
-
 # --- collecting results -------------------------------------------------------------------
 def record_of(report) -> dict | None:
     """The gate record a test report carries in its ``user_properties``, or None."""
@@ -426,7 +389,7 @@ def _row(record: dict) -> tuple[str, ...]:
     op = "<=" if record["direction"] == "max" else ">="
     threshold = "report" if record["threshold"] is None else f"{op} {record['threshold']:g}"
     verdict = record["verdict"].upper() + (" (waived)" if record.get("waiver") else "")
-    if record.get("role", "primary") == "reported":
+    if role(record) == "reported":
         verdict += " (reported, not gated)"
     return record["id"], _fmt(record["value"]), ci_text, threshold, verdict
 

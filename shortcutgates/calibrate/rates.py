@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
+from ..gates.suite import is_red
 from .plant import SHIFTED_PROPERTIES
 
 CELL_COLUMNS = ["cell", "kind", "problem", "strength", "n_lrgs", "scorer", "core"]
@@ -93,11 +94,12 @@ def summarise(records: pd.DataFrame) -> pd.DataFrame:
 
 
 def suite_outcomes(records: pd.DataFrame) -> pd.DataFrame:
-    """Per (cell, seed): ``green`` (every primary case passed) and the primary cases that did not."""
+    """Per (cell, seed): ``green`` (no primary case is red by :func:`.gates.suite.is_red`, strict: a case
+    that did not run is red too) and the cases that are."""
     out = []
     for keys, group in records.groupby(CELL_COLUMNS + ["seed"], sort=False, dropna=False):
         primary = group[group["role"] == "primary"]
-        bad = primary[primary["verdict"] != "pass"]
+        bad = group[[is_red(r, strict=True) for r in group.to_dict("records")]]
         out.append({**dict(zip(CELL_COLUMNS + ["seed"], keys)), "green": bad.empty, "n_primary": len(primary),
                     "not_passed": "; ".join(f"{c} {v}" for c, v in zip(bad["case"], bad["verdict"]))})
     return pd.DataFrame(out)

@@ -16,7 +16,7 @@ def gate_document(report: Mapping, title: str = "shortcutgates gate report") -> 
     """The page as blocks of :func:`shortcutgates.experiment.report.to_html`."""
     from ..experiment.report import gate_table
     from .not_run import not_run
-    from .report_json import is_red
+    from .suite import is_red
 
     gates = list(report["gates"])
     red = [g["id"] for g in gates if is_red(g)]

@@ -36,6 +36,7 @@ from typing import Iterable, Mapping
 
 from ..io import jsonable, write_bytes_atomic
 from .records import REPORT_KEYS
+from .suite import is_red, role
 
 SCHEMA = "shortcutgates.report/2"
 """Value of the report's ``schema`` key."""
@@ -47,24 +48,14 @@ DIRECTIONS: tuple[str, ...] = ("max", "min")
 ROLES: tuple[str, ...] = ("primary", "reported")
 GATE_KEYS: tuple[str, ...] = REPORT_KEYS
 """Keys every gate entry carries."""
-FAILING: tuple[str, ...] = ("fail", "inconclusive", "error")
-"""Verdicts of a primary case that turn the run red (unless waived)."""
-
-
-def is_red(gate: Mapping) -> bool:
-    """Whether a gate entry turns the run red: a primary case, not waived, neither passed nor skipped
-    (the pytest outcome of :func:`shortcutgates.plugin.check_record`)."""
-    return (not gate.get("waiver") and gate.get("role", "primary") == "primary"
-            and gate["verdict"] not in ("pass", "skipped"))
 
 
 def summarize(gates: Iterable[Mapping]) -> dict:
     """Counts of gate entries by verdict, ``expected`` (all), ``run`` (not skipped), ``waived``; the
-    primary cases, how many of them fail the run (fail / inconclusive / error, not waived) and
-    ``green`` (none does)."""
+    primary cases, how many of them fail the run (:func:`.suite.is_red`) and ``green`` (none does)."""
     gates = list(gates)
     counts = {v: sum(g["verdict"] == v for g in gates) for v in VERDICTS}
-    primary = [g for g in gates if g.get("role", "primary") == "primary"]
+    primary = [g for g in gates if role(g) == "primary"]
     failing = sum(map(is_red, primary))
     return {"expected": len(gates), "run": len(gates) - counts["skipped"], **counts,
             "waived": sum(bool(g.get("waiver")) for g in gates), "primary": len(primary),

@@ -9,7 +9,7 @@ named modes and the memoised probe results (:meth:`GateContext.with_scorer`). Wr
 order given, e.g. by epoch: does the shortcut appear early?).
 
 A model is red when a primary case fails, errs or is inconclusive and is not waived — the same
-rule as the pytest suite (:func:`shortcutgates.plugin.check_record`); in strict mode an expected
+rule as the pytest suite (:func:`shortcutgates.gates.suite.outcome`); in strict mode an expected
 case that did not run also makes it red. Exit status 1 if any model is red, else 0.
 """
 
@@ -21,15 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .not_run import strict_failure
+from .suite import is_red, role
+
 SUMMARY_FILE = "summary.csv"
 FIGURE_FILE = "gates_by_model.png"
-
-
-def is_red(record: dict) -> bool:
-    """The record turns a run red (failing primary verdict, not waived), by the suite's own rule."""
-    from ..plugin import is_red_record
-
-    return is_red_record(record)
 
 
 def case_record(context, case) -> dict:
@@ -51,8 +47,6 @@ def report_names(models: list[Path]) -> list[str]:
 
 def summary_row(name: str, path: Path, records: list[dict], strict: bool) -> dict:
     """One row of ``summary.csv``: verdict, counts, and every primary model case's value."""
-    from ..plugin import strict_failure
-
     red = [r["id"] for r in records if is_red(r)]
     not_run = strict_failure(records) if strict else None
     row = {"model": name, "path": str(path), "verdict": "RED" if red or not_run else "GREEN",
@@ -65,7 +59,7 @@ def summary_row(name: str, path: Path, records: list[dict], strict: bool) -> dic
 
 def model_primary(records: list[dict]) -> list[dict]:
     """Records of primary cases that need the model (the ones that change from model to model)."""
-    return [r for r in records if r.get("role", "primary") == "primary" and r["threshold"] is not None
+    return [r for r in records if role(r) == "primary" and r["threshold"] is not None
             and _is_model_case(r)]
 
 
