@@ -22,8 +22,6 @@ SURVEY_CORE = 0.25
 CORE_GRADES = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0)
 """Counter-image strengths, as fractions of :data:`SURVEY_CORE`."""
 SMD_GRADES = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)
-LEAK_GRADES = (0.0, 0.002, 0.01, 0.05)
-DUP_GRADES = (0.0, 0.002, 0.01, 0.05)
 FAINT_GRADES = (0.0, 0.7, 0.8, 0.9, 0.95)
 """Fractions of arc flux removed (``faint``: the arcs the sanity gate must miss)."""
 LAMBDAS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)

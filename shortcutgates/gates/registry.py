@@ -42,7 +42,7 @@ from .probes import ProbeError
 from .records import Gate, GateCase, GateConfig, GateResult, Verdict, check_gate_name
 
 __all__ = ["Direction", "Role", "Verdict", "Measurement", "Gate", "GateCase", "GateResult", "GateConfig",
-           "GateContext", "REGISTRY", "gate_cases", "run_case", "load_config", "primary_cases"]
+           "GateContext", "REGISTRY", "gate_cases", "run_case", "load_config"]
 
 DATA, MODEL = ("data",), ("data", "model")
 STRATA: tuple[str, ...] = ("theta_e", "psf", "depth")
@@ -55,10 +55,6 @@ def _case(gate: Gate, params=None, split=None, needs=None, role=None) -> GateCas
 
 def one_case(context: GateContext, gate: Gate) -> list[GateCase]:
     return [_case(gate)]
-
-
-def per_probe_split(context: GateContext, gate: Gate) -> list[GateCase]:
-    return [_case(gate, split=s) for s in context.probe_splits]
 
 
 def leakage_cases(context: GateContext, gate: Gate) -> list[GateCase]:
@@ -214,11 +210,6 @@ def gate_cases(context: GateContext) -> list[GateCase]:
             raise ValueError(f"[tool.shortcutgates.thresholds]: {exc}") from None
     cases = [case for gate in REGISTRY.values() for case in gate.cases(context, gate)]
     return [replace(c, role=context.config.role_for(c, c.role or REGISTRY[c.gate].role)) for c in cases]
-
-
-def primary_cases(cases: list[GateCase]) -> list[GateCase]:
-    """The cases that decide the run."""
-    return [c for c in cases if c.role == "primary"]
 
 
 def run_case(context: GateContext, case: GateCase) -> GateResult:

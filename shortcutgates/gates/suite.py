@@ -125,3 +125,34 @@ def run_suite(context: Any, select: Callable[[Any], bool] | None = None, waivers
         result = run_case(context, case)
         waiver = context.config.waiver_for(case) if waivers else None
         yield CaseRun(case, result, waiver, time.perf_counter() - t0)
+
+
+# --- a pytest session's records and model ----------------------------------------------
+def expected_records(context: Any, cases: Iterable, results: Mapping[str, dict],
+                     reason_of: Callable[[Any], str]) -> list[dict]:
+    """One record per expected case, in ``cases`` order, with its waiver; a case without a result in
+    ``results`` (case id -> record) is ``skipped`` with ``reason_of(case)``."""
+    from .decision import skipped_result
+    from .registry import REGISTRY
+
+    out = []
+    for case in cases:
+        record = results.get(case.id)
+        if record is None:
+            record = skipped_result(context.config, case, REGISTRY[case.gate], reason_of(case)).to_json()
+        out.append({**record, "waiver": context.config.waiver_for(case)})
+    return out
+
+
+def with_model_file(context: Any, model: Any) -> tuple[Any, Any]:
+    """Load a model file (checkpoint, .pt2 or .onnx), check its input contract against the stamps;
+    returns ``(context with the scorer, scorer)``."""
+    from ..scorers import load_scorer
+    from .context import decode_rows
+
+    scorer = load_scorer(model)
+    if scorer.contract is not None and len(context.frame):
+        shape = decode_rows(context.frame.iloc[:1]).shape
+        if shape is not None:
+            scorer.contract.check_stamp(shape, str(model))
+    return context.with_scorer(scorer.score_fn, scorer.preprocess, model), scorer

@@ -22,19 +22,10 @@ import numpy as np
 import pandas as pd
 
 from .not_run import strict_failure
-from .suite import is_red, role
+from .suite import is_red, role, run_suite
 
 SUMMARY_FILE = "summary.csv"
 FIGURE_FILE = "gates_by_model.png"
-
-
-def case_record(context, case) -> dict:
-    """One case's report record, with its waiver (as the plugin writes it)."""
-    from .registry import run_case
-
-    record = run_case(context, case).to_json()
-    record["waiver"] = context.config.waiver_for(case)
-    return record
 
 
 def report_names(models: list[Path]) -> list[str]:
@@ -144,8 +135,8 @@ def gate_many(data, models: list[Path], out: Path, *, config_path=None, strict: 
     models = [Path(m) for m in models]
     base = GateContext(_data_for(data, models), config=load_config(config_path), progress=False)
     cases = gate_cases(base)
-    data_cases = [c for c in cases if "model" not in c.needs]
-    data_records = {c.id: case_record(base, c) for c in tqdm(data_cases, desc="data gates", disable=not progress)}
+    data_records = {run.case.id: run.record() for run in run_suite(
+        base, lambda c: "model" not in c.needs, cases=cases, progress=progress, desc="data gates")}
     shape = decode_rows(base.frame.iloc[:1]).shape if len(base.frame) else None
     names, rows, by_model = report_names(models), [], {}
     cache = PreprocessCache()  # every model sees the same stamps: preprocess each batch once
@@ -155,7 +146,9 @@ def gate_many(data, models: list[Path], out: Path, *, config_path=None, strict: 
         if scorer.contract is not None and shape is not None:
             scorer.contract.check_stamp(shape, str(path))
         context = base.with_scorer(scorer.score_fn, scorer.preprocess, path)
-        records = [data_records.get(c.id) or case_record(context, c) for c in cases]
+        model_records = {run.case.id: run.record() for run in run_suite(
+            context, lambda c: c.id not in data_records, cases=cases)}
+        records = [data_records.get(c.id) or model_records[c.id] for c in cases]
         report = build_report(records, data=base.data_info, model={**(context.model_info or {}), **scorer.info})
         write_report(out / f"{name}.json", report)
         by_model[name] = report["gates"]
