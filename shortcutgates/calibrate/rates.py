@@ -14,16 +14,17 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
+from ..gates import registry
 from ..gates.suite import is_red
 from .plant import SHIFTED_PROPERTIES
 
 CELL_COLUMNS = ["cell", "kind", "problem", "strength", "n_lrgs", "scorer", "core"]
 CASE_COLUMNS = ["case", "gate", "role"]
 
-NULL_TRUTH = {"core_lr_auc": 0.5, "metadata_c2st_auc": 0.5, "property_balance": 0.0}
+NULL_TRUTH = registry.NULL_TRUTH
 """True values on shortcut-free data (labels independent of the central box and of the property
-columns): AUCs at chance, standardised mean differences zero. Other gates (arc probes, model
-gates) are informative on clean data: their truth is not fixed by the planting."""
+columns): AUCs at chance, standardised mean differences zero; the registry rows' ``null``. Other
+gates (arc probes, model gates) are informative on clean data: their truth is not fixed by the planting."""
 
 
 def proportion_ci(k: int, n: int, level: float = 0.95) -> tuple[float, float]:

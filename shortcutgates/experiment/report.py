@@ -72,7 +72,7 @@ def metric_values(results: dict, config: str, key: str) -> list:
     return out
 
 
-def summarize(results: dict) -> dict:
+def summarise(results: dict) -> dict:
     """Mean ± std over seeds of the key metrics: ``{config: {metric: {mean, std, n_seeds, values}}}``.
 
     ``std`` is the sample standard deviation (ddof=1); None with a single seed.
@@ -221,7 +221,7 @@ CAPTIONS = {
 def build_document(results: dict, figures: dict) -> list:
     """The report as blocks: ``("h1"|"h2"|"h3"|"p"|"code", text)``, ``("table", header, rows)``,
     ``("img", path, caption)``."""
-    summary = results.get("summary") or summarize(results)
+    summary = results.get("summary") or summarise(results)
     crit = criteria(results)
     seeds = [r["seed"] for r in results["seeds"]]
     cells = ("Each cell: estimate [95% interval, LRG bootstrap]." if len(seeds) == 1 else
@@ -283,7 +283,7 @@ def results_table(results: dict, summary: dict) -> tuple:
 
 def terminal_table(results: dict) -> str:
     """The E1–E4 table as aligned plain text for the terminal."""
-    header, rows = results_table(results, results.get("summary") or summarize(results))
+    header, rows = results_table(results, results.get("summary") or summarise(results))
     header = ["config", "E1", "E2", "E3", "E3-E2", "E4 core-LR"]
     widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in [header] + rows]

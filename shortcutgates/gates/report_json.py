@@ -50,7 +50,7 @@ GATE_KEYS: tuple[str, ...] = REPORT_KEYS
 """Keys every gate entry carries."""
 
 
-def summarize(gates: Iterable[Mapping]) -> dict:
+def summarise(gates: Iterable[Mapping]) -> dict:
     """Counts of gate entries by verdict, ``expected`` (all), ``run`` (not skipped), ``waived``; the
     primary cases, how many of them fail the run (:func:`.suite.is_red`) and ``green`` (none does)."""
     gates = list(gates)
@@ -82,7 +82,7 @@ def build_report(gates: Iterable[Mapping], *, data: Mapping, model: Mapping | No
     """
     gates = [jsonable(g) for g in gates]
     report = {"schema": SCHEMA, "model": None if model is None else jsonable(model), "data": jsonable(data),
-              "gates": gates, "summary": summarize(gates)}
+              "gates": gates, "summary": summarise(gates)}
     validate_report(report)
     return report
 
@@ -146,7 +146,7 @@ def upgrade_v1(report: Mapping) -> dict:
         if reported and gate.get("verdict") == "pass":
             gate["verdict"] = "reported"
         gates.append(gate)
-    return {**report, "schema": SCHEMA, "gates": gates, "summary": summarize(gates)}
+    return {**report, "schema": SCHEMA, "gates": gates, "summary": summarise(gates)}
 
 
 def read_report(path) -> dict:

@@ -7,7 +7,7 @@ report records alone, so it says what ``--gate-report`` says.
 from __future__ import annotations
 
 from .not_run import NOT_RUN_LISTED, not_run
-from .report_json import summarize
+from .report_json import summarise
 from .suite import role
 
 
@@ -31,7 +31,7 @@ def summary_lines(records: list[dict], level: float = 0.95) -> list[str]:
     rows = [("gate", "value", f"{100 * level:g}% CI", "threshold", "verdict")] + [_row(r) for r in records]
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    c = summarize(records)
+    c = summarise(records)
     lines.append(f"gates: {c['expected']} expected, {c['run']} run ({c['pass']} pass, {c['fail']} fail, "
                  f"{c['inconclusive']} inconclusive, {c['error']} error), {c['skipped']} skipped, "
                  f"{c['waived']} waived")

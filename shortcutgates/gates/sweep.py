@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .not_run import strict_failure
+from .registry import DATA_ONLY_GATES
 from .suite import is_red, role, run_suite
 
 SUMMARY_FILE = "summary.csv"
@@ -59,9 +60,6 @@ def _is_model_case(record: dict) -> bool:
     return record["gate"] not in DATA_ONLY_GATES or params.get("input") == "model"
 
 
-DATA_ONLY_GATES = frozenset({"data_integrity", "lrg_leakage", "property_balance", "metadata_c2st_auc", "core_lr_auc",
-                             "radial_profile_lr_auc", "arc_annulus_lr_auc"})
-"""Gates measured on the data alone (except their ``input=model`` cases)."""
 
 
 def plot_by_model(table: pd.DataFrame, records_by_model: dict[str, list[dict]], path: Path) -> Path | None:
