@@ -23,6 +23,7 @@ import time
 import zlib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -77,7 +78,7 @@ def _direction(result) -> str:
 
 def _manifest(pool: Pool, cell: Cell, seed: int, directory: Path) -> Path:
     rng = cell.rng(seed)
-    kw = dict(problem=cell.problem, strength=cell.strength, core=cell.core)
+    kw: dict[str, Any] = dict(problem=cell.problem, strength=cell.strength, core=cell.core)
     if cell.kind == "data":
         frame, _ = split_rows(pool, cell.n_lrgs, "train", rng, **kw)
     elif cell.kind == "model":
@@ -138,7 +139,9 @@ def run_seed(pool: Pool, cell: Cell, seed: int, config: GateConfig, roles=("prim
             return [{**base, "case": "<manifest>", "gate": "<manifest>", "role": "primary", "verdict": "error",
                      "value": np.nan, "lo": np.nan, "hi": np.nan, "threshold": np.nan, "direction": "",
                      "message": f"{type(exc).__name__}: {exc}", "seconds": time.perf_counter() - start}]
-        wanted = (lambda case: _wanted(case, cell) and (role_of(case) in roles or case.gate in also))
+        def wanted(case) -> bool:
+            return _wanted(case, cell) and (role_of(case) in roles or case.gate in also)
+
         return [_record(base, run.case, run.result, run.seconds) for run in run_suite(context, wanted, waivers=False)]
 
 

@@ -72,7 +72,7 @@ def reader_scores(data: dict, seed: int) -> tuple[dict, dict, list]:
     out = []
     for reader in (rs.arc_reader, rs.core_reader):
         s_ctrl = reader(ctrls)
-        scores = mg.counterfactual_scores(lambda x: reader(x), stamps, ctrls[inv], groups, seed)
+        scores = mg.counterfactual_scores(reader, stamps, ctrls[inv], groups, seed)
         scores.update(stamp=reader(stamps), ctrl=s_ctrl[inv])
         out.append(scores)
     return out[0], out[1], bins

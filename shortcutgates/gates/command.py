@@ -141,6 +141,8 @@ def user_conftest(cwd: Path, suite: Path):
         return None
     name = "shortcutgates_user_conftest"
     spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:  # pragma: no cover - a .py file always has a loader
+        raise ImportError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
     previous, sys.dont_write_bytecode = sys.dont_write_bytecode, True
     if str(cwd) not in sys.path:

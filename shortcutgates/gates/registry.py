@@ -91,7 +91,7 @@ def _inputs(context: GateContext, refuses: tuple[str, ...] = ()) -> list[tuple[s
 
     Without a model the model-input case is generated (and skipped), so "expected" counts it.
     """
-    out = [("raw_robust", DATA)]
+    out: list[tuple[str, tuple[str, ...]]] = [("raw_robust", DATA)]
     if context.has_model:
         same = context.input_key("model") == "raw_robust"
         if not same and context.model_preprocess_name not in refuses:

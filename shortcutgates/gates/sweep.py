@@ -143,7 +143,7 @@ def gate_many(data, models: list[Path], out: Path, *, config_path=None, strict: 
         scorer = load_scorer(path, cache)
         if scorer.contract is not None and shape is not None:
             scorer.contract.check_stamp(shape, str(path))
-        context = base.with_scorer(scorer.score_fn, scorer.preprocess, path)
+        context = base.with_scorer(scorer.score_fn, scorer.preprocess, path)  # type: ignore[arg-type]  # Scorer.preprocess: object
         model_records = {run.case.id: run.record() for run in run_suite(
             context, lambda c: c.id not in data_records, cases=cases)}
         records = [data_records.get(c.id) or model_records[c.id] for c in cases]
