@@ -21,7 +21,9 @@ if TYPE_CHECKING:  # pragma: no cover
 Verdict = Literal["pass", "fail", "inconclusive", "error", "skipped", "reported"]
 """``reported``: measured by a row without a threshold (nothing was tested, so nothing passed)."""
 
-JSON_DIRECTION: dict[str, str] = {"at_most": "max", "at_least": "min"}
+ReportDirection = Literal["max", "min"]
+"""A claim's direction as the report JSON spells it (``at_most`` -> ``max``, ``at_least`` -> ``min``)."""
+JSON_DIRECTION: dict[str, ReportDirection] = {"at_most": "max", "at_least": "min"}
 """The report JSON writes a claim as the schema's ``"max"`` / ``"min"`` (see ``docs/design.md#report-json``)."""
 
 REPORT_KEYS: tuple[str, ...] = (

@@ -31,11 +31,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, get_args
 
 
 from ..io import jsonable, write_bytes_atomic
-from .records import REPORT_KEYS
+from .records import REPORT_KEYS, ReportDirection, Role, Verdict
 from .suite import is_red, role
 
 SCHEMA = "shortcutgates.report/2"
@@ -43,9 +43,9 @@ SCHEMA = "shortcutgates.report/2"
 SCHEMA_V1 = "shortcutgates.report/1"
 """The previous version, read by :func:`read_report` (upgraded in memory)."""
 
-VERDICTS: tuple[str, ...] = ("pass", "fail", "inconclusive", "error", "skipped", "reported")
-DIRECTIONS: tuple[str, ...] = ("max", "min")
-ROLES: tuple[str, ...] = ("primary", "reported")
+VERDICTS: tuple[str, ...] = get_args(Verdict)
+DIRECTIONS: tuple[str, ...] = get_args(ReportDirection)
+ROLES: tuple[str, ...] = get_args(Role)
 GATE_KEYS: tuple[str, ...] = REPORT_KEYS
 """Keys every gate entry carries."""
 
