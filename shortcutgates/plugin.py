@@ -41,7 +41,6 @@ from .gates.not_run import strict_failure
 from .gates.options import SCORER_FIXTURE, add_pytest_options, recorded_data
 from .gates.report_html import write_outputs
 from .gates.suite import RESULT_PROPERTY, expected_records, with_model_file
-from .gates.summary import summary_lines
 
 NO_DATA_REASON = "the gate suite needs --data DIR (a built or hand-written manifest)"
 DESELECTED_REASON = "deselected (-k / -m)"
@@ -269,6 +268,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     session = gate_session_of(config)
     if not session.active or hasattr(config, "workerinput") or (session._cases is None and not session.results):
         return
+    from .gates.summary import summary_lines  # imports pandas: only once gates ran
+
     terminalreporter.write_sep("=", "shortcut gates")
     records = session.records()
     for line in summary_lines(records, session.context.config.level):
