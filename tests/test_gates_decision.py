@@ -250,8 +250,8 @@ def test_report_reader_upgrades_version_1_and_refuses_others(tmp_path):
 
 @pytest.mark.parametrize("verdict", ["fail", "inconclusive", "error", "reported"])
 def test_a_reported_case_never_turns_the_run_red(verdict):
-    from shortcutgates.gates.report_json import is_red, summarize
-    from shortcutgates.plugin import check_record
+    from shortcutgates.gates.report_json import summarise
+    from shortcutgates.gates.suite import check_record, is_red
 
     record = {"id": "property_balance[test-ebv]", "verdict": verdict, "message": "m", "role": "reported"}
     check_record(record)  # passes: shown, not gated
@@ -260,4 +260,4 @@ def test_a_reported_case_never_turns_the_run_red(verdict):
     with pytest.raises(pytest.fail.Exception, match=verdict.upper()):
         check_record(primary)
     assert is_red(primary) and not is_red(dict(primary, waiver="accepted"))
-    assert summarize([record, primary])["green"] is False and summarize([record])["green"] is True
+    assert summarise([record, primary])["green"] is False and summarise([record])["green"] is True

@@ -17,7 +17,7 @@ from ..preprocess import CLIP, annulus_radii
 from .contract import Measurement
 from .decision import bootstrap_auroc, bootstrap_metric, estimate_measurement
 from .probes import (
-    ARC_HALF_WIDTH_PX, ProbeError, arc_radii, central_box, cv_auc_estimate, grouped_cv_scores, metadata_features,
+    ARC_HALF_WIDTH_PX, ProbeError, arc_radii, central_box, cv_auc_estimate, metadata_features,
     profile_features, ring_features, standardised_mean_difference,
 )
 from .records import GateCase
