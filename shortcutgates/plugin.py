@@ -74,6 +74,14 @@ def parse_data_dir(value: str) -> Path:
     return path.resolve()
 
 
+def parse_data_root(value: str) -> Path:
+    """``--data-root``: an existing directory."""
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"no such directory: {value!r}")
+    return path.resolve()
+
+
 def parse_checkpoint(value: str) -> Path:
     """``--model``: an existing model file (checkpoint ``.pt``, ``.pt2`` or ``.onnx``)."""
     path = Path(value).expanduser()
@@ -105,6 +113,9 @@ def pytest_addoption(parser):
     group.addoption("--data", metavar="DIR", type=parse_data_dir, default=None,
                     help="Manifest directory (or parquet file) the gates measure; without it the gate "
                          "suite is skipped and the plugin does nothing. Default: %(default)r")
+    group.addoption("--data-root", metavar="DIR", type=parse_data_root, default=None,
+                    help="Directory the manifest's relative source pointers are taken from, instead of the "
+                         "source root its manifest.json records (the paired input moved). Default: %(default)r")
     group.addoption("--model", metavar="CKPT", type=parse_checkpoint, default=None,
                     help="Model for the model gates: a shortcutgates checkpoint (.pt; without --data the "
                          "gates measure the manifest it records), a torch.export program (.pt2) or an "
@@ -137,6 +148,8 @@ class GateSession:
     config_path: Path | None
     progress: bool = False
     strict: bool = False
+    data_root: Path | None = None
+    """``--data-root``: where relative source pointers are taken from."""
     """Fail the session when expected gates did not run (``--gate-strict``)."""
     scorer: object = None
     """The :class:`shortcutgates.scorers.Scorer` of ``--model`` or of the user's scorer fixture."""
@@ -161,7 +174,7 @@ class GateSession:
 
             try:
                 gate_config = load_config(self.config_path)
-                context = GateContext(self.data, config=gate_config, progress=self.progress)
+                context = GateContext(self.data, config=gate_config, progress=self.progress, data_root=self.data_root)
                 if self.model is not None:
                     context = self._with_model_file(context)
                 self._context = context
@@ -293,7 +306,8 @@ def pytest_configure(config):
     session = GateSession(
         data=data, model=model, report=config.getoption("gate_report"),
         config_path=config.getoption("gate_config") or _default_pyproject(config),
-        progress=config.getoption("capture") == "no", strict=config.getoption("gate_strict"))
+        progress=config.getoption("capture") == "no", strict=config.getoption("gate_strict"),
+        data_root=config.getoption("data_root"))
     config.stash[SESSION_KEY] = session
     if not session.active and config.getoption("gate_report") is not None:
         raise pytest.UsageError("shortcutgates: --gate-report needs --data DIR (the manifest the gates measure) "

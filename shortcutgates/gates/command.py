@@ -1,6 +1,6 @@
 """``shortcutgates gate``: run the gate suite from any directory, on one model or on many.
 
-``shortcutgates gate [--data DIR] [--model MODEL ...] [--out DIR] [--gate-report FILE]
+``shortcutgates gate [--data DIR] [--data-root DIR] [--model MODEL ...] [--out DIR] [--gate-report FILE]
 [--gate-html FILE] [--gate-config PYPROJECT] [--no-strict] [-- PYTEST_ARGS]``
 
 * One model (or none): runs exactly what ``pytest gate_tests`` runs — the suite module
@@ -42,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``shortcutgates gate`` (paths are validated by :func:`resolve_paths`)."""
     parser.add_argument("--data", metavar="DIR", default=None,
                         help="manifest directory or parquet file (default: the manifest the checkpoints record)")
+    parser.add_argument("--data-root", metavar="DIR", default=None,
+                        help="directory the manifest's relative source pointers are taken from (the paired input "
+                             "moved; default: the source root manifest.json records, relative to the manifest)")
     parser.add_argument("--model", metavar="MODEL", nargs="+", default=None,
                         help="checkpoint(s) .pt, torch.export .pt2 or ONNX .onnx; a directory or quoted glob "
                              "gates each model in it (default: a shortcutgates_scorer fixture in ./conftest.py, "
@@ -96,10 +99,11 @@ def expand_models(values: list[str] | None, cwd: Path) -> list[Path]:
 
 def resolve_paths(args: argparse.Namespace, cwd: Path) -> argparse.Namespace:
     """Validate the paths up front, so bad input is one line (exit 2), not pytest's usage block."""
-    from ..plugin import parse_data_dir, parse_pyproject, parse_report_path
+    from ..plugin import parse_data_dir, parse_data_root, parse_pyproject, parse_report_path
 
     resolved = argparse.Namespace(**vars(args))
-    for flag, name, parse in (("--data", "data", parse_data_dir), ("--gate-config", "gate_config", parse_pyproject),
+    for flag, name, parse in (("--data", "data", parse_data_dir), ("--data-root", "data_root", parse_data_root),
+                              ("--gate-config", "gate_config", parse_pyproject),
                               ("--gate-report", "gate_report", parse_report_path),
                               ("--gate-html", "gate_html", parse_report_path)):
         value = getattr(args, name)
@@ -126,7 +130,8 @@ def pytest_argv(args: argparse.Namespace, cwd: Path) -> list[str]:
     # "--opt=value" forms: pytest would otherwise take a bare path value for a test path
     argv = [str(suite), f"--rootdir={suite.parent}", "-p", "no:cacheprovider", "-p", "no:benchmark"]
     argv += ["-p", "shortcutgates.plugin"] if _autoload_off() else []
-    for flag, value in (("--data", args.data), ("--gate-report", args.gate_report),
+    for flag, value in (("--data", args.data), ("--data-root", getattr(args, "data_root", None)),
+                        ("--gate-report", args.gate_report),
                         ("--gate-html", getattr(args, "gate_html", None)), ("--gate-config", args.gate_config)):
         if value is not None:
             argv.append(f"{flag}={value}")
@@ -180,7 +185,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{len(args.models)} models: name a directory for their reports with --out DIR")
         from .sweep import gate_many
 
-        return gate_many(args.data, args.models, cwd / args.out, config_path=args.gate_config, strict=args.strict)
+        return gate_many(args.data, args.models, cwd / args.out, config_path=args.gate_config, strict=args.strict,
+                         data_root=args.data_root)
     if args.out is not None:
         raise ValueError("--out is for several models; with one, use --gate-report FILE (and --junitxml)")
     import pytest

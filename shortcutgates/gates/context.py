@@ -223,6 +223,9 @@ class GateContext:
     preprocess : str or callable, optional
         The model input's deterministic preprocessing when ``score_fn`` is given (default
         ``raw_robust``); a checkpoint brings its own.
+    data_root : path, optional
+        Where the manifest's relative pointers are taken from instead of its recorded source root
+        (``--data-root``; :func:`shortcutgates.manifest.read_manifest`).
 
     Notes
     -----
@@ -230,12 +233,12 @@ class GateContext:
     """
 
     def __init__(self, data, model=None, config: GateConfig = GateConfig(), progress: bool = False,
-                 score_fn: ScoreFn | None = None, preprocess: str | Callable | None = None):
+                 score_fn: ScoreFn | None = None, preprocess: str | Callable | None = None, data_root=None):
         self.data = Path(data)
         self.config = config
         self.progress = progress
         # blobs stay on disk, fetched per chunk; duplicated images are data_integrity failures, not a refusal
-        manifest = sgmanifest.read_manifest(self.data, blobs=False, check_duplicates=False)
+        manifest = sgmanifest.read_manifest(self.data, blobs=False, check_duplicates=False, data_root=data_root)
         self.manifest = manifest
         frame = manifest.frame
         self.duplicate_images: list[str] = list(frame.attrs.get("duplicate_images", []))
