@@ -330,7 +330,18 @@ def recorded_manifest(model: Path) -> Path:
 
 
 def _default_pyproject(config) -> Path | None:
-    path = Path(config.rootpath) / "pyproject.toml"
+    """The nearest ``pyproject.toml`` with a ``[tool.shortcutgates]`` table, from the rootdir upwards
+    (``pytest gate_tests`` in a project set up by ``shortcutgates init`` may take ``gate_tests/`` as its
+    rootdir), else the rootdir's ``pyproject.toml``, else None."""
+    root = Path(config.rootpath)
+    for directory in (root, *root.parents):
+        path = directory / "pyproject.toml"
+        try:
+            if path.is_file() and "[tool.shortcutgates" in path.read_text():
+                return path
+        except OSError:
+            continue
+    path = root / "pyproject.toml"
     return path if path.is_file() else None
 
 
