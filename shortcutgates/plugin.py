@@ -417,7 +417,27 @@ def check_record(record: dict) -> None:
     if record.get("role", "primary") == "reported":  # shown, never turns the run red
         return
     if verdict != "pass":
-        pytest.fail(f"{record['id']}: {verdict.upper()}: {message}", pytrace=False)
+        pytest.fail(f"{record['id']}: {verdict.upper()}: {message}{remedy_suffix(record)}", pytrace=False)
+
+
+def remedy_suffix(record: dict) -> str:
+    """`` -> what to do`` from the gate's registry row (empty for an unknown gate or one without a remedy)."""
+    from .gates.registry import REGISTRY
+
+    gate = REGISTRY.get(record.get("gate"))
+    return f" -> {gate.remedy}" if gate is not None and gate.remedy else ""
+
+
+def threshold_text(record: dict) -> str:
+    """The claim a case makes: ``<= 0.65``, ``>= 0.8``, ``within ±0.2`` (an equivalence margin), or ``report``."""
+    from .gates.registry import REGISTRY
+
+    if record["threshold"] is None:
+        return "report"
+    gate = REGISTRY.get(record.get("gate"))
+    if gate is not None and gate.equivalence:
+        return f"within ±{record['threshold']:g}"
+    return f"{'<=' if record['direction'] == 'max' else '>='} {record['threshold']:g}"
 
 
 def is_red_record(record: dict) -> bool:
@@ -448,11 +468,12 @@ def _fmt(x, spec=".3f") -> str:
 def _row(record: dict) -> tuple[str, ...]:
     ci = record["ci"]
     ci_text = "-" if ci is None or None in ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
-    op = "<=" if record["direction"] == "max" else ">="
-    threshold = "report" if record["threshold"] is None else f"{op} {record['threshold']:g}"
+    threshold = threshold_text(record)
     verdict = record["verdict"].upper() + (" (waived)" if record.get("waiver") else "")
     if record.get("role", "primary") == "reported":
         verdict += " (reported, not gated)"
+    elif is_red_record(record):
+        verdict += remedy_suffix(record)
     return record["id"], _fmt(record["value"]), ci_text, threshold, verdict
 
 
@@ -477,6 +498,16 @@ def summary_lines(records: list[dict], level: float = 0.95) -> list[str]:
             more = f" and {len(ids) - NOT_RUN_LISTED} more" if len(ids) > NOT_RUN_LISTED else ""
             lines.append(f"  {reason}: {', '.join(ids[:NOT_RUN_LISTED])}{more}")
     return lines
+
+
+def pytest_report_teststatus(report, config):
+    """A reported case's test counts as ``reported`` in pytest's own tally (``80 passed, 14 reported``), not
+    as ``passed``: it was shown, not gated, whatever its verdict."""
+    if report.when == "call" and report.passed and not hasattr(report, "wasxfail"):
+        record = record_of(report)
+        if record is not None and record.get("role", "primary") == "reported":
+            return "reported", "r", ("REPORTED", {"yellow": True})
+    return None
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

@@ -148,6 +148,8 @@ class Gate:
     measure: Measure
     equivalence: bool = False
     chance: float | None = None
+    remedy: str = ""
+    """One line: what to do when a case of this gate fails (printed at the end of its failure line)."""
 
     def __post_init__(self):
         if self.direction not in JSON_DIRECTION:
