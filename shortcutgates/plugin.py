@@ -543,6 +543,11 @@ def pytest_sessionfinish(session, exitstatus):
         return  # nothing was collected (collection error or no gate test selected)
     context = state.context
     report = build_report(state.records(), data=context.data_info, model=state.model_block)
+    if context.has_model:
+        try:
+            report["low_fpr"] = context.low_fpr()
+        except ValueError:  # a model that cannot score (ProbeError): its gates already say why
+            pass
     from .gates.report_html import write_gate_html
 
     for flag, path, write in (("--gate-report", state.report, write_report), ("--gate-html", html, write_gate_html)):

@@ -53,3 +53,19 @@ def test_the_by_model_figure_draws_inconclusive_in_its_own_colour(tmp_path, monk
     points = {c.get_label(): c.get_facecolor()[0] for c in fig.axes[0].collections if c.get_label() in labels}
     assert len({tuple(np.round(c, 3)) for c in points.values()}) == 3  # three colours for three verdicts
     assert "red" not in fig._suptitle.get_text()
+
+
+def test_the_html_report_carries_the_figures_and_the_low_fpr_table(tmp_path):
+    import re
+
+    from shortcutgates.gates.report_html import write_gate_html
+    from shortcutgates.gates.report_json import build_report
+
+    report = build_report([_record(), _record("arc_masked_auroc", verdict="inconclusive", threshold=0.6, value=0.62)],
+                          data={"path": "d", "n_rows": 10}, model={"path": "m.onnx"})
+    tpr = {"value": 0.4, "ci": [0.3, 0.5], "n_neg": 50, "n_neg_needed": 1000, "note": "50 negatives < 10/FPR = 1000"}
+    report["low_fpr"] = {"test": {"n_neg": 50, "n_pos": 50, "tpr_at_fpr": {"0.01": tpr, "0.001": tpr},
+                                  "roc": {"fpr": [0.0, 0.02, 1.0], "tpr": [0.0, 0.4, 1.0]}}}
+    page = write_gate_html(tmp_path / "g.html", report).read_text()
+    assert len(re.findall(r"<img src='data:image/png;base64,", page)) == 2  # gates figure and ROC, in the page
+    assert "Detection at low false-positive rates" in page and "0.400 [0.300, 0.500]" in page

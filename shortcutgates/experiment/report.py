@@ -302,9 +302,13 @@ def results_table(results: dict, summary: dict) -> tuple:
 def gate_table(records: Sequence[dict]) -> tuple:
     header = ["gate", "value [95% CI]", "threshold", "verdict", "n (LRGs)", "message"]
     rows = []
+    from ..gates.registry import REGISTRY
+
     for r in records:
         sign = "≤" if r["direction"] == "max" else "≥"
-        thr = "" if r.get("threshold") is None else f"{sign} {fmt(r['threshold'], 2)}"
+        margin = getattr(REGISTRY.get(r.get("gate")), "equivalence", False)
+        thr = "" if r.get("threshold") is None else (
+            f"within ±{fmt(r['threshold'], 2)}" if margin else f"{sign} {fmt(r['threshold'], 2)}")
         rows.append([r["id"], fmt_metric(r), thr, r["verdict"], f"{r['n']} ({r['n_groups']})", r.get("message", "")])
     return header, rows
 
@@ -363,7 +367,7 @@ def to_html(doc: list, base: Path, title: str) -> str:
             body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>" for row in block[2])
             out.append(f"<table><tr>{head}</tr>{body}</table>" if block[2] else "<p>(none)</p>")
         elif kind == "img":
-            src = Path(block[1]).relative_to(base).as_posix()
+            src = block[1] if str(block[1]).startswith("data:image/") else Path(block[1]).relative_to(base).as_posix()
             out.append(f"<figure><img src='{e(src)}' alt='{e(block[2])}'>"
                        f"<figcaption>{e(block[2])}</figcaption></figure>")
     out.append("</body></html>")

@@ -449,6 +449,27 @@ class GateContext:
         return problems + self.duplicate_images
 
     # --- report blocks -------------------------------------------------------------------------
+    def low_fpr(self) -> dict:
+        """The report's ``low_fpr`` block (model only): per held-out split, TPR at FPR 10⁻² / 10⁻³ with
+        LRG-bootstrap intervals (flagged where the split has fewer than 10/FPR negatives) and the ROC."""
+        from sklearn.metrics import roc_curve
+
+        from ..experiment.lens_search import tpr_at_fpr_intervals
+
+        out = {}
+        for split in [s for s in self.splits if s != "train"]:
+            sample = self.sample(split)
+            if len(np.unique(sample.labels)) < 2:
+                continue
+            scores = self.scores(split)
+            fpr, tpr, _ = roc_curve(sample.labels, scores)
+            out[split] = {"n_neg": int((sample.labels == 0).sum()), "n_pos": int((sample.labels == 1).sum()),
+                          "tpr_at_fpr": tpr_at_fpr_intervals(sample.labels, scores, sample.resampling_units,
+                                                             n_boot=self.config.n_boot, seed=self.config.seed),
+                          "roc": {"fpr": np.round(fpr, 6).tolist(), "tpr": np.round(tpr, 6).tolist()}}
+        return out
+
+
     @property
     def data_info(self) -> dict:
         """The report's ``"data"`` block."""
