@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import NamedTuple
@@ -163,9 +164,25 @@ def metadata_columns(files) -> tuple[list[str], list[str]]:
     return common, sorted(seen - set(common))
 
 
-def _file_record(path: Path) -> dict:
+def _file_record(path: Path, root: Path) -> dict:
+    """A source file as ``manifest.json`` records it: path relative to the source root, size, mtime, sha256."""
+    from .io import file_sha256
+
     st = path.stat()
-    return {"path": str(path.resolve()), "size": st.st_size, "mtime": st.st_mtime}
+    return {"path": Path(path).resolve().relative_to(root).as_posix(), "size": st.st_size, "mtime": st.st_mtime,
+            "sha256": file_sha256(path)}
+
+
+def input_root(input_path) -> Path:
+    """The paired input's root directory (the file's directory for a single file), resolved."""
+    path = Path(input_path).resolve()
+    return path if path.is_dir() else path.parent
+
+
+def relative_pointers(paths: pd.Series, root: Path) -> pd.Series:
+    """``source_path`` values (absolute) made relative to ``root``, POSIX-style (portable manifests)."""
+    mapping = {p: Path(p).relative_to(root).as_posix() for p in paths.unique()}
+    return paths.map(mapping)
 
 
 def rows_sha256(table: pa.Table) -> str:
@@ -264,6 +281,9 @@ def build_manifest(input_path, out_dir, *, mode: str, seed: int, match=(), posit
     if inline:
         steps.next(f"copying {len(rows)} blobs")
         rows = rows.assign(**{IMAGE_COLUMN: read_blobs(rows)})
+    root = input_root(input_path)
+    out_abs = Path(out_dir).resolve()
+    rows = rows.assign(source_path=relative_pointers(rows["source_path"], root))
     steps.next("writing")
     table = pa.Table.from_pandas(rows, preserve_index=False)
     sha = rows_sha256(table)
@@ -272,7 +292,9 @@ def build_manifest(input_path, out_dir, *, mode: str, seed: int, match=(), posit
         "parameters": {"mode": mode, "seed": int(seed), "match": list(match), "match_bins": match_bins,
                        "positives_per_lrg": "all" if cap is None else cap, "fractions": list(fractions),
                        "tolerance_arcsec": tolerance_arcsec, "inline": inline, "resplit": resplit},
-        "seed": int(seed), "input": {"path": str(Path(input_path).resolve()), "files": [_file_record(f) for f in files],
+        "seed": int(seed), "input": {"path": str(Path(input_path).resolve()),
+                                     "root": os.path.relpath(root, out_abs).replace(os.sep, "/"),
+                                     "files": [_file_record(f, root) for f in files],
                                      "n_rows": int(len(catalog.frame)), "n_cutout_excluded": catalog.n_cutout_excluded,
                                      "columns_not_in_all_files": partial},
         "identity": {"n_lrgs": ident.n_lrgs, "max_extent_arcsec": float(ident.extent_arcsec.max(initial=0.0)),

@@ -63,6 +63,8 @@ class GateSession:
     progress: bool = False
     strict: bool = False
     """Fail the session when expected gates did not run (``--gate-strict``)."""
+    data_root: Path | None = None
+    """``--data-root``: where the manifest's relative source pointers are taken from."""
     scorer: object = None
     """The :class:`shortcutgates.scorers.Scorer` of ``--model`` or of the user's scorer fixture."""
     fixture_scorer: bool = False
@@ -86,7 +88,8 @@ class GateSession:
 
             try:
                 gate_config = load_config(self.config_path)
-                context = GateContext(self.data, config=gate_config, progress=self.progress)
+                context = GateContext(self.data, config=gate_config, progress=self.progress,
+                                      data_root=self.data_root)
                 if self.model is not None:
                     context, self.scorer = with_model_file(context, self.model)
                 self._context = context
@@ -189,7 +192,8 @@ def pytest_configure(config):
     session = GateSession(
         data=data, model=model, report=config.getoption("gate_report"),
         config_path=config.getoption("gate_config") or _default_pyproject(config),
-        progress=config.getoption("capture") == "no", strict=config.getoption("gate_strict"))
+        progress=config.getoption("capture") == "no", strict=config.getoption("gate_strict"),
+        data_root=config.getoption("data_root"))
     config.stash[SESSION_KEY] = session
     if not session.active and config.getoption("gate_report") is not None:
         raise pytest.UsageError("shortcutgates: --gate-report needs --data DIR (the manifest the gates measure) "
@@ -199,7 +203,18 @@ def pytest_configure(config):
 
 
 def _default_pyproject(config) -> Path | None:
-    path = Path(config.rootpath) / "pyproject.toml"
+    """The nearest ``pyproject.toml`` with a ``[tool.shortcutgates]`` table, from the rootdir upwards
+    (``pytest gate_tests`` in a project set up by ``shortcutgates init`` may take ``gate_tests/`` as its
+    rootdir), else the rootdir's ``pyproject.toml``, else None."""
+    root = Path(config.rootpath)
+    for directory in (root, *root.parents):
+        path = directory / "pyproject.toml"
+        try:
+            if path.is_file() and "[tool.shortcutgates" in path.read_text():
+                return path
+        except OSError:
+            continue
+    path = root / "pyproject.toml"
     return path if path.is_file() else None
 
 
@@ -264,6 +279,16 @@ def record_of(report) -> dict | None:
 
 
 # --- summary and report -----------------------------------------------------------------------
+def pytest_report_teststatus(report, config):
+    """A reported case's test counts as ``reported`` in pytest's own tally (``80 passed, 14 reported``), not
+    as ``passed``: it was shown, not gated, whatever its verdict."""
+    if report.when == "call" and report.passed and not hasattr(report, "wasxfail"):
+        record = record_of(report)
+        if record is not None and record.get("role", "primary") == "reported":
+            return "reported", "r", ("REPORTED", {"yellow": True})
+    return None
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     session = gate_session_of(config)
     if not session.active or hasattr(config, "workerinput") or (session._cases is None and not session.results):

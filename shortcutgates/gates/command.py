@@ -1,6 +1,6 @@
 """``shortcutgates gate``: run the gate suite from any directory, on one model or on many.
 
-``shortcutgates gate [--data DIR] [--model MODEL ...] [--out DIR] [--gate-report FILE]
+``shortcutgates gate [--data DIR] [--data-root DIR] [--model MODEL ...] [--out DIR] [--gate-report FILE]
 [--gate-html FILE] [--gate-config PYPROJECT] [--no-strict] [-- PYTEST_ARGS]``
 
 * One model (or none): runs exactly what ``pytest gate_tests`` runs — the suite module
@@ -113,7 +113,8 @@ def pytest_argv(args: argparse.Namespace, cwd: Path) -> list[str]:
     # "--opt=value" forms: pytest would otherwise take a bare path value for a test path
     argv = [str(suite), f"--rootdir={suite.parent}", "-p", "no:cacheprovider", "-p", "no:benchmark"]
     argv += ["-p", "shortcutgates.plugin"] if _autoload_off() else []
-    for flag, value in (("--data", args.data), ("--gate-report", args.gate_report),
+    for flag, value in (("--data", args.data), ("--data-root", getattr(args, "data_root", None)),
+                        ("--gate-report", args.gate_report),
                         ("--gate-html", getattr(args, "gate_html", None)), ("--gate-config", args.gate_config)):
         if value is not None:
             argv.append(f"{flag}={value}")
@@ -169,7 +170,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{len(args.models)} models: name a directory for their reports with --out DIR")
         from .sweep import gate_many
 
-        return gate_many(args.data, args.models, cwd / args.out, config_path=args.gate_config, strict=args.strict)
+        return gate_many(args.data, args.models, cwd / args.out, config_path=args.gate_config, strict=args.strict,
+                         data_root=args.data_root)
     if args.out is not None:
         raise ValueError("--out is for several models; with one, use --gate-report FILE (and --junitxml)")
     import pytest

@@ -223,6 +223,9 @@ class GateContext:
     preprocess : str or callable, optional
         The model input's deterministic preprocessing when ``score_fn`` is given (default
         ``raw_robust``); a checkpoint brings its own.
+    data_root : path, optional
+        Where the manifest's relative pointers are taken from instead of its recorded source root
+        (``--data-root``; :func:`shortcutgates.manifest.read_manifest`).
 
     Notes
     -----
@@ -230,12 +233,12 @@ class GateContext:
     """
 
     def __init__(self, data, model=None, config: GateConfig = GateConfig(), progress: bool = False,
-                 score_fn: ScoreFn | None = None, preprocess: str | Callable | None = None):
+                 score_fn: ScoreFn | None = None, preprocess: str | Callable | None = None, data_root=None):
         self.data = Path(data)
         self.config = config
         self.progress = progress
         # blobs stay on disk, fetched per chunk; duplicated images are data_integrity failures, not a refusal
-        manifest = sgmanifest.read_manifest(self.data, blobs=False, check_duplicates=False)
+        manifest = sgmanifest.read_manifest(self.data, blobs=False, check_duplicates=False, data_root=data_root)
         self.manifest = manifest
         frame = manifest.frame
         self.duplicate_images: list[str] = list(frame.attrs.get("duplicate_images", []))
@@ -446,6 +449,27 @@ class GateContext:
         return problems + self.duplicate_images
 
     # --- report blocks -------------------------------------------------------------------------
+    def low_fpr(self) -> dict:
+        """The report's ``low_fpr`` block (model only): per held-out split, TPR at FPR 10⁻² / 10⁻³ with
+        LRG-bootstrap intervals (flagged where the split has fewer than 10/FPR negatives) and the ROC."""
+        from sklearn.metrics import roc_curve
+
+        from ..stats import tpr_at_fpr_intervals
+
+        out = {}
+        for split in [s for s in self.splits if s != "train"]:
+            sample = self.sample(split)
+            if len(np.unique(sample.labels)) < 2:
+                continue
+            scores = self.scores(split)
+            fpr, tpr, _ = roc_curve(sample.labels, scores)
+            out[split] = {"n_neg": int((sample.labels == 0).sum()), "n_pos": int((sample.labels == 1).sum()),
+                          "tpr_at_fpr": tpr_at_fpr_intervals(sample.labels, scores, sample.resampling_units,
+                                                             n_boot=self.config.n_boot, seed=self.config.seed),
+                          "roc": {"fpr": np.round(fpr, 6).tolist(), "tpr": np.round(tpr, 6).tolist()}}
+        return out
+
+
     @property
     def data_info(self) -> dict:
         """The report's ``"data"`` block."""

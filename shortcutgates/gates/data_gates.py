@@ -239,7 +239,15 @@ def arc_annulus_lr_auc(context, case: GateCase) -> Measurement:
     r_in, r_out = arc_radii(sample.theta_e_px, r_max=annulus_radii(*images.shape[-2:])[0])
     return _without_scores(_probe_measurement(
         context, case, lambda: ring_features(images, r_in, r_out), "arc-annulus AUC",
-        f"input {name}; rings {r_in:.1f}-{r_out:.1f} px; {sample.note}", {"r_in_px": r_in, "r_out_px": r_out}))
+        f"input {name}; rings {r_in:.1f}-{r_out:.1f} px{_core_note(r_in)}; {sample.note}",
+        {"r_in_px": r_in, "r_out_px": r_out}))
+
+
+def _core_note(r_in: float) -> str:
+    """Says so when the arc annulus reaches into the core (small Einstein radii): its rings are not arc-only."""
+    from .perturb import R_CORE_PX
+
+    return f" (includes the core r < {R_CORE_PX:g} px: the smallest Einstein radii reach it)" if r_in < R_CORE_PX else ""
 
 
 __all__ = ["data_integrity", "lrg_leakage", "property_balance", "metadata_c2st_auc", "core_lr_auc",

@@ -30,6 +30,14 @@ def parse_data_dir(value: str) -> Path:
     return path.resolve()
 
 
+def parse_data_root(value: str) -> Path:
+    """``--data-root``: an existing directory."""
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"no such directory: {value!r}")
+    return path.resolve()
+
+
 def parse_checkpoint(value: str) -> Path:
     """``--model``: an existing model file (checkpoint ``.pt``, ``.pt2`` or ``.onnx``)."""
     path = Path(value).expanduser()
@@ -73,6 +81,9 @@ PATH_OPTIONS: tuple[PathOption, ...] = (
     PathOption("--data", "DIR", parse_data_dir,
                "Manifest directory (or parquet file) the gates measure; without it the gate suite is skipped and "
                "the plugin does nothing (shortcutgates gate: the manifest the checkpoints record)."),
+    PathOption("--data-root", "DIR", parse_data_root,
+               "Directory the manifest's relative source pointers are taken from, instead of the source root its "
+               "manifest.json records (the paired input moved)."),
     PathOption("--gate-report", "FILE", parse_report_path,
                "Write the gate results as JSON (schema shortcutgates.report/2) to FILE, atomically."),
     PathOption("--gate-html", "FILE", parse_report_path,

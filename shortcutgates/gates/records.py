@@ -157,6 +157,8 @@ class Gate:
     """``(counterfactual, statistic)`` of a paired counterfactual model gate (``calibrate/model_gates.py``)."""
     calibrate_every_role: bool = False
     """The full calibration profile records its cases in every role (held-out probes, small θ_E bins)."""
+    remedy: str = ""
+    """One line: what to do when a case of this gate fails (printed at the end of its failure line)."""
 
     @property
     def data_only(self) -> bool:

@@ -75,7 +75,35 @@ def check_record(record: Mapping) -> None:
     if o == "skipped":
         pytest.skip(record["message"])
     if o in ("red", "waived"):
-        pytest.fail(f"{record['id']}: {str(record['verdict']).upper()}: {record['message']}", pytrace=False)
+        pytest.fail(f"{record['id']}: {str(record['verdict']).upper()}: {record['message']}{remedy_suffix(record)}",
+                    pytrace=False)
+
+
+REMEDY_VERDICTS = ("fail",)
+"""Verdicts whose line ends with the gate's remedy: an ``inconclusive`` message says how many LRGs would
+decide, an ``error`` message why nothing could be measured (e.g. a model that cannot detect lenses)."""
+
+
+def remedy_suffix(record: Mapping) -> str:
+    """`` -> what to do`` from the gate's registry row (empty for an unknown gate or one without a remedy)."""
+    from .registry import REGISTRY
+
+    gate = REGISTRY.get(str(record.get("gate")))
+    if gate is None or not gate.remedy or record.get("verdict") not in REMEDY_VERDICTS:
+        return ""
+    return f" -> {gate.remedy}"
+
+
+def threshold_text(record: Mapping) -> str:
+    """The claim a case makes: ``<= 0.65``, ``>= 0.8``, ``within ±0.2`` (an equivalence margin), or ``report``."""
+    from .registry import REGISTRY
+
+    if record["threshold"] is None:
+        return "report"
+    gate = REGISTRY.get(str(record.get("gate")))
+    if gate is not None and gate.equivalence:
+        return f"within ±{record['threshold']:g}"
+    return f"{'<=' if record['direction'] == 'max' else '>='} {record['threshold']:g}"
 
 
 # --- the loop ----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .not_run import NOT_RUN_LISTED, not_run
 from .report_json import summarise
-from .suite import role
+from .suite import is_red, remedy_suffix, role, threshold_text
 
 
 def _fmt(x, spec=".3f") -> str:
@@ -18,11 +18,12 @@ def _fmt(x, spec=".3f") -> str:
 def _row(record: dict) -> tuple[str, ...]:
     ci = record["ci"]
     ci_text = "-" if ci is None or None in ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
-    op = "<=" if record["direction"] == "max" else ">="
-    threshold = "report" if record["threshold"] is None else f"{op} {record['threshold']:g}"
+    threshold = threshold_text(record)
     verdict = record["verdict"].upper() + (" (waived)" if record.get("waiver") else "")
     if role(record) == "reported":
         verdict += " (reported, not gated)"
+    elif is_red(record):
+        verdict += remedy_suffix(record)
     return record["id"], _fmt(record["value"]), ci_text, threshold, verdict
 
 

@@ -4,7 +4,8 @@ The manifest is read and sampled once and every data-only case is measured once;
 runs only its model cases on a context that shares the decoded samples, the preprocessed inputs of
 named modes and the memoised probe results (:meth:`GateContext.with_scorer`). Written into
 ``out``: one JSON report per model (``<name>.json``, schema of :mod:`.report_json`), ``summary.csv``
-(one row per model: verdict, counts, every primary model case's value) and
+(one row per model: verdict, counts, ``first_failing`` — the first red model case, else the first red
+data case — ``first_failing_data``, every primary model case's value) and
 ``gates_by_model.png`` (each primary model case's value and interval across the models, in the
 order given, e.g. by epoch: does the shortcut appear early?).
 
@@ -40,10 +41,12 @@ def report_names(models: list[Path]) -> list[str]:
 def summary_row(name: str, path: Path, records: list[dict], strict: bool) -> dict:
     """One row of ``summary.csv``: verdict, counts, and every primary model case's value."""
     red = [r["id"] for r in records if is_red(r)]
+    red_model = [r["id"] for r in records if is_red(r) and _is_model_case(r)]
     not_run = strict_failure(records) if strict else None
     row = {"model": name, "path": str(path), "verdict": "RED" if red or not_run else "GREEN",
            "failing": len(red), "not_run": sum(r["verdict"] == "skipped" for r in records),
-           "first_failing": red[0] if red else ""}
+           "first_failing": (red_model or red or [""])[0], "first_failing_data": next(
+               (i for i in red if i not in red_model), "")}
     for r in model_primary(records):
         row[r["id"]] = r["value"]
     return row
@@ -79,15 +82,19 @@ def plot_by_model(table: pd.DataFrame, records_by_model: dict[str, list[dict]], 
     nrows = math.ceil(len(ids) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.6 * nrows), squeeze=False, sharex=True)
     x = np.arange(len(names))
+    shown: dict = {}
     for ax, case_id in zip(axes.flat, ids):
         recs = [{r["id"]: r for r in records_by_model[n]}.get(case_id) for n in names]
         value = np.array([np.nan if r is None or r["value"] is None else r["value"] for r in recs], float)
         ci = np.array([[np.nan, np.nan] if r is None or not r["ci"] or None in r["ci"] else r["ci"] for r in recs], float)
-        red = np.array([r is not None and is_red(r) for r in recs])
+        verdicts = np.array([_verdict_key(r) for r in recs], object)
         err = np.abs(np.vstack([value - ci[:, 0], ci[:, 1] - value]))
         ax.errorbar(x, value, yerr=np.nan_to_num(err), fmt="-", color="0.6", lw=1, capsize=2, zorder=1)
-        ax.scatter(x[~red], value[~red], color="tab:blue", s=18, zorder=2, label="passes")
-        ax.scatter(x[red], value[red], color="tab:red", s=18, zorder=2, label="fails")
+        for key, (colour, label) in VERDICT_STYLE.items():
+            sel = verdicts == key
+            if sel.any():
+                ax.scatter(x[sel], value[sel], color=colour, s=18, zorder=2, label=label)
+                shown[key] = (colour, label)
         if np.isnan(value).all():
             reasons = sorted({r["verdict"] for r in recs if r is not None})
             ax.text(0.5, 0.5, f"no value ({', '.join(reasons)})", transform=ax.transAxes, ha="center", fontsize=8)
@@ -100,11 +107,28 @@ def plot_by_model(table: pd.DataFrame, records_by_model: dict[str, list[dict]], 
         ax.set_visible(False)
     for ax in axes[-1]:
         ax.set_xticks(x, names, rotation=60, ha="right", fontsize=6)
-    fig.suptitle("primary model gates by model (95% LRG-bootstrap interval; dashed: threshold; red: fails)", fontsize=9)
-    fig.tight_layout()
+    fig.suptitle("primary model gates by model (95% LRG-bootstrap interval; dashed: threshold)", fontsize=9)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], ls="", marker="o", color=c, label=label) for c, label in shown.values()]
+    fig.tight_layout(rect=(0, 0.06 if handles else 0, 1, 1))
+    if handles:
+        fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7, frameon=False)
     write_png(fig, path, dpi=120)
     plt.close(fig)
     return path
+
+
+VERDICT_STYLE = {"pass": ("tab:blue", "passes"), "fail": ("tab:red", "fails"),
+                 "inconclusive": ("tab:orange", "inconclusive (interval crosses the threshold)"),
+                 "error": ("tab:purple", "error (cannot measure)"), "waived": ("0.5", "waived")}
+"""Point colour and legend label of each verdict in the by-model figure (the legend lists those drawn)."""
+
+
+def _verdict_key(record: dict | None) -> str | None:
+    if record is None or record["verdict"] not in VERDICT_STYLE:
+        return None
+    return "waived" if record.get("waiver") and record["verdict"] != "pass" else record["verdict"]
 
 
 def _data_for(data, models: list[Path]) -> Path:
@@ -120,7 +144,7 @@ def _data_for(data, models: list[Path]) -> Path:
 
 
 def gate_many(data, models: list[Path], out: Path, *, config_path=None, strict: bool = True,
-              progress: bool = True) -> int:
+              progress: bool = True, data_root=None) -> int:
     """Gate every model in ``models`` on ``data``; write reports, table and figure to ``out``; exit status."""
     from tqdm.auto import tqdm
 
@@ -131,7 +155,7 @@ def gate_many(data, models: list[Path], out: Path, *, config_path=None, strict: 
     from .report_json import build_report, write_report
 
     models = [Path(m) for m in models]
-    base = GateContext(_data_for(data, models), config=load_config(config_path), progress=False)
+    base = GateContext(_data_for(data, models), config=load_config(config_path), progress=False, data_root=data_root)
     cases = gate_cases(base)
     data_records = {run.case.id: run.record() for run in run_suite(
         base, lambda c: "model" not in c.needs, cases=cases, progress=progress, desc="data gates")}
@@ -144,9 +168,11 @@ def gate_many(data, models: list[Path], out: Path, *, config_path=None, strict: 
         if scorer.contract is not None and shape is not None:
             scorer.contract.check_stamp(shape, str(path))
         context = base.with_scorer(scorer.score_fn, scorer.preprocess, path)  # type: ignore[arg-type]  # Scorer.preprocess: object
+        # this model's own case set (its preprocessing decides the model-input cases), as a single run makes it
+        model_cases = gate_cases(context)
         model_records = {run.case.id: run.record() for run in run_suite(
-            context, lambda c: c.id not in data_records, cases=cases)}
-        records = [data_records.get(c.id) or model_records[c.id] for c in cases]
+            context, lambda c: c.id not in data_records, cases=model_cases)}
+        records = [data_records.get(c.id) or model_records[c.id] for c in model_cases]
         report = build_report(records, data=base.data_info, model={**(context.model_info or {}), **scorer.info})
         write_report(out / f"{name}.json", report)
         by_model[name] = report["gates"]
