@@ -250,8 +250,8 @@ def check_source_files(frame: pd.DataFrame, meta: dict | None, source_root: Path
             continue
         size = Path(path).stat().st_size
         if size != rec.get("size") or file_sha256(path) != rec["sha256"]:
-            raise DataError(f"source file changed since the manifest was built (sha256 differs from the one "
-                            f"manifest.json records)", file=path,
+            raise DataError("source file changed since the manifest was built (sha256 differs from the one "
+                            "manifest.json records)", file=path,
                             hint="restore the file, point --data-root at the original, or rebuild the manifest")
 
 

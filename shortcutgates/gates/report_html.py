@@ -29,7 +29,7 @@ def gate_document(report: Mapping, title: str = "shortcutgates gate report") -> 
     s = report.get("summary") or {}
     model, data = report.get("model") or {}, report.get("data") or {}
     verdict = f"RED: {len(red)} gate(s) fail: {', '.join(red[:20])}" if red else "GREEN: no gate that ran fails"
-    doc = [("h1", title), ("p", verdict),
+    doc: list[tuple] = [("h1", title), ("p", verdict),
            ("p", f"model: {model.get('path') or model.get('kind') or 'none'}; data: {data.get('path')} "
                  f"({data.get('n_rows')} rows); {s.get('expected')} gates expected, {s.get('run')} run, "
                  f"{s.get('skipped')} not run, {s.get('waived')} waived.")]
@@ -114,7 +114,7 @@ def gates_figure(gates: list) -> str | None:
 def _is_margin(g: Mapping) -> bool:
     from .registry import REGISTRY
 
-    return bool(getattr(REGISTRY.get(g.get("gate")), "equivalence", False))
+    return bool(getattr(REGISTRY.get(str(g.get("gate"))), "equivalence", False))
 
 
 def roc_figure(low: Mapping) -> str | None:
@@ -202,7 +202,7 @@ def gate_table(records: Sequence[dict]) -> tuple:
     rows = []
     for r in records:
         sign = "≤" if r["direction"] == "max" else "≥"
-        margin = getattr(REGISTRY.get(r.get("gate")), "equivalence", False)
+        margin = getattr(REGISTRY.get(str(r.get("gate"))), "equivalence", False)
         thr = "" if r.get("threshold") is None else (
             f"within ±{fmt(r['threshold'], 2)}" if margin else f"{sign} {fmt(r['threshold'], 2)}")
         rows.append([r["id"], fmt_metric(r), thr, r["verdict"], f"{r['n']} ({r['n_groups']})", r.get("message", "")])
