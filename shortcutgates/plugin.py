@@ -124,6 +124,13 @@ def pytest_addoption(parser):
     group.addoption("--gate-strict", action="store_true", default=False,
                     help="Fail the run when gates the suite expects did not run (deselected, no model, "
                          "missing splits); the default of 'shortcutgates gate'. Default: %(default)r")
+    group.addoption("--gate-cache", metavar="DIR", default=None,
+                    help="Directory of the data-gate cache (shortcutgates.gates.cache): data-only cases are "
+                         "reused when the manifest's bytes, the gate settings and the version are unchanged. "
+                         "Default: $SHORTCUTGATES_CACHE, else ~/.cache/shortcutgates")
+    group.addoption("--gate-no-cache", action="store_true", default=False,
+                    help="Measure every data gate again (the fresh results still replace the cache entry). "
+                         "Default: %(default)r")
 
 
 # --- session state ------------------------------------------------------------------------
@@ -138,6 +145,12 @@ class GateSession:
     progress: bool = False
     strict: bool = False
     """Fail the session when expected gates did not run (``--gate-strict``)."""
+    cache_dir: Path | None = None
+    """``--gate-cache``: directory of the data-gate cache (None: the default, :func:`.gates.cache.cache_dir`)."""
+    reuse_cache: bool = True
+    """False with ``--gate-no-cache``: data cases are measured again (and stored)."""
+    _cache: object = None
+    _cache_line: str | None = None
     scorer: object = None
     """The :class:`shortcutgates.scorers.Scorer` of ``--model`` or of the user's scorer fixture."""
     fixture_scorer: bool = False
@@ -168,6 +181,37 @@ class GateSession:
             except (ValueError, FileNotFoundError) as exc:  # DataError, CheckpointError, ScorerError
                 raise pytest.UsageError(f"shortcutgates: {exc}") from None
         return self._context
+
+    @property
+    def data_cache(self):
+        """The :class:`~shortcutgates.gates.cache.DataGateCache` entry of this manifest and settings."""
+        if self._cache is None:
+            from .gates.cache import open_cache
+
+            self._cache = open_cache(self.context, self.cache_dir)
+            if not self.reuse_cache:
+                self._cache.records.clear()
+        return self._cache
+
+    def store_cache(self) -> str | None:
+        """Put this run's data-case records into the cache and write it; a one-line summary, or None."""
+        if self._cases is None:
+            return None
+        if self._cache_line is not None:
+            return self._cache_line or None
+        from .gates.cache import is_data_case
+
+        cache = self.data_cache
+        n_data = n_same = 0
+        for case in self.cases():
+            if case.id in self.results and is_data_case(case):
+                n_data += 1
+                n_same += cache.records.get(case.id) == self.results[case.id]  # reused (or recomputed alike)
+                cache.put(case, self.results[case.id])
+        written = cache.save()
+        reused = f"{n_same} of {n_data} data cases reused" if self.reuse_cache else f"{n_data} data cases measured"
+        self._cache_line = f"gate cache: {reused}; entry {cache.path}" + (" (written)" if written else "")
+        return self._cache_line
 
     def _with_model_file(self, context):
         """Load ``--model`` (checkpoint, .pt2 or .onnx) and check its input contract against the stamps."""
@@ -293,7 +337,8 @@ def pytest_configure(config):
     session = GateSession(
         data=data, model=model, report=config.getoption("gate_report"),
         config_path=config.getoption("gate_config") or _default_pyproject(config),
-        progress=config.getoption("capture") == "no", strict=config.getoption("gate_strict"))
+        progress=config.getoption("capture") == "no", strict=config.getoption("gate_strict"),
+        cache_dir=config.getoption("gate_cache"), reuse_cache=not config.getoption("gate_no_cache"))
     config.stash[SESSION_KEY] = session
     if not session.active and config.getoption("gate_report") is not None:
         raise pytest.UsageError("shortcutgates: --gate-report needs --data DIR (the manifest the gates measure) "
@@ -379,9 +424,11 @@ def evaluate_case(session: GateSession, case) -> dict:
     ``run_case`` returns ``skipped`` for a model case without a model (with that reason) and
     ``error`` for a probe that cannot measure.
     """
+    from .gates.cache import is_data_case
     from .gates.registry import run_case
 
-    return run_case(session.context, case).to_json()
+    record = session.data_cache.get(case) if is_data_case(case) else None  # stored at the session's end
+    return record if record is not None else run_case(session.context, case).to_json()
 
 
 def check_record(record: dict) -> None:
@@ -467,6 +514,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_line(why, red=True)
     if session.report is not None:
         terminalreporter.write_line(f"gate report: {session.report}")
+    for line in session.data_cache.notices + [session.store_cache() or ""]:
+        if line:
+            terminalreporter.write_line(line)
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -475,6 +525,8 @@ def pytest_sessionfinish(session, exitstatus):
     if not state.active or hasattr(config, "workerinput"):
         return
     ran = state._cases is not None or state.results
+    if state._cases is not None:
+        state.store_cache()
     if state.strict and ran and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED) \
             and strict_failure(state.records()):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
