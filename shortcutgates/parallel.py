@@ -3,8 +3,11 @@
 Each task carries its own seed (``default_rng([seed, 1, index])`` per LRG, ``(cell, seed)`` per
 calibration case), so its result does not depend on which process ran it; :func:`ordered_map`
 returns results in task order, so what the caller writes is the same bytes for any ``workers``.
-Workers start from a fresh ``forkserver`` (``spawn`` where there is none), never by forking a
-process that may hold threads (BLAS, tqdm), and run one BLAS/OpenMP thread each.
+Workers are forked (``spawn`` where the platform cannot fork): a forked worker inherits what the
+caller loaded and never re-imports the caller's ``__main__`` (under ``spawn``/``forkserver`` a
+script without an ``if __name__ == "__main__":`` guard would start workers from every worker).
+Each worker runs one BLAS/OpenMP thread. The tasks here use numpy, scipy and scikit-learn only (no
+torch, no OpenMP parallel region runs before the fork).
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ def ordered_map(fn: Callable, items: Iterable, workers: int, *, initializer: Cal
     if workers <= 1 or len(items) <= 1:
         yield from map(fn, items)
         return
-    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     context = mp.get_context(method)
     with context.Pool(min(workers, len(items)), initializer=_one_thread, initargs=(initializer, initargs)) as pool:
         yield from pool.imap(fn, items, chunksize=chunksize)
