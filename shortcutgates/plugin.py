@@ -65,6 +65,12 @@ class GateSession:
     """Fail the session when expected gates did not run (``--gate-strict``)."""
     data_root: Path | None = None
     """``--data-root``: where the manifest's relative source pointers are taken from."""
+    cache_dir: Path | None = None
+    """``--gate-cache``: directory of the data-gate cache (None: the default, :func:`.gates.cache.cache_dir`)."""
+    reuse_cache: bool = True
+    """False with ``--gate-no-cache``: data cases are measured again (and stored)."""
+    _cache: object = None
+    _cache_line: str | None = None
     scorer: object = None
     """The :class:`shortcutgates.scorers.Scorer` of ``--model`` or of the user's scorer fixture."""
     fixture_scorer: bool = False
@@ -96,6 +102,45 @@ class GateSession:
             except (ValueError, FileNotFoundError) as exc:  # DataError, CheckpointError, ScorerError
                 raise pytest.UsageError(f"shortcutgates: {exc}") from None
         return self._context
+
+    @property
+    def data_cache(self):
+        """The :class:`~shortcutgates.gates.cache.DataGateCache` entry of this manifest and settings."""
+        if self._cache is None:
+            from .gates.cache import open_cache
+
+            self._cache = open_cache(self.context, self.cache_dir)
+            if not self.reuse_cache:
+                self._cache.records.clear()
+        return self._cache
+
+    def evaluate(self, case) -> dict:
+        """One case's report record: a data case from the cache when its entry holds it, else measured."""
+        from .gates.cache import is_data_case
+        from .gates.registry import run_case
+
+        record = self.data_cache.get(case) if is_data_case(case) else None  # stored at the session's end
+        return record if record is not None else run_case(self.context, case).to_json()
+
+    def store_cache(self) -> str | None:
+        """Put this run's data-case records into the cache and write it; a one-line summary, or None."""
+        if self._cases is None:
+            return None
+        if self._cache_line is not None:
+            return self._cache_line or None
+        from .gates.cache import is_data_case
+
+        cache = self.data_cache
+        n_data = n_same = 0
+        for case in self.cases():
+            if case.id in self.results and is_data_case(case):
+                n_data += 1
+                n_same += cache.records.get(case.id) == self.results[case.id]  # reused (or recomputed alike)
+                cache.put(case, self.results[case.id])
+        written = cache.save()
+        reused = f"{n_same} of {n_data} data cases reused" if self.reuse_cache else f"{n_data} data cases measured"
+        self._cache_line = f"gate cache: {reused}; entry {cache.path}" + (" (written)" if written else "")
+        return self._cache_line
 
     def use_fixture_scorer(self, request) -> None:
         """Take the model from the user's ``shortcutgates_scorer`` fixture (once per session)."""
@@ -193,7 +238,8 @@ def pytest_configure(config):
         data=data, model=model, report=config.getoption("gate_report"),
         config_path=config.getoption("gate_config") or _default_pyproject(config),
         progress=config.getoption("capture") == "no", strict=config.getoption("gate_strict"),
-        data_root=config.getoption("data_root"))
+        data_root=config.getoption("data_root"),
+        cache_dir=config.getoption("gate_cache"), reuse_cache=not config.getoption("gate_no_cache"))
     config.stash[SESSION_KEY] = session
     if not session.active and config.getoption("gate_report") is not None:
         raise pytest.UsageError("shortcutgates: --gate-report needs --data DIR (the manifest the gates measure) "
@@ -304,6 +350,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_line(why, red=True)
     if session.report is not None:
         terminalreporter.write_line(f"gate report: {session.report}")
+    for line in session.data_cache.notices + [session.store_cache() or ""]:
+        if line:
+            terminalreporter.write_line(line)
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -312,6 +361,8 @@ def pytest_sessionfinish(session, exitstatus):
     if not state.active or hasattr(config, "workerinput"):
         return
     ran = state._cases is not None or state.results
+    if state._cases is not None:
+        state.store_cache()
     if state.strict and ran and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED) \
             and strict_failure(state.records()):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -142,3 +142,20 @@ def test_profile_pairs_run_each_cell_seed_once_interleaved():
     a, b = Cell("data", n_lrgs=100), Cell("model", n_lrgs=100, scorer="arc")
     got = pairs(Profile("t", 100, 0, ((a, 2), (b, 3), (a, 1))))
     assert [(c.kind, s) for c, s in got] == [("data", 0), ("model", 0), ("data", 1), ("model", 1), ("model", 2)]
+
+
+def test_workers_record_the_same_table(tmp_path, pool, tmp_path_factory):
+    """Two worker processes (each (cell, seed) seeded by itself, records in pair order): the same records,
+    every column but ``seconds`` (each case's wall time) exactly equal, in the same order."""
+    from shortcutgates.calibrate.profiles import Profile
+    from shortcutgates.calibrate.runner import run_profile
+
+    tiny_profile = make_profile("tiny")
+    cells = (tiny_profile.cells[0][0], 2), (tiny_profile.cells[3][0], 1)  # a data cell, a model cell
+    mini = tiny_profile._replace(name="mini", cells=cells)
+    assert isinstance(mini, Profile)
+    cache = tmp_path_factory.getbasetemp() / "cache0"  # the pool fixture's directory
+    frames = [pd.read_csv(run_profile(mini, tmp_path / f"w{w}", cache_dir=cache, progress=False, workers=w))
+              for w in (1, 2)]
+    assert len(frames[0]) > 3
+    pd.testing.assert_frame_equal(frames[0].drop(columns="seconds"), frames[1].drop(columns="seconds"), check_exact=True)

@@ -52,6 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "gates_by_model.png")
     parser.add_argument("--no-strict", dest="strict", action="store_false",
                         help="do not fail when expected gates did not run (e.g. data gates only, no model)")
+    parser.add_argument("--gate-cache", metavar="DIR", default=None,
+                        help="directory of the data-gate cache (default: $SHORTCUTGATES_CACHE, else "
+                             "~/.cache/shortcutgates); data gates are reused while the manifest's bytes, the "
+                             "settings and the version are unchanged")
+    parser.add_argument("--no-cache", dest="reuse_cache", action="store_false",
+                        help="measure every data gate again (the fresh results replace the cache entry)")
     parser.add_argument("pytest_args", nargs=argparse.REMAINDER, metavar="PYTEST_ARGS",
                         help="further arguments for pytest, after '--' (e.g. -- -k core_lr --junitxml out.xml)")
 
@@ -122,6 +128,10 @@ def pytest_argv(args: argparse.Namespace, cwd: Path) -> list[str]:
         argv.append(f"--model={args.models[0]}")
     if getattr(args, "strict", True):
         argv.append("--gate-strict")
+    if getattr(args, "gate_cache", None) is not None:
+        argv.append(f"--gate-cache={Path(args.gate_cache).expanduser().resolve()}")
+    if not getattr(args, "reuse_cache", True):
+        argv.append("--gate-no-cache")
     return argv + list(args.pytest_args)
 
 
@@ -171,7 +181,9 @@ def run(args: argparse.Namespace) -> int:
         from .sweep import gate_many
 
         return gate_many(args.data, args.models, cwd / args.out, config_path=args.gate_config, strict=args.strict,
-                         data_root=args.data_root)
+                         data_root=args.data_root,
+                         cache_dir=None if args.gate_cache is None else cwd / Path(args.gate_cache).expanduser(),
+                         reuse_cache=args.reuse_cache)
     if args.out is not None:
         raise ValueError("--out is for several models; with one, use --gate-report FILE (and --junitxml)")
     import pytest

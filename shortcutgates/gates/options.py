@@ -111,6 +111,13 @@ def add_pytest_options(group: Any) -> None:
         group.addoption(option.flag, metavar=option.metavar, type=option.parse, default=None,
                         help=option.help + " Default: %(default)r")
     group.addoption("--gate-strict", action="store_true", default=False, help=STRICT_HELP + " Default: %(default)r")
+    group.addoption("--gate-cache", metavar="DIR", default=None,
+                    help="Directory of the data-gate cache (shortcutgates.gates.cache): data-only cases are "
+                         "reused when the manifest's bytes, the gate settings and the version are unchanged. "
+                         "Default: $SHORTCUTGATES_CACHE, else ~/.cache/shortcutgates")
+    group.addoption("--gate-no-cache", action="store_true", default=False,
+                    help="Measure every data gate again (the fresh results still replace the cache entry). "
+                         "Default: %(default)r")
 
 
 def add_command_options(parser: argparse.ArgumentParser) -> None:

@@ -144,8 +144,13 @@ def _data_for(data, models: list[Path]) -> Path:
 
 
 def gate_many(data, models: list[Path], out: Path, *, config_path=None, strict: bool = True,
-              progress: bool = True, data_root=None) -> int:
-    """Gate every model in ``models`` on ``data``; write reports, table and figure to ``out``; exit status."""
+              progress: bool = True, data_root=None, cache_dir=None, reuse_cache: bool = True) -> int:
+    """Gate every model in ``models`` on ``data``; write reports, table and figure to ``out``; exit status.
+
+    Data cases come from the data-gate cache (:mod:`.cache`, in ``cache_dir`` or the default) when
+    its entry for this manifest and these settings holds them; ``reuse_cache=False`` measures them
+    again. Fresh data records are stored in the entry.
+    """
     from tqdm.auto import tqdm
 
     from ..io import write_bytes_atomic
@@ -157,8 +162,8 @@ def gate_many(data, models: list[Path], out: Path, *, config_path=None, strict: 
     models = [Path(m) for m in models]
     base = GateContext(_data_for(data, models), config=load_config(config_path), progress=False, data_root=data_root)
     cases = gate_cases(base)
-    data_records = {run.case.id: run.record() for run in run_suite(
-        base, lambda c: "model" not in c.needs, cases=cases, progress=progress, desc="data gates")}
+    data_cases = [c for c in cases if "model" not in c.needs]
+    data_records = _data_records(base, data_cases, cache_dir, reuse_cache, progress)
     shape = decode_rows(base.frame.iloc[:1]).shape if len(base.frame) else None
     names, rows, by_model = report_names(models), [], {}
     cache = PreprocessCache()  # every model sees the same stamps: preprocess each batch once
@@ -182,6 +187,31 @@ def gate_many(data, models: list[Path], out: Path, *, config_path=None, strict: 
     plot_by_model(table, by_model, out / FIGURE_FILE)
     _print_table(table, out)
     return int((table["verdict"] == "RED").any())
+
+
+def _data_records(context, cases, cache_dir, reuse_cache: bool, progress: bool) -> dict[str, dict]:
+    """Case id -> record of every data case: from the cache entry, else measured (and stored)."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    from .cache import open_cache
+
+    cache = open_cache(context, cache_dir, notify=lambda line: print(line, file=sys.stderr))
+    if not reuse_cache:
+        cache.records.clear()
+    records = {}
+    for case in tqdm(cases, desc="data gates", disable=not progress):
+        stored = cache.get(case)
+        if stored is None:
+            run = next(run_suite(context, cases=[case]))
+            records[case.id] = run.record()
+            cache.put(case, {k: v for k, v in records[case.id].items() if k != "waiver"})
+        else:
+            records[case.id] = {**stored, "waiver": context.config.waiver_for(case)}
+    cache.save()
+    print(f"gate cache: {cache.n_reused} of {len(cases)} data cases reused; entry {cache.path}", file=sys.stderr)
+    return records
 
 
 def _print_table(table: pd.DataFrame, out: Path) -> None:
