@@ -41,6 +41,10 @@ INJECTION_TRUTH: tuple[str, ...] = (
     "shear",
     "arc_snr",
     "magnification",
+    "shear_phi_rad",
+    "src_n",
+    "src_q",
+    "src_phi_rad",
 )
 """Injection truth: describes the arc, so it is NaN for negatives and never a feature."""
 

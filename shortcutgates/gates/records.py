@@ -175,7 +175,7 @@ class Gate:
 
 
 CONFIG_KEYS = ("thresholds", "max_samples", "n_boot", "seed", "level", "waivers", "boxes", "n_splits",
-               "theta_e_bins_arcsec", "primary")
+               "theta_e_bins_arcsec", "primary", "operating_threshold")
 
 
 @dataclass(frozen=True)
@@ -193,6 +193,8 @@ class GateConfig:
         n_splits = 5                # grouped CV folds of the probes
         theta_e_bins_arcsec = [0.0, 1.0, 1.5, 2.0, 10.0]
         primary = ["cross_test_gap"]   # reported cases that decide the run here (gate names or case ids)
+        operating_threshold = 0.9   # the model score from which the search flags a lens (default: the
+                                    # score at which the paired split's controls reach FPR 1e-2)
 
         [tool.shortcutgates.thresholds]
         core_lr_auc = 0.65                     # by gate name ...
@@ -215,6 +217,10 @@ class GateConfig:
     primary: tuple[str, ...] = ()
     """Gate names or case ids promoted to ``primary`` (e.g. ``cross_test_gap`` when ``test`` and
     ``test_paired`` each hold ~1000 LRGs, the size at which it decides: ``docs/calibration.md#primary-family``)."""
+    operating_threshold: float | None = None
+    """The model score from which the user's lens search flags a candidate; the model gates report the
+    share of counterfactuals and of real lenses flagged there (``docs/model_gates.md#operational-claim``).
+    None: the score at which the paired split's controls reach a false-positive rate of 1e-2."""
 
     def __post_init__(self):
         if self.n_boot < 500:
@@ -304,6 +310,8 @@ class GateConfig:
                 for name in table["primary"]:
                     check_gate_name(name, gates)
                 kw["primary"] = tuple(table["primary"])
+            if "operating_threshold" in table:
+                kw["operating_threshold"] = _number(table["operating_threshold"], "operating_threshold")
             if "theta_e_bins_arcsec" in table:
                 kw["theta_e_bins_arcsec"] = tuple(_number(b, "theta_e_bins_arcsec") for b in table["theta_e_bins_arcsec"])
         except (TypeError, ValueError) as exc:

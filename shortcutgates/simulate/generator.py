@@ -218,7 +218,10 @@ def lrg_rows(index: int, seed: int, ra: float, dec: float, *, stamp_size: int, n
             "stamp_npz": encode_stamp(ctrl + arc),
             "theta_e_arcsec": inj.theta_e, "src_x_arcsec": inj.src_x, "src_y_arcsec": inj.src_y,
             "src_reff_arcsec": inj.src_reff, "src_dmag": inj.dmag, "lens_e": inj.lens_e,
-            "lens_phi_rad": inj.lens_phi, "shear": inj.shear,
+            "lens_phi_rad": inj.lens_phi, "shear": inj.shear, "shear_phi_rad": inj.shear_phi,
+            # a library galaxy is no Sérsic: its index and axis ratio are unknown (NaN)
+            "src_n": inj.src_n if library is None else np.nan, "src_q": inj.src_q if library is None else np.nan,
+            "src_phi_rad": inj.src_phi,
             "arc_snr": arc_snr(arc[1], var_r, cond.sky_sigma[1]), "magnification": mu,
         })
     return rows
@@ -238,6 +241,7 @@ COLUMNS: tuple[str, ...] = (
     "ra", "dec", "stamp_npz", "ctrl_stamp_npz",
     "theta_e_arcsec", "src_x_arcsec", "src_y_arcsec", "src_reff_arcsec", "src_dmag", "lens_e",
     "lens_phi_rad", "shear", "arc_snr", "magnification",
+    "shear_phi_rad", "src_n", "src_q", "src_phi_rad",
     "psf_fwhm_used_g", "psf_fwhm_used_r", "psf_fwhm_used_z", "psfsize_r", "psfdepth_r", "ebv",
     "psf_bin", "depth_bin",
     "brickname", "task_id", "cutout_ok",
