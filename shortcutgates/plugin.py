@@ -389,7 +389,10 @@ def check_record(record: dict) -> None:
     verdict, message = record["verdict"], record["message"]
     if verdict == "skipped":
         pytest.skip(message)
-    if record.get("role", "primary") == "reported":  # shown, never turns the run red
+    if record.get("established"):  # an established violation is red in every role
+        role = record.get("role", "primary")
+        pytest.fail(f"{record['id']}: {verdict.upper()} ({role} case, violation established): {message}", pytrace=False)
+    if record.get("role", "primary") == "reported":  # shown; red only when its violation is established
         return
     if verdict != "pass":
         pytest.fail(f"{record['id']}: {verdict.upper()}: {message}", pytrace=False)
@@ -442,9 +445,9 @@ def summary_lines(records: list[dict], level: float = 0.95) -> list[str]:
     lines.append(f"gates: {c['expected']} expected, {c['run']} run ({c['pass']} pass, {c['fail']} fail, "
                  f"{c['inconclusive']} inconclusive, {c['error']} error), {c['skipped']} skipped, "
                  f"{c['waived']} waived")
-    lines.append(f"primary: {c['primary']} cases decide the run, {c['primary_failing']} failing -> "
-                 f"{'GREEN' if c['green'] else 'RED'}; reported: {c['expected'] - c['primary']} cases shown, "
-                 f"never gating ({c['reported']} measured without a threshold)")
+    lines.append(f"primary: {c['primary']} cases decide the run, {c['primary_failing']} failing; reported: "
+                 f"{c['expected'] - c['primary']} cases shown, {c['reported_established']} with an established "
+                 f"violation ({c['reported']} measured without a threshold) -> {'GREEN' if c['green'] else 'RED'}")
     if c["skipped"]:
         missing = not_run(records)
         lines.append(f"NOT RUN: {c['skipped']} of {c['expected']} gates did not run: {'; '.join(sorted(missing))}")

@@ -25,7 +25,7 @@ def test_report_has_the_schema_and_summary():
     assert report["schema"] == SCHEMA and report["model"] is None
     assert report["summary"] == {"expected": 2, "run": 1, "pass": 0, "fail": 1, "inconclusive": 0, "error": 0,
                                  "skipped": 1, "reported": 0, "waived": 0, "primary": 2, "primary_failing": 1,
-                                 "green": False}
+                                 "reported_established": 0, "green": False}
 
 
 @pytest.mark.parametrize("bad, message", [

@@ -137,7 +137,7 @@ def run_seed(pool: Pool, cell: Cell, seed: int, config: GateConfig, roles=("prim
             context = GateContext(manifest, config=config, score_fn=score_fn)
         except (ValueError, OSError) as exc:  # the data cannot be read: the whole run is red
             return [{**base, "case": "<manifest>", "gate": "<manifest>", "role": "primary", "verdict": "error",
-                     "value": np.nan, "lo": np.nan, "hi": np.nan, "threshold": np.nan, "direction": "",
+                     "value": np.nan, "lo": np.nan, "hi": np.nan, "threshold": np.nan, "direction": "", "established": False,
                      "message": f"{type(exc).__name__}: {exc}", "seconds": time.perf_counter() - start}]
         records = []
         for case in gate_cases(context):
@@ -150,6 +150,7 @@ def run_seed(pool: Pool, cell: Cell, seed: int, config: GateConfig, roles=("prim
                             "verdict": result.verdict, "value": np.nan if result.value is None else float(result.value),
                             "lo": float(lo), "hi": float(hi),
                             "threshold": np.nan if result.threshold is None else float(result.threshold),
-                            "direction": _direction(result), "message": result.message[:300],
+                            "direction": _direction(result), "established": bool(result.established),
+                            "message": result.message[:300],
                             "seconds": time.perf_counter() - t0})
     return records

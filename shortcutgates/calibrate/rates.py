@@ -93,11 +93,13 @@ def summarise(records: pd.DataFrame) -> pd.DataFrame:
 
 
 def suite_outcomes(records: pd.DataFrame) -> pd.DataFrame:
-    """Per (cell, seed): ``green`` (every primary case passed) and the primary cases that did not."""
+    """Per (cell, seed): ``green`` (every primary case passed and no case of any role has an
+    established violation) and the cases that turned it red."""
     out = []
     for keys, group in records.groupby(CELL_COLUMNS + ["seed"], sort=False, dropna=False):
         primary = group[group["role"] == "primary"]
-        bad = primary[primary["verdict"] != "pass"]
+        established = group["established"].fillna(False).astype(bool) if "established" in group else False
+        bad = group[((group["role"] == "primary") & (group["verdict"] != "pass")) | established]
         out.append({**dict(zip(CELL_COLUMNS + ["seed"], keys)), "green": bad.empty, "n_primary": len(primary),
                     "not_passed": "; ".join(f"{c} {v}" for c, v in zip(bad["case"], bad["verdict"]))})
     return pd.DataFrame(out)

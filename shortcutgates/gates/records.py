@@ -84,6 +84,9 @@ class GateResult:
     message: str
     role: Role = "primary"
     extra: dict = field(default_factory=dict)
+    established: bool = False
+    """The whole interval lies on the bad side of the claim (:func:`~shortcutgates.gates.decision.established_violation`):
+    the run is red whatever the role."""
 
     def to_json(self, *, with_extra: bool = False) -> dict:
         """The report record: plain JSON types, ``ci`` as ``[lo, hi]`` or null, NaN as null."""
@@ -101,6 +104,7 @@ class GateResult:
             "n_groups": int(self.n_groups),
             "message": self.message,
             "role": self.role,
+            "established": bool(self.established),
         }
         if with_extra:
             record["extra"] = self.extra

@@ -13,6 +13,8 @@ The schema is fixed because CI scripts parse it::
      "summary": {"expected", "run", "pass", "fail", "inconclusive", "error", "skipped", "reported",
                  "waived", "primary", "primary_failing", "green"}}
 
+A gate entry also carries ``established`` (the whole interval on the bad side of the claim: red in
+every role) and the summary ``reported_established`` (reported cases that turned the run red).
 ``direction`` is the claim a pass makes: ``"max"`` = the value is at most the threshold, ``"min"`` =
 at least. ``role`` ``"primary"`` cases decide the run (``summary.green``); ``"reported"`` cases are
 shown and never turn it red. Version 2 added ``role``, the verdict ``"reported"`` (a row without a
@@ -52,10 +54,14 @@ FAILING: tuple[str, ...] = ("fail", "inconclusive", "error")
 
 
 def is_red(gate: Mapping) -> bool:
-    """Whether a gate entry turns the run red: a primary case, not waived, neither passed nor skipped
-    (the pytest outcome of :func:`shortcutgates.plugin.check_record`)."""
-    return (not gate.get("waiver") and gate.get("role", "primary") == "primary"
-            and gate["verdict"] not in ("pass", "skipped"))
+    """Whether a gate entry turns the run red (the pytest outcome of :func:`shortcutgates.plugin.check_record`):
+    not waived, and either a primary case neither passed nor skipped, or a case of any role whose
+    violation is ``established`` (its whole interval on the bad side of its claim)."""
+    if gate.get("waiver"):
+        return False
+    if gate.get("established"):
+        return True
+    return gate.get("role", "primary") == "primary" and gate["verdict"] not in ("pass", "skipped")
 
 
 def summarize(gates: Iterable[Mapping]) -> dict:
@@ -66,9 +72,11 @@ def summarize(gates: Iterable[Mapping]) -> dict:
     counts = {v: sum(g["verdict"] == v for g in gates) for v in VERDICTS}
     primary = [g for g in gates if g.get("role", "primary") == "primary"]
     failing = sum(map(is_red, primary))
+    established = sum(is_red(g) for g in gates if g.get("role", "primary") != "primary")
     return {"expected": len(gates), "run": len(gates) - counts["skipped"], **counts,
             "waived": sum(bool(g.get("waiver")) for g in gates), "primary": len(primary),
-            "primary_failing": failing, "green": failing == 0}
+            "primary_failing": failing, "reported_established": established,
+            "green": failing + established == 0}
 
 
 def build_report(gates: Iterable[Mapping], *, data: Mapping, model: Mapping | None) -> dict:
