@@ -121,6 +121,10 @@ def pytest_addoption(parser):
                     help="pyproject.toml whose [tool.shortcutgates] table sets thresholds, sample caps, "
                          "bootstrap and waivers. Default: %(default)r (the rootdir's pyproject.toml, "
                          "if there is one)")
+    group.addoption("--input", dest="gate_input", choices=("raw_robust", "residual"), default=None,
+                    help="Data-only runs: the preprocessing the data probes (core_lr_auc) decide on; the "
+                         "other inputs are reported beside it. A model run decides on the model's declared "
+                         "input. Default: [tool.shortcutgates] input, else 'raw_robust'")
     group.addoption("--gate-strict", action="store_true", default=False,
                     help="Fail the run when gates the suite expects did not run (deselected, no model, "
                          "missing splits); the default of 'shortcutgates gate'. Default: %(default)r")
@@ -136,6 +140,8 @@ class GateSession:
     report: Path | None
     config_path: Path | None
     progress: bool = False
+    input: str | None = None
+    """``--input``: the data-only run's deciding input (None: the configuration's)."""
     strict: bool = False
     """Fail the session when expected gates did not run (``--gate-strict``)."""
     scorer: object = None
@@ -160,7 +166,7 @@ class GateSession:
             from .gates.registry import GateContext, load_config
 
             try:
-                gate_config = load_config(self.config_path)
+                gate_config = load_config(self.config_path, input=self.input)
                 context = GateContext(self.data, config=gate_config, progress=self.progress)
                 if self.model is not None:
                     context = self._with_model_file(context)
@@ -293,7 +299,8 @@ def pytest_configure(config):
     session = GateSession(
         data=data, model=model, report=config.getoption("gate_report"),
         config_path=config.getoption("gate_config") or _default_pyproject(config),
-        progress=config.getoption("capture") == "no", strict=config.getoption("gate_strict"))
+        progress=config.getoption("capture") == "no", strict=config.getoption("gate_strict"),
+        input=config.getoption("gate_input"))
     config.stash[SESSION_KEY] = session
     if not session.active and config.getoption("gate_report") is not None:
         raise pytest.UsageError("shortcutgates: --gate-report needs --data DIR (the manifest the gates measure) "

@@ -53,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gate-html", metavar="FILE", default=None, help="write the report as an HTML page (one model)")
     parser.add_argument("--gate-config", metavar="PYPROJECT", default=None,
                         help="pyproject.toml with [tool.shortcutgates] (default: ./pyproject.toml if present)")
+    parser.add_argument("--input", dest="gate_input", choices=("raw_robust", "residual"), default=None,
+                        help="data-only runs: the preprocessing the data probes decide on (default: "
+                             "[tool.shortcutgates] input, else raw_robust); a model run decides on the model's input")
     parser.add_argument("--no-strict", dest="strict", action="store_false",
                         help="do not fail when expected gates did not run (e.g. data gates only, no model)")
     parser.add_argument("pytest_args", nargs=argparse.REMAINDER, metavar="PYTEST_ARGS",
@@ -132,6 +135,8 @@ def pytest_argv(args: argparse.Namespace, cwd: Path) -> list[str]:
             argv.append(f"{flag}={value}")
     if args.models:
         argv.append(f"--model={args.models[0]}")
+    if getattr(args, "gate_input", None):
+        argv.append(f"--input={args.gate_input}")
     if getattr(args, "strict", True):
         argv.append("--gate-strict")
     return argv + list(args.pytest_args)
@@ -180,7 +185,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{len(args.models)} models: name a directory for their reports with --out DIR")
         from .sweep import gate_many
 
-        return gate_many(args.data, args.models, cwd / args.out, config_path=args.gate_config, strict=args.strict)
+        return gate_many(args.data, args.models, cwd / args.out, config_path=args.gate_config, strict=args.strict,
+                         input=getattr(args, "gate_input", None))
     if args.out is not None:
         raise ValueError("--out is for several models; with one, use --gate-report FILE (and --junitxml)")
     import pytest

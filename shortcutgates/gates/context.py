@@ -331,6 +331,28 @@ class GateContext:
             return str(p.get("mode") or p.get("name"))
         return getattr(p, "name", None) or getattr(p, "mode", None) or getattr(p, "__name__", "custom")
 
+    @property
+    def model_input_undeclared(self) -> str | None:
+        """Why the model's input cannot decide a data probe (None when it can).
+
+        A model that declares preprocessing ``none`` (a foreign model reading raw nanomaggies, or one
+        whose preprocessing is unknown) gets its model-input probes reported with this reason; the
+        data probes then decide on ``config.input``, never on raw pixels.
+        """
+        if self.has_model and self.model_preprocess_name in ("none", "None", "custom", ""):
+            return (f"the model declares preprocessing {self.model_preprocess_name!r}: its input is raw "
+                    "nanomaggies (or unknown), on which a linear probe reads the LRG's brightness scale; "
+                    f"reported, and the data probes decide on {self.config.input!r}")
+        return None
+
+    @property
+    def deciding_input_key(self) -> str:
+        """Cache key of the input the data probes decide on: the model's declared input in a model
+        run, else ``config.input`` (``--input``)."""
+        if self.has_model and self.model_input_undeclared is None:
+            return self.input_key("model")
+        return self.config.input
+
     def model_preprocess(self, images: np.ndarray) -> np.ndarray:
         """The model's own deterministic preprocessing of raw images (docs/design.md#preprocessing)."""
         p = self._preprocess

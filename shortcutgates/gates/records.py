@@ -163,7 +163,10 @@ class Gate:
 
 
 CONFIG_KEYS = ("thresholds", "max_samples", "n_boot", "seed", "level", "waivers", "boxes", "n_splits",
-               "theta_e_bins_arcsec", "primary")
+               "theta_e_bins_arcsec", "primary", "input")
+
+DATA_INPUTS: tuple[str, ...] = ("raw_robust", "residual")
+"""Inputs a data-only run may decide its data probes on (``input``, ``--input``)."""
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,7 @@ class GateConfig:
         n_splits = 5                # grouped CV folds of the probes
         theta_e_bins_arcsec = [0.0, 1.0, 1.5, 2.0, 10.0]
         primary = ["cross_test_gap"]   # reported cases that decide the run here (gate names or case ids)
+        input = "raw_robust"        # data-only runs: the input the data probes decide on (or "residual")
 
         [tool.shortcutgates.thresholds]
         core_lr_auc = 0.65                     # by gate name ...
@@ -203,6 +207,9 @@ class GateConfig:
     primary: tuple[str, ...] = ()
     """Gate names or case ids promoted to ``primary`` (e.g. ``cross_test_gap`` when ``test`` and
     ``test_paired`` each hold ~1000 LRGs, the size at which it decides: ``docs/calibration.md#primary-family``)."""
+    input: str = "raw_robust"
+    """The preprocessing a data-only run decides its data probes on (``raw_robust`` or ``residual``;
+    pytest / ``shortcutgates gate`` ``--input``). A model run decides on the model's declared input."""
 
     def __post_init__(self):
         if self.n_boot < 500:
@@ -215,6 +222,8 @@ class GateConfig:
             raise ValueError(f"[tool.shortcutgates]: 'n_splits' must be >= 2 (got {self.n_splits})")
         if not self.boxes or any(int(b) < 1 for b in self.boxes):
             raise ValueError(f"[tool.shortcutgates]: 'boxes' must be positive pixel sizes (got {list(self.boxes)})")
+        if self.input not in DATA_INPUTS:
+            raise ValueError(f"[tool.shortcutgates]: 'input' must be one of {', '.join(DATA_INPUTS)} (got {self.input!r})")
         edges = list(self.theta_e_bins_arcsec)
         if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:])):
             raise ValueError(f"[tool.shortcutgates]: 'theta_e_bins_arcsec' must increase (got {edges})")
@@ -284,6 +293,10 @@ class GateConfig:
                     kw[key] = _integer(table[key], key)
             if "level" in table:
                 kw["level"] = _number(table["level"], "level")
+            if "input" in table:
+                if not isinstance(table["input"], str):
+                    raise TypeError(f"'input' must be a string (got {table['input']!r})")
+                kw["input"] = table["input"]
             if "boxes" in table:
                 kw["boxes"] = tuple(_integer(b, "boxes") for b in table["boxes"])
             if "primary" in table:

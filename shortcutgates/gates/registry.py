@@ -89,13 +89,14 @@ def per_property(context: GateContext, gate: Gate) -> list[GateCase]:
 
 
 def _inputs(context: GateContext, refuses: tuple[str, ...] = ()) -> list[tuple[str, tuple[str, ...]]]:
-    """Probe inputs: ``raw_robust``, and the model's own input unless it is the same array or refused.
+    """Probe inputs: ``raw_robust``, ``config.input`` (``--input``) and the model's own input, each
+    once (an input that is the same array as an earlier one is not repeated) and none in ``refuses``.
 
     Without a model the model-input case is generated (and skipped), so "expected" counts it.
     """
-    out = [("raw_robust", DATA)]
+    out = [(i, DATA) for i in dict.fromkeys(("raw_robust", context.config.input)) if i not in refuses]
     if context.has_model:
-        same = context.input_key("model") == "raw_robust"
+        same = context.input_key("model") in [i for i, _ in out]
         if not same and context.model_preprocess_name not in refuses:
             out.append(("model", MODEL))
     else:
@@ -103,10 +104,40 @@ def _inputs(context: GateContext, refuses: tuple[str, ...] = ()) -> list[tuple[s
     return out
 
 
+def _deciding(context: GateContext, gate: Gate, split: str, params: dict) -> str:
+    """Role of a core-probe case: the row's for the deciding input (the model's declared input, else
+    ``--input``) on the deciding split (:func:`shortcut_probe_role`) at the deciding θ_E range
+    (:func:`shortcutgates.gates.data_gates.core_theta_bins`); ``reported`` otherwise."""
+    role = shortcut_probe_role(context, gate, split)
+    if params["input"] == "model" and not context.has_model:
+        return "reported"  # generated to be counted; skipped without a model
+    if context.input_key(str(params["input"])) != context.deciding_input_key:
+        return "reported"
+    bins = dg.core_theta_bins(context, split, int(params["box"]))
+    if "theta_e" in params:
+        return role if bins.arc_in_box else "reported"
+    return "reported" if bins.arc_in_box else role
+
+
 def per_box_input(context: GateContext, gate: Gate) -> list[GateCase]:
-    """Per probe split, box and input; decided on ``train`` (:func:`shortcut_probe_role`)."""
-    return [_case(gate, {"box": b, "input": i}, s, needs, shortcut_probe_role(context, gate, s))
-            for s in context.probe_splits for b in context.config.boxes for i, needs in _inputs(context)]
+    """Per probe split, box and input: the all-θ_E case and, where some positives' arcs reach into the
+    box, one case per θ_E bin whose PSF-blurred arcs clear it
+    (:func:`shortcutgates.gates.data_gates.core_theta_bins`).
+
+    Decided (:func:`_deciding`) on ``train``, on the input the model reads (else ``--input``), on the
+    bins beyond the box when some positives' arcs reach into it (the all-θ_E value is then
+    reported with that reason), else on all θ_E.
+    """
+    cases = []
+    for s in context.probe_splits:
+        for b in context.config.boxes:
+            bins = dg.core_theta_bins(context, s, b)
+            for i, needs in _inputs(context):
+                per_bin = bins.decidable if bins.arc_in_box else []  # else the all-θ_E case decides
+                for params in [{"box": b, "input": i}] + [{"box": b, "input": i, "theta_e": label}
+                                                         for label in per_bin]:
+                    cases.append(_case(gate, params, s, needs, _deciding(context, gate, s, params)))
+    return cases
 
 
 def per_input(context: GateContext, gate: Gate) -> list[GateCase]:
@@ -114,9 +145,9 @@ def per_input(context: GateContext, gate: Gate) -> list[GateCase]:
 
 
 def per_input_model_reported(context: GateContext, gate: Gate) -> list[GateCase]:
-    """Like :func:`per_input`; the model-input case is reported: a sanity check of the data (are the
-    arcs there?) decides on ``raw_robust``, while what a preprocessing keeps of them is information."""
-    return [GateCase(c.gate, c.params, c.split, c.needs, "reported" if c.params["input"] == "model" else c.role)
+    """Like :func:`per_input`; only the ``raw_robust`` case decides: a sanity check of the data (are the
+    arcs there?), while what a preprocessing (the model's, ``--input``) keeps of them is information."""
+    return [GateCase(c.gate, c.params, c.split, c.needs, "reported" if c.params["input"] != "raw_robust" else c.role)
             for c in per_input(context, gate)]
 
 
@@ -197,9 +228,13 @@ REGISTRY: dict[str, Gate] = {g.name: g for g in _ROWS}
 """Every gate, by name (``docs/design.md#gates``)."""
 
 
-def load_config(path: Path | None) -> GateConfig:
-    """``[tool.shortcutgates]`` of a ``pyproject.toml`` (defaults without one); unknown gates are refused."""
-    return GateConfig.from_pyproject(path, gates=REGISTRY)
+def load_config(path: Path | None, *, input: str | None = None) -> GateConfig:
+    """``[tool.shortcutgates]`` of a ``pyproject.toml`` (defaults without one); unknown gates are refused.
+
+    ``input`` (the ``--input`` option) overrides the table's ``input`` when given.
+    """
+    config = GateConfig.from_pyproject(path, gates=REGISTRY)
+    return config if input is None else replace(config, input=input)
 
 
 def gate_cases(context: GateContext) -> list[GateCase]:

@@ -137,7 +137,7 @@ def _data_for(data, models: list[Path]) -> Path:
 
 
 def gate_many(data, models: list[Path], out: Path, *, config_path=None, strict: bool = True,
-              progress: bool = True) -> int:
+              progress: bool = True, input: str | None = None) -> int:
     """Gate every model in ``models`` on ``data``; write reports, table and figure to ``out``; exit status."""
     from tqdm.auto import tqdm
 
@@ -148,7 +148,7 @@ def gate_many(data, models: list[Path], out: Path, *, config_path=None, strict: 
     from .report_json import build_report, write_report
 
     models = [Path(m) for m in models]
-    base = GateContext(_data_for(data, models), config=load_config(config_path), progress=False)
+    base = GateContext(_data_for(data, models), config=load_config(config_path, input=input), progress=False)
     cases = gate_cases(base)
     data_cases = [c for c in cases if "model" not in c.needs]
     data_records = {c.id: case_record(base, c) for c in tqdm(data_cases, desc="data gates", disable=not progress)}
