@@ -25,7 +25,7 @@ from .. import manifest as sgmanifest
 from ..identity import check_lrg_ids, match_lrgs
 from ..preprocess import annulus_median_mad, get_preprocessor
 from ..schema import (
-    CONDITIONS, LABEL_COLUMN, LRG_ID_COLUMN, LRG_TRUTH, MANIFEST_SPLITS, PIXEL_SCALE_ARCSEC,
+    CONDITIONS, LABEL_COLUMN, LRG_ID_COLUMN, LRG_MEASURED, LRG_TRUTH, MANIFEST_SPLITS, PIXEL_SCALE_ARCSEC,
     SPLIT_COLUMN, DataError,
 )
 from .probes import ProbeError
@@ -383,9 +383,10 @@ class GateContext:
 
     @property
     def property_columns(self) -> list[str]:
-        """Property columns present with finite values (observing conditions, LRG truth); never injection truth."""
+        """Property columns present with finite values (observing conditions, LRG truth, LRG properties
+        measured from the controls by the builder); never injection truth."""
         out = []
-        for col in CONDITIONS + LRG_TRUTH:
+        for col in CONDITIONS + LRG_TRUTH + LRG_MEASURED:
             if col in self.frame:
                 values = pd.to_numeric(self.frame[col], errors="coerce")
                 if values.notna().any():
