@@ -29,7 +29,10 @@ import pandas as pd
 
 from ..codec import encode_stamp
 from ..gates.registry import REGISTRY, GateConfig, GateContext, gate_cases, run_case
-from .plant import PROPERTY_COLUMNS, positive_stamps, split_rows, write_manifest
+from ..schema import LRG_TRUTH
+from .plant import (
+    PROPERTY_COLUMNS, TILTED, builder_roles, built_selection, positive_stamps, split_rows, write_manifest,
+)
 from .pool import Pool
 from .scorers import resolve_scorer
 
@@ -49,6 +52,8 @@ class Cell:
     """Reference scorer name for ``model``/``suite`` cells (``arc``, ``core``, ``mix0.3``)."""
     core: float = 0.0
     """Counter-image strength carried by every positive beneath the planted problem."""
+    where: str = ""
+    """``suite`` cells: comma-separated splits the planted problem is confined to (empty: all)."""
 
     @property
     def key(self) -> str:
@@ -57,6 +62,8 @@ class Cell:
             s += f":{self.scorer}"
         if self.core:
             s += f":core{self.core:g}"
+        if self.where:
+            s += f":in-{self.where.replace(',', '+')}"
         return s
 
     def rng(self, seed: int) -> np.random.Generator:
@@ -105,10 +112,17 @@ def _built_manifest(pool: Pool, cell: Cell, rng, seed: int, directory: Path) -> 
     from ..build import build_manifest
     from ..io import write_parquet_atomic
 
-    if cell.problem != "core":
-        raise ValueError(f"calibrate: suite cells plant only 'core' (got {cell.problem!r})")
-    index = rng.choice(len(pool), cell.n_lrgs, replace=False)
-    catalogue = paired_catalogue(pool, index, cell.core + cell.strength, rng)
+    if cell.problem not in ("core", *TILTED):
+        raise ValueError(f"calibrate: suite cells plant 'core', 'mag' or 'size' (got {cell.problem!r})")
+    where = tuple(w for w in cell.where.split(",") if w)
+    index = built_selection(pool, cell.n_lrgs, seed, rng, problem=cell.problem, strength=cell.strength, where=where)
+    core = np.full(len(index), cell.core)
+    if cell.problem == "core":
+        split, _ = builder_roles(pool, seed)
+        core += cell.strength * (np.isin(split[index], where) if where else 1.0)
+    catalogue = paired_catalogue(pool, index, core, rng)
+    if cell.problem in TILTED:  # survey format: no LRG photometry columns
+        catalogue = catalogue.drop(columns=[c for c in LRG_TRUTH if c in catalogue])
     write_parquet_atomic(catalogue, directory / "paired" / "part-0000.parquet")
     build_manifest(directory / "paired", directory / "manifest", mode="unpaired", seed=seed, progress=False)
     return directory / "manifest"
