@@ -496,7 +496,8 @@ def pytest_sessionfinish(session, exitstatus):
     if state._cases is None and not state.results:
         return  # nothing was collected (collection error or no gate test selected)
     context = state.context
-    report = build_report(state.records(), data=context.data_info, model=state.model_block)
+    report = build_report(state.records(), data=context.data_info, model=state.model_block,
+                          config=context.config.as_report())
     from .gates.report_html import write_gate_html
 
     for flag, path, write in (("--gate-report", state.report, write_report), ("--gate-html", html, write_gate_html)):

@@ -370,3 +370,23 @@ def test_matched_twins_are_one_unit_and_keep_the_c2st_at_chance():
     # a value shared by many LRGs is a coarse bin, not a twin
     coarse = matched_units(pd.DataFrame({"psf_bin": [1] * 6}), labels, groups, ["psf_bin"])
     assert len(set(coarse)) == 6
+
+
+def test_a_split_sharing_lrgs_with_the_models_training_manifest_is_a_leak(tmp_path_factory, clean_rows, clean):
+    from pathlib import Path
+
+    test_rows = clean_rows[clean_rows.split == "test"]
+    trained = pd.concat([clean_rows[clean_rows.split == "train"],
+                         test_rows.head(3).assign(split="train")], ignore_index=True)  # 3 test rows trained on
+    training = write_manifest(trained, tmp_path_factory.mktemp("training"))
+    ctx = _context(tmp_path_factory, "gated", clean_rows)
+    ctx.training_manifest = Path(training)
+    ids = {c.id: c for c in gate_cases(ctx) if c.gate == "lrg_leakage"}
+    assert ids["lrg_leakage[test-model_train]"].role == "primary"
+    res = run_case(ctx, ids["lrg_leakage[test-model_train]"])
+    assert res.verdict == "fail" and res.value == test_rows.head(3)["ra"].nunique()
+    assert "in the model's training split" in res.message
+    assert run_case(ctx, ids["lrg_leakage[val-model_train]"]).verdict == "pass"
+    # gating the training manifest itself: its own split pairs say it all, no extra case
+    ctx.training_manifest = ctx.data
+    assert not any("model_train" in c.id for c in gate_cases(ctx))

@@ -183,7 +183,7 @@ def test_config_from_pyproject(tmp_path):
     path.write_text(
         "[tool.shortcutgates]\nmax_samples = 1000\nn_boot = 600\nboxes = [8, 10]\n"
         "[tool.shortcutgates.thresholds]\ncore_lr_auc = 0.7\n\"core_lr_auc[val-box10-raw_robust]\" = 0.6\n"
-        "[tool.shortcutgates.waivers]\ncross_test_gap = \"test_paired comes from another region\"\n"
+        "[tool.shortcutgates.waivers]\n\"cross_test_gap[all]\" = \"test_paired comes from another region\"\n"
     )
     cfg = load_config(path)
     assert cfg.max_samples == 1000 and cfg.n_boot == 600 and cfg.boxes == (8, 10)
@@ -210,7 +210,10 @@ def test_config_promotes_reported_cases_to_primary(tmp_path):
     "text, match",
     [
         pytest.param("[tool.shortcutgates]\nmax_sample = 3\n", "unknown key.*max_sample", id="unknown_key"),
-        pytest.param("[tool.shortcutgates.waivers]\ncore_lr_auc = \"\"\n", "needs a reason", id="waiver_without_reason"),
+        pytest.param("[tool.shortcutgates.waivers]\n\"core_lr_auc[all]\" = \"\"\n", "needs a reason", id="waiver_without_reason"),
+        pytest.param("[tool.shortcutgates.waivers]\ncore_lr_auc = \"why\"\n", "names a whole gate", id="waiver_of_a_gate"),
+        pytest.param("[tool.shortcutgates.thresholds]\nlrg_leakage = 100\n", r"lrg_leakage = 100 lies outside the sane range \[0, 0\]",
+                     id="threshold_outside_sane_range"),
         pytest.param("[tool.shortcutgates.thresholds]\ncore_lr = 0.7\n", "unknown gate 'core_lr'", id="unknown_gate"),
         pytest.param("[tool.shortcutgates]\nn_boot = 100\n", "n_boot' must be >= 500", id="too_few_resamples"),
         pytest.param("[tool.shortcutgates]\nprimary = [\"cross_test\"]\n", "unknown gate 'cross_test'",
@@ -303,3 +306,20 @@ def test_an_established_violation_turns_the_run_red_in_every_role():
     undecided = judge(GateConfig(), case, gate, Measurement(0.92, (0.88, 0.95), 300, 300, "core-LR AUC", "",
                                                             {"undecidable": "arcs inside the box"}))
     assert not undecided.established and "not decided: arcs inside the box" in undecided.message
+
+
+def test_a_threshold_outside_its_sane_range_needs_a_reason(tmp_path):
+    path = tmp_path / "pyproject.toml"
+    path.write_text("[tool.shortcutgates.thresholds]\n\"core_lr_auc[train-box10-raw_robust]\" = 0.9\n"
+                    "[tool.shortcutgates.threshold_reasons]\n\"core_lr_auc[train-box10-raw_robust]\" = \"a known bright-core "
+                    "population; tracked in issue 7\"\n")
+    cfg = load_config(path)
+    assert cfg.threshold_for(GateCase("core_lr_auc", {"box": 10, "input": "raw_robust"}, "train"), 0.65) == 0.9
+    block = cfg.as_report()
+    assert block["level"] == 0.95 and block["thresholds"] == {"core_lr_auc[train-box10-raw_robust]": 0.9}
+    assert "bright-core" in block["threshold_reasons"]["core_lr_auc[train-box10-raw_robust]"]
+    # a waiver names cases: one case, or every case of a gate with [all]
+    cfg = GateConfig(waivers={"detection_auroc[val]": "r", "morphology_auroc[all]": "s"})
+    assert cfg.waiver_for(GateCase("detection_auroc", {}, "val")) == "r"
+    assert cfg.waiver_for(GateCase("detection_auroc", {}, "test")) is None
+    assert cfg.waiver_for(GateCase("morphology_auroc", {"theta_e": "2-10arcsec"}, "test_paired")) == "s"

@@ -87,6 +87,11 @@ def lrg_leakage(context, case: GateCase) -> Measurement:
         rows = context.rows(case.split)
         shared = _shared(rows.loc[rows[LABEL_COLUMN] == 1, "_group"], rows.loc[rows[LABEL_COLUMN] == 0, "_group"])
         what, hint = "LRGs with both a positive and a negative", " (paired construction)"
+    elif pair.endswith("-model_train"):
+        split = pair.removesuffix("-model_train")
+        shared = context.training_lrgs_shared(split)
+        rows = context.rows(split)
+        what, hint = f"LRGs of {split} in the model's training split", " (the checkpoint trained on them)"
     else:
         a, b = _split_pair(pair, context.splits)
         shared = _shared(frame.loc[frame[SPLIT_COLUMN] == a, "_group"], frame.loc[frame[SPLIT_COLUMN] == b, "_group"])

@@ -152,6 +152,9 @@ class Gate:
     measure: Measure
     equivalence: bool = False
     chance: float | None = None
+    sane: tuple[float, float] | None = None
+    """Thresholds inside this closed range need no reason; one outside it needs a
+    ``[tool.shortcutgates.threshold_reasons]`` entry (:meth:`GateConfig.check_thresholds`)."""
 
     def __post_init__(self):
         if self.direction not in JSON_DIRECTION:
@@ -163,7 +166,11 @@ class Gate:
 
 
 CONFIG_KEYS = ("thresholds", "max_samples", "n_boot", "seed", "level", "waivers", "boxes", "n_splits",
-               "theta_e_bins_arcsec", "primary", "input")
+               "theta_e_bins_arcsec", "primary", "input", "threshold_reasons")
+
+ALL_CASES = "all"
+"""``"gate[all]"`` in ``[tool.shortcutgates.waivers]`` waives every case of the gate; a bare gate name
+is refused (a waiver names cases)."""
 
 DATA_INPUTS: tuple[str, ...] = ("raw_robust", "residual")
 """Inputs a data-only run may decide its data probes on (``input``, ``--input``)."""
@@ -190,7 +197,10 @@ class GateConfig:
         core_lr_auc = 0.65                     # by gate name ...
         "detection_auroc[val]" = 0.85          # ... or by case id (wins)
 
-        [tool.shortcutgates.waivers]
+        [tool.shortcutgates.threshold_reasons]   # a threshold outside the gate's sane range needs one
+        "detection_auroc[val]" = "..."
+
+        [tool.shortcutgates.waivers]           # by case id, or "gate[all]" for every case of a gate
         "detection_auroc[test_paired]" = "test_paired is built from a different survey region (issue #12)"
     """
 
@@ -200,7 +210,9 @@ class GateConfig:
     seed: int = 0
     level: float = 0.95
     waivers: Mapping[str, str] = field(default_factory=dict)
-    """Gate id or gate name -> reason; the plugin turns the case into an xfail with that reason."""
+    """Case id (or ``gate[all]``) -> reason; the plugin turns the case into an xfail with that reason."""
+    threshold_reasons: Mapping[str, str] = field(default_factory=dict)
+    """Gate name or case id -> why its threshold lies outside the gate's sane range (``Gate.sane``)."""
     boxes: tuple[int, ...] = (10,)
     n_splits: int = 5
     theta_e_bins_arcsec: tuple[float, ...] = (0.0, 1.0, 1.5, 2.0, 10.0)
@@ -227,9 +239,14 @@ class GateConfig:
         edges = list(self.theta_e_bins_arcsec)
         if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:])):
             raise ValueError(f"[tool.shortcutgates]: 'theta_e_bins_arcsec' must increase (got {edges})")
-        for key, reason in self.waivers.items():
-            if not isinstance(reason, str) or not reason.strip():
-                raise ValueError(f"[tool.shortcutgates.waivers]: waiver of {key!r} needs a reason (got {reason!r})")
+        for table, entries in (("waivers", self.waivers), ("threshold_reasons", self.threshold_reasons)):
+            for key, reason in entries.items():
+                if not isinstance(reason, str) or not reason.strip():
+                    raise ValueError(f"[tool.shortcutgates.{table}]: entry {key!r} needs a reason (got {reason!r})")
+        for key in self.waivers:
+            if "[" not in key:
+                raise ValueError(f"[tool.shortcutgates.waivers]: {key!r} names a whole gate; a waiver names cases "
+                                 f"(e.g. \"{key}[test]\"), or every case with \"{key}[{ALL_CASES}]\"")
 
     def threshold_for(self, case: GateCase, default: float | None) -> float | None:
         """Threshold of a case: override by case id, else by gate name, else the registry default."""
@@ -244,8 +261,26 @@ class GateConfig:
         return "primary" if case.id in self.primary or case.gate in self.primary else default
 
     def waiver_for(self, case: GateCase) -> str | None:
-        """The waiver reason of a case (by id, else by gate name), or None."""
-        return self.waivers.get(case.id, self.waivers.get(case.gate))
+        """The waiver reason of a case (by id, else ``gate[all]``), or None."""
+        return self.waivers.get(case.id, self.waivers.get(f"{case.gate}[{ALL_CASES}]"))
+
+    def check_thresholds(self, gates: Mapping[str, "Gate"]) -> None:
+        """Refuse a threshold outside its gate's sane range (``Gate.sane``) that has no reason in
+        ``threshold_reasons`` (one ``ValueError`` line naming the key, the value and the range)."""
+        for key, value in self.thresholds.items():
+            sane = getattr(gates.get(key.split("[")[0]), "sane", None)
+            if sane is None or sane[0] <= value <= sane[1] or key in self.threshold_reasons:
+                continue
+            raise ValueError(f"[tool.shortcutgates.thresholds]: {key} = {value:g} lies outside the sane range "
+                             f"[{sane[0]:g}, {sane[1]:g}] of {key.split('[')[0]}; give the reason in "
+                             f"[tool.shortcutgates.threshold_reasons] (\"{key}\" = \"...\")")
+
+    def as_report(self) -> dict:
+        """The report's ``config`` block: level, thresholds, waivers and their reasons, input, primary."""
+        return {"level": self.level, "n_boot": self.n_boot, "seed": self.seed, "max_samples": self.max_samples,
+                "input": self.input, "thresholds": dict(self.thresholds), "threshold_reasons": dict(self.threshold_reasons),
+                "waivers": dict(self.waivers), "primary": list(self.primary), "boxes": list(self.boxes),
+                "theta_e_bins_arcsec": list(self.theta_e_bins_arcsec)}
 
     @classmethod
     def from_pyproject(cls, path: Path | None, gates: Collection[str] | None = None) -> "GateConfig":
@@ -277,7 +312,7 @@ class GateConfig:
                              f"(known: {', '.join(CONFIG_KEYS)})")
         kw = {}
         try:
-            for key in ("thresholds", "waivers"):
+            for key in ("thresholds", "waivers", "threshold_reasons"):
                 if key in table:
                     if not isinstance(table[key], Mapping):
                         raise TypeError(f"'{key}' must be a table")

@@ -62,9 +62,19 @@ def per_probe_split(context: GateContext, gate: Gate) -> list[GateCase]:
 
 
 def leakage_cases(context: GateContext, gate: Gate) -> list[GateCase]:
-    """Positives vs negatives within each probe split, then every pair of splits."""
-    return ([_case(gate, {"pair": "pos-neg"}, s) for s in context.probe_splits]
-            + [_case(gate, {"pair": f"{a}-{b}"}) for a, b in itertools.combinations(context.splits, 2)])
+    """Positives vs negatives within each probe split, then every pair of splits; with a checkpoint
+    that records its training manifest (another manifest than the gated one), every split against
+    the model's ``train`` split (``model_train``)."""
+    cases = ([_case(gate, {"pair": "pos-neg"}, s) for s in context.probe_splits]
+             + [_case(gate, {"pair": f"{a}-{b}"}) for a, b in itertools.combinations(context.splits, 2)])
+    trained = getattr(context, "training_manifest", None)
+    if trained is not None and not (isinstance(trained, Path) and trained.resolve() == context.data.resolve()):
+        cases += [_case(gate, {"pair": f"{s}-{MODEL_TRAIN}"}) for s in context.splits]
+    return cases
+
+
+MODEL_TRAIN = "model_train"
+"""Name of the checkpoint's training split in ``lrg_leakage`` case ids (``lrg_leakage[test-model_train]``)."""
 
 
 def shortcut_probe_role(context: GateContext, gate: Gate, split: str) -> str:
@@ -181,48 +191,48 @@ def per_stratum(context: GateContext, gate: Gate) -> list[GateCase]:
 # --- the registry ------------------------------------------------------------------------------
 _ROWS = (
     Gate(name="data_integrity", metric="rows failing decode/shape/finite/normalisation checks",
-         threshold=0, direction="at_most", needs=DATA, role="primary", cases=one_case, measure=dg.data_integrity),
+         threshold=0, direction="at_most", needs=DATA, role="primary", cases=one_case, sane=(0, 0), measure=dg.data_integrity),
     Gate(name="lrg_leakage", metric="LRG identities shared by positives and negatives, or by two splits",
-         threshold=0, direction="at_most", needs=DATA, role="primary", cases=leakage_cases, measure=dg.lrg_leakage),
+         threshold=0, direction="at_most", needs=DATA, role="primary", cases=leakage_cases, sane=(0, 0), measure=dg.lrg_leakage),
     Gate(name="property_balance", metric="signed standardised mean difference of a property, positives − negatives",
          threshold=0.2, direction="at_most", equivalence=True, needs=DATA, role="reported", cases=per_property,
-         measure=dg.property_balance),
+         sane=(0.05, 0.5), measure=dg.property_balance),
     Gate(name="metadata_c2st_auc", metric="grouped-CV AUC predicting the label from property columns",
          threshold=0.60, direction="at_most", chance=0.5, needs=DATA, role="primary", cases=training_split_primary,
-         measure=dg.metadata_c2st_auc),
+         sane=(0.5, 0.75), measure=dg.metadata_c2st_auc),
     Gate(name="metadata_c2st_gbm_auc", metric="grouped-CV AUC of gradient-boosted trees predicting the label from property columns",
          threshold=0.60, direction="at_most", chance=0.5, needs=DATA, role="reported", cases=per_probe_split,
-         measure=dg.metadata_c2st_gbm_auc),
+         sane=(0.5, 0.75), measure=dg.metadata_c2st_gbm_auc),
     Gate(name="core_lr_auc", metric="grouped-CV logistic-regression AUC on the central box",
          threshold=0.65, direction="at_most", chance=0.5, needs=DATA, role="primary", cases=per_box_input,
-         measure=dg.core_lr_auc),
+         sane=(0.5, 0.75), measure=dg.core_lr_auc),
     Gate(name="radial_profile_lr_auc", metric="grouped-CV AUC on azimuthal-median profiles",
          threshold=None, direction="at_most", chance=0.5, needs=DATA, role="reported", cases=per_profile_input,
          measure=dg.radial_profile_lr_auc),
     Gate(name="arc_annulus_lr_auc", metric="grouped-CV AUC on ring statistics of the arc annulus (sanity)",
          threshold=0.80, direction="at_least", chance=0.5, needs=DATA, role="primary", cases=per_input_model_reported,
-         measure=dg.arc_annulus_lr_auc),
+         sane=(0.6, 1.0), measure=dg.arc_annulus_lr_auc),
     Gate(name="detection_auroc", metric="model AUROC on a held-out split",
          threshold=0.80, direction="at_least", chance=0.5, needs=MODEL, role="primary", cases=held_out_splits,
-         measure=mg.detection_auroc),
+         sane=(0.6, 1.0), measure=mg.detection_auroc),
     Gate(name="memorisation_gap", metric="AUROC(train) − AUROC(val): in-sample advantage (LRG memorisation)",
          threshold=None, direction="at_most", needs=MODEL, role="reported", cases=memorisation_cases,
          measure=mg.memorisation_gap),
     Gate(name="cross_test_gap", metric="AUROC(test_paired) − AUROC(test), equivalent to 0 within the margin",
          threshold=0.05, direction="at_most", equivalence=True, needs=MODEL, role="reported", cases=one_case,
-         measure=mg.cross_test_gap),
+         sane=(0.01, 0.1), measure=mg.cross_test_gap),
     Gate(name="arc_masked_auroc", metric="pairs with the arc taken out exactly (ctrl + lensed light at r < 5 px) vs the bare controls",
          threshold=0.60, direction="at_most", needs=MODEL, role="primary", cases=mg.theta_bin_cases,
-         measure=mg.arc_masked_auroc),
+         sane=(0.5, 0.75), measure=mg.arc_masked_auroc),
     Gate(name="core_masked_auroc_drop", metric="paired detection AUROC lost with the core part taken out (ctrl + lensed light at r >= 5 px)",
          threshold=0.05, direction="at_most", needs=MODEL, role="primary", cases=mg.theta_bin_cases,
-         measure=mg.core_masked_auroc_drop),
+         sane=(0.0, 0.15), measure=mg.core_masked_auroc_drop),
     Gate(name="arc_swap_auroc_drop", metric="paired detection AUROC lost with each arc moved onto another LRG's control",
          threshold=0.05, direction="at_most", needs=MODEL, role="primary", cases=mg.theta_bin_cases,
-         measure=mg.arc_swap_auroc_drop),
+         sane=(0.0, 0.15), measure=mg.arc_swap_auroc_drop),
     Gate(name="morphology_auroc", metric="pairs vs the same pairs with the arc part averaged round its 1-px rings (core kept)",
          threshold=0.75, direction="at_least", needs=MODEL, role="primary", cases=mg.theta_bin_cases,
-         measure=mg.morphology_auroc),
+         sane=(0.6, 1.0), measure=mg.morphology_auroc),
     Gate(name="stratified_auroc", metric="model AUROC by bins of theta_E, PSF, depth (worst bin)",
          threshold=None, direction="at_least", chance=0.5, needs=MODEL, role="reported", cases=per_stratum,
          measure=mg.stratified_auroc),
@@ -237,6 +247,7 @@ def load_config(path: Path | None, *, input: str | None = None) -> GateConfig:
     ``input`` (the ``--input`` option) overrides the table's ``input`` when given.
     """
     config = GateConfig.from_pyproject(path, gates=REGISTRY)
+    config.check_thresholds(REGISTRY)
     return config if input is None else replace(config, input=input)
 
 
@@ -250,6 +261,7 @@ def gate_cases(context: GateContext) -> list[GateCase]:
             check_gate_name(name, REGISTRY)
         except TypeError as exc:
             raise ValueError(f"[tool.shortcutgates.thresholds]: {exc}") from None
+    context.config.check_thresholds(REGISTRY)
     cases = [case for gate in REGISTRY.values() for case in gate.cases(context, gate)]
     return [replace(c, role=context.config.role_for(c, c.role or REGISTRY[c.gate].role)) for c in cases]
 

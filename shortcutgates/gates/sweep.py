@@ -162,7 +162,8 @@ def gate_many(data, models: list[Path], out: Path, *, config_path=None, strict: 
             scorer.contract.check_stamp(shape, str(path))
         context = base.with_scorer(scorer.score_fn, scorer.preprocess, path)
         records = [data_records.get(c.id) or case_record(context, c) for c in cases]
-        report = build_report(records, data=base.data_info, model={**(context.model_info or {}), **scorer.info})
+        report = build_report(records, data=base.data_info, model={**(context.model_info or {}), **scorer.info},
+                              config=base.config.as_report())
         write_report(out / f"{name}.json", report)
         by_model[name] = report["gates"]
         rows.append(summary_row(name, path, report["gates"], strict))
