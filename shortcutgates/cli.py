@@ -74,7 +74,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     wanted = None
     if argv:
         wanted = next((a for a in argv if not a.startswith("-")), None)
-    for name, (module, help_) in COMMANDS.items():
+    for name, (_module, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
         if wanted == name:
             _load_command(name).add_arguments(p)

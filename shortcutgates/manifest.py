@@ -239,7 +239,7 @@ def _check_duplicates(frame: pd.DataFrame) -> None:
     if not clash.any():
         return
     sub = table[clash]
-    for key, group in sub.groupby("key", sort=False):
+    for _key, group in sub.groupby("key", sort=False):
         labels = set(group["label"].tolist())
         if len(labels) > 1 or (group["label"] == 1).sum() > 1:
             i, j = group.index[0], group.index[1]

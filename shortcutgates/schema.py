@@ -17,9 +17,6 @@ PIXEL_SCALE_ARCSEC = 0.262
 ZERO_POINT_AB = 22.5
 """AB zero point of one nanomaggy: ``mag = 22.5 - 2.5 log10(flux / nmgy)``."""
 
-DEFAULT_STAMP_SIZE = 64
-"""Default cutout side. Unit: pixel. The LRG sits at pixel ``(size // 2, size // 2)``."""
-
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 """Splits of a paired input (from a parent directory or the ``region_split`` column)."""
 

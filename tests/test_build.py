@@ -4,7 +4,6 @@ import json
 import re
 
 import numpy as np
-import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -12,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 from shortcutgates import build as build_module
 from shortcutgates import cli, testing
 from shortcutgates.build import MANIFEST_PARQUET, build_manifest, measure_lrg, rows_sha256
-from shortcutgates.codec import decode_stamp, encode_stamp
+from shortcutgates.codec import decode_stamp
 from shortcutgates.io import read_paired
 from shortcutgates.manifest import load_images, read_manifest
 from shortcutgates.schema import PIXEL_SCALE_ARCSEC, DataError

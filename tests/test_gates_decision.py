@@ -253,8 +253,8 @@ def test_report_reader_upgrades_version_1_and_refuses_others(tmp_path):
 
 @pytest.mark.parametrize("verdict", ["fail", "inconclusive", "error", "reported"])
 def test_a_reported_case_without_an_established_violation_never_turns_the_run_red(verdict):
-    from shortcutgates.gates.report_json import is_red, summarize
-    from shortcutgates.plugin import check_record
+    from shortcutgates.gates.report_json import summarise
+    from shortcutgates.gates.suite import check_record, is_red
 
     record = {"id": "property_balance[test-ebv]", "verdict": verdict, "message": "m", "role": "reported"}
     check_record(record)  # passes: shown, not gated
@@ -263,7 +263,7 @@ def test_a_reported_case_without_an_established_violation_never_turns_the_run_re
     with pytest.raises(pytest.fail.Exception, match=verdict.upper()):
         check_record(primary)
     assert is_red(primary) and not is_red(dict(primary, waiver="accepted"))
-    assert summarize([record, primary])["green"] is False and summarize([record])["green"] is True
+    assert summarise([record, primary])["green"] is False and summarise([record])["green"] is True
 
 
 @pytest.mark.parametrize("value, ci, threshold, direction, equivalence, expected", [
@@ -284,8 +284,8 @@ def test_established_violation(value, ci, threshold, direction, equivalence, exp
 def test_an_established_violation_turns_the_run_red_in_every_role():
     from shortcutgates.gates.decision import judge
     from shortcutgates.gates.registry import REGISTRY
-    from shortcutgates.gates.report_json import is_red, summarize
-    from shortcutgates.plugin import check_record
+    from shortcutgates.gates.report_json import summarise
+    from shortcutgates.gates.suite import check_record, is_red
 
     gate = REGISTRY["core_lr_auc"]
     case = GateCase("core_lr_auc", {"box": 10, "input": "raw_robust"}, "test", role="reported")
@@ -296,7 +296,7 @@ def test_an_established_violation_turns_the_run_red_in_every_role():
     with pytest.raises(pytest.fail.Exception, match="violation established"):
         check_record(record)
     assert is_red(record) and not is_red(dict(record, waiver="accepted"))
-    summary = summarize([record])
+    summary = summarise([record])
     assert summary["reported_established"] == 1 and summary["green"] is False
     # estimate on the bad side, interval reaching the threshold: says how many LRGs would establish it
     near = judge(GateConfig(), case, gate, Measurement(0.70, (0.62, 0.78), 300, 300, "core-LR AUC"))

@@ -17,7 +17,8 @@ import pytest
 import shortcutgates.gates.registry  # noqa: F401
 import shortcutgates.checkpoint  # noqa: F401
 from shortcutgates.gates.report_json import SCHEMA, read_report
-from shortcutgates.plugin import NO_DATA_REASON, check_record
+from shortcutgates.gates.suite import check_record
+from shortcutgates.plugin import NO_DATA_REASON
 
 # pytester's inner runs under ``-n 2`` make pytest-benchmark warn that it is disabled; not our concern here
 pytestmark = pytest.mark.filterwarnings("ignore:Benchmarks are automatically disabled")

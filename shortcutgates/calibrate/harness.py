@@ -23,20 +23,20 @@ import time
 import zlib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..codec import encode_stamp
-from ..gates.registry import REGISTRY, GateConfig, GateContext, gate_cases, run_case
+from ..gates.registry import REGISTRY, GateConfig, GateContext
+from ..gates.suite import run_suite
 from ..schema import LRG_TRUTH
 from .plant import (
     PROPERTY_COLUMNS, TILTED, builder_roles, built_selection, positive_stamps, split_rows, write_manifest,
 )
 from .pool import Pool
 from .scorers import resolve_scorer
-
-KINDS = ("data", "model", "suite")
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def _direction(result) -> str:
 
 def _manifest(pool: Pool, cell: Cell, seed: int, directory: Path) -> Path:
     rng = cell.rng(seed)
-    kw = dict(problem=cell.problem, strength=cell.strength, core=cell.core)
+    kw: dict[str, Any] = dict(problem=cell.problem, strength=cell.strength, core=cell.core)
     if cell.kind == "data":
         frame, _ = split_rows(pool, cell.n_lrgs, "train", rng, **kw)
     elif cell.kind == "model":
@@ -153,18 +153,17 @@ def run_seed(pool: Pool, cell: Cell, seed: int, config: GateConfig, roles=("prim
             return [{**base, "case": "<manifest>", "gate": "<manifest>", "role": "primary", "verdict": "error",
                      "value": np.nan, "lo": np.nan, "hi": np.nan, "threshold": np.nan, "direction": "", "established": False,
                      "message": f"{type(exc).__name__}: {exc}", "seconds": time.perf_counter() - start}]
-        records = []
-        for case in gate_cases(context):
-            if not _wanted(case, cell) or (role_of(case) not in roles and case.gate not in also):
-                continue
-            t0 = time.perf_counter()
-            result = run_case(context, case)
-            lo, hi = result.ci if result.ci is not None else (np.nan, np.nan)
-            records.append({**base, "case": case.id, "gate": case.gate, "role": role_of(case),
-                            "verdict": result.verdict, "value": np.nan if result.value is None else float(result.value),
-                            "lo": float(lo), "hi": float(hi),
-                            "threshold": np.nan if result.threshold is None else float(result.threshold),
-                            "direction": _direction(result), "established": bool(result.established),
-                            "message": result.message[:300],
-                            "seconds": time.perf_counter() - t0})
-    return records
+        def wanted(case) -> bool:
+            return _wanted(case, cell) and (role_of(case) in roles or case.gate in also)
+
+        return [_record(base, run.case, run.result, run.seconds) for run in run_suite(context, wanted, waivers=False)]
+
+
+def _record(base: dict, case, result, seconds: float) -> dict:
+    """One calibration record of a case's result (``base``: the cell's columns and the seed)."""
+    lo, hi = result.ci if result.ci is not None else (np.nan, np.nan)
+    return {**base, "case": case.id, "gate": case.gate, "role": role_of(case),
+            "verdict": result.verdict, "value": np.nan if result.value is None else float(result.value),
+            "lo": float(lo), "hi": float(hi), "threshold": np.nan if result.threshold is None else float(result.threshold),
+            "direction": _direction(result), "established": bool(result.established), "message": result.message[:300],
+            "seconds": seconds}

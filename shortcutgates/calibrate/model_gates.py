@@ -31,17 +31,13 @@ from ..gates import reference_scorers as rs
 from ..gates.decision import decide
 from ..gates.probes import ProbeError
 from ..gates.records import GateConfig
+from ..gates.registry import COUNTERFACTUAL_GATES
 
 LAMBDAS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)
 """Core weights of the mixture readers (0: the pure arc reader, 1: the pure core reader)."""
 
-GATES = {
-    # gate -> (counterfactual, statistic)
-    "arc_masked_auroc": ("core_only", "auroc"),
-    "core_masked_auroc_drop": ("arc_only", "drop"),
-    "arc_swap_auroc_drop": ("swapped", "drop"),
-    "morphology_auroc": ("ring_averaged", "auroc_vs_stamp"),
-}
+GATES = COUNTERFACTUAL_GATES
+"""gate -> (counterfactual, statistic): the registry rows' ``counterfactual``."""
 
 
 def simulate_pairs(seed: int, n_lrgs: int, cache: Path | None = None) -> dict:
@@ -76,7 +72,7 @@ def reader_scores(data: dict, seed: int) -> tuple[dict, dict, list]:
     out = []
     for reader in (rs.arc_reader, rs.core_reader):
         s_ctrl = reader(ctrls)
-        scores = mg.counterfactual_scores(lambda x: reader(x), stamps, ctrls[inv], groups, seed)
+        scores = mg.counterfactual_scores(reader, stamps, ctrls[inv], groups, seed)
         scores.update(stamp=reader(stamps), ctrl=s_ctrl[inv])
         out.append(scores)
     return out[0], out[1], bins

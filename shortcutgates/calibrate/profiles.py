@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from ..gates.registry import EVERY_ROLE_GATES
 from .harness import Cell
 
 SURVEY_CORE = 0.25
@@ -22,8 +23,6 @@ SURVEY_CORE = 0.25
 CORE_GRADES = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0)
 """Counter-image strengths, as fractions of :data:`SURVEY_CORE`."""
 SMD_GRADES = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)
-LEAK_GRADES = (0.0, 0.002, 0.01, 0.05)
-DUP_GRADES = (0.0, 0.002, 0.01, 0.05)
 FAINT_GRADES = (0.0, 0.7, 0.8, 0.9, 0.95)
 """Fractions of arc flux removed (``faint``: the arcs the sanity gate must miss)."""
 LAMBDAS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
@@ -34,9 +33,8 @@ SUITE_SEEDS = 80
 """Seeds of the full profile's whole-suite cell (80 of 80 green puts the Wilson lower bound at 0.95).
 Seeds 0-39 decided which held-out probes are reported (``docs/calibration.md#primary-family``);
 seeds 40-79 were run after that change, as fresh data for the rate it claims."""
-ALSO_RECORDED = ("metadata_c2st_auc", "core_lr_auc", "cross_test_gap", "arc_masked_auroc", "core_masked_auroc_drop",
-                 "arc_swap_auroc_drop", "morphology_auroc")
-"""Gates the full profile records in every role: the held-out splits' shortcut probes and the
+ALSO_RECORDED = EVERY_ROLE_GATES
+"""Gates the full profile records in every role (the registry rows' ``calibrate_every_role``): the held-out splits' shortcut probes and the
 cross-test gap (reported, with the rates that made them so) and the counterfactual gates' reported
 θ_E bins."""
 SUITE_LRGS = 4000

@@ -31,6 +31,8 @@ import re
 import sys
 from pathlib import Path
 
+from .options import add_command_options, parse_paths
+
 MODEL_SUFFIXES = (".pt", ".pt2", ".onnx")
 """Files taken from a ``--model`` directory."""
 
@@ -40,8 +42,7 @@ EXIT_FROM_PYTEST = {0: 0, 1: 1, 2: 130, 3: 3, 4: 2}
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``shortcutgates gate`` (paths are validated by :func:`resolve_paths`)."""
-    parser.add_argument("--data", metavar="DIR", default=None,
-                        help="manifest directory or parquet file (default: the manifest the checkpoints record)")
+    add_command_options(parser)
     parser.add_argument("--model", metavar="MODEL", nargs="+", default=None,
                         help="checkpoint(s) .pt, torch.export .pt2 or ONNX .onnx; a directory or quoted glob "
                              "gates each model in it (default: a shortcutgates_scorer fixture in ./conftest.py, "
@@ -49,10 +50,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="with several models: directory for one JSON report per model, summary.csv and "
                              "gates_by_model.png")
-    parser.add_argument("--gate-report", metavar="FILE", default=None, help="write the JSON report here (one model)")
-    parser.add_argument("--gate-html", metavar="FILE", default=None, help="write the report as an HTML page (one model)")
-    parser.add_argument("--gate-config", metavar="PYPROJECT", default=None,
-                        help="pyproject.toml with [tool.shortcutgates] (default: ./pyproject.toml if present)")
     parser.add_argument("--input", dest="gate_input", choices=("raw_robust", "residual"), default=None,
                         help="data-only runs: the preprocessing the data probes decide on (default: "
                              "[tool.shortcutgates] input, else raw_robust); a model run decides on the model's input")
@@ -99,17 +96,7 @@ def expand_models(values: list[str] | None, cwd: Path) -> list[Path]:
 
 def resolve_paths(args: argparse.Namespace, cwd: Path) -> argparse.Namespace:
     """Validate the paths up front, so bad input is one line (exit 2), not pytest's usage block."""
-    from ..plugin import parse_data_dir, parse_pyproject, parse_report_path
-
-    resolved = argparse.Namespace(**vars(args))
-    for flag, name, parse in (("--data", "data", parse_data_dir), ("--gate-config", "gate_config", parse_pyproject),
-                              ("--gate-report", "gate_report", parse_report_path),
-                              ("--gate-html", "gate_html", parse_report_path)):
-        value = getattr(args, name)
-        try:
-            setattr(resolved, name, None if value is None else parse(str(cwd / Path(value).expanduser())))
-        except argparse.ArgumentTypeError as exc:
-            raise ValueError(f"{flag} {value}: {exc}") from None
+    resolved = argparse.Namespace(**{**vars(args), **parse_paths(args, cwd)})
     if resolved.gate_config is None and (cwd / "pyproject.toml").is_file():
         resolved.gate_config = cwd / "pyproject.toml"
     resolved.models = expand_models(args.model, cwd)
@@ -159,6 +146,8 @@ def user_conftest(cwd: Path, suite: Path):
         return None
     name = "shortcutgates_user_conftest"
     spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:  # pragma: no cover - a .py file always has a loader
+        raise ImportError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
     previous, sys.dont_write_bytecode = sys.dont_write_bytecode, True
     if str(cwd) not in sys.path:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Callable, Collection, Literal, Mapping
 
 import tomllib
 
-from .contract import Direction, Measurement, Role
+from .contract import Counterfactual, Direction, Measurement, Role, Statistic
 
 if TYPE_CHECKING:  # pragma: no cover
     from .context import GateContext
@@ -21,7 +21,9 @@ if TYPE_CHECKING:  # pragma: no cover
 Verdict = Literal["pass", "fail", "inconclusive", "error", "skipped", "reported"]
 """``reported``: measured by a row without a threshold (nothing was tested, so nothing passed)."""
 
-JSON_DIRECTION: dict[str, str] = {"at_most": "max", "at_least": "min"}
+ReportDirection = Literal["max", "min"]
+"""A claim's direction as the report JSON spells it (``at_most`` -> ``max``, ``at_least`` -> ``min``)."""
+JSON_DIRECTION: dict[str, ReportDirection] = {"at_most": "max", "at_least": "min"}
 """The report JSON writes a claim as the schema's ``"max"`` / ``"min"`` (see ``docs/design.md#report-json``)."""
 
 REPORT_KEYS: tuple[str, ...] = (
@@ -155,6 +157,18 @@ class Gate:
     sane: tuple[float, float] | None = None
     """Thresholds inside this closed range need no reason; one outside it needs a
     ``[tool.shortcutgates.threshold_reasons]`` entry (:meth:`GateConfig.check_thresholds`)."""
+    null: float | None = None
+    """True value on shortcut-free data where the planting fixes it (AUC at chance, SMD 0): the
+    calibration's coverage truth (``calibrate/rates.py``); None where clean data are informative."""
+    counterfactual: tuple[Counterfactual, Statistic] | None = None
+    """``(counterfactual, statistic)`` of a paired counterfactual model gate (``calibrate/model_gates.py``)."""
+    calibrate_every_role: bool = False
+    """The full calibration profile records its cases in every role (held-out probes, small θ_E bins)."""
+
+    @property
+    def data_only(self) -> bool:
+        """Measured on the data alone (``needs`` names no model; ``input=model`` cases excepted)."""
+        return "model" not in self.needs
 
     def __post_init__(self):
         if self.direction not in JSON_DIRECTION:

@@ -11,7 +11,9 @@ Contract (used by the pytest plugin, ``gate_tests/`` and ``shortcutgates gate``;
   ``at_most`` / ``at_least`` the threshold), ``equivalence`` (the claim is ``|value|`` within the
   margin, decided on the signed interval), ``chance`` (0.5 for AUCs), ``needs``, ``role``
   (``primary`` decides the run, ``reported`` is shown and never turns it red), ``cases`` (its case
-  generator) and ``measure``.
+  generator) and ``measure``; calibration facts: ``null`` (the true value on shortcut-free data),
+  ``counterfactual`` (kind, statistic) and ``calibrate_every_role``. :data:`DATA_ONLY_GATES`,
+  :data:`NULL_TRUTH`, :data:`COUNTERFACTUAL_GATES` and :data:`EVERY_ROLE_GATES` are read off the rows.
 * :func:`gate_cases` ``(context) -> list[GateCase]``: every row's cases for this data, model cases
   included whether or not a model was given (so "expected" can be counted against "run"); each
   case carries its role (the generator's, the row's, or ``primary`` where ``[tool.shortcutgates]
@@ -42,7 +44,7 @@ from .probes import ProbeError
 from .records import Gate, GateCase, GateConfig, GateResult, Verdict, check_gate_name
 
 __all__ = ["Direction", "Role", "Verdict", "Measurement", "Gate", "GateCase", "GateResult", "GateConfig",
-           "GateContext", "REGISTRY", "gate_cases", "run_case", "load_config", "primary_cases"]
+           "GateContext", "REGISTRY", "gate_cases", "run_case", "load_config"]
 
 DATA, MODEL = ("data",), ("data", "model")
 STRATA: tuple[str, ...] = ("theta_e", "psf", "depth")
@@ -55,10 +57,6 @@ def _case(gate: Gate, params=None, split=None, needs=None, role=None) -> GateCas
 
 def one_case(context: GateContext, gate: Gate) -> list[GateCase]:
     return [_case(gate)]
-
-
-def per_probe_split(context: GateContext, gate: Gate) -> list[GateCase]:
-    return [_case(gate, split=s) for s in context.probe_splits]
 
 
 def leakage_cases(context: GateContext, gate: Gate) -> list[GateCase]:
@@ -94,6 +92,10 @@ def training_split_primary(context: GateContext, gate: Gate) -> list[GateCase]:
     return [_case(gate, split=s, role=shortcut_probe_role(context, gate, s)) for s in context.probe_splits]
 
 
+def per_probe_split(context: GateContext, gate: Gate) -> list[GateCase]:
+    return [_case(gate, split=s) for s in context.probe_splits]
+
+
 def per_property(context: GateContext, gate: Gate) -> list[GateCase]:
     return [_case(gate, {"prop": p}, s) for s in context.probe_splits for p in context.property_columns]
 
@@ -104,7 +106,8 @@ def _inputs(context: GateContext, refuses: tuple[str, ...] = ()) -> list[tuple[s
 
     Without a model the model-input case is generated (and skipped), so "expected" counts it.
     """
-    out = [(i, DATA) for i in dict.fromkeys(("raw_robust", context.config.input)) if i not in refuses]
+    out: list[tuple[str, tuple[str, ...]]] = [
+        (i, DATA) for i in dict.fromkeys(("raw_robust", context.config.input)) if i not in refuses]
     if context.has_model:
         same = context.input_key("model") in [i for i, _ in out]
         if not same and context.model_preprocess_name not in refuses:
@@ -196,16 +199,16 @@ _ROWS = (
          threshold=0, direction="at_most", needs=DATA, role="primary", cases=leakage_cases, sane=(0, 0), measure=dg.lrg_leakage),
     Gate(name="property_balance", metric="signed standardised mean difference of a property, positives − negatives",
          threshold=0.2, direction="at_most", equivalence=True, needs=DATA, role="reported", cases=per_property,
-         sane=(0.05, 0.5), measure=dg.property_balance),
+         sane=(0.05, 0.5), measure=dg.property_balance, null=0.0),
     Gate(name="metadata_c2st_auc", metric="grouped-CV AUC predicting the label from property columns",
          threshold=0.60, direction="at_most", chance=0.5, needs=DATA, role="primary", cases=training_split_primary,
-         sane=(0.5, 0.75), measure=dg.metadata_c2st_auc),
+         sane=(0.5, 0.75), measure=dg.metadata_c2st_auc, null=0.5, calibrate_every_role=True),
     Gate(name="metadata_c2st_gbm_auc", metric="grouped-CV AUC of gradient-boosted trees predicting the label from property columns",
          threshold=0.60, direction="at_most", chance=0.5, needs=DATA, role="reported", cases=per_probe_split,
-         sane=(0.5, 0.75), measure=dg.metadata_c2st_gbm_auc),
+         sane=(0.5, 0.75), measure=dg.metadata_c2st_gbm_auc, null=0.5),
     Gate(name="core_lr_auc", metric="grouped-CV logistic-regression AUC on the central box",
          threshold=0.65, direction="at_most", chance=0.5, needs=DATA, role="primary", cases=per_box_input,
-         sane=(0.5, 0.75), measure=dg.core_lr_auc),
+         sane=(0.5, 0.75), measure=dg.core_lr_auc, null=0.5, calibrate_every_role=True),
     Gate(name="radial_profile_lr_auc", metric="grouped-CV AUC on azimuthal-median profiles",
          threshold=None, direction="at_most", chance=0.5, needs=DATA, role="reported", cases=per_profile_input,
          measure=dg.radial_profile_lr_auc),
@@ -220,25 +223,34 @@ _ROWS = (
          measure=mg.memorisation_gap),
     Gate(name="cross_test_gap", metric="AUROC(test_paired) − AUROC(test), equivalent to 0 within the margin",
          threshold=0.05, direction="at_most", equivalence=True, needs=MODEL, role="reported", cases=one_case,
-         sane=(0.01, 0.1), measure=mg.cross_test_gap),
+         sane=(0.01, 0.1), measure=mg.cross_test_gap, calibrate_every_role=True),
     Gate(name="arc_masked_auroc", metric="pairs with the arc taken out exactly (ctrl + lensed light at r < 5 px) vs the bare controls",
          threshold=0.60, direction="at_most", needs=MODEL, role="primary", cases=mg.theta_bin_cases,
-         sane=(0.5, 0.75), measure=mg.arc_masked_auroc),
+         sane=(0.5, 0.75), measure=mg.arc_masked_auroc, counterfactual=("core_only", "auroc"), calibrate_every_role=True),
     Gate(name="core_masked_auroc_drop", metric="paired detection AUROC lost with the core part taken out (ctrl + lensed light at r >= 5 px)",
          threshold=0.05, direction="at_most", needs=MODEL, role="primary", cases=mg.theta_bin_cases,
-         sane=(0.0, 0.15), measure=mg.core_masked_auroc_drop),
+         sane=(0.0, 0.15), measure=mg.core_masked_auroc_drop, counterfactual=("arc_only", "drop"), calibrate_every_role=True),
     Gate(name="arc_swap_auroc_drop", metric="paired detection AUROC lost with each arc moved onto another LRG's control",
          threshold=0.05, direction="at_most", needs=MODEL, role="primary", cases=mg.theta_bin_cases,
-         sane=(0.0, 0.15), measure=mg.arc_swap_auroc_drop),
+         sane=(0.0, 0.15), measure=mg.arc_swap_auroc_drop, counterfactual=("swapped", "drop"), calibrate_every_role=True),
     Gate(name="morphology_auroc", metric="pairs vs the same pairs with the arc part averaged round its 1-px rings (core kept)",
          threshold=0.75, direction="at_least", needs=MODEL, role="primary", cases=mg.theta_bin_cases,
-         sane=(0.6, 1.0), measure=mg.morphology_auroc),
+         sane=(0.6, 1.0), measure=mg.morphology_auroc, counterfactual=("ring_averaged", "auroc_vs_stamp"), calibrate_every_role=True),
     Gate(name="stratified_auroc", metric="model AUROC by bins of theta_E, PSF, depth (worst bin)",
          threshold=None, direction="at_least", chance=0.5, needs=MODEL, role="reported", cases=per_stratum,
          measure=mg.stratified_auroc),
 )
 REGISTRY: dict[str, Gate] = {g.name: g for g in _ROWS}
 """Every gate, by name (``docs/design.md#gates``)."""
+
+DATA_ONLY_GATES: frozenset[str] = frozenset(g.name for g in _ROWS if g.data_only)
+"""Gates measured on the data alone (except their ``input=model`` cases)."""
+NULL_TRUTH: dict[str, float] = {g.name: g.null for g in _ROWS if g.null is not None}
+"""True values on shortcut-free data, by gate (the calibration's analytic coverage truth)."""
+COUNTERFACTUAL_GATES: dict[str, tuple[str, str]] = {g.name: g.counterfactual for g in _ROWS if g.counterfactual}
+"""Paired counterfactual model gates: gate -> (counterfactual, statistic)."""
+EVERY_ROLE_GATES: tuple[str, ...] = tuple(g.name for g in _ROWS if g.calibrate_every_role)
+"""Gates the full calibration profile records in every role."""
 
 
 def load_config(path: Path | None, *, input: str | None = None) -> GateConfig:
@@ -264,11 +276,6 @@ def gate_cases(context: GateContext) -> list[GateCase]:
     context.config.check_thresholds(REGISTRY)
     cases = [case for gate in REGISTRY.values() for case in gate.cases(context, gate)]
     return [replace(c, role=context.config.role_for(c, c.role or REGISTRY[c.gate].role)) for c in cases]
-
-
-def primary_cases(cases: list[GateCase]) -> list[GateCase]:
-    """The cases that decide the run."""
-    return [c for c in cases if c.role == "primary"]
 
 
 def run_case(context: GateContext, case: GateCase) -> GateResult:

@@ -9,7 +9,7 @@ named modes and the memoised probe results (:meth:`GateContext.with_scorer`). Wr
 order given, e.g. by epoch: does the shortcut appear early?).
 
 A model is red when a primary case fails, errs or is inconclusive and is not waived — the same
-rule as the pytest suite (:func:`shortcutgates.plugin.check_record`); in strict mode an expected
+rule as the pytest suite (:func:`shortcutgates.gates.suite.outcome`); in strict mode an expected
 case that did not run also makes it red. Exit status 1 if any model is red, else 0.
 """
 
@@ -21,24 +21,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .not_run import strict_failure
+from .registry import DATA_ONLY_GATES
+from .suite import is_red, role, run_suite
+
 SUMMARY_FILE = "summary.csv"
 FIGURE_FILE = "gates_by_model.png"
-
-
-def is_red(record: dict) -> bool:
-    """The record turns a run red (failing primary verdict, not waived), by the suite's own rule."""
-    from ..plugin import is_red_record
-
-    return is_red_record(record)
-
-
-def case_record(context, case) -> dict:
-    """One case's report record, with its waiver (as the plugin writes it)."""
-    from .registry import run_case
-
-    record = run_case(context, case).to_json()
-    record["waiver"] = context.config.waiver_for(case)
-    return record
 
 
 def report_names(models: list[Path]) -> list[str]:
@@ -51,8 +39,6 @@ def report_names(models: list[Path]) -> list[str]:
 
 def summary_row(name: str, path: Path, records: list[dict], strict: bool) -> dict:
     """One row of ``summary.csv``: verdict, counts, and every primary model case's value."""
-    from ..plugin import strict_failure
-
     red = [r["id"] for r in records if is_red(r)]
     not_run = strict_failure(records) if strict else None
     row = {"model": name, "path": str(path), "verdict": "RED" if red or not_run else "GREEN",
@@ -65,7 +51,7 @@ def summary_row(name: str, path: Path, records: list[dict], strict: bool) -> dic
 
 def model_primary(records: list[dict]) -> list[dict]:
     """Records of primary cases that need the model (the ones that change from model to model)."""
-    return [r for r in records if r.get("role", "primary") == "primary" and r["threshold"] is not None
+    return [r for r in records if role(r) == "primary" and r["threshold"] is not None
             and _is_model_case(r)]
 
 
@@ -74,9 +60,6 @@ def _is_model_case(record: dict) -> bool:
     return record["gate"] not in DATA_ONLY_GATES or params.get("input") == "model"
 
 
-DATA_ONLY_GATES = frozenset({"data_integrity", "lrg_leakage", "property_balance", "metadata_c2st_auc", "core_lr_auc",
-                             "radial_profile_lr_auc", "arc_annulus_lr_auc"})
-"""Gates measured on the data alone (except their ``input=model`` cases)."""
 
 
 def plot_by_model(table: pd.DataFrame, records_by_model: dict[str, list[dict]], path: Path) -> Path | None:
@@ -150,8 +133,8 @@ def gate_many(data, models: list[Path], out: Path, *, config_path=None, strict: 
     models = [Path(m) for m in models]
     base = GateContext(_data_for(data, models), config=load_config(config_path, input=input), progress=False)
     cases = gate_cases(base)
-    data_cases = [c for c in cases if "model" not in c.needs]
-    data_records = {c.id: case_record(base, c) for c in tqdm(data_cases, desc="data gates", disable=not progress)}
+    data_records = {run.case.id: run.record() for run in run_suite(
+        base, lambda c: "model" not in c.needs, cases=cases, progress=progress, desc="data gates")}
     shape = decode_rows(base.frame.iloc[:1]).shape if len(base.frame) else None
     names, rows, by_model = report_names(models), [], {}
     cache = PreprocessCache()  # every model sees the same stamps: preprocess each batch once
@@ -160,8 +143,10 @@ def gate_many(data, models: list[Path], out: Path, *, config_path=None, strict: 
         scorer = load_scorer(path, cache)
         if scorer.contract is not None and shape is not None:
             scorer.contract.check_stamp(shape, str(path))
-        context = base.with_scorer(scorer.score_fn, scorer.preprocess, path)
-        records = [data_records.get(c.id) or case_record(context, c) for c in cases]
+        context = base.with_scorer(scorer.score_fn, scorer.preprocess, path)  # type: ignore[arg-type]  # Scorer.preprocess: object
+        model_records = {run.case.id: run.record() for run in run_suite(
+            context, lambda c: c.id not in data_records, cases=cases)}
+        records = [data_records.get(c.id) or model_records[c.id] for c in cases]
         report = build_report(records, data=base.data_info, model={**(context.model_info or {}), **scorer.info},
                               config=base.config.as_report())
         write_report(out / f"{name}.json", report)

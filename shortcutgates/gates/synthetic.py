@@ -191,7 +191,6 @@ def ring_morphology_score(raw: np.ndarray, r_in: float = 7.5, r_out: float = 14.
 
     band = np.asarray(raw, np.float32)[:, 1]
     n, h, w = band.shape
-    c = h // 2
     # rot180 about pixel (c, c): index i -> 2c - i, valid for 1..2c
     core = band[:, 1:, 1:]
     anti = core - core[:, ::-1, ::-1]
