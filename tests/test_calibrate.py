@@ -175,3 +175,12 @@ def test_builder_roles_are_the_builders(pool, tmp_path):
     assert (expected["split"] == built["split"]).all()
     assert ((expected["role"] == "pair") == (built["n"] == 2)).all()
     assert ((expected["role"] == "pos") == ((built["n"] == 1) & (built["label"] == 1))).all()
+
+
+def test_a_planted_cross_test_gap_of_0_15_is_red_and_no_gap_is_not():
+    from shortcutgates.calibrate.gap import run_gap
+
+    red = run_gap(0.15, [0])
+    assert red["outcome"].iloc[0] == "red" and red["established"].iloc[0] and red["value"].iloc[0] > 0.05
+    clean = run_gap(0.0, [0])
+    assert not clean["established"].iloc[0] and clean["outcome"].iloc[0] == "reported"

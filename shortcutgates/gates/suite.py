@@ -50,7 +50,9 @@ def established(result: Any) -> bool:
     """Whether a result's violation is established (``GateResult.established``; False when the record
     predates the field or carries NaN, as calibration rows of older runs do)."""
     value = _get(result, "established", False)
-    return value is True or (type(value).__name__ == "bool_" and bool(value)) or value == "True"
+    if value is None or isinstance(value, str):
+        return value == "True"
+    return bool(value == value and value)  # NaN (a row without the field) is not established
 
 
 def outcome(result: Any) -> Outcome:
