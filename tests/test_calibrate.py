@@ -147,13 +147,13 @@ def test_profile_pairs_run_each_cell_seed_once_interleaved():
 def test_magnitude_imbalance_is_planted_by_selection_in_survey_format(pool):
     from shortcutgates.splits import standardised_mean_difference
 
-    frame, lrgs = plant.split_rows(pool, 120, "train", np.random.default_rng(2), problem="mag", strength=2.0)
+    frame, lrgs = plant.split_rows(pool, 100, "train", np.random.default_rng(2), problem="mag", strength=1.0)
     assert "lrg_mag_r" not in frame and "lrg_redshift" not in frame  # survey format: no LRG photometry
     truth = pool.meta["lrg_mag_r"].to_numpy()[frame["lrg_id"].str[1:].astype(int).to_numpy()]
     pos = (frame["label"] == 1).to_numpy()
-    assert standardised_mean_difference(truth[pos], truth[~pos]) < -1.0  # positives brighter
+    assert standardised_mean_difference(truth[pos], truth[~pos]) < -0.5  # positives brighter (planted SMD 1)
     measured = frame["total_mag_r"].to_numpy()
-    assert standardised_mean_difference(measured[pos], measured[~pos]) < -0.5  # seen in the measured column
+    assert standardised_mean_difference(measured[pos], measured[~pos]) < -0.3  # seen in the measured column
 
 
 def test_builder_roles_are_the_builders(pool, tmp_path):
