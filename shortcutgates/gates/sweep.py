@@ -25,6 +25,10 @@ from .not_run import strict_failure
 from .registry import DATA_ONLY_GATES
 from .suite import is_red, role, run_suite
 
+INPUT_DECIDED = frozenset({"core_lr_auc"})
+"""Data gates whose role and decision follow the model's input (``docs/design.md#verdict-rule``): re-run
+per model (their probe fits are memoised on the shared data, so only the decision is redone)."""
+
 SUMMARY_FILE = "summary.csv"
 FIGURE_FILE = "gates_by_model.png"
 
@@ -144,9 +148,14 @@ def gate_many(data, models: list[Path], out: Path, *, config_path=None, strict: 
         if scorer.contract is not None and shape is not None:
             scorer.contract.check_stamp(shape, str(path))
         context = base.with_scorer(scorer.score_fn, scorer.preprocess, path)  # type: ignore[arg-type]  # Scorer.preprocess: object
+        model_cases = gate_cases(context)  # roles of the input-decided probes follow this model's input
+
+        def shared(case) -> bool:
+            return case.id in data_records and case.gate not in INPUT_DECIDED
+
         model_records = {run.case.id: run.record() for run in run_suite(
-            context, lambda c: c.id not in data_records, cases=cases)}
-        records = [data_records.get(c.id) or model_records[c.id] for c in cases]
+            context, lambda c: not shared(c), cases=model_cases)}
+        records = [data_records[c.id] if shared(c) else model_records[c.id] for c in model_cases]
         report = build_report(records, data=base.data_info, model={**(context.model_info or {}), **scorer.info},
                               config=base.config.as_report())
         write_report(out / f"{name}.json", report)
