@@ -61,6 +61,8 @@ class GateSession:
     report: Path | None
     config_path: Path | None
     progress: bool = False
+    input: str | None = None
+    """``--input``: the data-only run's deciding input (None: the configuration's)."""
     strict: bool = False
     """Fail the session when expected gates did not run (``--gate-strict``)."""
     data_root: Path | None = None
@@ -93,7 +95,7 @@ class GateSession:
             from .gates.registry import GateContext, load_config
 
             try:
-                gate_config = load_config(self.config_path)
+                gate_config = load_config(self.config_path, input=self.input)
                 context = GateContext(self.data, config=gate_config, progress=self.progress,
                                       data_root=self.data_root)
                 if self.model is not None:
@@ -238,7 +240,7 @@ def pytest_configure(config):
         data=data, model=model, report=config.getoption("gate_report"),
         config_path=config.getoption("gate_config") or _default_pyproject(config),
         progress=config.getoption("capture") == "no", strict=config.getoption("gate_strict"),
-        data_root=config.getoption("data_root"),
+        data_root=config.getoption("data_root"), input=config.getoption("gate_input"),
         cache_dir=config.getoption("gate_cache"), reuse_cache=not config.getoption("gate_no_cache"))
     config.stash[SESSION_KEY] = session
     if not session.active and config.getoption("gate_report") is not None:

@@ -63,6 +63,13 @@ CONDITIONS: tuple[str, ...] = (
 LRG_TRUTH: tuple[str, ...] = ("lrg_mag_r", "lrg_mag_z", "lrg_redshift", "lrg_reff_arcsec", "lrg_q")
 """LRG truth written by the simulator (real survey data carry none of these)."""
 
+LRG_MEASURED: tuple[str, ...] = (
+    "total_mag_r", "core_mag_r", "concentration_r", "half_light_radius_r",
+    "core_flux_g", "core_flux_r", "core_flux_z", "half_light_radius_g", "half_light_radius_z",
+)
+"""LRG properties measured from the control images by ``shortcutgates build`` (the first four always,
+the rest when matched on): survey data carry no LRG photometry, so these stand in for magnitude and size."""
+
 PROVENANCE: tuple[str, ...] = ("brickname", "task_id", "cutout_ok")
 
 REGION_SPLIT_COLUMN = "region_split"

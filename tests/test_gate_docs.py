@@ -34,6 +34,7 @@ def test_an_undocumented_gate_or_missing_markers_are_refused():
 
 def test_gate_lists_are_read_off_the_registry():
     assert sweep.DATA_ONLY_GATES == {n for n, g in registry.REGISTRY.items() if g.needs == ("data",)}
-    assert rates.NULL_TRUTH == {"core_lr_auc": 0.5, "metadata_c2st_auc": 0.5, "property_balance": 0.0}
+    assert rates.NULL_TRUTH == {"core_lr_auc": 0.5, "metadata_c2st_auc": 0.5, "metadata_c2st_gbm_auc": 0.5,
+                                "property_balance": 0.0}
     assert set(model_gates.GATES) == {n for n, g in registry.REGISTRY.items() if g.cases is registry.mg.theta_bin_cases}
     assert set(profiles.ALSO_RECORDED) >= set(model_gates.GATES) | {"core_lr_auc", "metadata_c2st_auc"}

@@ -76,3 +76,16 @@ def test_calibration_agrees_on_the_table():
     for i, r in enumerate(TABLE):
         if not r["waiver"]:  # calibration runs no waivers; a seed whose only case did not run is not green
             assert bool(green[i]) is (not is_red(r, strict=True)), r["id"]
+
+
+def test_an_established_violation_is_red_in_any_role_and_read_from_calibration_rows():
+    import numpy as np
+
+    from shortcutgates.gates.suite import established, outcome
+
+    reported = {"id": "property_balance[test-total_mag_r]", "verdict": "fail", "role": "reported", "message": "m"}
+    assert outcome(reported) == "reported"
+    assert outcome(dict(reported, established=True)) == "red"
+    assert outcome(dict(reported, established=True, waiver="accepted")) == "waived"
+    assert [established({"established": v}) for v in (np.True_, np.nan, None, "True", "False")] == \
+        [True, False, False, True, False]

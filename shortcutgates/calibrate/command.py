@@ -33,8 +33,8 @@ def _workers(text: str) -> int:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--profile", default="quick", choices=("tiny", "quick", "full"),
-                        help="cells and seeds: tiny (the test suite's), quick (~10 min on 2 cores), full (>= 200 seeds per null cell)")
+    parser.add_argument("--profile", default="quick", choices=("tiny", "quick", "full", "criteria"),
+                        help="cells and seeds: tiny (the test suite's), quick (~10 min on 2 cores), full (>= 200 seeds per null cell), criteria (issue 20: planted violations at 4000 LRGs)")
     parser.add_argument("--out", default="calibration_out", help="directory for records, tables and figures")
     parser.add_argument("--shard", default="0/1", help="K/N: run every N-th (cell, seed) pair starting at K")
     parser.add_argument("--cache", default=None, help="pool cache directory (default ~/.cache/shortcutgates/calibrate)")

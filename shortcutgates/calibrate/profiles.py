@@ -99,9 +99,30 @@ def _full() -> Profile:
     return Profile("full", 10000, 0, tuple(cells), roles=("primary",), also=ALSO_RECORDED)
 
 
+MAG_SMD = 0.5
+"""Planted LRG magnitude imbalance (population SMD of ``lrg_mag_r``) of the ``criteria`` profile."""
+CRITERIA_SEEDS = 10
+"""Seeds of each whole-suite cell of the ``criteria`` profile (each ~1-3 min on the shared 2 cores)."""
+
+
+def _criteria() -> Profile:
+    """Issue 20's acceptance: every criterion turns a default run red on a planted violation at the
+    proposal's size (4000 LRGs, the builder's default splits), also when confined to held-out
+    splits; a clean run stays green (all cases recorded: an established violation is red in any
+    role); magnitude imbalance at 2000 samples without a magnitude column."""
+    suite = dict(kind="suite", n_lrgs=SUITE_LRGS, scorer="arc")
+    cells = [(Cell(problem="core", strength=0.0, **suite), 2 * CRITERIA_SEEDS),
+             (Cell(problem="core", strength=SURVEY_CORE, where="test", **suite), CRITERIA_SEEDS),
+             (Cell(problem="mag", strength=MAG_SMD, where="val,test", **suite), CRITERIA_SEEDS),
+             (Cell(problem="mag", strength=MAG_SMD, **suite), CRITERIA_SEEDS),
+             (Cell("data", "mag", MAG_SMD, 2000), 2 * CRITERIA_SEEDS),
+             (Cell("data", "size", MAG_SMD, 2000), CRITERIA_SEEDS)]
+    return Profile("criteria", 10000, 0, tuple(cells))
+
+
 def make_profile(name: str) -> Profile:
-    """The cells of profile ``name`` (``tiny``, ``quick`` or ``full``)."""
-    makers = {"tiny": _tiny, "quick": _quick, "full": _full}
+    """The cells of profile ``name`` (``tiny``, ``quick``, ``full`` or ``criteria``)."""
+    makers = {"tiny": _tiny, "quick": _quick, "full": _full, "criteria": _criteria}
     if name not in makers:
         raise ValueError(f"calibrate: profile must be tiny, quick or full (got {name!r})")
     return makers[name]()

@@ -50,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="with several models: directory for one JSON report per model, summary.csv and "
                              "gates_by_model.png")
+    parser.add_argument("--input", dest="gate_input", choices=("raw_robust", "residual"), default=None,
+                        help="data-only runs: the preprocessing the data probes decide on (default: "
+                             "[tool.shortcutgates] input, else raw_robust); a model run decides on the model's input")
     parser.add_argument("--no-strict", dest="strict", action="store_false",
                         help="do not fail when expected gates did not run (e.g. data gates only, no model)")
     parser.add_argument("--gate-cache", metavar="DIR", default=None,
@@ -126,6 +129,8 @@ def pytest_argv(args: argparse.Namespace, cwd: Path) -> list[str]:
             argv.append(f"{flag}={value}")
     if args.models:
         argv.append(f"--model={args.models[0]}")
+    if getattr(args, "gate_input", None):
+        argv.append(f"--input={args.gate_input}")
     if getattr(args, "strict", True):
         argv.append("--gate-strict")
     if getattr(args, "gate_cache", None) is not None:
@@ -181,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
         from .sweep import gate_many
 
         return gate_many(args.data, args.models, cwd / args.out, config_path=args.gate_config, strict=args.strict,
-                         data_root=args.data_root,
+                         data_root=args.data_root, input=getattr(args, "gate_input", None),
                          cache_dir=None if args.gate_cache is None else cwd / Path(args.gate_cache).expanduser(),
                          reuse_cache=args.reuse_cache)
     if args.out is not None:

@@ -58,12 +58,20 @@ GATE_DOCS: dict[str, GateDoc] = {
         "the classes differ in observing conditions: `--match` them",
         passes_note="on `train`; reported on `val`/`test` (too few LRGs there to decide; a manifest without "
                     "`train` decides on its splits)"),
+    "metadata_c2st_gbm_auc": GateDoc(
+        "`metadata_c2st_gbm_auc[split]`",
+        "grouped-CV AUC of gradient-boosted trees predicting the label from the property columns (non-linear "
+        "C2ST beside the linear one)",
+        "the classes differ in a combination or tail of their properties: `--match` them"),
     "core_lr_auc": GateDoc(
-        "`core_lr_auc[split-boxB-input]`",
-        "grouped-CV logistic-regression AUC on the central B × B pixels (`raw_robust`, and the model's own input)",
+        "`core_lr_auc[split-boxB-input]`, `[split-boxB-input-θbin]`",
+        "grouped-CV logistic-regression AUC on the central B × B pixels (`raw_robust`, `--input`, the model's "
+        "own input), over all θ_E and per θ_E bin whose arcs clear the box",
         "the core alone separates the classes (paired data, or unpaired with the counter-image): train with "
         "`--preprocess residual` and/or `--core-dropout`, and check `property_balance`",
-        passes_note="on `train`; reported on `val`/`test`", needs_note=" (+ model for `input=model`)"),
+        passes_note="on `train`, on the model's input (else `--input`), on the θ_E bins whose arcs clear the "
+                    "box where some do not; reported on `val`/`test` and the other inputs",
+        needs_note=" (+ model for `input=model`)"),
     "radial_profile_lr_auc": GateDoc(
         "`radial_profile_lr_auc[split-input]`",
         "grouped-CV AUC on azimuthal-median profiles",

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from .records import DATA_INPUTS
+
 SCORER_FIXTURE = "shortcutgates_scorer"
 """Name of the user's fixture returning ``f(images (N, 3, H, W) nanomaggies g, r, z) -> (N,) scores``."""
 
@@ -100,6 +102,11 @@ STRICT_HELP = ("Fail the run when gates the suite expects did not run (deselecte
                "the default of 'shortcutgates gate'.")
 
 
+INPUT_HELP = ("Data-only runs: the preprocessing the data probes (core_lr_auc) decide on; the other inputs are "
+              "reported beside it. A model run decides on the model's declared input. Default: "
+              "[tool.shortcutgates] input, else 'raw_robust'")
+
+
 def add_pytest_options(group: Any) -> None:
     """The plugin's options (a pytest option group), parsed at the command line."""
     by_flag = {o.flag: o for o in PATH_OPTIONS}
@@ -110,6 +117,7 @@ def add_pytest_options(group: Any) -> None:
     for option in PATH_OPTIONS[1:]:
         group.addoption(option.flag, metavar=option.metavar, type=option.parse, default=None,
                         help=option.help + " Default: %(default)r")
+    group.addoption("--input", dest="gate_input", choices=DATA_INPUTS, default=None, help=INPUT_HELP)
     group.addoption("--gate-strict", action="store_true", default=False, help=STRICT_HELP + " Default: %(default)r")
     group.addoption("--gate-cache", metavar="DIR", default=None,
                     help="Directory of the data-gate cache (shortcutgates.gates.cache): data-only cases are "

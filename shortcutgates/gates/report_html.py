@@ -163,7 +163,8 @@ def write_outputs(records: list[dict], context: Any, scorer: Any, report: Any = 
     """Write the JSON report and/or the HTML page of ``records``; ``OSError`` names the flag and path."""
     from .report_json import build_report, write_report
 
-    built = build_report(records, data=context.data_info, model=model_block(context, scorer))
+    built = build_report(records, data=context.data_info, model=model_block(context, scorer),
+                         config=context.config.as_report())
     if context.has_model:
         try:
             built["low_fpr"] = context.low_fpr()

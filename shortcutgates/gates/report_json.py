@@ -13,6 +13,9 @@ The schema is fixed because CI scripts parse it::
      "summary": {"expected", "run", "pass", "fail", "inconclusive", "error", "skipped", "reported",
                  "waived", "primary", "primary_failing", "green"}}
 
+The report also carries ``config`` (``level``, thresholds, waivers, threshold reasons, ``input``,
+``primary``: what the verdicts were decided with). A gate entry also carries ``established`` (the whole interval on the bad side of the claim: red in
+every role) and the summary ``reported_established`` (reported cases that turned the run red).
 ``direction`` is the claim a pass makes: ``"max"`` = the value is at most the threshold, ``"min"`` =
 at least. ``role`` ``"primary"`` cases decide the run (``summary.green``); ``"reported"`` cases are
 shown and never turn it red. Version 2 added ``role``, the verdict ``"reported"`` (a row without a
@@ -57,12 +60,15 @@ def summarise(gates: Iterable[Mapping]) -> dict:
     counts = {v: sum(g["verdict"] == v for g in gates) for v in VERDICTS}
     primary = [g for g in gates if role(g) == "primary"]
     failing = sum(map(is_red, primary))
+    established = sum(is_red(g) for g in gates if g.get("role", "primary") != "primary")
     return {"expected": len(gates), "run": len(gates) - counts["skipped"], **counts,
             "waived": sum(bool(g.get("waiver")) for g in gates), "primary": len(primary),
-            "primary_failing": failing, "green": failing == 0}
+            "primary_failing": failing, "reported_established": established,
+            "green": failing + established == 0}
 
 
-def build_report(gates: Iterable[Mapping], *, data: Mapping, model: Mapping | None) -> dict:
+def build_report(gates: Iterable[Mapping], *, data: Mapping, model: Mapping | None,
+                 config: Mapping | None = None) -> dict:
     """Assemble and validate a report.
 
     Parameters
@@ -74,6 +80,9 @@ def build_report(gates: Iterable[Mapping], *, data: Mapping, model: Mapping | No
         Description of the dataset (path, rows, splits, sha256 ...).
     model : mapping or None
         Description of the checkpoint, or None when no ``--model`` was given.
+    config : mapping, optional
+        The suite's settings (``GateConfig.as_report()``: ``level``, thresholds, waivers and the
+        reasons for thresholds outside their sane range, ``input``, ``primary``), written as ``config``.
 
     Returns
     -------
@@ -83,6 +92,8 @@ def build_report(gates: Iterable[Mapping], *, data: Mapping, model: Mapping | No
     gates = [jsonable(g) for g in gates]
     report = {"schema": SCHEMA, "model": None if model is None else jsonable(model), "data": jsonable(data),
               "gates": gates, "summary": summarise(gates)}
+    if config is not None:
+        report["config"] = jsonable(config)
     validate_report(report)
     return report
 

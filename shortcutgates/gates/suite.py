@@ -11,7 +11,9 @@ Outcomes of one record (``docs/design.md#verdict-rule``)
 --------------------------------------------------------
 ==============  ==============================================================================
 ``skipped``     verdict ``skipped``: the case did not run (in strict mode that fails the run)
-``reported``    role ``reported``: shown, never gating, whatever the verdict
+``red``         a case of any role whose violation is ``established`` (its whole interval on the bad
+                side of its claim; ``waived`` under a waiver)
+``reported``    role ``reported``: shown, not gating unless its violation is established
 ``green``       a primary case that passed
 ``waived``      a primary case that did not pass, accepted by a waiver
 ``red``         a primary case that failed, erred, was inconclusive (or carries no decision)
@@ -44,6 +46,15 @@ def role(result: Any) -> str:
     return str(_get(result, "role") or "primary")
 
 
+def established(result: Any) -> bool:
+    """Whether a result's violation is established (``GateResult.established``; False when the record
+    predates the field or carries NaN, as calibration rows of older runs do)."""
+    value = _get(result, "established", False)
+    if value is None or isinstance(value, str):
+        return value == "True"
+    return bool(value == value and value)  # NaN (a row without the field) is not established
+
+
 def outcome(result: Any) -> Outcome:
     """The one red/green/skip rule of a gate result (a report record, a calibration row or a ``GateResult``).
 
@@ -53,6 +64,8 @@ def outcome(result: Any) -> Outcome:
     verdict = str(_get(result, "verdict"))
     if verdict == "skipped":
         return "skipped"
+    if established(result):  # a violation the data show is red in every role
+        return "waived" if _get(result, "waiver") else "red"
     if role(result) == "reported":
         return "reported"
     if verdict == "pass":
@@ -75,7 +88,8 @@ def check_record(record: Mapping) -> None:
     if o == "skipped":
         pytest.skip(record["message"])
     if o in ("red", "waived"):
-        pytest.fail(f"{record['id']}: {str(record['verdict']).upper()}: {record['message']}{remedy_suffix(record)}",
+        how = f" ({role(record)} case, violation established)" if established(record) else ""
+        pytest.fail(f"{record['id']}: {str(record['verdict']).upper()}{how}: {record['message']}{remedy_suffix(record)}",
                     pytrace=False)
 
 

@@ -38,7 +38,8 @@ def summary_lines(records: list[dict], level: float = 0.95) -> list[str]:
                  f"{c['waived']} waived")
     lines.append(f"primary: {c['primary']} cases decide the run, {c['primary_failing']} failing -> "
                  f"{'GREEN' if c['green'] else 'RED'}; reported: {c['expected'] - c['primary']} cases shown, "
-                 f"never gating ({c['reported']} measured without a threshold)")
+                 f"{c['reported_established']} with an established violation (red in any role; "
+                 f"{c['reported']} measured without a threshold)")
     if c["skipped"]:
         missing = not_run(records)
         lines.append(f"NOT RUN: {c['skipped']} of {c['expected']} gates did not run: {'; '.join(sorted(missing))}")

@@ -26,6 +26,10 @@ from .not_run import strict_failure
 from .registry import DATA_ONLY_GATES
 from .suite import is_red, role, run_suite
 
+INPUT_DECIDED = frozenset({"core_lr_auc"})
+"""Data gates whose role and decision follow the model's input (``docs/design.md#verdict-rule``): re-run
+per model (their probe fits are memoised on the shared data, so only the decision is redone)."""
+
 SUMMARY_FILE = "summary.csv"
 FIGURE_FILE = "gates_by_model.png"
 
@@ -144,7 +148,8 @@ def _data_for(data, models: list[Path]) -> Path:
 
 
 def gate_many(data, models: list[Path], out: Path, *, config_path=None, strict: bool = True,
-              progress: bool = True, data_root=None, cache_dir=None, reuse_cache: bool = True) -> int:
+              progress: bool = True, data_root=None, cache_dir=None, reuse_cache: bool = True,
+              input: str | None = None) -> int:
     """Gate every model in ``models`` on ``data``; write reports, table and figure to ``out``; exit status.
 
     Data cases come from the data-gate cache (:mod:`.cache`, in ``cache_dir`` or the default) when
@@ -160,7 +165,8 @@ def gate_many(data, models: list[Path], out: Path, *, config_path=None, strict: 
     from .report_json import build_report, write_report
 
     models = [Path(m) for m in models]
-    base = GateContext(_data_for(data, models), config=load_config(config_path), progress=False, data_root=data_root)
+    base = GateContext(_data_for(data, models), config=load_config(config_path, input=input), progress=False,
+                       data_root=data_root)
     cases = gate_cases(base)
     data_cases = [c for c in cases if "model" not in c.needs]
     data_records = _data_records(base, data_cases, cache_dir, reuse_cache, progress)
@@ -173,12 +179,16 @@ def gate_many(data, models: list[Path], out: Path, *, config_path=None, strict: 
         if scorer.contract is not None and shape is not None:
             scorer.contract.check_stamp(shape, str(path))
         context = base.with_scorer(scorer.score_fn, scorer.preprocess, path)  # type: ignore[arg-type]  # Scorer.preprocess: object
-        # this model's own case set (its preprocessing decides the model-input cases), as a single run makes it
-        model_cases = gate_cases(context)
+        model_cases = gate_cases(context)  # roles of the input-decided probes follow this model's input
+
+        def shared(case) -> bool:
+            return case.id in data_records and case.gate not in INPUT_DECIDED
+
         model_records = {run.case.id: run.record() for run in run_suite(
-            context, lambda c: c.id not in data_records, cases=model_cases)}
-        records = [data_records.get(c.id) or model_records[c.id] for c in model_cases]
-        report = build_report(records, data=base.data_info, model={**(context.model_info or {}), **scorer.info})
+            context, lambda c: not shared(c), cases=model_cases)}
+        records = [data_records[c.id] if shared(c) else model_records[c.id] for c in model_cases]
+        report = build_report(records, data=base.data_info, model={**(context.model_info or {}), **scorer.info},
+                              config=base.config.as_report())
         write_report(out / f"{name}.json", report)
         by_model[name] = report["gates"]
         rows.append(summary_row(name, path, report["gates"], strict))
