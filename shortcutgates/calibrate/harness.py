@@ -98,7 +98,7 @@ def _manifest(pool: Pool, cell: Cell, seed: int, directory: Path) -> Path:
     return write_manifest(frame, directory / "manifest")
 
 
-def paired_catalogue(pool: Pool, index: np.ndarray, core: float, rng: np.random.Generator) -> pd.DataFrame:
+def paired_catalogue(pool: Pool, index: np.ndarray, core: float | np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
     """A paired catalogue (docs/design.md#paired-input-format) of pool LRGs, one injection each."""
     meta = pool.meta.iloc[index].reset_index(drop=True)
     frame = meta[["ra", "dec", *PROPERTY_COLUMNS, "theta_e_arcsec"]].copy()

@@ -10,7 +10,7 @@ profile the test suite runs. The survey strength of the planted counter-image is
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ..gates.registry import EVERY_ROLE_GATES
 from .harness import Cell
@@ -110,7 +110,7 @@ def _criteria() -> Profile:
     proposal's size (4000 LRGs, the builder's default splits), also when confined to held-out
     splits; a clean run stays green (all cases recorded: an established violation is red in any
     role); magnitude imbalance at 2000 samples without a magnitude column."""
-    suite = dict(kind="suite", n_lrgs=SUITE_LRGS, scorer="arc")
+    suite: dict[str, Any] = dict(kind="suite", n_lrgs=SUITE_LRGS, scorer="arc")
     cells = [(Cell(problem="core", strength=0.0, **suite), 2 * CRITERIA_SEEDS),
              (Cell(problem="core", strength=SURVEY_CORE, where="test", **suite), CRITERIA_SEEDS),
              (Cell(problem="mag", strength=MAG_SMD, where="val,test", **suite), CRITERIA_SEEDS),

@@ -214,7 +214,7 @@ def training_manifest_of(model_path) -> Path | str | None:
         return None
     try:
         payload = read_payload(path)
-        data = payload.get("data") if isinstance(payload, dict) and isinstance(payload.get("data"), dict) else {}
+        data: dict = payload["data"] if isinstance(payload, dict) and isinstance(payload.get("data"), dict) else {}
         if not data.get("manifest"):
             return None
         return recorded_manifest(path)
