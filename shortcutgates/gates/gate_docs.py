@@ -97,12 +97,15 @@ GATE_DOCS: dict[str, GateDoc] = {
         passes_note="(reported: decides only with ~1000 LRGs in each split; promote it with `primary`)"),
     "arc_masked_auroc": GateDoc(
         "`arc_masked_auroc[...]`",
-        "pairs with the arc taken out exactly (control + lensed light at r < 5 px) vs the bare controls",
-        "the model separates stamps that differ only in the core: the shortcut; train with residual input or "
-        "core dropout"),
+        "pairs with the arc taken out by lensing (control + counter-image light, "
+        "[split](docs/model_gates.md#the-lensing-split)): share flagged at the operating threshold (controls' FPR "
+        "10⁻² or `operating_threshold`) ÷ share of the real lenses flagged; AUROC vs controls reported beside it; "
+        "decidable pairs only",
+        "the search would find these lenses from the counter-image / core light alone: the shortcut; train with "
+        "residual input, core dropout or counter-image negatives"),
     "core_masked_auroc_drop": GateDoc(
         "`core_masked_auroc_drop[...]`",
-        "paired detection AUROC lost when the core part of the lensed light is removed",
+        "paired detection AUROC lost when the counter-image light (by lensing) is removed; decidable pairs only",
         "the model depends on the counter-image in the core"),
     "arc_swap_auroc_drop": GateDoc(
         "`arc_swap_auroc_drop[...]`",
@@ -110,8 +113,9 @@ GATE_DOCS: dict[str, GateDoc] = {
         "the model relies on the host LRG, not the arc"),
     "morphology_auroc": GateDoc(
         "`morphology_auroc[...]`",
-        "pairs vs the same pairs with the arc averaged round its 1-px rings (core kept)",
-        "the model does not use arc morphology"),
+        "pairs vs the same pairs with the arc cut into PSF-sized patches shuffled round its rings (counter-image kept)",
+        "the model does not tell an arc from its light scattered round the ring; reported until a counterfactual "
+        "separates shape from flux-per-ring readers ([why](docs/model_gates.md#morphology))"),
     "stratified_auroc": GateDoc(
         "`stratified_auroc[split-by]`",
         "detection AUROC by bins of θ_E, PSF and depth (worst bin)",
