@@ -420,12 +420,19 @@ def check_record(record: dict) -> None:
         pytest.fail(f"{record['id']}: {verdict.upper()}: {message}{remedy_suffix(record)}", pytrace=False)
 
 
+REMEDY_VERDICTS = ("fail",)
+"""Verdicts whose line ends with the gate's remedy: an ``inconclusive`` message says how many LRGs would
+decide, an ``error`` message why nothing could be measured (e.g. a model that cannot detect lenses)."""
+
+
 def remedy_suffix(record: dict) -> str:
     """`` -> what to do`` from the gate's registry row (empty for an unknown gate or one without a remedy)."""
     from .gates.registry import REGISTRY
 
     gate = REGISTRY.get(record.get("gate"))
-    return f" -> {gate.remedy}" if gate is not None and gate.remedy else ""
+    if gate is None or not gate.remedy or record.get("verdict") not in REMEDY_VERDICTS:
+        return ""
+    return f" -> {gate.remedy}"
 
 
 def threshold_text(record: dict) -> str:
