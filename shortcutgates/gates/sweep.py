@@ -22,6 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .report_json import VERDICT_STYLE  # colours shared with the HTML page
+from .report_json import verdict_key as _verdict_key
+
 SUMMARY_FILE = "summary.csv"
 FIGURE_FILE = "gates_by_model.png"
 
@@ -134,18 +137,6 @@ def plot_by_model(table: pd.DataFrame, records_by_model: dict[str, list[dict]], 
     write_png(fig, path, dpi=120)
     plt.close(fig)
     return path
-
-
-VERDICT_STYLE = {"pass": ("tab:blue", "passes"), "fail": ("tab:red", "fails"),
-                 "inconclusive": ("tab:orange", "inconclusive (interval crosses the threshold)"),
-                 "error": ("tab:purple", "error (cannot measure)"), "waived": ("0.5", "waived")}
-"""Point colour and legend label of each verdict in the by-model figure (the legend lists those drawn)."""
-
-
-def _verdict_key(record: dict | None) -> str | None:
-    if record is None or record["verdict"] not in VERDICT_STYLE:
-        return None
-    return "waived" if record.get("waiver") and record["verdict"] != "pass" else record["verdict"]
 
 
 def _data_for(data, models: list[Path]) -> Path:
