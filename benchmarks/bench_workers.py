@@ -39,12 +39,12 @@ def _timed(fn) -> dict:
     out = fn()
     wall = time.perf_counter() - t0
     s1, c1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = lambda a, b: (b.ru_utime - a.ru_utime) + (b.ru_stime - a.ru_stime)  # noqa: E731
+    cpu = lambda a, b: (b.ru_utime - a.ru_utime) + (b.ru_stime - a.ru_stime)
     return {"wall": wall, "parent": cpu(s0, s1), "workers": cpu(c0, c1), "out": out}
 
 
 def _report(benchmark, name: str, one: list[dict], two: list[dict], target: float) -> None:
-    best = lambda runs, k: min(r[k] for r in runs)  # noqa: E731
+    best = lambda runs, k: min(r[k] for r in runs)
     t1 = best(one, "parent") + best(one, "workers")
     parent, workers = best(two, "parent"), best(two, "workers")
     info = {"wall_one_s": best(one, "wall"), "wall_two_s": best(two, "wall"),
@@ -68,7 +68,7 @@ def test_simulate_two_workers_vs_one(benchmark, tmp_path):
     for r in range(REPEATS):
         for workers in (1, 2):
             out = tmp_path / f"w{workers}-{r}"
-            run = _timed(lambda: simulate_paired(out, N_LRGS, 0, progress=False, workers=workers))
+            run = _timed(lambda out=out, workers=workers: simulate_paired(out, N_LRGS, 0, progress=False, workers=workers))
             runs[workers].append(run)
             outputs[workers] = {str(f): (out / f).read_bytes() for f in run["out"].files}
     assert outputs[1] == outputs[2]  # the same bytes
@@ -91,8 +91,8 @@ def test_calibrate_two_workers_vs_one(benchmark, tmp_path):
     for r in range(REPEATS):
         for workers in (1, 2):
             out = tmp_path / f"w{workers}-{r}"
-            runs[workers].append(_timed(lambda: run_profile(profile, out, cache_dir=cache, progress=False,
-                                                            workers=workers)))
+            runs[workers].append(_timed(lambda out=out, workers=workers: run_profile(
+                profile, out, cache_dir=cache, progress=False, workers=workers)))
             tables[workers] = load_records(out).drop(columns="seconds")
     pd.testing.assert_frame_equal(tables[1], tables[2], check_exact=True)  # the same records
     summary = [summarise(t.assign(seconds=0.0)) for t in (tables[1], tables[2])]

@@ -8,20 +8,19 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from toy_manifests import write_pointer_manifest, write_toy_manifest
 
 import shortcutgates.gates.registry  # noqa: F401  (imported before pytester's in-process runs)
 from shortcutgates.gates import cache as gc
 from shortcutgates.gates.registry import GateConfig
 from shortcutgates.manifest import read_manifest
 
-from toy_manifests import write_pointer_manifest, write_toy_manifest
-
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 CLEAN = FIXTURES / "data" / "clean"
 
 
-def _key(path, config=GateConfig()) -> str:
-    return gc.cache_key(read_manifest(path, blobs=False, check_duplicates=False), config)
+def _key(path, config=None) -> str:
+    return gc.cache_key(read_manifest(path, blobs=False, check_duplicates=False), config or GateConfig())
 
 
 def test_key_follows_the_bytes_not_the_path(tmp_path):
