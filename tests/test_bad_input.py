@@ -315,7 +315,7 @@ def test_gate_suite_fails_data_integrity_on_bad_rows(integrity_run):
     proc, file, report = integrity_run
     text = proc.stdout + proc.stderr
     assert proc.returncode == 1, text
-    assert "data_integrity: FAIL (primary case, violation established): bad rows 4; required ≤ 0; " in text
+    assert "data_integrity: FAIL: bad rows 4; required ≤ 0; " in text
     gate = next(g for g in report["gates"] if g["gate"] == "data_integrity")
     assert gate["verdict"] == "fail" and gate["value"] == 4
     shown = [row for row, why in BAD_ROWS if f"{file}: row {row}, {why}" in gate["message"]
