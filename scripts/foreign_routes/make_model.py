@@ -29,10 +29,11 @@ images, _ = load_images(frame)
 x, y = torch.from_numpy(images), torch.tensor(frame.label.to_numpy(), dtype=torch.float32)
 model = Finder()
 opt = torch.optim.Adam(model.parameters(), 3e-3)
-for step in range(60):
+for _step in range(60):
     opt.zero_grad()
     loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x), y)
-    loss.backward(); opt.step()
+    loss.backward()
+    opt.step()
 print("train loss", float(loss))
 model.eval()
 torch.save(model.state_dict(), "finder_weights.pt")
