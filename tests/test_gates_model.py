@@ -303,3 +303,12 @@ def test_calibration_loop_decides_the_reference_readers():
                          "shares": {"b": [0.1]}, "any_fail": {"mix0": [[0, False]]}}] * 2)
     assert merged["seeds"] == 2 and merged["counts"]["g|b|mix0"] == {"pass": 2}
     assert merged["any_fail"]["mix0"] == [[0, False], [0, False]]
+
+
+def test_operating_threshold_is_the_controls_fpr_or_the_configured_score():
+    ctrl = np.arange(1000, dtype=float)
+    assert mg.operating_threshold(ctrl, None) == 990.0  # 1 % of the controls lie above it
+    assert mg.operating_threshold(ctrl, 0.25) == 0.25
+    assert GateConfig.from_mapping({"operating_threshold": 0.9}).operating_threshold == 0.9
+    with pytest.raises(ValueError, match="operating_threshold"):
+        GateConfig.from_mapping({"operating_threshold": "high"})
