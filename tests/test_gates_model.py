@@ -90,6 +90,7 @@ def test_decidability_follows_the_lens_geometry_not_a_planted_core():
 
 
 def _gated(ctx, gate):
+    """The cases of ``gate`` whose θ_E bin is gated (decidable enough: :func:`model_gates.bin_is_gated`)."""
     bins = {b["label"]: b for b in mg.paired_set(ctx, ctx.paired_split).bins}
     cases = [c for c in _cases(ctx, gate) if mg.bin_is_gated(bins[c.params["theta_e"]])]
     assert cases
@@ -121,7 +122,7 @@ def test_every_counterfactual_case_reports_the_operational_claim(readers):
         assert "flagged: counterfactual" in result.message
     # the core reader flags its core-only counterfactuals about as often as the lenses; the arc reader rarely
     assert core.extra["operational"]["counterfactual_flagged"][0] > 0.5 * core.extra["operational"]["lens_flagged"][0]
-    assert arc.extra["operational"]["counterfactual_flagged"][0] < 0.2 * arc.extra["operational"]["lens_flagged"][0]
+    assert arc.extra["operational"]["counterfactual_flagged"][0] < 0.5 * arc.extra["operational"]["lens_flagged"][0]
 
 
 def test_the_arc_swap_keeps_an_arc_readers_score(readers):
@@ -134,7 +135,7 @@ def test_the_arc_swap_keeps_an_arc_readers_score(readers):
 def test_a_model_that_cannot_detect_lenses_is_an_error_on_every_model_gate(core_dir, scorer, reason):
     ctx = GateContext(core_dir, config=CFG, score_fn=scorer)
     for gate in COUNTERFACTUAL_GATES:
-        for case in _cases(ctx, gate):
+        for case in _gated(ctx, gate):
             result = run_case(ctx, case)
             assert result.verdict == "error" and reason in result.message, result.message
 
@@ -181,10 +182,10 @@ def test_a_bin_with_too_few_pairs_for_a_covering_interval_is_reported(tmp_path):
     rows = make_rows(ToySpec(n_lrgs=400, size=32, paired=True, theta_e_arcsec=(1.8, 2.6), seed=5))
     ctx = GateContext(write_manifest(rows, tmp_path), config=CFG, score_fn=rs.arc_reader)
     bins = {b["label"]: len(b["rows"]) for b in mg.paired_set(ctx, ctx.paired_split).bins}
-    for case in _cases(ctx, "morphology_auroc"):
+    for case in _cases(ctx, "arc_swap_auroc_drop"):  # needs no split: gated by its pair count alone
         n_pairs = bins[case.params["theta_e"]]
         assert case.role == ("primary" if n_pairs >= mg.MIN_GATED_BIN_PAIRS else "reported"), (case.id, n_pairs)
-    assert min(bins[c.params["theta_e"]] for c in _cases(ctx, "morphology_auroc")) < mg.MIN_GATED_BIN_PAIRS
+    assert min(bins[c.params["theta_e"]] for c in _cases(ctx, "arc_swap_auroc_drop")) < mg.MIN_GATED_BIN_PAIRS
     assert max(bins.values()) >= mg.MIN_GATED_BIN_PAIRS
 
 
@@ -310,3 +311,12 @@ def test_registry_counterfactual_facts_match_what_the_gates_decide_on():
     from shortcutgates.gates.registry import COUNTERFACTUAL_GATES
 
     assert COUNTERFACTUAL_GATES == {g: (k, s) for g, (k, s, _) in mg_.GATE_STATISTICS.items()}
+
+
+def test_operating_threshold_is_the_controls_fpr_or_the_configured_score():
+    ctrl = np.arange(1000, dtype=float)
+    assert mg.operating_threshold(ctrl, None) == 990.0  # 1 % of the controls lie above it
+    assert mg.operating_threshold(ctrl, 0.25) == 0.25
+    assert GateConfig.from_mapping({"operating_threshold": 0.9}).operating_threshold == 0.9
+    with pytest.raises(ValueError, match="operating_threshold"):
+        GateConfig.from_mapping({"operating_threshold": "high"})
