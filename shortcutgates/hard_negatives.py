@@ -140,7 +140,7 @@ def ring_shuffle_permutation(height: int, width: int, piece_px: float, rng: np.r
     for b in np.unique(band):
         in_band = band == b
         r_mid = max(float(radius[in_band].mean()), 0.5)
-        m = max(2, int(round(2 * np.pi * r_mid / piece)))
+        m = max(2, round(2 * np.pi * r_mid / piece))
         order = rng.permutation(m)
         if np.all(order == np.arange(m)):
             order = np.roll(order, 1)
@@ -234,7 +234,7 @@ def plan(frame: pd.DataFrame, kinds, mix: dict, seed: int, splits=DEFAULT_SPLITS
         neg = np.flatnonzero((split == s) & (labels == 0))
         for kind in kinds:
             hosts = pos if LABEL_OF[kind] == 1 else neg
-            n = int(round(float(mix.get(kind, DEFAULT_MIX[kind])) * len(hosts)))
+            n = round(float(mix.get(kind, DEFAULT_MIX[kind])) * len(hosts))
             if n == 0 or len(hosts) == 0 or len(pos) == 0:
                 continue
             if kind == "swap" and len(np.unique(lrg[pos])) < 2:
@@ -304,7 +304,9 @@ def constructed_rows(frame: pd.DataFrame, the_plan: Plan, seed: int, *, shuffle_
     # decode each distinct blob once
     refs = pd.concat([_pointer_frame(hosts, CTRL_COLUMN), _pointer_frame(donors, STAMP_COLUMN),
                       _pointer_frame(donors, CTRL_COLUMN)], ignore_index=True)
-    uniq, inverse = np.unique(refs.astype(str).agg("\0".join, axis=1).to_numpy(), return_inverse=True)
+    ref_key = (refs[POINTER_COLUMNS[0]].astype(str) + "\0" + refs[POINTER_COLUMNS[1]].astype(str) + "\0"
+               + refs[POINTER_COLUMNS[2]].astype(str)).to_numpy()
+    _, inverse = np.unique(ref_key, return_inverse=True)
     first = pd.Series(np.arange(len(refs))).groupby(inverse).first().to_numpy()
     blobs = read_blobs(refs.iloc[first])
     images = [decode_stamp(b) for b in tqdm(blobs, desc="hard negatives: decode", disable=not progress, file=sys.stderr)]
@@ -365,5 +367,5 @@ def add_constructions(frame: pd.DataFrame, kinds, mix: dict, seed: int, splits=D
               "splits": list(splits), "shuffle_arcsec": shuffle_arcsec,
               "shuffle_piece": "donor " + SHUFFLE_PSF_COLUMN if shuffle_arcsec is None else "fixed",
               "core_split": "perturb.split_core_arc(d, R_CORE_PX)", "counts": counts,
-              "n_rows": int(len(built))}
+              "n_rows": len(built)}
     return out, record

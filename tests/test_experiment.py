@@ -17,9 +17,29 @@ from shortcutgates.cli import main as cli_main
 
 def test_configurations_are_the_proposals_remedies():
     names = [c.name for c in ex.CONFIGURATIONS]
-    assert names == ["raw_robust", "residual", "residual+dropout"]
-    assert [c.preprocess for c in ex.CONFIGURATIONS] == ["raw_robust", "residual", "residual"]
+    assert names == ["raw_robust", "residual", "residual+dropout", "residual+hn"]
+    assert [c.preprocess for c in ex.CONFIGURATIONS] == ["raw_robust", "residual", "residual", "residual"]
     assert ex.CONFIGURATIONS[2].core_dropout is not None and ex.CONFIGURATIONS[1].core_dropout is None
+    recipe = ex.CONFIGURATIONS[3]
+    assert recipe.hard_negatives == "core,shuffle" and recipe.paired_from == "residual"
+    assert recipe.dataset == "unpaired-hn-core-shuffle" and ex.CONFIGURATIONS[1].dataset == "unpaired"
+
+
+def test_primary_failed_lists_primary_cases_that_did_not_pass():
+    records = [{"id": "a", "role": "primary", "verdict": "pass"}, {"id": "b", "role": "primary", "verdict": "fail"},
+               {"id": "c", "role": "reported", "verdict": "fail"}, {"id": "d", "role": "primary", "verdict": "inconclusive"},
+               {"id": "e", "role": "primary", "verdict": "skipped"}]
+    assert ex.primary_failed(records) == ["b", "d"]
+
+
+def test_point_source_holds_its_flux_at_the_centre():
+    flux = np.array([[1.0, 2.0, 3.0], [0.5, 0.5, 0.5]])
+    ps = em.point_sources(np.full((2, 3), 4.0), flux, (32, 32))
+    np.testing.assert_allclose(ps.sum(axis=(-2, -1)), flux, rtol=1e-5)
+    assert np.all(ps[..., 16, 16] == ps.max(axis=(-2, -1)))
+    ctrl = np.zeros((1, 3, 32, 32), np.float32)
+    ctrl[..., 14:19, 14:19] = 1.0
+    np.testing.assert_allclose(em.lrg_flux(ctrl), 25.0)
 
 
 @pytest.mark.parametrize("kw,match", [

@@ -9,7 +9,12 @@ from shortcutgates.build import build_manifest
 from shortcutgates.codec import decode_stamp
 from shortcutgates.gates.perturb import R_CORE_PX, split_core_arc
 from shortcutgates.hard_negatives import (
-    KIND_COLUMN, construct, parse_kinds, parse_mix, ring_shuffle_permutation, shuffle_along_rings,
+    KIND_COLUMN,
+    construct,
+    parse_kinds,
+    parse_mix,
+    ring_shuffle_permutation,
+    shuffle_along_rings,
 )
 from shortcutgates.io import read_paired
 from shortcutgates.manifest import load_images, read_manifest
