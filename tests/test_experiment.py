@@ -166,3 +166,23 @@ def test_command_line_maps_to_params(tmp_path):
     defaults = ex.params_from_args(build_parser(argv[:3]).parse_args(argv[:3]))
     assert (defaults.n_lrgs, defaults.epochs, defaults.input) == (ex.ExperimentParams(out=tmp_path).n_lrgs,
                                                                  ex.ExperimentParams(out=tmp_path).epochs, None)
+
+
+def test_e5_table_lists_failed_primary_gates_and_seed_counts():
+    from shortcutgates.experiment.report import e5_table
+
+    def config(failed):
+        return {"dataset": "unpaired-hn-core-shuffle", "primary_failed": failed,
+                "experiments": {"E2": {"value": 0.97, "ci": [0.95, 0.99],
+                                       "tpr_at_fpr": {"0.01": {"value": 0.5, "ci": [0.4, 0.6]}}}},
+                "unseen": {"point_source": {"value": 0.52, "ci": [0.48, 0.56]}}}
+
+    results = {"params": {"configs": [{"name": "residual+hn"}]},
+               "seeds": [{"seed": 0, "configs": {"residual+hn": config([])}},
+                         {"seed": 1, "configs": {"residual+hn": config(["arc_masked_auroc[test_paired]"])}}]}
+    header, rows = e5_table(results)
+    assert rows[0][header.index("primary gates not passed")] == "none"
+    assert rows[1][header.index("primary gates not passed")] == "arc_masked_auroc[test_paired]"
+    assert rows[0][header.index("TPR @ 1e-2")] == "0.500 [0.400, 0.600]"
+    assert rows[0][header.index("point source 30% (AUROC)")] == "0.520 [0.480, 0.560]"
+    assert rows[2][-1] == "every primary gate passed in 1 of 2 seeds"
