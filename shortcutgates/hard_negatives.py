@@ -33,6 +33,7 @@ Which gate a kind trains against (docs/experiment.md#e5): ``core`` makes the
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import NamedTuple
 
@@ -127,30 +128,42 @@ def ring_shuffle_permutation(height: int, width: int, piece_px: float, rng: np.r
     ndarray of int64, shape (height * width,)
         ``out.ravel() = image.ravel()[perm]``.
     """
-    from .preprocess import radius_grid, ring_index
-
     piece = max(float(piece_px), 1.0)
-    rings = ring_index(height, width).ravel()
-    yy, xx = np.mgrid[:height, :width]
-    angle = (np.arctan2(yy - height // 2, xx - width // 2).ravel() + np.pi) / (2 * np.pi)  # [0, 1]
-    angle = np.minimum(angle, np.nextafter(1.0, 0.0))
-    radius = radius_grid(height, width).ravel()
+    rings = _ring_geometry(height, width)
     perm = np.arange(height * width, dtype=np.int64)
-    band = np.floor(rings / piece).astype(np.int64)
-    for b in np.unique(band):
-        in_band = band == b
-        r_mid = max(float(radius[in_band].mean()), 0.5)
+    n_bands = int(np.floor((len(rings) - 1) / piece)) + 1
+    for b in range(n_bands):
+        members = [rings[k] for k in range(len(rings)) if int(np.floor(k / piece)) == b]
+        if not members:
+            continue
+        r_mid = max(float(np.mean([r for _, _, r in members])), 0.5)
         m = max(2, round(2 * np.pi * r_mid / piece))
         order = rng.permutation(m)
         if np.all(order == np.arange(m)):
             order = np.roll(order, 1)
-        for ring in np.unique(rings[in_band]):
-            pix = np.flatnonzero(rings == ring)
-            pix = pix[np.argsort(angle[pix], kind="stable")]  # destinations, in angle order
-            sector = np.floor(angle[pix] * m).astype(np.int64)
-            source = np.concatenate([pix[sector == s] for s in order])
-            perm[pix] = source
+        for pix, angle, _ in members:  # pix: the ring's pixels in angle order (the destinations)
+            sector = np.floor(angle * m).astype(np.int64)
+            rank = np.argsort(order)[sector]  # where each sector goes in the new order
+            perm[pix] = pix[np.argsort(rank, kind="stable")]
     return perm
+
+
+@functools.lru_cache(maxsize=8)
+def _ring_geometry(height: int, width: int) -> tuple:
+    """Per 1-px ring ``k``: (its pixels sorted by angle, their angle as a fraction of a turn in [0, 1), mean radius)."""
+    from .preprocess import radius_grid, ring_index
+
+    rings = ring_index(height, width).ravel()
+    yy, xx = np.mgrid[:height, :width]
+    angle = (np.arctan2(yy - height // 2, xx - width // 2).ravel() + np.pi) / (2 * np.pi)
+    angle = np.minimum(angle, np.nextafter(1.0, 0.0))
+    radius = radius_grid(height, width).ravel()
+    out = []
+    for k in range(int(rings.max()) + 1):
+        pix = np.flatnonzero(rings == k)
+        pix = pix[np.argsort(angle[pix], kind="stable")]
+        out.append((pix, angle[pix], float(radius[pix].mean()) if len(pix) else float(k)))
+    return tuple(out)
 
 
 def shuffle_along_rings(arc: np.ndarray, piece_px: float, rng: np.random.Generator) -> np.ndarray:
@@ -291,7 +304,7 @@ def constructed_rows(frame: pd.DataFrame, the_plan: Plan, seed: int, *, shuffle_
     from tqdm.auto import tqdm
 
     from .blob_rows import read_blobs
-    from .codec import decode_stamp, encode_stamp
+    from .codec import decode_stamps, encode_stamp
 
     n = len(the_plan.kind)
     hosts = frame.iloc[the_plan.host].reset_index(drop=True)
@@ -308,8 +321,9 @@ def constructed_rows(frame: pd.DataFrame, the_plan: Plan, seed: int, *, shuffle_
                + refs[POINTER_COLUMNS[2]].astype(str)).to_numpy()
     _, inverse = np.unique(ref_key, return_inverse=True)
     first = pd.Series(np.arange(len(refs))).groupby(inverse).first().to_numpy()
-    blobs = read_blobs(refs.iloc[first])
-    images = [decode_stamp(b) for b in tqdm(blobs, desc="hard negatives: decode", disable=not progress, file=sys.stderr)]
+    wanted = refs.iloc[first]
+    images = decode_stamps(read_blobs(wanted), files=wanted[POINTER_COLUMNS[0]].to_numpy(),
+                           rows=wanted[POINTER_COLUMNS[1]].to_numpy(), columns=wanted[POINTER_COLUMNS[2]].to_numpy()).images
     host_img, stamp_img, ctrl_img = inverse[:n], inverse[n:2 * n], inverse[2 * n:]
     out_blobs = []
     host_key = (hosts[POINTER_COLUMNS[0]].astype(str) + "/" + hosts[POINTER_COLUMNS[1]].astype(str)).to_numpy()
