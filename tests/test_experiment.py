@@ -186,3 +186,12 @@ def test_e5_table_lists_failed_primary_gates_and_seed_counts():
     assert rows[0][header.index("TPR @ 1e-2")] == "0.500 [0.400, 0.600]"
     assert rows[0][header.index("point source 30% (AUROC)")] == "0.520 [0.480, 0.560]"
     assert rows[2][-1] == "every primary gate passed in 1 of 2 seeds"
+
+
+def test_recipe_option_replaces_or_drops_e5():
+    assert [c.name for c in ex.recipe_configs("none")] == ["raw_robust", "residual", "residual+dropout"]
+    swap = ex.recipe_configs("core,shuffle,swap", "swap=0.25")[-1]
+    assert (swap.hard_negatives, swap.hard_negative_mix) == ("core,shuffle,swap", "swap=0.25")
+    assert swap.dataset == "unpaired-hn-core-shuffle-swap-swap0.25"
+    with pytest.raises(ValueError, match="unknown kind"):
+        ex.recipe_configs("core,bogus")

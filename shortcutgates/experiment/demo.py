@@ -1,7 +1,7 @@
 """``shortcutgates demo``: the whole path on simulated data, ending with the E1–E4 table.
 
-Simulate paired LRG stamps with injected arcs, build paired and unpaired manifests, train the
-three configurations of :data:`shortcutgates.experiment.run.CONFIGURATIONS` on each, run the gates and
+Simulate paired LRG stamps with injected arcs, build paired and unpaired manifests (and the E5
+recipe's unpaired manifest with hard negatives), train the four configurations of :data:`shortcutgates.experiment.run.CONFIGURATIONS` on each, run the gates and
 write the report — :func:`shortcutgates.experiment.run.run_experiment` with defaults sized for a
 laptop (:data:`DEMO`; measured 4.1 minutes wall on an idle 2-core machine). Progress goes to stderr throughout; the table and
 the report path go to stdout at the end. Re-running with the same ``--out`` reuses the simulated

@@ -16,8 +16,13 @@ E4   E2's model input                  ``core_lr_auc[train-box10-model]`` gate: 
 plus ``E1_core_lr``, the same probe on E1's (paired) training input, which with E4 gives the
 paired/unpaired × raw/residual core-LR table of docs/design.md#the-shortcut.
 
-for three configurations (:data:`CONFIGURATIONS`): ``raw_robust``, ``residual`` and ``residual`` +
-core dropout. The whole gate suite runs on both manifests (data gates) and on each E2 model.
+for four configurations (:data:`CONFIGURATIONS`): ``raw_robust``, ``residual``, ``residual`` +
+core dropout, and E5 ``residual+hn``: ``residual`` trained on an unpaired manifest with hard
+negatives (``build --hard-negatives``, :data:`E5_RECIPE`; its E1 is the ``residual`` paired model).
+The whole gate suite runs on every manifest (data gates) and on each E2 model, and each E2 model is
+also scored on counterfactuals no recipe trains on (``unseen``: :func:`.measure.unseen_counterfactuals`).
+A configuration record also holds ``dataset``, ``hard_negatives``, ``primary_failed`` (the primary
+gate cases not passed) and ``unseen`` ({``point_source``, ``moved_counter_image``}: metrics).
 
 ``results.json`` (schema ``shortcutgates.experiment/1``, written atomically; no wall times, so the
 same seed gives the same bytes — they go to ``timings.json``)::
@@ -402,6 +407,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="LRG bootstrap resamples per interval. Default: %(default)r")
     parser.add_argument("--max-minutes", metavar="M", type=float, default=None,
                         help="training time budget per model, minutes. Default: none")
+    parser.add_argument("--hard-negatives", metavar="KIND,KIND", default=E5_RECIPE,
+                        help="hard-negative kinds of the E5 recipe (core, shuffle, swap; docs/experiment.md#e5); "
+                        "'none' leaves E5 out. Default: %(default)s")
+    parser.add_argument("--hard-negative-mix", metavar="KIND=F,...", default="",
+                        help="mix of the E5 recipe (build --hard-negative-mix). Default: the build's defaults")
+
+
+def recipe_configs(kinds: str, mix: str = "") -> tuple:
+    """:data:`CONFIGURATIONS` with the E5 recipe's kinds and mix replaced (``kinds`` 'none' or '': no E5)."""
+    from ..hard_negatives import parse_kinds, parse_mix
+
+    base = tuple(c for c in CONFIGURATIONS if not c.hard_negatives)
+    if kinds in ("", "none"):
+        return base
+    kinds = ",".join(parse_kinds(kinds))
+    parse_mix(mix)
+    return base + (Configuration("residual+hn", "residual", hard_negatives=kinds, hard_negative_mix=mix,
+                                 paired_from="residual"),)
 
 
 def params_from_args(args: argparse.Namespace, **overrides) -> ExperimentParams:
@@ -410,7 +433,8 @@ def params_from_args(args: argparse.Namespace, **overrides) -> ExperimentParams:
         raise ValueError("experiment: --n-lrgs sets the size of simulated data and cannot be used with --input "
                          f"(got --n-lrgs {args.n_lrgs} --input {args.input})")
     kw = dict(out=args.out, epochs=args.epochs, seed=args.seed, seeds=args.seeds, input=args.input,
-              n_boot=args.n_boot, max_minutes=args.max_minutes)
+              n_boot=args.n_boot, max_minutes=args.max_minutes,
+              configs=recipe_configs(getattr(args, "hard_negatives", E5_RECIPE), getattr(args, "hard_negative_mix", "")))
     if args.n_lrgs is not None:
         kw["n_lrgs"] = args.n_lrgs
     kw.update(overrides)
