@@ -92,7 +92,7 @@ def test_build_scale(benchmark, metadata_tree, tmp_path, mode, match):
     assert result["rows"] > 0
 
 
-N_HN_LRGS = int(os.environ.get("SHORTCUTGATES_BENCH_HN_LRGS", 2000))
+N_HN_LRGS = int(os.environ.get("SHORTCUTGATES_BENCH_HN_LRGS", "2000"))
 
 _BUILD_HN = """
 import json, sys, time
