@@ -1,5 +1,7 @@
 """``build --hard-negatives``: constructed rows from paired light (core, shuffle, swap) on a tiny input."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -89,8 +91,10 @@ def test_donors_are_recorded_positives_of_the_same_split(built):
     _, frame = built
     made = frame[frame[KIND_COLUMN] != "plain"]
     pos = frame[(frame[KIND_COLUMN] == "plain") & (frame["label"] == 1)]
-    pos_keys = set(zip(pos["lrg_id"], pos["source_path"], pos["source_row"].astype(int), pos["split"]))
-    donors = set(zip(made["donor_lrg_id"], made["donor_source_path"], made["donor_source_row"].astype(int), made["split"]))
+    pos_keys = set(zip(pos["lrg_id"], pos["source_path"].map(lambda p: Path(p).name), pos["source_row"].astype(int),
+                       pos["split"]))
+    donors = set(zip(made["donor_lrg_id"], made["donor_source_path"].map(lambda p: Path(p).name),
+                     made["donor_source_row"].astype(int), made["split"]))
     assert donors <= pos_keys
     swap = made[made[KIND_COLUMN] == "swap"]
     assert (swap["donor_lrg_id"] != swap["lrg_id"]).all()
@@ -102,8 +106,11 @@ def test_donors_are_recorded_positives_of_the_same_split(built):
     assert made.loc[made["label"] == 1, "theta_e_arcsec"].notna().all()
 
 
-def test_constructions_are_exact_arithmetic_on_d(built, paired_images):
+def test_constructions_are_exact_arithmetic_on_d(built, paired_images, paired_dir):
     _, frame = built
+    frame = frame.copy()
+    for col in ("host_source_path", "donor_source_path"):  # relative to the input root, like source_path
+        frame[col] = [str(paired_dir / p) if isinstance(p, str) else None for p in frame[col]]
     made = frame[frame[KIND_COLUMN] != "plain"].reset_index(drop=True)
     images, _ = load_images(made)
     rings = ring_index(SIZE, SIZE).ravel()

@@ -14,15 +14,17 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
+from ..gates import registry
+from ..gates.suite import is_red
 from .plant import SHIFTED_PROPERTIES
 
 CELL_COLUMNS = ["cell", "kind", "problem", "strength", "n_lrgs", "scorer", "core"]
 CASE_COLUMNS = ["case", "gate", "role"]
 
-NULL_TRUTH = {"core_lr_auc": 0.5, "metadata_c2st_auc": 0.5, "property_balance": 0.0}
+NULL_TRUTH = registry.NULL_TRUTH
 """True values on shortcut-free data (labels independent of the central box and of the property
-columns): AUCs at chance, standardised mean differences zero. Other gates (arc probes, model
-gates) are informative on clean data: their truth is not fixed by the planting."""
+columns): AUCs at chance, standardised mean differences zero; the registry rows' ``null``. Other
+gates (arc probes, model gates) are informative on clean data: their truth is not fixed by the planting."""
 
 
 def proportion_ci(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -93,11 +95,12 @@ def summarise(records: pd.DataFrame) -> pd.DataFrame:
 
 
 def suite_outcomes(records: pd.DataFrame) -> pd.DataFrame:
-    """Per (cell, seed): ``green`` (every primary case passed) and the primary cases that did not."""
+    """Per (cell, seed): ``green`` (no primary case is red by :func:`.gates.suite.is_red`, strict: a case
+    that did not run is red too) and the cases that are."""
     out = []
     for keys, group in records.groupby(CELL_COLUMNS + ["seed"], sort=False, dropna=False):
         primary = group[group["role"] == "primary"]
-        bad = primary[primary["verdict"] != "pass"]
+        bad = group[[is_red(r, strict=True) for r in group.to_dict("records")]]
         out.append({**dict(zip(CELL_COLUMNS + ["seed"], keys)), "green": bad.empty, "n_primary": len(primary),
                     "not_passed": "; ".join(f"{c} {v}" for c, v in zip(bad["case"], bad["verdict"]))})
     return pd.DataFrame(out)

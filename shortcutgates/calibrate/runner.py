@@ -43,9 +43,32 @@ def _done(out_dir: Path) -> set[tuple[str, int]]:
     return done
 
 
+_WORKER: dict = {}
+"""A worker process's pool and settings (:func:`_init_worker`)."""
+
+
+def _init_worker(pool_lrgs: int, pool_seed: int, cache_dir, config, roles, also) -> None:
+    """Load the (memory-mapped, cached) pool once per worker process."""
+    _WORKER.update(pool=load_pool(pool_lrgs, pool_seed, cache_dir), config=config, roles=roles, also=also)
+
+
+def _seed_task(pair: tuple) -> list:
+    """The records of one ``(cell, seed)`` in a worker (seeded by the pair: the same in any process)."""
+    cell, seed = pair
+    w = _WORKER
+    return run_seed(w["pool"], cell, seed, w["config"], w["roles"], w["also"])
+
+
 def run_profile(profile: Profile, out_dir, *, shard: int = 0, n_shards: int = 1, cache_dir=None,
-                progress: bool = True, config: GateConfig | None = None) -> Path:
-    """Run this shard's pairs of ``profile``; returns its records file."""
+                progress: bool = True, config: GateConfig | None = None, workers: int = 1) -> Path:
+    """Run this shard's pairs of ``profile``; returns its records file.
+
+    ``workers`` processes run the pairs (:func:`shortcutgates.parallel.ordered_map`); records are
+    appended in the pairs' order, each pair seeded by itself, so the records file and the tables are
+    the same for any ``workers``. One progress bar counts the seeds of all workers.
+    """
+    from ..parallel import ordered_map
+
     from tqdm.auto import tqdm
 
     if not 0 <= shard < n_shards:
@@ -58,9 +81,13 @@ def run_profile(profile: Profile, out_dir, *, shard: int = 0, n_shards: int = 1,
     pool = load_pool(profile.pool_lrgs, profile.pool_seed, cache_dir, progress=progress)
     config = config or GateConfig(n_boot=N_BOOT)
     start = time.perf_counter()
-    for cell, seed in tqdm(todo, desc=f"calibrate {profile.name} shard {shard}/{n_shards}", unit="seed",
-                           disable=not progress, file=sys.stderr, mininterval=5):
-        records = pd.DataFrame(run_seed(pool, cell, seed, config, profile.roles, profile.also))
+    _WORKER.update(pool=pool, config=config, roles=profile.roles, also=profile.also)  # workers == 1: this process
+    results = ordered_map(_seed_task, todo, workers, initializer=_init_worker,
+                          initargs=(profile.pool_lrgs, profile.pool_seed, cache_dir, config, profile.roles, profile.also))
+    desc = f"calibrate {profile.name} shard {shard}/{n_shards}" + (f" ({workers} workers)" if workers > 1 else "")
+    for rows in tqdm(results, total=len(todo), desc=desc, unit="seed", disable=not progress, file=sys.stderr,
+                     mininterval=5):
+        records = pd.DataFrame(rows)
         records.to_csv(path, mode="a", header=not path.exists() or path.stat().st_size == 0, index=False)
     (out_dir / f"wall-{shard}-of-{n_shards}.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
     return path
