@@ -18,12 +18,15 @@ paired-input row in ``donor_source_path`` / ``donor_source_row``). Hosts keep th
 LRGs of the two classes stay disjoint and no LRG crosses a split; a donor's light appears in
 the other class (that is the point of ``core``: the same core light in both classes).
 
-``core(d)`` / ``arc(d)`` is the counter-image / arc split of the model gates
-(:func:`shortcutgates.gates.perturb.split_core_arc` at ``R_CORE_PX``; the stand-in until the
-truth-based ``split_lensed_light`` is merged). :func:`shuffle_along_rings` scrambles the arc's
-light along its rings in pieces one PSF FWHM long, so the flux per 1-px ring is kept exactly and
-the image stays as smooth as the PSF (it is not rejected by texture); it is the survey team's
-azimuthal-shuffle negative.
+``core(d)`` / ``arc(d)`` is the radius split :func:`shortcutgates.gates.perturb.split_core_arc` at
+``R_CORE_PX`` (everything of ``d`` within 5 px): the model gates' split when this was written and
+measured. The gates now split by lensing (:func:`~shortcutgates.gates.perturb.split_lensed_light`,
+from the injection truth); :func:`split_light` is the one place to switch, which needs a rule for
+donors the lensing split cannot decide (not done: docs/experiment.md#e5). :func:`shuffle_along_rings`
+scrambles the arc's light along its rings in pieces one PSF FWHM long — a permutation of each 1-px
+ring's own pixels, so each ring's flux is kept exactly and the image stays as smooth as the PSF
+(not rejected by texture); it is the survey team's azimuthal-shuffle negative, a relative of (not
+the same construction as) the morphology gate's :func:`~shortcutgates.gates.perturb.scramble_along_ring`.
 
 Which gate a kind trains against (docs/experiment.md#e5): ``core`` makes the
 ``arc_masked_auroc`` gate's counterfactual (``ctrl + core(d)``) a training negative;
@@ -107,7 +110,7 @@ def parse_mix(text) -> dict:
 
 # --- pixels --------------------------------------------------------------------------------------
 def split_light(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(core, arc)`` of lensed light ``d`` (N, C, H, W); ``core + arc == d`` (the gates' split)."""
+    """``(core, arc)`` of lensed light ``d`` (N, C, H, W); ``core + arc == d`` (the radius split at ``R_CORE_PX``)."""
     from .gates.perturb import R_CORE_PX, split_core_arc
 
     return split_core_arc(d, R_CORE_PX)
