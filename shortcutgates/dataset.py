@@ -101,7 +101,7 @@ def _source_files(files: Sequence[Path], root: Path) -> list[str]:
 
     import pyarrow.parquet as pq
 
-    meta_file = root / "manifest.json" if root.is_dir() else None
+    meta_file = root / "manifest.json" if root.is_dir() else root.parent / "manifest.json"
     try:
         meta = json.loads(meta_file.read_text()) if meta_file is not None and meta_file.exists() else None
     except (ValueError, OSError):

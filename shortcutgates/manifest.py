@@ -167,10 +167,23 @@ def read_manifest(path, columns: Iterable[str] | None = None, *, blobs: bool = T
     if _DIGEST in frame:
         frame[INLINE_COLUMN] = frame[_DIGEST].notna().to_numpy()
         frame = frame.drop(columns=[_DIGEST])
-    source_root = resolve_pointers(frame, meta, root, data_root)
+    # a parquet file of a built manifest, read on its own: its directory's manifest.json places the sources
+    source_meta = meta if root.is_dir() else _sibling_meta(root)
+    source_root = resolve_pointers(frame, source_meta, root, data_root)
     if check_sources:
-        check_source_files(frame, meta, source_root, data_root is not None)
+        check_source_files(frame, source_meta, source_root, data_root is not None)
     return Manifest(frame, meta, root)
+
+
+def _sibling_meta(file: Path) -> dict | None:
+    """``manifest.json`` beside a manifest parquet file (None if absent or unreadable)."""
+    import json
+
+    try:
+        meta = json.loads((file.parent / MANIFEST_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
 
 
 INLINE_COLUMN = "_image_inline"

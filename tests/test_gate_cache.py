@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from toy_manifests import write_pointer_manifest, write_toy_manifest
 
 import shortcutgates.gates.registry  # noqa: F401  (imported before pytester's in-process runs)
 from shortcutgates.gates import cache as gc
 from shortcutgates.gates.registry import GateConfig
 from shortcutgates.manifest import read_manifest
-
-from toy_manifests import write_pointer_manifest, write_toy_manifest
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 CLEAN = FIXTURES / "data" / "clean"
@@ -160,3 +160,33 @@ def test_plugin_ignores_a_corrupt_entry_with_one_line(suite, tmp_path):
     notices = [line for line in again.stdout.lines if "corrupt gate cache entry" in line]
     assert len(notices) == 1 and notices[0].startswith(f"shortcutgates: ignoring the corrupt gate cache entry {entry} (")
     assert gc.DataGateCache(entry.parent, entry.stem).records  # rewritten whole
+
+
+def test_gate_command_passes_the_cache_options_to_pytest(tmp_path):
+    import argparse
+
+    from shortcutgates.gates import command
+
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    (tmp_path / "d").mkdir()
+    argv = command.pytest_argv(parser.parse_args(["--data", "d", "--gate-cache", "c", "--no-cache"]), tmp_path)
+    assert f"--gate-cache={tmp_path / 'c'}" in argv and "--gate-no-cache" in argv
+    plain = command.pytest_argv(parser.parse_args(["--data", "d"]), tmp_path)
+    assert not any(a.startswith(("--gate-cache", "--gate-no-cache")) for a in plain)
+
+
+def test_gate_many_reuses_the_data_cases(tmp_path, monkeypatch):
+    """``shortcutgates gate`` with model files: the data cases of a second call come from the entry."""
+    from shortcutgates.gates import sweep
+
+    model = FIXTURES / "checkpoints" / "clean.pt"
+    store = tmp_path / "store"
+    assert sweep.gate_many(CLEAN, [model], tmp_path / "a", cache_dir=store, progress=False) in (0, 1)
+    first = json.loads((tmp_path / "a" / "clean.json").read_text())
+    measured = []
+    real = sweep.case_record
+    monkeypatch.setattr(sweep, "case_record", lambda ctx, case: measured.append(case) or real(ctx, case))
+    sweep.gate_many(CLEAN, [model], tmp_path / "b", cache_dir=store, progress=False)
+    assert measured and all("model" in c.needs for c in measured)  # only model cases measured again
+    assert json.loads((tmp_path / "b" / "clean.json").read_text()) == first  # the same report

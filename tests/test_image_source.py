@@ -170,3 +170,9 @@ def test_hand_written_relative_pointers_are_taken_from_the_manifest_directory(tm
     assert not failures and images.shape == (8, 3, 16, 16)
     inline = write_toy_manifest(tmp_path / "inline", n=8)
     assert (image_source(read_manifest(inline).frame) == "inline").all()
+
+
+def test_a_built_manifests_parquet_file_read_on_its_own_finds_its_sources(built):
+    frame = read_manifest(built / "manifest" / MANIFEST_PARQUET).frame
+    assert frame["source_path"].str.startswith(str((built / "paired").resolve())).all()
+    assert not load_images(frame.iloc[:5])[1]

@@ -37,6 +37,8 @@ def test_a_failing_line_ends_with_its_remedy():
     table = summary_lines([record, _record("property_balance", threshold=0.2, role="reported", value=-0.207)])
     assert table[1].endswith("FAIL" + remedy_suffix(record))
     assert "within ±0.2" in table[2] and table[2].endswith("FAIL (reported, not gated)")  # no remedy: never gating
+    for verdict in ("error", "inconclusive"):  # their messages say what to do (why nothing was measured; how many LRGs)
+        assert remedy_suffix(_record(verdict=verdict)) == ""
 
 
 def test_the_by_model_figure_draws_inconclusive_in_its_own_colour(tmp_path, monkeypatch):

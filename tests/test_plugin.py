@@ -243,7 +243,8 @@ def test_gate_command_runs_the_suite_from_any_directory(tmp_path):
     import subprocess
     import sys
 
-    (tmp_path / "pyproject.toml").write_text('[tool.shortcutgates.thresholds]\ncore_lr_auc = 0.99\n')
+    (tmp_path / "pyproject.toml").write_text('[tool.shortcutgates.thresholds]\ncore_lr_auc = 0.99\n'
+                                             '[tool.shortcutgates.threshold_reasons]\ncore_lr_auc = "a test"\n')
     cmd = [sys.executable, "-m", "shortcutgates.cli", "gate", "--data", str(SHORTCUT), "--gate-report", "rep.json",
            "--", "-q", "-k", "lrg_leakage or data_integrity or core_lr_auc[test-box10-raw"]
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)

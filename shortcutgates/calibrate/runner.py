@@ -67,9 +67,9 @@ def run_profile(profile: Profile, out_dir, *, shard: int = 0, n_shards: int = 1,
     appended in the pairs' order, each pair seeded by itself, so the records file and the tables are
     the same for any ``workers``. One progress bar counts the seeds of all workers.
     """
-    from ..parallel import ordered_map
-
     from tqdm.auto import tqdm
+
+    from ..parallel import ordered_map
 
     if not 0 <= shard < n_shards:
         raise ValueError(f"calibrate: shard must be in 0..{n_shards - 1} (got {shard})")

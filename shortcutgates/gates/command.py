@@ -134,7 +134,7 @@ def pytest_argv(args: argparse.Namespace, cwd: Path) -> list[str]:
     if getattr(args, "strict", True):
         argv.append("--gate-strict")
     if getattr(args, "gate_cache", None) is not None:
-        argv.append(f"--gate-cache={Path(args.gate_cache).expanduser().resolve()}")
+        argv.append(f"--gate-cache={(cwd / Path(args.gate_cache).expanduser()).resolve()}")
     if not getattr(args, "reuse_cache", True):
         argv.append("--gate-no-cache")
     return argv + list(args.pytest_args)

@@ -67,7 +67,9 @@ def leakage_cases(context: GateContext, gate: Gate) -> list[GateCase]:
              + [_case(gate, {"pair": f"{a}-{b}"}) for a, b in itertools.combinations(context.splits, 2)])
     trained = getattr(context, "training_manifest", None)
     if trained is not None and not (isinstance(trained, Path) and trained.resolve() == context.data.resolve()):
-        cases += [_case(gate, {"pair": f"{s}-{MODEL_TRAIN}"}) for s in context.splits]
+        # a recorded manifest that cannot be read (moved, changed) is shown with the reason, not decided
+        role = None if isinstance(trained, Path) else "reported"
+        cases += [_case(gate, {"pair": f"{s}-{MODEL_TRAIN}"}, role=role) for s in context.splits]
     return cases
 
 

@@ -84,7 +84,8 @@ def gates_figure(gates: list) -> str | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .sweep import VERDICT_STYLE, _verdict_key
+    from .report_json import VERDICT_STYLE
+    from .report_json import verdict_key as _verdict_key
 
     rows = [g for g in gates if g.get("value") is not None and g.get("threshold") is not None
             and abs(g["value"]) <= 1.5 and abs(g["threshold"]) <= 1.5]  # AUCs and differences; counts are in the table

@@ -178,3 +178,16 @@ def read_report(path) -> dict:
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
     return report
+
+
+VERDICT_STYLE = {"pass": ("tab:blue", "passes"), "fail": ("tab:red", "fails"),
+                 "inconclusive": ("tab:orange", "inconclusive (interval crosses the threshold)"),
+                 "error": ("tab:purple", "error (cannot measure)"), "waived": ("0.5", "waived")}
+"""Point colour and legend label of each verdict in the figures (by-model figure, HTML page)."""
+
+
+def verdict_key(record: dict | None) -> str | None:
+    """The key of :data:`VERDICT_STYLE` a record is drawn with (None: not drawn)."""
+    if record is None or record["verdict"] not in VERDICT_STYLE:
+        return None
+    return "waived" if record.get("waiver") and record["verdict"] != "pass" else record["verdict"]

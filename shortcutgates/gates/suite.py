@@ -88,7 +88,7 @@ def check_record(record: Mapping) -> None:
     if o == "skipped":
         pytest.skip(record["message"])
     if o in ("red", "waived"):
-        how = f" ({role(record)} case, violation established)" if established(record) else ""
+        how = " (reported case, violation established)" if established(record) and role(record) == "reported" else ""
         pytest.fail(f"{record['id']}: {str(record['verdict']).upper()}{how}: {record['message']}{remedy_suffix(record)}",
                     pytrace=False)
 

@@ -24,6 +24,8 @@ import pandas as pd
 
 from .not_run import strict_failure
 from .registry import DATA_ONLY_GATES
+from .report_json import VERDICT_STYLE  # colours shared with the HTML page
+from .report_json import verdict_key as _verdict_key
 from .suite import is_red, role, run_suite
 
 INPUT_DECIDED = frozenset({"core_lr_auc"})
@@ -121,18 +123,6 @@ def plot_by_model(table: pd.DataFrame, records_by_model: dict[str, list[dict]], 
     write_png(fig, path, dpi=120)
     plt.close(fig)
     return path
-
-
-VERDICT_STYLE = {"pass": ("tab:blue", "passes"), "fail": ("tab:red", "fails"),
-                 "inconclusive": ("tab:orange", "inconclusive (interval crosses the threshold)"),
-                 "error": ("tab:purple", "error (cannot measure)"), "waived": ("0.5", "waived")}
-"""Point colour and legend label of each verdict in the by-model figure (the legend lists those drawn)."""
-
-
-def _verdict_key(record: dict | None) -> str | None:
-    if record is None or record["verdict"] not in VERDICT_STYLE:
-        return None
-    return "waived" if record.get("waiver") and record["verdict"] != "pass" else record["verdict"]
 
 
 def _data_for(data, models: list[Path]) -> Path:
