@@ -213,8 +213,8 @@ def input_root(input_path) -> Path:
 
 def relative_pointers(paths: pd.Series, root: Path) -> pd.Series:
     """``source_path`` values (absolute) made relative to ``root``, POSIX-style (portable manifests)."""
-    mapping = {p: Path(p).relative_to(root).as_posix() for p in paths.unique()}
-    return paths.map(mapping)
+    mapping = {p: Path(p).relative_to(root).as_posix() for p in paths.dropna().unique()}
+    return paths.map(mapping).where(paths.notna(), None)  # null: a constructed row's inline image
 
 
 def rows_sha256(table: pa.Table) -> str:
@@ -266,7 +266,9 @@ def _write_tree(out_dir: Path, table: pa.Table, meta: dict) -> None:
 
 def build_manifest(input_path, out_dir, *, mode: str, seed: int, match=(), positives_per_lrg=1,
                    fractions=(0.7, 0.15, 0.15), tolerance_arcsec: float = 0.5, inline: bool = False,
-                   resplit: bool = False, progress: bool = True, match_bins: int = 5) -> BuildSummary:
+                   resplit: bool = False, progress: bool = True, match_bins: int = 5, hard_negatives=(),
+                   hard_negative_mix=None, hard_negative_splits=("train",),
+                   shuffle_arcsec: float | None = None) -> BuildSummary:
     """Build a manifest from a paired catalogue (docs/design.md#manifest, #splits).
 
     Parameters
@@ -291,8 +293,29 @@ def build_manifest(input_path, out_dir, *, mode: str, seed: int, match=(), posit
         Copy blobs into ``image_npz`` instead of writing pointers only.
     resplit : bool
         Ignore the input's splits and assign every LRG by hash.
+    hard_negatives : sequence of str
+        Constructions added to ``hard_negative_splits`` (:mod:`shortcutgates.hard_negatives`:
+        ``core``, ``shuffle``, ``swap``); unpaired builds only. Their images are inline blobs.
+    hard_negative_mix : dict, optional
+        kind -> rows per plain row of the host class (default
+        :data:`shortcutgates.hard_negatives.DEFAULT_MIX`).
+    hard_negative_splits : sequence of str
+        Splits that get constructed rows (default: train only, so the gates score real negatives).
+    shuffle_arcsec : float, optional
+        Piece length of the ``shuffle`` kind (default: the donor's PSF FWHM). Unit: arcsec.
     """
+    from . import hard_negatives as hn
+
     match = tuple(match)
+    kinds = hn.parse_kinds(hard_negatives)
+    mix = {**{k: hn.DEFAULT_MIX[k] for k in kinds}, **hn.parse_mix(hard_negative_mix or {})}
+    hard_splits = tuple(hard_negative_splits)
+    if kinds and mode != "unpaired":
+        raise ValueError("build: --hard-negatives needs --mode unpaired (a paired build's negatives are the "
+                         "positives' own controls)")
+    bad_splits = [s for s in hard_splits if s not in MANIFEST_SPLITS]
+    if bad_splits:
+        raise ValueError(f"build: --hard-negative-splits: unknown split(s) {', '.join(bad_splits)}")
     cap = None if str(positives_per_lrg) == "all" else int(positives_per_lrg)
     measured = tuple(dict.fromkeys(ALWAYS_MEASURED + tuple(c for c in match if c in MEASURED_COLUMNS)))
     params = SplitParams(mode, int(seed), tuple(fractions), cap, match, match_bins, resplit,
@@ -311,12 +334,24 @@ def build_manifest(input_path, out_dir, *, mode: str, seed: int, match=(), posit
     steps.next(f"assigning {ident.n_lrgs} LRGs")
     result = assign(frame, params)
     rows = result.frame
+    hard = None
+    if kinds:
+        steps.next(f"constructing {', '.join(kinds)}")
+        rows, hard = hn.add_constructions(rows, kinds, mix, int(seed), hard_splits, shuffle_arcsec=shuffle_arcsec,
+                                          progress=not _quiet(progress))
     if inline:
         steps.next(f"copying {len(rows)} blobs")
-        rows = rows.assign(**{IMAGE_COLUMN: read_blobs(rows)})
+        if IMAGE_COLUMN in rows:  # constructed rows hold their blob already
+            pointer = rows[IMAGE_COLUMN].isna().to_numpy()
+            blobs = rows[IMAGE_COLUMN].to_numpy().copy()
+            blobs[pointer] = read_blobs(rows[pointer])
+            rows = rows.assign(**{IMAGE_COLUMN: blobs})
+        else:
+            rows = rows.assign(**{IMAGE_COLUMN: read_blobs(rows)})
     root = input_root(input_path)
     out_abs = Path(out_dir).resolve()
-    rows = rows.assign(source_path=relative_pointers(rows["source_path"], root))
+    rows = rows.assign(**{c: relative_pointers(rows[c], root) for c in
+                          ("source_path", "host_source_path", "donor_source_path") if c in rows})
     steps.next("writing")
     table = pa.Table.from_pandas(rows, preserve_index=False)
     sha = rows_sha256(table)
@@ -324,7 +359,11 @@ def build_manifest(input_path, out_dir, *, mode: str, seed: int, match=(), posit
         "format": "shortcutgates.manifest", "version": 1, "package_version": __version__,
         "parameters": {"mode": mode, "seed": int(seed), "match": list(match), "match_bins": match_bins,
                        "positives_per_lrg": "all" if cap is None else cap, "fractions": list(fractions),
-                       "tolerance_arcsec": tolerance_arcsec, "inline": inline, "resplit": resplit},
+                       "tolerance_arcsec": tolerance_arcsec, "inline": inline, "resplit": resplit,
+                       "hard_negatives": list(kinds), "hard_negative_mix": mix if kinds else {},
+                       "hard_negative_splits": list(hard_splits) if kinds else [],
+                       "shuffle_arcsec": shuffle_arcsec},
+        "hard_negatives": hard,
         "seed": int(seed), "input": {"path": str(Path(input_path).resolve()),
                                      "root": os.path.relpath(root, out_abs).replace(os.sep, "/"),
                                      "files": [_file_record(f, root) for f in files],
@@ -378,6 +417,19 @@ def add_arguments(parser) -> None:
     parser.add_argument("--tolerance-arcsec", type=float, default=0.5, metavar="ARCSEC", help="Default: %(default)r")
     parser.add_argument("--inline", action="store_true", help="copy image blobs into the manifest (image_npz)")
     parser.add_argument("--resplit", action="store_true", help="ignore input splits; assign LRGs by hash")
+    parser.add_argument("--hard-negatives", default="", metavar="KIND,KIND",
+                        help="add constructed rows from the paired light d = stamp - ctrl (unpaired builds): core "
+                        "(a negative's control + a positive's counter-image light), shuffle (+ its arc light "
+                        "scrambled along its rings at the PSF scale), swap (an arc on another positive LRG's "
+                        "control, as a positive); docs/experiment.md#e5")
+    parser.add_argument("--hard-negative-mix", default="", metavar="KIND=F,...",
+                        help="rows built per negative LRG (core, shuffle) or per positive row (swap). "
+                        "Default: core=0.5,shuffle=0.5,swap=0.5")
+    parser.add_argument("--hard-negative-splits", type=_columns_arg, default=("train",), metavar="SPLIT,SPLIT",
+                        help="splits that get constructed rows. Default: train (val/test/test_paired keep real "
+                        "negatives, so the gates score real data)")
+    parser.add_argument("--shuffle-arcsec", type=float, default=None, metavar="ARCSEC",
+                        help="piece length of the shuffle kind. Default: the donor's psf_fwhm_used_r")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -386,7 +438,9 @@ def run(args) -> int:
     summary = build_manifest(args.input, args.out, mode=args.mode, seed=args.seed, match=args.match,
                              positives_per_lrg=args.positives_per_lrg, fractions=args.fractions,
                              tolerance_arcsec=args.tolerance_arcsec, inline=args.inline, resplit=args.resplit,
-                             progress=not args.no_progress, match_bins=args.match_bins)
+                             progress=not args.no_progress, match_bins=args.match_bins,
+                             hard_negatives=args.hard_negatives, hard_negative_mix=args.hard_negative_mix,
+                             hard_negative_splits=args.hard_negative_splits, shuffle_arcsec=args.shuffle_arcsec)
     print(f"wrote {summary.n_rows} rows to {summary.out_dir} (sha256 {summary.rows_sha256[:12]})")
     for split, c in summary.counts.items():
         print(f"  {split:<12} {c['pos']:>8} pos {c['neg']:>8} neg {c['lrgs']:>8} LRGs")

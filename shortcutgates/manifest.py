@@ -326,7 +326,7 @@ def _image_keys(frame: pd.DataFrame) -> pd.Series | None:
     keys = None
     if all(c in frame for c in POINTER_COLUMNS):
         keys = (frame[POINTER_COLUMNS[0]].astype(str) + "\0" + frame[POINTER_COLUMNS[1]].astype(str) + "\0"
-                + frame[POINTER_COLUMNS[2]].astype(str)).map(str.encode)
+                + frame[POINTER_COLUMNS[2]].astype(str)).fillna("").map(str.encode)  # null: an inline row
     if IMAGE_COLUMN in frame or _DIGEST in frame:  # the blob itself, or its digest when left on disk
         blobs = frame[IMAGE_COLUMN if IMAGE_COLUMN in frame else _DIGEST]
         keys = blobs if keys is None else blobs.where(blobs.notna(), keys)

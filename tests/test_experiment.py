@@ -17,9 +17,29 @@ from shortcutgates.cli import main as cli_main
 
 def test_configurations_are_the_proposals_remedies():
     names = [c.name for c in ex.CONFIGURATIONS]
-    assert names == ["raw_robust", "residual", "residual+dropout"]
-    assert [c.preprocess for c in ex.CONFIGURATIONS] == ["raw_robust", "residual", "residual"]
+    assert names == ["raw_robust", "residual", "residual+dropout", "residual+hn"]
+    assert [c.preprocess for c in ex.CONFIGURATIONS] == ["raw_robust", "residual", "residual", "residual"]
     assert ex.CONFIGURATIONS[2].core_dropout is not None and ex.CONFIGURATIONS[1].core_dropout is None
+    recipe = ex.CONFIGURATIONS[3]
+    assert recipe.hard_negatives == "core,shuffle" and recipe.paired_from == "residual"
+    assert recipe.dataset == "unpaired-hn-core-shuffle" and ex.CONFIGURATIONS[1].dataset == "unpaired"
+
+
+def test_primary_failed_lists_primary_cases_that_did_not_pass():
+    records = [{"id": "a", "role": "primary", "verdict": "pass"}, {"id": "b", "role": "primary", "verdict": "fail"},
+               {"id": "c", "role": "reported", "verdict": "fail"}, {"id": "d", "role": "primary", "verdict": "inconclusive"},
+               {"id": "e", "role": "primary", "verdict": "skipped"}]
+    assert ex.primary_failed(records) == ["b", "d"]
+
+
+def test_point_source_holds_its_flux_at_the_centre():
+    flux = np.array([[1.0, 2.0, 3.0], [0.5, 0.5, 0.5]])
+    ps = em.point_sources(np.full((2, 3), 4.0), flux, (32, 32))
+    np.testing.assert_allclose(ps.sum(axis=(-2, -1)), flux, rtol=1e-5)
+    assert np.all(ps[..., 16, 16] == ps.max(axis=(-2, -1)))
+    ctrl = np.zeros((1, 3, 32, 32), np.float32)
+    ctrl[..., 14:19, 14:19] = 1.0
+    np.testing.assert_allclose(em.lrg_flux(ctrl), 25.0)
 
 
 @pytest.mark.parametrize("kw,match", [
@@ -146,3 +166,32 @@ def test_command_line_maps_to_params(tmp_path):
     defaults = ex.params_from_args(build_parser(argv[:3]).parse_args(argv[:3]))
     assert (defaults.n_lrgs, defaults.epochs, defaults.input) == (ex.ExperimentParams(out=tmp_path).n_lrgs,
                                                                  ex.ExperimentParams(out=tmp_path).epochs, None)
+
+
+def test_e5_table_lists_failed_primary_gates_and_seed_counts():
+    from shortcutgates.experiment.report import e5_table
+
+    def config(failed):
+        return {"dataset": "unpaired-hn-core-shuffle", "primary_failed": failed,
+                "experiments": {"E2": {"value": 0.97, "ci": [0.95, 0.99],
+                                       "tpr_at_fpr": {"0.01": {"value": 0.5, "ci": [0.4, 0.6]}}}},
+                "unseen": {"point_source": {"value": 0.52, "ci": [0.48, 0.56]}}}
+
+    results = {"params": {"configs": [{"name": "residual+hn"}]},
+               "seeds": [{"seed": 0, "configs": {"residual+hn": config([])}},
+                         {"seed": 1, "configs": {"residual+hn": config(["arc_masked_auroc[test_paired]"])}}]}
+    header, rows = e5_table(results)
+    assert rows[0][header.index("primary gates not passed")] == "none"
+    assert rows[1][header.index("primary gates not passed")] == "arc_masked_auroc[test_paired]"
+    assert rows[0][header.index("TPR @ 1e-2")] == "0.500 [0.400, 0.600]"
+    assert rows[0][header.index("point source 30% (AUROC)")] == "0.520 [0.480, 0.560]"
+    assert rows[2][-1] == "every primary gate passed in 1 of 2 seeds"
+
+
+def test_recipe_option_replaces_or_drops_e5():
+    assert [c.name for c in ex.recipe_configs("none")] == ["raw_robust", "residual", "residual+dropout"]
+    swap = ex.recipe_configs("core,shuffle,swap", "swap=0.25")[-1]
+    assert (swap.hard_negatives, swap.hard_negative_mix) == ("core,shuffle,swap", "swap=0.25")
+    assert swap.dataset == "unpaired-hn-core-shuffle-swap-swap0.25"
+    with pytest.raises(ValueError, match="unknown kind"):
+        ex.recipe_configs("core,bogus")

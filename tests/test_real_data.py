@@ -111,7 +111,9 @@ def survey_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("survey")
     counts = write_survey_directory(root / "v5_cosmos_paired")
     params = ExperimentParams(out=root / "exp", input=root / "v5_cosmos_paired", epochs=1, n_boot=500,
-                              configs=(Configuration("residual", "residual"),), progress=False,
+                              configs=(Configuration("residual", "residual"),
+                                       Configuration("residual+hn", "residual", hard_negatives="core,shuffle",
+                                                     paired_from="residual")), progress=False,
                               train_options={"model": ModelConfig(width=8, blocks=(1, 1))})
     results = run_experiment(params, command="test_real_data")
     return root, counts, params, results
@@ -139,6 +141,24 @@ def test_experiment_runs_on_survey_format_and_excludes_bad_cutouts(survey_run):
         assert paired[split]["n_pos"] == paired[split]["n_neg"] == n_lrgs
     integrity = [r for r in results["seeds"][0]["data_gates"]["paired"] if r["gate"] == "data_integrity"]
     assert integrity and integrity[0]["verdict"] == "pass", integrity  # the broken blobs were never read
+
+
+def test_e5_recipe_trains_on_hard_negatives_and_reports_unseen_counterfactuals(survey_run):
+    _, _, params, results = survey_run
+    run = results["seeds"][0]
+    recipe, base = run["configs"]["residual+hn"], run["configs"]["residual"]
+    assert recipe["dataset"] == "unpaired-hn-core-shuffle" and "unpaired-hn-core-shuffle" in run["datasets"]
+    splits = run["datasets"]["unpaired-hn-core-shuffle"]["splits"]
+    plain = run["datasets"]["unpaired"]["splits"]
+    assert splits["train"]["n_neg"] > plain["train"]["n_neg"]  # the constructed negatives
+    assert {s: splits[s] for s in ("val", "test", "test_paired")} == {s: plain[s] for s in ("val", "test", "test_paired")}
+    assert recipe["experiments"]["E1"] == base["experiments"]["E1"]  # the same paired model
+    assert recipe["training"]["paired"] == {"same_as": "residual"}
+    for name in ("point_source", "moved_counter_image"):
+        m = recipe["unseen"][name]
+        assert m["value"] is not None and m["ci"][0] <= m["value"] <= m["ci"][1], (name, m)
+    assert isinstance(recipe["primary_failed"], list)
+    assert "E5: training recipes against the shortcut" in (params.out / "report.md").read_text()
 
 
 def test_every_experiment_number_has_interval_and_seed(survey_run):

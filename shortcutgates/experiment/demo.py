@@ -1,9 +1,10 @@
 """``shortcutgates demo``: the whole path on simulated data, ending with the E1–E4 table.
 
-Simulate paired LRG stamps with injected arcs, build paired and unpaired manifests, train the
-three configurations of :data:`shortcutgates.experiment.run.CONFIGURATIONS` on each, run the gates and
+Simulate paired LRG stamps with injected arcs, build paired and unpaired manifests (and the E5
+recipe's unpaired manifest with hard negatives), train the four configurations of :data:`shortcutgates.experiment.run.CONFIGURATIONS` on each, run the gates and
 write the report — :func:`shortcutgates.experiment.run.run_experiment` with defaults sized for a
-laptop (:data:`DEMO`; measured 4.1 minutes wall on an idle 2-core machine). Progress goes to stderr throughout; the table and
+laptop (:data:`DEMO`; measured 4.1 minutes wall on an idle 2-core machine with three configurations;
+with E5's fourth, its extra build, data gates and training, not re-measured). Progress goes to stderr throughout; the table and
 the report path go to stdout at the end. Re-running with the same ``--out`` reuses the simulated
 data and the finished checkpoints.
 """
@@ -21,7 +22,8 @@ DEMO = dict(n_lrgs=2000, epochs=6, injections_per_lrg=(1, 2), n_boot=500, batch_
             train_options={"model": ModelConfig(width=16, blocks=(1, 1, 1))})
 """Demo sizes: 2000 LRGs (the survey team's probe sample; one positive each after the build), a 3-stage
 ResNet with one block per stage and 16 base channels, 6 epochs, 500 LRG-bootstrap resamples per
-interval. Measured: 4.1 minutes on an idle 2-core machine (README)."""
+interval. Measured: 4.1 minutes on an idle 2-core machine (README), before E5 added a configuration
+(not re-measured: docs/experiment.md#e5)."""
 
 
 def demo_params(out: Path, *, n_lrgs: int | None = None, epochs: int | None = None, seed: int = 0,

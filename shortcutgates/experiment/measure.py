@@ -167,6 +167,114 @@ def example_stamps(paired_manifest: Path, seed: int, k: int = 3, split: str = "t
 
 
 
+POINT_SOURCE_SHARE = 0.30
+"""Flux of the unseen point source as a share of the LRG's flux (issue 21's acceptance case)."""
+MOVE_PX = 5.0
+"""How far the unseen moved counter-image is shifted from where the lensing put it. Unit: pixel."""
+
+
+def lrg_flux(ctrls: np.ndarray) -> np.ndarray:
+    """Background-subtracted LRG flux per band within ``r < H*20/64`` of the centre (as
+    :func:`shortcutgates.build.measure_lrg`), shape (N, C), nanomaggies; the outer annulus' median is the background."""
+    from ..preprocess import radius_grid
+
+    h, w = ctrls.shape[-2:]
+    r = radius_grid(h, w)
+    outer, inner = (r >= h * 20 / 64) & (r < h / 2), r < h * 20 / 64
+    sky = np.median(ctrls[..., outer], axis=-1)
+    return (ctrls[..., inner] - sky[..., None]).sum(axis=-1)
+
+
+def point_sources(fwhm_px: np.ndarray, flux: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Gaussian point sources at the stamp centre, (N, C, H, W) float32, each summing to ``flux`` (N, C).
+
+    ``fwhm_px`` (N, C): the PSF FWHM per row and band. Unit: pixel.
+    """
+    from ..preprocess import radius_grid
+
+    r2 = radius_grid(*shape) ** 2
+    sigma = np.asarray(fwhm_px, np.float64) / 2.3548
+    psf = np.exp(-r2[None, None] / (2 * sigma[..., None, None] ** 2))
+    psf /= psf.sum(axis=(-2, -1), keepdims=True)
+    return (psf * np.asarray(flux, np.float64)[..., None, None]).astype(np.float32)
+
+
+def psf_fwhm_px(frame) -> np.ndarray | None:
+    """(N, 3) PSF FWHM per band in pixels from ``psf_fwhm_used_<b>`` (else ``psfsize_r`` for all bands);
+    None when the rows carry neither."""
+    from ..schema import BANDS, PIXEL_SCALE_ARCSEC
+
+    cols = [f"psf_fwhm_used_{b}" for b in BANDS]
+    if all(c in frame for c in cols):
+        values = frame[cols].to_numpy(np.float64)
+    elif "psfsize_r" in frame:
+        values = np.repeat(frame[["psfsize_r"]].to_numpy(np.float64), len(BANDS), axis=1)
+    else:
+        return None
+    return values / PIXEL_SCALE_ARCSEC
+
+
+def unseen_counterfactuals(ckpt: Path, manifest: Path, seed: int, params, split: str = "test_paired") -> dict:
+    """Counterfactuals no recipe trains on, scored on held-out LRGs (``test_paired``, never in training).
+
+    * ``point_source``: each control plus a PSF-shaped point source at its centre holding
+      :data:`POINT_SOURCE_SHARE` of the LRG's flux, with no arc, against the same controls — AUROC
+      (LRG bootstrap). 0.5: scored like a control; the acceptance of issue 21 asks ≤ 0.60.
+    * ``moved_counter_image``: each control plus its pair's core light (the counter-image part of
+      ``d``) moved :data:`MOVE_PX` px in a random direction, with no arc, against the controls.
+
+    Returns ``{name: metric}`` (metric records as in ``results.json``; a case that cannot be built
+    carries ``value`` None and a ``message``).
+    """
+    from ..checkpoint import load_checkpoint
+    from ..evaluate import evaluate_scores, lrg_groups, predict_scores
+    from ..gates.perturb import R_CORE_PX, find_pairs, split_core_arc
+    from ..manifest import load_images, read_manifest
+
+    frame = read_manifest(manifest).frame
+    frame = frame[frame[SPLIT_COLUMN].astype(str) == split].reset_index(drop=True)
+    groups = lrg_groups(frame)
+    pairs = find_pairs(frame[LABEL_COLUMN].to_numpy(), groups)
+    limit = params.max_samples or len(pairs.stamp)
+    pos, ctrl_pos = pairs.stamp[:limit], pairs.ctrl[:limit]
+
+    def missing(name: str, why: str) -> dict:
+        return {"metric": "auroc", "value": None, "ci": None, "n": 0, "n_groups": 0, "seed": seed,
+                "source": f"unseen[{name}]", "message": why}
+
+    if len(pos) < 2:
+        why = f"split {split!r} holds {len(pos)} pairs"
+        return {"point_source": missing("point_source", why), "moved_counter_image": missing("moved_counter_image", why)}
+    stamps, _ = load_images(frame.iloc[pos])
+    ctrls, _ = load_images(frame.iloc[ctrl_pos])
+    loaded = load_checkpoint(ckpt)
+    g = groups[ctrl_pos]
+    base = np.asarray(predict_scores(loaded, ctrls), np.float64)
+
+    def metric(name: str, images: np.ndarray) -> dict:
+        scores = np.asarray(predict_scores(loaded, images), np.float64)
+        labels = np.r_[np.ones(len(scores), int), np.zeros(len(base), int)]
+        m = evaluate_scores(labels, np.r_[scores, base], np.r_[g, g], n_boot=params.n_boot, seed=seed)
+        return jsonable({"metric": "auroc", "value": m.auroc.value, "ci": [m.auroc.lo, m.auroc.hi],
+                         "n": m.auroc.n, "n_groups": m.auroc.n_groups, "seed": seed, "source": f"unseen[{name}]"})
+
+    out = {}
+    fwhm = psf_fwhm_px(frame.iloc[ctrl_pos])
+    if fwhm is None:
+        out["point_source"] = missing("point_source", "rows carry no PSF FWHM column (psf_fwhm_used_<b> or psfsize_r)")
+    else:
+        flux = np.clip(lrg_flux(ctrls), 0.0, None) * POINT_SOURCE_SHARE
+        out["point_source"] = metric("point_source", ctrls + point_sources(fwhm, flux, ctrls.shape[-2:]))
+    core, _ = split_core_arc(stamps - ctrls, R_CORE_PX)
+    angle = np.random.default_rng(seed).uniform(0, 2 * np.pi, len(core))
+    moved = np.empty_like(core)
+    for i, a in enumerate(angle):
+        dy, dx = int(round(MOVE_PX * np.sin(a))), int(round(MOVE_PX * np.cos(a)))
+        moved[i] = np.roll(core[i], (dy, dx), axis=(-2, -1))
+    out["moved_counter_image"] = metric("moved_counter_image", ctrls + moved)
+    return out
+
+
 def npz_bytes(arrays: dict) -> bytes:
     """Deterministic uncompressed npz bytes (fixed zip timestamps) of plain arrays."""
     buf = io.BytesIO()

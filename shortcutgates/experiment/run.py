@@ -16,8 +16,13 @@ E4   E2's model input                  ``core_lr_auc[train-box10-model]`` gate: 
 plus ``E1_core_lr``, the same probe on E1's (paired) training input, which with E4 gives the
 paired/unpaired × raw/residual core-LR table of docs/design.md#the-shortcut.
 
-for three configurations (:data:`CONFIGURATIONS`): ``raw_robust``, ``residual`` and ``residual`` +
-core dropout. The whole gate suite runs on both manifests (data gates) and on each E2 model.
+for four configurations (:data:`CONFIGURATIONS`): ``raw_robust``, ``residual``, ``residual`` +
+core dropout, and E5 ``residual+hn``: ``residual`` trained on an unpaired manifest with hard
+negatives (``build --hard-negatives``, :data:`E5_RECIPE`; its E1 is the ``residual`` paired model).
+The whole gate suite runs on every manifest (data gates) and on each E2 model, and each E2 model is
+also scored on counterfactuals no recipe trains on (``unseen``: :func:`.measure.unseen_counterfactuals`).
+A configuration record also holds ``dataset``, ``hard_negatives``, ``primary_failed`` (the primary
+gate cases not passed) and ``unseen`` ({``point_source``, ``moved_counter_image``}: metrics).
 
 ``results.json`` (schema ``shortcutgates.experiment/1``, written atomically; no wall times, so the
 same seed gives the same bytes — they go to ``timings.json``)::
@@ -75,16 +80,35 @@ class Configuration:
     """``raw_robust`` or ``residual`` (docs/design.md#preprocessing)."""
     core_dropout: str | None = None
     """``R:P`` (radius px : probability), see :func:`shortcutgates.augment.parse_core_dropout`."""
+    hard_negatives: str = ""
+    """E5 recipe: ``build --hard-negatives`` kinds of the unpaired training data (``""``: plain)."""
+    hard_negative_mix: str = ""
+    """``build --hard-negative-mix`` of the recipe (``""``: the defaults)."""
+    paired_from: str | None = None
+    """A recipe's E1 (paired model) is that of this configuration: hard negatives change only the
+    unpaired training data, so its paired model would be the same."""
+
+    @property
+    def dataset(self) -> str:
+        """Name of the unpaired manifest the configuration trains on (``unpaired`` or ``unpaired-hn-...``)."""
+        if not self.hard_negatives:
+            return "unpaired"
+        tag = self.hard_negatives.replace(",", "-") + (f"-{self.hard_negative_mix}" if self.hard_negative_mix else "")
+        return "unpaired-hn-" + tag.replace("=", "").replace(",", "-")
 
 
 CORE_DROPOUT = "5:0.5"
 """Core dropout of the third configuration: radius 5 px (1.3″, covers the counter-image at 1–3 px)
 in half of the training stamps."""
 
+E5_RECIPE = "core,shuffle"
+"""Hard-negative kinds of the E5 recipe (docs/experiment.md#e5)."""
+
 CONFIGURATIONS: tuple[Configuration, ...] = (
     Configuration("raw_robust", "raw_robust"),
     Configuration("residual", "residual"),
     Configuration("residual+dropout", "residual", CORE_DROPOUT),
+    Configuration("residual+hn", "residual", hard_negatives=E5_RECIPE, paired_from="residual"),
 )
 
 
@@ -190,17 +214,23 @@ def paired_input(params: ExperimentParams, seed: int, timer: Timer) -> Path:
 
 
 def build_datasets(source: Path, params: ExperimentParams, seed: int, timer: Timer) -> dict:
-    """Build the paired and unpaired manifests of a seed; returns ``{mode: manifest dir}``."""
+    """Build the paired and unpaired manifests of a seed, and one unpaired manifest with hard negatives
+    per E5 recipe (same seed, so the same LRG splits); returns ``{name: manifest dir}``."""
     from ..build import build_manifest
 
     out = {}
-    for mode in ("paired", "unpaired"):
-        path = params.out / "data" / f"seed{seed}" / mode
-        say(f"seed {seed}: building the {mode} manifest -> {path}", params.progress, timer)
+    recipes = {c.dataset: c for c in params.configs if c.hard_negatives}
+    for name in ("paired", "unpaired", *recipes):
+        path = params.out / "data" / f"seed{seed}" / name
+        say(f"seed {seed}: building the {name} manifest -> {path}", params.progress, timer)
         t = time.perf_counter()
-        build_manifest(source, path, mode=mode, seed=seed, progress=params.progress)
-        timer.add(f"seed{seed}/build_{mode}", t)
-        out[mode] = path
+        recipe = recipes.get(name)
+        extra = {} if recipe is None else {"hard_negatives": recipe.hard_negatives,
+                                           "hard_negative_mix": recipe.hard_negative_mix}
+        build_manifest(source, path, mode="paired" if name == "paired" else "unpaired", seed=seed,
+                       progress=params.progress, **extra)
+        timer.add(f"seed{seed}/build_{name}", t)
+        out[name] = path
     return out
 
 
@@ -243,24 +273,38 @@ def train_model(manifest: Path, ckpt: Path, config: Configuration, params: Exper
 
 # --- orchestration -------------------------------------------------------------------------------
 def run_configuration(config: Configuration, manifests: dict, params: ExperimentParams, seed: int,
-                      timer: Timer, step: str) -> dict:
-    """Train the paired and unpaired models of one configuration and measure E1–E4 and the gates."""
+                      timer: Timer, step: str, done: dict | None = None) -> dict:
+    """Train the paired and unpaired models of one configuration and measure E1–E4, the gates and
+    the unseen counterfactuals (:func:`.measure.unseen_counterfactuals`).
+
+    ``done``: records of the configurations already run this seed; a recipe with ``paired_from``
+    takes its E1 (paired model) from there instead of training the same paired model again.
+    """
+    from .measure import unseen_counterfactuals
+
     models = params.out / "models" / f"seed{seed}"
     training, ckpts = {}, {}
-    for mode in ("paired", "unpaired"):
+    reuse = (done or {}).get(config.paired_from) if config.paired_from else None
+    unpaired = manifests[config.dataset]
+    for mode in ("paired", "unpaired") if reuse is None else ("unpaired",):
         ckpt = models / f"{config.name}-{mode}.pt"
-        say(f"seed {seed}: {step} training {config.name} on {mode} data ({params.epochs} epochs)",
-            params.progress, timer)
+        say(f"seed {seed}: {step} training {config.name} on {mode if mode == 'paired' else config.dataset} data "
+            f"({params.epochs} epochs)", params.progress, timer)
         t = time.perf_counter()
-        training[mode] = train_model(manifests[mode], ckpt, config, params, seed)
+        training[mode] = train_model(manifests[mode] if mode == "paired" else unpaired, ckpt, config, params, seed)
         timer.add(f"seed{seed}/train_{config.name}_{mode}", t)
         ckpts[mode] = ckpt
     say(f"seed {seed}: {step} measuring E1-E4 and the model gates of {config.name}", params.progress, timer)
     t = time.perf_counter()
-    e1, roc1 = detection(ckpts["paired"], manifests["paired"], "test", seed, params)
-    e2, roc2 = detection(ckpts["unpaired"], manifests["unpaired"], "test", seed, params)
-    e3, roc3 = detection(ckpts["unpaired"], manifests["unpaired"], "test_paired", seed, params)
-    gates = run_gates(manifests["unpaired"], ckpts["unpaired"], params, seed, model_only=True)
+    if reuse is None:
+        e1, roc1 = detection(ckpts["paired"], manifests["paired"], "test", seed, params)
+    else:
+        e1, roc1 = reuse["experiments"]["E1"], reuse["roc"].get("E1")
+        training["paired"] = {"same_as": config.paired_from}
+    e2, roc2 = detection(ckpts["unpaired"], unpaired, "test", seed, params)
+    e3, roc3 = detection(ckpts["unpaired"], unpaired, "test_paired", seed, params)
+    gates = run_gates(unpaired, ckpts["unpaired"], params, seed, model_only=True)
+    unseen = unseen_counterfactuals(ckpts["unpaired"], unpaired, seed, params)
     # E4 reads the model's input; a raw_robust model's input is the raw_robust array, whose probe is a
     # data case (the suite does not repeat it as a "-model" case).
     model_input = "raw_robust" if config.preprocess == "raw_robust" else "model"
@@ -269,18 +313,27 @@ def run_configuration(config: Configuration, manifests: dict, params: Experiment
     def core_train(case) -> bool:
         return case.gate == "core_lr_auc" and case.split == "train" and case.params.get("input") == model_input
 
-    e4_records = gates if needs_model else run_gates(manifests["unpaired"], None, params, seed, model_only=False,
+    e4_records = gates if needs_model else run_gates(unpaired, None, params, seed, model_only=False,
                                                      only=core_train)
-    paired_core = run_gates(manifests["paired"], ckpts["paired"] if needs_model else None, params, seed,
-                            model_only=needs_model, only=core_train)
+    paired_core = None if reuse is not None else run_gates(
+        manifests["paired"], ckpts["paired"] if needs_model else None, params, seed, model_only=needs_model,
+        only=core_train)
     timer.add(f"seed{seed}/measure_{config.name}", t)
     experiments = {"E1": e1, "E2": e2, "E3": e3,
                    "E3_gap": gate_metric(gates, "cross_test_gap", None, seed),
                    "E4": gate_metric(e4_records, "core_lr_auc", "train", seed, box=10, input=model_input),
-                   "E1_core_lr": gate_metric(paired_core, "core_lr_auc", "train", seed, box=10, input=model_input)}
-    return {"preprocess": config.preprocess, "core_dropout": config.core_dropout, "training": training,
+                   "E1_core_lr": reuse["experiments"]["E1_core_lr"] if reuse is not None else
+                   gate_metric(paired_core, "core_lr_auc", "train", seed, box=10, input=model_input)}
+    return {"preprocess": config.preprocess, "core_dropout": config.core_dropout,
+            "hard_negatives": config.hard_negatives, "dataset": config.dataset, "training": training,
             "experiments": experiments, "roc": {k: v for k, v in (("E1", roc1), ("E2", roc2), ("E3", roc3)) if v},
-            "gates": strip_extra(gates), "stratified": stratified_bins(gates)}
+            "gates": strip_extra(gates), "stratified": stratified_bins(gates),
+            "primary_failed": primary_failed(gates), "unseen": unseen}
+
+
+def primary_failed(records: list) -> list:
+    """Ids of the primary gate cases whose verdict is not ``pass`` (fail, inconclusive, error), in order."""
+    return [r["id"] for r in records if r.get("role") == "primary" and r["verdict"] not in ("pass", "skipped")]
 
 
 def run_seed(params: ExperimentParams, seed: int, timer: Timer) -> tuple:
@@ -296,7 +349,8 @@ def run_seed(params: ExperimentParams, seed: int, timer: Timer) -> tuple:
         timer.add(f"seed{seed}/data_gates_{mode}", t)
     n = len(params.configs)
     for i, config in enumerate(params.configs):
-        record["configs"][config.name] = run_configuration(config, manifests, params, seed, timer, f"[{i + 1}/{n}]")
+        record["configs"][config.name] = run_configuration(config, manifests, params, seed, timer, f"[{i + 1}/{n}]",
+                                                           record["configs"])
     return record, manifests
 
 
@@ -353,6 +407,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="LRG bootstrap resamples per interval. Default: %(default)r")
     parser.add_argument("--max-minutes", metavar="M", type=float, default=None,
                         help="training time budget per model, minutes. Default: none")
+    parser.add_argument("--hard-negatives", metavar="KIND,KIND", default=E5_RECIPE,
+                        help="hard-negative kinds of the E5 recipe (core, shuffle, swap; docs/experiment.md#e5); "
+                        "'none' leaves E5 out. Default: %(default)s")
+    parser.add_argument("--hard-negative-mix", metavar="KIND=F,...", default="",
+                        help="mix of the E5 recipe (build --hard-negative-mix). Default: the build's defaults")
+
+
+def recipe_configs(kinds: str, mix: str = "") -> tuple:
+    """:data:`CONFIGURATIONS` with the E5 recipe's kinds and mix replaced (``kinds`` 'none' or '': no E5)."""
+    from ..hard_negatives import parse_kinds, parse_mix
+
+    base = tuple(c for c in CONFIGURATIONS if not c.hard_negatives)
+    if kinds in ("", "none"):
+        return base
+    kinds = ",".join(parse_kinds(kinds))
+    parse_mix(mix)
+    return base + (Configuration("residual+hn", "residual", hard_negatives=kinds, hard_negative_mix=mix,
+                                 paired_from="residual"),)
 
 
 def params_from_args(args: argparse.Namespace, **overrides) -> ExperimentParams:
@@ -361,7 +433,8 @@ def params_from_args(args: argparse.Namespace, **overrides) -> ExperimentParams:
         raise ValueError("experiment: --n-lrgs sets the size of simulated data and cannot be used with --input "
                          f"(got --n-lrgs {args.n_lrgs} --input {args.input})")
     kw = dict(out=args.out, epochs=args.epochs, seed=args.seed, seeds=args.seeds, input=args.input,
-              n_boot=args.n_boot, max_minutes=args.max_minutes)
+              n_boot=args.n_boot, max_minutes=args.max_minutes,
+              configs=recipe_configs(getattr(args, "hard_negatives", E5_RECIPE), getattr(args, "hard_negative_mix", "")))
     if args.n_lrgs is not None:
         kw["n_lrgs"] = args.n_lrgs
     kw.update(overrides)

@@ -1,0 +1,205 @@
+"""``build --hard-negatives``: constructed rows from paired light (core, shuffle, swap) on a tiny input."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shortcutgates import cli
+from shortcutgates.build import build_manifest
+from shortcutgates.codec import decode_stamp
+from shortcutgates.gates.perturb import R_CORE_PX, split_core_arc
+from shortcutgates.hard_negatives import (
+    KIND_COLUMN,
+    construct,
+    parse_kinds,
+    parse_mix,
+    ring_shuffle_permutation,
+    shuffle_along_rings,
+)
+from shortcutgates.io import read_paired
+from shortcutgates.manifest import load_images, read_manifest
+from shortcutgates.preprocess import ring_index
+from shortcutgates.testing import generate_catalog, write_catalog
+
+SIZE = 32  # the test ring sits at r = 6.4 px, outside the 5-px core: both parts of d are non-zero
+CONSTRUCTED = ["core", "shuffle", "swap"]
+
+
+@pytest.fixture(scope="module")
+def paired_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("paired_hn")
+    cat = generate_catalog(np.random.default_rng(1).integers(1, 4, 48), seed=5, jitter_arcsec=0.1, image_size=SIZE)
+    write_catalog(cat.frame.assign(cutout_ok=np.int32(1)), directory / "in", n_files=2)
+    return directory / "in"
+
+
+def build(paired_dir, out, kinds, **kw):
+    return build_manifest(paired_dir, out, mode="unpaired", seed=2, progress=False, hard_negatives=kinds,
+                          shuffle_arcsec=1.0, **kw)
+
+
+@pytest.fixture(scope="module")
+def built(paired_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("hn") / "m"
+    summary = build(paired_dir, out, "core,shuffle,swap")
+    return summary, read_manifest(out).frame
+
+
+@pytest.fixture(scope="module")
+def paired_images(paired_dir):
+    """(source_path, source_row) -> (stamp, ctrl) of the paired input."""
+    cat = read_paired(paired_dir).frame
+    return {(p, int(r)): (decode_stamp(s), decode_stamp(c))
+            for p, r, s, c in zip(cat["source_path"], cat["source_row"], cat["stamp_npz"], cat["ctrl_stamp_npz"])}
+
+
+def test_every_kind_is_built_into_train_only(built):
+    summary, frame = built
+    kinds = frame[KIND_COLUMN].to_numpy()
+    for kind in CONSTRUCTED:
+        assert (kinds == kind).sum() == summary.meta["hard_negatives"]["counts"]["train"][kind] > 0
+    assert set(frame.loc[kinds != "plain", "split"]) == {"train"}
+    assert summary.meta["parameters"]["hard_negatives"] == CONSTRUCTED
+    assert summary.meta["parameters"]["hard_negative_mix"] == {"core": 0.5, "shuffle": 0.5, "swap": 0.5}
+
+
+def test_held_out_splits_equal_the_plain_build(built, paired_dir, tmp_path):
+    build_manifest(paired_dir, tmp_path / "plain", mode="unpaired", seed=2, progress=False)
+    plain = read_manifest(tmp_path / "plain").frame
+    _, frame = built
+    cols = ["split", "label", "lrg_id", "source_path", "source_row", "source_column"]
+    for split in ("val", "test", "test_paired"):
+        a = plain.loc[plain["split"] == split, cols].reset_index(drop=True)
+        b = frame.loc[frame["split"] == split, cols].reset_index(drop=True)
+        pd.testing.assert_frame_equal(a.astype(str), b.astype(str))
+    train = frame["split"] == "train"
+    assert (frame.loc[train & (frame[KIND_COLUMN] == "plain"), "lrg_id"].nunique()
+            == plain.loc[plain["split"] == "train", "lrg_id"].nunique())
+
+
+def test_host_lrgs_stay_in_one_class_and_one_split(built):
+    _, frame = built
+    splits = frame.groupby("lrg_id")["split"].nunique()
+    pooled = frame[frame["split"] != "test_paired"]  # test_paired holds pairs by design
+    classes = pooled.groupby("lrg_id")["label"].nunique()
+    assert (classes == 1).all() and (splits == 1).all()
+
+
+def test_donors_are_recorded_positives_of_the_same_split(built):
+    _, frame = built
+    made = frame[frame[KIND_COLUMN] != "plain"]
+    pos = frame[(frame[KIND_COLUMN] == "plain") & (frame["label"] == 1)]
+    pos_keys = set(zip(pos["lrg_id"], pos["source_path"].map(lambda p: Path(p).name), pos["source_row"].astype(int),
+                       pos["split"]))
+    donors = set(zip(made["donor_lrg_id"], made["donor_source_path"].map(lambda p: Path(p).name),
+                     made["donor_source_row"].astype(int), made["split"]))
+    assert donors <= pos_keys
+    swap = made[made[KIND_COLUMN] == "swap"]
+    assert (swap["donor_lrg_id"] != swap["lrg_id"]).all()
+    assert made["source_path"].isna().all() and made["image_npz"].notna().all()
+    plain = frame[frame[KIND_COLUMN] == "plain"]
+    assert plain["donor_lrg_id"].isna().all()
+    # injection truth: a constructed positive carries its donor's, a constructed negative none
+    assert made.loc[made["label"] == 0, "theta_e_arcsec"].isna().all()
+    assert made.loc[made["label"] == 1, "theta_e_arcsec"].notna().all()
+
+
+def test_constructions_are_exact_arithmetic_on_d(built, paired_images, paired_dir):
+    _, frame = built
+    frame = frame.copy()
+    for col in ("host_source_path", "donor_source_path"):  # relative to the input root, like source_path
+        frame[col] = [str(paired_dir / p) if isinstance(p, str) else None for p in frame[col]]
+    made = frame[frame[KIND_COLUMN] != "plain"].reset_index(drop=True)
+    images, _ = load_images(made)
+    rings = ring_index(SIZE, SIZE).ravel()
+    for i, row in made.iterrows():
+        _, host_ctrl = paired_images[(row["host_source_path"], int(row["host_source_row"]))]
+        stamp, ctrl = paired_images[(row["donor_source_path"], int(row["donor_source_row"]))]
+        d = stamp - ctrl
+        core, arc = split_core_arc(d[None], R_CORE_PX)
+        kind = row[KIND_COLUMN]
+        if kind == "swap":
+            assert np.array_equal(images[i], host_ctrl + d)
+        elif kind == "core":
+            assert np.array_equal(images[i], host_ctrl + core[0])
+        else:  # shuffle: the arc's pixel values are permuted within each ring, so every ring keeps its flux
+            moved = (images[i] - host_ctrl - core[0]).reshape(3, -1)
+            flat = arc[0].reshape(3, -1)
+            for ring in np.unique(rings):
+                on = rings == ring
+                np.testing.assert_allclose(np.sort(moved[:, on], axis=1), np.sort(flat[:, on], axis=1), atol=1e-6)
+            assert not np.allclose(moved, flat)
+
+
+def test_same_seed_same_bytes_other_seed_other_donors(paired_dir, tmp_path):
+    a = build(paired_dir, tmp_path / "a", "core,shuffle")
+    b = build(paired_dir, tmp_path / "b", "core,shuffle")
+    assert a.rows_sha256 == b.rows_sha256
+    c = build_manifest(paired_dir, tmp_path / "c", mode="unpaired", seed=3, progress=False,
+                       hard_negatives="core,shuffle", shuffle_arcsec=1.0)
+    assert c.rows_sha256 != a.rows_sha256
+
+
+def test_mix_sets_the_number_of_rows(paired_dir, tmp_path):
+    s = build(paired_dir, tmp_path / "m", "core", hard_negative_mix="core=1.0")
+    n_neg = s.meta["counts"]["train"]["neg"]
+    assert s.meta["hard_negatives"]["counts"]["train"]["core"] == n_neg // 2  # one per plain negative LRG
+    assert s.meta["parameters"]["hard_negative_mix"] == {"core": 1.0}
+
+
+def test_val_gets_rows_only_when_asked(paired_dir, tmp_path):
+    s = build(paired_dir, tmp_path / "v", "core", hard_negative_splits=("train", "val"))
+    assert s.meta["hard_negatives"]["counts"]["val"]["core"] > 0
+
+
+def test_ring_shuffle_permutes_within_rings_and_moves_pieces():
+    rng = np.random.default_rng(0)
+    perm = ring_shuffle_permutation(SIZE, SIZE, 4.0, rng)
+    rings = ring_index(SIZE, SIZE).ravel()
+    assert np.array_equal(np.sort(perm), np.arange(SIZE * SIZE))
+    assert np.array_equal(rings[perm], rings)
+    assert (perm != np.arange(SIZE * SIZE)).mean() > 0.5
+    # a point of light stays a compact piece: its neighbours along the ring move with it
+    arc = np.zeros((3, SIZE, SIZE), np.float32)
+    arc[:, 16, 24:27] = 1.0
+    out = shuffle_along_rings(arc, 4.0, np.random.default_rng(1))
+    assert out.sum() == arc.sum() and not np.array_equal(out, arc)
+
+
+def test_construct_refuses_shuffle_without_scale():
+    z = np.zeros((3, 8, 8), np.float32)
+    with pytest.raises(ValueError, match="piece_px"):
+        construct("shuffle", z, z, z)
+
+
+@pytest.mark.parametrize("text,match", [("core,bogus", "unknown kind"), ("core,core", "repeated")])
+def test_bad_kinds(text, match):
+    with pytest.raises(ValueError, match=match):
+        parse_kinds(text)
+
+
+@pytest.mark.parametrize("text,match", [("core", "KIND=FRACTION"), ("core=-1", ">= 0"), ("swp=1", "unknown kind")])
+def test_bad_mix(text, match):
+    with pytest.raises(ValueError, match=match):
+        parse_mix(text)
+
+
+def test_paired_mode_is_refused(paired_dir, tmp_path):
+    with pytest.raises(ValueError, match="needs --mode unpaired"):
+        build_manifest(paired_dir, tmp_path / "p", mode="paired", seed=0, progress=False, hard_negatives="core")
+
+
+def test_shuffle_needs_a_psf_column_or_a_scale(paired_dir, tmp_path):
+    with pytest.raises(ValueError, match="psf_fwhm_used_r"):
+        build_manifest(paired_dir, tmp_path / "s", mode="unpaired", seed=0, progress=False, hard_negatives="shuffle")
+
+
+def test_command_line(paired_dir, tmp_path, capsys):
+    rc = cli.main(["build", "--input", str(paired_dir), "--out", str(tmp_path / "cli"), "--mode", "unpaired",
+                   "--hard-negatives", "core,shuffle", "--shuffle-arcsec", "1.0", "--hard-negative-mix",
+                   "shuffle=0.25", "--no-progress"])
+    assert rc == 0
+    meta = read_manifest(tmp_path / "cli").meta
+    assert meta["parameters"]["hard_negative_mix"] == {"core": 0.5, "shuffle": 0.25}
