@@ -55,15 +55,26 @@ def run_profile(profile: Profile, out_dir, *, shard: int = 0, n_shards: int = 1,
     path = out_dir / f"records-{shard}-of-{n_shards}.csv"
     done = _done(out_dir)
     todo = [p for i, p in enumerate(pairs(profile)) if i % n_shards == shard and (p[0].key, p[1]) not in done]
-    pool = load_pool(profile.pool_lrgs, profile.pool_seed, cache_dir, progress=progress)
+    pools = {kind: load_pool(profile.pool_lrgs, profile.pool_seed, cache_dir, progress=progress, kind=kind)
+             for kind in sorted({cell.pool for cell, _ in todo})}
     config = config or GateConfig(n_boot=N_BOOT)
     start = time.perf_counter()
     for cell, seed in tqdm(todo, desc=f"calibrate {profile.name} shard {shard}/{n_shards}", unit="seed",
                            disable=not progress, file=sys.stderr, mininterval=5):
-        records = pd.DataFrame(run_seed(pool, cell, seed, config, profile.roles, profile.also))
-        records.to_csv(path, mode="a", header=not path.exists() or path.stat().st_size == 0, index=False)
+        records = pd.DataFrame(run_seed(pools[cell.pool], cell, seed, config, profile.roles, profile.also))
+        _append(records, path)
     (out_dir / f"wall-{shard}-of-{n_shards}.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
     return path
+
+
+def _append(records: pd.DataFrame, path: Path) -> None:
+    """Append records to a shard's CSV; a file written with other columns (an older version) is refused."""
+    if path.exists() and path.stat().st_size:
+        header = pd.read_csv(path, nrows=0).columns.tolist()
+        if header != records.columns.tolist():
+            raise ValueError(f"{path}: written with columns {header}, this version writes {records.columns.tolist()} "
+                             "(resume it with the version that wrote it, or use a new --out)")
+    records.to_csv(path, mode="a", header=not path.exists() or path.stat().st_size == 0, index=False)
 
 
 def load_records(out_dir) -> pd.DataFrame:
@@ -73,4 +84,5 @@ def load_records(out_dir) -> pd.DataFrame:
         raise FileNotFoundError(f"{out_dir}: no records-*-of-*.csv (run `shortcutgates calibrate` first)")
     frame = pd.concat([pd.read_csv(f, keep_default_na=True) for f in files], ignore_index=True)
     frame["scorer"] = frame["scorer"].fillna("")
+    frame["pool"] = frame["pool"].fillna("tapered") if "pool" in frame else "tapered"  # records before pool kinds
     return frame.drop_duplicates(["cell", "seed", "case"], keep="first").reset_index(drop=True)
