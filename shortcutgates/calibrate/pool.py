@@ -195,7 +195,7 @@ def simulate_chunk(seed: int, first: int, stop: int, kind: str = "tapered") -> P
     return Pool(ctrl.astype(np.float32), arc.astype(np.float32), meta, kind)
 
 
-CHUNK_LRGS = 250
+CHUNK_LRGS = 100
 
 
 def simulate_pool(n_lrgs: int, seed: int, progress: bool = False, kind: str = "tapered", workers: int = 1) -> Pool:
