@@ -6,10 +6,17 @@ import pandas as pd
 import pytest
 
 from shortcutgates.calibrate import cnn, rates
+from shortcutgates.calibrate import pool as pool_module
 from shortcutgates.calibrate.harness import TRAINING_GATE, Cell, run_seed
 from shortcutgates.calibrate.plant import PROPERTY_COLUMNS
-from shortcutgates.calibrate.pool import (TRUTH_COLUMNS, Pool, arc_direction, injection_truth, simulate_chunk,
-                                          sky_grid)
+from shortcutgates.calibrate.pool import (
+    TRUTH_COLUMNS,
+    Pool,
+    arc_direction,
+    injection_truth,
+    simulate_pool,
+    sky_grid,
+)
 from shortcutgates.calibrate.report import NOT_A_NULL, null_table
 from shortcutgates.codec import decode_stamp
 from shortcutgates.gates.perturb import R_CORE_PX, core_mask
@@ -52,17 +59,18 @@ def _index(frame, label):
     return frame.loc[frame["label"] == label, "lrg_id"].str[1:].astype(int).to_numpy()
 
 
-def test_realistic_pool_chunks_are_the_simulators_lrgs_with_their_whole_truth():
-    chunk = simulate_chunk(0, 2, 4, "realistic")
-    frame = simulate_frame(4, 0, injections_per_lrg=(1, 1)).iloc[2:4].reset_index(drop=True)
+def test_realistic_pool_chunks_are_the_simulators_lrgs_with_their_whole_truth(monkeypatch):
+    monkeypatch.setattr(pool_module, "CHUNK_LRGS", 3)  # chunks [0, 3) and [3, 4), concatenated in order
+    pool = simulate_pool(4, 0, kind="realistic")
+    frame = simulate_frame(4, 0, injections_per_lrg=(1, 1))
     ctrl = np.stack([decode_stamp(b) for b in frame["ctrl_stamp_npz"]])
-    np.testing.assert_array_equal(chunk.ctrl, ctrl)
-    np.testing.assert_allclose(chunk.arc, np.stack([decode_stamp(b) for b in frame["stamp_npz"]]) - ctrl)
-    assert list(chunk.meta[list(TRUTH_COLUMNS)].columns) == list(TRUTH_COLUMNS)
-    assert chunk.meta[list(TRUTH_COLUMNS)].notna().all().all()
-    assert chunk.meta["src_q"].between(0.4, 1.0).all() and chunk.meta["shear_phi_rad"].between(0, np.pi).all()
+    np.testing.assert_array_equal(pool.ctrl, ctrl)
+    np.testing.assert_allclose(pool.arc, np.stack([decode_stamp(b) for b in frame["stamp_npz"]]) - ctrl)
+    np.testing.assert_array_equal(pool.meta["theta_e_arcsec"], frame["theta_e_arcsec"])
+    assert pool.kind == "realistic" and pool.meta[list(TRUTH_COLUMNS)].notna().all().all()
+    assert pool.meta["src_q"].between(0.4, 1.0).all() and pool.meta["shear_phi_rad"].between(0, np.pi).all()
     with pytest.raises(RuntimeError, match="replayed injections differ"):  # the wrong LRGs' streams
-        injection_truth(frame, 0, first=0)
+        injection_truth(frame.iloc[2:].reset_index(drop=True), 0, first=0)
 
 
 def test_core_neutral_negatives_carry_a_donor_positives_core_light(pool):

@@ -208,14 +208,17 @@ def simulate_pool(n_lrgs: int, seed: int, progress: bool = False, kind: str = "t
     check_kind(kind)
     starts = list(range(0, n_lrgs, CHUNK_LRGS))
     args = [(seed, a, min(a + CHUNK_LRGS, n_lrgs), kind) for a in starts]
-    bar = tqdm(total=len(args), desc=f"simulate {kind} pool", unit="chunk", disable=not progress)
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as ex:
-            chunks = [f for f in (ex.submit(simulate_chunk, *a) for a in args)]
-            chunks = [c.result() for c in chunks if not bar.update(1)]
-    else:
-        chunks = [simulate_chunk(*a) for a in args if not bar.update(1)]
-    bar.close()
+    chunks = []
+    with tqdm(total=len(args), desc=f"simulate {kind} pool", unit="chunk", disable=not progress) as bar:
+        if workers > 1:
+            with ProcessPoolExecutor(workers) as ex:
+                for future in [ex.submit(simulate_chunk, *a) for a in args]:
+                    chunks.append(future.result())
+                    bar.update(1)
+        else:
+            for a in args:
+                chunks.append(simulate_chunk(*a))
+                bar.update(1)
     meta = pd.concat([c.meta for c in chunks], ignore_index=True)
     arc = np.concatenate([c.arc for c in chunks])
     meta["arc_phi"] = arc_direction(arc)
