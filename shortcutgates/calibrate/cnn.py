@@ -50,9 +50,9 @@ step on one CPU thread)."""
 EPOCHS = 8
 VAL_FRACTION = 0.2
 """``val`` LRGs as a fraction of the training LRGs (early stopping and the best epoch)."""
-GATE_LRGS = 300
+GATE_LRGS = 240
 """LRGs of the gated ``test`` split (unpaired) and, as many again, of ``test_paired`` (one pair each):
-about 75 pairs per θ_E bin of the default edges."""
+about 60 pairs per θ_E bin of the default edges."""
 
 
 @dataclass(frozen=True)

@@ -48,10 +48,10 @@ CNN_RECORDED = ("detection_auroc", "cross_test_gap", "arc_masked_auroc", "core_m
 probes and the strata are left out to keep a seed cheap)."""
 CNN_SEEDS = 20
 """Seeds (one trained CNN each) per family of the ``cnn`` profile."""
-CNN_TRAIN_LRGS = 1200
+CNN_TRAIN_LRGS = 800
 """Training LRGs per CNN seed (half positives, half negatives; ``val`` takes a fifth as many more)."""
 CNN_POOL_LRGS = 2400
-"""LRGs of the realistic pool the ``cnn`` profile draws from (a seed uses about 2040)."""
+"""LRGs of the realistic pool the ``cnn`` profile draws from (a seed uses about 1440)."""
 
 
 class Profile(NamedTuple):
