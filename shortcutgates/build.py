@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import NamedTuple
@@ -47,8 +48,15 @@ from .splits import SplitParams, assign
 MANIFEST_PARQUET = "manifest.parquet"
 CORE_RADIUS_PX = 3.0
 """Aperture radius of ``core_flux_<band>``. Unit: pixel (0.79 arcsec)."""
-MEASURED_COLUMNS: tuple[str, ...] = tuple(f"core_flux_{b}" for b in BANDS) + tuple(f"half_light_radius_{b}" for b in BANDS)
+ALWAYS_MEASURED: tuple[str, ...] = ("total_mag_r", "core_mag_r", "concentration_r", "half_light_radius_r")
+"""LRG properties every build measures from one control per LRG and writes to the manifest: the
+property-balance gates compare positives and negatives on them (magnitude, core magnitude,
+concentration, size), as survey data carry no LRG photometry."""
+MEASURED_COLUMNS: tuple[str, ...] = (tuple(f"core_flux_{b}" for b in BANDS) + tuple(f"half_light_radius_{b}" for b in BANDS)
+                                     + ALWAYS_MEASURED[:3])
 """LRG properties measured from the control images (survey data carry no LRG photometry)."""
+ZERO_POINT_MAG = 22.5
+"""AB zero point of nanomaggies."""
 
 
 class BuildSummary(NamedTuple):
@@ -65,41 +73,61 @@ class BuildSummary(NamedTuple):
 
 
 # --- measured LRG properties ---------------------------------------------------------------------
-def measure_lrg(image: np.ndarray) -> dict:
-    """Core flux and half-light radius of the LRG at the centre of a control stamp, per band.
+def measure_lrgs(images: np.ndarray) -> pd.DataFrame:
+    """Core and total flux, magnitudes, concentration and half-light radius of the LRG at the centre
+    of control stamps, per band.
 
     Parameters
     ----------
-    image : ndarray, shape (3, H, W)
-        Control stamp (no arc). Unit: nanomaggies.
+    images : ndarray, shape (N, 3, H, W)
+        Control stamps (no arc). Unit: nanomaggies.
 
     Returns
     -------
-    dict
-        ``core_flux_<b>`` (nanomaggies within :data:`CORE_RADIUS_PX` of the centre pixel, after
-        subtracting the median of the outer annulus H*20/64 <= r < H/2) and ``half_light_radius_<b>``
-        (arcsec; radius holding half of the background-subtracted flux inside the annulus, NaN when
-        that flux is not positive).
+    DataFrame, N rows
+        Per band ``b``: ``core_flux_<b>`` (nanomaggies within :data:`CORE_RADIUS_PX` of the centre
+        pixel, after subtracting the median of the outer annulus H*20/64 <= r < H/2),
+        ``total_mag_<b>`` / ``core_mag_<b>`` (AB magnitudes of the background-subtracted flux inside
+        the annulus / the core; NaN when not positive), ``concentration_<b>`` (core / total flux) and
+        ``half_light_radius_<b>`` (arcsec; radius holding half of the flux inside the annulus, NaN
+        when that flux is not positive).
     """
-    _, h, w = image.shape
+    images = np.asarray(images, np.float64)
+    n, _, h, w = images.shape
     yy, xx = np.indices((h, w))
     r = np.hypot(yy - h // 2, xx - w // 2)
     outer = (r >= h * 20 / 64) & (r < h / 2)
     inner = r < h * 20 / 64
     order = np.argsort(r[inner], kind="stable")
+    radii = r[inner][order]
     out = {}
-    for band, img in zip(BANDS, image.astype(np.float64)):
-        sub = img - (np.median(img[outer]) if outer.any() else 0.0)
-        out[f"core_flux_{band}"] = float(sub[r < CORE_RADIUS_PX].sum())
-        cum = np.cumsum(sub[inner][order])
-        total = cum[-1] if len(cum) else 0.0
-        radius = r[inner][order][np.searchsorted(cum, total / 2)] if total > 0 else np.nan
-        out[f"half_light_radius_{band}"] = float(radius * PIXEL_SCALE_ARCSEC)
-    return out
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for b, band in enumerate(BANDS):
+            img = images[:, b]
+            sub = img - (np.median(img[:, outer], axis=1)[:, None, None] if outer.any() else 0.0)
+            core = sub[:, r < CORE_RADIUS_PX].sum(axis=1)
+            cum = np.cumsum(sub[:, inner][:, order], axis=1)
+            total = cum[:, -1] if cum.shape[1] else np.zeros(n)
+            half = np.argmax(cum >= total[:, None] / 2, axis=1)
+            out[f"core_flux_{band}"] = core
+            out[f"total_mag_{band}"] = np.where(total > 0, ZERO_POINT_MAG - 2.5 * np.log10(total), np.nan)
+            out[f"core_mag_{band}"] = np.where(core > 0, ZERO_POINT_MAG - 2.5 * np.log10(core), np.nan)
+            out[f"concentration_{band}"] = np.where(total > 0, core / total, np.nan)
+            out[f"half_light_radius_{band}"] = np.where(total > 0, radii[half] * PIXEL_SCALE_ARCSEC, np.nan)
+    return pd.DataFrame(out)
 
 
-def measure_controls(catalog: pd.DataFrame, columns, *, progress: bool = True) -> pd.DataFrame:
-    """Add measured LRG properties (one control per LRG, broadcast to all its rows) to ``catalog``."""
+def measure_lrg(image: np.ndarray) -> dict:
+    """:func:`measure_lrgs` of one ``(3, H, W)`` control stamp, as a dict."""
+    return {k: float(v) for k, v in measure_lrgs(np.asarray(image)[None]).iloc[0].items()}
+
+
+def measure_controls(catalog: pd.DataFrame, columns, *, progress: bool = True, strict: bool = True) -> pd.DataFrame:
+    """Add measured LRG properties (one control per LRG, broadcast to all its rows) to ``catalog``.
+
+    ``strict`` (matching needs the values): a control that does not decode is a ``DataError``; else
+    its LRG gets NaN (the gates' ``data_integrity`` reports the row), as do all LRGs when the
+    controls differ in shape."""
     from tqdm.auto import tqdm
 
     from .splits import control_rows
@@ -107,15 +135,20 @@ def measure_controls(catalog: pd.DataFrame, columns, *, progress: bool = True) -
     reps = control_rows(catalog)
     rows = catalog.iloc[reps.to_numpy()]
     blobs = read_blobs(rows, column=CTRL_COLUMN)
-    values = []
+    images, ok = [], np.zeros(len(blobs), bool)
     for i, blob in enumerate(tqdm(blobs, desc="measure controls", disable=_quiet(progress), file=sys.stderr)):
         try:
-            values.append(measure_lrg(decode_stamp(blob)))
+            images.append(decode_stamp(blob))
+            ok[i] = True
         except DataError as err:
-            raise err.located(file=rows["source_path"].iloc[i], row=int(rows["source_row"].iloc[i]),
-                              column=CTRL_COLUMN) from None
-    measured = pd.DataFrame(values, index=reps.index)[list(columns)]
-    return catalog.join(measured, on=LRG_ID_COLUMN)
+            if strict:
+                raise err.located(file=rows["source_path"].iloc[i], row=int(rows["source_row"].iloc[i]),
+                                  column=CTRL_COLUMN) from None
+    shapes = {im.shape for im in images}
+    measured = pd.DataFrame(np.nan, index=reps.index, columns=list(columns))
+    if len(shapes) == 1:
+        measured.iloc[np.flatnonzero(ok)] = measure_lrgs(np.stack(images))[list(columns)].to_numpy()
+    return catalog.drop(columns=[c for c in columns if c in catalog]).join(measured, on=LRG_ID_COLUMN)
 
 
 def _quiet(progress: bool) -> bool:
@@ -163,9 +196,25 @@ def metadata_columns(files) -> tuple[list[str], list[str]]:
     return common, sorted(seen - set(common))
 
 
-def _file_record(path: Path) -> dict:
+def _file_record(path: Path, root: Path) -> dict:
+    """A source file as ``manifest.json`` records it: path relative to the source root, size, mtime, sha256."""
+    from .io import file_sha256
+
     st = path.stat()
-    return {"path": str(path.resolve()), "size": st.st_size, "mtime": st.st_mtime}
+    return {"path": Path(path).resolve().relative_to(root).as_posix(), "size": st.st_size, "mtime": st.st_mtime,
+            "sha256": file_sha256(path)}
+
+
+def input_root(input_path) -> Path:
+    """The paired input's root directory (the file's directory for a single file), resolved."""
+    path = Path(input_path).resolve()
+    return path if path.is_dir() else path.parent
+
+
+def relative_pointers(paths: pd.Series, root: Path) -> pd.Series:
+    """``source_path`` values (absolute) made relative to ``root``, POSIX-style (portable manifests)."""
+    mapping = {p: Path(p).relative_to(root).as_posix() for p in paths.unique()}
+    return paths.map(mapping)
 
 
 def rows_sha256(table: pa.Table) -> str:
@@ -245,7 +294,7 @@ def build_manifest(input_path, out_dir, *, mode: str, seed: int, match=(), posit
     """
     match = tuple(match)
     cap = None if str(positives_per_lrg) == "all" else int(positives_per_lrg)
-    measured = tuple(c for c in match if c in MEASURED_COLUMNS)
+    measured = tuple(dict.fromkeys(ALWAYS_MEASURED + tuple(c for c in match if c in MEASURED_COLUMNS)))
     params = SplitParams(mode, int(seed), tuple(fractions), cap, match, match_bins, resplit,
                          {"measured": measured})
     steps = _Steps(progress)
@@ -257,13 +306,17 @@ def build_manifest(input_path, out_dir, *, mode: str, seed: int, match=(), posit
     ident = match_lrgs(catalog.frame["ra"].to_numpy(), catalog.frame["dec"].to_numpy(), tolerance_arcsec)
     frame = catalog.frame.assign(**{LRG_ID_COLUMN: ident.lrg_id})
     if measured:
-        frame = measure_controls(frame, measured, progress=progress)
+        frame = measure_controls(frame, measured, progress=progress,
+                                 strict=any(c in MEASURED_COLUMNS for c in match))
     steps.next(f"assigning {ident.n_lrgs} LRGs")
     result = assign(frame, params)
     rows = result.frame
     if inline:
         steps.next(f"copying {len(rows)} blobs")
         rows = rows.assign(**{IMAGE_COLUMN: read_blobs(rows)})
+    root = input_root(input_path)
+    out_abs = Path(out_dir).resolve()
+    rows = rows.assign(source_path=relative_pointers(rows["source_path"], root))
     steps.next("writing")
     table = pa.Table.from_pandas(rows, preserve_index=False)
     sha = rows_sha256(table)
@@ -272,7 +325,9 @@ def build_manifest(input_path, out_dir, *, mode: str, seed: int, match=(), posit
         "parameters": {"mode": mode, "seed": int(seed), "match": list(match), "match_bins": match_bins,
                        "positives_per_lrg": "all" if cap is None else cap, "fractions": list(fractions),
                        "tolerance_arcsec": tolerance_arcsec, "inline": inline, "resplit": resplit},
-        "seed": int(seed), "input": {"path": str(Path(input_path).resolve()), "files": [_file_record(f) for f in files],
+        "seed": int(seed), "input": {"path": str(Path(input_path).resolve()),
+                                     "root": os.path.relpath(root, out_abs).replace(os.sep, "/"),
+                                     "files": [_file_record(f, root) for f in files],
                                      "n_rows": int(len(catalog.frame)), "n_cutout_excluded": catalog.n_cutout_excluded,
                                      "columns_not_in_all_files": partial},
         "identity": {"n_lrgs": ident.n_lrgs, "max_extent_arcsec": float(ident.extent_arcsec.max(initial=0.0)),

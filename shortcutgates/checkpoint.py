@@ -114,8 +114,11 @@ def read_payload(path, map_location="cpu") -> dict:
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()
-        detail = next((line.strip() for line in first if "GLOBAL" in line or "Unsupported" in line), "")
+        import re
+
+        # name the class only: torch's message goes on to advise allow-listing it, the opposite of this refusal
+        found = re.search(r"GLOBAL\s+([\w.]+)", str(exc)) or re.search(r"Unsupported operand\s+(\d+)", str(exc))
+        detail = ("it names " + found.group(1)) if found else ""
         raise CheckpointError(
             f"{path}: refused, the file needs unpickling of arbitrary objects ({detail or 'not weights-only'}); "
             f"loading it could run arbitrary code. A whole pickled nn.Module or another tool's file: {OTHER_MODELS}; "

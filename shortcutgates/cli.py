@@ -16,6 +16,7 @@ from . import __version__
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("shortcutgates.simulate.command", "simulate paired LRG stamps with injected lensed arcs"),
+    "init": ("shortcutgates.init", "set up gate_tests/, a [tool.shortcutgates] block and the CI workflow in a project"),
     "build": ("shortcutgates.build", "build a paired / unpaired / matched manifest with LRG-disjoint splits"),
     "train": ("shortcutgates.train", "train a lens-finder CNN on a manifest and write a checkpoint"),
     "gate": ("shortcutgates.gates.command", "run the gate suite on a manifest (and a checkpoint)"),
@@ -74,7 +75,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     wanted = None
     if argv:
         wanted = next((a for a in argv if not a.startswith("-")), None)
-    for name, (module, help_) in COMMANDS.items():
+    for name, (_module, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
         if wanted == name:
             _load_command(name).add_arguments(p)

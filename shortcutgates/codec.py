@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ast
 import io
+import os
 import struct
 import zipfile
 import zlib
@@ -186,6 +187,40 @@ def _check_members(zf: zipfile.ZipFile) -> None:
 
 
 # --- the zlib fast path -------------------------------------------------------------------------
+INFLATE_ENV = "SHORTCUTGATES_INFLATE"
+"""Environment variable choosing the inflate library: ``zlib_ng``, ``isal`` or ``zlib`` (default: the
+first of these that is installed; naming one that is not installed is an error)."""
+
+INFLATE_BACKENDS = ("zlib_ng", "isal", "zlib")
+"""Inflate libraries in order of preference. ``zlib-ng`` and ``isal`` are the optional extra
+``shortcutgates[fast]``; every one inflates a deflate stream to the same bytes (deflate's output is
+unique), checked against :mod:`zlib` in ``tests/test_codec.py``."""
+
+
+def inflate_module(name: str | None = None):
+    """``(name, module)`` of the inflate library: ``name``, else ``$SHORTCUTGATES_INFLATE``, else the
+    first installed of :data:`INFLATE_BACKENDS`. The module has ``decompress(data, wbits, bufsize)``
+    and ``crc32(data)`` with :mod:`zlib`'s meaning and releases the GIL while it inflates."""
+    import importlib
+    import os
+
+    wanted = name or os.environ.get(INFLATE_ENV) or None
+    if wanted is not None and wanted not in INFLATE_BACKENDS:
+        raise ValueError(f"{INFLATE_ENV}: unknown inflate library {wanted!r} (choose {', '.join(INFLATE_BACKENDS)})")
+    paths = {"zlib_ng": "zlib_ng.zlib_ng", "isal": "isal.isal_zlib", "zlib": "zlib"}
+    for candidate in ([wanted] if wanted else INFLATE_BACKENDS):
+        try:
+            return candidate, importlib.import_module(paths[candidate])
+        except ImportError:
+            if wanted:
+                raise ImportError(f"{INFLATE_ENV}={wanted}: that library is not installed "
+                                  "(pip install 'shortcutgates[fast]')") from None
+    raise ImportError("no inflate library")  # pragma: no cover - zlib is part of Python
+
+
+INFLATE_NAME, _inflate = inflate_module()
+"""The inflate library this process uses (see :func:`inflate_module`)."""
+
 _EOCD = b"PK\x05\x06"
 _CDIR = struct.Struct("<IHHHHHHIIIHHHHHII")  # central directory file header, 46 bytes
 _LOCAL = struct.Struct("<IHHHHHIIIHH")  # local file header, 30 bytes
@@ -231,14 +266,14 @@ def _member_bytes(blob: bytes, entry: tuple) -> bytes:
         raise _Fallback
     if method == 8:
         try:
-            data = zlib.decompress(raw, -15, usize or 1)
-        except zlib.error:
+            data = _inflate.decompress(raw, -15, usize or 1)
+        except _inflate.error:
             raise _Fallback from None
     elif method == 0:
         data = raw
     else:
         raise _Fallback
-    if len(data) != usize or zlib.crc32(data) != crc:
+    if len(data) != usize or _inflate.crc32(data) != crc:
         raise _Fallback
     return data
 
@@ -332,8 +367,50 @@ def _at(where, i: int):
     return where.iloc[i] if hasattr(where, "iloc") else where[i]
 
 
+DECODE_THREADS = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+"""Default threads of :func:`decode_stamps`: the cores this process may use, at most 8. Inflating,
+the CRC and the copies release the GIL, so threads across stamps scale with the cores."""
+
+MIN_BLOBS_PER_THREAD = 32
+"""Fewer blobs than this per thread are decoded in the calling thread (a thread costs more)."""
+
+
+def _decode_one(blob, shape) -> tuple[list[np.ndarray] | np.ndarray, bool]:
+    """One blob's bands (fast path, else :func:`decode_stamp`) and whether the fast path took it."""
+    try:
+        bands = _fast_bands(blob)
+        if shape is not None and bands[0].shape != tuple(shape):
+            raise _Fallback
+        return bands, True
+    except _Fallback:
+        return decode_stamp(blob, shape=shape), False
+
+
+def _decode_range(blobs, positions, shape, images, ok, errors: dict, stop_at_error: bool) -> int:
+    """Decode ``blobs[i]`` for ``i`` in ``positions`` into ``images[i]``; returns the fast-path count.
+
+    Good blobs set ``ok[i]``; bad ones go into ``errors[i]``; values are checked here too (a stamp
+    with NaN/Inf is left for the caller to ask the reference about), so the check runs in the thread.
+    """
+    n_fast = 0
+    for i in positions:
+        try:
+            bands, fast = _decode_one(blobs[i], shape)
+        except DataError as err:
+            errors[i] = err
+            if stop_at_error:
+                break
+            continue
+        for b, band in enumerate(bands):
+            images[i, b] = band
+        ok[i] = True
+        n_fast += fast
+    return n_fast
+
+
 def decode_stamps(blobs: Sequence, *, files=None, rows=None, columns=None,
-                  shape: tuple[int, int] | None = None, skip_bad: bool = False) -> Decoded:
+                  shape: tuple[int, int] | None = None, skip_bad: bool = False,
+                  threads: int | None = None) -> Decoded:
     """Decode many blobs into ``(N, 3, H, W)`` float32 under the module's one bad-row policy.
 
     Parameters
@@ -346,33 +423,42 @@ def decode_stamps(blobs: Sequence, *, files=None, rows=None, columns=None,
     skip_bad : bool
         False: the first bad blob (input order) raises its located :class:`DataError`.
         True: bad blobs are left out of ``images`` and listed in ``failures``.
+    threads : int, optional
+        Threads across stamps (default :data:`DECODE_THREADS`; 1: the calling thread only). The
+        output does not depend on it: every blob is written to its own row.
     """
     n = len(blobs)
     ok = np.zeros(n, bool)
     errors: dict[int, DataError] = {}
-    images, n_fast = None, 0
-    for i, blob in enumerate(blobs):
+    images, n_fast, first = None, 0, 0
+    for first in range(n):  # the first good blob fixes the shape (and allocates the output)
         try:
-            try:
-                bands = _fast_bands(blob)
-                if shape is not None and bands[0].shape != tuple(shape):
-                    raise _Fallback
-                n_fast += 1
-            except _Fallback:
-                bands = decode_stamp(blob, shape=shape)
+            bands, fast = _decode_one(blobs[first], shape)
         except DataError as err:
-            errors[i] = err
+            errors[first] = err
             if not skip_bad:
                 break
             continue
-        if images is None:
-            shape = tuple(bands[0].shape)
-            images = np.empty((n, len(NPZ_KEYS)) + shape, np.float32)
-        for b, band in enumerate(bands):
-            images[i, b] = band
-        ok[i] = True
+        shape = tuple(bands[0].shape)
+        images = np.empty((n, len(NPZ_KEYS)) + shape, np.float32)
+        images[first] = bands
+        ok[first], n_fast = True, int(fast)
+        break
     if images is None:
         images = np.zeros((n, 3, 0, 0), np.float32)
+    elif first + 1 < n:
+        rest = np.arange(first + 1, n)
+        threads = DECODE_THREADS if threads is None else max(1, int(threads))
+        threads = max(1, min(threads, len(rest) // MIN_BLOBS_PER_THREAD))
+        if threads == 1:
+            n_fast += _decode_range(blobs, rest, shape, images, ok, errors, not skip_bad)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            parts = np.array_split(rest, threads * 4)  # a few parts per thread evens out slow blobs
+            with ThreadPoolExecutor(threads) as pool:
+                n_fast += sum(pool.map(lambda part: _decode_range(blobs, part, shape, images, ok, errors,
+                                                                 not skip_bad), parts))
     finite = np.isfinite(images).all(axis=(1, 2, 3))
     for i in np.flatnonzero(ok & ~finite):  # the fast path does not look at values: ask the reference
         try:

@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 
 from . import io as sgio
-from .blob_rows import read_blobs
 from . import manifest as sgmanifest
 from .codec import DecodeStats, decode_stamps
 from .preprocess import get_preprocessor
@@ -34,20 +33,16 @@ WEIGHT_COLUMN = "weight"
 
 
 # --- manifest rows -> raw images -----------------------------------------------------------
-def _inline_mask(frame: pd.DataFrame) -> np.ndarray:
-    if IMAGE_COLUMN in frame:
-        return frame[IMAGE_COLUMN].notna().to_numpy()
-    return np.zeros(len(frame), bool)
-
-
 def iter_raw_chunks(frame: pd.DataFrame, chunk: int = 512):
     """Yield ``(positions, images (n, 3, H, W) nanomaggies, DecodeStats)`` covering every row of ``frame``.
 
-    Inline rows are decoded in chunks of ``chunk``; pointer rows one source file at a time, so
-    memory holds at most one source column.
+    Each row's image comes from :func:`shortcutgates.manifest.image_source`, the rule the gates and
+    ``data_integrity`` follow too (inline blob when present, else the pointer). Inline rows are
+    decoded in chunks of ``chunk``; the others one file at a time (the source file a pointer
+    names, or the manifest file holding a blob left on disk), so memory holds at most one column.
     """
-    inline = _inline_mask(frame)
-    pos_inline = np.flatnonzero(inline)
+    source = sgmanifest.image_source(frame)
+    pos_inline = np.flatnonzero(source == "inline")
     files = frame["manifest_file"].to_numpy() if "manifest_file" in frame else None
     mrows = frame["manifest_row"].to_numpy() if "manifest_row" in frame else np.arange(len(frame))
     column = frame[IMAGE_COLUMN].to_numpy() if len(pos_inline) else None
@@ -57,22 +52,25 @@ def iter_raw_chunks(frame: pd.DataFrame, chunk: int = 512):
         decoded = decode_stamps(blobs, files=None if files is None else files[pos], rows=mrows[pos],
                                 columns=IMAGE_COLUMN)
         yield pos, decoded.images, decoded.stats
-    pos_ptr = np.flatnonzero(~inline)
-    if len(pos_ptr) == 0:
+    pos_other = np.flatnonzero(source != "inline")
+    if len(pos_other) == 0:
         return
-    missing = [c for c in POINTER_COLUMNS[:2] if c not in frame]
-    if missing:
-        i = int(pos_ptr[0])
+    if files is None and not (source == "pointer").all():
+        i = int(pos_other[(source[pos_other] != "pointer")][0])
+        missing = [c for c in POINTER_COLUMNS if c not in frame]
         raise DataError(f"row has no {IMAGE_COLUMN} and no pointer column(s) {', '.join(missing)}",
-                        file=None if files is None else files[i], row=int(mrows[i]), column=IMAGE_COLUMN)
-    sub = frame.iloc[pos_ptr]
-    src = sub["source_path"].astype(str).to_numpy()
-    for path in sorted(set(src)):
-        pos = pos_ptr[src == path]
-        part = frame.iloc[pos]
-        blobs = read_blobs(part)
-        decoded = decode_stamps(blobs, files=path, rows=part["source_row"].to_numpy(),
-                                columns=part[POINTER_COLUMNS[2]].to_numpy())
+                        row=int(mrows[i]), column=IMAGE_COLUMN)
+    holder = np.full(len(frame), "", object)  # the file each row's blob is read from
+    if files is not None:
+        holder[:] = files
+    pointer = source == "pointer"
+    if pointer.any():
+        holder[pointer] = frame["source_path"].to_numpy(object)[pointer]
+    holder = holder[pos_other].astype(str)
+    for path in sorted(set(holder)):
+        pos = pos_other[holder == path]
+        fetched = sgmanifest.row_blobs(frame.iloc[pos])
+        decoded = decode_stamps(fetched.blobs, files=fetched.files, rows=fetched.rows, columns=fetched.columns)
         yield pos, decoded.images, decoded.stats
 
 
@@ -91,20 +89,29 @@ def manifest_sha256(path) -> str:
         rel = file.relative_to(root) if root.is_dir() else Path(file.name)
         h.update(str(rel).encode() + b"\0")
         h.update(bytes.fromhex(sgio.file_sha256(file)))
-    for src in _source_files(files):
+    for src in _source_files(files, root):
         st = os.stat(src)
         h.update(f"{src}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
     return h.hexdigest()
 
 
-def _source_files(files: Sequence[Path]) -> list[str]:
+def _source_files(files: Sequence[Path], root: Path) -> list[str]:
+    """Source files the manifest's pointers name, relative ones resolved as :func:`read_manifest` does."""
+    import json
+
     import pyarrow.parquet as pq
 
+    meta_file = root / "manifest.json" if root.is_dir() else None
+    try:
+        meta = json.loads(meta_file.read_text()) if meta_file is not None and meta_file.exists() else None
+    except (ValueError, OSError):
+        meta = None
+    base = sgmanifest.source_root_of(meta if isinstance(meta, dict) else None, root)
     out: set[str] = set()
     for file in files:
         if "source_path" in pq.read_schema(file).names:
             col = pq.read_table(file, columns=["source_path"]).column(0)
-            out.update(s for s in col.unique().to_pylist() if s is not None)
+            out.update(str(base / s) for s in col.unique().to_pylist() if s is not None)
     return sorted(s for s in out if os.path.exists(s))
 
 
@@ -153,12 +160,10 @@ def preprocess_frame(frame: pd.DataFrame, preprocess: str, *, out: np.ndarray | 
 
 def row_location(frame: pd.DataFrame, i: int) -> tuple:
     """(file, row, column) where row ``i`` of ``frame`` keeps its image: inline blob or pointer target."""
-    if IMAGE_COLUMN in frame and frame[IMAGE_COLUMN].iloc[i] is not None:
-        file = frame["manifest_file"].iloc[i] if "manifest_file" in frame else None
-        return file, int(frame["manifest_row"].iloc[i]) if "manifest_row" in frame else i, IMAGE_COLUMN
-    if all(c in frame for c in POINTER_COLUMNS):
+    if sgmanifest.image_source(frame.iloc[[i]])[0] == "pointer":
         return frame["source_path"].iloc[i], int(frame["source_row"].iloc[i]), frame["source_column"].iloc[i]
-    return None, i, None
+    file = frame["manifest_file"].iloc[i] if "manifest_file" in frame else None
+    return file, int(frame["manifest_row"].iloc[i]) if "manifest_row" in frame else i, IMAGE_COLUMN
 
 
 def _unnormalisable(frame: pd.DataFrame, pos: np.ndarray, images: np.ndarray, exc: Exception) -> DataError:

@@ -114,7 +114,7 @@ def _blob_digests(file: Path) -> np.ndarray:
 
 
 def read_manifest(path, columns: Iterable[str] | None = None, *, blobs: bool = True,
-                  check_duplicates: bool = True) -> Manifest:
+                  check_duplicates: bool = True, data_root=None, check_sources: bool = True) -> Manifest:
     """Read a manifest directory (or a single parquet file) written by ``build`` or by hand.
 
     ``columns`` projects the parquet read (the required columns are always read); leaving out
@@ -122,6 +122,15 @@ def read_manifest(path, columns: Iterable[str] | None = None, *, blobs: bool = T
     the blobs are streamed once to check them (presence, duplicates) and stay on disk;
     :func:`load_images` fetches them by ``manifest_file`` / ``manifest_row`` when needed, so a
     50,000-row inline manifest costs memory for its metadata only.
+
+    Each row has one image source (:func:`image_source`), the same for ``train``, the gates and
+    ``data_integrity``: its inline blob when it has one, else its pointer. A relative
+    ``source_path`` is resolved against the manifest's recorded source root (``manifest.json``
+    ``input.root``, relative to the manifest directory; a hand-written manifest: its directory),
+    or against ``data_root`` when given (``--data-root``); the frame holds absolute paths.
+    With ``check_sources`` the source files that rows still point to are checked up front
+    (:func:`check_source_files`): present, and where ``manifest.json`` records them, of the
+    recorded size and sha256.
 
     Raises
     ------
@@ -156,8 +165,94 @@ def read_manifest(path, columns: Iterable[str] | None = None, *, blobs: bool = T
     else:
         frame.attrs["duplicate_images"] = duplicate_images(frame)
     if _DIGEST in frame:
+        frame[INLINE_COLUMN] = frame[_DIGEST].notna().to_numpy()
         frame = frame.drop(columns=[_DIGEST])
+    source_root = resolve_pointers(frame, meta, root, data_root)
+    if check_sources:
+        check_source_files(frame, meta, source_root, data_root is not None)
     return Manifest(frame, meta, root)
+
+
+INLINE_COLUMN = "_image_inline"
+"""Bool column of a manifest read with ``blobs=False``: the row has an inline ``image_npz`` (left on disk)."""
+
+DATA_ROOT_HINT = ("copy the paired input there (keeping its layout), pass --data-root DIR naming where it is, or "
+                  "rebuild the manifest with `shortcutgates build --inline`, which needs no source files")
+
+
+def image_source(frame: pd.DataFrame) -> np.ndarray:
+    """(N,) str: where each row's image comes from, the one rule every reader follows.
+
+    ``"inline"``: its ``image_npz`` blob, in the frame; ``"stored"``: its ``image_npz`` blob, left on
+    disk in its manifest file (read with ``blobs=False``), or no pointer to follow; ``"pointer"``:
+    no inline blob, so the paired input row that ``source_path``/``source_row``/``source_column`` name.
+    """
+    n = len(frame)
+    out = np.full(n, "stored", object)
+    inline = frame[IMAGE_COLUMN].notna().to_numpy() if IMAGE_COLUMN in frame else np.zeros(n, bool)
+    on_disk = frame[INLINE_COLUMN].to_numpy(bool) if INLINE_COLUMN in frame else np.zeros(n, bool)
+    out[_pointer_ok(frame) & ~on_disk] = "pointer"
+    out[inline] = "inline"
+    return out
+
+
+def source_root_of(meta: dict | None, root: Path, data_root=None) -> Path:
+    """Directory that relative ``source_path`` values are taken from: ``data_root`` when given, else
+    ``manifest.json``'s ``input.root`` (relative to the manifest directory), else the manifest directory."""
+    base = root if root.is_dir() else root.parent
+    if data_root is not None:
+        return Path(data_root).expanduser().resolve()
+    recorded = ((meta or {}).get("input") or {}).get("root") if isinstance((meta or {}).get("input"), dict) else None
+    return (base / recorded).resolve() if isinstance(recorded, str) else base.resolve()
+
+
+def resolve_pointers(frame: pd.DataFrame, meta: dict | None, root: Path, data_root=None) -> Path:
+    """Make relative ``source_path`` values absolute (in place), against :func:`source_root_of`; returns that root."""
+    source_root = source_root_of(meta, Path(root), data_root)
+    if POINTER_COLUMNS[0] in frame:
+        paths = frame[POINTER_COLUMNS[0]]
+        values = paths.dropna().unique()
+        mapping = {v: (str(v) if Path(str(v)).is_absolute() else str(source_root / str(v))) for v in values}
+        frame[POINTER_COLUMNS[0]] = paths.map(mapping).where(paths.notna(), None)
+    return source_root
+
+
+def check_source_files(frame: pd.DataFrame, meta: dict | None, source_root: Path, given_root: bool = False) -> None:
+    """Refuse, in one line, a manifest whose rows point to a missing or changed source file.
+
+    Only files that rows without an inline blob point to are checked. A file ``manifest.json``
+    records (``input.files``: path relative to the source root, size, sha256) must have that size
+    and sha256, so the gates never measure other bytes than the build saw.
+
+    Raises
+    ------
+    DataError
+        Naming the file, how many rows point to it, where it was looked for and the way out.
+    """
+    from .io import file_sha256
+
+    pointed = frame[image_source(frame) == "pointer"]
+    if pointed.empty:
+        return
+    counts = pointed[POINTER_COLUMNS[0]].value_counts(sort=False)
+    where = "--data-root" if given_root else "the manifest's source root"
+    for path, n in sorted(counts.items()):
+        if not Path(path).is_file():
+            raise DataError(f"source file of a manifest pointer is missing ({n} row(s) point to it; relative "
+                            f"pointers are taken from {where} {source_root})", file=path, hint=DATA_ROOT_HINT)
+    recorded = {}
+    for rec in ((meta or {}).get("input") or {}).get("files") or []:
+        if isinstance(rec, dict) and rec.get("sha256") and isinstance(rec.get("path"), str):
+            recorded[str(source_root / rec["path"]) if not Path(rec["path"]).is_absolute() else rec["path"]] = rec
+    for path in sorted(counts.index):
+        rec = recorded.get(str(path))
+        if rec is None:
+            continue
+        size = Path(path).stat().st_size
+        if size != rec.get("size") or file_sha256(path) != rec["sha256"]:
+            raise DataError("source file changed since the manifest was built (sha256 differs from the one "
+                            "manifest.json records)", file=path,
+                            hint="restore the file, point --data-root at the original, or rebuild the manifest")
 
 
 def _where(frame: pd.DataFrame, i: int) -> dict:
@@ -239,7 +334,7 @@ def _check_duplicates(frame: pd.DataFrame) -> None:
     if not clash.any():
         return
     sub = table[clash]
-    for key, group in sub.groupby("key", sort=False):
+    for _key, group in sub.groupby("key", sort=False):
         labels = set(group["label"].tolist())
         if len(labels) > 1 or (group["label"] == 1).sum() > 1:
             i, j = group.index[0], group.index[1]
@@ -295,14 +390,14 @@ class RowBlobs(NamedTuple):
 def row_blobs(frame: pd.DataFrame) -> RowBlobs:
     """Fetch the blob of every manifest row, in frame order.
 
-    A row's image is its inline ``image_npz``; else its pointer (``source_path``, ``source_row``,
-    ``source_column``); else, for a manifest read with ``blobs=False``, the ``image_npz`` cell of
-    its own manifest file and row (only the row groups holding the rows are read).
+    Each row's source is :func:`image_source`: its inline ``image_npz`` (in the frame, or for a
+    manifest read with ``blobs=False`` the ``image_npz`` cell of its own manifest file and row, only
+    the row groups holding the rows are read); else its pointer (``source_path``, ``source_row``,
+    ``source_column``).
     """
     n = len(frame)
-    inline = frame[IMAGE_COLUMN].notna().to_numpy() if IMAGE_COLUMN in frame else np.zeros(n, bool)
-    pointer = ~inline & _pointer_ok(frame)
-    by_ref = ~inline & ~pointer
+    source = image_source(frame)
+    inline, pointer, by_ref = source == "inline", source == "pointer", source == "stored"
     files = frame["manifest_file"].to_numpy(object, copy=True) if "manifest_file" in frame else np.full(n, None, object)
     rows = frame["manifest_row"].to_numpy(np.int64, copy=True) if "manifest_row" in frame else np.arange(n)
     columns = np.full(n, IMAGE_COLUMN, object)

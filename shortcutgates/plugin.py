@@ -15,24 +15,11 @@ is parametrised with one case per gate × parameters × split (``shortcutgates.g
 ``pytest gate_tests`` collects it), ids as ``core_lr_auc[train-box10-raw_robust]``. Decoded images and
 model predictions are cached on one :class:`~shortcutgates.gates.registry.GateContext` per session.
 
-Outcomes
---------
-=================  ===========================================================================
-verdict            pytest outcome
-=================  ===========================================================================
-``pass``           passed
-``fail``           failed, with the gate's message
-``error``          failed: a probe that cannot measure never passes
-``inconclusive``   failed: the interval crosses the threshold, so the gate has not shown that the
-                   shortcut is absent; the message states the sample size that would decide. A
-                   gate must not pass for lack of data; waive it if that is accepted.
-``skipped``        skipped with the reason (model gate without ``--model``)
-=================  ===========================================================================
-
-Only ``primary`` cases decide the run (``docs/design.md#verdict-rule``). A ``reported`` case (role in
-the report, e.g. ``property_balance``, ``stratified_auroc``) never fails its test: it passes with
-``REPORTED (not gated): <verdict>: <message>`` in the summary table and in its ``user_properties``;
-its verdict ``reported`` means it was measured without a threshold (nothing was tested).
+A record's pytest outcome follows the one rule of :func:`shortcutgates.gates.suite.outcome`
+(``docs/design.md#verdict-rule``): ``pass`` passes; ``fail``, ``error`` and ``inconclusive`` fail
+(a gate must not pass for lack of data: the message states the sample size that would decide);
+``skipped`` skips with the reason. Only ``primary`` cases decide the run; a ``reported`` case
+never fails its test and is shown as ``REPORTED (not gated)`` in the summary table.
 
 A waiver (``[tool.shortcutgates.waivers]``, by case id or gate name) turns the case into a non-strict
 xfail carrying the waiver's reason: a failing waived gate reports XFAIL, a passing one XPASS.
@@ -44,86 +31,24 @@ as JSON, plus ``gate_verdict`` and ``gate_value``), which is where the summary t
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from .gates.not_run import NOT_RUN_LISTED, not_run, strict_failure
-
-RESULT_PROPERTY = "gate_result"
-"""``user_properties`` key of a gate test's result record (JSON text, docs/design.md#report-json gate entry)."""
+from .gates.not_run import strict_failure
+from .gates.options import SCORER_FIXTURE, add_pytest_options, recorded_data
+from .gates.report_html import write_outputs
+from .gates.suite import RESULT_PROPERTY, expected_records, with_model_file
 
 NO_DATA_REASON = "the gate suite needs --data DIR (a built or hand-written manifest)"
 DESELECTED_REASON = "deselected (-k / -m)"
 NOT_RUN_REASON = "the session stopped before it ran, or its test was not collected"
-SCORER_FIXTURE = "shortcutgates_scorer"
-"""Name of the user's fixture returning ``f(images (N, 3, H, W) nanomaggies g, r, z) -> (N,) scores``."""
-
-
-# --- option parsers: reject bad values at the command line ------------------------------------
-def parse_data_dir(value: str) -> Path:
-    """``--data``: an existing directory or parquet file."""
-    path = Path(value).expanduser()
-    if not path.exists():
-        raise argparse.ArgumentTypeError(f"no such directory or file: {value!r}")
-    if path.is_file() and path.suffix != ".parquet":
-        raise argparse.ArgumentTypeError(f"expected a manifest directory or a .parquet file (got {value!r})")
-    return path.resolve()
-
-
-def parse_checkpoint(value: str) -> Path:
-    """``--model``: an existing model file (checkpoint ``.pt``, ``.pt2`` or ``.onnx``)."""
-    path = Path(value).expanduser()
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"is a directory, expected a model file (.pt, .pt2, .onnx): {value!r}")
-    if not path.is_file():
-        raise argparse.ArgumentTypeError(f"no such checkpoint file: {value!r}")
-    return path.resolve()
-
-
-def parse_report_path(value: str) -> Path:
-    """``--gate-report``: a file path to write (its directory is created); not a directory."""
-    path = Path(value).expanduser()
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"is a directory, expected a file name: {value!r}")
-    return path.resolve()
-
-
-def parse_pyproject(value: str) -> Path:
-    """``--gate-config``: an existing TOML file."""
-    path = Path(value).expanduser()
-    if not path.is_file():
-        raise argparse.ArgumentTypeError(f"no such file: {value!r}")
-    return path.resolve()
 
 
 def pytest_addoption(parser):
-    group = parser.getgroup("shortcutgates", "shortcut gates (run with: pytest gate_tests --data DIR)")
-    group.addoption("--data", metavar="DIR", type=parse_data_dir, default=None,
-                    help="Manifest directory (or parquet file) the gates measure; without it the gate "
-                         "suite is skipped and the plugin does nothing. Default: %(default)r")
-    group.addoption("--model", metavar="CKPT", type=parse_checkpoint, default=None,
-                    help="Model for the model gates: a shortcutgates checkpoint (.pt; without --data the "
-                         "gates measure the manifest it records), a torch.export program (.pt2) or an "
-                         "ONNX file (.onnx), the last two with an input contract (docs/scorers.md). "
-                         f"Alternatively define a fixture named {SCORER_FIXTURE!r}. Without either the "
-                         "model gates are skipped with that reason. Default: %(default)r")
-    group.addoption("--gate-report", metavar="FILE", type=parse_report_path, default=None,
-                    help="Write the gate results as JSON (schema shortcutgates.report/2) to FILE, "
-                         "atomically. Default: %(default)r")
-    group.addoption("--gate-html", metavar="FILE", type=parse_report_path, default=None,
-                    help="Also write the gate report as one HTML page to FILE (for CI artifacts). "
-                         "Default: %(default)r")
-    group.addoption("--gate-config", metavar="PYPROJECT", type=parse_pyproject, default=None,
-                    help="pyproject.toml whose [tool.shortcutgates] table sets thresholds, sample caps, "
-                         "bootstrap and waivers. Default: %(default)r (the rootdir's pyproject.toml, "
-                         "if there is one)")
-    group.addoption("--gate-strict", action="store_true", default=False,
-                    help="Fail the run when gates the suite expects did not run (deselected, no model, "
-                         "missing splits); the default of 'shortcutgates gate'. Default: %(default)r")
+    add_pytest_options(parser.getgroup("shortcutgates", "shortcut gates (run with: pytest gate_tests --data DIR)"))
 
 
 # --- session state ------------------------------------------------------------------------
@@ -136,8 +61,18 @@ class GateSession:
     report: Path | None
     config_path: Path | None
     progress: bool = False
+    input: str | None = None
+    """``--input``: the data-only run's deciding input (None: the configuration's)."""
     strict: bool = False
     """Fail the session when expected gates did not run (``--gate-strict``)."""
+    data_root: Path | None = None
+    """``--data-root``: where the manifest's relative source pointers are taken from."""
+    cache_dir: Path | None = None
+    """``--gate-cache``: directory of the data-gate cache (None: the default, :func:`.gates.cache.cache_dir`)."""
+    reuse_cache: bool = True
+    """False with ``--gate-no-cache``: data cases are measured again (and stored)."""
+    _cache: object = None
+    _cache_line: str | None = None
     scorer: object = None
     """The :class:`shortcutgates.scorers.Scorer` of ``--model`` or of the user's scorer fixture."""
     fixture_scorer: bool = False
@@ -160,26 +95,54 @@ class GateSession:
             from .gates.registry import GateContext, load_config
 
             try:
-                gate_config = load_config(self.config_path)
-                context = GateContext(self.data, config=gate_config, progress=self.progress)
+                gate_config = load_config(self.config_path, input=self.input)
+                context = GateContext(self.data, config=gate_config, progress=self.progress,
+                                      data_root=self.data_root)
                 if self.model is not None:
-                    context = self._with_model_file(context)
+                    context, self.scorer = with_model_file(context, self.model)
                 self._context = context
             except (ValueError, FileNotFoundError) as exc:  # DataError, CheckpointError, ScorerError
                 raise pytest.UsageError(f"shortcutgates: {exc}") from None
         return self._context
 
-    def _with_model_file(self, context):
-        """Load ``--model`` (checkpoint, .pt2 or .onnx) and check its input contract against the stamps."""
-        from .gates.context import decode_rows
-        from .scorers import load_scorer
+    @property
+    def data_cache(self):
+        """The :class:`~shortcutgates.gates.cache.DataGateCache` entry of this manifest and settings."""
+        if self._cache is None:
+            from .gates.cache import open_cache
 
-        self.scorer = load_scorer(self.model)
-        if self.scorer.contract is not None and len(context.frame):
-            shape = decode_rows(context.frame.iloc[:1]).shape
-            if shape is not None:
-                self.scorer.contract.check_stamp(shape, str(self.model))
-        return context.with_scorer(self.scorer.score_fn, self.scorer.preprocess, self.model)
+            self._cache = open_cache(self.context, self.cache_dir)
+            if not self.reuse_cache:
+                self._cache.records.clear()
+        return self._cache
+
+    def evaluate(self, case) -> dict:
+        """One case's report record: a data case from the cache when its entry holds it, else measured."""
+        from .gates.cache import is_data_case
+        from .gates.registry import run_case
+
+        record = self.data_cache.get(case) if is_data_case(case) else None  # stored at the session's end
+        return record if record is not None else run_case(self.context, case).to_json()
+
+    def store_cache(self) -> str | None:
+        """Put this run's data-case records into the cache and write it; a one-line summary, or None."""
+        if self._cases is None:
+            return None
+        if self._cache_line is not None:
+            return self._cache_line or None
+        from .gates.cache import is_data_case
+
+        cache = self.data_cache
+        n_data = n_same = 0
+        for case in self.cases():
+            if case.id in self.results and is_data_case(case):
+                n_data += 1
+                n_same += cache.records.get(case.id) == self.results[case.id]  # reused (or recomputed alike)
+                cache.put(case, self.results[case.id])
+        written = cache.save()
+        reused = f"{n_same} of {n_data} data cases reused" if self.reuse_cache else f"{n_data} data cases measured"
+        self._cache_line = f"gate cache: {reused}; entry {cache.path}" + (" (written)" if written else "")
+        return self._cache_line
 
     def use_fixture_scorer(self, request) -> None:
         """Take the model from the user's ``shortcutgates_scorer`` fixture (once per session)."""
@@ -196,14 +159,6 @@ class GateSession:
                 self._scorer_error = str(exc)
         pytest.fail(f"shortcutgates: {self._scorer_error}", pytrace=False)
 
-    @property
-    def model_block(self) -> dict | None:
-        """The report's ``model`` block: the context's, with what the scorer says about itself."""
-        info = self.context.model_info if self.context.has_model else None
-        if self.scorer is not None:
-            info = {**(info or {}), **self.scorer.info}
-        return info
-
     def cases(self) -> list:
         """Every gate case the data (and model) call for, model cases included without a model."""
         if self._cases is None:
@@ -215,22 +170,10 @@ class GateSession:
                 raise pytest.UsageError(f"shortcutgates: {exc}") from None
         return self._cases
 
-    def skipped_record(self, case, message: str) -> dict:
-        """Report record of a case that did not run."""
-        from .gates.decision import skipped_result
-        from .gates.registry import REGISTRY
-
-        return skipped_result(self.context.config, case, REGISTRY[case.gate], message).to_json()
-
     def records(self) -> list[dict]:
         """One record per expected case, in collection order; cases without a result are skipped."""
-        out = []
-        for case in self.cases():
-            reason = DESELECTED_REASON if case.id in self.deselected else NOT_RUN_REASON
-            record = dict(self.results.get(case.id) or self.skipped_record(case, reason))
-            record["waiver"] = self.context.config.waiver_for(case)
-            out.append(record)
-        return out
+        return expected_records(self.context, self.cases(), self.results,
+                                lambda case: DESELECTED_REASON if case.id in self.deselected else NOT_RUN_REASON)
 
     # hooks: this object is registered as a plugin, so results also arrive from xdist workers
     def pytest_runtest_logreport(self, report):
@@ -289,11 +232,16 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "gate(name): a shortcut-gate case (added by the shortcutgates plugin)")
     data, model = config.getoption("data"), config.getoption("model")
     if data is None and model is not None:
-        data = recorded_manifest(model)
+        try:
+            data = recorded_data(model)
+        except ValueError as exc:
+            raise pytest.UsageError(f"shortcutgates: {exc}") from None
     session = GateSession(
         data=data, model=model, report=config.getoption("gate_report"),
         config_path=config.getoption("gate_config") or _default_pyproject(config),
-        progress=config.getoption("capture") == "no", strict=config.getoption("gate_strict"))
+        progress=config.getoption("capture") == "no", strict=config.getoption("gate_strict"),
+        data_root=config.getoption("data_root"), input=config.getoption("gate_input"),
+        cache_dir=config.getoption("gate_cache"), reuse_cache=not config.getoption("gate_no_cache"))
     config.stash[SESSION_KEY] = session
     if not session.active and config.getoption("gate_report") is not None:
         raise pytest.UsageError("shortcutgates: --gate-report needs --data DIR (the manifest the gates measure) "
@@ -302,21 +250,19 @@ def pytest_configure(config):
         config.pluginmanager.register(session, "shortcutgates-session")
 
 
-def recorded_manifest(model: Path) -> Path:
-    """The training manifest a checkpoint records, after checking its sha256 (usage error otherwise)."""
-    if model.suffix.lower() in (".onnx", ".pt2"):
-        raise pytest.UsageError(f"shortcutgates: {model}: a {model.suffix} file records no manifest; "
-                                "pass the data to gate with --data DIR")
-    from .checkpoint import CheckpointError, recorded_manifest as read_recorded
-
-    try:
-        return read_recorded(model)
-    except CheckpointError as exc:
-        raise pytest.UsageError(f"shortcutgates: {exc}") from None
-
-
 def _default_pyproject(config) -> Path | None:
-    path = Path(config.rootpath) / "pyproject.toml"
+    """The nearest ``pyproject.toml`` with a ``[tool.shortcutgates]`` table, from the rootdir upwards
+    (``pytest gate_tests`` in a project set up by ``shortcutgates init`` may take ``gate_tests/`` as its
+    rootdir), else the rootdir's ``pyproject.toml``, else None."""
+    root = Path(config.rootpath)
+    for directory in (root, *root.parents):
+        path = directory / "pyproject.toml"
+        try:
+            if path.is_file() and "[tool.shortcutgates" in path.read_text():
+                return path
+        except OSError:
+            continue
+    path = root / "pyproject.toml"
     return path if path.is_file() else None
 
 
@@ -373,41 +319,6 @@ def gate_context(gate_session):
     return gate_session.context
 
 
-def evaluate_case(session: GateSession, case) -> dict:
-    """Run one case on the shared context and return its report record (docs/design.md#report-json gate entry).
-
-    ``run_case`` returns ``skipped`` for a model case without a model (with that reason) and
-    ``error`` for a probe that cannot measure.
-    """
-    from .gates.registry import run_case
-
-    return run_case(session.context, case).to_json()
-
-
-def check_record(record: dict) -> None:
-    """Turn a gate record into the pytest outcome of the table in this module's docstring."""
-    verdict, message = record["verdict"], record["message"]
-    if verdict == "skipped":
-        pytest.skip(message)
-    if record.get("role", "primary") == "reported":  # shown, never turns the run red
-        return
-    if verdict != "pass":
-        pytest.fail(f"{record['id']}: {verdict.upper()}: {message}", pytrace=False)
-
-
-def is_red_record(record: dict) -> bool:
-    """Whether a record turns the run red: :func:`check_record` fails it and no waiver accepts it."""
-    if record.get("waiver"):
-        return False
-    try:
-        check_record(record)
-    except pytest.fail.Exception:
-        return True
-    except pytest.skip.Exception:
-        return False
-    return False
-
-
 # --- collecting results -------------------------------------------------------------------
 def record_of(report) -> dict | None:
     """The gate record a test report carries in its ``user_properties``, or None."""
@@ -416,48 +327,22 @@ def record_of(report) -> dict | None:
 
 
 # --- summary and report -----------------------------------------------------------------------
-def _fmt(x, spec=".3f") -> str:
-    return "-" if x is None else format(x, spec)
-
-
-def _row(record: dict) -> tuple[str, ...]:
-    ci = record["ci"]
-    ci_text = "-" if ci is None or None in ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
-    op = "<=" if record["direction"] == "max" else ">="
-    threshold = "report" if record["threshold"] is None else f"{op} {record['threshold']:g}"
-    verdict = record["verdict"].upper() + (" (waived)" if record.get("waiver") else "")
-    if record.get("role", "primary") == "reported":
-        verdict += " (reported, not gated)"
-    return record["id"], _fmt(record["value"]), ci_text, threshold, verdict
-
-
-def summary_lines(records: list[dict], level: float = 0.95) -> list[str]:
-    """The terminal table (gate, value, CI at ``level``, threshold, verdict) and the expected-vs-run count."""
-    from .gates.report_json import summarize
-
-    rows = [("gate", "value", f"{100 * level:g}% CI", "threshold", "verdict")] + [_row(r) for r in records]
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    c = summarize(records)
-    lines.append(f"gates: {c['expected']} expected, {c['run']} run ({c['pass']} pass, {c['fail']} fail, "
-                 f"{c['inconclusive']} inconclusive, {c['error']} error), {c['skipped']} skipped, "
-                 f"{c['waived']} waived")
-    lines.append(f"primary: {c['primary']} cases decide the run, {c['primary_failing']} failing -> "
-                 f"{'GREEN' if c['green'] else 'RED'}; reported: {c['expected'] - c['primary']} cases shown, "
-                 f"never gating ({c['reported']} measured without a threshold)")
-    if c["skipped"]:
-        missing = not_run(records)
-        lines.append(f"NOT RUN: {c['skipped']} of {c['expected']} gates did not run: {'; '.join(sorted(missing))}")
-        for reason, ids in sorted(missing.items()):
-            more = f" and {len(ids) - NOT_RUN_LISTED} more" if len(ids) > NOT_RUN_LISTED else ""
-            lines.append(f"  {reason}: {', '.join(ids[:NOT_RUN_LISTED])}{more}")
-    return lines
+def pytest_report_teststatus(report, config):
+    """A reported case's test counts as ``reported`` in pytest's own tally (``80 passed, 14 reported``), not
+    as ``passed``: it was shown, not gated, whatever its verdict."""
+    if report.when == "call" and report.passed and not hasattr(report, "wasxfail"):
+        record = record_of(report)
+        if record is not None and record.get("role", "primary") == "reported":
+            return "reported", "r", ("REPORTED", {"yellow": True})
+    return None
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     session = gate_session_of(config)
     if not session.active or hasattr(config, "workerinput") or (session._cases is None and not session.results):
         return
+    from .gates.summary import summary_lines  # imports pandas: only once gates ran
+
     terminalreporter.write_sep("=", "shortcut gates")
     records = session.records()
     for line in summary_lines(records, session.context.config.level):
@@ -467,6 +352,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_line(why, red=True)
     if session.report is not None:
         terminalreporter.write_line(f"gate report: {session.report}")
+    for line in session.data_cache.notices + [session.store_cache() or ""]:
+        if line:
+            terminalreporter.write_line(line)
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -475,23 +363,15 @@ def pytest_sessionfinish(session, exitstatus):
     if not state.active or hasattr(config, "workerinput"):
         return
     ran = state._cases is not None or state.results
+    if state._cases is not None:
+        state.store_cache()
     if state.strict and ran and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED) \
             and strict_failure(state.records()):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     html = config.getoption("gate_html")
-    if state.report is None and html is None:
+    if (state.report is None and html is None) or not ran:  # nothing asked, or nothing collected
         return
-    from .gates.report_json import build_report, write_report
-
-    if state._cases is None and not state.results:
-        return  # nothing was collected (collection error or no gate test selected)
-    context = state.context
-    report = build_report(state.records(), data=context.data_info, model=state.model_block)
-    from .gates.report_html import write_gate_html
-
-    for flag, path, write in (("--gate-report", state.report, write_report), ("--gate-html", html, write_gate_html)):
-        try:
-            if path is not None:
-                write(path, report)
-        except OSError as exc:  # pytest prints a UsageError as one line; anything else as INTERNALERROR
-            raise pytest.UsageError(f"shortcutgates: cannot write {flag} {path} ({exc.strerror or exc})") from None
+    try:
+        write_outputs(state.records(), state.context, state.scorer, state.report, html)
+    except OSError as exc:  # pytest prints a UsageError as one line; anything else as INTERNALERROR
+        raise pytest.UsageError(f"shortcutgates: {exc}") from None

@@ -17,9 +17,6 @@ PIXEL_SCALE_ARCSEC = 0.262
 ZERO_POINT_AB = 22.5
 """AB zero point of one nanomaggy: ``mag = 22.5 - 2.5 log10(flux / nmgy)``."""
 
-DEFAULT_STAMP_SIZE = 64
-"""Default cutout side. Unit: pixel. The LRG sits at pixel ``(size // 2, size // 2)``."""
-
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 """Splits of a paired input (from a parent directory or the ``region_split`` column)."""
 
@@ -44,6 +41,10 @@ INJECTION_TRUTH: tuple[str, ...] = (
     "shear",
     "arc_snr",
     "magnification",
+    "shear_phi_rad",
+    "src_n",
+    "src_q",
+    "src_phi_rad",
 )
 """Injection truth: describes the arc, so it is NaN for negatives and never a feature."""
 
@@ -61,6 +62,13 @@ CONDITIONS: tuple[str, ...] = (
 
 LRG_TRUTH: tuple[str, ...] = ("lrg_mag_r", "lrg_mag_z", "lrg_redshift", "lrg_reff_arcsec", "lrg_q")
 """LRG truth written by the simulator (real survey data carry none of these)."""
+
+LRG_MEASURED: tuple[str, ...] = (
+    "total_mag_r", "core_mag_r", "concentration_r", "half_light_radius_r",
+    "core_flux_g", "core_flux_r", "core_flux_z", "half_light_radius_g", "half_light_radius_z",
+)
+"""LRG properties measured from the control images by ``shortcutgates build`` (the first four always,
+the rest when matched on): survey data carry no LRG photometry, so these stand in for magnitude and size."""
 
 PROVENANCE: tuple[str, ...] = ("brickname", "task_id", "cutout_ok")
 

@@ -118,7 +118,8 @@ class InputContract:
         """Refuse data whose stamps are not the contract's size."""
         if self.stamp_size is not None and tuple(hw) != self.stamp_size:
             raise ScorerError(f"{where}: the model takes {self.stamp_size[0]}x{self.stamp_size[1]} px stamps, "
-                              f"the data hold {hw[0]}x{hw[1]} px")
+                              f"the data hold {hw[0]}x{hw[1]} px (gate it on stamps of its size, or export it "
+                              "with a dynamic input size)")
 
     def model_input(self, images: np.ndarray, cache: "PreprocessCache | None" = None) -> np.ndarray:
         """Raw ``(N, 3, H, W)`` nanomaggies -> the array the model takes (bands, preprocessing, layout)."""
@@ -287,7 +288,9 @@ def load_onnx(path, cache: PreprocessCache | None = None) -> Scorer:
     if len(inputs) != 1:
         raise ScorerError(f"{path}: the graph takes {len(inputs)} inputs; a lens finder takes one image batch")
     dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
-    _check_input_dims(dims, contract, str(path))
+    declared = contract
+    contract = _check_input_dims(dims, contract, str(path))
+    files = onnx_files(model, path)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     try:
@@ -301,12 +304,53 @@ def load_onnx(path, cache: PreprocessCache | None = None) -> Scorer:
         x = contract.model_input(images, cache)
         return contract.scores(session.run(None, {name: x})[0], len(x), where)
 
-    info = {"path": str(path), "kind": "onnx", "sha256": file_sha256(path), "input_contract": contract.to_dict()}
+    info = {"path": str(path), "kind": "onnx", "sha256": files_sha256(files), "files": files,
+            "input_contract": declared.to_dict()}
     return Scorer(score_fn, _preprocess_of(contract), info, contract)
 
 
-def _check_input_dims(dims: list, contract: InputContract, where: str) -> None:
-    """Compare a graph's static input shape with the contract (unknown dims are not checked)."""
+def onnx_files(model, path: Path) -> list[dict]:
+    """The files an ONNX model is made of: the ``.onnx`` and each external-data file its tensors name
+    (``finder.onnx.data``, written by ``torch.onnx.export`` for large weights), with their sha256.
+
+    Raises
+    ------
+    ScorerError
+        An external-data file is missing, or lies outside the model's directory.
+    """
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+    out = [{"path": path.name, "sha256": file_sha256(path)}]
+    base = path.parent.resolve()
+    names = sorted({ExternalDataInfo(t).location for t in _get_all_tensors(model) if uses_external_data(t)})
+    for name in names:
+        file = (base / name).resolve()
+        if base not in file.parents:
+            raise ScorerError(f"{path}: refused, external data {name!r} lies outside the model's directory")
+        if not file.is_file():
+            raise ScorerError(f"{path}: its weights are in the external-data file {name}, which is missing "
+                              f"(keep it next to the .onnx, or export with external_data=False)")
+        out.append({"path": Path(name).as_posix(), "sha256": file_sha256(file)})
+    return out
+
+
+def files_sha256(files: list[dict]) -> str:
+    """sha256 of a model made of several files (names and contents): the ``.onnx`` alone when it is one file."""
+    if len(files) == 1:
+        return files[0]["sha256"]
+    h = hashlib.sha256(b"shortcutgates.model-files/1\0")
+    for f in files:
+        h.update(f"{f['path']}\0{f['sha256']}\0".encode())
+    return h.hexdigest()
+
+
+def _check_input_dims(dims: list, contract: InputContract, where: str) -> InputContract:
+    """Compare a graph's static input shape with the contract (unknown dims are not checked).
+
+    Returns the contract the data are checked against: a fixed input size read from the model
+    fills a ``stamp_size`` the contract leaves null, so stamps of another size are one line
+    (:meth:`InputContract.check_stamp`), not an error inside the runtime at every gate.
+    """
     if len(dims) != 4:
         raise ScorerError(f"{where}: the model input has {len(dims)} dimensions; expected 4 ({contract.layout})")
     channels = dims[1] if contract.layout == "NCHW" else dims[3]
@@ -317,6 +361,11 @@ def _check_input_dims(dims: list, contract: InputContract, where: str) -> None:
     if contract.stamp_size is not None and None not in hw and hw != contract.stamp_size:
         raise ScorerError(f"{where}: the model input is {hw[0]}x{hw[1]} px, the input contract says "
                           f"{contract.stamp_size[0]}x{contract.stamp_size[1]}")
+    if contract.stamp_size is None and None not in hw:
+        from dataclasses import replace
+
+        return replace(contract, stamp_size=(int(hw[0]), int(hw[1])))
+    return contract
 
 
 # --- torch.export (.pt2) ------------------------------------------------------------------------
@@ -413,8 +462,9 @@ def load_exported(path, cache: PreprocessCache | None = None) -> Scorer:
         raise ScorerError(f"{path}: torch.export.load failed ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
     spec = next((s for s in program.graph_signature.input_specs if s.kind.name == "USER_INPUT"), None)
     meta = program.graph_module.graph.find_nodes(op="placeholder", target=spec.arg.name)[0].meta.get("val") if spec else None
+    declared = contract
     if meta is not None:
-        _check_input_dims([d if isinstance(d, int) else None for d in meta.shape], contract, str(path))
+        contract = _check_input_dims([d if isinstance(d, int) else None for d in meta.shape], contract, str(path))
     where = str(path)
 
     @torch.no_grad()
@@ -422,7 +472,7 @@ def load_exported(path, cache: PreprocessCache | None = None) -> Scorer:
         x = torch.from_numpy(contract.model_input(images, cache))  # band selection copies: writable
         return contract.scores(module(x).double().numpy(), len(x), where)
 
-    info = {"path": str(path), "kind": "torch.export", "sha256": file_sha256(path), "input_contract": contract.to_dict()}
+    info = {"path": str(path), "kind": "torch.export", "sha256": file_sha256(path), "input_contract": declared.to_dict()}
     return Scorer(score_fn, _preprocess_of(contract), info, contract)
 
 

@@ -7,7 +7,7 @@ LRGs, not rows.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
@@ -123,3 +123,45 @@ def tpr_at_fpr(labels: np.ndarray, scores: np.ndarray, fpr: float) -> float:
     f, t, _ = roc_curve(np.asarray(labels).astype(int), scores)
     ok = f <= fpr
     return float(t[ok].max()) if ok.any() else 0.0
+
+
+# --- lens-search rates at low false-positive rates -------------------------------------------
+FPR_LEVELS: tuple[float, ...] = (1e-2, 1e-3)
+NEGATIVES_PER_FPR = 10.0
+"""A rate at FPR f is estimated from at least ``NEGATIVES_PER_FPR / f`` negatives, or flagged."""
+
+
+def tpr_metric(fpr: float):
+    """``metric(labels, scores, weights)`` for :func:`shortcutgates.stats.grouped_bootstrap`: TPR at FPR ≤ ``fpr``."""
+    from sklearn.metrics import roc_curve
+
+    def metric(labels, scores, weights=None) -> float:
+        labels = np.asarray(labels).astype(int)
+        if weights is not None:
+            keep = np.asarray(weights) > 0
+            labels, scores, weights = labels[keep], np.asarray(scores)[keep], np.asarray(weights)[keep]
+        if len(np.unique(labels)) < 2:
+            return float("nan")
+        f, t, _ = roc_curve(labels, scores, sample_weight=weights)
+        ok = f <= fpr
+        return float(t[ok].max()) if ok.any() else 0.0
+
+    return metric
+
+
+def tpr_at_fpr_intervals(labels, scores, groups, *, n_boot: int = 1000, seed: int = 0,
+                         levels: Sequence[float] = FPR_LEVELS) -> dict:
+    """``{str(fpr): {"value", "ci", "n_neg", "n_neg_needed", "note"}}``, intervals resampling LRGs."""
+    labels = np.asarray(labels).astype(int)
+    n_neg = int((labels == 0).sum())
+    out = {}
+    for fpr in levels:
+        est = grouped_bootstrap(labels, np.asarray(scores, np.float64), np.asarray(groups), metric=tpr_metric(fpr),
+                                n_boot=n_boot, seed=seed)
+        needed = int(np.ceil(NEGATIVES_PER_FPR / fpr))
+        note = "" if n_neg >= needed else (
+            f"{n_neg} negatives < 10/FPR = {needed}: at most {int(np.floor(fpr * n_neg))} negative(s) above the "
+            f"threshold, not an estimate at FPR {fpr:g}")
+        out[f"{fpr:g}"] = {"value": est.value, "ci": [est.lo, est.hi], "n_neg": n_neg, "n_neg_needed": needed,
+                           "note": note}
+    return out

@@ -271,7 +271,7 @@ def check_split_fractions(manifest: pd.DataFrame, fractions, tolerance: float) -
 def lrg_assignment(manifest: pd.DataFrame) -> dict:
     """``lrg_id -> (split, sorted labels)`` of a manifest."""
     g = manifest.groupby(LRG_ID_COLUMN)
-    return {k: (s, tuple(sorted(set(l)))) for k, s, l in zip(g.groups, g[SPLIT_COLUMN].first(), g[LABEL_COLUMN].agg(list))}
+    return {k: (s, tuple(sorted(set(labels)))) for k, s, labels in zip(g.groups, g[SPLIT_COLUMN].first(), g[LABEL_COLUMN].agg(list))}
 
 
 def check_assignment_kept(before: pd.DataFrame, after: pd.DataFrame, lrg_ids=None) -> None:

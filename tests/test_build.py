@@ -4,7 +4,6 @@ import json
 import re
 
 import numpy as np
-import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -12,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 from shortcutgates import build as build_module
 from shortcutgates import cli, testing
 from shortcutgates.build import MANIFEST_PARQUET, build_manifest, measure_lrg, rows_sha256
-from shortcutgates.codec import decode_stamp, encode_stamp
+from shortcutgates.codec import decode_stamp
 from shortcutgates.io import read_paired
 from shortcutgates.manifest import load_images, read_manifest
 from shortcutgates.schema import PIXEL_SCALE_ARCSEC, DataError
@@ -171,6 +170,24 @@ def test_measure_lrg_on_a_gaussian():
     point = np.zeros((3, size, size), np.float32)
     point[:, size // 2, size // 2] = 5.0
     assert measure_lrg(point)["core_flux_r"] == pytest.approx(5.0)
+    # magnitudes: ten times the flux is 2.5 mag brighter, at the same concentration and size
+    bright = measure_lrg(10 * image)
+    assert bright["total_mag_r"] == pytest.approx(m["total_mag_r"] - 2.5, abs=1e-4)
+    assert bright["core_mag_r"] == pytest.approx(m["core_mag_r"] - 2.5, abs=1e-4)
+    assert bright["concentration_r"] == pytest.approx(m["concentration_r"], rel=1e-5)
+    assert 0 < m["concentration_r"] < 1 and bright["half_light_radius_r"] == m["half_light_radius_r"]
+
+
+def test_every_build_measures_magnitude_concentration_and_size(paired_dir, tmp_path):
+    from shortcutgates.build import ALWAYS_MEASURED
+
+    build(paired_dir, tmp_path / "out")
+    rows = read_manifest(tmp_path / "out").frame
+    assert rows[list(ALWAYS_MEASURED)].notna().all().all()
+    source = read_paired(paired_dir).frame.set_index(["source_path", "source_row"])
+    row = rows[rows.label == 1].iloc[0]  # a positive's properties come from its LRG's control
+    ctrl = decode_stamp(source.loc[(row["source_path"], row["source_row"]), "ctrl_stamp_npz"])
+    assert row["total_mag_r"] == pytest.approx(measure_lrg(ctrl)["total_mag_r"])
 
 
 def test_matching_on_measured_properties_writes_them(paired_dir, tmp_path):

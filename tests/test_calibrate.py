@@ -142,3 +142,62 @@ def test_profile_pairs_run_each_cell_seed_once_interleaved():
     a, b = Cell("data", n_lrgs=100), Cell("model", n_lrgs=100, scorer="arc")
     got = pairs(Profile("t", 100, 0, ((a, 2), (b, 3), (a, 1))))
     assert [(c.kind, s) for c, s in got] == [("data", 0), ("model", 0), ("data", 1), ("model", 1), ("model", 2)]
+
+
+def test_workers_record_the_same_table(tmp_path, pool, tmp_path_factory):
+    """Two worker processes (each (cell, seed) seeded by itself, records in pair order): the same records,
+    every column but ``seconds`` (each case's wall time) exactly equal, in the same order."""
+    from shortcutgates.calibrate.profiles import Profile
+    from shortcutgates.calibrate.runner import run_profile
+
+    tiny_profile = make_profile("tiny")
+    cells = (tiny_profile.cells[0][0], 2), (tiny_profile.cells[3][0], 1)  # a data cell, a model cell
+    mini = tiny_profile._replace(name="mini", cells=cells)
+    assert isinstance(mini, Profile)
+    cache = tmp_path_factory.getbasetemp() / "cache0"  # the pool fixture's directory
+    frames = [pd.read_csv(run_profile(mini, tmp_path / f"w{w}", cache_dir=cache, progress=False, workers=w))
+              for w in (1, 2)]
+    assert len(frames[0]) > 3
+    pd.testing.assert_frame_equal(frames[0].drop(columns="seconds"), frames[1].drop(columns="seconds"), check_exact=True)
+
+
+def test_magnitude_imbalance_is_planted_by_selection_in_survey_format(pool):
+    from shortcutgates.splits import standardised_mean_difference
+
+    frame, lrgs = plant.split_rows(pool, 100, "train", np.random.default_rng(2), problem="mag", strength=1.0)
+    assert "lrg_mag_r" not in frame and "lrg_redshift" not in frame  # survey format: no LRG photometry
+    truth = pool.meta["lrg_mag_r"].to_numpy()[frame["lrg_id"].str[1:].astype(int).to_numpy()]
+    pos = (frame["label"] == 1).to_numpy()
+    assert standardised_mean_difference(truth[pos], truth[~pos]) < -0.5  # positives brighter (planted SMD 1)
+    measured = frame["total_mag_r"].to_numpy()
+    assert standardised_mean_difference(measured[pos], measured[~pos]) < -0.3  # seen in the measured column
+
+
+def test_builder_roles_are_the_builders(pool, tmp_path):
+    from shortcutgates.build import build_manifest
+    from shortcutgates.calibrate.harness import paired_catalogue
+    from shortcutgates.io import write_parquet_atomic
+    from shortcutgates.manifest import read_manifest
+
+    index = np.arange(80)
+    write_parquet_atomic(paired_catalogue(pool, index, 0.0, np.random.default_rng(0)), tmp_path / "in" / "p.parquet")
+    build_manifest(tmp_path / "in", tmp_path / "m", mode="unpaired", seed=3, progress=False)
+    built = read_manifest(tmp_path / "m").frame.groupby("lrg_id").agg(split=("split", "first"), n=("label", "size"),
+                                                                       label=("label", "max"))
+    split, role = plant.builder_roles(pool, 3)
+    from shortcutgates.identity import format_lrg_id
+
+    ids = format_lrg_id(pool.meta["ra"].to_numpy()[index], pool.meta["dec"].to_numpy()[index])
+    expected = pd.DataFrame({"split": split[index], "role": role[index]}, index=ids).loc[built.index]
+    assert (expected["split"] == built["split"]).all()
+    assert ((expected["role"] == "pair") == (built["n"] == 2)).all()
+    assert ((expected["role"] == "pos") == ((built["n"] == 1) & (built["label"] == 1))).all()
+
+
+def test_a_planted_cross_test_gap_of_0_15_is_red_and_no_gap_is_not():
+    from shortcutgates.calibrate.gap import run_gap
+
+    red = run_gap(0.15, [0])
+    assert red["outcome"].iloc[0] == "red" and red["established"].iloc[0] and red["value"].iloc[0] > 0.05
+    clean = run_gap(0.0, [0])
+    assert not clean["established"].iloc[0] and clean["outcome"].iloc[0] == "reported"

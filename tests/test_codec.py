@@ -159,3 +159,54 @@ def test_codec_imports_neither_torch_nor_pyarrow():
     code = "import sys, shortcutgates.codec; print(sorted({'torch', 'pyarrow'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("skip_bad", [True, False], ids=["skip_bad", "raise"])
+def test_threads_across_stamps_give_the_same_result(monkeypatch, skip_bad):
+    """Any thread count: the same images, flags, failures and counts (or the same first error)."""
+    import shortcutgates.codec as codec
+
+    monkeypatch.setattr(codec, "MIN_BLOBS_PER_THREAD", 1)  # threads even for these few blobs
+    images, blobs = _mixed_blobs()
+    blobs = blobs * 4  # 24 blobs: bad ones in several parts
+
+    def run(threads):
+        try:
+            out = decode_stamps(blobs, rows=range(24), columns="image_npz", skip_bad=skip_bad, threads=threads)
+        except DataError as err:
+            return str(err)
+        return out.images.tobytes(), out.ok.tolist(), [(f.index, str(f.error)) for f in out.failures], out.stats
+
+    one = run(1)
+    assert one == run(3) == run(8)
+    if skip_bad:
+        assert one[1] == [True, False, True, False, True, False] * 4
+    else:
+        assert one.startswith("row 1, column 'image_npz': blob is not an npz archive")
+
+
+@pytest.mark.parametrize("backend", ["zlib_ng", "isal", "zlib"])
+def test_every_inflate_library_gives_the_same_images(monkeypatch, backend):
+    import importlib
+
+    import shortcutgates.codec as codec
+
+    try:
+        name, module = codec.inflate_module(backend)
+    except ImportError:
+        pytest.skip(f"{backend} is not installed (optional extra shortcutgates[fast])")
+    images, _ = toy_images(5, size=16)
+    blobs = [encode_stamp(im) for im in images]
+    monkeypatch.setattr(codec, "_inflate", importlib.import_module("zlib"))
+    reference = decode_stamps(blobs, threads=1)
+    monkeypatch.setattr(codec, "_inflate", module)
+    out = decode_stamps(blobs, threads=1)
+    assert name == backend and out.stats == reference.stats == DecodeStats(5, 0)
+    assert out.images.tobytes() == reference.images.tobytes() == images.astype(np.float32).tobytes()
+
+
+def test_unknown_inflate_library_is_refused_by_name():
+    from shortcutgates.codec import INFLATE_ENV, inflate_module
+
+    with pytest.raises(ValueError, match=f"^{INFLATE_ENV}: unknown inflate library 'gzip'"):
+        inflate_module("gzip")

@@ -112,24 +112,28 @@ def test_property_balance_passes_when_properties_match(balanced):
     assert res.verdict == "pass" and res.value == 0.0 and res.ci == (0.0, 0.0)
 
 
-def test_metadata_c2st_fails_on_shifted_psf_and_passes_when_matched(shortcut, balanced):
-    bad = _run(shortcut, "metadata_c2st_auc")
-    assert bad.verdict == "fail" and bad.value > 0.9
-    good = _run(balanced, "metadata_c2st_auc")
+@pytest.mark.parametrize("gate", ["metadata_c2st_auc", "metadata_c2st_gbm_auc"])
+def test_metadata_c2st_fails_on_shifted_psf_and_passes_when_matched(shortcut, balanced, gate):
+    bad = _run(shortcut, gate)
+    assert bad.verdict == "fail" and bad.value > 0.9 and bad.established
+    assert "no redshift, magnitude, size column" in bad.message  # what the catalogue lacks is said
+    good = _run(balanced, gate)
     assert good.verdict == "pass" and good.ci[1] <= 0.60
 
 
 @pytest.mark.parametrize("gate", ["metadata_c2st_auc", "core_lr_auc"])
 def test_shortcut_probes_decide_on_the_training_split_and_report_the_held_out_splits(clean, clean_rows, gate,
                                                                                      tmp_path):
-    roles = {c.split: c.role for c in gate_cases(clean) if c.gate == gate and c.needs == ("data",)}
+    roles = {c.split: c.role for c in gate_cases(clean)
+             if c.gate == gate and c.needs == ("data",) and "theta_e" not in c.params}
     assert roles.pop("train") == "primary"
     assert roles and set(roles.values()) == {"reported"}, roles
     # a manifest without a train split (an evaluation set gated on its own): its splits decide
     held_out = clean_rows[clean_rows["split"] != "train"]
     assert len(held_out) and set(held_out["split"]) != {"train"}
     ctx = GateContext(write_manifest(held_out, tmp_path), config=CFG)
-    assert {c.role for c in gate_cases(ctx) if c.gate == gate and c.needs == ("data",)} == {"primary"}
+    assert {c.role for c in gate_cases(ctx)
+            if c.gate == gate and c.needs == ("data",) and "theta_e" not in c.params} == {"primary"}
 
 
 # --- core_lr_auc -------------------------------------------------------------------------------
@@ -153,6 +157,86 @@ def test_core_lr_on_the_model_input(tmp_path_factory):
     ctx = _context(tmp_path_factory, "residual", rows, score_fn=lambda x: x[:, 1, 16, 16], preprocess="residual")
     res = _run(ctx, "core_lr_auc", box=10, input="model")
     assert res.verdict == "pass" and "input residual" in res.message
+
+
+@pytest.fixture(scope="module")
+def round_core_rows():
+    """Unpaired, arcs clear of the box, positives with extra LRG light that is constant on every 1-px
+    ring (a brighter, round core): ``raw_robust`` shows it, ``residual`` subtracts it exactly."""
+    from shortcutgates.codec import decode_stamp
+    from shortcutgates.preprocess import ring_index
+
+    rows = make_rows(ToySpec(n_lrgs=600, size=32, paired=False, theta_e_arcsec=(2.2, 3.0), lrg_flux=(5.0, 15.0),
+                             test_paired=False, seed=11))  # faint LRGs: no pixel reaches raw_robust's clip
+    ring = ring_index(32, 32)
+    extra = (4.0 * np.exp(-0.5 * ring**2 / 2.0**2)).astype(np.float32)
+    pos = rows.label == 1
+    rows.loc[pos, "image_npz"] = [encode_stamp(decode_stamp(b) + extra) for b in rows.loc[pos, "image_npz"]]
+    return rows
+
+
+def _core_cases(ctx, split="train"):
+    return {c.id: c for c in gate_cases(ctx) if c.gate == "core_lr_auc" and c.split == split}
+
+
+def test_a_residual_model_is_not_red_because_of_the_raw_image(tmp_path_factory, round_core_rows):
+    from shortcutgates.gates.report_json import is_red
+
+    ctx = _context(tmp_path_factory, "round_core", round_core_rows, score_fn=lambda x: x[:, 1, 16, 16],
+                   preprocess="residual")
+    cases = _core_cases(ctx)
+    raw, own = cases["core_lr_auc[train-box10-raw_robust]"], cases["core_lr_auc[train-box10-model]"]
+    assert raw.role == "reported" and own.role == "primary"
+    raw_res, own_res = run_case(ctx, raw), run_case(ctx, own)
+    # the raw probe sees the brighter cores (its whole interval above 0.65) and is reported beside ...
+    assert raw_res.verdict == "fail" and raw_res.ci[0] > 0.65 and not raw_res.established
+    assert "the model reads residual" in raw_res.message and not is_red(raw_res.to_json())
+    # ... the probe on what the model reads, which decides: nothing there
+    assert own_res.verdict == "pass" and "input residual" in own_res.message and not is_red(own_res.to_json())
+    # a data-only run decides on --input: residual decides, the raw probe is reported (not established)
+    data_only = _context(tmp_path_factory, "round_core_data", round_core_rows,
+                         config=GateConfig(n_boot=500, input="residual"))
+    cases = _core_cases(data_only)
+    assert cases["core_lr_auc[train-box10-residual]"].role == "primary"
+    assert cases["core_lr_auc[train-box10-raw_robust]"].role == "reported"
+    res = run_case(data_only, cases["core_lr_auc[train-box10-raw_robust]"])
+    assert not res.established and "decides on --input residual" in res.message
+    # the default data-only run decides on raw_robust: there the same excess is an established violation
+    default = _context(tmp_path_factory, "round_core_default", round_core_rows)
+    res = run_case(default, _core_cases(default)["core_lr_auc[train-box10-raw_robust]"])
+    assert res.role == "primary" and res.verdict == "fail" and res.established
+
+
+def test_a_model_declaring_no_preprocessing_is_never_decided_on_raw_pixels(tmp_path_factory, round_core_rows):
+    from shortcutgates.scorers import _Identity
+
+    ctx = _context(tmp_path_factory, "round_core_none", round_core_rows, score_fn=lambda x: x[:, 1, 16, 16],
+                   preprocess=_Identity())
+    cases = _core_cases(ctx)
+    assert cases["core_lr_auc[train-box10-model]"].role == "reported"
+    assert cases["core_lr_auc[train-box10-raw_robust]"].role == "primary"  # --input's default decides
+    res = run_case(ctx, cases["core_lr_auc[train-box10-model]"])
+    assert not res.established and "declares preprocessing 'none'" in res.message
+
+
+@pytest.mark.parametrize("theta_lo, fwhm, clears", [(2.0, 1.3, True), (1.5, 1.3, False), (2.0, 1.6, False),
+                                                     (1.0, 0.8, False)])
+def test_arc_clears_box_by_theta_e_against_the_seeing(theta_lo, fwhm, clears):
+    from shortcutgates.gates.data_gates import arc_clears_box
+
+    assert arc_clears_box(theta_lo, fwhm, 10) is clears
+
+
+def test_core_lr_decides_on_the_theta_e_bins_whose_arcs_clear_the_box(tmp_path_factory):
+    rows = make_rows(ToySpec(n_lrgs=400, size=32, paired=False, theta_e_arcsec=(0.8, 3.0), test_paired=False,
+                             seed=12))
+    ctx = _context(tmp_path_factory, "wide_theta", rows)
+    cases = _core_cases(ctx)
+    assert cases["core_lr_auc[train-box10-raw_robust]"].role == "reported"
+    assert cases["core_lr_auc[train-box10-raw_robust-2-10arcsec]"].role == "primary"
+    assert not any("1.5-2arcsec" in i or "0-1arcsec" in i for i in cases)  # arcs inside the box: no case
+    res = run_case(ctx, cases["core_lr_auc[train-box10-raw_robust]"])
+    assert "not decided" in res.message and "reach" in res.message and not res.established
 
 
 def test_core_lr_is_an_error_with_one_class(tmp_path_factory, clean_rows):
@@ -286,3 +370,23 @@ def test_matched_twins_are_one_unit_and_keep_the_c2st_at_chance():
     # a value shared by many LRGs is a coarse bin, not a twin
     coarse = matched_units(pd.DataFrame({"psf_bin": [1] * 6}), labels, groups, ["psf_bin"])
     assert len(set(coarse)) == 6
+
+
+def test_a_split_sharing_lrgs_with_the_models_training_manifest_is_a_leak(tmp_path_factory, clean_rows, clean):
+    from pathlib import Path
+
+    test_rows = clean_rows[clean_rows.split == "test"]
+    trained = pd.concat([clean_rows[clean_rows.split == "train"],
+                         test_rows.head(3).assign(split="train")], ignore_index=True)  # 3 test rows trained on
+    training = write_manifest(trained, tmp_path_factory.mktemp("training"))
+    ctx = _context(tmp_path_factory, "gated", clean_rows)
+    ctx.training_manifest = Path(training)
+    ids = {c.id: c for c in gate_cases(ctx) if c.gate == "lrg_leakage"}
+    assert ids["lrg_leakage[test-model_train]"].role == "primary"
+    res = run_case(ctx, ids["lrg_leakage[test-model_train]"])
+    assert res.verdict == "fail" and res.value == test_rows.head(3)["ra"].nunique()
+    assert "in the model's training split" in res.message
+    assert run_case(ctx, ids["lrg_leakage[val-model_train]"]).verdict == "pass"
+    # gating the training manifest itself: its own split pairs say it all, no extra case
+    ctx.training_manifest = ctx.data
+    assert not any("model_train" in c.id for c in gate_cases(ctx))

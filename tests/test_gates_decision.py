@@ -152,12 +152,12 @@ def test_bootstrap_interval_survives_resamples_that_lose_a_class():
     assert np.isfinite(est.lo) and np.isfinite(est.hi) and est.lo < est.value < est.hi
 
 
-def test_result_json_has_exactly_the_report_keys():
+def test_result_json_has_the_report_keys_and_established():
     case = GateCase("detection_auroc", {}, "val", ("data", "model"))
     res = _judge("detection_auroc", Measurement(0.9, (0.85, 0.95), 10, 5, "AUROC", extra={"curve": [1, 2]}),
                  split="val", needs=("data", "model"))
     record = res.to_json()
-    assert tuple(record) == REPORT_KEYS
+    assert tuple(record) == REPORT_KEYS + ("established",) and record["established"] is False
     assert record["ci"] == [0.85, 0.95] and record["verdict"] == "pass" and record["direction"] == "min"
     assert record["role"] == "primary"
     json.dumps(record, allow_nan=False)
@@ -183,7 +183,7 @@ def test_config_from_pyproject(tmp_path):
     path.write_text(
         "[tool.shortcutgates]\nmax_samples = 1000\nn_boot = 600\nboxes = [8, 10]\n"
         "[tool.shortcutgates.thresholds]\ncore_lr_auc = 0.7\n\"core_lr_auc[val-box10-raw_robust]\" = 0.6\n"
-        "[tool.shortcutgates.waivers]\ncross_test_gap = \"test_paired comes from another region\"\n"
+        "[tool.shortcutgates.waivers]\n\"cross_test_gap[all]\" = \"test_paired comes from another region\"\n"
     )
     cfg = load_config(path)
     assert cfg.max_samples == 1000 and cfg.n_boot == 600 and cfg.boxes == (8, 10)
@@ -210,7 +210,10 @@ def test_config_promotes_reported_cases_to_primary(tmp_path):
     "text, match",
     [
         pytest.param("[tool.shortcutgates]\nmax_sample = 3\n", "unknown key.*max_sample", id="unknown_key"),
-        pytest.param("[tool.shortcutgates.waivers]\ncore_lr_auc = \"\"\n", "needs a reason", id="waiver_without_reason"),
+        pytest.param("[tool.shortcutgates.waivers]\n\"core_lr_auc[all]\" = \"\"\n", "needs a reason", id="waiver_without_reason"),
+        pytest.param("[tool.shortcutgates.waivers]\ncore_lr_auc = \"why\"\n", "names a whole gate", id="waiver_of_a_gate"),
+        pytest.param("[tool.shortcutgates.thresholds]\nlrg_leakage = 100\n", r"lrg_leakage = 100 lies outside the sane range \[0, 0\]",
+                     id="threshold_outside_sane_range"),
         pytest.param("[tool.shortcutgates.thresholds]\ncore_lr = 0.7\n", "unknown gate 'core_lr'", id="unknown_gate"),
         pytest.param("[tool.shortcutgates]\nn_boot = 100\n", "n_boot' must be >= 500", id="too_few_resamples"),
         pytest.param("[tool.shortcutgates]\nprimary = [\"cross_test\"]\n", "unknown gate 'cross_test'",
@@ -249,9 +252,9 @@ def test_report_reader_upgrades_version_1_and_refuses_others(tmp_path):
 
 
 @pytest.mark.parametrize("verdict", ["fail", "inconclusive", "error", "reported"])
-def test_a_reported_case_never_turns_the_run_red(verdict):
-    from shortcutgates.gates.report_json import is_red, summarize
-    from shortcutgates.plugin import check_record
+def test_a_reported_case_without_an_established_violation_never_turns_the_run_red(verdict):
+    from shortcutgates.gates.report_json import summarise
+    from shortcutgates.gates.suite import check_record, is_red
 
     record = {"id": "property_balance[test-ebv]", "verdict": verdict, "message": "m", "role": "reported"}
     check_record(record)  # passes: shown, not gated
@@ -260,4 +263,63 @@ def test_a_reported_case_never_turns_the_run_red(verdict):
     with pytest.raises(pytest.fail.Exception, match=verdict.upper()):
         check_record(primary)
     assert is_red(primary) and not is_red(dict(primary, waiver="accepted"))
-    assert summarize([record, primary])["green"] is False and summarize([record])["green"] is True
+    assert summarise([record, primary])["green"] is False and summarise([record])["green"] is True
+
+
+@pytest.mark.parametrize("value, ci, threshold, direction, equivalence, expected", [
+    pytest.param(0.80, (0.70, 0.90), 0.65, "at_most", False, True, id="at_most_whole_interval_above"),
+    pytest.param(0.70, (0.60, 0.80), 0.65, "at_most", False, False, id="at_most_interval_reaches"),
+    pytest.param(0.60, (0.50, 0.70), 0.80, "at_least", False, True, id="at_least_whole_interval_below"),
+    pytest.param(-0.45, (-0.55, -0.30), 0.2, "at_most", True, True, id="equivalence_below_minus_margin"),
+    pytest.param(0.25, (0.15, 0.35), 0.2, "at_most", True, False, id="equivalence_reaches_margin"),
+    pytest.param(3.0, None, 0.0, "at_most", False, True, id="exact_count"),
+    pytest.param(0.9, (0.8, 1.0), None, "at_most", False, False, id="no_threshold"),
+])
+def test_established_violation(value, ci, threshold, direction, equivalence, expected):
+    from shortcutgates.gates.decision import established_violation
+
+    assert established_violation(value, ci, threshold, direction, equivalence) is expected
+
+
+def test_an_established_violation_turns_the_run_red_in_every_role():
+    from shortcutgates.gates.decision import judge
+    from shortcutgates.gates.registry import REGISTRY
+    from shortcutgates.gates.report_json import summarise
+    from shortcutgates.gates.suite import check_record, is_red
+
+    gate = REGISTRY["core_lr_auc"]
+    case = GateCase("core_lr_auc", {"box": 10, "input": "raw_robust"}, "test", role="reported")
+    bad = judge(GateConfig(), case, gate, Measurement(0.92, (0.88, 0.95), 300, 300, "core-LR AUC"))
+    assert bad.verdict == "fail" and bad.established and bad.role == "reported"
+    record = bad.to_json()
+    assert record["established"] is True and "established" in record["message"]
+    with pytest.raises(pytest.fail.Exception, match="violation established"):
+        check_record(record)
+    assert is_red(record) and not is_red(dict(record, waiver="accepted"))
+    summary = summarise([record])
+    assert summary["reported_established"] == 1 and summary["green"] is False
+    # estimate on the bad side, interval reaching the threshold: says how many LRGs would establish it
+    near = judge(GateConfig(), case, gate, Measurement(0.70, (0.62, 0.78), 300, 300, "core-LR AUC"))
+    assert near.verdict == "fail" and not near.established and not is_red(near.to_json())
+    assert "too few LRGs to tell" in near.message and "would establish it" in near.message
+    # a measurement marked undecidable is never established
+    undecided = judge(GateConfig(), case, gate, Measurement(0.92, (0.88, 0.95), 300, 300, "core-LR AUC", "",
+                                                            {"undecidable": "arcs inside the box"}))
+    assert not undecided.established and "not decided: arcs inside the box" in undecided.message
+
+
+def test_a_threshold_outside_its_sane_range_needs_a_reason(tmp_path):
+    path = tmp_path / "pyproject.toml"
+    path.write_text("[tool.shortcutgates.thresholds]\n\"core_lr_auc[train-box10-raw_robust]\" = 0.9\n"
+                    "[tool.shortcutgates.threshold_reasons]\n\"core_lr_auc[train-box10-raw_robust]\" = \"a known bright-core "
+                    "population; tracked in issue 7\"\n")
+    cfg = load_config(path)
+    assert cfg.threshold_for(GateCase("core_lr_auc", {"box": 10, "input": "raw_robust"}, "train"), 0.65) == 0.9
+    block = cfg.as_report()
+    assert block["level"] == 0.95 and block["thresholds"] == {"core_lr_auc[train-box10-raw_robust]": 0.9}
+    assert "bright-core" in block["threshold_reasons"]["core_lr_auc[train-box10-raw_robust]"]
+    # a waiver names cases: one case, or every case of a gate with [all]
+    cfg = GateConfig(waivers={"detection_auroc[val]": "r", "morphology_auroc[all]": "s"})
+    assert cfg.waiver_for(GateCase("detection_auroc", {}, "val")) == "r"
+    assert cfg.waiver_for(GateCase("detection_auroc", {}, "test")) is None
+    assert cfg.waiver_for(GateCase("morphology_auroc", {"theta_e": "2-10arcsec"}, "test_paired")) == "s"

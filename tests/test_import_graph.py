@@ -99,3 +99,14 @@ def test_the_scan_sees_imports_inside_functions(tmp_path):
                                     "shortcutgates.gates.context", "shortcutgates.gates.probes"])
 def test_gate_modules_know_nothing_of_the_registry(module):
     assert "shortcutgates.gates.registry" not in reachable(import_graph(), module)
+
+
+def test_the_gates_package_imports_neither_the_plugin_nor_the_experiment():
+    """``gates/`` is the library: the pytest plugin and the experiment build on it, never the reverse."""
+    graph = import_graph()
+    gates = [m for m in graph if m.startswith("shortcutgates.gates")]
+    assert len(gates) > 10
+    for module in gates:
+        upward = {m for m in reachable(graph, module)
+                  if m == "shortcutgates.plugin" or m.startswith("shortcutgates.experiment")}
+        assert not upward, f"{module} imports {sorted(upward)}"

@@ -17,7 +17,8 @@ import pytest
 import shortcutgates.gates.registry  # noqa: F401
 import shortcutgates.checkpoint  # noqa: F401
 from shortcutgates.gates.report_json import SCHEMA, read_report
-from shortcutgates.plugin import NO_DATA_REASON, check_record
+from shortcutgates.gates.suite import check_record
+from shortcutgates.plugin import NO_DATA_REASON
 
 # pytester's inner runs under ``-n 2`` make pytest-benchmark warn that it is disabled; not our concern here
 pytestmark = pytest.mark.filterwarnings("ignore:Benchmarks are automatically disabled")
@@ -195,7 +196,8 @@ def test_waiver_turns_the_case_into_xfail_with_its_reason(suite):
 
 
 def test_gate_config_option_overrides_thresholds(suite):
-    suite.makefile(".toml", gates='[tool.shortcutgates.thresholds]\nlrg_leakage = 100\n')
+    suite.makefile(".toml", gates='[tool.shortcutgates.thresholds]\nlrg_leakage = 100\n'
+                                  '[tool.shortcutgates.threshold_reasons]\nlrg_leakage = "a test of the override"\n')
     result = suite.runpytest(f"--data={SHORTCUT}", "--gate-config", "gates.toml", "-k", "lrg_leakage")
     result.assert_outcomes(passed=2)
     result.stdout.re_match_lines([r"lrg_leakage\[test-pos-neg\]\s+60\.000\s+-\s+<= 100\s+PASS"])

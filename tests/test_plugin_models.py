@@ -19,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -267,3 +268,37 @@ def test_gate_command_takes_a_directory_of_checkpoints(trained, tmp_path):
         {"epoch000.json", "epoch001.json", "epoch002.json", "summary.csv", "gates_by_model.png"}
     no_out = _gate(["--model", trained["epochs"]], tmp_path)
     assert no_out.returncode == 2 and "3 models: name a directory for their reports with --out DIR" in no_out.stderr
+
+
+def test_a_sweep_gates_each_model_on_the_case_set_of_a_single_run(tmp_path, monkeypatch):
+    """A residual model gets no radial_profile_lr_auc[*-model] case in a sweep, as in a single run;
+    summary.csv's first_failing names a model case when one is red."""
+    from shortcutgates import scorers
+    from shortcutgates.gates import sweep
+    from shortcutgates.gates.context import GateContext
+    from shortcutgates.gates.registry import gate_cases, load_config
+
+    write_manifest(hand_manifest(24), tmp_path / "data")
+
+    def constant_ish(images):  # a scorer that cannot detect anything: its model gates are red (error)
+        return np.asarray(images, np.float64)[:, 1, 0, 0]
+
+    preprocess = {"raw.pt": "raw_robust", "residual.pt": "residual"}
+    monkeypatch.setattr(scorers, "load_scorer", lambda path, cache=None: scorers.Scorer(
+        constant_ish, preprocess[Path(path).name], {"path": str(path), "kind": "callable"}))
+    models = [tmp_path / name for name in preprocess]
+    sweep.gate_many(tmp_path / "data", models, tmp_path / "out", progress=False, strict=False)
+    for path, mode in zip(models, preprocess.values()):
+        single = GateContext(tmp_path / "data", config=load_config(None), score_fn=constant_ish, preprocess=mode)
+        swept = [g["id"] for g in read_report(tmp_path / "out" / f"{path.stem}.json")["gates"]]
+        assert swept == [c.id for c in gate_cases(single)]
+    residual = read_report(tmp_path / "out" / "residual.json")["gates"]
+    assert not [g["id"] for g in residual if g["gate"] == "radial_profile_lr_auc" and g["params"]["input"] == "model"]
+    table = pd.read_csv(tmp_path / "out" / sweep.SUMMARY_FILE)
+    for name, first in zip(table["model"], table["first_failing"]):
+        record = {g["id"]: g for g in read_report(tmp_path / "out" / f"{name}.json")["gates"]}[first]
+        assert sweep.is_red(record) and (record["gate"] not in sweep.DATA_ONLY_GATES
+                                         or record["params"].get("input") == "model")
+    data_red = [g["id"] for g in residual if sweep.is_red(g) and g["gate"] in sweep.DATA_ONLY_GATES
+                and g["params"].get("input") != "model"]
+    assert data_red and list(table["first_failing_data"]) == [data_red[0]] * 2  # data gates: one read, both models

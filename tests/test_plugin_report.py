@@ -25,7 +25,7 @@ def test_report_has_the_schema_and_summary():
     assert report["schema"] == SCHEMA and report["model"] is None
     assert report["summary"] == {"expected": 2, "run": 1, "pass": 0, "fail": 1, "inconclusive": 0, "error": 0,
                                  "skipped": 1, "reported": 0, "waived": 0, "primary": 2, "primary_failing": 1,
-                                 "green": False}
+                                 "reported_established": 0, "green": False}
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -62,3 +62,12 @@ def test_write_is_atomic_and_reads_back(tmp_path):
     with pytest.raises(ValueError):
         write_report(path, dict(report, schema="other/1"))
     assert read_report(path) == report  # a refused write leaves the previous file intact
+
+
+def test_report_carries_level_thresholds_and_waivers():
+    from shortcutgates.gates.records import GateConfig
+
+    cfg = GateConfig(level=0.9, thresholds={"core_lr_auc": 0.6}, waivers={"detection_auroc[val]": "why"})
+    report = build_report([gate()], data={}, model=None, config=cfg.as_report())
+    assert report["config"]["level"] == 0.9 and report["config"]["thresholds"] == {"core_lr_auc": 0.6}
+    assert report["config"]["waivers"] == {"detection_auroc[val]": "why"} and report["config"]["input"] == "raw_robust"

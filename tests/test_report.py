@@ -68,12 +68,12 @@ def make_results(seeds=(0,)):
     return results
 
 
-def test_summarize_mean_and_std_over_seeds():
-    s = rp.summarize(make_results(seeds=(0, 1, 2)))
+def test_summarise_mean_and_std_over_seeds():
+    s = rp.summarise(make_results(seeds=(0, 1, 2)))
     assert s["raw_robust"]["E2"]["mean"] == pytest.approx(0.91)
     assert s["raw_robust"]["E2"]["std"] == pytest.approx(0.01)
     assert s["raw_robust"]["E2"]["n_seeds"] == 3
-    assert rp.summarize(make_results())["raw_robust"]["E2"]["std"] is None
+    assert rp.summarise(make_results())["raw_robust"]["E2"]["std"] is None
 
 
 @pytest.mark.parametrize("value,ci,direction,expected", [
@@ -132,19 +132,19 @@ def test_html_escapes_text(tmp_path):
 
 def test_sample_size_answer_projects_interval_width():
     results = make_results()
-    text = rt.answer_sample_size(results, rp.summarize(results), rp.criteria(results))
+    text = rt.answer_sample_size(results, rp.summarise(results), rp.criteria(results))
     # width 0.08 from 100 LRGs -> 0.08 * sqrt(100 / 600) = 0.033 at the proposal's 600 test LRGs
     assert "interval width 0.080 from 100 test LRGs" in text and "≈ 0.033 projected" in text
 
 
 def test_answers_follow_the_measurements():
     results = make_results()
-    answers = dict(rt.answers(results, rp.summarize(results), rp.criteria(results)))
+    answers = dict(rt.answers(results, rp.summarise(results), rp.criteria(results)))
     assert len(answers) == 6
     sound = answers["1. Is the unpaired design sound?"]
     assert "does NOT break the core shortcut" in sound and "below 0.65 for residual" in sound
     results["seeds"][0]["configs"]["raw_robust"]["experiments"]["E4"]["value"] = 0.55
-    sound = rt.answer_sound(results, rp.summarize(results), rp.criteria(results))
+    sound = rt.answer_sound(results, rp.summarise(results), rp.criteria(results))
     assert "alone keeps the core-LR AUC below 0.65" in sound
     assert "psfsize_r" in answers["2. Which property balance checks are critical?"]
     assert "core_transplant_auroc[test]" in answers["6. Risks?"]
@@ -198,7 +198,7 @@ def test_core_lr_by_theta_e_is_reported_with_the_arc_in_box_caveat():
     results["seeds"][0]["configs"]["raw_robust"]["experiments"]["E4"]["theta_e_bins"] = [
         {"lo": 0.0, "hi": 1.0, "n_pos": 30, "auc": 0.97, "ci": [0.9, 1.0], "arc_inside_box": True},
         {"lo": 2.0, "hi": 10.0, "n_pos": 3, "auc": None, "ci": None, "arc_inside_box": True}]
-    text = rt.answer_sound(results, rp.summarize(results), rp.criteria(results))
+    text = rt.answer_sound(results, rp.summarise(results), rp.criteria(results))
     assert "raw_robust [0, 1)″ 0.970" in text and "[2, 10)″" not in text
     assert "reads arc light as well as the" in text
     assert rt._arc_in_box(make_results()) == ""
@@ -214,6 +214,6 @@ def test_interval_figure_shows_values_below_the_default_axis(tmp_path):
 
 def test_alternatives_answer_lists_each_configurations_verdicts():
     results = make_results()
-    text = rt.answer_alternatives(results, rp.summarize(results), rp.criteria(results))
+    text = rt.answer_alternatives(results, rp.summarise(results), rp.criteria(results))
     assert "No configuration held all three criteria" in text
     assert "raw_robust: E2 AUROC > 0.80 held, E4 core-LR AUC < 0.65 failed" in text

@@ -262,3 +262,67 @@ def test_preprocess_cache_gives_the_same_scores_and_preprocesses_each_batch_once
     tiny = PreprocessCache(max_bytes=1)  # keeps nothing beyond the newest entry's budget
     tiny("raw_robust", images), tiny("raw_robust", other)
     assert tiny.nbytes == 0 and tiny.misses == 2
+
+
+# --- any exporter: external data, fixed input shapes (issue 23) ----------------------------------
+def _external_copy(files, directory: Path) -> Path:
+    """PatchNet's ONNX file re-saved with its weights in ``finder.onnx.data`` (as torch.onnx.export(dynamo=True) does)."""
+    import onnx
+
+    directory.mkdir(parents=True, exist_ok=True)
+    model = onnx.load(str(files["onnx"]))
+    onnx.save(model, str(directory / "finder.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="finder.onnx.data", size_threshold=0)
+    (directory / "finder.onnx.json").write_text(Path(str(files["onnx"]) + ".json").read_text())
+    return directory / "finder.onnx"
+
+
+def test_onnx_external_data_is_hashed_with_the_model_and_named(files, images, tmp_path):
+    path = _external_copy(files, tmp_path / "m")
+    first = load_scorer(path)
+    assert [f["path"] for f in first.info["files"]] == ["finder.onnx", "finder.onnx.data"]
+    assert np.allclose(first.score_fn(images), load_scorer(files["onnx"]).score_fn(images), atol=TOL)
+    data = path.with_name("finder.onnx.data")
+    weights = bytearray(data.read_bytes())
+    weights[:64] = bytes(64)  # other weights, same .onnx bytes
+    data.write_bytes(bytes(weights))
+    second = load_scorer(path)
+    assert second.info["files"][0] == first.info["files"][0]  # the .onnx file itself is unchanged ...
+    assert second.info["sha256"] != first.info["sha256"]  # ... the model's recorded hash is not
+    data.unlink()
+    with pytest.raises(ScorerError, match=r"finder\.onnx: its weights are in the external-data file finder\.onnx\.data, "
+                                          r"which is missing"):
+        load_scorer(path)
+
+
+@pytest.mark.parametrize("kind", ["pt2", "onnx"])
+def test_a_fixed_input_size_is_read_from_the_model(files, tmp_path, kind):
+    path = tmp_path / files[kind].name
+    if kind == "pt2":
+        fm.export_pt2(files["model"], path, STAMP, embed_contract=False)  # the sidecar alone gives the contract
+    else:
+        path.write_bytes(files[kind].read_bytes())
+    Path(str(path) + ".json").write_text(json.dumps({**fm.contract(STAMP), "stamp_size": None}))
+    scorer = load_scorer(path)
+    assert scorer.contract.stamp_size == (STAMP, STAMP) and scorer.info["input_contract"]["stamp_size"] is None
+    with pytest.raises(ScorerError, match=rf"takes {STAMP}x{STAMP} px stamps, the data hold 64x64 px") as err:
+        scorer.contract.check_stamp((64, 64), str(path))
+    assert "\n" not in str(err.value)
+
+
+def test_a_fixed_size_model_on_stamps_of_another_size_is_one_line_exit_2_and_4(files, tmp_path):
+    from hostile_inputs import child_env, hand_manifest, write_manifest
+
+    write_manifest(hand_manifest(12, size=STAMP + 8), tmp_path / "data")
+    model = tmp_path / "finder.onnx"
+    model.write_bytes(files["onnx"].read_bytes())
+    Path(str(model) + ".json").write_text(json.dumps({**fm.contract(STAMP), "stamp_size": None}))
+    want = f"takes {STAMP}x{STAMP} px stamps, the data hold {STAMP + 8}x{STAMP + 8} px"
+    for argv, code in (([sys.executable, "-m", "shortcutgates.cli", "gate"], 2),
+                       ([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--pyargs", "shortcutgates.gate_tests"], 4)):
+        done = subprocess.run([*argv, "--data", str(tmp_path / "data"), "--model", str(model)], cwd=tmp_path,
+                              env=child_env(PYTHONPATH=str(Path(__file__).resolve().parents[1])), capture_output=True,
+                              text=True, timeout=300)
+        lines = [line for line in (done.stdout + done.stderr).splitlines() if want in line]
+        assert done.returncode == code and len(lines) == 1, done.stdout[-2000:] + done.stderr[-2000:]
+        assert "Traceback" not in done.stdout + done.stderr

@@ -9,8 +9,8 @@ exactly as ``shortcutgates gate --model`` would. Families (:data:`FAMILIES`):
 
 * ``neutral-residual``, ``neutral-raw_robust`` — **core-neutral** (the null of the model gates):
   positives are ``control + arc`` (the whole lensed light); every negative is ``control + core
-  part of a donor positive's lensed light`` (:func:`core_part`), the donors a permutation of the
-  same split's positives, so both classes carry the same core light and the core cannot separate
+  part of a donor positive's lensed light`` (:func:`core_part`: its counter-image light by the gates'
+  lensing split), the donors a permutation of the same split's positives, so both classes carry the same core light and the core cannot separate
   them in training. A CNN that still fails a core gate is a false alarm of that gate.
 * ``reliant-raw_robust`` — **core-reliant** (the power): positives are ``control + faint arc``
   (:data:`RELIANT_ARC_KEEP` of its flux) ``+ a PSF-shaped point source at the centre`` carrying
@@ -34,7 +34,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from ..gates.perturb import R_CORE_PX, core_mask, split_core_arc
+from ..gates.perturb import R_CORE_PX, core_mask, split_lensed_light
 from ..model import ModelConfig
 from .plant import _rows, draw_lrgs, psf_sources, write_manifest
 from .pool import Pool
@@ -89,13 +89,26 @@ def family_of(scorer: str) -> Family:
     return FAMILIES[name]
 
 
-def core_part(d: np.ndarray) -> np.ndarray:
-    """(N, 3, H, W) core part of lensed light ``d``: the counter-image light a donor lends a negative.
+def core_part(pool: Pool, index: np.ndarray) -> np.ndarray:
+    """(N, 3, H, W) counter-image light of pool LRGs ``index``: what a donor lends a negative.
 
-    Stand-in until the lensing split (``perturb.split_lensed_light``) is in main: the light inside
-    ``r < R_CORE_PX``, :func:`shortcutgates.gates.perturb.split_core_arc`.
+    The lensing split of the gates (:func:`shortcutgates.gates.perturb.split_lensed_light`: the lensed
+    light inside the tangential critical curve, from the injection truth, blurred by the row's PSF),
+    so a negative carries exactly what the gates call a lens's core part.
     """
-    return split_core_arc(d, R_CORE_PX)[0]
+    index = np.asarray(index, np.int64)
+    memo = _CORE_PARTS.setdefault(id(pool.arc), {})
+    todo = np.unique([i for i in index if i not in memo]).astype(np.int64)
+    if len(todo):
+        meta = pool.meta.iloc[todo].reset_index(drop=True)
+        fwhm = meta[[f"psf_fwhm_used_{b}" for b in "grz"]].to_numpy(np.float64)
+        memo.update(zip(todo.tolist(), split_lensed_light(np.asarray(pool.arc[todo], np.float32), meta, fwhm).counter))
+    return np.stack([memo[i] for i in index.tolist()])
+
+
+_CORE_PARTS: dict = {}
+"""Counter-image light already split, per pool (``id`` of its arc array) and LRG: each pool LRG is split
+once per process (about 20 ms a row)."""
 
 
 def central_sources(pool: Pool, index: np.ndarray, fraction: float) -> np.ndarray:
@@ -123,7 +136,7 @@ def negatives(pool: Pool, index: np.ndarray, family: Family, donors: np.ndarray)
     ``donors[i]``'s lensed light for a core-neutral family."""
     stamps = np.asarray(pool.ctrl[np.asarray(index)], np.float32)
     if family.donor_core:
-        stamps = stamps + core_part(np.asarray(pool.arc[np.asarray(donors)], np.float32))
+        stamps = stamps + core_part(pool, donors)
     return stamps
 
 

@@ -29,10 +29,17 @@ def _shard(text: str) -> tuple[int, int]:
     return k, n
 
 
+def _workers(text: str) -> int:
+    from ..parallel import parse_workers
+
+    return parse_workers(text)
+
+
 def add_arguments(parser) -> None:
-    parser.add_argument("--profile", default="quick", choices=("tiny", "quick", "full", "cnn"),
+    parser.add_argument("--profile", default="quick", choices=("tiny", "quick", "full", "criteria", "cnn"),
                         help="cells and seeds: tiny (the test suite's), quick (~10 min on 2 cores), full (>= 200 seeds "
-                             "per null cell), cnn (20 trained CNNs per family on the realistic pool)")
+                             "per null cell), criteria (issue 20: planted violations at 4000 LRGs), cnn (20 trained "
+                             "CNNs per family on the realistic pool)")
     parser.add_argument("--out", default="calibration_out", help="directory for records, tables and figures")
     parser.add_argument("--shard", default="0/1", help="K/N: run every N-th (cell, seed) pair starting at K")
     parser.add_argument("--cache", default=None, help="pool cache directory (default ~/.cache/shortcutgates/calibrate)")
@@ -41,6 +48,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--report-only", action="store_true", help="only write tables and figures from --out's records")
     parser.add_argument("--survey-strength", action="store_true",
                         help="measure the paired raw core-LR AUC against the planted counter-image strength and exit")
+    parser.add_argument("--workers", type=_workers, default=None, metavar="N",
+                        help="processes running this shard's (cell, seed) pairs; the records and tables are the "
+                             "same for any N (default: every core this process may use)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -58,7 +68,10 @@ def run(args) -> int:
     shard, n_shards = _shard(args.shard)
     start = time.perf_counter()
     if not args.report_only:
-        run_profile(profile, args.out, shard=shard, n_shards=n_shards, cache_dir=args.cache, progress=not args.quiet)
+        from ..parallel import available_cores
+
+        run_profile(profile, args.out, shard=shard, n_shards=n_shards, cache_dir=args.cache, progress=not args.quiet,
+                    workers=args.workers or available_cores())
         print(f"calibrate: profile {profile.name}, shard {shard}/{n_shards}: {time.perf_counter() - start:.0f} s")
     if not args.no_report:
         paths = write_report(load_records(args.out), args.out, args.figures)

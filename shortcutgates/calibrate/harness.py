@@ -30,20 +30,23 @@ import time
 import zlib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..codec import encode_stamp
-from ..gates.registry import REGISTRY, GateConfig, GateContext, gate_cases, run_case
-from .plant import PROPERTY_COLUMNS, positive_stamps, split_rows, write_manifest
+from ..gates.registry import REGISTRY, GateConfig, GateContext
+from ..gates.suite import run_suite
+from ..schema import LRG_TRUTH
+from .plant import (
+    PROPERTY_COLUMNS, TILTED, builder_roles, built_selection, positive_stamps, split_rows, write_manifest,
+)
 from .pool import Pool
 from .scorers import resolve_scorer
 
-KINDS = ("data", "model", "suite", "cnn")
 TRAINING_GATE = "cnn_training"
 """Gate name of a CNN seed's training record (value: best validation AUROC; seconds: training time)."""
-
 
 @dataclass(frozen=True)
 class Cell:
@@ -58,6 +61,8 @@ class Cell:
     """Reference scorer name for ``model``/``suite`` cells (``arc``, ``core``, ``mix0.3``)."""
     core: float = 0.0
     """Counter-image strength carried by every positive beneath the planted problem."""
+    where: str = ""
+    """``suite`` cells: comma-separated splits the planted problem is confined to (empty: all)."""
     pool: str = "tapered"
     """Pool kind the cell draws from (``tapered``: the "no core signal" null; ``realistic``)."""
 
@@ -68,6 +73,8 @@ class Cell:
             s += f":{self.scorer}"
         if self.core:
             s += f":core{self.core:g}"
+        if self.where:
+            s += f":in-{self.where.replace(',', '+')}"
         if self.pool != "tapered":  # tapered keys are those of the records written before pools had kinds
             s += f":{self.pool}"
         return s
@@ -91,7 +98,7 @@ def _direction(result) -> str:
 
 def _manifest(pool: Pool, cell: Cell, seed: int, directory: Path) -> Path:
     rng = cell.rng(seed)
-    kw = dict(problem=cell.problem, strength=cell.strength, core=cell.core)
+    kw: dict[str, Any] = dict(problem=cell.problem, strength=cell.strength, core=cell.core)
     if cell.kind == "data":
         frame, _ = split_rows(pool, cell.n_lrgs, "train", rng, **kw)
     elif cell.kind == "model":
@@ -104,7 +111,7 @@ def _manifest(pool: Pool, cell: Cell, seed: int, directory: Path) -> Path:
     return write_manifest(frame, directory / "manifest")
 
 
-def paired_catalogue(pool: Pool, index: np.ndarray, core: float, rng: np.random.Generator) -> pd.DataFrame:
+def paired_catalogue(pool: Pool, index: np.ndarray, core: float | np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
     """A paired catalogue (docs/design.md#paired-input-format) of pool LRGs, one injection each."""
     meta = pool.meta.iloc[index].reset_index(drop=True)
     frame = meta[["ra", "dec", *PROPERTY_COLUMNS, "theta_e_arcsec"]].copy()
@@ -118,10 +125,17 @@ def _built_manifest(pool: Pool, cell: Cell, rng, seed: int, directory: Path) -> 
     from ..build import build_manifest
     from ..io import write_parquet_atomic
 
-    if cell.problem != "core":
-        raise ValueError(f"calibrate: suite cells plant only 'core' (got {cell.problem!r})")
-    index = rng.choice(len(pool), cell.n_lrgs, replace=False)
-    catalogue = paired_catalogue(pool, index, cell.core + cell.strength, rng)
+    if cell.problem not in ("core", *TILTED):
+        raise ValueError(f"calibrate: suite cells plant 'core', 'mag' or 'size' (got {cell.problem!r})")
+    where = tuple(w for w in cell.where.split(",") if w)
+    index = built_selection(pool, cell.n_lrgs, seed, rng, problem=cell.problem, strength=cell.strength, where=where)
+    core = np.full(len(index), cell.core)
+    if cell.problem == "core":
+        split, _ = builder_roles(pool, seed)
+        core += cell.strength * (np.isin(split[index], where) if where else 1.0)
+    catalogue = paired_catalogue(pool, index, core, rng)
+    if cell.problem in TILTED:  # survey format: no LRG photometry columns
+        catalogue = catalogue.drop(columns=[c for c in LRG_TRUTH if c in catalogue])
     write_parquet_atomic(catalogue, directory / "paired" / "part-0000.parquet")
     build_manifest(directory / "paired", directory / "manifest", mode="unpaired", seed=seed, progress=False)
     return directory / "manifest"
@@ -146,7 +160,7 @@ def _context(pool: Pool, cell: Cell, seed: int, config: GateConfig, directory: P
     trained = train_seed(pool, family_of(cell.scorer or ""), cell.n_lrgs, seed, cell.rng(seed), directory)
     record = {"case": TRAINING_GATE, "gate": TRAINING_GATE, "role": "training", "verdict": "trained",
               "value": trained.val_auroc, "lo": np.nan, "hi": np.nan, "threshold": np.nan, "direction": "",
-              "message": f"best validation AUROC {trained.val_auroc:.4f} after {trained.epochs} epochs",
+              "established": False, "message": f"best validation AUROC {trained.val_auroc:.4f} after {trained.epochs} epochs",
               "seconds": trained.seconds}
     return GateContext(trained.gating_manifest, model=trained.checkpoint, config=config), [record]
 
@@ -163,19 +177,20 @@ def run_seed(pool: Pool, cell: Cell, seed: int, config: GateConfig, roles=("prim
             context, extra = _context(pool, cell, seed, config, Path(tmp))
         except (ValueError, OSError) as exc:  # the data cannot be read: the whole run is red
             return [{**base, "case": "<manifest>", "gate": "<manifest>", "role": "primary", "verdict": "error",
-                     "value": np.nan, "lo": np.nan, "hi": np.nan, "threshold": np.nan, "direction": "",
+                     "value": np.nan, "lo": np.nan, "hi": np.nan, "threshold": np.nan, "direction": "", "established": False,
                      "message": f"{type(exc).__name__}: {exc}", "seconds": time.perf_counter() - start}]
-        records = [{**base, **r} for r in extra]
-        for case in gate_cases(context):
-            if not _wanted(case, cell) or (role_of(case) not in roles and case.gate not in also):
-                continue
-            t0 = time.perf_counter()
-            result = run_case(context, case)
-            lo, hi = result.ci if result.ci is not None else (np.nan, np.nan)
-            records.append({**base, "case": case.id, "gate": case.gate, "role": role_of(case),
-                            "verdict": result.verdict, "value": np.nan if result.value is None else float(result.value),
-                            "lo": float(lo), "hi": float(hi),
-                            "threshold": np.nan if result.threshold is None else float(result.threshold),
-                            "direction": _direction(result), "message": result.message[:300],
-                            "seconds": time.perf_counter() - t0})
-    return records
+        def wanted(case) -> bool:
+            return _wanted(case, cell) and (role_of(case) in roles or case.gate in also)
+
+        return [{**base, **r} for r in extra] + [_record(base, run.case, run.result, run.seconds)
+                                                 for run in run_suite(context, wanted, waivers=False)]
+
+
+def _record(base: dict, case, result, seconds: float) -> dict:
+    """One calibration record of a case's result (``base``: the cell's columns and the seed)."""
+    lo, hi = result.ci if result.ci is not None else (np.nan, np.nan)
+    return {**base, "case": case.id, "gate": case.gate, "role": role_of(case),
+            "verdict": result.verdict, "value": np.nan if result.value is None else float(result.value),
+            "lo": float(lo), "hi": float(hi), "threshold": np.nan if result.threshold is None else float(result.threshold),
+            "direction": _direction(result), "established": bool(result.established), "message": result.message[:300],
+            "seconds": seconds}

@@ -17,6 +17,12 @@ towards survey strength:
 * ``dup``: duplicated rows. That fraction of the positive rows is listed twice.
 * ``faint``: arcs too faint to find. Every positive's arc loses that fraction of its flux (0: the
   pool's arcs; 1: no arc at all) — the problem the sanity gate ``arc_annulus_lr_auc`` is there for.
+* ``mag`` / ``size``: LRG magnitude (``lrg_mag_r``) or size (``lrg_reff_arcsec``) imbalance by
+  selection, images untouched: positives are drawn with weight ``exp(−strength/2 · z)`` and
+  negatives with ``exp(+strength/2 · z)`` (``z`` the pool-standardised property, clipped to ±3), so
+  a Gaussian property gets population SMD ``strength`` (positives brighter / larger). The manifests
+  of these cells are in survey format: no LRG truth columns (no magnitude, size or redshift), only
+  what the builder measures from the controls (:data:`shortcutgates.build.ALWAYS_MEASURED`).
 
 Each seed draws disjoint LRGs from the pool without replacement (positives and negatives from
 different LRGs, as in unpaired data).
@@ -29,12 +35,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..build import ALWAYS_MEASURED, measure_lrgs
 from ..codec import encode_stamp
 from ..io import write_parquet_atomic
-from ..schema import PIXEL_SCALE_ARCSEC
+from ..schema import LRG_TRUTH, PIXEL_SCALE_ARCSEC
 from .pool import TRUTH_COLUMNS, Pool, core_taper
 
-PROBLEMS = ("core", "smd", "leak", "dup", "faint")
+PROBLEMS = ("core", "smd", "leak", "dup", "faint", "mag", "size")
+TILTED = {"mag": "lrg_mag_r", "size": "lrg_reff_arcsec"}
+"""The pool property each selection problem tilts."""
 PROPERTY_COLUMNS = ("psf_fwhm_used_g", "psf_fwhm_used_r", "psf_fwhm_used_z", "psfsize_r", "psfdepth_r", "ebv",
                     "lrg_mag_r", "lrg_mag_z", "lrg_redshift", "lrg_reff_arcsec", "lrg_q")
 """Columns the manifests carry (observing conditions, LRG truth)."""
@@ -56,27 +65,27 @@ def psf_sources(meta: pd.DataFrame, flux: np.ndarray, x0: np.ndarray, y0: np.nda
     return out
 
 
-def counter_images(meta: pd.DataFrame, arc: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
-    """(N, 3, H, W) PSF-shaped point sources opposite each arc, ``strength`` × the arc's flux per band.
+def counter_images(meta: pd.DataFrame, arc: np.ndarray, strength, rng: np.random.Generator) -> np.ndarray:
+    """(N, 3, H, W) PSF-shaped point sources opposite each arc, ``strength`` (scalar or (N,)) × the arc's flux per band.
 
     Offsets 1–2.5 px from the centre (uniform); Gaussian PSF of each row's ``psf_fwhm_used_{g,r,z}``.
     """
     r0 = rng.uniform(1.0, 2.5, len(arc))
     phi = meta["arc_phi"].to_numpy() + np.pi
-    flux = arc.sum(axis=(2, 3), dtype=np.float64) * strength  # (N, 3)
+    flux = arc.sum(axis=(2, 3), dtype=np.float64) * np.reshape(np.asarray(strength, np.float64), (-1, 1))  # (N, 3)
     return psf_sources(meta, flux, r0 * np.cos(phi), r0 * np.sin(phi), arc.shape[-2:])
 
 
-def positive_stamps(pool: Pool, index: np.ndarray, core: float, rng: np.random.Generator,
+def positive_stamps(pool: Pool, index: np.ndarray, core, rng: np.random.Generator,
                     dim: float = 0.0) -> np.ndarray:
     """(N, 3, H, W) stamps of pool LRGs ``index``: control + arc with ``1 − dim`` of its flux, tapered
     out of the core in a ``tapered`` pool, whole in a ``realistic`` one (+ a counter-image of ``core`` ×
-    the undimmed arc's flux if ``core`` > 0)."""
+    the undimmed arc's flux where ``core`` > 0; a scalar or (N,))."""
     index = np.asarray(index)
     arc = np.asarray(pool.arc[index], np.float32)
     taper = core_taper(arc.shape[-1]) if pool.kind == "tapered" else np.float32(1.0)
     stamps = np.asarray(pool.ctrl[index], np.float32) + arc * taper * np.float32(1.0 - dim)
-    if core > 0:
+    if np.any(np.asarray(core) > 0):
         stamps += counter_images(pool.meta.iloc[index].reset_index(drop=True), arc, core, rng)
     return stamps
 
@@ -89,9 +98,33 @@ def draw_lrgs(n_pool: int, n: int, rng: np.random.Generator, exclude=()) -> np.n
     return rng.choice(free, n, replace=False)
 
 
+def tilt_weights(pool: Pool, column: str, t: float) -> np.ndarray:
+    """(N,) acceptance probabilities ``exp(t · z − |t| · 3)`` of every pool LRG, ``z`` its standardised
+    ``column`` clipped to ±3: accepting with them tilts a Gaussian property's mean by ``t`` SDs."""
+    values = pool.meta[column].to_numpy(np.float64)
+    z = np.clip((values - values.mean()) / values.std(), -3, 3)
+    return np.exp(t * z - abs(t) * 3)
+
+
+def draw_tilted(pool: Pool, n: int, accept: np.ndarray, rng: np.random.Generator, exclude=()) -> np.ndarray:
+    """``n`` distinct pool indices (none in ``exclude``), each candidate kept with probability ``accept``."""
+    free = np.setdiff1d(np.arange(len(pool)), np.asarray(exclude, int))
+    order = free[rng.permutation(len(free))]
+    kept = order[rng.random(len(order)) < accept[order]]
+    if len(kept) < n:
+        raise ValueError(f"calibrate: the pool gives {len(kept)} LRGs under the tilt, {n} needed (raise --pool)")
+    return kept[:n]
+
+
+def measured_columns(pool: Pool, index) -> pd.DataFrame:
+    """What ``shortcutgates build`` measures from each LRG's control (:data:`ALWAYS_MEASURED`)."""
+    return measure_lrgs(np.asarray(pool.ctrl[np.asarray(index)], np.float32))[list(ALWAYS_MEASURED)]
+
+
 def _rows(pool: Pool, index, images, label: int, split: str) -> pd.DataFrame:
     meta = pool.meta.iloc[np.asarray(index)].reset_index(drop=True)
     frame = meta[["ra", "dec", *PROPERTY_COLUMNS]].copy()
+    frame[list(ALWAYS_MEASURED)] = measured_columns(pool, index).to_numpy()
     frame.insert(0, "label", np.int8(label))
     frame.insert(0, "split", split)
     frame["lrg_id"] = [f"P{i:06d}" for i in index]
@@ -112,12 +145,15 @@ def split_rows(pool: Pool, n_lrgs: int, split: str, rng: np.random.Generator, *,
     """
     if problem not in PROBLEMS:
         raise ValueError(f"calibrate: problem must be one of {', '.join(PROBLEMS)} (got {problem!r})")
-    lrgs = draw_lrgs(len(pool), n_lrgs, rng, exclude)
     core = core + (strength if problem == "core" else 0.0)
-    if paired:
-        pos, neg = lrgs, lrgs
+    if problem in TILTED and not paired:
+        pos = draw_tilted(pool, n_lrgs // 2, tilt_weights(pool, TILTED[problem], -strength / 2), rng, exclude)
+        neg = draw_tilted(pool, n_lrgs - n_lrgs // 2, tilt_weights(pool, TILTED[problem], strength / 2), rng,
+                          np.concatenate([np.asarray(exclude, int), pos]))
+        lrgs = np.concatenate([pos, neg])
     else:
-        pos, neg = lrgs[: n_lrgs // 2], lrgs[n_lrgs // 2:]
+        lrgs = draw_lrgs(len(pool), n_lrgs, rng, exclude)
+        pos, neg = (lrgs, lrgs) if paired else (lrgs[: n_lrgs // 2], lrgs[n_lrgs // 2:])
     if problem == "leak" and strength > 0:
         k = int(round(strength * len(pos)))
         neg = np.concatenate([pos[:k], neg[k:]])
@@ -128,6 +164,8 @@ def split_rows(pool: Pool, n_lrgs: int, split: str, rng: np.random.Generator, *,
         k = int(round(strength * len(pos)))
         rows.append(rows[0].iloc[:k])
     frame = pd.concat(rows, ignore_index=True)
+    if problem in TILTED:  # survey format: no LRG photometry columns
+        frame = frame.drop(columns=[c for c in LRG_TRUTH if c in frame])
     if problem == "smd" and strength:
         for column in SHIFTED_PROPERTIES:
             frame.loc[frame["label"] == 0, column] += strength * float(pool.meta[column].std())
@@ -139,3 +177,30 @@ def write_manifest(frame: pd.DataFrame, directory) -> Path:
     directory = Path(directory)
     write_parquet_atomic(frame, directory / "part-0000.parquet")
     return directory
+
+
+def builder_roles(pool: Pool, seed: int, fractions=(0.7, 0.15, 0.15)) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) split and role (``pos``/``neg``/``pair``) the unpaired builder gives every pool LRG at
+    ``seed``: the same keyed hashes of the sky-matched ``lrg_id`` (pool LRGs lie 36″ apart, each its
+    own identity), so a planted problem can be confined to chosen splits of a built manifest."""
+    from ..identity import format_lrg_id
+    from ..splits import SplitParams, hash_splits, lrg_roles, split_fractions
+
+    ids = format_lrg_id(pool.meta["ra"].to_numpy(), pool.meta["dec"].to_numpy()).astype(object)
+    params = SplitParams("unpaired", int(seed), tuple(fractions))
+    split = hash_splits(ids, int(seed), split_fractions(fractions, "unpaired")[0])
+    return lrg_roles(ids, split, params)
+
+
+def built_selection(pool: Pool, n_lrgs: int, seed: int, rng: np.random.Generator, *, problem: str,
+                    strength: float, where: tuple = ()) -> np.ndarray:
+    """``n_lrgs`` pool indices for a built (unpaired) manifest; for ``mag``/``size`` the positives and
+    negatives of the splits in ``where`` (all when empty) are drawn tilted as in :func:`split_rows`."""
+    if problem not in TILTED or not strength:
+        return rng.choice(len(pool), n_lrgs, replace=False)
+    split, role = builder_roles(pool, seed)
+    target = np.isin(split, list(where)) if where else np.ones(len(pool), bool)
+    accept = np.ones(len(pool))
+    accept[target & (role == "pos")] = tilt_weights(pool, TILTED[problem], -strength / 2)[target & (role == "pos")]
+    accept[target & (role == "neg")] = tilt_weights(pool, TILTED[problem], strength / 2)[target & (role == "neg")]
+    return draw_tilted(pool, n_lrgs, accept, rng)

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
+from ..gates import registry
+from ..gates.suite import established, is_red
 from .plant import SHIFTED_PROPERTIES
 
 CELL_COLUMNS = ["cell", "kind", "problem", "strength", "n_lrgs", "scorer", "core", "pool"]
@@ -26,10 +28,10 @@ COUNTERFACTUAL_GATES = CORE_GATES + ("arc_swap_auroc_drop", "morphology_auroc")
 BLIND_READERS = ("arc",)
 """Reference scorers blind exactly inside the gates' core radius ``R_CORE_PX`` (the arc reader)."""
 
-NULL_TRUTH = {"core_lr_auc": 0.5, "metadata_c2st_auc": 0.5, "property_balance": 0.0}
+NULL_TRUTH = registry.NULL_TRUTH
 """True values on shortcut-free data (labels independent of the central box and of the property
-columns): AUCs at chance, standardised mean differences zero. Other gates (arc probes, model
-gates) are informative on clean data: their truth is not fixed by the planting."""
+columns): AUCs at chance, standardised mean differences zero; the registry rows' ``null``. Other
+gates (arc probes, model gates) are informative on clean data: their truth is not fixed by the planting."""
 
 
 def proportion_ci(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -119,21 +121,24 @@ def with_pool(records: pd.DataFrame) -> pd.DataFrame:
 
 
 def family_outcomes(records: pd.DataFrame) -> pd.DataFrame:
-    """Per CNN seed (``kind`` ``cnn``): whether any *deciding* (primary) case of a core gate
-    (:data:`CORE_GATES`) or of any counterfactual gate (:data:`COUNTERFACTUAL_GATES`) failed, how many
-    such cases decided, and the CNN's validation AUROC."""
+    """Per CNN seed (``kind`` ``cnn``): whether any *deciding* case of a core gate (:data:`CORE_GATES`) or
+    of any counterfactual gate (:data:`COUNTERFACTUAL_GATES`) failed, how many such cases decided, and the
+    CNN's validation AUROC. Deciding: a primary case, or a case of any role whose violation is established
+    (red by :func:`shortcutgates.gates.suite.outcome` either way)."""
     cnn = with_pool(records)
     cnn = cnn[cnn["kind"] == "cnn"]
     out = []
     for keys, group in cnn.groupby(CELL_COLUMNS + ["seed"], sort=False, dropna=False):
-        primary = group[group["role"] == "primary"]
-        core = primary[primary["gate"].isin(CORE_GATES)]
-        cf = primary[primary["gate"].isin(COUNTERFACTUAL_GATES)]
+        violated = np.array([established(r) for r in group.to_dict("records")], bool)
+        deciding = group[(group["role"] == "primary").to_numpy() | violated]
+        red_fail = deciding["verdict"] == "fail"  # a deciding case that failed: red by the suite's rule
+        core = deciding["gate"].isin(CORE_GATES)
+        cf = deciding["gate"].isin(COUNTERFACTUAL_GATES)
         training = group[group["role"] == "training"]
         out.append({**dict(zip(CELL_COLUMNS + ["seed"], keys)),
-                    "core_fail": bool((core["verdict"] == "fail").any()), "n_core_decided": len(core),
-                    "model_fail": bool((cf["verdict"] == "fail").any()), "n_model_decided": len(cf),
-                    "failed": "; ".join(cf.loc[cf["verdict"] == "fail", "case"]),
+                    "core_fail": bool((core & red_fail).any()), "n_core_decided": int(core.sum()),
+                    "model_fail": bool((cf & red_fail).any()), "n_model_decided": int(cf.sum()),
+                    "failed": "; ".join(deciding.loc[cf & red_fail, "case"]),
                     "val_auroc": float(training["value"].iloc[0]) if len(training) else np.nan,
                     "train_seconds": float(training["seconds"].iloc[0]) if len(training) else np.nan})
     return pd.DataFrame(out)
@@ -156,11 +161,12 @@ def summarise_families(outcomes: pd.DataFrame) -> pd.DataFrame:
 
 
 def suite_outcomes(records: pd.DataFrame) -> pd.DataFrame:
-    """Per (cell, seed): ``green`` (every primary case passed) and the primary cases that did not."""
+    """Per (cell, seed): ``green`` (no primary case is red by :func:`.gates.suite.is_red`, strict: a case
+    that did not run is red too) and the cases that are."""
     out = []
     for keys, group in with_pool(records).groupby(CELL_COLUMNS + ["seed"], sort=False, dropna=False):
         primary = group[group["role"] == "primary"]
-        bad = primary[primary["verdict"] != "pass"]
+        bad = group[[is_red(r, strict=True) for r in group.to_dict("records")]]
         out.append({**dict(zip(CELL_COLUMNS + ["seed"], keys)), "green": bad.empty, "n_primary": len(primary),
                     "not_passed": "; ".join(f"{c} {v}" for c, v in zip(bad["case"], bad["verdict"]))})
     return pd.DataFrame(out)

@@ -43,9 +43,37 @@ def _done(out_dir: Path) -> set[tuple[str, int]]:
     return done
 
 
+_WORKER: dict = {}
+"""A worker process's pool and settings (:func:`_init_worker`)."""
+
+
+def _pools(pool_lrgs: int, pool_seed: int, cache_dir, kinds, progress: bool = False) -> dict:
+    """The (memory-mapped, cached) pool of every kind in ``kinds``."""
+    return {kind: load_pool(pool_lrgs, pool_seed, cache_dir, progress=progress, kind=kind) for kind in sorted(kinds)}
+
+
+def _init_worker(pool_lrgs: int, pool_seed: int, cache_dir, kinds, config, roles, also) -> None:
+    """Load the pools once per worker process."""
+    _WORKER.update(pools=_pools(pool_lrgs, pool_seed, cache_dir, kinds), config=config, roles=roles, also=also)
+
+
+def _seed_task(pair: tuple) -> list:
+    """The records of one ``(cell, seed)`` in a worker (seeded by the pair: the same in any process)."""
+    cell, seed = pair
+    w = _WORKER
+    return run_seed(w["pools"][cell.pool], cell, seed, w["config"], w["roles"], w["also"])
+
+
 def run_profile(profile: Profile, out_dir, *, shard: int = 0, n_shards: int = 1, cache_dir=None,
-                progress: bool = True, config: GateConfig | None = None) -> Path:
-    """Run this shard's pairs of ``profile``; returns its records file."""
+                progress: bool = True, config: GateConfig | None = None, workers: int = 1) -> Path:
+    """Run this shard's pairs of ``profile``; returns its records file.
+
+    ``workers`` processes run the pairs (:func:`shortcutgates.parallel.ordered_map`); records are
+    appended in the pairs' order, each pair seeded by itself, so the records file and the tables are
+    the same for any ``workers``. One progress bar counts the seeds of all workers.
+    """
+    from ..parallel import ordered_map
+
     from tqdm.auto import tqdm
 
     if not 0 <= shard < n_shards:
@@ -55,14 +83,18 @@ def run_profile(profile: Profile, out_dir, *, shard: int = 0, n_shards: int = 1,
     path = out_dir / f"records-{shard}-of-{n_shards}.csv"
     done = _done(out_dir)
     todo = [p for i, p in enumerate(pairs(profile)) if i % n_shards == shard and (p[0].key, p[1]) not in done]
-    pools = {kind: load_pool(profile.pool_lrgs, profile.pool_seed, cache_dir, progress=progress, kind=kind)
-             for kind in sorted({cell.pool for cell, _ in todo})}
+    kinds = {cell.pool for cell, _ in todo}
+    pools = _pools(profile.pool_lrgs, profile.pool_seed, cache_dir, kinds, progress)
     config = config or GateConfig(n_boot=N_BOOT)
     start = time.perf_counter()
-    for cell, seed in tqdm(todo, desc=f"calibrate {profile.name} shard {shard}/{n_shards}", unit="seed",
-                           disable=not progress, file=sys.stderr, mininterval=5):
-        records = pd.DataFrame(run_seed(pools[cell.pool], cell, seed, config, profile.roles, profile.also))
-        _append(records, path)
+    _WORKER.update(pools=pools, config=config, roles=profile.roles, also=profile.also)  # workers == 1: this process
+    results = ordered_map(_seed_task, todo, workers, initializer=_init_worker,
+                          initargs=(profile.pool_lrgs, profile.pool_seed, cache_dir, kinds, config, profile.roles,
+                                    profile.also))
+    desc = f"calibrate {profile.name} shard {shard}/{n_shards}" + (f" ({workers} workers)" if workers > 1 else "")
+    for rows in tqdm(results, total=len(todo), desc=desc, unit="seed", disable=not progress, file=sys.stderr,
+                     mininterval=5):
+        _append(pd.DataFrame(rows), path)
     (out_dir / f"wall-{shard}-of-{n_shards}.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
     return path
 
@@ -84,5 +116,4 @@ def load_records(out_dir) -> pd.DataFrame:
         raise FileNotFoundError(f"{out_dir}: no records-*-of-*.csv (run `shortcutgates calibrate` first)")
     frame = pd.concat([pd.read_csv(f, keep_default_na=True) for f in files], ignore_index=True)
     frame["scorer"] = frame["scorer"].fillna("")
-    frame["pool"] = frame["pool"].fillna("tapered") if "pool" in frame else "tapered"  # records before pool kinds
     return frame.drop_duplicates(["cell", "seed", "case"], keep="first").reset_index(drop=True)

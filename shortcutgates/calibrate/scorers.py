@@ -3,8 +3,7 @@
 ``arc`` (a pure arc reader), ``core`` (a pure core reader) and ``mix<λ>`` (``λ·core + (1−λ)·arc``,
 e.g. ``mix0.3``) come from :mod:`shortcutgates.gates.reference_scorers`, the library's reference
 scorers (``docs/design.md#scorers``). Where that module is not installed, ``arc`` and ``core``
-are the self-test scorers of :mod:`shortcutgates.gates.synthetic` and mixtures are refused;
-:func:`scorer_source` names the function actually used, and the calibration table prints it.
+are the self-test scorers of :mod:`shortcutgates.gates.synthetic` and mixtures are refused.
 """
 
 from __future__ import annotations
@@ -46,13 +45,6 @@ def resolve_scorer(name: str) -> ScoreFn:
     if name == "core":
         return synthetic.central_flux_score
     raise ValueError("calibrate: mixtures need shortcutgates.gates.reference_scorers, which is not installed")
-
-
-def scorer_source(name: str) -> str:
-    """``module.function`` (or ``module.mixture(λ)``) behind a scorer name, for the table."""
-    fn = resolve_scorer(name)
-    qual = getattr(fn, "__qualname__", type(fn).__name__)
-    return f"{getattr(fn, '__module__', '?')}.{qual}" + (f" λ={name[3:]}" if name.startswith("mix") else "")
 
 
 def _is_fraction(text: str) -> bool:

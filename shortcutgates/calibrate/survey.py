@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..gates.registry import GateConfig, GateContext, gate_cases, run_case
+from ..gates.registry import GateConfig, GateContext
+from ..gates.suite import run_suite
 from .plant import split_rows, write_manifest
 from .pool import load_pool
 
@@ -26,9 +27,9 @@ def paired_core_lr(pool, strength: float, n_lrgs: int, seed: int) -> float:
     frame, _ = split_rows(pool, n_lrgs, "train", rng, core=strength, paired=True)
     with tempfile.TemporaryDirectory(prefix="sg-survey-") as tmp:
         context = GateContext(write_manifest(frame, Path(tmp) / "m"), config=GateConfig(n_boot=500, seed=seed))
-        case = next(c for c in gate_cases(context) if c.gate == "core_lr_auc" and c.params.get("input") == "raw_robust"
-                    and c.params.get("box") == 10)
-        return float(run_case(context, case).value)
+        run = next(run_suite(context, lambda c: c.gate == "core_lr_auc" and c.params.get("input") == "raw_robust"
+                             and c.params.get("box") == 10, waivers=False))
+        return float(run.result.value)
 
 
 def core_lr_curve(pool, strengths=STRENGTHS, n_lrgs: int = 1000, seeds=(0, 1)) -> list[tuple[float, float]]:

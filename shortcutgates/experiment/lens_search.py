@@ -25,47 +25,8 @@ import numpy as np
 
 from .stamp_colour import add_scale_bar, gri_rgb
 
-FPR_LEVELS: tuple[float, ...] = (1e-2, 1e-3)
-NEGATIVES_PER_FPR = 10.0
-"""A rate at FPR f is estimated from at least ``NEGATIVES_PER_FPR / f`` negatives, or flagged."""
-
-
-def tpr_metric(fpr: float):
-    """``metric(labels, scores, weights)`` for :func:`shortcutgates.stats.grouped_bootstrap`: TPR at FPR ≤ ``fpr``."""
-    from sklearn.metrics import roc_curve
-
-    def metric(labels, scores, weights=None) -> float:
-        labels = np.asarray(labels).astype(int)
-        if weights is not None:
-            keep = np.asarray(weights) > 0
-            labels, scores, weights = labels[keep], np.asarray(scores)[keep], np.asarray(weights)[keep]
-        if len(np.unique(labels)) < 2:
-            return float("nan")
-        f, t, _ = roc_curve(labels, scores, sample_weight=weights)
-        ok = f <= fpr
-        return float(t[ok].max()) if ok.any() else 0.0
-
-    return metric
-
-
-def tpr_at_fpr_intervals(labels, scores, groups, *, n_boot: int = 1000, seed: int = 0,
-                         levels: Sequence[float] = FPR_LEVELS) -> dict:
-    """``{str(fpr): {"value", "ci", "n_neg", "n_neg_needed", "note"}}``, intervals resampling LRGs."""
-    from ..stats import grouped_bootstrap
-
-    labels = np.asarray(labels).astype(int)
-    n_neg = int((labels == 0).sum())
-    out = {}
-    for fpr in levels:
-        est = grouped_bootstrap(labels, np.asarray(scores, np.float64), np.asarray(groups), metric=tpr_metric(fpr),
-                                n_boot=n_boot, seed=seed)
-        needed = int(np.ceil(NEGATIVES_PER_FPR / fpr))
-        note = "" if n_neg >= needed else (
-            f"{n_neg} negatives < 10/FPR = {needed}: at most {int(np.floor(fpr * n_neg))} negative(s) above the "
-            f"threshold, not an estimate at FPR {fpr:g}")
-        out[f"{fpr:g}"] = {"value": est.value, "ci": [est.lo, est.hi], "n_neg": n_neg, "n_neg_needed": needed,
-                           "note": note}
-    return out
+# re-exported: the low-FPR rates live in shortcutgates.stats (the gate report uses them too)
+from ..stats import FPR_LEVELS, NEGATIVES_PER_FPR, tpr_at_fpr_intervals, tpr_metric  # noqa: E402,F401
 
 
 def score_histogram(labels, scores, bins: int = 30) -> dict:

@@ -57,12 +57,13 @@ def run_gates(manifest: Path, ckpt: Path | None, params, seed: int, *, model_onl
     ``model_only``: only the cases that need the model (the data cases are the same for every
     model of a dataset and run once, without a model). ``only(case) -> bool`` selects further.
     """
-    from ..gates.registry import GateConfig, GateContext, gate_cases, run_case
+    from ..gates.registry import GateConfig, GateContext
+    from ..gates.suite import run_suite
 
     config = GateConfig(n_boot=params.n_boot, seed=seed, max_samples=params.max_samples)
     ctx = GateContext(manifest, model=ckpt, config=config, progress=params.progress)
-    cases = [c for c in gate_cases(ctx) if ("model" in c.needs) == model_only and (only is None or only(c))]
-    return [jsonable(run_case(ctx, case).to_json(with_extra=True)) for case in cases]
+    runs = run_suite(ctx, lambda c: ("model" in c.needs) == model_only and (only is None or only(c)), waivers=False)
+    return [jsonable(run.record(with_extra=True, with_waiver=False)) for run in runs]
 
 
 def gate_metric(records: list, gate: str, split: str | None, seed: int, **params) -> dict | None:

@@ -10,17 +10,16 @@ here from the measurements; no sentence states a result that is not in ``results
 from __future__ import annotations
 
 import argparse
-import html
 import json
-import math
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
 from . import figures as figs
 from . import text
 from .lens_search import lens_search_figures, tpr_table
+from ..gates.report_html import fmt, fmt_metric, gate_table, to_html  # noqa: F401  (shared with the gate page)
 from ..io import write_bytes_atomic
 
 RESULTS_SCHEMA = "shortcutgates.experiment/1"
@@ -64,23 +63,6 @@ class ReportFiles(NamedTuple):
 
 
 # --- numbers -----------------------------------------------------------------------------------
-def fmt(value, digits: int = 3) -> str:
-    """A number for the report; ``n/a`` for None/NaN."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    return f"{value:.{digits}f}"
-
-
-def fmt_metric(m: dict | None) -> str:
-    """``value [lo, hi]`` of a metric record, or ``n/a``."""
-    if not m or m.get("value") is None:
-        return "n/a" if not m or not m.get("message") else f"n/a ({m['message']})"
-    ci = m.get("ci")
-    if ci and ci[0] is not None and ci[1] is not None:
-        return f"{fmt(m['value'])} [{fmt(ci[0])}, {fmt(ci[1])}]"
-    return fmt(m["value"])
-
-
 def metric_values(results: dict, config: str, key: str) -> list:
     """Values of one metric of one configuration over the seeds (None where missing)."""
     out = []
@@ -90,7 +72,7 @@ def metric_values(results: dict, config: str, key: str) -> list:
     return out
 
 
-def summarize(results: dict) -> dict:
+def summarise(results: dict) -> dict:
     """Mean ± std over seeds of the key metrics: ``{config: {metric: {mean, std, n_seeds, values}}}``.
 
     ``std`` is the sample standard deviation (ddof=1); None with a single seed.
@@ -239,7 +221,7 @@ CAPTIONS = {
 def build_document(results: dict, figures: dict) -> list:
     """The report as blocks: ``("h1"|"h2"|"h3"|"p"|"code", text)``, ``("table", header, rows)``,
     ``("img", path, caption)``."""
-    summary = results.get("summary") or summarize(results)
+    summary = results.get("summary") or summarise(results)
     crit = criteria(results)
     seeds = [r["seed"] for r in results["seeds"]]
     cells = ("Each cell: estimate [95% interval, LRG bootstrap]." if len(seeds) == 1 else
@@ -299,19 +281,9 @@ def results_table(results: dict, summary: dict) -> tuple:
     return header, rows
 
 
-def gate_table(records: Sequence[dict]) -> tuple:
-    header = ["gate", "value [95% CI]", "threshold", "verdict", "n (LRGs)", "message"]
-    rows = []
-    for r in records:
-        sign = "≤" if r["direction"] == "max" else "≥"
-        thr = "" if r.get("threshold") is None else f"{sign} {fmt(r['threshold'], 2)}"
-        rows.append([r["id"], fmt_metric(r), thr, r["verdict"], f"{r['n']} ({r['n_groups']})", r.get("message", "")])
-    return header, rows
-
-
 def terminal_table(results: dict) -> str:
     """The E1–E4 table as aligned plain text for the terminal."""
-    header, rows = results_table(results, results.get("summary") or summarize(results))
+    header, rows = results_table(results, results.get("summary") or summarise(results))
     header = ["config", "E1", "E2", "E3", "E3-E2", "E4 core-LR"]
     widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in [header] + rows]
@@ -342,32 +314,6 @@ def to_markdown(doc: list, base: Path) -> str:
         elif kind == "img":
             out.append(f"![{block[2]}]({Path(block[1]).relative_to(base).as_posix()})\n\n*{block[2]}*")
     return "\n\n".join(out) + "\n"
-
-
-def to_html(doc: list, base: Path, title: str) -> str:
-    e = html.escape
-    out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>"
-           "body{font-family:sans-serif;max-width:70em;margin:2em auto;line-height:1.4}"
-           "table{border-collapse:collapse;font-size:0.9em}td,th{border:1px solid #ccc;padding:3px 6px}"
-           "img{max-width:100%}figcaption{font-style:italic}</style></head><body>"]
-    for block in doc:
-        kind = block[0]
-        if kind in ("h1", "h2", "h3"):
-            out.append(f"<{kind}>{e(block[1])}</{kind}>")
-        elif kind == "p":
-            out.append(f"<p>{e(block[1])}</p>")
-        elif kind == "code":
-            out.append(f"<pre>{e(block[1])}</pre>")
-        elif kind == "table":
-            head = "".join(f"<th>{e(str(h))}</th>" for h in block[1])
-            body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>" for row in block[2])
-            out.append(f"<table><tr>{head}</tr>{body}</table>" if block[2] else "<p>(none)</p>")
-        elif kind == "img":
-            src = Path(block[1]).relative_to(base).as_posix()
-            out.append(f"<figure><img src='{e(src)}' alt='{e(block[2])}'>"
-                       f"<figcaption>{e(block[2])}</figcaption></figure>")
-    out.append("</body></html>")
-    return "\n".join(out) + "\n"
 
 
 def load_results(path) -> dict:

@@ -305,7 +305,7 @@ def run_experiment(params: ExperimentParams, command: str = "", timer: Timer | N
 
     Returns the results dict (see the module docstring).
     """
-    from .report import criteria, render_report, summarize
+    from .report import criteria, render_report, summarise
 
     params.out.mkdir(parents=True, exist_ok=True)
     timer = Timer() if timer is None else timer
@@ -323,7 +323,7 @@ def run_experiment(params: ExperimentParams, command: str = "", timer: Timer | N
         buf = npz_bytes(examples)
         write_bytes_atomic(params.out / "examples.npz", buf)
         results["examples"] = {"file": "examples.npz", "n": int(len(examples["stamp"]))}
-    results["summary"] = summarize(results)
+    results["summary"] = summarise(results)
     results["criteria"] = [c._asdict() for c in criteria(results)]
     results = jsonable(results)
     write_bytes_atomic(params.out / "results.json", (json.dumps(results, indent=1) + "\n").encode())

@@ -1,6 +1,6 @@
 """``shortcutgates gate``: run the gate suite from any directory, on one model or on many.
 
-``shortcutgates gate [--data DIR] [--model MODEL ...] [--out DIR] [--gate-report FILE]
+``shortcutgates gate [--data DIR] [--data-root DIR] [--model MODEL ...] [--out DIR] [--gate-report FILE]
 [--gate-html FILE] [--gate-config PYPROJECT] [--no-strict] [-- PYTEST_ARGS]``
 
 * One model (or none): runs exactly what ``pytest gate_tests`` runs — the suite module
@@ -31,6 +31,8 @@ import re
 import sys
 from pathlib import Path
 
+from .options import add_command_options, parse_paths
+
 MODEL_SUFFIXES = (".pt", ".pt2", ".onnx")
 """Files taken from a ``--model`` directory."""
 
@@ -40,8 +42,7 @@ EXIT_FROM_PYTEST = {0: 0, 1: 1, 2: 130, 3: 3, 4: 2}
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``shortcutgates gate`` (paths are validated by :func:`resolve_paths`)."""
-    parser.add_argument("--data", metavar="DIR", default=None,
-                        help="manifest directory or parquet file (default: the manifest the checkpoints record)")
+    add_command_options(parser)
     parser.add_argument("--model", metavar="MODEL", nargs="+", default=None,
                         help="checkpoint(s) .pt, torch.export .pt2 or ONNX .onnx; a directory or quoted glob "
                              "gates each model in it (default: a shortcutgates_scorer fixture in ./conftest.py, "
@@ -49,12 +50,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="with several models: directory for one JSON report per model, summary.csv and "
                              "gates_by_model.png")
-    parser.add_argument("--gate-report", metavar="FILE", default=None, help="write the JSON report here (one model)")
-    parser.add_argument("--gate-html", metavar="FILE", default=None, help="write the report as an HTML page (one model)")
-    parser.add_argument("--gate-config", metavar="PYPROJECT", default=None,
-                        help="pyproject.toml with [tool.shortcutgates] (default: ./pyproject.toml if present)")
+    parser.add_argument("--input", dest="gate_input", choices=("raw_robust", "residual"), default=None,
+                        help="data-only runs: the preprocessing the data probes decide on (default: "
+                             "[tool.shortcutgates] input, else raw_robust); a model run decides on the model's input")
     parser.add_argument("--no-strict", dest="strict", action="store_false",
                         help="do not fail when expected gates did not run (e.g. data gates only, no model)")
+    parser.add_argument("--gate-cache", metavar="DIR", default=None,
+                        help="directory of the data-gate cache (default: $SHORTCUTGATES_CACHE, else "
+                             "~/.cache/shortcutgates); data gates are reused while the manifest's bytes, the "
+                             "settings and the version are unchanged")
+    parser.add_argument("--no-cache", dest="reuse_cache", action="store_false",
+                        help="measure every data gate again (the fresh results replace the cache entry)")
     parser.add_argument("pytest_args", nargs=argparse.REMAINDER, metavar="PYTEST_ARGS",
                         help="further arguments for pytest, after '--' (e.g. -- -k core_lr --junitxml out.xml)")
 
@@ -96,17 +102,7 @@ def expand_models(values: list[str] | None, cwd: Path) -> list[Path]:
 
 def resolve_paths(args: argparse.Namespace, cwd: Path) -> argparse.Namespace:
     """Validate the paths up front, so bad input is one line (exit 2), not pytest's usage block."""
-    from ..plugin import parse_data_dir, parse_pyproject, parse_report_path
-
-    resolved = argparse.Namespace(**vars(args))
-    for flag, name, parse in (("--data", "data", parse_data_dir), ("--gate-config", "gate_config", parse_pyproject),
-                              ("--gate-report", "gate_report", parse_report_path),
-                              ("--gate-html", "gate_html", parse_report_path)):
-        value = getattr(args, name)
-        try:
-            setattr(resolved, name, None if value is None else parse(str(cwd / Path(value).expanduser())))
-        except argparse.ArgumentTypeError as exc:
-            raise ValueError(f"{flag} {value}: {exc}") from None
+    resolved = argparse.Namespace(**{**vars(args), **parse_paths(args, cwd)})
     if resolved.gate_config is None and (cwd / "pyproject.toml").is_file():
         resolved.gate_config = cwd / "pyproject.toml"
     resolved.models = expand_models(args.model, cwd)
@@ -126,14 +122,21 @@ def pytest_argv(args: argparse.Namespace, cwd: Path) -> list[str]:
     # "--opt=value" forms: pytest would otherwise take a bare path value for a test path
     argv = [str(suite), f"--rootdir={suite.parent}", "-p", "no:cacheprovider", "-p", "no:benchmark"]
     argv += ["-p", "shortcutgates.plugin"] if _autoload_off() else []
-    for flag, value in (("--data", args.data), ("--gate-report", args.gate_report),
+    for flag, value in (("--data", args.data), ("--data-root", getattr(args, "data_root", None)),
+                        ("--gate-report", args.gate_report),
                         ("--gate-html", getattr(args, "gate_html", None)), ("--gate-config", args.gate_config)):
         if value is not None:
             argv.append(f"{flag}={value}")
     if args.models:
         argv.append(f"--model={args.models[0]}")
+    if getattr(args, "gate_input", None):
+        argv.append(f"--input={args.gate_input}")
     if getattr(args, "strict", True):
         argv.append("--gate-strict")
+    if getattr(args, "gate_cache", None) is not None:
+        argv.append(f"--gate-cache={Path(args.gate_cache).expanduser().resolve()}")
+    if not getattr(args, "reuse_cache", True):
+        argv.append("--gate-no-cache")
     return argv + list(args.pytest_args)
 
 
@@ -154,6 +157,8 @@ def user_conftest(cwd: Path, suite: Path):
         return None
     name = "shortcutgates_user_conftest"
     spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:  # pragma: no cover - a .py file always has a loader
+        raise ImportError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
     previous, sys.dont_write_bytecode = sys.dont_write_bytecode, True
     if str(cwd) not in sys.path:
@@ -180,7 +185,10 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{len(args.models)} models: name a directory for their reports with --out DIR")
         from .sweep import gate_many
 
-        return gate_many(args.data, args.models, cwd / args.out, config_path=args.gate_config, strict=args.strict)
+        return gate_many(args.data, args.models, cwd / args.out, config_path=args.gate_config, strict=args.strict,
+                         data_root=args.data_root, input=getattr(args, "gate_input", None),
+                         cache_dir=None if args.gate_cache is None else cwd / Path(args.gate_cache).expanduser(),
+                         reuse_cache=args.reuse_cache)
     if args.out is not None:
         raise ValueError("--out is for several models; with one, use --gate-report FILE (and --junitxml)")
     import pytest

@@ -25,7 +25,7 @@ from .. import manifest as sgmanifest
 from ..identity import check_lrg_ids, match_lrgs
 from ..preprocess import annulus_median_mad, get_preprocessor
 from ..schema import (
-    CONDITIONS, LABEL_COLUMN, LRG_ID_COLUMN, LRG_TRUTH, MANIFEST_SPLITS, PIXEL_SCALE_ARCSEC,
+    CONDITIONS, LABEL_COLUMN, LRG_ID_COLUMN, LRG_MEASURED, LRG_TRUTH, MANIFEST_SPLITS, PIXEL_SCALE_ARCSEC,
     SPLIT_COLUMN, DataError,
 )
 from .probes import ProbeError
@@ -202,6 +202,26 @@ def decode_rows(frame: pd.DataFrame, shape: tuple | None = None) -> DecodedRows:
     return DecodedRows(stacked[good], ok, problems, shape)
 
 
+def training_manifest_of(model_path) -> Path | str | None:
+    """The training manifest a shortcutgates checkpoint records (checked against its sha256), a
+    one-line reason when it records one that cannot be used, or None (``.onnx`` / ``.pt2``, or none recorded)."""
+    path = Path(model_path)
+    if path.suffix.lower() in (".onnx", ".pt2"):
+        return None
+    try:
+        from ..checkpoint import CheckpointError, read_payload, recorded_manifest
+    except ImportError:  # pragma: no cover - the model modules are missing
+        return None
+    try:
+        payload = read_payload(path)
+        data: dict = payload["data"] if isinstance(payload, dict) and isinstance(payload.get("data"), dict) else {}
+        if not data.get("manifest"):
+            return None
+        return recorded_manifest(path)
+    except (CheckpointError, OSError, ValueError) as exc:
+        return f"cannot check the model's training LRGs: {exc}"
+
+
 def _sky_groups(frame: pd.DataFrame) -> np.ndarray:
     return match_lrgs(frame["ra"].to_numpy(), frame["dec"].to_numpy()).lrg_id.astype(str)
 
@@ -223,6 +243,9 @@ class GateContext:
     preprocess : str or callable, optional
         The model input's deterministic preprocessing when ``score_fn`` is given (default
         ``raw_robust``); a checkpoint brings its own.
+    data_root : path, optional
+        Where the manifest's relative pointers are taken from instead of its recorded source root
+        (``--data-root``; :func:`shortcutgates.manifest.read_manifest`).
 
     Notes
     -----
@@ -230,12 +253,12 @@ class GateContext:
     """
 
     def __init__(self, data, model=None, config: GateConfig = GateConfig(), progress: bool = False,
-                 score_fn: ScoreFn | None = None, preprocess: str | Callable | None = None):
+                 score_fn: ScoreFn | None = None, preprocess: str | Callable | None = None, data_root=None):
         self.data = Path(data)
         self.config = config
         self.progress = progress
         # blobs stay on disk, fetched per chunk; duplicated images are data_integrity failures, not a refusal
-        manifest = sgmanifest.read_manifest(self.data, blobs=False, check_duplicates=False)
+        manifest = sgmanifest.read_manifest(self.data, blobs=False, check_duplicates=False, data_root=data_root)
         self.manifest = manifest
         frame = manifest.frame
         self.duplicate_images: list[str] = list(frame.attrs.get("duplicate_images", []))
@@ -250,6 +273,9 @@ class GateContext:
                          if LRG_ID_COLUMN in frame else None)
         self.model_path = None if model is None else Path(model)
         self._loaded = None
+        self.training_manifest: Path | str | None = None
+        """The manifest the checkpoint was trained on (its ``train`` split is checked for LRGs shared
+        with the gated data by ``lrg_leakage``), a one-line reason it cannot be read, or None."""
         self._score_fn = score_fn
         self._preprocess = preprocess
         if model is not None:
@@ -272,6 +298,7 @@ class GateContext:
             raise RuntimeError(f"GateContext: cannot load a checkpoint, the model modules are missing ({exc})") from None
         loaded = load_checkpoint(path)
         self._loaded = loaded
+        self.training_manifest = training_manifest_of(path)
         self._score_fn = lambda raw: np.asarray(predict_scores(loaded, raw), np.float64)
         self._preprocess = loaded.preprocess
 
@@ -292,7 +319,25 @@ class GateContext:
         other._memo = {k: v for k, v in self._memo.items() if "model" not in k}
         other._scores = {}
         other.n_inference_passes = other.n_images_scored = 0
+        other.training_manifest = None if model_path is None else training_manifest_of(model_path)
         return other
+
+    def training_lrgs_shared(self, split: str) -> list[str]:
+        """LRGs of ``split`` that the checkpoint's training manifest holds in its ``train`` split
+        (sky matching over both manifests together, 0.5″), sorted."""
+        if not isinstance(self.training_manifest, Path):
+            raise ProbeError(str(self.training_manifest or "the model records no training manifest"))
+
+        def compute():
+            train = sgmanifest.read_manifest(self.training_manifest, blobs=False, check_duplicates=False).frame
+            train = train[train[SPLIT_COLUMN].astype(str) == "train"]
+            return train[["ra", "dec"]].to_numpy(np.float64)
+
+        trained = self.memo(("training_positions",), compute)
+        rows = self.rows(split)
+        ids = match_lrgs(np.r_[rows["ra"].to_numpy(np.float64), trained[:, 0]],
+                         np.r_[rows["dec"].to_numpy(np.float64), trained[:, 1]]).lrg_id.astype(str)
+        return sorted(set(ids[:len(rows)]) & set(ids[len(rows):]))
 
     @property
     def has_model(self) -> bool:
@@ -331,6 +376,28 @@ class GateContext:
             return str(p.get("mode") or p.get("name"))
         return getattr(p, "name", None) or getattr(p, "mode", None) or getattr(p, "__name__", "custom")
 
+    @property
+    def model_input_undeclared(self) -> str | None:
+        """Why the model's input cannot decide a data probe (None when it can).
+
+        A model that declares preprocessing ``none`` (a foreign model reading raw nanomaggies, or one
+        whose preprocessing is unknown) gets its model-input probes reported with this reason; the
+        data probes then decide on ``config.input``, never on raw pixels.
+        """
+        if self.has_model and self.model_preprocess_name in ("none", "None", "custom", ""):
+            return (f"the model declares preprocessing {self.model_preprocess_name!r}: its input is raw "
+                    "nanomaggies (or unknown), on which a linear probe reads the LRG's brightness scale; "
+                    f"reported, and the data probes decide on {self.config.input!r}")
+        return None
+
+    @property
+    def deciding_input_key(self) -> str:
+        """Cache key of the input the data probes decide on: the model's declared input in a model
+        run, else ``config.input`` (``--input``)."""
+        if self.has_model and self.model_input_undeclared is None:
+            return self.input_key("model")
+        return self.config.input
+
     def model_preprocess(self, images: np.ndarray) -> np.ndarray:
         """The model's own deterministic preprocessing of raw images (docs/design.md#preprocessing)."""
         p = self._preprocess
@@ -361,9 +428,10 @@ class GateContext:
 
     @property
     def property_columns(self) -> list[str]:
-        """Property columns present with finite values (observing conditions, LRG truth); never injection truth."""
+        """Property columns present with finite values (observing conditions, LRG truth, LRG properties
+        measured from the controls by the builder); never injection truth."""
         out = []
-        for col in CONDITIONS + LRG_TRUTH:
+        for col in CONDITIONS + LRG_TRUTH + LRG_MEASURED:
             if col in self.frame:
                 values = pd.to_numeric(self.frame[col], errors="coerce")
                 if values.notna().any():
@@ -446,6 +514,27 @@ class GateContext:
         return problems + self.duplicate_images
 
     # --- report blocks -------------------------------------------------------------------------
+    def low_fpr(self) -> dict:
+        """The report's ``low_fpr`` block (model only): per held-out split, TPR at FPR 10⁻² / 10⁻³ with
+        LRG-bootstrap intervals (flagged where the split has fewer than 10/FPR negatives) and the ROC."""
+        from sklearn.metrics import roc_curve
+
+        from ..stats import tpr_at_fpr_intervals
+
+        out = {}
+        for split in [s for s in self.splits if s != "train"]:
+            sample = self.sample(split)
+            if len(np.unique(sample.labels)) < 2:
+                continue
+            scores = self.scores(split)
+            fpr, tpr, _ = roc_curve(sample.labels, scores)
+            out[split] = {"n_neg": int((sample.labels == 0).sum()), "n_pos": int((sample.labels == 1).sum()),
+                          "tpr_at_fpr": tpr_at_fpr_intervals(sample.labels, scores, sample.resampling_units,
+                                                             n_boot=self.config.n_boot, seed=self.config.seed),
+                          "roc": {"fpr": np.round(fpr, 6).tolist(), "tpr": np.round(tpr, 6).tolist()}}
+        return out
+
+
     @property
     def data_info(self) -> dict:
         """The report's ``"data"`` block."""

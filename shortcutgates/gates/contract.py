@@ -25,6 +25,12 @@ Direction = Literal["at_most", "at_least"]
 Role = Literal["primary", "reported"]
 """``primary`` cases decide the run; ``reported`` cases are shown and never turn a run red."""
 
+Counterfactual = Literal["core_only", "arc_only", "swapped", "scrambled"]
+"""Paired counterfactual a model gate scores (``gates/model_gates.py``, ``docs/model_gates.md``)."""
+
+Statistic = Literal["auroc", "drop", "auroc_vs_stamp", "flag_ratio", "flag_rate"]
+"""What a counterfactual gate reads from the scores (:func:`~shortcutgates.gates.model_gates.paired_statistic`)."""
+
 
 @dataclass(frozen=True)
 class Measurement:

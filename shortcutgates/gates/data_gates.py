@@ -9,6 +9,8 @@ thresholds or verdicts (``docs/design.md#gate-contract``).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 
@@ -17,11 +19,18 @@ from ..preprocess import CLIP, annulus_radii
 from .contract import Measurement
 from .decision import bootstrap_auroc, bootstrap_metric, estimate_measurement
 from .probes import (
-    ARC_HALF_WIDTH_PX, ProbeError, arc_radii, central_box, cv_auc_estimate, grouped_cv_scores, metadata_features,
+    ProbeError, arc_radii, central_box, cv_auc_estimate, grouped_cv_gbm_scores, metadata_features,
     profile_features, ring_features, standardised_mean_difference,
 )
 from .records import GateCase
 
+
+DEFAULT_SEEING_ARCSEC = 1.3
+"""PSF FWHM assumed by :func:`core_theta_bins` when a split carries no ``psf_fwhm_used_r`` / ``psfsize_r``
+(the median DECaLS r-band seeing). Unit: arcsec."""
+
+MIN_BIN_POSITIVES = 30
+"""A θ_E bin beyond the box gets its own core-LR case only with at least this many positives."""
 
 MAX_LISTED_ROWS = 1000
 """Bad rows listed by number in ``data_integrity``'s message (the first three with their reason)."""
@@ -78,6 +87,11 @@ def lrg_leakage(context, case: GateCase) -> Measurement:
         rows = context.rows(case.split)
         shared = _shared(rows.loc[rows[LABEL_COLUMN] == 1, "_group"], rows.loc[rows[LABEL_COLUMN] == 0, "_group"])
         what, hint = "LRGs with both a positive and a negative", " (paired construction)"
+    elif pair.endswith("-model_train"):
+        split = pair.removesuffix("-model_train")
+        shared = context.training_lrgs_shared(split)
+        rows = context.rows(split)
+        what, hint = f"LRGs of {split} in the model's training split", " (the checkpoint trained on them)"
     else:
         a, b = _split_pair(pair, context.splits)
         shared = _shared(frame.loc[frame[SPLIT_COLUMN] == a, "_group"], frame.loc[frame[SPLIT_COLUMN] == b, "_group"])
@@ -136,7 +150,36 @@ def metadata_c2st_auc(context, case: GateCase) -> Measurement:
     columns = context.property_columns
     features = metadata_features(sample.frame, columns)
     return _without_scores(_probe_measurement(context, case, features, "C2ST AUC",
-                                              f"{len(columns)} property columns; {sample.note}"))
+                                              f"{len(columns)} property columns ({absent_properties(context)}); "
+                                              f"{sample.note}"))
+
+
+def metadata_c2st_gbm_auc(context, case: GateCase) -> Measurement:
+    """Non-linear classifier two-sample test: grouped-CV AUC of gradient-boosted trees on the property
+    columns (beside the linear :func:`metadata_c2st_auc`: an imbalance in a combination or a tail
+    that a linear model misses). Its interval resamples the out-of-fold scores only (the trees are
+    not refitted per resample), so it is somewhat narrow; the case is reported."""
+    sample = context.sample(case.split)
+    columns = context.property_columns
+
+    def compute():
+        features = metadata_features(sample.frame, columns)
+        scores = grouped_cv_gbm_scores(features, sample.labels, sample.resampling_units,
+                                       n_splits=context.config.n_splits, seed=context.config.seed)
+        return bootstrap_auroc(sample.labels, scores, sample.resampling_units, context.config)
+
+    est = context.memo((case.gate, case.split), compute)
+    return estimate_measurement(est, "C2ST AUC (gradient-boosted trees)",
+                                f"{len(columns)} property columns ({absent_properties(context)}); {sample.note}")
+
+
+def absent_properties(context) -> str:
+    """What the property columns lack, said out loud (redshift, magnitude, size)."""
+    present = set(context.property_columns)
+    wanted = {"redshift": ("lrg_redshift",), "magnitude": ("lrg_mag_r", "total_mag_r"),
+              "size": ("lrg_reff_arcsec", "half_light_radius_r")}
+    missing = [name for name, cols in wanted.items() if not present & set(cols)]
+    return "no " + ", ".join(missing) + " column" if missing else "redshift, magnitude and size present"
 
 
 def _probe_input(context, case: GateCase) -> tuple[np.ndarray, str]:
@@ -164,6 +207,71 @@ def theta_e_bin_aurocs(labels, scores, groups, theta_e_px, edges_arcsec, config)
     return out
 
 
+class CoreBins(NamedTuple):
+    """Which θ_E bins of a split the core probe can decide on (:func:`core_theta_bins`)."""
+
+    decidable: list
+    """Labels (``"2-10arcsec"``) of the bins whose arcs clear the box, with >= MIN_BIN_POSITIVES positives."""
+    arc_in_box: bool
+    """Some positives lie in bins whose PSF-blurred arcs reach into the box."""
+    fwhm_arcsec: float
+    """The split's median seeing used. Unit: arcsec."""
+    reach_arcsec: float
+    """Bins starting below this θ_E have arcs in the box: box half-side + FWHM / 2. Unit: arcsec."""
+    share_in_box: float
+    """Fraction of the split's positives (with a θ_E) in bins whose arcs reach into the box."""
+
+
+def bin_label(lo: float, hi: float) -> str:
+    """``"2-10arcsec"``: a θ_E bin in a case id (the model gates' strata format)."""
+    return f"{lo:g}-{hi:g}arcsec"
+
+
+def arc_clears_box(theta_lo_arcsec: float, fwhm_arcsec: float, box_px: int) -> bool:
+    """Whether arcs of Einstein radius >= ``theta_lo_arcsec`` lie outside a central ``box_px`` box.
+
+    A lensed arc lies at radius θ_E, blurred by the PSF to a half-maximum inner edge at
+    ``θ_E − FWHM / 2``; it clears the box when that edge lies beyond the box's half-side
+    (``box_px / 2`` pixels; only the box's corners reach further). Below, the core probe reads the
+    arc itself, which is the lens, not a shortcut.
+    """
+    return theta_lo_arcsec - fwhm_arcsec / 2 >= box_px / 2 * PIXEL_SCALE_ARCSEC
+
+
+def core_theta_bins(context, split: str, box: int) -> CoreBins:
+    """The θ_E bins of ``split`` by geometry (:func:`arc_clears_box`), from the manifest rows (no images).
+
+    The seeing is the median ``psf_fwhm_used_r`` (else ``psfsize_r``) of the split, else
+    :data:`DEFAULT_SEEING_ARCSEC`. Without Einstein radii (survey data without injection truth) no
+    bin is known: the all-θ_E case decides.
+    """
+    def compute() -> CoreBins:
+        rows = context.rows(split)
+        fwhm = DEFAULT_SEEING_ARCSEC
+        for col in ("psf_fwhm_used_r", "psfsize_r"):
+            if col in rows:
+                values = pd.to_numeric(rows[col], errors="coerce")
+                if values.notna().any():
+                    fwhm = float(values.median())
+                    break
+        reach = box / 2 * PIXEL_SCALE_ARCSEC + fwhm / 2
+        theta = (pd.to_numeric(rows["theta_e_arcsec"], errors="coerce").to_numpy(np.float64)
+                 if "theta_e_arcsec" in rows else np.full(len(rows), np.nan))
+        theta = theta[(rows[LABEL_COLUMN].to_numpy() == 1) & np.isfinite(theta)]
+        edges = context.config.theta_e_bins_arcsec
+        decidable, n_inside = [], 0
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            n = int(((theta >= lo) & (theta < hi)).sum())
+            if arc_clears_box(lo, fwhm, box):
+                if n >= MIN_BIN_POSITIVES:
+                    decidable.append(bin_label(lo, hi))
+            else:
+                n_inside += n
+        return CoreBins(decidable, n_inside > 0, fwhm, reach, n_inside / len(theta) if len(theta) else 0.0)
+
+    return context.memo(("core_theta_bins", split, box), compute)
+
+
 def blanked_fraction(features: np.ndarray) -> float:
     """Mean fraction of each row's probe pixels equal to the row's most common value.
 
@@ -182,37 +290,97 @@ def blanked_fraction(features: np.ndarray) -> float:
     return float(np.mean(longest / features.shape[1]))
 
 
-def core_lr_auc(context, case: GateCase) -> Measurement:
-    """Grouped-CV logistic regression on the central box, with the AUROC by θ_E bin.
+def not_deciding_input(context, case: GateCase) -> str | None:
+    """Why a probe case's input does not decide (None when it does): the run decides on the input the
+    model reads (its declared preprocessing), else on ``--input``; a model input declared ``none``
+    never decides (:attr:`GateContext.model_input_undeclared`)."""
+    key = context.input_key(str(case.params["input"]))
+    if key == "model" and context.model_input_undeclared:
+        return context.model_input_undeclared
+    deciding = context.deciding_input_key
+    if key == deciding:
+        return None
+    if context.has_model and context.model_input_undeclared is None:
+        return f"the model reads {context.model_preprocess_name}: decided on that input, this one is reported beside it"
+    return f"this run decides on --input {deciding}; this input is reported beside it"
 
-    The note lists every θ_E bin's AUROC, flagging bins that start below the box's reach
-    (half-diagonal + arc half-width): there arcs of the bin can lie in the box, so the probe sees the
-    arc itself, not only the counter-image.
-    """
-    sample = context.sample(case.split)
-    box = int(case.params["box"])
-    images, name = _probe_input(context, case)
+
+def _core_features(context, case: GateCase, images: np.ndarray, name: str, box: int) -> np.ndarray:
     features = central_box(images, box)
     blank = blanked_fraction(features)
     if blank >= 0.5:
         raise ProbeError(f"a mask covers the probe box: {blank:.0%} of the central {box}×{box} px of input {name} "
                          "hold one constant value per stamp (the probe would pass trivially)")
+    return features
+
+
+def _core_bin_lr_auc(context, case: GateCase, images: np.ndarray, name: str, box: int,
+                     bins: CoreBins) -> Measurement:
+    """Core-LR refitted on one θ_E bin's positives against all negatives of the split."""
+    sample = context.sample(case.split)
+    label = str(case.params["theta_e"])
+    lo, hi = (float(x) for x in label.removesuffix("arcsec").split("-"))
+    theta = sample.theta_e_px * PIXEL_SCALE_ARCSEC
+    keep = (sample.labels == 0) | ((sample.labels == 1) & (theta >= lo) & (theta < hi))
+
+    def compute():
+        features = _core_features(context, case, images[keep], name, box)
+        return cv_auc_estimate(features, sample.labels[keep], sample.resampling_units[keep], context.config)
+
+    est, _ = context.memo((case.gate, case.split, context.input_key(str(case.params["input"])), "box", box,
+                           "theta_e", label), compute)
+    note = (f"input {name}; positives with θ_E in [{lo:g}, {hi:g})″ ({int((keep & (sample.labels == 1)).sum())}) "
+            f"against all {int((sample.labels == 0).sum())} negatives; their arcs clear the box (θ_E − FWHM/2 "
+            f"beyond its half-side, FWHM {bins.fwhm_arcsec:.2f}″)")
+    extra = {"input": name, "theta_e_lo": lo, "theta_e_hi": hi, "fwhm_arcsec": bins.fwhm_arcsec}
+    reason = not_deciding_input(context, case)
+    if reason:
+        extra["undecidable"] = reason
+    return estimate_measurement(est, f"core-LR AUC (box {box} px, θ_E {lo:g}-{hi:g}″)", note, extra)
+
+
+def core_lr_auc(context, case: GateCase) -> Measurement:
+    """Grouped-CV logistic regression on the central box: over all θ_E, or on one θ_E bin's positives.
+
+    The all-θ_E case lists every bin's AUROC (out-of-fold scores, positives of the bin against all
+    negatives). Where some positives' PSF-blurred arcs reach into the box
+    (:func:`core_theta_bins`), the probe reads the arc itself there, not a shortcut: the all-θ_E value
+    is then marked ``undecidable`` with that reason and the bins beyond the box decide (their own
+    cases, ``case.params["theta_e"]``). A model input declared ``none`` is never decided on either.
+    """
+    sample = context.sample(case.split)
+    box = int(case.params["box"])
+    images, name = _probe_input(context, case)
+    bins = core_theta_bins(context, case.split, box)
+    if "theta_e" in case.params:
+        return _core_bin_lr_auc(context, case, images, name, box, bins)
+    features = _core_features(context, case, images, name, box)
     m = _probe_measurement(context, case, features, f"core-LR AUC (box {box} px)", "", None, ("box", box))
     scores = m.extra.pop("_scores")
-    bins = theta_e_bin_aurocs(sample.labels, scores, sample.resampling_units, sample.theta_e_px,
-                              context.config.theta_e_bins_arcsec, context.config)
-    # the arc (θ_E ± its half-width) reaches the box when θ_E is below the box's half-diagonal + that width
-    reach_arcsec = (box / 2 * np.sqrt(2) + ARC_HALF_WIDTH_PX) * PIXEL_SCALE_ARCSEC
-    for rec in bins:
-        rec["arc_inside_box"] = bool(rec["lo"] < reach_arcsec)
+    per_bin = theta_e_bin_aurocs(sample.labels, scores, sample.resampling_units, sample.theta_e_px,
+                                 context.config.theta_e_bins_arcsec, context.config)
+    for rec in per_bin:
+        rec["arc_inside_box"] = not arc_clears_box(rec["lo"], bins.fwhm_arcsec, box)
     note = f"input {name}; {sample.note}"
-    measured = [r for r in bins if r["auc"] is not None]
+    measured = [r for r in per_bin if r["auc"] is not None]
     if measured:
         note += "; by θ_E bin: " + ", ".join(
             f"[{r['lo']:g}, {r['hi']:g})″ {r['auc']:.3f}{'*' if r['arc_inside_box'] else ''}" for r in measured)
         if any(r["arc_inside_box"] for r in measured):
-            note += f" (* arcs with θ_E < {reach_arcsec:.1f}″ reach the box)"
-    return Measurement(m.value, m.ci, m.n, m.n_groups, m.what, note, {"theta_e_bins": bins, "input": name})
+            note += f" (* arcs with θ_E < {bins.reach_arcsec:.2f}″ reach the box)"
+    extra = {"theta_e_bins": per_bin, "input": name}
+    reasons = []
+    if bins.arc_in_box:
+        reasons.append(f"{bins.share_in_box:.0%} of the positives have θ_E in bins whose PSF-blurred arcs reach "
+                       f"the {box}×{box} box (θ_E − FWHM/2 inside its half-side, FWHM {bins.fwhm_arcsec:.2f}″): the "
+                       "probe reads the arc there; decided on the bins beyond "
+                       f"({', '.join(bins.decidable) or 'none with enough positives'})")
+    reason = not_deciding_input(context, case)
+    if reason:
+        reasons.append(reason)
+    if reasons:
+        extra["undecidable"] = "; ".join(reasons)
+    return Measurement(m.value, m.ci, m.n, m.n_groups, m.what, note, extra)
 
 
 def _without_scores(m: Measurement) -> Measurement:
@@ -239,8 +407,17 @@ def arc_annulus_lr_auc(context, case: GateCase) -> Measurement:
     r_in, r_out = arc_radii(sample.theta_e_px, r_max=annulus_radii(*images.shape[-2:])[0])
     return _without_scores(_probe_measurement(
         context, case, lambda: ring_features(images, r_in, r_out), "arc-annulus AUC",
-        f"input {name}; rings {r_in:.1f}-{r_out:.1f} px; {sample.note}", {"r_in_px": r_in, "r_out_px": r_out}))
+        f"input {name}; rings {r_in:.1f}-{r_out:.1f} px{_core_note(r_in)}; {sample.note}",
+        {"r_in_px": r_in, "r_out_px": r_out}))
 
 
-__all__ = ["data_integrity", "lrg_leakage", "property_balance", "metadata_c2st_auc", "core_lr_auc",
-           "radial_profile_lr_auc", "arc_annulus_lr_auc", "theta_e_bin_aurocs", "bad_rows_by_file"]
+def _core_note(r_in: float) -> str:
+    """Says so when the arc annulus reaches into the core (small Einstein radii): its rings are not arc-only."""
+    from .perturb import R_CORE_PX
+
+    return f" (includes the core r < {R_CORE_PX:g} px: the smallest Einstein radii reach it)" if r_in < R_CORE_PX else ""
+
+
+__all__ = ["data_integrity", "lrg_leakage", "property_balance", "metadata_c2st_auc", "metadata_c2st_gbm_auc", "core_lr_auc",
+           "radial_profile_lr_auc", "arc_annulus_lr_auc", "theta_e_bin_aurocs", "bad_rows_by_file", "core_theta_bins",
+           "arc_clears_box"]

@@ -13,6 +13,12 @@ The rule (``docs/design.md#verdict-rule``), with the interval at the suite's ``l
   below chance (:func:`below_chance`): a cross-validation artefact or a flipped scorer, never a pass.
 * ``reported``: a row without a threshold: measured and shown, nothing decided.
 * ``skipped``: a model case without a model.
+
+Beside the verdict each decided case says whether its violation is *established*
+(:func:`established_violation`): the whole interval lies on the bad side of the claim (an exact
+count: its value does). An established violation turns the run red whatever the case's role
+(``docs/design.md#verdict-rule``); a ``fail`` that is not established says how many LRGs would
+establish it. A measurement whose ``extra`` carries ``undecidable`` (the reason) is never established.
 """
 
 from __future__ import annotations
@@ -125,6 +131,40 @@ def decide(value: float, ci: tuple[float, float] | None, threshold: float | None
     return "pass" if good_lo <= lo and hi <= good_hi else "inconclusive"
 
 
+def established_violation(value: float, ci: tuple[float, float] | None, threshold: float | None, direction: str,
+                          equivalence: bool = False) -> bool:
+    """Whether the whole interval (an exact quantity: its value) lies on the bad side of the claim.
+
+    ``at_most``: ``lo > threshold``; ``at_least``: ``hi < threshold``; equivalence: the signed
+    interval lies wholly outside ``±threshold``. False without a threshold or a finite interval.
+    """
+    if threshold is None or not math.isfinite(value):
+        return False
+    if ci is None:
+        lo = hi = value
+    else:
+        lo, hi = ci
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            return False
+    if equivalence:
+        return lo > threshold or hi < -threshold
+    return lo > threshold if direction == "at_most" else hi < threshold
+
+
+def groups_to_establish(value: float, ci: tuple[float, float], threshold: float, direction: str,
+                        n_groups: int, equivalence: bool = False) -> int | None:
+    """LRGs needed for the interval of an estimate on the bad side to clear the threshold (None: never)."""
+    if equivalence:
+        half = (value - ci[0]) if value > 0 else (ci[1] - value)
+        distance = abs(value) - threshold
+    else:
+        half = (value - ci[0]) if direction == "at_most" else (ci[1] - value)
+        distance = abs(value - threshold)
+    if distance <= 0 or not math.isfinite(half):
+        return None
+    return int(math.ceil(n_groups * (half / distance) ** 2 - 1e-9))
+
+
 def groups_to_decide(value: float, ci: tuple[float, float], threshold: float, direction: str,
                      n_groups: int, equivalence: bool = False) -> int | None:
     """LRGs needed for the interval to clear the threshold at the same estimate (None: never)."""
@@ -177,6 +217,15 @@ def describe(m: Measurement, threshold: float | None, gate: Gate, verdict: str) 
         text += f"; required {'≤' if gate.direction == 'at_most' else '≥'} {threshold:g}"
     if verdict == "inconclusive":
         text += "; " + _inconclusive_text(m, threshold, gate)
+    elif verdict == "fail" and threshold is not None and m.ci is not None:
+        if established_violation(m.value, m.ci, threshold, gate.direction, gate.equivalence):
+            text += "; established: the whole interval lies on the bad side"
+        elif all(map(math.isfinite, m.ci)):
+            need = groups_to_establish(m.value, m.ci, threshold, gate.direction, m.n_groups, gate.equivalence)
+            text += ("; too few LRGs to tell: the interval reaches the threshold"
+                     + (f" (about {need} LRGs, now {m.n_groups}, would establish it)" if need else ""))
+    if m.extra.get("undecidable"):
+        text += f"; not decided: {m.extra['undecidable']}"
     if m.note:
         text += f"; {m.note}"
     return text
@@ -194,9 +243,11 @@ def judge(config: GateConfig, case: GateCase, gate: Gate, m: Measurement) -> Gat
             "cross-validation artefact (e.g. classes that are twins of each other) or a flipped scorer, "
             f"not evidence that the shortcut is absent; {m.note}".rstrip("; "))
     verdict = decide(m.value, m.ci, threshold, gate.direction, gate.equivalence)
+    established = (not m.extra.get("undecidable")
+                   and established_violation(m.value, m.ci, threshold, gate.direction, gate.equivalence))
     return GateResult(case.id, case.gate, dict(case.params), case.split, float(m.value), m.ci, threshold,
                       gate.direction, verdict, int(m.n), int(m.n_groups), describe(m, threshold, gate, verdict),
-                      case.role or gate.role, dict(m.extra))
+                      case.role or gate.role, dict(m.extra), established)
 
 
 def _empty(config: GateConfig, case: GateCase, gate: Gate, verdict: str, message: str) -> GateResult:

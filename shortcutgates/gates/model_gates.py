@@ -23,9 +23,23 @@ import pandas as pd
 from ..schema import PIXEL_SCALE_ARCSEC
 from ..stats import Estimate, grouped_bootstrap
 from .contract import Measurement
-from .decision import auc_measurement, bootstrap_auroc, bootstrap_metric, check_scorer, estimate_measurement
-from .decision import weighted_auroc_metric
-from .perturb import R_CORE_PX, Pairs, build_counterfactuals, core_flux_share, find_pairs
+from .decision import (
+    auc_measurement,
+    bootstrap_auroc,
+    bootstrap_metric,
+    check_scorer,
+    estimate_measurement,
+    weighted_auroc_metric,
+)
+from .perturb import (
+    PSF_COLUMNS,
+    LensedSplit,
+    Pairs,
+    derangement,
+    find_pairs,
+    scramble_along_ring,
+    split_lensed_light,
+)
 from .probes import ProbeError
 from .records import GateCase
 
@@ -84,55 +98,83 @@ def memorisation_gap(context, case: GateCase) -> Measurement:
 
 # --- paired counterfactual gates ---------------------------------------------------------------
 # docs/model_gates.md: what each gate claims, how it was calibrated, what the numbers were.
-MAX_CORE_SHARE = 0.35
-"""A θ_E bin whose pairs hold on average more than this share of their lensed light inside
-``r < R_CORE_PX`` (all bands) is reported, not gated: there the arc *is* largely core light, and
-reading it is not a shortcut. On the simulator only θ_E < 1″ (46 %) is above it; 1–1.5″ holds 24 %."""
+MAX_UNDECIDABLE_SHARE = 0.5
+"""A θ_E bin where more than this share of the pairs cannot tell counter-image from arc
+(:func:`~shortcutgates.gates.perturb.split_lensed_light`: near-rings, images blurred together at this
+seeing, no truth) is reported, not gated: its decidable pairs are a selection of it. Follows from the
+lensing geometry (θ_E against the PSF), never from how much light lies in the core."""
 
 MIN_DETECTION_AUROC = 0.70
 """Below this paired detection AUROC in a bin, a model finds too few of its lenses for the gates to
 tell what it reads there: the case is an ``error`` (never a pass)."""
 
 MIN_BIN_PAIRS = 10
-"""A θ_E bin with fewer paired positives gets no case."""
+"""A θ_E bin with fewer paired positives gets no case; a case with fewer decidable pairs is an ``error``."""
 
 MIN_GATED_BIN_PAIRS = 30
-"""A θ_E bin with fewer pairs than this is reported, not gated: its LRG-bootstrap interval of a paired
-AUROC near 1 under-covers there (``morphology_auroc`` 0.82 [0.76, 0.86] over 196 seeds at about 19 pairs,
+"""A θ_E bin with fewer decidable pairs than this is reported, not gated: its LRG-bootstrap interval of a
+paired AUROC near 1 under-covers there (``morphology_auroc`` 0.82 [0.76, 0.86] over 196 seeds at about 19 pairs,
 0.89 [0.84, 0.93] at 30-45; ``docs/calibration.md#primary-family``)."""
 
-COUNTERFACTUALS = ("core_only", "arc_only", "swapped", "ring_averaged")
+OPERATING_FPR = 1e-2
+"""Without a configured ``operating_threshold``, the operating threshold is the score that the paired
+split's controls exceed at this rate (the scale on which a lens search flags candidates)."""
+
+COUNTERFACTUALS = ("core_only", "arc_only", "swapped", "scrambled")
 
 
 class PairedSet(NamedTuple):
-    """The pairs of a split's sample, grouped into θ_E bins."""
+    """The pairs of a split's sample, their lensing split, grouped into θ_E bins."""
 
     pairs: Pairs
     groups: np.ndarray
     """(P,) LRG of each pair."""
     theta_e_arcsec: np.ndarray
     """(P,) Einstein radius of each pair (NaN if unknown)."""
-    core_share: np.ndarray
-    """(P,) share of the pair's lensed light inside ``r < R_CORE_PX``."""
+    split: LensedSplit
+    """Counter-image / arc split of each pair's injected light, its decidability and overlap."""
+    fwhm_arcsec: np.ndarray
+    """(P, C) per-band PSF FWHM of each pair (NaN if unknown)."""
     bins: list
-    """One dict per θ_E bin: ``label``, ``lo``, ``hi``, ``rows`` (pair positions), ``n_lrgs``, ``core_share``."""
+    """One dict per θ_E bin: ``label``, ``lo``, ``hi``, ``rows`` (all its pair positions), ``decided``
+    (its decidable pair positions), ``n_lrgs``, ``undecidable_share``, ``reasons`` (count per reason kind)."""
 
 
-def theta_bins(theta_e_arcsec: np.ndarray, core_share: np.ndarray, groups: np.ndarray, edges) -> list:
-    """θ_E bins of the pairs: positions, LRG count and the bin's core share (mean of the pairs' shares)."""
+def theta_bins(theta_e_arcsec: np.ndarray, decidable: np.ndarray, groups: np.ndarray, edges,
+               reasons: np.ndarray | None = None) -> list:
+    """θ_E bins of the pairs: positions, decidable positions, LRG count, share of undecidable pairs."""
     theta = np.asarray(theta_e_arcsec, np.float64)
+    decidable = np.asarray(decidable, bool)
     out = []
     for lo, hi in zip(edges[:-1], edges[1:]):
         rows = np.flatnonzero((theta >= lo) & (theta < hi))
-        share = float(np.nanmean(core_share[rows])) if len(rows) else float("nan")
+        kinds: dict = {}
+        if reasons is not None:
+            for text in np.asarray(reasons)[rows]:
+                if text:
+                    key = str(text).split(":")[0]
+                    kinds[key] = kinds.get(key, 0) + 1
         out.append({"label": f"theta_e{lo:g}-{hi:g}", "lo": float(lo), "hi": float(hi), "rows": rows,
-                    "n_lrgs": int(len(np.unique(groups[rows]))), "core_share": share})
+                    "decided": rows[decidable[rows]], "n_lrgs": int(len(np.unique(groups[rows]))),
+                    "undecidable_share": float(1 - decidable[rows].mean()) if len(rows) else float("nan"),
+                    "reasons": kinds})
     return out
 
 
-def paired_arrays(images, labels, groups, theta_e_arcsec, edges) -> tuple[PairedSet, np.ndarray, np.ndarray]:
-    """Pairs of a sample as a :class:`PairedSet` plus their (stamps, ctrls) arrays.
+def pair_truth(frame: pd.DataFrame, rows: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    """The injection truth and (P, 3) per-band PSF FWHM of the rows ``rows`` of a sample's frame."""
+    part = frame.iloc[np.asarray(rows, np.int64)].reset_index(drop=True)
+    fwhm = np.column_stack([pd.to_numeric(part[c], errors="coerce").to_numpy(np.float64) if c in part
+                            else np.full(len(part), np.nan) for c in PSF_COLUMNS])
+    return part, fwhm
 
+
+def paired_arrays(images, labels, groups, theta_e_arcsec, edges, frame: pd.DataFrame | None = None
+                  ) -> tuple[PairedSet, np.ndarray, np.ndarray]:
+    """Pairs of a sample as a :class:`PairedSet` (with their lensing split) plus their (stamps, ctrls) arrays.
+
+    ``frame``: the sample's rows (injection truth :data:`~shortcutgates.gates.perturb.TRUTH_COLUMNS` and
+    ``psf_fwhm_used_g/r/z``); without it, or without those columns, every pair is undecidable.
     Raises ``ProbeError`` when the sample holds no pair (a positive and the control of its LRG).
     """
     pairs = find_pairs(labels, groups)
@@ -140,10 +182,12 @@ def paired_arrays(images, labels, groups, theta_e_arcsec, edges) -> tuple[Paired
         raise ProbeError("no paired rows (a positive and the control of its LRG): the counterfactual gates need "
                          "paired data (test_paired of a built manifest, or a split with pairs)")
     stamps, ctrls = images[pairs.stamp], images[pairs.ctrl]
-    share = core_flux_share(stamps - ctrls, R_CORE_PX)
+    truth, fwhm = pair_truth(frame if frame is not None else pd.DataFrame(index=range(len(images))), pairs.stamp)
+    split = split_lensed_light(stamps - ctrls, truth, fwhm)
     g = np.asarray(groups)[pairs.stamp]
     theta = np.asarray(theta_e_arcsec, np.float64)[pairs.stamp]
-    return PairedSet(pairs, g, theta, share, theta_bins(theta, share, g, edges)), stamps, ctrls
+    bins = theta_bins(theta, split.decidable, g, edges, split.reason)
+    return PairedSet(pairs, g, theta, split, fwhm, bins), stamps, ctrls
 
 
 def paired_set(context, split: str) -> PairedSet:
@@ -151,35 +195,62 @@ def paired_set(context, split: str) -> PairedSet:
     def compute():
         s = context.sample(split)
         return paired_arrays(s.images, s.labels, s.groups, s.theta_e_px * PIXEL_SCALE_ARCSEC,
-                             context.config.theta_e_bins_arcsec)[0]
+                             context.config.theta_e_bins_arcsec, s.frame)[0]
     return context.memo(("paired_set", split), compute)
 
 
-def counterfactual_scores(score_fn, stamps, ctrls, groups, seed: int) -> dict:
+def counterfactuals(stamps, ctrls, groups, lensed: LensedSplit, fwhm_arcsec, seed: int) -> tuple[dict, np.ndarray]:
+    """The counterfactual images of the pairs (:data:`COUNTERFACTUALS`), each (P, C, H, W) float32, and
+    ``swap_to`` (the pair whose control each arc was moved to).
+
+    ``core_only`` = ctrl + counter-image light; ``arc_only`` = ctrl + arc light; ``swapped`` =
+    ctrl[π] + all lensed light; ``scrambled`` = ctrl + counter-image + the arc cut into PSF-sized
+    patches shuffled round its rings (:func:`~shortcutgates.gates.perturb.scramble_along_ring`).
+    """
+    rng = np.random.default_rng(seed)
+    stamps, ctrls = np.asarray(stamps, np.float32), np.asarray(ctrls, np.float32)
+    perm = derangement(groups, rng)
+    fwhm_px = np.nan_to_num(np.asarray(fwhm_arcsec, np.float64)[:, 1], nan=1.3) / PIXEL_SCALE_ARCSEC
+    images = {"core_only": ctrls + lensed.counter, "arc_only": ctrls + lensed.arc,
+              "swapped": ctrls[perm] + (stamps - ctrls),
+              "scrambled": ctrls + lensed.counter + scramble_along_ring(lensed.arc, fwhm_px, rng)}
+    return images, perm
+
+
+def counterfactual_scores(score_fn, stamps, ctrls, groups, seed: int, lensed: LensedSplit, fwhm_arcsec) -> dict:
     """Scores of every counterfactual of the pairs, in **one** call of ``score_fn``.
 
-    Returns ``{"core_only", "arc_only", "swapped", "ring_averaged"}`` -> (P,) scores, plus
-    ``"swap_to"`` (the pair whose control each arc was moved to).
+    Returns ``{"core_only", "arc_only", "swapped", "scrambled"}`` -> (P,) scores, plus ``"swap_to"``.
     """
-    cf = build_counterfactuals(stamps, ctrls, groups, R_CORE_PX, np.random.default_rng(seed))
-    batch = np.concatenate([getattr(cf, k) for k in COUNTERFACTUALS])
+    images, perm = counterfactuals(stamps, ctrls, groups, lensed, fwhm_arcsec, seed)
+    batch = np.concatenate([images[k] for k in COUNTERFACTUALS])
     scores = np.asarray(score_fn(batch), np.float64)
     n = len(stamps)
     out = {k: scores[i * n:(i + 1) * n] for i, k in enumerate(COUNTERFACTUALS)}
-    out["swap_to"] = cf.swap_to
+    out["swap_to"] = perm
     return out
+
+
+def operating_threshold(ctrl_scores: np.ndarray, configured: float | None) -> float:
+    """The score from which a lens is flagged: ``configured``, else the (1 − :data:`OPERATING_FPR`) quantile
+    of the controls' scores (``higher`` interpolation: at most that share of controls lie above it)."""
+    if configured is not None:
+        return float(configured)
+    return float(np.quantile(np.asarray(ctrl_scores, np.float64), 1 - OPERATING_FPR, method="higher"))
 
 
 def pair_scores(context, split: str) -> dict:
     """``stamp``, ``ctrl`` and counterfactual scores per pair of a split (two inference passes in all:
-    the split's own scores, shared with ``detection_auroc``, and one counterfactual batch)."""
+    the split's own scores, shared with ``detection_auroc``, and one counterfactual batch), and the
+    operating ``threshold`` (from all the split's negatives unless configured)."""
     def compute():
         ps = paired_set(context, split)
         s = context.sample(split)
         base = context.scores(split)
         out = counterfactual_scores(context.score, s.images[ps.pairs.stamp], s.images[ps.pairs.ctrl], ps.groups,
-                                    context.config.seed)
-        out.update(stamp=base[ps.pairs.stamp], ctrl=base[ps.pairs.ctrl])
+                                    context.config.seed, ps.split, ps.fwhm_arcsec)
+        out.update(stamp=base[ps.pairs.stamp], ctrl=base[ps.pairs.ctrl],
+                   threshold=operating_threshold(base[s.labels == 0], context.config.operating_threshold))
         return out
     return context.memo(("pair_scores", split), compute)
 
@@ -202,14 +273,26 @@ def _pair_auc(x: np.ndarray, ctrl: np.ndarray):
     return auc
 
 
+def _flag_share(flagged: np.ndarray):
+    def share(w: np.ndarray) -> float:
+        return float((w * flagged).sum() / w.sum()) if w.sum() > 0 else float("nan")
+    return share
+
+
+STATISTICS = ("auroc", "drop", "auroc_vs_stamp", "flag_ratio", "flag_rate")
+"""``auroc``: AUROC(counterfactual vs controls); ``drop``: AUROC(stamp vs controls) − AUROC(counterfactual
+vs controls) on the same pairs and resamples; ``auroc_vs_stamp``: AUROC(stamp vs counterfactual);
+``flag_rate``: share of counterfactuals flagged at the operating threshold; ``flag_ratio``: that share
+over the share of the real lenses (stamps) flagged there."""
+
+
 def paired_statistic(scores: dict, kind: str, statistic: str, rows: np.ndarray, groups: np.ndarray,
                      config) -> tuple[Estimate, float]:
     """One gate's value on the pairs ``rows`` with its LRG-bootstrap interval, and the detection AUROC.
 
-    ``statistic``: ``auroc`` — AUROC(counterfactual vs controls); ``drop`` — AUROC(stamp vs
-    controls) − AUROC(counterfactual vs controls), both on the same pairs and resamples;
-    ``auroc_vs_stamp`` — AUROC(stamp vs counterfactual). Raises ``ProbeError`` when the model's paired detection AUROC on these rows is
-    below :data:`MIN_DETECTION_AUROC`, and ``ValueError`` for a (near-)constant scorer.
+    ``statistic``: one of :data:`STATISTICS` (the flag statistics need ``scores["threshold"]``).
+    Raises ``ProbeError`` when the model's paired detection AUROC on these rows is below
+    :data:`MIN_DETECTION_AUROC`, and ``ValueError`` for a (near-)constant scorer.
     """
     x, stamp, ctrl = scores[kind][rows], scores["stamp"][rows], scores["ctrl"][rows]
     check_scorer(np.r_[stamp, ctrl, x], f"{len(rows)} pairs and their counterfactuals")
@@ -219,6 +302,14 @@ def paired_statistic(scores: dict, kind: str, statistic: str, rows: np.ndarray, 
         raise ProbeError(f"the model does not detect these lenses: paired AUROC {detection:.3f} < "
                          f"{MIN_DETECTION_AUROC:g} on {len(rows)} pairs, so what it reads cannot be told "
                          "(a model gate says nothing good about a model that cannot detect lenses)")
+    if statistic not in STATISTICS:
+        raise ValueError(f"unknown statistic {statistic!r} (known: {', '.join(STATISTICS)})")
+    if statistic.startswith("flag"):
+        t = float(scores["threshold"])
+        cf_rate, lens_rate = _flag_share(x > t), _flag_share(stamp > t)
+        if lens_rate(np.ones(len(rows))) == 0:
+            raise ProbeError(f"no lens of these {len(rows)} pairs scores above the operating threshold {t:.4g}: "
+                             "the operational claim cannot be made")
 
     def metric(_labels, _values, weights=None):
         w = np.ones(len(rows)) if weights is None else weights[:len(rows)]
@@ -226,6 +317,11 @@ def paired_statistic(scores: dict, kind: str, statistic: str, rows: np.ndarray, 
             return vs_ctrl(w)
         if statistic == "auroc_vs_stamp":
             return vs_stamp(w)
+        if statistic == "flag_rate":
+            return cf_rate(w)
+        if statistic == "flag_ratio":
+            lens = lens_rate(w)
+            return cf_rate(w) / lens if lens > 0 else float("nan")
         return det(w) - vs_ctrl(w)
 
     g = np.asarray(groups)[rows]
@@ -233,6 +329,23 @@ def paired_statistic(scores: dict, kind: str, statistic: str, rows: np.ndarray, 
     est = grouped_bootstrap(labels, np.zeros(2 * len(rows)), np.r_[g, g], metric=metric, n_boot=config.n_boot,
                             seed=config.seed, level=config.level)
     return est._replace(n=len(rows)), detection
+
+
+def operational(scores: dict, kind: str, rows: np.ndarray, groups: np.ndarray, config) -> dict:
+    """The operational claim on ``rows``: shares of counterfactuals and of real lenses flagged at the
+    operating threshold, each with its LRG-bootstrap interval (``docs/model_gates.md#operational-claim``)."""
+    t = float(scores["threshold"])
+    out: dict = {"threshold": t}
+    g = np.asarray(groups)[rows]
+    n = len(rows)
+    labels = np.r_[np.ones(n, int), np.zeros(n, int)]  # the bootstrap's two-class layout; weights[:n] per pair
+    for name, flagged in (("counterfactual_flagged", scores[kind][rows] > t), ("lens_flagged", scores["stamp"][rows] > t)):
+        share = _flag_share(flagged)
+        est = grouped_bootstrap(labels, np.zeros(2 * n), np.r_[g, g],
+                                metric=lambda _l, _v, w=None, f=share: f(np.ones(n) if w is None else w[:n]),
+                                n_boot=config.n_boot, seed=config.seed, level=config.level)
+        out[name] = [float(est.value), float(est.lo), float(est.hi)]
+    return out
 
 
 def _bin_of(ps: PairedSet, case) -> dict:
@@ -245,74 +358,124 @@ def _bin_of(ps: PairedSet, case) -> dict:
     raise ProbeError(f"no θ_E bin {label!r} (bins: {', '.join(b['label'] for b in ps.bins)})")
 
 
-def _counterfactual_gate(context, case, kind: str, statistic: str, what: str) -> Measurement:
+def _reasons(b: dict) -> str:
+    return "; ".join(f"{k} {v}" for k, v in sorted(b["reasons"].items(), key=lambda kv: -kv[1]))
+
+
+def _counterfactual_gate(context, case, kind: str, statistic: str, what: str, needs_split: bool = True,
+                         also: tuple[str, str] | None = None) -> Measurement:
     ps = paired_set(context, case.split)
     b = _bin_of(ps, case)
+    where = f"θ_E {b['lo']:g}–{b['hi']:g}″"
     if len(b["rows"]) < MIN_BIN_PAIRS:
-        raise ProbeError(f"{len(b['rows'])} pairs in θ_E {b['lo']:g}–{b['hi']:g}″ (< {MIN_BIN_PAIRS})")
-    est, detection = paired_statistic(pair_scores(context, case.split), kind, statistic, b["rows"], ps.groups,
-                                      context.config)
-    gated = b["core_share"] <= MAX_CORE_SHARE
-    note = (f"θ_E {b['lo']:g}–{b['hi']:g}″: {len(b['rows'])} pairs of {b['n_lrgs']} LRGs, paired detection AUROC "
-            f"{detection:.3f}, {b['core_share']:.0%} of the lensed light inside r < {R_CORE_PX:g} px"
-            + ("" if gated else f" (> {MAX_CORE_SHARE:.0%}: reported, not gated)"))
+        raise ProbeError(f"{len(b['rows'])} pairs in {where} (< {MIN_BIN_PAIRS})")
+    rows = b["decided"] if needs_split else b["rows"]
+    if len(rows) < MIN_BIN_PAIRS:
+        raise ProbeError(f"undecidable: {len(b['rows']) - len(b['decided'])} of {len(b['rows'])} pairs in {where} "
+                         f"cannot tell counter-image from arc ({_reasons(b)}); {len(rows)} decidable < {MIN_BIN_PAIRS}")
+    scores = pair_scores(context, case.split)
+    est, detection = paired_statistic(scores, kind, statistic, rows, ps.groups, context.config)
+    op = operational(scores, kind, rows, ps.groups, context.config)
+    extra_value = {}
+    if also is not None:
+        other = paired_statistic(scores, kind, also[0], rows, ps.groups, context.config)[0]
+        extra_value = {also[0]: [float(other.value), float(other.lo), float(other.hi)]}
+    gated = bin_is_gated(b)
+    also_what = also[1] if also is not None else ""
+    note = (f"{where}: {len(rows)} {'decidable ' if needs_split else ''}pairs of {b['n_lrgs']} LRGs "
+            f"({b['undecidable_share']:.0%} of {len(b['rows'])} undecidable"
+            + (f": {_reasons(b)}" if b["reasons"] else "") + f"), paired detection AUROC {detection:.3f}; "
+            f"at the operating threshold {op['threshold']:.4g} flagged: counterfactual "
+            f"{op['counterfactual_flagged'][0]:.0%} [{op['counterfactual_flagged'][1]:.0%}, {op['counterfactual_flagged'][2]:.0%}], "
+            f"real lenses {op['lens_flagged'][0]:.0%} [{op['lens_flagged'][1]:.0%}, {op['lens_flagged'][2]:.0%}]"
+            + "".join(f"; {also_what} {v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]" for v in extra_value.values())
+            + ("" if gated else f" (reported, not gated: > {MAX_UNDECIDABLE_SHARE:.0%} undecidable or < "
+                                f"{MIN_GATED_BIN_PAIRS} decidable pairs)"))
     return Measurement(float(est.value), (float(est.lo), float(est.hi)), int(est.n), int(est.n_groups), what, note,
-                       {"theta_e_bin": [b["lo"], b["hi"]], "core_share": b["core_share"],
-                        "detection_auroc": detection, "gated": gated})
+                       {"theta_e_bin": [b["lo"], b["hi"]], "undecidable_share": b["undecidable_share"],
+                        "n_pairs": int(len(b["rows"])), "n_decidable": int(len(b["decided"])),
+                        "undecidable_reasons": b["reasons"], "detection_auroc": detection, "gated": gated,
+                        "operational": op, **extra_value})
+
+
+def bin_is_gated(b: dict) -> bool:
+    """A bin decides when at most :data:`MAX_UNDECIDABLE_SHARE` of its pairs are undecidable and at least
+    :data:`MIN_GATED_BIN_PAIRS` are decidable."""
+    return bool(b["undecidable_share"] <= MAX_UNDECIDABLE_SHARE and len(b["decided"]) >= MIN_GATED_BIN_PAIRS)
+
+
+GATE_STATISTICS = {
+    # gate -> (counterfactual, statistic it decides on, uses the lensing split)
+    "arc_masked_auroc": ("core_only", "flag_ratio", True),
+    "core_masked_auroc_drop": ("arc_only", "drop", True),
+    "arc_swap_auroc_drop": ("swapped", "drop", False),
+    "morphology_auroc": ("scrambled", "auroc_vs_stamp", True),
+}
+"""What each counterfactual gate decides on (``docs/model_gates.md``)."""
 
 
 def arc_masked_auroc(context, case) -> Measurement:
-    """Positives with the arc taken out exactly (``ctrl + d·[r < R_CORE_PX]``) vs the bare controls.
+    """Positives with the arc taken out (ctrl + the counter-image light, by lensing) vs the bare controls.
 
-    An arc reader is at chance (0.5); a model that finds the lens from the core light alone is not.
+    Decided on the operational claim: the share of these arc-masked positives the model flags at its
+    operating threshold over the share of the real lenses it flags there (``flag_ratio``). An arc
+    reader flags counter-image light alone rarely (it is a few times fainter than the arc); a model
+    that finds lenses from the core light flags it about as often as the lenses. The AUROC against the
+    controls is reported beside it (``extra["auroc"]``): it also rises for an arc reader that sees a
+    counter-image outside its blind radius (docs/model_gates.md#operational-claim).
+    Decidable pairs only (:func:`~shortcutgates.gates.perturb.split_lensed_light`).
     """
-    return _counterfactual_gate(context, case, "core_only", "auroc", "arc-masked AUROC")
+    kind, statistic, split = GATE_STATISTICS["arc_masked_auroc"]
+    return _counterfactual_gate(context, case, kind, statistic, "arc-masked flag ratio", split,
+                                also=("auroc", "arc-masked AUROC"))
 
 
 def core_masked_auroc_drop(context, case) -> Measurement:
-    """Paired detection AUROC lost when the core part is taken out (``ctrl + d·[r >= R_CORE_PX]``).
+    """Paired detection AUROC lost when the counter-image light is taken out (ctrl + the arc light).
 
     0 for an arc reader; a core reader loses all it had above chance.
     """
-    return _counterfactual_gate(context, case, "arc_only", "drop", "core-masked AUROC drop")
+    kind, statistic, split = GATE_STATISTICS["core_masked_auroc_drop"]
+    return _counterfactual_gate(context, case, kind, statistic, "core-masked AUROC drop", split)
 
 
 def arc_swap_auroc_drop(context, case) -> Measurement:
     """Paired detection AUROC lost when each arc is put on another LRG's control (``ctrl[π] + d``).
 
-    About 0 for a model that reads the arc whatever galaxy it lies on.
+    About 0 for a model that reads the arc whatever galaxy it lies on. Needs no split: every pair.
     """
-    return _counterfactual_gate(context, case, "swapped", "drop", "arc-swap AUROC drop")
+    kind, statistic, split = GATE_STATISTICS["arc_swap_auroc_drop"]
+    return _counterfactual_gate(context, case, kind, statistic, "arc-swap AUROC drop", split)
 
 
 def morphology_auroc(context, case) -> Measurement:
-    """Positives vs the same pairs with the arc part averaged round its 1-px rings (core part kept).
+    """Positives vs the same pairs with the arc cut into PSF-sized patches shuffled round its rings.
 
-    Same light per ring, same core, no arc shape: a shape reader ranks the real arcs higher. A value
-    below 0.5 is a finding, not an artefact (the model prefers the smooth ring), hence a ``fail``;
-    a flipped or blind scorer is caught by the detection precondition instead.
+    Same light per ring, same colour, same counter-image, no tangential coherence (neither an arc nor
+    a ring): a reader of arcs or rings ranks the real lenses higher; a reader of flux per ring cannot
+    tell them apart (0.5, a fail).
     """
-    return _counterfactual_gate(context, case, "ring_averaged", "auroc_vs_stamp", "morphology AUROC")
+    kind, statistic, split = GATE_STATISTICS["morphology_auroc"]
+    return _counterfactual_gate(context, case, kind, statistic, "morphology AUROC", split)
 
 
 def theta_bin_cases(context, gate) -> list:
     """One case per θ_E bin with at least :data:`MIN_BIN_PAIRS` pairs on the paired split.
 
-    Bins holding more than :data:`MAX_CORE_SHARE` of their lensed light in the core, or fewer than
-    :data:`MIN_GATED_BIN_PAIRS` pairs, get role ``reported``. Without pairs, one case without a bin
-    (it measures an ``error`` with the reason).
+    Bins that are not gated (:func:`bin_is_gated`: mostly undecidable pairs, or too few decidable ones)
+    get role ``reported``. Without pairs, one case without a bin (it measures an ``error`` with the reason).
     """
     split = context.paired_split
     try:
         ps = paired_set(context, split)
     except (ProbeError, ValueError):
         return [GateCase(gate.name, {}, split, gate.needs, gate.role)]
+    needs_split = GATE_STATISTICS[gate.name][2]
     cases = [GateCase(gate.name, {"theta_e": b["label"]}, split, gate.needs,
-                      gate.role if b["core_share"] <= MAX_CORE_SHARE and len(b["rows"]) >= MIN_GATED_BIN_PAIRS
+                      gate.role if (bin_is_gated(b) if needs_split else len(b["rows"]) >= MIN_GATED_BIN_PAIRS)
                       else "reported")
              for b in ps.bins if len(b["rows"]) >= MIN_BIN_PAIRS]
     return cases or [GateCase(gate.name, {}, split, gate.needs, gate.role)]
-
 
 
 # --- strata ------------------------------------------------------------------------------------

@@ -5,8 +5,13 @@ A paired row carries its own counterfactual: ``d = stamp − ctrl`` is the injec
 controls, so every image they score is a real control plus real lensed light — no synthetic
 noise, no masks, no pasted boxes:
 
-* :func:`split_core_arc`: ``d`` inside ``r < r_core`` (the core part: counter-image, inner arc)
-  and outside it (the arc part); ``ctrl + core`` is the positive with its arc taken out exactly.
+* :func:`split_lensed_light`: ``d`` split by lensing into the counter-image(s) (inside the tangential
+  critical curve, before the PSF) and the arc(s), from the injection truth; decidable per pair.
+  ``ctrl + counter`` is the positive with its arc taken out, ``ctrl + arc`` with its counter-image.
+* :func:`scramble_along_ring`: the arc cut into PSF-sized patches shuffled round its rings (the
+  morphology counterfactual: same flux per ring, neither arc nor ring).
+* :func:`split_core_arc`: the old radius split, ``d`` inside ``r < r_core`` and outside it (kept for
+  the data probes' and experiments' core box; the model gates no longer use it).
 * :func:`ring_mean`: ``d`` averaged round each 1-px ring (keeps its radial profile, its flux per
   ring and the PSF's smoothness along the ring; loses its shape).
 * :func:`derangement`: for each pair, another LRG's pair, so an arc can be put on another galaxy.
@@ -18,9 +23,11 @@ new float32 arrays; randomness comes from an explicit ``np.random.Generator``.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 
 from ..preprocess import radius_grid, ring_index
 
@@ -120,26 +127,279 @@ def derangement(groups: np.ndarray, rng: np.random.Generator, tries: int = 100) 
     raise ValueError(f"no derangement found: {int(same.sum())} arcs stay on their own LRG (one LRG holds most pairs)")
 
 
-class Counterfactuals(NamedTuple):
-    """The counterfactual images of a set of pairs, each (P, C, H, W) float32, nanomaggies."""
+# --- the lensing split: counter-image(s) vs arc(s) ------------------------------------------------
+TRUTH_COLUMNS: tuple[str, ...] = (
+    "theta_e_arcsec", "lens_e", "lens_phi_rad", "shear", "shear_phi_rad",
+    "src_x_arcsec", "src_y_arcsec", "src_reff_arcsec", "src_n", "src_q", "src_phi_rad",
+)
+"""Injection truth the lensing split re-renders from (SIE + external shear, one Sérsic source;
+``docs/design.md#paired-input-format``). A row missing any of them (or non-finite) is undecidable."""
 
-    core_only: np.ndarray
-    """``ctrl + core(d)``: the positive with its arc part taken out exactly."""
-    arc_only: np.ndarray
-    """``ctrl + arc(d)``: the positive with its core part taken out exactly."""
-    swapped: np.ndarray
-    """``ctrl[π] + d``: each pair's lensed light on another LRG's control."""
-    ring_averaged: np.ndarray
-    """``ctrl + core(d) + ring_mean(arc(d))``: the arc's light kept ring by ring, its shape gone."""
-    swap_to: np.ndarray
-    """(P,) the pair index whose control each arc was put on."""
+PSF_COLUMNS: tuple[str, ...] = ("psf_fwhm_used_g", "psf_fwhm_used_r", "psf_fwhm_used_z")
+"""Per-band PSF FWHM (arcsec) of a row: the split blurs each part with a Moffat (β = 3.5) of this width."""
+
+SPLIT_PAD_PX = 4
+"""Pixels rendered beyond each stamp edge, so light just outside the stamp blurs in. Unit: pixel."""
+SPLIT_OVERSAMPLE = 2
+"""Rays per pixel and axis of the re-render (a fraction map needs no more; the split error is tested)."""
+SPLIT_PSF_RADIUS = 16
+"""Half-size of the Moffat kernels of the split. Unit: pixel."""
+SPLIT_MOFFAT_BETA = 3.5
+"""Moffat index of the split's PSF (the simulator's; ``simulate.population.MOFFAT_BETA``)."""
+COMPONENT_FLOOR = 0.05
+"""Pre-PSF light above this share of its brightest pixel forms the image components."""
+MERGE_SHARE = 0.10
+"""A pre-PSF image component holding at least this share of its light on *each* side of the
+tangential critical curve is one merging arc (a fold or cusp image pair), not a counter-image."""
+MAX_MERGED = 0.5
+"""A pair whose negative-parity light lies mostly (more than this share) in merging arcs has no
+separate counter-image (a near-ring): undecidable."""
+MIN_COUNTER_SHARE = 0.005
+"""A pair whose counter-image carries less than this share of the lensed light has none to test:
+undecidable."""
+MAX_OVERLAP = 0.5
+"""A pair whose blurred counter-image overlaps the blurred arc by more than this (:func:`split_lensed_light`'s
+``overlap``: the share of the counter-image's light in pixels where the arc's light is at least as
+bright) cannot be told apart from it at this seeing: undecidable. Fixed by its meaning ("most of the
+counter-image lies under the arc"), not tuned on any seed."""
+EPS_UNMODELLED = 1e-3
+"""Light the re-render does not predict (a pixel far from both images) is assigned by the blurred
+geometry: with weight ``EPS_UNMODELLED × peak``, the fraction map tends to the blurred indicator of
+the counter-image region (inside the tangential critical curve, merging arcs excluded). So light at
+the lens centre that no lensed image explains (a planted point source) counts as core light."""
 
 
-def build_counterfactuals(stamps: np.ndarray, ctrls: np.ndarray, groups: np.ndarray, r_core: float,
-                          rng: np.random.Generator) -> Counterfactuals:
-    """All counterfactuals of the model gates for pairs ``(stamps[i], ctrls[i])`` of LRG ``groups[i]``."""
-    stamps, ctrls = np.asarray(stamps, np.float32), np.asarray(ctrls, np.float32)
-    d = stamps - ctrls
-    core, arc = split_core_arc(d, r_core)
-    perm = derangement(groups, rng)
-    return Counterfactuals(ctrls + core, ctrls + arc, ctrls[perm] + d, ctrls + core + ring_mean(arc), perm)
+class LensedSplit(NamedTuple):
+    """The injected light ``d`` split into counter-image(s) and arc(s) (:func:`split_lensed_light`)."""
+
+    counter: np.ndarray
+    """(N, C, H, W) float32: the counter-image(s) light (``d`` weighted by the blurred fraction map)."""
+    arc: np.ndarray
+    """(N, C, H, W) float32: the rest, ``d − counter``; ``counter + arc == d`` exactly."""
+    decidable: np.ndarray
+    """(N,) bool: the pair can tell counter-image from arc."""
+    overlap: np.ndarray
+    """(N,) float64: share of the blurred counter-image's light in pixels where the blurred arc is at
+    least as bright (``Σ min(c, a) / Σ c`` over bands and pixels; NaN without truth)."""
+    counter_share: np.ndarray
+    """(N,) float64: the counter-image(s) share of the re-rendered lensed light (after the PSF)."""
+    reason: np.ndarray
+    """(N,) str: why a pair is undecidable ('' if decidable)."""
+
+
+def truth_problem(truth: pd.DataFrame, psf_fwhm_arcsec: np.ndarray) -> np.ndarray:
+    """(N,) str: the first missing or non-finite truth column of each row ('' when complete)."""
+    n = len(truth)
+    out = np.full(n, "", dtype=object)
+    for col in TRUTH_COLUMNS:
+        if col not in truth:
+            values = np.full(n, np.nan)
+        else:
+            values = pd.to_numeric(truth[col], errors="coerce").to_numpy(np.float64)
+        bad = (out == "") & ~np.isfinite(values)
+        out[bad] = f"no injection truth '{col}'"
+    fwhm = np.asarray(psf_fwhm_arcsec, np.float64)
+    bad = (out == "") & ~(np.isfinite(fwhm).all(axis=1) & (fwhm > 0).all(axis=1))
+    out[bad] = "no per-band PSF FWHM (psf_fwhm_used_g/r/z)"
+    return out
+
+
+def _sub_grid(h: int, w: int, pad: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sky positions (arcsec) of ``k × k`` rays per pixel on the padded grid, shape (1, (h+2pad)(w+2pad)k²)."""
+    from ..schema import PIXEL_SCALE_ARCSEC
+
+    sub = (np.arange(k) + 0.5) / k - 0.5
+    ys = (np.arange(h + 2 * pad) - pad - h // 2)[:, None] + sub[None, :]
+    xs = (np.arange(w + 2 * pad) - pad - w // 2)[:, None] + sub[None, :]
+    y, x = np.meshgrid(ys.ravel(), xs.ravel(), indexing="ij")
+    return (x.ravel()[None] * PIXEL_SCALE_ARCSEC).astype(np.float32), (y.ravel()[None] * PIXEL_SCALE_ARCSEC).astype(np.float32)
+
+
+def _params(truth: pd.DataFrame) -> dict:
+    from ..simulate.kernels import q_from_e
+
+    t = {c: pd.to_numeric(truth[c], errors="coerce").to_numpy(np.float64)[:, None] for c in TRUTH_COLUMNS}
+    t["lens_q"] = q_from_e(t["lens_e"])
+    return t
+
+
+def lensed_regions(truth: pd.DataFrame, shape: tuple[int, int], pad: int = SPLIT_PAD_PX,
+                   oversample: int = SPLIT_OVERSAMPLE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pre-PSF lensed light and its counter-image region on the padded grid, from the injection truth.
+
+    Returns ``(light, counter_region, merged)``: ``light`` (N, h+2pad, w+2pad) float64, unit total
+    flux per row (a Sérsic source through SIE + shear, ``oversample²`` rays per pixel);
+    ``counter_region`` bool, same shape: negative parity (``det A < 0``: inside the tangential
+    critical curve) and not part of a merging arc (:data:`MERGE_SHARE`); ``merged`` (N,) float64, the
+    share of the negative-parity light that belongs to merging arcs. Rows must have complete truth.
+    """
+    from scipy import ndimage
+
+    from ..schema import PIXEL_SCALE_ARCSEC
+    from ..simulate.kernels import ray_shoot, sersic, sersic_amp_for_flux
+
+    h, w = shape
+    hp, wp = h + 2 * pad, w + 2 * pad
+    t = _params(truth)
+    n = len(truth)
+    lens = (t["theta_e_arcsec"], t["lens_q"], t["lens_phi_rad"], t["shear"], t["shear_phi_rad"])
+    x, y = _sub_grid(h, w, pad, oversample)
+    bx, by = ray_shoot(x, y, *(np.asarray(v, np.float32) for v in lens))
+    amp = sersic_amp_for_flux(1.0, t["src_reff_arcsec"], t["src_n"])
+    sb = sersic(bx, by, amp.astype(np.float32), t["src_reff_arcsec"].astype(np.float32), t["src_n"],
+                t["src_q"].astype(np.float32), t["src_phi_rad"].astype(np.float32),
+                t["src_x_arcsec"].astype(np.float32), t["src_y_arcsec"].astype(np.float32))
+    k = oversample
+    light = sb.reshape(n, hp, k, wp, k).mean(axis=(2, 4), dtype=np.float64)
+    light /= np.maximum(light.sum(axis=(1, 2), keepdims=True), 1e-300)
+    # parity per pixel: det of the lens map's Jacobian from the pixel's outermost rays (spacing (k-1)/k px)
+    bxr, byr = (v.reshape(n, hp, k, wp, k).astype(np.float64) for v in (bx, by))
+    step = (k - 1) / k * PIXEL_SCALE_ARCSEC
+    dbx_dx = (bxr[:, :, :, :, -1] - bxr[:, :, :, :, 0]).mean(axis=2) / step
+    dby_dx = (byr[:, :, :, :, -1] - byr[:, :, :, :, 0]).mean(axis=2) / step
+    dbx_dy = (bxr[:, :, -1] - bxr[:, :, 0]).mean(axis=-1) / step
+    dby_dy = (byr[:, :, -1] - byr[:, :, 0]).mean(axis=-1) / step
+    det = dbx_dx * dby_dy - dbx_dy * dby_dx
+    negative = det < 0
+    region = negative.copy()
+    merged = np.zeros(n)
+    eight = np.ones((3, 3), bool)
+    for i in range(n):
+        labels, n_comp = ndimage.label(light[i] > COMPONENT_FLOOR * light[i].max(), structure=eight)
+        if n_comp == 0:
+            continue
+        idx = np.arange(1, n_comp + 1)
+        total = ndimage.sum_labels(light[i], labels, idx)
+        neg = ndimage.sum_labels(light[i] * negative[i], labels, idx)
+        merging = idx[np.minimum(neg, total - neg) >= MERGE_SHARE * total]
+        if len(merging):
+            in_merging = np.isin(labels, merging)
+            region[i] &= ~in_merging
+            neg_all = float((light[i] * negative[i]).sum())
+            merged[i] = float((light[i] * (negative[i] & in_merging)).sum()) / neg_all if neg_all > 0 else 0.0
+    return light, region, merged
+
+
+@lru_cache(maxsize=4096)
+def _moffat(fwhm_arcsec: float) -> np.ndarray:
+    """The split's (2R+1)² Moffat kernel of this FWHM (cached: an LRG's injections share their PSF)."""
+    from ..schema import PIXEL_SCALE_ARCSEC
+    from ..simulate.kernels import moffat_kernel
+
+    return moffat_kernel(fwhm_arcsec / PIXEL_SCALE_ARCSEC, SPLIT_MOFFAT_BETA, radius=SPLIT_PSF_RADIUS)
+
+
+def _blur(images: np.ndarray, kernels: np.ndarray, pad: int) -> np.ndarray:
+    """(N, h+2pad, w+2pad) maps blurred with (N, C, K, K) kernels, cropped to (N, C, h, w)."""
+    from scipy import signal
+
+    out = signal.fftconvolve(images[:, None], kernels, mode="same", axes=(-2, -1))
+    return out[..., pad:out.shape[-2] - pad, pad:out.shape[-1] - pad]
+
+
+def _exact_split(d: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(counter, arc)`` of ``d`` by the fraction map ``f`` in [0, 1] with ``counter + arc == d`` exactly
+    in float32: the larger part is the rounded product, the smaller the exact difference (Sterbenz)."""
+    big_counter = f >= 0.5
+    prod = (np.where(big_counter, f, 1.0 - f) * d).astype(np.float32)
+    rest = (d - prod).astype(np.float32)
+    counter = np.where(big_counter, prod, rest).astype(np.float32)
+    arc = np.where(big_counter, rest, prod).astype(np.float32)
+    return counter, arc
+
+
+def split_lensed_light(d: np.ndarray, truth: pd.DataFrame, psf_fwhm_arcsec, chunk: int = 64) -> LensedSplit:
+    """Split the injected light ``d = stamp − ctrl`` into counter-image(s) and arc(s) by lensing.
+
+    From each row's injection truth (:data:`TRUTH_COLUMNS`) the lensed source is re-rendered before
+    the PSF (:func:`lensed_regions`, the simulator's kernels) and cut into the counter-image region
+    (inside the tangential critical curve, negative parity, merging arcs excluded) and the rest;
+    both parts are blurred with the row's per-band Moffat PSF (β = 3.5, FWHM ``psf_fwhm_arcsec``),
+    and ``d`` — the user's bytes, clumps and all — is split pixel by pixel by the blurred counter
+    fraction. Pixels neither image reaches follow the blurred geometry (:data:`EPS_UNMODELLED`).
+
+    Parameters
+    ----------
+    d : (N, C, H, W) array, nanomaggies.
+    truth : DataFrame with N rows (the positives' injection truth).
+    psf_fwhm_arcsec : (N, C) array, per-band PSF FWHM (arcsec).
+
+    A row without complete truth keeps all of ``d`` as arc (counter 0) and is undecidable with the
+    reason; so is a near-ring (:data:`MAX_MERGED`), a pair without counter-image
+    (:data:`MIN_COUNTER_SHARE`) and one whose blurred images overlap (:data:`MAX_OVERLAP`).
+    """
+    d = np.asarray(d, np.float32)
+    n, c, h, w = d.shape
+    truth = truth.reset_index(drop=True)
+    fwhm = np.asarray(psf_fwhm_arcsec, np.float64).reshape(n, c)
+    reason = truth_problem(truth, fwhm)
+    counter = np.zeros_like(d)
+    arc = d.copy()
+    overlap, share = np.full(n, np.nan), np.full(n, np.nan)
+    ok = np.flatnonzero(reason == "")
+    pad = SPLIT_PAD_PX
+    for start in range(0, len(ok), chunk):
+        rows = ok[start:start + chunk]
+        light, region, merged = lensed_regions(truth.iloc[rows], (h, w), pad)
+        kernels = np.stack([_moffat(float(v)) for v in fwhm[rows].ravel()]).reshape(
+            len(rows), c, 2 * SPLIT_PSF_RADIUS + 1, -1)
+        bc = np.maximum(_blur(light * region, kernels, pad), 0.0)
+        ba = np.maximum(_blur(light * ~region, kernels, pad), 0.0)
+        bk = np.clip(_blur(region.astype(np.float64), kernels, pad), 0.0, 1.0)
+        eps = EPS_UNMODELLED * (bc + ba).max(axis=(-2, -1), keepdims=True)
+        f = np.clip((bc + eps * bk) / (bc + ba + eps), 0.0, 1.0)
+        counter[rows], arc[rows] = _exact_split(d[rows], f)
+        sum_c = bc.sum(axis=(1, 2, 3))
+        share[rows] = sum_c / np.maximum((bc + ba).sum(axis=(1, 2, 3)), 1e-300)
+        overlap[rows] = np.where(sum_c > 0, np.minimum(bc, ba).sum(axis=(1, 2, 3)) / np.maximum(sum_c, 1e-300), 0.0)
+        for j, i in enumerate(rows):
+            if merged[j] > MAX_MERGED:
+                reason[i] = f"near-ring: {merged[j]:.0%} of the counter-image light merges with the arc"
+            elif share[i] < MIN_COUNTER_SHARE:
+                reason[i] = f"no counter-image: {share[i]:.1%} of the lensed light"
+            elif overlap[i] > MAX_OVERLAP:
+                reason[i] = f"counter-image and arc blurred together: overlap {overlap[i]:.2f} > {MAX_OVERLAP:g}"
+    return LensedSplit(counter, arc, reason == "", overlap, share, reason.astype(str))
+
+
+def scramble_along_ring(arc: np.ndarray, fwhm_px: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The arc's light cut into PSF-sized patches along its rings and the patches shuffled round them.
+
+    Each pair's stamp is divided into annuli ``fwhm`` px wide and each annulus into sectors about
+    ``fwhm`` px long (at least 3); the sectors of every annulus are permuted at random (bilinear
+    resampling at the same radius), and each 1-px ring (``floor(r)``) of each band is rescaled to its
+    flux before. Keeps the light's flux per ring, its radial profile, its colour and its PSF-scale
+    texture; loses its tangential coherence (no arc, no ring). ``fwhm_px``: (N,) r-band FWHM in pixels.
+    Returns (N, C, H, W) float32.
+    """
+    from scipy.ndimage import map_coordinates
+
+    arc = np.asarray(arc, np.float32)
+    n, c, h, w = arc.shape
+    r = radius_grid(h, w)
+    yy, xx = np.mgrid[:h, :w]
+    phi = np.arctan2(yy - h // 2, xx - w // 2) % (2 * np.pi)
+    rings = ring_index(h, w).ravel()
+    n_rings = int(rings.max()) + 1
+    out = np.empty_like(arc)
+    for i in range(n):
+        width = max(2.0, float(fwhm_px[i]))
+        annulus = np.floor(r / width).astype(int)
+        shift = np.zeros((h, w))
+        for a in np.unique(annulus):
+            n_sec = max(3, round(2 * np.pi * (a + 0.5)))
+            size = 2 * np.pi / n_sec
+            perm = rng.permutation(n_sec)
+            sector = np.minimum((phi / size).astype(int), n_sec - 1)
+            sel = annulus == a
+            shift[sel] = (perm[sector[sel]] - sector[sel]) * size
+        src = phi + shift
+        coords = np.stack([h // 2 + r * np.sin(src), w // 2 + r * np.cos(src)])
+        for b in range(c):
+            moved = map_coordinates(arc[i, b], coords, order=1, mode="constant")
+            before = np.bincount(rings, arc[i, b].ravel().astype(np.float64), minlength=n_rings)
+            after = np.bincount(rings, moved.ravel(), minlength=n_rings)
+            tiny = 1e-9 * max(float(np.abs(before).max()), 1e-30)
+            scale = np.where(np.abs(after) > tiny, before / np.where(np.abs(after) > tiny, after, 1.0), 0.0)
+            out[i, b] = (moved.ravel() * scale[rings]).reshape(h, w)
+    return out

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Callable, Collection, Literal, Mapping
 
 import tomllib
 
-from .contract import Direction, Measurement, Role
+from .contract import Counterfactual, Direction, Measurement, Role, Statistic
 
 if TYPE_CHECKING:  # pragma: no cover
     from .context import GateContext
@@ -21,7 +21,9 @@ if TYPE_CHECKING:  # pragma: no cover
 Verdict = Literal["pass", "fail", "inconclusive", "error", "skipped", "reported"]
 """``reported``: measured by a row without a threshold (nothing was tested, so nothing passed)."""
 
-JSON_DIRECTION: dict[str, str] = {"at_most": "max", "at_least": "min"}
+ReportDirection = Literal["max", "min"]
+"""A claim's direction as the report JSON spells it (``at_most`` -> ``max``, ``at_least`` -> ``min``)."""
+JSON_DIRECTION: dict[str, ReportDirection] = {"at_most": "max", "at_least": "min"}
 """The report JSON writes a claim as the schema's ``"max"`` / ``"min"`` (see ``docs/design.md#report-json``)."""
 
 REPORT_KEYS: tuple[str, ...] = (
@@ -84,6 +86,9 @@ class GateResult:
     message: str
     role: Role = "primary"
     extra: dict = field(default_factory=dict)
+    established: bool = False
+    """The whole interval lies on the bad side of the claim (:func:`~shortcutgates.gates.decision.established_violation`):
+    the run is red whatever the role."""
 
     def to_json(self, *, with_extra: bool = False) -> dict:
         """The report record: plain JSON types, ``ci`` as ``[lo, hi]`` or null, NaN as null."""
@@ -101,6 +106,7 @@ class GateResult:
             "n_groups": int(self.n_groups),
             "message": self.message,
             "role": self.role,
+            "established": bool(self.established),
         }
         if with_extra:
             record["extra"] = self.extra
@@ -148,6 +154,23 @@ class Gate:
     measure: Measure
     equivalence: bool = False
     chance: float | None = None
+    sane: tuple[float, float] | None = None
+    """Thresholds inside this closed range need no reason; one outside it needs a
+    ``[tool.shortcutgates.threshold_reasons]`` entry (:meth:`GateConfig.check_thresholds`)."""
+    null: float | None = None
+    """True value on shortcut-free data where the planting fixes it (AUC at chance, SMD 0): the
+    calibration's coverage truth (``calibrate/rates.py``); None where clean data are informative."""
+    counterfactual: tuple[Counterfactual, Statistic] | None = None
+    """``(counterfactual, statistic)`` of a paired counterfactual model gate (``calibrate/model_gates.py``)."""
+    calibrate_every_role: bool = False
+    """The full calibration profile records its cases in every role (held-out probes, small θ_E bins)."""
+    remedy: str = ""
+    """One line: what to do when a case of this gate fails (printed at the end of its failure line)."""
+
+    @property
+    def data_only(self) -> bool:
+        """Measured on the data alone (``needs`` names no model; ``input=model`` cases excepted)."""
+        return "model" not in self.needs
 
     def __post_init__(self):
         if self.direction not in JSON_DIRECTION:
@@ -159,7 +182,14 @@ class Gate:
 
 
 CONFIG_KEYS = ("thresholds", "max_samples", "n_boot", "seed", "level", "waivers", "boxes", "n_splits",
-               "theta_e_bins_arcsec", "primary")
+               "theta_e_bins_arcsec", "primary", "operating_threshold", "input", "threshold_reasons")
+
+ALL_CASES = "all"
+"""``"gate[all]"`` in ``[tool.shortcutgates.waivers]`` waives every case of the gate; a bare gate name
+is refused (a waiver names cases)."""
+
+DATA_INPUTS: tuple[str, ...] = ("raw_robust", "residual")
+"""Inputs a data-only run may decide its data probes on (``input``, ``--input``)."""
 
 
 @dataclass(frozen=True)
@@ -177,12 +207,18 @@ class GateConfig:
         n_splits = 5                # grouped CV folds of the probes
         theta_e_bins_arcsec = [0.0, 1.0, 1.5, 2.0, 10.0]
         primary = ["cross_test_gap"]   # reported cases that decide the run here (gate names or case ids)
+        operating_threshold = 0.9   # the model score from which the search flags a lens (default: the
+                                    # score at which the paired split's controls reach FPR 1e-2)
+        input = "raw_robust"        # data-only runs: the input the data probes decide on (or "residual")
 
         [tool.shortcutgates.thresholds]
         core_lr_auc = 0.65                     # by gate name ...
         "detection_auroc[val]" = 0.85          # ... or by case id (wins)
 
-        [tool.shortcutgates.waivers]
+        [tool.shortcutgates.threshold_reasons]   # a threshold outside the gate's sane range needs one
+        "detection_auroc[val]" = "..."
+
+        [tool.shortcutgates.waivers]           # by case id, or "gate[all]" for every case of a gate
         "detection_auroc[test_paired]" = "test_paired is built from a different survey region (issue #12)"
     """
 
@@ -192,13 +228,22 @@ class GateConfig:
     seed: int = 0
     level: float = 0.95
     waivers: Mapping[str, str] = field(default_factory=dict)
-    """Gate id or gate name -> reason; the plugin turns the case into an xfail with that reason."""
+    """Case id (or ``gate[all]``) -> reason; the plugin turns the case into an xfail with that reason."""
+    threshold_reasons: Mapping[str, str] = field(default_factory=dict)
+    """Gate name or case id -> why its threshold lies outside the gate's sane range (``Gate.sane``)."""
     boxes: tuple[int, ...] = (10,)
     n_splits: int = 5
     theta_e_bins_arcsec: tuple[float, ...] = (0.0, 1.0, 1.5, 2.0, 10.0)
     primary: tuple[str, ...] = ()
     """Gate names or case ids promoted to ``primary`` (e.g. ``cross_test_gap`` when ``test`` and
     ``test_paired`` each hold ~1000 LRGs, the size at which it decides: ``docs/calibration.md#primary-family``)."""
+    operating_threshold: float | None = None
+    """The model score from which the user's lens search flags a candidate; the model gates report the
+    share of counterfactuals and of real lenses flagged there (``docs/model_gates.md#operational-claim``).
+    None: the score at which the paired split's controls reach a false-positive rate of 1e-2."""
+    input: str = "raw_robust"
+    """The preprocessing a data-only run decides its data probes on (``raw_robust`` or ``residual``;
+    pytest / ``shortcutgates gate`` ``--input``). A model run decides on the model's declared input."""
 
     def __post_init__(self):
         if self.n_boot < 500:
@@ -211,12 +256,19 @@ class GateConfig:
             raise ValueError(f"[tool.shortcutgates]: 'n_splits' must be >= 2 (got {self.n_splits})")
         if not self.boxes or any(int(b) < 1 for b in self.boxes):
             raise ValueError(f"[tool.shortcutgates]: 'boxes' must be positive pixel sizes (got {list(self.boxes)})")
+        if self.input not in DATA_INPUTS:
+            raise ValueError(f"[tool.shortcutgates]: 'input' must be one of {', '.join(DATA_INPUTS)} (got {self.input!r})")
         edges = list(self.theta_e_bins_arcsec)
         if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:])):
             raise ValueError(f"[tool.shortcutgates]: 'theta_e_bins_arcsec' must increase (got {edges})")
-        for key, reason in self.waivers.items():
-            if not isinstance(reason, str) or not reason.strip():
-                raise ValueError(f"[tool.shortcutgates.waivers]: waiver of {key!r} needs a reason (got {reason!r})")
+        for table, entries in (("waivers", self.waivers), ("threshold_reasons", self.threshold_reasons)):
+            for key, reason in entries.items():
+                if not isinstance(reason, str) or not reason.strip():
+                    raise ValueError(f"[tool.shortcutgates.{table}]: entry {key!r} needs a reason (got {reason!r})")
+        for key in self.waivers:
+            if "[" not in key:
+                raise ValueError(f"[tool.shortcutgates.waivers]: {key!r} names a whole gate; a waiver names cases "
+                                 f"(e.g. \"{key}[test]\"), or every case with \"{key}[{ALL_CASES}]\"")
 
     def threshold_for(self, case: GateCase, default: float | None) -> float | None:
         """Threshold of a case: override by case id, else by gate name, else the registry default."""
@@ -231,8 +283,26 @@ class GateConfig:
         return "primary" if case.id in self.primary or case.gate in self.primary else default
 
     def waiver_for(self, case: GateCase) -> str | None:
-        """The waiver reason of a case (by id, else by gate name), or None."""
-        return self.waivers.get(case.id, self.waivers.get(case.gate))
+        """The waiver reason of a case (by id, else ``gate[all]``), or None."""
+        return self.waivers.get(case.id, self.waivers.get(f"{case.gate}[{ALL_CASES}]"))
+
+    def check_thresholds(self, gates: Mapping[str, "Gate"]) -> None:
+        """Refuse a threshold outside its gate's sane range (``Gate.sane``) that has no reason in
+        ``threshold_reasons`` (one ``ValueError`` line naming the key, the value and the range)."""
+        for key, value in self.thresholds.items():
+            sane = getattr(gates.get(key.split("[")[0]), "sane", None)
+            if sane is None or sane[0] <= value <= sane[1] or key in self.threshold_reasons:
+                continue
+            raise ValueError(f"[tool.shortcutgates.thresholds]: {key} = {value:g} lies outside the sane range "
+                             f"[{sane[0]:g}, {sane[1]:g}] of {key.split('[')[0]}; give the reason in "
+                             f"[tool.shortcutgates.threshold_reasons] (\"{key}\" = \"...\")")
+
+    def as_report(self) -> dict:
+        """The report's ``config`` block: level, thresholds, waivers and their reasons, input, primary."""
+        return {"level": self.level, "n_boot": self.n_boot, "seed": self.seed, "max_samples": self.max_samples,
+                "input": self.input, "thresholds": dict(self.thresholds), "threshold_reasons": dict(self.threshold_reasons),
+                "waivers": dict(self.waivers), "primary": list(self.primary), "boxes": list(self.boxes),
+                "theta_e_bins_arcsec": list(self.theta_e_bins_arcsec), "operating_threshold": self.operating_threshold}
 
     @classmethod
     def from_pyproject(cls, path: Path | None, gates: Collection[str] | None = None) -> "GateConfig":
@@ -264,7 +334,7 @@ class GateConfig:
                              f"(known: {', '.join(CONFIG_KEYS)})")
         kw = {}
         try:
-            for key in ("thresholds", "waivers"):
+            for key in ("thresholds", "waivers", "threshold_reasons"):
                 if key in table:
                     if not isinstance(table[key], Mapping):
                         raise TypeError(f"'{key}' must be a table")
@@ -280,6 +350,10 @@ class GateConfig:
                     kw[key] = _integer(table[key], key)
             if "level" in table:
                 kw["level"] = _number(table["level"], "level")
+            if "input" in table:
+                if not isinstance(table["input"], str):
+                    raise TypeError(f"'input' must be a string (got {table['input']!r})")
+                kw["input"] = table["input"]
             if "boxes" in table:
                 kw["boxes"] = tuple(_integer(b, "boxes") for b in table["boxes"])
             if "primary" in table:
@@ -288,6 +362,8 @@ class GateConfig:
                 for name in table["primary"]:
                     check_gate_name(name, gates)
                 kw["primary"] = tuple(table["primary"])
+            if "operating_threshold" in table:
+                kw["operating_threshold"] = _number(table["operating_threshold"], "operating_threshold")
             if "theta_e_bins_arcsec" in table:
                 kw["theta_e_bins_arcsec"] = tuple(_number(b, "theta_e_bins_arcsec") for b in table["theta_e_bins_arcsec"])
         except (TypeError, ValueError) as exc:

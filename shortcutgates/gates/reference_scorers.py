@@ -110,6 +110,83 @@ def core_reader(images: np.ndarray) -> np.ndarray:
     return region_peak(images, 0.0, R_CORE_PX, TOP_K["core"])
 
 
+ARC_BLIND_RADII_PX = (2.0, 3.0, 4.0, 5.0)
+"""Blind radii of the calibration's arc readers (:func:`arc_reader_blind_inside`). Unit: pixel."""
+
+
+def arc_reader_blind_inside(r_blind: float) -> Scorer:
+    """Arc reader blind inside ``r_blind`` px: asymmetric light at ``r_blind <= r < ARC_MAX_PX`` only."""
+    r_blind = float(r_blind)
+
+    def score(images: np.ndarray) -> np.ndarray:
+        return region_peak(images, r_blind, ARC_MAX_PX, TOP_K["arc"])
+
+    score.__name__ = f"arc_reader_blind{r_blind:g}"
+    return score
+
+
+RING_RADII_PX = (3.0, 16.0)
+"""Radii read by :func:`ring_reader` and :func:`flux_per_ring_reader` (inside 3 px the PSF-blurred LRG
+is itself a radial ridge). Unit: pixel."""
+RING_SIGMA_RAD = 0.5
+"""σ of the smoothing along the ring of :func:`ring_reader`. Unit: radian."""
+N_AZIMUTH = 128
+
+
+def _polar(x: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """(N, R, N_AZIMUTH) samples of the maps ``x`` (N, H, W) on circles of ``radii`` px (bilinear)."""
+    from scipy.ndimage import map_coordinates
+
+    n, h, w = x.shape
+    phi = np.arange(N_AZIMUTH) * 2 * np.pi / N_AZIMUTH
+    yy = h // 2 + radii[:, None] * np.sin(phi)[None]
+    xx = w // 2 + radii[:, None] * np.cos(phi)[None]
+    return np.stack([map_coordinates(m, [yy, xx], order=1, mode="nearest") for m in x])
+
+
+def normalised_light(images: np.ndarray) -> np.ndarray:
+    """Band-summed stamp in units of each band's outer-annulus noise, (N, H, W) (as :func:`asymmetric_light`)."""
+    images = np.asarray(images, np.float32)
+    median, mad = annulus_median_mad(images)
+    return ((images - median) / (MAD_TO_SIGMA * np.maximum(mad, 1e-12))).sum(axis=1) / np.sqrt(images.shape[1])
+
+
+def radial_ridge(images: np.ndarray) -> np.ndarray:
+    """(N, R, N_AZIMUTH) positive radial ridge ``max(−∂²x/∂r², 0)`` of the smoothed normalised light on the
+    circles ``r = 3 … 15`` px: rings and arcs are ridges in radius; a (convex) LRG profile is not."""
+    x = gaussian_filter(normalised_light(images), sigma=(0, SMOOTH_SIGMA_PX, SMOOTH_SIGMA_PX))
+    radii = np.arange(RING_RADII_PX[0] - 1, RING_RADII_PX[1] + 1)
+    p = _polar(x, radii)
+    return np.maximum(-(p[:, :-2] - 2 * p[:, 1:-1] + p[:, 2:]), 0.0)
+
+
+def ring_reader(images: np.ndarray) -> np.ndarray:
+    """Einstein-ring reader: the radial ridge smoothed along each circle (σ :data:`RING_SIGMA_RAD`), its
+    maximum. Rates light that is coherent along a ring — a full ring or an arc — and not its shape
+    across the ring; rates a smooth ring of an arc's flux as a lens (rightly)."""
+    from scipy.ndimage import gaussian_filter1d
+
+    ridge = radial_ridge(images)
+    smooth = gaussian_filter1d(ridge, RING_SIGMA_RAD * N_AZIMUTH / (2 * np.pi), axis=-1, mode="wrap")
+    return smooth.max(axis=(1, 2)).astype(np.float64)
+
+
+def flux_per_ring_reader(images: np.ndarray) -> np.ndarray:
+    """Flux-per-ring reader: the largest bump of the azimuthal-mean light profile between 3 and 15 px
+    (``−Δ²`` of the 1-px ring means). Depends on the flux per ring only: blind to where round the ring
+    the light lies (the proposal's "new shortcut" of a raw network)."""
+    from ..preprocess import ring_index
+
+    x = normalised_light(images)
+    n, h, w = x.shape
+    rings = ring_index(h, w).ravel()
+    counts = np.bincount(rings)
+    means = np.stack([np.bincount(rings, row.ravel().astype(np.float64)) / counts for row in x])
+    lo, hi = int(RING_RADII_PX[0]), int(RING_RADII_PX[1])
+    bump = -(means[:, lo - 1:hi - 1] - 2 * means[:, lo:hi] + means[:, lo + 1:hi + 1])
+    return bump.max(axis=1).astype(np.float64)
+
+
 def mixture_reader(lam: float) -> Scorer:
     """``lam · core_reader / CORE_RESPONSE + (1 − lam) · arc_reader / ARC_RESPONSE``, ``0 <= lam <= 1``."""
     lam = float(lam)

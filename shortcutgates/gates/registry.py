@@ -11,7 +11,9 @@ Contract (used by the pytest plugin, ``gate_tests/`` and ``shortcutgates gate``;
   ``at_most`` / ``at_least`` the threshold), ``equivalence`` (the claim is ``|value|`` within the
   margin, decided on the signed interval), ``chance`` (0.5 for AUCs), ``needs``, ``role``
   (``primary`` decides the run, ``reported`` is shown and never turns it red), ``cases`` (its case
-  generator) and ``measure``.
+  generator) and ``measure``; calibration facts: ``null`` (the true value on shortcut-free data),
+  ``counterfactual`` (kind, statistic) and ``calibrate_every_role``. :data:`DATA_ONLY_GATES`,
+  :data:`NULL_TRUTH`, :data:`COUNTERFACTUAL_GATES` and :data:`EVERY_ROLE_GATES` are read off the rows.
 * :func:`gate_cases` ``(context) -> list[GateCase]``: every row's cases for this data, model cases
   included whether or not a model was given (so "expected" can be counted against "run"); each
   case carries its role (the generator's, the row's, or ``primary`` where ``[tool.shortcutgates]
@@ -42,7 +44,7 @@ from .probes import ProbeError
 from .records import Gate, GateCase, GateConfig, GateResult, Verdict, check_gate_name
 
 __all__ = ["Direction", "Role", "Verdict", "Measurement", "Gate", "GateCase", "GateResult", "GateConfig",
-           "GateContext", "REGISTRY", "gate_cases", "run_case", "load_config", "primary_cases"]
+           "GateContext", "REGISTRY", "gate_cases", "run_case", "load_config"]
 
 DATA, MODEL = ("data",), ("data", "model")
 STRATA: tuple[str, ...] = ("theta_e", "psf", "depth")
@@ -57,14 +59,20 @@ def one_case(context: GateContext, gate: Gate) -> list[GateCase]:
     return [_case(gate)]
 
 
-def per_probe_split(context: GateContext, gate: Gate) -> list[GateCase]:
-    return [_case(gate, split=s) for s in context.probe_splits]
-
-
 def leakage_cases(context: GateContext, gate: Gate) -> list[GateCase]:
-    """Positives vs negatives within each probe split, then every pair of splits."""
-    return ([_case(gate, {"pair": "pos-neg"}, s) for s in context.probe_splits]
-            + [_case(gate, {"pair": f"{a}-{b}"}) for a, b in itertools.combinations(context.splits, 2)])
+    """Positives vs negatives within each probe split, then every pair of splits; with a checkpoint
+    that records its training manifest (another manifest than the gated one), every split against
+    the model's ``train`` split (``model_train``)."""
+    cases = ([_case(gate, {"pair": "pos-neg"}, s) for s in context.probe_splits]
+             + [_case(gate, {"pair": f"{a}-{b}"}) for a, b in itertools.combinations(context.splits, 2)])
+    trained = getattr(context, "training_manifest", None)
+    if trained is not None and not (isinstance(trained, Path) and trained.resolve() == context.data.resolve()):
+        cases += [_case(gate, {"pair": f"{s}-{MODEL_TRAIN}"}) for s in context.splits]
+    return cases
+
+
+MODEL_TRAIN = "model_train"
+"""Name of the checkpoint's training split in ``lrg_leakage`` case ids (``lrg_leakage[test-model_train]``)."""
 
 
 def shortcut_probe_role(context: GateContext, gate: Gate, split: str) -> str:
@@ -84,18 +92,24 @@ def training_split_primary(context: GateContext, gate: Gate) -> list[GateCase]:
     return [_case(gate, split=s, role=shortcut_probe_role(context, gate, s)) for s in context.probe_splits]
 
 
+def per_probe_split(context: GateContext, gate: Gate) -> list[GateCase]:
+    return [_case(gate, split=s) for s in context.probe_splits]
+
+
 def per_property(context: GateContext, gate: Gate) -> list[GateCase]:
     return [_case(gate, {"prop": p}, s) for s in context.probe_splits for p in context.property_columns]
 
 
 def _inputs(context: GateContext, refuses: tuple[str, ...] = ()) -> list[tuple[str, tuple[str, ...]]]:
-    """Probe inputs: ``raw_robust``, and the model's own input unless it is the same array or refused.
+    """Probe inputs: ``raw_robust``, ``config.input`` (``--input``) and the model's own input, each
+    once (an input that is the same array as an earlier one is not repeated) and none in ``refuses``.
 
     Without a model the model-input case is generated (and skipped), so "expected" counts it.
     """
-    out = [("raw_robust", DATA)]
+    out: list[tuple[str, tuple[str, ...]]] = [
+        (i, DATA) for i in dict.fromkeys(("raw_robust", context.config.input)) if i not in refuses]
     if context.has_model:
-        same = context.input_key("model") == "raw_robust"
+        same = context.input_key("model") in [i for i, _ in out]
         if not same and context.model_preprocess_name not in refuses:
             out.append(("model", MODEL))
     else:
@@ -103,10 +117,40 @@ def _inputs(context: GateContext, refuses: tuple[str, ...] = ()) -> list[tuple[s
     return out
 
 
+def _deciding(context: GateContext, gate: Gate, split: str, params: dict) -> str:
+    """Role of a core-probe case: the row's for the deciding input (the model's declared input, else
+    ``--input``) on the deciding split (:func:`shortcut_probe_role`) at the deciding θ_E range
+    (:func:`shortcutgates.gates.data_gates.core_theta_bins`); ``reported`` otherwise."""
+    role = shortcut_probe_role(context, gate, split)
+    if params["input"] == "model" and not context.has_model:
+        return "reported"  # generated to be counted; skipped without a model
+    if context.input_key(str(params["input"])) != context.deciding_input_key:
+        return "reported"
+    bins = dg.core_theta_bins(context, split, int(params["box"]))
+    if "theta_e" in params:
+        return role if bins.arc_in_box else "reported"
+    return "reported" if bins.arc_in_box else role
+
+
 def per_box_input(context: GateContext, gate: Gate) -> list[GateCase]:
-    """Per probe split, box and input; decided on ``train`` (:func:`shortcut_probe_role`)."""
-    return [_case(gate, {"box": b, "input": i}, s, needs, shortcut_probe_role(context, gate, s))
-            for s in context.probe_splits for b in context.config.boxes for i, needs in _inputs(context)]
+    """Per probe split, box and input: the all-θ_E case and, where some positives' arcs reach into the
+    box, one case per θ_E bin whose PSF-blurred arcs clear it
+    (:func:`shortcutgates.gates.data_gates.core_theta_bins`).
+
+    Decided (:func:`_deciding`) on ``train``, on the input the model reads (else ``--input``), on the
+    bins beyond the box when some positives' arcs reach into it (the all-θ_E value is then
+    reported with that reason), else on all θ_E.
+    """
+    cases = []
+    for s in context.probe_splits:
+        for b in context.config.boxes:
+            bins = dg.core_theta_bins(context, s, b)
+            for i, needs in _inputs(context):
+                per_bin = bins.decidable if bins.arc_in_box else []  # else the all-θ_E case decides
+                for params in [{"box": b, "input": i}] + [{"box": b, "input": i, "theta_e": label}
+                                                         for label in per_bin]:
+                    cases.append(_case(gate, params, s, needs, _deciding(context, gate, s, params)))
+    return cases
 
 
 def per_input(context: GateContext, gate: Gate) -> list[GateCase]:
@@ -114,9 +158,9 @@ def per_input(context: GateContext, gate: Gate) -> list[GateCase]:
 
 
 def per_input_model_reported(context: GateContext, gate: Gate) -> list[GateCase]:
-    """Like :func:`per_input`; the model-input case is reported: a sanity check of the data (are the
-    arcs there?) decides on ``raw_robust``, while what a preprocessing keeps of them is information."""
-    return [GateCase(c.gate, c.params, c.split, c.needs, "reported" if c.params["input"] == "model" else c.role)
+    """Like :func:`per_input`; only the ``raw_robust`` case decides: a sanity check of the data (are the
+    arcs there?), while what a preprocessing (the model's, ``--input``) keeps of them is information."""
+    return [GateCase(c.gate, c.params, c.split, c.needs, "reported" if c.params["input"] != "raw_robust" else c.role)
             for c in per_input(context, gate)]
 
 
@@ -150,56 +194,95 @@ def per_stratum(context: GateContext, gate: Gate) -> list[GateCase]:
 # --- the registry ------------------------------------------------------------------------------
 _ROWS = (
     Gate(name="data_integrity", metric="rows failing decode/shape/finite/normalisation checks",
-         threshold=0, direction="at_most", needs=DATA, role="primary", cases=one_case, measure=dg.data_integrity),
+         threshold=0, direction="at_most", needs=DATA, role="primary", cases=one_case, sane=(0, 0),
+         measure=dg.data_integrity,
+         remedy='fix or drop the rows it lists (file, row, column)'),
     Gate(name="lrg_leakage", metric="LRG identities shared by positives and negatives, or by two splits",
-         threshold=0, direction="at_most", needs=DATA, role="primary", cases=leakage_cases, measure=dg.lrg_leakage),
+         threshold=0, direction="at_most", needs=DATA, role="primary", cases=leakage_cases, sane=(0, 0),
+         measure=dg.lrg_leakage,
+         remedy='rebuild with `shortcutgates build` (LRG-disjoint splits)'),
     Gate(name="property_balance", metric="signed standardised mean difference of a property, positives − negatives",
          threshold=0.2, direction="at_most", equivalence=True, needs=DATA, role="reported", cases=per_property,
-         measure=dg.property_balance),
+         sane=(0.05, 0.5), measure=dg.property_balance, null=0.0,
+         remedy='build with --match COL,... on the unbalanced columns'),
     Gate(name="metadata_c2st_auc", metric="grouped-CV AUC predicting the label from property columns",
          threshold=0.60, direction="at_most", chance=0.5, needs=DATA, role="primary", cases=training_split_primary,
-         measure=dg.metadata_c2st_auc),
+         sane=(0.5, 0.75), measure=dg.metadata_c2st_auc, null=0.5, calibrate_every_role=True,
+         remedy='the classes differ in observing conditions: build with --match on them'),
+    Gate(name="metadata_c2st_gbm_auc", metric="grouped-CV AUC of gradient-boosted trees predicting the label from property columns",
+         threshold=0.60, direction="at_most", chance=0.5, needs=DATA, role="reported", cases=per_probe_split,
+         sane=(0.5, 0.75), measure=dg.metadata_c2st_gbm_auc, null=0.5,
+         remedy='the classes differ jointly in their properties: build with --match on them'),
     Gate(name="core_lr_auc", metric="grouped-CV logistic-regression AUC on the central box",
          threshold=0.65, direction="at_most", chance=0.5, needs=DATA, role="primary", cases=per_box_input,
-         measure=dg.core_lr_auc),
+         sane=(0.5, 0.75), measure=dg.core_lr_auc, null=0.5, calibrate_every_role=True,
+         remedy='the core alone separates the classes: train with --preprocess residual and/or --core-dropout'),
     Gate(name="radial_profile_lr_auc", metric="grouped-CV AUC on azimuthal-median profiles",
          threshold=None, direction="at_most", chance=0.5, needs=DATA, role="reported", cases=per_profile_input,
-         measure=dg.radial_profile_lr_auc),
+         measure=dg.radial_profile_lr_auc,
+         remedy="the arc's ring flux alone separates the classes on this input"),
     Gate(name="arc_annulus_lr_auc", metric="grouped-CV AUC on ring statistics of the arc annulus (sanity)",
          threshold=0.80, direction="at_least", chance=0.5, needs=DATA, role="primary", cases=per_input_model_reported,
-         measure=dg.arc_annulus_lr_auc),
+         sane=(0.6, 1.0), measure=dg.arc_annulus_lr_auc,
+         remedy='the injections are too faint or misplaced: check the injection pipeline'),
     Gate(name="detection_auroc", metric="model AUROC on a held-out split",
          threshold=0.80, direction="at_least", chance=0.5, needs=MODEL, role="primary", cases=held_out_splits,
-         measure=mg.detection_auroc),
+         sane=(0.6, 1.0), measure=mg.detection_auroc,
+         remedy='the model does not detect lenses well enough: train longer or on more LRGs'),
     Gate(name="memorisation_gap", metric="AUROC(train) − AUROC(val): in-sample advantage (LRG memorisation)",
          threshold=None, direction="at_most", needs=MODEL, role="reported", cases=memorisation_cases,
-         measure=mg.memorisation_gap),
+         measure=mg.memorisation_gap,
+         remedy='the model memorises LRGs: more LRGs, fewer injections per LRG'),
     Gate(name="cross_test_gap", metric="AUROC(test_paired) − AUROC(test), equivalent to 0 within the margin",
          threshold=0.05, direction="at_most", equivalence=True, needs=MODEL, role="reported", cases=one_case,
-         measure=mg.cross_test_gap),
-    Gate(name="arc_masked_auroc", metric="pairs with the arc taken out exactly (ctrl + lensed light at r < 5 px) vs the bare controls",
-         threshold=0.60, direction="at_most", needs=MODEL, role="primary", cases=mg.theta_bin_cases,
-         measure=mg.arc_masked_auroc),
-    Gate(name="core_masked_auroc_drop", metric="paired detection AUROC lost with the core part taken out (ctrl + lensed light at r >= 5 px)",
+         sane=(0.01, 0.1), measure=mg.cross_test_gap, calibrate_every_role=True,
+         remedy='the model scores paired and unpaired data differently: see the perturbation gates'),
+    Gate(name="arc_masked_auroc", metric="arc taken out by lensing (ctrl + counter-image light): share flagged at the operating threshold over the lenses' share (AUROC vs controls reported)",
+         threshold=0.50, direction="at_most", needs=MODEL, role="primary", cases=mg.theta_bin_cases,
+         sane=(0.25, 0.75), measure=mg.arc_masked_auroc, counterfactual=("core_only", "flag_ratio"),
+         calibrate_every_role=True,
+         remedy='the model reads the core: train with --preprocess residual or --core-dropout'),
+    Gate(name="core_masked_auroc_drop", metric="paired detection AUROC lost with the counter-image taken out by lensing (ctrl + arc light)",
          threshold=0.05, direction="at_most", needs=MODEL, role="primary", cases=mg.theta_bin_cases,
-         measure=mg.core_masked_auroc_drop),
+         sane=(0.0, 0.15), measure=mg.core_masked_auroc_drop, counterfactual=("arc_only", "drop"),
+         calibrate_every_role=True,
+         remedy='the model depends on the counter-image in the core: residual input or core dropout'),
     Gate(name="arc_swap_auroc_drop", metric="paired detection AUROC lost with each arc moved onto another LRG's control",
          threshold=0.05, direction="at_most", needs=MODEL, role="primary", cases=mg.theta_bin_cases,
-         measure=mg.arc_swap_auroc_drop),
-    Gate(name="morphology_auroc", metric="pairs vs the same pairs with the arc part averaged round its 1-px rings (core kept)",
-         threshold=0.75, direction="at_least", needs=MODEL, role="primary", cases=mg.theta_bin_cases,
-         measure=mg.morphology_auroc),
+         sane=(0.0, 0.15), measure=mg.arc_swap_auroc_drop, counterfactual=("swapped", "drop"),
+         calibrate_every_role=True,
+         remedy='the model relies on the host LRG, not the arc'),
+    Gate(name="morphology_auroc", metric="pairs vs the same pairs with the arc cut into PSF-sized patches shuffled round its rings (counter-image kept)",
+         threshold=0.75, direction="at_least", needs=MODEL, role="reported", cases=mg.theta_bin_cases,
+         sane=(0.6, 1.0), measure=mg.morphology_auroc, counterfactual=("scrambled", "auroc_vs_stamp"),
+         calibrate_every_role=True,
+         remedy='the model does not use arc morphology: train with --preprocess residual'),
     Gate(name="stratified_auroc", metric="model AUROC by bins of theta_E, PSF, depth (worst bin)",
          threshold=None, direction="at_least", chance=0.5, needs=MODEL, role="reported", cases=per_stratum,
-         measure=mg.stratified_auroc),
+         measure=mg.stratified_auroc,
+         remedy='a population the model fails: more training data in that bin'),
 )
 REGISTRY: dict[str, Gate] = {g.name: g for g in _ROWS}
 """Every gate, by name (``docs/design.md#gates``)."""
 
+DATA_ONLY_GATES: frozenset[str] = frozenset(g.name for g in _ROWS if g.data_only)
+"""Gates measured on the data alone (except their ``input=model`` cases)."""
+NULL_TRUTH: dict[str, float] = {g.name: g.null for g in _ROWS if g.null is not None}
+"""True values on shortcut-free data, by gate (the calibration's analytic coverage truth)."""
+COUNTERFACTUAL_GATES: dict[str, tuple[str, str]] = {g.name: g.counterfactual for g in _ROWS if g.counterfactual}
+"""Paired counterfactual model gates: gate -> (counterfactual, statistic)."""
+EVERY_ROLE_GATES: tuple[str, ...] = tuple(g.name for g in _ROWS if g.calibrate_every_role)
+"""Gates the full calibration profile records in every role."""
 
-def load_config(path: Path | None) -> GateConfig:
-    """``[tool.shortcutgates]`` of a ``pyproject.toml`` (defaults without one); unknown gates are refused."""
-    return GateConfig.from_pyproject(path, gates=REGISTRY)
+
+def load_config(path: Path | None, *, input: str | None = None) -> GateConfig:
+    """``[tool.shortcutgates]`` of a ``pyproject.toml`` (defaults without one); unknown gates are refused.
+
+    ``input`` (the ``--input`` option) overrides the table's ``input`` when given.
+    """
+    config = GateConfig.from_pyproject(path, gates=REGISTRY)
+    config.check_thresholds(REGISTRY)
+    return config if input is None else replace(config, input=input)
 
 
 def gate_cases(context: GateContext) -> list[GateCase]:
@@ -212,13 +295,9 @@ def gate_cases(context: GateContext) -> list[GateCase]:
             check_gate_name(name, REGISTRY)
         except TypeError as exc:
             raise ValueError(f"[tool.shortcutgates.thresholds]: {exc}") from None
+    context.config.check_thresholds(REGISTRY)
     cases = [case for gate in REGISTRY.values() for case in gate.cases(context, gate)]
     return [replace(c, role=context.config.role_for(c, c.role or REGISTRY[c.gate].role)) for c in cases]
-
-
-def primary_cases(cases: list[GateCase]) -> list[GateCase]:
-    """The cases that decide the run."""
-    return [c for c in cases if c.role == "primary"]
 
 
 def run_case(context: GateContext, case: GateCase) -> GateResult:

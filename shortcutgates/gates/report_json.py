@@ -13,6 +13,9 @@ The schema is fixed because CI scripts parse it::
      "summary": {"expected", "run", "pass", "fail", "inconclusive", "error", "skipped", "reported",
                  "waived", "primary", "primary_failing", "green"}}
 
+The report also carries ``config`` (``level``, thresholds, waivers, threshold reasons, ``input``,
+``primary``: what the verdicts were decided with). A gate entry also carries ``established`` (the whole interval on the bad side of the claim: red in
+every role) and the summary ``reported_established`` (reported cases that turned the run red).
 ``direction`` is the claim a pass makes: ``"max"`` = the value is at most the threshold, ``"min"`` =
 at least. ``role`` ``"primary"`` cases decide the run (``summary.green``); ``"reported"`` cases are
 shown and never turn it red. Version 2 added ``role``, the verdict ``"reported"`` (a row without a
@@ -31,47 +34,41 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, get_args
 
 
 from ..io import jsonable, write_bytes_atomic
-from .records import REPORT_KEYS
+from .records import REPORT_KEYS, ReportDirection, Role, Verdict
+from .suite import is_red, role
 
 SCHEMA = "shortcutgates.report/2"
 """Value of the report's ``schema`` key."""
 SCHEMA_V1 = "shortcutgates.report/1"
 """The previous version, read by :func:`read_report` (upgraded in memory)."""
 
-VERDICTS: tuple[str, ...] = ("pass", "fail", "inconclusive", "error", "skipped", "reported")
-DIRECTIONS: tuple[str, ...] = ("max", "min")
-ROLES: tuple[str, ...] = ("primary", "reported")
+VERDICTS: tuple[str, ...] = get_args(Verdict)
+DIRECTIONS: tuple[str, ...] = get_args(ReportDirection)
+ROLES: tuple[str, ...] = get_args(Role)
 GATE_KEYS: tuple[str, ...] = REPORT_KEYS
 """Keys every gate entry carries."""
-FAILING: tuple[str, ...] = ("fail", "inconclusive", "error")
-"""Verdicts of a primary case that turn the run red (unless waived)."""
 
 
-def is_red(gate: Mapping) -> bool:
-    """Whether a gate entry turns the run red: a primary case, not waived, neither passed nor skipped
-    (the pytest outcome of :func:`shortcutgates.plugin.check_record`)."""
-    return (not gate.get("waiver") and gate.get("role", "primary") == "primary"
-            and gate["verdict"] not in ("pass", "skipped"))
-
-
-def summarize(gates: Iterable[Mapping]) -> dict:
+def summarise(gates: Iterable[Mapping]) -> dict:
     """Counts of gate entries by verdict, ``expected`` (all), ``run`` (not skipped), ``waived``; the
-    primary cases, how many of them fail the run (fail / inconclusive / error, not waived) and
-    ``green`` (none does)."""
+    primary cases, how many of them fail the run (:func:`.suite.is_red`) and ``green`` (none does)."""
     gates = list(gates)
     counts = {v: sum(g["verdict"] == v for g in gates) for v in VERDICTS}
-    primary = [g for g in gates if g.get("role", "primary") == "primary"]
+    primary = [g for g in gates if role(g) == "primary"]
     failing = sum(map(is_red, primary))
+    established = sum(is_red(g) for g in gates if g.get("role", "primary") != "primary")
     return {"expected": len(gates), "run": len(gates) - counts["skipped"], **counts,
             "waived": sum(bool(g.get("waiver")) for g in gates), "primary": len(primary),
-            "primary_failing": failing, "green": failing == 0}
+            "primary_failing": failing, "reported_established": established,
+            "green": failing + established == 0}
 
 
-def build_report(gates: Iterable[Mapping], *, data: Mapping, model: Mapping | None) -> dict:
+def build_report(gates: Iterable[Mapping], *, data: Mapping, model: Mapping | None,
+                 config: Mapping | None = None) -> dict:
     """Assemble and validate a report.
 
     Parameters
@@ -83,6 +80,9 @@ def build_report(gates: Iterable[Mapping], *, data: Mapping, model: Mapping | No
         Description of the dataset (path, rows, splits, sha256 ...).
     model : mapping or None
         Description of the checkpoint, or None when no ``--model`` was given.
+    config : mapping, optional
+        The suite's settings (``GateConfig.as_report()``: ``level``, thresholds, waivers and the
+        reasons for thresholds outside their sane range, ``input``, ``primary``), written as ``config``.
 
     Returns
     -------
@@ -91,7 +91,9 @@ def build_report(gates: Iterable[Mapping], *, data: Mapping, model: Mapping | No
     """
     gates = [jsonable(g) for g in gates]
     report = {"schema": SCHEMA, "model": None if model is None else jsonable(model), "data": jsonable(data),
-              "gates": gates, "summary": summarize(gates)}
+              "gates": gates, "summary": summarise(gates)}
+    if config is not None:
+        report["config"] = jsonable(config)
     validate_report(report)
     return report
 
@@ -155,7 +157,7 @@ def upgrade_v1(report: Mapping) -> dict:
         if reported and gate.get("verdict") == "pass":
             gate["verdict"] = "reported"
         gates.append(gate)
-    return {**report, "schema": SCHEMA, "gates": gates, "summary": summarize(gates)}
+    return {**report, "schema": SCHEMA, "gates": gates, "summary": summarise(gates)}
 
 
 def read_report(path) -> dict:

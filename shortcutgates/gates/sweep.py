@@ -4,12 +4,13 @@ The manifest is read and sampled once and every data-only case is measured once;
 runs only its model cases on a context that shares the decoded samples, the preprocessed inputs of
 named modes and the memoised probe results (:meth:`GateContext.with_scorer`). Written into
 ``out``: one JSON report per model (``<name>.json``, schema of :mod:`.report_json`), ``summary.csv``
-(one row per model: verdict, counts, every primary model case's value) and
+(one row per model: verdict, counts, ``first_failing`` — the first red model case, else the first red
+data case — ``first_failing_data``, every primary model case's value) and
 ``gates_by_model.png`` (each primary model case's value and interval across the models, in the
 order given, e.g. by epoch: does the shortcut appear early?).
 
 A model is red when a primary case fails, errs or is inconclusive and is not waived — the same
-rule as the pytest suite (:func:`shortcutgates.plugin.check_record`); in strict mode an expected
+rule as the pytest suite (:func:`shortcutgates.gates.suite.outcome`); in strict mode an expected
 case that did not run also makes it red. Exit status 1 if any model is red, else 0.
 """
 
@@ -21,24 +22,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .not_run import strict_failure
+from .registry import DATA_ONLY_GATES
+from .suite import is_red, role, run_suite
+
+INPUT_DECIDED = frozenset({"core_lr_auc"})
+"""Data gates whose role and decision follow the model's input (``docs/design.md#verdict-rule``): re-run
+per model (their probe fits are memoised on the shared data, so only the decision is redone)."""
+
 SUMMARY_FILE = "summary.csv"
 FIGURE_FILE = "gates_by_model.png"
-
-
-def is_red(record: dict) -> bool:
-    """The record turns a run red (failing primary verdict, not waived), by the suite's own rule."""
-    from ..plugin import is_red_record
-
-    return is_red_record(record)
-
-
-def case_record(context, case) -> dict:
-    """One case's report record, with its waiver (as the plugin writes it)."""
-    from .registry import run_case
-
-    record = run_case(context, case).to_json()
-    record["waiver"] = context.config.waiver_for(case)
-    return record
 
 
 def report_names(models: list[Path]) -> list[str]:
@@ -51,13 +44,13 @@ def report_names(models: list[Path]) -> list[str]:
 
 def summary_row(name: str, path: Path, records: list[dict], strict: bool) -> dict:
     """One row of ``summary.csv``: verdict, counts, and every primary model case's value."""
-    from ..plugin import strict_failure
-
     red = [r["id"] for r in records if is_red(r)]
+    red_model = [r["id"] for r in records if is_red(r) and _is_model_case(r)]
     not_run = strict_failure(records) if strict else None
     row = {"model": name, "path": str(path), "verdict": "RED" if red or not_run else "GREEN",
            "failing": len(red), "not_run": sum(r["verdict"] == "skipped" for r in records),
-           "first_failing": red[0] if red else ""}
+           "first_failing": (red_model or red or [""])[0], "first_failing_data": next(
+               (i for i in red if i not in red_model), "")}
     for r in model_primary(records):
         row[r["id"]] = r["value"]
     return row
@@ -65,7 +58,7 @@ def summary_row(name: str, path: Path, records: list[dict], strict: bool) -> dic
 
 def model_primary(records: list[dict]) -> list[dict]:
     """Records of primary cases that need the model (the ones that change from model to model)."""
-    return [r for r in records if r.get("role", "primary") == "primary" and r["threshold"] is not None
+    return [r for r in records if role(r) == "primary" and r["threshold"] is not None
             and _is_model_case(r)]
 
 
@@ -74,9 +67,6 @@ def _is_model_case(record: dict) -> bool:
     return record["gate"] not in DATA_ONLY_GATES or params.get("input") == "model"
 
 
-DATA_ONLY_GATES = frozenset({"data_integrity", "lrg_leakage", "property_balance", "metadata_c2st_auc", "core_lr_auc",
-                             "radial_profile_lr_auc", "arc_annulus_lr_auc"})
-"""Gates measured on the data alone (except their ``input=model`` cases)."""
 
 
 def plot_by_model(table: pd.DataFrame, records_by_model: dict[str, list[dict]], path: Path) -> Path | None:
@@ -96,15 +86,19 @@ def plot_by_model(table: pd.DataFrame, records_by_model: dict[str, list[dict]], 
     nrows = math.ceil(len(ids) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.6 * nrows), squeeze=False, sharex=True)
     x = np.arange(len(names))
+    shown: dict = {}
     for ax, case_id in zip(axes.flat, ids):
         recs = [{r["id"]: r for r in records_by_model[n]}.get(case_id) for n in names]
         value = np.array([np.nan if r is None or r["value"] is None else r["value"] for r in recs], float)
         ci = np.array([[np.nan, np.nan] if r is None or not r["ci"] or None in r["ci"] else r["ci"] for r in recs], float)
-        red = np.array([r is not None and is_red(r) for r in recs])
+        verdicts = np.array([_verdict_key(r) for r in recs], object)
         err = np.abs(np.vstack([value - ci[:, 0], ci[:, 1] - value]))
         ax.errorbar(x, value, yerr=np.nan_to_num(err), fmt="-", color="0.6", lw=1, capsize=2, zorder=1)
-        ax.scatter(x[~red], value[~red], color="tab:blue", s=18, zorder=2, label="passes")
-        ax.scatter(x[red], value[red], color="tab:red", s=18, zorder=2, label="fails")
+        for key, (colour, label) in VERDICT_STYLE.items():
+            sel = verdicts == key
+            if sel.any():
+                ax.scatter(x[sel], value[sel], color=colour, s=18, zorder=2, label=label)
+                shown[key] = (colour, label)
         if np.isnan(value).all():
             reasons = sorted({r["verdict"] for r in recs if r is not None})
             ax.text(0.5, 0.5, f"no value ({', '.join(reasons)})", transform=ax.transAxes, ha="center", fontsize=8)
@@ -117,11 +111,28 @@ def plot_by_model(table: pd.DataFrame, records_by_model: dict[str, list[dict]], 
         ax.set_visible(False)
     for ax in axes[-1]:
         ax.set_xticks(x, names, rotation=60, ha="right", fontsize=6)
-    fig.suptitle("primary model gates by model (95% LRG-bootstrap interval; dashed: threshold; red: fails)", fontsize=9)
-    fig.tight_layout()
+    fig.suptitle("primary model gates by model (95% LRG-bootstrap interval; dashed: threshold)", fontsize=9)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], ls="", marker="o", color=c, label=label) for c, label in shown.values()]
+    fig.tight_layout(rect=(0, 0.06 if handles else 0, 1, 1))
+    if handles:
+        fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7, frameon=False)
     write_png(fig, path, dpi=120)
     plt.close(fig)
     return path
+
+
+VERDICT_STYLE = {"pass": ("tab:blue", "passes"), "fail": ("tab:red", "fails"),
+                 "inconclusive": ("tab:orange", "inconclusive (interval crosses the threshold)"),
+                 "error": ("tab:purple", "error (cannot measure)"), "waived": ("0.5", "waived")}
+"""Point colour and legend label of each verdict in the by-model figure (the legend lists those drawn)."""
+
+
+def _verdict_key(record: dict | None) -> str | None:
+    if record is None or record["verdict"] not in VERDICT_STYLE:
+        return None
+    return "waived" if record.get("waiver") and record["verdict"] != "pass" else record["verdict"]
 
 
 def _data_for(data, models: list[Path]) -> Path:
@@ -137,8 +148,14 @@ def _data_for(data, models: list[Path]) -> Path:
 
 
 def gate_many(data, models: list[Path], out: Path, *, config_path=None, strict: bool = True,
-              progress: bool = True) -> int:
-    """Gate every model in ``models`` on ``data``; write reports, table and figure to ``out``; exit status."""
+              progress: bool = True, data_root=None, cache_dir=None, reuse_cache: bool = True,
+              input: str | None = None) -> int:
+    """Gate every model in ``models`` on ``data``; write reports, table and figure to ``out``; exit status.
+
+    Data cases come from the data-gate cache (:mod:`.cache`, in ``cache_dir`` or the default) when
+    its entry for this manifest and these settings holds them; ``reuse_cache=False`` measures them
+    again. Fresh data records are stored in the entry.
+    """
     from tqdm.auto import tqdm
 
     from ..io import write_bytes_atomic
@@ -148,10 +165,11 @@ def gate_many(data, models: list[Path], out: Path, *, config_path=None, strict: 
     from .report_json import build_report, write_report
 
     models = [Path(m) for m in models]
-    base = GateContext(_data_for(data, models), config=load_config(config_path), progress=False)
+    base = GateContext(_data_for(data, models), config=load_config(config_path, input=input), progress=False,
+                       data_root=data_root)
     cases = gate_cases(base)
     data_cases = [c for c in cases if "model" not in c.needs]
-    data_records = {c.id: case_record(base, c) for c in tqdm(data_cases, desc="data gates", disable=not progress)}
+    data_records = _data_records(base, data_cases, cache_dir, reuse_cache, progress)
     shape = decode_rows(base.frame.iloc[:1]).shape if len(base.frame) else None
     names, rows, by_model = report_names(models), [], {}
     cache = PreprocessCache()  # every model sees the same stamps: preprocess each batch once
@@ -160,9 +178,17 @@ def gate_many(data, models: list[Path], out: Path, *, config_path=None, strict: 
         scorer = load_scorer(path, cache)
         if scorer.contract is not None and shape is not None:
             scorer.contract.check_stamp(shape, str(path))
-        context = base.with_scorer(scorer.score_fn, scorer.preprocess, path)
-        records = [data_records.get(c.id) or case_record(context, c) for c in cases]
-        report = build_report(records, data=base.data_info, model={**(context.model_info or {}), **scorer.info})
+        context = base.with_scorer(scorer.score_fn, scorer.preprocess, path)  # type: ignore[arg-type]  # Scorer.preprocess: object
+        model_cases = gate_cases(context)  # roles of the input-decided probes follow this model's input
+
+        def shared(case) -> bool:
+            return case.id in data_records and case.gate not in INPUT_DECIDED
+
+        model_records = {run.case.id: run.record() for run in run_suite(
+            context, lambda c: not shared(c), cases=model_cases)}
+        records = [data_records[c.id] if shared(c) else model_records[c.id] for c in model_cases]
+        report = build_report(records, data=base.data_info, model={**(context.model_info or {}), **scorer.info},
+                              config=base.config.as_report())
         write_report(out / f"{name}.json", report)
         by_model[name] = report["gates"]
         rows.append(summary_row(name, path, report["gates"], strict))
@@ -171,6 +197,31 @@ def gate_many(data, models: list[Path], out: Path, *, config_path=None, strict: 
     plot_by_model(table, by_model, out / FIGURE_FILE)
     _print_table(table, out)
     return int((table["verdict"] == "RED").any())
+
+
+def _data_records(context, cases, cache_dir, reuse_cache: bool, progress: bool) -> dict[str, dict]:
+    """Case id -> record of every data case: from the cache entry, else measured (and stored)."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    from .cache import open_cache
+
+    cache = open_cache(context, cache_dir, notify=lambda line: print(line, file=sys.stderr))
+    if not reuse_cache:
+        cache.records.clear()
+    records = {}
+    for case in tqdm(cases, desc="data gates", disable=not progress):
+        stored = cache.get(case)
+        if stored is None:
+            run = next(run_suite(context, cases=[case]))
+            records[case.id] = run.record()
+            cache.put(case, {k: v for k, v in records[case.id].items() if k != "waiver"})
+        else:
+            records[case.id] = {**stored, "waiver": context.config.waiver_for(case)}
+    cache.save()
+    print(f"gate cache: {cache.n_reused} of {len(cases)} data cases reused; entry {cache.path}", file=sys.stderr)
+    return records
 
 
 def _print_table(table: pd.DataFrame, out: Path) -> None:

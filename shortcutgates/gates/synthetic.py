@@ -65,7 +65,48 @@ class ToySpec(NamedTuple):
     positive_lrg_boost: float = 1.0
     """LRG flux factor of the positive pool of unpaired splits (a planted selection bias that a
     model can learn from unpaired data and that does not carry over to ``test_paired``)."""
+    lensed: bool = False
+    """Arcs by lensing (SIE + shear, a Sérsic source 0.3–0.8 θ_E off the axis, counter-images included,
+    blurred by a Moffat of ``psfsize_r``), with the full injection truth and ``psf_fwhm_used_g/r/z``
+    columns, as the counterfactual model gates need (:func:`lensed_arc`); else a ring segment."""
     seed: int = 0
+
+
+def draw_lens_truth(rng: np.random.Generator, theta_e: float, phi: float) -> dict:
+    """Injection truth of a toy lens: SIE (e 0.05–0.3) + shear (< 0.05), a Sérsic source (R_e 0.1–0.3″,
+    n 0.7–1.5) at 0.3–0.8 θ_E from the axis in direction ``phi`` (the arc forms on that side)."""
+    beta = rng.uniform(0.3, 0.8) * theta_e
+    return {"theta_e_arcsec": theta_e, "lens_e": rng.uniform(0.05, 0.3), "lens_phi_rad": rng.uniform(0, np.pi),
+            "shear": rng.uniform(0, 0.05), "shear_phi_rad": rng.uniform(0, np.pi),
+            "src_x_arcsec": beta * np.cos(phi), "src_y_arcsec": beta * np.sin(phi),
+            "src_reff_arcsec": rng.uniform(0.1, 0.3), "src_n": rng.uniform(0.7, 1.5), "src_q": rng.uniform(0.6, 1.0),
+            "src_phi_rad": rng.uniform(0, np.pi)}
+
+
+def lensed_arcs(size: int, truth: pd.DataFrame, fwhm_arcsec: np.ndarray, flux: float) -> np.ndarray:
+    """Noise-free lensed light of each row of ``truth`` (all images), (N, 3, size, size): total r flux
+    ``flux``, blurred by a Moffat (β = 3.5) of ``fwhm_arcsec`` (N,), colours :data:`ARC_COLOUR`.
+    Rendered by :func:`~shortcutgates.gates.perturb.lensed_regions` (a toy: the split is exact on it; the
+    simulator's own renderer is the split's oracle in the tests)."""
+    from scipy.signal import fftconvolve
+
+    from ..simulate.kernels import moffat_kernel
+    from .perturb import lensed_regions
+
+    pad, out = 16, np.zeros((len(truth), 3, size, size), np.float32)
+    for start in range(0, len(truth), 64):
+        part = truth.iloc[start:start + 64]
+        light = lensed_regions(part, (size, size), pad)[0]
+        kernels = np.stack([moffat_kernel(f / PIXEL_SCALE_ARCSEC, 3.5, radius=16)
+                            for f in np.asarray(fwhm_arcsec)[start:start + 64]])
+        image = fftconvolve(light, kernels, mode="valid", axes=(-2, -1)) * flux
+        out[start:start + 64] = ARC_COLOUR[None, :, None, None] * image[:, None]
+    return out
+
+
+def lensed_arc(size: int, truth: dict, fwhm_arcsec: float, flux: float) -> np.ndarray:
+    """One lensed arc (:func:`lensed_arcs`), (3, size, size)."""
+    return lensed_arcs(size, pd.DataFrame([truth]), np.array([fwhm_arcsec]), flux)[0]
 
 
 def _gauss(r2: np.ndarray, sigma: float) -> np.ndarray:
@@ -126,16 +167,31 @@ def make_rows(spec: ToySpec) -> pd.DataFrame:
             for _ in range(spec.positives_per_lrg):
                 theta = rng.uniform(*spec.theta_e_arcsec)
                 phi = rng.uniform(-np.pi, np.pi)
-                stamp = control + arc_stamp(spec.size, theta / PIXEL_SCALE_ARCSEC, phi, spec.arc_extent, spec.arc_flux)
+                truth = {"theta_e_arcsec": theta}
+                if spec.lensed:  # the lensed light is added below, all arcs in one batch
+                    truth = draw_lens_truth(rng, theta, phi)
+                    truth.update({f"psf_fwhm_used_{b}": props["psfsize_r"] for b in "grz"})
+                    stamp = control.copy()
+                else:
+                    stamp = control + arc_stamp(spec.size, theta / PIXEL_SCALE_ARCSEC, phi, spec.arc_extent,
+                                                spec.arc_flux)
                 if spec.core_fraction:
                     stamp = stamp + counter_image(spec.size, rng.uniform(1.0, 2.0), phi + np.pi,
                                                   spec.core_fraction * peak)
-                rows.append({**base, "label": 1, "image": stamp, "theta_e_arcsec": theta, **props})
+                rows.append({**base, "label": 1, "image": stamp, **truth, **props})
         if not is_positive or paired_lrg:
             neg_props = dict(props, psfsize_r=props["psfsize_r"] + spec.psf_shift)
             copies = spec.positives_per_lrg if paired_lrg else 1
+            neg_props.update({f"psf_fwhm_used_{b}": props["psfsize_r"] for b in "grz"} if spec.lensed else {})
             rows += [{**base, "label": 0, "image": control, "theta_e_arcsec": np.nan, **neg_props}] * copies
     frame = pd.DataFrame(rows)
+    if spec.lensed:
+        pos = np.flatnonzero(frame["label"].to_numpy() == 1)
+        arcs = lensed_arcs(spec.size, frame.iloc[pos], frame["psfsize_r"].to_numpy()[pos], spec.arc_flux)
+        images = list(frame["image"])
+        for k, row in enumerate(pos):
+            images[row] = images[row] + arcs[k]
+        frame["image"] = images
     frame["image_npz"] = [encode_stamp(im) for im in frame.pop("image")]
     frame["label"] = frame["label"].astype(np.int8)
     return frame
@@ -191,7 +247,6 @@ def ring_morphology_score(raw: np.ndarray, r_in: float = 7.5, r_out: float = 14.
 
     band = np.asarray(raw, np.float32)[:, 1]
     n, h, w = band.shape
-    c = h // 2
     # rot180 about pixel (c, c): index i -> 2c - i, valid for 1..2c
     core = band[:, 1:, 1:]
     anti = core - core[:, ::-1, ::-1]

@@ -26,6 +26,12 @@ def _positive(text: str) -> int:
     return value
 
 
+def _workers(text: str) -> int:
+    from ..parallel import parse_workers
+
+    return parse_workers(text)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="output directory (must not exist or be empty); gets train/ val/ test/")
@@ -41,16 +47,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="source light: Sérsic profiles, the shipped Hubble Deep Field galaxy "
                              "library, or a library path (a directory of .npz/.fits stamps, a library "
                              ".npz, or a GalSim COSMOS catalogue .fits). Default: %(default)s")
+    parser.add_argument("--workers", type=_workers, default=None, metavar="N",
+                        help="processes rendering LRGs; the output is the same bytes for any N. "
+                             "Default: every core this process may use")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..parallel import available_cores
     from .generator import simulate_paired
 
     summary = simulate_paired(args.out, args.n_lrgs, args.seed, stamp_size=args.stamp_size,
                               injections_per_lrg=args.injections_per_lrg,
                               rows_per_file=args.rows_per_file, progress=not args.no_progress,
-                              sources=args.sources)
+                              sources=args.sources, workers=args.workers or available_cores())
     per_split = ", ".join(f"{k} {v}" for k, v in summary.rows_per_split.items())
     print(f"wrote {summary.n_rows} rows ({per_split}) from {summary.n_lrgs} LRGs to "
           f"{summary.out_dir} in {summary.seconds:.1f} s")

@@ -218,7 +218,10 @@ def lrg_rows(index: int, seed: int, ra: float, dec: float, *, stamp_size: int, n
             "stamp_npz": encode_stamp(ctrl + arc),
             "theta_e_arcsec": inj.theta_e, "src_x_arcsec": inj.src_x, "src_y_arcsec": inj.src_y,
             "src_reff_arcsec": inj.src_reff, "src_dmag": inj.dmag, "lens_e": inj.lens_e,
-            "lens_phi_rad": inj.lens_phi, "shear": inj.shear,
+            "lens_phi_rad": inj.lens_phi, "shear": inj.shear, "shear_phi_rad": inj.shear_phi,
+            # a library galaxy is no Sérsic: its index and axis ratio are unknown (NaN)
+            "src_n": inj.src_n if library is None else np.nan, "src_q": inj.src_q if library is None else np.nan,
+            "src_phi_rad": inj.src_phi,
             "arc_snr": arc_snr(arc[1], var_r, cond.sky_sigma[1]), "magnification": mu,
         })
     return rows
@@ -238,6 +241,7 @@ COLUMNS: tuple[str, ...] = (
     "ra", "dec", "stamp_npz", "ctrl_stamp_npz",
     "theta_e_arcsec", "src_x_arcsec", "src_y_arcsec", "src_reff_arcsec", "src_dmag", "lens_e",
     "lens_phi_rad", "shear", "arc_snr", "magnification",
+    "shear_phi_rad", "src_n", "src_q", "src_phi_rad",
     "psf_fwhm_used_g", "psf_fwhm_used_r", "psf_fwhm_used_z", "psfsize_r", "psfdepth_r", "ebv",
     "psf_bin", "depth_bin",
     "brickname", "task_id", "cutout_ok",
@@ -301,8 +305,21 @@ def _with_metadata(frame: pd.DataFrame, meta: dict):
                                           METADATA_KEY: json.dumps(meta, sort_keys=True, default=str)})
 
 
-def iter_lrg_rows(n_lrgs, seed, *, stamp_size, injections_per_lrg, progress, options):
-    """Yield ``(split, rows)`` per LRG in index order (see :func:`simulate_frame`)."""
+def _lrg_task(task: tuple) -> list[dict]:
+    """:func:`lrg_rows` of one ``(index, seed, ra, dec, stamp_size, n_range, cfg)`` (a worker's task)."""
+    index, seed, ra, dec, stamp_size, n_range, cfg = task
+    return lrg_rows(index, seed, ra, dec, stamp_size=stamp_size, n_range=n_range, cfg=cfg)
+
+
+def iter_lrg_rows(n_lrgs, seed, *, stamp_size, injections_per_lrg, progress, options, workers: int = 1):
+    """Yield ``(split, rows)`` per LRG in index order (see :func:`simulate_frame`).
+
+    ``workers`` > 1 renders LRGs in that many processes (:func:`shortcutgates.parallel.ordered_map`);
+    every LRG has its own random stream and the rows come back in index order, so the output is the
+    same for any ``workers``. One progress bar counts the LRGs of all workers.
+    """
+    from ..parallel import ordered_map
+
     n_lrgs, stamp_size, n_range = _check_args(n_lrgs, stamp_size, injections_per_lrg)
     cfg = PopulationConfig(**options)
     if cfg.source_size not in ("prior", "native"):
@@ -311,10 +328,9 @@ def iter_lrg_rows(n_lrgs, seed, *, stamp_size, injections_per_lrg, progress, opt
         load_library(cfg.sources)  # a bad library fails here, before any work
     pos = sky_positions(n_lrgs, np.random.default_rng([seed, 0]))
     splits = split_assignment(n_lrgs, seed)
-    with _progress(n_lrgs, progress, "simulate") as bar:
-        for i in range(n_lrgs):
-            rows = lrg_rows(i, seed, pos.ra[i], pos.dec[i], stamp_size=stamp_size, n_range=n_range,
-                            cfg=cfg)
+    tasks = ((i, seed, float(pos.ra[i]), float(pos.dec[i]), stamp_size, n_range, cfg) for i in range(n_lrgs))
+    with _progress(n_lrgs, progress, "simulate" if workers <= 1 else f"simulate ({workers} workers)") as bar:
+        for i, rows in enumerate(ordered_map(_lrg_task, tasks, workers, chunksize=2)):
             for row in rows:
                 row[REGION_SPLIT_COLUMN] = splits[i]
             bar.update(1)
@@ -374,14 +390,15 @@ class SimulationSummary(NamedTuple):
 
 def simulate_paired(out_dir, n_lrgs: int, seed: int, *, stamp_size: int = 64,
                     injections_per_lrg: tuple[int, int] = (2, 18), rows_per_file: int = 2000,
-                    progress: bool = True, **options) -> SimulationSummary:
+                    progress: bool = True, workers: int = 1, **options) -> SimulationSummary:
     """Simulate and write ``out_dir/{train,val,test}/part-NNNNN.parquet``.
 
     The same rows as :func:`simulate_frame` (``region_split`` kept, equal to the directory); every
     file's schema metadata carries :func:`simulation_metadata` as JSON under :data:`METADATA_KEY`.
     Files are written into a temporary sibling directory that becomes ``out_dir`` at the end
     (:func:`shortcutgates.io.atomic_directory`), so an interrupted run leaves no partial output.
-    ``out_dir`` must not exist or be empty.
+    ``out_dir`` must not exist or be empty. ``workers`` processes render the LRGs (the same bytes
+    for any number: :func:`iter_lrg_rows`).
     """
     start = time.perf_counter()
     out_dir = Path(out_dir)
@@ -406,7 +423,7 @@ def simulate_paired(out_dir, n_lrgs: int, seed: int, *, stamp_size: int = 64,
 
         for split, rows in iter_lrg_rows(n_lrgs, seed, stamp_size=stamp_size,
                                          injections_per_lrg=injections_per_lrg,
-                                         progress=progress, options=options):
+                                         progress=progress, options=options, workers=workers):
             buffers[split].extend(rows)
             if len(buffers[split]) >= rows_per_file:
                 flush(split)

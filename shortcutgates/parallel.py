@@ -1,0 +1,66 @@
+"""Worker processes for work made of independent, seeded tasks (simulated LRGs, calibration seeds).
+
+Each task carries its own seed (``default_rng([seed, 1, index])`` per LRG, ``(cell, seed)`` per
+calibration case), so its result does not depend on which process ran it; :func:`ordered_map`
+returns results in task order, so what the caller writes is the same bytes for any ``workers``.
+Workers are forked (``spawn`` where the platform cannot fork): a forked worker inherits what the
+caller loaded and never re-imports the caller's ``__main__`` (under ``spawn``/``forkserver`` a
+script without an ``if __name__ == "__main__":`` guard would start workers from every worker).
+Each worker runs one BLAS/OpenMP thread. The tasks here use numpy, scipy and scikit-learn only (no
+torch, no OpenMP parallel region runs before the fork).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from typing import Callable, Iterable, Iterator
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def parse_workers(text: str) -> int:
+    """``--workers N``: an integer >= 1 (argparse type)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1 (got {text!r})") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1 (got {text!r})")
+    return value
+
+
+def _one_thread(initializer, initargs) -> None:
+    os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        pass
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def ordered_map(fn: Callable, items: Iterable, workers: int, *, initializer: Callable | None = None,
+                initargs: tuple = (), chunksize: int = 1) -> Iterator:
+    """``fn(item)`` for every item, in item order, over ``workers`` processes (1: in this process).
+
+    ``fn`` and ``initializer`` must be importable module-level functions (pickled by name). With
+    ``workers == 1`` nothing is started and ``initializer`` is not called (the caller's state is used).
+    """
+    items = list(items)
+    if workers <= 1 or len(items) <= 1:
+        yield from map(fn, items)
+        return
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    context = mp.get_context(method)
+    with context.Pool(min(workers, len(items)), initializer=_one_thread, initargs=(initializer, initargs)) as pool:
+        yield from pool.imap(fn, items, chunksize=chunksize)
