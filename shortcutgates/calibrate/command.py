@@ -7,6 +7,9 @@ Examples::
     shortcutgates calibrate --profile full --out calib_full --shard 0/2 --no-report &
     shortcutgates calibrate --profile full --out calib_full --shard 1/2 --no-report
     shortcutgates calibrate --out calib_full --report-only
+    # trained CNNs on the realistic pool (model gates' null and power), two shards
+    OMP_NUM_THREADS=1 shortcutgates calibrate --profile cnn --out calib_cnn --shard 0/2 --no-report &
+    OMP_NUM_THREADS=1 shortcutgates calibrate --profile cnn --out calib_cnn --shard 1/2 --no-report
     # re-measure the survey strength of the planted counter-image
     shortcutgates calibrate --survey-strength
 """
@@ -33,8 +36,10 @@ def _workers(text: str) -> int:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--profile", default="quick", choices=("tiny", "quick", "full", "criteria"),
-                        help="cells and seeds: tiny (the test suite's), quick (~10 min on 2 cores), full (>= 200 seeds per null cell), criteria (issue 20: planted violations at 4000 LRGs)")
+    parser.add_argument("--profile", default="quick", choices=("tiny", "quick", "full", "criteria", "cnn"),
+                        help="cells and seeds: tiny (the test suite's), quick (~10 min on 2 cores), full (>= 200 seeds "
+                             "per null cell), criteria (issue 20: planted violations at 4000 LRGs), cnn (20 trained "
+                             "CNNs per family on the realistic pool)")
     parser.add_argument("--out", default="calibration_out", help="directory for records, tables and figures")
     parser.add_argument("--shard", default="0/1", help="K/N: run every N-th (cell, seed) pair starting at K")
     parser.add_argument("--cache", default=None, help="pool cache directory (default ~/.cache/shortcutgates/calibrate)")

@@ -6,7 +6,7 @@ runs the registry's cases on it through the public gate API (``GateContext``, ``
 over the registry: every case of the chosen kind is run and its verdict, value and interval
 recorded, whatever gates exist.
 
-Three kinds of cell:
+Four kinds of cell:
 
 * ``data``: one ``train`` split of ``n_lrgs`` unpaired LRGs; every data case of that split.
 * ``model``: ``test`` (``n_lrgs`` unpaired LRGs) and ``test_paired`` (``n_lrgs // 2`` paired LRGs)
@@ -14,6 +14,13 @@ Three kinds of cell:
 * ``suite``: a paired catalogue of ``n_lrgs`` LRGs built with :func:`shortcutgates.build.build_manifest`
   (unpaired, the builder's default splits), scored by a reference scorer; every case. The run is
   green when every primary case passes.
+* ``cnn``: a small CNN of one family (:mod:`shortcutgates.calibrate.cnn`) trained per seed on
+  ``n_lrgs`` unpaired LRGs of the realistic pool, then every case that needs the model on held-out
+  ``test`` and ``test_paired`` splits (``GateContext(manifest, model=checkpoint)``: what
+  ``shortcutgates gate --model`` decides). One extra record per seed, gate ``cnn_training``
+  (role ``training``), holds the CNN's best validation AUROC and its training time.
+
+A cell's ``pool`` names the pool it draws from (:data:`shortcutgates.calibrate.pool.POOL_KINDS`).
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ from .plant import (
 from .pool import Pool
 from .scorers import resolve_scorer
 
+TRAINING_GATE = "cnn_training"
+"""Gate name of a CNN seed's training record (value: best validation AUROC; seconds: training time)."""
 
 @dataclass(frozen=True)
 class Cell:
@@ -54,6 +63,8 @@ class Cell:
     """Counter-image strength carried by every positive beneath the planted problem."""
     where: str = ""
     """``suite`` cells: comma-separated splits the planted problem is confined to (empty: all)."""
+    pool: str = "tapered"
+    """Pool kind the cell draws from (``tapered``: the "no core signal" null; ``realistic``)."""
 
     @property
     def key(self) -> str:
@@ -64,6 +75,8 @@ class Cell:
             s += f":core{self.core:g}"
         if self.where:
             s += f":in-{self.where.replace(',', '+')}"
+        if self.pool != "tapered":  # tapered keys are those of the records written before pools had kinds
+            s += f":{self.pool}"
         return s
 
     def rng(self, seed: int) -> np.random.Generator:
@@ -132,9 +145,24 @@ def _wanted(case, cell: Cell) -> bool:
     needs_model = "model" in case.needs
     if cell.kind == "data":
         return not needs_model
-    if cell.kind == "model":
+    if cell.kind in ("model", "cnn"):
         return needs_model
     return True
+
+
+def _context(pool: Pool, cell: Cell, seed: int, config: GateConfig, directory: Path) -> tuple[GateContext, list]:
+    """The gate context of one seed, and any extra records (a CNN seed's training record)."""
+    if cell.kind != "cnn":
+        score_fn = resolve_scorer(cell.scorer) if cell.scorer else None
+        return GateContext(_manifest(pool, cell, seed, directory), config=config, score_fn=score_fn), []
+    from .cnn import family_of, train_seed
+
+    trained = train_seed(pool, family_of(cell.scorer or ""), cell.n_lrgs, seed, cell.rng(seed), directory)
+    record = {"case": TRAINING_GATE, "gate": TRAINING_GATE, "role": "training", "verdict": "trained",
+              "value": trained.val_auroc, "lo": np.nan, "hi": np.nan, "threshold": np.nan, "direction": "",
+              "established": False, "message": f"best validation AUROC {trained.val_auroc:.4f} after {trained.epochs} epochs",
+              "seconds": trained.seconds}
+    return GateContext(trained.gating_manifest, model=trained.checkpoint, config=config), [record]
 
 
 def run_seed(pool: Pool, cell: Cell, seed: int, config: GateConfig, roles=("primary", "reported"),
@@ -142,13 +170,11 @@ def run_seed(pool: Pool, cell: Cell, seed: int, config: GateConfig, roles=("prim
     """Every wanted case of one seed of ``cell`` whose role is in ``roles`` or whose gate is in ``also``:
     one record per case."""
     config = replace(config, seed=int(seed))
-    score_fn = resolve_scorer(cell.scorer) if cell.scorer else None
     base = {**asdict(cell), "cell": cell.key, "seed": int(seed)}
     with tempfile.TemporaryDirectory(prefix="sg-calibrate-") as tmp:
         start = time.perf_counter()
-        manifest = _manifest(pool, cell, seed, Path(tmp))
         try:
-            context = GateContext(manifest, config=config, score_fn=score_fn)
+            context, extra = _context(pool, cell, seed, config, Path(tmp))
         except (ValueError, OSError) as exc:  # the data cannot be read: the whole run is red
             return [{**base, "case": "<manifest>", "gate": "<manifest>", "role": "primary", "verdict": "error",
                      "value": np.nan, "lo": np.nan, "hi": np.nan, "threshold": np.nan, "direction": "", "established": False,
@@ -156,7 +182,8 @@ def run_seed(pool: Pool, cell: Cell, seed: int, config: GateConfig, roles=("prim
         def wanted(case) -> bool:
             return _wanted(case, cell) and (role_of(case) in roles or case.gate in also)
 
-        return [_record(base, run.case, run.result, run.seconds) for run in run_suite(context, wanted, waivers=False)]
+        return [{**base, **r} for r in extra] + [_record(base, run.case, run.result, run.seconds)
+                                                 for run in run_suite(context, wanted, waivers=False)]
 
 
 def _record(base: dict, case, result, seconds: float) -> dict:

@@ -39,7 +39,7 @@ from ..build import ALWAYS_MEASURED, measure_lrgs
 from ..codec import encode_stamp
 from ..io import write_parquet_atomic
 from ..schema import LRG_TRUTH, PIXEL_SCALE_ARCSEC
-from .pool import Pool, core_taper
+from .pool import TRUTH_COLUMNS, Pool, core_taper
 
 PROBLEMS = ("core", "smd", "leak", "dup", "faint", "mag", "size")
 TILTED = {"mag": "lrg_mag_r", "size": "lrg_reff_arcsec"}
@@ -50,19 +50,13 @@ PROPERTY_COLUMNS = ("psf_fwhm_used_g", "psf_fwhm_used_r", "psf_fwhm_used_z", "ps
 SHIFTED_PROPERTIES = ("psfsize_r", "psf_fwhm_used_g", "psf_fwhm_used_r", "psf_fwhm_used_z")
 
 
-def counter_images(meta: pd.DataFrame, arc: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
-    """(N, 3, H, W) PSF-shaped point sources opposite each arc, ``strength`` × the arc's flux per band.
-
-    Offsets 1–2.5 px from the centre (uniform); Gaussian PSF of each row's ``psf_fwhm_used_{g,r,z}``.
-    """
-    n, _, h, w = arc.shape
-    r0 = rng.uniform(1.0, 2.5, n)
-    phi = meta["arc_phi"].to_numpy() + np.pi
-    x0, y0 = r0 * np.cos(phi), r0 * np.sin(phi)
+def psf_sources(meta: pd.DataFrame, flux: np.ndarray, x0: np.ndarray, y0: np.ndarray, shape) -> np.ndarray:
+    """(N, 3, H, W) Gaussian point sources of the rows' ``psf_fwhm_used_{g,r,z}`` at offsets ``(x0, y0)``
+    (pixel, from pixel (H//2, W//2)), each band carrying ``flux[:, band]`` (nanomaggies)."""
+    h, w = shape
     y, x = np.mgrid[:h, :w] - h // 2
-    d2 = (x[None] - x0[:, None, None]) ** 2 + (y[None] - y0[:, None, None]) ** 2  # (N, H, W)
-    out = np.empty(arc.shape, np.float32)
-    flux = arc.sum(axis=(2, 3), dtype=np.float64) * np.reshape(np.asarray(strength, np.float64), (-1, 1))  # (N, 3)
+    d2 = (x[None] - np.asarray(x0)[:, None, None]) ** 2 + (y[None] - np.asarray(y0)[:, None, None]) ** 2  # (N, H, W)
+    out = np.empty((len(meta), 3, h, w), np.float32)
     for b, band in enumerate("grz"):
         sigma = meta[f"psf_fwhm_used_{band}"].to_numpy() / 2.355 / PIXEL_SCALE_ARCSEC
         psf = np.exp(-0.5 * d2 / sigma[:, None, None] ** 2)
@@ -71,13 +65,26 @@ def counter_images(meta: pd.DataFrame, arc: np.ndarray, strength: float, rng: np
     return out
 
 
+def counter_images(meta: pd.DataFrame, arc: np.ndarray, strength, rng: np.random.Generator) -> np.ndarray:
+    """(N, 3, H, W) PSF-shaped point sources opposite each arc, ``strength`` (scalar or (N,)) × the arc's flux per band.
+
+    Offsets 1–2.5 px from the centre (uniform); Gaussian PSF of each row's ``psf_fwhm_used_{g,r,z}``.
+    """
+    r0 = rng.uniform(1.0, 2.5, len(arc))
+    phi = meta["arc_phi"].to_numpy() + np.pi
+    flux = arc.sum(axis=(2, 3), dtype=np.float64) * np.reshape(np.asarray(strength, np.float64), (-1, 1))  # (N, 3)
+    return psf_sources(meta, flux, r0 * np.cos(phi), r0 * np.sin(phi), arc.shape[-2:])
+
+
 def positive_stamps(pool: Pool, index: np.ndarray, core, rng: np.random.Generator,
                     dim: float = 0.0) -> np.ndarray:
-    """(N, 3, H, W) stamps of pool LRGs ``index``: control + tapered arc with ``1 − dim`` of its flux
-    (+ a counter-image of ``core`` × the undimmed arc's flux where ``core`` > 0; a scalar or (N,))."""
+    """(N, 3, H, W) stamps of pool LRGs ``index``: control + arc with ``1 − dim`` of its flux, tapered
+    out of the core in a ``tapered`` pool, whole in a ``realistic`` one (+ a counter-image of ``core`` ×
+    the undimmed arc's flux where ``core`` > 0; a scalar or (N,))."""
     index = np.asarray(index)
     arc = np.asarray(pool.arc[index], np.float32)
-    stamps = np.asarray(pool.ctrl[index], np.float32) + arc * core_taper(arc.shape[-1]) * np.float32(1.0 - dim)
+    taper = core_taper(arc.shape[-1]) if pool.kind == "tapered" else np.float32(1.0)
+    stamps = np.asarray(pool.ctrl[index], np.float32) + arc * taper * np.float32(1.0 - dim)
     if np.any(np.asarray(core) > 0):
         stamps += counter_images(pool.meta.iloc[index].reset_index(drop=True), arc, core, rng)
     return stamps
@@ -122,6 +129,8 @@ def _rows(pool: Pool, index, images, label: int, split: str) -> pd.DataFrame:
     frame.insert(0, "split", split)
     frame["lrg_id"] = [f"P{i:06d}" for i in index]
     frame["theta_e_arcsec"] = meta["theta_e_arcsec"].to_numpy() if label == 1 else np.nan
+    for column in TRUTH_COLUMNS[1:] if pool.kind == "realistic" else ():  # the injection truth, on positives
+        frame[column] = meta[column].to_numpy() if label == 1 else np.nan
     frame["image_npz"] = [encode_stamp(im, compress=False) for im in images]  # stored: 10x faster to write
     return frame
 

@@ -4,7 +4,8 @@
 the simulated pool already cached (``docs/calibration.md``); ``full`` (primary cases, plus the
 gates of :data:`ALSO_RECORDED` in every role) asks 200 seeds of every null cell, interleaved by seed
 so a run stopped early has covered every cell evenly. ``tiny`` is the reduced quick
-profile the test suite runs. The survey strength of the planted counter-image is
+profile the test suite runs. ``cnn`` trains small CNNs on the realistic pool
+(:mod:`shortcutgates.calibrate.cnn`): the model gates' null and power on trained lens finders. The survey strength of the planted counter-image is
 :data:`SURVEY_CORE`; ``shortcutgates calibrate --survey-strength`` re-measures it.
 """
 
@@ -39,6 +40,16 @@ cross-test gap (reported, with the rates that made them so) and the counterfactu
 θ_E bins."""
 SUITE_LRGS = 4000
 """LRGs of the whole-suite cells: the proposal's mini-experiment (4000 samples, unpaired)."""
+CNN_RECORDED = ("detection_auroc", "cross_test_gap", "arc_masked_auroc", "core_masked_auroc_drop",
+                "arc_swap_auroc_drop", "morphology_auroc")
+"""Gates the ``cnn`` profile records, in every role (the model gates of the paired split; the model-input
+probes and the strata are left out to keep a seed cheap)."""
+CNN_SEEDS = 20
+"""Seeds (one trained CNN each) per family of the ``cnn`` profile."""
+CNN_TRAIN_LRGS = 800
+"""Training LRGs per CNN seed (half positives, half negatives; ``val`` takes a fifth as many more)."""
+CNN_POOL_LRGS = 2400
+"""LRGs of the realistic pool the ``cnn`` profile draws from (a seed uses about 1440)."""
 
 
 class Profile(NamedTuple):
@@ -99,6 +110,16 @@ def _full() -> Profile:
     return Profile("full", 10000, 0, tuple(cells), roles=("primary",), also=ALSO_RECORDED)
 
 
+def _cnn() -> Profile:
+    """Trained CNNs on the realistic pool: the core-neutral families (the model gates' null) and the
+    core-reliant family (their power), :data:`CNN_SEEDS` seeds each."""
+    from .cnn import FAMILIES, PREFIX
+
+    cells = [(Cell("cnn", "core", 0.0, CNN_TRAIN_LRGS, scorer=PREFIX + name, pool="realistic"), CNN_SEEDS)
+             for name in FAMILIES]
+    return Profile("cnn", CNN_POOL_LRGS, 0, tuple(cells), roles=(), also=CNN_RECORDED)
+
+
 MAG_SMD = 0.5
 """Planted LRG magnitude imbalance (population SMD of ``lrg_mag_r``) of the ``criteria`` profile."""
 CRITERIA_SEEDS = 10
@@ -120,9 +141,12 @@ def _criteria() -> Profile:
     return Profile("criteria", 10000, 0, tuple(cells))
 
 
+PROFILES = ("tiny", "quick", "full", "criteria", "cnn")
+
+
 def make_profile(name: str) -> Profile:
-    """The cells of profile ``name`` (``tiny``, ``quick``, ``full`` or ``criteria``)."""
-    makers = {"tiny": _tiny, "quick": _quick, "full": _full, "criteria": _criteria}
+    """The cells of profile ``name`` (one of :data:`PROFILES`)."""
+    makers = {"tiny": _tiny, "quick": _quick, "full": _full, "criteria": _criteria, "cnn": _cnn}
     if name not in makers:
-        raise ValueError(f"calibrate: profile must be tiny, quick or full (got {name!r})")
+        raise ValueError(f"calibrate: profile must be one of {', '.join(PROFILES)} (got {name!r})")
     return makers[name]()

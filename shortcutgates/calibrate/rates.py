@@ -15,11 +15,18 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from ..gates import registry
-from ..gates.suite import is_red
+from ..gates.suite import established, is_red
 from .plant import SHIFTED_PROPERTIES
 
-CELL_COLUMNS = ["cell", "kind", "problem", "strength", "n_lrgs", "scorer", "core"]
+CELL_COLUMNS = ["cell", "kind", "problem", "strength", "n_lrgs", "scorer", "core", "pool"]
 CASE_COLUMNS = ["case", "gate", "role"]
+
+CORE_GATES = ("arc_masked_auroc", "core_masked_auroc_drop")
+"""The model gates that claim "the model does not need the core light" (a CNN null must not fail them)."""
+COUNTERFACTUAL_GATES = CORE_GATES + ("arc_swap_auroc_drop", "morphology_auroc")
+"""Every paired counterfactual gate (a core-reliant CNN should fail one of them)."""
+BLIND_READERS = ("arc",)
+"""Reference scorers blind exactly inside the gates' core radius ``R_CORE_PX`` (the arc reader)."""
 
 NULL_TRUTH = registry.NULL_TRUTH
 """True values on shortcut-free data (labels independent of the central box and of the property
@@ -46,6 +53,16 @@ def truth_of(row: pd.Series) -> float | None:
     if data_null and row["gate"] in NULL_TRUTH and not (row["problem"] == "leak" and row["strength"] > 0):
         return NULL_TRUTH[row["gate"]]
     return None
+
+
+def fixed_by_construction(row) -> bool:
+    """True where a case's value is fixed by how the cell was built, not measured: the core gates
+    (:data:`CORE_GATES`) of a reader blind inside ``R_CORE_PX`` on the ``tapered`` pool, whose arcs hold
+    no light inside the taper (> ``R_CORE_PX``): the core-only counterfactual is then the bare control
+    to that reader (AUROC 0.500, drop 0.000 in every seed). Such a cell is no null: its 0 % false-fail
+    rate is a tautology and it never counts toward a false-fail rate."""
+    return (row["kind"] in ("model", "suite") and row.get("pool", "tapered") == "tapered"
+            and row["scorer"] in BLIND_READERS and row["gate"] in CORE_GATES)
 
 
 def _rate(flags: pd.Series) -> tuple[float, float, float, int]:
@@ -77,8 +94,7 @@ def _coverage(group: pd.DataFrame) -> dict:
 def summarise(records: pd.DataFrame) -> pd.DataFrame:
     """One row per (cell, case): seeds, verdict rates with intervals, mean value, coverage."""
     rows = []
-    records = records.copy()
-    records["scorer"] = records["scorer"].fillna("")
+    records = with_pool(records)
     for keys, group in records.groupby(CELL_COLUMNS + CASE_COLUMNS, sort=False, dropna=False):
         row = dict(zip(CELL_COLUMNS + CASE_COLUMNS, keys))
         row["n_seeds"] = len(group)
@@ -90,6 +106,56 @@ def summarise(records: pd.DataFrame) -> pd.DataFrame:
         row["threshold"] = float(group["threshold"].iloc[0])
         row.update(_coverage(group.assign(**{k: v for k, v in row.items() if k in CELL_COLUMNS + CASE_COLUMNS})))
         row["seconds_per_seed"] = float(group["seconds"].mean())
+        row["not_a_null"] = fixed_by_construction(row)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def with_pool(records: pd.DataFrame) -> pd.DataFrame:
+    """A copy with ``scorer`` '' where empty and ``pool`` ``tapered`` where absent (records written before
+    pools had kinds all come from the tapered pool)."""
+    records = records.copy()
+    records["scorer"] = records["scorer"].fillna("")
+    records["pool"] = records["pool"].fillna("tapered") if "pool" in records else "tapered"
+    return records
+
+
+def family_outcomes(records: pd.DataFrame) -> pd.DataFrame:
+    """Per CNN seed (``kind`` ``cnn``): whether any *deciding* case of a core gate (:data:`CORE_GATES`) or
+    of any counterfactual gate (:data:`COUNTERFACTUAL_GATES`) failed, how many such cases decided, and the
+    CNN's validation AUROC. Deciding: a primary case, or a case of any role whose violation is established
+    (red by :func:`shortcutgates.gates.suite.outcome` either way)."""
+    cnn = with_pool(records)
+    cnn = cnn[cnn["kind"] == "cnn"]
+    out = []
+    for keys, group in cnn.groupby(CELL_COLUMNS + ["seed"], sort=False, dropna=False):
+        violated = np.array([established(r) for r in group.to_dict("records")], bool)
+        deciding = group[(group["role"] == "primary").to_numpy() | violated]
+        red_fail = deciding["verdict"] == "fail"  # a deciding case that failed: red by the suite's rule
+        core = deciding["gate"].isin(CORE_GATES)
+        cf = deciding["gate"].isin(COUNTERFACTUAL_GATES)
+        training = group[group["role"] == "training"]
+        out.append({**dict(zip(CELL_COLUMNS + ["seed"], keys)),
+                    "core_fail": bool((core & red_fail).any()), "n_core_decided": int(core.sum()),
+                    "model_fail": bool((cf & red_fail).any()), "n_model_decided": int(cf.sum()),
+                    "failed": "; ".join(deciding.loc[cf & red_fail, "case"]),
+                    "val_auroc": float(training["value"].iloc[0]) if len(training) else np.nan,
+                    "train_seconds": float(training["seconds"].iloc[0]) if len(training) else np.nan})
+    return pd.DataFrame(out)
+
+
+def summarise_families(outcomes: pd.DataFrame) -> pd.DataFrame:
+    """Per CNN cell: the share of seeds where a deciding core gate failed and where a deciding
+    counterfactual gate failed (each with its Wilson interval), and the seeds where none decided."""
+    rows = []
+    for keys, group in outcomes.groupby(CELL_COLUMNS, sort=False, dropna=False):
+        row = {**dict(zip(CELL_COLUMNS, keys)), "n_seeds": len(group)}
+        for flag in ("core_fail", "model_fail"):
+            rate, lo, hi, _ = _rate(group[flag])
+            row[f"{flag}_rate"], row[f"{flag}_lo"], row[f"{flag}_hi"] = rate, lo, hi
+        row["no_core_case_decided"] = int((group["n_core_decided"] == 0).sum())
+        row["val_auroc_median"] = float(group["val_auroc"].median())
+        row["train_seconds_mean"] = float(group["train_seconds"].mean())
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -98,7 +164,7 @@ def suite_outcomes(records: pd.DataFrame) -> pd.DataFrame:
     """Per (cell, seed): ``green`` (no primary case is red by :func:`.gates.suite.is_red`, strict: a case
     that did not run is red too) and the cases that are."""
     out = []
-    for keys, group in records.groupby(CELL_COLUMNS + ["seed"], sort=False, dropna=False):
+    for keys, group in with_pool(records).groupby(CELL_COLUMNS + ["seed"], sort=False, dropna=False):
         primary = group[group["role"] == "primary"]
         bad = group[[is_red(r, strict=True) for r in group.to_dict("records")]]
         out.append({**dict(zip(CELL_COLUMNS + ["seed"], keys)), "green": bad.empty, "n_primary": len(primary),

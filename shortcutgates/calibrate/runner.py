@@ -47,16 +47,21 @@ _WORKER: dict = {}
 """A worker process's pool and settings (:func:`_init_worker`)."""
 
 
-def _init_worker(pool_lrgs: int, pool_seed: int, cache_dir, config, roles, also) -> None:
-    """Load the (memory-mapped, cached) pool once per worker process."""
-    _WORKER.update(pool=load_pool(pool_lrgs, pool_seed, cache_dir), config=config, roles=roles, also=also)
+def _pools(pool_lrgs: int, pool_seed: int, cache_dir, kinds, progress: bool = False) -> dict:
+    """The (memory-mapped, cached) pool of every kind in ``kinds``."""
+    return {kind: load_pool(pool_lrgs, pool_seed, cache_dir, progress=progress, kind=kind) for kind in sorted(kinds)}
+
+
+def _init_worker(pool_lrgs: int, pool_seed: int, cache_dir, kinds, config, roles, also) -> None:
+    """Load the pools once per worker process."""
+    _WORKER.update(pools=_pools(pool_lrgs, pool_seed, cache_dir, kinds), config=config, roles=roles, also=also)
 
 
 def _seed_task(pair: tuple) -> list:
     """The records of one ``(cell, seed)`` in a worker (seeded by the pair: the same in any process)."""
     cell, seed = pair
     w = _WORKER
-    return run_seed(w["pool"], cell, seed, w["config"], w["roles"], w["also"])
+    return run_seed(w["pools"][cell.pool], cell, seed, w["config"], w["roles"], w["also"])
 
 
 def run_profile(profile: Profile, out_dir, *, shard: int = 0, n_shards: int = 1, cache_dir=None,
@@ -78,19 +83,30 @@ def run_profile(profile: Profile, out_dir, *, shard: int = 0, n_shards: int = 1,
     path = out_dir / f"records-{shard}-of-{n_shards}.csv"
     done = _done(out_dir)
     todo = [p for i, p in enumerate(pairs(profile)) if i % n_shards == shard and (p[0].key, p[1]) not in done]
-    pool = load_pool(profile.pool_lrgs, profile.pool_seed, cache_dir, progress=progress)
+    kinds = {cell.pool for cell, _ in todo}
+    pools = _pools(profile.pool_lrgs, profile.pool_seed, cache_dir, kinds, progress)
     config = config or GateConfig(n_boot=N_BOOT)
     start = time.perf_counter()
-    _WORKER.update(pool=pool, config=config, roles=profile.roles, also=profile.also)  # workers == 1: this process
+    _WORKER.update(pools=pools, config=config, roles=profile.roles, also=profile.also)  # workers == 1: this process
     results = ordered_map(_seed_task, todo, workers, initializer=_init_worker,
-                          initargs=(profile.pool_lrgs, profile.pool_seed, cache_dir, config, profile.roles, profile.also))
+                          initargs=(profile.pool_lrgs, profile.pool_seed, cache_dir, kinds, config, profile.roles,
+                                    profile.also))
     desc = f"calibrate {profile.name} shard {shard}/{n_shards}" + (f" ({workers} workers)" if workers > 1 else "")
     for rows in tqdm(results, total=len(todo), desc=desc, unit="seed", disable=not progress, file=sys.stderr,
                      mininterval=5):
-        records = pd.DataFrame(rows)
-        records.to_csv(path, mode="a", header=not path.exists() or path.stat().st_size == 0, index=False)
+        _append(pd.DataFrame(rows), path)
     (out_dir / f"wall-{shard}-of-{n_shards}.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
     return path
+
+
+def _append(records: pd.DataFrame, path: Path) -> None:
+    """Append records to a shard's CSV; a file written with other columns (an older version) is refused."""
+    if path.exists() and path.stat().st_size:
+        header = pd.read_csv(path, nrows=0).columns.tolist()
+        if header != records.columns.tolist():
+            raise ValueError(f"{path}: written with columns {header}, this version writes {records.columns.tolist()} "
+                             "(resume it with the version that wrote it, or use a new --out)")
+    records.to_csv(path, mode="a", header=not path.exists() or path.stat().st_size == 0, index=False)
 
 
 def load_records(out_dir) -> pd.DataFrame:

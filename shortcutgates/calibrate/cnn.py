@@ -1,0 +1,199 @@
+"""Trained lens finders as ground truth for the model gates: small CNNs, one per seed, per family.
+
+The reference readers (:mod:`shortcutgates.gates.reference_scorers`) are exact but not what users
+gate. A *CNN cell* trains the project's own network (:func:`shortcutgates.train.train`, a narrow
+:class:`~shortcutgates.model.ResNet`) on unpaired data drawn from the **realistic** pool
+(:func:`shortcutgates.calibrate.pool.load_pool` ``kind="realistic"``: the simulator's default
+lenses, θ_E 0.5–2.5″, counter-images, no taper) and gates the checkpoint on held-out LRGs' pairs,
+exactly as ``shortcutgates gate --model`` would. Families (:data:`FAMILIES`):
+
+* ``neutral-residual``, ``neutral-raw_robust`` — **core-neutral** (the null of the model gates):
+  positives are ``control + arc`` (the whole lensed light); every negative is ``control + core
+  part of a donor positive's lensed light`` (:func:`core_part`: its counter-image light by the gates'
+  lensing split), the donors a permutation of the same split's positives, so both classes carry the same core light and the core cannot separate
+  them in training. A CNN that still fails a core gate is a false alarm of that gate.
+* ``reliant-raw_robust`` — **core-reliant** (the power): positives are ``control + faint arc``
+  (:data:`RELIANT_ARC_KEEP` of its flux) ``+ a PSF-shaped point source at the centre`` carrying
+  :data:`POINT_SOURCE_FRACTION` of the LRG's own light inside ``r < R_CORE_PX`` (per band);
+  negatives are bare controls. The easy cue is the core: a Clever Hans. (``residual`` input
+  subtracts a centred point source with the azimuthal median, so this family is ``raw_robust`` only.)
+
+No CNN is ever trained on a gate's counterfactual: the neutral negatives carry another lens's core
+light on an LRG that holds no arc, never their own pair's arc removed. Each seed draws its own
+disjoint ``train`` / ``val`` / ``test`` / ``test_paired`` LRGs from the pool; the gates see the
+held-out ``test`` (unpaired) and ``test_paired`` (paired) splits, whose positives are the family's
+positives and whose negatives are bare controls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from ..gates.perturb import R_CORE_PX, core_mask, split_lensed_light
+from ..model import ModelConfig
+from .plant import _rows, draw_lrgs, psf_sources, write_manifest
+from .pool import Pool
+
+POINT_SOURCE_FRACTION = 0.3
+"""Flux of the core-reliant family's central point source, as a fraction of the control's flux inside
+``r < R_CORE_PX`` (per band: mostly the LRG's own core light)."""
+RELIANT_ARC_KEEP = 0.3
+"""Share of the arc's flux the core-reliant family's positives keep (faint arcs)."""
+MODEL = ModelConfig(width=8, blocks=(1, 1, 1))
+"""The CNN of every cell: the project's ResNet, narrow (19,657 parameters; ~1 ms per stamp and
+step on one CPU thread)."""
+EPOCHS = 8
+VAL_FRACTION = 0.2
+"""``val`` LRGs as a fraction of the training LRGs (early stopping and the best epoch)."""
+GATE_LRGS = 240
+"""LRGs of the gated ``test`` split (unpaired) and, as many again, of ``test_paired`` (one pair each):
+about 60 pairs per θ_E bin of the default edges."""
+
+
+@dataclass(frozen=True)
+class Family:
+    """How a family's training positives and negatives are made, and its input."""
+
+    name: str
+    preprocess: str
+    role: str
+    """``null`` (no core gate should fail) or ``power`` (a model gate should fail)."""
+    donor_core: bool = False
+    """Negatives carry a donor positive's core part."""
+    point_source: float = 0.0
+    """Central point-source flux of the positives (fraction of the control's flux in ``r < R_CORE_PX``)."""
+    arc_keep: float = 1.0
+    """Share of the arc's flux in the positives."""
+
+
+FAMILIES = {f.name: f for f in (
+    Family("neutral-residual", "residual", "null", donor_core=True),
+    Family("neutral-raw_robust", "raw_robust", "null", donor_core=True),
+    Family("reliant-raw_robust", "raw_robust", "power", point_source=POINT_SOURCE_FRACTION,
+           arc_keep=RELIANT_ARC_KEEP),
+)}
+PREFIX = "cnn:"
+"""Scorer names of CNN cells: ``cnn:<family>`` (e.g. ``cnn:neutral-residual``)."""
+
+
+def family_of(scorer: str) -> Family:
+    """The family of a CNN cell's scorer name ``cnn:<family>``."""
+    name = scorer.removeprefix(PREFIX)
+    if name not in FAMILIES:
+        raise ValueError(f"calibrate: CNN family must be one of {', '.join(PREFIX + f for f in FAMILIES)} (got {scorer!r})")
+    return FAMILIES[name]
+
+
+def core_part(pool: Pool, index: np.ndarray) -> np.ndarray:
+    """(N, 3, H, W) counter-image light of pool LRGs ``index``: what a donor lends a negative.
+
+    The lensing split of the gates (:func:`shortcutgates.gates.perturb.split_lensed_light`: the lensed
+    light inside the tangential critical curve, from the injection truth, blurred by the row's PSF),
+    so a negative carries exactly what the gates call a lens's core part.
+    """
+    index = np.asarray(index, np.int64)
+    memo = _CORE_PARTS.setdefault(id(pool.arc), {})
+    todo = np.unique([i for i in index if i not in memo]).astype(np.int64)
+    if len(todo):
+        meta = pool.meta.iloc[todo].reset_index(drop=True)
+        fwhm = meta[[f"psf_fwhm_used_{b}" for b in "grz"]].to_numpy(np.float64)
+        memo.update(zip(todo.tolist(), split_lensed_light(np.asarray(pool.arc[todo], np.float32), meta, fwhm).counter))
+    return np.stack([memo[i] for i in index.tolist()])
+
+
+_CORE_PARTS: dict = {}
+"""Counter-image light already split, per pool (``id`` of its arc array) and LRG: each pool LRG is split
+once per process (about 20 ms a row)."""
+
+
+def central_sources(pool: Pool, index: np.ndarray, fraction: float) -> np.ndarray:
+    """(N, 3, H, W) PSF-shaped point sources at the centre with ``fraction`` of each control's flux inside
+    ``r < R_CORE_PX``, per band."""
+    ctrl = np.asarray(pool.ctrl[index], np.float64)
+    flux = fraction * ctrl[..., core_mask(ctrl.shape[-2:], R_CORE_PX)].sum(axis=-1)  # (N, 3)
+    meta = pool.meta.iloc[index].reset_index(drop=True)
+    zero = np.zeros(len(index))
+    return psf_sources(meta, np.clip(flux, 0, None), zero, zero, ctrl.shape[-2:])
+
+
+def positives(pool: Pool, index: np.ndarray, family: Family) -> np.ndarray:
+    """(N, 3, H, W) the family's positive stamps of pool LRGs ``index``."""
+    index = np.asarray(index)
+    stamps = np.asarray(pool.ctrl[index], np.float32) + np.float32(family.arc_keep) * np.asarray(pool.arc[index],
+                                                                                                np.float32)
+    if family.point_source > 0:
+        stamps += central_sources(pool, index, family.point_source)
+    return stamps
+
+
+def negatives(pool: Pool, index: np.ndarray, family: Family, donors: np.ndarray) -> np.ndarray:
+    """(N, 3, H, W) the family's training negatives: controls ``index``, plus the core part of donor
+    ``donors[i]``'s lensed light for a core-neutral family."""
+    stamps = np.asarray(pool.ctrl[np.asarray(index)], np.float32)
+    if family.donor_core:
+        stamps = stamps + core_part(pool, donors)
+    return stamps
+
+
+def training_split(pool: Pool, family: Family, n_lrgs: int, split: str, rng: np.random.Generator,
+                   exclude=()) -> tuple[pd.DataFrame, np.ndarray]:
+    """Unpaired rows of ``n_lrgs`` LRGs (half positives, half negatives); returns (rows, LRGs used).
+
+    The donors of the negatives' core light are a random permutation of the split's positives.
+    """
+    lrgs = draw_lrgs(len(pool), n_lrgs, rng, exclude)
+    pos, neg = lrgs[: n_lrgs // 2], lrgs[n_lrgs // 2: 2 * (n_lrgs // 2)]
+    donors = rng.permutation(pos)
+    frame = pd.concat([_rows(pool, pos, positives(pool, pos, family), 1, split),
+                       _rows(pool, neg, negatives(pool, neg, family, donors), 0, split)], ignore_index=True)
+    return frame, lrgs
+
+
+def gating_splits(pool: Pool, family: Family, n_lrgs: int, rng: np.random.Generator, exclude=()) -> pd.DataFrame:
+    """``test`` (``n_lrgs`` unpaired LRGs) and ``test_paired`` (``n_lrgs`` paired LRGs): family positives,
+    bare-control negatives."""
+    test = draw_lrgs(len(pool), n_lrgs, rng, exclude)
+    pos, neg = test[: n_lrgs // 2], test[n_lrgs // 2:]
+    paired = draw_lrgs(len(pool), n_lrgs, rng, np.concatenate([np.asarray(exclude, int), test]))
+    bare = pool.ctrl
+    return pd.concat([_rows(pool, pos, positives(pool, pos, family), 1, "test"),
+                      _rows(pool, neg, np.asarray(bare[neg], np.float32), 0, "test"),
+                      _rows(pool, paired, positives(pool, paired, family), 1, "test_paired"),
+                      _rows(pool, paired, np.asarray(bare[paired], np.float32), 0, "test_paired")], ignore_index=True)
+
+
+class Trained(NamedTuple):
+    """One seed's CNN, ready to gate."""
+
+    gating_manifest: Path
+    checkpoint: Path
+    val_auroc: float
+    epochs: int
+    seconds: float
+    """Training wall time. Unit: s."""
+
+
+def train_seed(pool: Pool, family: Family, n_lrgs: int, seed: int, rng: np.random.Generator, directory: Path,
+               gate_lrgs: int | None = None, epochs: int | None = None) -> Trained:
+    """Draw this seed's LRGs, train the family's CNN on ``n_lrgs`` training LRGs (plus ``VAL_FRACTION`` as
+    many for ``val``) and write the gating manifest (``gate_lrgs``, default :data:`GATE_LRGS`); everything
+    under ``directory``. ``epochs`` defaults to :data:`EPOCHS`."""
+    from ..train import TrainConfig, train
+
+    directory = Path(directory)
+    gate_lrgs, epochs = gate_lrgs or GATE_LRGS, epochs or EPOCHS
+    tr, used = training_split(pool, family, n_lrgs, "train", rng)
+    val, used_val = training_split(pool, family, max(20, round(VAL_FRACTION * n_lrgs)), "val", rng, used)
+    used = np.concatenate([used, used_val])
+    train_manifest = write_manifest(pd.concat([tr, val], ignore_index=True), directory / "train_manifest")
+    gating = write_manifest(gating_splits(pool, family, gate_lrgs, rng, used), directory / "gate_manifest")
+    config = TrainConfig(preprocess=family.preprocess, epochs=epochs, patience=epochs, seed=int(seed), device="cpu",
+                         model=MODEL)
+    summary = train(train_manifest, directory / "model.pt", config, progress=False)
+    return Trained(gating, summary.checkpoint, float(summary.best_val_auroc), int(summary.epochs_run),
+                   float(summary.seconds))

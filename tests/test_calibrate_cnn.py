@@ -1,0 +1,139 @@
+"""The realistic pool's injection truth, the CNN families' training data, the not-a-null marking, and
+one tiny CNN cell end to end (seconds: a synthetic pool, a few dozen stamps, two epochs)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from shortcutgates.calibrate import cnn, rates
+from shortcutgates.calibrate import pool as pool_module
+from shortcutgates.calibrate.harness import TRAINING_GATE, Cell, run_seed
+from shortcutgates.calibrate.plant import PROPERTY_COLUMNS
+from shortcutgates.calibrate.pool import (
+    TRUTH_COLUMNS,
+    Pool,
+    arc_direction,
+    injection_truth,
+    simulate_pool,
+    sky_grid,
+)
+from shortcutgates.calibrate.report import NOT_A_NULL, null_table
+from shortcutgates.codec import decode_stamp
+from shortcutgates.gates.perturb import R_CORE_PX, core_mask
+from shortcutgates.gates.registry import GateConfig
+from shortcutgates.simulate.generator import simulate_frame
+
+
+def synthetic_pool(n: int = 240, seed: int = 0, size: int = 64) -> Pool:
+    """LRGs as Gaussians in unit noise; arcs at θ_E 1.6–1.9″ with a counter-image 2 px from the centre."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:size, :size] - size // 2
+    r, ang = np.hypot(x, y), np.arctan2(y, x)
+    ctrl = (rng.normal(0, 1, (n, 3, size, size)) + 30 * np.exp(-0.5 * (r / 2.5) ** 2)).astype(np.float32)
+    theta, phi = rng.uniform(1.6, 1.9, n), rng.uniform(-np.pi, np.pi, n)
+    arc = np.empty_like(ctrl)
+    for i in range(n):
+        along = np.angle(np.exp(1j * (ang - phi[i])))
+        ring = np.exp(-0.5 * ((r - theta[i] / 0.262) / 1.5) ** 2 - 0.5 * (along / 0.6) ** 2)
+        counter = np.exp(-0.5 * (np.hypot(x + 2 * np.cos(phi[i]), y + 2 * np.sin(phi[i])) / 1.5) ** 2)
+        arc[i] = 4 * ring + 1.5 * counter
+    meta = pd.DataFrame({c: rng.uniform(1.0, 1.5, n) for c in PROPERTY_COLUMNS})
+    truth = {"lens_e": 0.2, "lens_phi_rad": 0.3, "shear": 0.03, "shear_phi_rad": 1.0, "src_reff_arcsec": 0.2,
+             "src_n": 1.0, "src_q": 0.8, "src_phi_rad": 0.5, "src_dmag": 1.0, "arc_snr": 30.0, "magnification": 5.0}
+    for c in TRUTH_COLUMNS:
+        meta[c] = truth.get(c, 0.0)
+    meta["src_x_arcsec"], meta["src_y_arcsec"] = 0.3 * np.cos(phi), 0.3 * np.sin(phi)
+    meta["theta_e_arcsec"] = theta
+    meta["arc_phi"] = arc_direction(arc)
+    meta["ra"], meta["dec"] = sky_grid(n)
+    return Pool(ctrl, arc, meta, "realistic")
+
+
+@pytest.fixture(scope="module")
+def pool():
+    return synthetic_pool()
+
+
+def _images(frame, label):
+    return np.stack([decode_stamp(b) for b in frame.loc[frame["label"] == label, "image_npz"]])
+
+
+def _index(frame, label):
+    return frame.loc[frame["label"] == label, "lrg_id"].str[1:].astype(int).to_numpy()
+
+
+def test_realistic_pool_chunks_are_the_simulators_lrgs_with_their_whole_truth(monkeypatch):
+    monkeypatch.setattr(pool_module, "CHUNK_LRGS", 3)  # chunks [0, 3) and [3, 4), concatenated in order
+    pool = simulate_pool(4, 0, kind="realistic")
+    frame = simulate_frame(4, 0, injections_per_lrg=(1, 1))
+    ctrl = np.stack([decode_stamp(b) for b in frame["ctrl_stamp_npz"]])
+    np.testing.assert_array_equal(pool.ctrl, ctrl)
+    np.testing.assert_allclose(pool.arc, np.stack([decode_stamp(b) for b in frame["stamp_npz"]]) - ctrl)
+    np.testing.assert_array_equal(pool.meta["theta_e_arcsec"], frame["theta_e_arcsec"])
+    assert pool.kind == "realistic" and pool.meta[list(TRUTH_COLUMNS)].notna().all().all()
+    assert pool.meta["src_q"].between(0.4, 1.0).all() and pool.meta["shear_phi_rad"].between(0, np.pi).all()
+    written = ["shear_phi_rad", "src_n", "src_q", "src_phi_rad"]  # the simulator writes them now: replay them
+    older = frame.drop(columns=written).iloc[2:].reset_index(drop=True)
+    pd.testing.assert_frame_equal(injection_truth(older, 0, first=2)[written],
+                                  frame[written].iloc[2:].reset_index(drop=True), check_dtype=False)
+    with pytest.raises(RuntimeError, match="replayed injections differ"):  # the wrong LRGs' streams
+        injection_truth(older, 0, first=0)
+
+
+def test_core_neutral_negatives_carry_a_donor_positives_core_light(pool):
+    family = cnn.FAMILIES["neutral-residual"]
+    frame, _ = cnn.training_split(pool, family, 40, "train", np.random.default_rng(3))
+    pos, neg = _index(frame, 1), _index(frame, 0)
+    lent = _images(frame, 0) - np.asarray(pool.ctrl[neg])
+    cores = cnn.core_part(pool, pos)
+    assert 0 < cores.sum() < 0.5 * np.asarray(pool.arc[pos]).sum()  # a part of the lensed light, not all
+    donor = [int(np.argmin(np.abs(cores - d).sum(axis=(1, 2, 3)))) for d in lent]
+    assert sorted(donor) == list(range(len(pos)))  # every positive lends its core to exactly one negative
+    np.testing.assert_allclose(lent, cores[donor], atol=1e-5)
+
+
+def test_core_reliant_positives_carry_a_central_point_source_and_a_faint_arc(pool):
+    family = cnn.FAMILIES["reliant-raw_robust"]
+    frame, _ = cnn.training_split(pool, family, 20, "train", np.random.default_rng(4))
+    pos = _index(frame, 1)
+    ctrl = np.asarray(pool.ctrl[pos], np.float64)
+    source = _images(frame, 1) - ctrl - cnn.RELIANT_ARC_KEEP * np.asarray(pool.arc[pos])
+    inside = core_mask((64, 64), R_CORE_PX)
+    np.testing.assert_allclose(source.sum(axis=(2, 3)), cnn.POINT_SOURCE_FRACTION * ctrl[..., inside].sum(-1),
+                               rtol=1e-3)
+    assert (source[:, 1].reshape(len(pos), -1).argmax(1) == 32 * 64 + 32).all()
+    np.testing.assert_array_equal(_images(frame, 0), np.asarray(pool.ctrl[_index(frame, 0)]))
+
+
+def test_fixed_by_construction_cases_are_not_a_null():
+    base = {"kind": "model", "problem": "core", "strength": 0.0, "n_lrgs": 250, "core": 0.25, "case": "c",
+            "gate": "arc_masked_auroc", "role": "primary", "verdict": "pass", "value": 0.5, "lo": 0.5, "hi": 0.5,
+            "threshold": 0.6, "seconds": 1.0, "seed": 0}
+    rows = [dict(base, cell="a", scorer="arc"), dict(base, cell="a", scorer="arc", seed=1),
+            dict(base, cell="b", scorer="arc", pool="realistic"), dict(base, cell="c", scorer="mix0.2"),
+            dict(base, cell="d", scorer="arc", gate="morphology_auroc")]
+    summary = rates.summarise(pd.DataFrame(rows)).set_index("cell")
+    assert summary["not_a_null"].to_dict() == {"a": True, "b": False, "c": False, "d": False}
+    table = null_table(summary.reset_index(), "model")
+    assert table.count(NOT_A_NULL) == 1 and "0 % [0," in table  # the other arc-reader row keeps its rate
+
+
+def test_tiny_cnn_cell_trains_on_other_lrgs_than_it_gates_and_records_every_bin(pool, monkeypatch, tmp_path):
+    monkeypatch.setattr(cnn, "GATE_LRGS", 40)
+    monkeypatch.setattr(cnn, "EPOCHS", 2)
+    trained = cnn.train_seed(pool, cnn.FAMILIES["reliant-raw_robust"], 60, 0, np.random.default_rng(0), tmp_path)
+    train_ids = set(pd.read_parquet(tmp_path / "train_manifest")["lrg_id"])
+    gate = pd.read_parquet(trained.gating_manifest)
+    assert not train_ids & set(gate["lrg_id"]) and set(gate["split"]) == {"test", "test_paired"}
+    paired = gate[gate["split"] == "test_paired"]
+    assert (paired.groupby("lrg_id")["label"].nunique() == 2).all() and len(paired) == 80
+    records = pd.DataFrame(run_seed(pool, Cell("cnn", n_lrgs=60, scorer="cnn:reliant-raw_robust", pool="realistic"),
+                                    0, GateConfig(n_boot=500)))
+    training = records[records["gate"] == TRAINING_GATE]
+    assert len(training) == 1 and 0 <= training["value"].iloc[0] <= 1
+    assert set(records.loc[records["gate"] == "arc_masked_auroc", "case"]) == {
+        "arc_masked_auroc[test_paired-theta_e1.5-2]"}
+    outcome = rates.family_outcomes(records)
+    counterfactual = records[records["gate"].isin(rates.COUNTERFACTUAL_GATES)]
+    assert len(counterfactual) == 4 and len(outcome) == 1
+    assert outcome["n_model_decided"].iloc[0] >= (counterfactual["role"] == "primary").sum()
