@@ -156,7 +156,8 @@ def test_e5_recipe_trains_on_hard_negatives_and_reports_unseen_counterfactuals(s
     assert recipe["training"]["paired"] == {"same_as": "residual"}
     for name in ("point_source", "moved_counter_image"):
         m = recipe["unseen"][name]
-        assert m["value"] is not None and m["ci"][0] <= m["value"] <= m["ci"][1], (name, m)
+        # a percentile interval from 9 LRGs may exclude its estimate; it must exist and be ordered
+        assert 0.0 <= m["value"] <= 1.0 and m["ci"][0] <= m["ci"][1] and m["n_groups"] >= 2, (name, m)
     assert isinstance(recipe["primary_failed"], list)
     assert "E5: training recipes against the shortcut" in (params.out / "report.md").read_text()
 
