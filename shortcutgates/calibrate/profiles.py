@@ -77,7 +77,10 @@ def scorer_name(lam: float) -> str:
 def _tiny() -> Profile:
     cells = [(Cell("data", "core", 0.0, 150), 4), (Cell("data", "core", SURVEY_CORE, 150), 3),
              (Cell("data", "smd", 0.5, 150), 3)]
-    cells += [(Cell("model", "core", 0.0, 100, scorer=s, core=SURVEY_CORE), 2) for s in ("arc", "core")]
+    # model cells on the realistic pool: its injection truth lets the gates split counter-image from arc
+    # (the tapered pool carries none, so there every pair is undecidable and no core gate decides)
+    cells += [(Cell("model", "core", 0.0, 150, scorer=s, core=SURVEY_CORE, pool="realistic"), 2)
+              for s in ("arc", "core")]
     return Profile("tiny", 400, 0, tuple(cells))
 
 
