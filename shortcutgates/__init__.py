@@ -5,4 +5,4 @@ The package is laid out along the pipeline::
     schema -> io -> simulate -> identity/splits -> preprocess -> model/train -> gates -> report -> plugin
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -36,7 +36,7 @@ def test_key_follows_the_bytes_not_the_path(tmp_path):
 
 @pytest.mark.parametrize("change", [
     {"seed": 1}, {"max_samples": 100}, {"n_boot": 600}, {"level": 0.9}, {"boxes": (6,)}, {"n_splits": 4},
-    {"thresholds": {"core_lr_auc": 0.7}}, {"waivers": {"core_lr_auc": "accepted"}}, {"primary": ("cross_test_gap",)},
+    {"thresholds": {"core_lr_auc": 0.7}}, {"waivers": {"core_lr_auc[all]": "accepted"}}, {"primary": ("cross_test_gap",)},
 ], ids=lambda c: next(iter(c)))
 def test_every_setting_changes_the_key(tmp_path, change):
     path = write_toy_manifest(tmp_path / "m", n=24)
@@ -185,8 +185,17 @@ def test_gate_many_reuses_the_data_cases(tmp_path, monkeypatch):
     assert sweep.gate_many(CLEAN, [model], tmp_path / "a", cache_dir=store, progress=False) in (0, 1)
     first = json.loads((tmp_path / "a" / "clean.json").read_text())
     measured = []
-    real = sweep.case_record
-    monkeypatch.setattr(sweep, "case_record", lambda ctx, case: measured.append(case) or real(ctx, case))
+    real = sweep.run_suite
+
+    def counting(context, select=None, waivers=True, *, cases=None, **kw):
+        chosen = [c for c in cases if select is None or select(c)]
+        measured.extend(chosen)
+        return real(context, select, waivers, cases=chosen, **kw)
+
+    monkeypatch.setattr(sweep, "run_suite", counting)
     sweep.gate_many(CLEAN, [model], tmp_path / "b", cache_dir=store, progress=False)
-    assert measured and all("model" in c.needs for c in measured)  # only model cases measured again
+    # only what depends on the model is measured again: model cases, the probe decided on the model's input,
+    # and the leakage against the checkpoint's recorded training manifest
+    assert measured and all("model" in c.needs or c.gate in sweep.INPUT_DECIDED
+                            or str(c.params.get("pair", "")).endswith("model_train") for c in measured)
     assert json.loads((tmp_path / "b" / "clean.json").read_text()) == first  # the same report

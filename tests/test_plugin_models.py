@@ -289,7 +289,7 @@ def test_a_sweep_gates_each_model_on_the_case_set_of_a_single_run(tmp_path, monk
     models = [tmp_path / name for name in preprocess]
     sweep.gate_many(tmp_path / "data", models, tmp_path / "out", progress=False, strict=False)
     for path, mode in zip(models, preprocess.values()):
-        single = GateContext(tmp_path / "data", config=load_config(None), score_fn=constant_ish, preprocess=mode)
+        single = GateContext(tmp_path / "data", config=load_config(None)).with_scorer(constant_ish, mode, path)
         swept = [g["id"] for g in read_report(tmp_path / "out" / f"{path.stem}.json")["gates"]]
         assert swept == [c.id for c in gate_cases(single)]
     residual = read_report(tmp_path / "out" / "residual.json")["gates"]

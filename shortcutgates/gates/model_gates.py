@@ -108,6 +108,13 @@ MIN_DETECTION_AUROC = 0.70
 """Below this paired detection AUROC in a bin, a model finds too few of its lenses for the gates to
 tell what it reads there: the case is an ``error`` (never a pass)."""
 
+MIN_FLAGGED_LENSES = 10
+"""A flag statistic (``flag_ratio``, ``flag_rate``) needs at least this many of the bin's real lenses
+above the operating threshold: a share estimated from fewer events has a degenerate LRG-bootstrap
+interval (with one flagged lens the ratio is 1.0 in every resample that keeps it, [1.0, 1.0]), which
+would read as an established violation. The same rule as the low-FPR rates' ``NEGATIVES_PER_FPR``:
+a rate from at least 10 events, else ``error`` with the count."""
+
 MIN_BIN_PAIRS = 10
 """A θ_E bin with fewer paired positives gets no case; a case with fewer decidable pairs is an ``error``."""
 
@@ -307,9 +314,11 @@ def paired_statistic(scores: dict, kind: str, statistic: str, rows: np.ndarray, 
     if statistic.startswith("flag"):
         t = float(scores["threshold"])
         cf_rate, lens_rate = _flag_share(x > t), _flag_share(stamp > t)
-        if lens_rate(np.ones(len(rows))) == 0:
-            raise ProbeError(f"no lens of these {len(rows)} pairs scores above the operating threshold {t:.4g}: "
-                             "the operational claim cannot be made")
+        n_flagged = int((stamp > t).sum())
+        if n_flagged < MIN_FLAGGED_LENSES:
+            raise ProbeError(f"{n_flagged} of these {len(rows)} lenses score above the operating threshold {t:.4g} "
+                             f"(< {MIN_FLAGGED_LENSES}): too few flagged lenses for the operational claim (more "
+                             "pairs in the bin, or a lower operating_threshold, would decide)")
 
     def metric(_labels, _values, weights=None):
         w = np.ones(len(rows)) if weights is None else weights[:len(rows)]
