@@ -37,7 +37,24 @@ def parse_workers(text: str) -> int:
     return value
 
 
-def _one_thread(initializer, initargs) -> None:
+def _die_with_parent(parent: int) -> None:
+    """On Linux, have the kernel kill this worker when the process that started it dies, so a killed
+    ``simulate``/``calibrate`` leaves no orphan worker (waiting for tasks forever, holding the caller's
+    output pipes open). Elsewhere a no-op."""
+    try:
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL))
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def _one_thread(parent, initializer, initargs) -> None:
+    _die_with_parent(parent)
     os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     try:
         from threadpoolctl import threadpool_limits
@@ -62,5 +79,6 @@ def ordered_map(fn: Callable, items: Iterable, workers: int, *, initializer: Cal
         return
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     context = mp.get_context(method)
-    with context.Pool(min(workers, len(items)), initializer=_one_thread, initargs=(initializer, initargs)) as pool:
+    with context.Pool(min(workers, len(items)), initializer=_one_thread,
+                      initargs=(os.getpid(), initializer, initargs)) as pool:
         yield from pool.imap(fn, items, chunksize=chunksize)

@@ -320,3 +320,21 @@ def test_operating_threshold_is_the_controls_fpr_or_the_configured_score():
     assert GateConfig.from_mapping({"operating_threshold": 0.9}).operating_threshold == 0.9
     with pytest.raises(ValueError, match="operating_threshold"):
         GateConfig.from_mapping({"operating_threshold": "high"})
+
+
+def test_a_flag_ratio_resting_on_one_flagged_lens_is_an_error_not_an_established_violation():
+    """One lens of 13 above the operating threshold, and its counterfactual too: the ratio would read
+    1.0 [1.0, 1.0] from one event; 35 % of LRG resamples hold no flagged lens, so no interval is formed."""
+    from shortcutgates.gates.probes import ProbeError
+
+    def scores(n, k):
+        stamp, cf = np.zeros(n), np.zeros(n)
+        stamp[:k] = cf[:k] = 10.0
+        return {"core_only": cf, "stamp": stamp, "ctrl": np.full(n, -1.0), "threshold": 5.0}
+
+    assert mg.empty_resample_share(np.arange(13) < 1, np.arange(13)) == pytest.approx((12 / 13) ** 13)
+    with pytest.raises(ProbeError, match="resamples would hold none"):
+        mg.paired_statistic(scores(13, 1), "core_only", "flag_ratio", np.arange(13), np.arange(13).astype(str), CFG)
+    est, _ = mg.paired_statistic(scores(30, 6), "core_only", "flag_ratio", np.arange(30), np.arange(30).astype(str),
+                                 CFG)
+    assert est.value == 1.0 and est.lo <= est.hi

@@ -108,12 +108,15 @@ MIN_DETECTION_AUROC = 0.70
 """Below this paired detection AUROC in a bin, a model finds too few of its lenses for the gates to
 tell what it reads there: the case is an ``error`` (never a pass)."""
 
-MIN_FLAGGED_LENSES = 10
-"""A flag statistic (``flag_ratio``, ``flag_rate``) needs at least this many of the bin's real lenses
-above the operating threshold: a share estimated from fewer events has a degenerate LRG-bootstrap
-interval (with one flagged lens the ratio is 1.0 in every resample that keeps it, [1.0, 1.0]), which
-would read as an established violation. The same rule as the low-FPR rates' ``NEGATIVES_PER_FPR``:
-a rate from at least 10 events, else ``error`` with the count."""
+def empty_resample_share(flagged: np.ndarray, groups: np.ndarray) -> float:
+    """Probability that an LRG-bootstrap resample of these pairs holds no flagged lens: ``(1 − k/G)^G`` for
+    ``k`` of ``G`` LRGs with a flagged lens. Such resamples leave the flag ratio undefined; the percentile
+    interval of the rest is not a valid interval when they exceed the interval's tail ``(1 − level)/2``
+    (one flagged lens of 13 LRGs: 35 % of resamples, and the ratio reads 1.0 [1.0, 1.0] from one event)."""
+    groups = np.asarray(groups)
+    n_groups = len(np.unique(groups))
+    k = len(np.unique(groups[np.asarray(flagged, bool)]))
+    return float((1.0 - k / n_groups) ** n_groups) if n_groups else 1.0
 
 MIN_BIN_PAIRS = 10
 """A θ_E bin with fewer paired positives gets no case; a case with fewer decidable pairs is an ``error``."""
@@ -314,11 +317,12 @@ def paired_statistic(scores: dict, kind: str, statistic: str, rows: np.ndarray, 
     if statistic.startswith("flag"):
         t = float(scores["threshold"])
         cf_rate, lens_rate = _flag_share(x > t), _flag_share(stamp > t)
-        n_flagged = int((stamp > t).sum())
-        if n_flagged < MIN_FLAGGED_LENSES:
-            raise ProbeError(f"{n_flagged} of these {len(rows)} lenses score above the operating threshold {t:.4g} "
-                             f"(< {MIN_FLAGGED_LENSES}): too few flagged lenses for the operational claim (more "
-                             "pairs in the bin, or a lower operating_threshold, would decide)")
+        empty = empty_resample_share(stamp > t, np.asarray(groups)[rows])
+        if empty > (1 - config.level) / 2:
+            raise ProbeError(f"{int((stamp > t).sum())} of these {len(rows)} lenses score above the operating threshold "
+                             f"{t:.4g}: {empty:.1%} of LRG resamples would hold none (> {(1 - config.level) / 2:.1%}), "
+                             "too few flagged lenses for an interval of the operational claim (more pairs in the bin, "
+                             "or a lower operating_threshold, would decide)")
 
     def metric(_labels, _values, weights=None):
         w = np.ones(len(rows)) if weights is None else weights[:len(rows)]
