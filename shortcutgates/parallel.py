@@ -12,6 +12,7 @@ torch, no OpenMP parallel region runs before the fork).
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -53,7 +54,32 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+def _default_sigterm() -> None:
+    """A worker dies on SIGTERM (the default), whatever handler the caller installed (the CLI turns
+    SIGTERM into an exception; a worker that inherits it can miss a SIGTERM sent before CPython's
+    after-fork reset of its signal flags and wait for tasks forever). SIGTERM is blocked from before
+    the fork to here (:func:`_sigterm_blocked`), so one sent meanwhile stays pending and kills now."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
+@contextlib.contextmanager
+def _sigterm_blocked() -> Iterator[None]:
+    """Block SIGTERM in this thread while the pool forks its workers and starts its threads (they
+    inherit the mask); a SIGTERM that arrives meanwhile is delivered when the block ends."""
+    import signal
+
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _one_thread(parent, initializer, initargs) -> None:
+    _default_sigterm()
     _die_with_parent(parent)
     os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     try:
@@ -79,6 +105,13 @@ def ordered_map(fn: Callable, items: Iterable, workers: int, *, initializer: Cal
         return
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     context = mp.get_context(method)
-    with context.Pool(min(workers, len(items)), initializer=_one_thread,
-                      initargs=(os.getpid(), initializer, initargs)) as pool:
+    with _sigterm_blocked():
+        pool = context.Pool(min(workers, len(items)), initializer=_one_thread,
+                            initargs=(os.getpid(), initializer, initargs))
+    try:
         yield from pool.imap(fn, items, chunksize=chunksize)
+    except BaseException:  # the caller stopped early, or a task failed: stop the workers now
+        pool.terminate()
+        raise
+    pool.close()  # every result is in: the workers leave on the end-of-tasks sentinel, no signal
+    pool.join()
