@@ -323,3 +323,20 @@ def test_a_threshold_outside_its_sane_range_needs_a_reason(tmp_path):
     assert cfg.waiver_for(GateCase("detection_auroc", {}, "val")) == "r"
     assert cfg.waiver_for(GateCase("detection_auroc", {}, "test")) is None
     assert cfg.waiver_for(GateCase("morphology_auroc", {"theta_e": "2-10arcsec"}, "test_paired")) == "s"
+
+
+def test_a_diagnostic_gate_is_shown_never_red_unless_made_primary():
+    """``morphology_auroc`` is a diagnostic (``blocking=False``): no calibrated reader or CNN reaches its
+    threshold (docs/model_gates.md#morphology), so a whole interval below it is shown, not red; a
+    blocking gate's violation of the same shape is red in any role, and a promoted case decides."""
+    from shortcutgates.gates.suite import outcome
+
+    bad = Measurement(0.54, (0.52, 0.56), 200, 100, "morphology AUROC")
+    case = GateCase("morphology_auroc", {"theta_e": "2-10arcsec"}, "test_paired", ("data", "model"), "reported")
+    shown = judge(GateConfig(), case, REGISTRY["morphology_auroc"], bad)
+    assert shown.verdict == "fail" and not shown.established and outcome(shown) == "reported"
+    assert "diagnostic" in shown.message
+    blocking = Gate(**{**vars(REGISTRY["morphology_auroc"]), "blocking": True})
+    assert outcome(judge(GateConfig(), case, blocking, bad)) == "red"
+    promoted = GateCase(case.gate, case.params, case.split, case.needs, "primary")
+    assert outcome(judge(GateConfig(), promoted, REGISTRY["morphology_auroc"], bad)) == "red"

@@ -49,7 +49,7 @@ CNN_SEEDS = 20
 CNN_TRAIN_LRGS = 800
 """Training LRGs per CNN seed (half positives, half negatives; ``val`` takes a fifth as many more)."""
 CNN_POOL_LRGS = 2400
-"""LRGs of the realistic pool the ``cnn`` profile draws from (a seed uses about 1440)."""
+"""LRGs of the realistic pool the ``cnn`` profile draws from (a seed uses 800 + 160 + 2 × 500 = 1960)."""
 
 
 class Profile(NamedTuple):

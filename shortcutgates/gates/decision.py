@@ -219,7 +219,8 @@ def describe(m: Measurement, threshold: float | None, gate: Gate, verdict: str) 
         text += "; " + _inconclusive_text(m, threshold, gate)
     elif verdict == "fail" and threshold is not None and m.ci is not None:
         if established_violation(m.value, m.ci, threshold, gate.direction, gate.equivalence):
-            text += "; established: the whole interval lies on the bad side"
+            text += ("; established: the whole interval lies on the bad side" if gate.blocking else
+                     "; the whole interval lies on the bad side (a diagnostic: shown, red only where made primary)")
         elif all(map(math.isfinite, m.ci)):
             need = groups_to_establish(m.value, m.ci, threshold, gate.direction, m.n_groups, gate.equivalence)
             text += ("; too few LRGs to tell: the interval reaches the threshold"
@@ -243,7 +244,7 @@ def judge(config: GateConfig, case: GateCase, gate: Gate, m: Measurement) -> Gat
             "cross-validation artefact (e.g. classes that are twins of each other) or a flipped scorer, "
             f"not evidence that the shortcut is absent; {m.note}".rstrip("; "))
     verdict = decide(m.value, m.ci, threshold, gate.direction, gate.equivalence)
-    established = (not m.extra.get("undecidable")
+    established = (gate.blocking and not m.extra.get("undecidable")
                    and established_violation(m.value, m.ci, threshold, gate.direction, gate.equivalence))
     return GateResult(case.id, case.gate, dict(case.params), case.split, float(m.value), m.ci, threshold,
                       gate.direction, verdict, int(m.n), int(m.n_groups), describe(m, threshold, gate, verdict),

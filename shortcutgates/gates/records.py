@@ -166,6 +166,10 @@ class Gate:
     """The full calibration profile records its cases in every role (held-out probes, small θ_E bins)."""
     remedy: str = ""
     """One line: what to do when a case of this gate fails (printed at the end of its failure line)."""
+    blocking: bool = True
+    """An established violation of any case turns the run red. False: a *diagnostic* whose reported cases
+    are shown, never red (a counterfactual that no calibrated reader or CNN passes cannot mean "shortcut");
+    ``[tool.shortcutgates] primary`` still makes it decide."""
 
     @property
     def data_only(self) -> bool:
