@@ -137,3 +137,23 @@ def test_tiny_cnn_cell_trains_on_other_lrgs_than_it_gates_and_records_every_bin(
     counterfactual = records[records["gate"].isin(rates.COUNTERFACTUAL_GATES)]
     assert len(counterfactual) == 4 and len(outcome) == 1
     assert outcome["n_model_decided"].iloc[0] >= (counterfactual["role"] == "primary").sum()
+
+
+def test_family_outcome_counts_what_the_suite_turns_red():
+    """``model_red``: an inconclusive primary case is red for the user although it is no deciding fail;
+    a diagnostic's (``morphology_auroc``) whole-interval violation is not red."""
+    base = {"kind": "cnn", "problem": "core", "strength": 0.0, "n_lrgs": 60, "scorer": "cnn:neutral-residual",
+            "core": 0.0, "where": "", "pool": "realistic", "seed": 0, "value": 0.5, "lo": 0.4, "hi": 0.6}
+    records = pd.DataFrame([
+        {**base, "case": "cnn_training", "gate": "cnn_training", "role": "training", "verdict": "trained",
+         "established": False, "seconds": 1.0},
+        {**base, "case": "arc_masked_auroc[x]", "gate": "arc_masked_auroc", "role": "primary",
+         "verdict": "inconclusive", "established": False, "seconds": 1.0},
+        {**base, "case": "morphology_auroc[x]", "gate": "morphology_auroc", "role": "reported", "verdict": "fail",
+         "established": False, "seconds": 1.0},
+    ])
+    for column in rates.CELL_COLUMNS:
+        records[column] = records.get(column, "")
+    out = rates.family_outcomes(records).iloc[0]
+    assert out["model_red"] and out["red_cases"] == "arc_masked_auroc[x] inconclusive"
+    assert not out["core_fail"] and not out["model_fail"]

@@ -124,7 +124,8 @@ def family_outcomes(records: pd.DataFrame) -> pd.DataFrame:
     """Per CNN seed (``kind`` ``cnn``): whether any *deciding* case of a core gate (:data:`CORE_GATES`) or
     of any counterfactual gate (:data:`COUNTERFACTUAL_GATES`) failed, how many such cases decided, and the
     CNN's validation AUROC. Deciding: a primary case, or a case of any role whose violation is established
-    (red by :func:`shortcutgates.gates.suite.outcome` either way)."""
+    (red by :func:`shortcutgates.gates.suite.outcome` either way). ``model_red``: the recorded model cases
+    alone turn the run red by the suite's rule (an inconclusive primary case included: what a user sees)."""
     cnn = with_pool(records)
     cnn = cnn[cnn["kind"] == "cnn"]
     out = []
@@ -135,7 +136,10 @@ def family_outcomes(records: pd.DataFrame) -> pd.DataFrame:
         core = deciding["gate"].isin(CORE_GATES)
         cf = deciding["gate"].isin(COUNTERFACTUAL_GATES)
         training = group[group["role"] == "training"]
+        gated = group[group["role"] != "training"]
+        red = gated[[is_red(r) for r in gated.to_dict("records")]]
         out.append({**dict(zip(CELL_COLUMNS + ["seed"], keys)),
+                    "model_red": not red.empty, "red_cases": "; ".join(f"{c} {v}" for c, v in zip(red["case"], red["verdict"])),
                     "core_fail": bool((core & red_fail).any()), "n_core_decided": int(core.sum()),
                     "model_fail": bool((cf & red_fail).any()), "n_model_decided": int(cf.sum()),
                     "failed": "; ".join(deciding.loc[cf & red_fail, "case"]),
@@ -150,7 +154,7 @@ def summarise_families(outcomes: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for keys, group in outcomes.groupby(CELL_COLUMNS, sort=False, dropna=False):
         row = {**dict(zip(CELL_COLUMNS, keys)), "n_seeds": len(group)}
-        for flag in ("core_fail", "model_fail"):
+        for flag in ("core_fail", "model_fail", "model_red"):
             rate, lo, hi, _ = _rate(group[flag])
             row[f"{flag}_rate"], row[f"{flag}_lo"], row[f"{flag}_hi"] = rate, lo, hi
         row["no_core_case_decided"] = int((group["n_core_decided"] == 0).sum())

@@ -80,12 +80,14 @@ def family_table(families: pd.DataFrame) -> str:
     if families.empty:
         return "(no cells)\n"
     lines = [("| family | training LRGs | seeds | median val AUROC | a deciding core gate fails | "
-              "a deciding counterfactual gate fails | seeds with no deciding core case | training s / seed |"),
-             "|---|---|---|---|---|---|---|---|"]
+              "a deciding counterfactual gate fails | model gates red (suite rule) | seeds with no deciding core case | "
+              "training s / seed |"),
+             "|---|---|---|---|---|---|---|---|---|"]
     for _, r in families.sort_values("scorer").iterrows():
         lines.append(f"| `{r['scorer']}` | {r['n_lrgs']} | {r['n_seeds']} | {r['val_auroc_median']:.3f} | "
                      f"{_pct(r['core_fail_rate'], r['core_fail_lo'], r['core_fail_hi'])} | "
                      f"{_pct(r['model_fail_rate'], r['model_fail_lo'], r['model_fail_hi'])} | "
+                     f"{_pct(r['model_red_rate'], r['model_red_lo'], r['model_red_hi'])} | "
                      f"{r['no_core_case_decided']} | {r['train_seconds_mean']:.0f} |")
     return "\n".join(lines) + "\n"
 
