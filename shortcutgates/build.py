@@ -122,32 +122,57 @@ def measure_lrg(image: np.ndarray) -> dict:
     return {k: float(v) for k, v in measure_lrgs(np.asarray(image)[None]).iloc[0].items()}
 
 
+MEASURE_CHUNK = 8192
+"""Controls decoded per step of :func:`measure_controls` (its progress bar)."""
+
+
+def decode_controls(rows: pd.DataFrame, *, progress: bool = True, strict: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
+    """The control stamps of ``rows`` (``ctrl_stamp_npz``), decoded by :func:`shortcutgates.codec.decode_stamps`.
+
+    Returns ``(images, ok)``: (n_ok, 3, H, W) float32 of the rows that decoded, and the (N,) mask; images
+    None when the controls differ in shape (a blob that decodes alone but not at the first one's shape).
+    ``strict``: the first control that does not decode raises its located ``DataError``.
+    """
+    from tqdm.auto import tqdm
+
+    from .codec import decode_stamps
+
+    blobs = read_blobs(rows, column=CTRL_COLUMN)
+    files, where = rows["source_path"].to_numpy(), rows["source_row"].to_numpy()
+    parts, ok, shape, mixed = [], np.zeros(len(blobs), bool), None, False
+    with tqdm(total=len(blobs), desc="measure controls", disable=_quiet(progress), file=sys.stderr) as bar:
+        for a in range(0, len(blobs), MEASURE_CHUNK):
+            b = min(a + MEASURE_CHUNK, len(blobs))
+            out = decode_stamps(blobs[a:b], files=files[a:b], rows=where[a:b], columns=CTRL_COLUMN, shape=shape,
+                                skip_bad=True)
+            for failure in out.failures:
+                try:
+                    decode_stamp(blobs[a + failure.index])  # decodes alone: another shape
+                    mixed = True
+                except DataError:
+                    if strict:
+                        raise failure.error from None
+            if len(out.images):
+                shape = shape or tuple(out.images.shape[-2:])
+                parts.append(out.images)
+            ok[a:b] = out.ok
+            bar.update(b - a)
+    return (None if mixed or not parts else np.concatenate(parts)), ok
+
+
 def measure_controls(catalog: pd.DataFrame, columns, *, progress: bool = True, strict: bool = True) -> pd.DataFrame:
     """Add measured LRG properties (one control per LRG, broadcast to all its rows) to ``catalog``.
 
     ``strict`` (matching needs the values): a control that does not decode is a ``DataError``; else
     its LRG gets NaN (the gates' ``data_integrity`` reports the row), as do all LRGs when the
     controls differ in shape."""
-    from tqdm.auto import tqdm
-
     from .splits import control_rows
 
     reps = control_rows(catalog)
-    rows = catalog.iloc[reps.to_numpy()]
-    blobs = read_blobs(rows, column=CTRL_COLUMN)
-    images, ok = [], np.zeros(len(blobs), bool)
-    for i, blob in enumerate(tqdm(blobs, desc="measure controls", disable=_quiet(progress), file=sys.stderr)):
-        try:
-            images.append(decode_stamp(blob))
-            ok[i] = True
-        except DataError as err:
-            if strict:
-                raise err.located(file=rows["source_path"].iloc[i], row=int(rows["source_row"].iloc[i]),
-                                  column=CTRL_COLUMN) from None
-    shapes = {im.shape for im in images}
+    images, ok = decode_controls(catalog.iloc[reps.to_numpy()], progress=progress, strict=strict)
     measured = pd.DataFrame(np.nan, index=reps.index, columns=list(columns))
-    if len(shapes) == 1:
-        measured.iloc[np.flatnonzero(ok)] = measure_lrgs(np.stack(images))[list(columns)].to_numpy()
+    if images is not None:
+        measured.iloc[np.flatnonzero(ok)] = measure_lrgs(images)[list(columns)].to_numpy()
     return catalog.drop(columns=[c for c in columns if c in catalog]).join(measured, on=LRG_ID_COLUMN)
 
 
