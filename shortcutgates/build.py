@@ -18,7 +18,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -321,9 +321,12 @@ class _Read(NamedTuple):
 
     files: list
     partial: list
-    catalog: object
-    ident: object
-    result: object
+    catalog: Any
+    """:func:`shortcutgates.io.read_paired`'s catalogue."""
+    ident: Any
+    """:func:`shortcutgates.identity.match_lrgs`'s identity."""
+    result: Any
+    """:func:`shortcutgates.splits.assign`'s result."""
 
 
 def _read_and_assign(input_path, params: SplitParams, tolerance_arcsec: float, progress: bool, steps: _Steps) -> _Read:
