@@ -18,7 +18,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -122,32 +122,57 @@ def measure_lrg(image: np.ndarray) -> dict:
     return {k: float(v) for k, v in measure_lrgs(np.asarray(image)[None]).iloc[0].items()}
 
 
+MEASURE_CHUNK = 8192
+"""Controls decoded per step of :func:`measure_controls` (its progress bar)."""
+
+
+def decode_controls(rows: pd.DataFrame, *, progress: bool = True, strict: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
+    """The control stamps of ``rows`` (``ctrl_stamp_npz``), decoded by :func:`shortcutgates.codec.decode_stamps`.
+
+    Returns ``(images, ok)``: (n_ok, 3, H, W) float32 of the rows that decoded, and the (N,) mask; images
+    None when the controls differ in shape (a blob that decodes alone but not at the first one's shape).
+    ``strict``: the first control that does not decode raises its located ``DataError``.
+    """
+    from tqdm.auto import tqdm
+
+    from .codec import decode_stamps
+
+    blobs = read_blobs(rows, column=CTRL_COLUMN)
+    files, where = rows["source_path"].to_numpy(), rows["source_row"].to_numpy()
+    parts, ok, shape, mixed = [], np.zeros(len(blobs), bool), None, False
+    with tqdm(total=len(blobs), desc="measure controls", disable=_quiet(progress), file=sys.stderr) as bar:
+        for a in range(0, len(blobs), MEASURE_CHUNK):
+            b = min(a + MEASURE_CHUNK, len(blobs))
+            out = decode_stamps(blobs[a:b], files=files[a:b], rows=where[a:b], columns=CTRL_COLUMN, shape=shape,
+                                skip_bad=True)
+            for failure in out.failures:
+                try:
+                    decode_stamp(blobs[a + failure.index])  # decodes alone: another shape
+                    mixed = True
+                except DataError:
+                    if strict:
+                        raise failure.error from None
+            if len(out.images):
+                shape = shape or tuple(out.images.shape[-2:])
+                parts.append(out.images)
+            ok[a:b] = out.ok
+            bar.update(b - a)
+    return (None if mixed or not parts else np.concatenate(parts)), ok
+
+
 def measure_controls(catalog: pd.DataFrame, columns, *, progress: bool = True, strict: bool = True) -> pd.DataFrame:
     """Add measured LRG properties (one control per LRG, broadcast to all its rows) to ``catalog``.
 
     ``strict`` (matching needs the values): a control that does not decode is a ``DataError``; else
     its LRG gets NaN (the gates' ``data_integrity`` reports the row), as do all LRGs when the
     controls differ in shape."""
-    from tqdm.auto import tqdm
-
     from .splits import control_rows
 
     reps = control_rows(catalog)
-    rows = catalog.iloc[reps.to_numpy()]
-    blobs = read_blobs(rows, column=CTRL_COLUMN)
-    images, ok = [], np.zeros(len(blobs), bool)
-    for i, blob in enumerate(tqdm(blobs, desc="measure controls", disable=_quiet(progress), file=sys.stderr)):
-        try:
-            images.append(decode_stamp(blob))
-            ok[i] = True
-        except DataError as err:
-            if strict:
-                raise err.located(file=rows["source_path"].iloc[i], row=int(rows["source_row"].iloc[i]),
-                                  column=CTRL_COLUMN) from None
-    shapes = {im.shape for im in images}
+    images, ok = decode_controls(catalog.iloc[reps.to_numpy()], progress=progress, strict=strict)
     measured = pd.DataFrame(np.nan, index=reps.index, columns=list(columns))
-    if len(shapes) == 1:
-        measured.iloc[np.flatnonzero(ok)] = measure_lrgs(np.stack(images))[list(columns)].to_numpy()
+    if images is not None:
+        measured.iloc[np.flatnonzero(ok)] = measure_lrgs(images)[list(columns)].to_numpy()
     return catalog.drop(columns=[c for c in columns if c in catalog]).join(measured, on=LRG_ID_COLUMN)
 
 
@@ -264,6 +289,111 @@ def _write_tree(out_dir: Path, table: pa.Table, meta: dict) -> None:
         (tmp / MANIFEST_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
+def hard_negative_options(mode: str, hard_negatives, hard_negative_mix, hard_negative_splits) -> tuple:
+    """``(kinds, mix, splits)`` of ``--hard-negatives`` / ``--hard-negative-mix`` / ``--hard-negative-splits``,
+    checked (ValueError naming the option)."""
+    from . import hard_negatives as hn
+
+    kinds = hn.parse_kinds(hard_negatives)
+    mix = {**{k: hn.DEFAULT_MIX[k] for k in kinds}, **hn.parse_mix(hard_negative_mix or {})}
+    splits = tuple(hard_negative_splits)
+    if kinds and mode != "unpaired":
+        raise ValueError("build: --hard-negatives needs --mode unpaired (a paired build's negatives are the "
+                         "positives' own controls)")
+    bad_splits = [s for s in splits if s not in MANIFEST_SPLITS]
+    if bad_splits:
+        raise ValueError(f"build: --hard-negative-splits: unknown split(s) {', '.join(bad_splits)}")
+    return kinds, mix, splits
+
+
+def split_params(mode: str, seed: int, match, positives_per_lrg, fractions, match_bins: int,
+                 resplit: bool) -> SplitParams:
+    """The build's :class:`~shortcutgates.splits.SplitParams`; ``extra['measured']``: the LRG properties
+    measured from one control per LRG (:data:`ALWAYS_MEASURED` and the matched :data:`MEASURED_COLUMNS`)."""
+    match = tuple(match)
+    cap = None if str(positives_per_lrg) == "all" else int(positives_per_lrg)
+    measured = tuple(dict.fromkeys(ALWAYS_MEASURED + tuple(c for c in match if c in MEASURED_COLUMNS)))
+    return SplitParams(mode, int(seed), tuple(fractions), cap, match, match_bins, resplit, {"measured": measured})
+
+
+class _Read(NamedTuple):
+    """The paired input as read, identified and split (:func:`_read_and_assign`)."""
+
+    files: list
+    partial: list
+    catalog: Any
+    """:func:`shortcutgates.io.read_paired`'s catalogue."""
+    ident: Any
+    """:func:`shortcutgates.identity.match_lrgs`'s identity."""
+    result: Any
+    """:func:`shortcutgates.splits.assign`'s result."""
+
+
+def _read_and_assign(input_path, params: SplitParams, tolerance_arcsec: float, progress: bool, steps: _Steps) -> _Read:
+    """Read the metadata, identify LRGs, measure one control per LRG and assign splits and pools."""
+    files = list_parquet_files(input_path)
+    columns, partial = metadata_columns(files)
+    steps.next(f"reading {len(files)} files")
+    catalog = read_paired(input_path, columns=columns)
+    steps.next(f"matching {len(catalog.frame)} positions")
+    ident = match_lrgs(catalog.frame["ra"].to_numpy(), catalog.frame["dec"].to_numpy(), tolerance_arcsec)
+    frame = catalog.frame.assign(**{LRG_ID_COLUMN: ident.lrg_id})
+    measured = params.extra["measured"]
+    if measured:
+        frame = measure_controls(frame, measured, progress=progress,
+                                 strict=any(c in MEASURED_COLUMNS for c in params.match))
+    steps.next(f"assigning {ident.n_lrgs} LRGs")
+    return _Read(files, partial, catalog, ident, assign(frame, params))
+
+
+def _inline_blobs(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` with every pointer's blob copied into ``image_npz`` (constructed rows hold theirs already)."""
+    if IMAGE_COLUMN not in rows:
+        return rows.assign(**{IMAGE_COLUMN: read_blobs(rows)})
+    pointer = rows[IMAGE_COLUMN].isna().to_numpy()
+    blobs = rows[IMAGE_COLUMN].to_numpy().copy()
+    blobs[pointer] = read_blobs(rows[pointer])
+    return rows.assign(**{IMAGE_COLUMN: blobs})
+
+
+def _portable(rows: pd.DataFrame, root: Path) -> pd.DataFrame:
+    """``rows`` with their pointer paths (source, host, donor) relative to the input root."""
+    return rows.assign(**{c: relative_pointers(rows[c], root) for c in
+                          ("source_path", "host_source_path", "donor_source_path") if c in rows})
+
+
+def _parameters(params: SplitParams, tolerance_arcsec: float, inline: bool, kinds, mix: dict, hard_splits,
+                shuffle_arcsec) -> dict:
+    """``manifest.json``'s ``parameters``: the build's options as given (defaults filled in)."""
+    return {"mode": params.mode, "seed": params.seed, "match": list(params.match), "match_bins": params.match_bins,
+            "positives_per_lrg": params.positives_per_lrg or "all", "fractions": list(params.fractions),
+            "tolerance_arcsec": tolerance_arcsec, "inline": inline, "resplit": params.resplit,
+            "hard_negatives": list(kinds), "hard_negative_mix": mix if kinds else {},
+            "hard_negative_splits": list(hard_splits) if kinds else [], "shuffle_arcsec": shuffle_arcsec}
+
+
+def _manifest_meta(input_path, out_dir, read: _Read, rows: pd.DataFrame, parameters: dict, hard, sha: str) -> dict:
+    """The content of ``manifest.json`` (JSON-safe)."""
+    root = input_root(input_path)
+    ident, result, tolerance = read.ident, read.result, parameters["tolerance_arcsec"]
+    return jsonable({
+        "format": "shortcutgates.manifest", "version": 1, "package_version": __version__,
+        "parameters": parameters, "hard_negatives": hard,
+        "seed": parameters["seed"], "input": {"path": str(Path(input_path).resolve()),
+                                              "root": os.path.relpath(root, Path(out_dir).resolve()).replace(os.sep, "/"),
+                                              "files": [_file_record(f, root) for f in read.files],
+                                              "n_rows": int(len(read.catalog.frame)),
+                                              "n_cutout_excluded": read.catalog.n_cutout_excluded,
+                                              "columns_not_in_all_files": read.partial},
+        "identity": {"n_lrgs": ident.n_lrgs, "max_extent_arcsec": float(ident.extent_arcsec.max(initial=0.0)),
+                     "n_chained_groups": int((ident.extent_arcsec > tolerance).sum())},
+        "split_source": result.split_source, "lrg_counts": result.lrg_counts, "counts": _counts(rows),
+        "n_rows": int(len(rows)), "balance": result.balance,
+        "matching": None if result.matching is None else result.matching.as_dict(),
+        "files": [MANIFEST_PARQUET], "rows_sha256": sha,
+    })
+
+
 def build_manifest(input_path, out_dir, *, mode: str, seed: int, match=(), positives_per_lrg=1,
                    fractions=(0.7, 0.15, 0.15), tolerance_arcsec: float = 0.5, inline: bool = False,
                    resplit: bool = False, progress: bool = True, match_bins: int = 5, hard_negatives=(),
@@ -293,89 +423,33 @@ def build_manifest(input_path, out_dir, *, mode: str, seed: int, match=(), posit
         Copy blobs into ``image_npz`` instead of writing pointers only.
     resplit : bool
         Ignore the input's splits and assign every LRG by hash.
-    hard_negatives : sequence of str
-        Constructions added to ``hard_negative_splits`` (:mod:`shortcutgates.hard_negatives`:
-        ``core``, ``shuffle``, ``swap``); unpaired builds only. Their images are inline blobs.
-    hard_negative_mix : dict, optional
-        kind -> rows per plain row of the host class (default
-        :data:`shortcutgates.hard_negatives.DEFAULT_MIX`).
-    hard_negative_splits : sequence of str
-        Splits that get constructed rows (default: train only, so the gates score real negatives).
-    shuffle_arcsec : float, optional
-        Piece length of the ``shuffle`` kind (default: the donor's PSF FWHM). Unit: arcsec.
+    hard_negatives, hard_negative_mix, hard_negative_splits, shuffle_arcsec
+        Constructed rows (:mod:`shortcutgates.hard_negatives`: kinds ``core``, ``shuffle``, ``swap``;
+        unpaired builds only; inline images): the kinds, kind -> rows per plain row of the host
+        class (default :data:`~shortcutgates.hard_negatives.DEFAULT_MIX`), the splits that get them
+        (default train only, so the gates score real negatives), and the ``shuffle`` piece length
+        (default: the donor's PSF FWHM; unit: arcsec).
     """
     from . import hard_negatives as hn
 
-    match = tuple(match)
-    kinds = hn.parse_kinds(hard_negatives)
-    mix = {**{k: hn.DEFAULT_MIX[k] for k in kinds}, **hn.parse_mix(hard_negative_mix or {})}
-    hard_splits = tuple(hard_negative_splits)
-    if kinds and mode != "unpaired":
-        raise ValueError("build: --hard-negatives needs --mode unpaired (a paired build's negatives are the "
-                         "positives' own controls)")
-    bad_splits = [s for s in hard_splits if s not in MANIFEST_SPLITS]
-    if bad_splits:
-        raise ValueError(f"build: --hard-negative-splits: unknown split(s) {', '.join(bad_splits)}")
-    cap = None if str(positives_per_lrg) == "all" else int(positives_per_lrg)
-    measured = tuple(dict.fromkeys(ALWAYS_MEASURED + tuple(c for c in match if c in MEASURED_COLUMNS)))
-    params = SplitParams(mode, int(seed), tuple(fractions), cap, match, match_bins, resplit,
-                         {"measured": measured})
+    kinds, mix, hard_splits = hard_negative_options(mode, hard_negatives, hard_negative_mix, hard_negative_splits)
+    params = split_params(mode, seed, match, positives_per_lrg, fractions, match_bins, resplit)
     steps = _Steps(progress)
-    files = list_parquet_files(input_path)
-    columns, partial = metadata_columns(files)
-    steps.next(f"reading {len(files)} files")
-    catalog = read_paired(input_path, columns=columns)
-    steps.next(f"matching {len(catalog.frame)} positions")
-    ident = match_lrgs(catalog.frame["ra"].to_numpy(), catalog.frame["dec"].to_numpy(), tolerance_arcsec)
-    frame = catalog.frame.assign(**{LRG_ID_COLUMN: ident.lrg_id})
-    if measured:
-        frame = measure_controls(frame, measured, progress=progress,
-                                 strict=any(c in MEASURED_COLUMNS for c in match))
-    steps.next(f"assigning {ident.n_lrgs} LRGs")
-    result = assign(frame, params)
-    rows = result.frame
-    hard = None
+    read = _read_and_assign(input_path, params, tolerance_arcsec, progress, steps)
+    rows, hard = read.result.frame, None
     if kinds:
         steps.next(f"constructing {', '.join(kinds)}")
         rows, hard = hn.add_constructions(rows, kinds, mix, int(seed), hard_splits, shuffle_arcsec=shuffle_arcsec,
                                           progress=not _quiet(progress))
     if inline:
         steps.next(f"copying {len(rows)} blobs")
-        if IMAGE_COLUMN in rows:  # constructed rows hold their blob already
-            pointer = rows[IMAGE_COLUMN].isna().to_numpy()
-            blobs = rows[IMAGE_COLUMN].to_numpy().copy()
-            blobs[pointer] = read_blobs(rows[pointer])
-            rows = rows.assign(**{IMAGE_COLUMN: blobs})
-        else:
-            rows = rows.assign(**{IMAGE_COLUMN: read_blobs(rows)})
-    root = input_root(input_path)
-    out_abs = Path(out_dir).resolve()
-    rows = rows.assign(**{c: relative_pointers(rows[c], root) for c in
-                          ("source_path", "host_source_path", "donor_source_path") if c in rows})
+        rows = _inline_blobs(rows)
+    rows = _portable(rows, input_root(input_path))
     steps.next("writing")
     table = pa.Table.from_pandas(rows, preserve_index=False)
     sha = rows_sha256(table)
-    meta = jsonable({
-        "format": "shortcutgates.manifest", "version": 1, "package_version": __version__,
-        "parameters": {"mode": mode, "seed": int(seed), "match": list(match), "match_bins": match_bins,
-                       "positives_per_lrg": "all" if cap is None else cap, "fractions": list(fractions),
-                       "tolerance_arcsec": tolerance_arcsec, "inline": inline, "resplit": resplit,
-                       "hard_negatives": list(kinds), "hard_negative_mix": mix if kinds else {},
-                       "hard_negative_splits": list(hard_splits) if kinds else [],
-                       "shuffle_arcsec": shuffle_arcsec},
-        "hard_negatives": hard,
-        "seed": int(seed), "input": {"path": str(Path(input_path).resolve()),
-                                     "root": os.path.relpath(root, out_abs).replace(os.sep, "/"),
-                                     "files": [_file_record(f, root) for f in files],
-                                     "n_rows": int(len(catalog.frame)), "n_cutout_excluded": catalog.n_cutout_excluded,
-                                     "columns_not_in_all_files": partial},
-        "identity": {"n_lrgs": ident.n_lrgs, "max_extent_arcsec": float(ident.extent_arcsec.max(initial=0.0)),
-                     "n_chained_groups": int((ident.extent_arcsec > tolerance_arcsec).sum())},
-        "split_source": result.split_source, "lrg_counts": result.lrg_counts, "counts": _counts(rows),
-        "n_rows": int(len(rows)), "balance": result.balance,
-        "matching": None if result.matching is None else result.matching.as_dict(),
-        "files": [MANIFEST_PARQUET], "rows_sha256": sha,
-    })
+    parameters = _parameters(params, tolerance_arcsec, inline, kinds, mix, hard_splits, shuffle_arcsec)
+    meta = _manifest_meta(input_path, out_dir, read, rows, parameters, hard, sha)
     _write_tree(Path(out_dir), table, meta)
     steps.close()
     return BuildSummary(Path(out_dir), len(rows), meta["counts"], sha, meta)

@@ -18,12 +18,13 @@ paired-input row in ``donor_source_path`` / ``donor_source_row``). Hosts keep th
 LRGs of the two classes stay disjoint and no LRG crosses a split; a donor's light appears in
 the other class (that is the point of ``core``: the same core light in both classes).
 
-``core(d)`` / ``arc(d)`` is the radius split :func:`shortcutgates.gates.perturb.split_core_arc` at
-``R_CORE_PX`` (everything of ``d`` within 5 px): the model gates' split when this was written and
-measured. The gates now split by lensing (:func:`~shortcutgates.gates.perturb.split_lensed_light`,
-from the injection truth); :func:`split_light` is the one place to switch, which needs a rule for
-donors the lensing split cannot decide (not done: docs/experiment.md#e5). :func:`shuffle_along_rings`
-scrambles the arc's light along its rings in pieces one PSF FWHM long — a permutation of each 1-px
+``core(d)`` / ``arc(d)`` is :func:`split_light`: the gates' own lensing split
+(:func:`~shortcutgates.gates.perturb.split_lensed_light`, core = the counter-image light re-rendered
+from the donor's injection truth and per-band PSF), and — only for a donor without that truth — the
+radius split :func:`~shortcutgates.gates.perturb.split_core_arc` at ``R_CORE_PX`` (5 px), with the
+reason in the row's ``core_split`` column, counted in ``manifest.json`` and named on stderr. Pairs the gates
+cannot score (near-ring, no counter-image, images blurred together) are split the same way and
+marked so in ``core_split``. :func:`shuffle_along_rings` scrambles the arc's light along its rings in pieces one PSF FWHM long — a permutation of each 1-px
 ring's own pixels, so each ring's flux is kept exactly and the image stays as smooth as the PSF
 (not rejected by texture); it is the survey team's azimuthal-shuffle negative, a relative of (not
 the same construction as) the morphology gate's :func:`~shortcutgates.gates.perturb.scramble_along_ring`.
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import sys
 from typing import NamedTuple
 
 import numpy as np
@@ -108,12 +110,52 @@ def parse_mix(text) -> dict:
     return out
 
 
-# --- pixels --------------------------------------------------------------------------------------
-def split_light(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(core, arc)`` of lensed light ``d`` (N, C, H, W); ``core + arc == d`` (the radius split at ``R_CORE_PX``)."""
-    from .gates.perturb import R_CORE_PX, split_core_arc
+CORE_SPLIT_COLUMN = "core_split"
+"""How a constructed row's core light was split from its donor's ``d`` (:func:`split_light`): ``lensing``,
+``lensing; undecidable for the gates: <reason>``, or ``radius 5 px: <reason>`` (no lensing truth); null for
+``swap``, which takes all of ``d``."""
 
-    return split_core_arc(d, R_CORE_PX)
+
+def donor_psf_fwhm(donors: pd.DataFrame) -> np.ndarray:
+    """(N, 3) per-band PSF FWHM (arcsec) of donor rows from ``psf_fwhm_used_g/r/z``; NaN where absent."""
+    from .gates.perturb import PSF_COLUMNS
+
+    return np.column_stack([pd.to_numeric(donors[c], errors="coerce").to_numpy(np.float64) if c in donors
+                            else np.full(len(donors), np.nan) for c in PSF_COLUMNS])
+
+
+def split_light(d: np.ndarray, truth: pd.DataFrame | None = None,
+                psf_fwhm_arcsec: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(core, arc, method)`` of lensed light ``d`` (N, C, H, W) float32; ``core + arc == d`` exactly.
+
+    A row with complete injection truth (:data:`~shortcutgates.gates.perturb.TRUTH_COLUMNS`) and
+    per-band PSF FWHM (``psf_fwhm_arcsec``, (N, C) arcsec) is split by lensing, the gates' own
+    definition (:func:`~shortcutgates.gates.perturb.split_lensed_light`): core = the counter-image
+    light. Pairs the gates cannot score (near-ring, no counter-image, images blurred together) are
+    split the same way and say so in ``method``. A row without that truth falls back to the radius
+    split at ``R_CORE_PX`` (:func:`~shortcutgates.gates.perturb.split_core_arc`) with the reason in
+    ``method`` (:data:`CORE_SPLIT_COLUMN`): never silently.
+    """
+    from .gates.perturb import R_CORE_PX, split_core_arc, split_lensed_light, truth_problem
+
+    d = np.asarray(d, np.float32)
+    n = len(d)
+    truth = pd.DataFrame(index=range(n)) if truth is None else truth.reset_index(drop=True)
+    fwhm = np.full((n, d.shape[1]), np.nan) if psf_fwhm_arcsec is None else np.asarray(psf_fwhm_arcsec, np.float64)
+    problem = truth_problem(truth, fwhm)
+    core, arc = np.empty_like(d), np.empty_like(d)
+    method = np.empty(n, dtype=object)
+    radius = np.flatnonzero(problem != "")
+    if len(radius):
+        core[radius], arc[radius] = split_core_arc(d[radius], R_CORE_PX)
+        method[radius] = [f"radius {R_CORE_PX:g} px: {p}" for p in problem[radius]]
+    lens = np.flatnonzero(problem == "")
+    if len(lens):
+        s = split_lensed_light(d[lens], truth.iloc[lens], fwhm[lens])
+        core[lens], arc[lens] = s.counter, s.arc
+        method[lens] = ["lensing" if ok else f"lensing; undecidable for the gates: {why}"
+                        for ok, why in zip(s.decidable, s.reason)]
+    return core, arc, method
 
 
 def ring_shuffle_permutation(height: int, width: int, piece_px: float, rng: np.random.Generator) -> np.ndarray:
@@ -131,29 +173,43 @@ def ring_shuffle_permutation(height: int, width: int, piece_px: float, rng: np.r
     ndarray of int64, shape (height * width,)
         ``out.ravel() = image.ravel()[perm]``.
     """
-    piece = max(float(piece_px), 1.0)
-    rings = _ring_geometry(height, width)
-    perm = np.arange(height * width, dtype=np.int64)
-    n_bands = int(np.floor((len(rings) - 1) / piece)) + 1
-    for b in range(n_bands):
-        members = [rings[k] for k in range(len(rings)) if int(np.floor(k / piece)) == b]
-        if not members:
-            continue
-        r_mid = max(float(np.mean([r for _, _, r in members])), 0.5)
-        m = max(2, round(2 * np.pi * r_mid / piece))
+    geo = _ring_geometry(height, width)
+    layout = _band_layout(height, width, max(float(piece_px), 1.0))
+    inverse = []
+    for m in layout.sectors:  # one draw per band, in band order
         order = rng.permutation(m)
         if np.all(order == np.arange(m)):
             order = np.roll(order, 1)
-        for pix, angle, _ in members:  # pix: the ring's pixels in angle order (the destinations)
-            sector = np.floor(angle * m).astype(np.int64)
-            rank = np.argsort(order)[sector]  # where each sector goes in the new order
-            perm[pix] = pix[np.argsort(rank, kind="stable")]
+        inverse.append(np.argsort(order))  # where each sector goes in the new order
+    rank = np.concatenate(inverse)[layout.sector_slot] if inverse else np.zeros(0, np.int64)
+    # within each ring (ring-major, stable): the ring's pixels in angle order, sector by sector in the new order
+    moved = np.argsort(geo.ring * (int(max(layout.sectors, default=1)) + 1) + rank, kind="stable")
+    perm = np.arange(height * width, dtype=np.int64)
+    perm[geo.pixel] = geo.pixel[moved]
     return perm
 
 
+class _Rings(NamedTuple):
+    pixel: np.ndarray
+    """(P,) every pixel, ring by ring (``floor(r)`` ascending), by angle within a ring."""
+    ring: np.ndarray
+    """(P,) the ring of each entry."""
+    angle: np.ndarray
+    """(P,) its angle as a fraction of a turn in [0, 1)."""
+    radius: np.ndarray
+    """(K+1,) mean radius of each ring (its index when empty)."""
+
+
+class _Bands(NamedTuple):
+    sectors: tuple
+    """Sectors ``m`` of each non-empty band, in band order."""
+    sector_slot: np.ndarray
+    """(P,) index into the bands' concatenated sector tables of each entry of :class:`_Rings`."""
+
+
 @functools.lru_cache(maxsize=8)
-def _ring_geometry(height: int, width: int) -> tuple:
-    """Per 1-px ring ``k``: (its pixels sorted by angle, their angle as a fraction of a turn in [0, 1), mean radius)."""
+def _ring_geometry(height: int, width: int) -> _Rings:
+    """The pixels of the stamp grouped into 1-px rings and sorted by angle within each."""
     from .preprocess import radius_grid, ring_index
 
     rings = ring_index(height, width).ravel()
@@ -161,12 +217,30 @@ def _ring_geometry(height: int, width: int) -> tuple:
     angle = (np.arctan2(yy - height // 2, xx - width // 2).ravel() + np.pi) / (2 * np.pi)
     angle = np.minimum(angle, np.nextafter(1.0, 0.0))
     radius = radius_grid(height, width).ravel()
-    out = []
+    pixels, means = [], []
     for k in range(int(rings.max()) + 1):
         pix = np.flatnonzero(rings == k)
-        pix = pix[np.argsort(angle[pix], kind="stable")]
-        out.append((pix, angle[pix], float(radius[pix].mean()) if len(pix) else float(k)))
-    return tuple(out)
+        pixels.append(pix[np.argsort(angle[pix], kind="stable")])
+        means.append(float(radius[pix].mean()) if len(pix) else float(k))
+    pixel = np.concatenate(pixels)
+    return _Rings(pixel, rings[pixel], angle[pixel], np.asarray(means, np.float64))
+
+
+@functools.lru_cache(maxsize=256)
+def _band_layout(height: int, width: int, piece: float) -> _Bands:
+    """Bands ``piece`` px wide over the rings, the sectors of each and every pixel's sector (cached per piece)."""
+    geo = _ring_geometry(height, width)
+    n_rings = len(geo.radius)
+    band_of_ring = np.floor(np.arange(n_rings) / piece).astype(np.int64)
+    bands = np.unique(band_of_ring)  # the non-empty bands, in order
+    first = np.searchsorted(band_of_ring, bands)
+    last = np.r_[first[1:], n_rings]
+    m = np.array([max(2, round(2 * np.pi * max(float(np.mean(geo.radius[a:b])), 0.5) / piece))
+                  for a, b in zip(first, last)], np.int64)
+    offset = np.r_[0, np.cumsum(m)[:-1]]
+    band = np.searchsorted(bands, band_of_ring[geo.ring])  # position of each entry's band
+    slot = offset[band] + np.floor(geo.angle * m[band]).astype(np.int64)
+    return _Bands(tuple(int(v) for v in m), slot)
 
 
 def shuffle_along_rings(arc: np.ndarray, piece_px: float, rng: np.random.Generator) -> np.ndarray:
@@ -176,25 +250,43 @@ def shuffle_along_rings(arc: np.ndarray, piece_px: float, rng: np.random.Generat
     return arc.reshape(c, h * w)[:, perm].reshape(c, h, w).astype(np.float32)
 
 
-def construct(kind: str, host_ctrl: np.ndarray, donor_stamp: np.ndarray, donor_ctrl: np.ndarray,
-              piece_px: float | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
+def compose(kind: str, host_ctrl: np.ndarray, d: np.ndarray, core: np.ndarray | None = None,
+            arc: np.ndarray | None = None, piece_px: float | None = None,
+            rng: np.random.Generator | None = None) -> np.ndarray:
     """One constructed image (C, H, W) float32, nanomaggies; see the module table.
 
-    ``d = donor_stamp − donor_ctrl`` is computed in float32, and the result is ``host_ctrl`` plus
-    the kind's part of ``d`` in float32 arithmetic.
+    ``d`` is the donor's lensed light (``stamp − ctrl`` in float32) and ``core``/``arc`` its split
+    (:func:`split_light`; not needed for ``swap``); the result is ``host_ctrl`` plus the kind's part of
+    ``d`` in float32 arithmetic.
     """
     host_ctrl = np.asarray(host_ctrl, np.float32)
-    d = np.asarray(donor_stamp, np.float32) - np.asarray(donor_ctrl, np.float32)
     if kind == "swap":
         return host_ctrl + d
-    core, arc = split_light(d[None])
+    if kind not in KINDS:
+        raise ValueError(f"construct: unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if core is None or arc is None:
+        raise ValueError(f"construct: {kind!r} needs the core / arc split of d")
     if kind == "core":
-        return host_ctrl + core[0]
-    if kind == "shuffle":
-        if piece_px is None or rng is None:
-            raise ValueError("construct: 'shuffle' needs piece_px and rng")
-        return host_ctrl + core[0] + shuffle_along_rings(arc[0], piece_px, rng)
-    raise ValueError(f"construct: unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+        return host_ctrl + core
+    if piece_px is None or rng is None:
+        raise ValueError("construct: 'shuffle' needs piece_px and rng")
+    return host_ctrl + core + shuffle_along_rings(arc, piece_px, rng)
+
+
+def construct(kind: str, host_ctrl: np.ndarray, donor_stamp: np.ndarray, donor_ctrl: np.ndarray,
+              piece_px: float | None = None, rng: np.random.Generator | None = None, *,
+              truth: pd.DataFrame | None = None, psf_fwhm_arcsec: np.ndarray | None = None) -> np.ndarray:
+    """One constructed image from one donor pair (:func:`compose` after :func:`split_light`).
+
+    ``truth`` (one row) and ``psf_fwhm_arcsec`` (C,) select the lensing split; without them the
+    radius fallback is used.
+    """
+    d = np.asarray(donor_stamp, np.float32) - np.asarray(donor_ctrl, np.float32)
+    if kind == "swap":
+        return compose(kind, host_ctrl, d)
+    fwhm = None if psf_fwhm_arcsec is None else np.asarray(psf_fwhm_arcsec, np.float64)[None]
+    core, arc, _ = split_light(d[None], truth, fwhm)
+    return compose(kind, host_ctrl, d, core[0], arc[0], piece_px, rng)
 
 
 def row_rng(seed: int, kind: str, host: str, donor: str) -> np.random.Generator:
@@ -270,12 +362,6 @@ def plan(frame: pd.DataFrame, kinds, mix: dict, seed: int, splits=DEFAULT_SPLITS
     return Plan(np.asarray(out_kind, dtype=object), cat(out_host), cat(out_donor))
 
 
-def _pointer_frame(rows: pd.DataFrame, column: str) -> pd.DataFrame:
-    return pd.DataFrame({POINTER_COLUMNS[0]: rows[POINTER_COLUMNS[0]].to_numpy(),
-                         POINTER_COLUMNS[1]: rows[POINTER_COLUMNS[1]].to_numpy(np.int64),
-                         POINTER_COLUMNS[2]: np.full(len(rows), column, dtype=object)})
-
-
 def piece_lengths(donors: pd.DataFrame, shuffle_arcsec: float | None) -> np.ndarray:
     """Shuffle piece length per donor row (pixels): ``shuffle_arcsec``, else the donor's PSF FWHM."""
     if shuffle_arcsec is not None:
@@ -293,6 +379,77 @@ def piece_lengths(donors: pd.DataFrame, shuffle_arcsec: float | None) -> np.ndar
     return fwhm / PIXEL_SCALE_ARCSEC
 
 
+DONOR_CHUNK = 2048
+"""Distinct donors whose pairs are decoded and split at a time (bounds the build's memory: a chunk's
+stamps, controls, ``d`` and its split, about 5 × 48 KB per 64 × 64 donor)."""
+
+
+def _decode(refs: pd.DataFrame, column: str) -> np.ndarray:
+    """(N, 3, H, W) float32 images of pointer rows (``source_path``, ``source_row``), column ``column``."""
+    from .blob_rows import read_blobs
+    from .codec import decode_stamps
+
+    return decode_stamps(read_blobs(refs, column=column), files=refs[POINTER_COLUMNS[0]].to_numpy(),
+                         rows=refs[POINTER_COLUMNS[1]].to_numpy(), columns=column).images
+
+
+def _row_keys(rows: pd.DataFrame) -> np.ndarray:
+    return (rows[POINTER_COLUMNS[0]].astype(str) + "/" + rows[POINTER_COLUMNS[1]].astype(str)).to_numpy()
+
+
+def _build_chunk(frame: pd.DataFrame, the_plan: Plan, todo: np.ndarray, pieces: np.ndarray, seed: int,
+                 blobs: list, method: np.ndarray) -> None:
+    """Images of the planned rows ``todo`` (whose donors fit one chunk), encoded into ``blobs[todo]``.
+
+    Each distinct donor pair and host control is decoded once, and the donors that give core light
+    are split in one batch (:func:`split_light`); ``method[todo]`` gets the split's record.
+    """
+    from .codec import encode_stamp
+
+    donor_pos, donor_of = np.unique(the_plan.donor[todo], return_inverse=True)
+    host_pos, host_of = np.unique(the_plan.host[todo], return_inverse=True)
+    donors, hosts = frame.iloc[donor_pos], frame.iloc[host_pos]
+    d = _decode(donors, STAMP_COLUMN) - _decode(donors, CTRL_COLUMN)
+    host_ctrl = _decode(hosts, CTRL_COLUMN)
+    kinds = the_plan.kind[todo]
+    split_of = np.full(len(donor_pos), -1)
+    needs = np.unique(donor_of[kinds != "swap"])
+    split_of[needs] = np.arange(len(needs))
+    core, arc, how = split_light(d[needs], donors.iloc[needs], donor_psf_fwhm(donors.iloc[needs]))
+    host_key, donor_key = _row_keys(hosts), _row_keys(donors)
+    for j, i in enumerate(todo):
+        kind, h, s = kinds[j], host_of[j], donor_of[j]
+        k = split_of[s]
+        rng = row_rng(seed, kind, host_key[h], donor_key[s]) if kind == "shuffle" else None
+        img = compose(kind, host_ctrl[h], d[s], core[k] if k >= 0 else None, arc[k] if k >= 0 else None,
+                      pieces[i], rng)
+        blobs[i] = encode_stamp(img, compress=False)
+        method[i] = how[k] if k >= 0 else None
+
+
+def constructed_images(frame: pd.DataFrame, the_plan: Plan, seed: int, *, shuffle_arcsec: float | None = None,
+                       progress: bool = False) -> tuple[list, np.ndarray]:
+    """The encoded image (uncompressed npz) and the core-split record (:data:`CORE_SPLIT_COLUMN`) of every
+    planned row, in plan order; donors are processed :data:`DONOR_CHUNK` at a time."""
+    from tqdm.auto import tqdm
+
+    n = len(the_plan.kind)
+    pieces = np.full(n, np.nan)
+    need = the_plan.kind == "shuffle"
+    if need.any():
+        pieces[need] = piece_lengths(frame.iloc[the_plan.donor[need]], shuffle_arcsec)
+    blobs: list = [None] * n
+    method = np.full(n, None, dtype=object)
+    by_donor = np.argsort(the_plan.donor, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(the_plan.donor[by_donor]) != 0])  # first row of each donor
+    bounds = np.r_[starts[::DONOR_CHUNK], n]
+    with tqdm(total=n, desc="hard negatives: build", disable=not progress, file=sys.stderr) as bar:
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            _build_chunk(frame, the_plan, by_donor[a:b], pieces, seed, blobs, method)
+            bar.update(int(b - a))
+    return blobs, method
+
+
 def constructed_rows(frame: pd.DataFrame, the_plan: Plan, seed: int, *, shuffle_arcsec: float | None = None,
                      progress: bool = False) -> pd.DataFrame:
     """Manifest rows of the planned constructions, each with its image inline (``image_npz``).
@@ -300,42 +457,13 @@ def constructed_rows(frame: pd.DataFrame, the_plan: Plan, seed: int, *, shuffle_
     A row copies its host's row (split, lrg_id, ra, dec, observing conditions) with the kind's
     label; a ``swap`` positive takes the donor's injection truth, a negative has none (NaN). The
     pointer columns are null (the image is inline); ``host_source_*`` and ``donor_*`` record where
-    the control and the lensed light came from, and ``construction`` the kind.
+    the control and the lensed light came from, ``construction`` the kind and ``core_split`` how
+    the donor's core light was split (:func:`split_light`).
     """
-    import sys
-
-    from tqdm.auto import tqdm
-
-    from .blob_rows import read_blobs
-    from .codec import decode_stamps, encode_stamp
-
     n = len(the_plan.kind)
     hosts = frame.iloc[the_plan.host].reset_index(drop=True)
     donors = frame.iloc[the_plan.donor].reset_index(drop=True)
-    need = ["shuffle" == k for k in the_plan.kind]
-    pieces = np.full(n, np.nan)
-    if any(need):
-        need = np.asarray(need)
-        pieces[need] = piece_lengths(donors[need], shuffle_arcsec)
-    # decode each distinct blob once
-    refs = pd.concat([_pointer_frame(hosts, CTRL_COLUMN), _pointer_frame(donors, STAMP_COLUMN),
-                      _pointer_frame(donors, CTRL_COLUMN)], ignore_index=True)
-    ref_key = (refs[POINTER_COLUMNS[0]].astype(str) + "\0" + refs[POINTER_COLUMNS[1]].astype(str) + "\0"
-               + refs[POINTER_COLUMNS[2]].astype(str)).to_numpy()
-    _, inverse = np.unique(ref_key, return_inverse=True)
-    first = pd.Series(np.arange(len(refs))).groupby(inverse).first().to_numpy()
-    wanted = refs.iloc[first]
-    images = decode_stamps(read_blobs(wanted), files=wanted[POINTER_COLUMNS[0]].to_numpy(),
-                           rows=wanted[POINTER_COLUMNS[1]].to_numpy(), columns=wanted[POINTER_COLUMNS[2]].to_numpy()).images
-    host_img, stamp_img, ctrl_img = inverse[:n], inverse[n:2 * n], inverse[2 * n:]
-    out_blobs = []
-    host_key = (hosts[POINTER_COLUMNS[0]].astype(str) + "/" + hosts[POINTER_COLUMNS[1]].astype(str)).to_numpy()
-    donor_key = (donors[POINTER_COLUMNS[0]].astype(str) + "/" + donors[POINTER_COLUMNS[1]].astype(str)).to_numpy()
-    for i in tqdm(range(n), desc="hard negatives: build", disable=not progress, file=sys.stderr):
-        kind = the_plan.kind[i]
-        rng = row_rng(seed, kind, host_key[i], donor_key[i]) if kind == "shuffle" else None
-        img = construct(kind, images[host_img[i]], images[stamp_img[i]], images[ctrl_img[i]], pieces[i], rng)
-        out_blobs.append(encode_stamp(img, compress=False))
+    out_blobs, method = constructed_images(frame, the_plan, seed, shuffle_arcsec=shuffle_arcsec, progress=progress)
     rows = hosts.copy()
     labels = np.array([LABEL_OF[k] for k in the_plan.kind], np.int8)
     rows[LABEL_COLUMN] = labels
@@ -348,11 +476,20 @@ def constructed_rows(frame: pd.DataFrame, the_plan: Plan, seed: int, *, shuffle_
     rows[DONOR_COLUMNS[1]] = donors[POINTER_COLUMNS[0]].to_numpy()
     rows[DONOR_COLUMNS[2]] = donors[POINTER_COLUMNS[1]].to_numpy(np.int64)
     rows[KIND_COLUMN] = the_plan.kind.astype(object)
+    rows[CORE_SPLIT_COLUMN] = method
     rows[POINTER_COLUMNS[0]] = None
     rows[POINTER_COLUMNS[1]] = pd.array([pd.NA] * n, dtype="Int64")
     rows[POINTER_COLUMNS[2]] = None
     rows[IMAGE_COLUMN] = out_blobs
     return rows
+
+
+def core_split_record(method: pd.Series) -> dict:
+    """manifest.json's record of the core splits: the rule, and how many constructed rows each outcome holds."""
+    counts = method.dropna().map(lambda m: ":".join(str(m).split(":")[:2])).value_counts()
+    return {"rule": "perturb.split_lensed_light (core = counter-image light) from the donor's injection truth and "
+                    "psf_fwhm_used_g/r/z; without them perturb.split_core_arc(d, R_CORE_PX), reason recorded",
+            "rows": {str(k): int(v) for k, v in sorted(counts.items())}}
 
 
 def add_constructions(frame: pd.DataFrame, kinds, mix: dict, seed: int, splits=DEFAULT_SPLITS, *,
@@ -366,7 +503,7 @@ def add_constructions(frame: pd.DataFrame, kinds, mix: dict, seed: int, splits=D
     built = constructed_rows(frame, the_plan, seed, shuffle_arcsec=shuffle_arcsec, progress=progress)
     plain = frame.copy()
     plain[KIND_COLUMN] = "plain"
-    for col in HOST_COLUMNS[:1] + DONOR_COLUMNS[:2]:
+    for col in HOST_COLUMNS[:1] + DONOR_COLUMNS[:2] + (CORE_SPLIT_COLUMN,):
         plain[col] = None
     for col in (HOST_COLUMNS[1], DONOR_COLUMNS[2]):
         plain[col] = pd.array([pd.NA] * len(plain), dtype="Int64")
@@ -377,12 +514,17 @@ def add_constructions(frame: pd.DataFrame, kinds, mix: dict, seed: int, splits=D
     built[DONOR_COLUMNS[2]] = built[DONOR_COLUMNS[2]].astype("Int64")
     from .splits import sort_rows
 
+    fallback = built[CORE_SPLIT_COLUMN].astype(str).str.startswith("radius")
+    if fallback.any():
+        print(f"hard negatives: {int(fallback.sum())} of {int(built[CORE_SPLIT_COLUMN].notna().sum())} core splits "
+              f"use the 5-px radius split ({built.loc[fallback, CORE_SPLIT_COLUMN].iloc[0]}); recorded in column "
+              f"{CORE_SPLIT_COLUMN} and manifest.json", file=sys.stderr)
     out = sort_rows(pd.concat([plain, built], ignore_index=True))
     counts = {s: {k: int(((built[SPLIT_COLUMN] == s) & (built[KIND_COLUMN] == k)).sum()) for k in kinds}
               for s in splits}
     record = {"kinds": list(kinds), "mix": {k: float(mix.get(k, DEFAULT_MIX[k])) for k in kinds},
               "splits": list(splits), "shuffle_arcsec": shuffle_arcsec,
               "shuffle_piece": "donor " + SHUFFLE_PSF_COLUMN if shuffle_arcsec is None else "fixed",
-              "core_split": "perturb.split_core_arc(d, R_CORE_PX)", "counts": counts,
+              "core_split": core_split_record(built[CORE_SPLIT_COLUMN]), "counts": counts,
               "n_rows": len(built)}
     return out, record

@@ -175,7 +175,7 @@ def test_e5_table_lists_failed_primary_gates_and_seed_counts():
         return {"dataset": "unpaired-hn-core-shuffle", "primary_failed": failed,
                 "experiments": {"E2": {"value": 0.97, "ci": [0.95, 0.99],
                                        "tpr_at_fpr": {"0.01": {"value": 0.5, "ci": [0.4, 0.6]}}}},
-                "unseen": {"point_source": {"value": 0.52, "ci": [0.48, 0.56]}}}
+                "unseen": {"point_source": {"value": 0.52, "ci": [0.48, 0.56 if failed else 0.62]}}}
 
     results = {"params": {"configs": [{"name": "residual+hn"}]},
                "seeds": [{"seed": 0, "configs": {"residual+hn": config([])}},
@@ -184,8 +184,11 @@ def test_e5_table_lists_failed_primary_gates_and_seed_counts():
     assert rows[0][header.index("primary gates not passed")] == "none"
     assert rows[1][header.index("primary gates not passed")] == "arc_masked_auroc[test_paired]"
     assert rows[0][header.index("TPR @ 1e-2")] == "0.500 [0.400, 0.600]"
-    assert rows[0][header.index("point source 30% (AUROC)")] == "0.520 [0.480, 0.560]"
+    point = header.index("point source 30% (AUROC ≤ 0.60)")
+    assert rows[0][point] == "0.520 [0.480, 0.620] inconclusive"
+    assert rows[1][point] == "0.520 [0.480, 0.560] held"
     assert rows[2][-1] == "every primary gate passed in 1 of 2 seeds"
+    assert rows[2][point] == "held in 1 of 2 seeds"
 
 
 def test_recipe_option_replaces_or_drops_e5():

@@ -203,3 +203,53 @@ def test_command_line(paired_dir, tmp_path, capsys):
     assert rc == 0
     meta = read_manifest(tmp_path / "cli").meta
     assert meta["parameters"]["hard_negative_mix"] == {"core": 0.5, "shuffle": 0.25}
+
+
+# --- the core split by lensing (the gates' definition), with its recorded fallback ---------------------
+@pytest.fixture(scope="module")
+def lensed_paired_dir(tmp_path_factory):
+    """Paired input of toy lenses rendered by lensing, with injection truth and per-band PSF; the
+    ``lens_e`` of every fourth LRG is missing, so its pair can only be split by radius."""
+    from shortcutgates.gates.synthetic import ToySpec, make_rows
+
+    rows = make_rows(ToySpec(n_lrgs=32, paired=True, lensed=True, theta_e_arcsec=(1.5, 2.5), seed=2))
+    pos, neg = rows[rows["label"] == 1].set_index("lrg_id"), rows[rows["label"] == 0].set_index("lrg_id")
+    paired = pos.drop(columns=["split", "label", "image_npz"]).assign(
+        stamp_npz=pos["image_npz"], ctrl_stamp_npz=neg.loc[pos.index, "image_npz"], cutout_ok=np.int32(1))
+    paired.iloc[::4, paired.columns.get_loc("lens_e")] = np.nan
+    directory = tmp_path_factory.mktemp("paired_lensed") / "in"
+    write_catalog(paired.reset_index(drop=True), directory)
+    return directory
+
+
+def test_core_light_is_the_lensing_counter_image_and_the_fallback_is_recorded(lensed_paired_dir, tmp_path):
+    from shortcutgates.gates.perturb import PSF_COLUMNS, split_lensed_light
+
+    s = build_manifest(lensed_paired_dir, tmp_path / "m", mode="unpaired", seed=2, progress=False,
+                       hard_negatives="core,shuffle", hard_negative_mix="core=3,shuffle=1",
+                       fractions=(0.9, 0.05, 0.05))
+    frame = read_manifest(tmp_path / "m").frame
+    made = frame[frame[KIND_COLUMN] == "core"].reset_index(drop=True)
+    images, _ = load_images(made)
+    source = read_paired(lensed_paired_dir).frame.set_index("source_row")
+    lensing = radius = 0
+    for i, row in made.iterrows():
+        donor = source.loc[[int(row["donor_source_row"])]]
+        host = source.loc[int(row["host_source_row"])]
+        d = decode_stamp(donor["stamp_npz"].iloc[0]) - decode_stamp(donor["ctrl_stamp_npz"].iloc[0])
+        if np.isfinite(donor["lens_e"].iloc[0]):
+            core = split_lensed_light(d[None], donor, donor[list(PSF_COLUMNS)].to_numpy()).counter[0]
+            assert row["core_split"].startswith("lensing")
+            lensing += 1
+        else:
+            core = split_core_arc(d[None], R_CORE_PX)[0][0]
+            assert row["core_split"] == "radius 5 px: no injection truth 'lens_e'"
+            radius += 1
+        np.testing.assert_array_equal(images[i], decode_stamp(host["ctrl_stamp_npz"]) + core)
+    assert lensing > 0 and radius > 0
+    record = s.meta["hard_negatives"]["core_split"]["rows"]
+    assert record["radius 5 px: no injection truth 'lens_e'"] == int(
+        frame["core_split"].eq("radius 5 px: no injection truth 'lens_e'").sum()) > 0
+    assert sum(v for k, v in record.items() if k.startswith("lensing")) == int(
+        frame["core_split"].str.startswith("lensing").sum())
+    assert frame.loc[frame[KIND_COLUMN] == "plain", "core_split"].isna().all()
