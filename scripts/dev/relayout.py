@@ -27,14 +27,16 @@ Steps, each idempotent (a second run changes nothing):
 2. ``git mv`` of every module of :data:`MOVES` whose old file exists (and ``__init__.py`` of each new
    package);
 3. every reference is rewritten, in ``shortcutgates/``, ``tests/``, ``benchmarks/``, ``gate_tests/``,
-   ``scripts/``, ``docs/``, README, CONTRIBUTING, ``pyproject.toml``, ``conftest.py``, ``.ci/``,
+   ``scripts/``, ``fixtures/`` (its scripts), ``docs/``, README, CONTRIBUTING, ``pyproject.toml``, ``conftest.py``, ``.ci/``,
    ``.github/`` and the pre-commit config: ``from shortcutgates import codec`` forms by their syntax
    tree (split per new package), and every dotted name ``shortcutgates.codec[.x]`` or path
    ``shortcutgates/codec.py`` as text. Format identifiers that look like module names
    (``"format": "shortcutgates.manifest"``, ``FORMAT = "shortcutgates.checkpoint"``, a ``kind``) are
    kept: files written before the move stay readable. CHANGELOG.md is history: it gets one entry;
 4. ``.ci/run`` gets ``ruff format --check``, the docs' layout block is replaced, and
-   ``ruff format .`` then ``ruff check --fix .`` run over the tree;
+   ``ruff format .`` then ``ruff check --fix .`` run over the tree (``--no-format``: neither; the
+   formatter wraps the tree's packed 120-column lines, so modules and functions grow by about a fifth
+   and some pass the limits of ``tests/test_layout.py``, which the script lists at the end);
 5. top-level modules that are neither moved nor kept (added after this script was written) are
    listed: move them with ``--move old=package.new`` (repeatable) or leave them.
 
@@ -45,7 +47,9 @@ from __future__ import annotations
 
 import argparse
 import ast
+import importlib.util
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -89,10 +93,10 @@ PACKAGE_DOCS = {
              '``.onnx``, ``.pt2``, a callable). Importing the package imports nothing."""\n',
 }
 
-REWRITE_DIRS = ("shortcutgates", "tests", "benchmarks", "gate_tests", "scripts", "docs", ".ci", ".github")
+REWRITE_DIRS = ("shortcutgates", "tests", "benchmarks", "gate_tests", "scripts", "fixtures", "docs", ".ci", ".github")
 REWRITE_FILES = ("README.md", "CONTRIBUTING.md", "pyproject.toml", "conftest.py", ".pre-commit-config.yaml")
 SUFFIXES = {".py", ".pyi", ".md", ".rst", ".toml", ".yml", ".yaml", ".cfg", ".ini", ".sh", ".txt"}
-SKIP_PARTS = {".git", ".venv", ".venv-ci", "fixtures", "__pycache__", "node_modules"}
+SKIP_PARTS = {".git", ".venv", ".venv-ci", "__pycache__", "node_modules"}
 
 FORMAT_IDS = {"checkpoint", "manifest"}
 """Old module names that are also format identifiers (``"shortcutgates.checkpoint"``,
@@ -139,6 +143,16 @@ docs/              design.md (the spec), measurements with the commands that mad
 RUFF_RELATIVE = 'lint.flake8-tidy-imports.ban-relative-imports = "all"'
 
 
+def ruff() -> list[str]:
+    """The ruff command: this Python's module, else ``ruff`` on PATH."""
+    if importlib.util.find_spec("ruff") is not None:
+        return [sys.executable, "-m", "ruff"]
+    found = shutil.which("ruff")
+    if found is None:
+        sys.exit("relayout: ruff is not installed (pip install -e '.[dev]')")
+    return [found]
+
+
 def run(cmd: list[str], check: bool = True) -> subprocess.CompletedProcess:
     print("$", " ".join(cmd))
     return subprocess.run(cmd, cwd=ROOT, check=check, text=True, capture_output=True)
@@ -150,7 +164,7 @@ def module_file(dotted: str) -> Path:
 
 # --- 1. relative imports -> absolute -------------------------------------------------------------
 def absolute_imports(dry: bool) -> None:
-    args = [sys.executable, "-m", "ruff", "check", "--select", "TID252", "--config", RUFF_RELATIVE, PKG]
+    args = ruff() + ["check", "--select", "TID252", "--config", RUFF_RELATIVE, PKG]
     if dry:
         found = run(args, check=False).stdout.strip().splitlines()
         print(f"  would make relative imports absolute ({found[-1] if found else 'none'})")
@@ -158,7 +172,7 @@ def absolute_imports(dry: bool) -> None:
     out = run(args + ["--fix", "--unsafe-fixes"], check=False)
     left = run(args, check=False)
     if left.returncode != 0:
-        sys.exit(f"relayout: relative imports ruff could not fix:\n{left.stdout}")
+        sys.exit(f"relayout: relative imports ruff could not fix:\n{left.stdout}{left.stderr}")
     print(f"  relative imports made absolute: {out.stdout.strip().splitlines()[-1] if out.stdout.strip() else 'none'}")
 
 
@@ -262,6 +276,16 @@ def text_files() -> list[Path]:
     return out
 
 
+LAYOUT_TEST = Path("tests") / "test_layout.py"
+"""Names modules by their path inside the package (``"splits.py"``, ``"codec.py:decode_stamp"``)."""
+
+
+def rewrite_package_paths(text: str, moves: dict[str, str]) -> str:
+    """``"codec.py`` -> ``"data/codec.py`` (package-relative paths, as :data:`LAYOUT_TEST` writes them)."""
+    names = "|".join(map(re.escape, sorted(moves, key=len, reverse=True)))
+    return re.sub(rf'(?<=")({names})\.py(?=[":])', lambda m: moves[m.group(1)].replace(".", "/") + ".py", text)
+
+
 def rewrite_references(moves: dict[str, str], dry: bool) -> list[str]:
     changed = []
     for path in text_files():
@@ -271,6 +295,8 @@ def rewrite_references(moves: dict[str, str], dry: bool) -> list[str]:
             continue
         new = rewrite_from_imports(text, moves) if path.suffix == ".py" else text
         new = rewrite_text(new, moves)
+        if path.relative_to(ROOT) == LAYOUT_TEST:
+            new = rewrite_package_paths(new, moves)
         if new != text:
             changed.append(str(path.relative_to(ROOT)))
             if not dry:
@@ -279,7 +305,7 @@ def rewrite_references(moves: dict[str, str], dry: bool) -> list[str]:
 
 
 # --- 4. settings, CI, docs, format -------------------------------------------------------------
-def update_settings(moves: dict[str, str], dry: bool) -> list[str]:
+def update_settings(moves: dict[str, str], dry: bool, ci_format: bool = True) -> list[str]:
     done = []
     pyproject = ROOT / "pyproject.toml"
     text = pyproject.read_text(encoding="utf-8")
@@ -289,8 +315,10 @@ def update_settings(moves: dict[str, str], dry: bool) -> list[str]:
                             "[tool.ruff.lint.flake8-tidy-imports]\n"
                             "# absolute imports only: a module can move without its imports being recomputed\n"
                             'ban-relative-imports = "all"\n\n[tool.ruff.lint.flake8-bugbear]')
-        text = re.sub(r"# The style of the code as written:.*?\n(?=line-length)",
-                      "# 120 columns, double quotes, 4 spaces; `ruff format --check` runs in .ci/run.\n", text, flags=re.S)
+        if ci_format:
+            text = re.sub(r"# The style of the code as written:.*?\n(?=line-length)",
+                          "# 120 columns, double quotes, 4 spaces; `ruff format --check` runs in .ci/run.\n", text,
+                          flags=re.S)
         text = text.replace('"shortcutgates" = ["py.typed", "data/gates.yml"]',
                             '"shortcutgates" = ["py.typed"]\n"shortcutgates.data" = ["gates.yml"]')
         done.append("pyproject.toml: absolute imports only (TID252); the format note; package data of data/")
@@ -298,10 +326,10 @@ def update_settings(moves: dict[str, str], dry: bool) -> list[str]:
             pyproject.write_text(text, encoding="utf-8")
     ci = ROOT / ".ci" / "run"
     text = ci.read_text(encoding="utf-8")
-    if "ruff format --check" not in text:
+    if ci_format and "ruff format --check" not in text:
         text = text.replace("python -m ruff check . || exit 1\n",
                             "python -m ruff check . || exit 1\npython -m ruff format --check . || exit 1\n")
-        if "ruff format --check" not in text:
+        if ci_format and "ruff format --check" not in text:
             sys.exit("relayout: .ci/run has no 'python -m ruff check . || exit 1' line to put the format check after")
         done.append(".ci/run: ruff format --check")
         if not dry:
@@ -324,10 +352,13 @@ def update_settings(moves: dict[str, str], dry: bool) -> list[str]:
             entry = (f"- {marker} (`scripts/dev/relayout.py`): {moved}. Imports are absolute; "
                      "the tree is formatted with `ruff format`, checked in `.ci/run`. Files written before "
                      "(checkpoints, manifests, reports) are read as before.\n")
-            m = re.search(r"## Unreleased\n+(### [^\n]*\n+)?", text)
-            if m is None:
-                sys.exit("relayout: CHANGELOG.md has no '## Unreleased' section")
-            text = text[:m.end()] + entry + text[m.end():]
+            m = re.search(r"^## Unreleased\n+", text, flags=re.M)
+            if m is not None:  # its own heading, first under Unreleased
+                text = text[:m.end()] + "### Layout\n" + entry + "\n" + text[m.end():]
+            else:
+                first = re.search(r"^## ", text, flags=re.M)
+                at = first.start() if first else len(text)
+                text = text[:at] + "## Unreleased\n\n### Layout\n" + entry + "\n" + text[at:]
             done.append("CHANGELOG.md: the entry")
             if not dry:
                 changelog.write_text(text, encoding="utf-8")
@@ -335,12 +366,26 @@ def update_settings(moves: dict[str, str], dry: bool) -> list[str]:
 
 
 def format_tree() -> None:
-    for cmd in ([sys.executable, "-m", "ruff", "format", "."], [sys.executable, "-m", "ruff", "check", "--fix", "."]):
+    for cmd in (ruff() + ["format", "."], ruff() + ["check", "--fix", "."]):
         out = run(cmd, check=False)
         print("  " + (out.stdout.strip().splitlines() or [""])[-1])
         if out.returncode != 0:
             print(out.stdout + out.stderr)
-            sys.exit(f"relayout: {' '.join(cmd[2:])} failed")
+            sys.exit(f"relayout: {' '.join(cmd)} failed")
+
+
+def size_report() -> list[str]:
+    """Modules and functions over the limits of :data:`LAYOUT_TEST` in the tree as it now is."""
+    path = ROOT / LAYOUT_TEST
+    if not path.is_file():
+        return []
+    spec = importlib.util.spec_from_file_location("_relayout_layout_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.PACKAGE = ROOT / PKG  # this tree's, whichever shortcutgates is installed
+    pending = getattr(module, "PENDING", {})
+    return [f"{name}: {n} lines" + (" (pending)" if name in pending else "")
+            for name, n in sorted(module.oversized().items())]
 
 
 def unplanned(moves: dict[str, str]) -> list[str]:
@@ -353,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     parser.add_argument("--move", action="append", default=[], metavar="OLD=PKG.NEW",
                         help="also move shortcutgates/OLD.py to shortcutgates/PKG/NEW.py (repeatable)")
+    parser.add_argument("--no-format", action="store_true",
+                        help="move and rewrite only: no ruff format, and .ci/run gets no format check")
     parser.add_argument("--allow-dirty", action="store_true", help="run on a work tree with uncommitted changes")
     args = parser.parse_args(argv)
     if not (ROOT / PKG / "__init__.py").is_file():
@@ -375,10 +422,14 @@ def main(argv: list[str] | None = None) -> int:
     changed = rewrite_references(moves, args.dry_run)
     print(f"  {len(changed)} files rewritten" + (": " + ", ".join(changed) if changed else ""))
     print("4. settings, CI, docs, format")
-    for line in update_settings(moves, args.dry_run) or ["settings already done"]:
+    for line in update_settings(moves, args.dry_run, ci_format=not args.no_format) or ["settings already done"]:
         print("  " + line)
-    if not args.dry_run:
+    if not args.dry_run and not args.no_format:
         format_tree()
+    if not args.dry_run:
+        over = size_report()
+        if over:
+            print(f"size limits ({LAYOUT_TEST}) exceeded now: " + "; ".join(over))
     left = unplanned(moves)
     if left:
         print(f"5. top-level modules neither moved nor kept (decide; --move OLD=PKG.NEW): {', '.join(left)}")
