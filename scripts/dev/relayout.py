@@ -334,6 +334,17 @@ def update_settings(moves: dict[str, str], dry: bool, ci_format: bool = True) ->
         done.append(".ci/run: ruff format --check")
         if not dry:
             ci.write_text(text, encoding="utf-8")
+    hooks = ROOT / ".pre-commit-config.yaml"
+    if ci_format and hooks.is_file():
+        text = hooks.read_text(encoding="utf-8")
+        anchor = "        entry: python -m ruff check --force-exclude\n        language: system\n        types: [python]\n"
+        if "ruff format" not in text and anchor in text:
+            text = text.replace(anchor, anchor + "      - id: ruff-format\n        name: ruff format\n"
+                                "        entry: python -m ruff format --force-exclude\n        language: system\n"
+                                "        types: [python]\n")
+            done.append(".pre-commit-config.yaml: ruff format")
+            if not dry:
+                hooks.write_text(text, encoding="utf-8")
     index = ROOT / "docs" / "index.md"
     if index.is_file():
         text = index.read_text(encoding="utf-8")
