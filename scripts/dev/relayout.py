@@ -52,6 +52,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 ROOT = Path.cwd()
@@ -360,9 +361,10 @@ def update_settings(moves: dict[str, str], dry: bool, ci_format: bool = True) ->
         marker = "Modules moved into packages that show the pipeline"
         if marker not in text:
             moved = ", ".join(f"`{old}` → `{new}`" for old, new in moves.items())
-            entry = (f"- {marker} (`scripts/dev/relayout.py`): {moved}. Imports are absolute; "
-                     "the tree is formatted with `ruff format`, checked in `.ci/run`. Files written before "
-                     "(checkpoints, manifests, reports) are read as before.\n")
+            entry = textwrap.fill(f"- {marker} (`scripts/dev/relayout.py`): {moved}. Imports are absolute; "
+                                  "the tree is formatted with `ruff format`, checked in `.ci/run`. Files written "
+                                  "before (checkpoints, manifests, reports) are read as before.",
+                                  width=100, subsequent_indent="  ", break_on_hyphens=False) + "\n"
             m = re.search(r"^## Unreleased\n+", text, flags=re.M)
             if m is not None:  # its own heading, first under Unreleased
                 text = text[:m.end()] + "### Layout\n" + entry + "\n" + text[m.end():]
