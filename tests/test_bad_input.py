@@ -91,7 +91,7 @@ def test_members_declaring_too_much_are_refused():
 
 def test_all_zero_stamp_decodes_but_its_row_is_named_by_the_integrity_check(tmp_path):
     """The survey's failed cutouts are all-zero: a valid blob, but not an image (docs/design.md#gates)."""
-    from shortcutgates.gates.context import normalisable
+    from shortcutgates.gates.sample import normalisable
 
     assert decode_stamp(encode_stamp(np.zeros((3, STAMP, STAMP)))).sum() == 0
     assert not normalisable(np.zeros((1, 3, STAMP, STAMP), np.float32))[0]

@@ -208,7 +208,7 @@ def test_a_residual_model_is_not_red_because_of_the_raw_image(tmp_path_factory, 
 
 
 def test_a_model_declaring_no_preprocessing_is_never_decided_on_raw_pixels(tmp_path_factory, round_core_rows):
-    from shortcutgates.scorers import _Identity
+    from shortcutgates.scorer_contract import _Identity
 
     ctx = _context(tmp_path_factory, "round_core_none", round_core_rows, score_fn=lambda x: x[:, 1, 16, 16],
                    preprocess=_Identity())
@@ -316,7 +316,7 @@ def test_no_duplicate_probe_case_when_the_model_reads_raw_robust(tmp_path_factor
 
 
 def test_sample_cap_keeps_whole_lrgs_and_both_classes(tmp_path_factory, shortcut):
-    from shortcutgates.gates.context import cap_rows
+    from shortcutgates.gates.sample import cap_rows
 
     labels = np.r_[np.ones(600), np.zeros(400)].astype(int)
     groups = np.repeat(np.arange(250), 4)
@@ -328,7 +328,7 @@ def test_sample_cap_keeps_whole_lrgs_and_both_classes(tmp_path_factory, shortcut
 
 
 def test_sample_cap_keeps_both_rows_of_every_pair():
-    from shortcutgates.gates.context import cap_rows
+    from shortcutgates.gates.sample import cap_rows
 
     labels = np.tile([1, 0], 3000)  # 3000 paired LRGs: a stamp and its control each
     groups = np.repeat(np.arange(3000), 2)
@@ -360,7 +360,7 @@ def test_rows_copied_across_splits_fail_integrity_and_leakage_naming_rows(tmp_pa
 
 
 def test_matched_twins_are_one_unit_and_keep_the_c2st_at_chance():
-    from shortcutgates.gates.context import matched_units
+    from shortcutgates.gates.sample import matched_units
 
     frame = pd.DataFrame({"psfsize_r": [1.1, 1.1, 1.3, 1.3, 1.2, 1.25], "ebv": [0.02, 0.02, 0.05, 0.05, 0.03, 0.04]})
     labels = np.array([1, 0, 1, 0, 1, 0])

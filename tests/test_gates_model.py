@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from shortcutgates.gates import model_gates as mg
+from shortcutgates.gates import paired
 from shortcutgates.gates import reference_scorers as rs
 from shortcutgates.gates.registry import REGISTRY, GateCase, GateConfig, GateContext, gate_cases, run_case
 from shortcutgates.gates.synthetic import (
@@ -68,10 +69,10 @@ def test_cases_are_per_theta_e_bin_on_the_paired_split(readers):
     cases = _cases(readers["arc"], "arc_masked_auroc")
     assert [c.id for c in cases] == ["arc_masked_auroc[test-theta_e0-1]", "arc_masked_auroc[test-theta_e1-1.5]",
                                      "arc_masked_auroc[test-theta_e1.5-2]", "arc_masked_auroc[test-theta_e2-10]"]
-    bins = mg.paired_set(readers["arc"], "test").bins
-    assert [c.role for c in cases] == ["primary" if mg.bin_is_gated(b) else "reported" for b in bins]
+    bins = paired.paired_set(readers["arc"], "test").bins
+    assert [c.role for c in cases] == ["primary" if paired.bin_is_gated(b) else "reported" for b in bins]
     assert cases[0].role == "reported" and cases[2].role == cases[3].role == "primary"
-    assert bins[0]["undecidable_share"] > mg.MAX_UNDECIDABLE_SHARE >= max(b["undecidable_share"] for b in bins[2:])
+    assert bins[0]["undecidable_share"] > paired.MAX_UNDECIDABLE_SHARE >= max(b["undecidable_share"] for b in bins[2:])
 
 
 def test_decidability_follows_the_lens_geometry_not_a_planted_core():
@@ -83,16 +84,16 @@ def test_decidability_follows_the_lens_geometry_not_a_planted_core():
     planted = images.copy()
     c = images.shape[-1] // 2
     planted[labels == 1, :, c - 1:c + 2, c - 1:c + 2] += 50.0
-    a = mg.paired_arrays(images, labels, groups, theta * 0.262, CFG.theta_e_bins_arcsec, frame)[0]
-    b = mg.paired_arrays(planted, labels, groups, theta * 0.262, CFG.theta_e_bins_arcsec, frame)[0]
+    a = paired.paired_arrays(images, labels, groups, theta * 0.262, CFG.theta_e_bins_arcsec, frame)[0]
+    b = paired.paired_arrays(planted, labels, groups, theta * 0.262, CFG.theta_e_bins_arcsec, frame)[0]
     assert np.array_equal(a.split.decidable, b.split.decidable) and np.allclose(a.split.overlap, b.split.overlap)
     assert a.split.decidable.any() and not hasattr(mg, "MAX_CORE_SHARE")
 
 
 def _gated(ctx, gate):
     """The cases of ``gate`` whose θ_E bin is gated (decidable enough: :func:`model_gates.bin_is_gated`)."""
-    bins = {b["label"]: b for b in mg.paired_set(ctx, ctx.paired_split).bins}
-    cases = [c for c in _cases(ctx, gate) if mg.bin_is_gated(bins[c.params["theta_e"]])]
+    bins = {b["label"]: b for b in paired.paired_set(ctx, ctx.paired_split).bins}
+    cases = [c for c in _cases(ctx, gate) if paired.bin_is_gated(bins[c.params["theta_e"]])]
     assert cases
     return cases
 
@@ -163,7 +164,7 @@ def test_a_bin_of_undecidable_pairs_is_reported_and_says_why(tmp_path):
     ctx = GateContext(write_manifest(rows, tmp_path), config=CFG, score_fn=rs.arc_reader)
     (case,) = _cases(ctx, "arc_masked_auroc")
     assert case.role == "reported"
-    assert mg.paired_set(ctx, case.split).bins[0]["undecidable_share"] > mg.MAX_UNDECIDABLE_SHARE
+    assert paired.paired_set(ctx, case.split).bins[0]["undecidable_share"] > paired.MAX_UNDECIDABLE_SHARE
     result = run_case(ctx, case)
     assert result.verdict == "error" and "undecidable" in result.message, result.message
 
@@ -181,12 +182,12 @@ def test_a_bin_with_too_few_pairs_for_a_covering_interval_is_reported(tmp_path):
     """θ_E bins: 2–10″ holds >= 30 pairs (gated), 1.5–2″ fewer (reported: its interval under-covers)."""
     rows = make_rows(ToySpec(n_lrgs=400, size=32, paired=True, theta_e_arcsec=(1.8, 2.6), seed=5))
     ctx = GateContext(write_manifest(rows, tmp_path), config=CFG, score_fn=rs.arc_reader)
-    bins = {b["label"]: len(b["rows"]) for b in mg.paired_set(ctx, ctx.paired_split).bins}
+    bins = {b["label"]: len(b["rows"]) for b in paired.paired_set(ctx, ctx.paired_split).bins}
     for case in _cases(ctx, "arc_swap_auroc_drop"):  # needs no split: gated by its pair count alone
         n_pairs = bins[case.params["theta_e"]]
-        assert case.role == ("primary" if n_pairs >= mg.MIN_GATED_BIN_PAIRS else "reported"), (case.id, n_pairs)
-    assert min(bins[c.params["theta_e"]] for c in _cases(ctx, "arc_swap_auroc_drop")) < mg.MIN_GATED_BIN_PAIRS
-    assert max(bins.values()) >= mg.MIN_GATED_BIN_PAIRS
+        assert case.role == ("primary" if n_pairs >= paired.MIN_GATED_BIN_PAIRS else "reported"), (case.id, n_pairs)
+    assert min(bins[c.params["theta_e"]] for c in _cases(ctx, "arc_swap_auroc_drop")) < paired.MIN_GATED_BIN_PAIRS
+    assert max(bins.values()) >= paired.MIN_GATED_BIN_PAIRS
 
 
 def test_cross_test_gap_is_reported_unless_promoted(clean_dir):
@@ -259,16 +260,16 @@ def test_paired_statistic_on_arrays_takes_any_score_fn():
 
     spec = ToySpec(n_lrgs=60, paired=True, core_fraction=0.5, lensed=True, theta_e_arcsec=(2.0, 2.5), seed=12)
     images, labels, groups, theta = make_images(spec)
-    ps, stamps, ctrls = mg.paired_arrays(images, labels, groups, theta * 0.262, (0.0, 10.0), make_rows(spec))
+    ps, stamps, ctrls = paired.paired_arrays(images, labels, groups, theta * 0.262, (0.0, 10.0), make_rows(spec))
     calls = []
 
     def score_fn(x):
         calls.append(len(x))
         return rs.core_reader(x)
 
-    scores = mg.counterfactual_scores(score_fn, stamps, ctrls, ps.groups, 0, ps.split, ps.fwhm_arcsec)
+    scores = paired.counterfactual_scores(score_fn, stamps, ctrls, ps.groups, 0, ps.split, ps.fwhm_arcsec)
     scores.update(stamp=rs.core_reader(stamps), ctrl=rs.core_reader(ctrls))
-    est, detection = mg.paired_statistic(scores, "core_only", "auroc", ps.bins[0]["decided"], ps.groups, CFG)
+    est, detection = paired.paired_statistic(scores, "core_only", "auroc", ps.bins[0]["decided"], ps.groups, CFG)
     assert calls == [4 * len(stamps)] and detection > 0.9
     assert est.value == pytest.approx(detection) and est.lo <= est.value <= est.hi
 
@@ -284,7 +285,7 @@ def test_calibration_loop_decides_the_reference_readers():
     from shortcutgates.codec import decode_stamp
 
     images = np.stack([decode_stamp(b) for b in frame["image_npz"]])
-    pairs = mg.find_pairs(frame["label"].to_numpy(), frame["lrg_id"].to_numpy())
+    pairs = pt.find_pairs(frame["label"].to_numpy(), frame["lrg_id"].to_numpy())
     _, first, inv = np.unique(frame["lrg_id"].to_numpy()[pairs.ctrl], return_index=True, return_inverse=True)
     ctrls = images[pairs.ctrl][first]
     truth = frame.iloc[pairs.stamp][list(cal.TRUTH_KEEP)].reset_index(drop=True)
@@ -315,8 +316,8 @@ def test_registry_counterfactual_facts_match_what_the_gates_decide_on():
 
 def test_operating_threshold_is_the_controls_fpr_or_the_configured_score():
     ctrl = np.arange(1000, dtype=float)
-    assert mg.operating_threshold(ctrl, None) == 990.0  # 1 % of the controls lie above it
-    assert mg.operating_threshold(ctrl, 0.25) == 0.25
+    assert paired.operating_threshold(ctrl, None) == 990.0  # 1 % of the controls lie above it
+    assert paired.operating_threshold(ctrl, 0.25) == 0.25
     assert GateConfig.from_mapping({"operating_threshold": 0.9}).operating_threshold == 0.9
     with pytest.raises(ValueError, match="operating_threshold"):
         GateConfig.from_mapping({"operating_threshold": "high"})
@@ -332,9 +333,9 @@ def test_a_flag_ratio_resting_on_one_flagged_lens_is_an_error_not_an_established
         stamp[:k] = cf[:k] = 10.0
         return {"core_only": cf, "stamp": stamp, "ctrl": np.full(n, -1.0), "threshold": 5.0}
 
-    assert mg.empty_resample_share(np.arange(13) < 1, np.arange(13)) == pytest.approx((12 / 13) ** 13)
+    assert paired.empty_resample_share(np.arange(13) < 1, np.arange(13)) == pytest.approx((12 / 13) ** 13)
     with pytest.raises(ProbeError, match="resamples would hold none"):
-        mg.paired_statistic(scores(13, 1), "core_only", "flag_ratio", np.arange(13), np.arange(13).astype(str), CFG)
-    est, _ = mg.paired_statistic(scores(30, 6), "core_only", "flag_ratio", np.arange(30), np.arange(30).astype(str),
+        paired.paired_statistic(scores(13, 1), "core_only", "flag_ratio", np.arange(13), np.arange(13).astype(str), CFG)
+    est, _ = paired.paired_statistic(scores(30, 6), "core_only", "flag_ratio", np.arange(30), np.arange(30).astype(str),
                                  CFG)
     assert est.value == 1.0 and est.lo <= est.hi

@@ -87,13 +87,13 @@ def lensed_toy():
 
 
 def test_counterfactuals_are_controls_plus_parts_of_the_lensed_light(lensed_toy):
-    from shortcutgates.gates import model_gates as mg
+    from shortcutgates.gates import paired
 
     stamps, ctrls, groups, truth = lensed_toy
     fwhm = truth[list(pt.PSF_COLUMNS)].to_numpy()
     d = stamps - ctrls
     lensed = pt.split_lensed_light(d, truth, fwhm)
-    cf, perm = mg.counterfactuals(stamps, ctrls, groups, lensed, fwhm, seed=0)
+    cf, perm = paired.counterfactuals(stamps, ctrls, groups, lensed, fwhm, seed=0)
     assert np.array_equal(lensed.counter + lensed.arc, d)
     assert np.array_equal(cf["core_only"], ctrls + lensed.counter) and np.array_equal(cf["arc_only"], ctrls + lensed.arc)
     assert np.allclose(cf["swapped"] - ctrls[perm], d, atol=1e-4)

@@ -28,6 +28,7 @@ import pandas as pd
 
 from ..io import atomic_path, write_bytes_atomic
 from ..gates import model_gates as mg
+from ..gates import paired
 from ..gates import perturb as pt
 from ..gates import reference_scorers as rs
 from ..gates.decision import decide
@@ -93,14 +94,14 @@ def reader_scores(data: dict, seed: int, readers: dict | None = None) -> tuple[d
     truth = data["truth"]
     fwhm = truth[list(pt.PSF_COLUMNS)].to_numpy(np.float64)
     lensed = pt.split_lensed_light(data["d"], truth, fwhm)
-    bins = mg.theta_bins(data["theta"], lensed.decidable, groups, GateConfig().theta_e_bins_arcsec, lensed.reason)
-    images, perm = mg.counterfactuals(stamps, ctrls[inv], groups, lensed, fwhm, seed)
+    bins = paired.theta_bins(data["theta"], lensed.decidable, groups, GateConfig().theta_e_bins_arcsec, lensed.reason)
+    images, perm = paired.counterfactuals(stamps, ctrls[inv], groups, lensed, fwhm, seed)
     out = {}
     for name, reader in readers.items():
-        scores = {k: reader(images[k]) for k in mg.COUNTERFACTUALS}
+        scores = {k: reader(images[k]) for k in paired.COUNTERFACTUALS}
         s_ctrl = reader(ctrls)
         scores.update(stamp=reader(stamps), ctrl=s_ctrl[inv], swap_to=perm,
-                      threshold=mg.operating_threshold(s_ctrl, None))
+                      threshold=paired.operating_threshold(s_ctrl, None))
         out[name] = scores
     return out, bins
 
@@ -110,7 +111,7 @@ def mix(arc: dict, core: dict, lam: float) -> dict:
     threshold from the mixed control scores of the pairs)."""
     keys = [k for k in arc if k not in ("swap_to", "threshold")]
     out = rs.mix_scores({k: arc[k] for k in keys}, {k: core[k] for k in keys}, lam)
-    out["threshold"] = mg.operating_threshold(out["ctrl"], None)
+    out["threshold"] = paired.operating_threshold(out["ctrl"], None)
     return out
 
 
@@ -122,23 +123,23 @@ def decide_all(scores: dict, bins: list, groups: np.ndarray, config: GateConfig,
         threshold, direction = thresholds[gate]
         for b in bins:
             rows = b["decided"] if needs_split else b["rows"]
-            if len(b["rows"]) < mg.MIN_BIN_PAIRS:
+            if len(b["rows"]) < paired.MIN_BIN_PAIRS:
                 continue
-            if len(rows) < mg.MIN_BIN_PAIRS:
+            if len(rows) < paired.MIN_BIN_PAIRS:
                 out[(gate, b["label"])] = ("error", float("nan"))
                 continue
             try:
-                est, _ = mg.paired_statistic(scores, kind, statistic, rows, groups, config)
+                est, _ = paired.paired_statistic(scores, kind, statistic, rows, groups, config)
             except (ProbeError, ValueError):
                 out[(gate, b["label"])] = ("error", float("nan"))
                 continue
             out[(gate, b["label"])] = (decide(est.value, (est.lo, est.hi), threshold, direction), float(est.value))
     for name, (kind, statistic) in ALSO_MEASURED.items():
         for b in bins:
-            if len(b["decided"]) < mg.MIN_BIN_PAIRS:
+            if len(b["decided"]) < paired.MIN_BIN_PAIRS:
                 continue
             try:
-                value = mg.paired_statistic(scores, kind, statistic, b["decided"], groups, config)[0].value
+                value = paired.paired_statistic(scores, kind, statistic, b["decided"], groups, config)[0].value
             except (ProbeError, ValueError):
                 value = float("nan")
             out[(name, b["label"])] = ("measured", float(value))
@@ -166,7 +167,7 @@ def gated_labels(bins: list) -> dict:
     out = {}
     for gate, (_, _, needs_split) in mg.GATE_STATISTICS.items():
         out[gate] = {b["label"] for b in bins
-                     if (mg.bin_is_gated(b) if needs_split else len(b["rows"]) >= mg.MIN_GATED_BIN_PAIRS)}
+                     if (paired.bin_is_gated(b) if needs_split else len(b["rows"]) >= paired.MIN_GATED_BIN_PAIRS)}
     return out
 
 

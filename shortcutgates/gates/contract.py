@@ -29,7 +29,7 @@ Counterfactual = Literal["core_only", "arc_only", "swapped", "scrambled"]
 """Paired counterfactual a model gate scores (``gates/model_gates.py``, ``docs/model_gates.md``)."""
 
 Statistic = Literal["auroc", "drop", "auroc_vs_stamp", "flag_ratio", "flag_rate"]
-"""What a counterfactual gate reads from the scores (:func:`~shortcutgates.gates.model_gates.paired_statistic`)."""
+"""What a counterfactual gate reads from the scores (:func:`~shortcutgates.gates.paired.paired_statistic`)."""
 
 
 @dataclass(frozen=True)

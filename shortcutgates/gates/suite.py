@@ -190,7 +190,7 @@ def with_model_file(context: Any, model: Any) -> tuple[Any, Any]:
     """Load a model file (checkpoint, .pt2 or .onnx), check its input contract against the stamps;
     returns ``(context with the scorer, scorer)``."""
     from ..scorers import load_scorer
-    from .context import decode_rows
+    from .sample import decode_rows
 
     scorer = load_scorer(model)
     if scorer.contract is not None and len(context.frame):

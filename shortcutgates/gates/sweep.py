@@ -150,7 +150,8 @@ def gate_many(data, models: list[Path], out: Path, *, config_path=None, strict: 
 
     from ..io import write_bytes_atomic
     from ..scorers import PreprocessCache, load_scorer
-    from .context import GateContext, decode_rows
+    from .context import GateContext
+    from .sample import decode_rows
     from .registry import gate_cases, load_config
     from .report_json import build_report, write_report
 

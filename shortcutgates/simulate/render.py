@@ -210,8 +210,19 @@ def render(lens, sets, n_pix, pixel_scale, centre, *, accuracy=DEFAULT_ACCURACY,
     ox, oy = split_centre(centre)
     cx = ((col - ox) * pixel_scale).astype(np.float32)
     cy = ((row - oy) * pixel_scale).astype(np.float32)
+    _refine(out, pix, cx, cy, d, lens, sets, pixel_scale, accuracy, int(np.log2(max_factor)))
+    return out.reshape(len(sets), n_pix, n_pix).astype(np.float32)
+
+
+def _refine(out, pix, cx, cy, d, lens, sets, pixel_scale, accuracy, depth_max) -> None:
+    """The adaptive quadtree of :func:`render`: add the flux of the cells of pixels ``pix`` to ``out``.
+
+    ``out`` (len(sets), n_pix²) float64 is updated in place; ``cx``, ``cy`` (arcsec) are the centres
+    of the pixel-sized cells to refine, ``d`` the (n_pix²,) source-plane footprints per pixel. A cell
+    whose footprint is at most ``accuracy`` times the local profile scale is a leaf (valued by
+    :func:`_leaf_values`); the others split into four, down to ``depth_max`` halvings.
+    """
     h = float(pixel_scale)
-    depth_max = int(np.log2(max_factor))
     for depth in range(depth_max + 1):
         if pix.size == 0:
             break
@@ -222,13 +233,12 @@ def render(lens, sets, n_pix, pixel_scale, centre, *, accuracy=DEFAULT_ACCURACY,
             leaf[:] = True
         sb = _leaf_values(cx[leaf], cy[leaf], h, lens, sets)
         for i in range(len(sets)):
-            out[i] += np.bincount(pix[leaf], weights=sb[i] * (h * h), minlength=n_pix * n_pix)
+            out[i] += np.bincount(pix[leaf], weights=sb[i] * (h * h), minlength=out.shape[1])
         split = ~leaf
         pix = np.repeat(pix[split], 4)
         cx = (cx[split][:, None] + _CHILD[None, :, 0] * h).ravel()
         cy = (cy[split][:, None] + _CHILD[None, :, 1] * h).ravel()
         h *= 0.5
-    return out.reshape(len(sets), n_pix, n_pix).astype(np.float32)
 
 
 def _leaf_values(cx, cy, h, lens, sets):
