@@ -10,7 +10,8 @@ from hypothesis import given, settings, strategies as st
 
 from shortcutgates import build as build_module
 from shortcutgates import cli, testing
-from shortcutgates.build import MANIFEST_PARQUET, build_manifest, measure_lrg, rows_sha256
+from shortcutgates.build import MANIFEST_PARQUET, build_manifest, rows_sha256
+from shortcutgates.lrg_properties import measure_lrg
 from shortcutgates.codec import decode_stamp
 from shortcutgates.io import read_paired
 from shortcutgates.manifest import load_images, read_manifest
@@ -179,7 +180,7 @@ def test_measure_lrg_on_a_gaussian():
 
 
 def test_every_build_measures_magnitude_concentration_and_size(paired_dir, tmp_path):
-    from shortcutgates.build import ALWAYS_MEASURED
+    from shortcutgates.lrg_properties import ALWAYS_MEASURED
 
     build(paired_dir, tmp_path / "out")
     rows = read_manifest(tmp_path / "out").frame

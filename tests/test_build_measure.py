@@ -1,10 +1,10 @@
-"""build.decode_controls / measure_controls: one control per LRG decoded in batches, one bad-row policy."""
+"""lrg_properties.decode_controls / measure_controls: one control per LRG decoded in batches, one bad-row policy."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from shortcutgates.build import decode_controls
+from shortcutgates.lrg_properties import decode_controls
 from shortcutgates.codec import encode_stamp
 from shortcutgates.schema import DataError
 

@@ -15,9 +15,8 @@ from shortcutgates.hard_negatives import (
     construct,
     parse_kinds,
     parse_mix,
-    ring_shuffle_permutation,
-    shuffle_along_rings,
 )
+from shortcutgates.ring_shuffle import ring_shuffle_permutation, shuffle_along_rings
 from shortcutgates.io import read_paired
 from shortcutgates.manifest import load_images, read_manifest
 from shortcutgates.preprocess import ring_index

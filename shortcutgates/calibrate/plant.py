@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..build import ALWAYS_MEASURED, measure_lrgs
+from ..lrg_properties import ALWAYS_MEASURED, measure_lrgs
 from ..codec import encode_stamp
 from ..io import write_parquet_atomic
 from ..schema import LRG_TRUTH, PIXEL_SCALE_ARCSEC

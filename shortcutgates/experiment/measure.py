@@ -175,7 +175,7 @@ MOVE_PX = 5.0
 
 def lrg_flux(ctrls: np.ndarray) -> np.ndarray:
     """Background-subtracted LRG flux per band within ``r < H*20/64`` of the centre (as
-    :func:`shortcutgates.build.measure_lrg`), shape (N, C), nanomaggies; the outer annulus' median is the background."""
+    :func:`shortcutgates.lrg_properties.measure_lrg`), shape (N, C), nanomaggies; the outer annulus' median is the background."""
     from ..preprocess import radius_grid
 
     h, w = ctrls.shape[-2:]
