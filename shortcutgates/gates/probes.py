@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from ..preprocess import get_preprocessor
 from ..splits import standardised_mean_difference as smd_between
-from ..stats import Estimate, weighted_auroc_metric
+from ..stats import Estimate, weighted_auroc_metric, weighted_aurocs
 
 
 class ProbeError(ValueError):
@@ -277,23 +277,7 @@ def _refit_aucs(fits: list, labels: np.ndarray, scores: np.ndarray, units: np.nd
             gradient[:, :-1] += params[:, :-1]
             params = params - gradient @ f.h_inv
         refit[f.test] = f.design[f.test] @ params.T
-    held_out = weighted_auroc_metric(labels, scores)
-    return (np.array([held_out(None, None, w) for w in weights]),
-            np.array([_weighted_auc(labels, refit[:, b], weights[b]) for b in range(len(draws))]))
-
-
-def _weighted_auc(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> float:
-    """AUROC with row weights (ties count one half); NaN when a class has no weight."""
-    order = np.argsort(scores, kind="mergesort")
-    s, y, w = scores[order], labels[order], weights[order]
-    new = np.r_[True, s[1:] != s[:-1]]
-    bucket = np.cumsum(new) - 1
-    wp = np.bincount(bucket, w * (y == 1))
-    wn = np.bincount(bucket, w * (y == 0))
-    if wp.sum() <= 0 or wn.sum() <= 0:
-        return np.nan
-    below = np.cumsum(wn) - wn
-    return float((wp * (below + 0.5 * wn)).sum() / (wp.sum() * wn.sum()))
+    return weighted_aurocs(labels, scores, weights), weighted_aurocs(labels, np.ascontiguousarray(refit.T), weights)
 
 
 def grouped_cv_gbm_scores(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, *, n_splits: int = 5,
