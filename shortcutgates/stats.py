@@ -67,6 +67,10 @@ AUROC_BATCH = 250
 """Resamples whose AUROCs :func:`weighted_aurocs` computes in one pass (bounds its memory: a few
 ``(AUROC_BATCH, N)`` float64 arrays)."""
 
+BATCH_ELEMENTS = 2_000_000
+"""At most this many resample weights (resamples × rows, float64: 16 MB) are drawn at once by
+:func:`grouped_bootstrap`."""
+
 
 def weighted_aurocs(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """AUROC of many weighted resamples at once (ties count one half), shape (B,).
@@ -178,18 +182,19 @@ def grouped_bootstrap(
     rng = np.random.default_rng(seed)
     stats: list = []
     batch = getattr(metric, "batch", None)  # many resamples in one pass (the same values)
-    for start in range(0, n_boot, AUROC_BATCH if batch is not None else 1):
+    chunk = max(1, min(AUROC_BATCH, BATCH_ELEMENTS // max(len(labels), 1)))
+    for start in range(0, n_boot, chunk):  # resample b draws the same units for any chunking
         counts = np.stack([np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)
-                           for _ in range(min(n_boot - start, AUROC_BATCH if batch is not None else 1))])
+                           for _ in range(min(n_boot - start, chunk))])
         weights = counts[:, codes].astype(np.float64)  # (B, N)
         n_classes = sum((weights[:, labels == c].sum(axis=1) > 0).astype(int) for c in classes)
         weights = weights[n_classes >= 2]  # a resample that lost a class is left out
         if batch is not None:
-            values = batch(weights)
+            values = np.asarray(batch(weights), np.float64)
         else:
-            values = [metric(labels, scores, w) for w in weights]
+            values = np.array([metric(labels, scores, w) for w in weights], np.float64)
         # a resample a metric cannot measure (NaN) is left out, never poisons the interval
-        stats.extend(float(v) for v in values if np.isfinite(v))
+        stats.extend(values[np.isfinite(values)].tolist())
     if len(stats) < max(10, n_boot // 2):
         return Estimate(value, np.nan, np.nan, len(labels), n_groups, len(stats))
     lo, hi = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2])

@@ -441,6 +441,57 @@ def standardised_mean_difference(labels: np.ndarray, values: np.ndarray, weights
     return smd_between(values[labels], values[~labels], w[labels], w[~labels])
 
 
+def smd_metric(labels: np.ndarray, values: np.ndarray):
+    """:func:`standardised_mean_difference` of ``values`` between the classes as a bootstrap metric
+    ``metric(labels, values, weights)`` (which ignores the arrays it is called with: they must be these),
+    with ``batch(weights (B, N)) -> (B,)`` for many resamples (NaN where a resample lost a class).
+
+    Every resample's weighted mean and variance are those of ``np.average`` in
+    :func:`shortcutgates.splits.standardised_mean_difference`: the same products summed over the same
+    rows in the same order (one contiguous slice per resample), so every value is the same float
+    (tested); only the Python overhead per resample is gone.
+    """
+    labels = np.asarray(labels).astype(bool)
+    values = np.asarray(values, np.float64)
+    parts = [(values[side], np.isfinite(values[side]), side) for side in (labels, ~labels)]
+
+    def moments(x: np.ndarray, finite: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Weighted mean and variance of ``x`` per row of ``w`` (B, n), over its finite values of weight > 0."""
+        keep = (w > 0) & finite
+        counts = keep.sum(axis=1)
+        ends = np.cumsum(counts)
+        starts = ends - counts
+        xs, ws = np.broadcast_to(x, w.shape)[keep], w[keep]  # each row's kept rows, rows one after another
+        scale = np.where(keep, w, 0.0).sum(axis=1)  # sums of integer counts: exact in any order
+        product = xs * ws
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.array([product[a:e].sum() for a, e in zip(starts, ends)]) / scale
+            spread = (xs - np.repeat(mean, counts)) ** 2 * ws
+            var = np.array([spread[a:e].sum() for a, e in zip(starts, ends)]) / scale
+        return mean, var, counts > 0
+
+    def batch(weights: np.ndarray) -> np.ndarray:
+        weights = np.atleast_2d(np.asarray(weights, np.float64))
+        (mean_a, var_a, ok_a), (mean_b, var_b, ok_b) = (moments(x, finite, weights[:, side])
+                                                        for x, finite, side in parts)
+        both = (weights[:, labels].sum(axis=1) > 0) & (weights[:, ~labels].sum(axis=1) > 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            diff = mean_a - mean_b
+            pooled = np.sqrt((var_a + var_b) / 2.0)
+            out = np.where(pooled == 0, np.where(diff == 0, 0.0, np.sign(diff) * np.inf), diff / pooled)
+        out[~(both & ok_a & ok_b)] = np.nan
+        return out
+
+    def metric(_labels=None, _values=None, weights=None) -> float:
+        w = np.ones(len(values)) if weights is None else np.asarray(weights, np.float64)
+        if w[labels].sum() <= 0 or w[~labels].sum() <= 0:
+            raise ValueError("standardised_mean_difference: needs both classes")
+        return float(batch(w[None, :])[0])
+
+    metric.batch = batch  # type: ignore[attr-defined]
+    return metric
+
+
 def metadata_features(frame, columns) -> np.ndarray:
     """Property columns as features: median-imputed, plus a missing-indicator column where values are missing.
 
