@@ -12,6 +12,8 @@ from typing import Callable, NamedTuple, Sequence
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from . import parallel
+
 
 class Estimate(NamedTuple):
     """A metric with its bootstrap confidence interval."""
@@ -183,18 +185,24 @@ def grouped_bootstrap(
     stats: list = []
     batch = getattr(metric, "batch", None)  # many resamples in one pass (the same values)
     chunk = max(1, min(AUROC_BATCH, BATCH_ELEMENTS // max(len(labels), 1)))
-    for start in range(0, n_boot, chunk):  # resample b draws the same units for any chunking
-        counts = np.stack([np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)
-                           for _ in range(min(n_boot - start, chunk))])
-        weights = counts[:, codes].astype(np.float64)  # (B, N)
-        n_classes = sum((weights[:, labels == c].sum(axis=1) > 0).astype(int) for c in classes)
-        weights = weights[n_classes >= 2]  # a resample that lost a class is left out
-        if batch is not None:
-            values = np.asarray(batch(weights), np.float64)
-        else:
-            values = np.array([metric(labels, scores, w) for w in weights], np.float64)
-        # a resample a metric cannot measure (NaN) is left out, never poisons the interval
-        stats.extend(values[np.isfinite(values)].tolist())
+    starts = list(range(0, n_boot, chunk))
+    threads = parallel.THREADS if batch is not None else 1  # a batch metric is numpy work: its chunks run on threads
+    for first in range(0, len(starts), threads):
+        # resample b draws the same units for any chunking: draw in order, then measure the chunks
+        counts = [np.stack([np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)
+                            for _ in range(min(n_boot - start, chunk))]) for start in starts[first:first + threads]]
+
+        def measure(draws: np.ndarray) -> np.ndarray:
+            weights = draws[:, codes].astype(np.float64)  # (B, N)
+            n_classes = sum((weights[:, labels == c].sum(axis=1) > 0).astype(int) for c in classes)
+            weights = weights[n_classes >= 2]  # a resample that lost a class is left out
+            if batch is not None:
+                return np.asarray(batch(weights), np.float64)
+            return np.array([metric(labels, scores, w) for w in weights], np.float64)
+
+        for values in parallel.thread_map(measure, counts, threads):
+            # a resample a metric cannot measure (NaN) is left out, never poisons the interval
+            stats.extend(values[np.isfinite(values)].tolist())
     if len(stats) < max(10, n_boot // 2):
         return Estimate(value, np.nan, np.nan, len(labels), n_groups, len(stats))
     lo, hi = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2])

@@ -19,6 +19,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from ..parallel import thread_map
 from ..preprocess import get_preprocessor
 from ..splits import standardised_mean_difference as smd_between
 from ..stats import Estimate, weighted_auroc_metric, weighted_aurocs
@@ -203,12 +204,11 @@ def cv_auc_resamples(features, labels, groups, config, *, C: float = 1.0) -> CVR
     labels = np.asarray(labels).astype(int)
     groups = np.asarray(groups)
     _check_probe_input(features, labels, groups, config.n_splits)
-    fits = []
+    folds = grouped_folds(labels, groups, config.n_splits, config.seed)
+    if any(len(np.unique(labels[train])) < 2 for train, _ in folds):
+        raise ProbeError("a training fold has a single class; too few LRGs per class")
     with threadpool_limits(limits=1, user_api="blas"):
-        for train, test in grouped_folds(labels, groups, config.n_splits, config.seed):
-            if len(np.unique(labels[train])) < 2:
-                raise ProbeError("a training fold has a single class; too few LRGs per class")
-            fits.append(_fit_fold(features, labels, train, test, C))
+        fits = thread_map(lambda fold: _fit_fold(features, labels, fold[0], fold[1], C), folds)
         scores = np.full(len(labels), np.nan)
         for f in fits:
             scores[f.test] = f.design[f.test] @ f.params  # log-odds: the same ranking as the probabilities
@@ -220,13 +220,10 @@ def cv_auc_resamples(features, labels, groups, config, *, C: float = 1.0) -> CVR
         draws = np.stack([np.bincount(rng.integers(0, n_units, n_units), minlength=n_units)
                           for _ in range(max(REFIT_RESAMPLES, config.n_boot))])  # (B, n_units)
         draws = draws[[len(np.unique(labels[d[units] > 0])) == 2 for d in draws]]
-        held_out, refit = [], []
-        for i in range(0, len(draws), 250):
-            h, r = _refit_aucs(fits, labels, scores, units, draws[i:i + 250], C)
-            held_out.append(h)
-            refit.append(r)
-    held_out = np.concatenate(held_out) if held_out else np.zeros(0)
-    refit = np.concatenate(refit) if refit else np.zeros(0)
+        parts = thread_map(lambda i: _refit_aucs(fits, labels, scores, units, draws[i:i + 250], C),
+                           range(0, len(draws), 250))  # each batch of resamples on its own: any order
+    held_out = np.concatenate([h for h, _ in parts]) if parts else np.zeros(0)
+    refit = np.concatenate([r for _, r in parts]) if parts else np.zeros(0)
     ok = np.isfinite(held_out) & np.isfinite(refit)
     return CVResamples(float(value), scores, held_out[ok], refit[ok], n_units)
 
@@ -293,14 +290,19 @@ def grouped_cv_gbm_scores(features: np.ndarray, labels: np.ndarray, groups: np.n
     groups = np.asarray(groups)
     _check_probe_input(features, labels, groups, n_splits)
     scores = np.full(len(labels), np.nan)
+    folds = grouped_folds(labels, groups, n_splits, seed)
+    if any(len(np.unique(labels[train])) < 2 for train, _ in folds):
+        raise ProbeError("a training fold has a single class; too few LRGs per class")
+
+    def fit(fold):  # each fold's trees on their own (one OpenMP thread): the same on any number of threads
+        model = HistGradientBoostingClassifier(max_iter=100, max_leaf_nodes=15, early_stopping=False,
+                                               random_state=seed)
+        model.fit(features[fold[0]], labels[fold[0]])
+        return model.predict_proba(features[fold[1]])[:, 1]
+
     with threadpool_limits(limits=1):
-        for train, test in grouped_folds(labels, groups, n_splits, seed):
-            if len(np.unique(labels[train])) < 2:
-                raise ProbeError("a training fold has a single class; too few LRGs per class")
-            model = HistGradientBoostingClassifier(max_iter=100, max_leaf_nodes=15, early_stopping=False,
-                                                   random_state=seed)
-            model.fit(features[train], labels[train])
-            scores[test] = model.predict_proba(features[test])[:, 1]
+        for (_, test), fold_scores in zip(folds, thread_map(fit, folds)):
+            scores[test] = fold_scores
     return scores
 
 
