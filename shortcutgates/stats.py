@@ -150,6 +150,17 @@ def weighted_auroc_metric(labels: np.ndarray, scores: np.ndarray) -> Callable:
     return metric
 
 
+def bootstrap_counts(rng: np.random.Generator, n_units: int, n_boot: int) -> np.ndarray:
+    """How often each unit is drawn in ``n_boot`` resamples of ``n_units`` with replacement: (n_boot, n_units).
+
+    One ``rng.integers`` call for all resamples: the same numbers, and the same generator state after,
+    as one call per resample (tested), so resample ``b`` is the same for any batching.
+    """
+    draws = rng.integers(0, n_units, (n_boot, n_units))
+    shift = (np.arange(n_boot) * n_units)[:, None]
+    return np.bincount((draws + shift).ravel(), minlength=n_boot * n_units).reshape(n_boot, n_units)
+
+
 def grouped_bootstrap(
     labels: np.ndarray,
     scores: np.ndarray,
@@ -189,8 +200,7 @@ def grouped_bootstrap(
     threads = parallel.THREADS if batch is not None else 1  # a batch metric is numpy work: its chunks run on threads
     for first in range(0, len(starts), threads):
         # resample b draws the same units for any chunking: draw in order, then measure the chunks
-        counts = [np.stack([np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)
-                            for _ in range(min(n_boot - start, chunk))]) for start in starts[first:first + threads]]
+        counts = [bootstrap_counts(rng, n_groups, min(n_boot - start, chunk)) for start in starts[first:first + threads]]
 
         def measure(draws: np.ndarray) -> np.ndarray:
             weights = draws[:, codes].astype(np.float64)  # (B, N)

@@ -15,7 +15,7 @@ from sklearn.metrics import roc_auc_score
 
 from shortcutgates import parallel, preprocess
 from shortcutgates.gates import probes
-from shortcutgates.stats import grouped_bootstrap, weighted_auroc_metric, weighted_aurocs
+from shortcutgates.stats import bootstrap_counts, grouped_bootstrap, weighted_auroc_metric, weighted_aurocs
 
 
 def _draws(n_units: int, n_boot: int, seed: int) -> np.ndarray:
@@ -135,3 +135,14 @@ def test_stamp_medians_in_threaded_batches_equal_one_pass(monkeypatch):
     reference = np.stack([np.median(images[..., rings == k], axis=-1) for k in range(rings.max() + 1)], axis=-1)
     np.testing.assert_array_equal(preprocess.azimuthal_median_profile(images), reference)
     np.testing.assert_array_equal(preprocess.azimuthal_median_profile(images[0]), reference[0])
+
+
+@pytest.mark.parametrize("n_units", [1, 7, 150, 1431])
+def test_bootstrap_counts_in_one_draw_equal_one_draw_per_resample(n_units):
+    a, b = np.random.default_rng(11), np.random.default_rng(11)
+    np.testing.assert_array_equal(bootstrap_counts(a, n_units, 60), _draws_from(b, n_units, 60))
+    assert a.integers(0, 10**9) == b.integers(0, 10**9)  # the generator is left in the same state
+
+
+def _draws_from(rng, n_units: int, n_boot: int) -> np.ndarray:
+    return np.stack([np.bincount(rng.integers(0, n_units, n_units), minlength=n_units) for _ in range(n_boot)])

@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 from ..parallel import thread_map
 from ..preprocess import get_preprocessor
 from ..splits import standardised_mean_difference as smd_between
-from ..stats import Estimate, weighted_auroc_metric, weighted_aurocs
+from ..stats import Estimate, bootstrap_counts, weighted_auroc_metric, weighted_aurocs
 
 
 class ProbeError(ValueError):
@@ -217,8 +217,7 @@ def cv_auc_resamples(features, labels, groups, config, *, C: float = 1.0) -> CVR
         units = units.ravel()
         n_units = int(units.max()) + 1
         rng = np.random.default_rng(config.seed)
-        draws = np.stack([np.bincount(rng.integers(0, n_units, n_units), minlength=n_units)
-                          for _ in range(max(REFIT_RESAMPLES, config.n_boot))])  # (B, n_units)
+        draws = bootstrap_counts(rng, n_units, max(REFIT_RESAMPLES, config.n_boot))  # (B, n_units)
         draws = draws[[len(np.unique(labels[d[units] > 0])) == 2 for d in draws]]
         parts = thread_map(lambda i: _refit_aucs(fits, labels, scores, units, draws[i:i + 250], C),
                            range(0, len(draws), 250))  # each batch of resamples on its own: any order
@@ -459,12 +458,15 @@ def smd_metric(labels: np.ndarray, values: np.ndarray):
 
     def moments(x: np.ndarray, finite: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Weighted mean and variance of ``x`` per row of ``w`` (B, n), over its finite values of weight > 0."""
-        keep = (w > 0) & finite
+        keep = w > 0
+        if not finite.all():
+            keep &= finite
+            w = np.where(finite, w, 0.0)
         counts = keep.sum(axis=1)
         ends = np.cumsum(counts)
         starts = ends - counts
         xs, ws = np.broadcast_to(x, w.shape)[keep], w[keep]  # each row's kept rows, rows one after another
-        scale = np.where(keep, w, 0.0).sum(axis=1)  # sums of integer counts: exact in any order
+        scale = w.sum(axis=1)  # over the kept rows (the others weigh 0): integer counts, exact in any order
         product = xs * ws
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.array([product[a:e].sum() for a, e in zip(starts, ends)]) / scale
