@@ -19,7 +19,7 @@
 # Each benchmark's numbers land in SCRATCH/<name>.json (pytest-benchmark extra_info); the table is
 # printed by benchmarks/issue22_table.py.
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=${SHORTCUTGATES_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
 SCRATCH=${1:-/tmp/issue22-bench}
 BASELINE=${SHORTCUTGATES_BASELINE:-c62729a}
 export SHORTCUTGATES_BENCH_PROFILE=${SHORTCUTGATES_BENCH_PROFILE:-tiny}

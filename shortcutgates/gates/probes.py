@@ -293,11 +293,12 @@ def grouped_cv_gbm_scores(features: np.ndarray, labels: np.ndarray, groups: np.n
     if any(len(np.unique(labels[train])) < 2 for train, _ in folds):
         raise ProbeError("a training fold has a single class; too few LRGs per class")
 
-    def fit(fold):  # each fold's trees on their own (one OpenMP thread): the same on any number of threads
+    def fit(fold):  # each fold's trees on their own: the same on any number of threads
         model = HistGradientBoostingClassifier(max_iter=100, max_leaf_nodes=15, early_stopping=False,
                                                random_state=seed)
-        model.fit(features[fold[0]], labels[fold[0]])
-        return model.predict_proba(features[fold[1]])[:, 1]
+        with threadpool_limits(limits=1, user_api="openmp"):  # OpenMP's thread count is per thread
+            model.fit(features[fold[0]], labels[fold[0]])
+            return model.predict_proba(features[fold[1]])[:, 1]
 
     with threadpool_limits(limits=1):
         for (_, test), fold_scores in zip(folds, thread_map(fit, folds)):
