@@ -384,6 +384,11 @@ def add_arguments(parser) -> None:
                         "negatives, so the gates score real data)")
     parser.add_argument("--shuffle-arcsec", type=float, default=None, metavar="ARCSEC",
                         help="piece length of the shuffle kind. Default: the donor's psf_fwhm_used_r")
+    parser.add_argument("--cache", default=None, metavar="DIR",
+                        help="also decode and preprocess the train and val stamps into DIR, where `shortcutgates train "
+                             "--cache-dir DIR` memory-maps them (dataset.fill_cache)")
+    parser.add_argument("--cache-preprocess", default="raw_robust", choices=("raw_robust", "residual"),
+                        help="the preprocessing of the --cache arrays (the model's). Default: %(default)s")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -398,6 +403,11 @@ def run(args) -> int:
     print(f"wrote {summary.n_rows} rows to {summary.out_dir} (sha256 {summary.rows_sha256[:12]})")
     for split, c in summary.counts.items():
         print(f"  {split:<12} {c['pos']:>8} pos {c['neg']:>8} neg {c['lrgs']:>8} LRGs")
+    if getattr(args, "cache", None):
+        from .dataset import fill_cache
+
+        cached = fill_cache(summary.out_dir, args.cache, args.cache_preprocess, progress=not args.no_progress)
+        print(f"  decoded cache: {len(cached)} arrays ({args.cache_preprocess}) in {args.cache}")
     matching = summary.meta.get("matching")
     if matching and (matching["n_pos_lrgs_dropped"] or matching["n_neg_lrgs_dropped"]):
         print(f"  matching dropped {matching['n_pos_lrgs_dropped']} positive and {matching['n_neg_lrgs_dropped']} "

@@ -98,6 +98,27 @@ def decode_stamp(blob, *, shape: tuple[int, int] | None = None) -> np.ndarray:
         Not an npz, a pickled/object array, a missing band, a band of another shape, NaN/Inf.
         The error carries no location; callers add it with :meth:`DataError.located`.
     """
+    blob = _plain_npz_bytes(blob)
+    bands = _npz_bands(blob)
+    for key, band in zip(NPZ_KEYS, bands):
+        if band.ndim != 2:
+            raise DataError(f"'{key}' must be 2-D (got shape {band.shape})")
+        if band.dtype.kind not in "fiu":
+            raise DataError(f"'{key}' must be numeric (got dtype {band.dtype})")
+    shapes = {b.shape for b in bands}
+    if len(shapes) != 1:
+        raise DataError(f"bands have different shapes {[b.shape for b in bands]}")
+    if shape is not None and bands[0].shape != tuple(shape):
+        raise DataError(f"stamp shape {bands[0].shape} differs from the expected {tuple(shape)}")
+    image = np.stack(bands).astype(np.float32, copy=False)
+    if not np.isfinite(image).all():
+        bad = [k for k, b in zip(NPZ_KEYS, image) if not np.isfinite(b).all()]
+        raise DataError(f"{', '.join(bad)} contains NaN or Inf")
+    return image
+
+
+def _plain_npz_bytes(blob) -> bytes:
+    """The blob as npz bytes: a gzip wrapper removed (capped); anything else that is not a zip refused."""
     if blob is None:
         raise DataError("blob is null")
     if isinstance(blob, (bytearray, memoryview)):
@@ -108,6 +129,12 @@ def decode_stamp(blob, *, shape: tuple[int, int] | None = None) -> np.ndarray:
         blob = _gunzip_capped(blob)
     if blob[:2] != b"PK":
         raise DataError(f"blob is not an npz archive (starts with {blob[:8]!r}, {len(blob)} bytes)")
+    return blob
+
+
+def _npz_bands(blob: bytes) -> list[np.ndarray]:
+    """The arrays ``image_g``, ``image_r``, ``image_z`` of an npz archive through ``np.load`` (no pickles),
+    after :func:`_check_members`; any failure is a :class:`DataError` naming it."""
     bands = []
     try:
         with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
@@ -128,21 +155,7 @@ def decode_stamp(blob, *, shape: tuple[int, int] | None = None) -> np.ndarray:
         raise DataError(f"blob is not a readable npz archive (ValueError: {exc})") from None
     except Exception as exc:  # zipfile.BadZipFile, EOFError, OSError, zlib.error, ...
         raise DataError(f"blob is not a readable npz archive ({type(exc).__name__}: {exc})") from None
-    for key, band in zip(NPZ_KEYS, bands):
-        if band.ndim != 2:
-            raise DataError(f"'{key}' must be 2-D (got shape {band.shape})")
-        if band.dtype.kind not in "fiu":
-            raise DataError(f"'{key}' must be numeric (got dtype {band.dtype})")
-    shapes = {b.shape for b in bands}
-    if len(shapes) != 1:
-        raise DataError(f"bands have different shapes {[b.shape for b in bands]}")
-    if shape is not None and bands[0].shape != tuple(shape):
-        raise DataError(f"stamp shape {bands[0].shape} differs from the expected {tuple(shape)}")
-    image = np.stack(bands).astype(np.float32, copy=False)
-    if not np.isfinite(image).all():
-        bad = [k for k, b in zip(NPZ_KEYS, image) if not np.isfinite(b).all()]
-        raise DataError(f"{', '.join(bad)} contains NaN or Inf")
-    return image
+    return bands
 
 
 def _gunzip_capped(blob: bytes) -> bytes:
@@ -430,44 +443,12 @@ def decode_stamps(blobs: Sequence, *, files=None, rows=None, columns=None,
     n = len(blobs)
     ok = np.zeros(n, bool)
     errors: dict[int, DataError] = {}
-    images, n_fast, first = None, 0, 0
-    for first in range(n):  # the first good blob fixes the shape (and allocates the output)
-        try:
-            bands, fast = _decode_one(blobs[first], shape)
-        except DataError as err:
-            errors[first] = err
-            if not skip_bad:
-                break
-            continue
-        shape = tuple(bands[0].shape)
-        images = np.empty((n, len(NPZ_KEYS)) + shape, np.float32)
-        images[first] = bands
-        ok[first], n_fast = True, int(fast)
-        break
+    images, first, n_fast = _first_good(blobs, shape, ok, errors, skip_bad)
     if images is None:
         images = np.zeros((n, 3, 0, 0), np.float32)
     elif first + 1 < n:
-        rest = np.arange(first + 1, n)
-        threads = DECODE_THREADS if threads is None else max(1, int(threads))
-        threads = max(1, min(threads, len(rest) // MIN_BLOBS_PER_THREAD))
-        if threads == 1:
-            n_fast += _decode_range(blobs, rest, shape, images, ok, errors, not skip_bad)
-        else:
-            from concurrent.futures import ThreadPoolExecutor
-
-            parts = np.array_split(rest, threads * 4)  # a few parts per thread evens out slow blobs
-            with ThreadPoolExecutor(threads) as pool:
-                n_fast += sum(pool.map(lambda part: _decode_range(blobs, part, shape, images, ok, errors,
-                                                                 not skip_bad), parts))
-    finite = np.isfinite(images).all(axis=(1, 2, 3))
-    for i in np.flatnonzero(ok & ~finite):  # the fast path does not look at values: ask the reference
-        try:
-            decode_stamp(blobs[i], shape=shape)
-            errors[int(i)] = DataError("stamp has values beyond the float32 range")
-        except DataError as err:
-            errors[int(i)] = err
-        ok[i] = False
-        n_fast -= 1
+        n_fast += _decode_rest(blobs, first + 1, images, ok, errors, skip_bad, threads)
+    n_fast -= _refuse_non_finite(blobs, images, ok, errors)
     failures = [DecodeFailure(i, errors[i].located(file=_at(files, i),
                                                   row=None if rows is None else int(_at(rows, i)),
                                                   column=_at(columns, i)))
@@ -477,3 +458,59 @@ def decode_stamps(blobs: Sequence, *, files=None, rows=None, columns=None,
     n_good = int(ok.sum())
     stats = DecodeStats(n_fast, n_good - n_fast)
     return Decoded(images if n_good == n else images[ok], ok, failures, stats)
+
+
+def _first_good(blobs, shape, ok, errors: dict, skip_bad: bool) -> tuple[np.ndarray | None, int, int]:
+    """Decode up to the first good blob, which fixes the stamp shape and allocates the output.
+
+    Returns ``(images (N, 3, H, W) with that blob written, or None; its position; 1 if the fast path
+    took it)``; bad blobs before it go into ``errors`` (the first one ends the search unless ``skip_bad``).
+    """
+    n = len(blobs)
+    for first in range(n):
+        try:
+            bands, fast = _decode_one(blobs[first], shape)
+        except DataError as err:
+            errors[first] = err
+            if not skip_bad:
+                return None, first, 0
+            continue
+        images = np.empty((n, len(NPZ_KEYS)) + tuple(bands[0].shape), np.float32)
+        images[first] = bands
+        ok[first] = True
+        return images, first, int(fast)
+    return None, n, 0
+
+
+def _decode_rest(blobs, start: int, images: np.ndarray, ok, errors: dict, skip_bad: bool,
+                 threads: int | None) -> int:
+    """Decode ``blobs[start:]`` into ``images`` (threads across stamps); returns the fast-path count."""
+    rest = np.arange(start, len(blobs))
+    shape = images.shape[2:]
+    threads = DECODE_THREADS if threads is None else max(1, int(threads))
+    threads = max(1, min(threads, len(rest) // MIN_BLOBS_PER_THREAD))
+    if threads == 1:
+        return _decode_range(blobs, rest, shape, images, ok, errors, not skip_bad)
+    from concurrent.futures import ThreadPoolExecutor
+
+    parts = np.array_split(rest, threads * 4)  # a few parts per thread evens out slow blobs
+    with ThreadPoolExecutor(threads) as pool:
+        return sum(pool.map(lambda part: _decode_range(blobs, part, shape, images, ok, errors, not skip_bad),
+                            parts))
+
+
+def _refuse_non_finite(blobs, images: np.ndarray, ok, errors: dict) -> int:
+    """Mark good-looking stamps with NaN/Inf bad (the reference names the reason); returns how many.
+
+    The fast path does not look at values; every stamp it refuses here was one it took.
+    """
+    finite = np.isfinite(images).all(axis=(1, 2, 3))
+    bad = np.flatnonzero(ok & ~finite)
+    for i in bad:
+        try:
+            decode_stamp(blobs[i], shape=images.shape[2:])
+            errors[int(i)] = DataError("stamp has values beyond the float32 range")
+        except DataError as err:
+            errors[int(i)] = err
+        ok[i] = False
+    return len(bad)

@@ -201,6 +201,31 @@ def cached_inputs(frame: pd.DataFrame, preprocess: str, *, cache_dir=None, key: 
     return np.load(path, mmap_mode="r", allow_pickle=False)
 
 
+CACHED_SPLITS = ("train", "val")
+"""Splits ``shortcutgates build --cache`` decodes ahead: the ones ``shortcutgates train`` reads."""
+
+
+def fill_cache(manifest, cache_dir, preprocess: str = "raw_robust", *, splits=CACHED_SPLITS,
+               progress: bool = False) -> list[Path]:
+    """Decode and preprocess the ``splits`` of a manifest into ``cache_dir`` (``build --cache``).
+
+    Each split's array is written under the key ``shortcutgates train --cache-dir`` looks up
+    (:func:`rows_key` of the split's rows, the manifest's sha256 and ``preprocess``), so training
+    memory-maps it instead of decoding; a split without rows is skipped. Returns the cache files.
+    """
+    frame = sgmanifest.read_manifest(manifest).frame
+    sha = manifest_sha256(manifest)
+    paths = []
+    for split in splits:
+        rows = select_splits(frame, split)
+        if rows.empty:
+            continue
+        key = rows_key(rows, sha, preprocess)
+        cached_inputs(rows, preprocess, cache_dir=cache_dir, key=key, progress=progress)
+        paths.append(Path(cache_dir) / f"{key}.npy")
+    return paths
+
+
 # --- the Dataset ---------------------------------------------------------------------------
 def select_splits(frame: pd.DataFrame, splits: Sequence[str] | str | None) -> pd.DataFrame:
     """Rows whose ``split`` is in ``splits`` (all rows when None), index reset."""

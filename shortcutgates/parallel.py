@@ -25,6 +25,26 @@ def available_cores() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+THREADS = min(4, available_cores())
+"""Threads of :func:`thread_map`: the cores this process may use, at most 4."""
+
+
+def thread_map(fn: Callable, items: Iterable, threads: int | None = None) -> list:
+    """``[fn(x) for x in items]``, on up to ``threads`` (default :data:`THREADS`) threads.
+
+    For numpy / BLAS work, which releases the GIL. Each item is computed on its own and the results
+    come back in order, so they do not depend on the number of threads.
+    """
+    items = list(items)
+    threads = THREADS if threads is None else max(1, int(threads))
+    if threads <= 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(threads, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
 def parse_workers(text: str) -> int:
     """``--workers N``: an integer >= 1 (argparse type)."""
     import argparse

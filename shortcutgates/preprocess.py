@@ -65,9 +65,24 @@ def annulus_median_mad(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     median, mad : ndarray, shape (..., 1, 1), same unit as ``images``.
     """
     images = np.asarray(images, dtype=np.float32)
-    pix = images[..., annulus_mask(*images.shape[-2:])]
-    median = np.median(pix, axis=-1, keepdims=True)
-    mad = np.median(np.abs(pix - median), axis=-1, keepdims=True)
+    mask = annulus_mask(*images.shape[-2:])
+    if images.ndim < 3 or len(images) < 2 * MEDIAN_CHUNK:
+        return _annulus_median_mad(images, mask)
+    from .parallel import thread_map  # batches of stamps on threads: each stamp's values as in one pass
+
+    parts = thread_map(lambda i: _annulus_median_mad(images[i:i + MEDIAN_CHUNK], mask),
+                       range(0, len(images), MEDIAN_CHUNK))
+    return np.concatenate([m for m, _ in parts]), np.concatenate([d for _, d in parts])
+
+
+MEDIAN_CHUNK = 256
+"""Stamps per batch of :func:`annulus_median_mad` (its threads take one batch at a time)."""
+
+
+def _annulus_median_mad(images: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    pix = images[..., mask]
+    median = np.median(pix, axis=-1, keepdims=True, overwrite_input=True)  # pix is a copy: partition it
+    mad = np.median(np.abs(pix - median), axis=-1, keepdims=True, overwrite_input=True)
     return median[..., None], mad[..., None]
 
 
@@ -116,11 +131,22 @@ def azimuthal_median_profile(images: np.ndarray) -> np.ndarray:
     ndarray, shape (..., n_rings), float32, with ``n_rings = max(floor(r)) + 1``.
     """
     images = np.asarray(images, dtype=np.float32)
-    rings = ring_index(*images.shape[-2:])
-    n_rings = int(rings.max()) + 1
-    out = np.empty(images.shape[:-2] + (n_rings,), np.float32)
-    for k in range(n_rings):
-        out[..., k] = np.median(images[..., rings == k], axis=-1)
+    if images.ndim < 3 or len(images) < 2 * MEDIAN_CHUNK:
+        return _ring_medians(images)
+    from .parallel import thread_map  # batches of stamps on threads: each stamp's values as in one pass
+
+    return np.concatenate(thread_map(lambda i: _ring_medians(images[i:i + MEDIAN_CHUNK]),
+                                     range(0, len(images), MEDIAN_CHUNK)))
+
+
+def _ring_medians(images: np.ndarray) -> np.ndarray:
+    rings = ring_index(*images.shape[-2:]).ravel()
+    order = np.argsort(rings, kind="stable")  # ring by ring, each ring's pixels in raster order
+    ends = np.cumsum(np.bincount(rings))
+    pix = images.reshape(images.shape[:-2] + (-1,))[..., order]
+    out = np.empty(images.shape[:-2] + (len(ends),), np.float32)
+    for k, (start, end) in enumerate(zip(np.r_[0, ends[:-1]], ends)):
+        out[..., k] = np.median(pix[..., start:end], axis=-1)
     return out
 
 

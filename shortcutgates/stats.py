@@ -12,6 +12,8 @@ from typing import Callable, NamedTuple, Sequence
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from . import parallel
+
 
 class Estimate(NamedTuple):
     """A metric with its bootstrap confidence interval."""
@@ -42,16 +44,91 @@ def auroc(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray | None = N
     return float(roc_auc_score(labels, scores, sample_weight=weights))
 
 
+def _bucket_aurocs(labels: np.ndarray, bucket: np.ndarray, n_buckets: int, weights: np.ndarray) -> np.ndarray:
+    """Weighted AUROCs of ``B`` resamples from tie buckets: shape (B,); NaN where a class has no weight.
+
+    ``bucket`` (N,) or (B, N): each row's rank among the distinct scores (of its resample's row);
+    ``weights`` (B, N). The sums per bucket are one ``bincount`` over all resamples (each resample's
+    buckets shifted by ``b * n_buckets``); the arithmetic is that of the one-resample metric, and with
+    integer weights (bootstrap counts) every sum is exact, so each value is the same float.
+    """
+    n_boot = len(weights)
+    shift = (np.arange(n_boot) * n_buckets)[:, None]
+    flat = np.broadcast_to(bucket, weights.shape) + shift
+    wp = np.bincount(flat[:, labels].ravel(), weights[:, labels].ravel(), n_boot * n_buckets).reshape(n_boot, -1)
+    wn = np.bincount(flat[:, ~labels].ravel(), weights[:, ~labels].ravel(), n_boot * n_buckets).reshape(n_boot, -1)
+    total_p, total_n = wp.sum(axis=1), wn.sum(axis=1)
+    below = np.cumsum(wn, axis=1) - wn
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (wp * (below + 0.5 * wn)).sum(axis=1) / (total_p * total_n)
+    out[(total_p <= 0) | (total_n <= 0)] = np.nan
+    return out
+
+
+AUROC_BATCH = 250
+"""Resamples whose AUROCs :func:`weighted_aurocs` computes in one pass (bounds its memory: a few
+``(AUROC_BATCH, N)`` float64 arrays)."""
+
+BATCH_ELEMENTS = 2_000_000
+"""At most this many resample weights (resamples × rows, float64: 16 MB) are drawn at once by
+:func:`grouped_bootstrap`."""
+
+
+def weighted_aurocs(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """AUROC of many weighted resamples at once (ties count one half), shape (B,).
+
+    Parameters
+    ----------
+    labels : ndarray, shape (N,)
+        0/1.
+    scores : ndarray, shape (N,) or (B, N)
+        One score per row, shared by every resample, or a row of scores per resample (a probe
+        refitted on each resample).
+    weights : ndarray, shape (B, N)
+        Row weights of each resample (bootstrap counts).
+
+    Returns
+    -------
+    ndarray, shape (B,): NaN where a resample holds no weight in a class. Each value equals
+    ``roc_auc_score(labels, scores_b, sample_weight=weights_b)`` and, for integer weights, is the
+    same float as :func:`weighted_auroc_metric` gives for that resample (tested).
+    """
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, np.float64)
+    weights = np.atleast_2d(np.asarray(weights, np.float64))
+    out = np.empty(len(weights))
+    if scores.ndim == 1:
+        _, bucket = np.unique(scores, return_inverse=True)
+        bucket = bucket.ravel()
+        n_buckets = int(bucket.max()) + 1 if len(bucket) else 0
+    for start in range(0, len(weights), AUROC_BATCH):
+        w = weights[start:start + AUROC_BATCH]
+        if scores.ndim == 2:  # per resample: rank its scores, equal scores share a bucket
+            s = scores[start:start + AUROC_BATCH]
+            order = np.argsort(s, axis=1, kind="mergesort")
+            s_sorted = np.take_along_axis(s, order, axis=1)
+            new = np.ones(s.shape, bool)
+            new[:, 1:] = s_sorted[:, 1:] != s_sorted[:, :-1]
+            bucket = np.empty(s.shape, np.int64)
+            np.put_along_axis(bucket, order, np.cumsum(new, axis=1) - 1, axis=1)
+            n_buckets = s.shape[1]
+        out[start:start + len(w)] = _bucket_aurocs(labels, bucket, n_buckets, w)
+    return out
+
+
 def weighted_auroc_metric(labels: np.ndarray, scores: np.ndarray) -> Callable:
     """A fast ``metric(labels, scores, weights)`` for :func:`grouped_bootstrap`.
 
     Ties are bucketed once, so each resample costs two ``bincount`` calls instead of a sort. The
     returned metric ignores the ``labels``/``scores`` it is called with, which must be the arrays
     given here (the bootstrap passes them back unchanged); it equals ``roc_auc_score`` with
-    ``sample_weight`` (ties count one half).
+    ``sample_weight`` (ties count one half). Its attribute ``batch(weights (B, N)) -> (B,)`` gives
+    many resamples at once (:func:`weighted_aurocs`; NaN where a class has no weight), the same
+    floats for integer weights.
     """
     labels = np.asarray(labels).astype(bool)
-    _, bucket = np.unique(np.asarray(scores, np.float64), return_inverse=True)
+    scores = np.asarray(scores, np.float64)
+    _, bucket = np.unique(scores, return_inverse=True)
     bucket = bucket.ravel()
     n_buckets = int(bucket.max()) + 1 if len(bucket) else 0
     pos_b, neg_b = bucket[labels], bucket[~labels]
@@ -69,7 +146,19 @@ def weighted_auroc_metric(labels: np.ndarray, scores: np.ndarray) -> Callable:
     if labels.all() or not labels.any():
         raise ValueError(f"auroc: needs both classes (got only label {int(labels[0]) if len(labels) else '-'} "
                          f"in {len(labels)} rows)")
+    metric.batch = lambda weights: weighted_aurocs(labels, scores, weights)  # type: ignore[attr-defined]
     return metric
+
+
+def bootstrap_counts(rng: np.random.Generator, n_units: int, n_boot: int) -> np.ndarray:
+    """How often each unit is drawn in ``n_boot`` resamples of ``n_units`` with replacement: (n_boot, n_units).
+
+    One ``rng.integers`` call for all resamples: the same numbers, and the same generator state after,
+    as one call per resample (tested), so resample ``b`` is the same for any batching.
+    """
+    draws = rng.integers(0, n_units, (n_boot, n_units))
+    shift = (np.arange(n_boot) * n_units)[:, None]
+    return np.bincount((draws + shift).ravel(), minlength=n_boot * n_units).reshape(n_boot, n_units)
 
 
 def grouped_bootstrap(
@@ -102,16 +191,28 @@ def grouped_bootstrap(
     scores = np.asarray(scores, dtype=np.float64)
     codes, n_groups = _group_codes(groups)
     value = metric(labels, scores, None)
+    classes = np.unique(labels)
     rng = np.random.default_rng(seed)
-    stats = []
-    for _ in range(n_boot):
-        counts = np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)
-        weights = counts[codes].astype(np.float64)
-        if len(np.unique(labels[weights > 0])) < 2:
-            continue
-        stat = metric(labels, scores, weights)
-        if np.isfinite(stat):  # a resample a metric cannot measure (NaN) is left out, never poisons the interval
-            stats.append(stat)
+    stats: list = []
+    batch = getattr(metric, "batch", None)  # many resamples in one pass (the same values)
+    chunk = max(1, min(AUROC_BATCH, BATCH_ELEMENTS // max(len(labels), 1)))
+    starts = list(range(0, n_boot, chunk))
+    threads = parallel.THREADS if batch is not None else 1  # a batch metric is numpy work: its chunks run on threads
+    for first in range(0, len(starts), threads):
+        # resample b draws the same units for any chunking: draw in order, then measure the chunks
+        counts = [bootstrap_counts(rng, n_groups, min(n_boot - start, chunk)) for start in starts[first:first + threads]]
+
+        def measure(draws: np.ndarray) -> np.ndarray:
+            weights = draws[:, codes].astype(np.float64)  # (B, N)
+            n_classes = sum((weights[:, labels == c].sum(axis=1) > 0).astype(int) for c in classes)
+            weights = weights[n_classes >= 2]  # a resample that lost a class is left out
+            if batch is not None:
+                return np.asarray(batch(weights), np.float64)
+            return np.array([metric(labels, scores, w) for w in weights], np.float64)
+
+        for values in parallel.thread_map(measure, counts, threads):
+            # a resample a metric cannot measure (NaN) is left out, never poisons the interval
+            stats.extend(values[np.isfinite(values)].tolist())
     if len(stats) < max(10, n_boot // 2):
         return Estimate(value, np.nan, np.nan, len(labels), n_groups, len(stats))
     lo, hi = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2])

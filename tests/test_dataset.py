@@ -91,3 +91,38 @@ def test_all_zero_stamp_is_located_by_manifest_row(tmp_path):
     frame.to_parquet(path / "part-0.parquet", index=False)
     with pytest.raises(DataError, match=r"part-0\.parquet: row 6, column 'image_npz': outer-annulus MAD is 0"):
         ds.StampDataset.from_manifest(path)
+
+
+def test_build_cache_fills_what_train_reads(tmp_path, monkeypatch):
+    """``build --cache`` (dataset.fill_cache) writes the arrays ``train --cache-dir`` memory-maps: no decode then."""
+    from shortcutgates import train
+
+    path = write_toy_manifest(tmp_path / "m", n=12, size=16)
+    files = ds.fill_cache(path, tmp_path / "cache", "raw_robust")
+    assert len(files) == 2 and all(f.exists() for f in files)  # train and val
+
+    def boom(*a, **k):
+        raise AssertionError("decoded again despite build --cache")
+
+    monkeypatch.setattr(ds, "preprocess_frame", boom)
+    config = train.TrainConfig(preprocess="raw_robust")
+    tr, val, _ = train._load_splits(path, config, tmp_path / "cache", progress=False)
+    assert isinstance(tr.images, np.memmap) and isinstance(val.images, np.memmap)
+    monkeypatch.undo()
+    fresh = ds.StampDataset.from_manifest(path, "train")
+    np.testing.assert_array_equal(tr.images, fresh.images)
+
+
+def test_build_cli_cache_option(tmp_path, capsys):
+    from shortcutgates.cli import main
+    from strategies import generate_catalog, write_catalog
+
+    cat = generate_catalog(np.full(40, 2), seed=4, jitter_arcsec=0.1, image_size=12)
+    write_catalog(cat.frame.assign(cutout_ok=np.int32(1)), tmp_path / "in", n_files=2)
+    assert main(["build", "--input", str(tmp_path / "in"), "--out", str(tmp_path / "m"), "--mode", "unpaired",
+                 "--no-progress", "--cache", str(tmp_path / "cache")]) == 0
+    assert "decoded cache: 2 arrays (raw_robust)" in capsys.readouterr().out
+    frame = ds.select_splits(read_manifest(tmp_path / "m").frame, "val")
+    key = ds.rows_key(frame, ds.manifest_sha256(tmp_path / "m"), "raw_robust")
+    cached = np.load(tmp_path / "cache" / f"{key}.npy", allow_pickle=False)
+    np.testing.assert_array_equal(cached, ds.StampDataset(frame, "raw_robust").images)

@@ -20,7 +20,7 @@ from .contract import Measurement
 from .decision import bootstrap_auroc, bootstrap_metric, estimate_measurement
 from .probes import (
     ProbeError, arc_radii, central_box, cv_auc_estimate, grouped_cv_gbm_scores, metadata_features,
-    profile_features, ring_features, standardised_mean_difference,
+    profile_features, ring_features, smd_metric,
 )
 from .records import GateCase
 
@@ -126,7 +126,7 @@ def property_balance(context, case: GateCase) -> Measurement:
     missing = [c for c in (0, 1) if not (labels == c).any()]
     if missing:
         raise ProbeError(f"{prop!r} has no finite value for label {missing[0]} in split {case.split!r}")
-    est = bootstrap_metric(labels, values[ok], groups, standardised_mean_difference, context.config)
+    est = bootstrap_metric(labels, values[ok], groups, smd_metric(labels, values[ok]), context.config)
     note = sample.note + (f"; {int((~ok).sum())} rows without a value" if (~ok).any() else "")
     return estimate_measurement(est, f"SMD of {prop}", note)
 

@@ -54,6 +54,8 @@ def nan_on_lost_class(metric: Callable) -> Callable:
             if weights is None:
                 raise
             return np.nan
+    if hasattr(metric, "batch"):  # many resamples at once: a lost class is already NaN there
+        wrapped.batch = metric.batch  # type: ignore[attr-defined]
     return wrapped
 
 

@@ -19,9 +19,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from ..parallel import thread_map
 from ..preprocess import get_preprocessor
 from ..splits import standardised_mean_difference as smd_between
-from ..stats import Estimate, weighted_auroc_metric
+from ..stats import Estimate, bootstrap_counts, weighted_auroc_metric, weighted_aurocs
 
 
 class ProbeError(ValueError):
@@ -203,12 +204,11 @@ def cv_auc_resamples(features, labels, groups, config, *, C: float = 1.0) -> CVR
     labels = np.asarray(labels).astype(int)
     groups = np.asarray(groups)
     _check_probe_input(features, labels, groups, config.n_splits)
-    fits = []
+    folds = grouped_folds(labels, groups, config.n_splits, config.seed)
+    if any(len(np.unique(labels[train])) < 2 for train, _ in folds):
+        raise ProbeError("a training fold has a single class; too few LRGs per class")
     with threadpool_limits(limits=1, user_api="blas"):
-        for train, test in grouped_folds(labels, groups, config.n_splits, config.seed):
-            if len(np.unique(labels[train])) < 2:
-                raise ProbeError("a training fold has a single class; too few LRGs per class")
-            fits.append(_fit_fold(features, labels, train, test, C))
+        fits = thread_map(lambda fold: _fit_fold(features, labels, fold[0], fold[1], C), folds)
         scores = np.full(len(labels), np.nan)
         for f in fits:
             scores[f.test] = f.design[f.test] @ f.params  # log-odds: the same ranking as the probabilities
@@ -217,16 +217,12 @@ def cv_auc_resamples(features, labels, groups, config, *, C: float = 1.0) -> CVR
         units = units.ravel()
         n_units = int(units.max()) + 1
         rng = np.random.default_rng(config.seed)
-        draws = np.stack([np.bincount(rng.integers(0, n_units, n_units), minlength=n_units)
-                          for _ in range(max(REFIT_RESAMPLES, config.n_boot))])  # (B, n_units)
+        draws = bootstrap_counts(rng, n_units, max(REFIT_RESAMPLES, config.n_boot))  # (B, n_units)
         draws = draws[[len(np.unique(labels[d[units] > 0])) == 2 for d in draws]]
-        held_out, refit = [], []
-        for i in range(0, len(draws), 250):
-            h, r = _refit_aucs(fits, labels, scores, units, draws[i:i + 250], C)
-            held_out.append(h)
-            refit.append(r)
-    held_out = np.concatenate(held_out) if held_out else np.zeros(0)
-    refit = np.concatenate(refit) if refit else np.zeros(0)
+        parts = thread_map(lambda i: _refit_aucs(fits, labels, scores, units, draws[i:i + 250], C),
+                           range(0, len(draws), 250))  # each batch of resamples on its own: any order
+    held_out = np.concatenate([h for h, _ in parts]) if parts else np.zeros(0)
+    refit = np.concatenate([r for _, r in parts]) if parts else np.zeros(0)
     ok = np.isfinite(held_out) & np.isfinite(refit)
     return CVResamples(float(value), scores, held_out[ok], refit[ok], n_units)
 
@@ -277,23 +273,7 @@ def _refit_aucs(fits: list, labels: np.ndarray, scores: np.ndarray, units: np.nd
             gradient[:, :-1] += params[:, :-1]
             params = params - gradient @ f.h_inv
         refit[f.test] = f.design[f.test] @ params.T
-    held_out = weighted_auroc_metric(labels, scores)
-    return (np.array([held_out(None, None, w) for w in weights]),
-            np.array([_weighted_auc(labels, refit[:, b], weights[b]) for b in range(len(draws))]))
-
-
-def _weighted_auc(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> float:
-    """AUROC with row weights (ties count one half); NaN when a class has no weight."""
-    order = np.argsort(scores, kind="mergesort")
-    s, y, w = scores[order], labels[order], weights[order]
-    new = np.r_[True, s[1:] != s[:-1]]
-    bucket = np.cumsum(new) - 1
-    wp = np.bincount(bucket, w * (y == 1))
-    wn = np.bincount(bucket, w * (y == 0))
-    if wp.sum() <= 0 or wn.sum() <= 0:
-        return np.nan
-    below = np.cumsum(wn) - wn
-    return float((wp * (below + 0.5 * wn)).sum() / (wp.sum() * wn.sum()))
+    return weighted_aurocs(labels, scores, weights), weighted_aurocs(labels, np.ascontiguousarray(refit.T), weights)
 
 
 def grouped_cv_gbm_scores(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, *, n_splits: int = 5,
@@ -309,14 +289,20 @@ def grouped_cv_gbm_scores(features: np.ndarray, labels: np.ndarray, groups: np.n
     groups = np.asarray(groups)
     _check_probe_input(features, labels, groups, n_splits)
     scores = np.full(len(labels), np.nan)
+    folds = grouped_folds(labels, groups, n_splits, seed)
+    if any(len(np.unique(labels[train])) < 2 for train, _ in folds):
+        raise ProbeError("a training fold has a single class; too few LRGs per class")
+
+    def fit(fold):  # each fold's trees on their own: the same on any number of threads
+        model = HistGradientBoostingClassifier(max_iter=100, max_leaf_nodes=15, early_stopping=False,
+                                               random_state=seed)
+        with threadpool_limits(limits=1, user_api="openmp"):  # OpenMP's thread count is per thread
+            model.fit(features[fold[0]], labels[fold[0]])
+            return model.predict_proba(features[fold[1]])[:, 1]
+
     with threadpool_limits(limits=1):
-        for train, test in grouped_folds(labels, groups, n_splits, seed):
-            if len(np.unique(labels[train])) < 2:
-                raise ProbeError("a training fold has a single class; too few LRGs per class")
-            model = HistGradientBoostingClassifier(max_iter=100, max_leaf_nodes=15, early_stopping=False,
-                                                   random_state=seed)
-            model.fit(features[train], labels[train])
-            scores[test] = model.predict_proba(features[test])[:, 1]
+        for (_, test), fold_scores in zip(folds, thread_map(fit, folds)):
+            scores[test] = fold_scores
     return scores
 
 
@@ -455,6 +441,60 @@ def standardised_mean_difference(labels: np.ndarray, values: np.ndarray, weights
     if w[labels].sum() <= 0 or w[~labels].sum() <= 0:
         raise ValueError("standardised_mean_difference: needs both classes")
     return smd_between(values[labels], values[~labels], w[labels], w[~labels])
+
+
+def smd_metric(labels: np.ndarray, values: np.ndarray):
+    """:func:`standardised_mean_difference` of ``values`` between the classes as a bootstrap metric
+    ``metric(labels, values, weights)`` (which ignores the arrays it is called with: they must be these),
+    with ``batch(weights (B, N)) -> (B,)`` for many resamples (NaN where a resample lost a class).
+
+    Every resample's weighted mean and variance are those of ``np.average`` in
+    :func:`shortcutgates.splits.standardised_mean_difference`: the same products summed over the same
+    rows in the same order (one contiguous slice per resample), so every value is the same float
+    (tested); only the Python overhead per resample is gone.
+    """
+    labels = np.asarray(labels).astype(bool)
+    values = np.asarray(values, np.float64)
+    parts = [(values[side], np.isfinite(values[side]), side) for side in (labels, ~labels)]
+
+    def moments(x: np.ndarray, finite: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Weighted mean and variance of ``x`` per row of ``w`` (B, n), over its finite values of weight > 0."""
+        keep = w > 0
+        if not finite.all():
+            keep &= finite
+            w = np.where(finite, w, 0.0)
+        counts = keep.sum(axis=1)
+        ends = np.cumsum(counts)
+        starts = ends - counts
+        xs, ws = np.broadcast_to(x, w.shape)[keep], w[keep]  # each row's kept rows, rows one after another
+        scale = w.sum(axis=1)  # over the kept rows (the others weigh 0): integer counts, exact in any order
+        product = xs * ws
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.array([product[a:e].sum() for a, e in zip(starts, ends)]) / scale
+            spread = (xs - np.repeat(mean, counts)) ** 2 * ws
+            var = np.array([spread[a:e].sum() for a, e in zip(starts, ends)]) / scale
+        return mean, var, counts > 0
+
+    def batch(weights: np.ndarray) -> np.ndarray:
+        weights = np.atleast_2d(np.asarray(weights, np.float64))
+        (mean_a, var_a, ok_a), (mean_b, var_b, ok_b) = (moments(x, finite, weights[:, side])
+                                                        for x, finite, side in parts)
+        both = (weights[:, labels].sum(axis=1) > 0) & (weights[:, ~labels].sum(axis=1) > 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            diff = mean_a - mean_b
+            pooled = np.sqrt((var_a + var_b) / 2.0)
+            out = np.where(pooled == 0, np.where(diff == 0, 0.0, np.sign(diff) * np.inf), diff / pooled)
+        out[~(both & ok_a & ok_b)] = np.nan
+        return out
+
+    def metric(_labels=None, _values=None, weights=None) -> float:
+        w = np.ones(len(values)) if weights is None else np.asarray(weights, np.float64)
+        if w[labels].sum() <= 0 or w[~labels].sum() <= 0:
+            raise ValueError("standardised_mean_difference: needs both classes")
+        return float(batch(w[None, :])[0])
+
+    metric.batch = batch  # type: ignore[attr-defined]
+    return metric
 
 
 def metadata_features(frame, columns) -> np.ndarray:
