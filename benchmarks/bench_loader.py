@@ -70,7 +70,7 @@ def test_fast_decode_best_inflate(benchmark, blobs, threads):
     Wall time is what the threads change; on a machine whose cores are busy with other work the
     threads cannot run at once, so the printed CPU-time ratio (process time, all threads) is the one
     that survives load; the load average is printed with it."""
-    from shortcutgates.codec import INFLATE_NAME
+    from shortcutgates.npz_fast import INFLATE_NAME
 
     out = decode_stamps(blobs, threads=threads)
     np.testing.assert_array_equal(out.images, np.stack(naive_loop(blobs)))
@@ -94,14 +94,14 @@ def _cpu_per_pass(fn, repeats: int = 3) -> float:
 
 
 def _with_inflate(name, fn):
-    import shortcutgates.codec as codec
+    import shortcutgates.npz_fast as npz_fast
 
-    previous = codec._inflate
-    codec._inflate = codec.inflate_module(name)[1]
+    previous = npz_fast._inflate
+    npz_fast._inflate = npz_fast.inflate_module(name)[1]
     try:
         return fn()
     finally:
-        codec._inflate = previous
+        npz_fast._inflate = previous
 
 
 def test_decoded_cache_epoch(benchmark, blobs, tmp_path):

@@ -189,24 +189,24 @@ def test_threads_across_stamps_give_the_same_result(monkeypatch, skip_bad):
 def test_every_inflate_library_gives_the_same_images(monkeypatch, backend):
     import importlib
 
-    import shortcutgates.codec as codec
+    import shortcutgates.npz_fast as npz_fast
 
     try:
-        name, module = codec.inflate_module(backend)
+        name, module = npz_fast.inflate_module(backend)
     except ImportError:
         pytest.skip(f"{backend} is not installed (optional extra shortcutgates[fast])")
     images, _ = toy_images(5, size=16)
     blobs = [encode_stamp(im) for im in images]
-    monkeypatch.setattr(codec, "_inflate", importlib.import_module("zlib"))
+    monkeypatch.setattr(npz_fast, "_inflate", importlib.import_module("zlib"))
     reference = decode_stamps(blobs, threads=1)
-    monkeypatch.setattr(codec, "_inflate", module)
+    monkeypatch.setattr(npz_fast, "_inflate", module)
     out = decode_stamps(blobs, threads=1)
     assert name == backend and out.stats == reference.stats == DecodeStats(5, 0)
     assert out.images.tobytes() == reference.images.tobytes() == images.astype(np.float32).tobytes()
 
 
 def test_unknown_inflate_library_is_refused_by_name():
-    from shortcutgates.codec import INFLATE_ENV, inflate_module
+    from shortcutgates.npz_fast import INFLATE_ENV, inflate_module
 
     with pytest.raises(ValueError, match=f"^{INFLATE_ENV}: unknown inflate library 'gzip'"):
         inflate_module("gzip")

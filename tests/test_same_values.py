@@ -14,7 +14,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from shortcutgates import parallel, preprocess
-from shortcutgates.gates import probes
+from shortcutgates.gates import features, probes
 from shortcutgates.stats import bootstrap_counts, grouped_bootstrap, weighted_auroc_metric, weighted_aurocs
 
 
@@ -85,17 +85,17 @@ def test_batched_smd_is_the_same_float_as_the_one_resample_smd(sample, case):
         values[:] = 1.5
     elif case == "constant_apart":
         values = np.where(labels == 1, 2.0, 1.0)
-    metric = probes.smd_metric(labels, values)
+    metric = features.smd_metric(labels, values)
     batched = metric.batch(weights)
     reference = []
     for w in weights:
         try:
-            reference.append(probes.standardised_mean_difference(labels, values, w))
+            reference.append(features.standardised_mean_difference(labels, values, w))
         except ValueError:
             reference.append(np.nan)
     np.testing.assert_array_equal(batched, reference)
-    assert metric(None, None, None) == probes.standardised_mean_difference(labels, values) or (
-        np.isnan(metric(None, None, None)) and np.isnan(probes.standardised_mean_difference(labels, values)))
+    assert metric(None, None, None) == features.standardised_mean_difference(labels, values) or (
+        np.isnan(metric(None, None, None)) and np.isnan(features.standardised_mean_difference(labels, values)))
     with pytest.raises(ValueError):
         metric(None, None, weights[0])  # no positive weight
 

@@ -18,10 +18,8 @@ from ..schema import LABEL_COLUMN, PIXEL_SCALE_ARCSEC, SPLIT_COLUMN
 from ..preprocess import CLIP, annulus_radii
 from .contract import Measurement
 from .decision import bootstrap_auroc, bootstrap_metric, estimate_measurement
-from .probes import (
-    ProbeError, arc_radii, central_box, cv_auc_estimate, grouped_cv_gbm_scores, metadata_features,
-    profile_features, ring_features, smd_metric,
-)
+from .features import arc_radii, metadata_features, profile_features, ring_features, smd_metric
+from .probes import ProbeError, central_box, cv_auc_estimate, grouped_cv_gbm_scores
 from .records import GateCase
 
 

@@ -92,7 +92,8 @@ def measure(n_samples: int = 2000, seed: int = 0, *, stamp_size: int = 64, progr
     ``options`` are :class:`~shortcutgates.simulate.population.PopulationConfig` fields
     (``sources="hdf"`` for the real-galaxy library).
     """
-    from ..gates.probes import arc_radii, core_lr_auc, grouped_cv_auc, ring_features
+    from ..gates.features import arc_radii, ring_features
+    from ..gates.probes import core_lr_auc, grouped_cv_auc
     from ..preprocess import annulus_radii, raw_robust
     from ..schema import PIXEL_SCALE_ARCSEC
 
