@@ -188,7 +188,8 @@ def test_builder_roles_are_the_builders(pool, tmp_path):
     index = np.arange(80)
     write_parquet_atomic(paired_catalogue(pool, index, 0.0, np.random.default_rng(0)), tmp_path / "in" / "p.parquet")
     build_manifest(tmp_path / "in", tmp_path / "m", mode="unpaired", seed=3, progress=False)
-    built = read_manifest(tmp_path / "m").frame.groupby("lrg_id").agg(split=("split", "first"), n=("label", "size"),
+    # rows are sorted train, val, test, test_paired: a pair's last row is in test_paired (its positive also in test)
+    built = read_manifest(tmp_path / "m").frame.groupby("lrg_id").agg(split=("split", "last"), n=("label", "size"),
                                                                        label=("label", "max"))
     split, role = plant.builder_roles(pool, 3)
     from shortcutgates.identity import format_lrg_id
@@ -196,8 +197,9 @@ def test_builder_roles_are_the_builders(pool, tmp_path):
     ids = format_lrg_id(pool.meta["ra"].to_numpy()[index], pool.meta["dec"].to_numpy()[index])
     expected = pd.DataFrame({"split": split[index], "role": role[index]}, index=ids).loc[built.index]
     assert (expected["split"] == built["split"]).all()
-    assert ((expected["role"] == "pair") == (built["n"] == 2)).all()
+    assert ((expected["role"] == "pair") == (built["n"] == 3)).all()  # positive in test and test_paired, control
     assert ((expected["role"] == "pos") == ((built["n"] == 1) & (built["label"] == 1))).all()
+    assert not (expected["split"] == "test").to_numpy()[(expected["role"] == "pos").to_numpy()].any()
 
 
 def test_a_planted_cross_test_gap_of_0_15_is_red_and_no_gap_is_not():

@@ -40,7 +40,7 @@ from ..gates.registry import REGISTRY, GateConfig, GateContext
 from ..gates.suite import run_suite
 from ..schema import LRG_TRUTH
 from .plant import (
-    PROPERTY_COLUMNS, TILTED, builder_roles, built_selection, positive_stamps, split_rows, write_manifest,
+    PROPERTY_COLUMNS, TILTED, builder_roles, built_selection, planted_in, positive_stamps, split_rows, write_manifest,
 )
 from .pool import Pool
 from .scorers import resolve_scorer
@@ -131,8 +131,8 @@ def _built_manifest(pool: Pool, cell: Cell, rng, seed: int, directory: Path) -> 
     index = built_selection(pool, cell.n_lrgs, seed, rng, problem=cell.problem, strength=cell.strength, where=where)
     core = np.full(len(index), cell.core)
     if cell.problem == "core":
-        split, _ = builder_roles(pool, seed)
-        core += cell.strength * (np.isin(split[index], where) if where else 1.0)
+        split, role = builder_roles(pool, seed)
+        core += cell.strength * planted_in(split, role, where)[index]
     catalogue = paired_catalogue(pool, index, core, rng)
     if cell.problem in TILTED:  # survey format: no LRG photometry columns
         catalogue = catalogue.drop(columns=[c for c in LRG_TRUTH if c in catalogue])
