@@ -202,6 +202,42 @@ def test_builder_roles_are_the_builders(pool, tmp_path):
     assert not (expected["split"] == "test").to_numpy()[(expected["role"] == "pos").to_numpy()].any()
 
 
+def test_the_cross_test_gap_resamples_the_shared_positives_jointly(tmp_path):
+    """Shared positives (one LRG in test and test_paired) are one bootstrap unit: the gap's interval is
+    narrower than with the same scores on separate LRGs, where the positives' variance does not cancel."""
+    from shortcutgates.calibrate.gap import planted_rows, planted_score
+    from shortcutgates.gates.registry import REGISTRY, GateCase, GateConfig, GateContext, run_case
+    from shortcutgates.io import write_parquet_atomic
+
+    rows = planted_rows(0.0, 3, n_lrgs=2000)
+    moved = rows.copy()
+    test_pos = ((moved["split"] == "test") & (moved["label"] == 1)).to_numpy()
+    moved.loc[test_pos, "dec"] += 5.0  # the same scores on other LRGs
+    moved.loc[test_pos, "lrg_id"] = "M" + moved.loc[test_pos, "lrg_id"]
+    width, value = {}, {}
+    for name, frame in (("shared", rows), ("separate", moved)):
+        write_parquet_atomic(frame, tmp_path / name / "part-0000.parquet")
+        context = GateContext(tmp_path / name, config=GateConfig(n_boot=500, seed=0), score_fn=planted_score)
+        result = run_case(context, GateCase("cross_test_gap", {}, None, REGISTRY["cross_test_gap"].needs))
+        width[name], value[name] = result.ci[1] - result.ci[0], result.value
+    assert value["shared"] == pytest.approx(value["separate"])  # the same scores: the same estimate
+    assert width["shared"] < 0.8 * width["separate"]
+
+
+@pytest.mark.parametrize("n_lrgs,shared,role", [(4000, True, "row"), (2000, True, "reported"), (4000, False, "reported")])
+def test_cross_test_gap_takes_its_rows_role_from_300_shared_lenses(tmp_path, n_lrgs, shared, role):
+    from shortcutgates.calibrate.gap import planted_rows
+    from shortcutgates.gates.registry import REGISTRY, GateContext, shared_gap_lrgs
+    from shortcutgates.io import write_parquet_atomic
+
+    write_parquet_atomic(planted_rows(0.0, 1, n_lrgs=n_lrgs, shared=shared), tmp_path / "part-0000.parquet")
+    context = GateContext(tmp_path)
+    gate = REGISTRY["cross_test_gap"]
+    (case,) = gate.cases(context, gate)
+    assert shared_gap_lrgs(context) == (int(0.075 * n_lrgs) if shared else 0)
+    assert (case.role or gate.role) == (gate.role if role == "row" else "reported")
+
+
 def test_a_planted_cross_test_gap_of_0_15_is_red_and_no_gap_is_not():
     from shortcutgates.calibrate.gap import run_gap
 

@@ -25,6 +25,7 @@ Run::
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import tempfile
 from pathlib import Path
 
@@ -104,7 +105,7 @@ def run_gap(gap: float, seeds, role: str | None = None, **kw) -> pd.DataFrame:
     """One record per seed: the ``cross_test_gap`` value, interval, verdict, ``established`` and outcome
     (the run's red/green rule for the case in ``role``: the registry's when None)."""
     from ..gates.context import GateContext
-    from ..gates.records import GateCase, GateConfig
+    from ..gates.records import GateConfig
     from ..gates.registry import REGISTRY, run_case
     from ..gates.suite import outcome
 
@@ -114,7 +115,8 @@ def run_gap(gap: float, seeds, role: str | None = None, **kw) -> pd.DataFrame:
         with tempfile.TemporaryDirectory(prefix="sg-gap-") as tmp:
             write_parquet_atomic(planted_rows(gap, seed, **kw), Path(tmp) / "part-0000.parquet")
             context = GateContext(Path(tmp), config=GateConfig(seed=int(seed)), score_fn=planted_score)
-            result = run_case(context, GateCase(gate.name, {}, None, gate.needs, role or gate.role))
+            (case,) = gate.cases(context, gate)  # the role a run of this size gives it, unless ``role``
+            result = run_case(context, replace(case, role=role or case.role or gate.role))
         lo, hi = result.ci if result.ci is not None else (np.nan, np.nan)
         out.append({"gap": gap, "seed": int(seed), "value": result.value, "lo": lo, "hi": hi,
                     "verdict": result.verdict, "established": result.established, "outcome": outcome(result.to_json())})

@@ -34,7 +34,7 @@ import itertools
 from dataclasses import replace
 from pathlib import Path
 
-from ..schema import DataError
+from ..schema import LABEL_COLUMN, SPLIT_COLUMN, DataError
 from . import data_gates as dg
 from . import model_gates as mg
 from .context import GateContext
@@ -189,6 +189,28 @@ def paired_split(context: GateContext, gate: Gate) -> list[GateCase]:
     return [_case(gate, split=context.paired_split)]
 
 
+MIN_SHARED_GAP_LRGS = 300
+"""``cross_test_gap`` decides (its row's role) where ``test`` and ``test_paired`` share at least this many
+positive LRGs: the proposal's size (4000 LRGs, the builder's default splits: 300 shared lenses, 300 other
+negatives), where it was measured to decide (``docs/calibration.md``, "Every criterion can turn a run
+red"). With fewer, or with separate positives, its interval is as wide as the ±0.05 margin: reported."""
+
+
+def shared_gap_lrgs(context: GateContext) -> int:
+    """Positive LRGs (sky-matched) of ``test`` that are ``test_paired`` LRGs (``schema.SHARED_POSITIVE_SPLITS``)."""
+    frame = context.frame
+    if not {"test", "test_paired"} <= set(context.splits):
+        return 0
+    held = set(frame.loc[frame[SPLIT_COLUMN] == "test_paired", "_group"])
+    test_pos = frame[(frame[SPLIT_COLUMN] == "test") & (frame[LABEL_COLUMN] == 1)]
+    return int(test_pos.loc[test_pos["_group"].isin(held), "_group"].nunique())
+
+
+def cross_test_cases(context: GateContext, gate: Gate) -> list[GateCase]:
+    """One case: the row's role with at least :data:`MIN_SHARED_GAP_LRGS` shared positive LRGs, else reported."""
+    return [_case(gate, role=None if shared_gap_lrgs(context) >= MIN_SHARED_GAP_LRGS else "reported")]
+
+
 def per_stratum(context: GateContext, gate: Gate) -> list[GateCase]:
     return [_case(gate, {"by": by}, context.eval_split) for by in STRATA]
 
@@ -236,7 +258,7 @@ _ROWS = (
          measure=mg.memorisation_gap,
          remedy='the model memorises LRGs: more LRGs, fewer injections per LRG'),
     Gate(name="cross_test_gap", metric="AUROC(test_paired) − AUROC(test), equivalent to 0 within the margin",
-         threshold=0.05, direction="at_most", equivalence=True, needs=MODEL, role="reported", cases=one_case,
+         threshold=0.05, direction="at_most", equivalence=True, needs=MODEL, role="reported", cases=cross_test_cases,
          sane=(0.01, 0.1), measure=mg.cross_test_gap, calibrate_every_role=True,
          remedy='the model scores paired and unpaired data differently: see the perturbation gates'),
     Gate(name="arc_masked_auroc", metric="arc taken out by lensing (ctrl + counter-image light): share flagged at the operating threshold over the lenses' share (AUROC vs controls reported)",
