@@ -224,8 +224,9 @@ def test_the_cross_test_gap_resamples_the_shared_positives_jointly(tmp_path):
     assert width["shared"] < 0.8 * width["separate"]
 
 
-@pytest.mark.parametrize("n_lrgs,shared,role", [(4000, True, "row"), (2000, True, "reported"), (4000, False, "reported")])
-def test_cross_test_gap_takes_its_rows_role_from_300_shared_lenses(tmp_path, n_lrgs, shared, role):
+@pytest.mark.parametrize("n_lrgs,shared,role", [(6667, True, "primary"), (4000, True, "reported"),
+                                                (6667, False, "reported")])
+def test_cross_test_gap_is_primary_from_500_shared_lenses(tmp_path, n_lrgs, shared, role):
     from shortcutgates.calibrate.gap import planted_rows
     from shortcutgates.gates.registry import REGISTRY, GateContext, shared_gap_lrgs
     from shortcutgates.io import write_parquet_atomic
@@ -235,7 +236,7 @@ def test_cross_test_gap_takes_its_rows_role_from_300_shared_lenses(tmp_path, n_l
     gate = REGISTRY["cross_test_gap"]
     (case,) = gate.cases(context, gate)
     assert shared_gap_lrgs(context) == (int(0.075 * n_lrgs) if shared else 0)
-    assert (case.role or gate.role) == (gate.role if role == "row" else "reported")
+    assert (case.role or gate.role) == role
 
 
 def test_a_planted_cross_test_gap_of_0_15_is_red_and_no_gap_is_not():

@@ -143,7 +143,8 @@ def main(argv=None) -> int:
                 width = float((frame["hi"] - frame["lo"]).mean())
                 print(f"{n_lrgs} LRGs {design} gap {gap:+.2f}: red as primary {red}/{len(frame)} ({red / len(frame):.0%} "
                       f"[{lo:.0%}, {hi:.0%}]), mean estimate {frame['value'].mean():+.3f}, mean interval width "
-                      f"{width:.3f}, verdicts {frame['verdict'].value_counts().to_dict()}", flush=True)
+                      f"{width:.3f}, verdicts {frame['verdict'].value_counts().to_dict()}, established (red in any role) "
+                      f"{int(frame['established'].sum())}", flush=True)
     return 0
 
 

@@ -189,11 +189,13 @@ def paired_split(context: GateContext, gate: Gate) -> list[GateCase]:
     return [_case(gate, split=context.paired_split)]
 
 
-MIN_SHARED_GAP_LRGS = 300
-"""``cross_test_gap`` decides (its row's role) where ``test`` and ``test_paired`` share at least this many
-positive LRGs: the proposal's size (4000 LRGs, the builder's default splits: 300 shared lenses, 300 other
-negatives), where it was measured to decide (``docs/calibration.md``, "Every criterion can turn a run
-red"). With fewer, or with separate positives, its interval is as wide as the ±0.05 margin: reported."""
+MIN_SHARED_GAP_LRGS = 500
+"""``cross_test_gap`` decides (role ``primary``) where ``test`` and ``test_paired`` share at least this many
+positive LRGs: 6667 LRGs at the builder's default splits (500 pairs, 500 other test LRGs), or 4000 with a 25 %
+test fraction. There the clean arc reader passed in SEEDS_0_19 of seeds 0–19 (which chose this size) and
+SEEDS_20_39 of seeds 20–39, and a planted gap of ±0.15 failed in 20 of 20; at the proposal's 4000 (300
+shared) the clean reader passed in 16 of 20 and 14 of 20 only (``docs/calibration.md``, "Every criterion can
+turn a run red"). Below, or with separate positives, it is reported (red only on an established violation)."""
 
 
 def shared_gap_lrgs(context: GateContext) -> int:
@@ -258,7 +260,7 @@ _ROWS = (
          measure=mg.memorisation_gap,
          remedy='the model memorises LRGs: more LRGs, fewer injections per LRG'),
     Gate(name="cross_test_gap", metric="AUROC(test_paired) − AUROC(test), equivalent to 0 within the margin",
-         threshold=0.05, direction="at_most", equivalence=True, needs=MODEL, role="reported", cases=cross_test_cases,
+         threshold=0.05, direction="at_most", equivalence=True, needs=MODEL, role="primary", cases=cross_test_cases,
          sane=(0.01, 0.1), measure=mg.cross_test_gap, calibrate_every_role=True,
          remedy='the model scores paired and unpaired data differently: see the perturbation gates'),
     Gate(name="arc_masked_auroc", metric="arc taken out by lensing (ctrl + counter-image light): share flagged at the operating threshold over the lenses' share (AUROC vs controls reported)",
