@@ -192,8 +192,8 @@ def paired_split(context: GateContext, gate: Gate) -> list[GateCase]:
 MIN_SHARED_GAP_LRGS = 500
 """``cross_test_gap`` decides (role ``primary``) where ``test`` and ``test_paired`` share at least this many
 positive LRGs: 6667 LRGs at the builder's default splits (500 pairs, 500 other test LRGs), or 4000 with a 25 %
-test fraction. There the clean arc reader passed in SEEDS_0_19 of seeds 0–19 (which chose this size) and
-SEEDS_20_39 of seeds 20–39, and a planted gap of ±0.15 failed in 20 of 20; at the proposal's 4000 (300
+test fraction. There the clean arc reader passed in 20 of 20 seeds 0–19 (which chose this size) and
+20 of 20 seeds 20–39, and a planted gap of ±0.15 failed in 20 of 20; at the proposal's 4000 (300
 shared) the clean reader passed in 16 of 20 and 14 of 20 only (``docs/calibration.md``, "Every criterion can
 turn a run red"). Below, or with separate positives, it is reported (red only on an established violation)."""
 
