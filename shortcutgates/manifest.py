@@ -27,6 +27,7 @@ from .schema import (
     MANIFEST_REQUIRED,
     MANIFEST_SPLITS,
     POINTER_COLUMNS,
+    SHARED_POSITIVE_SPLITS,
     SPLIT_COLUMN,
     DataError,
 )
@@ -333,8 +334,16 @@ def _image_keys(frame: pd.DataFrame) -> pd.Series | None:
     return keys
 
 
+def shared_positive(group: pd.DataFrame) -> bool:
+    """Rows of one image (``label``, ``split`` columns) that are one positive of each of ``test`` and
+    ``test_paired``: shared by design (:data:`~shortcutgates.schema.SHARED_POSITIVE_SPLITS`), not a duplicate."""
+    return (len(group) == len(SHARED_POSITIVE_SPLITS) and bool((group["label"] == 1).all())
+            and sorted(group["split"].tolist()) == sorted(SHARED_POSITIVE_SPLITS))
+
+
 def _check_duplicates(frame: pd.DataFrame) -> None:
-    """Refuse one image listed as two positives, or under both labels.
+    """Refuse one image listed as two positives (but once in each of ``test`` and ``test_paired``),
+    or under both labels.
 
     Identical negatives are allowed: in paired data an LRG with k injections gives k copies of
     its control image (the gates deduplicate them).
@@ -342,12 +351,15 @@ def _check_duplicates(frame: pd.DataFrame) -> None:
     keys = _image_keys(frame)
     if keys is None:
         return
-    table = pd.DataFrame({"key": keys.to_numpy(), "label": frame[LABEL_COLUMN].to_numpy()})
+    table = pd.DataFrame({"key": keys.to_numpy(), "label": frame[LABEL_COLUMN].to_numpy(),
+                          "split": frame[SPLIT_COLUMN].astype(str).to_numpy() if SPLIT_COLUMN in frame else ""})
     clash = table.duplicated(["key"], keep=False).to_numpy()
     if not clash.any():
         return
     sub = table[clash]
     for _key, group in sub.groupby("key", sort=False):
+        if shared_positive(group):
+            continue
         labels = set(group["label"].tolist())
         if len(labels) > 1 or (group["label"] == 1).sum() > 1:
             i, j = group.index[0], group.index[1]
@@ -361,7 +373,8 @@ def _check_duplicates(frame: pd.DataFrame) -> None:
 def duplicate_images(frame: pd.DataFrame) -> list[str]:
     """One located message per row whose image another row already lists as a positive, under the
     other label, or in another split (a copy leaked across splits); identical negatives of one split
-    (the controls of one LRG's injections) are allowed."""
+    (the controls of one LRG's injections) and one positive shared by ``test`` and ``test_paired``
+    (:func:`shared_positive`) are allowed."""
     keys = _image_keys(frame)
     if keys is None:
         return []
@@ -371,6 +384,8 @@ def duplicate_images(frame: pd.DataFrame) -> list[str]:
     column = IMAGE_COLUMN if IMAGE_COLUMN in frame or _DIGEST in frame else POINTER_COLUMNS[0]
     out = []
     for _, group in table[clash].groupby("key", sort=False):
+        if shared_positive(group):
+            continue
         first = group.index[0]
         for j in group.index[1:]:
             row = group.loc[j]

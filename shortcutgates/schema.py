@@ -23,6 +23,11 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 MANIFEST_SPLITS: tuple[str, ...] = ("train", "val", "test", "test_paired")
 """Splits of a built manifest; ``test_paired`` holds pairs of held-out LRGs (cross-test E3)."""
 
+SHARED_POSITIVE_SPLITS: tuple[str, str] = ("test", "test_paired")
+"""Splits that may list the same positive image, once each: an unpaired build's ``test`` positives are
+its ``test_paired`` positives, so the cross-test gap compares the same lenses against unpaired and
+paired negatives (a paired difference; docs/design.md#splits). Their negatives stay LRG-disjoint."""
+
 # --- paired input (docs/design.md#paired-input-format) ------------------------------------
 STAMP_COLUMN = "stamp_npz"
 CTRL_COLUMN = "ctrl_stamp_npz"

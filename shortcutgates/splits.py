@@ -9,6 +9,7 @@ thing it decides about:
 
 * the split, the pool (positive / negative) and ``test_paired`` membership of an LRG are
   functions of ``(lrg_id, seed)`` — adding LRGs never moves an old one, row order never matters;
+  ``test`` and ``test_paired`` share their positives (:data:`~shortcutgates.schema.SHARED_POSITIVE_SPLITS`);
 * which injections of a positive LRG are kept under the cap, and which row of an LRG provides
   its control, are functions of the row's *content* (its metadata values) and the seed — not of
   its position in the file.
@@ -54,7 +55,7 @@ class SplitParams:
     seed: int
     fractions: tuple = (0.7, 0.15, 0.15)
     """train, val, test [, test_paired] fractions of LRGs; they sum to 1. With three values an
-    unpaired build moves half of the test LRGs to ``test_paired``."""
+    unpaired build moves half of the test LRGs to ``test_paired``, whose positives are also ``test``'s."""
     positives_per_lrg: int | None = 1
     """Cap on positive rows per LRG; None keeps all of them with weights 1/k."""
     match: tuple = ()
@@ -80,19 +81,9 @@ class SplitParams:
 
 
 def split_fractions(fractions, mode: str) -> tuple[tuple[float, float, float], float]:
-    """Validate fractions; return (train, val, test + test_paired) and the test_paired share of test.
-
-    Parameters
-    ----------
-    fractions : sequence of 3 or 4 floats
-        Fractions of LRGs, summing to 1. A fourth value is the ``test_paired`` fraction.
-    mode : {'paired', 'unpaired'}
-
-    Returns
-    -------
-    (f_train, f_val, f_test), share
-        ``share`` is the fraction of test LRGs that go to ``test_paired`` (0 for paired builds).
-    """
+    """Validate ``fractions`` (3 or 4 fractions of LRGs summing to 1; a fourth is ``test_paired``'s) for
+    ``mode``; return ``(f_train, f_val, f_test + f_test_paired)`` and ``share``, the fraction of test LRGs
+    that go to ``test_paired`` (0 for paired builds)."""
     f = tuple(float(x) for x in fractions)
     if len(f) not in (3, 4) or any(not np.isfinite(x) or x < 0 for x in f) or abs(sum(f) - 1.0) > 1e-6:
         raise ValueError(f"fractions must be 3 or 4 non-negative numbers summing to 1 (got {list(fractions)})")
@@ -108,19 +99,10 @@ def split_fractions(fractions, mode: str) -> tuple[tuple[float, float, float], f
 
 # --- keyed hashes ------------------------------------------------------------------------------
 def unit_hash(keys, seed: int, purpose: str) -> np.ndarray:
-    """Uniform numbers in [0, 1) from BLAKE2b of ``(seed, purpose, key)``.
+    """(N,) float64 uniform numbers in [0, 1) from BLAKE2b of ``(seed, purpose, key)`` for N str ``keys``.
 
-    Parameters
-    ----------
-    keys : sequence of str, shape (N,)
-    seed : int
-    purpose : str
-        Separates independent decisions (``split``, ``pool``, ``test_paired``, ``match``).
-
-    Returns
-    -------
-    ndarray, shape (N,), float64
-        The same key, seed and purpose always give the same number, on any machine.
+    ``purpose`` separates independent decisions (``split``, ``pool``, ``test_paired``, ``match``). The
+    same key, seed and purpose always give the same number, on any machine.
     """
     prefix = f"shortcutgates/{int(seed)}/{purpose}/".encode()
     out = np.empty(len(keys), np.float64)
@@ -218,7 +200,8 @@ def lrg_roles(lrg_ids: np.ndarray, split: np.ndarray, params: SplitParams) -> tu
     """Final split and role (``pair``, ``pos``, ``neg``) of each LRG.
 
     Paired builds: every LRG is a ``pair``. Unpaired builds: a share of the test LRGs becomes
-    ``test_paired`` (role ``pair``); the others go to the positive or negative pool by hash.
+    ``test_paired`` (role ``pair``: its positive and control there, the same positive in ``test``);
+    the other test LRGs are ``test``'s negatives; train/val LRGs go to a pool by hash.
     """
     split = np.asarray(split, dtype=object).copy()
     if params.mode == "paired":
@@ -226,9 +209,14 @@ def lrg_roles(lrg_ids: np.ndarray, split: np.ndarray, params: SplitParams) -> tu
     _, share = split_fractions(params.fractions, params.mode)
     held = (split == "test") & (unit_hash(lrg_ids, params.seed, "test_paired") < share)
     split[held] = "test_paired"
-    positive = unit_hash(lrg_ids, params.seed, "pool") < 0.5
+    positive = (unit_hash(lrg_ids, params.seed, "pool") < 0.5) & ((split != "test") | ~shares_positives(params))
     role = np.where(held, "pair", np.where(positive, "pos", "neg")).astype(object)
     return split, role
+
+
+def shares_positives(params: SplitParams) -> bool:
+    """Whether ``test``'s positives are ``test_paired``'s: unpaired builds whose test LRGs go to both."""
+    return params.mode == "unpaired" and 0.0 < split_fractions(params.fractions, params.mode)[1] < 1.0
 
 
 # --- rows --------------------------------------------------------------------------------------
@@ -238,18 +226,10 @@ def positive_rows(catalog: pd.DataFrame, cap: int | None, seed: int,
 
     Rows of an LRG are ranked by their seeded content key; the first ``cap`` are kept (all if
     ``cap`` is None). Weights are ``1 / k`` for an LRG with k kept rows, so that every LRG
-    carries total weight 1, like a negative LRG's single control.
+    carries total weight 1, like a negative LRG's single control. ``keys``: precomputed unseeded
+    :func:`row_keys` of ``catalog`` (optional).
 
-    Parameters
-    ----------
-    keys : ndarray of uint64, optional
-        Precomputed unseeded :func:`row_keys` of ``catalog``.
-
-    Returns
-    -------
-    positions : ndarray of int64, shape (M,)
-        Row positions (``iloc``) into ``catalog``, grouped by LRG.
-    weight : ndarray of float64, shape (M,)
+    Returns (M,) int64 row positions (``iloc``) into ``catalog``, grouped by LRG, and (M,) float64 weights.
     """
     keys = row_keys(catalog) if keys is None else keys
     order, codes, starts = _order_within_lrgs(catalog, seeded(keys, seed))
@@ -473,15 +453,7 @@ def assign(catalog: pd.DataFrame, params: SplitParams) -> SplitResult:
     split, role = lrg_roles(lrgs, split, params)
     split_of, role_of = pd.Series(split, index=lrgs), pd.Series(role, index=lrgs)
     columns = property_columns(catalog, extra=tuple(params.extra.get("measured", ())) + tuple(params.match))
-    keys = row_keys(catalog)
-    pos, weight = positive_rows(catalog, params.positives_per_lrg, params.seed, keys)
-    pos_lrg = catalog[LRG_ID_COLUMN].to_numpy()[pos]
-    take = role_of.reindex(pos_lrg).isin(["pair", "pos"]).to_numpy()
-    neg_lrgs = lrgs[np.isin(role, ["pair", "neg"])]
-    frame = pd.concat([
-        sample_rows(catalog, pos[take], 1, split_of.reindex(pos_lrg[take]).to_numpy(), weight[take], columns),
-        sample_rows(catalog, control_rows(catalog, keys).reindex(neg_lrgs).to_numpy(), 0, split_of.reindex(neg_lrgs).to_numpy(),
-                    np.ones(len(neg_lrgs)), columns)], ignore_index=True)
+    frame = manifest_rows(catalog, params, split_of, role_of, columns)
     bal_cols = balance_columns(frame, params.match)
     report, before = None, balance(frame, bal_cols)
     if params.match:
@@ -495,6 +467,23 @@ def assign(catalog: pd.DataFrame, params: SplitParams) -> SplitResult:
     lrg_counts = {s: {r: int(counts.loc[s, r]) for r in counts.columns if counts.loc[s, r]} for s in counts.index}
     return SplitResult(frame, "hash" if given is None else "input", lrg_counts, report,
                        {"columns": bal_cols, "before": before, "after": after})
+
+
+def manifest_rows(catalog: pd.DataFrame, params: SplitParams, split_of: pd.Series, role_of: pd.Series,
+                  columns) -> pd.DataFrame:
+    """Positive rows of ``pair``/``pos`` LRGs (a ``pair``'s also in ``test`` when the build shares them),
+    then one control of each ``pair``/``neg`` LRG; ``split_of``/``role_of`` are indexed by lrg_id."""
+    keys = row_keys(catalog)
+    pos, weight = positive_rows(catalog, params.positives_per_lrg, params.seed, keys)
+    pos_lrg = catalog[LRG_ID_COLUMN].to_numpy()[pos]
+    take = role_of.reindex(pos_lrg).isin(["pair", "pos"]).to_numpy()
+    shared = take & (role_of.reindex(pos_lrg).to_numpy() == "pair") & shares_positives(params)
+    neg_lrgs = role_of.index[role_of.isin(["pair", "neg"]).to_numpy()].to_numpy()
+    return pd.concat([
+        sample_rows(catalog, pos[take], 1, split_of.reindex(pos_lrg[take]).to_numpy(), weight[take], columns),
+        sample_rows(catalog, pos[shared], 1, np.full(int(shared.sum()), "test", object), weight[shared], columns),
+        sample_rows(catalog, control_rows(catalog, keys).reindex(neg_lrgs).to_numpy(), 0, split_of.reindex(neg_lrgs).to_numpy(),
+                    np.ones(len(neg_lrgs)), columns)], ignore_index=True)
 
 
 def sort_rows(frame: pd.DataFrame) -> pd.DataFrame:

@@ -30,6 +30,7 @@ from .schema import (
     LABEL_COLUMN,
     LRG_ID_COLUMN,
     POINTER_COLUMNS,
+    SHARED_POSITIVE_SPLITS,
     SPLIT_COLUMN,
     SPLITS,
     STAMP_COLUMN,
@@ -38,8 +39,8 @@ from .schema import (
 __all__ = [
     "GeneratedCatalog", "InvariantViolation", "OPTIONAL_COLUMNS", "as_read", "catalogs", "generate_catalog",
     "write_catalog", "check_assignment_kept", "check_lrg_disjoint_splits", "check_manifest",
-    "check_one_control_per_lrg", "check_pairs_together", "check_pools_disjoint", "check_split_fractions",
-    "check_test_paired_isolated", "check_traceable", "lrg_assignment",
+    "check_one_control_per_lrg", "check_pairs_together", "check_pools_disjoint", "check_shared_positives",
+    "check_split_fractions", "check_test_paired_isolated", "shared_positive_rows", "check_traceable", "lrg_assignment",
 ]
 
 OPTIONAL_COLUMNS = ("theta_e_arcsec", "arc_snr", "psfsize_r", "psfdepth_r", "ebv", "psf_bin", "brickname", "task_id")
@@ -182,9 +183,23 @@ def _fail(message: str):
     raise InvariantViolation(message)
 
 
+def shared_positive_rows(manifest: pd.DataFrame) -> np.ndarray:
+    """(N,) bool: positives of ``test`` on an LRG of ``test_paired`` (``manifest`` carries ``lrg_id``).
+
+    A build shares them by design (``schema.SHARED_POSITIVE_SPLITS``: the cross-test gap then compares
+    the same lenses against unpaired and paired negatives), so split disjointness is checked without them.
+    """
+    test, paired = SHARED_POSITIVE_SPLITS
+    split = manifest[SPLIT_COLUMN].to_numpy()
+    held = set(manifest.loc[split == paired, LRG_ID_COLUMN])
+    return (split == test) & (manifest[LABEL_COLUMN].to_numpy() == 1) & manifest[LRG_ID_COLUMN].isin(held).to_numpy()
+
+
 def check_lrg_disjoint_splits(manifest: pd.DataFrame, tolerance_arcsec: float = 0.5) -> None:
-    """No LRG (``lrg_id``, checked against positions; derived from them if absent) is in two splits."""
+    """No LRG (``lrg_id``, checked against positions; derived from them if absent) is in two splits,
+    except ``test``'s positives on ``test_paired`` LRGs (:func:`shared_positive_rows`)."""
     m = _ids(manifest, tolerance_arcsec)
+    m = m[~shared_positive_rows(m)]
     n = m.groupby(LRG_ID_COLUMN)[SPLIT_COLUMN].nunique()
     if (n > 1).any():
         lrg = n.index[n > 1][0]
@@ -220,8 +235,25 @@ def check_pairs_together(manifest: pd.DataFrame, splits=None, tolerance_arcsec: 
         _fail(f"LRG {lrg} in {split} has labels {have}; a pair needs a positive and its control")
 
 
+def check_shared_positives(manifest: pd.DataFrame, tolerance_arcsec: float = 0.5) -> None:
+    """Where ``test_paired`` exists, every positive of ``test`` is a positive of ``test_paired``: the same
+    image (pointer or blob) on the same LRG, as an unpaired build of this library writes them."""
+    m = _ids(manifest, tolerance_arcsec)
+    test, paired = SHARED_POSITIVE_SPLITS
+    if not (m[SPLIT_COLUMN] == paired).any():
+        return
+    image = ([c for c in POINTER_COLUMNS if c in m.columns] or [c for c in ("image_npz",) if c in m.columns])
+    key = m[[LRG_ID_COLUMN, *image]].astype(str).agg("\0".join, axis=1)
+    pos = m[LABEL_COLUMN].to_numpy() == 1
+    held = set(key[pos & (m[SPLIT_COLUMN] == paired).to_numpy()])
+    own = key[pos & (m[SPLIT_COLUMN] == test).to_numpy() & ~key.isin(held).to_numpy()]
+    if len(own):
+        _fail(f"test positive {own.iloc[0]!r} is not a test_paired positive (test's positives are test_paired's)")
+
+
 def check_test_paired_isolated(manifest: pd.DataFrame, tolerance_arcsec: float = 0.5) -> None:
-    """``test_paired`` LRGs appear in no other split, and ``test_paired`` holds complete pairs."""
+    """``test_paired`` LRGs appear in no other split but as ``test``'s positives, and ``test_paired``
+    holds complete pairs."""
     check_lrg_disjoint_splits(manifest, tolerance_arcsec)
     if (manifest[SPLIT_COLUMN] == "test_paired").any():
         check_pairs_together(manifest, splits=["test_paired"], tolerance_arcsec=tolerance_arcsec)
@@ -234,8 +266,9 @@ def check_traceable(manifest: pd.DataFrame, catalog: pd.DataFrame) -> None:
     copied columns must equal the input row's; injection truth must be NaN for negatives.
     """
     key = list(POINTER_COLUMNS)
-    if manifest.duplicated(key).any():
-        _fail(f"two manifest rows point to {tuple(manifest[manifest.duplicated(key)][key].iloc[0])}")
+    single = manifest[~shared_positive_rows(manifest)] if LRG_ID_COLUMN in manifest else manifest
+    if single.duplicated(key).any():  # test's positives are test_paired's: one image, two rows by design
+        _fail(f"two manifest rows point to {tuple(single[single.duplicated(key)][key].iloc[0])}")
     want = np.where(manifest[LABEL_COLUMN].to_numpy() == 1, STAMP_COLUMN, CTRL_COLUMN)
     if (manifest[POINTER_COLUMNS[2]].to_numpy() != want).any():
         _fail("a row's source_column does not match its label (1: stamp_npz, 0: ctrl_stamp_npz)")

@@ -188,7 +188,8 @@ def test_builder_roles_are_the_builders(pool, tmp_path):
     index = np.arange(80)
     write_parquet_atomic(paired_catalogue(pool, index, 0.0, np.random.default_rng(0)), tmp_path / "in" / "p.parquet")
     build_manifest(tmp_path / "in", tmp_path / "m", mode="unpaired", seed=3, progress=False)
-    built = read_manifest(tmp_path / "m").frame.groupby("lrg_id").agg(split=("split", "first"), n=("label", "size"),
+    # rows are sorted train, val, test, test_paired: a pair's last row is in test_paired (its positive also in test)
+    built = read_manifest(tmp_path / "m").frame.groupby("lrg_id").agg(split=("split", "last"), n=("label", "size"),
                                                                        label=("label", "max"))
     split, role = plant.builder_roles(pool, 3)
     from shortcutgates.identity import format_lrg_id
@@ -196,8 +197,46 @@ def test_builder_roles_are_the_builders(pool, tmp_path):
     ids = format_lrg_id(pool.meta["ra"].to_numpy()[index], pool.meta["dec"].to_numpy()[index])
     expected = pd.DataFrame({"split": split[index], "role": role[index]}, index=ids).loc[built.index]
     assert (expected["split"] == built["split"]).all()
-    assert ((expected["role"] == "pair") == (built["n"] == 2)).all()
+    assert ((expected["role"] == "pair") == (built["n"] == 3)).all()  # positive in test and test_paired, control
     assert ((expected["role"] == "pos") == ((built["n"] == 1) & (built["label"] == 1))).all()
+    assert not (expected["split"] == "test").to_numpy()[(expected["role"] == "pos").to_numpy()].any()
+
+
+def test_the_cross_test_gap_resamples_the_shared_positives_jointly(tmp_path):
+    """Shared positives (one LRG in test and test_paired) are one bootstrap unit: the gap's interval is
+    narrower than with the same scores on separate LRGs, where the positives' variance does not cancel."""
+    from shortcutgates.calibrate.gap import planted_rows, planted_score
+    from shortcutgates.gates.registry import REGISTRY, GateCase, GateConfig, GateContext, run_case
+    from shortcutgates.io import write_parquet_atomic
+
+    rows = planted_rows(0.0, 3, n_lrgs=2000)
+    moved = rows.copy()
+    test_pos = ((moved["split"] == "test") & (moved["label"] == 1)).to_numpy()
+    moved.loc[test_pos, "dec"] += 5.0  # the same scores on other LRGs
+    moved.loc[test_pos, "lrg_id"] = "M" + moved.loc[test_pos, "lrg_id"]
+    width, value = {}, {}
+    for name, frame in (("shared", rows), ("separate", moved)):
+        write_parquet_atomic(frame, tmp_path / name / "part-0000.parquet")
+        context = GateContext(tmp_path / name, config=GateConfig(n_boot=500, seed=0), score_fn=planted_score)
+        result = run_case(context, GateCase("cross_test_gap", {}, None, REGISTRY["cross_test_gap"].needs))
+        width[name], value[name] = result.ci[1] - result.ci[0], result.value
+    assert value["shared"] == pytest.approx(value["separate"])  # the same scores: the same estimate
+    assert width["shared"] < 0.8 * width["separate"]
+
+
+@pytest.mark.parametrize("n_lrgs,shared,role", [(6667, True, "primary"), (4000, True, "reported"),
+                                                (6667, False, "reported")])
+def test_cross_test_gap_is_primary_from_500_shared_lenses(tmp_path, n_lrgs, shared, role):
+    from shortcutgates.calibrate.gap import planted_rows
+    from shortcutgates.gates.registry import REGISTRY, GateContext, shared_gap_lrgs
+    from shortcutgates.io import write_parquet_atomic
+
+    write_parquet_atomic(planted_rows(0.0, 1, n_lrgs=n_lrgs, shared=shared), tmp_path / "part-0000.parquet")
+    context = GateContext(tmp_path)
+    gate = REGISTRY["cross_test_gap"]
+    (case,) = gate.cases(context, gate)
+    assert shared_gap_lrgs(context) == (int(0.075 * n_lrgs) if shared else 0)
+    assert (case.role or gate.role) == role
 
 
 def test_a_planted_cross_test_gap_of_0_15_is_red_and_no_gap_is_not():

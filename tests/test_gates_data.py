@@ -359,6 +359,22 @@ def test_rows_copied_across_splits_fail_integrity_and_leakage_naming_rows(tmp_pa
     assert leak.verdict == "fail" and leak.value == 5
 
 
+def test_test_sharing_test_paired_positives_is_no_leak_but_a_paired_negative_is(tmp_path_factory, clean_rows):
+    """A built manifest's test positives are its test_paired positives (same images, same LRGs): by design."""
+    is_test_pos = (clean_rows.split == "test") & (clean_rows.label == 1)
+    paired = clean_rows[clean_rows.split == "test_paired"]
+    rows = pd.concat([clean_rows[~is_test_pos], paired[paired.label == 1].assign(split="test")], ignore_index=True)
+    ctx = _context(tmp_path_factory, "shared", rows)
+    assert run_case(ctx, GateCase("data_integrity")).value == 0
+    leak = run_case(ctx, GateCase("lrg_leakage", {"pair": "test-test_paired"}))
+    assert leak.verdict == "pass" and leak.value == 0 and "test negatives on test_paired LRGs" in leak.message
+    # a test negative on a test_paired LRG pairs the unpaired negatives: a leak
+    controls = paired[paired.label == 0].head(2).assign(split="test")
+    ctx = _context(tmp_path_factory, "shared_leak", pd.concat([rows, controls], ignore_index=True))
+    leak = run_case(ctx, GateCase("lrg_leakage", {"pair": "test-test_paired"}))
+    assert leak.verdict == "fail" and leak.value == 2
+
+
 def test_matched_twins_are_one_unit_and_keep_the_c2st_at_chance():
     from shortcutgates.gates.sample import matched_units
 

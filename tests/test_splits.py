@@ -40,13 +40,15 @@ def test_invariants_hold(cat, mode, cap, seed):
     rows = assign(catalog, SplitParams(mode, seed, positives_per_lrg=cap)).frame
     testing.check_manifest(rows, paired=mode == "paired")
     testing.check_traceable(rows, catalog)
+    testing.check_shared_positives(rows)
     # every LRG of the input is used: as a pair, a positive or a negative
     assert set(rows["lrg_id"]) == set(catalog["lrg_id"])
-    per_lrg = rows[rows["label"] == 1].groupby("lrg_id").size()
+    single = rows[~testing.shared_positive_rows(rows)]  # test's positives are test_paired's
+    per_lrg = single[single["label"] == 1].groupby("lrg_id").size()
     if cap is not None:
         assert (per_lrg <= cap).all()
     else:
-        weights = rows[rows["label"] == 1].groupby("lrg_id")["weight"].sum()
+        weights = single[single["label"] == 1].groupby("lrg_id")["weight"].sum()
         assert np.allclose(weights, 1.0)
         assert (rows.loc[rows["label"] == 0, "weight"] == 1.0).all()
 
@@ -94,11 +96,41 @@ def test_split_fractions_for_large_inputs():
     cat = generate_catalog([2] * 20000, seed=5, columns=())
     rows = assign(with_ids(cat.frame), SplitParams("unpaired", 11)).frame
     testing.check_split_fractions(rows, (0.7, 0.15, 0.15), tolerance=0.015)
-    held = rows.drop_duplicates("lrg_id")["split"].value_counts(normalize=True)
-    assert held["test_paired"] == pytest.approx(0.075, abs=0.01)
-    # unpaired pools: about half of the pooled LRGs are positive
-    pooled = rows[rows["split"] != "test_paired"].drop_duplicates("lrg_id")
+    n_lrgs = rows["lrg_id"].nunique()
+    assert rows.loc[rows["split"] == "test_paired", "lrg_id"].nunique() / n_lrgs == pytest.approx(0.075, abs=0.01)
+    # unpaired pools: about half of the pooled LRGs are positive; test's positives are test_paired's
+    pooled = rows[rows["split"] != "test_paired"].drop_duplicates(["split", "lrg_id"])
     assert pooled["label"].mean() == pytest.approx(0.5, abs=0.02)
+    test = rows[rows["split"] == "test"]
+    assert test["label"].mean() == pytest.approx(0.5, abs=0.03)
+
+
+def test_test_shares_its_positives_with_test_paired_and_nothing_else():
+    """The cross-test gap's design: the same lenses against unpaired (test) and paired (test_paired)
+    negatives; negatives of the two splits and train vs held-out stay LRG-disjoint; same seed, same rows."""
+    catalog = with_ids(generate_catalog([2] * 2000, seed=3, columns=()).frame)
+    rows = assign(catalog, SplitParams("unpaired", 5)).frame
+    pointer = ["source_path", "source_row", "source_column"]
+    by_split = {s: rows[rows["split"] == s] for s in ("train", "val", "test", "test_paired")}
+    test, paired = by_split["test"], by_split["test_paired"]
+    key = lambda f: set(map(tuple, f[pointer].to_numpy().tolist()))  # noqa: E731
+    assert key(test[test["label"] == 1]) == key(paired[paired["label"] == 1])
+    assert not set(test.loc[test["label"] == 0, "lrg_id"]) & set(paired["lrg_id"])
+    held = set(test["lrg_id"]) | set(paired["lrg_id"])
+    assert not (set(by_split["train"]["lrg_id"]) | set(by_split["val"]["lrg_id"])) & held
+    assert set(by_split["train"]["lrg_id"]).isdisjoint(by_split["val"]["lrg_id"])
+    testing.check_manifest(rows, paired=False)
+    testing.check_shared_positives(rows)
+    pd.testing.assert_frame_equal(rows, assign(catalog.copy(), SplitParams("unpaired", 5)).frame)
+
+
+@pytest.mark.parametrize("fractions,shared", [((0.7, 0.15, 0.15), True), ((0.7, 0.15, 0.1, 0.05), True),
+                                              ((0.7, 0.15, 0.15, 0.0), False), ((0.7, 0.15, 0.0, 0.15), False)])
+def test_positives_are_shared_only_where_test_keeps_negatives(fractions, shared):
+    catalog = with_ids(generate_catalog([1] * 400, seed=4, columns=()).frame)
+    rows = assign(catalog, SplitParams("unpaired", 2, fractions)).frame
+    assert bool(testing.shared_positive_rows(rows).any()) is shared
+    testing.check_manifest(rows, paired=False)
 
 
 def test_check_split_fractions_fails_on_a_wrong_split():
@@ -113,11 +145,22 @@ def test_check_split_fractions_fails_on_a_wrong_split():
     pytest.param(testing.check_pools_disjoint, {"split": ["train", "train"], "label": [1, 0]}, id="both_pools"),
     pytest.param(testing.check_one_control_per_lrg, {"split": ["train", "train"], "label": [0, 0]}, id="two_controls"),
     pytest.param(testing.check_pairs_together, {"split": ["train", "train"], "label": [1, 1]}, id="no_control"),
+    pytest.param(testing.check_lrg_disjoint_splits, {"split": ["test_paired", "test"], "label": [1, 0]},
+                 id="test_negative_of_a_test_paired_lrg"),
+    pytest.param(testing.check_shared_positives, {"split": ["test_paired", "test"], "label": [0, 1]},
+                 id="test_positive_not_in_test_paired"),
 ])
 def test_checks_catch_violations(check, rows):
     frame = pd.DataFrame({"ra": [150.0, 150.0 + 1e-6], "dec": [2.0, 2.0], **rows})
     with pytest.raises(testing.InvariantViolation):
         check(frame)
+
+
+def test_a_shared_positive_is_not_a_split_leak():
+    frame = pd.DataFrame({"ra": [150.0] * 3, "dec": [2.0] * 3, "split": ["test_paired", "test_paired", "test"],
+                          "label": [1, 0, 1]})
+    testing.check_lrg_disjoint_splits(frame)
+    testing.check_test_paired_isolated(frame)
 
 
 def test_check_traceable_catches_a_leaked_injection_truth():

@@ -36,10 +36,11 @@ def _workers(text: str) -> int:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--profile", default="quick", choices=("tiny", "quick", "full", "criteria", "cnn"),
+    parser.add_argument("--profile", default="quick", choices=("tiny", "quick", "full", "criteria", "cnn", "gap"),
                         help="cells and seeds: tiny (the test suite's), quick (~10 min on 2 cores), full (>= 200 seeds "
                              "per null cell), criteria (issue 20: planted violations at 4000 LRGs), cnn (20 trained "
-                             "CNNs per family on the realistic pool)")
+                             "CNNs per family on the realistic pool), gap (cross_test_gap on the held-out splits of a "
+                             "default build of 2000 and 4000 LRGs, arc reader)")
     parser.add_argument("--out", default="calibration_out", help="directory for records, tables and figures")
     parser.add_argument("--shard", default="0/1", help="K/N: run every N-th (cell, seed) pair starting at K")
     parser.add_argument("--cache", default=None, help="pool cache directory (default ~/.cache/shortcutgates/calibrate)")

@@ -11,6 +11,11 @@ Four kinds of cell:
 * ``data``: one ``train`` split of ``n_lrgs`` unpaired LRGs; every data case of that split.
 * ``model``: ``test`` (``n_lrgs`` unpaired LRGs) and ``test_paired`` (``n_lrgs // 2`` paired LRGs)
   scored by a reference scorer; every case that needs the model.
+* ``heldout``: the held-out splits a build of ``n_lrgs`` LRGs gives the gates (the builder's default
+  splits, :func:`shortcutgates.calibrate.gap.split_sizes`): ``test_paired`` pairs, and ``test`` with
+  the same positive rows and as many other LRGs' controls (``schema.SHARED_POSITIVE_SPLITS``), scored
+  by a reference scorer; every case that needs the model. The split sizes and sharing of ``suite``
+  without simulating the 85 % of LRGs that only ``train``/``val`` would use.
 * ``suite``: a paired catalogue of ``n_lrgs`` LRGs built with :func:`shortcutgates.build.build_manifest`
   (unpaired, the builder's default splits), scored by a reference scorer; every case. The run is
   green when every primary case passes.
@@ -40,7 +45,7 @@ from ..gates.registry import REGISTRY, GateConfig, GateContext
 from ..gates.suite import run_suite
 from ..schema import LRG_TRUTH
 from .plant import (
-    PROPERTY_COLUMNS, TILTED, builder_roles, built_selection, positive_stamps, split_rows, write_manifest,
+    PROPERTY_COLUMNS, TILTED, builder_roles, built_selection, planted_in, positive_stamps, split_rows, write_manifest,
 )
 from .pool import Pool
 from .scorers import resolve_scorer
@@ -106,9 +111,24 @@ def _manifest(pool: Pool, cell: Cell, seed: int, directory: Path) -> Path:
         paired, _ = split_rows(pool, cell.n_lrgs // 2, "test_paired", rng, core=cell.core + (
             cell.strength if cell.problem == "core" else 0.0), paired=True, exclude=used)
         frame = pd.concat([test, paired], ignore_index=True)
+    elif cell.kind == "heldout":
+        frame = _held_out_rows(pool, cell, rng)
     else:
         return _built_manifest(pool, cell, rng, seed, directory)
     return write_manifest(frame, directory / "manifest")
+
+
+def _held_out_rows(pool: Pool, cell: Cell, rng: np.random.Generator) -> pd.DataFrame:
+    """``test_paired`` pairs and ``test`` (their positives, other LRGs' controls) of a ``heldout`` cell."""
+    from .gap import split_sizes
+
+    if cell.problem != "core":
+        raise ValueError(f"calibrate: heldout cells plant 'core' only (got {cell.problem!r})")
+    n_pairs, n_other = split_sizes(cell.n_lrgs)
+    paired, used = split_rows(pool, n_pairs, "test_paired", rng, core=cell.core + cell.strength, paired=True)
+    unpaired, _ = split_rows(pool, 2 * n_other, "test", rng, exclude=used)
+    shared = paired[paired["label"] == 1].assign(split="test")
+    return pd.concat([paired, shared, unpaired[unpaired["label"] == 0]], ignore_index=True)
 
 
 def paired_catalogue(pool: Pool, index: np.ndarray, core: float | np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
@@ -131,8 +151,8 @@ def _built_manifest(pool: Pool, cell: Cell, rng, seed: int, directory: Path) -> 
     index = built_selection(pool, cell.n_lrgs, seed, rng, problem=cell.problem, strength=cell.strength, where=where)
     core = np.full(len(index), cell.core)
     if cell.problem == "core":
-        split, _ = builder_roles(pool, seed)
-        core += cell.strength * (np.isin(split[index], where) if where else 1.0)
+        split, role = builder_roles(pool, seed)
+        core += cell.strength * planted_in(split, role, where)[index]
     catalogue = paired_catalogue(pool, index, core, rng)
     if cell.problem in TILTED:  # survey format: no LRG photometry columns
         catalogue = catalogue.drop(columns=[c for c in LRG_TRUTH if c in catalogue])
@@ -145,7 +165,7 @@ def _wanted(case, cell: Cell) -> bool:
     needs_model = "model" in case.needs
     if cell.kind == "data":
         return not needs_model
-    if cell.kind in ("model", "cnn"):
+    if cell.kind in ("model", "cnn", "heldout"):
         return needs_model
     return True
 

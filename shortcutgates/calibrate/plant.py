@@ -192,6 +192,14 @@ def builder_roles(pool: Pool, seed: int, fractions=(0.7, 0.15, 0.15)) -> tuple[n
     return lrg_roles(ids, split, params)
 
 
+def planted_in(split: np.ndarray, role: np.ndarray, where: tuple) -> np.ndarray:
+    """(N,) bool: LRGs whose positive lies in one of the splits ``where`` (all when empty) of a built
+    manifest; ``test``'s positives are the ``test_paired`` pairs' (``schema.SHARED_POSITIVE_SPLITS``)."""
+    if not where:
+        return np.ones(len(split), bool)
+    return np.isin(split, list(where)) | (("test" in where) & (np.asarray(role) == "pair"))
+
+
 def built_selection(pool: Pool, n_lrgs: int, seed: int, rng: np.random.Generator, *, problem: str,
                     strength: float, where: tuple = ()) -> np.ndarray:
     """``n_lrgs`` pool indices for a built (unpaired) manifest; for ``mag``/``size`` the positives and
@@ -199,8 +207,9 @@ def built_selection(pool: Pool, n_lrgs: int, seed: int, rng: np.random.Generator
     if problem not in TILTED or not strength:
         return rng.choice(len(pool), n_lrgs, replace=False)
     split, role = builder_roles(pool, seed)
-    target = np.isin(split, list(where)) if where else np.ones(len(pool), bool)
+    target = planted_in(split, role, where)
     accept = np.ones(len(pool))
-    accept[target & (role == "pos")] = tilt_weights(pool, TILTED[problem], -strength / 2)[target & (role == "pos")]
+    pos = target & ((role == "pos") | ((role == "pair") & (not where or "test" in where)))  # test's positives: the pairs'
+    accept[pos] = tilt_weights(pool, TILTED[problem], -strength / 2)[pos]
     accept[target & (role == "neg")] = tilt_weights(pool, TILTED[problem], strength / 2)[target & (role == "neg")]
     return draw_tilted(pool, n_lrgs, accept, rng)

@@ -144,12 +144,28 @@ def _criteria() -> Profile:
     return Profile("criteria", 10000, 0, tuple(cells))
 
 
-PROFILES = ("tiny", "quick", "full", "criteria", "cnn")
+GAP_SEEDS = 40
+"""Seeds per cell of the ``gap`` profile: 0–19 decide whether ``cross_test_gap`` decides (pass and fail
+in >= 90 %), 20–39 check that decision."""
+GAP_SIZES = (2000, 4000, 6667)
+"""Catalogue sizes of the ``gap`` profile: the demo's, the proposal's, and the size whose default splits
+hold 500 ``test_paired`` pairs (the proposal's 4000 with a 25 % test fraction holds as many; ``docs/calibration.md``)."""
+
+
+def _gap() -> Profile:
+    """``cross_test_gap`` (and ``detection_auroc``) on the held-out splits of a default build, realistic
+    pool, survey-strength counter-images, the arc reader: the clean rate at the demo's and proposal's sizes."""
+    cells = [(Cell("heldout", "core", 0.0, n, scorer="arc", core=SURVEY_CORE, pool="realistic"), GAP_SEEDS)
+             for n in GAP_SIZES]
+    return Profile("gap", CNN_POOL_LRGS, 0, tuple(cells), roles=(), also=("cross_test_gap", "detection_auroc"))
+
+
+PROFILES = ("tiny", "quick", "full", "criteria", "cnn", "gap")
 
 
 def make_profile(name: str) -> Profile:
     """The cells of profile ``name`` (one of :data:`PROFILES`)."""
-    makers = {"tiny": _tiny, "quick": _quick, "full": _full, "criteria": _criteria, "cnn": _cnn}
+    makers = {"tiny": _tiny, "quick": _quick, "full": _full, "criteria": _criteria, "cnn": _cnn, "gap": _gap}
     if name not in makers:
         raise ValueError(f"calibrate: profile must be one of {', '.join(PROFILES)} (got {name!r})")
     return makers[name]()

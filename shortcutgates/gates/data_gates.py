@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from ..schema import LABEL_COLUMN, PIXEL_SCALE_ARCSEC, SPLIT_COLUMN
+from ..schema import LABEL_COLUMN, PIXEL_SCALE_ARCSEC, SHARED_POSITIVE_SPLITS, SPLIT_COLUMN
 from ..preprocess import CLIP, annulus_radii
 from .contract import Measurement
 from .decision import bootstrap_auroc, bootstrap_metric, estimate_measurement
@@ -78,7 +78,11 @@ def _shared(a: pd.Series, b: pd.Series) -> list[str]:
 
 
 def lrg_leakage(context, case: GateCase) -> Measurement:
-    """LRG identities (sky-matched) shared by positives and negatives of a split, or by two splits."""
+    """LRG identities (sky-matched) shared by positives and negatives of a split, or by two splits.
+
+    ``test`` and ``test_paired`` share their positives by design (``schema.SHARED_POSITIVE_SPLITS``):
+    between them, a leak is a ``test`` negative of a ``test_paired`` LRG (the unpaired negatives would be paired).
+    """
     frame = context.frame
     pair = str(case.params["pair"])
     if pair == "pos-neg":
@@ -92,8 +96,12 @@ def lrg_leakage(context, case: GateCase) -> Measurement:
         what, hint = f"LRGs of {split} in the model's training split", " (the checkpoint trained on them)"
     else:
         a, b = _split_pair(pair, context.splits)
-        shared = _shared(frame.loc[frame[SPLIT_COLUMN] == a, "_group"], frame.loc[frame[SPLIT_COLUMN] == b, "_group"])
-        rows, what, hint = frame[frame[SPLIT_COLUMN].isin([a, b])], f"LRGs in both {a} and {b}", ""
+        in_a, in_b = frame[SPLIT_COLUMN] == a, frame[SPLIT_COLUMN] == b
+        rows, what, hint = frame[in_a | in_b], f"LRGs in both {a} and {b}", ""
+        if sorted((a, b)) == sorted(SHARED_POSITIVE_SPLITS):  # test's positives are test_paired's
+            in_a, in_b = (in_a & (frame[LABEL_COLUMN] == 0), in_b) if a == "test" else (in_a, in_b & (frame[LABEL_COLUMN] == 0))
+            what, hint = "test negatives on test_paired LRGs", " (test's positives are test_paired's by design)"
+        shared = _shared(frame.loc[in_a, "_group"], frame.loc[in_b, "_group"])
     note = (f"e.g. {', '.join(shared[:3])}{hint}" if shared else "none shared")
     check = context.id_check
     if check is not None and not check.ok:

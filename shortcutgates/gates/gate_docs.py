@@ -94,7 +94,8 @@ GATE_DOCS: dict[str, GateDoc] = {
         "AUROC(`test_paired`) − AUROC(`test`)",
         "the model scores paired and unpaired data differently: it reads something the unpaired classes differ "
         "in (LRG selection, a shortcut missing from the pairs); see the perturbation gates",
-        passes_note="(reported: decides only with ~1000 LRGs in each split; promote it with `primary`)"),
+        passes_note="(primary where `test` and `test_paired` share ≥ 500 positive LRGs — 6667 LRGs at the "
+                    "builder's default splits; reported below: at 4000, 300, a clean model passes it in 70–80 % of seeds)"),
     "arc_masked_auroc": GateDoc(
         "`arc_masked_auroc[...]`",
         "pairs with the arc taken out by lensing (control + counter-image light, "

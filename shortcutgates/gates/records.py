@@ -239,8 +239,8 @@ class GateConfig:
     n_splits: int = 5
     theta_e_bins_arcsec: tuple[float, ...] = (0.0, 1.0, 1.5, 2.0, 10.0)
     primary: tuple[str, ...] = ()
-    """Gate names or case ids promoted to ``primary`` (e.g. ``cross_test_gap`` when ``test`` and
-    ``test_paired`` each hold ~1000 LRGs, the size at which it decides: ``docs/calibration.md#primary-family``)."""
+    """Gate names or case ids promoted to ``primary`` (e.g. ``cross_test_gap``, primary by itself from 500
+    positive LRGs shared by ``test`` and ``test_paired``, the size at which it decides: ``docs/calibration.md``)."""
     operating_threshold: float | None = None
     """The model score from which the user's lens search flags a candidate; the model gates report the
     share of counterfactuals and of real lenses flagged there (``docs/model_gates.md#operational-claim``).

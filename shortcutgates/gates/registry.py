@@ -34,7 +34,7 @@ import itertools
 from dataclasses import replace
 from pathlib import Path
 
-from ..schema import DataError
+from ..schema import LABEL_COLUMN, SPLIT_COLUMN, DataError
 from . import data_gates as dg
 from . import model_gates as mg
 from .context import GateContext
@@ -189,6 +189,30 @@ def paired_split(context: GateContext, gate: Gate) -> list[GateCase]:
     return [_case(gate, split=context.paired_split)]
 
 
+MIN_SHARED_GAP_LRGS = 500
+"""``cross_test_gap`` decides (role ``primary``) where ``test`` and ``test_paired`` share at least this many
+positive LRGs: 6667 LRGs at the builder's default splits (500 pairs, 500 other test LRGs), or 4000 with a 25 %
+test fraction. There the clean arc reader passed in 20 of 20 seeds 0–19 (which chose this size) and
+20 of 20 seeds 20–39, and a planted gap of ±0.15 failed in 20 of 20; at the proposal's 4000 (300
+shared) the clean reader passed in 16 of 20 and 14 of 20 only (``docs/calibration.md``, "Every criterion can
+turn a run red"). Below, or with separate positives, it is reported (red only on an established violation)."""
+
+
+def shared_gap_lrgs(context: GateContext) -> int:
+    """Positive LRGs (sky-matched) of ``test`` that are ``test_paired`` LRGs (``schema.SHARED_POSITIVE_SPLITS``)."""
+    frame = context.frame
+    if not {"test", "test_paired"} <= set(context.splits):
+        return 0
+    held = set(frame.loc[frame[SPLIT_COLUMN] == "test_paired", "_group"])
+    test_pos = frame[(frame[SPLIT_COLUMN] == "test") & (frame[LABEL_COLUMN] == 1)]
+    return int(test_pos.loc[test_pos["_group"].isin(held), "_group"].nunique())
+
+
+def cross_test_cases(context: GateContext, gate: Gate) -> list[GateCase]:
+    """One case: the row's role with at least :data:`MIN_SHARED_GAP_LRGS` shared positive LRGs, else reported."""
+    return [_case(gate, role=None if shared_gap_lrgs(context) >= MIN_SHARED_GAP_LRGS else "reported")]
+
+
 def per_stratum(context: GateContext, gate: Gate) -> list[GateCase]:
     return [_case(gate, {"by": by}, context.eval_split) for by in STRATA]
 
@@ -236,7 +260,7 @@ _ROWS = (
          measure=mg.memorisation_gap,
          remedy='the model memorises LRGs: more LRGs, fewer injections per LRG'),
     Gate(name="cross_test_gap", metric="AUROC(test_paired) − AUROC(test), equivalent to 0 within the margin",
-         threshold=0.05, direction="at_most", equivalence=True, needs=MODEL, role="reported", cases=one_case,
+         threshold=0.05, direction="at_most", equivalence=True, needs=MODEL, role="primary", cases=cross_test_cases,
          sane=(0.01, 0.1), measure=mg.cross_test_gap, calibrate_every_role=True,
          remedy='the model scores paired and unpaired data differently: see the perturbation gates'),
     Gate(name="arc_masked_auroc", metric="arc taken out by lensing (ctrl + counter-image light): share flagged at the operating threshold over the lenses' share (AUROC vs controls reported)",
