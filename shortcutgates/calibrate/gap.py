@@ -66,7 +66,7 @@ def planted_scores(gap: float, rng: np.random.Generator, *, auc_test: float, n_p
                    shared: bool) -> list[tuple[str, int, int, float]]:
     """``(split, label, lrg, score)`` per row: LRGs ``0 … n_pairs − 1`` are the pairs, the others follow."""
     shift, paired_shift = (np.sqrt(2.0) * norm.ppf(a) for a in (auc_test, auc_test + gap))
-    pairs, other = np.arange(n_pairs), np.arange(n_pairs, n_pairs + n_other)
+    pairs, other = range(n_pairs), range(n_pairs, n_pairs + n_other)
     if shared:  # the gap lies in the paired controls: AUROC(pos vs ctrl) = Φ((shift − c)/√2)
         pos = rng.normal(shift, 1.0, n_pairs)
         rows = [("test_paired", 1, i, s) for i, s in zip(pairs, pos)]
