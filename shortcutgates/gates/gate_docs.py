@@ -115,8 +115,8 @@ GATE_DOCS: dict[str, GateDoc] = {
     "morphology_auroc": GateDoc(
         "`morphology_auroc[...]`",
         "pairs vs the same pairs with the arc cut into PSF-sized patches shuffled round its rings (counter-image kept)",
-        "the model does not tell an arc from its light scattered round the ring; reported until a counterfactual "
-        "separates shape from flux-per-ring readers ([why](docs/model_gates.md#morphology))"),
+        "the model does not tell an arc from its light scattered round the ring; a diagnostic until a "
+        "counterfactual separates shape from flux-per-ring readers ([why](docs/model_gates.md#morphology))"),
     "stratified_auroc": GateDoc(
         "`stratified_auroc[split-by]`",
         "detection AUROC by bins of θ_E, PSF and depth (worst bin)",
@@ -136,7 +136,8 @@ def passes_when(gate: Gate, doc: GateDoc) -> str:
         claim = f"count {op} {threshold}"
     else:
         claim = f"{op} {threshold:.2f}"
-    note = doc.passes_note or ("(reported)" if gate.role == "reported" else "")
+    note = doc.passes_note or ("(diagnostic: never red unless made primary)" if not gate.blocking
+                               else "(reported)" if gate.role == "reported" else "")
     return f"{claim} {note}".strip()
 
 
