@@ -9,8 +9,9 @@ import pytest
 
 from shortcutgates.gates import model_gates as mg
 from shortcutgates.gates import paired
+from shortcutgates.gates import perturb as pt
 from shortcutgates.gates import reference_scorers as rs
-from shortcutgates.gates.registry import REGISTRY, GateCase, GateConfig, GateContext, gate_cases, run_case
+from shortcutgates.gates.registry import REGISTRY, Gate, GateCase, GateConfig, GateContext, gate_cases, run_case
 from shortcutgates.gates.synthetic import (
     ToySpec, central_flux_score, lrg_brightness_score, make_images, make_rows, ring_morphology_score, write_manifest,
 )
@@ -19,7 +20,8 @@ CFG = GateConfig(n_boot=500)
 LENSED = ToySpec(n_lrgs=500, positives_per_lrg=2, paired=True, core_fraction=0.03, theta_e_arcsec=(0.6, 2.5),
                  arc_flux=120.0, lensed=True, seed=7)
 COUNTERFACTUAL_GATES = ("arc_masked_auroc", "core_masked_auroc_drop", "arc_swap_auroc_drop", "morphology_auroc")
-PRIMARY_GATES = ("arc_masked_auroc", "core_masked_auroc_drop", "arc_swap_auroc_drop")
+PRIMARY_GATES = ("arc_masked_auroc", "core_masked_auroc_drop")
+ARC_READER_GATES = PRIMARY_GATES + ("arc_swap_auroc_drop",)
 """``morphology_auroc`` is reported (docs/model_gates.md#morphology): its counterfactual does not yet
 separate shape readers from flux-per-ring readers."""
 CORE_GATES = ("arc_masked_auroc", "core_masked_auroc_drop")
@@ -98,7 +100,7 @@ def _gated(ctx, gate):
     return cases
 
 
-@pytest.mark.parametrize("gate", PRIMARY_GATES)
+@pytest.mark.parametrize("gate", ARC_READER_GATES)
 def test_the_arc_reader_passes_every_gated_bin(readers, gate):
     for case in _gated(readers["arc"], gate):
         result = run_case(readers["arc"], case)
@@ -129,6 +131,32 @@ def test_every_counterfactual_case_reports_the_operational_claim(readers):
 def test_the_arc_swap_keeps_an_arc_readers_score(readers):
     result = run_case(readers["arc"], _cases(readers["arc"], "arc_swap_auroc_drop")[-1])
     assert result.verdict == "pass" and abs(result.value) < 0.03, result.message
+
+
+def test_the_arc_swap_is_a_diagnostic_blind_to_a_host_field_cue(core_dir):
+    """Why ``arc_swap_auroc_drop`` does not block (docs/model_gates.md#arc-swap): a reader that reads arcs at
+    full weight only on stamps with bright surroundings (a cue of the host's field) is host-reliant, yet
+    moving its arcs onto other galaxies reshuffles the weights among the lenses and leaves the paired AUROC
+    where it was; its cases are reported and never red."""
+    from shortcutgates.gates.suite import outcome
+
+    ctx = GateContext(core_dir, config=CFG, score_fn=rs.environment_conditioned_arc_reader)
+    cases = _cases(ctx, "arc_swap_auroc_drop")
+    assert cases and {c.role for c in cases} == {"reported"} and not REGISTRY["arc_swap_auroc_drop"].blocking
+    result = run_case(ctx, cases[-1])
+    assert abs(result.value) < 0.05 and outcome(result) != "red", result.message
+
+
+def test_the_arc_swap_pairs_each_lrg_with_one_of_nearly_the_same_brightness():
+    groups = np.array(["a", "a", "b", "c", "d", "e", "e"])
+    brightness = np.array([5.0, 5.0, 1.0, 9.0, 2.0, 7.0, 7.0])
+    to = pt.brightness_matched_swap(groups, brightness)
+    assert (groups[to] != groups).all()
+    # order b(1) d(2) a(5) e(7) c(9): b<->d, then the odd last three a -> e -> c -> a
+    assert dict(zip(groups, groups[to])) == {"a": "e", "b": "d", "c": "a", "d": "b", "e": "c"}
+    assert set(to[[5, 6]]) == {3}  # both pairs of e go to c's one pair
+    with pytest.raises(ValueError, match="at least 2 LRGs"):
+        pt.brightness_matched_swap(np.array(["a", "a"]), np.array([1.0, 1.0]))
 
 
 @pytest.mark.parametrize("scorer, reason", [(rs.constant_scorer, "degenerate scorer"),
@@ -179,14 +207,17 @@ def test_pairs_without_injection_truth_are_undecidable(tmp_path):
 
 
 def test_a_bin_with_too_few_pairs_for_a_covering_interval_is_reported(tmp_path):
-    """θ_E bins: 2–10″ holds >= 30 pairs (gated), 1.5–2″ fewer (reported: its interval under-covers)."""
+    """θ_E bins: 2–10″ holds >= 30 pairs (gated), 1.5–2″ fewer (reported: its interval under-covers). The
+    arc swap needs no lensing split, so its pair count alone decides (shown on its row made primary)."""
     rows = make_rows(ToySpec(n_lrgs=400, size=32, paired=True, theta_e_arcsec=(1.8, 2.6), seed=5))
     ctx = GateContext(write_manifest(rows, tmp_path), config=CFG, score_fn=rs.arc_reader)
     bins = {b["label"]: len(b["rows"]) for b in paired.paired_set(ctx, ctx.paired_split).bins}
-    for case in _cases(ctx, "arc_swap_auroc_drop"):  # needs no split: gated by its pair count alone
+    as_primary = Gate(**{**vars(REGISTRY["arc_swap_auroc_drop"]), "role": "primary"})
+    cases = mg.theta_bin_cases(ctx, as_primary)
+    for case in cases:
         n_pairs = bins[case.params["theta_e"]]
         assert case.role == ("primary" if n_pairs >= paired.MIN_GATED_BIN_PAIRS else "reported"), (case.id, n_pairs)
-    assert min(bins[c.params["theta_e"]] for c in _cases(ctx, "arc_swap_auroc_drop")) < paired.MIN_GATED_BIN_PAIRS
+    assert min(bins[c.params["theta_e"]] for c in cases) < paired.MIN_GATED_BIN_PAIRS
     assert max(bins.values()) >= paired.MIN_GATED_BIN_PAIRS
 
 

@@ -110,8 +110,9 @@ GATE_DOCS: dict[str, GateDoc] = {
         "the model depends on the counter-image in the core"),
     "arc_swap_auroc_drop": GateDoc(
         "`arc_swap_auroc_drop[...]`",
-        "paired detection AUROC lost when each arc is moved onto another LRG's control",
-        "the model relies on the host LRG, not the arc"),
+        "paired detection AUROC lost when each arc is moved onto the control of an LRG of nearly the same brightness",
+        "the score depends on which galaxy the arc lies on; a diagnostic: no shortcut it catches has been shown, "
+        "and a good lens finder reads an arc against its host ([why](docs/model_gates.md#arc-swap))"),
     "morphology_auroc": GateDoc(
         "`morphology_auroc[...]`",
         "pairs vs the same pairs with the arc cut into PSF-sized patches shuffled round its rings (counter-image kept)",

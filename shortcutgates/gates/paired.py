@@ -19,7 +19,9 @@ import pandas as pd
 from ..schema import PIXEL_SCALE_ARCSEC
 from ..stats import Estimate, grouped_bootstrap
 from .decision import check_scorer
-from .perturb import PSF_COLUMNS, LensedSplit, Pairs, derangement, find_pairs, scramble_along_ring, split_lensed_light
+from ..lrg_properties import measure_lrgs
+from .perturb import (PSF_COLUMNS, LensedSplit, Pairs, brightness_matched_swap, find_pairs, scramble_along_ring,
+                      split_lensed_light)
 from .probes import ProbeError
 
 # docs/model_gates.md: what each gate claims, how it was calibrated, what the numbers were.
@@ -139,12 +141,13 @@ def counterfactuals(stamps, ctrls, groups, lensed: LensedSplit, fwhm_arcsec, see
     ``swap_to`` (the pair whose control each arc was moved to).
 
     ``core_only`` = ctrl + counter-image light; ``arc_only`` = ctrl + arc light; ``swapped`` =
-    ctrl[π] + all lensed light; ``scrambled`` = ctrl + counter-image + the arc cut into PSF-sized
-    patches shuffled round its rings (:func:`~shortcutgates.gates.perturb.scramble_along_ring`).
+    ctrl[π] + all lensed light, π onto an LRG of nearly the same r-band brightness
+    (:func:`~shortcutgates.gates.perturb.brightness_matched_swap`); ``scrambled`` = ctrl + counter-image
+    + the arc cut into PSF-sized patches shuffled round its rings (:func:`~shortcutgates.gates.perturb.scramble_along_ring`).
     """
     rng = np.random.default_rng(seed)
     stamps, ctrls = np.asarray(stamps, np.float32), np.asarray(ctrls, np.float32)
-    perm = derangement(groups, rng)
+    perm = brightness_matched_swap(groups, -measure_lrgs(ctrls)["total_mag_r"].to_numpy())
     fwhm_px = np.nan_to_num(np.asarray(fwhm_arcsec, np.float64)[:, 1], nan=1.3) / PIXEL_SCALE_ARCSEC
     images = {"core_only": ctrls + lensed.counter, "arc_only": ctrls + lensed.arc,
               "swapped": ctrls[perm] + (stamps - ctrls),

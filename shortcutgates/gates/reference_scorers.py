@@ -125,6 +125,21 @@ def arc_reader_blind_inside(r_blind: float) -> Scorer:
     return score
 
 
+def environment_conditioned_arc_reader(images: np.ndarray) -> np.ndarray:
+    """A host-reliant reader: the arc reader's score, at full weight only on stamps whose surroundings (the mean
+    r-band light at r ≥ 3/8 of the stamp, beyond any arc: sky level, neighbours) lie above zero, else at a
+    quarter — the
+    cue a network learns when positives sit in other fields than negatives. It reads no brightness of
+    the LRG itself, so moving an arc onto another galaxy of the same brightness changes its score:
+    ``arc_swap_auroc_drop`` fails it (tests/test_gates_model.py)."""
+    x = np.asarray(images, np.float64)
+    h, w = x.shape[-2:]
+    yy, xx = np.indices((h, w))
+    outer = np.hypot(yy - h // 2, xx - w // 2) >= 3 * h / 8
+    surroundings = x[:, 1][:, outer].mean(axis=1)
+    return arc_reader(images) * np.where(surroundings > 0, 1.0, 0.25)
+
+
 RING_RADII_PX = (3.0, 16.0)
 """Radii read by :func:`ring_reader` and :func:`flux_per_ring_reader` (inside 3 px the PSF-blurred LRG
 is itself a radial ridge). Unit: pixel."""
