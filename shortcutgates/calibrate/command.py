@@ -52,6 +52,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--workers", type=_workers, default=None, metavar="N",
                         help="processes running this shard's (cell, seed) pairs; the records and tables are the "
                              "same for any N (default: every core this process may use)")
+    parser.add_argument("--first-seed", type=int, default=0, metavar="S",
+                        help="each cell of n seeds runs seeds S .. S+n-1 (default 0): measure a rule on seeds that "
+                             "did not choose it")
+    parser.add_argument("--cells", default="", metavar="TEXT",
+                        help="only the profile's cells whose key contains TEXT (e.g. cnn:neutral)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -72,7 +77,7 @@ def run(args) -> int:
         from ..parallel import available_cores
 
         run_profile(profile, args.out, shard=shard, n_shards=n_shards, cache_dir=args.cache, progress=not args.quiet,
-                    workers=args.workers or available_cores())
+                    workers=args.workers or available_cores(), first_seed=args.first_seed, cells=args.cells)
         print(f"calibrate: profile {profile.name}, shard {shard}/{n_shards}: {time.perf_counter() - start:.0f} s")
     if not args.no_report:
         paths = write_report(load_records(args.out), args.out, args.figures)

@@ -23,14 +23,20 @@ N_BOOT = 500
 """LRG-bootstrap resamples per interval in calibration runs (the suite's minimum)."""
 
 
-def pairs(profile: Profile) -> list[tuple[Cell, int]]:
+def pairs(profile: Profile, first_seed: int = 0, cells: str = "") -> list[tuple[Cell, int]]:
     """Every (cell, seed) of a profile, once, seeds interleaved across cells so a partial run covers all
-    cells (a cell listed twice runs the larger of its seed counts)."""
+    cells (a cell listed twice runs the larger of its seed counts). A cell of ``n`` seeds runs seeds
+    ``first_seed … first_seed + n − 1`` (fresh seeds for a rule chosen on the first ones); ``cells``: only
+    the cells whose key contains this text (all when empty). Raises ``ValueError`` when none does."""
     seeds: dict = {}
     for cell, n in profile.cells:
-        seeds[cell] = max(n, seeds.get(cell, 0))
+        if cells in cell.key:
+            seeds[cell] = max(n, seeds.get(cell, 0))
+    if not seeds:
+        raise ValueError(f"calibrate: no cell of profile {profile.name} has {cells!r} in its key "
+                         f"({', '.join(sorted({c.key for c, _ in profile.cells}))})")
     longest = max(seeds.values())
-    return [(cell, seed) for seed in range(longest) for cell, n in seeds.items() if seed < n]
+    return [(cell, first_seed + seed) for seed in range(longest) for cell, n in seeds.items() if seed < n]
 
 
 def _done(out_dir: Path) -> set[tuple[str, int]]:
@@ -65,12 +71,14 @@ def _seed_task(pair: tuple) -> list:
 
 
 def run_profile(profile: Profile, out_dir, *, shard: int = 0, n_shards: int = 1, cache_dir=None,
-                progress: bool = True, config: GateConfig | None = None, workers: int = 1) -> Path:
+                progress: bool = True, config: GateConfig | None = None, workers: int = 1, first_seed: int = 0,
+                cells: str = "") -> Path:
     """Run this shard's pairs of ``profile``; returns its records file.
 
     ``workers`` processes run the pairs (:func:`shortcutgates.parallel.ordered_map`); records are
     appended in the pairs' order, each pair seeded by itself, so the records file and the tables are
-    the same for any ``workers``. One progress bar counts the seeds of all workers.
+    the same for any ``workers``. One progress bar counts the seeds of all workers. ``first_seed`` and
+    ``cells``: see :func:`pairs`.
     """
     from tqdm.auto import tqdm
 
@@ -82,7 +90,8 @@ def run_profile(profile: Profile, out_dir, *, shard: int = 0, n_shards: int = 1,
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"records-{shard}-of-{n_shards}.csv"
     done = _done(out_dir)
-    todo = [p for i, p in enumerate(pairs(profile)) if i % n_shards == shard and (p[0].key, p[1]) not in done]
+    todo = [p for i, p in enumerate(pairs(profile, first_seed, cells))
+            if i % n_shards == shard and (p[0].key, p[1]) not in done]
     kinds = {cell.pool for cell, _ in todo}
     pools = _pools(profile.pool_lrgs, profile.pool_seed, cache_dir, kinds, progress)
     config = config or GateConfig(n_boot=N_BOOT)
