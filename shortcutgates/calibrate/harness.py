@@ -48,7 +48,11 @@ from .plant import (
     PROPERTY_COLUMNS, TILTED, builder_roles, built_selection, planted_in, positive_stamps, split_rows, write_manifest,
 )
 from .pool import Pool
+from .readers import run_reader_seed
 from .scorers import resolve_scorer
+
+POOL_FREE_KINDS = ("reader",)
+"""Cell kinds that simulate their own data per seed and draw from no pool."""
 
 TRAINING_GATE = "cnn_training"
 """Gate name of a CNN seed's training record (value: best validation AUROC; seconds: training time)."""
@@ -185,11 +189,15 @@ def _context(pool: Pool, cell: Cell, seed: int, config: GateConfig, directory: P
     return GateContext(trained.gating_manifest, model=trained.checkpoint, config=config), [record]
 
 
-def run_seed(pool: Pool, cell: Cell, seed: int, config: GateConfig, roles=("primary", "reported"),
+def run_seed(pool: Pool | None, cell: Cell, seed: int, config: GateConfig, roles=("primary", "reported"),
              also: tuple = ()) -> list[dict]:
     """Every wanted case of one seed of ``cell`` whose role is in ``roles`` or whose gate is in ``also``:
-    one record per case."""
+    one record per case (a ``reader`` cell: every counterfactual case of every reader, any role; no pool)."""
     config = replace(config, seed=int(seed))
+    if cell.kind in POOL_FREE_KINDS:
+        return run_reader_seed(cell, seed, config)
+    if pool is None:
+        raise ValueError(f"calibrate: {cell.kind} cells draw from a pool (cell {cell.key})")
     base = {**asdict(cell), "cell": cell.key, "seed": int(seed)}
     with tempfile.TemporaryDirectory(prefix="sg-calibrate-") as tmp:
         start = time.perf_counter()
@@ -202,11 +210,11 @@ def run_seed(pool: Pool, cell: Cell, seed: int, config: GateConfig, roles=("prim
         def wanted(case) -> bool:
             return _wanted(case, cell) and (role_of(case) in roles or case.gate in also)
 
-        return [{**base, **r} for r in extra] + [_record(base, run.case, run.result, run.seconds)
+        return [{**base, **r} for r in extra] + [case_record(base, run.case, run.result, run.seconds)
                                                  for run in run_suite(context, wanted, waivers=False)]
 
 
-def _record(base: dict, case, result, seconds: float) -> dict:
+def case_record(base: dict, case, result, seconds: float) -> dict:
     """One calibration record of a case's result (``base``: the cell's columns and the seed)."""
     lo, hi = result.ci if result.ci is not None else (np.nan, np.nan)
     return {**base, "case": case.id, "gate": case.gate, "role": role_of(case),

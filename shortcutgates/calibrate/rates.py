@@ -186,3 +186,31 @@ def summarise_suite(outcomes: pd.DataFrame) -> pd.DataFrame:
         rows.append({**dict(zip(CELL_COLUMNS, keys)), "n_seeds": n, "green_rate": rate, "green_lo": lo, "green_hi": hi,
                      "most_often_not_passed": "; ".join(f"{c} ({k})" for c, k in top.items())})
     return pd.DataFrame(rows)
+
+
+def reader_outcomes(records: pd.DataFrame) -> pd.DataFrame:
+    """Per ``reader`` cell, reader (``scorer``) and seed: ``failed`` (a primary counterfactual case failed: a
+    primary gate in a gated θ_E bin), the cases that failed, and ``red`` (any case red by
+    :func:`.gates.suite.is_red`: an inconclusive or erring primary case too)."""
+    readers = with_pool(records)
+    readers = readers[(readers["kind"] == "reader") & (readers["verdict"] != "measured")]
+    out = []
+    for keys, group in readers.groupby(CELL_COLUMNS + ["seed"], sort=False, dropna=False):
+        failed = group[(group["role"] == "primary") & (group["verdict"] == "fail")]
+        out.append({**dict(zip(CELL_COLUMNS + ["seed"], keys)), "failed": not failed.empty,
+                    "failed_cases": "; ".join(failed["case"]),
+                    "red": bool(any(is_red(r) for r in group.to_dict("records")))})
+    return pd.DataFrame(out)
+
+
+def summarise_readers(outcomes: pd.DataFrame) -> pd.DataFrame:
+    """Per ``reader`` cell and reader: seeds, seeds with a failed primary case and their share (Wilson 95 %),
+    and the share of seeds red by the suite's rule."""
+    rows = []
+    for keys, group in outcomes.groupby(CELL_COLUMNS, sort=False, dropna=False):
+        row = {**dict(zip(CELL_COLUMNS, keys)), "n_seeds": len(group), "n_failed": int(group["failed"].sum())}
+        for flag in ("failed", "red"):
+            rate, lo, hi, _ = _rate(group[flag])
+            row[f"{flag}_rate"], row[f"{flag}_lo"], row[f"{flag}_hi"] = rate, lo, hi
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..gates.registry import GateConfig
-from .harness import Cell, run_seed
+from .harness import POOL_FREE_KINDS, Cell, run_seed
 from .pool import load_pool
 from .profiles import Profile
 
@@ -25,12 +25,13 @@ N_BOOT = 500
 
 def pairs(profile: Profile) -> list[tuple[Cell, int]]:
     """Every (cell, seed) of a profile, once, seeds interleaved across cells so a partial run covers all
-    cells (a cell listed twice runs the larger of its seed counts)."""
+    cells (a cell listed twice runs the larger of its seed counts); seeds count from ``profile.first_seed``."""
     seeds: dict = {}
     for cell, n in profile.cells:
         seeds[cell] = max(n, seeds.get(cell, 0))
     longest = max(seeds.values())
-    return [(cell, seed) for seed in range(longest) for cell, n in seeds.items() if seed < n]
+    first = profile.first_seed
+    return [(cell, first + seed) for seed in range(longest) for cell, n in seeds.items() if seed < n]
 
 
 def _done(out_dir: Path) -> set[tuple[str, int]]:
@@ -61,7 +62,7 @@ def _seed_task(pair: tuple) -> list:
     """The records of one ``(cell, seed)`` in a worker (seeded by the pair: the same in any process)."""
     cell, seed = pair
     w = _WORKER
-    return run_seed(w["pools"][cell.pool], cell, seed, w["config"], w["roles"], w["also"])
+    return run_seed(w["pools"].get(cell.pool), cell, seed, w["config"], w["roles"], w["also"])
 
 
 def run_profile(profile: Profile, out_dir, *, shard: int = 0, n_shards: int = 1, cache_dir=None,
@@ -83,7 +84,7 @@ def run_profile(profile: Profile, out_dir, *, shard: int = 0, n_shards: int = 1,
     path = out_dir / f"records-{shard}-of-{n_shards}.csv"
     done = _done(out_dir)
     todo = [p for i, p in enumerate(pairs(profile)) if i % n_shards == shard and (p[0].key, p[1]) not in done]
-    kinds = {cell.pool for cell, _ in todo}
+    kinds = {cell.pool for cell, _ in todo if cell.kind not in POOL_FREE_KINDS}
     pools = _pools(profile.pool_lrgs, profile.pool_seed, cache_dir, kinds, progress)
     config = config or GateConfig(n_boot=N_BOOT)
     start = time.perf_counter()
@@ -116,4 +117,5 @@ def load_records(out_dir) -> pd.DataFrame:
         raise FileNotFoundError(f"{out_dir}: no records-*-of-*.csv (run `shortcutgates calibrate` first)")
     frame = pd.concat([pd.read_csv(f, keep_default_na=True) for f in files], ignore_index=True)
     frame["scorer"] = frame["scorer"].fillna("")
-    return frame.drop_duplicates(["cell", "seed", "case"], keep="first").reset_index(drop=True)
+    # a reader cell records every case once per reader (scorer); other cells have one scorer per cell
+    return frame.drop_duplicates(["cell", "seed", "case", "scorer"], keep="first").reset_index(drop=True)
