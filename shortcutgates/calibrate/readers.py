@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import asdict
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -130,7 +131,7 @@ class ComponentScores:
         self._cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
 
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        key = hashlib.blake2b(np.ascontiguousarray(images).view(np.uint8), digest_size=16).digest() + bytes(
+        key = hashlib.blake2b(np.ascontiguousarray(images).data.cast("B"), digest_size=16).digest() + bytes(
             str(images.shape), "ascii")
         if key not in self._cache:
             self._cache[key] = (resolve_scorer("arc")(images), resolve_scorer("core")(images))
@@ -160,7 +161,7 @@ def reader_runs(sample: SplitSample, config, scorers: dict):
     bins = paired_set(base, SPLIT).bins
     runs = []
     for name, score_fn in scorers.items():
-        context = base.with_scorer(score_fn)
+        context: Any = base.with_scorer(score_fn)  # reads as a GateContext to the counterfactual gates
         cases = gate_cases(context, names=tuple(COUNTERFACTUAL_GATES))
         runs += [(name, run) for run in run_suite(context, waivers=False, cases=cases)]
     return runs, bins
