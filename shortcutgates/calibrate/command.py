@@ -14,6 +14,8 @@ Examples::
     shortcutgates calibrate --survey-strength
     # the reference readers on the simulator's lenses (docs/model_gates.md), seeds 0-24, two workers
     OMP_NUM_THREADS=1 shortcutgates calibrate --profile readers --seeds 25 --workers 2 --out calib_readers
+    # coverage of the probe and model-AUROC intervals on synthetic data (200 seeds per cell)
+    OMP_NUM_THREADS=1 shortcutgates calibrate --profile coverage --workers 2 --out calib_coverage
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ def add_arguments(parser) -> None:
                              "per null cell), criteria (issue 20: planted violations at 4000 LRGs), cnn (20 trained "
                              "CNNs per family on the realistic pool), gap (cross_test_gap on the held-out splits of a "
                              "default build of 2000 and 4000 LRGs, arc reader), readers (the reference readers on "
-                             "the simulator's lenses, every counterfactual gate: docs/model_gates.md)")
+                             "the simulator's lenses, every counterfactual gate: docs/model_gates.md), coverage (interval "
+                             "coverage on synthetic data of known truth: docs/design.md#verdict-rule)")
     parser.add_argument("--first-seed", type=int, default=0, metavar="S",
                         help="seeds of every cell start at S (fresh seeds; records of other seeds in --out are kept)")
     parser.add_argument("--seeds", type=int, default=None, metavar="N",

@@ -47,12 +47,13 @@ from ..schema import LRG_TRUTH
 from .plant import (
     PROPERTY_COLUMNS, TILTED, builder_roles, built_selection, planted_in, positive_stamps, split_rows, write_manifest,
 )
+from .coverage import run_coverage_seed
 from .pool import Pool
 from .readers import run_reader_seed
 from .scorers import resolve_scorer
 
-POOL_FREE_KINDS = ("reader",)
-"""Cell kinds that simulate their own data per seed and draw from no pool."""
+POOL_FREE_KINDS = {"reader": run_reader_seed, "coverage": run_coverage_seed}
+"""Cell kinds that make their own data per seed and draw from no pool, and the function running one seed."""
 
 TRAINING_GATE = "cnn_training"
 """Gate name of a CNN seed's training record (value: best validation AUROC; seconds: training time)."""
@@ -192,10 +193,10 @@ def _context(pool: Pool, cell: Cell, seed: int, config: GateConfig, directory: P
 def run_seed(pool: Pool | None, cell: Cell, seed: int, config: GateConfig, roles=("primary", "reported"),
              also: tuple = ()) -> list[dict]:
     """Every wanted case of one seed of ``cell`` whose role is in ``roles`` or whose gate is in ``also``:
-    one record per case (a ``reader`` cell: every counterfactual case of every reader, any role; no pool)."""
+    one record per case (``reader`` and ``coverage`` cells: every case they record, any role; no pool)."""
     config = replace(config, seed=int(seed))
     if cell.kind in POOL_FREE_KINDS:
-        return run_reader_seed(cell, seed, config)
+        return POOL_FREE_KINDS[cell.kind](cell, seed, config)
     if pool is None:
         raise ValueError(f"calibrate: {cell.kind} cells draw from a pool (cell {cell.key})")
     base = {**asdict(cell), "cell": cell.key, "seed": int(seed)}

@@ -62,6 +62,8 @@ class Profile(NamedTuple):
     also: tuple = ()
     """Gates whose cases are recorded whatever their role (a profile of primary cases still measures
     the reported cases that were once primary, and the small θ_E bins)."""
+    n_boot: int | None = None
+    """LRG-bootstrap resamples per interval (None: :data:`shortcutgates.calibrate.runner.N_BOOT`)."""
     first_seed: int = 0
     """The first seed of every cell (``shortcutgates calibrate --first-seed``: fresh seeds for a profile
     whose earlier seeds chose a rule)."""
@@ -175,13 +177,36 @@ def _readers() -> Profile:
     return Profile("readers", 0, 0, ((Cell("reader", "core", 0.0, READER_LRGS, pool="simulator"), READER_SEEDS),))
 
 
-PROFILES = ("tiny", "quick", "full", "criteria", "cnn", "gap", "readers")
+COVERAGE_SEEDS = 200
+"""Seeds per cell of the ``coverage`` profile (a coverage of 0.95 then has a binomial SE of 0.015)."""
+COVERAGE_SIZES = (150, 300, 1000)
+"""LRGs per split of the ``coverage`` cells."""
+PROBE_AUCS = (0.5, 0.65)
+"""Population AUCs of the ``coverage`` profile's probe cells."""
+SCORER_AUCS = (0.5, 0.75, 0.9)
+"""Population AUROCs of the ``coverage`` profile's fixed-scorer cells."""
+
+
+def _coverage() -> Profile:
+    """Coverage of the gates' 95 % intervals on synthetic data (:mod:`shortcutgates.calibrate.coverage`): the
+    probe AUC (three intervals) and a fixed scorer's AUROC and AUROC gap, unpaired and paired, with the
+    gates' default resamples (1000)."""
+    from ..gates.records import GateConfig
+    from .coverage import DESIGNS
+
+    cells = [(Cell("coverage", f"{what}-{design}", auc, n), COVERAGE_SEEDS)
+             for what, aucs in (("probe", PROBE_AUCS), ("scorer", SCORER_AUCS))
+             for design in DESIGNS for auc in aucs for n in COVERAGE_SIZES]
+    return Profile("coverage", 0, 0, tuple(cells), n_boot=GateConfig().n_boot)
+
+
+PROFILES = ("tiny", "quick", "full", "criteria", "cnn", "gap", "readers", "coverage")
 
 
 def make_profile(name: str) -> Profile:
     """The cells of profile ``name`` (one of :data:`PROFILES`)."""
     makers = {"tiny": _tiny, "quick": _quick, "full": _full, "criteria": _criteria, "cnn": _cnn, "gap": _gap,
-              "readers": _readers}
+              "readers": _readers, "coverage": _coverage}
     if name not in makers:
         raise ValueError(f"calibrate: profile must be one of {', '.join(PROFILES)} (got {name!r})")
     return makers[name]()

@@ -44,6 +44,10 @@ def proportion_ci(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
 
 def truth_of(row: pd.Series) -> float | None:
     """Analytic true value of a case in a planted cell, or None when the planting does not fix it."""
+    if row["kind"] == "coverage":
+        from .coverage import truth
+
+        return truth(str(row["problem"]), str(row["case"]), float(row["strength"]))
     data_null = row["kind"] == "data" and not row["core"] and (row["strength"] == 0 or row["problem"] in ("leak", "dup", "faint"))
     if row["kind"] == "data" and row["problem"] == "smd" and row["gate"] == "property_balance":
         prop = str(row["case"]).rstrip("]").split("-")[-1]
@@ -76,7 +80,7 @@ def _coverage(group: pd.DataFrame) -> dict:
     has_ci = np.isfinite(group["lo"]) & np.isfinite(group["hi"])
     if not has_ci.any():
         return {"truth": np.nan, "truth_source": "", "coverage": np.nan, "coverage_lo": np.nan,
-                "coverage_hi": np.nan, "n_intervals": 0}
+                "coverage_hi": np.nan, "n_intervals": 0, "half_width": np.nan}
     first = group.iloc[0]
     truth = truth_of(first)
     source = "analytic"
@@ -88,7 +92,7 @@ def _coverage(group: pd.DataFrame) -> dict:
     inside = (sub["lo"] <= truth) & (truth <= sub["hi"])
     cov, lo, hi, n = _rate(inside)
     return {"truth": truth, "truth_source": source, "coverage": cov, "coverage_lo": lo, "coverage_hi": hi,
-            "n_intervals": n}
+            "n_intervals": n, "half_width": float(((sub["hi"] - sub["lo"]) / 2).mean())}
 
 
 def summarise(records: pd.DataFrame) -> pd.DataFrame:

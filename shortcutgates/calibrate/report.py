@@ -185,6 +185,39 @@ def undecidable_text(records: pd.DataFrame) -> str:
     return "Undecidable share per θ_E bin (median [min, max] over seeds): " + "; ".join(parts) + ".\n"
 
 
+def _coverage_cell(r) -> str:
+    """``coverage [Wilson 95 %], SE/SD`` of one interval (SE read off the mean half-width, over the seed SD)."""
+    from scipy.stats import norm
+
+    se_sd = r["half_width"] / norm.ppf(0.975) / r["sd_value"] if r["sd_value"] > 0 else np.nan
+    return f"{r['coverage']:.3f} [{r['coverage_lo']:.3f}, {r['coverage_hi']:.3f}], {se_sd:.2f}"
+
+
+def coverage_tables(summary: pd.DataFrame) -> str:
+    """The ``coverage`` cells: per probe cell the coverage of its three intervals (``oof``, ``refit``,
+    ``blend``: the one the gates use) against the mean estimate; per fixed-scorer cell the AUROC's and the
+    AUROC gap's coverage against the truth; each with its Wilson interval and SE/SD (1: the right width)."""
+    cov = summary[summary["kind"] == "coverage"]
+    if cov.empty:
+        return "(no cells)\n"
+    by = cov.set_index(["problem", "strength", "n_lrgs", "case"])
+    lines = ["| probe AUC | LRGs | seeds | estimand (seed SD) | scores only (old): coverage [Wilson 95 %], SE/SD | "
+             "refit alone | **used** (blend) |", "|---|---|---|---|---|---|---|"]
+    for (problem, auc, n), _ in cov[cov["problem"].str.startswith("probe")].groupby(["problem", "strength", "n_lrgs"]):
+        rows = {m: by.loc[(problem, auc, n, f"cv_auc[{m}]")] for m in ("oof", "refit", "blend")}
+        b = rows["blend"]
+        lines.append(f"| {problem.split('-')[1]}, population AUC {auc:g} | {n} | {b['n_seeds']} | {b['mean_value']:.3f} "
+                     f"({b['sd_value']:.3f}) | " + " | ".join(_coverage_cell(rows[m]) for m in ("oof", "refit", "blend"))
+                     + " |")
+    lines += ["", "| fixed scorer | LRGs per split | seeds | AUROC: coverage [Wilson 95 %], SE/SD | signed AUROC gap "
+              "(true 0): coverage, SE/SD | gap half-width |", "|---|---|---|---|---|---|"]
+    for (problem, auc, n), _ in cov[cov["problem"].str.startswith("scorer")].groupby(["problem", "strength", "n_lrgs"]):
+        a, g = by.loc[(problem, auc, n, "auroc")], by.loc[(problem, auc, n, "auroc_gap")]
+        lines.append(f"| {problem.split('-')[1]}, AUROC {auc:g} | {n} | {a['n_seeds']} | {_coverage_cell(a)} | "
+                     f"{_coverage_cell(g)} | {g['half_width']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
 def power_table(summary: pd.DataFrame) -> str:
     """Fail rate of the targeted primary gates per planted problem, strength and size."""
     data = summary[summary["kind"] == "data"]
@@ -386,6 +419,8 @@ def write_report(records: pd.DataFrame, out_dir, figures_dir=None) -> dict:
             family_table(families),
             "\n## Trained CNNs on the realistic pool: every model case\n", cnn_case_table(summary)]
     text += _reader_report(records, out_dir, paths)
+    if (summary["kind"] == "coverage").any():
+        text += ["\n## Interval coverage on synthetic data (`coverage` cells)\n", coverage_tables(summary)]
     write_bytes_atomic(paths["markdown"], "".join(text).encode())
     plot_power(summary, paths["power"])
     plot_coverage(summary, paths["coverage"])

@@ -86,7 +86,7 @@ def run_profile(profile: Profile, out_dir, *, shard: int = 0, n_shards: int = 1,
     todo = [p for i, p in enumerate(pairs(profile)) if i % n_shards == shard and (p[0].key, p[1]) not in done]
     kinds = {cell.pool for cell, _ in todo if cell.kind not in POOL_FREE_KINDS}
     pools = _pools(profile.pool_lrgs, profile.pool_seed, cache_dir, kinds, progress)
-    config = config or GateConfig(n_boot=N_BOOT)
+    config = config or GateConfig(n_boot=profile.n_boot or N_BOOT)
     start = time.perf_counter()
     _WORKER.update(pools=pools, config=config, roles=profile.roles, also=profile.also)  # workers == 1: this process
     results = ordered_map(_seed_task, todo, workers, initializer=_init_worker,
