@@ -358,22 +358,29 @@ def plot_lambda(summary: pd.DataFrame, path: Path) -> None:
 
 
 def _reader_report(records: pd.DataFrame, out_dir: Path, paths: dict) -> list[str]:
-    """``readers.csv`` (per reader), ``reader_cases.csv`` (per gate, bin, reader) and the Markdown of the
-    ``reader`` cells (the tables of ``docs/model_gates.md#calibration``); nothing without such cells."""
+    """``readers.csv`` (per cell and reader), ``reader_cases.csv`` (per cell, gate, bin, reader) and the
+    Markdown of each ``reader`` cell (the tables of ``docs/model_gates.md#calibration``); nothing without
+    such cells."""
     outcomes = reader_outcomes(records)
     if outcomes.empty:
         return []
-    readers, cases = summarise_readers(outcomes), reader_cases(records)
+    readers = summarise_readers(outcomes)
+    cells = {cell: reader_cases(sub) for cell, sub in records[records["kind"] == "reader"].groupby("cell", sort=False)}
     paths["readers"], paths["reader_cases"] = out_dir / "readers.csv", out_dir / "reader_cases.csv"
     write_bytes_atomic(paths["readers"], readers.to_csv(index=False, float_format="%.5g").encode())
-    write_bytes_atomic(paths["reader_cases"], cases.to_csv(index=False, float_format="%.5g").encode())
-    seeds = sorted(set(outcomes["seed"].astype(int)))
-    cells = ", ".join(f"{n} LRGs" for n in sorted(set(outcomes["n_lrgs"].astype(int))))
-    return ["\n## Reference readers on the simulator's lenses (`reader` cells)\n",
-            f"{len(seeds)} seeds ({', '.join(map(str, seeds))}), {cells} each. ", undecidable_text(records), "\n",
-            reader_table(readers), "\nMedian value over seeds (verdict counts: e error, f fail, i inconclusive, "
-            "p pass; `arc_masked_auroc:flag_rate` = the share of core-only counterfactuals flagged):\n\n",
-            reader_case_table(cases)]
+    every = pd.concat([c.assign(cell=cell) for cell, c in cells.items()], ignore_index=True)
+    write_bytes_atomic(paths["reader_cases"], every.to_csv(index=False, float_format="%.5g").encode())
+    text = []
+    for cell, cases in cells.items():
+        mine = outcomes[outcomes["cell"] == cell]
+        seeds = sorted(set(mine["seed"].astype(int)))
+        text += [f"\n## Reference readers on the simulator's lenses (`{cell}`)\n",
+                 f"{len(seeds)} seeds ({', '.join(map(str, seeds))}), {int(mine['n_lrgs'].iloc[0])} LRGs each. ",
+                 undecidable_text(records[records["cell"] == cell]), "\n", reader_table(readers[readers["cell"] == cell]),
+                 "\nMedian value over seeds (verdict counts: e error, f fail, i inconclusive, p pass; "
+                 "`arc_masked_auroc:flag_rate` = the share of core-only counterfactuals flagged):\n\n",
+                 reader_case_table(cases)]
+    return text
 
 
 def write_report(records: pd.DataFrame, out_dir, figures_dir=None) -> dict:
