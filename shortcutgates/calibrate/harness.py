@@ -6,7 +6,7 @@ runs the registry's cases on it through the public gate API (``GateContext``, ``
 over the registry: every case of the chosen kind is run and its verdict, value and interval
 recorded, whatever gates exist.
 
-Four kinds of cell:
+Kinds of cell:
 
 * ``data``: one ``train`` split of ``n_lrgs`` unpaired LRGs; every data case of that split.
 * ``model``: ``test`` (``n_lrgs`` unpaired LRGs) and ``test_paired`` (``n_lrgs // 2`` paired LRGs)
@@ -25,7 +25,13 @@ Four kinds of cell:
   ``shortcutgates gate --model`` decides). One extra record per seed, gate ``cnn_training``
   (role ``training``), holds the CNN's best validation AUROC and its training time.
 
-A cell's ``pool`` names the pool it draws from (:data:`shortcutgates.calibrate.pool.POOL_KINDS`).
+* ``reader``: ``n_lrgs`` LRGs simulated per seed with the simulator's default lenses, every reference
+  reader, every counterfactual case (:mod:`shortcutgates.calibrate.readers`; profile ``readers``).
+* ``coverage``: synthetic data of known truth per seed, the gates' intervals and their coverage
+  (:mod:`shortcutgates.calibrate.coverage`; profile ``coverage``).
+
+A cell's ``pool`` names the pool it draws from (:data:`shortcutgates.calibrate.pool.POOL_KINDS`); ``reader``
+and ``coverage`` cells draw from none (:data:`POOL_FREE_KINDS`).
 """
 
 from __future__ import annotations
