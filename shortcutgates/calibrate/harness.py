@@ -31,7 +31,7 @@ Kinds of cell:
   (:mod:`shortcutgates.calibrate.coverage`; profile ``coverage``).
 
 A cell's ``pool`` names the pool it draws from (:data:`shortcutgates.calibrate.pool.POOL_KINDS`); ``reader``
-and ``coverage`` cells draw from none (:data:`POOL_FREE_KINDS`).
+and ``coverage`` cells draw from none (:data:`shortcutgates.calibrate.runner.POOL_FREE_KINDS`).
 """
 
 from __future__ import annotations
@@ -53,13 +53,8 @@ from ..schema import LRG_TRUTH
 from .plant import (
     PROPERTY_COLUMNS, TILTED, builder_roles, built_selection, planted_in, positive_stamps, split_rows, write_manifest,
 )
-from .coverage import run_coverage_seed
 from .pool import Pool
-from .readers import run_reader_seed
 from .scorers import resolve_scorer
-
-POOL_FREE_KINDS = {"reader": run_reader_seed, "coverage": run_coverage_seed}
-"""Cell kinds that make their own data per seed and draw from no pool, and the function running one seed."""
 
 TRAINING_GATE = "cnn_training"
 """Gate name of a CNN seed's training record (value: best validation AUROC; seconds: training time)."""
@@ -196,15 +191,11 @@ def _context(pool: Pool, cell: Cell, seed: int, config: GateConfig, directory: P
     return GateContext(trained.gating_manifest, model=trained.checkpoint, config=config), [record]
 
 
-def run_seed(pool: Pool | None, cell: Cell, seed: int, config: GateConfig, roles=("primary", "reported"),
+def run_seed(pool: Pool, cell: Cell, seed: int, config: GateConfig, roles=("primary", "reported"),
              also: tuple = ()) -> list[dict]:
     """Every wanted case of one seed of ``cell`` whose role is in ``roles`` or whose gate is in ``also``:
-    one record per case (``reader`` and ``coverage`` cells: every case they record, any role; no pool)."""
+    one record per case (``reader`` and ``coverage`` cells: :func:`shortcutgates.calibrate.runner.run_cell_seed`)."""
     config = replace(config, seed=int(seed))
-    if cell.kind in POOL_FREE_KINDS:
-        return POOL_FREE_KINDS[cell.kind](cell, seed, config)
-    if pool is None:
-        raise ValueError(f"calibrate: {cell.kind} cells draw from a pool (cell {cell.key})")
     base = {**asdict(cell), "cell": cell.key, "seed": int(seed)}
     with tempfile.TemporaryDirectory(prefix="sg-calibrate-") as tmp:
         start = time.perf_counter()

@@ -16,6 +16,7 @@ from scipy.stats import binomtest
 
 from ..gates import registry
 from ..gates.suite import established, is_red
+from .coverage import truth as coverage_truth
 from .plant import SHIFTED_PROPERTIES
 
 CELL_COLUMNS = ["cell", "kind", "problem", "strength", "n_lrgs", "scorer", "core", "pool"]
@@ -45,9 +46,7 @@ def proportion_ci(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
 def truth_of(row: pd.Series) -> float | None:
     """Analytic true value of a case in a planted cell, or None when the planting does not fix it."""
     if row["kind"] == "coverage":
-        from .coverage import truth
-
-        return truth(str(row["problem"]), str(row["case"]), float(row["strength"]))
+        return coverage_truth(str(row["problem"]), str(row["case"]), float(row["strength"]))
     data_null = row["kind"] == "data" and not row["core"] and (row["strength"] == 0 or row["problem"] in ("leak", "dup", "faint"))
     if row["kind"] == "data" and row["problem"] == "smd" and row["gate"] == "property_balance":
         prop = str(row["case"]).rstrip("]").split("-")[-1]

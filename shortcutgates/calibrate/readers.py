@@ -38,6 +38,7 @@ from ..gates.registry import COUNTERFACTUAL_GATES, REGISTRY, gate_cases
 from ..gates.sample import SplitSample
 from ..gates.suite import run_suite
 from ..schema import PIXEL_SCALE_ARCSEC
+from .harness import case_record
 from .scorers import FIXED_READERS, LAMBDAS, mixture_name, resolve_scorer
 
 SPLIT = "test_paired"
@@ -184,8 +185,6 @@ def reader_records(base: dict, sample: SplitSample, config, scorers: dict | None
     """The records of one ``reader`` seed (``base``: the cell's columns and the seed): one per reader and
     counterfactual case (:func:`shortcutgates.calibrate.harness.case_record`), the flag rates beside the
     flag-ratio cases, and each θ_E bin's undecidable share."""
-    from .harness import case_record
-
     runs, bins = reader_runs(sample, config, readers() if scorers is None else scorers)
     out = [_measured(base, "undecidable_share", f"undecidable_share[{SPLIT}-{b['label']}]", "",
                      b["undecidable_share"]) for b in bins]

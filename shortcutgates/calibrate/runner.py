@@ -10,17 +10,35 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
 from ..gates.registry import GateConfig
-from .harness import POOL_FREE_KINDS, Cell, run_seed
-from .pool import load_pool
+from .coverage import run_coverage_seed
+from .harness import Cell, run_seed
+from .pool import Pool, load_pool
 from .profiles import Profile
+from .readers import run_reader_seed
 
 N_BOOT = 500
 """LRG-bootstrap resamples per interval in calibration runs (the suite's minimum)."""
+
+
+POOL_FREE_KINDS = {"reader": run_reader_seed, "coverage": run_coverage_seed}
+"""Cell kinds that make their own data per seed and draw from no pool, and the function running one seed."""
+
+
+def run_cell_seed(pool: Pool | None, cell: Cell, seed: int, config: GateConfig, roles=("primary", "reported"),
+                  also: tuple = ()) -> list[dict]:
+    """The records of one seed of any cell: :func:`~shortcutgates.calibrate.harness.run_seed` for the cells
+    that draw from ``pool``, every record of a :data:`POOL_FREE_KINDS` cell (any role) otherwise."""
+    if cell.kind in POOL_FREE_KINDS:
+        return POOL_FREE_KINDS[cell.kind](cell, seed, replace(config, seed=int(seed)))
+    if pool is None:
+        raise ValueError(f"calibrate: {cell.kind} cells draw from a pool (cell {cell.key})")
+    return run_seed(pool, cell, seed, config, roles, also)
 
 
 def pairs(profile: Profile) -> list[tuple[Cell, int]]:
@@ -62,7 +80,7 @@ def _seed_task(pair: tuple) -> list:
     """The records of one ``(cell, seed)`` in a worker (seeded by the pair: the same in any process)."""
     cell, seed = pair
     w = _WORKER
-    return run_seed(w["pools"].get(cell.pool), cell, seed, w["config"], w["roles"], w["also"])
+    return run_cell_seed(w["pools"].get(cell.pool), cell, seed, w["config"], w["roles"], w["also"])
 
 
 def run_profile(profile: Profile, out_dir, *, shard: int = 0, n_shards: int = 1, cache_dir=None,
