@@ -148,7 +148,7 @@ def test_profile_pairs_run_each_cell_seed_once_interleaved():
     a, b = Cell("data", n_lrgs=100), Cell("model", n_lrgs=100, scorer="arc")
     got = pairs(Profile("t", 100, 0, ((a, 2), (b, 3), (a, 1))))
     assert [(c.kind, s) for c, s in got] == [("data", 0), ("model", 0), ("data", 1), ("model", 1), ("model", 2)]
-    fresh = pairs(Profile("t", 100, 0, ((a, 2), (b, 3))), first_seed=20, cells="model")
+    fresh = pairs(Profile("t", 100, 0, ((a, 2), (b, 3)))._replace(first_seed=20), cells="model")
     assert [(c.kind, s) for c, s in fresh] == [("model", 20), ("model", 21), ("model", 22)]
     with pytest.raises(ValueError, match="no cell"):
         pairs(Profile("t", 100, 0, ((a, 2),)), cells="cnn:")

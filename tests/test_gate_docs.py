@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shortcutgates.calibrate import model_gates, profiles, rates
+from shortcutgates.calibrate import profiles, rates, readers
 from shortcutgates.gates import gate_docs, registry, sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,5 +36,7 @@ def test_gate_lists_are_read_off_the_registry():
     assert sweep.DATA_ONLY_GATES == {n for n, g in registry.REGISTRY.items() if g.needs == ("data",)}
     assert rates.NULL_TRUTH == {"core_lr_auc": 0.5, "metadata_c2st_auc": 0.5, "metadata_c2st_gbm_auc": 0.5,
                                 "property_balance": 0.0}
-    assert set(model_gates.GATES) == {n for n, g in registry.REGISTRY.items() if g.cases is registry.mg.theta_bin_cases}
-    assert set(profiles.ALSO_RECORDED) >= set(model_gates.GATES) | {"core_lr_auc", "metadata_c2st_auc"}
+    counterfactual = {n for n, g in registry.REGISTRY.items() if g.cases is registry.mg.theta_bin_cases}
+    assert set(registry.COUNTERFACTUAL_GATES) == counterfactual
+    assert set(readers.primary_gates()) == {n for n in counterfactual if registry.REGISTRY[n].role == "primary"}
+    assert set(profiles.ALSO_RECORDED) >= counterfactual | {"core_lr_auc", "metadata_c2st_auc"}

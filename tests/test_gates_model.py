@@ -306,35 +306,26 @@ def test_paired_statistic_on_arrays_takes_any_score_fn():
 
 
 def test_calibration_loop_decides_the_reference_readers():
-    """The seed loop of ``calibrate.model_gates`` on toy lenses: the arc reader passes, the core reader fails
-    the core gates, and every reader is decided in the gated bin."""
-    from shortcutgates.calibrate import model_gates as cal
+    """The ``reader`` cell of the calibration (``calibrate/readers.py``) on toy lenses: the arc reader passes,
+    the core reader fails the core gates, and every reader is decided in the gated bin."""
+    from shortcutgates.calibrate import readers as rd
+    from shortcutgates.codec import decode_stamp
     from shortcutgates.gates import perturb as pt
 
     spec = ToySpec(n_lrgs=150, paired=True, core_fraction=0.03, lensed=True, theta_e_arcsec=(2.0, 2.5), seed=5)
     frame = make_rows(spec)
-    from shortcutgates.codec import decode_stamp
-
     images = np.stack([decode_stamp(b) for b in frame["image_npz"]])
     pairs = pt.find_pairs(frame["label"].to_numpy(), frame["lrg_id"].to_numpy())
     _, first, inv = np.unique(frame["lrg_id"].to_numpy()[pairs.ctrl], return_index=True, return_inverse=True)
-    ctrls = images[pairs.ctrl][first]
-    truth = frame.iloc[pairs.stamp][list(cal.TRUTH_KEEP)].reset_index(drop=True)
-    data = {"ctrls": ctrls, "d": images[pairs.stamp] - ctrls[inv], "ctrl_of": inv.ravel(),
-            "theta": truth["theta_e_arcsec"].to_numpy(), "truth": truth}
-    scores, bins = cal.reader_scores(data, 0, {"arc": rs.arc_reader, "core": rs.core_reader})
-    thresholds = cal.registry_thresholds()
-    groups_ = data["ctrl_of"].astype(str)
-    pure_arc = cal.decide_all(cal.mix(scores["arc"], scores["core"], 0.0), bins, groups_, CFG, thresholds)
-    pure_core = cal.decide_all(cal.mix(scores["arc"], scores["core"], 1.0), bins, groups_, CFG, thresholds)
-    assert {v for (g, _), (v, _) in pure_arc.items() if g in cal.PRIMARY_GATES} == {"pass"}
-    assert {pure_core[(g, "theta_e2-10")][0] for g in CORE_GATES} == {"fail"}
-    assert pt.TRUTH_COLUMNS[0] in cal.TRUTH_KEEP
-    merged = cal.merge([{"seeds": 1, "n_lrgs": 120, "n_boot": 500, "lambdas": [0.0], "thresholds": {},
-                         "readers": ["mix0"], "counts": {"g|b|mix0": {"pass": 1}}, "values": {"g|b|mix0": [0.5]},
-                         "shares": {"b": [0.1]}, "any_fail": {"mix0": [[0, False]]}}] * 2)
-    assert merged["seeds"] == 2 and merged["counts"]["g|b|mix0"] == {"pass": 2}
-    assert merged["any_fail"]["mix0"] == [[0, False], [0, False]]
+    truth = frame.iloc[pairs.stamp][list(rd.TRUTH_KEEP)].reset_index(drop=True)
+    sample = rd.paired_sample(images[pairs.stamp], images[pairs.ctrl][first], inv.ravel(), truth)
+    components = rd.ComponentScores()
+    runs, bins = rd.reader_runs(sample, CFG, {"mix0": components.mixture(0.0), "mix1": components.mixture(1.0)})
+    verdicts = {(name, run.case.gate, run.case.params.get("theta_e")): run.result.verdict for name, run in runs}
+    assert {v for (name, g, _), v in verdicts.items() if name == "mix0" and g in rd.primary_gates()} == {"pass"}
+    assert {verdicts[("mix1", g, "theta_e2-10")] for g in CORE_GATES} == {"fail"}
+    assert [b["label"] for b in bins if len(b["rows"])] == ["theta_e2-10"]
+    assert pt.TRUTH_COLUMNS[0] in rd.TRUTH_KEEP
 
 
 def test_registry_counterfactual_facts_match_what_the_gates_decide_on():

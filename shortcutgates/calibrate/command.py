@@ -12,6 +12,10 @@ Examples::
     OMP_NUM_THREADS=1 shortcutgates calibrate --profile cnn --out calib_cnn --shard 1/2 --no-report
     # re-measure the survey strength of the planted counter-image
     shortcutgates calibrate --survey-strength
+    # the reference readers on the simulator's lenses (docs/model_gates.md), seeds 0-24, two workers
+    OMP_NUM_THREADS=1 shortcutgates calibrate --profile readers --seeds 25 --workers 2 --out calib_readers
+    # coverage of the probe and model-AUROC intervals on synthetic data (200 seeds per cell)
+    OMP_NUM_THREADS=1 shortcutgates calibrate --profile coverage --workers 2 --out calib_coverage
 """
 
 from __future__ import annotations
@@ -36,11 +40,19 @@ def _workers(text: str) -> int:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--profile", default="quick", choices=("tiny", "quick", "full", "criteria", "cnn", "gap"),
+    from .profiles import PROFILES
+
+    parser.add_argument("--profile", default="quick", choices=PROFILES,
                         help="cells and seeds: tiny (the test suite's), quick (~10 min on 2 cores), full (>= 200 seeds "
                              "per null cell), criteria (issue 20: planted violations at 4000 LRGs), cnn (20 trained "
                              "CNNs per family on the realistic pool), gap (cross_test_gap on the held-out splits of a "
-                             "default build of 2000 and 4000 LRGs, arc reader)")
+                             "default build of 2000 and 4000 LRGs, arc reader), readers (the reference readers on "
+                             "the simulator's lenses, every counterfactual gate: docs/model_gates.md), coverage (interval "
+                             "coverage on synthetic data of known truth: docs/design.md#verdict-rule)")
+    parser.add_argument("--first-seed", type=int, default=0, metavar="S",
+                        help="seeds of every cell start at S (fresh seeds; records of other seeds in --out are kept)")
+    parser.add_argument("--seeds", type=int, default=None, metavar="N",
+                        help="every cell runs N seeds instead of the profile's")
     parser.add_argument("--out", default="calibration_out", help="directory for records, tables and figures")
     parser.add_argument("--shard", default="0/1", help="K/N: run every N-th (cell, seed) pair starting at K")
     parser.add_argument("--cache", default=None, help="pool cache directory (default ~/.cache/shortcutgates/calibrate)")
@@ -52,9 +64,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--workers", type=_workers, default=None, metavar="N",
                         help="processes running this shard's (cell, seed) pairs; the records and tables are the "
                              "same for any N (default: every core this process may use)")
-    parser.add_argument("--first-seed", type=int, default=0, metavar="S",
-                        help="each cell of n seeds runs seeds S .. S+n-1 (default 0): measure a rule on seeds that "
-                             "did not choose it")
     parser.add_argument("--cells", default="", metavar="TEXT",
                         help="only the profile's cells whose key contains TEXT (e.g. cnn:neutral)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -65,7 +74,11 @@ def run(args) -> int:
     from .report import write_report
     from .runner import load_records, run_profile
 
-    profile = make_profile(args.profile)
+    profile = make_profile(args.profile)._replace(first_seed=args.first_seed)
+    if args.seeds is not None:
+        if args.seeds < 1:
+            raise ValueError(f"--seeds must be at least 1 (got {args.seeds})")
+        profile = profile._replace(cells=tuple((cell, args.seeds) for cell, _ in profile.cells))
     if args.survey_strength:
         from .survey import print_survey_strength
 
@@ -77,7 +90,7 @@ def run(args) -> int:
         from ..parallel import available_cores
 
         run_profile(profile, args.out, shard=shard, n_shards=n_shards, cache_dir=args.cache, progress=not args.quiet,
-                    workers=args.workers or available_cores(), first_seed=args.first_seed, cells=args.cells)
+                    workers=args.workers or available_cores(), cells=args.cells)
         print(f"calibrate: profile {profile.name}, shard {shard}/{n_shards}: {time.perf_counter() - start:.0f} s")
     if not args.no_report:
         paths = write_report(load_records(args.out), args.out, args.figures)

@@ -6,7 +6,7 @@ runs the registry's cases on it through the public gate API (``GateContext``, ``
 over the registry: every case of the chosen kind is run and its verdict, value and interval
 recorded, whatever gates exist.
 
-Four kinds of cell:
+Kinds of cell:
 
 * ``data``: one ``train`` split of ``n_lrgs`` unpaired LRGs; every data case of that split.
 * ``model``: ``test`` (``n_lrgs`` unpaired LRGs) and ``test_paired`` (``n_lrgs // 2`` paired LRGs)
@@ -25,7 +25,13 @@ Four kinds of cell:
   ``shortcutgates gate --model`` decides). One extra record per seed, gate ``cnn_training``
   (role ``training``), holds the CNN's best validation AUROC and its training time.
 
-A cell's ``pool`` names the pool it draws from (:data:`shortcutgates.calibrate.pool.POOL_KINDS`).
+* ``reader``: ``n_lrgs`` LRGs simulated per seed with the simulator's default lenses, every reference
+  reader, every counterfactual case (:mod:`shortcutgates.calibrate.readers`; profile ``readers``).
+* ``coverage``: synthetic data of known truth per seed, the gates' intervals and their coverage
+  (:mod:`shortcutgates.calibrate.coverage`; profile ``coverage``).
+
+A cell's ``pool`` names the pool it draws from (:data:`shortcutgates.calibrate.pool.POOL_KINDS`); ``reader``
+and ``coverage`` cells draw from none (:data:`shortcutgates.calibrate.runner.POOL_FREE_KINDS`).
 """
 
 from __future__ import annotations
@@ -188,7 +194,7 @@ def _context(pool: Pool, cell: Cell, seed: int, config: GateConfig, directory: P
 def run_seed(pool: Pool, cell: Cell, seed: int, config: GateConfig, roles=("primary", "reported"),
              also: tuple = ()) -> list[dict]:
     """Every wanted case of one seed of ``cell`` whose role is in ``roles`` or whose gate is in ``also``:
-    one record per case."""
+    one record per case (``reader`` and ``coverage`` cells: :func:`shortcutgates.calibrate.runner.run_cell_seed`)."""
     config = replace(config, seed=int(seed))
     base = {**asdict(cell), "cell": cell.key, "seed": int(seed)}
     with tempfile.TemporaryDirectory(prefix="sg-calibrate-") as tmp:
@@ -202,11 +208,11 @@ def run_seed(pool: Pool, cell: Cell, seed: int, config: GateConfig, roles=("prim
         def wanted(case) -> bool:
             return _wanted(case, cell) and (role_of(case) in roles or case.gate in also)
 
-        return [{**base, **r} for r in extra] + [_record(base, run.case, run.result, run.seconds)
+        return [{**base, **r} for r in extra] + [case_record(base, run.case, run.result, run.seconds)
                                                  for run in run_suite(context, wanted, waivers=False)]
 
 
-def _record(base: dict, case, result, seconds: float) -> dict:
+def case_record(base: dict, case, result, seconds: float) -> dict:
     """One calibration record of a case's result (``base``: the cell's columns and the seed)."""
     lo, hi = result.ci if result.ci is not None else (np.nan, np.nan)
     return {**base, "case": case.id, "gate": case.gate, "role": role_of(case),

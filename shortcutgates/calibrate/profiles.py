@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 from ..gates.registry import EVERY_ROLE_GATES
 from .harness import Cell
+from .scorers import LAMBDAS, mixture_name
 
 SURVEY_CORE = 0.25
 """Counter-image flux, as a fraction of the arc's flux, at which the paired raw core-LR AUC
@@ -26,8 +27,6 @@ CORE_GRADES = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0)
 SMD_GRADES = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)
 FAINT_GRADES = (0.0, 0.7, 0.8, 0.9, 0.95)
 """Fractions of arc flux removed (``faint``: the arcs the sanity gate must miss)."""
-LAMBDAS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
-"""Core weight λ of the reference-scorer mixtures λ·core + (1−λ)·arc."""
 SIZES = (250, 500, 1000, 2000)
 """LRGs per split of the null cells."""
 SUITE_SEEDS = 80
@@ -63,6 +62,11 @@ class Profile(NamedTuple):
     also: tuple = ()
     """Gates whose cases are recorded whatever their role (a profile of primary cases still measures
     the reported cases that were once primary, and the small θ_E bins)."""
+    n_boot: int | None = None
+    """LRG-bootstrap resamples per interval (None: :data:`shortcutgates.calibrate.runner.N_BOOT`)."""
+    first_seed: int = 0
+    """The first seed of every cell (``shortcutgates calibrate --first-seed``: fresh seeds for a profile
+    whose earlier seeds chose a rule)."""
 
 
 def _grid(kind, problem, grades, sizes, seeds, scale=1.0, **kw):
@@ -71,7 +75,7 @@ def _grid(kind, problem, grades, sizes, seeds, scale=1.0, **kw):
 
 def scorer_name(lam: float) -> str:
     """Reference scorer of core weight ``lam``: ``arc`` (0), ``core`` (1), else ``mix<lam>``."""
-    return "arc" if lam == 0 else "core" if lam == 1 else f"mix{lam:g}"
+    return "arc" if lam == 0 else "core" if lam == 1 else mixture_name(lam)
 
 
 def _tiny() -> Profile:
@@ -160,12 +164,49 @@ def _gap() -> Profile:
     return Profile("gap", CNN_POOL_LRGS, 0, tuple(cells), roles=(), also=("cross_test_gap", "detection_auroc"))
 
 
-PROFILES = ("tiny", "quick", "full", "criteria", "cnn", "gap")
+READER_SEEDS = 50
+"""Seeds of the ``readers`` profile (simulator seeds ``1000 + seed``; seeds 100 and 101 chose the
+counterfactual gates' decision rule, ``docs/model_gates.md#calibration``, and are not among them)."""
+READER_LRGS = 150
+"""Simulated LRGs per seed of the ``readers`` profile (2–4 injections each: ~450 pairs)."""
+
+
+def _readers() -> Profile:
+    """The reference readers on the simulator's default lenses (``docs/model_gates.md#calibration``): every
+    reader of :func:`shortcutgates.calibrate.scorers.reader_names`, every counterfactual case, every role."""
+    return Profile("readers", 0, 0, ((Cell("reader", "core", 0.0, READER_LRGS, pool="simulator"), READER_SEEDS),))
+
+
+COVERAGE_SEEDS = 200
+"""Seeds per cell of the ``coverage`` profile (a coverage of 0.95 then has a binomial SE of 0.015)."""
+COVERAGE_SIZES = (150, 300, 1000)
+"""LRGs per split of the ``coverage`` cells."""
+PROBE_AUCS = (0.5, 0.65)
+"""Population AUCs of the ``coverage`` profile's probe cells."""
+SCORER_AUCS = (0.5, 0.75, 0.9)
+"""Population AUROCs of the ``coverage`` profile's fixed-scorer cells."""
+
+
+def _coverage() -> Profile:
+    """Coverage of the gates' 95 % intervals on synthetic data (:mod:`shortcutgates.calibrate.coverage`): the
+    probe AUC (three intervals) and a fixed scorer's AUROC and AUROC gap, unpaired and paired, with the
+    gates' default resamples (1000)."""
+    from ..gates.records import GateConfig
+    from .coverage import DESIGNS
+
+    cells = [(Cell("coverage", f"{what}-{design}", auc, n), COVERAGE_SEEDS)
+             for what, aucs in (("probe", PROBE_AUCS), ("scorer", SCORER_AUCS))
+             for design in DESIGNS for auc in aucs for n in COVERAGE_SIZES]
+    return Profile("coverage", 0, 0, tuple(cells), n_boot=GateConfig().n_boot)
+
+
+PROFILES = ("tiny", "quick", "full", "criteria", "cnn", "gap", "readers", "coverage")
 
 
 def make_profile(name: str) -> Profile:
     """The cells of profile ``name`` (one of :data:`PROFILES`)."""
-    makers = {"tiny": _tiny, "quick": _quick, "full": _full, "criteria": _criteria, "cnn": _cnn, "gap": _gap}
+    makers = {"tiny": _tiny, "quick": _quick, "full": _full, "criteria": _criteria, "cnn": _cnn, "gap": _gap,
+              "readers": _readers, "coverage": _coverage}
     if name not in makers:
         raise ValueError(f"calibrate: profile must be one of {', '.join(PROFILES)} (got {name!r})")
     return makers[name]()

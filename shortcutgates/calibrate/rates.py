@@ -16,6 +16,7 @@ from scipy.stats import binomtest
 
 from ..gates import registry
 from ..gates.suite import established, is_red
+from .coverage import truth as coverage_truth
 from .plant import SHIFTED_PROPERTIES
 
 CELL_COLUMNS = ["cell", "kind", "problem", "strength", "n_lrgs", "scorer", "core", "pool"]
@@ -44,6 +45,8 @@ def proportion_ci(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
 
 def truth_of(row: pd.Series) -> float | None:
     """Analytic true value of a case in a planted cell, or None when the planting does not fix it."""
+    if row["kind"] == "coverage":
+        return coverage_truth(str(row["problem"]), str(row["case"]), float(row["strength"]))
     data_null = row["kind"] == "data" and not row["core"] and (row["strength"] == 0 or row["problem"] in ("leak", "dup", "faint"))
     if row["kind"] == "data" and row["problem"] == "smd" and row["gate"] == "property_balance":
         prop = str(row["case"]).rstrip("]").split("-")[-1]
@@ -76,7 +79,7 @@ def _coverage(group: pd.DataFrame) -> dict:
     has_ci = np.isfinite(group["lo"]) & np.isfinite(group["hi"])
     if not has_ci.any():
         return {"truth": np.nan, "truth_source": "", "coverage": np.nan, "coverage_lo": np.nan,
-                "coverage_hi": np.nan, "n_intervals": 0}
+                "coverage_hi": np.nan, "n_intervals": 0, "half_width": np.nan}
     first = group.iloc[0]
     truth = truth_of(first)
     source = "analytic"
@@ -88,7 +91,7 @@ def _coverage(group: pd.DataFrame) -> dict:
     inside = (sub["lo"] <= truth) & (truth <= sub["hi"])
     cov, lo, hi, n = _rate(inside)
     return {"truth": truth, "truth_source": source, "coverage": cov, "coverage_lo": lo, "coverage_hi": hi,
-            "n_intervals": n}
+            "n_intervals": n, "half_width": float(((sub["hi"] - sub["lo"]) / 2).mean())}
 
 
 def summarise(records: pd.DataFrame) -> pd.DataFrame:
@@ -185,4 +188,32 @@ def summarise_suite(outcomes: pd.DataFrame) -> pd.DataFrame:
         top = culprits.value_counts().head(4)
         rows.append({**dict(zip(CELL_COLUMNS, keys)), "n_seeds": n, "green_rate": rate, "green_lo": lo, "green_hi": hi,
                      "most_often_not_passed": "; ".join(f"{c} ({k})" for c, k in top.items())})
+    return pd.DataFrame(rows)
+
+
+def reader_outcomes(records: pd.DataFrame) -> pd.DataFrame:
+    """Per ``reader`` cell, reader (``scorer``) and seed: ``failed`` (a primary counterfactual case failed: a
+    primary gate in a gated θ_E bin), the cases that failed, and ``red`` (any case red by
+    :func:`.gates.suite.is_red`: an inconclusive or erring primary case too)."""
+    readers = with_pool(records)
+    readers = readers[(readers["kind"] == "reader") & (readers["verdict"] != "measured")]
+    out = []
+    for keys, group in readers.groupby(CELL_COLUMNS + ["seed"], sort=False, dropna=False):
+        failed = group[(group["role"] == "primary") & (group["verdict"] == "fail")]
+        out.append({**dict(zip(CELL_COLUMNS + ["seed"], keys)), "failed": not failed.empty,
+                    "failed_cases": "; ".join(failed["case"]),
+                    "red": bool(any(is_red(r) for r in group.to_dict("records")))})
+    return pd.DataFrame(out)
+
+
+def summarise_readers(outcomes: pd.DataFrame) -> pd.DataFrame:
+    """Per ``reader`` cell and reader: seeds, seeds with a failed primary case and their share (Wilson 95 %),
+    and the share of seeds red by the suite's rule."""
+    rows = []
+    for keys, group in outcomes.groupby(CELL_COLUMNS, sort=False, dropna=False):
+        row = {**dict(zip(CELL_COLUMNS, keys)), "n_seeds": len(group), "n_failed": int(group["failed"].sum())}
+        for flag in ("failed", "red"):
+            rate, lo, hi, _ = _rate(group[flag])
+            row[f"{flag}_rate"], row[f"{flag}_lo"], row[f"{flag}_hi"] = rate, lo, hi
+        rows.append(row)
     return pd.DataFrame(rows)

@@ -16,13 +16,18 @@ import numpy as np
 import pandas as pd
 
 from ..io import write_bytes_atomic, write_png
+from ..gates.registry import COUNTERFACTUAL_GATES
 from .rates import (
     family_outcomes,
+    reader_outcomes,
     suite_outcomes,
     summarise,
     summarise_families,
+    summarise_readers,
     summarise_suite,
 )
+from .readers import bin_label
+from .scorers import reader_label, reader_names
 
 TARGETS = {"core": ("core_lr_auc",), "smd": ("property_balance", "metadata_c2st_auc"),
            "leak": ("lrg_leakage",), "dup": ("data_integrity", "lrg_leakage", "duplicate_rows"),
@@ -54,7 +59,7 @@ def null_table(summary: pd.DataFrame, kind: str | None, scorer: str = "arc", rol
     null = summary[(summary["strength"] == 0) & (summary["role"] == role)]
     if kind is not None:
         null = null[null["kind"] == kind]
-    null = null[((null["kind"] == "data") | (null["scorer"] == scorer)) & (null["kind"] != "cnn")]
+    null = null[((null["kind"] == "data") | (null["scorer"] == scorer)) & ~null["kind"].isin(["cnn", "reader"])]
     if null.empty:
         return "(no cells)\n"
     lines = ["| case | cells | LRGs per split | seeds | fail | inconclusive | coverage (truth) |",
@@ -108,6 +113,111 @@ def cnn_case_table(summary: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+READER_TABLE_READERS = ("arc_blind2", "arc_blind5", "ring", "flux_per_ring", "mix0.3", "mix1")
+"""Readers the per-gate reader table shows (``reader_cases.csv`` holds every reader)."""
+
+
+def _reader_order(names) -> list:
+    known = reader_names()
+    return sorted(names, key=lambda n: (known.index(n) if n in known else len(known), n))
+
+
+def reader_table(readers: pd.DataFrame) -> str:
+    """Per reader of the ``reader`` cells: seeds on which a primary counterfactual case (a primary gate in a
+    gated θ_E bin) failed, that share with its Wilson 95 % interval, and the share red by the suite's rule."""
+    if readers.empty:
+        return "(no cells)\n"
+    lines = ["| reader | seeds failing a primary gate in a gated bin | rate [Wilson 95 %] | red by the suite's rule |",
+             "|---|---|---|---|"]
+    by = readers.set_index("scorer")
+    for name in _reader_order(by.index):
+        r = by.loc[name]
+        lines.append(f"| {reader_label(name)} | {r['n_failed']} / {r['n_seeds']} | {r['failed_rate']:.2f} "
+                     f"[{r['failed_lo']:.2f}, {r['failed_hi']:.2f}] | {_pct(r['red_rate'], r['red_lo'], r['red_hi'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def reader_cases(records: pd.DataFrame) -> pd.DataFrame:
+    """Per gate (and measured companion), θ_E bin and reader of the ``reader`` cells: seeds, verdict counts
+    (``e1 f2 i3 p4``: error, fail, inconclusive, pass) and the median value over seeds."""
+    sub = records[(records["kind"] == "reader") & (records["scorer"].fillna("") != "")]
+    rows = []
+    for (gate, case, scorer), group in sub.groupby(["gate", "case", "scorer"], sort=False):
+        counts = group.loc[group["verdict"] != "measured", "verdict"].value_counts()
+        values = group["value"].to_numpy(np.float64)
+        rows.append({"gate": gate, "bin": bin_label(case), "scorer": scorer, "n_seeds": len(group),
+                     "counts": " ".join(f"{v[0]}{n}" for v, n in sorted(counts.items())),
+                     "median": float(np.nanmedian(values)) if np.isfinite(values).any() else np.nan})
+    return pd.DataFrame(rows, columns=["gate", "bin", "scorer", "n_seeds", "counts", "median"])
+
+
+def reader_case_table(cases: pd.DataFrame, readers=READER_TABLE_READERS) -> str:
+    """The gate table of the reader study: median value (verdict counts) per gate, θ_E bin and reader."""
+    if cases.empty:
+        return "(no cells)\n"
+    order = [name for g in COUNTERFACTUAL_GATES for name in (g, f"{g}:flag_rate")]
+    readers = [r for r in readers if r in set(cases["scorer"])]
+    lines = ["| gate | θ_E bin | " + " | ".join(reader_label(r) for r in readers) + " |",
+             "|---|---|" + "---|" * len(readers)]
+    keyed = cases.set_index(["gate", "bin", "scorer"])
+    for gate in sorted(set(cases["gate"]), key=lambda g: (order.index(g) if g in order else len(order), g)):
+        bins = sorted(set(cases.loc[cases["gate"] == gate, "bin"]), key=lambda b: float(b.split("-")[0] or 0))
+        for b in bins:
+            cells = []
+            for r in readers:
+                if (gate, b, r) not in keyed.index:
+                    cells.append("–")
+                    continue
+                row = keyed.loc[(gate, b, r)]
+                cells.append(f"{row['median']:.3f}" + (f" ({row['counts']})" if row["counts"] else ""))
+            lines.append(f"| `{gate}` | {b} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def undecidable_text(records: pd.DataFrame) -> str:
+    """Each θ_E bin's share of undecidable pairs in the ``reader`` cells: median [min, max] over seeds."""
+    sub = records[(records["kind"] == "reader") & (records["gate"] == "undecidable_share")]
+    parts = []
+    for case, group in sorted(sub.groupby("case"), key=lambda kv: float(bin_label(kv[0]).split("-")[0] or 0)):
+        v = group["value"].to_numpy(np.float64)
+        if np.isfinite(v).any():
+            parts.append(f"{bin_label(case)} {np.nanmedian(v):.2f} [{np.nanmin(v):.2f}, {np.nanmax(v):.2f}]")
+    return "Undecidable share per θ_E bin (median [min, max] over seeds): " + "; ".join(parts) + ".\n"
+
+
+def _coverage_cell(r) -> str:
+    """``coverage [Wilson 95 %], SE/SD`` of one interval (SE read off the mean half-width, over the seed SD)."""
+    from scipy.stats import norm
+
+    se_sd = r["half_width"] / norm.ppf(0.975) / r["sd_value"] if r["sd_value"] > 0 else np.nan
+    return f"{r['coverage']:.3f} [{r['coverage_lo']:.3f}, {r['coverage_hi']:.3f}], {se_sd:.2f}"
+
+
+def coverage_tables(summary: pd.DataFrame) -> str:
+    """The ``coverage`` cells: per probe cell the coverage of its three intervals (``oof``, ``refit``,
+    ``blend``: the one the gates use) against the mean estimate; per fixed-scorer cell the AUROC's and the
+    AUROC gap's coverage against the truth; each with its Wilson interval and SE/SD (1: the right width)."""
+    cov = summary[summary["kind"] == "coverage"]
+    if cov.empty:
+        return "(no cells)\n"
+    by = cov.set_index(["problem", "strength", "n_lrgs", "case"])
+    lines = ["| probe AUC | LRGs | seeds | estimand (seed SD) | scores only (old): coverage [Wilson 95 %], SE/SD | "
+             "refit alone | **used** (blend) |", "|---|---|---|---|---|---|---|"]
+    for (problem, auc, n), _ in cov[cov["problem"].str.startswith("probe")].groupby(["problem", "strength", "n_lrgs"]):
+        rows = {m: by.loc[(problem, auc, n, f"cv_auc[{m}]")] for m in ("oof", "refit", "blend")}
+        b = rows["blend"]
+        lines.append(f"| {problem.split('-')[1]}, population AUC {auc:g} | {n} | {b['n_seeds']} | {b['mean_value']:.3f} "
+                     f"({b['sd_value']:.3f}) | " + " | ".join(_coverage_cell(rows[m]) for m in ("oof", "refit", "blend"))
+                     + " |")
+    lines += ["", "| fixed scorer | LRGs per split | seeds | AUROC: coverage [Wilson 95 %], SE/SD | signed AUROC gap "
+              "(true 0): coverage, SE/SD | gap half-width |", "|---|---|---|---|---|---|"]
+    for (problem, auc, n), _ in cov[cov["problem"].str.startswith("scorer")].groupby(["problem", "strength", "n_lrgs"]):
+        a, g = by.loc[(problem, auc, n, "auroc")], by.loc[(problem, auc, n, "auroc_gap")]
+        lines.append(f"| {problem.split('-')[1]}, AUROC {auc:g} | {n} | {a['n_seeds']} | {_coverage_cell(a)} | "
+                     f"{_coverage_cell(g)} | {g['half_width']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
 def power_table(summary: pd.DataFrame) -> str:
     """Fail rate of the targeted primary gates per planted problem, strength and size."""
     data = summary[summary["kind"] == "data"]
@@ -151,7 +261,8 @@ def suite_table(suite: pd.DataFrame) -> str:
 
 def clean_outcomes(records: pd.DataFrame) -> pd.DataFrame:
     """Green rate of the clean cells: data null, arc reader (model), whole suite."""
-    clean = records[(records["strength"] == 0) & records["scorer"].isin(["", "arc"]) & (records["kind"] != "cnn")]
+    clean = records[(records["strength"] == 0) & records["scorer"].isin(["", "arc"])
+                    & ~records["kind"].isin(["cnn", "reader"])]
     return summarise_suite(suite_outcomes(clean)) if len(clean) else pd.DataFrame()
 
 
@@ -246,6 +357,32 @@ def plot_lambda(summary: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+def _reader_report(records: pd.DataFrame, out_dir: Path, paths: dict) -> list[str]:
+    """``readers.csv`` (per cell and reader), ``reader_cases.csv`` (per cell, gate, bin, reader) and the
+    Markdown of each ``reader`` cell (the tables of ``docs/model_gates.md#calibration``); nothing without
+    such cells."""
+    outcomes = reader_outcomes(records)
+    if outcomes.empty:
+        return []
+    readers = summarise_readers(outcomes)
+    cells = {cell: reader_cases(sub) for cell, sub in records[records["kind"] == "reader"].groupby("cell", sort=False)}
+    paths["readers"], paths["reader_cases"] = out_dir / "readers.csv", out_dir / "reader_cases.csv"
+    write_bytes_atomic(paths["readers"], readers.to_csv(index=False, float_format="%.5g").encode())
+    every = pd.concat([c.assign(cell=cell) for cell, c in cells.items()], ignore_index=True)
+    write_bytes_atomic(paths["reader_cases"], every.to_csv(index=False, float_format="%.5g").encode())
+    text = []
+    for cell, cases in cells.items():
+        mine = outcomes[outcomes["cell"] == cell]
+        seeds = sorted(set(mine["seed"].astype(int)))
+        text += [f"\n## Reference readers on the simulator's lenses (`{cell}`)\n",
+                 f"{len(seeds)} seeds ({', '.join(map(str, seeds))}), {int(mine['n_lrgs'].iloc[0])} LRGs each. ",
+                 undecidable_text(records[records["cell"] == cell]), "\n", reader_table(readers[readers["cell"] == cell]),
+                 "\nMedian value over seeds (verdict counts: e error, f fail, i inconclusive, p pass; "
+                 "`arc_masked_auroc:flag_rate` = the share of core-only counterfactuals flagged):\n\n",
+                 reader_case_table(cases)]
+    return text
+
+
 def write_report(records: pd.DataFrame, out_dir, figures_dir=None) -> dict:
     """Write ``summary.csv``, ``suite.csv``, ``calibration.md`` and the figures; returns their paths."""
     out_dir = Path(out_dir)
@@ -288,6 +425,9 @@ def write_report(records: pd.DataFrame, out_dir, figures_dir=None) -> dict:
              "null (a core gate failing is a false alarm), the core-reliant family their power.\n\n"),
             family_table(families),
             "\n## Trained CNNs on the realistic pool: every model case\n", cnn_case_table(summary)]
+    text += _reader_report(records, out_dir, paths)
+    if (summary["kind"] == "coverage").any():
+        text += ["\n## Interval coverage on synthetic data (`coverage` cells)\n", coverage_tables(summary)]
     write_bytes_atomic(paths["markdown"], "".join(text).encode())
     plot_power(summary, paths["power"])
     plot_coverage(summary, paths["coverage"])

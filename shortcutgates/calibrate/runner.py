@@ -10,24 +10,41 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
 from ..gates.registry import GateConfig
+from .coverage import run_coverage_seed
 from .harness import Cell, run_seed
-from .pool import load_pool
+from .pool import Pool, load_pool
 from .profiles import Profile
+from .readers import run_reader_seed
 
 N_BOOT = 500
 """LRG-bootstrap resamples per interval in calibration runs (the suite's minimum)."""
 
 
-def pairs(profile: Profile, first_seed: int = 0, cells: str = "") -> list[tuple[Cell, int]]:
+POOL_FREE_KINDS = {"reader": run_reader_seed, "coverage": run_coverage_seed}
+"""Cell kinds that make their own data per seed and draw from no pool, and the function running one seed."""
+
+
+def run_cell_seed(pool: Pool | None, cell: Cell, seed: int, config: GateConfig, roles=("primary", "reported"),
+                  also: tuple = ()) -> list[dict]:
+    """The records of one seed of any cell: :func:`~shortcutgates.calibrate.harness.run_seed` for the cells
+    that draw from ``pool``, every record of a :data:`POOL_FREE_KINDS` cell (any role) otherwise."""
+    if cell.kind in POOL_FREE_KINDS:
+        return POOL_FREE_KINDS[cell.kind](cell, seed, replace(config, seed=int(seed)))
+    if pool is None:
+        raise ValueError(f"calibrate: {cell.kind} cells draw from a pool (cell {cell.key})")
+    return run_seed(pool, cell, seed, config, roles, also)
+
+
+def pairs(profile: Profile, cells: str = "") -> list[tuple[Cell, int]]:
     """Every (cell, seed) of a profile, once, seeds interleaved across cells so a partial run covers all
-    cells (a cell listed twice runs the larger of its seed counts). A cell of ``n`` seeds runs seeds
-    ``first_seed … first_seed + n − 1`` (fresh seeds for a rule chosen on the first ones); ``cells``: only
-    the cells whose key contains this text (all when empty). Raises ``ValueError`` when none does."""
+    cells (a cell listed twice runs the larger of its seed counts); seeds count from ``profile.first_seed``.
+    ``cells``: only the cells whose key contains this text (all when empty); ``ValueError`` when none does."""
     seeds: dict = {}
     for cell, n in profile.cells:
         if cells in cell.key:
@@ -36,7 +53,8 @@ def pairs(profile: Profile, first_seed: int = 0, cells: str = "") -> list[tuple[
         raise ValueError(f"calibrate: no cell of profile {profile.name} has {cells!r} in its key "
                          f"({', '.join(sorted({c.key for c, _ in profile.cells}))})")
     longest = max(seeds.values())
-    return [(cell, first_seed + seed) for seed in range(longest) for cell, n in seeds.items() if seed < n]
+    first = profile.first_seed
+    return [(cell, first + seed) for seed in range(longest) for cell, n in seeds.items() if seed < n]
 
 
 def _done(out_dir: Path) -> set[tuple[str, int]]:
@@ -67,18 +85,17 @@ def _seed_task(pair: tuple) -> list:
     """The records of one ``(cell, seed)`` in a worker (seeded by the pair: the same in any process)."""
     cell, seed = pair
     w = _WORKER
-    return run_seed(w["pools"][cell.pool], cell, seed, w["config"], w["roles"], w["also"])
+    return run_cell_seed(w["pools"].get(cell.pool), cell, seed, w["config"], w["roles"], w["also"])
 
 
 def run_profile(profile: Profile, out_dir, *, shard: int = 0, n_shards: int = 1, cache_dir=None,
-                progress: bool = True, config: GateConfig | None = None, workers: int = 1, first_seed: int = 0,
-                cells: str = "") -> Path:
+                progress: bool = True, config: GateConfig | None = None, workers: int = 1, cells: str = "") -> Path:
     """Run this shard's pairs of ``profile``; returns its records file.
 
     ``workers`` processes run the pairs (:func:`shortcutgates.parallel.ordered_map`); records are
     appended in the pairs' order, each pair seeded by itself, so the records file and the tables are
-    the same for any ``workers``. One progress bar counts the seeds of all workers. ``first_seed`` and
-    ``cells``: see :func:`pairs`.
+    the same for any ``workers``. One progress bar counts the seeds of all workers. ``cells``: see
+    :func:`pairs`.
     """
     from tqdm.auto import tqdm
 
@@ -90,11 +107,10 @@ def run_profile(profile: Profile, out_dir, *, shard: int = 0, n_shards: int = 1,
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"records-{shard}-of-{n_shards}.csv"
     done = _done(out_dir)
-    todo = [p for i, p in enumerate(pairs(profile, first_seed, cells))
-            if i % n_shards == shard and (p[0].key, p[1]) not in done]
-    kinds = {cell.pool for cell, _ in todo}
+    todo = [p for i, p in enumerate(pairs(profile, cells)) if i % n_shards == shard and (p[0].key, p[1]) not in done]
+    kinds = {cell.pool for cell, _ in todo if cell.kind not in POOL_FREE_KINDS}
     pools = _pools(profile.pool_lrgs, profile.pool_seed, cache_dir, kinds, progress)
-    config = config or GateConfig(n_boot=N_BOOT)
+    config = config or GateConfig(n_boot=profile.n_boot or N_BOOT)
     start = time.perf_counter()
     _WORKER.update(pools=pools, config=config, roles=profile.roles, also=profile.also)  # workers == 1: this process
     results = ordered_map(_seed_task, todo, workers, initializer=_init_worker,
@@ -125,4 +141,5 @@ def load_records(out_dir) -> pd.DataFrame:
         raise FileNotFoundError(f"{out_dir}: no records-*-of-*.csv (run `shortcutgates calibrate` first)")
     frame = pd.concat([pd.read_csv(f, keep_default_na=True) for f in files], ignore_index=True)
     frame["scorer"] = frame["scorer"].fillna("")
-    return frame.drop_duplicates(["cell", "seed", "case"], keep="first").reset_index(drop=True)
+    # a reader cell records every case once per reader (scorer); other cells have one scorer per cell
+    return frame.drop_duplicates(["cell", "seed", "case", "scorer"], keep="first").reset_index(drop=True)

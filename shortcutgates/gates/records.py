@@ -161,7 +161,8 @@ class Gate:
     """True value on shortcut-free data where the planting fixes it (AUC at chance, SMD 0): the
     calibration's coverage truth (``calibrate/rates.py``); None where clean data are informative."""
     counterfactual: tuple[Counterfactual, Statistic] | None = None
-    """``(counterfactual, statistic)`` of a paired counterfactual model gate (``calibrate/model_gates.py``)."""
+    """``(counterfactual, statistic)`` of a paired counterfactual model gate (the calibration's ``reader`` cells,
+    ``calibrate/readers.py``)."""
     calibrate_every_role: bool = False
     """The full calibration profile records its cases in every role (held-out probes, small θ_E bins)."""
     remedy: str = ""

@@ -311,8 +311,9 @@ def load_config(path: Path | None, *, input: str | None = None) -> GateConfig:
     return config if input is None else replace(config, input=input)
 
 
-def gate_cases(context: GateContext) -> list[GateCase]:
-    """All cases for this data, in registry order, model cases included (see module docstring).
+def gate_cases(context: GateContext, names: tuple[str, ...] | None = None) -> list[GateCase]:
+    """All cases for this data, in registry order, model cases included (see module docstring); only the
+    gates ``names`` when given (their cases and roles are the same as in the whole list).
 
     Raises ``ValueError`` when the configuration sets a threshold for a gate that does not exist.
     """
@@ -322,7 +323,8 @@ def gate_cases(context: GateContext) -> list[GateCase]:
         except TypeError as exc:
             raise ValueError(f"[tool.shortcutgates.thresholds]: {exc}") from None
     context.config.check_thresholds(REGISTRY)
-    cases = [case for gate in REGISTRY.values() for case in gate.cases(context, gate)]
+    cases = [case for gate in REGISTRY.values() if names is None or gate.name in names
+             for case in gate.cases(context, gate)]
     return [replace(c, role=context.config.role_for(c, c.role or REGISTRY[c.gate].role)) for c in cases]
 
 
