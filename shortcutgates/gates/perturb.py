@@ -136,7 +136,8 @@ TRUTH_COLUMNS: tuple[str, ...] = (
 ``docs/design.md#paired-input-format``). A row missing any of them (or non-finite) is undecidable."""
 
 PSF_COLUMNS: tuple[str, ...] = ("psf_fwhm_used_g", "psf_fwhm_used_r", "psf_fwhm_used_z")
-"""Per-band PSF FWHM (arcsec) of a row: the split blurs each part with a Moffat (β = 3.5) of this width."""
+"""Per-band PSF FWHM (arcsec) of a row: the split blurs each part with a Moffat (β = 3.5) of the width of
+the bands :data:`SPLIT_PSF_BANDS` (all three must be finite and positive for a row to be decidable)."""
 
 SPLIT_PAD_PX = 4
 """Pixels rendered beyond each stamp edge, so light just outside the stamp blurs in. Unit: pixel."""
@@ -146,6 +147,13 @@ SPLIT_PSF_RADIUS = 16
 """Half-size of the Moffat kernels of the split. Unit: pixel."""
 SPLIT_MOFFAT_BETA = 3.5
 """Moffat index of the split's PSF (the simulator's; ``simulate.population.MOFFAT_BETA``)."""
+SPLIT_PSF_BANDS: tuple[int, ...] = (1,)
+"""Bands (into :data:`PSF_COLUMNS`) whose PSF blurs the split's parts: the r band's alone, for every band.
+That is what the split has computed since it was written (issue 19): ``scipy.signal.fftconvolve`` in
+``"same"`` mode crops every axis to its first input's shape, so the (N, 1) maps blurred with (N, 3)
+kernels kept the middle (r) band's blur only. ``(0, 1, 2)`` blurs each band with its own PSF (closer to
+the simulator's parts: tests/test_gates_perturb.py; it changes the split, so the gates' numbers).
+"""
 COMPONENT_FLOOR = 0.05
 """Pre-PSF light above this share of its brightest pixel forms the image components."""
 MERGE_SHARE = 0.10
@@ -223,6 +231,52 @@ def _params(truth: pd.DataFrame) -> dict:
     return t
 
 
+def _parity_negative(bx: np.ndarray, by: np.ndarray, n: int, hp: int, wp: int, k: int) -> np.ndarray:
+    """(N, hp, wp) bool: ``det A < 0`` per pixel, from the source-plane positions of its ``k × k`` rays.
+
+    The Jacobian's columns are the mean differences between the pixel's outermost rays (spacing
+    ``(k-1)/k`` px), in float64 from the float32 ray positions.
+    """
+    from ..schema import PIXEL_SCALE_ARCSEC
+
+    step = (k - 1) / k * PIXEL_SCALE_ARCSEC
+    bxr, byr = (v.reshape(n, hp, k, wp, k) for v in (bx, by))
+
+    def d_dx(v):
+        return (v[:, :, :, :, -1].astype(np.float64) - v[:, :, :, :, 0]).mean(axis=2) / step
+
+    def d_dy(v):
+        return (v[:, :, -1].astype(np.float64) - v[:, :, 0]).mean(axis=-1) / step
+
+    return d_dx(bxr) * d_dy(byr) - d_dy(bxr) * d_dx(byr) < 0
+
+
+def _merging_components(light: np.ndarray, negative: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(in_merging, merged)``: pixels of merging arcs (:data:`MERGE_SHARE`) and, per row, their share
+    of the negative-parity light (0 without a merging arc).
+
+    Components are the 8-connected pixels above :data:`COMPONENT_FLOOR` of each row's peak, labelled for
+    all rows in one call (a 3-D structure that never connects two rows); ``light`` (N, H, W) float64.
+    """
+    from scipy import ndimage
+
+    structure = np.zeros((3, 3, 3), bool)
+    structure[1] = True
+    labels, n_comp = ndimage.label(light > COMPONENT_FLOOR * light.max(axis=(1, 2), keepdims=True),
+                                   structure=structure)
+    neg_light = light * negative
+    total = np.bincount(labels.ravel(), light.ravel(), minlength=n_comp + 1)
+    neg = np.bincount(labels.ravel(), neg_light.ravel(), minlength=n_comp + 1)
+    merging = np.minimum(neg, total - neg) >= MERGE_SHARE * total
+    merging[0] = False
+    in_merging = merging[labels]
+    neg_all = neg_light.sum(axis=(1, 2))
+    merged_light = np.where(in_merging, neg_light, 0.0).sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        merged = np.where(in_merging.any(axis=(1, 2)) & (neg_all > 0), merged_light / neg_all, 0.0)
+    return in_merging, merged
+
+
 def lensed_regions(truth: pd.DataFrame, shape: tuple[int, int], pad: int = SPLIT_PAD_PX,
                    oversample: int = SPLIT_OVERSAMPLE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pre-PSF lensed light and its counter-image region on the padded grid, from the injection truth.
@@ -232,10 +286,8 @@ def lensed_regions(truth: pd.DataFrame, shape: tuple[int, int], pad: int = SPLIT
     ``counter_region`` bool, same shape: negative parity (``det A < 0``: inside the tangential
     critical curve) and not part of a merging arc (:data:`MERGE_SHARE`); ``merged`` (N,) float64, the
     share of the negative-parity light that belongs to merging arcs. Rows must have complete truth.
+    All rows are ray-shot as one array operation.
     """
-    from scipy import ndimage
-
-    from ..schema import PIXEL_SCALE_ARCSEC
     from ..simulate.kernels import ray_shoot, sersic, sersic_amp_for_flux
 
     h, w = shape
@@ -252,49 +304,58 @@ def lensed_regions(truth: pd.DataFrame, shape: tuple[int, int], pad: int = SPLIT
     k = oversample
     light = sb.reshape(n, hp, k, wp, k).mean(axis=(2, 4), dtype=np.float64)
     light /= np.maximum(light.sum(axis=(1, 2), keepdims=True), 1e-300)
-    # parity per pixel: det of the lens map's Jacobian from the pixel's outermost rays (spacing (k-1)/k px)
-    bxr, byr = (v.reshape(n, hp, k, wp, k).astype(np.float64) for v in (bx, by))
-    step = (k - 1) / k * PIXEL_SCALE_ARCSEC
-    dbx_dx = (bxr[:, :, :, :, -1] - bxr[:, :, :, :, 0]).mean(axis=2) / step
-    dby_dx = (byr[:, :, :, :, -1] - byr[:, :, :, :, 0]).mean(axis=2) / step
-    dbx_dy = (bxr[:, :, -1] - bxr[:, :, 0]).mean(axis=-1) / step
-    dby_dy = (byr[:, :, -1] - byr[:, :, 0]).mean(axis=-1) / step
-    det = dbx_dx * dby_dy - dbx_dy * dby_dx
-    negative = det < 0
-    region = negative.copy()
-    merged = np.zeros(n)
-    eight = np.ones((3, 3), bool)
-    for i in range(n):
-        labels, n_comp = ndimage.label(light[i] > COMPONENT_FLOOR * light[i].max(), structure=eight)
-        if n_comp == 0:
-            continue
-        idx = np.arange(1, n_comp + 1)
-        total = ndimage.sum_labels(light[i], labels, idx)
-        neg = ndimage.sum_labels(light[i] * negative[i], labels, idx)
-        merging = idx[np.minimum(neg, total - neg) >= MERGE_SHARE * total]
-        if len(merging):
-            in_merging = np.isin(labels, merging)
-            region[i] &= ~in_merging
-            neg_all = float((light[i] * negative[i]).sum())
-            merged[i] = float((light[i] * (negative[i] & in_merging)).sum()) / neg_all if neg_all > 0 else 0.0
-    return light, region, merged
+    negative = _parity_negative(bx, by, n, hp, wp, k)
+    in_merging, merged = _merging_components(light, negative)
+    return light, negative & ~in_merging, merged
 
 
-@lru_cache(maxsize=4096)
-def _moffat(fwhm_arcsec: float) -> np.ndarray:
-    """The split's (2R+1)² Moffat kernel of this FWHM (cached: an LRG's injections share their PSF)."""
+@lru_cache(maxsize=8)
+def _kernel_radii(radius: int, oversample: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct sub-pixel radii of :func:`~shortcutgates.simulate.kernels.moffat_kernel`'s grid (px)
+    and, per grid point, which one it is ((2R+1)·oversample)² indices; the grid is symmetric, so
+    2 854 radii stand for 27 225 points at R = 16, oversample 5."""
+    sub = (np.arange(oversample) + 0.5) / oversample - 0.5
+    axis = (np.arange(-radius, radius + 1)[:, None] + sub[None, :]).ravel()
+    yy, xx = np.meshgrid(axis, axis, indexing="ij")
+    radii, which = np.unique(np.hypot(xx, yy), return_inverse=True)
+    return radii, which.ravel()
+
+
+def moffat_kernels(fwhm_arcsec: np.ndarray, radius: int = SPLIT_PSF_RADIUS, oversample: int = 5) -> np.ndarray:
+    """The split's pixel-integrated Moffat kernels (β = :data:`SPLIT_MOFFAT_BETA`), one per FWHM.
+
+    The values of :func:`~shortcutgates.simulate.kernels.moffat_kernel` (the same profile at the same
+    sub-pixel points, averaged per pixel and normalised to sum 1), with the profile evaluated once per
+    distinct sub-pixel radius. ``fwhm_arcsec``: (B,) arcsec. Returns (B, 2R+1, 2R+1) float64.
+    """
     from ..schema import PIXEL_SCALE_ARCSEC
-    from ..simulate.kernels import moffat_kernel
+    from ..simulate.kernels import moffat_profile
 
-    return moffat_kernel(fwhm_arcsec / PIXEL_SCALE_ARCSEC, SPLIT_MOFFAT_BETA, radius=SPLIT_PSF_RADIUS)
+    radii, which = _kernel_radii(radius, oversample)
+    fwhm = np.asarray(fwhm_arcsec, np.float64).reshape(-1, 1) / PIXEL_SCALE_ARCSEC
+    prof = moffat_profile(radii[None], fwhm, np.float64(SPLIT_MOFFAT_BETA))
+    size = 2 * radius + 1
+    k = prof[:, which].reshape(-1, size, oversample, size, oversample).mean(axis=(2, 4))
+    k /= k.sum(axis=(1, 2), keepdims=True)
+    return k
 
 
-def _blur(images: np.ndarray, kernels: np.ndarray, pad: int) -> np.ndarray:
-    """(N, h+2pad, w+2pad) maps blurred with (N, C, K, K) kernels, cropped to (N, C, h, w)."""
-    from scipy import signal
+def _blur(maps: np.ndarray, kernels: np.ndarray, pad: int) -> np.ndarray:
+    """(N, M, h+2pad, w+2pad) maps blurred with each row's (N, C, K, K) kernels, cropped to (N, M, C, h, w).
 
-    out = signal.fftconvolve(images[:, None], kernels, mode="same", axes=(-2, -1))
-    return out[..., pad:out.shape[-2] - pad, pad:out.shape[-1] - pad]
+    The "same"-mode convolution of :func:`scipy.signal.fftconvolve`, as one batched real FFT: each map
+    and each kernel is transformed once and every map × band product inverted in one call. The cyclic
+    convolution on ``L ≥ h + pad + R`` points (``R = (K-1)/2``) equals the linear one on the crop.
+    """
+    from scipy import fft
+
+    n, m, hp, wp = maps.shape
+    r = (kernels.shape[-1] - 1) // 2
+    h, w = hp - 2 * pad, wp - 2 * pad
+    size = (fft.next_fast_len(h + pad + r, real=True), fft.next_fast_len(w + pad + r, real=True))
+    spec = fft.rfft2(maps, s=size)[:, :, None] * fft.rfft2(kernels, s=size)[:, None]
+    out = fft.irfft2(spec, s=size)
+    return out[..., pad + r:pad + r + h, pad + r:pad + r + w]
 
 
 def _exact_split(d: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -314,7 +375,8 @@ def split_lensed_light(d: np.ndarray, truth: pd.DataFrame, psf_fwhm_arcsec, chun
     From each row's injection truth (:data:`TRUTH_COLUMNS`) the lensed source is re-rendered before
     the PSF (:func:`lensed_regions`, the simulator's kernels) and cut into the counter-image region
     (inside the tangential critical curve, negative parity, merging arcs excluded) and the rest;
-    both parts are blurred with the row's per-band Moffat PSF (β = 3.5, FWHM ``psf_fwhm_arcsec``),
+    both parts are blurred with the row's Moffat PSF (β = 3.5, FWHM ``psf_fwhm_arcsec`` of the bands
+    :data:`SPLIT_PSF_BANDS`: today the r band's for every band),
     and ``d`` — the user's bytes, clumps and all — is split pixel by pixel by the blurred counter
     fraction. Pixels neither image reaches follow the blurred geometry (:data:`EPS_UNMODELLED`).
 
@@ -341,11 +403,11 @@ def split_lensed_light(d: np.ndarray, truth: pd.DataFrame, psf_fwhm_arcsec, chun
     for start in range(0, len(ok), chunk):
         rows = ok[start:start + chunk]
         light, region, merged = lensed_regions(truth.iloc[rows], (h, w), pad)
-        kernels = np.stack([_moffat(float(v)) for v in fwhm[rows].ravel()]).reshape(
-            len(rows), c, 2 * SPLIT_PSF_RADIUS + 1, -1)
-        bc = np.maximum(_blur(light * region, kernels, pad), 0.0)
-        ba = np.maximum(_blur(light * ~region, kernels, pad), 0.0)
-        bk = np.clip(_blur(region.astype(np.float64), kernels, pad), 0.0, 1.0)
+        kernels = moffat_kernels(fwhm[rows][:, SPLIT_PSF_BANDS].ravel()).reshape(
+            len(rows), len(SPLIT_PSF_BANDS), 2 * SPLIT_PSF_RADIUS + 1, -1)
+        blurred = _blur(np.stack([light * region, light * ~region, region], axis=1), kernels, pad)
+        bc, ba = np.maximum(blurred[:, 0], 0.0), np.maximum(blurred[:, 1], 0.0)
+        bk = np.clip(blurred[:, 2], 0.0, 1.0)
         eps = EPS_UNMODELLED * (bc + ba).max(axis=(-2, -1), keepdims=True)
         f = np.clip((bc + eps * bk) / (bc + ba + eps), 0.0, 1.0)
         counter[rows], arc[rows] = _exact_split(d[rows], f)
