@@ -110,7 +110,9 @@ kinds = sys.argv[3]
 t0, c0 = time.perf_counter(), time.process_time()
 s = build_manifest(sys.argv[1], sys.argv[2] + (kinds.replace(",", "-") or "plain"), mode="unpaired", seed=1,
                    progress=False, hard_negatives=kinds, shuffle_arcsec=None if sys.argv[4] else 1.3)
-print(json.dumps({"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0, "rows": s.n_rows}))
+import shortcutgates
+print(json.dumps({"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0, "rows": s.n_rows,
+                  "code": shortcutgates.__file__}))
 """
 """One build in a fresh process (no cache carried from one build to the next)."""
 
@@ -147,10 +149,10 @@ def test_build_hard_negatives_cost(benchmark, tmp_path):
         for _ in range(HN_ROUNDS):  # interleaved, so all builds see the same load
             for label, path in codes.items():
                 for kinds in ("", HN_KINDS):
-                    env = dict(os.environ, PYTHONPATH=path)
+                    env = dict(os.environ, PYTHONPATH=path)  # and cwd: `python -c` puts the cwd first on sys.path
                     done = subprocess.run([sys.executable, "-c", _BUILD_HN, source, str(tmp_path / f"{label}-"), kinds,
                                            "psf" if HN_INPUT else ""], check=True, capture_output=True, text=True,
-                                          env=env)
+                                          env=env, cwd=path)
                     out.setdefault(f"{label} {kinds or 'plain'}", []).append(
                         json.loads(done.stdout.strip().splitlines()[-1]))
         return out
@@ -162,7 +164,8 @@ def test_build_hard_negatives_cost(benchmark, tmp_path):
     for label in codes:
         plain, hard = result[f"{label} plain"], result[f"{label} {HN_KINDS}"]
         extra = hard[0]["rows"] - plain[0]["rows"]
-        print(f" {label} code: plain {plain[0]['rows']} rows, {HN_KINDS} {hard[0]['rows']} rows ({extra} constructed)")
+        assert all(r["code"].startswith(codes[label]) for r in plain + hard), "a build imported the wrong code"
+        print(f" {label} code ({codes[label]}): plain {plain[0]['rows']} rows, {HN_KINDS} {hard[0]['rows']} rows ({extra} constructed)")
         for p, h in zip(plain, hard):
             print(f"  plain {p['seconds']:.1f} s wall ({p['cpu_seconds']:.2f} s CPU); {HN_KINDS} {h['seconds']:.1f} s "
                   f"wall ({h['cpu_seconds']:.2f} s CPU): {h['cpu_seconds'] / p['cpu_seconds']:.2f}x CPU, "
