@@ -20,7 +20,7 @@ the other class (that is the point of ``core``: the same core light in both clas
 
 ``core(d)`` / ``arc(d)`` is :func:`split_light`: the gates' own lensing split
 (:func:`~shortcutgates.gates.perturb.split_lensed_light`, core = the counter-image light re-rendered
-from the donor's injection truth and per-band PSF), and — only for a donor without that truth — the
+from the donor's injection truth and PSF), and — only for a donor without that truth — the
 radius split :func:`~shortcutgates.gates.perturb.split_core_arc` at ``R_CORE_PX`` (5 px), with the
 reason in the row's ``core_split`` column, counted in ``manifest.json`` and named on stderr. Pairs the gates
 cannot score (near-ring, no counter-image, images blurred together) are split the same way and

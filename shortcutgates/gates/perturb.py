@@ -23,13 +23,13 @@ new float32 arrays; randomness comes from an explicit ``np.random.Generator``.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from ..preprocess import radius_grid, ring_index
+from .split_numerics import blur, mean_last, moffat_kernels, ray_shoot_symmetric, sub_grid
 
 R_CORE_PX = 5.0
 """Core radius of the core/arc split: the central 10 × 10 box of the core-LR probe has its edges
@@ -212,32 +212,12 @@ def truth_problem(truth: pd.DataFrame, psf_fwhm_arcsec: np.ndarray) -> np.ndarra
     return out
 
 
-def _sub_grid(h: int, w: int, pad: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sky positions (arcsec) of ``k × k`` rays per pixel on the padded grid, shape (1, (h+2pad)(w+2pad)k²)."""
-    from ..schema import PIXEL_SCALE_ARCSEC
-
-    sub = (np.arange(k) + 0.5) / k - 0.5
-    ys = (np.arange(h + 2 * pad) - pad - h // 2)[:, None] + sub[None, :]
-    xs = (np.arange(w + 2 * pad) - pad - w // 2)[:, None] + sub[None, :]
-    y, x = np.meshgrid(ys.ravel(), xs.ravel(), indexing="ij")
-    return (x.ravel()[None] * PIXEL_SCALE_ARCSEC).astype(np.float32), (y.ravel()[None] * PIXEL_SCALE_ARCSEC).astype(np.float32)
-
-
 def _params(truth: pd.DataFrame) -> dict:
     from ..simulate.kernels import q_from_e
 
     t = {c: pd.to_numeric(truth[c], errors="coerce").to_numpy(np.float64)[:, None] for c in TRUTH_COLUMNS}
     t["lens_q"] = q_from_e(t["lens_e"])
     return t
-
-
-def _mean_last(v: np.ndarray, dtype=None) -> np.ndarray:
-    """Mean over a short last axis as a left-to-right sum of its slices (numpy's order for so few terms,
-    so the same values), far faster than ``mean(axis=-1)`` over a strided axis of 2 elements."""
-    acc = v[..., 0].astype(dtype or v.dtype)
-    for j in range(1, v.shape[-1]):
-        acc += v[..., j]
-    return acc / v.shape[-1]
 
 
 def _parity_negative(bx: np.ndarray, by: np.ndarray, n: int, hp: int, wp: int, k: int) -> np.ndarray:
@@ -255,7 +235,7 @@ def _parity_negative(bx: np.ndarray, by: np.ndarray, n: int, hp: int, wp: int, k
         return (v[:, :, :, :, -1].astype(np.float64) - v[:, :, :, :, 0]).mean(axis=2) / step
 
     def d_dy(v):
-        return _mean_last((v[:, :, -1].astype(np.float64) - v[:, :, 0])) / step
+        return mean_last((v[:, :, -1].astype(np.float64) - v[:, :, 0])) / step
 
     return d_dx(bxr) * d_dy(byr) - d_dy(bxr) * d_dx(byr) < 0
 
@@ -295,76 +275,26 @@ def lensed_regions(truth: pd.DataFrame, shape: tuple[int, int], pad: int = SPLIT
     ``counter_region`` bool, same shape: negative parity (``det A < 0``: inside the tangential
     critical curve) and not part of a merging arc (:data:`MERGE_SHARE`); ``merged`` (N,) float64, the
     share of the negative-parity light that belongs to merging arcs. Rows must have complete truth.
-    All rows are ray-shot as one array operation.
+    All rows are ray-shot as one array operation (:func:`~.split_numerics.ray_shoot_symmetric`).
     """
-    from ..simulate.kernels import ray_shoot, sersic, sersic_amp_for_flux
+    from ..simulate.kernels import sersic, sersic_amp_for_flux
 
     h, w = shape
     hp, wp = h + 2 * pad, w + 2 * pad
     t = _params(truth)
     n = len(truth)
     lens = (t["theta_e_arcsec"], t["lens_q"], t["lens_phi_rad"], t["shear"], t["shear_phi_rad"])
-    x, y = _sub_grid(h, w, pad, oversample)
-    bx, by = ray_shoot(x, y, *(np.asarray(v, np.float32) for v in lens))
+    bx, by = ray_shoot_symmetric(sub_grid(h, w, pad, oversample), [np.asarray(v, np.float32) for v in lens])
     amp = sersic_amp_for_flux(1.0, t["src_reff_arcsec"], t["src_n"])
     sb = sersic(bx, by, amp.astype(np.float32), t["src_reff_arcsec"].astype(np.float32), t["src_n"],
                 t["src_q"].astype(np.float32), t["src_phi_rad"].astype(np.float32),
                 t["src_x_arcsec"].astype(np.float32), t["src_y_arcsec"].astype(np.float32))
     k = oversample
-    light = _mean_last(_mean_last(sb.reshape(n, hp, k, wp, k), np.float64).transpose(0, 1, 3, 2))
+    light = mean_last(mean_last(sb.reshape(n, hp, k, wp, k), np.float64).transpose(0, 1, 3, 2))
     light /= np.maximum(light.sum(axis=(1, 2), keepdims=True), 1e-300)
     negative = _parity_negative(bx, by, n, hp, wp, k)
     in_merging, merged = _merging_components(light, negative)
     return light, negative & ~in_merging, merged
-
-
-@lru_cache(maxsize=8)
-def _kernel_radii(radius: int, oversample: int) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct sub-pixel radii of :func:`~shortcutgates.simulate.kernels.moffat_kernel`'s grid (px)
-    and, per grid point, which one it is ((2R+1)·oversample)² indices; the grid is symmetric, so
-    2 854 radii stand for 27 225 points at R = 16, oversample 5."""
-    sub = (np.arange(oversample) + 0.5) / oversample - 0.5
-    axis = (np.arange(-radius, radius + 1)[:, None] + sub[None, :]).ravel()
-    yy, xx = np.meshgrid(axis, axis, indexing="ij")
-    radii, which = np.unique(np.hypot(xx, yy), return_inverse=True)
-    return radii, which.ravel()
-
-
-def moffat_kernels(fwhm_arcsec: np.ndarray, radius: int = SPLIT_PSF_RADIUS, oversample: int = 5) -> np.ndarray:
-    """The split's pixel-integrated Moffat kernels (β = :data:`SPLIT_MOFFAT_BETA`), one per FWHM.
-
-    The values of :func:`~shortcutgates.simulate.kernels.moffat_kernel` (the same profile at the same
-    sub-pixel points, averaged per pixel and normalised to sum 1), with the profile evaluated once per
-    distinct sub-pixel radius. ``fwhm_arcsec``: (B,) arcsec. Returns (B, 2R+1, 2R+1) float64.
-    """
-    from ..schema import PIXEL_SCALE_ARCSEC
-    from ..simulate.kernels import moffat_profile
-
-    radii, which = _kernel_radii(radius, oversample)
-    fwhm = np.asarray(fwhm_arcsec, np.float64).reshape(-1, 1) / PIXEL_SCALE_ARCSEC
-    prof = moffat_profile(radii[None], fwhm, np.float64(SPLIT_MOFFAT_BETA))
-    size = 2 * radius + 1
-    k = prof[:, which].reshape(-1, size, oversample, size, oversample).mean(axis=(2, 4))
-    k /= k.sum(axis=(1, 2), keepdims=True)
-    return k
-
-
-def _blur(maps: np.ndarray, kernels: np.ndarray, pad: int) -> np.ndarray:
-    """(N, M, h+2pad, w+2pad) maps blurred with each row's (N, C, K, K) kernels, cropped to (N, M, C, h, w).
-
-    The "same"-mode convolution of :func:`scipy.signal.fftconvolve`, as one batched real FFT: each map
-    and each kernel is transformed once and every map × band product inverted in one call. The cyclic
-    convolution on ``L ≥ h + pad + R`` points (``R = (K-1)/2``) equals the linear one on the crop.
-    """
-    from scipy import fft
-
-    n, m, hp, wp = maps.shape
-    r = (kernels.shape[-1] - 1) // 2
-    h, w = hp - 2 * pad, wp - 2 * pad
-    size = (fft.next_fast_len(h + pad + r, real=True), fft.next_fast_len(w + pad + r, real=True))
-    spec = fft.rfft2(maps, s=size)[:, :, None] * fft.rfft2(kernels, s=size)[:, None]
-    out = fft.irfft2(spec, s=size)
-    return out[..., pad + r:pad + r + h, pad + r:pad + r + w]
 
 
 def _exact_split(d: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -436,9 +366,9 @@ def _split_chunk(d: np.ndarray, truth: pd.DataFrame, fwhm: np.ndarray) -> tuple[
     h, w = d.shape[-2:]
     pad = SPLIT_PAD_PX
     light, region, merged = lensed_regions(truth, (h, w), pad)
-    kernels = moffat_kernels(fwhm[:, SPLIT_PSF_BANDS].ravel()).reshape(
+    kernels = moffat_kernels(fwhm[:, SPLIT_PSF_BANDS].ravel(), SPLIT_MOFFAT_BETA, SPLIT_PSF_RADIUS).reshape(
         len(d), len(SPLIT_PSF_BANDS), 2 * SPLIT_PSF_RADIUS + 1, -1)
-    blurred = _blur(np.stack([light * region, light * ~region, region], axis=1), kernels, pad)
+    blurred = blur(np.stack([light * region, light * ~region, region], axis=1), kernels, pad)
     bc, ba = np.maximum(blurred[:, 0], 0.0), np.maximum(blurred[:, 1], 0.0)
     bk = np.clip(blurred[:, 2], 0.0, 1.0)
     eps = EPS_UNMODELLED * (bc + ba).max(axis=(-2, -1), keepdims=True)
