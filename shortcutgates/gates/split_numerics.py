@@ -90,9 +90,9 @@ def _kernel_radii(radius: int, oversample: int) -> tuple[np.ndarray, np.ndarray]
 
 def moffat_kernels(fwhm_arcsec: np.ndarray, beta: float, radius: int, oversample: int = 5) -> np.ndarray:
     """Pixel-integrated Moffat kernels, one per FWHM: the values of
-    :func:`~shortcutgates.simulate.kernels.moffat_kernel` (the same profile at the same sub-pixel points,
-    averaged per pixel and normalised to sum 1), with the profile evaluated once per distinct sub-pixel
-    radius. ``fwhm_arcsec``: (B,) arcsec. Returns (B, 2R+1, 2R+1) float64.
+    :func:`~shortcutgates.simulate.kernels.moffat_kernel` to float64 round-off (the same profile at the
+    same sub-pixel points, averaged per pixel and normalised to sum 1), with the profile evaluated once
+    per distinct sub-pixel radius. ``fwhm_arcsec``: (B,) arcsec. Returns (B, 2R+1, 2R+1) float64.
     """
     from ..schema import PIXEL_SCALE_ARCSEC
     from ..simulate.kernels import moffat_profile
