@@ -98,6 +98,10 @@ HN_INPUT = os.environ.get("SHORTCUTGATES_BENCH_HN_INPUT")
 --injections-per-lrg 1:2``), so that the ``core`` light is split by lensing; by default a generated
 catalogue without that truth, whose core splits fall back to the 5-px radius split."""
 HN_ROUNDS = int(os.environ.get("SHORTCUTGATES_BENCH_HN_ROUNDS", "2"))
+HN_OLD_CODE = os.environ.get("SHORTCUTGATES_BENCH_OLD_CODE")
+"""A checkout of other code (e.g. ``git worktree add --detach /tmp/old main``): its plain and hard-negative
+builds run interleaved with this checkout's, in the same rounds, so both see the same load."""
+HN_KINDS = os.environ.get("SHORTCUTGATES_BENCH_HN_KINDS", "core,shuffle")
 
 _BUILD_HN = """
 import json, sys, time
@@ -106,9 +110,17 @@ kinds = sys.argv[3]
 t0, c0 = time.perf_counter(), time.process_time()
 s = build_manifest(sys.argv[1], sys.argv[2] + (kinds.replace(",", "-") or "plain"), mode="unpaired", seed=1,
                    progress=False, hard_negatives=kinds, shuffle_arcsec=None if sys.argv[4] else 1.3)
-print(json.dumps({"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0, "rows": s.n_rows}))
+import shortcutgates
+print(json.dumps({"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0, "rows": s.n_rows,
+                  "code": shortcutgates.__file__}))
 """
 """One build in a fresh process (no cache carried from one build to the next)."""
+
+
+def _hn_codes() -> dict:
+    """``{label: PYTHONPATH}`` of the code whose builds are timed: this checkout, and the old code if given."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return {"new": here, "old": HN_OLD_CODE} if HN_OLD_CODE else {"this": here}
 
 
 def test_build_hard_negatives_cost(benchmark, tmp_path):
@@ -117,7 +129,9 @@ def test_build_hard_negatives_cost(benchmark, tmp_path):
     Both builds decode one control per LRG (the measured LRG properties); the hard-negative build also
     reads and decodes its hosts' controls and its donors' pairs, splits each donor's light once (by
     lensing where the input has the truth) and writes one image per constructed row. The 1.2 M-row
-    metadata tree above has null blobs, so nothing can be constructed there.
+    metadata tree above has null blobs, so nothing can be constructed there. With
+    ``SHORTCUTGATES_BENCH_OLD_CODE`` the old code's two builds run in the same rounds (old and new
+    alternate), and the outputs' bytes are compared.
     """
     from shortcutgates.testing import generate_catalog, write_catalog
 
@@ -128,26 +142,49 @@ def test_build_hard_negatives_cost(benchmark, tmp_path):
                                image_size=64)
         write_catalog(cat.frame.assign(cutout_ok=np.int32(1)), tmp_path / "in", n_files=8)
         source = str(tmp_path / "in")
+    codes = _hn_codes()
 
     def build():
         out: dict = {}
-        for _ in range(HN_ROUNDS):  # interleaved, so both builds see the same load
-            for kinds in ("", "core,shuffle"):
-                done = subprocess.run([sys.executable, "-c", _BUILD_HN, source, str(tmp_path / "out-"), kinds,
-                                       "psf" if HN_INPUT else ""], check=True, capture_output=True, text=True)
-                out.setdefault(kinds or "plain", []).append(json.loads(done.stdout.strip().splitlines()[-1]))
+        for _ in range(HN_ROUNDS):  # interleaved, so all builds see the same load
+            for label, path in codes.items():
+                for kinds in ("", HN_KINDS):
+                    env = dict(os.environ, PYTHONPATH=path)  # and cwd: `python -c` puts the cwd first on sys.path
+                    done = subprocess.run([sys.executable, "-c", _BUILD_HN, source, str(tmp_path / f"{label}-"), kinds,
+                                           "psf" if HN_INPUT else ""], check=True, capture_output=True, text=True,
+                                          env=env, cwd=path)
+                    out.setdefault(f"{label} {kinds or 'plain'}", []).append(
+                        json.loads(done.stdout.strip().splitlines()[-1]))
         return out
 
     result = benchmark.pedantic(build, rounds=1, iterations=1)
     benchmark.extra_info.update(result, input=source)
-    plain, hard = result["plain"], result["core,shuffle"]
-    ratio = [h["cpu_seconds"] / p["cpu_seconds"] for p, h in zip(plain, hard)]
-    wall = [h["seconds"] / p["seconds"] for p, h in zip(plain, hard)]
-    extra = hard[0]["rows"] - plain[0]["rows"]
-    print(f"\nbuild {source}: plain {plain[0]['rows']} rows, core,shuffle {hard[0]['rows']} rows ({extra} constructed), "
-          f"{HN_ROUNDS} interleaved rounds, load {os.getloadavg()[0]:.1f}:")
-    for p, h, rc, rw in zip(plain, hard, ratio, wall):
-        print(f"  plain {p['seconds']:.1f} s wall ({p['cpu_seconds']:.2f} s CPU); core,shuffle {h['seconds']:.1f} s wall "
-              f"({h['cpu_seconds']:.2f} s CPU): {rc:.2f}x CPU, {rw:.2f}x wall, "
-              f"{1e3 * (h['cpu_seconds'] - p['cpu_seconds']) / max(extra, 1):.2f} ms CPU per constructed row")
-    assert hard[0]["rows"] > plain[0]["rows"]
+    print(f"\nbuild {source}: {HN_ROUNDS} interleaved rounds, load {os.getloadavg()[0]:.1f} "
+          f"(1-min average at the end):")
+    for label in codes:
+        plain, hard = result[f"{label} plain"], result[f"{label} {HN_KINDS}"]
+        extra = hard[0]["rows"] - plain[0]["rows"]
+        assert all(r["code"].startswith(codes[label]) for r in plain + hard), "a build imported the wrong code"
+        print(f" {label} code ({codes[label]}): plain {plain[0]['rows']} rows, {HN_KINDS} {hard[0]['rows']} rows ({extra} constructed)")
+        for p, h in zip(plain, hard):
+            print(f"  plain {p['seconds']:.1f} s wall ({p['cpu_seconds']:.2f} s CPU); {HN_KINDS} {h['seconds']:.1f} s "
+                  f"wall ({h['cpu_seconds']:.2f} s CPU): {h['cpu_seconds'] / p['cpu_seconds']:.2f}x CPU, "
+                  f"{h['seconds'] / p['seconds']:.2f}x wall, "
+                  f"{1e3 * (h['cpu_seconds'] - p['cpu_seconds']) / max(extra, 1):.2f} ms CPU per constructed row")
+        assert hard[0]["rows"] > plain[0]["rows"]
+    if HN_OLD_CODE:
+        for kinds in ("plain", HN_KINDS.replace(",", "-")):
+            same = _same_files(tmp_path / f"old-{kinds}", tmp_path / f"new-{kinds}")
+            print(f" {kinds} build, old vs new code: {same}")
+
+
+def _same_files(a, b) -> str:
+    """'identical bytes' or the files that differ between two output directories."""
+    from pathlib import Path
+
+    files = sorted(p.relative_to(a) for p in Path(a).rglob("*") if p.is_file())
+    other = sorted(p.relative_to(b) for p in Path(b).rglob("*") if p.is_file())
+    if files != other:
+        return f"different file lists ({len(files)} vs {len(other)} files)"
+    differ = [str(f) for f in files if (Path(a) / f).read_bytes() != (Path(b) / f).read_bytes()]
+    return "identical bytes" if not differ else f"{len(differ)} of {len(files)} files differ: {', '.join(differ[:4])}"

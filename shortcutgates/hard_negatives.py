@@ -20,7 +20,7 @@ the other class (that is the point of ``core``: the same core light in both clas
 
 ``core(d)`` / ``arc(d)`` is :func:`split_light`: the gates' own lensing split
 (:func:`~shortcutgates.gates.perturb.split_lensed_light`, core = the counter-image light re-rendered
-from the donor's injection truth and per-band PSF), and — only for a donor without that truth — the
+from the donor's injection truth and PSF), and — only for a donor without that truth — the
 radius split :func:`~shortcutgates.gates.perturb.split_core_arc` at ``R_CORE_PX`` (5 px), with the
 reason in the row's ``core_split`` column, counted in ``manifest.json`` and named on stderr. Pairs the gates
 cannot score (near-ring, no counter-image, images blurred together) are split the same way and
@@ -317,8 +317,9 @@ def _build_chunk(frame: pd.DataFrame, the_plan: Plan, todo: np.ndarray, pieces: 
     donor_pos, donor_of = np.unique(the_plan.donor[todo], return_inverse=True)
     host_pos, host_of = np.unique(the_plan.host[todo], return_inverse=True)
     donors, hosts = frame.iloc[donor_pos], frame.iloc[host_pos]
-    d = _decode(donors, STAMP_COLUMN) - _decode(donors, CTRL_COLUMN)
-    host_ctrl = _decode(hosts, CTRL_COLUMN)
+    ctrls = _decode(pd.concat([donors, hosts]), CTRL_COLUMN)  # one pass over each file's control column
+    d = _decode(donors, STAMP_COLUMN) - ctrls[:len(donors)]
+    host_ctrl = ctrls[len(donors):]
     kinds = the_plan.kind[todo]
     split_of = np.full(len(donor_pos), -1)
     needs = np.unique(donor_of[kinds != "swap"])

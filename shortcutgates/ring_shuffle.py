@@ -35,7 +35,9 @@ def ring_shuffle_permutation(height: int, width: int, piece_px: float, rng: np.r
         order = rng.permutation(m)
         if np.all(order == np.arange(m)):
             order = np.roll(order, 1)
-        inverse.append(np.argsort(order))  # where each sector goes in the new order
+        where = np.empty(m, np.int64)
+        where[order] = np.arange(m)  # where each sector goes in the new order (argsort of the permutation)
+        inverse.append(where)
     rank = np.concatenate(inverse)[layout.sector_slot] if inverse else np.zeros(0, np.int64)
     # within each ring (ring-major, stable): the ring's pixels in angle order, sector by sector in the new order
     moved = np.argsort(geo.ring * (int(max(layout.sectors, default=1)) + 1) + rank, kind="stable")
@@ -90,8 +92,8 @@ def _band_layout(height: int, width: int, piece: float) -> _Bands:
     bands = np.unique(band_of_ring)  # the non-empty bands, in order
     first = np.searchsorted(band_of_ring, bands)
     last = np.r_[first[1:], n_rings]
-    m = np.array([max(2, round(2 * np.pi * max(float(np.mean(geo.radius[a:b])), 0.5) / piece))
-                  for a, b in zip(first, last)], np.int64)
+    means = np.add.reduceat(geo.radius, first) / (last - first)  # each band's np.mean, in one call
+    m = np.array([max(2, round(2 * np.pi * max(float(r), 0.5) / piece)) for r in means], np.int64)
     offset = np.r_[0, np.cumsum(m)[:-1]]
     band = np.searchsorted(bands, band_of_ring[geo.ring])  # position of each entry's band
     slot = offset[band] + np.floor(geo.angle * m[band]).astype(np.int64)

@@ -170,6 +170,18 @@ def test_ring_shuffle_permutes_within_rings_and_moves_pieces():
     assert out.sum() == arc.sum() and not np.array_equal(out, arc)
 
 
+def test_ring_shuffle_draws_the_same_permutations_as_before():
+    """The shuffle's permutations are part of the build's bytes: the same as the code of a10b569 (the
+    vectorised ring shuffle) for these shapes, piece lengths and seeds (digest computed with that code)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    cases = [((64, 64), 1.0), ((64, 64), 3.7), ((64, 64), 4.3), ((65, 65), 2.5), ((101, 96), 8.0), ((33, 40), 40.0)]
+    for i, (shape, piece) in enumerate(cases):
+        digest.update(ring_shuffle_permutation(*shape, piece, np.random.default_rng(i)).astype("<i8").tobytes())
+    assert digest.hexdigest() == "2d003dd60033129052d94db7553b4cf689e774fe5e8c55c4cdc3057b517a49c8"
+
+
 def test_construct_refuses_shuffle_without_scale():
     z = np.zeros((3, 8, 8), np.float32)
     with pytest.raises(ValueError, match="piece_px"):

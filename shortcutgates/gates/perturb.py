@@ -24,13 +24,13 @@ new float32 arrays; randomness comes from an explicit ``np.random.Generator``.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from ..preprocess import radius_grid, ring_index
+from .split_numerics import blur, mean_last, moffat_kernels, ray_shoot_symmetric, sub_grid
 
 R_CORE_PX = 5.0
 """Core radius of the core/arc split: the central 10 × 10 box of the core-LR probe has its edges
@@ -178,7 +178,8 @@ TRUTH_COLUMNS: tuple[str, ...] = (
 ``docs/design.md#paired-input-format``). A row missing any of them (or non-finite) is undecidable."""
 
 PSF_COLUMNS: tuple[str, ...] = ("psf_fwhm_used_g", "psf_fwhm_used_r", "psf_fwhm_used_z")
-"""Per-band PSF FWHM (arcsec) of a row: the split blurs each part with a Moffat (β = 3.5) of this width."""
+"""Per-band PSF FWHM (arcsec) of a row: the split blurs each part with a Moffat (β = 3.5) of the width of
+the bands :data:`SPLIT_PSF_BANDS` (all three must be finite and positive for a row to be decidable)."""
 
 SPLIT_PAD_PX = 4
 """Pixels rendered beyond each stamp edge, so light just outside the stamp blurs in. Unit: pixel."""
@@ -188,6 +189,13 @@ SPLIT_PSF_RADIUS = 16
 """Half-size of the Moffat kernels of the split. Unit: pixel."""
 SPLIT_MOFFAT_BETA = 3.5
 """Moffat index of the split's PSF (the simulator's; ``simulate.population.MOFFAT_BETA``)."""
+SPLIT_PSF_BANDS: tuple[int, ...] = (1,)
+"""Bands (into :data:`PSF_COLUMNS`) whose PSF blurs the split's parts: the r band's alone, for every band.
+That is what the split has computed since it was written (issue 19): ``scipy.signal.fftconvolve`` in
+``"same"`` mode crops every axis to its first input's shape, so the (N, 1) maps blurred with (N, 3)
+kernels kept the middle (r) band's blur only. ``(0, 1, 2)`` blurs each band with its own PSF (closer to
+the simulator's parts: tests/test_gates_perturb.py; it changes the split, so the gates' numbers).
+"""
 COMPONENT_FLOOR = 0.05
 """Pre-PSF light above this share of its brightest pixel forms the image components."""
 MERGE_SHARE = 0.10
@@ -246,23 +254,58 @@ def truth_problem(truth: pd.DataFrame, psf_fwhm_arcsec: np.ndarray) -> np.ndarra
     return out
 
 
-def _sub_grid(h: int, w: int, pad: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sky positions (arcsec) of ``k × k`` rays per pixel on the padded grid, shape (1, (h+2pad)(w+2pad)k²)."""
-    from ..schema import PIXEL_SCALE_ARCSEC
-
-    sub = (np.arange(k) + 0.5) / k - 0.5
-    ys = (np.arange(h + 2 * pad) - pad - h // 2)[:, None] + sub[None, :]
-    xs = (np.arange(w + 2 * pad) - pad - w // 2)[:, None] + sub[None, :]
-    y, x = np.meshgrid(ys.ravel(), xs.ravel(), indexing="ij")
-    return (x.ravel()[None] * PIXEL_SCALE_ARCSEC).astype(np.float32), (y.ravel()[None] * PIXEL_SCALE_ARCSEC).astype(np.float32)
-
-
 def _params(truth: pd.DataFrame) -> dict:
     from ..simulate.kernels import q_from_e
 
     t = {c: pd.to_numeric(truth[c], errors="coerce").to_numpy(np.float64)[:, None] for c in TRUTH_COLUMNS}
     t["lens_q"] = q_from_e(t["lens_e"])
     return t
+
+
+def _parity_negative(bx: np.ndarray, by: np.ndarray, n: int, hp: int, wp: int, k: int) -> np.ndarray:
+    """(N, hp, wp) bool: ``det A < 0`` per pixel, from the source-plane positions of its ``k × k`` rays.
+
+    The Jacobian's columns are the mean differences between the pixel's outermost rays (spacing
+    ``(k-1)/k`` px), in float64 from the float32 ray positions.
+    """
+    from ..schema import PIXEL_SCALE_ARCSEC
+
+    step = (k - 1) / k * PIXEL_SCALE_ARCSEC
+    bxr, byr = (v.reshape(n, hp, k, wp, k) for v in (bx, by))
+
+    def d_dx(v):
+        return (v[:, :, :, :, -1].astype(np.float64) - v[:, :, :, :, 0]).mean(axis=2) / step
+
+    def d_dy(v):
+        return mean_last((v[:, :, -1].astype(np.float64) - v[:, :, 0])) / step
+
+    return d_dx(bxr) * d_dy(byr) - d_dy(bxr) * d_dx(byr) < 0
+
+
+def _merging_components(light: np.ndarray, negative: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(in_merging, merged)``: pixels of merging arcs (:data:`MERGE_SHARE`) and, per row, their share
+    of the negative-parity light (0 without a merging arc).
+
+    Components are the 8-connected pixels above :data:`COMPONENT_FLOOR` of each row's peak, labelled for
+    all rows in one call (a 3-D structure that never connects two rows); ``light`` (N, H, W) float64.
+    """
+    from scipy import ndimage
+
+    structure = np.zeros((3, 3, 3), bool)
+    structure[1] = True
+    labels, n_comp = ndimage.label(light > COMPONENT_FLOOR * light.max(axis=(1, 2), keepdims=True),
+                                   structure=structure)
+    neg_light = light * negative
+    total = np.bincount(labels.ravel(), light.ravel(), minlength=n_comp + 1)
+    neg = np.bincount(labels.ravel(), neg_light.ravel(), minlength=n_comp + 1)
+    merging = np.minimum(neg, total - neg) >= MERGE_SHARE * total
+    merging[0] = False
+    in_merging = merging[labels]
+    neg_all = neg_light.sum(axis=(1, 2))
+    merged_light = np.where(in_merging, neg_light, 0.0).sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        merged = np.where(in_merging.any(axis=(1, 2)) & (neg_all > 0), merged_light / neg_all, 0.0)
+    return in_merging, merged
 
 
 def lensed_regions(truth: pd.DataFrame, shape: tuple[int, int], pad: int = SPLIT_PAD_PX,
@@ -274,69 +317,26 @@ def lensed_regions(truth: pd.DataFrame, shape: tuple[int, int], pad: int = SPLIT
     ``counter_region`` bool, same shape: negative parity (``det A < 0``: inside the tangential
     critical curve) and not part of a merging arc (:data:`MERGE_SHARE`); ``merged`` (N,) float64, the
     share of the negative-parity light that belongs to merging arcs. Rows must have complete truth.
+    All rows are ray-shot as one array operation (:func:`~.split_numerics.ray_shoot_symmetric`).
     """
-    from scipy import ndimage
-
-    from ..schema import PIXEL_SCALE_ARCSEC
-    from ..simulate.kernels import ray_shoot, sersic, sersic_amp_for_flux
+    from ..simulate.kernels import sersic, sersic_amp_for_flux
 
     h, w = shape
     hp, wp = h + 2 * pad, w + 2 * pad
     t = _params(truth)
     n = len(truth)
     lens = (t["theta_e_arcsec"], t["lens_q"], t["lens_phi_rad"], t["shear"], t["shear_phi_rad"])
-    x, y = _sub_grid(h, w, pad, oversample)
-    bx, by = ray_shoot(x, y, *(np.asarray(v, np.float32) for v in lens))
+    bx, by = ray_shoot_symmetric(sub_grid(h, w, pad, oversample), [np.asarray(v, np.float32) for v in lens])
     amp = sersic_amp_for_flux(1.0, t["src_reff_arcsec"], t["src_n"])
     sb = sersic(bx, by, amp.astype(np.float32), t["src_reff_arcsec"].astype(np.float32), t["src_n"],
                 t["src_q"].astype(np.float32), t["src_phi_rad"].astype(np.float32),
                 t["src_x_arcsec"].astype(np.float32), t["src_y_arcsec"].astype(np.float32))
     k = oversample
-    light = sb.reshape(n, hp, k, wp, k).mean(axis=(2, 4), dtype=np.float64)
+    light = mean_last(mean_last(sb.reshape(n, hp, k, wp, k), np.float64).transpose(0, 1, 3, 2))
     light /= np.maximum(light.sum(axis=(1, 2), keepdims=True), 1e-300)
-    # parity per pixel: det of the lens map's Jacobian from the pixel's outermost rays (spacing (k-1)/k px)
-    bxr, byr = (v.reshape(n, hp, k, wp, k).astype(np.float64) for v in (bx, by))
-    step = (k - 1) / k * PIXEL_SCALE_ARCSEC
-    dbx_dx = (bxr[:, :, :, :, -1] - bxr[:, :, :, :, 0]).mean(axis=2) / step
-    dby_dx = (byr[:, :, :, :, -1] - byr[:, :, :, :, 0]).mean(axis=2) / step
-    dbx_dy = (bxr[:, :, -1] - bxr[:, :, 0]).mean(axis=-1) / step
-    dby_dy = (byr[:, :, -1] - byr[:, :, 0]).mean(axis=-1) / step
-    det = dbx_dx * dby_dy - dbx_dy * dby_dx
-    negative = det < 0
-    region = negative.copy()
-    merged = np.zeros(n)
-    eight = np.ones((3, 3), bool)
-    for i in range(n):
-        labels, n_comp = ndimage.label(light[i] > COMPONENT_FLOOR * light[i].max(), structure=eight)
-        if n_comp == 0:
-            continue
-        idx = np.arange(1, n_comp + 1)
-        total = ndimage.sum_labels(light[i], labels, idx)
-        neg = ndimage.sum_labels(light[i] * negative[i], labels, idx)
-        merging = idx[np.minimum(neg, total - neg) >= MERGE_SHARE * total]
-        if len(merging):
-            in_merging = np.isin(labels, merging)
-            region[i] &= ~in_merging
-            neg_all = float((light[i] * negative[i]).sum())
-            merged[i] = float((light[i] * (negative[i] & in_merging)).sum()) / neg_all if neg_all > 0 else 0.0
-    return light, region, merged
-
-
-@lru_cache(maxsize=4096)
-def _moffat(fwhm_arcsec: float) -> np.ndarray:
-    """The split's (2R+1)² Moffat kernel of this FWHM (cached: an LRG's injections share their PSF)."""
-    from ..schema import PIXEL_SCALE_ARCSEC
-    from ..simulate.kernels import moffat_kernel
-
-    return moffat_kernel(fwhm_arcsec / PIXEL_SCALE_ARCSEC, SPLIT_MOFFAT_BETA, radius=SPLIT_PSF_RADIUS)
-
-
-def _blur(images: np.ndarray, kernels: np.ndarray, pad: int) -> np.ndarray:
-    """(N, h+2pad, w+2pad) maps blurred with (N, C, K, K) kernels, cropped to (N, C, h, w)."""
-    from scipy import signal
-
-    out = signal.fftconvolve(images[:, None], kernels, mode="same", axes=(-2, -1))
-    return out[..., pad:out.shape[-2] - pad, pad:out.shape[-1] - pad]
+    negative = _parity_negative(bx, by, n, hp, wp, k)
+    in_merging, merged = _merging_components(light, negative)
+    return light, negative & ~in_merging, merged
 
 
 def _exact_split(d: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -356,7 +356,8 @@ def split_lensed_light(d: np.ndarray, truth: pd.DataFrame, psf_fwhm_arcsec, chun
     From each row's injection truth (:data:`TRUTH_COLUMNS`) the lensed source is re-rendered before
     the PSF (:func:`lensed_regions`, the simulator's kernels) and cut into the counter-image region
     (inside the tangential critical curve, negative parity, merging arcs excluded) and the rest;
-    both parts are blurred with the row's per-band Moffat PSF (β = 3.5, FWHM ``psf_fwhm_arcsec``),
+    both parts are blurred with the row's Moffat PSF (β = 3.5, FWHM ``psf_fwhm_arcsec`` of the bands
+    :data:`SPLIT_PSF_BANDS`: today the r band's for every band),
     and ``d`` — the user's bytes, clumps and all — is split pixel by pixel by the blurred counter
     fraction. Pixels neither image reaches follow the blurred geometry (:data:`EPS_UNMODELLED`).
 
@@ -369,7 +370,13 @@ def split_lensed_light(d: np.ndarray, truth: pd.DataFrame, psf_fwhm_arcsec, chun
     A row without complete truth keeps all of ``d`` as arc (counter 0) and is undecidable with the
     reason; so is a near-ring (:data:`MAX_MERGED`), a pair without counter-image
     (:data:`MIN_COUNTER_SHARE`) and one whose blurred images overlap (:data:`MAX_OVERLAP`).
+
+    The rows are split ``chunk`` at a time (:func:`_split_chunk`), the chunks on threads
+    (:func:`~shortcutgates.parallel.thread_map`); each row is computed on its own, so the result does
+    not depend on ``chunk`` or the threads.
     """
+    from ..parallel import thread_map
+
     d = np.asarray(d, np.float32)
     n, c, h, w = d.shape
     truth = truth.reset_index(drop=True)
@@ -379,21 +386,10 @@ def split_lensed_light(d: np.ndarray, truth: pd.DataFrame, psf_fwhm_arcsec, chun
     arc = d.copy()
     overlap, share = np.full(n, np.nan), np.full(n, np.nan)
     ok = np.flatnonzero(reason == "")
-    pad = SPLIT_PAD_PX
-    for start in range(0, len(ok), chunk):
-        rows = ok[start:start + chunk]
-        light, region, merged = lensed_regions(truth.iloc[rows], (h, w), pad)
-        kernels = np.stack([_moffat(float(v)) for v in fwhm[rows].ravel()]).reshape(
-            len(rows), c, 2 * SPLIT_PSF_RADIUS + 1, -1)
-        bc = np.maximum(_blur(light * region, kernels, pad), 0.0)
-        ba = np.maximum(_blur(light * ~region, kernels, pad), 0.0)
-        bk = np.clip(_blur(region.astype(np.float64), kernels, pad), 0.0, 1.0)
-        eps = EPS_UNMODELLED * (bc + ba).max(axis=(-2, -1), keepdims=True)
-        f = np.clip((bc + eps * bk) / (bc + ba + eps), 0.0, 1.0)
-        counter[rows], arc[rows] = _exact_split(d[rows], f)
-        sum_c = bc.sum(axis=(1, 2, 3))
-        share[rows] = sum_c / np.maximum((bc + ba).sum(axis=(1, 2, 3)), 1e-300)
-        overlap[rows] = np.where(sum_c > 0, np.minimum(bc, ba).sum(axis=(1, 2, 3)) / np.maximum(sum_c, 1e-300), 0.0)
+    chunks = [ok[start:start + chunk] for start in range(0, len(ok), chunk)]
+    parts = thread_map(lambda rows: _split_chunk(d[rows], truth.iloc[rows], fwhm[rows]), chunks)
+    for rows, part in zip(chunks, parts):
+        counter[rows], arc[rows], overlap[rows], share[rows], merged = part
         for j, i in enumerate(rows):
             if merged[j] > MAX_MERGED:
                 reason[i] = f"near-ring: {merged[j]:.0%} of the counter-image light merges with the arc"
@@ -402,6 +398,28 @@ def split_lensed_light(d: np.ndarray, truth: pd.DataFrame, psf_fwhm_arcsec, chun
             elif overlap[i] > MAX_OVERLAP:
                 reason[i] = f"counter-image and arc blurred together: overlap {overlap[i]:.2f} > {MAX_OVERLAP:g}"
     return LensedSplit(counter, arc, reason == "", overlap, share, reason.astype(str))
+
+
+def _split_chunk(d: np.ndarray, truth: pd.DataFrame, fwhm: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``(counter, arc, overlap, share, merged)`` of rows with complete truth (:func:`split_lensed_light`).
+
+    ``d`` (N, C, H, W) float32, ``fwhm`` (N, C) arcsec; the parts float32, the rest (N,) float64.
+    """
+    h, w = d.shape[-2:]
+    pad = SPLIT_PAD_PX
+    light, region, merged = lensed_regions(truth, (h, w), pad)
+    kernels = moffat_kernels(fwhm[:, SPLIT_PSF_BANDS].ravel(), SPLIT_MOFFAT_BETA, SPLIT_PSF_RADIUS).reshape(
+        len(d), len(SPLIT_PSF_BANDS), 2 * SPLIT_PSF_RADIUS + 1, -1)
+    blurred = blur(np.stack([light * region, light * ~region, region], axis=1), kernels, pad)
+    bc, ba = np.maximum(blurred[:, 0], 0.0), np.maximum(blurred[:, 1], 0.0)
+    bk = np.clip(blurred[:, 2], 0.0, 1.0)
+    eps = EPS_UNMODELLED * (bc + ba).max(axis=(-2, -1), keepdims=True)
+    f = np.clip((bc + eps * bk) / (bc + ba + eps), 0.0, 1.0)
+    counter, arc = _exact_split(d, f)
+    sum_c = bc.sum(axis=(1, 2, 3))
+    share = sum_c / np.maximum((bc + ba).sum(axis=(1, 2, 3)), 1e-300)
+    overlap = np.where(sum_c > 0, np.minimum(bc, ba).sum(axis=(1, 2, 3)) / np.maximum(sum_c, 1e-300), 0.0)
+    return counter, arc, overlap, share, merged
 
 
 def scramble_along_ring(arc: np.ndarray, fwhm_px: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -27,7 +27,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from scipy import signal
 
 from .kernels import elliptical_radius, ray_shoot, sersic, sersic_amp_for_flux, sersic_b
 
@@ -286,4 +285,7 @@ def convolve_valid(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     -------
     ndarray, shape (H, W), float32
     """
+    from scipy import signal  # imported here: scipy.signal costs ~0.5 s to import, and the lensing split
+    # (gates.perturb) imports this package for its kernels only
+
     return signal.fftconvolve(image, kernel, mode="valid").astype(np.float32)
