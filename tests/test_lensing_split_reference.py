@@ -84,7 +84,10 @@ def test_the_regions_and_kernels_are_the_references(pairs):
     d, frame, fwhm = pairs
     light, region, merged = pt.lensed_regions(frame, d.shape[-2:])
     ref = reference_regions(frame, d.shape[-2:])
-    assert np.array_equal(light, ref[0]) and np.array_equal(region, ref[1])
+    # identical here (a mirror ray pair shot once gives the same float32 values where the maths library's
+    # arctan/arctanh are odd functions); allowed a float32 step and a rare parity flip on other hardware
+    assert np.allclose(light, ref[0], rtol=1e-6, atol=1e-6 * np.abs(ref[0]).max())
+    assert (region != ref[1]).mean() <= 1e-4
     assert np.allclose(merged, ref[2], rtol=1e-12, atol=0) and (ref[2] > 0).any()
     widths = np.r_[fwhm.ravel(), 0.6, 2.4]
     old = np.stack([moffat_kernel(v / PIXEL_SCALE_ARCSEC, pt.SPLIT_MOFFAT_BETA, radius=pt.SPLIT_PSF_RADIUS)
