@@ -57,6 +57,16 @@ def training_manifest_of(model_path) -> Path | str | None:
         return f"cannot check the model's training LRGs: {exc}"
 
 
+MODEL_MEMOS = frozenset({"pair_scores"})
+"""Memo keys (first element) whose results depend on the model although they do not name it."""
+
+
+def model_dependent(key: tuple) -> bool:
+    """Whether a :meth:`GateContext.memo` key holds a model's result: it names the input ``"model"`` (a
+    callable preprocessing) or is one of :data:`MODEL_MEMOS`. Every other key is data only."""
+    return "model" in key or (bool(key) and key[0] in MODEL_MEMOS)
+
+
 def _sky_groups(frame: pd.DataFrame) -> np.ndarray:
     return match_lrgs(frame["ra"].to_numpy(), frame["dec"].to_numpy()).lrg_id.astype(str)
 
@@ -117,8 +127,12 @@ class GateContext:
             self._load_model(self.model_path)
         self._samples: dict[str, SplitSample] = {}
         self._inputs: dict[tuple[str, str], np.ndarray] = {}
+        """Inputs of named preprocessing modes: data only, one dict shared by every :meth:`with_scorer` context."""
+        self._model_inputs: dict[tuple[str, str], np.ndarray] = {}
         self._scores: dict[str, np.ndarray] = {}
         self._memo: dict[tuple, object] = {}
+        """Data-only memoised results, one dict shared by every :meth:`with_scorer` context."""
+        self._model_memo: dict[tuple, object] = {}
         self._integrity = None
         self.n_inference_passes = 0
         """Calls of the score function over a set of images (one per split, one per perturbation)."""
@@ -142,16 +156,17 @@ class GateContext:
         """A context on the same data with another model (or none), sharing everything that is data only.
 
         The manifest, samples, integrity check, inputs of named preprocessing modes and memoised
-        probe results are shared (not recomputed); model scores, counters and any input of a callable
-        preprocessing are the new model's own. Used to gate many checkpoints on one data read.
+        data-only results (probe fits, the paired set) are shared (one store: what any of these
+        contexts computes, the others reuse); model scores, counters, model-dependent memos
+        (:func:`model_dependent`) and any input of a callable preprocessing are the new model's own.
+        Used to gate many checkpoints on one data read.
         """
         import copy
 
         other = copy.copy(self)
         other._score_fn, other._preprocess, other._loaded = score_fn, preprocess, None
         other.model_path = None if model_path is None else Path(model_path)
-        other._inputs = {k: v for k, v in self._inputs.items() if k[1] != "model"}
-        other._memo = {k: v for k, v in self._memo.items() if "model" not in k}
+        other._model_inputs, other._model_memo = {}, {}
         other._scores = {}
         other.n_inference_passes = other.n_images_scored = 0
         other.training_manifest = None if model_path is None else training_manifest_of(model_path)
@@ -168,7 +183,7 @@ class GateContext:
             train = train[train[SPLIT_COLUMN].astype(str) == "train"]
             return train[["ra", "dec"]].to_numpy(np.float64)
 
-        trained = self.memo(("training_positions",), compute)
+        trained = self.memo(("training_positions", str(self.training_manifest)), compute)
         rows = self.rows(split)
         ids = match_lrgs(np.r_[rows["ra"].to_numpy(np.float64), trained[:, 0]],
                          np.r_[rows["dec"].to_numpy(np.float64), trained[:, 1]]).lrg_id.astype(str)
@@ -318,16 +333,21 @@ class GateContext:
         A model whose preprocessing is a named mode shares the cached array of that mode.
         """
         key = (split, self.input_key(mode))
-        if key not in self._inputs:
+        store = self._model_inputs if key[1] == "model" else self._inputs
+        if key not in store:
             raw = self.sample(split).images
-            self._inputs[key] = self.model_preprocess(raw) if key[1] == "model" else get_preprocessor(key[1])(raw)
-        return self._inputs[key]
+            store[key] = self.model_preprocess(raw) if key[1] == "model" else get_preprocessor(key[1])(raw)
+        return store[key]
 
     def memo(self, key: tuple, compute: Callable[[], object]):
-        """``compute()`` once per key (e.g. a probe's out-of-fold scores shared by two input names)."""
-        if key not in self._memo:
-            self._memo[key] = compute()
-        return self._memo[key]
+        """``compute()`` once per key (e.g. a probe's out-of-fold scores shared by two input names).
+
+        A data-only key is computed once for every context of :meth:`with_scorer`; a key for which
+        :func:`model_dependent` holds, once per model."""
+        store = self._model_memo if model_dependent(key) else self._memo
+        if key not in store:
+            store[key] = compute()
+        return store[key]
 
     # --- integrity -----------------------------------------------------------------------------
     def integrity(self) -> list[str]:
