@@ -152,18 +152,30 @@ def counterfactuals(stamps, ctrls, groups, lensed: LensedSplit, fwhm_arcsec, see
     return images, perm
 
 
+def counterfactual_batch(stamps, ctrls, groups, seed: int, lensed: LensedSplit, fwhm_arcsec
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Every counterfactual of the pairs in one (4P, C, H, W) float32 batch, :data:`COUNTERFACTUALS`
+    order, and ``swap_to``: model independent (seeded), so made once however many models score it."""
+    images, perm = counterfactuals(stamps, ctrls, groups, lensed, fwhm_arcsec, seed)
+    return np.concatenate([images[k] for k in COUNTERFACTUALS]), perm
+
+
+def scores_of_batch(scores: np.ndarray, perm: np.ndarray) -> dict:
+    """Scores of a :func:`counterfactual_batch` split per counterfactual: name -> (P,), plus ``"swap_to"``."""
+    scores = np.asarray(scores, np.float64)
+    n = len(perm)
+    out = {k: scores[i * n:(i + 1) * n] for i, k in enumerate(COUNTERFACTUALS)}
+    out["swap_to"] = perm
+    return out
+
+
 def counterfactual_scores(score_fn, stamps, ctrls, groups, seed: int, lensed: LensedSplit, fwhm_arcsec) -> dict:
     """Scores of every counterfactual of the pairs, in **one** call of ``score_fn``.
 
     Returns ``{"core_only", "arc_only", "swapped", "scrambled"}`` -> (P,) scores, plus ``"swap_to"``.
     """
-    images, perm = counterfactuals(stamps, ctrls, groups, lensed, fwhm_arcsec, seed)
-    batch = np.concatenate([images[k] for k in COUNTERFACTUALS])
-    scores = np.asarray(score_fn(batch), np.float64)
-    n = len(stamps)
-    out = {k: scores[i * n:(i + 1) * n] for i, k in enumerate(COUNTERFACTUALS)}
-    out["swap_to"] = perm
-    return out
+    batch, perm = counterfactual_batch(stamps, ctrls, groups, seed, lensed, fwhm_arcsec)
+    return scores_of_batch(score_fn(batch), perm)
 
 
 def operating_threshold(ctrl_scores: np.ndarray, configured: float | None) -> float:
@@ -174,6 +186,16 @@ def operating_threshold(ctrl_scores: np.ndarray, configured: float | None) -> fl
     return float(np.quantile(np.asarray(ctrl_scores, np.float64), 1 - OPERATING_FPR, method="higher"))
 
 
+def paired_batch(context, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The :func:`counterfactual_batch` of a split's pairs (data only: once for every model of a context)."""
+    def compute():
+        ps = paired_set(context, split)
+        s = context.sample(split)
+        return counterfactual_batch(s.images[ps.pairs.stamp], s.images[ps.pairs.ctrl], ps.groups,
+                                    context.config.seed, ps.split, ps.fwhm_arcsec)
+    return context.memo(("counterfactual_batch", split), compute)
+
+
 def pair_scores(context, split: str) -> dict:
     """``stamp``, ``ctrl`` and counterfactual scores per pair of a split (two inference passes in all:
     the split's own scores, shared with ``detection_auroc``, and one counterfactual batch), and the
@@ -182,8 +204,8 @@ def pair_scores(context, split: str) -> dict:
         ps = paired_set(context, split)
         s = context.sample(split)
         base = context.scores(split)
-        out = counterfactual_scores(context.score, s.images[ps.pairs.stamp], s.images[ps.pairs.ctrl], ps.groups,
-                                    context.config.seed, ps.split, ps.fwhm_arcsec)
+        batch, perm = paired_batch(context, split)
+        out = scores_of_batch(context.score(batch), perm)
         out.update(stamp=base[ps.pairs.stamp], ctrl=base[ps.pairs.ctrl],
                    threshold=operating_threshold(base[s.labels == 0], context.config.operating_threshold))
         return out
