@@ -28,7 +28,7 @@ from ..schema import (
 )
 from .probes import ProbeError
 from .records import GateConfig
-from .sample import SplitSample, cap_rows, decode_rows, dedup_negatives, matched_units
+from .sample import DecodedRows, SplitSample, cap_rows, decode_rows, dedup_negatives, matched_units
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
 """``score_fn(raw_images (N, 3, H, W) nanomaggies) -> (N,) scores``; higher = more lens-like."""
@@ -134,6 +134,11 @@ class GateContext:
         """Data-only memoised results, one dict shared by every :meth:`with_scorer` context."""
         self._model_memo: dict[tuple, object] = {}
         self._integrity = None
+        self.array_cache = None
+        """The run's gate cache (:class:`~shortcutgates.gates.cache.DataGateCache`), where the model gates keep
+        their model-independent arrays (the lensing split of the paired set); None: computed each run."""
+        self._predecoded: dict[str, DecodedRows] = {}
+        """Decoded rows of samples not drawn yet, left by the integrity pass (:meth:`_check_rows`)."""
         self.n_inference_passes = 0
         """Calls of the score function over a set of images (one per split, one per perturbation)."""
         self.n_images_scored = 0
@@ -301,13 +306,22 @@ class GateContext:
             self._samples[split] = self._make_sample(split)
         return self._samples[split]
 
+    def _sampled_positions(self, split: str) -> np.ndarray:
+        """Positions in ``self.frame`` of the rows a split's sample draws (:func:`cap_rows`), in order."""
+        in_split = np.flatnonzero((self.frame[SPLIT_COLUMN] == split).to_numpy())
+        labels = self.frame[LABEL_COLUMN].to_numpy()[in_split].astype(int)
+        return in_split[cap_rows(labels, self.frame["_group"].to_numpy()[in_split], self.config.max_samples,
+                                 self.config.seed)]
+
     def _make_sample(self, split: str) -> SplitSample:
         rows = self.rows(split)
         labels = rows[LABEL_COLUMN].to_numpy().astype(int)
         pos = cap_rows(labels, rows["_group"].to_numpy(), self.config.max_samples, self.config.seed)
         sub = rows.iloc[pos].reset_index(drop=True)
-        decoded = decode_rows(sub)
-        release_row_group_cache()
+        decoded = self._predecoded.pop(split, None)  # the integrity pass's images of these rows, if it ran first
+        if decoded is None:
+            decoded = decode_rows(sub)
+            release_row_group_cache()
         sub, images = sub[decoded.ok].reset_index(drop=True), decoded.images
         labels = sub[LABEL_COLUMN].to_numpy().astype(int)
         keep = dedup_negatives(labels, images)
@@ -358,15 +372,40 @@ class GateContext:
         return self._integrity
 
     def _check_rows(self) -> list[str]:
+        """Decode every row once; the rows the samples not drawn yet will hold keep their images, so
+        each row is decoded once per run (:meth:`_keep_for_samples`)."""
         from tqdm.auto import tqdm
 
         problems, shape, frame = [], None, self.frame
+        wanted = {split: self._sampled_positions(split) for split in self.splits if split not in self._samples}
+        keep = np.zeros(len(frame), bool)
+        for positions in wanted.values():
+            keep[positions] = True
+        kept: list[tuple[np.ndarray, np.ndarray]] = []  # (frame positions, their images), copies
         for start in tqdm(range(0, len(frame), CHUNK), desc="data_integrity", disable=not self.progress, leave=False):
             decoded = decode_rows(frame.iloc[start:start + CHUNK], shape)
             problems += decoded.problems
             shape = decoded.shape
+            if problems:  # a bad row anywhere: the samples decode their rows themselves (as they always did)
+                kept = []
+                continue
+            good = start + np.flatnonzero(decoded.ok)
+            kept.append((good[keep[good]], decoded.images[keep[good]]))
         release_row_group_cache()  # the pass is over: do not keep a (possibly GB-sized) row group
+        if kept:
+            self._keep_for_samples(wanted, kept, shape)
         return problems + self.duplicate_images
+
+    def _keep_for_samples(self, wanted: dict[str, np.ndarray], kept: list, shape) -> None:
+        """The integrity pass's images of each split's sampled rows as that sample's decoding: every
+        row decoded, had the one stamp shape and can be normalised, so :func:`decode_rows` of the
+        sample's rows alone gives these very arrays."""
+        positions = np.concatenate([p for p, _ in kept])
+        images = np.concatenate([im for _, im in kept])
+        at = np.full(len(self.frame), -1, np.int64)
+        at[positions] = np.arange(len(positions))
+        for split, rows in wanted.items():
+            self._predecoded[split] = DecodedRows(images[at[rows]], np.ones(len(rows), bool), [], shape)
 
     # --- report blocks -------------------------------------------------------------------------
     def low_fpr(self) -> dict:

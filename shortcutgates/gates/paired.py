@@ -104,12 +104,14 @@ def pair_truth(frame: pd.DataFrame, rows: np.ndarray) -> tuple[pd.DataFrame, np.
     return part, fwhm
 
 
-def paired_arrays(images, labels, groups, theta_e_arcsec, edges, frame: pd.DataFrame | None = None
-                  ) -> tuple[PairedSet, np.ndarray, np.ndarray]:
+def paired_arrays(images, labels, groups, theta_e_arcsec, edges, frame: pd.DataFrame | None = None,
+                  lensed=None) -> tuple[PairedSet, np.ndarray, np.ndarray]:
     """Pairs of a sample as a :class:`PairedSet` (with their lensing split) plus their (stamps, ctrls) arrays.
 
     ``frame``: the sample's rows (injection truth :data:`~shortcutgates.gates.perturb.TRUTH_COLUMNS` and
     ``psf_fwhm_used_g/r/z``); without it, or without those columns, every pair is undecidable.
+    ``lensed``: ``lensed(d, truth, fwhm) -> LensedSplit`` in place of
+    :func:`~shortcutgates.gates.perturb.split_lensed_light` (the gate cache's stored split of these pairs).
     Raises ``ProbeError`` when the sample holds no pair (a positive and the control of its LRG).
     """
     pairs = find_pairs(labels, groups)
@@ -118,7 +120,7 @@ def paired_arrays(images, labels, groups, theta_e_arcsec, edges, frame: pd.DataF
                          "paired data (test_paired of a built manifest, or a split with pairs)")
     stamps, ctrls = images[pairs.stamp], images[pairs.ctrl]
     truth, fwhm = pair_truth(frame if frame is not None else pd.DataFrame(index=range(len(images))), pairs.stamp)
-    split = split_lensed_light(stamps - ctrls, truth, fwhm)
+    split = (lensed or split_lensed_light)(stamps - ctrls, truth, fwhm)
     g = np.asarray(groups)[pairs.stamp]
     theta = np.asarray(theta_e_arcsec, np.float64)[pairs.stamp]
     bins = theta_bins(theta, split.decidable, g, edges, split.reason)
@@ -126,12 +128,39 @@ def paired_arrays(images, labels, groups, theta_e_arcsec, edges, frame: pd.DataF
 
 
 def paired_set(context, split: str) -> PairedSet:
-    """The :class:`PairedSet` of a split's sample (computed once per context)."""
+    """The :class:`PairedSet` of a split's sample (computed once per context and shared by every model of it;
+    its lensing split kept in the gate cache, ``context.array_cache``, when the run has one)."""
     def compute():
         s = context.sample(split)
         return paired_arrays(s.images, s.labels, s.groups, s.theta_e_px * PIXEL_SCALE_ARCSEC,
-                             context.config.theta_e_bins_arcsec, s.frame)[0]
+                             context.config.theta_e_bins_arcsec, s.frame,
+                             lensed=lambda d, truth, fwhm: stored_split(context, split, d, truth, fwhm))[0]
     return context.memo(("paired_set", split), compute)
+
+
+LENSED_ARRAYS = ("counter", "arc", "decidable", "overlap", "counter_share", "reason")
+
+
+def stored_split(context, split: str, d: np.ndarray, truth: pd.DataFrame, fwhm: np.ndarray) -> LensedSplit:
+    """:func:`~shortcutgates.gates.perturb.split_lensed_light` of a split's pairs, read from the gate cache
+    (``context.array_cache``: a :class:`~shortcutgates.gates.cache.DataGateCache`, keyed by the manifest's
+    bytes, the settings and the version) when it holds it, else computed and stored there."""
+    cache = getattr(context, "array_cache", None)
+    name = f"lensing-{split}"
+
+    def check(arrays: dict) -> None:
+        shapes = {k: np.shape(arrays[k]) for k in LENSED_ARRAYS}
+        if shapes["counter"] != d.shape or shapes["arc"] != d.shape or any(
+                shapes[k] != (len(d),) for k in LENSED_ARRAYS[2:]):
+            raise ValueError(f"its arrays do not fit {len(d)} pairs of shape {d.shape[1:]}")
+
+    stored = cache.load_arrays(name, check) if cache is not None else None
+    if stored is not None:
+        return LensedSplit(*(stored[k] for k in LENSED_ARRAYS))
+    lensed = split_lensed_light(d, truth, fwhm)
+    if cache is not None:
+        cache.save_arrays(name, {k: np.asarray(getattr(lensed, k)) for k in LENSED_ARRAYS})
+    return lensed
 
 
 def counterfactuals(stamps, ctrls, groups, lensed: LensedSplit, fwhm_arcsec, seed: int) -> tuple[dict, np.ndarray]:

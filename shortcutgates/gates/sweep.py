@@ -200,7 +200,8 @@ def _data_records(context, cases, cache_dir, reuse_cache: bool, progress: bool) 
 
     cache = open_cache(context, cache_dir, notify=lambda line: print(line, file=sys.stderr))
     if not reuse_cache:
-        cache.records.clear()
+        cache.forget()
+    context.array_cache = cache  # the models' contexts share it (with_scorer): the lensing split of the pairs
     records = {}
     for case in tqdm(cases, desc="data gates", disable=not progress):
         stored = cache.get(case)
