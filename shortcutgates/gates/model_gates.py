@@ -37,7 +37,7 @@ from .paired import (
 )
 from .perturb import find_pairs
 from .probes import ProbeError
-from .records import GateCase
+from .records import GateCase, Role
 
 
 def _auc_result(context, case, labels, scores, groups, what, note="", extra=None) -> Measurement:
@@ -221,7 +221,7 @@ def theta_bin_cases(context, gate) -> list:
     return cases or [GateCase(gate.name, {}, split, gate.needs, gate.role)]
 
 
-def _bin_role(gate, b: dict, split_known: bool = True) -> str:
+def _bin_role(gate, b: dict, split_known: bool = True) -> Role:
     gated = bin_is_gated(b) if split_known and GATE_STATISTICS[gate.name][2] else len(b["rows"]) >= MIN_GATED_BIN_PAIRS
     return gate.role if gated else "reported"
 
