@@ -122,6 +122,8 @@ class GateContext:
         """The manifest the checkpoint was trained on (its ``train`` split is checked for LRGs shared
         with the gated data by ``lrg_leakage``), a one-line reason it cannot be read, or None."""
         self._score_fn = score_fn
+        self._score_inputs: ScoreFn | None = None
+        """Scores of inputs in the named preprocessing ``_preprocess`` (:meth:`score`), when the scorer offers it."""
         self._preprocess = preprocess
         if model is not None:
             self._load_model(self.model_path)
@@ -157,7 +159,7 @@ class GateContext:
         self._preprocess = loaded.preprocess
 
     def with_scorer(self, score_fn: ScoreFn | None, preprocess: str | Callable | None = None,
-                    model_path=None) -> "GateContext":
+                    model_path=None, score_inputs: ScoreFn | None = None) -> "GateContext":
         """A context on the same data with another model (or none), sharing everything that is data only.
 
         The manifest, samples, integrity check, inputs of named preprocessing modes and memoised
@@ -170,6 +172,7 @@ class GateContext:
 
         other = copy.copy(self)
         other._score_fn, other._preprocess, other._loaded = score_fn, preprocess, None
+        other._score_inputs = score_inputs if isinstance(preprocess, str) else None
         other.model_path = None if model_path is None else Path(model_path)
         other._model_inputs, other._model_memo = {}, {}
         other._scores = {}
@@ -198,26 +201,43 @@ class GateContext:
     def has_model(self) -> bool:
         return self._score_fn is not None
 
-    def score(self, raw_images: np.ndarray) -> np.ndarray:
-        """Model scores of raw images (one inference pass, counted), shape (N,)."""
+    def score(self, raw_images: np.ndarray, inputs: np.ndarray | None = None) -> np.ndarray:
+        """Model scores of raw images (one inference pass, counted), shape (N,).
+
+        ``inputs``: the same images already in the model's named preprocessing
+        (:meth:`model_inputs`); a scorer that takes them (``Scorer.score_inputs``) scores them without
+        preprocessing again, the same floats (preprocessing works stamp by stamp)."""
         if self._score_fn is None:
             raise ProbeError("no model given")
         from tqdm.auto import tqdm
 
+        fn, images = ((self._score_inputs, inputs) if inputs is not None and self._score_inputs is not None
+                      else (self._score_fn, raw_images))
         self.n_inference_passes += 1
         self.n_images_scored += len(raw_images)
-        starts = tqdm(range(0, len(raw_images), CHUNK), desc="model scores", unit="batch",
+        starts = tqdm(range(0, len(images), CHUNK), desc="model scores", unit="batch",
                       disable=not self.progress, leave=False)
-        out = [np.asarray(self._score_fn(raw_images[i:i + CHUNK]), np.float64).reshape(-1) for i in starts]
+        out = [np.asarray(fn(images[i:i + CHUNK]), np.float64).reshape(-1) for i in starts]
         scores = np.concatenate(out) if out else np.zeros(0)
         if len(scores) != len(raw_images) or not np.isfinite(scores).all():
             raise ProbeError(f"model returned {len(scores)} scores for {len(raw_images)} images or non-finite scores")
         return scores
 
+    def model_inputs(self, key: tuple, raw: Callable[[], np.ndarray]) -> np.ndarray | None:
+        """``raw()`` in the model's named preprocessing, memoised under the data key ``key`` (shared by every
+        model with that preprocessing), when the scorer takes preprocessed inputs; else None."""
+        if self._score_inputs is None or not isinstance(self._preprocess, str):
+            return None
+        name = self._preprocess
+        if key[:1] == ("sample",):
+            return self.inputs(key[1], name)
+        return self.memo((*key, "inputs", name), lambda: get_preprocessor(name)(raw()))
+
     def scores(self, split: str) -> np.ndarray:
         """Model scores of a split's sample, computed once."""
         if split not in self._scores:
-            self._scores[split] = self.score(self.sample(split).images)
+            images = self.sample(split).images
+            self._scores[split] = self.score(images, self.model_inputs(("sample", split), lambda: images))
         return self._scores[split]
 
     @property

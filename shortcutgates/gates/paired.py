@@ -234,7 +234,8 @@ def pair_scores(context, split: str) -> dict:
         s = context.sample(split)
         base = context.scores(split)
         batch, perm = paired_batch(context, split)
-        out = scores_of_batch(context.score(batch), perm)
+        inputs = context.model_inputs(("counterfactual_batch", split), lambda: batch)
+        out = scores_of_batch(context.score(batch, inputs), perm)
         out.update(stamp=base[ps.pairs.stamp], ctrl=base[ps.pairs.ctrl],
                    threshold=operating_threshold(base[s.labels == 0], context.config.operating_threshold))
         return out
