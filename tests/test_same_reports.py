@@ -163,3 +163,18 @@ def test_a_bad_row_leaves_each_sample_to_decode_its_own_rows(data, tmp_path):
     for split, sample in reference.items():
         assert np.array_equal(once.sample(split).images, sample.images)
         assert once.sample(split).n_bad == sample.n_bad
+
+
+def test_a_checkpoint_scoring_shared_inputs_in_a_sweep_gets_its_report_alone(config_file, tmp_path):
+    """A sweep hands a checkpoint the context's preprocessed samples (``Scorer.score_inputs``); alone it
+    preprocesses raw stamps itself (``predict_scores``): the same scores, so the same report."""
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures"
+    data, model = fixtures / "data" / "clean", fixtures / "checkpoints" / "clean.pt"
+    sweep.gate_many(data, [model], tmp_path / "out", config_path=config_file, cache_dir=tmp_path / "cache",
+                    progress=False, strict=False)
+    swept = {g["id"]: g for g in json.loads((tmp_path / "out" / "clean.json").read_text())["gates"]}
+    scorer = scorers.load_scorer(model)  # no preprocessing cache: raw stamps in, as a single run
+    assert scorer.score_inputs is None
+    alone = GateContext(data, config=CFG).with_scorer(scorer.score_fn, scorer.preprocess, model)
+    expected = [run.record() for run in run_suite(alone, lambda c: "model" in c.needs)]
+    assert expected and [swept[r["id"]] for r in expected] == json.loads(json.dumps(expected))
