@@ -21,7 +21,7 @@ from ..blob_rows import release_row_group_cache
 
 from .. import manifest as sgmanifest
 from ..identity import check_lrg_ids, match_lrgs
-from ..preprocess import get_preprocessor
+from ..preprocess import get_preprocessor, raw_robust, residual
 from ..schema import (
     CONDITIONS, LABEL_COLUMN, LRG_ID_COLUMN, LRG_MEASURED, LRG_TRUTH, MANIFEST_SPLITS, PIXEL_SCALE_ARCSEC,
     SPLIT_COLUMN, DataError,
@@ -35,6 +35,9 @@ ScoreFn = Callable[[np.ndarray], np.ndarray]
 
 CHUNK = 512
 """Rows decoded (integrity) or scored (model) per batch."""
+
+ANNULUS_MODES = {"raw_robust": raw_robust, "residual": residual}
+"""Preprocessings that take the outer-annulus median/MAD a sample measured when it was decoded."""
 
 
 def training_manifest_of(model_path) -> Path | str | None:
@@ -346,6 +349,7 @@ class GateContext:
         labels = sub[LABEL_COLUMN].to_numpy().astype(int)
         keep = dedup_negatives(labels, images)
         sub, images = sub[keep].reset_index(drop=True), images[keep]
+        annulus = None if decoded.annulus is None else tuple(a[keep] for a in decoded.annulus)
         theta = (pd.to_numeric(sub["theta_e_arcsec"], errors="coerce").to_numpy(np.float64) / PIXEL_SCALE_ARCSEC
                  if "theta_e_arcsec" in sub else np.full(len(sub), np.nan))
         theta = np.where(sub[LABEL_COLUMN].to_numpy() == 1, theta, np.nan)
@@ -353,7 +357,7 @@ class GateContext:
         labels, groups = meta[LABEL_COLUMN].to_numpy().astype(int), meta["_group"].to_numpy()
         units = matched_units(meta, labels, groups, self.property_columns)
         return SplitSample(meta, images, labels, groups, theta, len(pos), int((~decoded.ok).sum()),
-                           int((~keep).sum()), units)
+                           int((~keep).sum()), units, annulus)
 
     def input_key(self, mode: str) -> str:
         """Cache key of an input: the preprocessor name, also for ``"model"`` when the model uses a named one."""
@@ -369,8 +373,12 @@ class GateContext:
         key = (split, self.input_key(mode))
         store = self._model_inputs if key[1] == "model" else self._inputs
         if key not in store:
-            raw = self.sample(split).images
-            store[key] = self.model_preprocess(raw) if key[1] == "model" else get_preprocessor(key[1])(raw)
+            sample = self.sample(split)
+            raw = sample.images
+            if key[1] in ANNULUS_MODES and sample.annulus is not None:  # its median/MAD measured at decoding
+                store[key] = ANNULUS_MODES[key[1]](raw, sample.annulus)
+            else:
+                store[key] = self.model_preprocess(raw) if key[1] == "model" else get_preprocessor(key[1])(raw)
         return store[key]
 
     def memo(self, key: tuple, compute: Callable[[], object]):
@@ -410,7 +418,8 @@ class GateContext:
                 kept = []
                 continue
             good = start + np.flatnonzero(decoded.ok)
-            kept.append((good[keep[good]], decoded.images[keep[good]]))
+            chosen = keep[good]
+            kept.append((good[chosen], decoded.images[chosen], *(a[chosen] for a in decoded.annulus or ())))
         release_row_group_cache()  # the pass is over: do not keep a (possibly GB-sized) row group
         if kept:
             self._keep_for_samples(wanted, kept, shape)
@@ -420,12 +429,12 @@ class GateContext:
         """The integrity pass's images of each split's sampled rows as that sample's decoding: every
         row decoded, had the one stamp shape and can be normalised, so :func:`decode_rows` of the
         sample's rows alone gives these very arrays."""
-        positions = np.concatenate([p for p, _ in kept])
-        images = np.concatenate([im for _, im in kept])
+        positions, images, median, mad = (np.concatenate(part) for part in zip(*kept))
         at = np.full(len(self.frame), -1, np.int64)
         at[positions] = np.arange(len(positions))
         for split, rows in wanted.items():
-            self._predecoded[split] = DecodedRows(images[at[rows]], np.ones(len(rows), bool), [], shape)
+            self._predecoded[split] = DecodedRows(images[at[rows]], np.ones(len(rows), bool), [], shape,
+                                                  (median[at[rows]], mad[at[rows]]))
 
     # --- report blocks -------------------------------------------------------------------------
     def low_fpr(self) -> dict:
