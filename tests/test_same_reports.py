@@ -178,3 +178,27 @@ def test_a_checkpoint_scoring_shared_inputs_in_a_sweep_gets_its_report_alone(con
     alone = GateContext(data, config=CFG).with_scorer(scorer.score_fn, scorer.preprocess, model)
     expected = [run.record() for run in run_suite(alone, lambda c: "model" in c.needs)]
     assert expected and [swept[r["id"]] for r in expected] == json.loads(json.dumps(expected))
+
+
+@pytest.mark.parametrize("statistic", paired.STATISTICS)
+def test_paired_statistics_in_batches_equal_the_resample_loop(statistic, monkeypatch):
+    from shortcutgates import stats
+
+    rng = np.random.default_rng(4)
+    n = 90
+    scores = {"stamp": np.round(rng.normal(1.5, 1, n), 2), "ctrl": np.round(rng.normal(0, 1, n), 2),
+              "swapped": np.round(rng.normal(1, 1, n), 2), "threshold": 0.8}  # rounded: many ties
+    rows, groups = np.arange(n), rng.integers(0, 60, n).astype(str)
+    batched = paired.paired_statistic(scores, "swapped", statistic, rows, groups, CFG)
+    real = stats.grouped_bootstrap
+
+    def without_batch(labels, values, groups, *, metric, **kw):
+        def one(lab, val, w=None):  # the same metric, one resample at a time
+            return metric(lab, val, w)
+        return real(labels, values, groups, metric=one, **kw)
+
+    monkeypatch.setattr(paired, "grouped_bootstrap", without_batch)
+    assert paired.paired_statistic(scores, "swapped", statistic, rows, groups, CFG) == batched
+    looped = paired.operational(scores, "swapped", rows, groups, CFG)
+    monkeypatch.undo()
+    assert paired.operational(scores, "swapped", rows, groups, CFG) == looped

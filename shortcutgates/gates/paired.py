@@ -257,13 +257,52 @@ def _pair_auc(x: np.ndarray, ctrl: np.ndarray):
         wx, wc = np.bincount(bx, w, minlength=m), np.bincount(bc, w, minlength=m)
         below = np.cumsum(wc) - wc
         return float((wx * (below + 0.5 * wc)).sum() / (wx.sum() * wc.sum()))
+
+    def batch(w: np.ndarray) -> np.ndarray:
+        """(B, P) integer weights -> (B,): every sum is of integers and halves, exact in any order, so
+        each value is the float ``auc`` gives for that resample."""
+        wx, wc = _bincount_rows(bx, w, m), _bincount_rows(bc, w, m)
+        below = np.cumsum(wc, axis=1) - wc
+        return (wx * (below + 0.5 * wc)).sum(axis=1) / (wx.sum(axis=1) * wc.sum(axis=1))
+
+    auc.batch = batch  # type: ignore[attr-defined]
     return auc
+
+
+def _bincount_rows(bucket: np.ndarray, w: np.ndarray, m: int) -> np.ndarray:
+    """``np.bincount(bucket, w[b], minlength=m)`` for every row ``b`` of ``w`` (B, P) at once, shape (B, m)."""
+    offsets = (np.arange(len(w)) * m)[:, None] + bucket[None, :]
+    return np.bincount(offsets.ravel(), w.ravel(), minlength=len(w) * m).reshape(len(w), m)
 
 
 def _flag_share(flagged: np.ndarray):
     def share(w: np.ndarray) -> float:
         return float((w * flagged).sum() / w.sum()) if w.sum() > 0 else float("nan")
+
+    def batch(w: np.ndarray) -> np.ndarray:  # (B, P) -> (B,), the same floats (integer sums)
+        total = w.sum(axis=1)
+        return np.divide((w * flagged).sum(axis=1), total, out=np.full(len(w), np.nan), where=total > 0)
+
+    share.batch = batch  # type: ignore[attr-defined]
     return share
+
+
+def _statistic_batch(statistic: str, det, vs_ctrl, vs_stamp, cf_rate, lens_rate, n: int):
+    """The bootstrap batch of :func:`paired_statistic`'s metric: weights (B, 2n) -> (B,) values, each the
+    float the one-resample metric gives (the pairs' weights are the first n columns)."""
+    def batch(weights: np.ndarray) -> np.ndarray:
+        w = weights[:, :n]
+        if statistic == "auroc":
+            return vs_ctrl.batch(w)
+        if statistic == "auroc_vs_stamp":
+            return vs_stamp.batch(w)
+        if statistic == "flag_rate":
+            return cf_rate.batch(w)
+        if statistic == "flag_ratio":
+            lens = lens_rate.batch(w)
+            return np.divide(cf_rate.batch(w), lens, out=np.full(len(w), np.nan), where=lens > 0)
+        return det.batch(w) - vs_ctrl.batch(w)
+    return batch
 
 
 STATISTICS = ("auroc", "drop", "auroc_vs_stamp", "flag_ratio", "flag_rate")
@@ -291,6 +330,7 @@ def paired_statistic(scores: dict, kind: str, statistic: str, rows: np.ndarray, 
                          "(a model gate says nothing good about a model that cannot detect lenses)")
     if statistic not in STATISTICS:
         raise ValueError(f"unknown statistic {statistic!r} (known: {', '.join(STATISTICS)})")
+    cf_rate = lens_rate = None
     if statistic.startswith("flag"):
         t = float(scores["threshold"])
         cf_rate, lens_rate = _flag_share(x > t), _flag_share(stamp > t)
@@ -314,6 +354,7 @@ def paired_statistic(scores: dict, kind: str, statistic: str, rows: np.ndarray, 
             return cf_rate(w) / lens if lens > 0 else float("nan")
         return det(w) - vs_ctrl(w)
 
+    metric.batch = _statistic_batch(statistic, det, vs_ctrl, vs_stamp, cf_rate, lens_rate, len(rows))  # type: ignore[attr-defined]
     g = np.asarray(groups)[rows]
     labels = np.r_[np.ones(len(rows), int), np.zeros(len(rows), int)]
     est = grouped_bootstrap(labels, np.zeros(2 * len(rows)), np.r_[g, g], metric=metric, n_boot=config.n_boot,
@@ -331,8 +372,12 @@ def operational(scores: dict, kind: str, rows: np.ndarray, groups: np.ndarray, c
     labels = np.r_[np.ones(n, int), np.zeros(n, int)]  # the bootstrap's two-class layout; weights[:n] per pair
     for name, flagged in (("counterfactual_flagged", scores[kind][rows] > t), ("lens_flagged", scores["stamp"][rows] > t)):
         share = _flag_share(flagged)
-        est = grouped_bootstrap(labels, np.zeros(2 * n), np.r_[g, g],
-                                metric=lambda _l, _v, w=None, f=share: f(np.ones(n) if w is None else w[:n]),
+
+        def metric(_l, _v, w=None, f=share):
+            return f(np.ones(n) if w is None else w[:n])
+
+        metric.batch = lambda w, f=share: f.batch(w[:, :n])  # type: ignore[attr-defined]
+        est = grouped_bootstrap(labels, np.zeros(2 * n), np.r_[g, g], metric=metric,
                                 n_boot=config.n_boot, seed=config.seed, level=config.level)
         out[name] = [float(est.value), float(est.lo), float(est.hi)]
     return out
