@@ -2,8 +2,12 @@
 
 ``shortcutgates gate --model a.pt b.pt ... --out DIR`` reads and samples the manifest once and
 measures the data gates once; each checkpoint then runs only its model gates on a context that
-shares decoded samples, preprocessed inputs and memoised probes. Target: ten checkpoints take at
-most 3× the wall time of one.
+shares decoded samples, preprocessed inputs, memoised probes, the paired set and the counterfactual
+batch. Target (issue 22): ten checkpoints take at most 1.5× the wall time of one.
+
+Both runs find the gate cache warm (a warm-up run fills a cache directory of its own first: the data
+records and the lensing split of the pairs, what an earlier CI job on the same manifest leaves), so
+the ratio compares what a checkpoint costs with what a whole gated run costs, not the data gates.
 
 The checkpoints are ``fixtures/checkpoints/clean.pt`` with its weights perturbed by a seeded
 1 % Gaussian (distinct checkpoints with distinct scores, as consecutive epochs are). That network
@@ -61,12 +65,14 @@ def test_ten_checkpoints_vs_one(benchmark, manifest, checkpoints, tmp_path):
     from shortcutgates.gates.sweep import gate_many
 
     torch.set_num_threads(1)
+    cache = tmp_path / "gate-cache"
 
     def timed(models, out):
         t0 = time.perf_counter()
-        gate_many(manifest, models, out, progress=False)
+        gate_many(manifest, models, out, progress=False, cache_dir=cache)
         return time.perf_counter() - t0
 
+    timed(checkpoints[:1], tmp_path / "warm-up")  # fills the cache: data records, lensing split
     one = timed(checkpoints[:1], tmp_path / "one")
     many = benchmark.pedantic(timed, args=(checkpoints, tmp_path / "many"), rounds=1, iterations=1)
     ratio = many / one
@@ -75,7 +81,7 @@ def test_ten_checkpoints_vs_one(benchmark, manifest, checkpoints, tmp_path):
             "marginal_per_model_s": (many - one) / max(len(checkpoints) - 1, 1), "model_case_verdicts": verdicts}
     benchmark.extra_info.update(info)
     print(f"\ngate_many on {N_SAMPLES} samples: 1 checkpoint {one:.1f} s, {len(checkpoints)} checkpoints "
-          f"{many:.1f} s = {ratio:.2f}x one (target <= 3x); {info['marginal_per_model_s']:.1f} s per further checkpoint; "
+          f"{many:.1f} s = {ratio:.2f}x one (target <= 1.5x); {info['marginal_per_model_s']:.1f} s per further checkpoint; "
           f"model-case verdicts over all checkpoints {verdicts}")
 
 
