@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "fixtures" / "checkpoints" / "clean.pt"
+MODELS_DIR = Path(tempfile.gettempdir()) / "shortcutgates-sweep-reports"
+"""Where the checkpoints are written (the same bytes every run) and the reference scorers are named."""
 
 
 def _doubled(images):
@@ -63,8 +66,9 @@ def run(manifest: Path, out: Path, config: Path | None) -> None:
         return real(path, cache)
 
     scorers.load_scorer = load
-    ckpts = _checkpoints(out / "checkpoints")
-    models = [out / "arc.pt", ckpts[0], out / "mix.pt", out / "core.pt", ckpts[1]]
+    where = MODELS_DIR  # one place for every run: a report names its model's path
+    ckpts = _checkpoints(where)
+    models = [where / "arc.pt", ckpts[0], where / "mix.pt", where / "core.pt", ckpts[1]]
     t0 = time.perf_counter()
     sweep.gate_many(manifest, models, out, progress=False, cache_dir=out / "cache", strict=False, config_path=config)
     print(f"gate_many of {len(models)} models: {time.perf_counter() - t0:.1f} s")
