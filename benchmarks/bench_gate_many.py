@@ -2,8 +2,13 @@
 
 ``shortcutgates gate --model a.pt b.pt ... --out DIR`` reads and samples the manifest once and
 measures the data gates once; each checkpoint then runs only its model gates on a context that
-shares decoded samples, preprocessed inputs and memoised probes. Target: ten checkpoints take at
-most 3× the wall time of one.
+shares decoded samples, preprocessed inputs, memoised probes, the paired set and the counterfactual
+batch. Target (issue 22): ten checkpoints take at most 1.5× the wall time of one.
+
+Each run is a fresh process (imports included, as a CI job's run), and both find the gate cache warm
+(a warm-up run fills a cache directory of its own first: the data records and the lensing split of
+the pairs, what an earlier CI job on the same manifest leaves), so the ratio compares what a further
+checkpoint costs with what a whole gated run costs, not the data gates.
 
 The checkpoints are ``fixtures/checkpoints/clean.pt`` with its weights perturbed by a seeded
 1 % Gaussian (distinct checkpoints with distinct scores, as consecutive epochs are). That network
@@ -20,6 +25,8 @@ Run: ``OMP_NUM_THREADS=1 python -m pytest benchmarks/bench_gate_many.py --benchm
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -29,7 +36,8 @@ from shortcutgates.gates.synthetic import ToySpec, make_rows, write_manifest
 
 N_SAMPLES = int(os.environ.get("SHORTCUTGATES_BENCH_N", 4000))
 N_MODELS = int(os.environ.get("SHORTCUTGATES_BENCH_MODELS", 10))
-CHECKPOINT = Path(__file__).resolve().parents[1] / "fixtures" / "checkpoints" / "clean.pt"
+ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINT = ROOT / "fixtures" / "checkpoints" / "clean.pt"
 
 
 @pytest.fixture(scope="module")
@@ -56,17 +64,21 @@ def checkpoints(tmp_path_factory) -> list[Path]:
 
 
 def test_ten_checkpoints_vs_one(benchmark, manifest, checkpoints, tmp_path):
-    import torch
+    cache = tmp_path / "gate-cache"
 
-    from shortcutgates.gates.sweep import gate_many
-
-    torch.set_num_threads(1)
-
-    def timed(models, out):
+    def timed(models, out):  # a fresh process, as a CI job's run: imports, data read, model gates
+        code = ("import sys, torch; torch.set_num_threads(1); from pathlib import Path; "
+                "from shortcutgates.gates.sweep import gate_many; a = sys.argv[1:]; "
+                "gate_many(Path(a[0]), [Path(m) for m in a[3:]], Path(a[1]), progress=False, cache_dir=Path(a[2]))")
+        env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
         t0 = time.perf_counter()
-        gate_many(manifest, models, out, progress=False)
+        done = subprocess.run([sys.executable, "-c", code, str(manifest), str(out), str(cache), *map(str, models)],
+                              env=env, capture_output=True, text=True, check=False)
+        if done.returncode not in (0, 1):
+            raise AssertionError(f"gate_many exited {done.returncode}: {done.stderr[-2000:]}")
         return time.perf_counter() - t0
 
+    timed(checkpoints[:1], tmp_path / "warm-up")  # fills the cache: data records, lensing split
     one = timed(checkpoints[:1], tmp_path / "one")
     many = benchmark.pedantic(timed, args=(checkpoints, tmp_path / "many"), rounds=1, iterations=1)
     ratio = many / one
@@ -75,7 +87,7 @@ def test_ten_checkpoints_vs_one(benchmark, manifest, checkpoints, tmp_path):
             "marginal_per_model_s": (many - one) / max(len(checkpoints) - 1, 1), "model_case_verdicts": verdicts}
     benchmark.extra_info.update(info)
     print(f"\ngate_many on {N_SAMPLES} samples: 1 checkpoint {one:.1f} s, {len(checkpoints)} checkpoints "
-          f"{many:.1f} s = {ratio:.2f}x one (target <= 3x); {info['marginal_per_model_s']:.1f} s per further checkpoint; "
+          f"{many:.1f} s = {ratio:.2f}x one (target <= 1.5x); {info['marginal_per_model_s']:.1f} s per further checkpoint; "
           f"model-case verdicts over all checkpoints {verdicts}")
 
 

@@ -66,10 +66,13 @@ class GateSession:
                 gate_config = load_config(self.config_path, input=self.input)
                 context = GateContext(self.data, config=gate_config, progress=self.progress,
                                       data_root=self.data_root)
+                self._context = context  # the gate cache's key reads it
                 if self.model is not None:
+                    context.array_cache = self.data_cache  # model runs keep the lensing split of the pairs there
                     context, self.scorer = with_model_file(context, self.model)
                 self._context = context
             except (ValueError, FileNotFoundError) as exc:  # DataError, CheckpointError, ScorerError
+                self._context = None
                 raise pytest.UsageError(f"shortcutgates: {exc}") from None
         return self._context
 
@@ -81,7 +84,7 @@ class GateSession:
 
             self._cache = open_cache(self.context, self.cache_dir)
             if not self.reuse_cache:
-                self._cache.records.clear()
+                self._cache.forget()
         return self._cache
 
     def evaluate(self, case) -> dict:
@@ -121,6 +124,7 @@ class GateSession:
 
             try:
                 self.scorer = callable_scorer(request.getfixturevalue(SCORER_FIXTURE), f"fixture {SCORER_FIXTURE}")
+                self.context.array_cache = self.data_cache
                 self._context = self.context.with_scorer(self.scorer.score_fn, self.scorer.preprocess)
                 return
             except ScorerError as exc:

@@ -86,12 +86,13 @@ def _annulus_median_mad(images: np.ndarray, mask: np.ndarray) -> tuple[np.ndarra
     return median[..., None], mad[..., None]
 
 
-def raw_robust(images: np.ndarray) -> np.ndarray:
+def raw_robust(images: np.ndarray, median_mad: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Outer-annulus median/MAD normalisation, clipped to ±50 (docs/design.md#preprocessing).
 
     Parameters
     ----------
     images : ndarray, shape (3, H, W) or (N, 3, H, W). Unit: nanomaggies.
+    median_mad : the images' :func:`annulus_median_mad`, when already measured (the same floats).
 
     Returns
     -------
@@ -104,7 +105,7 @@ def raw_robust(images: np.ndarray) -> np.ndarray:
         such a stamp cannot be normalised and must be caught by the ``data_integrity`` gate.
     """
     images = np.asarray(images, dtype=np.float32)
-    median, mad = annulus_median_mad(images)
+    median, mad = annulus_median_mad(images) if median_mad is None else median_mad
     if not (mad > 0).all():
         bad = np.argwhere(~(mad[..., 0, 0] > 0))[0]
         raise ValueError(
@@ -157,9 +158,9 @@ def subtract_radial_profile(images: np.ndarray) -> np.ndarray:
     return (images - profile[..., ring_index(*images.shape[-2:])]).astype(np.float32)
 
 
-def residual(images: np.ndarray) -> np.ndarray:
+def residual(images: np.ndarray, median_mad: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """``raw_robust`` followed by subtraction of the azimuthal-median profile (docs/design.md#preprocessing)."""
-    return subtract_radial_profile(raw_robust(images))
+    return subtract_radial_profile(raw_robust(images, median_mad))
 
 
 PREPROCESSORS: dict[str, Callable[[np.ndarray], np.ndarray]] = {

@@ -171,6 +171,10 @@ class Scorer(NamedTuple):
     info: dict
     """The report's ``model`` block (path, kind, sha256, contract)."""
     contract: InputContract | None = None
+    score_inputs: ScoreFn | None = None
+    """Inputs already preprocessed by the named mode ``preprocess`` -> the same scores as ``score_fn`` of
+    their raw stamps (None: only raw stamps), so a gate context can hand over its shared preprocessed
+    samples instead of having each model preprocess (and hash) them again."""
 
 
 class _Identity:

@@ -64,9 +64,13 @@ def load_checkpoint_scorer(path, cache: PreprocessCache | None = None) -> Scorer
     from .evaluate import logits_of, predict_scores, sigmoid
 
     loaded = load_checkpoint(path)
+
+    def score_inputs(inputs):
+        return sigmoid(logits_of(loaded.model, inputs))
+
     if cache is not None:
         def score_fn(raw):
-            return sigmoid(logits_of(loaded.model, cache(loaded.preprocess, raw)))
+            return score_inputs(cache(loaded.preprocess, raw))
     else:
         def score_fn(raw):
             return np.asarray(predict_scores(loaded, raw), np.float64)
@@ -74,7 +78,7 @@ def load_checkpoint_scorer(path, cache: PreprocessCache | None = None) -> Scorer
     for key in ("format", "version", "model_config", "train_config", "data", "metrics", "seed", "epoch"):
         if key in loaded.payload:
             info[key] = loaded.payload[key]
-    return Scorer(score_fn, loaded.preprocess, info)
+    return Scorer(score_fn, loaded.preprocess, info, None, score_inputs if cache is not None else None)
 
 
 def callable_scorer(fn, name: str = "shortcutgates_scorer fixture") -> Scorer:

@@ -12,7 +12,10 @@ and CI job would measure them again. Their records are kept in one JSON file per
   ``max_samples``, ``n_boot``, level, boxes, folds, thresholds, waivers, promoted cases).
 
 Any change of a byte, a setting or the version gives another key, so a stale entry is never read.
-Only cases that need no model are stored (a model case changes with every checkpoint). Entries
+Only cases that need no model are stored (a model case changes with every checkpoint), and, beside
+them, the model gates' model-independent arrays (``<key>.lensing-<split>.npz``: the lensing split of
+the paired split's pairs, :func:`shortcutgates.gates.paired.paired_set`), so a later run on the same
+manifest pays only for what its model changes. Entries
 live in ``<cache dir>/gates/<key>.json`` (:func:`cache_dir`: ``--gate-cache DIR``, else
 ``$SHORTCUTGATES_CACHE``, else ``~/.cache/shortcutgates``) and are written to a temporary name
 and renamed, so a reader sees a whole entry or none. An entry that cannot be read (truncated, not
@@ -126,6 +129,13 @@ class DataGateCache:
         self.records: dict[str, dict] = self._read()
         self.n_reused = 0
         self._added = False
+        self.reuse = True
+        """False after :meth:`forget` (``--no-cache``): nothing stored is read, fresh results are written."""
+
+    def forget(self) -> None:
+        """``--no-cache``: measure everything again (records and arrays); the fresh results replace the entry."""
+        self.records.clear()
+        self.reuse = False
 
     def _read(self) -> dict[str, dict]:
         if not self.path.exists():
@@ -180,6 +190,55 @@ class DataGateCache:
             self._notice(f"shortcutgates: cannot write the gate cache entry {self.path} ({exc.strerror or exc})")
             return None
         return self.path
+
+
+    # --- arrays: model-independent work of the model gates (the lensing split of the paired set) -------
+    def arrays_path(self, name: str) -> Path:
+        """``<key>.<name>.npz`` beside the entry."""
+        return self.path.with_name(f"{self.key}.{name}.npz")
+
+    def load_arrays(self, name: str, check) -> dict | None:
+        """Stored arrays ``name`` of this key, or None (absent, ``--no-cache``, or corrupt: one-line notice).
+
+        ``check(arrays)`` raises ``ValueError`` when they do not fit the data they stand for (their
+        shapes); read with ``allow_pickle=False``.
+        """
+        import zipfile
+
+        import numpy as np
+
+        path = self.arrays_path(name)
+        if not self.reuse or not path.exists():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                if str(stored["format"]) != FORMAT or str(stored["key"]) != self.key:
+                    raise ValueError(f"not a {FORMAT} entry of this key")
+                arrays = {k: stored[k] for k in stored.files if k not in ("format", "key")}
+            check(arrays)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            self._notice(f"shortcutgates: ignoring the corrupt gate cache entry {path} ({exc}); recomputing it")
+            return None
+        return arrays
+
+    def save_arrays(self, name: str, arrays: dict) -> Path | None:
+        """Store arrays ``name`` (temporary name, then rename); its path, or None when it cannot be written."""
+        import io
+
+        import numpy as np
+
+        from ..io import write_bytes_atomic
+
+        path = self.arrays_path(name)
+        buffer = io.BytesIO()
+        np.savez(buffer, format=np.array(FORMAT), key=np.array(self.key), **arrays)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_bytes_atomic(path, buffer.getvalue())
+        except OSError as exc:
+            self._notice(f"shortcutgates: cannot write the gate cache entry {path} ({exc.strerror or exc})")
+            return None
+        return path
 
 
 def open_cache(context, directory=None, notify=None) -> DataGateCache:

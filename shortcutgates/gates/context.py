@@ -21,20 +21,23 @@ from ..blob_rows import release_row_group_cache
 
 from .. import manifest as sgmanifest
 from ..identity import check_lrg_ids, match_lrgs
-from ..preprocess import get_preprocessor
+from ..preprocess import get_preprocessor, raw_robust, residual
 from ..schema import (
     CONDITIONS, LABEL_COLUMN, LRG_ID_COLUMN, LRG_MEASURED, LRG_TRUTH, MANIFEST_SPLITS, PIXEL_SCALE_ARCSEC,
     SPLIT_COLUMN, DataError,
 )
 from .probes import ProbeError
 from .records import GateConfig
-from .sample import SplitSample, cap_rows, decode_rows, dedup_negatives, matched_units
+from .sample import DecodedRows, SplitSample, cap_rows, decode_rows, dedup_negatives, matched_units
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
 """``score_fn(raw_images (N, 3, H, W) nanomaggies) -> (N,) scores``; higher = more lens-like."""
 
 CHUNK = 512
 """Rows decoded (integrity) or scored (model) per batch."""
+
+ANNULUS_MODES = {"raw_robust": raw_robust, "residual": residual}
+"""Preprocessings that take the outer-annulus median/MAD a sample measured when it was decoded."""
 
 
 def training_manifest_of(model_path) -> Path | str | None:
@@ -55,6 +58,16 @@ def training_manifest_of(model_path) -> Path | str | None:
         return recorded_manifest(path)
     except (CheckpointError, OSError, ValueError) as exc:
         return f"cannot check the model's training LRGs: {exc}"
+
+
+MODEL_MEMOS = frozenset({"pair_scores"})
+"""Memo keys (first element) whose results depend on the model although they do not name it."""
+
+
+def model_dependent(key: tuple) -> bool:
+    """Whether a :meth:`GateContext.memo` key holds a model's result: it names the input ``"model"`` (a
+    callable preprocessing) or is one of :data:`MODEL_MEMOS`. Every other key is data only."""
+    return "model" in key or (bool(key) and key[0] in MODEL_MEMOS)
 
 
 def _sky_groups(frame: pd.DataFrame) -> np.ndarray:
@@ -112,14 +125,25 @@ class GateContext:
         """The manifest the checkpoint was trained on (its ``train`` split is checked for LRGs shared
         with the gated data by ``lrg_leakage``), a one-line reason it cannot be read, or None."""
         self._score_fn = score_fn
+        self._score_inputs: ScoreFn | None = None
+        """Scores of inputs in the named preprocessing ``_preprocess`` (:meth:`score`), when the scorer offers it."""
         self._preprocess = preprocess
         if model is not None:
             self._load_model(self.model_path)
         self._samples: dict[str, SplitSample] = {}
         self._inputs: dict[tuple[str, str], np.ndarray] = {}
+        """Inputs of named preprocessing modes: data only, one dict shared by every :meth:`with_scorer` context."""
+        self._model_inputs: dict[tuple[str, str], np.ndarray] = {}
         self._scores: dict[str, np.ndarray] = {}
         self._memo: dict[tuple, object] = {}
+        """Data-only memoised results, one dict shared by every :meth:`with_scorer` context."""
+        self._model_memo: dict[tuple, object] = {}
         self._integrity = None
+        self.array_cache = None
+        """The run's gate cache (:class:`~shortcutgates.gates.cache.DataGateCache`), where the model gates keep
+        their model-independent arrays (the lensing split of the paired set); None: computed each run."""
+        self._predecoded: dict[str, DecodedRows] = {}
+        """Decoded rows of samples not drawn yet, left by the integrity pass (:meth:`_check_rows`)."""
         self.n_inference_passes = 0
         """Calls of the score function over a set of images (one per split, one per perturbation)."""
         self.n_images_scored = 0
@@ -138,20 +162,22 @@ class GateContext:
         self._preprocess = loaded.preprocess
 
     def with_scorer(self, score_fn: ScoreFn | None, preprocess: str | Callable | None = None,
-                    model_path=None) -> "GateContext":
+                    model_path=None, score_inputs: ScoreFn | None = None) -> "GateContext":
         """A context on the same data with another model (or none), sharing everything that is data only.
 
         The manifest, samples, integrity check, inputs of named preprocessing modes and memoised
-        probe results are shared (not recomputed); model scores, counters and any input of a callable
-        preprocessing are the new model's own. Used to gate many checkpoints on one data read.
+        data-only results (probe fits, the paired set) are shared (one store: what any of these
+        contexts computes, the others reuse); model scores, counters, model-dependent memos
+        (:func:`model_dependent`) and any input of a callable preprocessing are the new model's own.
+        Used to gate many checkpoints on one data read.
         """
         import copy
 
         other = copy.copy(self)
         other._score_fn, other._preprocess, other._loaded = score_fn, preprocess, None
+        other._score_inputs = score_inputs if isinstance(preprocess, str) else None
         other.model_path = None if model_path is None else Path(model_path)
-        other._inputs = {k: v for k, v in self._inputs.items() if k[1] != "model"}
-        other._memo = {k: v for k, v in self._memo.items() if "model" not in k}
+        other._model_inputs, other._model_memo = {}, {}
         other._scores = {}
         other.n_inference_passes = other.n_images_scored = 0
         other.training_manifest = None if model_path is None else training_manifest_of(model_path)
@@ -168,7 +194,7 @@ class GateContext:
             train = train[train[SPLIT_COLUMN].astype(str) == "train"]
             return train[["ra", "dec"]].to_numpy(np.float64)
 
-        trained = self.memo(("training_positions",), compute)
+        trained = self.memo(("training_positions", str(self.training_manifest)), compute)
         rows = self.rows(split)
         ids = match_lrgs(np.r_[rows["ra"].to_numpy(np.float64), trained[:, 0]],
                          np.r_[rows["dec"].to_numpy(np.float64), trained[:, 1]]).lrg_id.astype(str)
@@ -178,26 +204,43 @@ class GateContext:
     def has_model(self) -> bool:
         return self._score_fn is not None
 
-    def score(self, raw_images: np.ndarray) -> np.ndarray:
-        """Model scores of raw images (one inference pass, counted), shape (N,)."""
+    def score(self, raw_images: np.ndarray, inputs: np.ndarray | None = None) -> np.ndarray:
+        """Model scores of raw images (one inference pass, counted), shape (N,).
+
+        ``inputs``: the same images already in the model's named preprocessing
+        (:meth:`model_inputs`); a scorer that takes them (``Scorer.score_inputs``) scores them without
+        preprocessing again, the same floats (preprocessing works stamp by stamp)."""
         if self._score_fn is None:
             raise ProbeError("no model given")
         from tqdm.auto import tqdm
 
+        fn, images = ((self._score_inputs, inputs) if inputs is not None and self._score_inputs is not None
+                      else (self._score_fn, raw_images))
         self.n_inference_passes += 1
         self.n_images_scored += len(raw_images)
-        starts = tqdm(range(0, len(raw_images), CHUNK), desc="model scores", unit="batch",
+        starts = tqdm(range(0, len(images), CHUNK), desc="model scores", unit="batch",
                       disable=not self.progress, leave=False)
-        out = [np.asarray(self._score_fn(raw_images[i:i + CHUNK]), np.float64).reshape(-1) for i in starts]
+        out = [np.asarray(fn(images[i:i + CHUNK]), np.float64).reshape(-1) for i in starts]
         scores = np.concatenate(out) if out else np.zeros(0)
         if len(scores) != len(raw_images) or not np.isfinite(scores).all():
             raise ProbeError(f"model returned {len(scores)} scores for {len(raw_images)} images or non-finite scores")
         return scores
 
+    def model_inputs(self, key: tuple, raw: Callable[[], np.ndarray]) -> np.ndarray | None:
+        """``raw()`` in the model's named preprocessing, memoised under the data key ``key`` (shared by every
+        model with that preprocessing), when the scorer takes preprocessed inputs; else None."""
+        if self._score_inputs is None or not isinstance(self._preprocess, str):
+            return None
+        name = self._preprocess
+        if key[:1] == ("sample",):
+            return self.inputs(key[1], name)
+        return self.memo((*key, "inputs", name), lambda: get_preprocessor(name)(raw()))
+
     def scores(self, split: str) -> np.ndarray:
         """Model scores of a split's sample, computed once."""
         if split not in self._scores:
-            self._scores[split] = self.score(self.sample(split).images)
+            images = self.sample(split).images
+            self._scores[split] = self.score(images, self.model_inputs(("sample", split), lambda: images))
         return self._scores[split]
 
     @property
@@ -286,17 +329,27 @@ class GateContext:
             self._samples[split] = self._make_sample(split)
         return self._samples[split]
 
+    def _sampled_positions(self, split: str) -> np.ndarray:
+        """Positions in ``self.frame`` of the rows a split's sample draws (:func:`cap_rows`), in order."""
+        in_split = np.flatnonzero((self.frame[SPLIT_COLUMN] == split).to_numpy())
+        labels = self.frame[LABEL_COLUMN].to_numpy()[in_split].astype(int)
+        return in_split[cap_rows(labels, self.frame["_group"].to_numpy()[in_split], self.config.max_samples,
+                                 self.config.seed)]
+
     def _make_sample(self, split: str) -> SplitSample:
         rows = self.rows(split)
         labels = rows[LABEL_COLUMN].to_numpy().astype(int)
         pos = cap_rows(labels, rows["_group"].to_numpy(), self.config.max_samples, self.config.seed)
         sub = rows.iloc[pos].reset_index(drop=True)
-        decoded = decode_rows(sub)
-        release_row_group_cache()
+        decoded = self._predecoded.pop(split, None)  # the integrity pass's images of these rows, if it ran first
+        if decoded is None:
+            decoded = decode_rows(sub)
+            release_row_group_cache()
         sub, images = sub[decoded.ok].reset_index(drop=True), decoded.images
         labels = sub[LABEL_COLUMN].to_numpy().astype(int)
         keep = dedup_negatives(labels, images)
         sub, images = sub[keep].reset_index(drop=True), images[keep]
+        annulus = None if decoded.annulus is None else tuple(a[keep] for a in decoded.annulus)
         theta = (pd.to_numeric(sub["theta_e_arcsec"], errors="coerce").to_numpy(np.float64) / PIXEL_SCALE_ARCSEC
                  if "theta_e_arcsec" in sub else np.full(len(sub), np.nan))
         theta = np.where(sub[LABEL_COLUMN].to_numpy() == 1, theta, np.nan)
@@ -304,7 +357,7 @@ class GateContext:
         labels, groups = meta[LABEL_COLUMN].to_numpy().astype(int), meta["_group"].to_numpy()
         units = matched_units(meta, labels, groups, self.property_columns)
         return SplitSample(meta, images, labels, groups, theta, len(pos), int((~decoded.ok).sum()),
-                           int((~keep).sum()), units)
+                           int((~keep).sum()), units, annulus)
 
     def input_key(self, mode: str) -> str:
         """Cache key of an input: the preprocessor name, also for ``"model"`` when the model uses a named one."""
@@ -318,16 +371,25 @@ class GateContext:
         A model whose preprocessing is a named mode shares the cached array of that mode.
         """
         key = (split, self.input_key(mode))
-        if key not in self._inputs:
-            raw = self.sample(split).images
-            self._inputs[key] = self.model_preprocess(raw) if key[1] == "model" else get_preprocessor(key[1])(raw)
-        return self._inputs[key]
+        store = self._model_inputs if key[1] == "model" else self._inputs
+        if key not in store:
+            sample = self.sample(split)
+            raw = sample.images
+            if key[1] in ANNULUS_MODES and sample.annulus is not None:  # its median/MAD measured at decoding
+                store[key] = ANNULUS_MODES[key[1]](raw, sample.annulus)
+            else:
+                store[key] = self.model_preprocess(raw) if key[1] == "model" else get_preprocessor(key[1])(raw)
+        return store[key]
 
     def memo(self, key: tuple, compute: Callable[[], object]):
-        """``compute()`` once per key (e.g. a probe's out-of-fold scores shared by two input names)."""
-        if key not in self._memo:
-            self._memo[key] = compute()
-        return self._memo[key]
+        """``compute()`` once per key (e.g. a probe's out-of-fold scores shared by two input names).
+
+        A data-only key is computed once for every context of :meth:`with_scorer`; a key for which
+        :func:`model_dependent` holds, once per model."""
+        store = self._model_memo if model_dependent(key) else self._memo
+        if key not in store:
+            store[key] = compute()
+        return store[key]
 
     # --- integrity -----------------------------------------------------------------------------
     def integrity(self) -> list[str]:
@@ -338,15 +400,41 @@ class GateContext:
         return self._integrity
 
     def _check_rows(self) -> list[str]:
+        """Decode every row once; the rows the samples not drawn yet will hold keep their images, so
+        each row is decoded once per run (:meth:`_keep_for_samples`)."""
         from tqdm.auto import tqdm
 
         problems, shape, frame = [], None, self.frame
+        wanted = {split: self._sampled_positions(split) for split in self.splits if split not in self._samples}
+        keep = np.zeros(len(frame), bool)
+        for positions in wanted.values():
+            keep[positions] = True
+        kept: list[tuple[np.ndarray, np.ndarray]] = []  # (frame positions, their images), copies
         for start in tqdm(range(0, len(frame), CHUNK), desc="data_integrity", disable=not self.progress, leave=False):
             decoded = decode_rows(frame.iloc[start:start + CHUNK], shape)
             problems += decoded.problems
             shape = decoded.shape
+            if problems:  # a bad row anywhere: the samples decode their rows themselves (as they always did)
+                kept = []
+                continue
+            good = start + np.flatnonzero(decoded.ok)
+            chosen = keep[good]
+            kept.append((good[chosen], decoded.images[chosen], *(a[chosen] for a in decoded.annulus or ())))
         release_row_group_cache()  # the pass is over: do not keep a (possibly GB-sized) row group
+        if kept:
+            self._keep_for_samples(wanted, kept, shape)
         return problems + self.duplicate_images
+
+    def _keep_for_samples(self, wanted: dict[str, np.ndarray], kept: list, shape) -> None:
+        """The integrity pass's images of each split's sampled rows as that sample's decoding: every
+        row decoded, had the one stamp shape and can be normalised, so :func:`decode_rows` of the
+        sample's rows alone gives these very arrays."""
+        positions, images, median, mad = (np.concatenate(part) for part in zip(*kept))
+        at = np.full(len(self.frame), -1, np.int64)
+        at[positions] = np.arange(len(positions))
+        for split, rows in wanted.items():
+            self._predecoded[split] = DecodedRows(images[at[rows]], np.ones(len(rows), bool), [], shape,
+                                                  (median[at[rows]], mad[at[rows]]))
 
     # --- report blocks -------------------------------------------------------------------------
     def low_fpr(self) -> dict:

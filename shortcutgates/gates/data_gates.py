@@ -363,8 +363,10 @@ def core_lr_auc(context, case: GateCase) -> Measurement:
     features = _core_features(context, case, images, name, box)
     m = _probe_measurement(context, case, features, f"core-LR AUC (box {box} px)", "", None, ("box", box))
     scores = m.extra.pop("_scores")
-    per_bin = theta_e_bin_aurocs(sample.labels, scores, sample.resampling_units, sample.theta_e_px,
-                                 context.config.theta_e_bins_arcsec, context.config)
+    per_bin = [dict(r) for r in context.memo(  # the out-of-fold scores are memoised: so are their bin AUROCs
+        (case.gate, case.split, context.input_key(str(case.params["input"])), "box", box, "theta_e_bin_aurocs"),
+        lambda: theta_e_bin_aurocs(sample.labels, scores, sample.resampling_units, sample.theta_e_px,
+                                   context.config.theta_e_bins_arcsec, context.config))]
     for rec in per_bin:
         rec["arc_inside_box"] = not arc_clears_box(rec["lo"], bins.fwhm_arcsec, box)
     note = f"input {name}; {sample.note}"

@@ -15,6 +15,7 @@ lives on arrays in :mod:`shortcutgates.gates.paired`, for calibration with any `
 
 from __future__ import annotations
 
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -32,9 +33,11 @@ from .paired import (
     pair_scores,
     paired_set,
     paired_statistic,
+    theta_bins,
 )
+from .perturb import find_pairs
 from .probes import ProbeError
-from .records import GateCase
+from .records import GateCase, Role
 
 
 def _auc_result(context, case, labels, scores, groups, what, note="", extra=None) -> Measurement:
@@ -69,6 +72,9 @@ def auroc_difference(context, split_a: str, split_b: str) -> tuple:
     def gap(_l, _s, w=None):
         wa, wb = (None, None) if w is None else (w[in_a], w[~in_a])
         return auc_a(None, None, wa) - auc_b(None, None, wb)
+
+    # many resamples at once, the same floats (NaN where a split lost a class: left out, as the loop's ValueError)
+    gap.batch = lambda w: auc_a.batch(w[:, in_a]) - auc_b.batch(w[:, ~in_a])  # type: ignore[attr-defined]
 
     est = bootstrap_metric(labels, scores, groups, gap, context.config)
     return est, auc_a(None, None), auc_b(None, None)
@@ -201,18 +207,46 @@ def theta_bin_cases(context, gate) -> list:
 
     Bins that are not gated (:func:`bin_is_gated`: mostly undecidable pairs, or too few decidable ones)
     get role ``reported``. Without pairs, one case without a bin (it measures an ``error`` with the reason).
+    Without a model the bins come from the pairs alone (:func:`listed_bins`: no lensing split, which
+    only a model's run needs): the same cases, each ``reported`` below :data:`MIN_GATED_BIN_PAIRS` pairs
+    and otherwise in the gate's role until a model runs it (:func:`resolve_bin_role`).
     """
     split = context.paired_split
     try:
-        ps = paired_set(context, split)
+        bins = paired_set(context, split).bins if context.has_model else listed_bins(context, split)
     except (ProbeError, ValueError):
         return [GateCase(gate.name, {}, split, gate.needs, gate.role)]
-    needs_split = GATE_STATISTICS[gate.name][2]
-    cases = [GateCase(gate.name, {"theta_e": b["label"]}, split, gate.needs,
-                      gate.role if (bin_is_gated(b) if needs_split else len(b["rows"]) >= MIN_GATED_BIN_PAIRS)
-                      else "reported")
-             for b in ps.bins if len(b["rows"]) >= MIN_BIN_PAIRS]
+    cases = [GateCase(gate.name, {"theta_e": b["label"]}, split, gate.needs, _bin_role(gate, b, context.has_model))
+             for b in bins if len(b["rows"]) >= MIN_BIN_PAIRS]
     return cases or [GateCase(gate.name, {}, split, gate.needs, gate.role)]
+
+
+def _bin_role(gate, b: dict, split_known: bool = True) -> Role:
+    gated = bin_is_gated(b) if split_known and GATE_STATISTICS[gate.name][2] else len(b["rows"]) >= MIN_GATED_BIN_PAIRS
+    return gate.role if gated else "reported"
+
+
+def listed_bins(context, split: str) -> list:
+    """θ_E bins of a split's pairs (``label``, ``lo``, ``hi``, ``rows``) without their lensing split: the
+    pairs and bins of :func:`~shortcutgates.gates.paired.paired_set`, with nothing decided yet."""
+    s = context.sample(split)
+    pairs = find_pairs(s.labels, s.groups)
+    if len(pairs.stamp) == 0:
+        raise ProbeError("no paired rows")
+    theta = (s.theta_e_px * PIXEL_SCALE_ARCSEC)[pairs.stamp]
+    return theta_bins(theta, np.zeros(len(theta), bool), s.groups[pairs.stamp], context.config.theta_e_bins_arcsec)
+
+
+def resolve_bin_role(context, case, gate):
+    """A θ_E-bin case listed without a model, with the role its bin's lensing split gives (a model's run)."""
+    label = case.params.get("theta_e")
+    bins = {b["label"]: b for b in paired_set(context, case.split).bins} if label is not None else {}
+    if label not in bins:
+        return case
+    return replace(case, role=context.config.role_for(case, _bin_role(gate, bins[label])))
+
+
+theta_bin_cases.resolve = resolve_bin_role  # type: ignore[attr-defined]  # registry.run_case: roles of cases listed without a model
 
 
 # --- strata ------------------------------------------------------------------------------------

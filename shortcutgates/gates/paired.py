@@ -106,12 +106,14 @@ def pair_truth(frame: pd.DataFrame, rows: np.ndarray) -> tuple[pd.DataFrame, np.
     return part, fwhm
 
 
-def paired_arrays(images, labels, groups, theta_e_arcsec, edges, frame: pd.DataFrame | None = None
-                  ) -> tuple[PairedSet, np.ndarray, np.ndarray]:
+def paired_arrays(images, labels, groups, theta_e_arcsec, edges, frame: pd.DataFrame | None = None,
+                  lensed=None) -> tuple[PairedSet, np.ndarray, np.ndarray]:
     """Pairs of a sample as a :class:`PairedSet` (with their lensing split) plus their (stamps, ctrls) arrays.
 
     ``frame``: the sample's rows (injection truth :data:`~shortcutgates.gates.perturb.TRUTH_COLUMNS` and
     ``psf_fwhm_used_g/r/z``); without it, or without those columns, every pair is undecidable.
+    ``lensed``: ``lensed(d, truth, fwhm) -> LensedSplit`` in place of
+    :func:`~shortcutgates.gates.perturb.split_lensed_light` (the gate cache's stored split of these pairs).
     Raises ``ProbeError`` when the sample holds no pair (a positive and the control of its LRG).
     """
     pairs = find_pairs(labels, groups)
@@ -120,7 +122,7 @@ def paired_arrays(images, labels, groups, theta_e_arcsec, edges, frame: pd.DataF
                          "paired data (test_paired of a built manifest, or a split with pairs)")
     stamps, ctrls = images[pairs.stamp], images[pairs.ctrl]
     truth, fwhm = pair_truth(frame if frame is not None else pd.DataFrame(index=range(len(images))), pairs.stamp)
-    split = split_lensed_light(stamps - ctrls, truth, fwhm)
+    split = (lensed or split_lensed_light)(stamps - ctrls, truth, fwhm)
     g = np.asarray(groups)[pairs.stamp]
     theta = np.asarray(theta_e_arcsec, np.float64)[pairs.stamp]
     bins = theta_bins(theta, split.decidable, g, edges, split.reason)
@@ -128,12 +130,39 @@ def paired_arrays(images, labels, groups, theta_e_arcsec, edges, frame: pd.DataF
 
 
 def paired_set(context, split: str) -> PairedSet:
-    """The :class:`PairedSet` of a split's sample (computed once per context)."""
+    """The :class:`PairedSet` of a split's sample (computed once per context and shared by every model of it;
+    its lensing split kept in the gate cache, ``context.array_cache``, when the run has one)."""
     def compute():
         s = context.sample(split)
         return paired_arrays(s.images, s.labels, s.groups, s.theta_e_px * PIXEL_SCALE_ARCSEC,
-                             context.config.theta_e_bins_arcsec, s.frame)[0]
+                             context.config.theta_e_bins_arcsec, s.frame,
+                             lensed=lambda d, truth, fwhm: stored_split(context, split, d, truth, fwhm))[0]
     return context.memo(("paired_set", split), compute)
+
+
+LENSED_ARRAYS = ("counter", "arc", "decidable", "overlap", "counter_share", "reason")
+
+
+def stored_split(context, split: str, d: np.ndarray, truth: pd.DataFrame, fwhm: np.ndarray) -> LensedSplit:
+    """:func:`~shortcutgates.gates.perturb.split_lensed_light` of a split's pairs, read from the gate cache
+    (``context.array_cache``: a :class:`~shortcutgates.gates.cache.DataGateCache`, keyed by the manifest's
+    bytes, the settings and the version) when it holds it, else computed and stored there."""
+    cache = getattr(context, "array_cache", None)
+    name = f"lensing-{split}"
+
+    def check(arrays: dict) -> None:
+        shapes = {k: np.shape(arrays[k]) for k in LENSED_ARRAYS}
+        if shapes["counter"] != d.shape or shapes["arc"] != d.shape or any(
+                shapes[k] != (len(d),) for k in LENSED_ARRAYS[2:]):
+            raise ValueError(f"its arrays do not fit {len(d)} pairs of shape {d.shape[1:]}")
+
+    stored = cache.load_arrays(name, check) if cache is not None else None
+    if stored is not None:
+        return LensedSplit(*(stored[k] for k in LENSED_ARRAYS))
+    lensed = split_lensed_light(d, truth, fwhm)
+    if cache is not None:
+        cache.save_arrays(name, {k: np.asarray(getattr(lensed, k)) for k in LENSED_ARRAYS})
+    return lensed
 
 
 def counterfactuals(stamps, ctrls, groups, lensed: LensedSplit, fwhm_arcsec, seed: int) -> tuple[dict, np.ndarray]:
@@ -155,18 +184,30 @@ def counterfactuals(stamps, ctrls, groups, lensed: LensedSplit, fwhm_arcsec, see
     return images, perm
 
 
+def counterfactual_batch(stamps, ctrls, groups, seed: int, lensed: LensedSplit, fwhm_arcsec
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Every counterfactual of the pairs in one (4P, C, H, W) float32 batch, :data:`COUNTERFACTUALS`
+    order, and ``swap_to``: model independent (seeded), so made once however many models score it."""
+    images, perm = counterfactuals(stamps, ctrls, groups, lensed, fwhm_arcsec, seed)
+    return np.concatenate([images[k] for k in COUNTERFACTUALS]), perm
+
+
+def scores_of_batch(scores: np.ndarray, perm: np.ndarray) -> dict:
+    """Scores of a :func:`counterfactual_batch` split per counterfactual: name -> (P,), plus ``"swap_to"``."""
+    scores = np.asarray(scores, np.float64)
+    n = len(perm)
+    out = {k: scores[i * n:(i + 1) * n] for i, k in enumerate(COUNTERFACTUALS)}
+    out["swap_to"] = perm
+    return out
+
+
 def counterfactual_scores(score_fn, stamps, ctrls, groups, seed: int, lensed: LensedSplit, fwhm_arcsec) -> dict:
     """Scores of every counterfactual of the pairs, in **one** call of ``score_fn``.
 
     Returns ``{"core_only", "arc_only", "swapped", "scrambled"}`` -> (P,) scores, plus ``"swap_to"``.
     """
-    images, perm = counterfactuals(stamps, ctrls, groups, lensed, fwhm_arcsec, seed)
-    batch = np.concatenate([images[k] for k in COUNTERFACTUALS])
-    scores = np.asarray(score_fn(batch), np.float64)
-    n = len(stamps)
-    out = {k: scores[i * n:(i + 1) * n] for i, k in enumerate(COUNTERFACTUALS)}
-    out["swap_to"] = perm
-    return out
+    batch, perm = counterfactual_batch(stamps, ctrls, groups, seed, lensed, fwhm_arcsec)
+    return scores_of_batch(score_fn(batch), perm)
 
 
 def operating_threshold(ctrl_scores: np.ndarray, configured: float | None) -> float:
@@ -177,6 +218,16 @@ def operating_threshold(ctrl_scores: np.ndarray, configured: float | None) -> fl
     return float(np.quantile(np.asarray(ctrl_scores, np.float64), 1 - OPERATING_FPR, method="higher"))
 
 
+def paired_batch(context, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The :func:`counterfactual_batch` of a split's pairs (data only: once for every model of a context)."""
+    def compute():
+        ps = paired_set(context, split)
+        s = context.sample(split)
+        return counterfactual_batch(s.images[ps.pairs.stamp], s.images[ps.pairs.ctrl], ps.groups,
+                                    context.config.seed, ps.split, ps.fwhm_arcsec)
+    return context.memo(("counterfactual_batch", split), compute)
+
+
 def pair_scores(context, split: str) -> dict:
     """``stamp``, ``ctrl`` and counterfactual scores per pair of a split (two inference passes in all:
     the split's own scores, shared with ``detection_auroc``, and one counterfactual batch), and the
@@ -185,8 +236,9 @@ def pair_scores(context, split: str) -> dict:
         ps = paired_set(context, split)
         s = context.sample(split)
         base = context.scores(split)
-        out = counterfactual_scores(context.score, s.images[ps.pairs.stamp], s.images[ps.pairs.ctrl], ps.groups,
-                                    context.config.seed, ps.split, ps.fwhm_arcsec)
+        batch, perm = paired_batch(context, split)
+        inputs = context.model_inputs(("counterfactual_batch", split), lambda: batch)
+        out = scores_of_batch(context.score(batch, inputs), perm)
         out.update(stamp=base[ps.pairs.stamp], ctrl=base[ps.pairs.ctrl],
                    threshold=operating_threshold(base[s.labels == 0], context.config.operating_threshold))
         return out
@@ -208,13 +260,52 @@ def _pair_auc(x: np.ndarray, ctrl: np.ndarray):
         wx, wc = np.bincount(bx, w, minlength=m), np.bincount(bc, w, minlength=m)
         below = np.cumsum(wc) - wc
         return float((wx * (below + 0.5 * wc)).sum() / (wx.sum() * wc.sum()))
+
+    def batch(w: np.ndarray) -> np.ndarray:
+        """(B, P) integer weights -> (B,): every sum is of integers and halves, exact in any order, so
+        each value is the float ``auc`` gives for that resample."""
+        wx, wc = _bincount_rows(bx, w, m), _bincount_rows(bc, w, m)
+        below = np.cumsum(wc, axis=1) - wc
+        return (wx * (below + 0.5 * wc)).sum(axis=1) / (wx.sum(axis=1) * wc.sum(axis=1))
+
+    auc.batch = batch  # type: ignore[attr-defined]
     return auc
+
+
+def _bincount_rows(bucket: np.ndarray, w: np.ndarray, m: int) -> np.ndarray:
+    """``np.bincount(bucket, w[b], minlength=m)`` for every row ``b`` of ``w`` (B, P) at once, shape (B, m)."""
+    offsets = (np.arange(len(w)) * m)[:, None] + bucket[None, :]
+    return np.bincount(offsets.ravel(), w.ravel(), minlength=len(w) * m).reshape(len(w), m)
 
 
 def _flag_share(flagged: np.ndarray):
     def share(w: np.ndarray) -> float:
         return float((w * flagged).sum() / w.sum()) if w.sum() > 0 else float("nan")
+
+    def batch(w: np.ndarray) -> np.ndarray:  # (B, P) -> (B,), the same floats (integer sums)
+        total = w.sum(axis=1)
+        return np.divide((w * flagged).sum(axis=1), total, out=np.full(len(w), np.nan), where=total > 0)
+
+    share.batch = batch  # type: ignore[attr-defined]
     return share
+
+
+def _statistic_batch(statistic: str, det, vs_ctrl, vs_stamp, cf_rate, lens_rate, n: int):
+    """The bootstrap batch of :func:`paired_statistic`'s metric: weights (B, 2n) -> (B,) values, each the
+    float the one-resample metric gives (the pairs' weights are the first n columns)."""
+    def batch(weights: np.ndarray) -> np.ndarray:
+        w = weights[:, :n]
+        if statistic == "auroc":
+            return vs_ctrl.batch(w)
+        if statistic == "auroc_vs_stamp":
+            return vs_stamp.batch(w)
+        if statistic == "flag_rate":
+            return cf_rate.batch(w)
+        if statistic == "flag_ratio":
+            lens = lens_rate.batch(w)
+            return np.divide(cf_rate.batch(w), lens, out=np.full(len(w), np.nan), where=lens > 0)
+        return det.batch(w) - vs_ctrl.batch(w)
+    return batch
 
 
 STATISTICS = ("auroc", "drop", "auroc_vs_stamp", "flag_ratio", "flag_rate")
@@ -242,6 +333,7 @@ def paired_statistic(scores: dict, kind: str, statistic: str, rows: np.ndarray, 
                          "(a model gate says nothing good about a model that cannot detect lenses)")
     if statistic not in STATISTICS:
         raise ValueError(f"unknown statistic {statistic!r} (known: {', '.join(STATISTICS)})")
+    cf_rate = lens_rate = None
     if statistic.startswith("flag"):
         t = float(scores["threshold"])
         cf_rate, lens_rate = _flag_share(x > t), _flag_share(stamp > t)
@@ -265,6 +357,7 @@ def paired_statistic(scores: dict, kind: str, statistic: str, rows: np.ndarray, 
             return cf_rate(w) / lens if lens > 0 else float("nan")
         return det(w) - vs_ctrl(w)
 
+    metric.batch = _statistic_batch(statistic, det, vs_ctrl, vs_stamp, cf_rate, lens_rate, len(rows))  # type: ignore[attr-defined]
     g = np.asarray(groups)[rows]
     labels = np.r_[np.ones(len(rows), int), np.zeros(len(rows), int)]
     est = grouped_bootstrap(labels, np.zeros(2 * len(rows)), np.r_[g, g], metric=metric, n_boot=config.n_boot,
@@ -282,8 +375,12 @@ def operational(scores: dict, kind: str, rows: np.ndarray, groups: np.ndarray, c
     labels = np.r_[np.ones(n, int), np.zeros(n, int)]  # the bootstrap's two-class layout; weights[:n] per pair
     for name, flagged in (("counterfactual_flagged", scores[kind][rows] > t), ("lens_flagged", scores["stamp"][rows] > t)):
         share = _flag_share(flagged)
-        est = grouped_bootstrap(labels, np.zeros(2 * n), np.r_[g, g],
-                                metric=lambda _l, _v, w=None, f=share: f(np.ones(n) if w is None else w[:n]),
+
+        def metric(_l, _v, w=None, f=share):
+            return f(np.ones(n) if w is None else w[:n])
+
+        metric.batch = lambda w, f=share: f.batch(w[:, :n])  # type: ignore[attr-defined]
+        est = grouped_bootstrap(labels, np.zeros(2 * n), np.r_[g, g], metric=metric,
                                 n_boot=config.n_boot, seed=config.seed, level=config.level)
         out[name] = [float(est.value), float(est.lo), float(est.hi)]
     return out

@@ -338,6 +338,8 @@ def run_case(context: GateContext, case: GateCase) -> GateResult:
     if "model" in case.needs and not context.has_model:
         return skipped_result(context.config, case, gate, "no model given (--model CKPT)")
     try:
+        resolve = getattr(gate.cases, "resolve", None)  # a role that only a model's run can tell (θ_E bins)
+        case = resolve(context, case, gate) if resolve is not None and context.has_model else case
         measurement = gate.measure(context, case)
     except (ProbeError, DataError, ValueError) as exc:
         return error_result(context.config, case, gate, f"{type(exc).__name__}: {exc}")

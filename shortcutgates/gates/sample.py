@@ -41,6 +41,9 @@ class SplitSample(NamedTuple):
     units: np.ndarray | None = None
     """(N,) int: the resampling and cross-validation unit of each row: its LRG, merged with the LRGs
     of its matched twins (:func:`matched_units`); None: the LRG."""
+    annulus: tuple | None = None
+    """The images' outer-annulus (median, MAD), each (N, 3, 1, 1), measured when they were decoded
+    (:func:`decode_rows`), so ``raw_robust`` inputs need not measure them again; None: not kept."""
 
     @property
     def note(self) -> str:
@@ -157,6 +160,8 @@ class DecodedRows(NamedTuple):
     """One located message per bad row."""
     shape: tuple | None
     """(H, W) of the stamps (None if no row decoded)."""
+    annulus: tuple | None = None
+    """(median, MAD) of the good rows' outer annulus, each (n_ok, 3, 1, 1) (:func:`annulus_median_mad`)."""
 
 
 def decode_rows(frame: pd.DataFrame, shape: tuple | None = None) -> DecodedRows:
@@ -174,10 +179,11 @@ def decode_rows(frame: pd.DataFrame, shape: tuple | None = None) -> DecodedRows:
     problems = [str(f.error) for f in result.failures]
     if len(stacked):
         shape = tuple(stacked.shape[2:])
-    good = normalisable(stacked)
+    median, mad = annulus_median_mad(stacked) if len(stacked) else (np.zeros((0, 3, 1, 1)), np.zeros((0, 3, 1, 1)))
+    good = (mad[..., 0, 0] > 0).all(axis=1)  # normalisable()
     decoded = np.flatnonzero(ok)
     for i in decoded[~good]:
         problems.append(f"{files[i]}: row {int(rows[i])}, column '{columns[i]}': a band has zero outer-annulus MAD "
                         "(constant or empty stamp; it cannot be normalised)")
     ok[decoded[~good]] = False
-    return DecodedRows(stacked[good], ok, problems, shape)
+    return DecodedRows(stacked[good], ok, problems, shape, (median[good], mad[good]))

@@ -169,7 +169,8 @@ def gate_many(data, models: list[Path], out: Path, *, config_path=None, strict: 
         scorer = load_scorer(path, cache)
         if scorer.contract is not None and shape is not None:
             scorer.contract.check_stamp(shape, str(path))
-        context = base.with_scorer(scorer.score_fn, scorer.preprocess, path)  # type: ignore[arg-type]  # Scorer.preprocess: object
+        context = base.with_scorer(scorer.score_fn, scorer.preprocess, path,  # type: ignore[arg-type]  # Scorer.preprocess: object
+                                   scorer.score_inputs)
         model_cases = gate_cases(context)  # roles of the input-decided probes follow this model's input
 
         def shared(case) -> bool:
@@ -200,7 +201,8 @@ def _data_records(context, cases, cache_dir, reuse_cache: bool, progress: bool) 
 
     cache = open_cache(context, cache_dir, notify=lambda line: print(line, file=sys.stderr))
     if not reuse_cache:
-        cache.records.clear()
+        cache.forget()
+    context.array_cache = cache  # the models' contexts share it (with_scorer): the lensing split of the pairs
     records = {}
     for case in tqdm(cases, desc="data gates", disable=not progress):
         stored = cache.get(case)
