@@ -76,11 +76,15 @@ def simulated_sample(seed: int, n_lrgs: int) -> SplitSample:
     return paired_sample(stamps, ctrls, inv.ravel(), truth)
 
 
+DATA_MEMOS = ("paired_set", "counterfactual_batch")
+"""Memo keys that hold data only (the lensing split, the counterfactual images): shared by every reader."""
+
+
 class PairedContext:
     """What the counterfactual gates read of a :class:`~shortcutgates.gates.context.GateContext`, over one
     in-memory paired sample: ``config``, the split ``test_paired``, its sample, the model's scores
     (``score``, ``scores``) and ``memo``. :meth:`with_scorer` gives another reader the same data and the
-    same lensing split (memo key ``paired_set``), with its own scores."""
+    same lensing split and counterfactual images (:data:`DATA_MEMOS`), with its own scores."""
 
     def __init__(self, sample: SplitSample, config, score_fn=None):
         self.config, self._sample, self._score_fn = config, sample, score_fn
@@ -98,8 +102,9 @@ class PairedContext:
             raise ProbeError(f"split {split!r} has no rows (splits present: {SPLIT})")
         return self._sample
 
-    def score(self, images: np.ndarray) -> np.ndarray:
-        """The reader's scores of ``images`` (N,), checked as :meth:`GateContext.score` checks them."""
+    def score(self, images: np.ndarray, inputs: np.ndarray | None = None) -> np.ndarray:
+        """The reader's scores of ``images`` (N,), checked as :meth:`GateContext.score` checks them (a reader
+        reads raw stamps: ``inputs``, preprocessed ones, are never given: :meth:`model_inputs`)."""
         if self._score_fn is None:
             raise ProbeError("no model given")
         scores = np.asarray(self._score_fn(images), np.float64).reshape(-1)
@@ -112,6 +117,10 @@ class PairedContext:
             self._scores = self.score(self.sample(split).images)
         return self._scores
 
+    def model_inputs(self, key: tuple, raw) -> None:
+        """Readers take raw stamps: no preprocessed inputs (:meth:`GateContext.model_inputs`)."""
+        return None
+
     def memo(self, key: tuple, compute):
         if key not in self._memo:
             self._memo[key] = compute()
@@ -119,7 +128,7 @@ class PairedContext:
 
     def with_scorer(self, score_fn) -> "PairedContext":
         other = PairedContext(self._sample, self.config, score_fn)
-        other._memo = {k: v for k, v in self._memo.items() if k[0] == "paired_set"}
+        other._memo = {k: v for k, v in self._memo.items() if k[0] in DATA_MEMOS}
         return other
 
 
