@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from shortcutgates.schema import CONDITIONS, INJECTION_TRUTH
+from shortcutgates.data.schema import CONDITIONS, INJECTION_TRUTH
 
 N_ROWS = int(os.environ.get("SHORTCUTGATES_BENCH_ROWS", 1_200_000))
 N_FILES = int(os.environ.get("SHORTCUTGATES_BENCH_FILES", 1000))
@@ -61,7 +61,7 @@ def write_metadata(directory, n_rows: int, n_files: int, seed: int = 0) -> None:
 _BUILD = """
 import json, resource, sys, time
 t0 = time.perf_counter()
-from shortcutgates.build import build_manifest
+from shortcutgates.data.build import build_manifest
 s = build_manifest(sys.argv[1], sys.argv[2], mode=sys.argv[3], seed=1, match=tuple(filter(None, sys.argv[4].split(','))),
                    progress=False)
 u = resource.getrusage(resource.RUSAGE_SELF)
@@ -105,7 +105,7 @@ HN_KINDS = os.environ.get("SHORTCUTGATES_BENCH_HN_KINDS", "core,shuffle")
 
 _BUILD_HN = """
 import json, sys, time
-from shortcutgates.build import build_manifest
+from shortcutgates.data.build import build_manifest
 kinds = sys.argv[3]
 t0, c0 = time.perf_counter(), time.process_time()
 s = build_manifest(sys.argv[1], sys.argv[2] + (kinds.replace(",", "-") or "plain"), mode="unpaired", seed=1,

@@ -43,7 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from shortcutgates.codec import encode_stamp
+from shortcutgates.data.codec import encode_stamp
 
 N_ROWS = int(os.environ.get("SHORTCUTGATES_BENCH_ROWS", 50_000))
 N_DISTINCT = 2_500

@@ -35,7 +35,7 @@ from threadpoolctl import threadpool_limits
 from shortcutgates.gates.probes import central_box, core_lr_auc
 from shortcutgates.gates.registry import REGISTRY, GateConfig, GateContext, gate_cases, run_case
 from shortcutgates.gates.synthetic import ToySpec, make_rows, ring_morphology_score, write_manifest
-from shortcutgates.preprocess import raw_robust
+from shortcutgates.model.preprocess import raw_robust
 
 N_SAMPLES = int(os.environ.get("SHORTCUTGATES_BENCH_N", 4000))
 CHECKPOINT = os.path.join(os.path.dirname(__file__), "..", "fixtures", "checkpoints", "clean.pt")

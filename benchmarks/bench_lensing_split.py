@@ -26,10 +26,10 @@ ROUNDS = int(os.environ.get("SHORTCUTGATES_BENCH_SPLIT_ROUNDS", "3"))
 
 
 def _pairs():
-    from shortcutgates.codec import decode_stamps
+    from shortcutgates.data.codec import decode_stamps
 
     if SPLIT_INPUT:
-        from shortcutgates.io import read_paired
+        from shortcutgates.data.io import read_paired
 
         frame = read_paired(SPLIT_INPUT).frame
     else:

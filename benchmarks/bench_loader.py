@@ -18,9 +18,9 @@ import os
 import numpy as np
 import pytest
 
-from shortcutgates import dataset as ds
-from shortcutgates.codec import decode_stamp, decode_stamps
-from shortcutgates.schema import NPZ_KEYS
+from shortcutgates.model import dataset as ds
+from shortcutgates.data.codec import decode_stamp, decode_stamps
+from shortcutgates.data.schema import NPZ_KEYS
 
 N_LRGS = int(os.environ.get("SHORTCUTGATES_BENCH_LRGS", 40))
 RATES: dict[str, float] = {}
@@ -70,7 +70,7 @@ def test_fast_decode_best_inflate(benchmark, blobs, threads):
     Wall time is what the threads change; on a machine whose cores are busy with other work the
     threads cannot run at once, so the printed CPU-time ratio (process time, all threads) is the one
     that survives load; the load average is printed with it."""
-    from shortcutgates.npz_fast import INFLATE_NAME
+    from shortcutgates.data.npz_fast import INFLATE_NAME
 
     out = decode_stamps(blobs, threads=threads)
     np.testing.assert_array_equal(out.images, np.stack(naive_loop(blobs)))
@@ -94,7 +94,7 @@ def _cpu_per_pass(fn, repeats: int = 3) -> float:
 
 
 def _with_inflate(name, fn):
-    import shortcutgates.npz_fast as npz_fast
+    import shortcutgates.data.npz_fast as npz_fast
 
     previous = npz_fast._inflate
     npz_fast._inflate = npz_fast.inflate_module(name)[1]

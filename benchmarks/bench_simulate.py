@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 
-from shortcutgates.schema import PIXEL_SCALE_ARCSEC
+from shortcutgates.data.schema import PIXEL_SCALE_ARCSEC
 from shortcutgates.simulate import generator as G
 from shortcutgates.simulate import simulate_frame
 from shortcutgates.simulate.kernels import sersic_amp_for_flux, sersic_b

@@ -40,7 +40,7 @@ def _cpu() -> float:
 @pytest.mark.skipif(not (SURVEY_CODE and MANIFEST), reason="SHORTCUTGATES_SURVEY_CODE and SHORTCUTGATES_BENCH_MANIFEST not set")
 def test_survey_team_probes_vs_our_data_gates(benchmark, tmp_path):
     from shortcutgates.gates.registry import GateConfig, GateContext
-    from shortcutgates.manifest import row_blobs
+    from shortcutgates.data.manifest import row_blobs
 
     sys.path.insert(0, SURVEY_CODE)
     from unpaired_experiment.gates import run_shortcut_gates  # their code, outside this repository

@@ -1,8 +1,8 @@
 """Training and inference throughput of the default model on 64x64 stamps (CPU, and CUDA when present).
 
 * training: one AdamW step on a batch of 64 preprocessed stamps, with flips/rot90 and core dropout,
-  forward + backward (what :func:`shortcutgates.train.train` does per step);
-* inference: :func:`shortcutgates.evaluate.predict_scores` on raw stamps (preprocessing included),
+  forward + backward (what :func:`shortcutgates.model.train.train` does per step);
+* inference: :func:`shortcutgates.model.evaluate.predict_scores` on raw stamps (preprocessing included),
   and the network alone on preprocessed stamps.
 
 Run: ``python -m pytest benchmarks/bench_train.py --benchmark-only -s``
@@ -18,11 +18,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from shortcutgates.augment import AugmentConfig, augment_batch, parse_core_dropout
-from shortcutgates.checkpoint import LoadedCheckpoint
-from shortcutgates.evaluate import logits_of, predict_scores
-from shortcutgates.model import build_model, count_parameters
-from shortcutgates.preprocess import raw_robust
+from shortcutgates.model.augment import AugmentConfig, augment_batch, parse_core_dropout
+from shortcutgates.model.checkpoint import LoadedCheckpoint
+from shortcutgates.model.evaluate import logits_of, predict_scores
+from shortcutgates.model.network import build_model, count_parameters
+from shortcutgates.model.preprocess import raw_robust
 
 THREADS = int(os.environ.get("SHORTCUTGATES_BENCH_THREADS", 2))
 BATCH = 64

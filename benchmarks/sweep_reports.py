@@ -50,7 +50,7 @@ def _checkpoints(directory: Path) -> list[Path]:
 def run(manifest: Path, out: Path, config: Path | None) -> None:
     import torch
 
-    from shortcutgates import scorers
+    from shortcutgates.model import scorers
     from shortcutgates.gates import reference_scorers as rs
     from shortcutgates.gates import sweep
 

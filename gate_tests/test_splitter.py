@@ -1,7 +1,7 @@
 """The library's splitter against the public split invariants (docs/design.md#splits), run with ``pytest gate_tests``.
 
 The same Hypothesis strategies and checks (:mod:`shortcutgates.testing`) are what users point at
-their own split code; here they check :func:`shortcutgates.splits.assign` in both modes. This module
+their own split code; here they check :func:`shortcutgates.data.splits.assign` in both modes. This module
 needs no ``--data``.
 """
 
@@ -12,8 +12,8 @@ hypothesis = pytest.importorskip("hypothesis", reason="the split invariants need
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
 from shortcutgates import testing  # noqa: E402
-from shortcutgates.identity import ensure_lrg_ids  # noqa: E402
-from shortcutgates.splits import SplitParams, assign  # noqa: E402
+from shortcutgates.data.identity import ensure_lrg_ids  # noqa: E402
+from shortcutgates.data.splits import SplitParams, assign  # noqa: E402
 
 
 @settings(max_examples=40, deadline=None)

@@ -12,13 +12,13 @@ import importlib
 import os
 import sys
 
-from . import __version__
+from shortcutgates import __version__
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("shortcutgates.simulate.command", "simulate paired LRG stamps with injected lensed arcs"),
     "init": ("shortcutgates.init", "set up gate_tests/, a [tool.shortcutgates] block and the CI workflow in a project"),
-    "build": ("shortcutgates.build", "build a paired / unpaired / matched manifest with LRG-disjoint splits"),
-    "train": ("shortcutgates.train", "train a lens-finder CNN on a manifest and write a checkpoint"),
+    "build": ("shortcutgates.data.build", "build a paired / unpaired / matched manifest with LRG-disjoint splits"),
+    "train": ("shortcutgates.model.train", "train a lens-finder CNN on a manifest and write a checkpoint"),
     "gate": ("shortcutgates.gates.command", "run the gate suite on a manifest (and a checkpoint)"),
     "experiment": ("shortcutgates.experiment.run", "run the proposal's experiments E1-E4 and write a report"),
     "demo": ("shortcutgates.experiment.demo", "the whole path on simulated data, ending with the E1-E4 table"),

@@ -94,7 +94,7 @@ def init_project(root, *, force: bool = False) -> list[str]:
     FileExistsError
         A file to write exists (and differs) and ``force`` is False: nothing is written.
     """
-    from .io import write_bytes_atomic
+    from shortcutgates.data.io import write_bytes_atomic
 
     root = Path(root).expanduser().resolve()
     if root.exists() and not root.is_dir():

@@ -5,7 +5,7 @@ Registered as the ``pytest11`` entry point ``shortcutgates``, so it loads in eve
 the package is installed. Without ``--data`` it only adds its options, its marker and two fixtures:
 nothing is read, nothing is computed, no test is added or failed.
 
-The model comes from ``--model`` (a checkpoint, a ``.pt2`` or an ``.onnx``; :mod:`shortcutgates.scorers`)
+The model comes from ``--model`` (a checkpoint, a ``.pt2`` or an ``.onnx``; :mod:`shortcutgates.model.scorers`)
 or from a ``shortcutgates_scorer`` fixture the user defines (conftest.py or a ``-p`` plugin); a
 checkpoint alone (``pytest gate_tests --model ckpt.pt``) also names the data: the training manifest
 it records, checked against its sha256. ``--gate-strict`` fails a run in which expected gates did
@@ -36,10 +36,10 @@ from pathlib import Path
 
 import pytest
 
-from .gates.not_run import strict_failure
-from .gates.options import add_pytest_options, recorded_data
-from .gates.report_html import write_outputs
-from .plugin_session import GateSession, record_of
+from shortcutgates.gates.not_run import strict_failure
+from shortcutgates.gates.options import add_pytest_options, recorded_data
+from shortcutgates.gates.report_html import write_outputs
+from shortcutgates.plugin_session import GateSession, record_of
 
 NO_DATA_REASON = "the gate suite needs --data DIR (a built or hand-written manifest)"
 
@@ -162,7 +162,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     session = gate_session_of(config)
     if not session.active or hasattr(config, "workerinput") or (session._cases is None and not session.results):
         return
-    from .gates.summary import summary_lines  # imports pandas: only once gates ran
+    from shortcutgates.gates.summary import summary_lines  # imports pandas: only once gates ran
 
     terminalreporter.write_sep("=", "shortcut gates")
     records = session.records()

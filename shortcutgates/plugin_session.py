@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from .gates.options import SCORER_FIXTURE
-from .gates.suite import RESULT_PROPERTY, expected_records, with_model_file
+from shortcutgates.gates.options import SCORER_FIXTURE
+from shortcutgates.gates.suite import RESULT_PROPERTY, expected_records, with_model_file
 
 DESELECTED_REASON = "deselected (-k / -m)"
 NOT_RUN_REASON = "the session stopped before it ran, or its test was not collected"
@@ -42,7 +42,7 @@ class GateSession:
     _cache: object = None
     _cache_line: str | None = None
     scorer: object = None
-    """The :class:`shortcutgates.scorers.Scorer` of ``--model`` or of the user's scorer fixture."""
+    """The :class:`shortcutgates.model.scorers.Scorer` of ``--model`` or of the user's scorer fixture."""
     fixture_scorer: bool = False
     """A ``shortcutgates_scorer`` fixture is visible to the gate tests (found after collection)."""
     _scorer_error: str | None = None
@@ -60,7 +60,7 @@ class GateSession:
     def context(self):
         """The shared :class:`GateContext` (data read lazily inside; images/predictions cached)."""
         if self._context is None:
-            from .gates.registry import GateContext, load_config
+            from shortcutgates.gates.registry import GateContext, load_config
 
             try:
                 gate_config = load_config(self.config_path, input=self.input)
@@ -80,7 +80,7 @@ class GateSession:
     def data_cache(self):
         """The :class:`~shortcutgates.gates.cache.DataGateCache` entry of this manifest and settings."""
         if self._cache is None:
-            from .gates.cache import open_cache
+            from shortcutgates.gates.cache import open_cache
 
             self._cache = open_cache(self.context, self.cache_dir)
             if not self.reuse_cache:
@@ -89,8 +89,8 @@ class GateSession:
 
     def evaluate(self, case) -> dict:
         """One case's report record: a data case from the cache when its entry holds it, else measured."""
-        from .gates.cache import is_data_case
-        from .gates.registry import run_case
+        from shortcutgates.gates.cache import is_data_case
+        from shortcutgates.gates.registry import run_case
 
         record = self.data_cache.get(case) if is_data_case(case) else None  # stored at the session's end
         return record if record is not None else run_case(self.context, case).to_json()
@@ -101,7 +101,7 @@ class GateSession:
             return None
         if self._cache_line is not None:
             return self._cache_line or None
-        from .gates.cache import is_data_case
+        from shortcutgates.gates.cache import is_data_case
 
         cache = self.data_cache
         n_data = n_same = 0
@@ -120,7 +120,7 @@ class GateSession:
         if not self.fixture_scorer or self.scorer is not None:
             return
         if self._scorer_error is None:
-            from .scorers import ScorerError, callable_scorer
+            from shortcutgates.model.scorers import ScorerError, callable_scorer
 
             try:
                 self.scorer = callable_scorer(request.getfixturevalue(SCORER_FIXTURE), f"fixture {SCORER_FIXTURE}")
@@ -134,7 +134,7 @@ class GateSession:
     def cases(self) -> list:
         """Every gate case the data (and model) call for, model cases included without a model."""
         if self._cases is None:
-            from .gates.registry import gate_cases
+            from shortcutgates.gates.registry import gate_cases
 
             try:
                 self._cases = list(gate_cases(self.context))

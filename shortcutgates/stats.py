@@ -12,7 +12,7 @@ from typing import Callable, NamedTuple, Sequence
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from . import parallel
+from shortcutgates import parallel
 
 
 class Estimate(NamedTuple):

@@ -23,18 +23,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from .identity import ensure_lrg_ids
-from .schema import (
-    CTRL_COLUMN,
-    INJECTION_TRUTH,
-    LABEL_COLUMN,
-    LRG_ID_COLUMN,
-    POINTER_COLUMNS,
-    SHARED_POSITIVE_SPLITS,
-    SPLIT_COLUMN,
-    SPLITS,
-    STAMP_COLUMN,
-)
+from shortcutgates.data.identity import ensure_lrg_ids
+from shortcutgates.data.schema import CTRL_COLUMN, INJECTION_TRUTH, LABEL_COLUMN, LRG_ID_COLUMN, POINTER_COLUMNS, SHARED_POSITIVE_SPLITS, SPLIT_COLUMN, SPLITS, STAMP_COLUMN
 
 __all__ = [
     "GeneratedCatalog", "InvariantViolation", "OPTIONAL_COLUMNS", "as_read", "catalogs", "generate_catalog",
@@ -137,7 +127,7 @@ def generate_catalog(injections, *, seed: int, jitter_arcsec: float = 0.0, ra_or
 
 
 def _add_blobs(frame: pd.DataFrame, lrg: np.ndarray, rng: np.random.Generator, size: int) -> None:
-    from .codec import encode_stamp
+    from shortcutgates.data.codec import encode_stamp
 
     ctrl_images = rng.normal(0, 0.01, (lrg.max() + 1, 3, size, size)).astype(np.float32)
     yy, xx = np.indices((size, size)) - size // 2
@@ -149,7 +139,7 @@ def _add_blobs(frame: pd.DataFrame, lrg: np.ndarray, rng: np.random.Generator, s
 
 
 def as_read(frame: pd.DataFrame, path: str = "/catalog/part-0.parquet") -> pd.DataFrame:
-    """Add the provenance columns of :func:`shortcutgates.io.read_paired` to an in-memory catalogue."""
+    """Add the provenance columns of :func:`shortcutgates.data.io.read_paired` to an in-memory catalogue."""
     out = frame.copy()
     out["source_path"] = path
     out["source_row"] = np.arange(len(out), dtype=np.int64)

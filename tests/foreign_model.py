@@ -58,7 +58,7 @@ def contract(stamp: int) -> dict:
 
 
 def export_pt2(model: PatchNet, path: Path, stamp: int, embed_contract: bool = True) -> Path:
-    from shortcutgates.scorers import CONTRACT_KEY
+    from shortcutgates.model.scorers import CONTRACT_KEY
 
     x = torch.rand(2, len(BANDS), stamp, stamp)
     program = torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))

@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from shortcutgates.codec import encode_stamp
-from shortcutgates.io import write_parquet_atomic
-from shortcutgates.schema import NPZ_KEYS
+from shortcutgates.data.codec import encode_stamp
+from shortcutgates.data.io import write_parquet_atomic
+from shortcutgates.data.schema import NPZ_KEYS
 
 REPO = Path(__file__).resolve().parents[1]
 STAMP = 24

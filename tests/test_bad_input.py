@@ -25,9 +25,9 @@ from hostile_inputs import (
     stamp,
     write_manifest,
 )
-from shortcutgates.codec import MAX_BLOB_BYTES, decode_stamp, encode_stamp
-from shortcutgates.manifest import load_images, read_manifest
-from shortcutgates.schema import NPZ_KEYS, DataError
+from shortcutgates.data.codec import MAX_BLOB_BYTES, decode_stamp, encode_stamp
+from shortcutgates.data.manifest import load_images, read_manifest
+from shortcutgates.data.schema import NPZ_KEYS, DataError
 
 BLOBS = bad_blobs("/nonexistent/never-created")
 
@@ -271,7 +271,7 @@ def test_cli_errors_are_one_line(argv, fragment, tmp_path, capsys):
 
 
 def test_unexpected_errors_are_one_line_with_a_debug_hint(monkeypatch, capsys):
-    import shortcutgates.build as build
+    import shortcutgates.data.build as build
 
     def boom(args):
         raise KeyError("oops")
@@ -377,7 +377,7 @@ def test_built_manifest_is_readable_like_any_directory(tmp_path):
     import os
     import stat
 
-    from shortcutgates.build import build_manifest
+    from shortcutgates.data.build import build_manifest
 
     write_manifest(_paired_catalog(), tmp_path / "in", "p.parquet")
     build_manifest(tmp_path / "in", tmp_path / "out", mode="paired", seed=0, progress=False)
@@ -429,7 +429,7 @@ def test_manifest_read_without_blobs_still_refuses_duplicates_and_missing_images
 
 
 def test_pointer_rows_outside_the_source_are_named(tmp_path):
-    from shortcutgates.blob_rows import read_rows
+    from shortcutgates.data.blob_rows import read_rows
 
     write_manifest(pd.DataFrame({"stamp_npz": [b"a", b"b"]}), tmp_path, "s.parquet")
     with pytest.raises(DataError, match=r"s.parquet: row 5, column 'stamp_npz': pointer row is outside the file's 2 rows"):

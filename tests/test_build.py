@@ -8,14 +8,14 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from shortcutgates import build as build_module
+from shortcutgates.data import build as build_module
 from shortcutgates import cli, testing
-from shortcutgates.build import MANIFEST_PARQUET, build_manifest, rows_sha256
-from shortcutgates.lrg_properties import measure_lrg
-from shortcutgates.codec import decode_stamp
-from shortcutgates.io import read_paired
-from shortcutgates.manifest import load_images, read_manifest
-from shortcutgates.schema import PIXEL_SCALE_ARCSEC, DataError
+from shortcutgates.data.build import MANIFEST_PARQUET, build_manifest, rows_sha256
+from shortcutgates.data.lrg_properties import measure_lrg
+from shortcutgates.data.codec import decode_stamp
+from shortcutgates.data.io import read_paired
+from shortcutgates.data.manifest import load_images, read_manifest
+from shortcutgates.data.schema import PIXEL_SCALE_ARCSEC, DataError
 
 from strategies import catalogs, generate_catalog, write_catalog
 
@@ -180,7 +180,7 @@ def test_measure_lrg_on_a_gaussian():
 
 
 def test_every_build_measures_magnitude_concentration_and_size(paired_dir, tmp_path):
-    from shortcutgates.lrg_properties import ALWAYS_MEASURED
+    from shortcutgates.data.lrg_properties import ALWAYS_MEASURED
 
     build(paired_dir, tmp_path / "out")
     rows = read_manifest(tmp_path / "out").frame

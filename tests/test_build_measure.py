@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shortcutgates.lrg_properties import decode_controls
-from shortcutgates.codec import encode_stamp
-from shortcutgates.schema import DataError
+from shortcutgates.data.lrg_properties import decode_controls
+from shortcutgates.data.codec import encode_stamp
+from shortcutgates.data.schema import DataError
 
 
 def _rows(tmp_path, blobs):

@@ -78,7 +78,7 @@ def test_planted_problems_do_what_they_say(pool):
 
 def _arc_flux(frame, pool):
     """Per positive row: stamp flux minus its pool control's flux, (N, 3)."""
-    from shortcutgates.codec import decode_stamp
+    from shortcutgates.data.codec import decode_stamp
 
     pos = frame[frame["label"] == 1]
     index = pos["lrg_id"].str[1:].astype(int).to_numpy()
@@ -172,7 +172,7 @@ def test_workers_record_the_same_table(tmp_path, pool, tmp_path_factory):
 
 
 def test_magnitude_imbalance_is_planted_by_selection_in_survey_format(pool):
-    from shortcutgates.splits import standardised_mean_difference
+    from shortcutgates.data.splits import standardised_mean_difference
 
     frame, lrgs = plant.split_rows(pool, 100, "train", np.random.default_rng(2), problem="mag", strength=1.0)
     assert "lrg_mag_r" not in frame and "lrg_redshift" not in frame  # survey format: no LRG photometry
@@ -184,10 +184,10 @@ def test_magnitude_imbalance_is_planted_by_selection_in_survey_format(pool):
 
 
 def test_builder_roles_are_the_builders(pool, tmp_path):
-    from shortcutgates.build import build_manifest
+    from shortcutgates.data.build import build_manifest
     from shortcutgates.calibrate.harness import paired_catalogue
-    from shortcutgates.io import write_parquet_atomic
-    from shortcutgates.manifest import read_manifest
+    from shortcutgates.data.io import write_parquet_atomic
+    from shortcutgates.data.manifest import read_manifest
 
     index = np.arange(80)
     write_parquet_atomic(paired_catalogue(pool, index, 0.0, np.random.default_rng(0)), tmp_path / "in" / "p.parquet")
@@ -196,7 +196,7 @@ def test_builder_roles_are_the_builders(pool, tmp_path):
     built = read_manifest(tmp_path / "m").frame.groupby("lrg_id").agg(split=("split", "last"), n=("label", "size"),
                                                                        label=("label", "max"))
     split, role = plant.builder_roles(pool, 3)
-    from shortcutgates.identity import format_lrg_id
+    from shortcutgates.data.identity import format_lrg_id
 
     ids = format_lrg_id(pool.meta["ra"].to_numpy()[index], pool.meta["dec"].to_numpy()[index])
     expected = pd.DataFrame({"split": split[index], "role": role[index]}, index=ids).loc[built.index]
@@ -211,7 +211,7 @@ def test_the_cross_test_gap_resamples_the_shared_positives_jointly(tmp_path):
     narrower than with the same scores on separate LRGs, where the positives' variance does not cancel."""
     from shortcutgates.calibrate.gap import planted_rows, planted_score
     from shortcutgates.gates.registry import REGISTRY, GateCase, GateConfig, GateContext, run_case
-    from shortcutgates.io import write_parquet_atomic
+    from shortcutgates.data.io import write_parquet_atomic
 
     rows = planted_rows(0.0, 3, n_lrgs=2000)
     moved = rows.copy()
@@ -233,7 +233,7 @@ def test_the_cross_test_gap_resamples_the_shared_positives_jointly(tmp_path):
 def test_cross_test_gap_is_primary_from_500_shared_lenses(tmp_path, n_lrgs, shared, role):
     from shortcutgates.calibrate.gap import planted_rows
     from shortcutgates.gates.registry import REGISTRY, GateContext, shared_gap_lrgs
-    from shortcutgates.io import write_parquet_atomic
+    from shortcutgates.data.io import write_parquet_atomic
 
     write_parquet_atomic(planted_rows(0.0, 1, n_lrgs=n_lrgs, shared=shared), tmp_path / "part-0000.parquet")
     context = GateContext(tmp_path)

@@ -18,7 +18,7 @@ from shortcutgates.calibrate.pool import (
     sky_grid,
 )
 from shortcutgates.calibrate.report import NOT_A_NULL, null_table
-from shortcutgates.codec import decode_stamp
+from shortcutgates.data.codec import decode_stamp
 from shortcutgates.gates.perturb import R_CORE_PX, core_mask
 from shortcutgates.gates.registry import GateConfig
 from shortcutgates.simulate.generator import simulate_frame

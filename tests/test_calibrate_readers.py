@@ -91,7 +91,7 @@ def simulated():
 @pytest.fixture(scope="module")
 def seed_frame(simulated):
     """(stamps, ctrls, LRG of each stamp, truth) of the seed, decoded as the old loop decoded them."""
-    from shortcutgates.codec import decode_stamp
+    from shortcutgates.data.codec import decode_stamp
 
     frame = simulated
     _, first, inv = np.unique(frame["task_id"].to_numpy(), return_index=True, return_inverse=True)

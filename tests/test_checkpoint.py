@@ -8,7 +8,7 @@ import io
 import pytest
 import torch
 
-from shortcutgates.checkpoint import (
+from shortcutgates.model.checkpoint import (
     FORMAT,
     FORMAT_VERSION,
     CheckpointError,
@@ -16,7 +16,7 @@ from shortcutgates.checkpoint import (
     preprocess_record,
     save_checkpoint,
 )
-from shortcutgates.model import ModelConfig, build_model
+from shortcutgates.model.network import ModelConfig, build_model
 
 torch.set_num_threads(1)  # tiny tensors: extra threads only contend on the shared 2-core CI
 

@@ -24,7 +24,7 @@ def _raiser(exc):
     pytest.param(ValueError("first line\n  second   line"), 2, "first line second line", id="multi_line_message"),
 ])
 def test_cli_turns_each_kind_of_error_into_one_line(exc, rc, line, monkeypatch, capsys):
-    import shortcutgates.build as build
+    import shortcutgates.data.build as build
 
     monkeypatch.setattr(build, "run", _raiser(exc))
     code, out, err = run_cli(["build", "--input", "x", "--out", "y", "--mode", "paired"], capsys)
@@ -37,7 +37,7 @@ def test_cli_sigterm_is_an_exit_143_with_one_line(monkeypatch, capsys):
     import signal
     import time
 
-    import shortcutgates.build as build
+    import shortcutgates.data.build as build
 
     def run(args):
         os.kill(os.getpid(), signal.SIGTERM)

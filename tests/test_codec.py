@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from shortcutgates.codec import DecodeStats, decode_stamp, decode_stamps, encode_stamp
-from shortcutgates.schema import DataError
+from shortcutgates.data.codec import DecodeStats, decode_stamp, decode_stamps, encode_stamp
+from shortcutgates.data.schema import DataError
 
 from toy_manifests import toy_images
 
@@ -156,7 +156,7 @@ def test_no_blobs_give_an_empty_batch():
 
 
 def test_codec_imports_neither_torch_nor_pyarrow():
-    code = "import sys, shortcutgates.codec; print(sorted({'torch', 'pyarrow'} & set(sys.modules)))"
+    code = "import sys, shortcutgates.data.codec; print(sorted({'torch', 'pyarrow'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 
@@ -164,7 +164,7 @@ def test_codec_imports_neither_torch_nor_pyarrow():
 @pytest.mark.parametrize("skip_bad", [True, False], ids=["skip_bad", "raise"])
 def test_threads_across_stamps_give_the_same_result(monkeypatch, skip_bad):
     """Any thread count: the same images, flags, failures and counts (or the same first error)."""
-    import shortcutgates.codec as codec
+    import shortcutgates.data.codec as codec
 
     monkeypatch.setattr(codec, "MIN_BLOBS_PER_THREAD", 1)  # threads even for these few blobs
     images, blobs = _mixed_blobs()
@@ -189,7 +189,7 @@ def test_threads_across_stamps_give_the_same_result(monkeypatch, skip_bad):
 def test_every_inflate_library_gives_the_same_images(monkeypatch, backend):
     import importlib
 
-    import shortcutgates.npz_fast as npz_fast
+    import shortcutgates.data.npz_fast as npz_fast
 
     try:
         name, module = npz_fast.inflate_module(backend)
@@ -206,7 +206,7 @@ def test_every_inflate_library_gives_the_same_images(monkeypatch, backend):
 
 
 def test_unknown_inflate_library_is_refused_by_name():
-    from shortcutgates.npz_fast import INFLATE_ENV, inflate_module
+    from shortcutgates.data.npz_fast import INFLATE_ENV, inflate_module
 
     with pytest.raises(ValueError, match=f"^{INFLATE_ENV}: unknown inflate library 'gzip'"):
         inflate_module("gzip")

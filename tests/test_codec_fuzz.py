@@ -2,7 +2,7 @@
 
 Arbitrary bytes, mutated valid blobs and arbitrary manifest frames must either decode/read into
 something that satisfies the documented invariants or raise a one-line
-:class:`~shortcutgates.schema.DataError` — never another exception. The profiles come from
+:class:`~shortcutgates.data.schema.DataError` — never another exception. The profiles come from
 ``tests/conftest.py``: ``ci`` (default, fast) keeps its example count; ``thorough``
 (``HYPOTHESIS_PROFILE=thorough``) runs at least :data:`THOROUGH_EXAMPLES` examples per test.
 """
@@ -20,9 +20,9 @@ import pyarrow.parquet as pq
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from shortcutgates.codec import decode_stamp, decode_stamps, encode_stamp
-from shortcutgates.manifest import read_manifest
-from shortcutgates.schema import MANIFEST_SPLITS, NPZ_KEYS, DataError
+from shortcutgates.data.codec import decode_stamp, decode_stamps, encode_stamp
+from shortcutgates.data.manifest import read_manifest
+from shortcutgates.data.schema import MANIFEST_SPLITS, NPZ_KEYS, DataError
 
 THOROUGH_EXAMPLES = 10_000
 

@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shortcutgates import dataset as ds
-from shortcutgates.codec import encode_stamp
-from shortcutgates.manifest import load_images, read_manifest
-from shortcutgates.preprocess import raw_robust, residual
-from shortcutgates.schema import DataError
+from shortcutgates.model import dataset as ds
+from shortcutgates.data.codec import encode_stamp
+from shortcutgates.data.manifest import load_images, read_manifest
+from shortcutgates.model.preprocess import raw_robust, residual
+from shortcutgates.data.schema import DataError
 
 from toy_manifests import toy_frame, write_pointer_manifest, write_toy_manifest
 
@@ -95,7 +95,7 @@ def test_all_zero_stamp_is_located_by_manifest_row(tmp_path):
 
 def test_build_cache_fills_what_train_reads(tmp_path, monkeypatch):
     """``build --cache`` (dataset.fill_cache) writes the arrays ``train --cache-dir`` memory-maps: no decode then."""
-    from shortcutgates import train
+    from shortcutgates.model import train
 
     path = write_toy_manifest(tmp_path / "m", n=12, size=16)
     files = ds.fill_cache(path, tmp_path / "cache", "raw_robust")

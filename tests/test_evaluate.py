@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from shortcutgates import evaluate as ev
-from shortcutgates.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint, preprocess_record, save_checkpoint
-from shortcutgates.manifest import load_images, read_manifest
-from shortcutgates.model import ModelConfig, build_model
-from shortcutgates.preprocess import raw_robust, residual
+from shortcutgates.model import evaluate as ev
+from shortcutgates.model.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint, preprocess_record, save_checkpoint
+from shortcutgates.data.manifest import load_images, read_manifest
+from shortcutgates.model.network import ModelConfig, build_model
+from shortcutgates.model.preprocess import raw_robust, residual
 
 from toy_manifests import toy_images, write_toy_manifest
 

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from shortcutgates.gates.registry import GateCase, GateConfig, GateContext, gate_cases, run_case
-from shortcutgates.codec import encode_stamp
-from shortcutgates.io import write_parquet_atomic
+from shortcutgates.data.codec import encode_stamp
+from shortcutgates.data.io import write_parquet_atomic
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 DATA = {name: FIXTURES / "data" / name for name in ("clean", "shortcut")}
@@ -167,8 +167,8 @@ def test_the_arc_swap_moves_the_planted_core_with_the_arc():
 def test_an_untrained_network_is_an_error_on_every_counterfactual_gate(tmp_path):
     import torch
 
-    from shortcutgates.checkpoint import read_payload, save_checkpoint
-    from shortcutgates.model import build_model
+    from shortcutgates.model.checkpoint import read_payload, save_checkpoint
+    from shortcutgates.model.network import build_model
 
     payload = read_payload(MODELS["clean"])
     torch.manual_seed(0)
@@ -201,7 +201,7 @@ def test_fixture_data_is_recreated_by_the_script():
     within one quantisation step. (On the library versions that wrote them the files come out
     byte-identical; across numpy/scipy/zlib/pyarrow versions the FFT's last bits and the encoders'
     bytes may differ, so this test compares content.)"""
-    from shortcutgates.codec import decode_stamp
+    from shortcutgates.data.codec import decode_stamp
 
     make = load_make_fixtures()
     spec = next(s for s in make.DATASETS if s.name == "shortcut")
@@ -225,7 +225,7 @@ def test_fixtures_are_small():
 
 
 def test_checkpoints_record_their_training():
-    from shortcutgates.checkpoint import load_checkpoint
+    from shortcutgates.model.checkpoint import load_checkpoint
 
     for name, path in MODELS.items():
         loaded = load_checkpoint(path)

@@ -13,7 +13,7 @@ from toy_manifests import write_pointer_manifest, write_toy_manifest
 import shortcutgates.gates.registry  # noqa: F401  (imported before pytester's in-process runs)
 from shortcutgates.gates import cache as gc
 from shortcutgates.gates.registry import GateConfig
-from shortcutgates.manifest import read_manifest
+from shortcutgates.data.manifest import read_manifest
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 CLEAN = FIXTURES / "data" / "clean"

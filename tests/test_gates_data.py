@@ -8,7 +8,7 @@ import pytest
 
 from shortcutgates.gates.registry import GateCase, GateConfig, GateContext, gate_cases, run_case
 from shortcutgates.gates.synthetic import ToySpec, make_rows, write_manifest
-from shortcutgates.codec import encode_stamp
+from shortcutgates.data.codec import encode_stamp
 
 CFG = GateConfig(n_boot=500)
 
@@ -163,8 +163,8 @@ def test_core_lr_on_the_model_input(tmp_path_factory):
 def round_core_rows():
     """Unpaired, arcs clear of the box, positives with extra LRG light that is constant on every 1-px
     ring (a brighter, round core): ``raw_robust`` shows it, ``residual`` subtracts it exactly."""
-    from shortcutgates.codec import decode_stamp
-    from shortcutgates.preprocess import ring_index
+    from shortcutgates.data.codec import decode_stamp
+    from shortcutgates.model.preprocess import ring_index
 
     rows = make_rows(ToySpec(n_lrgs=600, size=32, paired=False, theta_e_arcsec=(2.2, 3.0), lrg_flux=(5.0, 15.0),
                              test_paired=False, seed=11))  # faint LRGs: no pixel reaches raw_robust's clip
@@ -208,7 +208,7 @@ def test_a_residual_model_is_not_red_because_of_the_raw_image(tmp_path_factory, 
 
 
 def test_a_model_declaring_no_preprocessing_is_never_decided_on_raw_pixels(tmp_path_factory, round_core_rows):
-    from shortcutgates.scorer_contract import _Identity
+    from shortcutgates.model.scorer_contract import _Identity
 
     ctx = _context(tmp_path_factory, "round_core_none", round_core_rows, score_fn=lambda x: x[:, 1, 16, 16],
                    preprocess=_Identity())
@@ -247,7 +247,7 @@ def test_core_lr_is_an_error_with_one_class(tmp_path_factory, clean_rows):
 
 def test_core_lr_is_an_error_when_a_mask_covers_the_box(tmp_path_factory, clean_rows):
     def blank_core(raw):  # a preprocessing that zeroes r < 7.5 px: the box is (almost) all masked
-        from shortcutgates.preprocess import radius_grid, raw_robust
+        from shortcutgates.model.preprocess import radius_grid, raw_robust
 
         out = raw_robust(raw)
         out[..., radius_grid(*out.shape[-2:]) < 7.5] = 0.0

@@ -309,7 +309,7 @@ def test_calibration_loop_decides_the_reference_readers():
     """The ``reader`` cell of the calibration (``calibrate/readers.py``) on toy lenses: the arc reader passes,
     the core reader fails the core gates, and every reader is decided in the gated bin."""
     from shortcutgates.calibrate import readers as rd
-    from shortcutgates.codec import decode_stamp
+    from shortcutgates.data.codec import decode_stamp
     from shortcutgates.gates import perturb as pt
 
     spec = ToySpec(n_lrgs=150, paired=True, core_fraction=0.03, lensed=True, theta_e_arcsec=(2.0, 2.5), seed=5)

@@ -8,7 +8,7 @@ import pytest
 from shortcutgates.gates import perturb as pt
 from shortcutgates.gates import reference_scorers as rs
 from shortcutgates.gates.synthetic import ToySpec, arc_stamp, counter_image, make_images
-from shortcutgates.preprocess import ring_index
+from shortcutgates.model.preprocess import ring_index
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def lensed_toy():
     from shortcutgates.gates.synthetic import make_rows
 
     frame = make_rows(ToySpec(n_lrgs=40, paired=True, lensed=True, theta_e_arcsec=(1.5, 2.5), seed=2))
-    from shortcutgates.codec import decode_stamp
+    from shortcutgates.data.codec import decode_stamp
 
     images = np.stack([decode_stamp(b) for b in frame["image_npz"]])
     pairs = pt.find_pairs(frame["label"].to_numpy(), frame["lrg_id"].to_numpy())
@@ -112,8 +112,8 @@ def test_the_lensing_split_matches_the_simulators_parts_rendered_apart():
     """Oracle: the simulator renders each part apart (its adaptive ray tracer, its PSF); the split of the
     observed ``d`` matches it to < 1 % of the lensed light per pair and < 2 % per band (measured: median
     0.35 %, max 0.9 % on 74 pairs of seed 7 without clumps; docs/model_gates.md#the-lensing-split)."""
-    from shortcutgates.codec import decode_stamp
-    from shortcutgates.schema import PIXEL_SCALE_ARCSEC as S
+    from shortcutgates.data.codec import decode_stamp
+    from shortcutgates.data.schema import PIXEL_SCALE_ARCSEC as S
     from shortcutgates.simulate.generator import PSF_RADIUS, convolve_valid, simulate_frame
     from shortcutgates.simulate.kernels import moffat_kernel, q_from_e
     from shortcutgates.simulate.render import Lens, render, sersic_set

@@ -7,19 +7,19 @@ import pandas as pd
 import pytest
 
 from shortcutgates import cli
-from shortcutgates.build import build_manifest
-from shortcutgates.codec import decode_stamp
+from shortcutgates.data.build import build_manifest
+from shortcutgates.data.codec import decode_stamp
 from shortcutgates.gates.perturb import R_CORE_PX, split_core_arc
-from shortcutgates.hard_negatives import (
+from shortcutgates.data.hard_negatives import (
     KIND_COLUMN,
     construct,
     parse_kinds,
     parse_mix,
 )
-from shortcutgates.ring_shuffle import ring_shuffle_permutation, shuffle_along_rings
-from shortcutgates.io import read_paired
-from shortcutgates.manifest import load_images, read_manifest
-from shortcutgates.preprocess import ring_index
+from shortcutgates.data.ring_shuffle import ring_shuffle_permutation, shuffle_along_rings
+from shortcutgates.data.io import read_paired
+from shortcutgates.data.manifest import load_images, read_manifest
+from shortcutgates.model.preprocess import ring_index
 from shortcutgates.testing import generate_catalog, write_catalog
 
 SIZE = 32  # the test ring sits at r = 6.4 px, outside the 5-px core: both parts of d are non-zero

@@ -22,8 +22,8 @@ from hostile_inputs import (
     run_pytest_subprocess,
     write_manifest,
 )
-from shortcutgates.checkpoint import FORMAT, FORMAT_VERSION, CheckpointError, preprocess_record
-from shortcutgates.model import ModelConfig, build_model
+from shortcutgates.model.checkpoint import FORMAT, FORMAT_VERSION, CheckpointError, preprocess_record
+from shortcutgates.model.network import ModelConfig, build_model
 
 torch.set_num_threads(1)
 

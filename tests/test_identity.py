@@ -9,14 +9,14 @@ from hypothesis import given, strategies as st
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from shortcutgates.identity import (
+from shortcutgates.data.identity import (
     check_lrg_ids,
     ensure_lrg_ids,
     format_lrg_id,
     friends_of_friends,
     match_lrgs,
 )
-from shortcutgates.schema import DataError
+from shortcutgates.data.schema import DataError
 
 from strategies import catalogs, generate_catalog
 

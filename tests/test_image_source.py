@@ -20,10 +20,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from shortcutgates import cli
-from shortcutgates.build import MANIFEST_PARQUET, build_manifest
+from shortcutgates.data.build import MANIFEST_PARQUET, build_manifest
 from shortcutgates.gates.registry import GateCase, GateConfig, GateContext, gate_cases, run_case
-from shortcutgates.manifest import image_source, load_images, read_manifest
-from shortcutgates.schema import DataError
+from shortcutgates.data.manifest import image_source, load_images, read_manifest
+from shortcutgates.data.schema import DataError
 from shortcutgates.testing import write_catalog
 
 from toy_manifests import write_pointer_manifest, write_toy_manifest

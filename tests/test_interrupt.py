@@ -1,7 +1,7 @@
 """Killing ``simulate``, ``build`` or ``train`` leaves the previous output or the new one, never half.
 
 Deterministic kill points: every output becomes visible through a rename (``os.replace`` for a
-file, :func:`shortcutgates.io._exchange` or ``os.replace`` for a directory). The command runs in a
+file, :func:`shortcutgates.data.io._exchange` or ``os.replace`` for a directory). The command runs in a
 child interpreter whose k-th rename is wrapped so that the child kills itself (SIGKILL, or SIGTERM
 for the clean-up tests) just *before* or just *after* that rename. So each kill lands at a known
 point of a run that is provably in progress, and each outcome is known exactly: before the
@@ -25,7 +25,7 @@ KILL_AT_RENAME = r"""
 import os, signal, sys
 n, when, sig = int(sys.argv[1]), sys.argv[2], getattr(signal, sys.argv[3])
 count = [0]
-import shortcutgates.io as sgio
+import shortcutgates.data.io as sgio
 
 def die():
     os.kill(os.getpid(), sig)
@@ -60,7 +60,7 @@ def _renames(argv, monkeypatch) -> int:
     """Run the command in this process, counting the renames the child program would see."""
     import os
 
-    import shortcutgates.io as sgio
+    import shortcutgates.data.io as sgio
     from shortcutgates.cli import main
 
     count = [0]
@@ -167,7 +167,7 @@ TRAIN = ["--width", "4", "--blocks", "1", "--epochs", "4", "--batch-size", "8", 
 
 
 def test_killed_train_resumes_to_the_uninterrupted_weights(tmp_path, monkeypatch):
-    from shortcutgates.checkpoint import check_payload, read_payload
+    from shortcutgates.model.checkpoint import check_payload, read_payload
 
     write_manifest(hand_manifest(48, seed=4), tmp_path / "m")
     ref, ckpt = tmp_path / "ref.pt", tmp_path / "c.pt"

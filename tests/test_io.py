@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shortcutgates.io import atomic_directory, atomic_path, jsonable, write_bytes_atomic
+from shortcutgates.data.io import atomic_directory, atomic_path, jsonable, write_bytes_atomic
 
 
 def test_jsonable_makes_plain_json():

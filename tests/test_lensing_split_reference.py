@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from scipy import ndimage, signal
 
-from shortcutgates.codec import decode_stamp
+from shortcutgates.data.codec import decode_stamp
 from shortcutgates.gates import perturb as pt
 from shortcutgates.gates import split_numerics as sn
-from shortcutgates.schema import PIXEL_SCALE_ARCSEC
+from shortcutgates.data.schema import PIXEL_SCALE_ARCSEC
 from shortcutgates.simulate.generator import simulate_frame
 from shortcutgates.simulate.kernels import moffat_kernel, ray_shoot, sersic, sersic_amp_for_flux
 

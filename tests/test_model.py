@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from shortcutgates.model import ModelConfig, build_model, count_parameters
-from shortcutgates.preprocess import raw_robust
+from shortcutgates.model.network import ModelConfig, build_model, count_parameters
+from shortcutgates.model.preprocess import raw_robust
 
 from toy_manifests import toy_images
 

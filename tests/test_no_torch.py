@@ -19,8 +19,8 @@ def _modules_after(code: str) -> set[str]:
     return set(eval(done.stdout.rsplit("LOADED", 1)[1]))
 
 
-DATA_ONLY = ("shortcutgates.gates.registry", "shortcutgates.codec", "shortcutgates.dataset", "shortcutgates.manifest",
-             "shortcutgates.build", "shortcutgates.plugin", "shortcutgates.gates.context")
+DATA_ONLY = ("shortcutgates.gates.registry", "shortcutgates.data.codec", "shortcutgates.model.dataset", "shortcutgates.data.manifest",
+             "shortcutgates.data.build", "shortcutgates.plugin", "shortcutgates.gates.context")
 
 
 def test_data_only_modules_leave_torch_out():

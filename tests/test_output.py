@@ -42,7 +42,7 @@ def test_a_failing_line_ends_with_its_remedy():
 
 
 def test_the_by_model_figure_draws_inconclusive_in_its_own_colour(tmp_path, monkeypatch):
-    from shortcutgates import io
+    from shortcutgates.data import io
     from shortcutgates.gates import sweep
 
     figures = []

@@ -15,7 +15,7 @@ import pytest
 # Imported here, before pytester's in-process runs: pytester drops modules first imported inside a run,
 # and numpy/scipy/torch extension modules cannot be imported twice in one process.
 import shortcutgates.gates.registry  # noqa: F401
-import shortcutgates.checkpoint  # noqa: F401
+import shortcutgates.model.checkpoint  # noqa: F401
 from shortcutgates.gates.report_json import SCHEMA, read_report
 from shortcutgates.gates.suite import check_record
 from shortcutgates.plugin import NO_DATA_REASON
@@ -206,7 +206,7 @@ def test_gate_config_option_overrides_thresholds(suite):
 def test_error_verdict_fails(suite, tmp_path):
     import pandas as pd
 
-    from shortcutgates.io import write_parquet_atomic
+    from shortcutgates.data.io import write_parquet_atomic
 
     frame = pd.read_parquet(SHORTCUT / "test.parquet")
     write_parquet_atomic(frame[frame["label"] == 0], tmp_path / "negatives_only" / "test.parquet")

@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 import torch
 
-import shortcutgates.checkpoint  # noqa: F401  (imported before pytester's in-process runs)
+import shortcutgates.model.checkpoint  # noqa: F401  (imported before pytester's in-process runs)
 import shortcutgates.gates.registry  # noqa: F401
 import foreign_model as fm
 from hostile_inputs import STAMP, child_env, hand_manifest, write_manifest
@@ -45,7 +45,7 @@ def _import_lazy_modules(foreign):
     import pandas as pd
 
     from shortcutgates.gates.registry import GateConfig, GateContext, gate_cases, run_case
-    from shortcutgates.scorers import load_scorer
+    from shortcutgates.model.scorers import load_scorer
 
     shortcut = TESTS.parent / "fixtures" / "data" / "shortcut"
     pd.read_parquet(shortcut / "test.parquet", columns=["label"])
@@ -273,7 +273,7 @@ def test_gate_command_takes_a_directory_of_checkpoints(trained, tmp_path):
 def test_a_sweep_gates_each_model_on_the_case_set_of_a_single_run(tmp_path, monkeypatch):
     """A residual model gets no radial_profile_lr_auc[*-model] case in a sweep, as in a single run;
     summary.csv's first_failing names a model case when one is red."""
-    from shortcutgates import scorers
+    from shortcutgates.model import scorers
     from shortcutgates.gates import sweep
     from shortcutgates.gates.context import GateContext
     from shortcutgates.gates.registry import gate_cases, load_config

@@ -20,8 +20,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from shortcutgates.experiment.run import Configuration, ExperimentParams, run_experiment
-from shortcutgates.codec import encode_stamp
-from shortcutgates.model import ModelConfig
+from shortcutgates.data.codec import encode_stamp
+from shortcutgates.model.network import ModelConfig
 from shortcutgates.experiment.report import load_results
 
 SIZE = 64

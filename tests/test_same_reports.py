@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shortcutgates import scorers
+from shortcutgates.model import scorers
 from shortcutgates.gates import cache as gc
 from shortcutgates.gates import model_gates as mg
 from shortcutgates.gates import paired, perturb, sweep

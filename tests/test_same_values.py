@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from shortcutgates import parallel, preprocess
+from shortcutgates import parallel
+from shortcutgates.model import preprocess
 from shortcutgates.gates import features, probes
 from shortcutgates.stats import bootstrap_counts, grouped_bootstrap, weighted_auroc_metric, weighted_aurocs
 

@@ -20,8 +20,8 @@ import torch
 
 import foreign_model as fm
 from hostile_inputs import STAMP, stamp
-from shortcutgates.checkpoint import CheckpointError
-from shortcutgates.scorers import (
+from shortcutgates.model.checkpoint import CheckpointError
+from shortcutgates.model.scorers import (
     CONTRACT_KEY, InputContract, ScorerError, callable_scorer, load_scorer, read_contract, write_sidecar,
 )
 
@@ -240,13 +240,13 @@ def test_read_contract_takes_the_sidecar(tmp_path):
 
 
 def test_loading_the_scorers_module_imports_neither_torch_nor_onnxruntime():
-    code = "import sys, shortcutgates.scorers; print('torch' in sys.modules, 'onnxruntime' in sys.modules)"
+    code = "import sys, shortcutgates.model.scorers; print('torch' in sys.modules, 'onnxruntime' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.split() == ["False", "False"], done.stderr
 
 
 def test_preprocess_cache_gives_the_same_scores_and_preprocesses_each_batch_once(images):
-    from shortcutgates.scorers import PreprocessCache, load_checkpoint_scorer
+    from shortcutgates.model.scorers import PreprocessCache, load_checkpoint_scorer
 
     ckpt = Path(__file__).resolve().parents[1] / "fixtures" / "checkpoints" / "clean.pt"
     cache = PreprocessCache()

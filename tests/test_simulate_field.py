@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shortcutgates.codec import decode_stamps
+from shortcutgates.data.codec import decode_stamps
 from shortcutgates.simulate import generator as G
 from shortcutgates.simulate import simulate_frame
 from shortcutgates.simulate.field import FieldObjects, draw_field, field_rng, render_field

@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shortcutgates import cli
-from shortcutgates.codec import decode_stamps
-from shortcutgates.io import read_paired
-from shortcutgates.preprocess import annulus_median_mad
-from shortcutgates.schema import CONDITIONS, INJECTION_TRUTH, LRG_TRUTH, PAIRED_REQUIRED, PROVENANCE
+from shortcutgates.data.codec import decode_stamps
+from shortcutgates.data.io import read_paired
+from shortcutgates.model.preprocess import annulus_median_mad
+from shortcutgates.data.schema import CONDITIONS, INJECTION_TRUTH, LRG_TRUTH, PAIRED_REQUIRED, PROVENANCE
 from shortcutgates.simulate import COLUMNS, simulate_frame, simulate_paired
 from shortcutgates.simulate import generator as G
 from shortcutgates.simulate.population import (

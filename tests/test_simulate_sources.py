@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from shortcutgates import cli
-from shortcutgates.codec import decode_stamps
+from shortcutgates.data.codec import decode_stamps
 from shortcutgates.simulate import generator as G
 from shortcutgates.simulate import simulate_frame
 from shortcutgates.simulate.render import Lens, render

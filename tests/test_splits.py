@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, strategies as st
 
 from shortcutgates import testing
-from shortcutgates.identity import match_lrgs
-from shortcutgates.schema import DataError
-from shortcutgates.splits import (
+from shortcutgates.data.identity import match_lrgs
+from shortcutgates.data.schema import DataError
+from shortcutgates.data.splits import (
     SplitParams,
     assign,
     bin_codes,

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from shortcutgates import cli
-from shortcutgates.checkpoint import load_checkpoint, read_payload
-from shortcutgates.model import ModelConfig
-from shortcutgates.train import TrainConfig, class_balanced_weights, lr_at, stop_reason, train
+from shortcutgates.model.checkpoint import load_checkpoint, read_payload
+from shortcutgates.model.network import ModelConfig
+from shortcutgates.model.train import TrainConfig, class_balanced_weights, lr_at, stop_reason, train
 
 from toy_manifests import write_toy_manifest
 
@@ -95,8 +95,8 @@ def test_resume_with_another_configuration_is_refused(manifest, tmp_path):
 
 
 def test_resume_state_of_another_architecture_is_refused(manifest, tmp_path):
-    from shortcutgates.checkpoint import CheckpointError, save_checkpoint
-    from shortcutgates.model import build_model
+    from shortcutgates.model.checkpoint import CheckpointError, save_checkpoint
+    from shortcutgates.model.network import build_model
 
     out = tmp_path / "c.pt"
     train(manifest, out, _config(epochs=1), progress=False)

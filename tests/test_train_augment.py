@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from shortcutgates.augment import (
+from shortcutgates.model.augment import (
     NOISE_STD,
     AugmentConfig,
     CoreDropout,
@@ -17,7 +17,7 @@ from shortcutgates.augment import (
     parse_core_dropout,
     random_dihedral,
 )
-from shortcutgates.preprocess import radius_grid
+from shortcutgates.model.preprocess import radius_grid
 
 torch.set_num_threads(1)  # tiny tensors: extra threads only contend on the shared 2-core CI
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from shortcutgates.codec import encode_stamp
+from shortcutgates.data.codec import encode_stamp
 
 SPLIT_CYCLE = ("train", "train", "train", "train", "val", "val", "test", "test")
 """Split of LRG pair ``k`` (one negative and one positive LRG per pair), cycling."""

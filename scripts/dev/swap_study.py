@@ -25,7 +25,7 @@ from shortcutgates.gates import paired as pa
 from shortcutgates.gates.context import GateContext
 from shortcutgates.gates.perturb import derangement
 from shortcutgates.gates.records import GateConfig
-from shortcutgates.lrg_properties import measure_lrgs
+from shortcutgates.data.lrg_properties import measure_lrgs
 
 
 def neighbour_swap(key: np.ndarray) -> np.ndarray:

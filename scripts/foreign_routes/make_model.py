@@ -6,7 +6,7 @@ import torch
 
 from make_model_def import Finder  # the one definition, also imported when the .pt2 / fixture routes load it
 
-from shortcutgates.manifest import load_images, read_manifest
+from shortcutgates.data.manifest import load_images, read_manifest
 
 DATA = sys.argv[1]
 torch.manual_seed(0)

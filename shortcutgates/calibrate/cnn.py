@@ -1,8 +1,8 @@
 """Trained lens finders as ground truth for the model gates: small CNNs, one per seed, per family.
 
 The reference readers (:mod:`shortcutgates.gates.reference_scorers`) are exact but not what users
-gate. A *CNN cell* trains the project's own network (:func:`shortcutgates.train.train`, a narrow
-:class:`~shortcutgates.model.ResNet`) on unpaired data drawn from the **realistic** pool
+gate. A *CNN cell* trains the project's own network (:func:`shortcutgates.model.train.train`, a narrow
+:class:`~shortcutgates.model.network.ResNet`) on unpaired data drawn from the **realistic** pool
 (:func:`shortcutgates.calibrate.pool.load_pool` ``kind="realistic"``: the simulator's default
 lenses, θ_E 0.5–2.5″, counter-images, no taper) and gates the checkpoint on held-out LRGs' pairs,
 exactly as ``shortcutgates gate --model`` would. Families (:data:`FAMILIES`):
@@ -35,10 +35,10 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from ..gates.perturb import R_CORE_PX, core_mask, split_lensed_light
-from ..model import ModelConfig
-from .plant import _rows, draw_lrgs, psf_sources, write_manifest
-from .pool import Pool
+from shortcutgates.gates.perturb import R_CORE_PX, core_mask, split_lensed_light
+from shortcutgates.model.network import ModelConfig
+from shortcutgates.calibrate.plant import _rows, draw_lrgs, psf_sources, write_manifest
+from shortcutgates.calibrate.pool import Pool
 
 POINT_SOURCE_FRACTION = 1.0
 """Flux of the core-reliant family's central point source, as a fraction of the control's flux inside
@@ -192,7 +192,7 @@ def train_seed(pool: Pool, family: Family, n_lrgs: int, seed: int, rng: np.rando
     """Draw this seed's LRGs, train the family's CNN on ``n_lrgs`` training LRGs (plus ``VAL_FRACTION`` as
     many for ``val``) and write the gating manifest (``gate_lrgs``, default :data:`GATE_LRGS`); everything
     under ``directory``. ``epochs`` defaults to :data:`EPOCHS`."""
-    from ..train import TrainConfig, train
+    from shortcutgates.model.train import TrainConfig, train
 
     directory = Path(directory)
     gate_lrgs, epochs = gate_lrgs or GATE_LRGS, epochs or EPOCHS

@@ -34,13 +34,13 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 def _workers(text: str) -> int:
-    from ..parallel import parse_workers
+    from shortcutgates.parallel import parse_workers
 
     return parse_workers(text)
 
 
 def add_arguments(parser) -> None:
-    from .profiles import PROFILES
+    from shortcutgates.calibrate.profiles import PROFILES
 
     parser.add_argument("--profile", default="quick", choices=PROFILES,
                         help="cells and seeds: tiny (the test suite's), quick (~10 min on 2 cores), full (>= 200 seeds "
@@ -70,9 +70,9 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from .profiles import make_profile
-    from .report import write_report
-    from .runner import load_records, run_profile
+    from shortcutgates.calibrate.profiles import make_profile
+    from shortcutgates.calibrate.report import write_report
+    from shortcutgates.calibrate.runner import load_records, run_profile
 
     profile = make_profile(args.profile)._replace(first_seed=args.first_seed)
     if args.seeds is not None:
@@ -80,14 +80,14 @@ def run(args) -> int:
             raise ValueError(f"--seeds must be at least 1 (got {args.seeds})")
         profile = profile._replace(cells=tuple((cell, args.seeds) for cell, _ in profile.cells))
     if args.survey_strength:
-        from .survey import print_survey_strength
+        from shortcutgates.calibrate.survey import print_survey_strength
 
         print_survey_strength(profile, cache_dir=args.cache, progress=not args.quiet)
         return 0
     shard, n_shards = _shard(args.shard)
     start = time.perf_counter()
     if not args.report_only:
-        from ..parallel import available_cores
+        from shortcutgates.parallel import available_cores
 
         run_profile(profile, args.out, shard=shard, n_shards=n_shards, cache_dir=args.cache, progress=not args.quiet,
                     workers=args.workers or available_cores(), cells=args.cells)

@@ -56,7 +56,7 @@ def probe_seed(n_lrgs: int, auc: float, design: str, seed: int, config) -> dict:
     """``{"value": AUC, "oof": [lo, hi], "refit": [lo, hi], "blend": [lo, hi]}`` of one seed's probe."""
     from dataclasses import replace
 
-    from ..gates.probes import blended_interval, cv_auc_resamples
+    from shortcutgates.gates.probes import blended_interval, cv_auc_resamples
 
     delta = math.sqrt(2 / N_SIGNAL) * norm.ppf(auc)
     x, y, g = make_features(n_lrgs, N_FEATURES, N_SIGNAL, delta, design, seed)
@@ -84,8 +84,8 @@ def scorer_seed(n_lrgs: int, auc: float, design: str, seed: int, config) -> dict
     ``{"auroc": [lo, hi], "auroc_value", "gap": [lo, hi], "gap_value"}``."""
     from dataclasses import replace
 
-    from ..gates.decision import bootstrap_auroc, bootstrap_metric
-    from ..stats import weighted_auroc_metric
+    from shortcutgates.gates.decision import bootstrap_auroc, bootstrap_metric
+    from shortcutgates.stats import weighted_auroc_metric
 
     rng = np.random.default_rng(seed)
     d = math.sqrt(2) * norm.ppf(auc) * (math.sqrt(2) if design == "paired" else 1.0)  # σ² = 2 with an LRG part

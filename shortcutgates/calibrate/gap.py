@@ -6,7 +6,7 @@ AUROC(``test``) is ``auc_test`` and AUROC(``test_paired``) is ``auc_test + gap``
 the builder's default splits of ``n_lrgs`` LRGs (15 % test LRGs, half of them paired): at the
 proposal's 4000, 300 ``test_paired`` pairs and 300 other test LRGs.
 
-* ``shared`` (the builder's design, :data:`~shortcutgates.schema.SHARED_POSITIVE_SPLITS`): ``test``
+* ``shared`` (the builder's design, :data:`~shortcutgates.data.schema.SHARED_POSITIVE_SPLITS`): ``test``
   holds the 300 ``test_paired`` positives (the same rows) and the 300 other LRGs' controls; the gap
   is planted in the paired controls' scores, so it compares the same lenses against two sets of
   negatives.
@@ -33,8 +33,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from ..codec import encode_stamp
-from ..io import write_parquet_atomic
+from shortcutgates.data.codec import encode_stamp
+from shortcutgates.data.io import write_parquet_atomic
 
 STAMP = 16
 """Side of the planted stamps. Unit: pixel."""
@@ -104,10 +104,10 @@ def planted_score(images: np.ndarray) -> np.ndarray:
 def run_gap(gap: float, seeds, role: str | None = None, **kw) -> pd.DataFrame:
     """One record per seed: the ``cross_test_gap`` value, interval, verdict, ``established`` and outcome
     (the run's red/green rule for the case in ``role``: the registry's when None)."""
-    from ..gates.context import GateContext
-    from ..gates.records import GateConfig
-    from ..gates.registry import REGISTRY, run_case
-    from ..gates.suite import outcome
+    from shortcutgates.gates.context import GateContext
+    from shortcutgates.gates.records import GateConfig
+    from shortcutgates.gates.registry import REGISTRY, run_case
+    from shortcutgates.gates.suite import outcome
 
     gate = REGISTRY["cross_test_gap"]
     out = []
@@ -124,7 +124,7 @@ def run_gap(gap: float, seeds, role: str | None = None, **kw) -> pd.DataFrame:
 
 
 def main(argv=None) -> int:
-    from .rates import proportion_ci
+    from shortcutgates.calibrate.rates import proportion_ci
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=20)

@@ -16,7 +16,7 @@ Kinds of cell:
   the same positive rows and as many other LRGs' controls (``schema.SHARED_POSITIVE_SPLITS``), scored
   by a reference scorer; every case that needs the model. The split sizes and sharing of ``suite``
   without simulating the 85 % of LRGs that only ``train``/``val`` would use.
-* ``suite``: a paired catalogue of ``n_lrgs`` LRGs built with :func:`shortcutgates.build.build_manifest`
+* ``suite``: a paired catalogue of ``n_lrgs`` LRGs built with :func:`shortcutgates.data.build.build_manifest`
   (unpaired, the builder's default splits), scored by a reference scorer; every case. The run is
   green when every primary case passes.
 * ``cnn``: a small CNN of one family (:mod:`shortcutgates.calibrate.cnn`) trained per seed on
@@ -46,15 +46,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..codec import encode_stamp
-from ..gates.registry import REGISTRY, GateConfig, GateContext
-from ..gates.suite import run_suite
-from ..schema import LRG_TRUTH
-from .plant import (
-    PROPERTY_COLUMNS, TILTED, builder_roles, built_selection, planted_in, positive_stamps, split_rows, write_manifest,
-)
-from .pool import Pool
-from .scorers import resolve_scorer
+from shortcutgates.data.codec import encode_stamp
+from shortcutgates.gates.registry import REGISTRY, GateConfig, GateContext
+from shortcutgates.gates.suite import run_suite
+from shortcutgates.data.schema import LRG_TRUTH
+from shortcutgates.calibrate.plant import PROPERTY_COLUMNS, TILTED, builder_roles, built_selection, planted_in, positive_stamps, split_rows, write_manifest
+from shortcutgates.calibrate.pool import Pool
+from shortcutgates.calibrate.scorers import resolve_scorer
 
 TRAINING_GATE = "cnn_training"
 """Gate name of a CNN seed's training record (value: best validation AUROC; seconds: training time)."""
@@ -126,7 +124,7 @@ def _manifest(pool: Pool, cell: Cell, seed: int, directory: Path) -> Path:
 
 def _held_out_rows(pool: Pool, cell: Cell, rng: np.random.Generator) -> pd.DataFrame:
     """``test_paired`` pairs and ``test`` (their positives, other LRGs' controls) of a ``heldout`` cell."""
-    from .gap import split_sizes
+    from shortcutgates.calibrate.gap import split_sizes
 
     if cell.problem != "core":
         raise ValueError(f"calibrate: heldout cells plant 'core' only (got {cell.problem!r})")
@@ -148,8 +146,8 @@ def paired_catalogue(pool: Pool, index: np.ndarray, core: float | np.ndarray, rn
 
 
 def _built_manifest(pool: Pool, cell: Cell, rng, seed: int, directory: Path) -> Path:
-    from ..build import build_manifest
-    from ..io import write_parquet_atomic
+    from shortcutgates.data.build import build_manifest
+    from shortcutgates.data.io import write_parquet_atomic
 
     if cell.problem not in ("core", *TILTED):
         raise ValueError(f"calibrate: suite cells plant 'core', 'mag' or 'size' (got {cell.problem!r})")
@@ -181,7 +179,7 @@ def _context(pool: Pool, cell: Cell, seed: int, config: GateConfig, directory: P
     if cell.kind != "cnn":
         score_fn = resolve_scorer(cell.scorer) if cell.scorer else None
         return GateContext(_manifest(pool, cell, seed, directory), config=config, score_fn=score_fn), []
-    from .cnn import family_of, train_seed
+    from shortcutgates.calibrate.cnn import family_of, train_seed
 
     trained = train_seed(pool, family_of(cell.scorer or ""), cell.n_lrgs, seed, cell.rng(seed), directory)
     record = {"case": TRAINING_GATE, "gate": TRAINING_GATE, "role": "training", "verdict": "trained",

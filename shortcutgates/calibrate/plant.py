@@ -22,7 +22,7 @@ towards survey strength:
   negatives with ``exp(+strength/2 · z)`` (``z`` the pool-standardised property, clipped to ±3), so
   a Gaussian property gets population SMD ``strength`` (positives brighter / larger). The manifests
   of these cells are in survey format: no LRG truth columns (no magnitude, size or redshift), only
-  what the builder measures from the controls (:data:`shortcutgates.build.ALWAYS_MEASURED`).
+  what the builder measures from the controls (:data:`shortcutgates.data.build.ALWAYS_MEASURED`).
 
 Each seed draws disjoint LRGs from the pool without replacement (positives and negatives from
 different LRGs, as in unpaired data).
@@ -35,11 +35,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..lrg_properties import ALWAYS_MEASURED, measure_lrgs
-from ..codec import encode_stamp
-from ..io import write_parquet_atomic
-from ..schema import LRG_TRUTH, PIXEL_SCALE_ARCSEC
-from .pool import TRUTH_COLUMNS, Pool, core_taper
+from shortcutgates.data.lrg_properties import ALWAYS_MEASURED, measure_lrgs
+from shortcutgates.data.codec import encode_stamp
+from shortcutgates.data.io import write_parquet_atomic
+from shortcutgates.data.schema import LRG_TRUTH, PIXEL_SCALE_ARCSEC
+from shortcutgates.calibrate.pool import TRUTH_COLUMNS, Pool, core_taper
 
 PROBLEMS = ("core", "smd", "leak", "dup", "faint", "mag", "size")
 TILTED = {"mag": "lrg_mag_r", "size": "lrg_reff_arcsec"}
@@ -183,8 +183,8 @@ def builder_roles(pool: Pool, seed: int, fractions=(0.7, 0.15, 0.15)) -> tuple[n
     """(N,) split and role (``pos``/``neg``/``pair``) the unpaired builder gives every pool LRG at
     ``seed``: the same keyed hashes of the sky-matched ``lrg_id`` (pool LRGs lie 36″ apart, each its
     own identity), so a planted problem can be confined to chosen splits of a built manifest."""
-    from ..identity import format_lrg_id
-    from ..splits import SplitParams, hash_splits, lrg_roles, split_fractions
+    from shortcutgates.data.identity import format_lrg_id
+    from shortcutgates.data.splits import SplitParams, hash_splits, lrg_roles, split_fractions
 
     ids = format_lrg_id(pool.meta["ra"].to_numpy(), pool.meta["dec"].to_numpy()).astype(object)
     params = SplitParams("unpaired", int(seed), tuple(fractions))

@@ -33,9 +33,9 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from ..codec import decode_stamp
-from ..io import atomic_directory
-from ..preprocess import radius_grid
+from shortcutgates.data.codec import decode_stamp
+from shortcutgates.data.io import atomic_directory
+from shortcutgates.model.preprocess import radius_grid
 
 THETA_E_RANGE_ARCSEC = (1.8, 3.0)
 """Einstein radii of the pool's arcs. Unit: arcsec (6.9–11.5 px)."""
@@ -132,13 +132,8 @@ def replayed_injection(seed: int, index: int, stamp_size: int = STAMP_SIZE, cfg=
     :func:`shortcutgates.simulate.generator.lrg_rows` consumes it (LRG, conditions, the control's noise,
     the injection count, the injection). Callers check it against the simulated row
     (:data:`REPLAY_CHECK`)."""
-    from ..simulate.generator import PSF_RADIUS, coadd_unit_noise
-    from ..simulate.population import (
-        PopulationConfig,
-        draw_conditions,
-        draw_injection,
-        draw_lrg,
-    )
+    from shortcutgates.simulate.generator import PSF_RADIUS, coadd_unit_noise
+    from shortcutgates.simulate.population import PopulationConfig, draw_conditions, draw_injection, draw_lrg
 
     rng = np.random.default_rng([seed, 1, index])
     draw_lrg(rng)
@@ -178,8 +173,8 @@ def simulate_chunk(seed: int, first: int, stop: int, kind: str = "tapered") -> P
     """LRGs ``first … stop − 1`` of the pool of ``seed`` (one injection each), as the simulator draws them
     (:func:`shortcutgates.simulate.generator.lrg_rows`: every LRG has its own random stream, so chunks
     concatenate to the whole pool exactly)."""
-    from ..simulate.generator import lrg_rows
-    from ..simulate.population import PopulationConfig
+    from shortcutgates.simulate.generator import lrg_rows
+    from shortcutgates.simulate.population import PopulationConfig
 
     cfg = PopulationConfig(**_options(kind))
     rows = [row for i in range(first, stop)  # sky position: only the brick name, which the pool drops

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ..gates.registry import EVERY_ROLE_GATES
-from .harness import Cell
-from .scorers import LAMBDAS, mixture_name
+from shortcutgates.gates.registry import EVERY_ROLE_GATES
+from shortcutgates.calibrate.harness import Cell
+from shortcutgates.calibrate.scorers import LAMBDAS, mixture_name
 
 SURVEY_CORE = 0.25
 """Counter-image flux, as a fraction of the arc's flux, at which the paired raw core-LR AUC
@@ -120,7 +120,7 @@ def _full() -> Profile:
 def _cnn() -> Profile:
     """Trained CNNs on the realistic pool: the core-neutral families (the model gates' null) and the
     core-reliant family (their power), :data:`CNN_SEEDS` seeds each."""
-    from .cnn import FAMILIES, PREFIX
+    from shortcutgates.calibrate.cnn import FAMILIES, PREFIX
 
     cells = [(Cell("cnn", "core", 0.0, CNN_TRAIN_LRGS, scorer=PREFIX + name, pool="realistic"), CNN_SEEDS)
              for name in FAMILIES]
@@ -191,8 +191,8 @@ def _coverage() -> Profile:
     """Coverage of the gates' 95 % intervals on synthetic data (:mod:`shortcutgates.calibrate.coverage`): the
     probe AUC (three intervals) and a fixed scorer's AUROC and AUROC gap, unpaired and paired, with the
     gates' default resamples (1000)."""
-    from ..gates.records import GateConfig
-    from .coverage import DESIGNS
+    from shortcutgates.gates.records import GateConfig
+    from shortcutgates.calibrate.coverage import DESIGNS
 
     cells = [(Cell("coverage", f"{what}-{design}", auc, n), COVERAGE_SEEDS)
              for what, aucs in (("probe", PROBE_AUCS), ("scorer", SCORER_AUCS))

@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
-from ..gates import registry
-from ..gates.suite import established, is_red
-from .coverage import truth as coverage_truth
-from .plant import SHIFTED_PROPERTIES
+from shortcutgates.gates import registry
+from shortcutgates.gates.suite import established, is_red
+from shortcutgates.calibrate.coverage import truth as coverage_truth
+from shortcutgates.calibrate.plant import SHIFTED_PROPERTIES
 
 CELL_COLUMNS = ["cell", "kind", "problem", "strength", "n_lrgs", "scorer", "core", "pool"]
 CASE_COLUMNS = ["case", "gate", "role"]

@@ -31,15 +31,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..gates import perturb as pt
-from ..gates.paired import paired_set
-from ..gates.probes import ProbeError
-from ..gates.registry import COUNTERFACTUAL_GATES, REGISTRY, gate_cases
-from ..gates.sample import SplitSample
-from ..gates.suite import run_suite
-from ..schema import PIXEL_SCALE_ARCSEC
-from .harness import case_record
-from .scorers import FIXED_READERS, LAMBDAS, mixture_name, resolve_scorer
+from shortcutgates.gates import perturb as pt
+from shortcutgates.gates.paired import paired_set
+from shortcutgates.gates.probes import ProbeError
+from shortcutgates.gates.registry import COUNTERFACTUAL_GATES, REGISTRY, gate_cases
+from shortcutgates.gates.sample import SplitSample
+from shortcutgates.gates.suite import run_suite
+from shortcutgates.data.schema import PIXEL_SCALE_ARCSEC
+from shortcutgates.calibrate.harness import case_record
+from shortcutgates.calibrate.scorers import FIXED_READERS, LAMBDAS, mixture_name, resolve_scorer
 
 SPLIT = "test_paired"
 TRUTH_KEEP = tuple(pt.TRUTH_COLUMNS) + tuple(pt.PSF_COLUMNS)
@@ -65,8 +65,8 @@ def paired_sample(stamps: np.ndarray, ctrls: np.ndarray, ctrl_of: np.ndarray, tr
 
 def simulated_sample(seed: int, n_lrgs: int) -> SplitSample:
     """The paired split of one ``reader`` seed (:func:`paired_sample` of the simulator's frame)."""
-    from ..codec import decode_stamp
-    from ..simulate.generator import simulate_frame
+    from shortcutgates.data.codec import decode_stamp
+    from shortcutgates.simulate.generator import simulate_frame
 
     frame = simulate_frame(n_lrgs, SIMULATOR_SEED_OFFSET + seed, injections_per_lrg=(2, 4))
     _, first, inv = np.unique(frame["task_id"].to_numpy(), return_index=True, return_inverse=True)
@@ -148,7 +148,7 @@ class ComponentScores:
         return self._cache[key]
 
     def mixture(self, lam: float):
-        from ..gates.reference_scorers import mix_scores
+        from shortcutgates.gates.reference_scorers import mix_scores
 
         def score(images: np.ndarray) -> np.ndarray:
             arc, core = self(images)

@@ -15,19 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..io import write_bytes_atomic, write_png
-from ..gates.registry import COUNTERFACTUAL_GATES
-from .rates import (
-    family_outcomes,
-    reader_outcomes,
-    suite_outcomes,
-    summarise,
-    summarise_families,
-    summarise_readers,
-    summarise_suite,
-)
-from .readers import bin_label
-from .scorers import reader_label, reader_names
+from shortcutgates.data.io import write_bytes_atomic, write_png
+from shortcutgates.gates.registry import COUNTERFACTUAL_GATES
+from shortcutgates.calibrate.rates import family_outcomes, reader_outcomes, suite_outcomes, summarise, summarise_families, summarise_readers, summarise_suite
+from shortcutgates.calibrate.readers import bin_label
+from shortcutgates.calibrate.scorers import reader_label, reader_names
 
 TARGETS = {"core": ("core_lr_auc",), "smd": ("property_balance", "metadata_c2st_auc"),
            "leak": ("lrg_leakage",), "dup": ("data_integrity", "lrg_leakage", "duplicate_rows"),

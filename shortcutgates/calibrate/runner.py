@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..gates.registry import GateConfig
-from .coverage import run_coverage_seed
-from .harness import Cell, run_seed
-from .pool import Pool, load_pool
-from .profiles import Profile
-from .readers import run_reader_seed
+from shortcutgates.gates.registry import GateConfig
+from shortcutgates.calibrate.coverage import run_coverage_seed
+from shortcutgates.calibrate.harness import Cell, run_seed
+from shortcutgates.calibrate.pool import Pool, load_pool
+from shortcutgates.calibrate.profiles import Profile
+from shortcutgates.calibrate.readers import run_reader_seed
 
 N_BOOT = 500
 """LRG-bootstrap resamples per interval in calibration runs (the suite's minimum)."""
@@ -99,7 +99,7 @@ def run_profile(profile: Profile, out_dir, *, shard: int = 0, n_shards: int = 1,
     """
     from tqdm.auto import tqdm
 
-    from ..parallel import ordered_map
+    from shortcutgates.parallel import ordered_map
 
     if not 0 <= shard < n_shards:
         raise ValueError(f"calibrate: shard must be in 0..{n_shards - 1} (got {shard})")

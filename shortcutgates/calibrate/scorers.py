@@ -73,7 +73,7 @@ def resolve_scorer(name: str) -> ScoreFn:
     module = _reference_module()
     if module is not None:
         return _from_module(module, name)
-    from ..gates import synthetic
+    from shortcutgates.gates import synthetic
 
     if name == "arc":
         return synthetic.ring_morphology_score

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..gates.registry import GateConfig, GateContext
-from ..gates.suite import run_suite
-from .plant import split_rows, write_manifest
-from .pool import load_pool
+from shortcutgates.gates.registry import GateConfig, GateContext
+from shortcutgates.gates.suite import run_suite
+from shortcutgates.calibrate.plant import split_rows, write_manifest
+from shortcutgates.calibrate.pool import load_pool
 
 SURVEY_PAIRED_CORE_LR = 0.93
 STRENGTHS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5)

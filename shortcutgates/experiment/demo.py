@@ -15,8 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..model import ModelConfig
-from .run import ExperimentParams, Timer, run_experiment
+from shortcutgates.model.network import ModelConfig
+from shortcutgates.experiment.run import ExperimentParams, Timer, run_experiment
 
 DEMO = dict(n_lrgs=2000, epochs=6, injections_per_lrg=(1, 2), n_boot=500, batch_size=64,
             train_options={"model": ModelConfig(width=16, blocks=(1, 1, 1))})
@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .report import terminal_table
+    from shortcutgates.experiment.report import terminal_table
 
     params = demo_params(args.out, n_lrgs=args.n_lrgs, epochs=args.epochs, seed=args.seed)
     print(f"shortcutgates demo: {params.n_lrgs} simulated LRGs, {params.epochs} epochs, "

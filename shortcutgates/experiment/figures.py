@@ -14,8 +14,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..io import write_png
-from ..preprocess import annulus_median_mad
+from shortcutgates.data.io import write_png
+from shortcutgates.model.preprocess import annulus_median_mad
 
 COLORS = ("#1b6ca8", "#d1495b", "#2e933c", "#edae49", "#7b4b94", "#555555")
 """Colour of the n-th configuration, the same in every figure."""
@@ -160,7 +160,7 @@ def stamps_figure(examples: Mapping[str, np.ndarray], path, *, band: int = 1) ->
     control = np.asarray(examples["control"])[:, band]
     residual = np.asarray(examples["residual"])[:, band]
     mask = np.asarray(examples["arc_mask"]).astype(float)
-    from .stamp_colour import add_scale_bar, gri_rgb
+    from shortcutgates.experiment.stamp_colour import add_scale_bar, gri_rgb
 
     colour = gri_rgb(np.asarray(examples["stamp"]))
     bands = "grz"[band]

@@ -23,10 +23,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .stamp_colour import add_scale_bar, gri_rgb
+from shortcutgates.experiment.stamp_colour import add_scale_bar, gri_rgb
 
 # re-exported: the low-FPR rates live in shortcutgates.stats (the gate report uses them too)
-from ..stats import FPR_LEVELS, NEGATIVES_PER_FPR, tpr_at_fpr_intervals, tpr_metric  # noqa: E402,F401
+from shortcutgates.stats import FPR_LEVELS, NEGATIVES_PER_FPR, tpr_at_fpr_intervals, tpr_metric  # noqa: E402,F401
 
 
 def score_histogram(labels, scores, bins: int = 30) -> dict:
@@ -41,7 +41,7 @@ def extremes(frame, scores, k: int = 4, base=None) -> dict:
     """The ``k`` highest-scoring non-lenses and ``k`` lowest-scoring lenses of a scored frame.
 
     ``frame`` holds ``manifest_file``, ``manifest_row`` and ``label`` per row (as
-    :func:`shortcutgates.evaluate.score_manifest` returns it). Returns
+    :func:`shortcutgates.model.evaluate.score_manifest` returns it). Returns
     ``{"false_positives": [...], "missed_lenses": [...]}``, each entry ``{"manifest_file",
     "manifest_row", "score"}``. A file under ``base`` (the results directory) is named relative to
     it, so the same run in another directory writes the same results.
@@ -69,7 +69,7 @@ def extremes(frame, scores, k: int = 4, base=None) -> dict:
 # --- figures -------------------------------------------------------------------------------------
 def score_hist_figure(panels: Mapping[str, Mapping[str, Mapping]], path) -> Path:
     """Score histograms of lenses and non-lenses: one panel per (experiment, configuration)."""
-    from .figures import COLORS, _new_figure, _save
+    from shortcutgates.experiment.figures import COLORS, _new_figure, _save
 
     items = [(f"{exp} {config}", h) for exp, per in panels.items() for config, h in per.items()]
     fig, axes = _new_figure(len(items), width=3.2, height=2.6, ncols=3)
@@ -87,7 +87,7 @@ def score_hist_figure(panels: Mapping[str, Mapping[str, Mapping]], path) -> Path
 
 def extremes_figure(groups: Sequence[tuple[str, np.ndarray, Sequence[float]]], path) -> Path:
     """gri colour stamps in rows: (title, images (K, 3, H, W) nanomaggies, scores), with a scale bar."""
-    from .figures import _new_figure, _save
+    from shortcutgates.experiment.figures import _new_figure, _save
 
     k = max(len(images) for _, images, _ in groups)
     fig, axes = _new_figure(len(groups) * k, width=2.0, height=2.1, ncols=k)
@@ -128,7 +128,7 @@ def _extreme_rows(config: str, ext: Mapping, results_dir: Path) -> list:
     """Load the extremes' stamps from their manifest files (left out if the data are gone)."""
     import pandas as pd
 
-    from ..manifest import load_images, read_manifest
+    from shortcutgates.data.manifest import load_images, read_manifest
 
     out = []
     for key, title in (("false_positives", "top non-lenses"), ("missed_lenses", "lowest lenses")):

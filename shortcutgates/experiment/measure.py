@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import jsonable
-from ..schema import LABEL_COLUMN, SPLIT_COLUMN
+from shortcutgates.data.io import jsonable
+from shortcutgates.data.schema import LABEL_COLUMN, SPLIT_COLUMN
 
 
 def roc_points(labels: np.ndarray, scores: np.ndarray, max_points: int = 200) -> dict:
@@ -31,8 +31,8 @@ def roc_points(labels: np.ndarray, scores: np.ndarray, max_points: int = 200) ->
 def detection(ckpt: Path, manifest: Path, split: str, seed: int, params) -> tuple:
     """AUROC and TPR at FPR 1e-2 / 1e-3 (LRG-bootstrap CIs) of a model on one split, and its ROC curve
     with score histograms by class and the extreme rows (:mod:`.lens_search`): ``(metric, roc)``."""
-    from ..evaluate import evaluate_scores, lrg_groups, score_manifest
-    from .lens_search import extremes, score_histogram, tpr_at_fpr_intervals
+    from shortcutgates.model.evaluate import evaluate_scores, lrg_groups, score_manifest
+    from shortcutgates.experiment.lens_search import extremes, score_histogram, tpr_at_fpr_intervals
 
     scored = score_manifest(ckpt, manifest, [split], cache_dir=params.out / "cache")
     labels, scores = scored[LABEL_COLUMN].to_numpy().astype(int), scored["score"].to_numpy(np.float64)
@@ -57,8 +57,8 @@ def run_gates(manifest: Path, ckpt: Path | None, params, seed: int, *, model_onl
     ``model_only``: only the cases that need the model (the data cases are the same for every
     model of a dataset and run once, without a model). ``only(case) -> bool`` selects further.
     """
-    from ..gates.registry import GateConfig, GateContext
-    from ..gates.suite import run_suite
+    from shortcutgates.gates.registry import GateConfig, GateContext
+    from shortcutgates.gates.suite import run_suite
 
     config = GateConfig(n_boot=params.n_boot, seed=seed, max_samples=params.max_samples)
     ctx = GateContext(manifest, model=ckpt, config=config, progress=params.progress)
@@ -111,8 +111,8 @@ def property_histograms(manifest: Path, balance: list, split: str = "train", bin
     balance : list
         Data-gate records of the manifest (``property_balance[<split>-<column>]`` gives the SMD).
     """
-    from ..manifest import read_manifest
-    from ..schema import PROPERTY_COLUMNS
+    from shortcutgates.data.manifest import read_manifest
+    from shortcutgates.data.schema import PROPERTY_COLUMNS
 
     frame = read_manifest(manifest, columns=PROPERTY_COLUMNS).frame
     frame = frame[frame[SPLIT_COLUMN].astype(str) == split]
@@ -142,10 +142,10 @@ def example_stamps(paired_manifest: Path, seed: int, k: int = 3, split: str = "t
     its peak) at r >= ``R_CORE_PX``: what the ``arc_masked_auroc`` gate takes out of the stamp
     (``docs/model_gates.md``).
     """
-    from ..evaluate import lrg_groups
-    from ..gates.perturb import R_CORE_PX, core_mask
-    from ..manifest import load_images, read_manifest
-    from ..preprocess import residual
+    from shortcutgates.model.evaluate import lrg_groups
+    from shortcutgates.gates.perturb import R_CORE_PX, core_mask
+    from shortcutgates.data.manifest import load_images, read_manifest
+    from shortcutgates.model.preprocess import residual
 
     frame = read_manifest(paired_manifest).frame
     frame = frame[frame[SPLIT_COLUMN].astype(str) == split].reset_index(drop=True)
@@ -175,8 +175,8 @@ MOVE_PX = 5.0
 
 def lrg_flux(ctrls: np.ndarray) -> np.ndarray:
     """Background-subtracted LRG flux per band within ``r < H*20/64`` of the centre (as
-    :func:`shortcutgates.lrg_properties.measure_lrg`), shape (N, C), nanomaggies; the outer annulus' median is the background."""
-    from ..preprocess import radius_grid
+    :func:`shortcutgates.data.lrg_properties.measure_lrg`), shape (N, C), nanomaggies; the outer annulus' median is the background."""
+    from shortcutgates.model.preprocess import radius_grid
 
     h, w = ctrls.shape[-2:]
     r = radius_grid(h, w)
@@ -190,7 +190,7 @@ def point_sources(fwhm_px: np.ndarray, flux: np.ndarray, shape: tuple[int, int])
 
     ``fwhm_px`` (N, C): the PSF FWHM per row and band. Unit: pixel.
     """
-    from ..preprocess import radius_grid
+    from shortcutgates.model.preprocess import radius_grid
 
     r2 = radius_grid(*shape) ** 2
     sigma = np.asarray(fwhm_px, np.float64) / 2.3548
@@ -202,7 +202,7 @@ def point_sources(fwhm_px: np.ndarray, flux: np.ndarray, shape: tuple[int, int])
 def psf_fwhm_px(frame) -> np.ndarray | None:
     """(N, 3) PSF FWHM per band in pixels from ``psf_fwhm_used_<b>`` (else ``psfsize_r`` for all bands);
     None when the rows carry neither."""
-    from ..schema import BANDS, PIXEL_SCALE_ARCSEC
+    from shortcutgates.data.schema import BANDS, PIXEL_SCALE_ARCSEC
 
     cols = [f"psf_fwhm_used_{b}" for b in BANDS]
     if all(c in frame for c in cols):
@@ -226,10 +226,10 @@ def unseen_counterfactuals(ckpt: Path, manifest: Path, seed: int, params, split:
     Returns ``{name: metric}`` (metric records as in ``results.json``; a case that cannot be built
     carries ``value`` None and a ``message``).
     """
-    from ..checkpoint import load_checkpoint
-    from ..evaluate import evaluate_scores, lrg_groups, predict_scores
-    from ..gates.perturb import R_CORE_PX, find_pairs, split_core_arc
-    from ..manifest import load_images, read_manifest
+    from shortcutgates.model.checkpoint import load_checkpoint
+    from shortcutgates.model.evaluate import evaluate_scores, lrg_groups, predict_scores
+    from shortcutgates.gates.perturb import R_CORE_PX, find_pairs, split_core_arc
+    from shortcutgates.data.manifest import load_images, read_manifest
 
     frame = read_manifest(manifest).frame
     frame = frame[frame[SPLIT_COLUMN].astype(str) == split].reset_index(drop=True)

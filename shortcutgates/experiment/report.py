@@ -16,11 +16,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import figures as figs
-from . import text
-from .lens_search import lens_search_figures, tpr_table
-from ..gates.report_html import fmt, fmt_metric, gate_table, to_html  # noqa: F401  (shared with the gate page)
-from ..io import write_bytes_atomic
+from shortcutgates.experiment import figures as figs
+from shortcutgates.experiment import text
+from shortcutgates.experiment.lens_search import lens_search_figures, tpr_table
+from shortcutgates.gates.report_html import fmt, fmt_metric, gate_table, to_html  # noqa: F401  (shared with the gate page)
+from shortcutgates.data.io import write_bytes_atomic
 
 RESULTS_SCHEMA = "shortcutgates.experiment/1"
 KEY_METRICS = ("E1", "E2", "E3", "E3_gap", "E4")

@@ -60,13 +60,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
-from .measure import (
-    detection, example_stamps, gate_metric, npz_bytes, property_histograms, run_gates,
-    strip_extra, stratified_bins,
-)
-from ..io import jsonable, write_bytes_atomic
-from ..schema import LABEL_COLUMN, SPLIT_COLUMN
+from shortcutgates import __version__
+from shortcutgates.experiment.measure import detection, example_stamps, gate_metric, npz_bytes, property_histograms, run_gates, strip_extra, stratified_bins
+from shortcutgates.data.io import jsonable, write_bytes_atomic
+from shortcutgates.data.schema import LABEL_COLUMN, SPLIT_COLUMN
 
 SCHEMA = "shortcutgates.experiment/1"
 
@@ -79,7 +76,7 @@ class Configuration:
     preprocess: str
     """``raw_robust`` or ``residual`` (docs/design.md#preprocessing)."""
     core_dropout: str | None = None
-    """``R:P`` (radius px : probability), see :func:`shortcutgates.augment.parse_core_dropout`."""
+    """``R:P`` (radius px : probability), see :func:`shortcutgates.model.augment.parse_core_dropout`."""
     hard_negatives: str = ""
     """E5 recipe: ``build --hard-negatives`` kinds of the unpaired training data (``""``: plain)."""
     hard_negative_mix: str = ""
@@ -137,7 +134,7 @@ class ExperimentParams:
     configs: tuple[Configuration, ...] = CONFIGURATIONS
     progress: bool = True
     train_options: dict = field(default_factory=dict)
-    """Extra :class:`~shortcutgates.train.TrainConfig` fields (e.g. a smaller ``model``)."""
+    """Extra :class:`~shortcutgates.model.train.TrainConfig` fields (e.g. a smaller ``model``)."""
 
     def __post_init__(self):
         for name in ("n_lrgs", "epochs", "seeds", "batch_size"):
@@ -199,7 +196,7 @@ def paired_input(params: ExperimentParams, seed: int, timer: Timer) -> Path:
     """The paired catalogue of a seed: ``--input``, or simulated into ``out/data/seed<S>/paired_input``."""
     if params.input is not None:
         return Path(params.input)
-    from ..simulate import simulate_paired
+    from shortcutgates.simulate import simulate_paired
 
     path = params.out / "data" / f"seed{seed}" / "paired_input"
     if path.is_dir() and any(path.iterdir()):  # simulate_paired renames a complete directory into place
@@ -216,7 +213,7 @@ def paired_input(params: ExperimentParams, seed: int, timer: Timer) -> Path:
 def build_datasets(source: Path, params: ExperimentParams, seed: int, timer: Timer) -> dict:
     """Build the paired and unpaired manifests of a seed, and one unpaired manifest with hard negatives
     per E5 recipe (same seed, so the same LRG splits); returns ``{name: manifest dir}``."""
-    from ..build import build_manifest
+    from shortcutgates.data.build import build_manifest
 
     out = {}
     recipes = {c.dataset: c for c in params.configs if c.hard_negatives}
@@ -236,8 +233,8 @@ def build_datasets(source: Path, params: ExperimentParams, seed: int, timer: Tim
 
 def split_counts(manifest_dir: Path) -> dict:
     """Rows, positives, negatives and LRGs per split of a manifest."""
-    from ..evaluate import lrg_groups
-    from ..manifest import read_manifest
+    from shortcutgates.model.evaluate import lrg_groups
+    from shortcutgates.data.manifest import read_manifest
 
     frame = read_manifest(manifest_dir, columns=()).frame
     groups = lrg_groups(frame)
@@ -257,7 +254,7 @@ WALL_CLOCK_FIELDS = ("seconds", "train_samples_per_s")
 
 def train_model(manifest: Path, ckpt: Path, config: Configuration, params: ExperimentParams, seed: int) -> dict:
     """Train one model (resuming a checkpoint left by an interrupted run); returns its summary record."""
-    from ..train import TrainConfig, train
+    from shortcutgates.model.train import TrainConfig, train
 
     train_config = TrainConfig(preprocess=config.preprocess, core_dropout=config.core_dropout,
                                epochs=params.epochs, batch_size=params.batch_size, seed=seed,
@@ -280,7 +277,7 @@ def run_configuration(config: Configuration, manifests: dict, params: Experiment
     ``done``: records of the configurations already run this seed; a recipe with ``paired_from``
     takes its E1 (paired model) from there instead of training the same paired model again.
     """
-    from .measure import unseen_counterfactuals
+    from shortcutgates.experiment.measure import unseen_counterfactuals
 
     models = params.out / "models" / f"seed{seed}"
     training, ckpts = {}, {}
@@ -359,7 +356,7 @@ def run_experiment(params: ExperimentParams, command: str = "", timer: Timer | N
 
     Returns the results dict (see the module docstring).
     """
-    from .report import criteria, render_report, summarise
+    from shortcutgates.experiment.report import criteria, render_report, summarise
 
     params.out.mkdir(parents=True, exist_ok=True)
     timer = Timer() if timer is None else timer
@@ -416,7 +413,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def recipe_configs(kinds: str, mix: str = "") -> tuple:
     """:data:`CONFIGURATIONS` with the E5 recipe's kinds and mix replaced (``kinds`` 'none' or '': no E5)."""
-    from ..hard_negatives import parse_kinds, parse_mix
+    from shortcutgates.data.hard_negatives import parse_kinds, parse_mix
 
     base = tuple(c for c in CONFIGURATIONS if not c.hard_negatives)
     if kinds in ("", "none"):
@@ -442,7 +439,7 @@ def params_from_args(args: argparse.Namespace, **overrides) -> ExperimentParams:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .report import terminal_table
+    from shortcutgates.experiment.report import terminal_table
 
     params = params_from_args(args)
     command = "shortcutgates experiment " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["experiment"] else ""

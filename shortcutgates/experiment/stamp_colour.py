@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..schema import PIXEL_SCALE_ARCSEC
+from shortcutgates.data.schema import PIXEL_SCALE_ARCSEC
 
 SCALE_BAR_ARCSEC = 2.0
 
@@ -18,7 +18,7 @@ def gri_rgb(images: np.ndarray, q: float = 8.0) -> np.ndarray:
     An asinh stretch of the summed intensity (Lupton et al. 2004) keeps colours of bright cores and
     faint arcs; the scale is each stamp's outer-annulus noise (MAD), so the sky looks alike in all.
     """
-    from ..preprocess import annulus_median_mad
+    from shortcutgates.model.preprocess import annulus_median_mad
 
     images = np.asarray(images, np.float64)
     med, mad = annulus_median_mad(images.astype(np.float32))

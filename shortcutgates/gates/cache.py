@@ -53,8 +53,8 @@ def is_data_case(case) -> bool:
 
 def _source_files(manifest) -> list[Path]:
     """Every file the gates read: manifest parquet files, ``manifest.json``, pointed-to files."""
-    from ..io import list_parquet_files
-    from ..schema import MANIFEST_FILE
+    from shortcutgates.data.io import list_parquet_files
+    from shortcutgates.data.schema import MANIFEST_FILE
 
     root = Path(manifest.root)
     files = list(list_parquet_files(root))
@@ -76,7 +76,7 @@ def manifest_digest(manifest) -> str:
     A pointed-to file that does not exist enters by name (the gates report it as a bad row).
     Unit of work: one read of every byte (about 1 GB/s).
     """
-    from ..io import file_sha256
+    from shortcutgates.data.io import file_sha256
 
     root = Path(manifest.root).resolve()
     h = hashlib.sha256()
@@ -94,14 +94,14 @@ def settings_of(config) -> dict:
     """The gate settings as JSON-ready values (every field of the config)."""
     from dataclasses import asdict
 
-    from ..io import jsonable
+    from shortcutgates.data.io import jsonable
 
     return jsonable(asdict(config))
 
 
 def cache_key(manifest, config) -> str:
     """Hex sha256 of the format, the package version, the manifest digest and the gate settings."""
-    from .. import __version__
+    from shortcutgates import __version__
 
     text = json.dumps({"format": FORMAT, "version": __version__, "manifest": manifest_digest(manifest),
                        "settings": settings_of(config)}, sort_keys=True, default=str)
@@ -179,7 +179,7 @@ class DataGateCache:
         """Write the entry if records were added (temporary name, then rename); its path, or None."""
         if not self._added:
             return None
-        from ..io import write_bytes_atomic
+        from shortcutgates.data.io import write_bytes_atomic
 
         entry = {"format": FORMAT, "key": self.key, "records": self.records}
         self._added = False
@@ -227,7 +227,7 @@ class DataGateCache:
 
         import numpy as np
 
-        from ..io import write_bytes_atomic
+        from shortcutgates.data.io import write_bytes_atomic
 
         path = self.arrays_path(name)
         buffer = io.BytesIO()

@@ -31,7 +31,7 @@ import re
 import sys
 from pathlib import Path
 
-from .options import add_command_options, parse_paths
+from shortcutgates.gates.options import add_command_options, parse_paths
 
 MODEL_SUFFIXES = (".pt", ".pt2", ".onnx")
 """Files taken from a ``--model`` directory."""
@@ -67,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def suite_path() -> Path:
     """Path of the installed gate-suite module."""
-    from . import gate_suite
+    from shortcutgates.gates import gate_suite
 
     return Path(gate_suite.__file__).resolve()
 
@@ -183,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
                              "--out DIR gets one report per model")
         if args.out is None:
             raise ValueError(f"{len(args.models)} models: name a directory for their reports with --out DIR")
-        from .sweep import gate_many
+        from shortcutgates.gates.sweep import gate_many
 
         return gate_many(args.data, args.models, cwd / args.out, config_path=args.gate_config, strict=args.strict,
                          data_root=args.data_root, input=getattr(args, "gate_input", None),

@@ -5,7 +5,7 @@ capped at ``config.max_samples``, decoded once, bad rows and duplicate negatives
 drawn is :mod:`shortcutgates.gates.sample`). Probes, model scores and perturbations all work on this
 sample, so the model scores each unperturbed image exactly once per context.
 
-LRG identity is always the sky match of :mod:`shortcutgates.identity` (tolerance 0.5″); given
+LRG identity is always the sky match of :mod:`shortcutgates.data.identity` (tolerance 0.5″); given
 ``lrg_id`` values are checked against it and disagreements are reported by ``lrg_leakage``.
 """
 
@@ -17,18 +17,15 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from ..blob_rows import release_row_group_cache
+from shortcutgates.data.blob_rows import release_row_group_cache
 
-from .. import manifest as sgmanifest
-from ..identity import check_lrg_ids, match_lrgs
-from ..preprocess import get_preprocessor, raw_robust, residual
-from ..schema import (
-    CONDITIONS, LABEL_COLUMN, LRG_ID_COLUMN, LRG_MEASURED, LRG_TRUTH, MANIFEST_SPLITS, PIXEL_SCALE_ARCSEC,
-    SPLIT_COLUMN, DataError,
-)
-from .probes import ProbeError
-from .records import GateConfig
-from .sample import DecodedRows, SplitSample, cap_rows, decode_rows, dedup_negatives, matched_units
+from shortcutgates.data import manifest as sgmanifest
+from shortcutgates.data.identity import check_lrg_ids, match_lrgs
+from shortcutgates.model.preprocess import get_preprocessor, raw_robust, residual
+from shortcutgates.data.schema import CONDITIONS, LABEL_COLUMN, LRG_ID_COLUMN, LRG_MEASURED, LRG_TRUTH, MANIFEST_SPLITS, PIXEL_SCALE_ARCSEC, SPLIT_COLUMN, DataError
+from shortcutgates.gates.probes import ProbeError
+from shortcutgates.gates.records import GateConfig
+from shortcutgates.gates.sample import DecodedRows, SplitSample, cap_rows, decode_rows, dedup_negatives, matched_units
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
 """``score_fn(raw_images (N, 3, H, W) nanomaggies) -> (N,) scores``; higher = more lens-like."""
@@ -47,7 +44,7 @@ def training_manifest_of(model_path) -> Path | str | None:
     if path.suffix.lower() in (".onnx", ".pt2"):
         return None
     try:
-        from ..checkpoint import CheckpointError, read_payload, recorded_manifest
+        from shortcutgates.model.checkpoint import CheckpointError, read_payload, recorded_manifest
     except ImportError:  # pragma: no cover - the model modules are missing
         return None
     try:
@@ -82,7 +79,7 @@ class GateContext:
     data : path
         Manifest directory (built or hand-written) or a single parquet file (docs/design.md#manifest).
     model : path, optional
-        Checkpoint (docs/design.md#checkpoint); loaded with ``shortcutgates.checkpoint.load_checkpoint``.
+        Checkpoint (docs/design.md#checkpoint); loaded with ``shortcutgates.model.checkpoint.load_checkpoint``.
     config : GateConfig
     progress : bool
         tqdm progress bars on stderr.
@@ -93,7 +90,7 @@ class GateContext:
         ``raw_robust``); a checkpoint brings its own.
     data_root : path, optional
         Where the manifest's relative pointers are taken from instead of its recorded source root
-        (``--data-root``; :func:`shortcutgates.manifest.read_manifest`).
+        (``--data-root``; :func:`shortcutgates.data.manifest.read_manifest`).
 
     Notes
     -----
@@ -151,8 +148,8 @@ class GateContext:
     # --- model ---------------------------------------------------------------------------------
     def _load_model(self, path: Path) -> None:
         try:
-            from ..checkpoint import load_checkpoint
-            from ..evaluate import predict_scores
+            from shortcutgates.model.checkpoint import load_checkpoint
+            from shortcutgates.model.evaluate import predict_scores
         except ImportError as exc:
             raise RuntimeError(f"GateContext: cannot load a checkpoint, the model modules are missing ({exc})") from None
         loaded = load_checkpoint(path)
@@ -442,7 +439,7 @@ class GateContext:
         LRG-bootstrap intervals (flagged where the split has fewer than 10/FPR negatives) and the ROC."""
         from sklearn.metrics import roc_curve
 
-        from ..stats import tpr_at_fpr_intervals
+        from shortcutgates.stats import tpr_at_fpr_intervals
 
         out = {}
         for split in [s for s in self.splits if s != "train"]:

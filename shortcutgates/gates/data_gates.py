@@ -14,13 +14,13 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from ..schema import LABEL_COLUMN, PIXEL_SCALE_ARCSEC, SHARED_POSITIVE_SPLITS, SPLIT_COLUMN
-from ..preprocess import CLIP, annulus_radii
-from .contract import Measurement
-from .decision import bootstrap_auroc, bootstrap_metric, estimate_measurement
-from .features import arc_radii, metadata_features, profile_features, ring_features, smd_metric
-from .probes import ProbeError, central_box, cv_auc_estimate, grouped_cv_gbm_scores
-from .records import GateCase
+from shortcutgates.data.schema import LABEL_COLUMN, PIXEL_SCALE_ARCSEC, SHARED_POSITIVE_SPLITS, SPLIT_COLUMN
+from shortcutgates.model.preprocess import CLIP, annulus_radii
+from shortcutgates.gates.contract import Measurement
+from shortcutgates.gates.decision import bootstrap_auroc, bootstrap_metric, estimate_measurement
+from shortcutgates.gates.features import arc_radii, metadata_features, profile_features, ring_features, smd_metric
+from shortcutgates.gates.probes import ProbeError, central_box, cv_auc_estimate, grouped_cv_gbm_scores
+from shortcutgates.gates.records import GateCase
 
 
 DEFAULT_SEEING_ARCSEC = 1.3
@@ -421,7 +421,7 @@ def arc_annulus_lr_auc(context, case: GateCase) -> Measurement:
 
 def _core_note(r_in: float) -> str:
     """Says so when the arc annulus reaches into the core (small Einstein radii): its rings are not arc-only."""
-    from .perturb import R_CORE_PX
+    from shortcutgates.gates.perturb import R_CORE_PX
 
     return f" (includes the core r < {R_CORE_PX:g} px: the smallest Einstein radii reach it)" if r_in < R_CORE_PX else ""
 

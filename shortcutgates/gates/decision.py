@@ -29,9 +29,9 @@ from typing import Callable
 import numpy as np
 from scipy.stats import norm
 
-from ..stats import Estimate, grouped_bootstrap, weighted_auroc_metric
-from .contract import Measurement
-from .records import Gate, GateCase, GateConfig, GateResult
+from shortcutgates.stats import Estimate, grouped_bootstrap, weighted_auroc_metric
+from shortcutgates.gates.contract import Measurement
+from shortcutgates.gates.records import Gate, GateCase, GateConfig, GateResult
 
 REACHABLE_FACTOR = 10
 """An inconclusive case names the LRGs that would decide only up to this many times the current count."""

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..splits import standardised_mean_difference as smd_between
-from .probes import ProbeError
+from shortcutgates.data.splits import standardised_mean_difference as smd_between
+from shortcutgates.gates.probes import ProbeError
 
 ARC_HALF_WIDTH_PX = 2.5
 """Radial half-width of a lensed arc: its thickness plus the PSF (≈1.3″ FWHM). Unit: pixel. Places the
@@ -23,7 +23,7 @@ def profile_features(images: np.ndarray) -> np.ndarray:
     On ``residual`` images every ring median is zero by construction, so this probe is meaningful
     only on ``raw_robust`` (or raw) input; the gate refuses residual input.
     """
-    from ..preprocess import azimuthal_median_profile
+    from shortcutgates.model.preprocess import azimuthal_median_profile
 
     images = np.asarray(images, dtype=np.float32)
     return azimuthal_median_profile(images).reshape(len(images), -1)
@@ -73,7 +73,7 @@ def ring_features(images: np.ndarray, r_in: float, r_out: float) -> np.ndarray:
     -------
     ndarray, shape (N, C * n_rings * 3)
     """
-    from ..preprocess import radius_grid
+    from shortcutgates.model.preprocess import radius_grid
 
     images = np.asarray(images, dtype=np.float32)
     r = radius_grid(*images.shape[-2:])
@@ -91,7 +91,7 @@ def ring_features(images: np.ndarray, r_in: float, r_out: float) -> np.ndarray:
 
 def standardised_mean_difference(labels: np.ndarray, values: np.ndarray, weights: np.ndarray | None = None) -> float:
     """SMD of ``values`` between the classes, positives − negatives, optionally weighted: the SMD of
-    :func:`shortcutgates.splits.standardised_mean_difference` in the ``metric(labels, values, weights)``
+    :func:`shortcutgates.data.splits.standardised_mean_difference` in the ``metric(labels, values, weights)``
     form of the bootstrap. A class without weight raises ``ValueError`` (a resample that lost it).
     """
     labels = np.asarray(labels).astype(bool)
@@ -108,7 +108,7 @@ def smd_metric(labels: np.ndarray, values: np.ndarray):
     with ``batch(weights (B, N)) -> (B,)`` for many resamples (NaN where a resample lost a class).
 
     Every resample's weighted mean and variance are those of ``np.average`` in
-    :func:`shortcutgates.splits.standardised_mean_difference`: the same products summed over the same
+    :func:`shortcutgates.data.splits.standardised_mean_difference`: the same products summed over the same
     rows in the same order (one contiguous slice per resample), so every value is the same float
     (tested); only the Python overhead per resample is gone.
     """

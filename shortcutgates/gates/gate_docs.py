@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from .records import Gate
-from .registry import REGISTRY
+from shortcutgates.gates.records import Gate
+from shortcutgates.gates.registry import REGISTRY
 
 BEGIN = "<!-- gate-table:begin (generated from the registry: python -m shortcutgates.gates.gate_docs) -->"
 END = "<!-- gate-table:end -->"

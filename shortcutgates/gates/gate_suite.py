@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 
-from .suite import RESULT_PROPERTY, check_record
+from shortcutgates.gates.suite import RESULT_PROPERTY, check_record
 
 
 def test_gate(gate_case, gate_session, request):

@@ -20,24 +20,13 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from ..schema import PIXEL_SCALE_ARCSEC
-from .contract import Measurement
-from .decision import auc_measurement, bootstrap_auroc, bootstrap_metric, estimate_measurement, weighted_auroc_metric
-from .paired import (
-    MAX_UNDECIDABLE_SHARE,
-    MIN_BIN_PAIRS,
-    MIN_GATED_BIN_PAIRS,
-    PairedSet,
-    bin_is_gated,
-    operational,
-    pair_scores,
-    paired_set,
-    paired_statistic,
-    theta_bins,
-)
-from .perturb import find_pairs
-from .probes import ProbeError
-from .records import GateCase, Role
+from shortcutgates.data.schema import PIXEL_SCALE_ARCSEC
+from shortcutgates.gates.contract import Measurement
+from shortcutgates.gates.decision import auc_measurement, bootstrap_auroc, bootstrap_metric, estimate_measurement, weighted_auroc_metric
+from shortcutgates.gates.paired import MAX_UNDECIDABLE_SHARE, MIN_BIN_PAIRS, MIN_GATED_BIN_PAIRS, PairedSet, bin_is_gated, operational, pair_scores, paired_set, paired_statistic, theta_bins
+from shortcutgates.gates.perturb import find_pairs
+from shortcutgates.gates.probes import ProbeError
+from shortcutgates.gates.records import GateCase, Role
 
 
 def _auc_result(context, case, labels, scores, groups, what, note="", extra=None) -> Measurement:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .records import DATA_INPUTS
+from shortcutgates.gates.records import DATA_INPUTS
 
 SCORER_FIXTURE = "shortcutgates_scorer"
 """Name of the user's fixture returning ``f(images (N, 3, H, W) nanomaggies g, r, z) -> (N,) scores``."""
@@ -151,6 +151,6 @@ def recorded_data(model: Path) -> Path:
     for a file that records none (``.onnx``, ``.pt2``) or a checkpoint that cannot be used."""
     if model.suffix.lower() in (".onnx", ".pt2"):
         raise ValueError(f"{model}: a {model.suffix} file records no manifest; pass the data to gate with --data DIR")
-    from ..checkpoint import recorded_manifest
+    from shortcutgates.model.checkpoint import recorded_manifest
 
     return recorded_manifest(model)

@@ -16,13 +16,12 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from ..schema import PIXEL_SCALE_ARCSEC
-from ..stats import Estimate, grouped_bootstrap
-from .decision import check_scorer
-from ..lrg_properties import measure_lrgs
-from .perturb import (PSF_COLUMNS, LensedSplit, Pairs, brightness_matched_swap, find_pairs, scramble_along_ring,
-                      split_lensed_light)
-from .probes import ProbeError
+from shortcutgates.data.schema import PIXEL_SCALE_ARCSEC
+from shortcutgates.stats import Estimate, grouped_bootstrap
+from shortcutgates.gates.decision import check_scorer
+from shortcutgates.data.lrg_properties import measure_lrgs
+from shortcutgates.gates.perturb import PSF_COLUMNS, LensedSplit, Pairs, brightness_matched_swap, find_pairs, scramble_along_ring, split_lensed_light
+from shortcutgates.gates.probes import ProbeError
 
 # docs/model_gates.md: what each gate claims, how it was calibrated, what the numbers were.
 MAX_UNDECIDABLE_SHARE = 0.5

@@ -29,8 +29,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from ..preprocess import radius_grid, ring_index
-from .split_numerics import blur, mean_last, moffat_kernels, ray_shoot_symmetric, sub_grid
+from shortcutgates.model.preprocess import radius_grid, ring_index
+from shortcutgates.gates.split_numerics import blur, mean_last, moffat_kernels, ray_shoot_symmetric, sub_grid
 
 R_CORE_PX = 5.0
 """Core radius of the core/arc split: the central 10 × 10 box of the core-LR probe has its edges
@@ -255,7 +255,7 @@ def truth_problem(truth: pd.DataFrame, psf_fwhm_arcsec: np.ndarray) -> np.ndarra
 
 
 def _params(truth: pd.DataFrame) -> dict:
-    from ..simulate.kernels import q_from_e
+    from shortcutgates.simulate.kernels import q_from_e
 
     t = {c: pd.to_numeric(truth[c], errors="coerce").to_numpy(np.float64)[:, None] for c in TRUTH_COLUMNS}
     t["lens_q"] = q_from_e(t["lens_e"])
@@ -268,7 +268,7 @@ def _parity_negative(bx: np.ndarray, by: np.ndarray, n: int, hp: int, wp: int, k
     The Jacobian's columns are the mean differences between the pixel's outermost rays (spacing
     ``(k-1)/k`` px), in float64 from the float32 ray positions.
     """
-    from ..schema import PIXEL_SCALE_ARCSEC
+    from shortcutgates.data.schema import PIXEL_SCALE_ARCSEC
 
     step = (k - 1) / k * PIXEL_SCALE_ARCSEC
     bxr, byr = (v.reshape(n, hp, k, wp, k) for v in (bx, by))
@@ -319,7 +319,7 @@ def lensed_regions(truth: pd.DataFrame, shape: tuple[int, int], pad: int = SPLIT
     share of the negative-parity light that belongs to merging arcs. Rows must have complete truth.
     All rows are ray-shot as one array operation (:func:`~.split_numerics.ray_shoot_symmetric`).
     """
-    from ..simulate.kernels import sersic, sersic_amp_for_flux
+    from shortcutgates.simulate.kernels import sersic, sersic_amp_for_flux
 
     h, w = shape
     hp, wp = h + 2 * pad, w + 2 * pad
@@ -375,7 +375,7 @@ def split_lensed_light(d: np.ndarray, truth: pd.DataFrame, psf_fwhm_arcsec, chun
     (:func:`~shortcutgates.parallel.thread_map`); each row is computed on its own, so the result does
     not depend on ``chunk`` or the threads.
     """
-    from ..parallel import thread_map
+    from shortcutgates.parallel import thread_map
 
     d = np.asarray(d, np.float32)
     n, c, h, w = d.shape

@@ -19,9 +19,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from ..parallel import thread_map
-from ..preprocess import get_preprocessor
-from ..stats import Estimate, bootstrap_counts, weighted_auroc_metric, weighted_aurocs
+from shortcutgates.parallel import thread_map
+from shortcutgates.model.preprocess import get_preprocessor
+from shortcutgates.stats import Estimate, bootstrap_counts, weighted_auroc_metric, weighted_aurocs
 
 
 class ProbeError(ValueError):

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Callable, Collection, Literal, Mapping
 
 import tomllib
 
-from .contract import Counterfactual, Direction, Measurement, Role, Statistic
+from shortcutgates.gates.contract import Counterfactual, Direction, Measurement, Role, Statistic
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .context import GateContext
+    from shortcutgates.gates.context import GateContext
 
 Verdict = Literal["pass", "fail", "inconclusive", "error", "skipped", "reported"]
 """``reported``: measured by a row without a threshold (nothing was tested, so nothing passed)."""

@@ -31,8 +31,8 @@ from typing import Callable
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from ..preprocess import annulus_median_mad, radius_grid
-from .perturb import R_CORE_PX
+from shortcutgates.model.preprocess import annulus_median_mad, radius_grid
+from shortcutgates.gates.perturb import R_CORE_PX
 
 ARC_MAX_PX = 16.0
 """Outer radius read by :func:`arc_reader` (θ_E ≤ 2.5″ = 9.5 px plus the arc's width and the
@@ -190,7 +190,7 @@ def flux_per_ring_reader(images: np.ndarray) -> np.ndarray:
     """Flux-per-ring reader: the largest bump of the azimuthal-mean light profile between 3 and 15 px
     (``−Δ²`` of the 1-px ring means). Depends on the flux per ring only: blind to where round the ring
     the light lies (the proposal's "new shortcut" of a raw network)."""
-    from ..preprocess import ring_index
+    from shortcutgates.model.preprocess import ring_index
 
     x = normalised_light(images)
     n, h, w = x.shape

@@ -34,14 +34,14 @@ import itertools
 from dataclasses import replace
 from pathlib import Path
 
-from ..schema import LABEL_COLUMN, SPLIT_COLUMN, DataError
-from . import data_gates as dg
-from . import model_gates as mg
-from .context import GateContext
-from .contract import Direction, Measurement, Role
-from .decision import error_result, judge, skipped_result
-from .probes import ProbeError
-from .records import Gate, GateCase, GateConfig, GateResult, Verdict, check_gate_name
+from shortcutgates.data.schema import LABEL_COLUMN, SPLIT_COLUMN, DataError
+from shortcutgates.gates import data_gates as dg
+from shortcutgates.gates import model_gates as mg
+from shortcutgates.gates.context import GateContext
+from shortcutgates.gates.contract import Direction, Measurement, Role
+from shortcutgates.gates.decision import error_result, judge, skipped_result
+from shortcutgates.gates.probes import ProbeError
+from shortcutgates.gates.records import Gate, GateCase, GateConfig, GateResult, Verdict, check_gate_name
 
 __all__ = ["Direction", "Role", "Verdict", "Measurement", "Gate", "GateCase", "GateResult", "GateConfig",
            "GateContext", "REGISTRY", "gate_cases", "run_case", "load_config"]

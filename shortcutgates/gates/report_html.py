@@ -21,8 +21,8 @@ import numpy as np
 
 def gate_document(report: Mapping, title: str = "shortcutgates gate report") -> list:
     """The page as blocks of :func:`to_html`."""
-    from .not_run import not_run
-    from .suite import is_red
+    from shortcutgates.gates.not_run import not_run
+    from shortcutgates.gates.suite import is_red
 
     gates = list(report["gates"])
     red = [g["id"] for g in gates if is_red(g)]
@@ -84,8 +84,8 @@ def gates_figure(gates: list) -> str | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .report_json import VERDICT_STYLE
-    from .report_json import verdict_key as _verdict_key
+    from shortcutgates.gates.report_json import VERDICT_STYLE
+    from shortcutgates.gates.report_json import verdict_key as _verdict_key
 
     rows = [g for g in gates if g.get("value") is not None and g.get("threshold") is not None
             and abs(g["value"]) <= 1.5 and abs(g["threshold"]) <= 1.5]  # AUCs and differences; counts are in the table
@@ -113,7 +113,7 @@ def gates_figure(gates: list) -> str | None:
 
 
 def _is_margin(g: Mapping) -> bool:
-    from .registry import REGISTRY
+    from shortcutgates.gates.registry import REGISTRY
 
     return bool(getattr(REGISTRY.get(str(g.get("gate"))), "equivalence", False))
 
@@ -144,7 +144,7 @@ def roc_figure(low: Mapping) -> str | None:
 
 def write_gate_html(path, report: Mapping) -> Path:
     """Write the page for ``report`` to ``path`` atomically."""
-    from ..io import write_bytes_atomic
+    from shortcutgates.data.io import write_bytes_atomic
 
     path = Path(path)
     write_bytes_atomic(path, to_html(gate_document(report), path.parent, "shortcutgates gate report").encode())
@@ -162,7 +162,7 @@ def model_block(context: Any, scorer: Any) -> dict | None:
 
 def write_outputs(records: list[dict], context: Any, scorer: Any, report: Any = None, html: Any = None) -> None:
     """Write the JSON report and/or the HTML page of ``records``; ``OSError`` names the flag and path."""
-    from .report_json import build_report, write_report
+    from shortcutgates.gates.report_json import build_report, write_report
 
     built = build_report(records, data=context.data_info, model=model_block(context, scorer),
                          config=context.config.as_report())
@@ -198,7 +198,7 @@ def fmt_metric(m: dict | None) -> str:
 
 
 def gate_table(records: Sequence[dict]) -> tuple:
-    from .registry import REGISTRY
+    from shortcutgates.gates.registry import REGISTRY
 
     header = ["gate", "value [95% CI]", "threshold", "verdict", "n (LRGs)", "message"]
     rows = []

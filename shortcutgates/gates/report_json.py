@@ -37,9 +37,9 @@ from pathlib import Path
 from typing import Iterable, Mapping, get_args
 
 
-from ..io import jsonable, write_bytes_atomic
-from .records import REPORT_KEYS, ReportDirection, Role, Verdict
-from .suite import is_red, role
+from shortcutgates.data.io import jsonable, write_bytes_atomic
+from shortcutgates.gates.records import REPORT_KEYS, ReportDirection, Role, Verdict
+from shortcutgates.gates.suite import is_red, role
 
 SCHEMA = "shortcutgates.report/2"
 """Value of the report's ``schema`` key."""

@@ -16,8 +16,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from .. import manifest as sgmanifest
-from ..preprocess import annulus_median_mad
+from shortcutgates.data import manifest as sgmanifest
+from shortcutgates.model.preprocess import annulus_median_mad
 
 class SplitSample(NamedTuple):
     """The sample of one split that every gate of that split uses."""
@@ -167,11 +167,11 @@ class DecodedRows(NamedTuple):
 def decode_rows(frame: pd.DataFrame, shape: tuple | None = None) -> DecodedRows:
     """Decode manifest rows (inline ``image_npz`` or pointers), keeping going past bad rows.
 
-    A row is bad when :func:`shortcutgates.codec.decode_stamps` finds it bad (the blob does not
+    A row is bad when :func:`shortcutgates.data.codec.decode_stamps` finds it bad (the blob does not
     decode, or its shape differs from ``shape`` or from the first good row) or a band has zero
     outer-annulus MAD (``raw_robust`` cannot normalise it).
     """
-    from ..codec import decode_stamps
+    from shortcutgates.data.codec import decode_stamps
 
     blobs, files, rows, columns = sgmanifest.row_blobs(frame)  # inline, pointer, or by manifest file and row
     result = decode_stamps(blobs, files=files, rows=rows, columns=columns, shape=shape, skip_bad=True)

@@ -18,7 +18,7 @@ import numpy as np
 def sub_grid(h: int, w: int, pad: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Sky positions (arcsec) of ``k × k`` rays per pixel on the padded grid, shape (1, (h+2pad)(w+2pad)k²),
     float32, read-only (cached)."""
-    from ..schema import PIXEL_SCALE_ARCSEC
+    from shortcutgates.data.schema import PIXEL_SCALE_ARCSEC
 
     sub = (np.arange(k) + 0.5) / k - 0.5
     ys = (np.arange(h + 2 * pad) - pad - h // 2)[:, None] + sub[None, :]
@@ -53,7 +53,7 @@ def ray_shoot_symmetric(grid: tuple[np.ndarray, np.ndarray], lens: list) -> tupl
     ``tests/test_lensing_split_reference.py``); so each mirror pair of rays is shot once, which halves
     the work on the split's grid (its rays are symmetric but for two rows and two columns).
     """
-    from ..simulate.kernels import ray_shoot
+    from shortcutgates.simulate.kernels import ray_shoot
 
     x, y = grid
     shot, mirrored, source = _mirror_plan(x.tobytes(), y.tobytes())
@@ -94,8 +94,8 @@ def moffat_kernels(fwhm_arcsec: np.ndarray, beta: float, radius: int, oversample
     same sub-pixel points, averaged per pixel and normalised to sum 1), with the profile evaluated once
     per distinct sub-pixel radius. ``fwhm_arcsec``: (B,) arcsec. Returns (B, 2R+1, 2R+1) float64.
     """
-    from ..schema import PIXEL_SCALE_ARCSEC
-    from ..simulate.kernels import moffat_profile
+    from shortcutgates.data.schema import PIXEL_SCALE_ARCSEC
+    from shortcutgates.simulate.kernels import moffat_profile
 
     radii, which = _kernel_radii(radius, oversample)
     fwhm = np.asarray(fwhm_arcsec, np.float64).reshape(-1, 1) / PIXEL_SCALE_ARCSEC

@@ -100,7 +100,7 @@ decide, an ``error`` message why nothing could be measured (e.g. a model that ca
 
 def remedy_suffix(record: Mapping) -> str:
     """`` -> what to do`` from the gate's registry row (empty for an unknown gate or one without a remedy)."""
-    from .registry import REGISTRY
+    from shortcutgates.gates.registry import REGISTRY
 
     gate = REGISTRY.get(str(record.get("gate")))
     if gate is None or not gate.remedy or record.get("verdict") not in REMEDY_VERDICTS:
@@ -110,7 +110,7 @@ def remedy_suffix(record: Mapping) -> str:
 
 def threshold_text(record: Mapping) -> str:
     """The claim a case makes: ``<= 0.65``, ``>= 0.8``, ``within ±0.2`` (an equivalence margin), or ``report``."""
-    from .registry import REGISTRY
+    from shortcutgates.gates.registry import REGISTRY
 
     if record["threshold"] is None:
         return "report"
@@ -155,7 +155,7 @@ def run_suite(context: Any, select: Callable[[Any], bool] | None = None, waivers
     progress : bool
         Show a tqdm bar over the selected cases.
     """
-    from .registry import gate_cases, run_case
+    from shortcutgates.gates.registry import gate_cases, run_case
 
     chosen = [c for c in (gate_cases(context) if cases is None else cases) if select is None or select(c)]
     if progress:
@@ -174,8 +174,8 @@ def expected_records(context: Any, cases: Iterable, results: Mapping[str, dict],
                      reason_of: Callable[[Any], str]) -> list[dict]:
     """One record per expected case, in ``cases`` order, with its waiver; a case without a result in
     ``results`` (case id -> record) is ``skipped`` with ``reason_of(case)``."""
-    from .decision import skipped_result
-    from .registry import REGISTRY
+    from shortcutgates.gates.decision import skipped_result
+    from shortcutgates.gates.registry import REGISTRY
 
     out = []
     for case in cases:
@@ -189,8 +189,8 @@ def expected_records(context: Any, cases: Iterable, results: Mapping[str, dict],
 def with_model_file(context: Any, model: Any) -> tuple[Any, Any]:
     """Load a model file (checkpoint, .pt2 or .onnx), check its input contract against the stamps;
     returns ``(context with the scorer, scorer)``."""
-    from ..scorers import load_scorer
-    from .sample import decode_rows
+    from shortcutgates.model.scorers import load_scorer
+    from shortcutgates.gates.sample import decode_rows
 
     scorer = load_scorer(model)
     if scorer.contract is not None and len(context.frame):

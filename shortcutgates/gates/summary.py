@@ -6,9 +6,9 @@ report records alone, so it says what ``--gate-report`` says.
 
 from __future__ import annotations
 
-from .not_run import NOT_RUN_LISTED, not_run
-from .report_json import summarise
-from .suite import is_red, remedy_suffix, role, threshold_text
+from shortcutgates.gates.not_run import NOT_RUN_LISTED, not_run
+from shortcutgates.gates.report_json import summarise
+from shortcutgates.gates.suite import is_red, remedy_suffix, role, threshold_text
 
 
 def _fmt(x, spec=".3f") -> str:

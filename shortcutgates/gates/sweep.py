@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .not_run import strict_failure
-from .registry import DATA_ONLY_GATES
-from .report_json import VERDICT_STYLE  # colours shared with the HTML page
-from .report_json import verdict_key as _verdict_key
-from .suite import is_red, role, run_suite
+from shortcutgates.gates.not_run import strict_failure
+from shortcutgates.gates.registry import DATA_ONLY_GATES
+from shortcutgates.gates.report_json import VERDICT_STYLE  # colours shared with the HTML page
+from shortcutgates.gates.report_json import verdict_key as _verdict_key
+from shortcutgates.gates.suite import is_red, role, run_suite
 
 INPUT_DECIDED = frozenset({"core_lr_auc"})
 """Data gates whose role and decision follow the model's input (``docs/design.md#verdict-rule``): re-run
@@ -78,7 +78,7 @@ def plot_by_model(table: pd.DataFrame, records_by_model: dict[str, list[dict]], 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..io import write_png
+    from shortcutgates.data.io import write_png
 
     names = list(table["model"])
     ids = [r["id"] for r in model_primary(records_by_model[names[0]])]
@@ -129,7 +129,7 @@ def _data_for(data, models: list[Path]) -> Path:
     """``--data``, or the manifest the checkpoints record (all must record the same one)."""
     if data is not None:
         return Path(data)
-    from ..checkpoint import recorded_manifest
+    from shortcutgates.model.checkpoint import recorded_manifest
 
     found = {recorded_manifest(m) for m in models if m.suffix.lower() not in (".onnx", ".pt2")}
     if len(found) != 1 or any(m.suffix.lower() in (".onnx", ".pt2") for m in models):
@@ -148,12 +148,12 @@ def gate_many(data, models: list[Path], out: Path, *, config_path=None, strict: 
     """
     from tqdm.auto import tqdm
 
-    from ..io import write_bytes_atomic
-    from ..scorers import PreprocessCache, load_scorer
-    from .context import GateContext
-    from .sample import decode_rows
-    from .registry import gate_cases, load_config
-    from .report_json import build_report, write_report
+    from shortcutgates.data.io import write_bytes_atomic
+    from shortcutgates.model.scorers import PreprocessCache, load_scorer
+    from shortcutgates.gates.context import GateContext
+    from shortcutgates.gates.sample import decode_rows
+    from shortcutgates.gates.registry import gate_cases, load_config
+    from shortcutgates.gates.report_json import build_report, write_report
 
     models = [Path(m) for m in models]
     base = GateContext(_data_for(data, models), config=load_config(config_path, input=input), progress=False,
@@ -197,7 +197,7 @@ def _data_records(context, cases, cache_dir, reuse_cache: bool, progress: bool) 
 
     from tqdm.auto import tqdm
 
-    from .cache import open_cache
+    from shortcutgates.gates.cache import open_cache
 
     cache = open_cache(context, cache_dir, notify=lambda line: print(line, file=sys.stderr))
     if not reuse_cache:

@@ -27,10 +27,10 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from ..codec import encode_stamp
-from ..io import write_parquet_atomic
-from ..preprocess import radius_grid
-from ..schema import PIXEL_SCALE_ARCSEC
+from shortcutgates.data.codec import encode_stamp
+from shortcutgates.data.io import write_parquet_atomic
+from shortcutgates.model.preprocess import radius_grid
+from shortcutgates.data.schema import PIXEL_SCALE_ARCSEC
 
 BAND_SCALE = np.array([0.6, 1.0, 1.4], np.float32)
 """Relative flux of the LRG in g, r, z (red galaxy)."""
@@ -90,8 +90,8 @@ def lensed_arcs(size: int, truth: pd.DataFrame, fwhm_arcsec: np.ndarray, flux: f
     simulator's own renderer is the split's oracle in the tests)."""
     from scipy.signal import fftconvolve
 
-    from ..simulate.kernels import moffat_kernel
-    from .perturb import lensed_regions
+    from shortcutgates.simulate.kernels import moffat_kernel
+    from shortcutgates.gates.perturb import lensed_regions
 
     pad, out = 16, np.zeros((len(truth), 3, size, size), np.float32)
     for start in range(0, len(truth), 64):
@@ -206,7 +206,7 @@ def write_manifest(frame: pd.DataFrame, directory) -> Path:
 
 def make_images(spec: ToySpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Arrays instead of a manifest: (images (N, 3, H, W), labels, groups, theta_e_px)."""
-    from ..codec import decode_stamp
+    from shortcutgates.data.codec import decode_stamp
 
     frame = make_rows(spec)
     images = np.stack([decode_stamp(b) for b in frame["image_npz"]])

@@ -4,6 +4,6 @@ Public API: :func:`simulate_frame` (rows in memory), :func:`simulate_paired` (pa
 and the pure physics kernels in :mod:`shortcutgates.simulate.kernels`.
 """
 
-from .generator import COLUMNS, SimulationSummary, simulate_frame, simulate_paired
+from shortcutgates.simulate.generator import COLUMNS, SimulationSummary, simulate_frame, simulate_paired
 
 __all__ = ["COLUMNS", "SimulationSummary", "simulate_frame", "simulate_paired"]

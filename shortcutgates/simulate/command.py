@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .population import PopulationConfig
+from shortcutgates.simulate.population import PopulationConfig
 
 DEFAULT_SOURCES = PopulationConfig.sources
 
@@ -27,7 +27,7 @@ def _positive(text: str) -> int:
 
 
 def _workers(text: str) -> int:
-    from ..parallel import parse_workers
+    from shortcutgates.parallel import parse_workers
 
     return parse_workers(text)
 
@@ -54,8 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..parallel import available_cores
-    from .generator import simulate_paired
+    from shortcutgates.parallel import available_cores
+    from shortcutgates.simulate.generator import simulate_paired
 
     summary = simulate_paired(args.out, args.n_lrgs, args.seed, stamp_size=args.stamp_size,
                               injections_per_lrg=args.injections_per_lrg,

@@ -21,8 +21,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..schema import PIXEL_SCALE_ARCSEC, ZERO_POINT_AB
-from .render import convolve_valid, render, sersic_set
+from shortcutgates.data.schema import PIXEL_SCALE_ARCSEC, ZERO_POINT_AB
+from shortcutgates.simulate.render import convolve_valid, render, sersic_set
 
 BACKGROUND_PER_ARCMIN2 = 20.0
 """Surface density of galaxies with 22 < r < 25. Unit: arcmin⁻²."""

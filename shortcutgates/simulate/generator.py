@@ -19,27 +19,13 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from ..codec import encode_stamp
-from ..io import atomic_directory, write_parquet_atomic
-from ..schema import PIXEL_SCALE_ARCSEC, REGION_SPLIT_COLUMN, SPLITS, ZERO_POINT_AB
-from .field import draw_field, field_rng, render_field
-from .population import (
-    LRG,
-    Conditions,
-    Injection,
-    LRGStructure,
-    PopulationConfig,
-    brickname,
-    condition_columns,
-    draw_conditions,
-    draw_injection,
-    draw_lrg,
-    draw_lrg_structure,
-    lrg_structure_rng,
-    sky_positions,
-)
-from .render import Lens, convolve_valid, render, sersic_set
-from .sources import PixelSource, draw_pick, load_library, place, source_rng
+from shortcutgates.data.codec import encode_stamp
+from shortcutgates.data.io import atomic_directory, write_parquet_atomic
+from shortcutgates.data.schema import PIXEL_SCALE_ARCSEC, REGION_SPLIT_COLUMN, SPLITS, ZERO_POINT_AB
+from shortcutgates.simulate.field import draw_field, field_rng, render_field
+from shortcutgates.simulate.population import LRG, Conditions, Injection, LRGStructure, PopulationConfig, brickname, condition_columns, draw_conditions, draw_injection, draw_lrg, draw_lrg_structure, lrg_structure_rng, sky_positions
+from shortcutgates.simulate.render import Lens, convolve_valid, render, sersic_set
+from shortcutgates.simulate.sources import PixelSource, draw_pick, load_library, place, source_rng
 
 PSF_RADIUS = 16
 """PSF kernel half-size and render padding. Unit: pixel."""
@@ -90,7 +76,7 @@ def coadd_unit_noise(shape, rng: np.random.Generator, n_exposures: int = N_EXPOS
     """
     from scipy import signal
 
-    from .kernels import lanczos3_weights
+    from shortcutgates.simulate.kernels import lanczos3_weights
 
     bands, h, w = shape
     out = np.empty(shape, dtype=np.float64)
@@ -286,7 +272,7 @@ def simulation_metadata(n_lrgs, seed, *, stamp_size, injections_per_lrg, options
     ``sources`` is the source light as requested (``"sersic"``, ``"hdf"`` or a library path) and
     ``n_sources`` the number of galaxies in that library (0 for Sérsic sources).
     """
-    from .. import __version__
+    from shortcutgates import __version__
 
     cfg = PopulationConfig(**options)
     n_sources = 0 if cfg.sources == "sersic" else len(load_library(cfg.sources))
@@ -318,7 +304,7 @@ def iter_lrg_rows(n_lrgs, seed, *, stamp_size, injections_per_lrg, progress, opt
     every LRG has its own random stream and the rows come back in index order, so the output is the
     same for any ``workers``. One progress bar counts the LRGs of all workers.
     """
-    from ..parallel import ordered_map
+    from shortcutgates.parallel import ordered_map
 
     n_lrgs, stamp_size, n_range = _check_args(n_lrgs, stamp_size, injections_per_lrg)
     cfg = PopulationConfig(**options)
@@ -396,7 +382,7 @@ def simulate_paired(out_dir, n_lrgs: int, seed: int, *, stamp_size: int = 64,
     The same rows as :func:`simulate_frame` (``region_split`` kept, equal to the directory); every
     file's schema metadata carries :func:`simulation_metadata` as JSON under :data:`METADATA_KEY`.
     Files are written into a temporary sibling directory that becomes ``out_dir`` at the end
-    (:func:`shortcutgates.io.atomic_directory`), so an interrupted run leaves no partial output.
+    (:func:`shortcutgates.data.io.atomic_directory`), so an interrupted run leaves no partial output.
     ``out_dir`` must not exist or be empty. ``workers`` processes render the LRGs (the same bytes
     for any number: :func:`iter_lrg_rows`).
     """

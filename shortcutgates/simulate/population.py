@@ -15,8 +15,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..schema import PIXEL_SCALE_ARCSEC, ZERO_POINT_AB
-from .kernels import moffat_kernel, q_from_e
+from shortcutgates.data.schema import PIXEL_SCALE_ARCSEC, ZERO_POINT_AB
+from shortcutgates.simulate.kernels import moffat_kernel, q_from_e
 
 MOFFAT_BETA = 3.5
 SKY_SIGMA_MEDIAN = {"g": 0.00237, "r": 0.00415, "z": 0.0107}

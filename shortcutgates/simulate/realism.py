@@ -1,7 +1,7 @@
 """Realism check of the simulator against the survey's measurements (docs/design.md#the-shortcut, #simulator).
 
 Measured on simulated data with the library's own probes (:mod:`shortcutgates.gates.probes`,
-5-fold CV grouped by LRG) and preprocessing (:mod:`shortcutgates.preprocess`):
+5-fold CV grouped by LRG) and preprocessing (:mod:`shortcutgates.model.preprocess`):
 
 * core-LR AUC (central 10×10 pixels of all bands), raw (``raw_robust``) and ``residual``:
   paired (the stamps and the controls of the same ``n/2`` LRGs, one injection each) and
@@ -23,9 +23,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..codec import decode_stamps
-from ..preprocess import radius_grid
-from .generator import simulate_frame
+from shortcutgates.data.codec import decode_stamps
+from shortcutgates.model.preprocess import radius_grid
+from shortcutgates.simulate.generator import simulate_frame
 
 SURVEY = {"paired_raw": 0.951, "unpaired_raw": 0.949, "paired_residual": 0.554, "unpaired_residual": 0.694,
           "arc_annulus": 0.959}
@@ -92,10 +92,10 @@ def measure(n_samples: int = 2000, seed: int = 0, *, stamp_size: int = 64, progr
     ``options`` are :class:`~shortcutgates.simulate.population.PopulationConfig` fields
     (``sources="hdf"`` for the real-galaxy library).
     """
-    from ..gates.features import arc_radii, ring_features
-    from ..gates.probes import core_lr_auc, grouped_cv_auc
-    from ..preprocess import annulus_radii, raw_robust
-    from ..schema import PIXEL_SCALE_ARCSEC
+    from shortcutgates.gates.features import arc_radii, ring_features
+    from shortcutgates.gates.probes import core_lr_auc, grouped_cv_auc
+    from shortcutgates.model.preprocess import annulus_radii, raw_robust
+    from shortcutgates.data.schema import PIXEL_SCALE_ARCSEC
 
     n_lrgs = int(n_samples)
     frame = simulate_frame(n_lrgs, seed, stamp_size=stamp_size, injections_per_lrg=(1, 1),

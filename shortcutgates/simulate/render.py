@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .kernels import elliptical_radius, ray_shoot, sersic, sersic_amp_for_flux, sersic_b
+from shortcutgates.simulate.kernels import elliptical_radius, ray_shoot, sersic, sersic_amp_for_flux, sersic_b
 
 DEFAULT_ACCURACY = 1.0
 """Sub-pixel ray spacing as a fraction of the local profile scale."""

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import write_png
-from ..schema import PIXEL_SCALE_ARCSEC
-from .generator import PSF_RADIUS, source_sets
-from .population import PopulationConfig, draw_conditions, draw_injection
-from .render import Lens, convolve_valid, render
-from .sources import draw_pick, load_library, place
+from shortcutgates.data.io import write_png
+from shortcutgates.data.schema import PIXEL_SCALE_ARCSEC
+from shortcutgates.simulate.generator import PSF_RADIUS, source_sets
+from shortcutgates.simulate.population import PopulationConfig, draw_conditions, draw_injection
+from shortcutgates.simulate.render import Lens, convolve_valid, render
+from shortcutgates.simulate.sources import draw_pick, load_library, place
 
 SIZE = 40
 """Side of the arc panels. Unit: pixel (0.262″)."""

@@ -298,7 +298,7 @@ def make_library(images, pixel_scales, *, psf_fwhm=None, name: str = "", size: i
 # --- reading and writing -----------------------------------------------------------------------
 def save_library(library: SourceLibrary, path, *, provenance: str = "") -> None:
     """Write a library as a compressed npz (images stored as float16), atomically."""
-    from ..io import atomic_path
+    from shortcutgates.data.io import atomic_path
 
     with atomic_path(Path(path)) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, images=library.images.astype(np.float16),

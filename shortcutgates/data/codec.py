@@ -33,8 +33,8 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from .npz_fast import MAX_BLOB_BYTES, _Fallback, _fast_bands
-from .schema import NPZ_KEYS, DataError
+from shortcutgates.data.npz_fast import MAX_BLOB_BYTES, _Fallback, _fast_bands
+from shortcutgates.data.schema import NPZ_KEYS, DataError
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 

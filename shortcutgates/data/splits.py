@@ -1,15 +1,15 @@
 """LRG-disjoint splits, unpaired pools, positives-per-LRG caps and property matching (docs/design.md#splits).
 
 Everything here is a pure function of a catalogue frame that already carries ``lrg_id`` (from
-:mod:`shortcutgates.identity`) and the provenance columns ``source_path`` / ``source_row`` /
-``split`` of :func:`shortcutgates.io.read_paired`. No image is read.
+:mod:`shortcutgates.data.identity`) and the provenance columns ``source_path`` / ``source_row`` /
+``split`` of :func:`shortcutgates.data.io.read_paired`. No image is read.
 
 Every random choice is a keyed hash, never a random stream, so that it depends only on the
 thing it decides about:
 
 * the split, the pool (positive / negative) and ``test_paired`` membership of an LRG are
   functions of ``(lrg_id, seed)`` — adding LRGs never moves an old one, row order never matters;
-  ``test`` and ``test_paired`` share their positives (:data:`~shortcutgates.schema.SHARED_POSITIVE_SPLITS`);
+  ``test`` and ``test_paired`` share their positives (:data:`~shortcutgates.data.schema.SHARED_POSITIVE_SPLITS`);
 * which injections of a positive LRG are kept under the cap, and which row of an LRG provides
   its control, are functions of the row's *content* (its metadata values) and the seed — not of
   its position in the file.
@@ -24,20 +24,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from .schema import (
-    CONDITIONS,
-    CTRL_COLUMN,
-    INJECTION_TRUTH,
-    LABEL_COLUMN,
-    LRG_ID_COLUMN,
-    LRG_TRUTH,
-    MANIFEST_SPLITS,
-    POINTER_COLUMNS,
-    SPLIT_COLUMN,
-    SPLITS,
-    STAMP_COLUMN,
-    DataError,
-)
+from shortcutgates.data.schema import CONDITIONS, CTRL_COLUMN, INJECTION_TRUTH, LABEL_COLUMN, LRG_ID_COLUMN, LRG_TRUTH, MANIFEST_SPLITS, POINTER_COLUMNS, SPLIT_COLUMN, SPLITS, STAMP_COLUMN, DataError
 
 MODES = ("paired", "unpaired")
 WEIGHT_COLUMN = "weight"
@@ -438,7 +425,7 @@ def assign(catalog: pd.DataFrame, params: SplitParams) -> SplitResult:
     Parameters
     ----------
     catalog : DataFrame
-        Rows of :func:`shortcutgates.io.read_paired` plus ``lrg_id``.
+        Rows of :func:`shortcutgates.data.io.read_paired` plus ``lrg_id``.
     params : SplitParams
     """
     missing = [c for c in (LRG_ID_COLUMN, "ra", "dec", "source_path", "source_row", SPLIT_COLUMN) if c not in catalog]

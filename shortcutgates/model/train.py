@@ -30,17 +30,16 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from . import __version__
-from . import manifest as sgmanifest
-from .augment import AugmentConfig, augment_batch, parse_core_dropout
-from .checkpoint import (FORMAT, FORMAT_VERSION, CheckpointError, check_payload, model_from_payload, preprocess_record,
-                         read_payload, save_checkpoint)
-from .dataset import StampDataset, manifest_sha256, rows_key, select_splits
-from .evaluate import logits_of, resolve_device
-from .model import ModelConfig, build_model, count_parameters
-from .preprocess import get_preprocessor
-from .schema import DataError
-from .stats import auroc
+from shortcutgates import __version__
+from shortcutgates.data import manifest as sgmanifest
+from shortcutgates.model.augment import AugmentConfig, augment_batch, parse_core_dropout
+from shortcutgates.model.checkpoint import FORMAT, FORMAT_VERSION, CheckpointError, check_payload, model_from_payload, preprocess_record, read_payload, save_checkpoint
+from shortcutgates.model.dataset import StampDataset, manifest_sha256, rows_key, select_splits
+from shortcutgates.model.evaluate import logits_of, resolve_device
+from shortcutgates.model.network import ModelConfig, build_model, count_parameters
+from shortcutgates.model.preprocess import get_preprocessor
+from shortcutgates.data.schema import DataError
+from shortcutgates.stats import auroc
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ class TrainConfig:
 
     preprocess: str = "raw_robust"
     core_dropout: str | None = None
-    """``R:P`` or ``EPOCH:R:P,...`` (see :func:`shortcutgates.augment.parse_core_dropout`); None: off."""
+    """``R:P`` or ``EPOCH:R:P,...`` (see :func:`shortcutgates.model.augment.parse_core_dropout`); None: off."""
     dihedral: bool = True
     epochs: int = 20
     batch_size: int = 64

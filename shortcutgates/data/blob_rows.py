@@ -4,7 +4,7 @@ A pointer manifest row names ``source_path``, ``source_row`` and ``source_column
 (``docs/design.md#manifest``); :func:`read_blobs` fetches the blobs of many such rows, reading only
 the needed column of the row groups that hold them, streamed (:class:`_RowStream`) so a single
 2 GB row group never sits in memory whole. Errors name file, row and column
-(:class:`shortcutgates.schema.DataError`).
+(:class:`shortcutgates.data.schema.DataError`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .schema import POINTER_COLUMNS, DataError
+from shortcutgates.data.schema import POINTER_COLUMNS, DataError
 
 
 def read_blobs(frame: pd.DataFrame, column: str | None = None) -> list:

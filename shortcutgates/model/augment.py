@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .preprocess import radius_grid
+from shortcutgates.model.preprocess import radius_grid
 
 NOISE_STD = 1.4826
 """Standard deviation of Gaussian noise whose MAD is 1 (``1 / Phi^-1(3/4)``). Unit: annulus MADs."""

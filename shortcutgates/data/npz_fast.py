@@ -1,10 +1,10 @@
-"""The zlib fast path of :func:`shortcutgates.codec.decode_stamps`: a stamp npz read straight from its bytes.
+"""The zlib fast path of :func:`shortcutgates.data.codec.decode_stamps`: a stamp npz read straight from its bytes.
 
 ``np.load`` builds a ``zipfile.ZipFile`` and parses every member through Python file objects. Here the
 zip central directory is read with ``struct``, each band inflated with the fastest installed library
 (:func:`inflate_module`: zlib-ng, isal, else the standard ``zlib``; same bytes), its CRC checked and the
 ``.npy`` payload mapped with ``np.frombuffer``. Anything not fully understood raises :class:`_Fallback`
-and the caller decodes the blob with the validated reference :func:`shortcutgates.codec.decode_stamp`.
+and the caller decodes the blob with the validated reference :func:`shortcutgates.data.codec.decode_stamp`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import struct
 
 import numpy as np
 
-from .schema import NPZ_KEYS
+from shortcutgates.data.schema import NPZ_KEYS
 
 MAX_BLOB_BYTES = 3 * 2048 * 2048 * 8
 """Largest decompressed stamp accepted: three 2048 × 2048 float64 bands. Unit: byte.

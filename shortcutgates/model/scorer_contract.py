@@ -4,8 +4,8 @@ An :class:`InputContract` says what a model takes and gives — band order, unit
 library's preprocessing modes to apply (or none), stamp size, layout, logit or probability — read
 from a file's metadata (key :data:`CONTRACT_KEY`) or its sidecar ``<file>.json``
 (:func:`read_contract`, :func:`write_sidecar`). :class:`PreprocessCache` shares preprocessed stamp
-batches between the models of one sweep. The loaders are :mod:`shortcutgates.scorers` (checkpoints,
-callables, :func:`~shortcutgates.scorers.load_scorer`) and :mod:`shortcutgates.exported` (ONNX,
+batches between the models of one sweep. The loaders are :mod:`shortcutgates.model.scorers` (checkpoints,
+callables, :func:`~shortcutgates.model.scorers.load_scorer`) and :mod:`shortcutgates.model.exported` (ONNX,
 ``.pt2``).
 """
 
@@ -19,7 +19,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .schema import BANDS
+from shortcutgates.data.schema import BANDS
 
 CONTRACT_KEY = "shortcutgates.input_contract"
 """Metadata key (ONNX ``metadata_props``; ``.pt2`` extra file name) holding the contract JSON."""
@@ -83,7 +83,7 @@ class InputContract:
                 raise ScorerError(f"{where}: {name} must be one of {', '.join(allowed)} (got {getattr(contract, name)!r}); "
                                   f"the data are stored as float32 nanomaggies, bands {', '.join(BANDS)}")
         if contract.preprocess != PREPROCESS_NONE:
-            from .preprocess import PREPROCESSORS
+            from shortcutgates.model.preprocess import PREPROCESSORS
 
             if contract.preprocess not in PREPROCESSORS:
                 raise ScorerError(f"{where}: preprocess must be 'none' or one of {', '.join(PREPROCESSORS)} "
@@ -141,7 +141,7 @@ class PreprocessCache:
         self._store: OrderedDict = OrderedDict()
 
     def __call__(self, mode: str, raw: np.ndarray) -> np.ndarray:
-        from .preprocess import get_preprocessor
+        from shortcutgates.model.preprocess import get_preprocessor
 
         raw = np.ascontiguousarray(raw, np.float32)
         if self.max_bytes <= 0:
@@ -196,7 +196,7 @@ def sidecar_path(path) -> Path:
 
 def write_sidecar(path, contract: InputContract) -> Path:
     """Write ``<path>.json`` holding ``contract`` (atomically); returns its path."""
-    from .io import write_bytes_atomic
+    from shortcutgates.data.io import write_bytes_atomic
 
     out = sidecar_path(path)
     write_bytes_atomic(out, (json.dumps(contract.to_dict(), indent=2) + "\n").encode())

@@ -68,7 +68,7 @@ def annulus_median_mad(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mask = annulus_mask(*images.shape[-2:])
     if images.ndim < 3 or len(images) < 2 * MEDIAN_CHUNK:
         return _annulus_median_mad(images, mask)
-    from .parallel import thread_map  # batches of stamps on threads: each stamp's values as in one pass
+    from shortcutgates.parallel import thread_map  # batches of stamps on threads: each stamp's values as in one pass
 
     parts = thread_map(lambda i: _annulus_median_mad(images[i:i + MEDIAN_CHUNK], mask),
                        range(0, len(images), MEDIAN_CHUNK))
@@ -134,7 +134,7 @@ def azimuthal_median_profile(images: np.ndarray) -> np.ndarray:
     images = np.asarray(images, dtype=np.float32)
     if images.ndim < 3 or len(images) < 2 * MEDIAN_CHUNK:
         return _ring_medians(images)
-    from .parallel import thread_map  # batches of stamps on threads: each stamp's values as in one pass
+    from shortcutgates.parallel import thread_map  # batches of stamps on threads: each stamp's values as in one pass
 
     return np.concatenate(thread_map(lambda i: _ring_medians(images[i:i + MEDIAN_CHUNK]),
                                      range(0, len(images), MEDIAN_CHUNK)))

@@ -2,7 +2,7 @@
 
 :func:`shuffle_along_rings` permutes each 1-px ring's own pixels (so each ring's flux is kept exactly)
 in pieces one PSF FWHM long, so the image stays as smooth as the PSF; ``build --hard-negatives shuffle``
-(:mod:`shortcutgates.hard_negatives`) uses it.
+(:mod:`shortcutgates.data.hard_negatives`) uses it.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class _Bands(NamedTuple):
 @functools.lru_cache(maxsize=8)
 def _ring_geometry(height: int, width: int) -> _Rings:
     """The pixels of the stamp grouped into 1-px rings and sorted by angle within each."""
-    from .preprocess import radius_grid, ring_index
+    from shortcutgates.model.preprocess import radius_grid, ring_index
 
     rings = ring_index(height, width).ravel()
     yy, xx = np.mgrid[:height, :width]

@@ -5,7 +5,7 @@ nanomaggies, bands g, r, z — and returns ``(N,)`` float scores, higher = more 
 only ever call it on raw (possibly masked or transplanted) stamps, so a model's own preprocessing
 must live inside the scorer. Four ways in:
 
-* a shortcutgates checkpoint (``.pt``, :mod:`shortcutgates.checkpoint`), loaded without unpickling;
+* a shortcutgates checkpoint (``.pt``, :mod:`shortcutgates.model.checkpoint`), loaded without unpickling;
 * a ``torch.export`` program (``.pt2``), checked before loading: no pickled weights or constants,
   no custom objects, no guard code, only ``aten`` operators;
 * an ONNX file (``.onnx``) run by onnxruntime (the ``[onnx]`` extra), checked before a session is
@@ -19,8 +19,8 @@ probability — as JSON in the file's metadata (ONNX ``metadata_props`` / ``.pt2
 :data:`CONTRACT_KEY`) or in a sidecar ``<file>.json`` next to it. Without one the file is refused:
 a model fed the wrong bands or units would measure nothing. :func:`write_sidecar` writes one.
 
-The contract and :class:`Scorer` are defined in :mod:`shortcutgates.scorer_contract`, the checks and
-loaders of the two files in :mod:`shortcutgates.exported`; this module loads checkpoints and callables
+The contract and :class:`Scorer` are defined in :mod:`shortcutgates.model.scorer_contract`, the checks and
+loaders of the two files in :mod:`shortcutgates.model.exported`; this module loads checkpoints and callables
 and :func:`load_scorer` picks a loader by suffix.
 
 This module imports neither torch nor onnxruntime until a file that needs them is loaded.
@@ -33,24 +33,14 @@ from typing import Callable
 
 import numpy as np
 
-from .exported import load_exported, load_onnx
-from .scorer_contract import (
-    CONTRACT_KEY,
-    PREPROCESS_NONE,
-    InputContract,
-    PreprocessCache,
-    Scorer,
-    ScorerError,
-    _Identity,
-    read_contract,
-    write_sidecar,
-)
+from shortcutgates.model.exported import load_exported, load_onnx
+from shortcutgates.model.scorer_contract import CONTRACT_KEY, PREPROCESS_NONE, InputContract, PreprocessCache, Scorer, ScorerError, _Identity, read_contract, write_sidecar
 
 __all__ = [
     "CONTRACT_KEY", "LOADERS", "InputContract", "PreprocessCache", "Scorer", "ScorerError", "callable_scorer",
     "load_checkpoint_scorer", "load_exported", "load_onnx", "load_scorer", "read_contract", "write_sidecar",
 ]
-"""The public names: the contract's are defined in :mod:`shortcutgates.scorer_contract`."""
+"""The public names: the contract's are defined in :mod:`shortcutgates.model.scorer_contract`."""
 
 
 # --- shortcutgates checkpoints and user callables -------------------------------------------------
@@ -58,10 +48,10 @@ def load_checkpoint_scorer(path, cache: PreprocessCache | None = None) -> Scorer
     """A shortcutgates checkpoint: its network and recorded preprocessing (probabilities).
 
     With a ``cache`` the preprocessing goes through it (the same numbers as
-    :func:`shortcutgates.evaluate.predict_scores`, which preprocesses each stamp on its own).
+    :func:`shortcutgates.model.evaluate.predict_scores`, which preprocesses each stamp on its own).
     """
-    from .checkpoint import load_checkpoint
-    from .evaluate import logits_of, predict_scores, sigmoid
+    from shortcutgates.model.checkpoint import load_checkpoint
+    from shortcutgates.model.evaluate import logits_of, predict_scores, sigmoid
 
     loaded = load_checkpoint(path)
 

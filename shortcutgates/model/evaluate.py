@@ -19,14 +19,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import io as sgio
+from shortcutgates.data import io as sgio
 
-from . import manifest as sgmanifest
-from .checkpoint import LoadedCheckpoint, checkpoint_sha256, load_checkpoint
-from .dataset import iter_raw_chunks, manifest_sha256, select_splits
-from .preprocess import get_preprocessor
-from .schema import LABEL_COLUMN, LRG_ID_COLUMN, SPLIT_COLUMN
-from .stats import Estimate, grouped_bootstrap, tpr_at_fpr
+from shortcutgates.data import manifest as sgmanifest
+from shortcutgates.model.checkpoint import LoadedCheckpoint, checkpoint_sha256, load_checkpoint
+from shortcutgates.model.dataset import iter_raw_chunks, manifest_sha256, select_splits
+from shortcutgates.model.preprocess import get_preprocessor
+from shortcutgates.data.schema import LABEL_COLUMN, LRG_ID_COLUMN, SPLIT_COLUMN
+from shortcutgates.stats import Estimate, grouped_bootstrap, tpr_at_fpr
 
 FPR_LEVELS: tuple[float, ...] = (1e-2, 1e-3)
 SCORE_COLUMN = "score"
@@ -70,7 +70,7 @@ def predict_scores(loaded: LoadedCheckpoint, images: np.ndarray, *, batch_size: 
     Parameters
     ----------
     loaded : LoadedCheckpoint
-        From :func:`shortcutgates.checkpoint.load_checkpoint`.
+        From :func:`shortcutgates.model.checkpoint.load_checkpoint`.
     images : ndarray, shape (N, 3, H, W) or (3, H, W)
         Stamps in nanomaggies (bands g, r, z), e.g. masked or transplanted by a gate.
 
@@ -153,7 +153,7 @@ class DetectionMetrics(NamedTuple):
 
 def lrg_groups(frame: pd.DataFrame, tolerance_arcsec: float = 0.5) -> np.ndarray:
     """LRG identity of each row: ``lrg_id`` checked against the positions, or derived by sky matching (docs/design.md#manifest)."""
-    from .identity import ensure_lrg_ids
+    from shortcutgates.data.identity import ensure_lrg_ids
 
     return ensure_lrg_ids(frame, tolerance_arcsec)[LRG_ID_COLUMN].astype(str).to_numpy()
 

@@ -3,9 +3,9 @@
 The pipeline is ``blob -> (3, H, W) nanomaggies -> preprocess -> float32 array``
 (docs/design.md#preprocessing), done once per (manifest, rows, preprocessing) and kept in memory
 or in an on-disk ``.npy`` cache that is memory-mapped on later runs. Blobs are decoded by
-:func:`shortcutgates.codec.decode_stamps` (its zlib fast path and its bad-row policy: here the
+:func:`shortcutgates.data.codec.decode_stamps` (its zlib fast path and its bad-row policy: here the
 first bad row is an error naming file, row and column). Augmentations are *not* applied here: they
-run on torch batches in training (:mod:`shortcutgates.augment`), so the cached array is the
+run on torch batches in training (:mod:`shortcutgates.model.augment`), so the cached array is the
 deterministic model input. This module does not import torch.
 """
 
@@ -19,11 +19,11 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from . import io as sgio
-from . import manifest as sgmanifest
-from .codec import DecodeStats, decode_stamps
-from .preprocess import get_preprocessor
-from .schema import IMAGE_COLUMN, LABEL_COLUMN, LRG_ID_COLUMN, POINTER_COLUMNS, SPLIT_COLUMN, DataError
+from shortcutgates.data import io as sgio
+from shortcutgates.data import manifest as sgmanifest
+from shortcutgates.data.codec import DecodeStats, decode_stamps
+from shortcutgates.model.preprocess import get_preprocessor
+from shortcutgates.data.schema import IMAGE_COLUMN, LABEL_COLUMN, LRG_ID_COLUMN, POINTER_COLUMNS, SPLIT_COLUMN, DataError
 
 CACHE_VERSION = 1
 """Bumped whenever decoding or preprocessing changes what a cached array holds."""
@@ -36,7 +36,7 @@ WEIGHT_COLUMN = "weight"
 def iter_raw_chunks(frame: pd.DataFrame, chunk: int = 512):
     """Yield ``(positions, images (n, 3, H, W) nanomaggies, DecodeStats)`` covering every row of ``frame``.
 
-    Each row's image comes from :func:`shortcutgates.manifest.image_source`, the rule the gates and
+    Each row's image comes from :func:`shortcutgates.data.manifest.image_source`, the rule the gates and
     ``data_integrity`` follow too (inline blob when present, else the pointer). Inline rows are
     decoded in chunks of ``chunk``; the others one file at a time (the source file a pointer
     names, or the manifest file holding a blob left on disk), so memory holds at most one column.
@@ -168,7 +168,7 @@ def row_location(frame: pd.DataFrame, i: int) -> tuple:
 
 def _unnormalisable(frame: pd.DataFrame, pos: np.ndarray, images: np.ndarray, exc: Exception) -> DataError:
     """Locate the first stamp of a chunk whose annulus MAD is 0 (raw_robust cannot normalise it)."""
-    from .preprocess import annulus_median_mad
+    from shortcutgates.model.preprocess import annulus_median_mad
 
     _, mad = annulus_median_mad(images)
     bad = np.flatnonzero(~(mad.reshape(len(images), -1) > 0).all(axis=1))
@@ -252,15 +252,15 @@ def row_weights(frame: pd.DataFrame) -> np.ndarray:
 class StampDataset:
     """The preprocessed stamps of a selection of manifest rows, with their labels and weights.
 
-    Training (:mod:`shortcutgates.train`) gathers batches from these arrays directly.
+    Training (:mod:`shortcutgates.model.train`) gathers batches from these arrays directly.
 
     Parameters
     ----------
     frame : DataFrame
-        Manifest rows (from :func:`shortcutgates.manifest.read_manifest`), already restricted to the
+        Manifest rows (from :func:`shortcutgates.data.manifest.read_manifest`), already restricted to the
         wanted splits.
     preprocess : str
-        Mode of :mod:`shortcutgates.preprocess` (``raw_robust`` or ``residual``).
+        Mode of :mod:`shortcutgates.model.preprocess` (``raw_robust`` or ``residual``).
     cache_dir, key :
         On-disk decoded cache (see :func:`cached_inputs`); None keeps it in memory.
 

@@ -37,7 +37,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from .schema import LRG_ID_COLUMN, DataError
+from shortcutgates.data.schema import LRG_ID_COLUMN, DataError
 
 ID_DECIMALS = 5
 """Decimals of degrees kept in an ``lrg_id`` (1e-5 deg = 0.036 arcsec)."""

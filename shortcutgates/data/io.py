@@ -1,15 +1,15 @@
 """Parquet in and out: paired survey catalogues and atomic writes.
 
-Blob rows that a manifest points to are fetched by :mod:`shortcutgates.blob_rows`.
+Blob rows that a manifest points to are fetched by :mod:`shortcutgates.data.blob_rows`.
 
-Manifests (docs/design.md#manifest) are read by :mod:`shortcutgates.manifest`, built on this module.
+Manifests (docs/design.md#manifest) are read by :mod:`shortcutgates.data.manifest`, built on this module.
 
-Stamp blobs (npz bytes) are encoded and decoded by :mod:`shortcutgates.codec`; this module
+Stamp blobs (npz bytes) are encoded and decoded by :mod:`shortcutgates.data.codec`; this module
 moves them between parquet files and memory without looking inside.
 
 Conventions
 -----------
-* Every error about input data is a :class:`shortcutgates.schema.DataError` naming file, row
+* Every error about input data is a :class:`shortcutgates.data.schema.DataError` naming file, row
   and column.
 * Writers go to a temporary name in the destination directory, then ``os.replace`` it, so a
   reader sees the previous complete file or the new complete file, never half of one.
@@ -31,15 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .schema import (
-    CTRL_COLUMN,
-    CUTOUT_OK_COLUMN,
-    REGION_SPLIT_COLUMN,
-    SPLIT_COLUMN,
-    SPLITS,
-    STAMP_COLUMN,
-    DataError,
-)
+from shortcutgates.data.schema import CTRL_COLUMN, CUTOUT_OK_COLUMN, REGION_SPLIT_COLUMN, SPLIT_COLUMN, SPLITS, STAMP_COLUMN, DataError
 
 # --- files and atomic writes ---------------------------------------------------------------
 def list_parquet_files(path) -> list[Path]:

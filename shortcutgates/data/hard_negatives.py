@@ -24,7 +24,7 @@ from the donor's injection truth and PSF), and — only for a donor without that
 radius split :func:`~shortcutgates.gates.perturb.split_core_arc` at ``R_CORE_PX`` (5 px), with the
 reason in the row's ``core_split`` column, counted in ``manifest.json`` and named on stderr. Pairs the gates
 cannot score (near-ring, no counter-image, images blurred together) are split the same way and
-marked so in ``core_split``. :func:`~shortcutgates.ring_shuffle.shuffle_along_rings` scrambles the arc's light along its rings in pieces one PSF FWHM long — a permutation of each 1-px
+marked so in ``core_split``. :func:`~shortcutgates.data.ring_shuffle.shuffle_along_rings` scrambles the arc's light along its rings in pieces one PSF FWHM long — a permutation of each 1-px
 ring's own pixels, so each ring's flux is kept exactly and the image stays as smooth as the PSF
 (not rejected by texture); it is the survey team's azimuthal-shuffle negative, a relative of (not
 the same construction as) the morphology gate's :func:`~shortcutgates.gates.perturb.scramble_along_ring`.
@@ -44,18 +44,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from .ring_shuffle import shuffle_along_rings
-from .schema import (
-    CTRL_COLUMN,
-    IMAGE_COLUMN,
-    INJECTION_TRUTH,
-    LABEL_COLUMN,
-    LRG_ID_COLUMN,
-    PIXEL_SCALE_ARCSEC,
-    POINTER_COLUMNS,
-    SPLIT_COLUMN,
-    STAMP_COLUMN,
-)
+from shortcutgates.data.ring_shuffle import shuffle_along_rings
+from shortcutgates.data.schema import CTRL_COLUMN, IMAGE_COLUMN, INJECTION_TRUTH, LABEL_COLUMN, LRG_ID_COLUMN, PIXEL_SCALE_ARCSEC, POINTER_COLUMNS, SPLIT_COLUMN, STAMP_COLUMN
 
 KINDS: tuple[str, ...] = ("core", "shuffle", "swap")
 """Construction kinds of ``--hard-negatives`` (the interface names)."""
@@ -118,7 +108,7 @@ CORE_SPLIT_COLUMN = "core_split"
 
 def donor_psf_fwhm(donors: pd.DataFrame) -> np.ndarray:
     """(N, 3) per-band PSF FWHM (arcsec) of donor rows from ``psf_fwhm_used_g/r/z``; NaN where absent."""
-    from .gates.perturb import PSF_COLUMNS
+    from shortcutgates.gates.perturb import PSF_COLUMNS
 
     return np.column_stack([pd.to_numeric(donors[c], errors="coerce").to_numpy(np.float64) if c in donors
                             else np.full(len(donors), np.nan) for c in PSF_COLUMNS])
@@ -136,7 +126,7 @@ def split_light(d: np.ndarray, truth: pd.DataFrame | None = None,
     split at ``R_CORE_PX`` (:func:`~shortcutgates.gates.perturb.split_core_arc`) with the reason in
     ``method`` (:data:`CORE_SPLIT_COLUMN`): never silently.
     """
-    from .gates.perturb import R_CORE_PX, split_core_arc, split_lensed_light, truth_problem
+    from shortcutgates.gates.perturb import R_CORE_PX, split_core_arc, split_lensed_light, truth_problem
 
     d = np.asarray(d, np.float32)
     n = len(d)
@@ -216,7 +206,7 @@ class Plan(NamedTuple):
 
 
 def _ranked(keys: np.ndarray, seed: int, purpose: str) -> np.ndarray:
-    from .splits import unit_hash
+    from shortcutgates.data.splits import unit_hash
 
     return np.argsort(unit_hash(keys, seed, purpose), kind="stable")
 
@@ -294,8 +284,8 @@ stamps, controls, ``d`` and its split, about 5 × 48 KB per 64 × 64 donor)."""
 
 def _decode(refs: pd.DataFrame, column: str) -> np.ndarray:
     """(N, 3, H, W) float32 images of pointer rows (``source_path``, ``source_row``), column ``column``."""
-    from .blob_rows import read_blobs
-    from .codec import decode_stamps
+    from shortcutgates.data.blob_rows import read_blobs
+    from shortcutgates.data.codec import decode_stamps
 
     return decode_stamps(read_blobs(refs, column=column), files=refs[POINTER_COLUMNS[0]].to_numpy(),
                          rows=refs[POINTER_COLUMNS[1]].to_numpy(), columns=column).images
@@ -312,7 +302,7 @@ def _build_chunk(frame: pd.DataFrame, the_plan: Plan, todo: np.ndarray, pieces: 
     Each distinct donor pair and host control is decoded once, and the donors that give core light
     are split in one batch (:func:`split_light`); ``method[todo]`` gets the split's record.
     """
-    from .codec import encode_stamp
+    from shortcutgates.data.codec import encode_stamp
 
     donor_pos, donor_of = np.unique(the_plan.donor[todo], return_inverse=True)
     host_pos, host_of = np.unique(the_plan.host[todo], return_inverse=True)
@@ -421,7 +411,7 @@ def add_constructions(frame: pd.DataFrame, kinds, mix: dict, seed: int, splits=D
     plain[POINTER_COLUMNS[1]] = plain[POINTER_COLUMNS[1]].astype("Int64")
     built[HOST_COLUMNS[1]] = built[HOST_COLUMNS[1]].astype("Int64")
     built[DONOR_COLUMNS[2]] = built[DONOR_COLUMNS[2]].astype("Int64")
-    from .splits import sort_rows
+    from shortcutgates.data.splits import sort_rows
 
     fallback = built[CORE_SPLIT_COLUMN].astype(str).str.startswith("radius")
     if fallback.any():

@@ -3,9 +3,9 @@
 Each file is checked before it is loaded — an ONNX graph may use only the standard operator domains
 (:func:`check_onnx_graph`), a ``.pt2`` archive may hold no pickled or custom objects, no guard code
 and only ATen operators (:func:`check_pt2_archive`) — then read with its input contract
-(:func:`shortcutgates.scorer_contract.read_contract`) into a :class:`~shortcutgates.scorer_contract.Scorer`. Checkpoints,
-callables and :func:`~shortcutgates.scorers.load_scorer` (which picks a loader by suffix) are
-:mod:`shortcutgates.scorers`. Neither torch nor onnxruntime is imported until a
+(:func:`shortcutgates.model.scorer_contract.read_contract`) into a :class:`~shortcutgates.model.scorer_contract.Scorer`. Checkpoints,
+callables and :func:`~shortcutgates.model.scorers.load_scorer` (which picks a loader by suffix) are
+:mod:`shortcutgates.model.scorers`. Neither torch nor onnxruntime is imported until a
 file is loaded.
 """
 
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import file_sha256
-from .scorer_contract import CONTRACT_KEY, InputContract, PreprocessCache, Scorer, ScorerError, _preprocess_of, read_contract
+from shortcutgates.data.io import file_sha256
+from shortcutgates.model.scorer_contract import CONTRACT_KEY, InputContract, PreprocessCache, Scorer, ScorerError, _preprocess_of, read_contract
 
 ONNX_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview.training"})
 """Operator domains of the ONNX standard; anything else is a custom (possibly Python) operator."""

@@ -6,7 +6,7 @@ copied into ``image_npz``. Matching on properties measured from the control imag
 (:data:`MEASURED_COLUMNS`) is the one case that decodes blobs: one control per LRG.
 
 Output (docs/design.md#manifest): ``OUT/manifest.parquet`` and ``OUT/manifest.json``, written into a temporary
-directory beside ``OUT`` that replaces ``OUT`` atomically (:func:`shortcutgates.io.atomic_directory`),
+directory beside ``OUT`` that replaces ``OUT`` atomically (:func:`shortcutgates.data.io.atomic_directory`),
 so an interrupted build leaves the previous complete manifest or the new one.
 """
 
@@ -25,22 +25,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import __version__
-from .identity import match_lrgs
-from .blob_rows import read_blobs
-from .io import atomic_directory, jsonable, list_parquet_files, read_paired
-from .schema import (
-    BLOB_COLUMNS,
-    IMAGE_COLUMN,
-    LABEL_COLUMN,
-    LRG_ID_COLUMN,
-    MANIFEST_FILE,
-    MANIFEST_SPLITS,
-    SPLIT_COLUMN,
-    DataError,
-)
-from .lrg_properties import ALWAYS_MEASURED, MEASURED_COLUMNS, measure_controls
-from .splits import SplitParams, assign
+from shortcutgates import __version__
+from shortcutgates.data.identity import match_lrgs
+from shortcutgates.data.blob_rows import read_blobs
+from shortcutgates.data.io import atomic_directory, jsonable, list_parquet_files, read_paired
+from shortcutgates.data.schema import BLOB_COLUMNS, IMAGE_COLUMN, LABEL_COLUMN, LRG_ID_COLUMN, MANIFEST_FILE, MANIFEST_SPLITS, SPLIT_COLUMN, DataError
+from shortcutgates.data.lrg_properties import ALWAYS_MEASURED, MEASURED_COLUMNS, measure_controls
+from shortcutgates.data.splits import SplitParams, assign
 
 MANIFEST_PARQUET = "manifest.parquet"
 class BuildSummary(NamedTuple):
@@ -103,7 +94,7 @@ def metadata_columns(files) -> tuple[list[str], list[str]]:
 
 def _file_record(path: Path, root: Path) -> dict:
     """A source file as ``manifest.json`` records it: path relative to the source root, size, mtime, sha256."""
-    from .io import file_sha256
+    from shortcutgates.data.io import file_sha256
 
     st = path.stat()
     return {"path": Path(path).resolve().relative_to(root).as_posix(), "size": st.st_size, "mtime": st.st_mtime,
@@ -159,7 +150,7 @@ def _counts(frame: pd.DataFrame) -> dict:
 
 # --- writing ------------------------------------------------------------------------------------
 def _write_tree(out_dir: Path, table: pa.Table, meta: dict) -> None:
-    """Write the manifest through :func:`shortcutgates.io.atomic_directory` (previous or new, never half)."""
+    """Write the manifest through :func:`shortcutgates.data.io.atomic_directory` (previous or new, never half)."""
     out_dir = out_dir.resolve()
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MANIFEST_FILE).exists())):
         raise FileExistsError(f"build: --out {out_dir} exists and is not a manifest directory; refusing to replace it "
@@ -172,7 +163,7 @@ def _write_tree(out_dir: Path, table: pa.Table, meta: dict) -> None:
 def hard_negative_options(mode: str, hard_negatives, hard_negative_mix, hard_negative_splits) -> tuple:
     """``(kinds, mix, splits)`` of ``--hard-negatives`` / ``--hard-negative-mix`` / ``--hard-negative-splits``,
     checked (ValueError naming the option)."""
-    from . import hard_negatives as hn
+    from shortcutgates.data import hard_negatives as hn
 
     kinds = hn.parse_kinds(hard_negatives)
     mix = {**{k: hn.DEFAULT_MIX[k] for k in kinds}, **hn.parse_mix(hard_negative_mix or {})}
@@ -188,7 +179,7 @@ def hard_negative_options(mode: str, hard_negatives, hard_negative_mix, hard_neg
 
 def split_params(mode: str, seed: int, match, positives_per_lrg, fractions, match_bins: int,
                  resplit: bool) -> SplitParams:
-    """The build's :class:`~shortcutgates.splits.SplitParams`; ``extra['measured']``: the LRG properties
+    """The build's :class:`~shortcutgates.data.splits.SplitParams`; ``extra['measured']``: the LRG properties
     measured from one control per LRG (:data:`ALWAYS_MEASURED` and the matched :data:`MEASURED_COLUMNS`)."""
     match = tuple(match)
     cap = None if str(positives_per_lrg) == "all" else int(positives_per_lrg)
@@ -202,11 +193,11 @@ class _Read(NamedTuple):
     files: list
     partial: list
     catalog: Any
-    """:func:`shortcutgates.io.read_paired`'s catalogue."""
+    """:func:`shortcutgates.data.io.read_paired`'s catalogue."""
     ident: Any
-    """:func:`shortcutgates.identity.match_lrgs`'s identity."""
+    """:func:`shortcutgates.data.identity.match_lrgs`'s identity."""
     result: Any
-    """:func:`shortcutgates.splits.assign`'s result."""
+    """:func:`shortcutgates.data.splits.assign`'s result."""
 
 
 def _read_and_assign(input_path, params: SplitParams, tolerance_arcsec: float, progress: bool, steps: _Steps) -> _Read:
@@ -304,13 +295,13 @@ def build_manifest(input_path, out_dir, *, mode: str, seed: int, match=(), posit
     resplit : bool
         Ignore the input's splits and assign every LRG by hash.
     hard_negatives, hard_negative_mix, hard_negative_splits, shuffle_arcsec
-        Constructed rows (:mod:`shortcutgates.hard_negatives`: kinds ``core``, ``shuffle``, ``swap``;
+        Constructed rows (:mod:`shortcutgates.data.hard_negatives`: kinds ``core``, ``shuffle``, ``swap``;
         unpaired builds only; inline images): the kinds, kind -> rows per plain row of the host
-        class (default :data:`~shortcutgates.hard_negatives.DEFAULT_MIX`), the splits that get them
+        class (default :data:`~shortcutgates.data.hard_negatives.DEFAULT_MIX`), the splits that get them
         (default train only, so the gates score real negatives), and the ``shuffle`` piece length
         (default: the donor's PSF FWHM; unit: arcsec).
     """
-    from . import hard_negatives as hn
+    from shortcutgates.data import hard_negatives as hn
 
     kinds, mix, hard_splits = hard_negative_options(mode, hard_negatives, hard_negative_mix, hard_negative_splits)
     params = split_params(mode, seed, match, positives_per_lrg, fractions, match_bins, resplit)
@@ -404,7 +395,7 @@ def run(args) -> int:
     for split, c in summary.counts.items():
         print(f"  {split:<12} {c['pos']:>8} pos {c['neg']:>8} neg {c['lrgs']:>8} LRGs")
     if getattr(args, "cache", None):
-        from .dataset import fill_cache
+        from shortcutgates.model.dataset import fill_cache
 
         cached = fill_cache(summary.out_dir, args.cache, args.cache_preprocess, progress=not args.no_progress)
         print(f"  decoded cache: {len(cached)} arrays ({args.cache_preprocess}) in {args.cache}")

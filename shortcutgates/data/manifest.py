@@ -3,7 +3,7 @@
 A manifest is a directory of parquet files (any names, subfolders allowed), with or without a
 ``manifest.json``, whose rows carry ``label``, ``split``, ``ra``, ``dec`` and an image: inline
 ``image_npz`` or the pointer columns ``source_path``, ``source_row``, ``source_column`` into the
-paired input. Errors name the manifest file, row and column (:class:`~shortcutgates.schema.DataError`).
+paired input. Errors name the manifest file, row and column (:class:`~shortcutgates.data.schema.DataError`).
 """
 
 from __future__ import annotations
@@ -16,21 +16,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .codec import DecodeFailure, decode_stamps
-from .blob_rows import ROW_BATCH, read_blobs
-from .io import is_arrow_number, is_arrow_string, list_parquet_files, show_value
-from .schema import (
-    BLOB_COLUMNS,
-    IMAGE_COLUMN,
-    LABEL_COLUMN,
-    MANIFEST_FILE,
-    MANIFEST_REQUIRED,
-    MANIFEST_SPLITS,
-    POINTER_COLUMNS,
-    SHARED_POSITIVE_SPLITS,
-    SPLIT_COLUMN,
-    DataError,
-)
+from shortcutgates.data.codec import DecodeFailure, decode_stamps
+from shortcutgates.data.blob_rows import ROW_BATCH, read_blobs
+from shortcutgates.data.io import is_arrow_number, is_arrow_string, list_parquet_files, show_value
+from shortcutgates.data.schema import BLOB_COLUMNS, IMAGE_COLUMN, LABEL_COLUMN, MANIFEST_FILE, MANIFEST_REQUIRED, MANIFEST_SPLITS, POINTER_COLUMNS, SHARED_POSITIVE_SPLITS, SPLIT_COLUMN, DataError
 
 class Manifest(NamedTuple):
     """A built (or hand-written) dataset: one row per sample.
@@ -243,7 +232,7 @@ def check_source_files(frame: pd.DataFrame, meta: dict | None, source_root: Path
     DataError
         Naming the file, how many rows point to it, where it was looked for and the way out.
     """
-    from .io import file_sha256
+    from shortcutgates.data.io import file_sha256
 
     pointed = frame[image_source(frame) == "pointer"]
     if pointed.empty:
@@ -336,7 +325,7 @@ def _image_keys(frame: pd.DataFrame) -> pd.Series | None:
 
 def shared_positive(group: pd.DataFrame) -> bool:
     """Rows of one image (``label``, ``split`` columns) that are one positive of each of ``test`` and
-    ``test_paired``: shared by design (:data:`~shortcutgates.schema.SHARED_POSITIVE_SPLITS`), not a duplicate."""
+    ``test_paired``: shared by design (:data:`~shortcutgates.data.schema.SHARED_POSITIVE_SPLITS`), not a duplicate."""
     return (len(group) == len(SHARED_POSITIVE_SPLITS) and bool((group["label"] == 1).all())
             and sorted(group["split"].tolist()) == sorted(SHARED_POSITIVE_SPLITS))
 
@@ -453,7 +442,7 @@ def load_images(frame: pd.DataFrame, *, skip_bad: bool = False) -> tuple[np.ndar
 
     Blobs come from :func:`row_blobs` (inline, pointer, or by manifest file and row). Errors name
     the manifest file and row (inline) or the source file, row and column (pointers). Bad rows
-    follow :func:`shortcutgates.codec.decode_stamps`: the first raises, or with ``skip_bad=True``
+    follow :func:`shortcutgates.data.codec.decode_stamps`: the first raises, or with ``skip_bad=True``
     they are left out and listed in the failures.
     """
     fetched = row_blobs(frame)

@@ -12,9 +12,9 @@ import sys
 import numpy as np
 import pandas as pd
 
-from .blob_rows import read_blobs
-from .codec import decode_stamp
-from .schema import BANDS, CTRL_COLUMN, LRG_ID_COLUMN, PIXEL_SCALE_ARCSEC, DataError
+from shortcutgates.data.blob_rows import read_blobs
+from shortcutgates.data.codec import decode_stamp
+from shortcutgates.data.schema import BANDS, CTRL_COLUMN, LRG_ID_COLUMN, PIXEL_SCALE_ARCSEC, DataError
 
 CORE_RADIUS_PX = 3.0
 """Aperture radius of ``core_flux_<band>``. Unit: pixel (0.79 arcsec)."""
@@ -83,7 +83,7 @@ MEASURE_CHUNK = 8192
 
 
 def decode_controls(rows: pd.DataFrame, *, progress: bool = True, strict: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
-    """The control stamps of ``rows`` (``ctrl_stamp_npz``), decoded by :func:`shortcutgates.codec.decode_stamps`.
+    """The control stamps of ``rows`` (``ctrl_stamp_npz``), decoded by :func:`shortcutgates.data.codec.decode_stamps`.
 
     Returns ``(images, ok)``: (n_ok, 3, H, W) float32 of the rows that decoded, and the (N,) mask; images
     None when the controls differ in shape (a blob that decodes alone but not at the first one's shape).
@@ -91,7 +91,7 @@ def decode_controls(rows: pd.DataFrame, *, progress: bool = True, strict: bool =
     """
     from tqdm.auto import tqdm
 
-    from .codec import decode_stamps
+    from shortcutgates.data.codec import decode_stamps
 
     blobs = read_blobs(rows, column=CTRL_COLUMN)
     files, where = rows["source_path"].to_numpy(), rows["source_row"].to_numpy()
@@ -122,7 +122,7 @@ def measure_controls(catalog: pd.DataFrame, columns, *, progress: bool = True, s
     ``strict`` (matching needs the values): a control that does not decode is a ``DataError``; else
     its LRG gets NaN (the gates' ``data_integrity`` reports the row), as do all LRGs when the
     controls differ in shape."""
-    from .splits import control_rows
+    from shortcutgates.data.splits import control_rows
 
     reps = control_rows(catalog)
     images, ok = decode_controls(catalog.iloc[reps.to_numpy()], progress=progress, strict=strict)

@@ -29,9 +29,9 @@ from typing import NamedTuple
 
 import torch
 
-from .io import write_bytes_atomic
-from .model import ModelConfig, ResNet, build_model
-from .preprocess import get_preprocessor
+from shortcutgates.data.io import write_bytes_atomic
+from shortcutgates.model.network import ModelConfig, ResNet, build_model
+from shortcutgates.model.preprocess import get_preprocessor
 
 FORMAT = "shortcutgates.checkpoint"
 FORMAT_VERSION = 1
@@ -70,7 +70,7 @@ def _refuse_other_archives(path, names: list[str]) -> None:
 
 
 class LoadedCheckpoint(NamedTuple):
-    """A model rebuilt from a checkpoint, ready for :func:`shortcutgates.evaluate.predict_scores`."""
+    """A model rebuilt from a checkpoint, ready for :func:`shortcutgates.model.evaluate.predict_scores`."""
 
     model: ResNet
     """In eval mode, on the requested device."""
@@ -82,7 +82,7 @@ class LoadedCheckpoint(NamedTuple):
 
 def preprocess_record(name: str) -> dict:
     """The ``preprocess`` entry of a checkpoint: the mode and the constants it depends on."""
-    from . import preprocess as pp
+    from shortcutgates.model import preprocess as pp
 
     get_preprocessor(name)
     return {"name": name, "clip": float(pp.CLIP), "annulus_fraction": [float(f) for f in pp.ANNULUS_FRACTION]}
@@ -198,7 +198,7 @@ def recorded_manifest(path) -> Path:
     Raises :class:`CheckpointError` (one line, naming the way out: ``--data DIR``) when the
     checkpoint records none, the manifest is gone, or its content changed since training.
     """
-    from .dataset import manifest_sha256
+    from shortcutgates.model.dataset import manifest_sha256
 
     payload = read_payload(path)
     check_payload(path, payload)
@@ -219,6 +219,6 @@ def recorded_manifest(path) -> Path:
 
 def checkpoint_sha256(path) -> str:
     """Hex sha256 of the checkpoint file (the key of the score cache)."""
-    from .io import file_sha256
+    from shortcutgates.data.io import file_sha256
 
     return file_sha256(os.fspath(path))
