@@ -11,6 +11,14 @@ statistic AUROC(stamp vs counterfactual) with its LRG-bootstrap interval (``pair
 500 resamples, seeded with the seed) and, beside it, the paired win rate ``P(score(stamp_i) >
 score(cf_i))`` (ties one half). Writes ``OUT/morphology_SEED.csv``. Seeds 100 and 101 are the
 development seeds (the rule was stated from them); others check it.
+
+Rule fixed from dev seeds 100 and 101 (200 LRGs) before any other seed ran: the companion would replace the
+scramble only if, in every gated θ_E bin, the arc readers blind inside 2–5 px and the Einstein-ring reader
+score ``morphology_auroc`` ≥ 0.75 and the flux-per-ring reader does not. On the dev seeds it scored the arc
+readers 0.404–0.419 in the gated bins (paired win rate 0.00–0.08: the companion outscores its own lens in
+92–100 % of pairs), the ring reader 0.458–0.470 (win rate 0.15–0.20), the flux-per-ring reader 0.446–0.458:
+**not adopted**. Prediction checked on fresh seeds 200–205 (150 LRGs): in every gated bin each arc reader's
+companion AUROC < 0.5 with paired win rate < 0.25 and the ring reader's companion AUROC < 0.75.
 """
 
 from __future__ import annotations
