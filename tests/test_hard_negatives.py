@@ -267,3 +267,62 @@ def test_core_light_is_the_lensing_counter_image_and_the_fallback_is_recorded(le
     assert sum(v for k, v in record.items() if k.startswith("lensing")) == int(
         frame["core_split"].str.startswith("lensing").sum())
     assert frame.loc[frame[KIND_COLUMN] == "plain", "core_split"].isna().all()
+
+
+# --- the same bytes as before the images were batched on threads ---------------------------------------
+def _reference_images(frame, the_plan, seed):
+    """The images and core-split records as main ``7cc73c0`` built them (its ``hard_negatives._build_chunk``):
+    every donor of the plan decoded and split in one batch, the rows composed in donor order on one thread."""
+    from shortcutgates.data import hard_negative_images as hi
+    from shortcutgates.data.codec import encode_stamp
+    from shortcutgates.data.hard_negatives import piece_lengths
+
+    n = len(the_plan.kind)
+    pieces = np.full(n, np.nan)
+    need = the_plan.kind == "shuffle"
+    pieces[need] = piece_lengths(frame.iloc[the_plan.donor[need]], None)
+    blobs, method = [None] * n, [None] * n
+    todo = np.argsort(the_plan.donor, kind="stable")
+    donor_pos, donor_of = np.unique(the_plan.donor[todo], return_inverse=True)
+    host_pos, host_of = np.unique(the_plan.host[todo], return_inverse=True)
+    donors, hosts = frame.iloc[donor_pos], frame.iloc[host_pos]
+    ctrls = hi._decode(pd.concat([donors, hosts]), "ctrl_stamp_npz")
+    d = hi._decode(donors, "stamp_npz") - ctrls[:len(donors)]
+    host_ctrl = ctrls[len(donors):]
+    kinds = the_plan.kind[todo]
+    split_of = np.full(len(donor_pos), -1)
+    needs = np.unique(donor_of[kinds != "swap"])
+    split_of[needs] = np.arange(len(needs))
+    core, arc, how = hi.split_light(d[needs], donors.iloc[needs], hi.donor_psf_fwhm(donors.iloc[needs]))
+    host_key, donor_key = hi._row_keys(hosts), hi._row_keys(donors)
+    for j, i in enumerate(todo):
+        kind, h, s = kinds[j], host_of[j], donor_of[j]
+        k = split_of[s]
+        rng = hi.row_rng(seed, kind, host_key[h], donor_key[s]) if kind == "shuffle" else None
+        img = hi.compose(kind, host_ctrl[h], d[s], core[k] if k >= 0 else None, arc[k] if k >= 0 else None,
+                         pieces[i], rng)
+        blobs[i] = encode_stamp(img, compress=False)
+        method[i] = how[k] if k >= 0 else None
+    return blobs, method
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_batched_threaded_images_are_the_reference_bytes(lensed_paired_dir, tmp_path, monkeypatch, batch):
+    """Donors split in batches of ``batch`` on 2 threads give the bytes of the code before (all donors in
+    one batch, one thread): by lensing, by the radius fallback, and the swap's whole ``d``."""
+    from shortcutgates import parallel
+    from shortcutgates.data import hard_negative_images as hi
+    from shortcutgates.data.hard_negatives import plan
+
+    build_manifest(lensed_paired_dir, tmp_path / "m", mode="unpaired", seed=2, progress=False,
+                   fractions=(0.9, 0.05, 0.05))
+    frame = read_manifest(tmp_path / "m").frame
+    the_plan = plan(frame, ("core", "shuffle", "swap"), {"core": 3, "shuffle": 2, "swap": 1}, 2)
+    monkeypatch.setattr(hi, "SPLIT_BATCH", batch)
+    monkeypatch.setattr(parallel, "THREADS", 2)
+    blobs, method = hi.constructed_images(frame, the_plan, 2)
+    ref_blobs, ref_method = _reference_images(frame, the_plan, 2)
+    assert set(the_plan.kind) == {"core", "shuffle", "swap"}
+    assert {str(m).split(":")[0] for m in method} >= {"lensing", "radius 5 px"}
+    assert list(method) == ref_method
+    assert blobs == ref_blobs
