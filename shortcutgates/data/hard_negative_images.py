@@ -18,11 +18,15 @@ import numpy as np
 import pandas as pd
 
 from shortcutgates.data.ring_shuffle import shuffle_along_rings
-from shortcutgates.data.schema import CTRL_COLUMN, POINTER_COLUMNS, STAMP_COLUMN
+from shortcutgates.data.schema import CTRL_COLUMN, PIXEL_SCALE_ARCSEC, POINTER_COLUMNS, STAMP_COLUMN
 
 if TYPE_CHECKING:
     from shortcutgates.data.hard_negatives import Plan
 
+KINDS: tuple[str, ...] = ("core", "shuffle", "swap")
+"""Construction kinds of ``--hard-negatives`` (the interface names)."""
+SHUFFLE_PSF_COLUMN = "psf_fwhm_used_r"
+"""Donor column giving the PSF FWHM (arcsec) that sets the shuffle's piece length."""
 CORE_SPLIT_COLUMN = "core_split"
 """How a constructed row's core light was split from its donor's ``d`` (:func:`split_light`): ``lensing``,
 ``lensing; undecidable for the gates: <reason>``, or ``radius 5 px: <reason>`` (no lensing truth); null for
@@ -83,8 +87,6 @@ def compose(kind: str, host_ctrl: np.ndarray, d: np.ndarray, core: np.ndarray | 
     host_ctrl = np.asarray(host_ctrl, np.float32)
     if kind == "swap":
         return host_ctrl + d
-    from shortcutgates.data.hard_negatives import KINDS
-
     if kind not in KINDS:
         raise ValueError(f"construct: unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
     if core is None or arc is None:
@@ -116,6 +118,23 @@ def row_rng(seed: int, kind: str, host: str, donor: str) -> np.random.Generator:
     """A generator keyed by (seed, kind, host key, donor key): a row's randomness ignores row order."""
     digest = hashlib.blake2b(f"shortcutgates/{int(seed)}/hard/{kind}/{host}/{donor}".encode(), digest_size=8).digest()
     return np.random.default_rng(int.from_bytes(digest, "big"))
+
+
+def piece_lengths(donors: pd.DataFrame, shuffle_arcsec: float | None) -> np.ndarray:
+    """Shuffle piece length per donor row (pixels): ``shuffle_arcsec``, else the donor's PSF FWHM."""
+    if shuffle_arcsec is not None:
+        return np.full(len(donors), float(shuffle_arcsec) / PIXEL_SCALE_ARCSEC)
+    if SHUFFLE_PSF_COLUMN not in donors:
+        raise ValueError(f"--hard-negatives shuffle: the input has no {SHUFFLE_PSF_COLUMN} column (PSF FWHM, arcsec); "
+                         "give the piece length with --shuffle-arcsec")
+    fwhm = pd.to_numeric(donors[SHUFFLE_PSF_COLUMN], errors="coerce").to_numpy(np.float64)
+    bad = ~np.isfinite(fwhm) | (fwhm <= 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"--hard-negatives shuffle: {donors[POINTER_COLUMNS[0]].iloc[i]} row "
+                         f"{int(donors[POINTER_COLUMNS[1]].iloc[i])} column {SHUFFLE_PSF_COLUMN}: PSF FWHM must be a "
+                         f"positive number (got {fwhm[i]!r}); or give --shuffle-arcsec")
+    return fwhm / PIXEL_SCALE_ARCSEC
 
 
 DONOR_CHUNK = 2048
@@ -213,8 +232,6 @@ def constructed_images(frame: pd.DataFrame, the_plan: Plan, seed: int, *, shuffl
     """The encoded image (uncompressed npz) and the core-split record (:data:`CORE_SPLIT_COLUMN`) of every
     planned row, in plan order; donors are processed :data:`DONOR_CHUNK` at a time."""
     from tqdm.auto import tqdm
-
-    from shortcutgates.data.hard_negatives import piece_lengths
 
     n = len(the_plan.kind)
     pieces = np.full(n, np.nan)

@@ -45,17 +45,18 @@ import pandas as pd
 
 from shortcutgates.data.hard_negative_images import (  # noqa: F401 (the images' half of this module's interface)
     CORE_SPLIT_COLUMN,
+    KINDS,
+    SHUFFLE_PSF_COLUMN,
     compose,
     construct,
     constructed_images,
     donor_psf_fwhm,
+    piece_lengths,
     row_rng,
     split_light,
 )
-from shortcutgates.data.schema import IMAGE_COLUMN, INJECTION_TRUTH, LABEL_COLUMN, LRG_ID_COLUMN, PIXEL_SCALE_ARCSEC, POINTER_COLUMNS, SPLIT_COLUMN
+from shortcutgates.data.schema import IMAGE_COLUMN, INJECTION_TRUTH, LABEL_COLUMN, LRG_ID_COLUMN, POINTER_COLUMNS, SPLIT_COLUMN
 
-KINDS: tuple[str, ...] = ("core", "shuffle", "swap")
-"""Construction kinds of ``--hard-negatives`` (the interface names)."""
 LABEL_OF = {"core": 0, "shuffle": 0, "swap": 1}
 DEFAULT_MIX = {"core": 0.5, "shuffle": 0.5, "swap": 0.5}
 """Rows built per plain row of the split: ``core`` and ``shuffle`` per negative LRG, ``swap`` per
@@ -64,8 +65,6 @@ quarter shuffle, and the classes are 1 : 2 (positives : negatives)."""
 DEFAULT_SPLITS: tuple[str, ...] = ("train",)
 """Splits that get constructed rows: the training split only, so that validation, test and
 test_paired (where every gate scores) hold real negatives only."""
-SHUFFLE_PSF_COLUMN = "psf_fwhm_used_r"
-"""Donor column giving the PSF FWHM (arcsec) that sets the shuffle's piece length."""
 KIND_COLUMN = "construction"
 DONOR_COLUMNS = ("donor_lrg_id", "donor_source_path", "donor_source_row")
 HOST_COLUMNS = ("host_source_path", "host_source_row")
@@ -173,23 +172,6 @@ def plan(frame: pd.DataFrame, kinds, mix: dict, seed: int, splits=DEFAULT_SPLITS
             out_donor.append(donor_pick)
     cat = (lambda xs: np.concatenate(xs).astype(np.int64)) if out_host else (lambda xs: np.zeros(0, np.int64))
     return Plan(np.asarray(out_kind, dtype=object), cat(out_host), cat(out_donor))
-
-
-def piece_lengths(donors: pd.DataFrame, shuffle_arcsec: float | None) -> np.ndarray:
-    """Shuffle piece length per donor row (pixels): ``shuffle_arcsec``, else the donor's PSF FWHM."""
-    if shuffle_arcsec is not None:
-        return np.full(len(donors), float(shuffle_arcsec) / PIXEL_SCALE_ARCSEC)
-    if SHUFFLE_PSF_COLUMN not in donors:
-        raise ValueError(f"--hard-negatives shuffle: the input has no {SHUFFLE_PSF_COLUMN} column (PSF FWHM, arcsec); "
-                         "give the piece length with --shuffle-arcsec")
-    fwhm = pd.to_numeric(donors[SHUFFLE_PSF_COLUMN], errors="coerce").to_numpy(np.float64)
-    bad = ~np.isfinite(fwhm) | (fwhm <= 0)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"--hard-negatives shuffle: {donors[POINTER_COLUMNS[0]].iloc[i]} row "
-                         f"{int(donors[POINTER_COLUMNS[1]].iloc[i])} column {SHUFFLE_PSF_COLUMN}: PSF FWHM must be a "
-                         f"positive number (got {fwhm[i]!r}); or give --shuffle-arcsec")
-    return fwhm / PIXEL_SCALE_ARCSEC
 
 
 
