@@ -182,6 +182,24 @@ def test_ring_shuffle_draws_the_same_permutations_as_before():
     assert digest.hexdigest() == "2d003dd60033129052d94db7553b4cf689e774fe5e8c55c4cdc3057b517a49c8"
 
 
+def test_ring_shuffle_equals_the_code_before_the_layout_cache_over_many_pieces():
+    """600 permutations (shapes down to 1 × 1, piece lengths 0.2–60 px) and one shuffled stamp: the digest of
+    main ``7cc73c0``'s code (before the band layouts were cached per band structure and the sort became a
+    count), computed with that code."""
+    import hashlib
+
+    rng = np.random.default_rng(123)
+    digest = hashlib.sha256()
+    shapes = [(64, 64), (65, 65), (101, 96), (33, 40), (32, 32), (7, 9), (1, 1)]
+    for i in range(600):
+        piece = float(rng.choice([rng.uniform(0.2, 12), rng.uniform(1, 3), 60.0, 1.0, 2.0, 4.5]))
+        digest.update(ring_shuffle_permutation(*shapes[i % len(shapes)], piece, np.random.default_rng(i))
+                      .astype("<i8").tobytes())
+    arc = np.random.default_rng(0).normal(size=(3, 64, 64)).astype(np.float32)
+    digest.update(shuffle_along_rings(arc, 4.3, np.random.default_rng(5)).tobytes())
+    assert digest.hexdigest() == "a535aacf58054fe1955600c37b7bccbfd5c6710ec3997616a326cc6882ee80d9"
+
+
 def test_construct_refuses_shuffle_without_scale():
     z = np.zeros((3, 8, 8), np.float32)
     with pytest.raises(ValueError, match="piece_px"):
