@@ -324,23 +324,28 @@ def _reference_images(frame, the_plan, seed):
     return blobs, method
 
 
-@pytest.mark.parametrize("batch", [1, 5])
-def test_batched_threaded_images_are_the_reference_bytes(lensed_paired_dir, tmp_path, monkeypatch, batch):
-    """Donors split in batches of ``batch`` on 2 threads give the bytes of the code before (all donors in
-    one batch, one thread): by lensing, by the radius fallback, and the swap's whole ``d``."""
+@pytest.mark.parametrize("batch,reuse", [(1, True), (5, False)])
+def test_batched_threaded_images_are_the_reference_bytes(lensed_paired_dir, monkeypatch, batch, reuse):
+    """Donors split in batches of ``batch`` on 2 threads, with (``reuse``) or without the controls the build
+    decoded to measure its LRGs, give the bytes of the code before (all donors in one batch, one thread,
+    every control decoded): by lensing, by the radius fallback, and the swap's whole ``d``."""
     from shortcutgates import parallel
-    from shortcutgates.data import hard_negative_images as hi
+    from shortcutgates.data import build as build_module, hard_negative_images as hi
     from shortcutgates.data.hard_negatives import plan
 
-    build_manifest(lensed_paired_dir, tmp_path / "m", mode="unpaired", seed=2, progress=False,
-                   fractions=(0.9, 0.05, 0.05))
-    frame = read_manifest(tmp_path / "m").frame
+    params = build_module.split_params("unpaired", 2, (), 1, (0.9, 0.05, 0.05), 5, False)
+    read = build_module._read_and_assign(lensed_paired_dir, params, 0.5, False, build_module._Steps(False),
+                                         keep_controls=reuse)
+    frame = read.result.frame
     the_plan = plan(frame, ("core", "shuffle", "swap"), {"core": 3, "shuffle": 2, "swap": 1}, 2)
     monkeypatch.setattr(hi, "SPLIT_BATCH", batch)
     monkeypatch.setattr(parallel, "THREADS", 2)
-    blobs, method = hi.constructed_images(frame, the_plan, 2)
+    blobs, method = hi.constructed_images(frame, the_plan, 2, controls=read.controls)
     ref_blobs, ref_method = _reference_images(frame, the_plan, 2)
     assert set(the_plan.kind) == {"core", "shuffle", "swap"}
     assert {str(m).split(":")[0] for m in method} >= {"lensing", "radius 5 px"}
+    if reuse:  # every host's control is one the build measured
+        hosts = frame.iloc[np.unique(the_plan.host)]
+        assert set(zip(hosts["source_path"], hosts["source_row"])) <= set(read.controls)
     assert list(method) == ref_method
     assert blobs == ref_blobs

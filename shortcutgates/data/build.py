@@ -198,10 +198,14 @@ class _Read(NamedTuple):
     """:func:`shortcutgates.data.identity.match_lrgs`'s identity."""
     result: Any
     """:func:`shortcutgates.data.splits.assign`'s result."""
+    controls: dict | None
+    """The controls decoded to measure the LRGs, by ``(source_path, source_row)``, when asked for (hard negatives)."""
 
 
-def _read_and_assign(input_path, params: SplitParams, tolerance_arcsec: float, progress: bool, steps: _Steps) -> _Read:
-    """Read the metadata, identify LRGs, measure one control per LRG and assign splits and pools."""
+def _read_and_assign(input_path, params: SplitParams, tolerance_arcsec: float, progress: bool, steps: _Steps,
+                     keep_controls: bool = False) -> _Read:
+    """Read the metadata, identify LRGs, measure one control per LRG and assign splits and pools;
+    ``keep_controls``: keep the decoded controls (:func:`~shortcutgates.data.lrg_properties.measure_controls`)."""
     files = list_parquet_files(input_path)
     columns, partial = metadata_columns(files)
     steps.next(f"reading {len(files)} files")
@@ -210,11 +214,12 @@ def _read_and_assign(input_path, params: SplitParams, tolerance_arcsec: float, p
     ident = match_lrgs(catalog.frame["ra"].to_numpy(), catalog.frame["dec"].to_numpy(), tolerance_arcsec)
     frame = catalog.frame.assign(**{LRG_ID_COLUMN: ident.lrg_id})
     measured = params.extra["measured"]
+    controls: dict | None = {} if keep_controls else None
     if measured:
         frame = measure_controls(frame, measured, progress=progress,
-                                 strict=any(c in MEASURED_COLUMNS for c in params.match))
+                                 strict=any(c in MEASURED_COLUMNS for c in params.match), keep=controls)
     steps.next(f"assigning {ident.n_lrgs} LRGs")
-    return _Read(files, partial, catalog, ident, assign(frame, params))
+    return _Read(files, partial, catalog, ident, assign(frame, params), controls)
 
 
 def _inline_blobs(rows: pd.DataFrame) -> pd.DataFrame:
@@ -306,12 +311,12 @@ def build_manifest(input_path, out_dir, *, mode: str, seed: int, match=(), posit
     kinds, mix, hard_splits = hard_negative_options(mode, hard_negatives, hard_negative_mix, hard_negative_splits)
     params = split_params(mode, seed, match, positives_per_lrg, fractions, match_bins, resplit)
     steps = _Steps(progress)
-    read = _read_and_assign(input_path, params, tolerance_arcsec, progress, steps)
+    read = _read_and_assign(input_path, params, tolerance_arcsec, progress, steps, keep_controls=bool(kinds))
     rows, hard = read.result.frame, None
     if kinds:
         steps.next(f"constructing {', '.join(kinds)}")
         rows, hard = hn.add_constructions(rows, kinds, mix, int(seed), hard_splits, shuffle_arcsec=shuffle_arcsec,
-                                          progress=not _quiet(progress))
+                                          progress=not _quiet(progress), controls=read.controls)
     if inline:
         steps.next(f"copying {len(rows)} blobs")
         rows = _inline_blobs(rows)

@@ -142,13 +142,31 @@ DONOR_CHUNK = 2048
 stamps, controls, ``d`` and its split, about 5 × 48 KB per 64 × 64 donor)."""
 
 
-def _decode(refs: pd.DataFrame, column: str) -> np.ndarray:
-    """(N, 3, H, W) float32 images of pointer rows (``source_path``, ``source_row``), column ``column``."""
+def _decode(refs: pd.DataFrame, column: str, shape: tuple | None = None) -> np.ndarray:
+    """(N, 3, H, W) float32 images of pointer rows (``source_path``, ``source_row``), column ``column``;
+    ``shape``: the (H, W) every blob must have (default: the first one's)."""
     from shortcutgates.data.blob_rows import read_blobs
     from shortcutgates.data.codec import decode_stamps
 
     return decode_stamps(read_blobs(refs, column=column), files=refs[POINTER_COLUMNS[0]].to_numpy(),
-                         rows=refs[POINTER_COLUMNS[1]].to_numpy(), columns=column).images
+                         rows=refs[POINTER_COLUMNS[1]].to_numpy(), columns=column, shape=shape).images
+
+
+def _controls(refs: pd.DataFrame, known: dict) -> np.ndarray:
+    """(N, 3, H, W) float32 controls of pointer rows: those in ``known`` (``(source_path, source_row)`` ->
+    image) copied, the rest decoded (:func:`_decode`, one pass over each file's control column)."""
+    keys = list(zip(refs[POINTER_COLUMNS[0]].tolist(), refs[POINTER_COLUMNS[1]].astype(np.int64).tolist()))
+    hit = np.array([k in known for k in keys], bool)
+    if not hit.any():
+        return _decode(refs, CTRL_COLUMN)
+    shape = known[keys[int(np.argmax(hit))]].shape
+    out = np.empty((len(refs),) + shape, np.float32)
+    for i in np.flatnonzero(hit):
+        out[i] = known[keys[i]]
+    miss = np.flatnonzero(~hit)
+    if len(miss):
+        out[miss] = _decode(refs.iloc[miss], CTRL_COLUMN, shape=shape[-2:])
+    return out
 
 
 def _row_keys(rows: pd.DataFrame) -> np.ndarray:
@@ -161,10 +179,11 @@ same for other donors (the split's numpy work releases the GIL)."""
 
 
 def _build_chunk(frame: pd.DataFrame, the_plan: Plan, todo: np.ndarray, pieces: np.ndarray, seed: int,
-                 blobs: list, method: np.ndarray) -> None:
+                 blobs: list, method: np.ndarray, controls: dict | None = None) -> None:
     """Images of the planned rows ``todo`` (whose donors fit one chunk), encoded into ``blobs[todo]``.
 
-    Each distinct donor pair and host control is decoded once (one pass over each file's columns);
+    Each distinct donor pair and host control is decoded once (one pass over each file's columns), a
+    control found in ``controls`` (by pointer; decoded before to measure the LRGs) not at all;
     then the donors, :data:`SPLIT_BATCH` at a time on threads (:func:`~shortcutgates.parallel.thread_map`),
     are split (those that give core light, in one batch) and their rows composed and encoded;
     ``method[todo]`` gets the split's record.
@@ -174,7 +193,7 @@ def _build_chunk(frame: pd.DataFrame, the_plan: Plan, todo: np.ndarray, pieces: 
     donor_pos, donor_of = np.unique(the_plan.donor[todo], return_inverse=True)
     host_pos, host_of = np.unique(the_plan.host[todo], return_inverse=True)
     donors, hosts = frame.iloc[donor_pos], frame.iloc[host_pos]
-    ctrls = _decode(pd.concat([donors, hosts]), CTRL_COLUMN)  # one pass over each file's control column
+    ctrls = _controls(pd.concat([donors, hosts]), controls or {})
     d = _decode(donors, STAMP_COLUMN) - ctrls[:len(donors)]
     parts = _Parts(the_plan.kind[todo], donor_of, host_of, d, ctrls[len(donors):], donor_psf_fwhm(donors), donors,
                    _row_keys(hosts), _row_keys(donors))
@@ -228,9 +247,11 @@ def _compose_rows(parts: _Parts, rows: np.ndarray, pieces: np.ndarray, seed: int
 
 
 def constructed_images(frame: pd.DataFrame, the_plan: Plan, seed: int, *, shuffle_arcsec: float | None = None,
-                       progress: bool = False) -> tuple[list, np.ndarray]:
+                       progress: bool = False, controls: dict | None = None) -> tuple[list, np.ndarray]:
     """The encoded image (uncompressed npz) and the core-split record (:data:`CORE_SPLIT_COLUMN`) of every
-    planned row, in plan order; donors are processed :data:`DONOR_CHUNK` at a time."""
+    planned row, in plan order; donors are processed :data:`DONOR_CHUNK` at a time. ``controls``:
+    ``(source_path, source_row)`` -> decoded control (3, H, W) float32 of rows decoded before (the
+    build's LRG measurement: the hosts' very rows), taken instead of decoding them again."""
     from tqdm.auto import tqdm
 
     n = len(the_plan.kind)
@@ -245,6 +266,6 @@ def constructed_images(frame: pd.DataFrame, the_plan: Plan, seed: int, *, shuffl
     bounds = np.r_[starts[::DONOR_CHUNK], n]
     with tqdm(total=n, desc="hard negatives: build", disable=not progress, file=sys.stderr) as bar:
         for a, b in zip(bounds[:-1], bounds[1:]):
-            _build_chunk(frame, the_plan, by_donor[a:b], pieces, seed, blobs, method)
+            _build_chunk(frame, the_plan, by_donor[a:b], pieces, seed, blobs, method, controls)
             bar.update(int(b - a))
     return blobs, method

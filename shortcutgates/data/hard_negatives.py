@@ -176,19 +176,21 @@ def plan(frame: pd.DataFrame, kinds, mix: dict, seed: int, splits=DEFAULT_SPLITS
 
 
 def constructed_rows(frame: pd.DataFrame, the_plan: Plan, seed: int, *, shuffle_arcsec: float | None = None,
-                     progress: bool = False) -> pd.DataFrame:
+                     progress: bool = False, controls: dict | None = None) -> pd.DataFrame:
     """Manifest rows of the planned constructions, each with its image inline (``image_npz``).
 
     A row copies its host's row (split, lrg_id, ra, dec, observing conditions) with the kind's
     label; a ``swap`` positive takes the donor's injection truth, a negative has none (NaN). The
     pointer columns are null (the image is inline); ``host_source_*`` and ``donor_*`` record where
     the control and the lensed light came from, ``construction`` the kind and ``core_split`` how
-    the donor's core light was split (:func:`split_light`).
+    the donor's core light was split (:func:`split_light`). ``controls``: controls decoded before
+    (:func:`~shortcutgates.data.hard_negative_images.constructed_images`).
     """
     n = len(the_plan.kind)
     hosts = frame.iloc[the_plan.host].reset_index(drop=True)
     donors = frame.iloc[the_plan.donor].reset_index(drop=True)
-    out_blobs, method = constructed_images(frame, the_plan, seed, shuffle_arcsec=shuffle_arcsec, progress=progress)
+    out_blobs, method = constructed_images(frame, the_plan, seed, shuffle_arcsec=shuffle_arcsec, progress=progress,
+                                           controls=controls)
     rows = hosts.copy()
     labels = np.array([LABEL_OF[k] for k in the_plan.kind], np.int8)
     rows[LABEL_COLUMN] = labels
@@ -218,14 +220,15 @@ def core_split_record(method: pd.Series) -> dict:
 
 
 def add_constructions(frame: pd.DataFrame, kinds, mix: dict, seed: int, splits=DEFAULT_SPLITS, *,
-                      shuffle_arcsec: float | None = None, progress: bool = False) -> tuple[pd.DataFrame, dict]:
+                      shuffle_arcsec: float | None = None, progress: bool = False,
+                      controls: dict | None = None) -> tuple[pd.DataFrame, dict]:
     """The manifest rows with the constructed rows added, and the record for ``manifest.json``.
 
     Plain rows get ``construction`` = ``plain`` and null donor / host columns; their images stay
     pointers unless the frame already holds ``image_npz``.
     """
     the_plan = plan(frame, kinds, mix, seed, splits)
-    built = constructed_rows(frame, the_plan, seed, shuffle_arcsec=shuffle_arcsec, progress=progress)
+    built = constructed_rows(frame, the_plan, seed, shuffle_arcsec=shuffle_arcsec, progress=progress, controls=controls)
     plain = frame.copy()
     plain[KIND_COLUMN] = "plain"
     for col in HOST_COLUMNS[:1] + DONOR_COLUMNS[:2] + (CORE_SPLIT_COLUMN,):
