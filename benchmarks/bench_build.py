@@ -157,10 +157,11 @@ def test_build_hard_negatives_cost(benchmark, tmp_path):
                         json.loads(done.stdout.strip().splitlines()[-1]))
         return out
 
+    load_before = os.getloadavg()[0]
     result = benchmark.pedantic(build, rounds=1, iterations=1)
     benchmark.extra_info.update(result, input=source)
-    print(f"\nbuild {source}: {HN_ROUNDS} interleaved rounds, load {os.getloadavg()[0]:.1f} "
-          f"(1-min average at the end):")
+    print(f"\nbuild {source}: {HN_ROUNDS} interleaved rounds, load {load_before:.1f} before, "
+          f"{os.getloadavg()[0]:.1f} after (1-min averages):")
     for label in codes:
         plain, hard = result[f"{label} plain"], result[f"{label} {HN_KINDS}"]
         extra = hard[0]["rows"] - plain[0]["rows"]
@@ -171,6 +172,10 @@ def test_build_hard_negatives_cost(benchmark, tmp_path):
                   f"wall ({h['cpu_seconds']:.2f} s CPU): {h['cpu_seconds'] / p['cpu_seconds']:.2f}x CPU, "
                   f"{h['seconds'] / p['seconds']:.2f}x wall, "
                   f"{1e3 * (h['cpu_seconds'] - p['cpu_seconds']) / max(extra, 1):.2f} ms CPU per constructed row")
+        cpu = np.array([h["cpu_seconds"] / p["cpu_seconds"] for p, h in zip(plain, hard)])
+        wall = np.array([h["seconds"] / p["seconds"] for p, h in zip(plain, hard)])
+        print(f"  {label}: median {np.median(cpu):.2f}x CPU (range {cpu.min():.2f}-{cpu.max():.2f}), median "
+              f"{np.median(wall):.2f}x wall (range {wall.min():.2f}-{wall.max():.2f}) over {len(cpu)} rounds")
         assert hard[0]["rows"] > plain[0]["rows"]
     if HN_OLD_CODE:
         for kinds in ("plain", HN_KINDS.replace(",", "-")):

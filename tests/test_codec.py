@@ -37,6 +37,19 @@ def _savez(bands: dict, compressed: bool = True) -> bytes:
     return buf.getvalue()
 
 
+@settings(max_examples=40, deadline=None)
+@given(shape=st.tuples(st.integers(0, 70), st.integers(1, 70)), data=st.data())
+def test_stored_encoding_is_zipfiles_bytes(shape, data):
+    """``encode_stamp(compress=False)`` fills a template archive: the bytes :mod:`zipfile` writes (any values,
+    NaN and infinities among them, any memory layout)."""
+    from shortcutgates.data.codec import _encode_zip
+
+    image = data.draw(hnp.arrays(np.float32, (3,) + shape, elements=st.floats(width=32, allow_nan=True)))
+    image = np.asfortranarray(image) if data.draw(st.booleans()) else image
+    assert encode_stamp(image, compress=False) == _encode_zip(image, compress=False)
+
+
+
 @settings(max_examples=15, deadline=None)
 @given(
     shape=st.tuples(st.integers(1, 12), st.integers(1, 12)),

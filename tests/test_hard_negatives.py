@@ -182,6 +182,24 @@ def test_ring_shuffle_draws_the_same_permutations_as_before():
     assert digest.hexdigest() == "2d003dd60033129052d94db7553b4cf689e774fe5e8c55c4cdc3057b517a49c8"
 
 
+def test_ring_shuffle_equals_the_code_before_the_layout_cache_over_many_pieces():
+    """600 permutations (shapes down to 1 × 1, piece lengths 0.2–60 px) and one shuffled stamp: the digest of
+    main ``7cc73c0``'s code (before the band layouts were cached per band structure and the sort became a
+    count), computed with that code."""
+    import hashlib
+
+    rng = np.random.default_rng(123)
+    digest = hashlib.sha256()
+    shapes = [(64, 64), (65, 65), (101, 96), (33, 40), (32, 32), (7, 9), (1, 1)]
+    for i in range(600):
+        piece = float(rng.choice([rng.uniform(0.2, 12), rng.uniform(1, 3), 60.0, 1.0, 2.0, 4.5]))
+        digest.update(ring_shuffle_permutation(*shapes[i % len(shapes)], piece, np.random.default_rng(i))
+                      .astype("<i8").tobytes())
+    arc = np.random.default_rng(0).normal(size=(3, 64, 64)).astype(np.float32)
+    digest.update(shuffle_along_rings(arc, 4.3, np.random.default_rng(5)).tobytes())
+    assert digest.hexdigest() == "a535aacf58054fe1955600c37b7bccbfd5c6710ec3997616a326cc6882ee80d9"
+
+
 def test_construct_refuses_shuffle_without_scale():
     z = np.zeros((3, 8, 8), np.float32)
     with pytest.raises(ValueError, match="piece_px"):
@@ -267,3 +285,67 @@ def test_core_light_is_the_lensing_counter_image_and_the_fallback_is_recorded(le
     assert sum(v for k, v in record.items() if k.startswith("lensing")) == int(
         frame["core_split"].str.startswith("lensing").sum())
     assert frame.loc[frame[KIND_COLUMN] == "plain", "core_split"].isna().all()
+
+
+# --- the same bytes as before the images were batched on threads ---------------------------------------
+def _reference_images(frame, the_plan, seed):
+    """The images and core-split records as main ``7cc73c0`` built them (its ``hard_negatives._build_chunk``):
+    every donor of the plan decoded and split in one batch, the rows composed in donor order on one thread."""
+    from shortcutgates.data import hard_negative_images as hi
+    from shortcutgates.data.codec import encode_stamp
+    from shortcutgates.data.hard_negatives import piece_lengths
+
+    n = len(the_plan.kind)
+    pieces = np.full(n, np.nan)
+    need = the_plan.kind == "shuffle"
+    pieces[need] = piece_lengths(frame.iloc[the_plan.donor[need]], None)
+    blobs, method = [None] * n, [None] * n
+    todo = np.argsort(the_plan.donor, kind="stable")
+    donor_pos, donor_of = np.unique(the_plan.donor[todo], return_inverse=True)
+    host_pos, host_of = np.unique(the_plan.host[todo], return_inverse=True)
+    donors, hosts = frame.iloc[donor_pos], frame.iloc[host_pos]
+    ctrls = hi._decode(pd.concat([donors, hosts]), "ctrl_stamp_npz")
+    d = hi._decode(donors, "stamp_npz") - ctrls[:len(donors)]
+    host_ctrl = ctrls[len(donors):]
+    kinds = the_plan.kind[todo]
+    split_of = np.full(len(donor_pos), -1)
+    needs = np.unique(donor_of[kinds != "swap"])
+    split_of[needs] = np.arange(len(needs))
+    core, arc, how = hi.split_light(d[needs], donors.iloc[needs], hi.donor_psf_fwhm(donors.iloc[needs]))
+    host_key, donor_key = hi._row_keys(hosts), hi._row_keys(donors)
+    for j, i in enumerate(todo):
+        kind, h, s = kinds[j], host_of[j], donor_of[j]
+        k = split_of[s]
+        rng = hi.row_rng(seed, kind, host_key[h], donor_key[s]) if kind == "shuffle" else None
+        img = hi.compose(kind, host_ctrl[h], d[s], core[k] if k >= 0 else None, arc[k] if k >= 0 else None,
+                         pieces[i], rng)
+        blobs[i] = encode_stamp(img, compress=False)
+        method[i] = how[k] if k >= 0 else None
+    return blobs, method
+
+
+@pytest.mark.parametrize("batch,reuse", [(1, True), (5, False)])
+def test_batched_threaded_images_are_the_reference_bytes(lensed_paired_dir, monkeypatch, batch, reuse):
+    """Donors split in batches of ``batch`` on 2 threads, with (``reuse``) or without the controls the build
+    decoded to measure its LRGs, give the bytes of the code before (all donors in one batch, one thread,
+    every control decoded): by lensing, by the radius fallback, and the swap's whole ``d``."""
+    from shortcutgates import parallel
+    from shortcutgates.data import build as build_module, hard_negative_images as hi
+    from shortcutgates.data.hard_negatives import plan
+
+    params = build_module.split_params("unpaired", 2, (), 1, (0.9, 0.05, 0.05), 5, False)
+    read = build_module._read_and_assign(lensed_paired_dir, params, 0.5, False, build_module._Steps(False),
+                                         keep_controls=reuse)
+    frame = read.result.frame
+    the_plan = plan(frame, ("core", "shuffle", "swap"), {"core": 3, "shuffle": 2, "swap": 1}, 2)
+    monkeypatch.setattr(hi, "SPLIT_BATCH", batch)
+    monkeypatch.setattr(parallel, "THREADS", 2)
+    blobs, method = hi.constructed_images(frame, the_plan, 2, controls=read.controls)
+    ref_blobs, ref_method = _reference_images(frame, the_plan, 2)
+    assert set(the_plan.kind) == {"core", "shuffle", "swap"}
+    assert {str(m).split(":")[0] for m in method} >= {"lensing", "radius 5 px"}
+    if reuse:  # every host's control is one the build measured
+        hosts = frame.iloc[np.unique(the_plan.host)]
+        assert set(zip(hosts["source_path"], hosts["source_row"])) <= set(read.controls)
+    assert list(method) == ref_method
+    assert blobs == ref_blobs

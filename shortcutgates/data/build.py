@@ -13,27 +13,28 @@ so an interrupted build leaves the previous complete manifest or the new one.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 
-from shortcutgates import __version__
-from shortcutgates.data.identity import match_lrgs
 from shortcutgates.data.blob_rows import read_blobs
-from shortcutgates.data.io import atomic_directory, jsonable, list_parquet_files, read_paired
-from shortcutgates.data.schema import BLOB_COLUMNS, IMAGE_COLUMN, LABEL_COLUMN, LRG_ID_COLUMN, MANIFEST_FILE, MANIFEST_SPLITS, SPLIT_COLUMN, DataError
+from shortcutgates.data.build_output import (  # noqa: F401 (MANIFEST_PARQUET, rows_sha256, input_root, relative_pointers: this module's interface)
+    MANIFEST_PARQUET,
+    input_root,
+    manifest_parameters,
+    relative_pointers,
+    rows_sha256,
+    write_manifest,
+)
+from shortcutgates.data.identity import match_lrgs
+from shortcutgates.data.io import list_parquet_files, read_paired
+from shortcutgates.data.schema import BLOB_COLUMNS, IMAGE_COLUMN, LRG_ID_COLUMN, MANIFEST_SPLITS, DataError
 from shortcutgates.data.lrg_properties import ALWAYS_MEASURED, MEASURED_COLUMNS, measure_controls
 from shortcutgates.data.splits import SplitParams, assign
 
-MANIFEST_PARQUET = "manifest.parquet"
 class BuildSummary(NamedTuple):
     """What a build wrote."""
 
@@ -92,74 +93,6 @@ def metadata_columns(files) -> tuple[list[str], list[str]]:
     return common, sorted(seen - set(common))
 
 
-def _file_record(path: Path, root: Path) -> dict:
-    """A source file as ``manifest.json`` records it: path relative to the source root, size, mtime, sha256."""
-    from shortcutgates.data.io import file_sha256
-
-    st = path.stat()
-    return {"path": Path(path).resolve().relative_to(root).as_posix(), "size": st.st_size, "mtime": st.st_mtime,
-            "sha256": file_sha256(path)}
-
-
-def input_root(input_path) -> Path:
-    """The paired input's root directory (the file's directory for a single file), resolved."""
-    path = Path(input_path).resolve()
-    return path if path.is_dir() else path.parent
-
-
-def relative_pointers(paths: pd.Series, root: Path) -> pd.Series:
-    """``source_path`` values (absolute) made relative to ``root``, POSIX-style (portable manifests)."""
-    mapping = {p: Path(p).relative_to(root).as_posix() for p in paths.dropna().unique()}
-    return paths.map(mapping).where(paths.notna(), None)  # null: a constructed row's inline image
-
-
-def rows_sha256(table: pa.Table) -> str:
-    """sha256 of a table's rows, independent of chunking and of the bytes under null slots.
-
-    Per column: name, type, the null mask, and the values with nulls filled by a typed zero,
-    serialised as one Arrow IPC batch. The table read back from the parquet file therefore gives
-    the digest of the table that was written.
-    """
-    digest = hashlib.sha256()
-    for name, column in zip(table.column_names, table.columns):
-        column = column.combine_chunks()
-        digest.update(f"{name}\0{column.type}\0".encode())
-        digest.update(np.packbits(column.is_null().to_numpy(zero_copy_only=False)).tobytes())
-        if column.null_count:
-            kind = column.type
-            zero = b"" if pa.types.is_binary(kind) or pa.types.is_large_binary(kind) else (
-                "" if pa.types.is_string(kind) or pa.types.is_large_string(kind) else 0)
-            column = column.fill_null(pa.scalar(zero, kind))
-        sink = pa.BufferOutputStream()
-        batch = pa.record_batch([column], names=[name])
-        with pa.ipc.new_stream(sink, batch.schema) as writer:
-            writer.write_batch(batch)
-        digest.update(sink.getvalue().to_pybytes())
-    return digest.hexdigest()
-
-
-def _counts(frame: pd.DataFrame) -> dict:
-    out = {}
-    for split in MANIFEST_SPLITS:
-        rows = frame[frame[SPLIT_COLUMN] == split]
-        if len(rows):
-            out[split] = {"pos": int((rows[LABEL_COLUMN] == 1).sum()), "neg": int((rows[LABEL_COLUMN] == 0).sum()),
-                          "lrgs": int(rows[LRG_ID_COLUMN].nunique())}
-    return out
-
-
-# --- writing ------------------------------------------------------------------------------------
-def _write_tree(out_dir: Path, table: pa.Table, meta: dict) -> None:
-    """Write the manifest through :func:`shortcutgates.data.io.atomic_directory` (previous or new, never half)."""
-    out_dir = out_dir.resolve()
-    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MANIFEST_FILE).exists())):
-        raise FileExistsError(f"build: --out {out_dir} exists and is not a manifest directory; refusing to replace it "
-                              "(choose another --out, or remove it)")
-    with atomic_directory(out_dir, replace=True) as tmp:
-        pq.write_table(table, tmp / MANIFEST_PARQUET, compression="zstd", row_group_size=256 * 1024)
-        (tmp / MANIFEST_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n")
-
-
 def hard_negative_options(mode: str, hard_negatives, hard_negative_mix, hard_negative_splits) -> tuple:
     """``(kinds, mix, splits)`` of ``--hard-negatives`` / ``--hard-negative-mix`` / ``--hard-negative-splits``,
     checked (ValueError naming the option)."""
@@ -198,10 +131,14 @@ class _Read(NamedTuple):
     """:func:`shortcutgates.data.identity.match_lrgs`'s identity."""
     result: Any
     """:func:`shortcutgates.data.splits.assign`'s result."""
+    controls: dict | None
+    """The controls decoded to measure the LRGs, by ``(source_path, source_row)``, when asked for (hard negatives)."""
 
 
-def _read_and_assign(input_path, params: SplitParams, tolerance_arcsec: float, progress: bool, steps: _Steps) -> _Read:
-    """Read the metadata, identify LRGs, measure one control per LRG and assign splits and pools."""
+def _read_and_assign(input_path, params: SplitParams, tolerance_arcsec: float, progress: bool, steps: _Steps,
+                     keep_controls: bool = False) -> _Read:
+    """Read the metadata, identify LRGs, measure one control per LRG and assign splits and pools;
+    ``keep_controls``: keep the decoded controls (:func:`~shortcutgates.data.lrg_properties.measure_controls`)."""
     files = list_parquet_files(input_path)
     columns, partial = metadata_columns(files)
     steps.next(f"reading {len(files)} files")
@@ -210,11 +147,12 @@ def _read_and_assign(input_path, params: SplitParams, tolerance_arcsec: float, p
     ident = match_lrgs(catalog.frame["ra"].to_numpy(), catalog.frame["dec"].to_numpy(), tolerance_arcsec)
     frame = catalog.frame.assign(**{LRG_ID_COLUMN: ident.lrg_id})
     measured = params.extra["measured"]
+    controls: dict | None = {} if keep_controls else None
     if measured:
         frame = measure_controls(frame, measured, progress=progress,
-                                 strict=any(c in MEASURED_COLUMNS for c in params.match))
+                                 strict=any(c in MEASURED_COLUMNS for c in params.match), keep=controls)
     steps.next(f"assigning {ident.n_lrgs} LRGs")
-    return _Read(files, partial, catalog, ident, assign(frame, params))
+    return _Read(files, partial, catalog, ident, assign(frame, params), controls)
 
 
 def _inline_blobs(rows: pd.DataFrame) -> pd.DataFrame:
@@ -225,44 +163,6 @@ def _inline_blobs(rows: pd.DataFrame) -> pd.DataFrame:
     blobs = rows[IMAGE_COLUMN].to_numpy().copy()
     blobs[pointer] = read_blobs(rows[pointer])
     return rows.assign(**{IMAGE_COLUMN: blobs})
-
-
-def _portable(rows: pd.DataFrame, root: Path) -> pd.DataFrame:
-    """``rows`` with their pointer paths (source, host, donor) relative to the input root."""
-    return rows.assign(**{c: relative_pointers(rows[c], root) for c in
-                          ("source_path", "host_source_path", "donor_source_path") if c in rows})
-
-
-def _parameters(params: SplitParams, tolerance_arcsec: float, inline: bool, kinds, mix: dict, hard_splits,
-                shuffle_arcsec) -> dict:
-    """``manifest.json``'s ``parameters``: the build's options as given (defaults filled in)."""
-    return {"mode": params.mode, "seed": params.seed, "match": list(params.match), "match_bins": params.match_bins,
-            "positives_per_lrg": params.positives_per_lrg or "all", "fractions": list(params.fractions),
-            "tolerance_arcsec": tolerance_arcsec, "inline": inline, "resplit": params.resplit,
-            "hard_negatives": list(kinds), "hard_negative_mix": mix if kinds else {},
-            "hard_negative_splits": list(hard_splits) if kinds else [], "shuffle_arcsec": shuffle_arcsec}
-
-
-def _manifest_meta(input_path, out_dir, read: _Read, rows: pd.DataFrame, parameters: dict, hard, sha: str) -> dict:
-    """The content of ``manifest.json`` (JSON-safe)."""
-    root = input_root(input_path)
-    ident, result, tolerance = read.ident, read.result, parameters["tolerance_arcsec"]
-    return jsonable({
-        "format": "shortcutgates.manifest", "version": 1, "package_version": __version__,
-        "parameters": parameters, "hard_negatives": hard,
-        "seed": parameters["seed"], "input": {"path": str(Path(input_path).resolve()),
-                                              "root": os.path.relpath(root, Path(out_dir).resolve()).replace(os.sep, "/"),
-                                              "files": [_file_record(f, root) for f in read.files],
-                                              "n_rows": int(len(read.catalog.frame)),
-                                              "n_cutout_excluded": read.catalog.n_cutout_excluded,
-                                              "columns_not_in_all_files": read.partial},
-        "identity": {"n_lrgs": ident.n_lrgs, "max_extent_arcsec": float(ident.extent_arcsec.max(initial=0.0)),
-                     "n_chained_groups": int((ident.extent_arcsec > tolerance).sum())},
-        "split_source": result.split_source, "lrg_counts": result.lrg_counts, "counts": _counts(rows),
-        "n_rows": int(len(rows)), "balance": result.balance,
-        "matching": None if result.matching is None else result.matching.as_dict(),
-        "files": [MANIFEST_PARQUET], "rows_sha256": sha,
-    })
 
 
 def build_manifest(input_path, out_dir, *, mode: str, seed: int, match=(), positives_per_lrg=1,
@@ -301,29 +201,34 @@ def build_manifest(input_path, out_dir, *, mode: str, seed: int, match=(), posit
         (default train only, so the gates score real negatives), and the ``shuffle`` piece length
         (default: the donor's PSF FWHM; unit: arcsec).
     """
-    from shortcutgates.data import hard_negatives as hn
-
     kinds, mix, hard_splits = hard_negative_options(mode, hard_negatives, hard_negative_mix, hard_negative_splits)
     params = split_params(mode, seed, match, positives_per_lrg, fractions, match_bins, resplit)
     steps = _Steps(progress)
-    read = _read_and_assign(input_path, params, tolerance_arcsec, progress, steps)
+    read = _read_and_assign(input_path, params, tolerance_arcsec, progress, steps, keep_controls=bool(kinds))
+    rows, hard = _manifest_rows(read, (kinds, mix, hard_splits, shuffle_arcsec), int(seed), inline, progress, steps)
+    steps.next("writing")
+    parameters = manifest_parameters(params, tolerance_arcsec, inline, kinds, mix, hard_splits, shuffle_arcsec)
+    sha, meta = write_manifest(input_path, out_dir, read, rows, parameters, hard)
+    steps.close()
+    return BuildSummary(Path(out_dir), len(rows), meta["counts"], sha, meta)
+
+
+def _manifest_rows(read: _Read, hard_options: tuple, seed: int, inline: bool, progress: bool,
+                   steps: _Steps) -> tuple[pd.DataFrame, dict | None]:
+    """The manifest rows: the assigned rows, the constructed ones (``hard_options``: kinds, mix, splits and
+    shuffle piece of ``--hard-negatives``) and their record, the blobs copied inline (``--inline``)."""
+    from shortcutgates.data import hard_negatives as hn
+
+    kinds, mix, hard_splits, shuffle_arcsec = hard_options
     rows, hard = read.result.frame, None
     if kinds:
         steps.next(f"constructing {', '.join(kinds)}")
-        rows, hard = hn.add_constructions(rows, kinds, mix, int(seed), hard_splits, shuffle_arcsec=shuffle_arcsec,
-                                          progress=not _quiet(progress))
+        rows, hard = hn.add_constructions(rows, kinds, mix, seed, hard_splits, shuffle_arcsec=shuffle_arcsec,
+                                          progress=not _quiet(progress), controls=read.controls)
     if inline:
         steps.next(f"copying {len(rows)} blobs")
         rows = _inline_blobs(rows)
-    rows = _portable(rows, input_root(input_path))
-    steps.next("writing")
-    table = pa.Table.from_pandas(rows, preserve_index=False)
-    sha = rows_sha256(table)
-    parameters = _parameters(params, tolerance_arcsec, inline, kinds, mix, hard_splits, shuffle_arcsec)
-    meta = _manifest_meta(input_path, out_dir, read, rows, parameters, hard, sha)
-    _write_tree(Path(out_dir), table, meta)
-    steps.close()
-    return BuildSummary(Path(out_dir), len(rows), meta["counts"], sha, meta)
+    return rows, hard
 
 
 # --- command line -------------------------------------------------------------------------------
@@ -362,6 +267,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--tolerance-arcsec", type=float, default=0.5, metavar="ARCSEC", help="Default: %(default)r")
     parser.add_argument("--inline", action="store_true", help="copy image blobs into the manifest (image_npz)")
     parser.add_argument("--resplit", action="store_true", help="ignore input splits; assign LRGs by hash")
+    _add_hard_negative_arguments(parser)
+    parser.add_argument("--cache", default=None, metavar="DIR",
+                        help="also decode and preprocess the train and val stamps into DIR, where `shortcutgates train "
+                             "--cache-dir DIR` memory-maps them (dataset.fill_cache)")
+    parser.add_argument("--cache-preprocess", default="raw_robust", choices=("raw_robust", "residual"),
+                        help="the preprocessing of the --cache arrays (the model's). Default: %(default)s")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _add_hard_negative_arguments(parser) -> None:
+    """Options of ``shortcutgates build`` for constructed rows (:mod:`shortcutgates.data.hard_negatives`)."""
     parser.add_argument("--hard-negatives", default="", metavar="KIND,KIND",
                         help="add constructed rows from the paired light d = stamp - ctrl (unpaired builds): core "
                         "(a negative's control + a positive's counter-image light), shuffle (+ its arc light "
@@ -375,12 +291,6 @@ def add_arguments(parser) -> None:
                         "negatives, so the gates score real data)")
     parser.add_argument("--shuffle-arcsec", type=float, default=None, metavar="ARCSEC",
                         help="piece length of the shuffle kind. Default: the donor's psf_fwhm_used_r")
-    parser.add_argument("--cache", default=None, metavar="DIR",
-                        help="also decode and preprocess the train and val stamps into DIR, where `shortcutgates train "
-                             "--cache-dir DIR` memory-maps them (dataset.fill_cache)")
-    parser.add_argument("--cache-preprocess", default="raw_robust", choices=("raw_robust", "residual"),
-                        help="the preprocessing of the --cache arrays (the model's). Default: %(default)s")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run(args) -> int:

@@ -25,6 +25,7 @@ This module needs numpy only (no torch, no pyarrow), so a data-only gate run sta
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import zipfile
@@ -61,6 +62,13 @@ def encode_stamp(image: np.ndarray, *, compress: bool = True) -> bytes:
     image = np.asarray(image, dtype=np.float32)
     if image.ndim != 3 or image.shape[0] != len(NPZ_KEYS):
         raise ValueError(f"encode_stamp: image must have shape (3, H, W) (got {image.shape})")
+    if not compress:
+        return _encode_stored(image)
+    return _encode_zip(image, compress)
+
+
+def _encode_zip(image: np.ndarray, compress: bool) -> bytes:
+    """:func:`encode_stamp` written by :mod:`zipfile` (the reference of :func:`_encode_stored`)."""
     method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=method) as zf:
@@ -71,6 +79,49 @@ def encode_stamp(image: np.ndarray, *, compress: bool = True) -> bytes:
             np.lib.format.write_array(arr, np.ascontiguousarray(band), allow_pickle=False)
             zf.writestr(info, arr.getvalue(), compresslevel=6 if compress else None)
     return buf.getvalue()
+
+
+def _encode_stored(image: np.ndarray) -> bytes:
+    """``_encode_zip(image, compress=False)``, byte for byte, without :mod:`zipfile`'s per-member overhead.
+
+    A stored archive of one stamp shape differs from another only in its members' data and CRC-32
+    fields, so the archive of zeros written by :mod:`zipfile` (:func:`_stored_template`) is copied and
+    those fields filled in (tests/test_codec.py compares the two on many stamps).
+    """
+    import struct
+
+    template, members = _stored_template(image.shape[1:])
+    out = bytearray(template)
+    for band, (data_at, crc_at, header_crc) in zip(image, members):
+        raw = np.ascontiguousarray(band).tobytes()
+        out[data_at:data_at + len(raw)] = raw
+        crc = zlib.crc32(raw, header_crc)
+        for at in crc_at:
+            struct.pack_into("<I", out, at, crc)
+    return bytes(out)
+
+
+@functools.lru_cache(maxsize=8)
+def _stored_template(shape: tuple) -> tuple[bytes, tuple]:
+    """The stored archive of a zero stamp of ``shape`` (H, W), and per member ``(offset of the band's data,
+    offsets of its two CRC-32 fields (local header, central directory), CRC-32 of its ``.npy`` header)``."""
+    import struct
+
+    blob = _encode_zip(np.zeros((len(NPZ_KEYS),) + tuple(shape), np.float32), compress=False)
+    n_data = 4 * int(np.prod(shape))
+    with zipfile.ZipFile(io.BytesIO(blob)) as zf:
+        infos = zf.infolist()
+        central = zf.start_dir
+    members = []
+    for info in infos:
+        name_len, extra_len = struct.unpack_from("<HH", blob, info.header_offset + 26)
+        start = info.header_offset + 30 + name_len + extra_len
+        data_at = start + info.file_size - n_data
+        assert blob[central:central + 4] == b"PK\x01\x02", "stored template: unexpected central directory"
+        c_name, c_extra, c_comment = struct.unpack_from("<HHH", blob, central + 28)
+        members.append((data_at, (info.header_offset + 14, central + 16), zlib.crc32(blob[start:data_at])))
+        central += 46 + c_name + c_extra + c_comment
+    return blob, tuple(members)
 
 
 # --- validated decoding (the reference) ---------------------------------------------------------

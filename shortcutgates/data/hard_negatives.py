@@ -37,18 +37,26 @@ Which gate a kind trains against (docs/experiment.md#e5): ``core`` makes the
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from shortcutgates.data.ring_shuffle import shuffle_along_rings
-from shortcutgates.data.schema import CTRL_COLUMN, IMAGE_COLUMN, INJECTION_TRUTH, LABEL_COLUMN, LRG_ID_COLUMN, PIXEL_SCALE_ARCSEC, POINTER_COLUMNS, SPLIT_COLUMN, STAMP_COLUMN
+from shortcutgates.data.hard_negative_images import (  # noqa: F401 (the images' half of this module's interface)
+    CORE_SPLIT_COLUMN,
+    KINDS,
+    SHUFFLE_PSF_COLUMN,
+    compose,
+    construct,
+    constructed_images,
+    donor_psf_fwhm,
+    piece_lengths,
+    row_rng,
+    split_light,
+)
+from shortcutgates.data.schema import IMAGE_COLUMN, INJECTION_TRUTH, LABEL_COLUMN, LRG_ID_COLUMN, POINTER_COLUMNS, SPLIT_COLUMN
 
-KINDS: tuple[str, ...] = ("core", "shuffle", "swap")
-"""Construction kinds of ``--hard-negatives`` (the interface names)."""
 LABEL_OF = {"core": 0, "shuffle": 0, "swap": 1}
 DEFAULT_MIX = {"core": 0.5, "shuffle": 0.5, "swap": 0.5}
 """Rows built per plain row of the split: ``core`` and ``shuffle`` per negative LRG, ``swap`` per
@@ -57,8 +65,6 @@ quarter shuffle, and the classes are 1 : 2 (positives : negatives)."""
 DEFAULT_SPLITS: tuple[str, ...] = ("train",)
 """Splits that get constructed rows: the training split only, so that validation, test and
 test_paired (where every gate scores) hold real negatives only."""
-SHUFFLE_PSF_COLUMN = "psf_fwhm_used_r"
-"""Donor column giving the PSF FWHM (arcsec) that sets the shuffle's piece length."""
 KIND_COLUMN = "construction"
 DONOR_COLUMNS = ("donor_lrg_id", "donor_source_path", "donor_source_row")
 HOST_COLUMNS = ("host_source_path", "host_source_row")
@@ -99,98 +105,6 @@ def parse_mix(text) -> dict:
         out[key] = f
     return out
 
-
-CORE_SPLIT_COLUMN = "core_split"
-"""How a constructed row's core light was split from its donor's ``d`` (:func:`split_light`): ``lensing``,
-``lensing; undecidable for the gates: <reason>``, or ``radius 5 px: <reason>`` (no lensing truth); null for
-``swap``, which takes all of ``d``."""
-
-
-def donor_psf_fwhm(donors: pd.DataFrame) -> np.ndarray:
-    """(N, 3) per-band PSF FWHM (arcsec) of donor rows from ``psf_fwhm_used_g/r/z``; NaN where absent."""
-    from shortcutgates.gates.perturb import PSF_COLUMNS
-
-    return np.column_stack([pd.to_numeric(donors[c], errors="coerce").to_numpy(np.float64) if c in donors
-                            else np.full(len(donors), np.nan) for c in PSF_COLUMNS])
-
-
-def split_light(d: np.ndarray, truth: pd.DataFrame | None = None,
-                psf_fwhm_arcsec: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(core, arc, method)`` of lensed light ``d`` (N, C, H, W) float32; ``core + arc == d`` exactly.
-
-    A row with complete injection truth (:data:`~shortcutgates.gates.perturb.TRUTH_COLUMNS`) and
-    per-band PSF FWHM (``psf_fwhm_arcsec``, (N, C) arcsec) is split by lensing, the gates' own
-    definition (:func:`~shortcutgates.gates.perturb.split_lensed_light`): core = the counter-image
-    light. Pairs the gates cannot score (near-ring, no counter-image, images blurred together) are
-    split the same way and say so in ``method``. A row without that truth falls back to the radius
-    split at ``R_CORE_PX`` (:func:`~shortcutgates.gates.perturb.split_core_arc`) with the reason in
-    ``method`` (:data:`CORE_SPLIT_COLUMN`): never silently.
-    """
-    from shortcutgates.gates.perturb import R_CORE_PX, split_core_arc, split_lensed_light, truth_problem
-
-    d = np.asarray(d, np.float32)
-    n = len(d)
-    truth = pd.DataFrame(index=range(n)) if truth is None else truth.reset_index(drop=True)
-    fwhm = np.full((n, d.shape[1]), np.nan) if psf_fwhm_arcsec is None else np.asarray(psf_fwhm_arcsec, np.float64)
-    problem = truth_problem(truth, fwhm)
-    core, arc = np.empty_like(d), np.empty_like(d)
-    method = np.empty(n, dtype=object)
-    radius = np.flatnonzero(problem != "")
-    if len(radius):
-        core[radius], arc[radius] = split_core_arc(d[radius], R_CORE_PX)
-        method[radius] = [f"radius {R_CORE_PX:g} px: {p}" for p in problem[radius]]
-    lens = np.flatnonzero(problem == "")
-    if len(lens):
-        s = split_lensed_light(d[lens], truth.iloc[lens], fwhm[lens])
-        core[lens], arc[lens] = s.counter, s.arc
-        method[lens] = ["lensing" if ok else f"lensing; undecidable for the gates: {why}"
-                        for ok, why in zip(s.decidable, s.reason)]
-    return core, arc, method
-
-
-def compose(kind: str, host_ctrl: np.ndarray, d: np.ndarray, core: np.ndarray | None = None,
-            arc: np.ndarray | None = None, piece_px: float | None = None,
-            rng: np.random.Generator | None = None) -> np.ndarray:
-    """One constructed image (C, H, W) float32, nanomaggies; see the module table.
-
-    ``d`` is the donor's lensed light (``stamp − ctrl`` in float32) and ``core``/``arc`` its split
-    (:func:`split_light`; not needed for ``swap``); the result is ``host_ctrl`` plus the kind's part of
-    ``d`` in float32 arithmetic.
-    """
-    host_ctrl = np.asarray(host_ctrl, np.float32)
-    if kind == "swap":
-        return host_ctrl + d
-    if kind not in KINDS:
-        raise ValueError(f"construct: unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
-    if core is None or arc is None:
-        raise ValueError(f"construct: {kind!r} needs the core / arc split of d")
-    if kind == "core":
-        return host_ctrl + core
-    if piece_px is None or rng is None:
-        raise ValueError("construct: 'shuffle' needs piece_px and rng")
-    return host_ctrl + core + shuffle_along_rings(arc, piece_px, rng)
-
-
-def construct(kind: str, host_ctrl: np.ndarray, donor_stamp: np.ndarray, donor_ctrl: np.ndarray,
-              piece_px: float | None = None, rng: np.random.Generator | None = None, *,
-              truth: pd.DataFrame | None = None, psf_fwhm_arcsec: np.ndarray | None = None) -> np.ndarray:
-    """One constructed image from one donor pair (:func:`compose` after :func:`split_light`).
-
-    ``truth`` (one row) and ``psf_fwhm_arcsec`` (C,) select the lensing split; without them the
-    radius fallback is used.
-    """
-    d = np.asarray(donor_stamp, np.float32) - np.asarray(donor_ctrl, np.float32)
-    if kind == "swap":
-        return compose(kind, host_ctrl, d)
-    fwhm = None if psf_fwhm_arcsec is None else np.asarray(psf_fwhm_arcsec, np.float64)[None]
-    core, arc, _ = split_light(d[None], truth, fwhm)
-    return compose(kind, host_ctrl, d, core[0], arc[0], piece_px, rng)
-
-
-def row_rng(seed: int, kind: str, host: str, donor: str) -> np.random.Generator:
-    """A generator keyed by (seed, kind, host key, donor key): a row's randomness ignores row order."""
-    digest = hashlib.blake2b(f"shortcutgates/{int(seed)}/hard/{kind}/{host}/{donor}".encode(), digest_size=8).digest()
-    return np.random.default_rng(int.from_bytes(digest, "big"))
 
 
 # --- which rows ----------------------------------------------------------------------------------
@@ -260,109 +174,23 @@ def plan(frame: pd.DataFrame, kinds, mix: dict, seed: int, splits=DEFAULT_SPLITS
     return Plan(np.asarray(out_kind, dtype=object), cat(out_host), cat(out_donor))
 
 
-def piece_lengths(donors: pd.DataFrame, shuffle_arcsec: float | None) -> np.ndarray:
-    """Shuffle piece length per donor row (pixels): ``shuffle_arcsec``, else the donor's PSF FWHM."""
-    if shuffle_arcsec is not None:
-        return np.full(len(donors), float(shuffle_arcsec) / PIXEL_SCALE_ARCSEC)
-    if SHUFFLE_PSF_COLUMN not in donors:
-        raise ValueError(f"--hard-negatives shuffle: the input has no {SHUFFLE_PSF_COLUMN} column (PSF FWHM, arcsec); "
-                         "give the piece length with --shuffle-arcsec")
-    fwhm = pd.to_numeric(donors[SHUFFLE_PSF_COLUMN], errors="coerce").to_numpy(np.float64)
-    bad = ~np.isfinite(fwhm) | (fwhm <= 0)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"--hard-negatives shuffle: {donors[POINTER_COLUMNS[0]].iloc[i]} row "
-                         f"{int(donors[POINTER_COLUMNS[1]].iloc[i])} column {SHUFFLE_PSF_COLUMN}: PSF FWHM must be a "
-                         f"positive number (got {fwhm[i]!r}); or give --shuffle-arcsec")
-    return fwhm / PIXEL_SCALE_ARCSEC
-
-
-DONOR_CHUNK = 2048
-"""Distinct donors whose pairs are decoded and split at a time (bounds the build's memory: a chunk's
-stamps, controls, ``d`` and its split, about 5 × 48 KB per 64 × 64 donor)."""
-
-
-def _decode(refs: pd.DataFrame, column: str) -> np.ndarray:
-    """(N, 3, H, W) float32 images of pointer rows (``source_path``, ``source_row``), column ``column``."""
-    from shortcutgates.data.blob_rows import read_blobs
-    from shortcutgates.data.codec import decode_stamps
-
-    return decode_stamps(read_blobs(refs, column=column), files=refs[POINTER_COLUMNS[0]].to_numpy(),
-                         rows=refs[POINTER_COLUMNS[1]].to_numpy(), columns=column).images
-
-
-def _row_keys(rows: pd.DataFrame) -> np.ndarray:
-    return (rows[POINTER_COLUMNS[0]].astype(str) + "/" + rows[POINTER_COLUMNS[1]].astype(str)).to_numpy()
-
-
-def _build_chunk(frame: pd.DataFrame, the_plan: Plan, todo: np.ndarray, pieces: np.ndarray, seed: int,
-                 blobs: list, method: np.ndarray) -> None:
-    """Images of the planned rows ``todo`` (whose donors fit one chunk), encoded into ``blobs[todo]``.
-
-    Each distinct donor pair and host control is decoded once, and the donors that give core light
-    are split in one batch (:func:`split_light`); ``method[todo]`` gets the split's record.
-    """
-    from shortcutgates.data.codec import encode_stamp
-
-    donor_pos, donor_of = np.unique(the_plan.donor[todo], return_inverse=True)
-    host_pos, host_of = np.unique(the_plan.host[todo], return_inverse=True)
-    donors, hosts = frame.iloc[donor_pos], frame.iloc[host_pos]
-    ctrls = _decode(pd.concat([donors, hosts]), CTRL_COLUMN)  # one pass over each file's control column
-    d = _decode(donors, STAMP_COLUMN) - ctrls[:len(donors)]
-    host_ctrl = ctrls[len(donors):]
-    kinds = the_plan.kind[todo]
-    split_of = np.full(len(donor_pos), -1)
-    needs = np.unique(donor_of[kinds != "swap"])
-    split_of[needs] = np.arange(len(needs))
-    core, arc, how = split_light(d[needs], donors.iloc[needs], donor_psf_fwhm(donors.iloc[needs]))
-    host_key, donor_key = _row_keys(hosts), _row_keys(donors)
-    for j, i in enumerate(todo):
-        kind, h, s = kinds[j], host_of[j], donor_of[j]
-        k = split_of[s]
-        rng = row_rng(seed, kind, host_key[h], donor_key[s]) if kind == "shuffle" else None
-        img = compose(kind, host_ctrl[h], d[s], core[k] if k >= 0 else None, arc[k] if k >= 0 else None,
-                      pieces[i], rng)
-        blobs[i] = encode_stamp(img, compress=False)
-        method[i] = how[k] if k >= 0 else None
-
-
-def constructed_images(frame: pd.DataFrame, the_plan: Plan, seed: int, *, shuffle_arcsec: float | None = None,
-                       progress: bool = False) -> tuple[list, np.ndarray]:
-    """The encoded image (uncompressed npz) and the core-split record (:data:`CORE_SPLIT_COLUMN`) of every
-    planned row, in plan order; donors are processed :data:`DONOR_CHUNK` at a time."""
-    from tqdm.auto import tqdm
-
-    n = len(the_plan.kind)
-    pieces = np.full(n, np.nan)
-    need = the_plan.kind == "shuffle"
-    if need.any():
-        pieces[need] = piece_lengths(frame.iloc[the_plan.donor[need]], shuffle_arcsec)
-    blobs: list = [None] * n
-    method = np.full(n, None, dtype=object)
-    by_donor = np.argsort(the_plan.donor, kind="stable")
-    starts = np.flatnonzero(np.r_[True, np.diff(the_plan.donor[by_donor]) != 0])  # first row of each donor
-    bounds = np.r_[starts[::DONOR_CHUNK], n]
-    with tqdm(total=n, desc="hard negatives: build", disable=not progress, file=sys.stderr) as bar:
-        for a, b in zip(bounds[:-1], bounds[1:]):
-            _build_chunk(frame, the_plan, by_donor[a:b], pieces, seed, blobs, method)
-            bar.update(int(b - a))
-    return blobs, method
-
 
 def constructed_rows(frame: pd.DataFrame, the_plan: Plan, seed: int, *, shuffle_arcsec: float | None = None,
-                     progress: bool = False) -> pd.DataFrame:
+                     progress: bool = False, controls: dict | None = None) -> pd.DataFrame:
     """Manifest rows of the planned constructions, each with its image inline (``image_npz``).
 
     A row copies its host's row (split, lrg_id, ra, dec, observing conditions) with the kind's
     label; a ``swap`` positive takes the donor's injection truth, a negative has none (NaN). The
     pointer columns are null (the image is inline); ``host_source_*`` and ``donor_*`` record where
     the control and the lensed light came from, ``construction`` the kind and ``core_split`` how
-    the donor's core light was split (:func:`split_light`).
+    the donor's core light was split (:func:`split_light`). ``controls``: controls decoded before
+    (:func:`~shortcutgates.data.hard_negative_images.constructed_images`).
     """
     n = len(the_plan.kind)
     hosts = frame.iloc[the_plan.host].reset_index(drop=True)
     donors = frame.iloc[the_plan.donor].reset_index(drop=True)
-    out_blobs, method = constructed_images(frame, the_plan, seed, shuffle_arcsec=shuffle_arcsec, progress=progress)
+    out_blobs, method = constructed_images(frame, the_plan, seed, shuffle_arcsec=shuffle_arcsec, progress=progress,
+                                           controls=controls)
     rows = hosts.copy()
     labels = np.array([LABEL_OF[k] for k in the_plan.kind], np.int8)
     rows[LABEL_COLUMN] = labels
@@ -392,14 +220,15 @@ def core_split_record(method: pd.Series) -> dict:
 
 
 def add_constructions(frame: pd.DataFrame, kinds, mix: dict, seed: int, splits=DEFAULT_SPLITS, *,
-                      shuffle_arcsec: float | None = None, progress: bool = False) -> tuple[pd.DataFrame, dict]:
+                      shuffle_arcsec: float | None = None, progress: bool = False,
+                      controls: dict | None = None) -> tuple[pd.DataFrame, dict]:
     """The manifest rows with the constructed rows added, and the record for ``manifest.json``.
 
     Plain rows get ``construction`` = ``plain`` and null donor / host columns; their images stay
     pointers unless the frame already holds ``image_npz``.
     """
     the_plan = plan(frame, kinds, mix, seed, splits)
-    built = constructed_rows(frame, the_plan, seed, shuffle_arcsec=shuffle_arcsec, progress=progress)
+    built = constructed_rows(frame, the_plan, seed, shuffle_arcsec=shuffle_arcsec, progress=progress, controls=controls)
     plain = frame.copy()
     plain[KIND_COLUMN] = "plain"
     for col in HOST_COLUMNS[:1] + DONOR_COLUMNS[:2] + (CORE_SPLIT_COLUMN,):

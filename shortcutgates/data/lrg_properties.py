@@ -116,19 +116,26 @@ def decode_controls(rows: pd.DataFrame, *, progress: bool = True, strict: bool =
     return (None if mixed or not parts else np.concatenate(parts)), ok
 
 
-def measure_controls(catalog: pd.DataFrame, columns, *, progress: bool = True, strict: bool = True) -> pd.DataFrame:
+def measure_controls(catalog: pd.DataFrame, columns, *, progress: bool = True, strict: bool = True,
+                     keep: dict | None = None) -> pd.DataFrame:
     """Add measured LRG properties (one control per LRG, broadcast to all its rows) to ``catalog``.
 
     ``strict`` (matching needs the values): a control that does not decode is a ``DataError``; else
     its LRG gets NaN (the gates' ``data_integrity`` reports the row), as do all LRGs when the
-    controls differ in shape."""
+    controls differ in shape. ``keep``: a dict that receives the decoded controls, (3, H, W) float32
+    keyed by ``(source_path, source_row)`` (``build --hard-negatives`` takes its hosts' controls,
+    these very rows, from it instead of decoding them again); nothing when the shapes differ."""
     from shortcutgates.data.splits import control_rows
 
     reps = control_rows(catalog)
-    images, ok = decode_controls(catalog.iloc[reps.to_numpy()], progress=progress, strict=strict)
+    rows = catalog.iloc[reps.to_numpy()]
+    images, ok = decode_controls(rows, progress=progress, strict=strict)
     measured = pd.DataFrame(np.nan, index=reps.index, columns=list(columns))
     if images is not None:
         measured.iloc[np.flatnonzero(ok)] = measure_lrgs(images)[list(columns)].to_numpy()
+        if keep is not None:
+            good = rows[ok]
+            keep.update(zip(zip(good["source_path"].tolist(), good["source_row"].astype(np.int64).tolist()), images))
     return catalog.drop(columns=[c for c in columns if c in catalog]).join(measured, on=LRG_ID_COLUMN)
 
 

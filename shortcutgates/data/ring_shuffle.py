@@ -30,20 +30,36 @@ def ring_shuffle_permutation(height: int, width: int, piece_px: float, rng: np.r
     """
     geo = _ring_geometry(height, width)
     layout = _band_layout(height, width, max(float(piece_px), 1.0))
-    inverse = []
+    where = np.empty(layout.n_slots, np.int64)  # per band, where each sector goes in the new order
+    start = 0
     for m in layout.sectors:  # one draw per band, in band order
         order = rng.permutation(m)
-        if np.all(order == np.arange(m)):
+        identity = np.arange(m)
+        if (order == identity).all():
             order = np.roll(order, 1)
-        where = np.empty(m, np.int64)
-        where[order] = np.arange(m)  # where each sector goes in the new order (argsort of the permutation)
-        inverse.append(where)
-    rank = np.concatenate(inverse)[layout.sector_slot] if inverse else np.zeros(0, np.int64)
+        where[start + order] = identity  # the argsort of the permutation
+        start += m
+    rank = where[layout.sector_slot]
     # within each ring (ring-major, stable): the ring's pixels in angle order, sector by sector in the new order
-    moved = np.argsort(geo.ring * (int(max(layout.sectors, default=1)) + 1) + rank, kind="stable")
     perm = np.arange(height * width, dtype=np.int64)
-    perm[geo.pixel] = geo.pixel[moved]
+    perm[geo.pixel] = geo.pixel[_stable_order(geo.ring * (int(max(layout.sectors, default=1)) + 1) + rank)]
     return perm
+
+
+def _stable_order(key: np.ndarray) -> np.ndarray:
+    """``np.argsort(key, kind="stable")`` of keys whose equal values are contiguous (each ring's sector is
+    one run of its angle-ordered pixels), by counting: each run goes after the runs of smaller keys."""
+    n = len(key)
+    index = np.arange(n)
+    new_run = np.empty(n, bool)
+    new_run[:1] = True
+    np.not_equal(key[1:], key[:-1], out=new_run[1:])
+    run_start = np.maximum.accumulate(np.where(new_run, index, 0))
+    counts = np.bincount(key, minlength=int(key.max(initial=0)) + 1)
+    before = np.cumsum(counts) - counts  # entries with a smaller key
+    order = np.empty(n, np.int64)
+    order[before[key] + index - run_start] = index
+    return order
 
 
 class _Rings(NamedTuple):
@@ -62,6 +78,8 @@ class _Bands(NamedTuple):
     """Sectors ``m`` of each non-empty band, in band order."""
     sector_slot: np.ndarray
     """(P,) index into the bands' concatenated sector tables of each entry of :class:`_Rings`."""
+    n_slots: int
+    """Sectors of all bands."""
 
 
 @functools.lru_cache(maxsize=8)
@@ -83,25 +101,48 @@ def _ring_geometry(height: int, width: int) -> _Rings:
     return _Rings(pixel, rings[pixel], angle[pixel], np.asarray(means, np.float64))
 
 
-@functools.lru_cache(maxsize=256)
 def _band_layout(height: int, width: int, piece: float) -> _Bands:
-    """Bands ``piece`` px wide over the rings, the sectors of each and every pixel's sector (cached per piece)."""
-    geo = _ring_geometry(height, width)
-    n_rings = len(geo.radius)
+    """Bands ``piece`` px wide over the rings, the sectors of each and every pixel's sector.
+
+    Cached per band structure (which rings each band holds) and sector counts: many piece lengths give
+    the same layout, and a build's donors each have their own PSF FWHM."""
+    n_rings = len(_ring_geometry(height, width).radius)
     band_of_ring = np.floor(np.arange(n_rings) / piece).astype(np.int64)
+    bands = _bands(height, width, band_of_ring.tobytes())
+    m = np.maximum(2, np.round(2 * np.pi * np.maximum(bands.means, 0.5) / piece)).astype(np.int64)
+    return _sector_layout(height, width, band_of_ring.tobytes(), m.tobytes())
+
+
+class _BandRings(NamedTuple):
+    band: np.ndarray
+    """(P,) position of each entry's band among the non-empty bands."""
+    means: np.ndarray
+    """Mean radius of each non-empty band's rings (``np.mean`` of their mean radii)."""
+
+
+@functools.lru_cache(maxsize=64)
+def _bands(height: int, width: int, band_of_ring_bytes: bytes) -> _BandRings:
+    geo = _ring_geometry(height, width)
+    band_of_ring = np.frombuffer(band_of_ring_bytes, np.int64)
     bands = np.unique(band_of_ring)  # the non-empty bands, in order
     first = np.searchsorted(band_of_ring, bands)
-    last = np.r_[first[1:], n_rings]
+    last = np.r_[first[1:], len(band_of_ring)]
     means = np.add.reduceat(geo.radius, first) / (last - first)  # each band's np.mean, in one call
-    m = np.array([max(2, round(2 * np.pi * max(float(r), 0.5) / piece)) for r in means], np.int64)
+    return _BandRings(np.searchsorted(bands, band_of_ring[geo.ring]), means)
+
+
+@functools.lru_cache(maxsize=256)
+def _sector_layout(height: int, width: int, band_of_ring_bytes: bytes, m_bytes: bytes) -> _Bands:
+    geo = _ring_geometry(height, width)
+    band = _bands(height, width, band_of_ring_bytes).band
+    m = np.frombuffer(m_bytes, np.int64)
     offset = np.r_[0, np.cumsum(m)[:-1]]
-    band = np.searchsorted(bands, band_of_ring[geo.ring])  # position of each entry's band
     slot = offset[band] + np.floor(geo.angle * m[band]).astype(np.int64)
-    return _Bands(tuple(int(v) for v in m), slot)
+    return _Bands(tuple(int(v) for v in m), slot, int(m.sum()))
 
 
 def shuffle_along_rings(arc: np.ndarray, piece_px: float, rng: np.random.Generator) -> np.ndarray:
     """The arc light of one stamp (C, H, W) with its pieces moved along their rings (all bands alike)."""
     c, h, w = arc.shape
     perm = ring_shuffle_permutation(h, w, piece_px, rng)
-    return arc.reshape(c, h * w)[:, perm].reshape(c, h, w).astype(np.float32)
+    return np.take(arc.reshape(c, h * w), perm, axis=1).reshape(c, h, w).astype(np.float32, copy=False)
