@@ -144,6 +144,17 @@ def test_same_seed_same_bytes_other_seed_other_donors(paired_dir, tmp_path):
     assert c.rows_sha256 != a.rows_sha256
 
 
+def test_same_input_elsewhere_builds_the_same_bytes(paired_dir, tmp_path):
+    """Hosts, donors and shuffles are keyed on paths relative to the input root: a copy of the input in
+    another directory builds the same rows (the keys once held absolute paths)."""
+    import shutil
+
+    moved = shutil.copytree(paired_dir, tmp_path / "elsewhere" / "input")
+    a = build(paired_dir, tmp_path / "a", "core,shuffle")
+    b = build(moved, tmp_path / "b", "core,shuffle")
+    assert a.rows_sha256 == b.rows_sha256
+
+
 def test_mix_sets_the_number_of_rows(paired_dir, tmp_path):
     s = build(paired_dir, tmp_path / "m", "core", hard_negative_mix="core=1.0")
     n_neg = s.meta["counts"]["train"]["neg"]

@@ -205,7 +205,8 @@ def build_manifest(input_path, out_dir, *, mode: str, seed: int, match=(), posit
     params = split_params(mode, seed, match, positives_per_lrg, fractions, match_bins, resplit)
     steps = _Steps(progress)
     read = _read_and_assign(input_path, params, tolerance_arcsec, progress, steps, keep_controls=bool(kinds))
-    rows, hard = _manifest_rows(read, (kinds, mix, hard_splits, shuffle_arcsec), int(seed), inline, progress, steps)
+    rows, hard = _manifest_rows(read, (kinds, mix, hard_splits, shuffle_arcsec, input_root(input_path)), int(seed), inline,
+                                progress, steps)
     steps.next("writing")
     parameters = manifest_parameters(params, tolerance_arcsec, inline, kinds, mix, hard_splits, shuffle_arcsec)
     sha, meta = write_manifest(input_path, out_dir, read, rows, parameters, hard)
@@ -216,15 +217,16 @@ def build_manifest(input_path, out_dir, *, mode: str, seed: int, match=(), posit
 def _manifest_rows(read: _Read, hard_options: tuple, seed: int, inline: bool, progress: bool,
                    steps: _Steps) -> tuple[pd.DataFrame, dict | None]:
     """The manifest rows: the assigned rows, the constructed ones (``hard_options``: kinds, mix, splits and
-    shuffle piece of ``--hard-negatives``) and their record, the blobs copied inline (``--inline``)."""
+    shuffle piece of ``--hard-negatives``, and the input root its row keys are relative to) and their
+    record, the blobs copied inline (``--inline``)."""
     from shortcutgates.data import hard_negatives as hn
 
-    kinds, mix, hard_splits, shuffle_arcsec = hard_options
+    kinds, mix, hard_splits, shuffle_arcsec, root = hard_options
     rows, hard = read.result.frame, None
     if kinds:
         steps.next(f"constructing {', '.join(kinds)}")
         rows, hard = hn.add_constructions(rows, kinds, mix, seed, hard_splits, shuffle_arcsec=shuffle_arcsec,
-                                          progress=not _quiet(progress), controls=read.controls)
+                                          progress=not _quiet(progress), controls=read.controls, root=root)
     if inline:
         steps.next(f"copying {len(rows)} blobs")
         rows = _inline_blobs(rows)

@@ -195,8 +195,9 @@ def _build_chunk(frame: pd.DataFrame, the_plan: Plan, todo: np.ndarray, pieces: 
     donors, hosts = frame.iloc[donor_pos], frame.iloc[host_pos]
     ctrls = _controls(pd.concat([donors, hosts]), controls or {})
     d = _decode(donors, STAMP_COLUMN) - ctrls[:len(donors)]
+    keys = the_plan.row_key if the_plan.row_key is not None else _row_keys(frame)
     parts = _Parts(the_plan.kind[todo], donor_of, host_of, d, ctrls[len(donors):], donor_psf_fwhm(donors), donors,
-                   _row_keys(hosts), _row_keys(donors))
+                   keys[host_pos], keys[donor_pos])
     batch_of = donor_of // SPLIT_BATCH
     order = np.argsort(batch_of, kind="stable")
     bounds = np.searchsorted(batch_of[order], np.arange(batch_of.max(initial=-1) + 2))

@@ -38,6 +38,7 @@ Which gate a kind trains against (docs/experiment.md#e5): ``core`` makes the
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -55,6 +56,7 @@ from shortcutgates.data.hard_negative_images import (  # noqa: F401 (the images'
     row_rng,
     split_light,
 )
+from shortcutgates.data.build_output import relative_pointers
 from shortcutgates.data.schema import IMAGE_COLUMN, INJECTION_TRUTH, LABEL_COLUMN, LRG_ID_COLUMN, POINTER_COLUMNS, SPLIT_COLUMN
 
 LABEL_OF = {"core": 0, "shuffle": 0, "swap": 1}
@@ -117,6 +119,22 @@ class Plan(NamedTuple):
     """(M,) positions (iloc) into the manifest frame: the host's plain row (its control provides the image)."""
     donor: np.ndarray
     """(M,) positions of the donor's positive row."""
+    row_key: np.ndarray | None = None
+    """(len(frame),) ``<source path relative to the input root>/<source row>`` of every manifest row: what the
+    host/donor ranking and each row's randomness are keyed on (:func:`row_keys`), so a build's bytes do not
+    depend on where the input sits. None: the keys are made from the paths as given."""
+
+
+def row_keys(frame: pd.DataFrame, root=None) -> np.ndarray:
+    """``<source_path>/<source_row>`` of every row, the path relative to ``root`` (the input root) when given.
+
+    Keys are made from relative paths so that the same input and seed build the same bytes wherever the
+    input directory lies (an absolute path would pick other hosts, donors and shuffles after a move).
+    """
+    paths = frame[POINTER_COLUMNS[0]]
+    if root is not None:
+        paths = relative_pointers(paths, Path(root))
+    return (paths.astype(str) + "/" + frame[POINTER_COLUMNS[1]].astype(str)).to_numpy()
 
 
 def _ranked(keys: np.ndarray, seed: int, purpose: str) -> np.ndarray:
@@ -125,7 +143,7 @@ def _ranked(keys: np.ndarray, seed: int, purpose: str) -> np.ndarray:
     return np.argsort(unit_hash(keys, seed, purpose), kind="stable")
 
 
-def plan(frame: pd.DataFrame, kinds, mix: dict, seed: int, splits=DEFAULT_SPLITS) -> Plan:
+def plan(frame: pd.DataFrame, kinds, mix: dict, seed: int, splits=DEFAULT_SPLITS, root=None) -> Plan:
     """Choose hosts and donors for every construction (keyed hashes; row order does not matter).
 
     Parameters
@@ -137,14 +155,16 @@ def plan(frame: pd.DataFrame, kinds, mix: dict, seed: int, splits=DEFAULT_SPLITS
         kind -> rows built per negative LRG (``core``, ``shuffle``) or per positive row (``swap``).
     splits : sequence of str
         Splits that get constructed rows.
+    root : path, optional
+        The paired input's root directory: row keys use paths relative to it (:func:`row_keys`).
 
     Each split and kind: ``n = round(mix[kind] * n_base)``; hosts are the split's plain rows of the
     host class ranked by ``unit_hash(lrg_id, seed, 'hard/<kind>/host')`` and donors its positive
     rows ranked by ``unit_hash(<donor key>, seed, 'hard/<kind>/donor')``, both taken cyclically;
     a ``swap`` whose donor is its host moves to the next donor.
     """
-    key = (frame[LRG_ID_COLUMN].astype(str) + "/" + frame[POINTER_COLUMNS[0]].astype(str) + "/"
-           + frame[POINTER_COLUMNS[1]].astype(str)).to_numpy()
+    row_key = row_keys(frame, root)
+    key = frame[LRG_ID_COLUMN].astype(str).to_numpy() + "/" + row_key
     labels = frame[LABEL_COLUMN].to_numpy()
     split = frame[SPLIT_COLUMN].astype(str).to_numpy()
     lrg = frame[LRG_ID_COLUMN].astype(str).to_numpy()
@@ -171,7 +191,7 @@ def plan(frame: pd.DataFrame, kinds, mix: dict, seed: int, splits=DEFAULT_SPLITS
             out_host.append(host_pick)
             out_donor.append(donor_pick)
     cat = (lambda xs: np.concatenate(xs).astype(np.int64)) if out_host else (lambda xs: np.zeros(0, np.int64))
-    return Plan(np.asarray(out_kind, dtype=object), cat(out_host), cat(out_donor))
+    return Plan(np.asarray(out_kind, dtype=object), cat(out_host), cat(out_donor), row_key)
 
 
 
@@ -221,13 +241,14 @@ def core_split_record(method: pd.Series) -> dict:
 
 def add_constructions(frame: pd.DataFrame, kinds, mix: dict, seed: int, splits=DEFAULT_SPLITS, *,
                       shuffle_arcsec: float | None = None, progress: bool = False,
-                      controls: dict | None = None) -> tuple[pd.DataFrame, dict]:
+                      controls: dict | None = None, root=None) -> tuple[pd.DataFrame, dict]:
     """The manifest rows with the constructed rows added, and the record for ``manifest.json``.
 
     Plain rows get ``construction`` = ``plain`` and null donor / host columns; their images stay
-    pointers unless the frame already holds ``image_npz``.
+    pointers unless the frame already holds ``image_npz``. ``root``: the paired input's root directory,
+    which the row keys are relative to (:func:`row_keys`; the build passes it).
     """
-    the_plan = plan(frame, kinds, mix, seed, splits)
+    the_plan = plan(frame, kinds, mix, seed, splits, root=root)
     built = constructed_rows(frame, the_plan, seed, shuffle_arcsec=shuffle_arcsec, progress=progress, controls=controls)
     plain = frame.copy()
     plain[KIND_COLUMN] = "plain"
