@@ -174,7 +174,8 @@ def run_experiment(params: ExperimentParams, command: str = "", timer: Timer | N
 
     Returns the results dict (see the module docstring).
     """
-    from shortcutgates.experiment.report import criteria, render_report, summarise
+    from shortcutgates.experiment.criteria import criteria, summarise
+    from shortcutgates.experiment.report import render_report
 
     params.out.mkdir(parents=True, exist_ok=True)
     timer = Timer() if timer is None else timer
