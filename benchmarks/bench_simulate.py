@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 from shortcutgates.data.schema import PIXEL_SCALE_ARCSEC
-from shortcutgates.simulate import generator as G
+from shortcutgates.simulate import stamps as S
 from shortcutgates.simulate import simulate_frame
 from shortcutgates.simulate.kernels import sersic_amp_for_flux, sersic_b
 from shortcutgates.simulate.population import PopulationConfig, draw_conditions, draw_injection
@@ -37,8 +37,8 @@ from shortcutgates.simulate.render import Lens, convolve_valid, render, sersic_s
 FACTORS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48)
 PEAK_TOL = 1e-3
 FLUX_TOL = 1e-2
-N_PAD = 64 + 2 * G.PSF_RADIUS
-CENTRE = float(32 + G.PSF_RADIUS)
+N_PAD = 64 + 2 * S.PSF_RADIUS
+CENTRE = float(32 + S.PSF_RADIUS)
 
 
 class Case(NamedTuple):
@@ -65,7 +65,7 @@ def make_cases(n: int, seed: int = 0) -> list[Case]:
         adaptive = render(lens, (sset,), N_PAD, PIXEL_SCALE_ARCSEC, CENTRE)[0]
         factors = np.where(adaptive > 1e-6 * adaptive.max(), 64, 8)
         ref = render(lens, (sset,), N_PAD, PIXEL_SCALE_ARCSEC, CENTRE, factors=factors)[0]
-        flux = G.mag_to_flux(21.0 + inj.dmag) * 10 ** (-0.4 * np.array([inj.colour_gr, 0.0, -inj.colour_rz]))
+        flux = S.mag_to_flux(21.0 + inj.dmag) * 10 ** (-0.4 * np.array([inj.colour_gr, 0.0, -inj.colour_rz]))
         cases.append(Case(lens, src, cond.psf, flux, ref))
     return cases
 
@@ -127,7 +127,7 @@ def lenstronomy_stamp(case: Case, factor: int) -> np.ndarray:
     for flux, psf in zip(case.band_flux, case.psf):
         model, kw_lens, kw_src = lenstronomy_models(case, factor, psf)
         image = model.image(kwargs_lens=kw_lens, kwargs_source=[dict(kw_src, amp=amp * flux)])
-        bands.append(image[G.PSF_RADIUS:-G.PSF_RADIUS, G.PSF_RADIUS:-G.PSF_RADIUS])
+        bands.append(image[S.PSF_RADIUS:-S.PSF_RADIUS, S.PSF_RADIUS:-S.PSF_RADIUS])
     return np.stack(bands)
 
 
@@ -172,7 +172,7 @@ def arc_seconds(sources: str, n: int = 24, seed: int = 0) -> float:
         work.append((inj, cond, pixel))
     start = time.process_time()
     for inj, cond, pixel in work:
-        G.render_arc(inj, 19.0, cond, 64, pixel_source=pixel)
+        S.render_arc(inj, 19.0, cond, 64, pixel_source=pixel)
     return (time.process_time() - start) / n
 
 

@@ -17,7 +17,7 @@ from shortcutgates.calibrate.pool import (
     simulate_pool,
     sky_grid,
 )
-from shortcutgates.calibrate.report import NOT_A_NULL, null_table
+from shortcutgates.calibrate.tables import NOT_A_NULL, null_table
 from shortcutgates.data.codec import decode_stamp
 from shortcutgates.gates.perturb import R_CORE_PX, core_mask
 from shortcutgates.gates.registry import GateConfig

@@ -11,18 +11,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shortcutgates.experiment import run as ex
+from shortcutgates.experiment import params as ep
+from shortcutgates.experiment import stages as es
 from shortcutgates.experiment import measure as em
 from shortcutgates.cli import main as cli_main
 
 
 def test_configurations_are_the_proposals_remedies():
-    names = [c.name for c in ex.CONFIGURATIONS]
+    names = [c.name for c in ep.CONFIGURATIONS]
     assert names == ["raw_robust", "residual", "residual+dropout", "residual+hn"]
-    assert [c.preprocess for c in ex.CONFIGURATIONS] == ["raw_robust", "residual", "residual", "residual"]
-    assert ex.CONFIGURATIONS[2].core_dropout is not None and ex.CONFIGURATIONS[1].core_dropout is None
-    recipe = ex.CONFIGURATIONS[3]
+    assert [c.preprocess for c in ep.CONFIGURATIONS] == ["raw_robust", "residual", "residual", "residual"]
+    assert ep.CONFIGURATIONS[2].core_dropout is not None and ep.CONFIGURATIONS[1].core_dropout is None
+    recipe = ep.CONFIGURATIONS[3]
     assert recipe.hard_negatives == "core,shuffle" and recipe.paired_from == "residual"
-    assert recipe.dataset == "unpaired-hn-core-shuffle" and ex.CONFIGURATIONS[1].dataset == "unpaired"
+    assert recipe.dataset == "unpaired-hn-core-shuffle" and ep.CONFIGURATIONS[1].dataset == "unpaired"
 
 
 def test_primary_failed_lists_primary_cases_that_did_not_pass():
@@ -50,16 +52,16 @@ def test_point_source_holds_its_flux_at_the_centre():
 ])
 def test_params_reject_bad_values(tmp_path, kw, match):
     with pytest.raises(ValueError, match=match):
-        ex.ExperimentParams(out=tmp_path, **kw)
+        ep.ExperimentParams(out=tmp_path, **kw)
 
 
 def test_seed_list_and_record(tmp_path):
-    p = ex.ExperimentParams(out=tmp_path, seed=7, seeds=3)
+    p = ep.ExperimentParams(out=tmp_path, seed=7, seeds=3)
     assert p.seed_list() == [7, 8, 9]
     rec = p.record()
     assert rec["seeds"] == [7, 8, 9] and rec["input"] is None and rec["n_lrgs"] == p.n_lrgs
-    assert [c["name"] for c in rec["configs"]] == [c.name for c in ex.CONFIGURATIONS]
-    assert ex.ExperimentParams(out=tmp_path, input=tmp_path / "in").record()["n_lrgs"] is None
+    assert [c["name"] for c in rec["configs"]] == [c.name for c in ep.CONFIGURATIONS]
+    assert ep.ExperimentParams(out=tmp_path, input=tmp_path / "in").record()["n_lrgs"] is None
 
 
 @settings(max_examples=25, deadline=None)
@@ -110,17 +112,17 @@ def test_examples_npz_is_deterministic_and_loads_without_pickle():
 
 
 def test_paired_input_simulates_once_and_reuses(tmp_path):
-    p = ex.ExperimentParams(out=tmp_path, n_lrgs=3, injections_per_lrg=(1, 1), progress=False)
-    timer = ex.Timer()
-    path = ex.paired_input(p, 5, timer)
+    p = ep.ExperimentParams(out=tmp_path, n_lrgs=3, injections_per_lrg=(1, 1), progress=False)
+    timer = es.Timer()
+    path = es.paired_input(p, 5, timer)
     assert path == tmp_path / "data" / "seed5" / "paired_input"
     files = sorted(path.rglob("*.parquet"))
     assert files and "seed5/simulate" in timer.stages
     stamp = {f: f.stat().st_mtime_ns for f in files}
-    assert ex.paired_input(p, 5, ex.Timer()) == path
+    assert es.paired_input(p, 5, es.Timer()) == path
     assert {f: f.stat().st_mtime_ns for f in files} == stamp
-    given_input = ex.ExperimentParams(out=tmp_path, input=tmp_path / "survey")
-    assert ex.paired_input(given_input, 0, timer) == tmp_path / "survey"
+    given_input = ep.ExperimentParams(out=tmp_path, input=tmp_path / "survey")
+    assert es.paired_input(given_input, 0, timer) == tmp_path / "survey"
 
 
 def test_command_rejects_bad_arguments(tmp_path, capsys):
@@ -141,7 +143,7 @@ def test_demo_params_and_overrides(tmp_path):
 
     p = demo_params(tmp_path)
     assert (p.n_lrgs, p.epochs, p.n_boot, p.input) == (DEMO["n_lrgs"], DEMO["epochs"], DEMO["n_boot"], None)
-    assert [c.name for c in p.configs] == [c.name for c in ex.CONFIGURATIONS]
+    assert [c.name for c in p.configs] == [c.name for c in ep.CONFIGURATIONS]
     q = demo_params(tmp_path, n_lrgs=50, epochs=1, seed=4)
     assert (q.n_lrgs, q.epochs, q.seed_list()) == (50, 1, [4])
 
@@ -164,8 +166,8 @@ def test_command_line_maps_to_params(tmp_path):
     sim = argv[:3] + ["--n-lrgs", "12"]
     assert ex.params_from_args(build_parser(sim).parse_args(sim)).n_lrgs == 12
     defaults = ex.params_from_args(build_parser(argv[:3]).parse_args(argv[:3]))
-    assert (defaults.n_lrgs, defaults.epochs, defaults.input) == (ex.ExperimentParams(out=tmp_path).n_lrgs,
-                                                                 ex.ExperimentParams(out=tmp_path).epochs, None)
+    assert (defaults.n_lrgs, defaults.epochs, defaults.input) == (ep.ExperimentParams(out=tmp_path).n_lrgs,
+                                                                 ep.ExperimentParams(out=tmp_path).epochs, None)
 
 
 def test_e5_table_lists_failed_primary_gates_and_seed_counts():
@@ -192,9 +194,9 @@ def test_e5_table_lists_failed_primary_gates_and_seed_counts():
 
 
 def test_recipe_option_replaces_or_drops_e5():
-    assert [c.name for c in ex.recipe_configs("none")] == ["raw_robust", "residual", "residual+dropout"]
-    swap = ex.recipe_configs("core,shuffle,swap", "swap=0.25")[-1]
+    assert [c.name for c in ep.recipe_configs("none")] == ["raw_robust", "residual", "residual+dropout"]
+    swap = ep.recipe_configs("core,shuffle,swap", "swap=0.25")[-1]
     assert (swap.hard_negatives, swap.hard_negative_mix) == ("core,shuffle,swap", "swap=0.25")
     assert swap.dataset == "unpaired-hn-core-shuffle-swap-swap0.25"
     with pytest.raises(ValueError, match="unknown kind"):
-        ex.recipe_configs("core,bogus")
+        ep.recipe_configs("core,bogus")

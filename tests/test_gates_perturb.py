@@ -114,9 +114,10 @@ def test_the_lensing_split_matches_the_simulators_parts_rendered_apart():
     0.35 %, max 0.9 % on 74 pairs of seed 7 without clumps; docs/model_gates.md#the-lensing-split)."""
     from shortcutgates.data.codec import decode_stamp
     from shortcutgates.data.schema import PIXEL_SCALE_ARCSEC as S
-    from shortcutgates.simulate.generator import PSF_RADIUS, convolve_valid, simulate_frame
+    from shortcutgates.simulate.generator import simulate_frame
     from shortcutgates.simulate.kernels import moffat_kernel, q_from_e
-    from shortcutgates.simulate.render import Lens, render, sersic_set
+    from shortcutgates.simulate.render import Lens, convolve_valid, render, sersic_set
+    from shortcutgates.simulate.stamps import PSF_RADIUS
 
     frame = simulate_frame(6, 7, injections_per_lrg=(2, 3), clump_probability=0.0)
     d = np.stack([decode_stamp(a) - decode_stamp(b) for a, b in zip(frame.stamp_npz, frame.ctrl_stamp_npz)])

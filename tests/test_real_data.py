@@ -19,7 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from shortcutgates.experiment.run import Configuration, ExperimentParams, run_experiment
+from shortcutgates.experiment.params import Configuration, ExperimentParams
+from shortcutgates.experiment.run import run_experiment
 from shortcutgates.data.codec import encode_stamp
 from shortcutgates.model.network import ModelConfig
 from shortcutgates.experiment.report import load_results

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from shortcutgates.experiment import criteria as rc
 from shortcutgates.experiment import report as rp
 from shortcutgates.experiment import figures as figs
 from shortcutgates.experiment import text as rt
@@ -69,11 +70,11 @@ def make_results(seeds=(0,)):
 
 
 def test_summarise_mean_and_std_over_seeds():
-    s = rp.summarise(make_results(seeds=(0, 1, 2)))
+    s = rc.summarise(make_results(seeds=(0, 1, 2)))
     assert s["raw_robust"]["E2"]["mean"] == pytest.approx(0.91)
     assert s["raw_robust"]["E2"]["std"] == pytest.approx(0.01)
     assert s["raw_robust"]["E2"]["n_seeds"] == 3
-    assert rp.summarise(make_results())["raw_robust"]["E2"]["std"] is None
+    assert rc.summarise(make_results())["raw_robust"]["E2"]["std"] is None
 
 
 @pytest.mark.parametrize("value,ci,direction,expected", [
@@ -87,11 +88,11 @@ def test_summarise_mean_and_std_over_seeds():
 def test_decide(value, ci, direction, expected):
     m = None if value is None else {"value": value, "ci": ci}
     threshold = 0.80 if direction == "min" else 0.65
-    assert rp._decide(m, threshold, direction) == expected
+    assert rc.decide(m, threshold, direction) == expected
 
 
 def test_criteria_disagreeing_seeds_are_inconclusive():
-    crit = {(c.config, c.metric): c for c in rp.criteria(make_results(seeds=(0, 1)))}
+    crit = {(c.config, c.metric): c for c in rc.criteria(make_results(seeds=(0, 1)))}
     # residual E4: 0.62 [0.57, 0.67] (inconclusive) in seed 0, 0.66 (failed) in seed 1
     assert crit[("residual", "E4")].verdict == "inconclusive"
     assert "seed 0: inconclusive" in crit[("residual", "E4")].detail
@@ -132,19 +133,19 @@ def test_html_escapes_text(tmp_path):
 
 def test_sample_size_answer_projects_interval_width():
     results = make_results()
-    text = rt.answer_sample_size(results, rp.summarise(results), rp.criteria(results))
+    text = rt.answer_sample_size(results, rc.summarise(results), rc.criteria(results))
     # width 0.08 from 100 LRGs -> 0.08 * sqrt(100 / 600) = 0.033 at the proposal's 600 test LRGs
     assert "interval width 0.080 from 100 test LRGs" in text and "≈ 0.033 projected" in text
 
 
 def test_answers_follow_the_measurements():
     results = make_results()
-    answers = dict(rt.answers(results, rp.summarise(results), rp.criteria(results)))
+    answers = dict(rt.answers(results, rc.summarise(results), rc.criteria(results)))
     assert len(answers) == 6
     sound = answers["1. Is the unpaired design sound?"]
     assert "does NOT break the core shortcut" in sound and "below 0.65 for residual" in sound
     results["seeds"][0]["configs"]["raw_robust"]["experiments"]["E4"]["value"] = 0.55
-    sound = rt.answer_sound(results, rp.summarise(results), rp.criteria(results))
+    sound = rt.answer_sound(results, rc.summarise(results), rc.criteria(results))
     assert "alone keeps the core-LR AUC below 0.65" in sound
     assert "psfsize_r" in answers["2. Which property balance checks are critical?"]
     assert "core_transplant_auroc[test]" in answers["6. Risks?"]
@@ -198,7 +199,7 @@ def test_core_lr_by_theta_e_is_reported_with_the_arc_in_box_caveat():
     results["seeds"][0]["configs"]["raw_robust"]["experiments"]["E4"]["theta_e_bins"] = [
         {"lo": 0.0, "hi": 1.0, "n_pos": 30, "auc": 0.97, "ci": [0.9, 1.0], "arc_inside_box": True},
         {"lo": 2.0, "hi": 10.0, "n_pos": 3, "auc": None, "ci": None, "arc_inside_box": True}]
-    text = rt.answer_sound(results, rp.summarise(results), rp.criteria(results))
+    text = rt.answer_sound(results, rc.summarise(results), rc.criteria(results))
     assert "raw_robust [0, 1)″ 0.970" in text and "[2, 10)″" not in text
     assert "reads arc light as well as the" in text
     assert rt._arc_in_box(make_results()) == ""
@@ -214,6 +215,6 @@ def test_interval_figure_shows_values_below_the_default_axis(tmp_path):
 
 def test_alternatives_answer_lists_each_configurations_verdicts():
     results = make_results()
-    text = rt.answer_alternatives(results, rp.summarise(results), rp.criteria(results))
+    text = rt.answer_alternatives(results, rc.summarise(results), rc.criteria(results))
     assert "No configuration held all three criteria" in text
     assert "raw_robust: E2 AUROC > 0.80 held, E4 core-LR AUC < 0.65 failed" in text

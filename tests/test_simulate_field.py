@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from shortcutgates.data.codec import decode_stamps
-from shortcutgates.simulate import generator as G
+from shortcutgates.simulate import stamps as S
 from shortcutgates.simulate import simulate_frame
 from shortcutgates.simulate.field import FieldObjects, draw_field, field_rng, render_field
 from shortcutgates.simulate.population import (
@@ -17,7 +17,7 @@ from shortcutgates.simulate.population import (
     lrg_structure_rng,
 )
 
-HALF_WIDTH = (32 + G.PSF_RADIUS) * 0.262
+HALF_WIDTH = (32 + S.PSF_RADIUS) * 0.262
 
 
 def images(series):
@@ -45,12 +45,12 @@ def test_render_field_puts_a_star_with_its_flux_where_it_is():
     one = lambda v: np.array([float(v)])  # noqa: E731
     star = FieldObjects(one(2.62), one(0.0), one(22.5), one(22.5), one(22.5), one(0.01), one(0.5),
                         one(1.0), one(0.0))
-    image = render_field(star, cond.psf, 64, G.PSF_RADIUS, (48, 48))
+    image = render_field(star, cond.psf, 64, S.PSF_RADIUS, (48, 48))
     for band in image:
         assert np.unravel_index(band.argmax(), band.shape) == (32, 42)  # x = +10 px
         assert band.sum() == pytest.approx(1.0, rel=0.03)  # 22.5 mag = 1 nanomaggy
     empty = FieldObjects(*(np.zeros(0) for _ in FieldObjects._fields))
-    assert not render_field(empty, cond.psf, 64, G.PSF_RADIUS, (48, 48)).any()
+    assert not render_field(empty, cond.psf, 64, S.PSF_RADIUS, (48, 48)).any()
 
 
 def test_field_and_structure_change_only_the_control_light():
@@ -69,8 +69,8 @@ def test_lrg_structure_keeps_flux_and_point_symmetry():
     lrg, cond = draw_lrg(rng), draw_conditions(rng)
     s = draw_lrg_structure(lrg_structure_rng(0, 0), lrg)
     assert 0.2 <= s.fraction <= 0.5 and 0.4 <= s.q <= 1.0
-    plain = G.render_lrg(lrg, cond, 64)
-    twisted = G.render_lrg(lrg, cond, 64, LRGStructure(0.4, 0.3, 0.5, 0.6))
+    plain = S.render_lrg(lrg, cond, 64)
+    twisted = S.render_lrg(lrg, cond, 64, LRGStructure(0.4, 0.3, 0.5, 0.6))
     np.testing.assert_allclose(twisted.sum(axis=(1, 2)), plain.sum(axis=(1, 2)), rtol=0.03)
     assert not np.allclose(twisted, plain, rtol=1e-2)
     for band in twisted:  # two concentric ellipses: still symmetric about pixel (32, 32)

@@ -15,6 +15,7 @@ from shortcutgates.model.preprocess import annulus_median_mad
 from shortcutgates.data.schema import CONDITIONS, INJECTION_TRUTH, LRG_TRUTH, PAIRED_REQUIRED, PROVENANCE
 from shortcutgates.simulate import COLUMNS, simulate_frame, simulate_paired
 from shortcutgates.simulate import generator as G
+from shortcutgates.simulate import stamps as S
 from shortcutgates.simulate.population import (
     PopulationConfig,
     brickname,
@@ -62,7 +63,7 @@ def test_stamps_are_control_plus_nonnegative_arc_centred_lrg(frame):
     assert (arcs.sum(axis=(1, 2, 3)) > 0).all()
     rng = np.random.default_rng(0)
     for _ in range(3):
-        clean = G.render_lrg(draw_lrg(rng), draw_conditions(rng), 64)
+        clean = S.render_lrg(draw_lrg(rng), draw_conditions(rng), 64)
         for band in clean:  # the LRG sits at pixel (32, 32) and is symmetric about it
             assert np.unravel_index(band.argmax(), band.shape) == (32, 32)
             np.testing.assert_allclose(band[1:, 1:], band[1:, 1:][::-1, ::-1], rtol=1e-3, atol=1e-7)
@@ -132,7 +133,7 @@ def test_outer_annulus_noise_mad_is_near_the_survey_and_follows_depth():
     mads, depth = [], []
     for _ in range(40):
         lrg, cond = draw_lrg(rng), draw_conditions(rng)
-        ctrl = G.add_noise(G.render_lrg(lrg, cond, 64), cond, rng)
+        ctrl = S.add_noise(S.render_lrg(lrg, cond, 64), cond, rng)
         mads.append(annulus_median_mad(ctrl)[1].ravel())
         depth.append(condition_columns(cond)["psfdepth_r"])
     mads = np.array(mads)
@@ -145,7 +146,7 @@ def test_noise_variance_includes_the_lrg_photon_noise():
     rng = np.random.default_rng(2)
     cond = draw_conditions(rng)
     bright = np.full((3, 4, 4), 10.0, np.float32)
-    var = G.noise_variance(bright, cond)
+    var = S.noise_variance(bright, cond)
     np.testing.assert_allclose(var[:, 0, 0], cond.sky_sigma**2 + 10.0 / cond.gain)
 
 
@@ -153,16 +154,16 @@ def test_arc_snr_is_integrated_over_pixels_above_the_sky_sigma():
     arc = np.zeros((8, 8))
     arc[2:4, 2:4] = 1.0
     var = np.full((8, 8), 0.25)
-    assert G.arc_snr(arc, var, 0.5) == pytest.approx(4.0 / np.sqrt(1.0))
-    assert G.arc_snr(np.zeros((8, 8)), var, 0.5) == 0.0
+    assert S.arc_snr(arc, var, 0.5) == pytest.approx(4.0 / np.sqrt(1.0))
+    assert S.arc_snr(np.zeros((8, 8)), var, 0.5) == 0.0
 
 
 def test_magnification_is_lensed_over_intrinsic_flux():
     rng = np.random.default_rng(4)
     cond = draw_conditions(rng)
     inj = draw_injection(rng, PopulationConfig(clump_probability=0.0))
-    arc, mu = G.render_arc(inj, 21.0, cond, 64)
-    intrinsic = G.mag_to_flux(21.0 + inj.dmag)
+    arc, mu = S.render_arc(inj, 21.0, cond, 64)
+    intrinsic = S.mag_to_flux(21.0 + inj.dmag)
     # the PSF spreads a little light beyond the stamp; nearly all of it stays
     assert arc[1].sum() == pytest.approx(mu * intrinsic, rel=0.05)
     assert mu > 1.0
@@ -236,7 +237,7 @@ def test_cli_rejects_a_bad_range(tmp_path):
 
 
 def test_coadd_noise_has_unit_variance_and_resampling_correlation():
-    noise = np.stack([G.coadd_unit_noise((3, 64, 64), np.random.default_rng(i)) for i in range(10)])
+    noise = np.stack([S.coadd_unit_noise((3, 64, 64), np.random.default_rng(i)) for i in range(10)])
     assert noise.std() == pytest.approx(1.0, rel=0.02)
     rho = np.mean([np.corrcoef(x[:, 1:].ravel(), x[:, :-1].ravel())[0, 1] for x in noise[:, 1]])
     assert 0.05 < rho < 0.3  # Lanczos-3 resampling correlates neighbours; white noise would give 0

@@ -10,15 +10,14 @@ from hypothesis import given, strategies as st
 from shortcutgates import testing
 from shortcutgates.data.identity import match_lrgs
 from shortcutgates.data.schema import DataError
+from shortcutgates.data.keyed_hash import unit_hash
+from shortcutgates.data.matching import bin_codes, match_pools
 from shortcutgates.data.splits import (
     SplitParams,
     assign,
-    bin_codes,
     hash_splits,
-    match_pools,
     split_fractions,
     standardised_mean_difference,
-    unit_hash,
 )
 
 from strategies import as_read, catalogs, generate_catalog

@@ -13,7 +13,9 @@ import torch
 from shortcutgates import cli
 from shortcutgates.model.checkpoint import load_checkpoint, read_payload
 from shortcutgates.model.network import ModelConfig
-from shortcutgates.model.train import TrainConfig, class_balanced_weights, lr_at, stop_reason, train
+from shortcutgates.model.train import TrainConfig, train
+from shortcutgates.model.train_epoch import class_balanced_weights, lr_at
+from shortcutgates.model.train_state import stop_reason
 
 from toy_manifests import write_toy_manifest
 

@@ -11,7 +11,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from shortcutgates.experiment.demo import demo_params
-from shortcutgates.experiment.run import Timer, run_experiment
+from shortcutgates.experiment.run import run_experiment
+from shortcutgates.experiment.stages import Timer
 
 out, seed = Path(sys.argv[1]), int(sys.argv[2])
 n_lrgs = int(sys.argv[3]) if len(sys.argv) > 3 and sys.argv[3] else None

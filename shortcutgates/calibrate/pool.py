@@ -132,7 +132,7 @@ def replayed_injection(seed: int, index: int, stamp_size: int = STAMP_SIZE, cfg=
     :func:`shortcutgates.simulate.generator.lrg_rows` consumes it (LRG, conditions, the control's noise,
     the injection count, the injection). Callers check it against the simulated row
     (:data:`REPLAY_CHECK`)."""
-    from shortcutgates.simulate.generator import PSF_RADIUS, coadd_unit_noise
+    from shortcutgates.simulate.stamps import PSF_RADIUS, coadd_unit_noise
     from shortcutgates.simulate.population import PopulationConfig, draw_conditions, draw_injection, draw_lrg
 
     rng = np.random.default_rng([seed, 1, index])

@@ -18,7 +18,7 @@ Records beside the cases (verdict ``measured``, role ``reported``: never red):
   cannot decide.
 
 ``docs/model_gates.md#calibration`` gives the profile (``shortcutgates calibrate --profile readers``) and
-its table (:func:`shortcutgates.calibrate.report.reader_table`).
+its table (:func:`shortcutgates.calibrate.tables.reader_table`).
 """
 
 from __future__ import annotations

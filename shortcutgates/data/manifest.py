@@ -3,7 +3,8 @@
 A manifest is a directory of parquet files (any names, subfolders allowed), with or without a
 ``manifest.json``, whose rows carry ``label``, ``split``, ``ra``, ``dec`` and an image: inline
 ``image_npz`` or the pointer columns ``source_path``, ``source_row``, ``source_column`` into the
-paired input. Errors name the manifest file, row and column (:class:`~shortcutgates.data.schema.DataError`).
+paired input. Errors name the manifest file, row and column (:class:`~shortcutgates.data.schema.DataError`);
+the checks of the rows are :mod:`shortcutgates.data.manifest_checks`.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import pyarrow.parquet as pq
 
 from shortcutgates.data.codec import DecodeFailure, decode_stamps
 from shortcutgates.data.blob_rows import ROW_BATCH, read_blobs
-from shortcutgates.data.io import is_arrow_number, is_arrow_string, list_parquet_files, show_value
-from shortcutgates.data.schema import BLOB_COLUMNS, IMAGE_COLUMN, LABEL_COLUMN, MANIFEST_FILE, MANIFEST_REQUIRED, MANIFEST_SPLITS, POINTER_COLUMNS, SHARED_POSITIVE_SPLITS, SPLIT_COLUMN, DataError
+from shortcutgates.data.io import is_arrow_number, is_arrow_string, list_parquet_files
+from shortcutgates.data.manifest_checks import DIGEST_COLUMN, check_rows, pointer_ok
+from shortcutgates.data.schema import BLOB_COLUMNS, IMAGE_COLUMN, LABEL_COLUMN, MANIFEST_FILE, MANIFEST_REQUIRED, POINTER_COLUMNS, SPLIT_COLUMN, DataError
 
 class Manifest(NamedTuple):
     """A built (or hand-written) dataset: one row per sample.
@@ -81,12 +83,8 @@ def _read_manifest_file(file: Path, columns, blobs: bool = True) -> pd.DataFrame
     frame["manifest_file"] = str(file)
     frame["manifest_row"] = np.arange(len(frame), dtype=np.int64)
     if IMAGE_COLUMN in names and IMAGE_COLUMN not in frame:
-        frame[_DIGEST] = _blob_digests(file)
+        frame[DIGEST_COLUMN] = _blob_digests(file)
     return frame
-
-
-_DIGEST = "_image_digest"
-"""Private column while reading: sha1 of each inline blob left on disk (None for a null blob)."""
 
 
 def _blob_digests(file: Path) -> np.ndarray:
@@ -132,37 +130,38 @@ def read_manifest(path, columns: Iterable[str] | None = None, *, blobs: bool = T
         images shared by two splits, in ``frame.attrs["duplicate_images"]`` instead: the gate
         suite reports them as a failing ``data_integrity``).
     """
-    import json
-
     root = Path(path)
-    meta = None
-    if root.is_dir() and (root / MANIFEST_FILE).exists():
-        try:
-            meta = json.loads((root / MANIFEST_FILE).read_text())
-        except (ValueError, OSError) as exc:
-            raise DataError(f"manifest.json is not valid JSON ({exc})", file=root / MANIFEST_FILE) from None
-        if not isinstance(meta, dict):
-            raise DataError(f"manifest.json must hold a JSON object (got {type(meta).__name__})",
-                            file=root / MANIFEST_FILE)
+    meta = _read_meta(root)
     frames = [_read_manifest_file(file, columns, blobs) for file in list_parquet_files(root)]
     frame = pd.concat(frames, ignore_index=True)
     if frame.empty:
         raise DataError("manifest has no rows", file=root)
-    _check_manifest_columns(frame)
-    _check_images_present(frame)
-    if check_duplicates:
-        _check_duplicates(frame)
-    else:
-        frame.attrs["duplicate_images"] = duplicate_images(frame)
-    if _DIGEST in frame:
-        frame[INLINE_COLUMN] = frame[_DIGEST].notna().to_numpy()
-        frame = frame.drop(columns=[_DIGEST])
+    check_rows(frame, check_duplicates)
+    if DIGEST_COLUMN in frame:
+        frame[INLINE_COLUMN] = frame[DIGEST_COLUMN].notna().to_numpy()
+        frame = frame.drop(columns=[DIGEST_COLUMN])
     # a parquet file of a built manifest, read on its own: its directory's manifest.json places the sources
     source_meta = meta if root.is_dir() else _sibling_meta(root)
     source_root = resolve_pointers(frame, source_meta, root, data_root)
     if check_sources:
         check_source_files(frame, source_meta, source_root, data_root is not None)
     return Manifest(frame, meta, root)
+
+
+def _read_meta(root: Path) -> dict | None:
+    """The parsed ``manifest.json`` of a manifest directory (None: a parquet file, or no such file)."""
+    import json
+
+    if not (root.is_dir() and (root / MANIFEST_FILE).exists()):
+        return None
+    try:
+        meta = json.loads((root / MANIFEST_FILE).read_text())
+    except (ValueError, OSError) as exc:
+        raise DataError(f"manifest.json is not valid JSON ({exc})", file=root / MANIFEST_FILE) from None
+    if not isinstance(meta, dict):
+        raise DataError(f"manifest.json must hold a JSON object (got {type(meta).__name__})",
+                        file=root / MANIFEST_FILE)
+    return meta
 
 
 def _sibling_meta(file: Path) -> dict | None:
@@ -194,7 +193,7 @@ def image_source(frame: pd.DataFrame) -> np.ndarray:
     out = np.full(n, "stored", object)
     inline = frame[IMAGE_COLUMN].notna().to_numpy() if IMAGE_COLUMN in frame else np.zeros(n, bool)
     on_disk = frame[INLINE_COLUMN].to_numpy(bool) if INLINE_COLUMN in frame else np.zeros(n, bool)
-    out[_pointer_ok(frame) & ~on_disk] = "pointer"
+    out[pointer_ok(frame) & ~on_disk] = "pointer"
     out[inline] = "inline"
     return out
 
@@ -256,140 +255,6 @@ def check_source_files(frame: pd.DataFrame, meta: dict | None, source_root: Path
             raise DataError("source file changed since the manifest was built (sha256 differs from the one "
                             "manifest.json records)", file=path,
                             hint="restore the file, point --data-root at the original, or rebuild the manifest")
-
-
-def _where(frame: pd.DataFrame, i: int) -> dict:
-    return {"file": frame["manifest_file"].iloc[i], "row": int(frame["manifest_row"].iloc[i])}
-
-
-def _check_manifest_columns(frame: pd.DataFrame) -> None:
-    labels = pd.to_numeric(frame[LABEL_COLUMN], errors="coerce")
-    bad = ~labels.isin([0, 1])
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(f"label must be 0 or 1 (got {show_value(frame[LABEL_COLUMN].iloc[i])})", **_where(frame, i),
-                        column=LABEL_COLUMN)
-    frame[LABEL_COLUMN] = labels.astype(np.int8)
-    for col, lo, hi in (("ra", 0.0, 360.0), ("dec", -90.0, 90.0)):
-        values = pd.to_numeric(frame[col], errors="coerce").to_numpy(np.float64)
-        bad = ~np.isfinite(values) | (values < lo) | (values > hi)
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise DataError(f"{col} must be a finite number in [{lo:g}, {hi:g}] deg (got {show_value(frame[col].iloc[i])})",
-                            **_where(frame, i), column=col)
-        frame[col] = values
-    split = frame[SPLIT_COLUMN]
-    bad = split.isna().to_numpy() | ~split.isin(MANIFEST_SPLITS).to_numpy()
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        value = split.iloc[i]
-        problem = "split is missing" if pd.isna(value) else f"unknown split {value!r}"
-        raise DataError(problem, **_where(frame, i), column=SPLIT_COLUMN,
-                        hint=f"expected one of {', '.join(MANIFEST_SPLITS)}")
-    frame[SPLIT_COLUMN] = split.astype(str)
-
-
-def _pointer_ok(frame: pd.DataFrame) -> np.ndarray:
-    """(N,) bool: the row carries a complete pointer (source path, row and column)."""
-    if not all(c in frame for c in POINTER_COLUMNS):
-        return np.zeros(len(frame), bool)
-    return frame[list(POINTER_COLUMNS)].notna().all(axis=1).to_numpy()
-
-
-def _check_images_present(frame: pd.DataFrame) -> None:
-    """Every row has an inline blob or a complete pointer (unless blobs were projected away)."""
-    if IMAGE_COLUMN in frame or _DIGEST in frame:
-        inline = frame[IMAGE_COLUMN if IMAGE_COLUMN in frame else _DIGEST]
-        has = inline.notna().to_numpy() | _pointer_ok(frame)
-    elif all(c in frame for c in POINTER_COLUMNS[:2]):
-        has = frame[list(POINTER_COLUMNS[:2])].notna().all(axis=1).to_numpy()
-    else:
-        return  # image_npz projected away
-    if not has.all():
-        i = int(np.flatnonzero(~has)[0])
-        raise DataError(f"row has neither an {IMAGE_COLUMN} blob nor a complete pointer ({', '.join(POINTER_COLUMNS)})",
-                        **_where(frame, i), column=IMAGE_COLUMN)
-
-
-def _image_keys(frame: pd.DataFrame) -> pd.Series | None:
-    """Per row, what identifies its image: the inline blob, else the pointer; None if neither was read."""
-    keys = None
-    if all(c in frame for c in POINTER_COLUMNS):
-        keys = (frame[POINTER_COLUMNS[0]].astype(str) + "\0" + frame[POINTER_COLUMNS[1]].astype(str) + "\0"
-                + frame[POINTER_COLUMNS[2]].astype(str)).fillna("").map(str.encode)  # null: an inline row
-    if IMAGE_COLUMN in frame or _DIGEST in frame:  # the blob itself, or its digest when left on disk
-        blobs = frame[IMAGE_COLUMN if IMAGE_COLUMN in frame else _DIGEST]
-        keys = blobs if keys is None else blobs.where(blobs.notna(), keys)
-    return keys
-
-
-def shared_positive(group: pd.DataFrame) -> bool:
-    """Rows of one image (``label``, ``split`` columns) that are one positive of each of ``test`` and
-    ``test_paired``: shared by design (:data:`~shortcutgates.data.schema.SHARED_POSITIVE_SPLITS`), not a duplicate."""
-    return (len(group) == len(SHARED_POSITIVE_SPLITS) and bool((group["label"] == 1).all())
-            and sorted(group["split"].tolist()) == sorted(SHARED_POSITIVE_SPLITS))
-
-
-def _check_duplicates(frame: pd.DataFrame) -> None:
-    """Refuse one image listed as two positives (but once in each of ``test`` and ``test_paired``),
-    or under both labels.
-
-    Identical negatives are allowed: in paired data an LRG with k injections gives k copies of
-    its control image (the gates deduplicate them).
-    """
-    keys = _image_keys(frame)
-    if keys is None:
-        return
-    table = pd.DataFrame({"key": keys.to_numpy(), "label": frame[LABEL_COLUMN].to_numpy(),
-                          "split": frame[SPLIT_COLUMN].astype(str).to_numpy() if SPLIT_COLUMN in frame else ""})
-    clash = table.duplicated(["key"], keep=False).to_numpy()
-    if not clash.any():
-        return
-    sub = table[clash]
-    for _key, group in sub.groupby("key", sort=False):
-        if shared_positive(group):
-            continue
-        labels = set(group["label"].tolist())
-        if len(labels) > 1 or (group["label"] == 1).sum() > 1:
-            i, j = group.index[0], group.index[1]
-            what = "under both labels" if len(labels) > 1 else "as two positives"
-            other = _where(frame, j)
-            column = IMAGE_COLUMN if IMAGE_COLUMN in frame or _DIGEST in frame else POINTER_COLUMNS[0]
-            raise DataError(f"the same image is listed {what}: duplicate of {other['file']} row {other['row']}",
-                            **_where(frame, i), column=column)
-
-
-def duplicate_images(frame: pd.DataFrame) -> list[str]:
-    """One located message per row whose image another row already lists as a positive, under the
-    other label, or in another split (a copy leaked across splits); identical negatives of one split
-    (the controls of one LRG's injections) and one positive shared by ``test`` and ``test_paired``
-    (:func:`shared_positive`) are allowed."""
-    keys = _image_keys(frame)
-    if keys is None:
-        return []
-    table = pd.DataFrame({"key": keys.to_numpy(), "label": frame[LABEL_COLUMN].to_numpy(),
-                          "split": frame[SPLIT_COLUMN].astype(str).to_numpy()})
-    clash = table.duplicated(["key"], keep=False).to_numpy()
-    column = IMAGE_COLUMN if IMAGE_COLUMN in frame or _DIGEST in frame else POINTER_COLUMNS[0]
-    out = []
-    for _, group in table[clash].groupby("key", sort=False):
-        if shared_positive(group):
-            continue
-        first = group.index[0]
-        for j in group.index[1:]:
-            row = group.loc[j]
-            if row["split"] != group.loc[first, "split"]:
-                what = f"in splits {group.loc[first, 'split']} and {row['split']}"
-            elif row["label"] != group.loc[first, "label"]:
-                what = "under both labels"
-            elif row["label"] == 1:
-                what = "as two positives"
-            else:
-                continue
-            here, other = _where(frame, j), _where(frame, first)
-            out.append(f"{here['file']}: row {here['row']}, column '{column}': the same image is listed {what}: "
-                       f"duplicate of {other['file']} row {other['row']}")
-    return out
 
 
 class RowBlobs(NamedTuple):

@@ -13,24 +13,26 @@ thing it decides about:
 * which injections of a positive LRG are kept under the cap, and which row of an LRG provides
   its control, are functions of the row's *content* (its metadata values) and the seed — not of
   its position in the file.
+
+The hashes are :mod:`shortcutgates.data.keyed_hash`; property matching is :mod:`shortcutgates.data.matching`.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
+from shortcutgates.data.keyed_hash import order_within_lrgs, row_keys, seeded, unit_hash
+from shortcutgates.data.matching import MatchReport, check_match_columns, match_pools
 from shortcutgates.data.schema import CONDITIONS, CTRL_COLUMN, INJECTION_TRUTH, LABEL_COLUMN, LRG_ID_COLUMN, LRG_TRUTH, MANIFEST_SPLITS, POINTER_COLUMNS, SPLIT_COLUMN, SPLITS, STAMP_COLUMN, DataError
 
 MODES = ("paired", "unpaired")
 WEIGHT_COLUMN = "weight"
 PROVENANCE_COPIED = ("brickname", "task_id")
 """Provenance columns copied into the manifest when present."""
-_NOT_CONTENT = {"source_path", "source_row", SPLIT_COLUMN, LRG_ID_COLUMN}
 
 
 @dataclass(frozen=True)
@@ -82,55 +84,6 @@ def split_fractions(fractions, mode: str) -> tuple[tuple[float, float, float], f
     else:
         share = 0.5 if len(f) == 3 else (f[3] / test if test > 0 else 0.0)
     return (f[0], f[1], test), share
-
-
-# --- keyed hashes ------------------------------------------------------------------------------
-def unit_hash(keys, seed: int, purpose: str) -> np.ndarray:
-    """(N,) float64 uniform numbers in [0, 1) from BLAKE2b of ``(seed, purpose, key)`` for N str ``keys``.
-
-    ``purpose`` separates independent decisions (``split``, ``pool``, ``test_paired``, ``match``). The
-    same key, seed and purpose always give the same number, on any machine.
-    """
-    prefix = f"shortcutgates/{int(seed)}/{purpose}/".encode()
-    out = np.empty(len(keys), np.float64)
-    for i, key in enumerate(keys):
-        digest = hashlib.blake2b(prefix + str(key).encode(), digest_size=8).digest()
-        out[i] = int.from_bytes(digest, "big") / 2.0**64
-    return out
-
-
-def _mix64(x: np.ndarray) -> np.ndarray:
-    """SplitMix64 finaliser (Steele et al. 2014), vectorised over uint64."""
-    with np.errstate(over="ignore"):
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
-
-
-def row_keys(catalog: pd.DataFrame, seed: int | None = None) -> np.ndarray:
-    """A uint64 key per row from its metadata values (not its position), optionally seeded.
-
-    Columns that only locate a row (``source_path``, ``source_row``) are left out, so permuting
-    the input or splitting it over other files does not change a row's key.
-    """
-    cols = sorted(c for c in catalog.columns if c not in _NOT_CONTENT)
-    keys = pd.util.hash_pandas_object(catalog[cols], index=False).to_numpy(np.uint64)
-    return keys if seed is None else seeded(keys, seed)
-
-
-def seeded(keys: np.ndarray, seed: int) -> np.ndarray:
-    """Row keys re-mixed with a seed: ``row_keys(c, seed) == seeded(row_keys(c), seed)``."""
-    salt = int.from_bytes(hashlib.blake2b(f"rows/{int(seed)}".encode(), digest_size=8).digest(), "big")
-    return _mix64(keys ^ np.uint64(salt))
-
-
-def _order_within_lrgs(catalog: pd.DataFrame, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows sorted by (lrg_id, key, source_path, source_row); returns order, lrg code per sorted row, run starts."""
-    lrg = pd.factorize(catalog[LRG_ID_COLUMN], sort=True)[0]
-    path = pd.factorize(catalog["source_path"], sort=True)[0]
-    order = np.lexsort((catalog["source_row"].to_numpy(np.int64), path, keys, lrg))
-    codes = lrg[order]
-    return order, codes, np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
 
 
 # --- splits ------------------------------------------------------------------------------------
@@ -219,7 +172,7 @@ def positive_rows(catalog: pd.DataFrame, cap: int | None, seed: int,
     Returns (M,) int64 row positions (``iloc``) into ``catalog``, grouped by LRG, and (M,) float64 weights.
     """
     keys = row_keys(catalog) if keys is None else keys
-    order, codes, starts = _order_within_lrgs(catalog, seeded(keys, seed))
+    order, codes, starts = order_within_lrgs(catalog, seeded(keys, seed))
     sizes = np.diff(np.r_[starts, len(order)])
     rank = np.arange(len(order)) - np.repeat(starts, sizes)
     kept = np.minimum(sizes, cap) if cap is not None else sizes
@@ -233,7 +186,7 @@ def control_rows(catalog: pd.DataFrame, keys: np.ndarray | None = None) -> pd.Se
     Controls of one LRG are identical, so one row is enough; it is the row with the smallest
     unseeded content key (``keys``, computed if not given), which does not depend on row order.
     """
-    order, _, starts = _order_within_lrgs(catalog, row_keys(catalog) if keys is None else keys)
+    order, _, starts = order_within_lrgs(catalog, row_keys(catalog) if keys is None else keys)
     first = order[starts]
     return pd.Series(first.astype(np.int64), index=catalog[LRG_ID_COLUMN].to_numpy()[first])
 
@@ -264,88 +217,6 @@ def sample_rows(catalog: pd.DataFrame, positions, label: int, split, weight, col
         out[col] = values
     out[WEIGHT_COLUMN] = np.asarray(weight, np.float64)
     return out
-
-
-# --- property matching -------------------------------------------------------------------------
-class MatchReport(NamedTuple):
-    """How the negative pool was matched to the positive pool (recorded in ``manifest.json``)."""
-
-    columns: tuple
-    bins: dict
-    """Column -> list of bin labels (``[lo, hi)`` ranges, single values, or ``missing``)."""
-    n_cells: int
-    """Occupied (split, bin, bin, ...) cells."""
-    n_pos_lrgs_dropped: int
-    """Positive LRGs dropped because their cell had fewer negative LRGs."""
-    n_neg_lrgs_dropped: int
-    unbalanced_cells: list
-    """Every cell whose positive and negative LRG counts differed: split, bin per column, n_pos, n_neg, kept."""
-
-    def as_dict(self) -> dict:
-        return {"columns": list(self.columns), "bins": self.bins, "n_cells": self.n_cells,
-                "n_pos_lrgs_dropped": self.n_pos_lrgs_dropped, "n_neg_lrgs_dropped": self.n_neg_lrgs_dropped,
-                "n_unbalanced_cells": len(self.unbalanced_cells), "unbalanced_cells": self.unbalanced_cells}
-
-
-def bin_codes(values, n_bins: int) -> tuple[np.ndarray, list[str]]:
-    """Bin index of each value and the bin labels; NaN gets code -1 (its own ``missing`` bin).
-
-    Columns with at most ``n_bins`` distinct values get one bin per value; others get quantile
-    bins (edges at the 1/n_bins quantiles, duplicates merged).
-    """
-    values = np.asarray(values, np.float64)
-    finite = values[np.isfinite(values)]
-    uniq = np.unique(finite)
-    codes = np.full(len(values), -1, np.int64)
-    ok = np.isfinite(values)
-    if len(uniq) <= n_bins:
-        codes[ok] = np.searchsorted(uniq, values[ok])
-        labels = [f"{v:g}" for v in uniq]
-    else:
-        edges = np.unique(np.quantile(finite, np.linspace(0, 1, n_bins + 1)[1:-1]))
-        codes[ok] = np.searchsorted(edges, values[ok], side="right")
-        bounds = np.r_[-np.inf, edges, np.inf]
-        labels = [f"[{lo:.6g}, {hi:.6g})" for lo, hi in zip(bounds[:-1], bounds[1:])]
-    return codes, labels
-
-
-def match_pools(frame: pd.DataFrame, columns, n_bins: int, seed: int) -> tuple[np.ndarray, MatchReport]:
-    """Keep equal numbers of positive and negative LRGs in every (split, bins) cell.
-
-    Works on LRGs of the unpaired pools (``test_paired`` is left alone). An LRG's value is the
-    median of its rows. In each cell the ``n = min(n_pos, n_neg)`` LRGs of each pool with the
-    smallest ``unit_hash(lrg_id, seed, 'match')`` are kept, so negatives follow the positives'
-    distribution over the cells, without replacement. Every cell where LRGs were dropped is listed
-    in the report — including cells with positives and no negatives — so nothing goes silently.
-
-    Returns
-    -------
-    keep : ndarray of bool, shape (len(frame),)
-    report : MatchReport
-    """
-    pooled = frame[SPLIT_COLUMN].to_numpy() != "test_paired"
-    lrg = (frame[pooled].groupby(LRG_ID_COLUMN, sort=True)
-           .agg(split=(SPLIT_COLUMN, "first"), label=(LABEL_COLUMN, "first"), **{c: (c, "median") for c in columns}))
-    cell_cols, bins = [SPLIT_COLUMN], {}
-    for col in columns:
-        lrg[f"_bin_{col}"], bins[col] = bin_codes(lrg[col], n_bins)
-        cell_cols.append(f"_bin_{col}")
-    lrg["_u"] = unit_hash(lrg.index.to_numpy(), seed, "match")
-    lrg = lrg.rename(columns={"split": SPLIT_COLUMN}).sort_values("_u", kind="stable")
-    lrg["_rank"] = lrg.groupby(cell_cols + ["label"], sort=False).cumcount()
-    counts = lrg.groupby(cell_cols + ["label"]).size().unstack("label", fill_value=0).reindex(columns=[0, 1], fill_value=0)
-    n_keep = counts.min(axis=1).rename("_n")
-    lrg = lrg.join(n_keep, on=cell_cols)
-    kept = lrg.index[lrg["_rank"] < lrg["_n"]]
-    unbalanced = []
-    for cell, row in counts[counts[0] != counts[1]].iterrows():
-        cell = cell if isinstance(cell, tuple) else (cell,)
-        unbalanced.append({"split": cell[0], **{c: ("missing" if k < 0 else bins[c][k]) for c, k in zip(columns, cell[1:])},
-                           "n_pos": int(row[1]), "n_neg": int(row[0]), "kept": int(min(row[0], row[1]))})
-    report = MatchReport(tuple(columns), bins, len(counts), int((counts[1] - n_keep).sum()),
-                         int((counts[0] - n_keep).sum()), unbalanced)
-    keep = ~pooled | frame[LRG_ID_COLUMN].isin(kept).to_numpy()
-    return keep, report
 
 
 def standardised_mean_difference(a, b, wa=None, wb=None) -> float:
@@ -406,17 +277,6 @@ def balance_columns(frame: pd.DataFrame, match=()) -> list[str]:
     skip = set(INJECTION_TRUTH) | set(PROVENANCE_COPIED) | {LABEL_COLUMN, SPLIT_COLUMN, LRG_ID_COLUMN, "ra", "dec",
                                                              WEIGHT_COLUMN, *POINTER_COLUMNS}
     return [c for c in frame.columns if c not in skip and pd.api.types.is_numeric_dtype(frame[c])]
-
-
-def check_match_columns(catalog: pd.DataFrame, match) -> None:
-    """Refuse matching on missing, non-numeric or injection-truth columns (one-line ValueError)."""
-    for col in match:
-        if col in INJECTION_TRUTH:
-            raise ValueError(f"match: '{col}' is injection truth (NaN for negatives); match on LRG or observing properties")
-        if col not in catalog.columns:
-            raise ValueError(f"match: column '{col}' is not in the input (has {', '.join(map(str, catalog.columns))})")
-        if not pd.api.types.is_numeric_dtype(catalog[col]):
-            raise ValueError(f"match: column '{col}' must be numeric (got dtype {catalog[col].dtype})")
 
 
 def assign(catalog: pd.DataFrame, params: SplitParams) -> SplitResult:

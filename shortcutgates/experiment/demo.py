@@ -1,7 +1,7 @@
 """``shortcutgates demo``: the whole path on simulated data, ending with the E1–E4 table.
 
 Simulate paired LRG stamps with injected arcs, build paired and unpaired manifests (and the E5
-recipe's unpaired manifest with hard negatives), train the four configurations of :data:`shortcutgates.experiment.run.CONFIGURATIONS` on each, run the gates and
+recipe's unpaired manifest with hard negatives), train the four configurations of :data:`shortcutgates.experiment.params.CONFIGURATIONS` on each, run the gates and
 write the report — :func:`shortcutgates.experiment.run.run_experiment` with defaults sized for a
 laptop (:data:`DEMO`; measured 4.1 minutes wall on an idle 2-core machine with three configurations;
 with E5's fourth, its extra build, data gates and training, not re-measured). Progress goes to stderr throughout; the table and
@@ -16,7 +16,9 @@ import sys
 from pathlib import Path
 
 from shortcutgates.model.network import ModelConfig
-from shortcutgates.experiment.run import ExperimentParams, Timer, run_experiment
+from shortcutgates.experiment.params import ExperimentParams
+from shortcutgates.experiment.run import run_experiment
+from shortcutgates.experiment.stages import Timer
 
 DEMO = dict(n_lrgs=2000, epochs=6, injections_per_lrg=(1, 2), n_boot=500, batch_size=64,
             train_options={"model": ModelConfig(width=16, blocks=(1, 1, 1))})
@@ -28,7 +30,7 @@ interval. Measured: 4.1 minutes on an idle 2-core machine (README), before E5 ad
 
 def demo_params(out: Path, *, n_lrgs: int | None = None, epochs: int | None = None, seed: int = 0,
                 progress: bool = True) -> ExperimentParams:
-    """The demo's :class:`~shortcutgates.experiment.run.ExperimentParams` (``None`` keeps the default)."""
+    """The demo's :class:`~shortcutgates.experiment.params.ExperimentParams` (``None`` keeps the default)."""
     kw = dict(DEMO)
     if n_lrgs is not None:
         kw["n_lrgs"] = n_lrgs

@@ -227,7 +227,7 @@ def unseen_counterfactuals(ckpt: Path, manifest: Path, seed: int, params, split:
     carries ``value`` None and a ``message``).
     """
     from shortcutgates.model.checkpoint import load_checkpoint
-    from shortcutgates.model.evaluate import evaluate_scores, lrg_groups, predict_scores
+    from shortcutgates.model.evaluate import lrg_groups, predict_scores
     from shortcutgates.gates.perturb import R_CORE_PX, find_pairs, split_core_arc
     from shortcutgates.data.manifest import load_images, read_manifest
 
@@ -237,14 +237,9 @@ def unseen_counterfactuals(ckpt: Path, manifest: Path, seed: int, params, split:
     pairs = find_pairs(frame[LABEL_COLUMN].to_numpy(), groups)
     limit = params.max_samples or len(pairs.stamp)
     pos, ctrl_pos = pairs.stamp[:limit], pairs.ctrl[:limit]
-
-    def missing(name: str, why: str) -> dict:
-        return {"metric": "auroc", "value": None, "ci": None, "n": 0, "n_groups": 0, "seed": seed,
-                "source": f"unseen[{name}]", "message": why}
-
     if len(pos) < 2:
         why = f"split {split!r} holds {len(pos)} pairs"
-        return {"point_source": missing("point_source", why), "moved_counter_image": missing("moved_counter_image", why)}
+        return {name: _unseen_missing(name, why, seed) for name in ("point_source", "moved_counter_image")}
     stamps, _ = load_images(frame.iloc[pos])
     ctrls, _ = load_images(frame.iloc[ctrl_pos])
     loaded = load_checkpoint(ckpt)
@@ -252,27 +247,46 @@ def unseen_counterfactuals(ckpt: Path, manifest: Path, seed: int, params, split:
     base = np.asarray(predict_scores(loaded, ctrls), np.float64)
 
     def metric(name: str, images: np.ndarray) -> dict:
-        scores = np.asarray(predict_scores(loaded, images), np.float64)
-        labels = np.r_[np.ones(len(scores), int), np.zeros(len(base), int)]
-        m = evaluate_scores(labels, np.r_[scores, base], np.r_[g, g], n_boot=params.n_boot, seed=seed)
-        return jsonable({"metric": "auroc", "value": m.auroc.value, "ci": [m.auroc.lo, m.auroc.hi],
-                         "n": m.auroc.n, "n_groups": m.auroc.n_groups, "seed": seed, "source": f"unseen[{name}]"})
+        return _unseen_auroc(name, np.asarray(predict_scores(loaded, images), np.float64), base, g, params, seed)
 
     out = {}
     fwhm = psf_fwhm_px(frame.iloc[ctrl_pos])
     if fwhm is None:
-        out["point_source"] = missing("point_source", "rows carry no PSF FWHM column (psf_fwhm_used_<b> or psfsize_r)")
+        out["point_source"] = _unseen_missing("point_source", "rows carry no PSF FWHM column (psf_fwhm_used_<b> or psfsize_r)", seed)
     else:
         flux = np.clip(lrg_flux(ctrls), 0.0, None) * POINT_SOURCE_SHARE
         out["point_source"] = metric("point_source", ctrls + point_sources(fwhm, flux, ctrls.shape[-2:]))
     core, _ = split_core_arc(stamps - ctrls, R_CORE_PX)
+    out["moved_counter_image"] = metric("moved_counter_image", ctrls + moved_counter_images(core, seed))
+    return out
+
+
+def _unseen_missing(name: str, why: str, seed: int) -> dict:
+    """The metric record of an unseen counterfactual that cannot be built (``value`` None, ``why``)."""
+    return {"metric": "auroc", "value": None, "ci": None, "n": 0, "n_groups": 0, "seed": seed,
+            "source": f"unseen[{name}]", "message": why}
+
+
+def _unseen_auroc(name: str, scores: np.ndarray, base: np.ndarray, groups: np.ndarray, params, seed: int) -> dict:
+    """AUROC (LRG bootstrap) of the counterfactuals' ``scores`` against the controls' ``base`` scores,
+    both (N,) with the LRG ids ``groups``, as a metric record."""
+    from shortcutgates.model.evaluate import evaluate_scores
+
+    labels = np.r_[np.ones(len(scores), int), np.zeros(len(base), int)]
+    m = evaluate_scores(labels, np.r_[scores, base], np.r_[groups, groups], n_boot=params.n_boot, seed=seed)
+    return jsonable({"metric": "auroc", "value": m.auroc.value, "ci": [m.auroc.lo, m.auroc.hi],
+                     "n": m.auroc.n, "n_groups": m.auroc.n_groups, "seed": seed, "source": f"unseen[{name}]"})
+
+
+def moved_counter_images(core: np.ndarray, seed: int) -> np.ndarray:
+    """Each core image of ``core`` (N, B, H, W) rolled :data:`MOVE_PX` px in a direction drawn from
+    ``default_rng(seed)``, rounded to whole pixels."""
     angle = np.random.default_rng(seed).uniform(0, 2 * np.pi, len(core))
     moved = np.empty_like(core)
     for i, a in enumerate(angle):
         dy, dx = int(round(MOVE_PX * np.sin(a))), int(round(MOVE_PX * np.cos(a)))
         moved[i] = np.roll(core[i], (dy, dx), axis=(-2, -1))
-    out["moved_counter_image"] = metric("moved_counter_image", ctrls + moved)
-    return out
+    return moved
 
 
 def npz_bytes(arrays: dict) -> bytes:

@@ -4,7 +4,8 @@ Also the ``shortcutgates report RESULTS [--out DIR]`` command. The layout of ``r
 documented in :mod:`shortcutgates.experiment.run`; this module only reads it. The report is a list of
 blocks (heading, paragraph, list, table, figure) rendered twice, to Markdown and to HTML, so both
 say the same thing. Every verdict and every answer to the proposal's review questions is computed
-here from the measurements; no sentence states a result that is not in ``results.json``.
+here (the criteria in :mod:`.criteria`) from the measurements; no sentence states a result that is
+not in ``results.json``.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ import numpy as np
 
 from shortcutgates.experiment import figures as figs
 from shortcutgates.experiment import text
+from shortcutgates.experiment.criteria import KEY_METRICS, config_names, criteria, decide, summarise
 from shortcutgates.experiment.lens_search import lens_search_figures, tpr_table
 from shortcutgates.gates.report_html import fmt, fmt_metric, gate_table, to_html  # noqa: F401  (shared with the gate page)
 from shortcutgates.data.io import write_bytes_atomic
 
 RESULTS_SCHEMA = "shortcutgates.experiment/1"
-KEY_METRICS = ("E1", "E2", "E3", "E3_gap", "E4")
 EXPERIMENT_TITLES = {
     "E1": "E1 paired→paired AUROC",
     "E2": "E2 unpaired→unpaired AUROC",
@@ -33,101 +34,10 @@ EXPERIMENT_TITLES = {
 }
 
 
-class Criterion(NamedTuple):
-    """A success criterion of the proposal, decided for one configuration."""
-
-    config: str
-    name: str
-    """e.g. ``"E2 AUROC > 0.80"``."""
-    metric: str
-    """Key of the metric in ``experiments`` (E2, E4, E3_gap)."""
-    threshold: float
-    direction: str
-    """``"min"``: the value must exceed the threshold; ``"max"``: stay below it."""
-    verdict: str
-    """``held``, ``failed``, ``inconclusive`` or ``missing``."""
-    value: float | None
-    """Estimate (mean over seeds)."""
-    detail: str
-
-
-CRITERIA = (("E2", "E2 AUROC > 0.80", 0.80, "min"),
-            ("E4", "E4 core-LR AUC < 0.65", 0.65, "max"),
-            ("E3_gap", "|E3 − E2| < 0.05", 0.05, "max"))
-
-
 class ReportFiles(NamedTuple):
     markdown: Path
     html: Path
     figures: list
-
-
-# --- numbers -----------------------------------------------------------------------------------
-def metric_values(results: dict, config: str, key: str) -> list:
-    """Values of one metric of one configuration over the seeds (None where missing)."""
-    out = []
-    for run in results.get("seeds", []):
-        m = run.get("configs", {}).get(config, {}).get("experiments", {}).get(key)
-        out.append(None if not m else m.get("value"))
-    return out
-
-
-def summarise(results: dict) -> dict:
-    """Mean ± std over seeds of the key metrics: ``{config: {metric: {mean, std, n_seeds, values}}}``.
-
-    ``std`` is the sample standard deviation (ddof=1); None with a single seed.
-    """
-    summary = {}
-    for config in config_names(results):
-        summary[config] = {}
-        for key in KEY_METRICS:
-            vals = [v for v in metric_values(results, config, key) if v is not None]
-            arr = np.asarray(vals, dtype=float)
-            summary[config][key] = {
-                "mean": float(arr.mean()) if len(arr) else None,
-                "std": float(arr.std(ddof=1)) if len(arr) > 1 else None,
-                "n_seeds": len(arr),
-                "values": [float(v) for v in arr],
-            }
-    return summary
-
-
-def config_names(results: dict) -> list:
-    return [c["name"] for c in results.get("params", {}).get("configs", [])]
-
-
-def _decide(m: dict | None, threshold: float, direction: str) -> str:
-    if not m or m.get("value") is None:
-        return "missing"
-    v = m["value"]
-    good = v > threshold if direction == "min" else v < threshold
-    if not good:
-        return "failed"
-    ci = m.get("ci")
-    if not ci or ci[0] is None or ci[1] is None:
-        return "inconclusive"
-    bound = ci[0] if direction == "min" else ci[1]
-    return "held" if (bound > threshold if direction == "min" else bound < threshold) else "inconclusive"
-
-
-def criteria(results: dict) -> list:
-    """Decide each success criterion for each configuration.
-
-    Per seed: ``held`` when the interval lies on the good side of the threshold, ``failed`` when the
-    estimate lies on the bad side, ``inconclusive`` otherwise. Over seeds: the common verdict if all
-    seeds agree, else ``inconclusive`` with the count.
-    """
-    out = []
-    for config in config_names(results):
-        for key, name, threshold, direction in CRITERIA:
-            per_seed = [_decide(run["configs"].get(config, {}).get("experiments", {}).get(key), threshold, direction)
-                        for run in results.get("seeds", [])]
-            vals = [v for v in metric_values(results, config, key) if v is not None]
-            verdict = per_seed[0] if per_seed and len(set(per_seed)) == 1 else "inconclusive"
-            detail = ", ".join(f"seed {run['seed']}: {v}" for run, v in zip(results["seeds"], per_seed))
-            value = float(np.mean(vals)) if vals else None
-            out.append(Criterion(config, name, key, threshold, direction, verdict, value, detail))
-    return out
 
 
 # --- figures -----------------------------------------------------------------------------------
@@ -227,25 +137,8 @@ def build_document(results: dict, figures: dict) -> list:
     summary = results.get("summary") or summarise(results)
     crit = criteria(results)
     seeds = [r["seed"] for r in results["seeds"]]
-    cells = ("Each cell: estimate [95% interval, LRG bootstrap]." if len(seeds) == 1 else
-             f"Each cell: mean ± std over {len(seeds)} seeds (seeds {', '.join(map(str, seeds))}).")
     doc = [("h1", "Unpaired training: experiments E1–E4"), ("p", text.intro(results)),
-           ("h2", "E1–E4"), ("table", *results_table(results, summary)), ("p", cells),
-           ("h2", "E5: training recipes against the shortcut"), ("table", *e5_table(results)),
-           ("p", E5_NOTE),
-           ("h2", "Lens-search operating points"), ("table", *tpr_table(results)),
-           ("p", "True-positive rate at false-positive rates 1e-2 and 1e-3 (lenses are about 1 in 1000 LRGs, so "
-                 "searches work there), 95% LRG-bootstrap intervals. A rate at FPR f needs about 10/f negatives; "
-                 "the note says when a split has fewer, and then the two rates can coincide."),
-           ("h2", "Core-LR AUC on the training data"), ("table", *core_lr_table(results)),
-           ("p", "Grouped-CV logistic regression on the central 10×10 px of all bands, as the model sees them. "
-                 "The survey team measured, on real DR10 cutouts: raw 0.951 paired / 0.949 unpaired, residual "
-                 "0.554 paired / 0.694 unpaired (docs/design.md#the-shortcut). Core dropout changes training only, so its input "
-                 "is the residual input."),
-           ("h2", "Success criteria of the proposal"),
-           ("table", ["configuration", "criterion", "value", "verdict", "per seed"],
-            [[c.config, c.name, fmt(c.value), c.verdict, c.detail] for c in crit]),
-           ("h2", "Answers to the review questions")]
+           *_measurement_sections(results, summary, crit), ("h2", "Answers to the review questions")]
     if len(seeds) > 1:
         doc += [("p", f"Gate records and intervals below are those of the first seed ({seeds[0]}); the table "
                       f"above gives the spread over all {len(seeds)} seeds.")]
@@ -256,6 +149,29 @@ def build_document(results: dict, figures: dict) -> list:
         ("h2", "Reproduce"), ("code", results.get("command", "")),
         ("p", f"shortcutgates {results.get('package_version', '?')}; parameters: "
               + ", ".join(f"{k}={v}" for k, v in results["params"].items() if k != "configs"))]
+
+
+def _measurement_sections(results: dict, summary: dict, crit: list) -> list:
+    """The blocks of the measured tables: E1–E4, E5, lens-search operating points, core-LR AUC and the
+    success criteria (``summary``: :func:`.criteria.summarise`; ``crit``: :func:`.criteria.criteria`)."""
+    seeds = [r["seed"] for r in results["seeds"]]
+    cells = ("Each cell: estimate [95% interval, LRG bootstrap]." if len(seeds) == 1 else
+             f"Each cell: mean ± std over {len(seeds)} seeds (seeds {', '.join(map(str, seeds))}).")
+    return [("h2", "E1–E4"), ("table", *results_table(results, summary)), ("p", cells),
+            ("h2", "E5: training recipes against the shortcut"), ("table", *e5_table(results)),
+            ("p", E5_NOTE),
+            ("h2", "Lens-search operating points"), ("table", *tpr_table(results)),
+            ("p", "True-positive rate at false-positive rates 1e-2 and 1e-3 (lenses are about 1 in 1000 LRGs, so "
+                  "searches work there), 95% LRG-bootstrap intervals. A rate at FPR f needs about 10/f negatives; "
+                  "the note says when a split has fewer, and then the two rates can coincide."),
+            ("h2", "Core-LR AUC on the training data"), ("table", *core_lr_table(results)),
+            ("p", "Grouped-CV logistic regression on the central 10×10 px of all bands, as the model sees them. "
+                  "The survey team measured, on real DR10 cutouts: raw 0.951 paired / 0.949 unpaired, residual "
+                  "0.554 paired / 0.694 unpaired (docs/design.md#the-shortcut). Core dropout changes training only, so its input "
+                  "is the residual input."),
+            ("h2", "Success criteria of the proposal"),
+            ("table", ["configuration", "criterion", "value", "verdict", "per seed"],
+             [[c.config, c.name, fmt(c.value), c.verdict, c.detail] for c in crit])]
 
 
 E5_NOTE = ("Per configuration and seed: the unpaired model's detection (E2, test split) with TPR at FPR 1e-2 and "
@@ -279,7 +195,7 @@ LRGs: a recipe's model must score it as a lens no more often than a control, AUR
 def _point_source_cell(m: dict | None) -> tuple[str, str]:
     """``(cell, verdict)``: the AUROC with its interval and its verdict against :data:`POINT_SOURCE_MAX_AUROC`
     (held: interval below; failed: estimate above; else inconclusive; missing)."""
-    verdict = _decide(m, POINT_SOURCE_MAX_AUROC, "max")
+    verdict = decide(m, POINT_SOURCE_MAX_AUROC, "max")
     return (fmt_metric(m) if m else "n/a") + ("" if verdict == "missing" else f" {verdict}"), verdict
 
 

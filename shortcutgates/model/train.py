@@ -13,33 +13,32 @@ uninterrupted run drew; on CPU the same seed gives the same weights.
 Distributed: under ``torchrun`` (``WORLD_SIZE > 1``) the model is wrapped in
 ``DistributedDataParallel`` (backend ``nccl`` on GPUs, ``gloo`` on CPU); each global batch of
 ``--batch-size`` rows is split across processes; rank 0 validates and writes the checkpoint.
+
+One epoch (schedule, loss weights, seeded streams, validation) is :mod:`shortcutgates.model.train_epoch`;
+the counters, checkpoint payload and resume checks are :mod:`shortcutgates.model.train_state`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
-from shortcutgates import __version__
 from shortcutgates.data import manifest as sgmanifest
-from shortcutgates.model.augment import AugmentConfig, augment_batch, parse_core_dropout
-from shortcutgates.model.checkpoint import FORMAT, FORMAT_VERSION, CheckpointError, check_payload, model_from_payload, preprocess_record, read_payload, save_checkpoint
+from shortcutgates.model.augment import AugmentConfig, parse_core_dropout
+from shortcutgates.model.checkpoint import save_checkpoint
 from shortcutgates.model.dataset import StampDataset, manifest_sha256, rows_key, select_splits
-from shortcutgates.model.evaluate import logits_of, resolve_device
 from shortcutgates.model.network import ModelConfig, build_model, count_parameters
 from shortcutgates.model.preprocess import get_preprocessor
+from shortcutgates.model.train_state import Progress, checkpoint_payload, restore, resume_payload, state_copy
+from shortcutgates.model.train_epoch import Dist, EpochLoop, batches, class_balanced_weights, run_epoch, setup_distributed, validate
 from shortcutgates.data.schema import DataError
-from shortcutgates.stats import auroc
 
 
 @dataclass(frozen=True)
@@ -103,126 +102,6 @@ class TrainSummary(NamedTuple):
     history: list
 
 
-@dataclass
-class Progress:
-    """Where a training run stands after its last finished epoch (stored as the checkpoint's ``resume``)."""
-
-    epoch: int = 0
-    """Epochs finished (the next epoch to run, 0-based)."""
-    best_val_auroc: float = -1.0
-    best_epoch: int = -1
-    """0-based epoch of the best validation AUROC (-1: none yet)."""
-    bad_epochs: int = 0
-    """Epochs since the best one (early stopping counts these)."""
-    history: list = dataclasses.field(default_factory=list)
-    """One metrics row per finished epoch."""
-    seconds: float = 0.0
-    """Training wall time so far, summed over resumed runs. Unit: s."""
-    samples: int = 0
-    """Training rows seen so far."""
-    stop_reason: str | None = None
-
-    def record(self, row: dict, config: "TrainConfig") -> bool:
-        """Add the metrics row of the epoch just finished; True if its validation AUROC is the best so far."""
-        self.history.append(row)
-        better = row["val_auroc"] > self.best_val_auroc
-        if better:
-            self.best_val_auroc, self.best_epoch, self.bad_epochs = row["val_auroc"], row["epoch"], 0
-        else:
-            self.bad_epochs += 1
-        self.epoch = row["epoch"] + 1
-        self.stop_reason = stop_reason(self.epoch, self.bad_epochs, self.seconds, config)
-        return better
-
-
-class _Loop(NamedTuple):
-    """What every epoch of one training run uses (built once by :func:`_fit`)."""
-
-    net: torch.nn.Module
-    """The model, wrapped in DistributedDataParallel under torchrun."""
-    opt: torch.optim.Optimizer
-    train: StampDataset
-    weights: np.ndarray
-    """(N,) class-balanced loss weight of each training row."""
-    config: TrainConfig
-    aug: AugmentConfig
-    dd: "_Dist"
-    device: torch.device
-    bar: object
-    """tqdm progress bar over all steps of the run."""
-    steps_per_epoch: int
-
-
-# --- small pieces --------------------------------------------------------------------------
-class _Dist(NamedTuple):
-    rank: int
-    world: int
-    local_rank: int
-
-
-def _setup_distributed(device_pref: str) -> tuple[_Dist, torch.device]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return _Dist(0, 1, 0), resolve_device(device_pref)
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    device = resolve_device(device_pref)
-    if device.type == "cuda":
-        device = torch.device("cuda", local)
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return _Dist(dist.get_rank(), dist.get_world_size(), local), device
-
-
-def lr_at(step: int, total: int, config: TrainConfig) -> float:
-    """Learning rate of optimisation step ``step`` of ``total``: linear warm-up, then cosine to 0."""
-    warm = max(1, int(config.warmup_fraction * total))
-    if step < warm:
-        return config.lr * (step + 1) / warm
-    t = (step - warm) / max(1, total - warm)
-    return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
-
-
-def stop_reason(epochs_done: int, bad_epochs: int, seconds: float, config: TrainConfig) -> str | None:
-    """Why training stops after ``epochs_done`` epochs (None: go on).
-
-    ``epochs`` when all are done; ``early_stopping`` after ``patience`` epochs without a better
-    validation AUROC; ``time_budget`` once ``max_minutes`` of training time are spent.
-    """
-    if epochs_done >= config.epochs:
-        return "epochs"
-    if bad_epochs >= config.patience:
-        return "early_stopping"
-    if config.max_minutes is not None and seconds > 60 * config.max_minutes:
-        return "time_budget"
-    return None
-
-
-def class_balanced_weights(labels: np.ndarray, row_weights: np.ndarray) -> np.ndarray:
-    """Row weights scaled so each class has the same total weight and the mean weight is 1."""
-    w = row_weights.astype(np.float64).copy()
-    totals = {cls: w[labels == cls].sum() for cls in (0, 1)}
-    for cls, total in totals.items():
-        sel = labels == cls
-        if total <= 0:
-            raise ValueError(f"train: class {cls} has no rows (or zero total weight) in the training split")
-        w[sel] *= 0.5 / total
-    return (w * len(w)).astype(np.float32)
-
-
-def _epoch_generator(seed: int, epoch: int, stream: int) -> torch.Generator:
-    seq = np.random.SeedSequence([seed, epoch, stream]).generate_state(2, dtype=np.uint64)
-    return torch.Generator().manual_seed(int(seq[0] % (2**63)))
-
-
-def _batches(n: int, batch_size: int, epoch_gen: torch.Generator) -> list[torch.Tensor]:
-    """Shuffled global batches; a last partial batch is dropped (it differs every epoch)."""
-    perm = torch.randperm(n, generator=epoch_gen)
-    if n <= batch_size:
-        return [perm]
-    return [perm[i : i + batch_size] for i in range(0, n - batch_size + 1, batch_size)]
-
-
 def _load_splits(manifest, config: TrainConfig, cache_dir, progress: bool):
     m = sgmanifest.read_manifest(manifest)
     sha = manifest_sha256(manifest)
@@ -238,94 +117,6 @@ def _load_splits(manifest, config: TrainConfig, cache_dir, progress: bool):
     if len(shapes) != 1:
         raise DataError(f"train and val stamps differ in shape {sorted(shapes)}", file=manifest)
     return out[0], out[1], sha
-
-
-def _state_copy(model: torch.nn.Module) -> dict:
-    return {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
-
-
-# --- resume --------------------------------------------------------------------------------
-def _resume_state(out_ckpt: Path, config: TrainConfig, data_sha: str) -> dict | None:
-    if not out_ckpt.exists():
-        return None
-    payload = read_payload(out_ckpt)
-    check_payload(out_ckpt, payload)
-    if "resume" not in payload:
-        raise ValueError(f"{out_ckpt}: has no resume state; cannot --resume from it")
-    saved = dict(payload["train_config"])
-    saved.pop("device", None)
-    if saved != config.resume_key():
-        diff = sorted(k for k in set(saved) | set(config.resume_key()) if saved.get(k) != config.resume_key().get(k))
-        raise ValueError(f"{out_ckpt}: --resume with a different configuration ({', '.join(diff)} differ)")
-    if payload["data"].get("sha256") != data_sha:
-        raise ValueError(f"{out_ckpt}: --resume on a different manifest (sha256 differs from the checkpoint's)")
-    return payload
-
-
-def _restore(path: Path, payload: dict, model, opt) -> Progress:
-    """Load the resume state into model and optimiser and return the counters; any mismatch is a CheckpointError."""
-    resume = payload["resume"]
-    fields = [f.name for f in dataclasses.fields(Progress)]
-    missing = [k for k in ("state_dict", "optimizer", *fields) if k not in resume]
-    if missing:
-        raise CheckpointError(f"{path}: resume state lacks key(s) {', '.join(missing)}")
-    model_from_payload(path, payload)  # the best weights must fit the architecture too
-    model_from_payload(path, {"model_config": payload["model_config"], "state_dict": resume["state_dict"]})
-    model.load_state_dict(resume["state_dict"])
-    try:
-        opt.load_state_dict(resume["optimizer"])
-    except (ValueError, KeyError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: optimizer state does not fit the model ({' '.join(str(exc).split())[:160]})") from None
-    return Progress(**{k: resume[k] for k in fields})
-
-
-def _payload(model_cfg, best_state, config, manifest, sha, metrics, resume) -> dict:
-    return {
-        "format": FORMAT, "version": FORMAT_VERSION, "model_config": model_cfg.to_dict(), "state_dict": best_state,
-        "preprocess": preprocess_record(config.preprocess), "train_config": config.to_dict(),
-        "data": {"manifest": str(Path(manifest).resolve()), "sha256": sha}, "metrics": metrics,
-        "seed": int(config.seed), "package_version": __version__, "resume": resume,
-    }
-
-
-# --- the loop ------------------------------------------------------------------------------
-def _run_epoch(loop: _Loop, epoch: int, postfix: str = "") -> float:
-    """One pass over the training rows; returns the mean weighted loss on this rank."""
-    config, dd = loop.config, loop.dd
-    net, opt = loop.net, loop.opt
-    net.train()
-    batches = _batches(len(loop.train.labels), config.batch_size, _epoch_generator(config.seed, epoch, 0))
-    aug_gen = _epoch_generator(config.seed, epoch, 1 + dd.rank)
-    images, labels = loop.train.images, torch.from_numpy(loop.train.labels)
-    w_all = torch.from_numpy(loop.weights)
-    step0, total_steps = epoch * loop.steps_per_epoch, loop.steps_per_epoch * config.epochs
-    loss_sum = 0.0
-    for i, idx in enumerate(batches):
-        idx = idx[dd.rank :: dd.world]
-        order = np.sort(idx.numpy())  # memmap-friendly gather; the permutation is applied back below
-        x = torch.from_numpy(np.ascontiguousarray(images[order]))[torch.from_numpy(np.argsort(np.argsort(idx.numpy())))]
-        x = augment_batch(x, epoch, aug_gen, loop.aug).to(loop.device)
-        y, w = labels[idx].to(loop.device), w_all[idx].to(loop.device)
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step0 + i, total_steps, config)
-        loss = (w * F.binary_cross_entropy_with_logits(net(x), y, reduction="none")).sum() / max(1, len(idx))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        loss_sum += float(loss.detach())
-        loop.bar.update(1)
-        loop.bar.set_postfix_str(f"epoch {epoch} loss {loss_sum / (i + 1):.4f}{postfix}", refresh=False)
-    return loss_sum / max(1, len(batches))
-
-
-def _validate(model, val, dd: _Dist, device) -> float:
-    """Validation AUROC computed on rank 0 and broadcast, so every rank takes the same decisions."""
-    value = torch.zeros(1, dtype=torch.float64, device=device)  # on the GPU for nccl, on the CPU for gloo
-    if dd.rank == 0:
-        value[0] = auroc(val.labels, logits_of(model, val.images, device=device))
-    if dd.world > 1:
-        dist.broadcast(value, 0)
-    return float(value[0].cpu())
 
 
 def train(manifest, out_ckpt, config: TrainConfig = TrainConfig(), *, resume: bool = False, progress: bool = True,
@@ -367,56 +158,79 @@ def epoch_checkpoint_path(out_ckpt, epoch: int) -> Path:
 
 def _fit(out_ckpt: Path, manifest, config: TrainConfig, resume: bool, progress: bool, cache_dir, callback,
          keep_epochs: bool = False):
-    from tqdm.auto import tqdm
-
-    dd, device = _setup_distributed(config.device)
+    dd, device = setup_distributed(config.device)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
     tr, val, sha = _load_splits(manifest, config, cache_dir, progress and dd.rank == 0)
-    torch.manual_seed(config.seed)
-    model = build_model(config.model).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    state, best_state = Progress(), _state_copy(model)
-    payload = _resume_state(out_ckpt, config, sha) if resume else None
-    if payload is not None:
-        state = _restore(out_ckpt, payload, model, opt)
-        best_state = payload["state_dict"]
-    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
-        if dd.world > 1 else model
-    steps_per_epoch = len(_batches(len(tr.labels), config.batch_size, torch.Generator()))
-    bar = tqdm(total=steps_per_epoch * config.epochs, initial=steps_per_epoch * state.epoch, unit="step",
-               desc="train", disable=None if (progress and dd.rank == 0) else True)
-    loop = _Loop(net, opt, tr, class_balanced_weights(tr.labels, tr.weights), config,
-                 AugmentConfig(config.dihedral, parse_core_dropout(config.core_dropout)), dd, device, bar,
-                 steps_per_epoch)
+    model, opt, state, best_state = _start(out_ckpt, config, sha, device, resume)
+    loop = _epoch_loop(model, opt, tr, config, dd, device, state.epoch, progress)
     while state.stop_reason is None and state.epoch < config.epochs:
         epoch, t0 = state.epoch, time.perf_counter()
-        loss = _run_epoch(loop, epoch, f" val_auroc {state.history[-1]['val_auroc']:.4f}" if state.history else "")
-        val_auc = _validate(model, val, dd, device)
+        loss = run_epoch(loop, epoch, f" val_auroc {state.history[-1]['val_auroc']:.4f}" if state.history else "")
+        val_auc = validate(model, val, dd, device)
         state.seconds += time.perf_counter() - t0
-        state.samples += steps_per_epoch * min(config.batch_size, len(tr.labels))
+        state.samples += loop.steps_per_epoch * min(config.batch_size, len(tr.labels))
         row = {"epoch": epoch, "train_loss": loss, "val_auroc": val_auc, "lr_end": opt.param_groups[0]["lr"],
                "seconds": state.seconds}
         if state.record(row, config):
-            best_state = _state_copy(model)
-        bar.set_postfix_str(f"epoch {epoch} loss {loss:.4f} val_auroc {val_auc:.4f}", refresh=True)
+            best_state = state_copy(model)
+        loop.bar.set_postfix_str(f"epoch {epoch} loss {loss:.4f} val_auroc {val_auc:.4f}", refresh=True)
         if dd.rank == 0:
-            metrics = {k: getattr(state, k) for k in ("best_val_auroc", "best_epoch", "history", "stop_reason",
-                                                      "seconds")}
-            metrics.update(n_train=len(tr.labels), n_val=len(val.labels), world_size=dd.world,
-                           n_parameters=count_parameters(model), device=str(device))
-            resume_state = dict(dataclasses.asdict(state), state_dict=_state_copy(model), optimizer=opt.state_dict())
-            save_checkpoint(out_ckpt, _payload(config.model, best_state, config, manifest, sha, metrics, resume_state))
-            if keep_epochs:  # this epoch's own weights, no resume state
-                own = dict(_payload(config.model, _state_copy(model), config, manifest, sha, metrics, None), epoch=epoch)
-                save_checkpoint(epoch_checkpoint_path(out_ckpt, epoch), own)
+            _write_checkpoints(out_ckpt, epoch, model, loop, state, best_state, manifest, sha, len(val.labels),
+                               keep_epochs)
             if callback is not None:
                 callback(epoch, row)
         if dd.world > 1:
             dist.barrier()
-    bar.close()
+    loop.bar.close()
     return TrainSummary(out_ckpt, state.epoch, state.best_epoch, state.best_val_auroc, state.stop_reason,
                         state.seconds, state.samples / max(state.seconds, 1e-9), state.history)
+
+
+def _start(out_ckpt: Path, config: TrainConfig, sha: str, device, resume: bool):
+    """Model, optimiser, counters and best weights to start from: seeded fresh ones, or with ``resume`` those
+    of the checkpoint at ``out_ckpt`` when there is one."""
+    torch.manual_seed(config.seed)
+    model = build_model(config.model).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    state, best_state = Progress(), state_copy(model)
+    payload = resume_payload(out_ckpt, config, sha) if resume else None
+    if payload is not None:
+        state = restore(out_ckpt, payload, model, opt)
+        best_state = payload["state_dict"]
+    return model, opt, state, best_state
+
+
+def _epoch_loop(model, opt, tr: StampDataset, config: TrainConfig, dd: Dist, device, start_epoch: int,
+                progress: bool) -> EpochLoop:
+    """What each epoch uses: the model (wrapped under torchrun), the loss weights, augmentation, a progress
+    bar over all steps that starts at epoch ``start_epoch``."""
+    from tqdm.auto import tqdm
+
+    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
+        if dd.world > 1 else model
+    steps_per_epoch = len(batches(len(tr.labels), config.batch_size, torch.Generator()))
+    bar = tqdm(total=steps_per_epoch * config.epochs, initial=steps_per_epoch * start_epoch, unit="step",
+               desc="train", disable=None if (progress and dd.rank == 0) else True)
+    return EpochLoop(net, opt, tr, class_balanced_weights(tr.labels, tr.weights), config,
+                     AugmentConfig(config.dihedral, parse_core_dropout(config.core_dropout)), dd, device, bar,
+                     steps_per_epoch)
+
+
+def _write_checkpoints(out_ckpt: Path, epoch: int, model, loop: EpochLoop, state: Progress, best_state: dict,
+                       manifest, sha: str, n_val: int, keep_epochs: bool) -> None:
+    """On rank 0 after epoch ``epoch``: the checkpoint (best weights, metrics, resume state) and, with
+    ``keep_epochs``, this epoch's own weights."""
+    config = loop.config
+    metrics = {k: getattr(state, k) for k in ("best_val_auroc", "best_epoch", "history", "stop_reason",
+                                              "seconds")}
+    metrics.update(n_train=len(loop.train.labels), n_val=n_val, world_size=loop.dd.world,
+                   n_parameters=count_parameters(model), device=str(loop.device))
+    resume_state = dict(dataclasses.asdict(state), state_dict=state_copy(model), optimizer=loop.opt.state_dict())
+    save_checkpoint(out_ckpt, checkpoint_payload(config.model, best_state, config, manifest, sha, metrics, resume_state))
+    if keep_epochs:  # this epoch's own weights, no resume state
+        own = dict(checkpoint_payload(config.model, state_copy(model), config, manifest, sha, metrics, None), epoch=epoch)
+        save_checkpoint(epoch_checkpoint_path(out_ckpt, epoch), own)
 
 
 # --- command line --------------------------------------------------------------------------

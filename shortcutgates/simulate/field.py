@@ -86,25 +86,38 @@ def draw_field(rng: np.random.Generator, lrg_mag_r: float, lrg_reff: float,
         Half side of the square to populate, centred on the LRG. Unit: arcsec.
     """
     area = (2 * half_width) ** 2 / 3600.0
+    parts = (_neighbours(rng, lrg_mag_r, lrg_reff), _background(rng, area, half_width), _stars(rng, area, half_width))
+    return FieldObjects(*(np.concatenate(columns).astype(np.float64) for columns in zip(*parts)))
+
+
+def _neighbours(rng: np.random.Generator, lrg_mag_r: float, lrg_reff: float) -> tuple:
+    """Satellites / neighbours of :func:`draw_field`, in :class:`FieldObjects` field order."""
     n_nb = rng.poisson(NEIGHBOURS_WITHIN_8)
     rad, ang = rng.uniform(1.0, 8.0, n_nb), rng.uniform(0, 2 * np.pi, n_nb)
     nb_r = lrg_mag_r + rng.uniform(1.5, 4.0, n_nb)
-    nb = (rad * np.cos(ang), rad * np.sin(ang), nb_r + rng.uniform(1.2, 2.0, n_nb), nb_r,
-          nb_r - rng.uniform(1.0, 1.6, n_nb), lrg_reff * 10 ** rng.uniform(-0.7, -0.2, n_nb),
-          rng.uniform(1.0, 4.0, n_nb), rng.uniform(0.5, 1.0, n_nb), rng.uniform(0, np.pi, n_nb))
+    return (rad * np.cos(ang), rad * np.sin(ang), nb_r + rng.uniform(1.2, 2.0, n_nb), nb_r,
+            nb_r - rng.uniform(1.0, 1.6, n_nb), lrg_reff * 10 ** rng.uniform(-0.7, -0.2, n_nb),
+            rng.uniform(1.0, 4.0, n_nb), rng.uniform(0.5, 1.0, n_nb), rng.uniform(0, np.pi, n_nb))
+
+
+def _background(rng: np.random.Generator, area: float, half_width: float) -> tuple:
+    """Faint background galaxies of :func:`draw_field` over ``area`` arcmin², in :class:`FieldObjects` order."""
     n_bg = rng.poisson(BACKGROUND_PER_ARCMIN2 * area)
     bg_r = _truncated_counts_mag(rng, n_bg, 22.0, 25.0, COUNT_SLOPE)
-    bg = (rng.uniform(-half_width, half_width, n_bg), rng.uniform(-half_width, half_width, n_bg),
-          bg_r + rng.uniform(0.2, 1.5, n_bg), bg_r, bg_r - rng.uniform(0.2, 1.2, n_bg),
-          np.clip(0.3 * 10 ** rng.normal(0.0, 0.2, n_bg), 0.08, 1.0), rng.uniform(0.5, 2.0, n_bg),
-          rng.uniform(0.3, 1.0, n_bg), rng.uniform(0, np.pi, n_bg))
+    return (rng.uniform(-half_width, half_width, n_bg), rng.uniform(-half_width, half_width, n_bg),
+            bg_r + rng.uniform(0.2, 1.5, n_bg), bg_r, bg_r - rng.uniform(0.2, 1.2, n_bg),
+            np.clip(0.3 * 10 ** rng.normal(0.0, 0.2, n_bg), 0.08, 1.0), rng.uniform(0.5, 2.0, n_bg),
+            rng.uniform(0.3, 1.0, n_bg), rng.uniform(0, np.pi, n_bg))
+
+
+def _stars(rng: np.random.Generator, area: float, half_width: float) -> tuple:
+    """Stars of :func:`draw_field` over ``area`` arcmin², in :class:`FieldObjects` field order."""
     n_st = rng.poisson(STARS_PER_ARCMIN2 * area)
     st_r = _truncated_counts_mag(rng, n_st, 17.0, 23.0, 0.15)
     st_gr = rng.uniform(0.3, 1.5, n_st)
-    st = (rng.uniform(-half_width, half_width, n_st), rng.uniform(-half_width, half_width, n_st),
-          st_r + st_gr, st_r, st_r - 0.4 * st_gr - rng.uniform(0.0, 0.4, n_st), np.full(n_st, 0.01),
-          np.full(n_st, 0.5), np.ones(n_st), np.zeros(n_st))
-    return FieldObjects(*(np.concatenate(parts).astype(np.float64) for parts in zip(nb, bg, st)))
+    return (rng.uniform(-half_width, half_width, n_st), rng.uniform(-half_width, half_width, n_st),
+            st_r + st_gr, st_r, st_r - 0.4 * st_gr - rng.uniform(0.0, 0.4, n_st), np.full(n_st, 0.01),
+            np.full(n_st, 0.5), np.ones(n_st), np.zeros(n_st))
 
 
 def render_field(objs: FieldObjects, psf: np.ndarray, size: int, pad: int, centre) -> np.ndarray:

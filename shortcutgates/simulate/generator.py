@@ -21,147 +21,13 @@ import pandas as pd
 
 from shortcutgates.data.codec import encode_stamp
 from shortcutgates.data.io import atomic_directory, write_parquet_atomic
-from shortcutgates.data.schema import PIXEL_SCALE_ARCSEC, REGION_SPLIT_COLUMN, SPLITS, ZERO_POINT_AB
+from shortcutgates.data.schema import PIXEL_SCALE_ARCSEC, REGION_SPLIT_COLUMN, SPLITS
 from shortcutgates.simulate.field import draw_field, field_rng, render_field
-from shortcutgates.simulate.population import LRG, Conditions, Injection, LRGStructure, PopulationConfig, brickname, condition_columns, draw_conditions, draw_injection, draw_lrg, draw_lrg_structure, lrg_structure_rng, sky_positions
-from shortcutgates.simulate.render import Lens, convolve_valid, render, sersic_set
-from shortcutgates.simulate.sources import PixelSource, draw_pick, load_library, place, source_rng
+from shortcutgates.simulate.population import LRG, Conditions, Injection, PopulationConfig, brickname, condition_columns, draw_conditions, draw_injection, draw_lrg, draw_lrg_structure, lrg_structure_rng, sky_positions
+from shortcutgates.simulate.sources import draw_pick, load_library, place, source_rng
+from shortcutgates.simulate.stamps import PSF_RADIUS, add_noise, arc_snr, lrg_centre, noise_variance, render_arc, render_lrg
 
-PSF_RADIUS = 16
-"""PSF kernel half-size and render padding. Unit: pixel."""
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
-
-
-def mag_to_flux(mag):
-    """AB magnitude to flux. Unit: nanomaggies (zero point 22.5)."""
-    return 10.0 ** ((ZERO_POINT_AB - np.asarray(mag, dtype=np.float64)) / 2.5)
-
-
-def lrg_centre(lrg: LRG, size: int) -> tuple[float, float]:
-    """Pixel position ``(x, y)`` of the LRG (and lens) centre on the padded render grid: the
-    centre of stamp pixel (size//2, size//2)."""
-    return (size // 2 + PSF_RADIUS, size // 2 + PSF_RADIUS)
-
-
-def render_lrg(lrg: LRG, cond: Conditions, size: int, structure: LRGStructure | None = None) -> np.ndarray:
-    """Noiseless PSF-convolved LRG, shape (3, size, size), float32, nanomaggies per pixel.
-
-    Without ``structure`` one Sérsic; with it, that Sérsic carries ``1 - fraction`` of the flux
-    and an inner Sérsic (same n) the rest, at its own radius, axis ratio and position angle.
-    """
-    n_pad = size + 2 * PSF_RADIUS
-    if structure is None:
-        light = sersic_set(weight=1.0, r_eff=lrg.reff_arcsec, n=lrg.n, q=lrg.q, phi=lrg.phi, x0=0, y0=0)
-    else:
-        s = structure
-        light = sersic_set(weight=[1.0 - s.fraction, s.fraction],
-                           r_eff=[lrg.reff_arcsec, lrg.reff_arcsec * s.reff_ratio], n=lrg.n,
-                           q=[lrg.q, s.q], phi=[lrg.phi, lrg.phi + s.twist], x0=0, y0=0)
-    unit = render(None, (light,), n_pad, PIXEL_SCALE_ARCSEC, lrg_centre(lrg, size))[0]
-    flux = mag_to_flux([lrg.mag_g, lrg.mag_r, lrg.mag_z])
-    return np.stack([convolve_valid(unit * f, k) for f, k in zip(flux, cond.psf)])
-
-
-N_EXPOSURES = 3
-"""Exposures per band in a coadd (DR10 median depth: ~3 per band)."""
-
-
-def coadd_unit_noise(shape, rng: np.random.Generator, n_exposures: int = N_EXPOSURES) -> np.ndarray:
-    """Unit-variance Gaussian noise correlated as in a resampled coadd, shape ``(3, H, W)``.
-
-    Each band averages ``n_exposures`` white-noise fields, each Lanczos-3 resampled by a random
-    sub-pixel shift (the survey pipeline resamples every exposure onto the brick grid), then is
-    rescaled so that every pixel has unit variance: the per-pixel noise is set by the depth, the
-    correlation between neighbouring pixels by the resampling.
-    """
-    from scipy import signal
-
-    from shortcutgates.simulate.kernels import lanczos3_weights
-
-    bands, h, w = shape
-    out = np.empty(shape, dtype=np.float64)
-    for b in range(bands):
-        field = np.zeros((h, w))
-        power = 0.0
-        for _ in range(n_exposures):
-            wx, wy = lanczos3_weights(rng.uniform(0.0, 1.0, size=2))
-            kernel = np.outer(wy, wx)
-            field += signal.fftconvolve(rng.standard_normal((h + 5, w + 5)), kernel, mode="valid")
-            power += float((kernel**2).sum())
-        out[b] = field / np.sqrt(power)
-    return out
-
-
-def add_noise(image: np.ndarray, cond: Conditions, rng: np.random.Generator) -> np.ndarray:
-    """Sky noise plus the object's photon noise, variance ``σ_sky² + max(I, 0) / gain`` per pixel,
-    with the pixel-to-pixel correlation of a resampled coadd (:func:`coadd_unit_noise`)."""
-    var = noise_variance(image, cond)
-    return (image + coadd_unit_noise(image.shape, rng) * np.sqrt(var)).astype(np.float32)
-
-
-def noise_variance(image: np.ndarray, cond: Conditions) -> np.ndarray:
-    """Per-pixel noise variance of a noiseless image, shape of ``image``. Unit: nanomaggies²."""
-    return cond.sky_sigma[:, None, None] ** 2 + np.maximum(image, 0) / cond.gain[:, None, None]
-
-
-def source_sets(inj: Injection):
-    """The source as two unit-flux Sérsic sets (smooth body, clumps) and their r-band fractions."""
-    body = sersic_set(weight=1.0, r_eff=inj.src_reff, n=inj.src_n, q=inj.src_q, phi=inj.src_phi,
-                      x0=inj.src_x, y0=inj.src_y)
-    if len(inj.clumps) == 0:
-        return (body,), np.array([1.0]), np.zeros(1)
-    frac = inj.clumps[:, 0]
-    clumps = sersic_set(weight=frac / frac.sum(), r_eff=inj.clumps[:, 3], n=0.5, q=1.0, phi=0.0,
-                        x0=inj.src_x + inj.clumps[:, 1], y0=inj.src_y + inj.clumps[:, 2])
-    blue = float(np.average(inj.clumps[:, 4], weights=frac))
-    return (body, clumps), np.array([1.0 - frac.sum(), frac.sum()]), np.array([0.0, blue])
-
-
-def render_arc(inj: Injection, lrg_mag_r: float, cond: Conditions, size: int,
-               centre: tuple[float, float] | None = None, pixel_source: PixelSource | None = None):
-    """Noiseless PSF-convolved lensed arc, the lens centred on the LRG.
-
-    ``centre`` is the lens centre on the padded grid (:func:`lrg_centre`); by default the centre
-    of pixel (size//2, size//2). ``pixel_source`` (a placed library galaxy of unit flux) replaces
-    the injection's Sérsic light; its colours and brightness are the injection's.
-
-    Returns
-    -------
-    arc : ndarray, shape (3, size, size), float32
-        Nanomaggies per pixel.
-    magnification : float
-        Lensed over intrinsic r-band flux of the source (before the PSF, over the padded grid).
-    """
-    n_pad = size + 2 * PSF_RADIUS
-    lens = Lens(inj.theta_e, inj.lens_q, inj.lens_phi, inj.shear, inj.shear_phi)
-    if pixel_source is None:
-        sets, frac_r, blue = source_sets(inj)
-    else:
-        sets, frac_r, blue = (pixel_source,), np.array([1.0]), np.zeros(1)
-    if centre is None:
-        centre = float(size // 2 + PSF_RADIUS)
-    unit = render(lens, sets, n_pad, PIXEL_SCALE_ARCSEC, centre)  # (S, H, W)
-    flux_r = mag_to_flux(lrg_mag_r + inj.dmag)
-    colours = np.array([inj.colour_gr, 0.0, -inj.colour_rz])  # m_b - m_r
-    arc = np.empty((3, size, size), dtype=np.float32)
-    for b in range(3):
-        flux_b = flux_r * frac_r * 10 ** (-0.4 * (colours[b] - (blue if b == 0 else 0.0)))
-        image = np.tensordot(flux_b.astype(np.float32), unit, axes=1)
-        arc[b] = convolve_valid(image, cond.psf[b])
-    magnification = float(np.dot(frac_r, unit.sum(axis=(1, 2), dtype=np.float64)))
-    return arc, magnification
-
-
-def arc_snr(arc_r: np.ndarray, var_r: np.ndarray, sigma_r: float) -> float:
-    """Integrated r-band arc S/N: ``Σ_A a / sqrt(Σ_A var)`` over the aperture ``A = {a > σ_sky}``.
-
-    ``a`` is the noiseless PSF-convolved arc and ``var`` the control's noise variance (sky plus
-    LRG photon noise). 0 when no pixel of the arc exceeds the sky σ.
-    """
-    mask = arc_r > sigma_r
-    if not mask.any():
-        return 0.0
-    return float(arc_r[mask].sum(dtype=np.float64) / np.sqrt(var_r[mask].sum(dtype=np.float64)))
 
 
 def lrg_rows(index: int, seed: int, ra: float, dec: float, *, stamp_size: int, n_range: tuple[int, int],
@@ -178,39 +44,50 @@ def lrg_rows(index: int, seed: int, ra: float, dec: float, *, stamp_size: int, n
         clean = clean + render_field(objs, cond.psf, stamp_size, PSF_RADIUS, lrg_centre(lrg, stamp_size))
     ctrl = add_noise(clean, cond, rng)
     var_r = noise_variance(clean, cond)[1]
-    ctrl_blob = encode_stamp(ctrl)
-    shared = {
+    shared = _lrg_columns(index, ra, dec, lrg, cond, encode_stamp(ctrl))
+    rows = []
+    library = None if cfg.sources == "sersic" else load_library(cfg.sources)
+    pick_rng = source_rng(seed, index)
+    for _ in range(int(rng.integers(n_range[0], n_range[1] + 1))):
+        inj, pixel_source = _draw_source(rng, pick_rng, cfg, library)
+        arc, mu = render_arc(inj, lrg.mag_r, cond, stamp_size, lrg_centre(lrg, stamp_size), pixel_source)
+        rows.append({**shared, "stamp_npz": encode_stamp(ctrl + arc), **_injection_columns(inj, library is None),
+                     "arc_snr": arc_snr(arc[1], var_r, cond.sky_sigma[1]), "magnification": mu})
+    return rows
+
+
+def _lrg_columns(index: int, ra: float, dec: float, lrg: LRG, cond: Conditions, ctrl_blob: bytes) -> dict:
+    """The columns every row of LRG ``index`` shares: position, control blob, conditions, LRG truth."""
+    return {
         "ra": float(ra), "dec": float(dec), "ctrl_stamp_npz": ctrl_blob,
         **condition_columns(cond),
         "brickname": brickname(ra, dec), "task_id": np.int32(index), "cutout_ok": np.int32(1),
         "lrg_mag_r": lrg.mag_r, "lrg_mag_z": lrg.mag_z, "lrg_redshift": lrg.redshift,
         "lrg_reff_arcsec": lrg.reff_arcsec, "lrg_q": lrg.q,
     }
-    rows = []
-    library = None if cfg.sources == "sersic" else load_library(cfg.sources)
-    pick_rng = source_rng(seed, index)
-    for _ in range(int(rng.integers(n_range[0], n_range[1] + 1))):
-        inj = draw_injection(rng, cfg)
-        pixel_source = None
-        if library is not None:
-            pick, flip = draw_pick(pick_rng, len(library))
-            if cfg.source_size == "native":
-                inj = inj._replace(src_reff=float(library.r_eff[pick]))
-            pixel_source = place(library, pick, r_eff=inj.src_reff, x=inj.src_x, y=inj.src_y,
-                                 phi=inj.src_phi, flip=flip)
-        arc, mu = render_arc(inj, lrg.mag_r, cond, stamp_size, lrg_centre(lrg, stamp_size), pixel_source)
-        rows.append({
-            **shared,
-            "stamp_npz": encode_stamp(ctrl + arc),
-            "theta_e_arcsec": inj.theta_e, "src_x_arcsec": inj.src_x, "src_y_arcsec": inj.src_y,
-            "src_reff_arcsec": inj.src_reff, "src_dmag": inj.dmag, "lens_e": inj.lens_e,
-            "lens_phi_rad": inj.lens_phi, "shear": inj.shear, "shear_phi_rad": inj.shear_phi,
-            # a library galaxy is no Sérsic: its index and axis ratio are unknown (NaN)
-            "src_n": inj.src_n if library is None else np.nan, "src_q": inj.src_q if library is None else np.nan,
-            "src_phi_rad": inj.src_phi,
-            "arc_snr": arc_snr(arc[1], var_r, cond.sky_sigma[1]), "magnification": mu,
-        })
-    return rows
+
+
+def _draw_source(rng: np.random.Generator, pick_rng: np.random.Generator, cfg: PopulationConfig, library):
+    """The next injection and, with a source ``library``, its placed galaxy (None: the Sérsic source)."""
+    inj = draw_injection(rng, cfg)
+    if library is None:
+        return inj, None
+    pick, flip = draw_pick(pick_rng, len(library))
+    if cfg.source_size == "native":
+        inj = inj._replace(src_reff=float(library.r_eff[pick]))
+    return inj, place(library, pick, r_eff=inj.src_reff, x=inj.src_x, y=inj.src_y, phi=inj.src_phi, flip=flip)
+
+
+def _injection_columns(inj: Injection, sersic: bool) -> dict:
+    """The truth columns of one injection (``sersic`` False: a library galaxy, whose index and axis ratio
+    are unknown, NaN)."""
+    return {
+        "theta_e_arcsec": inj.theta_e, "src_x_arcsec": inj.src_x, "src_y_arcsec": inj.src_y,
+        "src_reff_arcsec": inj.src_reff, "src_dmag": inj.dmag, "lens_e": inj.lens_e,
+        "lens_phi_rad": inj.lens_phi, "shear": inj.shear, "shear_phi_rad": inj.shear_phi,
+        "src_n": inj.src_n if sersic else np.nan, "src_q": inj.src_q if sersic else np.nan,
+        "src_phi_rad": inj.src_phi,
+    }
 
 
 def split_assignment(n_lrgs: int, seed: int, fractions=SPLIT_FRACTIONS) -> np.ndarray:
@@ -374,6 +251,30 @@ class SimulationSummary(NamedTuple):
     """Wall time. Unit: s."""
 
 
+def _write_split_files(tmp: Path, lrgs, meta: dict, rows_per_file: int) -> tuple[dict, list]:
+    """Write the ``(split, rows)`` of ``lrgs`` as ``tmp/<split>/part-NNNNN.parquet``, ``rows_per_file`` rows
+    a file (the last of a split fewer); returns ``({split: rows written}, [file relative to tmp])``."""
+    buffers: dict[str, list] = {s: [] for s in SPLITS}
+    counts = {s: 0 for s in SPLITS}
+    files: list[Path] = []
+
+    def flush(split):
+        name = Path(split) / f"part-{len([f for f in files if f.parent.name == split]):05d}.parquet"
+        write_parquet_atomic(_with_metadata(_frame(buffers[split]), meta), tmp / name)
+        files.append(name)
+        counts[split] += len(buffers[split])
+        buffers[split] = []
+
+    for split, rows in lrgs:
+        buffers[split].extend(rows)
+        if len(buffers[split]) >= rows_per_file:
+            flush(split)
+    for split in SPLITS:
+        if buffers[split]:
+            flush(split)
+    return counts, files
+
+
 def simulate_paired(out_dir, n_lrgs: int, seed: int, *, stamp_size: int = 64,
                     injections_per_lrg: tuple[int, int] = (2, 18), rows_per_file: int = 2000,
                     progress: bool = True, workers: int = 1, **options) -> SimulationSummary:
@@ -396,25 +297,8 @@ def simulate_paired(out_dir, n_lrgs: int, seed: int, *, stamp_size: int = 64,
         raise FileExistsError(f"simulate: output '{out_dir}' exists and is not empty "
                               "(choose another --out or remove it)")
     with atomic_directory(out_dir) as tmp:
-        buffers = {s: [] for s in SPLITS}
-        counts = {s: 0 for s in SPLITS}
-        files = []
-
-        def flush(split):
-            name = Path(split) / f"part-{len([f for f in files if f.parent.name == split]):05d}.parquet"
-            write_parquet_atomic(_with_metadata(_frame(buffers[split]), meta), tmp / name)
-            files.append(name)
-            counts[split] += len(buffers[split])
-            buffers[split] = []
-
-        for split, rows in iter_lrg_rows(n_lrgs, seed, stamp_size=stamp_size,
-                                         injections_per_lrg=injections_per_lrg,
-                                         progress=progress, options=options, workers=workers):
-            buffers[split].extend(rows)
-            if len(buffers[split]) >= rows_per_file:
-                flush(split)
-        for split in SPLITS:
-            if buffers[split]:
-                flush(split)
+        lrgs = iter_lrg_rows(n_lrgs, seed, stamp_size=stamp_size, injections_per_lrg=injections_per_lrg,
+                             progress=progress, options=options, workers=workers)
+        counts, files = _write_split_files(tmp, lrgs, meta, rows_per_file)
     return SimulationSummary(out_dir, int(n_lrgs), sum(counts.values()), counts,
                              tuple(sorted(files)), time.perf_counter() - start)

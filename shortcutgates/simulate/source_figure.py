@@ -19,7 +19,7 @@ import numpy as np
 
 from shortcutgates.data.io import write_png
 from shortcutgates.data.schema import PIXEL_SCALE_ARCSEC
-from shortcutgates.simulate.generator import PSF_RADIUS, source_sets
+from shortcutgates.simulate.stamps import PSF_RADIUS, source_sets
 from shortcutgates.simulate.population import PopulationConfig, draw_conditions, draw_injection
 from shortcutgates.simulate.render import Lens, convolve_valid, render
 from shortcutgates.simulate.sources import draw_pick, load_library, place
