@@ -121,11 +121,11 @@ class Plan(NamedTuple):
     """(M,) positions of the donor's positive row."""
     row_key: np.ndarray | None = None
     """(len(frame),) ``<source path relative to the input root>/<source row>`` of every manifest row: what the
-    host/donor ranking and each row's randomness are keyed on (:func:`row_keys`), so a build's bytes do not
+    host/donor ranking and each row's randomness are keyed on (:func:`pointer_keys`), so a build's bytes do not
     depend on where the input sits. None: the keys are made from the paths as given."""
 
 
-def row_keys(frame: pd.DataFrame, root=None) -> np.ndarray:
+def pointer_keys(frame: pd.DataFrame, root=None) -> np.ndarray:
     """``<source_path>/<source_row>`` of every row, the path relative to ``root`` (the input root) when given.
 
     Keys are made from relative paths so that the same input and seed build the same bytes wherever the
@@ -156,14 +156,14 @@ def plan(frame: pd.DataFrame, kinds, mix: dict, seed: int, splits=DEFAULT_SPLITS
     splits : sequence of str
         Splits that get constructed rows.
     root : path, optional
-        The paired input's root directory: row keys use paths relative to it (:func:`row_keys`).
+        The paired input's root directory: row keys use paths relative to it (:func:`pointer_keys`).
 
     Each split and kind: ``n = round(mix[kind] * n_base)``; hosts are the split's plain rows of the
     host class ranked by ``unit_hash(lrg_id, seed, 'hard/<kind>/host')`` and donors its positive
     rows ranked by ``unit_hash(<donor key>, seed, 'hard/<kind>/donor')``, both taken cyclically;
     a ``swap`` whose donor is its host moves to the next donor.
     """
-    row_key = row_keys(frame, root)
+    row_key = pointer_keys(frame, root)
     key = frame[LRG_ID_COLUMN].astype(str).to_numpy() + "/" + row_key
     labels = frame[LABEL_COLUMN].to_numpy()
     split = frame[SPLIT_COLUMN].astype(str).to_numpy()
@@ -246,7 +246,7 @@ def add_constructions(frame: pd.DataFrame, kinds, mix: dict, seed: int, splits=D
 
     Plain rows get ``construction`` = ``plain`` and null donor / host columns; their images stay
     pointers unless the frame already holds ``image_npz``. ``root``: the paired input's root directory,
-    which the row keys are relative to (:func:`row_keys`; the build passes it).
+    which the row keys are relative to (:func:`pointer_keys`; the build passes it).
     """
     the_plan = plan(frame, kinds, mix, seed, splits, root=root)
     built = constructed_rows(frame, the_plan, seed, shuffle_arcsec=shuffle_arcsec, progress=progress, controls=controls)
