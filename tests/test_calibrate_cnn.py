@@ -170,11 +170,14 @@ def _pool_index(frame) -> np.ndarray:
             ).astype(int)
 
 
-def test_a_trained_suite_catalogue_lends_every_unpaired_negative_a_positives_counter_image(pool, tmp_path):
-    """As built (``build_manifest`` from the family's paired catalogue): every negative of ``train``, ``val`` and
-    ``test`` is its bare control plus the counter-image light of a positive of its own split (``test``: of
-    the ``test_paired`` lenses, its positives); the pairs and every positive are untouched."""
+def test_a_trained_suite_catalogue_lends_every_training_negative_a_positives_counter_image(pool, tmp_path):
+    """As built (``build_manifest`` from the family's paired catalogue): every negative of ``train`` and ``val``
+    is its bare control plus the counter-image light of a positive of its own split; ``test``'s negatives,
+    the pairs and every positive are untouched; the LRG properties are those of the bare controls, and the
+    positives carry the injection truth the counterfactual gates read."""
     from shortcutgates.calibrate.harness import _manifest
+    from shortcutgates.calibrate.plant import measured_columns
+    from shortcutgates.data.lrg_properties import ALWAYS_MEASURED
     from shortcutgates.data.manifest import load_images, read_manifest
 
     frame = read_manifest(_manifest(pool, TRAINED_SUITE, 0, tmp_path)).frame
@@ -184,16 +187,17 @@ def test_a_trained_suite_catalogue_lends_every_unpaired_negative_a_positives_cou
     lent = images - np.asarray(pool.ctrl[index])
     pos = label == 1
     np.testing.assert_allclose(lent[pos], np.asarray(pool.arc[index[pos]]), atol=1e-4)
-    paired_neg = (split == "test_paired") & ~pos
-    assert paired_neg.sum() > 0 and np.abs(lent[paired_neg]).max() == 0
-    for name in ("train", "val", "test"):
+    real = np.isin(split, ["test", "test_paired"]) & ~pos
+    assert real.sum() > 0 and np.abs(lent[real]).max() == 0
+    for name in cnn.NEUTRAL_SPLITS:
         neg = np.flatnonzero((split == name) & ~pos)
-        donors = np.unique(index[pos & (split == ("test_paired" if name == "test" else name))])
-        cores = cnn.core_part(pool, donors)
+        cores = cnn.core_part(pool, np.unique(index[pos & (split == name)]))
         assert len(neg) and cores.sum() > 0
         for row in neg:  # each negative carries exactly one of its split's positives' counter-image light
-            err = np.abs(cores - lent[row]).max(axis=(1, 2, 3))
-            assert err.min() < 1e-4, (name, row, err.min())
+            assert np.abs(cores - lent[row]).max(axis=(1, 2, 3)).min() < 1e-4, (name, row)
+    bare = measured_columns(pool, index)
+    np.testing.assert_allclose(frame[list(ALWAYS_MEASURED)].to_numpy(np.float64), bare.to_numpy(np.float64), rtol=1e-6)
+    assert frame.loc[pos, ["lens_e", "shear", "src_x_arcsec"]].notna().all().all()
 
 
 def test_tiny_trained_suite_cell_runs_the_whole_suite_on_its_own_cnn_deterministically(pool, monkeypatch, tmp_path):

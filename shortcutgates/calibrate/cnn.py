@@ -177,21 +177,28 @@ def gating_splits(pool: Pool, family: Family, n_lrgs: int, rng: np.random.Genera
                       _rows(pool, paired, np.asarray(bare[paired], np.float32), 0, "test_paired")], ignore_index=True)
 
 
-def donors_by_split(split: np.ndarray, role: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """(N,) for each ``neg``-role LRG of a built catalogue (its builder ``split`` and ``role``,
-    :func:`shortcutgates.calibrate.plant.builder_roles`) the position of a donor positive LRG of the same
-    split (-1 for the other LRGs): a permutation of the split's positives, cycled where the split has
-    more negatives than positives. ``test``'s positives are the ``test_paired`` pairs' lenses
-    (``schema.SHARED_POSITIVE_SPLITS``), so ``test``'s negatives borrow from the pairs."""
+NEUTRAL_SPLITS = ("train", "val")
+"""Splits of a built catalogue whose negatives carry a donor's light (:func:`family_images`): the splits the
+CNN learns from, as :func:`train_seed` draws them; ``test`` and ``test_paired``, where the gates score, hold
+real negatives, as :func:`gating_splits` draws them (and as ``build --hard-negatives`` puts constructed
+rows in ``train`` only, :data:`shortcutgates.data.hard_negatives.DEFAULT_SPLITS`)."""
+
+
+def donors_by_split(split: np.ndarray, role: np.ndarray, rng: np.random.Generator,
+                    splits=NEUTRAL_SPLITS) -> np.ndarray:
+    """(N,) for each ``neg``-role LRG of ``splits`` in a built catalogue (its builder ``split`` and ``role``,
+    :func:`shortcutgates.calibrate.plant.builder_roles`) the position of a donor ``pos``-role LRG of the
+    same split, -1 for the other LRGs: a permutation of the split's positives, cycled where the split has
+    more negatives than positives."""
     split, role = np.asarray(split, object), np.asarray(role, object)
     donors = np.full(len(split), -1, np.int64)
-    for name in dict.fromkeys(split[role == "neg"]):
+    for name in splits:
         neg = np.flatnonzero((split == name) & (role == "neg"))
-        source = "test_paired" if name == "test" else name
-        pos = np.flatnonzero((split == source) & (role == ("pair" if name == "test" else "pos")))
-        if not len(pos):
+        pos = np.flatnonzero((split == name) & (role == "pos"))
+        if len(neg) and not len(pos):
             raise ValueError(f"calibrate: split {name!r} has negatives but no positive LRG to lend them core light")
-        donors[neg] = np.resize(rng.permutation(pos), len(neg))
+        if len(neg):
+            donors[neg] = np.resize(rng.permutation(pos), len(neg))
     return donors
 
 
@@ -199,11 +206,12 @@ def family_images(pool: Pool, index: np.ndarray, family: Family, split: np.ndarr
                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """(stamps, controls), each (N, 3, H, W), of a paired catalogue of pool LRGs ``index`` that the unpaired
     builder turns into the family's data set: every stamp is the family's positive; the control of every
-    ``neg``-role LRG (``split``/``role`` per LRG of ``index``, :func:`shortcutgates.calibrate.plant.builder_roles`)
-    is the family's negative, its donor a positive of the same split (:func:`donors_by_split`); the other
-    LRGs keep their bare control (the ``test_paired`` pairs, the unused controls of ``pos`` LRGs).
-    For a core-neutral family every unpaired negative of ``train``, ``val`` and ``test`` then carries a
-    lens's counter-image light, as :func:`training_split` builds them."""
+    ``neg``-role LRG of :data:`NEUTRAL_SPLITS` (``split``/``role`` per LRG of ``index``,
+    :func:`shortcutgates.calibrate.plant.builder_roles`) is the family's negative, its donor a positive of
+    the same split (:func:`donors_by_split`); the other LRGs keep their bare control (``test``'s negatives,
+    the ``test_paired`` pairs, the unused controls of ``pos`` LRGs). For a core-neutral family every
+    negative of ``train`` and ``val`` then carries a lens's counter-image light, as :func:`training_split`
+    builds them."""
     index = np.asarray(index, np.int64)
     controls = np.asarray(pool.ctrl[index], np.float32).copy()
     donors = donors_by_split(split, role, rng)
