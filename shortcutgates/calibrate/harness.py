@@ -21,10 +21,12 @@ Kinds of cell:
   green by the suite's rule (:func:`shortcutgates.gates.suite.outcome`: every primary case passes and no
   case of any role is an established violation).
   With ``scorer`` ``cnn:<family>`` (a *trained suite* cell) the catalogue is built as that CNN family's
-  data set (:func:`shortcutgates.calibrate.cnn.family_images`: for a core-neutral family every unpaired
-  negative of ``train``, ``val`` and ``test`` carries a positive's counter-image light), the family's CNN
-  is trained on its ``train``/``val`` splits and the whole suite gates that checkpoint on that manifest
-  (``shortcutgates gate --data M --model CKPT``); one extra ``cnn_training`` record as for ``cnn`` cells.
+  data set (:func:`shortcutgates.calibrate.cnn.family_images`: for a core-neutral family every negative
+  of ``train`` and ``val`` carries a same-split positive's counter-image light; ``test`` and ``test_paired``
+  hold real negatives; the LRG properties are measured from the bare controls, :func:`restate_measured`),
+  the family's CNN is trained on its ``train``/``val`` splits and the whole suite gates that checkpoint on
+  that manifest (``shortcutgates gate --data M --model CKPT``); one extra ``cnn_training`` record as for
+  ``cnn`` cells.
 * ``cnn``: a small CNN of one family (:mod:`shortcutgates.calibrate.cnn`) trained per seed on
   ``n_lrgs`` unpaired LRGs of the realistic pool, then every case that needs the model on held-out
   ``test`` and ``test_paired`` splits (``GateContext(manifest, model=checkpoint)``: what
