@@ -230,3 +230,18 @@ def test_tiny_trained_suite_cell_runs_the_whole_suite_on_its_own_cnn_determinist
     outcome = rates.suite_outcomes(records).iloc[0]
     red = [c for c, r in zip(records["case"], records.to_dict("records")) if c != TRAINING_GATE and is_red(r, strict=True)]
     assert outcome["green"] == (not red) and outcome["not_passed"].count(";") == max(len(red) - 1, 0)
+
+
+def test_criteria_profile_holds_the_clean_trained_suite_and_a_realistic_pool_that_fits_it(monkeypatch):
+    from shortcutgates.calibrate import runner
+    from shortcutgates.calibrate.profiles import SUITE_LRGS, make_profile
+
+    profile = make_profile("criteria")
+    trained = [cell for cell, _ in profile.cells if cell.kind == "suite" and cell.scorer.startswith(cnn.PREFIX)]
+    assert sorted(c.scorer for c in trained) == ["cnn:neutral-raw_robust", "cnn:neutral-residual"]
+    assert all(c.pool == "realistic" and c.strength == 0 and c.core == 0 and c.n_lrgs == SUITE_LRGS for c in trained)
+    assert all(cnn.FAMILIES[c.scorer.removeprefix(cnn.PREFIX)].role == "null" for c in trained)
+    assert profile.lrgs_of("realistic") > SUITE_LRGS and profile.lrgs_of("tapered") == profile.pool_lrgs
+    monkeypatch.setattr(runner, "load_pool", lambda n, seed, cache, progress=False, kind="tapered": (n, kind))
+    assert runner._pools({"realistic": 6000, "tapered": 10000}, 0, None) == {
+        "realistic": (6000, "realistic"), "tapered": (10000, "tapered")}
