@@ -160,8 +160,9 @@ def _criteria() -> Profile:
     # the clean trained suite (the realistic null): a core-neutral CNN trained per seed on the built catalogue
     cells = [(Cell("suite", "core", 0.0, SUITE_LRGS, scorer=PREFIX + family, pool="realistic"), CRITERIA_NULL_SEEDS)
              for family in CRITERIA_NULL_FAMILIES]
-    # the data probes' null: the tapered pool (no lensed light in the core), the arc reference reader
-    cells += [(Cell(problem="core", strength=0.0, **suite), 2 * CRITERIA_SEEDS),
+    # the data probes' null (key suite:core=0:n4000:arc): the tapered pool (no lensed light in the core), the arc
+    # reference reader (a fixed scorer, no trained model)
+    cells += [(Cell(problem="core", strength=0.0, pool="tapered", **suite), 2 * CRITERIA_SEEDS),
              (Cell(problem="core", strength=SURVEY_CORE, where="test", **suite), CRITERIA_SEEDS),
              (Cell(problem="mag", strength=MAG_SMD, where="val,test", **suite), CRITERIA_SEEDS),
              (Cell(problem="mag", strength=MAG_SMD, **suite), CRITERIA_SEEDS),
