@@ -37,9 +37,9 @@ import pandas as pd
 
 from shortcutgates.gates.perturb import R_CORE_PX, core_mask, split_lensed_light
 from shortcutgates.model.network import ModelConfig
-from shortcutgates.calibrate.harness import CNN_PREFIX
 from shortcutgates.calibrate.plant import _rows, draw_lrgs, psf_sources, write_manifest
 from shortcutgates.calibrate.pool import Pool
+from shortcutgates.calibrate.scorers import CNN_PREFIX
 
 POINT_SOURCE_FRACTION = 1.0
 """Flux of the core-reliant family's central point source, as a fraction of the control's flux inside

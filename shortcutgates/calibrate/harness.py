@@ -60,12 +60,10 @@ from shortcutgates.gates.suite import run_suite
 from shortcutgates.data.schema import LRG_TRUTH
 from shortcutgates.calibrate.plant import PROPERTY_COLUMNS, TILTED, builder_roles, built_selection, counter_images, planted_in, positive_stamps, split_rows, write_manifest
 from shortcutgates.calibrate.pool import TRUTH_COLUMNS, Pool
-from shortcutgates.calibrate.scorers import resolve_scorer
+from shortcutgates.calibrate.scorers import CNN_PREFIX, resolve_scorer
 
 TRAINING_GATE = "cnn_training"
 """Gate name of a CNN seed's training record (value: best validation AUROC; seconds: training time)."""
-CNN_PREFIX = "cnn:"
-"""Scorer names of the cells that train a CNN: ``cnn:<family>`` (:data:`shortcutgates.calibrate.cnn.FAMILIES`)."""
 
 @dataclass(frozen=True)
 class Cell:
