@@ -174,8 +174,9 @@ def restate_measured(pool: Pool, manifest: Path) -> None:
     The builder measures one control per LRG; a core-neutral negative's control also carries a donor's
     lensed light (:func:`shortcutgates.calibrate.cnn.family_images`), which the builder never measures on a
     positive (it measures the positive's bare control). Left there, the lent light is a property imbalance
-    of the construction, not of the LRGs (measured: ``metadata_c2st_auc[train]`` 0.76, ``total_mag_r``
-    SMD 0.27 on 2000 LRGs, seed 0). Rows are matched to pool LRGs by their sky position."""
+    of the construction, not of the LRGs (measured before this step: ``metadata_c2st_auc[train]`` 0.76,
+    ``total_mag_r`` SMD 0.27 on 2000 LRGs, seed 0; ``docs/calibration.md``). Rows are matched to pool LRGs by
+    their sky position."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
