@@ -21,6 +21,7 @@ from shortcutgates.calibrate.tables import NOT_A_NULL, null_table
 from shortcutgates.data.codec import decode_stamp
 from shortcutgates.gates.perturb import R_CORE_PX, core_mask
 from shortcutgates.gates.registry import GateConfig
+from shortcutgates.gates.suite import is_red
 from shortcutgates.simulate.generator import simulate_frame
 
 
@@ -157,3 +158,90 @@ def test_family_outcome_counts_what_the_suite_turns_red():
     out = rates.family_outcomes(records).iloc[0]
     assert out["model_red"] and out["red_cases"] == "arc_masked_auroc[x] inconclusive"
     assert not out["core_fail"] and not out["model_fail"]
+
+
+TRAINED_SUITE = Cell("suite", "core", 0.0, 120, scorer="cnn:neutral-residual", pool="realistic")
+"""A tiny trained-suite cell: 120 LRGs of the synthetic pool built with the builder's default splits."""
+
+
+def _pool_index(frame) -> np.ndarray:
+    """Pool positions of built rows, from their sky position (``pool.sky_grid``: 0.01° apart)."""
+    return (np.rint((frame["ra"].to_numpy() - 100.0) / 0.01) + 1000 * np.rint((frame["dec"].to_numpy() + 10.0) / 0.01)
+            ).astype(int)
+
+
+def test_a_trained_suite_catalogue_lends_every_training_negative_a_positives_counter_image(pool, tmp_path):
+    """As built (``build_manifest`` from the family's paired catalogue): every negative of ``train`` and ``val``
+    is its bare control plus the counter-image light of a positive of its own split; ``test``'s negatives,
+    the pairs and every positive are untouched; the LRG properties are those of the bare controls, and the
+    positives carry the injection truth the counterfactual gates read."""
+    from shortcutgates.calibrate.harness import _manifest
+    from shortcutgates.calibrate.plant import measured_columns
+    from shortcutgates.data.lrg_properties import ALWAYS_MEASURED
+    from shortcutgates.data.manifest import load_images, read_manifest
+
+    frame = read_manifest(_manifest(pool, TRAINED_SUITE, 0, tmp_path)).frame
+    images, failures = load_images(frame)
+    assert not failures and set(frame["split"]) == {"train", "val", "test", "test_paired"}
+    index, split, label = _pool_index(frame), frame["split"].to_numpy(), frame["label"].to_numpy()
+    lent = images - np.asarray(pool.ctrl[index])
+    pos = label == 1
+    np.testing.assert_allclose(lent[pos], np.asarray(pool.arc[index[pos]]), atol=1e-4)
+    real = np.isin(split, ["test", "test_paired"]) & ~pos
+    assert real.sum() > 0 and np.abs(lent[real]).max() == 0
+    for name in cnn.NEUTRAL_SPLITS:
+        neg = np.flatnonzero((split == name) & ~pos)
+        cores = cnn.core_part(pool, np.unique(index[pos & (split == name)]))
+        assert len(neg) and cores.sum() > 0
+        for row in neg:  # each negative carries exactly one of its split's positives' counter-image light
+            assert np.abs(cores - lent[row]).max(axis=(1, 2, 3)).min() < 1e-4, (name, row)
+    bare = measured_columns(pool, index)
+    np.testing.assert_allclose(frame[list(ALWAYS_MEASURED)].to_numpy(np.float64), bare.to_numpy(np.float64), rtol=1e-6)
+    assert frame.loc[pos, ["lens_e", "shear", "src_x_arcsec"]].notna().all().all()
+
+
+def test_tiny_trained_suite_cell_runs_the_whole_suite_on_its_own_cnn_deterministically(pool, monkeypatch, tmp_path):
+    """Per seed: the same manifest and the same CNN weights (so the same seeded gate results); every case of the
+    suite on that manifest with that model is recorded once with its role, beside the training record; the
+    model trained on the gated manifest itself, so no ``model_train`` leakage case; the seed's red/green is
+    the suite's rule over the cases (the training record is not a case)."""
+    import torch
+
+    from shortcutgates.calibrate.harness import _context, _manifest
+    from shortcutgates.data.manifest import read_manifest
+    from shortcutgates.gates.registry import gate_cases
+
+    monkeypatch.setattr(cnn, "EPOCHS", 1)
+    config = GateConfig(n_boot=500, seed=0)
+    contexts = [_context(pool, TRAINED_SUITE, 0, config, tmp_path / str(k)) for k in range(2)]
+    frames = [c.frame.drop(columns=["source_path", "manifest_file"]).reset_index(drop=True) for c, _ in contexts]
+    weights = [torch.load(tmp_path / str(k) / "model.pt", weights_only=True)["state_dict"] for k in range(2)]
+    pd.testing.assert_frame_equal(frames[0], frames[1])
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    other = read_manifest(_manifest(pool, TRAINED_SUITE, 1, tmp_path / "seed1")).frame  # another seed: other LRGs
+    assert set(other["lrg_id"]) != set(frames[0]["lrg_id"])
+    cases = {c.id: c.role for c in gate_cases(contexts[0][0])}
+    records = pd.DataFrame(run_seed(pool, TRAINED_SUITE, 0, GateConfig(n_boot=500)))
+    assert records["case"].tolist() == [TRAINING_GATE, *cases]  # every case once, in registry order
+    assert dict(zip(records["case"], records["role"])) == {TRAINING_GATE: "training", **cases}
+    assert {"data_integrity", "core_lr_auc", "property_balance", "detection_auroc", "arc_masked_auroc"} <= set(
+        records["gate"]) and not records["case"].str.contains("model_train").any()
+    assert (records["cell"] == "suite:core=0:n120:cnn:neutral-residual:realistic").all()
+    outcome = rates.suite_outcomes(records).iloc[0]
+    red = [c for c, r in zip(records["case"], records.to_dict("records")) if c != TRAINING_GATE and is_red(r, strict=True)]
+    assert outcome["green"] == (not red) and outcome["not_passed"].count(";") == max(len(red) - 1, 0)
+
+
+def test_criteria_profile_holds_the_clean_trained_suite_and_a_realistic_pool_that_fits_it(monkeypatch):
+    from shortcutgates.calibrate import runner
+    from shortcutgates.calibrate.profiles import SUITE_LRGS, make_profile
+
+    profile = make_profile("criteria")
+    trained = [cell for cell, _ in profile.cells if cell.kind == "suite" and cell.scorer.startswith(cnn.PREFIX)]
+    assert sorted(c.scorer for c in trained) == ["cnn:neutral-raw_robust", "cnn:neutral-residual"]
+    assert all(c.pool == "realistic" and c.strength == 0 and c.core == 0 and c.n_lrgs == SUITE_LRGS for c in trained)
+    assert all(cnn.FAMILIES[c.scorer.removeprefix(cnn.PREFIX)].role == "null" for c in trained)
+    assert profile.lrgs_of("realistic") > SUITE_LRGS and profile.lrgs_of("tapered") == profile.pool_lrgs
+    monkeypatch.setattr(runner, "load_pool", lambda n, seed, cache, progress=False, kind="tapered": (n, kind))
+    assert runner._pools({"realistic": 6000, "tapered": 10000}, 0, None) == {
+        "realistic": (6000, "realistic"), "tapered": (10000, "tapered")}

@@ -39,6 +39,7 @@ from shortcutgates.gates.perturb import R_CORE_PX, core_mask, split_lensed_light
 from shortcutgates.model.network import ModelConfig
 from shortcutgates.calibrate.plant import _rows, draw_lrgs, psf_sources, write_manifest
 from shortcutgates.calibrate.pool import Pool
+from shortcutgates.calibrate.scorers import CNN_PREFIX
 
 POINT_SOURCE_FRACTION = 1.0
 """Flux of the core-reliant family's central point source, as a fraction of the control's flux inside
@@ -86,7 +87,7 @@ FAMILIES = {f.name: f for f in (
     Family("reliant-weak-raw_robust", "raw_robust", "power", point_source=WEAK_POINT_SOURCE_FRACTION,
            arc_keep=RELIANT_ARC_KEEP),
 )}
-PREFIX = "cnn:"
+PREFIX = CNN_PREFIX
 """Scorer names of CNN cells: ``cnn:<family>`` (e.g. ``cnn:neutral-residual``)."""
 
 
@@ -176,6 +177,50 @@ def gating_splits(pool: Pool, family: Family, n_lrgs: int, rng: np.random.Genera
                       _rows(pool, paired, np.asarray(bare[paired], np.float32), 0, "test_paired")], ignore_index=True)
 
 
+NEUTRAL_SPLITS = ("train", "val")
+"""Splits of a built catalogue whose negatives carry a donor's light (:func:`family_images`): the splits the
+CNN learns from, as :func:`train_seed` draws them; ``test`` and ``test_paired``, where the gates score, hold
+real negatives, as :func:`gating_splits` draws them (and as ``build --hard-negatives`` puts constructed
+rows in ``train`` only, :data:`shortcutgates.data.hard_negatives.DEFAULT_SPLITS`)."""
+
+
+def donors_by_split(split: np.ndarray, role: np.ndarray, rng: np.random.Generator,
+                    splits=NEUTRAL_SPLITS) -> np.ndarray:
+    """(N,) for each ``neg``-role LRG of ``splits`` in a built catalogue (its builder ``split`` and ``role``,
+    :func:`shortcutgates.calibrate.plant.builder_roles`) the position of a donor ``pos``-role LRG of the
+    same split, -1 for the other LRGs: a permutation of the split's positives, cycled where the split has
+    more negatives than positives."""
+    split, role = np.asarray(split, object), np.asarray(role, object)
+    donors = np.full(len(split), -1, np.int64)
+    for name in splits:
+        neg = np.flatnonzero((split == name) & (role == "neg"))
+        pos = np.flatnonzero((split == name) & (role == "pos"))
+        if len(neg) and not len(pos):
+            raise ValueError(f"calibrate: split {name!r} has negatives but no positive LRG to lend them core light")
+        if len(neg):
+            donors[neg] = np.resize(rng.permutation(pos), len(neg))
+    return donors
+
+
+def family_images(pool: Pool, index: np.ndarray, family: Family, split: np.ndarray, role: np.ndarray,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(stamps, controls), each (N, 3, H, W), of a paired catalogue of pool LRGs ``index`` that the unpaired
+    builder turns into the family's data set: every stamp is the family's positive; the control of every
+    ``neg``-role LRG of :data:`NEUTRAL_SPLITS` (``split``/``role`` per LRG of ``index``,
+    :func:`shortcutgates.calibrate.plant.builder_roles`) is the family's negative, its donor a positive of
+    the same split (:func:`donors_by_split`); the other LRGs keep their bare control (``test``'s negatives,
+    the ``test_paired`` pairs, the unused controls of ``pos`` LRGs). For a core-neutral family every
+    negative of ``train`` and ``val`` then carries a lens's counter-image light, as :func:`training_split`
+    builds them."""
+    index = np.asarray(index, np.int64)
+    controls = np.asarray(pool.ctrl[index], np.float32).copy()
+    donors = donors_by_split(split, role, rng)
+    neg = np.flatnonzero(donors >= 0)
+    if len(neg):
+        controls[neg] = negatives(pool, index[neg], family, index[donors[neg]])
+    return positives(pool, index, family), controls
+
+
 class Trained(NamedTuple):
     """One seed's CNN, ready to gate."""
 
@@ -187,22 +232,29 @@ class Trained(NamedTuple):
     """Training wall time. Unit: s."""
 
 
+def fit(manifest: Path, family: Family, seed: int, directory: Path, epochs: int | None = None) -> Trained:
+    """Train the family's CNN (:data:`MODEL`, ``epochs`` default :data:`EPOCHS`, the best validation epoch
+    kept) on the ``train`` split of ``manifest``, validating on ``val``; the checkpoint is
+    ``directory/model.pt``. The returned ``gating_manifest`` is ``manifest`` itself."""
+    from shortcutgates.model.train import TrainConfig, train
+
+    epochs = epochs or EPOCHS
+    config = TrainConfig(preprocess=family.preprocess, epochs=epochs, patience=epochs, seed=int(seed), device="cpu",
+                         model=MODEL)
+    summary = train(manifest, Path(directory) / "model.pt", config, progress=False)
+    return Trained(Path(manifest), summary.checkpoint, float(summary.best_val_auroc), int(summary.epochs_run),
+                   float(summary.seconds))
+
+
 def train_seed(pool: Pool, family: Family, n_lrgs: int, seed: int, rng: np.random.Generator, directory: Path,
                gate_lrgs: int | None = None, epochs: int | None = None) -> Trained:
     """Draw this seed's LRGs, train the family's CNN on ``n_lrgs`` training LRGs (plus ``VAL_FRACTION`` as
     many for ``val``) and write the gating manifest (``gate_lrgs``, default :data:`GATE_LRGS`); everything
     under ``directory``. ``epochs`` defaults to :data:`EPOCHS`."""
-    from shortcutgates.model.train import TrainConfig, train
-
     directory = Path(directory)
-    gate_lrgs, epochs = gate_lrgs or GATE_LRGS, epochs or EPOCHS
     tr, used = training_split(pool, family, n_lrgs, "train", rng)
     val, used_val = training_split(pool, family, max(20, round(VAL_FRACTION * n_lrgs)), "val", rng, used)
     used = np.concatenate([used, used_val])
     train_manifest = write_manifest(pd.concat([tr, val], ignore_index=True), directory / "train_manifest")
-    gating = write_manifest(gating_splits(pool, family, gate_lrgs, rng, used), directory / "gate_manifest")
-    config = TrainConfig(preprocess=family.preprocess, epochs=epochs, patience=epochs, seed=int(seed), device="cpu",
-                         model=MODEL)
-    summary = train(train_manifest, directory / "model.pt", config, progress=False)
-    return Trained(gating, summary.checkpoint, float(summary.best_val_auroc), int(summary.epochs_run),
-                   float(summary.seconds))
+    gating = write_manifest(gating_splits(pool, family, gate_lrgs or GATE_LRGS, rng, used), directory / "gate_manifest")
+    return fit(train_manifest, family, seed, directory, epochs)._replace(gating_manifest=gating)

@@ -18,7 +18,15 @@ Kinds of cell:
   without simulating the 85 % of LRGs that only ``train``/``val`` would use.
 * ``suite``: a paired catalogue of ``n_lrgs`` LRGs built with :func:`shortcutgates.data.build.build_manifest`
   (unpaired, the builder's default splits), scored by a reference scorer; every case. The run is
-  green when every primary case passes.
+  green by the suite's rule (:func:`shortcutgates.gates.suite.outcome`: every primary case passes and no
+  case of any role is an established violation).
+  With ``scorer`` ``cnn:<family>`` (a *trained suite* cell) the catalogue is built as that CNN family's
+  data set (:func:`shortcutgates.calibrate.cnn.family_images`: for a core-neutral family every negative
+  of ``train`` and ``val`` carries a same-split positive's counter-image light; ``test`` and ``test_paired``
+  hold real negatives; the LRG properties are measured from the bare controls, :func:`restate_measured`),
+  the family's CNN is trained on its ``train``/``val`` splits and the whole suite gates that checkpoint on
+  that manifest (``shortcutgates gate --data M --model CKPT``); one extra ``cnn_training`` record as for
+  ``cnn`` cells.
 * ``cnn``: a small CNN of one family (:mod:`shortcutgates.calibrate.cnn`) trained per seed on
   ``n_lrgs`` unpaired LRGs of the realistic pool, then every case that needs the model on held-out
   ``test`` and ``test_paired`` splits (``GateContext(manifest, model=checkpoint)``: what
@@ -50,9 +58,9 @@ from shortcutgates.data.codec import encode_stamp
 from shortcutgates.gates.registry import REGISTRY, GateConfig, GateContext
 from shortcutgates.gates.suite import run_suite
 from shortcutgates.data.schema import LRG_TRUTH
-from shortcutgates.calibrate.plant import PROPERTY_COLUMNS, TILTED, builder_roles, built_selection, planted_in, positive_stamps, split_rows, write_manifest
-from shortcutgates.calibrate.pool import Pool
-from shortcutgates.calibrate.scorers import resolve_scorer
+from shortcutgates.calibrate.plant import PROPERTY_COLUMNS, TILTED, builder_roles, built_selection, counter_images, planted_in, positive_stamps, split_rows, write_manifest
+from shortcutgates.calibrate.pool import TRUTH_COLUMNS, Pool
+from shortcutgates.calibrate.scorers import CNN_PREFIX, resolve_scorer
 
 TRAINING_GATE = "cnn_training"
 """Gate name of a CNN seed's training record (value: best validation AUROC; seconds: training time)."""
@@ -67,7 +75,8 @@ class Cell:
     n_lrgs: int = 500
     """LRGs per split (``suite``: LRGs in the whole catalogue)."""
     scorer: str | None = None
-    """Reference scorer name for ``model``/``suite`` cells (``arc``, ``core``, ``mix0.3``)."""
+    """Reference scorer name for ``model``/``suite`` cells (``arc``, ``core``, ``mix0.3``); ``cnn:<family>`` for
+    ``cnn`` cells and trained ``suite`` cells (:data:`shortcutgates.calibrate.cnn.FAMILIES`)."""
     core: float = 0.0
     """Counter-image strength carried by every positive beneath the planted problem."""
     where: str = ""
@@ -135,14 +144,57 @@ def _held_out_rows(pool: Pool, cell: Cell, rng: np.random.Generator) -> pd.DataF
     return pd.concat([paired, shared, unpaired[unpaired["label"] == 0]], ignore_index=True)
 
 
-def paired_catalogue(pool: Pool, index: np.ndarray, core: float | np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
-    """A paired catalogue (docs/design.md#paired-input-format) of pool LRGs, one injection each."""
+def paired_catalogue(pool: Pool, index: np.ndarray, core: float | np.ndarray, rng: np.random.Generator,
+                     images: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
+    """A paired catalogue (docs/design.md#paired-input-format) of pool LRGs, one injection each.
+
+    ``images``: (stamps, controls), each (N, 3, H, W), written instead of the pool's positives and bare
+    controls (a CNN family's, :func:`shortcutgates.calibrate.cnn.family_images`); a counter-image of
+    ``core`` × the arc's flux is added to those stamps where ``core`` > 0, as to the pool's."""
     meta = pool.meta.iloc[index].reset_index(drop=True)
     frame = meta[["ra", "dec", *PROPERTY_COLUMNS, "theta_e_arcsec"]].copy()
-    frame["stamp_npz"] = [encode_stamp(im, compress=False) for im in positive_stamps(pool, index, core, rng)]
-    frame["ctrl_stamp_npz"] = [encode_stamp(np.asarray(pool.ctrl[i], np.float32), compress=False) for i in index]
+    if images is None:
+        stamps, controls = positive_stamps(pool, index, core, rng), pool.ctrl[np.asarray(index)]
+    else:
+        stamps, controls = images
+        if np.any(np.asarray(core) > 0):
+            stamps = stamps + counter_images(meta, np.asarray(pool.arc[np.asarray(index)], np.float32), core, rng)
+    frame["stamp_npz"] = [encode_stamp(im, compress=False) for im in stamps]
+    frame["ctrl_stamp_npz"] = [encode_stamp(np.asarray(im, np.float32), compress=False) for im in controls]
     frame["cutout_ok"] = np.int32(1)
+    for column in TRUTH_COLUMNS[1:] if pool.kind == "realistic" else ():  # the counterfactual gates' injection truth
+        frame[column] = meta[column].to_numpy()
     return frame
+
+
+def restate_measured(pool: Pool, manifest: Path) -> None:
+    """Restate a built manifest's measured LRG properties (:data:`shortcutgates.data.lrg_properties.ALWAYS_MEASURED`)
+    from each LRG's bare pool control, in place.
+
+    The builder measures one control per LRG; a core-neutral negative's control also carries a donor's
+    lensed light (:func:`shortcutgates.calibrate.cnn.family_images`), which the builder never measures on a
+    positive (it measures the positive's bare control). Left there, the lent light is a property imbalance
+    of the construction, not of the LRGs (measured before this step: ``metadata_c2st_auc[train]`` 0.76,
+    ``total_mag_r`` SMD 0.27 on 2000 LRGs, seed 0; ``docs/calibration.md``). Rows are matched to pool LRGs by
+    their sky position."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from shortcutgates.data.build import MANIFEST_PARQUET
+    from shortcutgates.data.io import write_parquet_atomic
+    from shortcutgates.data.lrg_properties import ALWAYS_MEASURED
+
+    from shortcutgates.calibrate.plant import measured_columns
+
+    path = Path(manifest) / MANIFEST_PARQUET
+    table = pq.read_table(path)
+    sky = pd.Series(np.arange(len(pool)), index=pd.MultiIndex.from_arrays([pool.meta["ra"], pool.meta["dec"]]))
+    rows = table.select(["ra", "dec"]).to_pandas()
+    measured = measured_columns(pool, sky.loc[list(zip(rows["ra"], rows["dec"]))].to_numpy())
+    for column in ALWAYS_MEASURED:
+        i = table.schema.get_field_index(column)
+        table = table.set_column(i, table.schema.field(i), pa.array(measured[column].to_numpy(), table.schema.field(i).type))
+    write_parquet_atomic(table, path)
 
 
 def _built_manifest(pool: Pool, cell: Cell, rng, seed: int, directory: Path) -> Path:
@@ -154,14 +206,23 @@ def _built_manifest(pool: Pool, cell: Cell, rng, seed: int, directory: Path) -> 
     where = tuple(w for w in cell.where.split(",") if w)
     index = built_selection(pool, cell.n_lrgs, seed, rng, problem=cell.problem, strength=cell.strength, where=where)
     core = np.full(len(index), cell.core)
-    if cell.problem == "core":
+    family = _family(cell)
+    if cell.problem == "core" or family is not None:
         split, role = builder_roles(pool, seed)
-        core += cell.strength * planted_in(split, role, where)[index]
-    catalogue = paired_catalogue(pool, index, core, rng)
+        if cell.problem == "core":
+            core += cell.strength * planted_in(split, role, where)[index]
+    images = None
+    if family is not None:
+        from shortcutgates.calibrate.cnn import family_images
+
+        images = family_images(pool, index, family, split[index], role[index], rng)
+    catalogue = paired_catalogue(pool, index, core, rng, images)
     if cell.problem in TILTED:  # survey format: no LRG photometry columns
         catalogue = catalogue.drop(columns=[c for c in LRG_TRUTH if c in catalogue])
     write_parquet_atomic(catalogue, directory / "paired" / "part-0000.parquet")
     build_manifest(directory / "paired", directory / "manifest", mode="unpaired", seed=seed, progress=False)
+    if family is not None and family.donor_core:
+        restate_measured(pool, directory / "manifest")
     return directory / "manifest"
 
 
@@ -174,14 +235,28 @@ def _wanted(case, cell: Cell) -> bool:
     return True
 
 
+def _family(cell: Cell):
+    """The CNN family a cell trains (:class:`shortcutgates.calibrate.cnn.Family`): every ``cnn`` cell's, a
+    ``suite`` cell's whose scorer is ``cnn:<family>``; None for the cells scored by a reference scorer."""
+    if cell.kind == "cnn" or (cell.kind == "suite" and (cell.scorer or "").startswith(CNN_PREFIX)):
+        from shortcutgates.calibrate.cnn import family_of  # torch: only where a CNN is trained
+
+        return family_of(cell.scorer or "")
+    return None
+
+
 def _context(pool: Pool, cell: Cell, seed: int, config: GateConfig, directory: Path) -> tuple[GateContext, list]:
     """The gate context of one seed, and any extra records (a CNN seed's training record)."""
-    if cell.kind != "cnn":
+    family = _family(cell)
+    if family is None:
         score_fn = resolve_scorer(cell.scorer) if cell.scorer else None
         return GateContext(_manifest(pool, cell, seed, directory), config=config, score_fn=score_fn), []
-    from shortcutgates.calibrate.cnn import family_of, train_seed
+    from shortcutgates.calibrate.cnn import fit, train_seed
 
-    trained = train_seed(pool, family_of(cell.scorer or ""), cell.n_lrgs, seed, cell.rng(seed), directory)
+    if cell.kind == "suite":  # trained on the gated manifest's own train/val splits
+        trained = fit(_manifest(pool, cell, seed, directory), family, seed, directory)
+    else:
+        trained = train_seed(pool, family, cell.n_lrgs, seed, cell.rng(seed), directory)
     record = {"case": TRAINING_GATE, "gate": TRAINING_GATE, "role": "training", "verdict": "trained",
               "value": trained.val_auroc, "lo": np.nan, "hi": np.nan, "threshold": np.nan, "direction": "",
               "established": False, "message": f"best validation AUROC {trained.val_auroc:.4f} after {trained.epochs} epochs",

@@ -67,6 +67,12 @@ class Profile(NamedTuple):
     first_seed: int = 0
     """The first seed of every cell (``shortcutgates calibrate --first-seed``: fresh seeds for a profile
     whose earlier seeds chose a rule)."""
+    pool_sizes: tuple = ()
+    """``(kind, LRGs)`` pairs: pool kinds whose pool holds another number of LRGs than ``pool_lrgs``."""
+
+    def lrgs_of(self, kind: str) -> int:
+        """LRGs of the profile's pool of ``kind`` (:data:`shortcutgates.calibrate.pool.POOL_KINDS`)."""
+        return dict(self.pool_sizes).get(kind, self.pool_lrgs)
 
 
 def _grid(kind, problem, grades, sizes, seeds, scale=1.0, **kw):
@@ -131,21 +137,38 @@ MAG_SMD = 0.5
 """Planted LRG magnitude imbalance (population SMD of ``lrg_mag_r``) of the ``criteria`` profile."""
 CRITERIA_SEEDS = 10
 """Seeds of each whole-suite cell of the ``criteria`` profile (each ~1-3 min on the shared 2 cores)."""
+CRITERIA_NULL_FAMILIES = ("neutral-residual", "neutral-raw_robust")
+"""Core-neutral CNN families (:data:`shortcutgates.calibrate.cnn.FAMILIES`) of the ``criteria`` profile's
+clean trained-suite cells: the realistic null of issue 20's acceptance."""
+CRITERIA_NULL_SEEDS = 20
+"""Seeds (one CNN trained on a 4000-LRG built catalogue each) per clean trained-suite cell: 19 of 20 green
+is a measured 95 % (Wilson lower bound 76 %); 20 of 20 puts the lower bound at 84 %."""
+CRITERIA_REALISTIC_LRGS = 6000
+"""LRGs of the ``criteria`` profile's realistic pool: a trained-suite seed draws :data:`SUITE_LRGS` of them
+(seeds share two thirds of their LRGs; their noise, splits, donors and CNN are their own)."""
 
 
 def _criteria() -> Profile:
     """Issue 20's acceptance: every criterion turns a default run red on a planted violation at the
     proposal's size (4000 LRGs, the builder's default splits), also when confined to held-out
     splits; a clean run stays green (all cases recorded: an established violation is red in any
-    role); magnitude imbalance at 2000 samples without a magnitude column."""
+    role) — on the realistic null, a core-neutral CNN trained on each seed's built catalogue and gated
+    with it (``suite`` cells scored ``cnn:<family>``), and on the tapered pool with the arc reader (the data
+    probes' null); magnitude imbalance at 2000 samples without a magnitude column."""
+    from shortcutgates.calibrate.cnn import PREFIX
     suite: dict[str, Any] = dict(kind="suite", n_lrgs=SUITE_LRGS, scorer="arc")
-    cells = [(Cell(problem="core", strength=0.0, **suite), 2 * CRITERIA_SEEDS),
+    # the clean trained suite (the realistic null): a core-neutral CNN trained per seed on the built catalogue
+    cells = [(Cell("suite", "core", 0.0, SUITE_LRGS, scorer=PREFIX + family, pool="realistic"), CRITERIA_NULL_SEEDS)
+             for family in CRITERIA_NULL_FAMILIES]
+    # the data probes' null (key suite:core=0:n4000:arc): the tapered pool (no lensed light in the core), the arc
+    # reference reader (a fixed scorer, no trained model)
+    cells += [(Cell(problem="core", strength=0.0, pool="tapered", **suite), 2 * CRITERIA_SEEDS),
              (Cell(problem="core", strength=SURVEY_CORE, where="test", **suite), CRITERIA_SEEDS),
              (Cell(problem="mag", strength=MAG_SMD, where="val,test", **suite), CRITERIA_SEEDS),
              (Cell(problem="mag", strength=MAG_SMD, **suite), CRITERIA_SEEDS),
              (Cell("data", "mag", MAG_SMD, 2000), 2 * CRITERIA_SEEDS),
              (Cell("data", "size", MAG_SMD, 2000), CRITERIA_SEEDS)]
-    return Profile("criteria", 10000, 0, tuple(cells))
+    return Profile("criteria", 10000, 0, tuple(cells), pool_sizes=(("realistic", CRITERIA_REALISTIC_LRGS),))
 
 
 GAP_SEEDS = 40

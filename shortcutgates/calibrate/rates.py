@@ -168,10 +168,11 @@ def summarise_families(outcomes: pd.DataFrame) -> pd.DataFrame:
 
 
 def suite_outcomes(records: pd.DataFrame) -> pd.DataFrame:
-    """Per (cell, seed): ``green`` (no primary case is red by :func:`.gates.suite.is_red`, strict: a case
-    that did not run is red too) and the cases that are."""
+    """Per (cell, seed): ``green`` (no case is red by :func:`.gates.suite.is_red`, strict: a case that did not
+    run is red too) and the cases that are; a trained cell's ``training`` record is no case."""
     out = []
-    for keys, group in with_pool(records).groupby(CELL_COLUMNS + ["seed"], sort=False, dropna=False):
+    cases = with_pool(records)
+    for keys, group in cases[cases["role"] != "training"].groupby(CELL_COLUMNS + ["seed"], sort=False, dropna=False):
         primary = group[group["role"] == "primary"]
         bad = group[[is_red(r, strict=True) for r in group.to_dict("records")]]
         out.append({**dict(zip(CELL_COLUMNS + ["seed"], keys)), "green": bad.empty, "n_primary": len(primary),

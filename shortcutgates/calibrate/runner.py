@@ -71,14 +71,14 @@ _WORKER: dict = {}
 """A worker process's pool and settings (:func:`_init_worker`)."""
 
 
-def _pools(pool_lrgs: int, pool_seed: int, cache_dir, kinds, progress: bool = False) -> dict:
-    """The (memory-mapped, cached) pool of every kind in ``kinds``."""
-    return {kind: load_pool(pool_lrgs, pool_seed, cache_dir, progress=progress, kind=kind) for kind in sorted(kinds)}
+def _pools(sizes: dict, pool_seed: int, cache_dir, progress: bool = False) -> dict:
+    """The (memory-mapped, cached) pool of every kind in ``sizes`` (kind -> LRGs)."""
+    return {kind: load_pool(n, pool_seed, cache_dir, progress=progress, kind=kind) for kind, n in sorted(sizes.items())}
 
 
-def _init_worker(pool_lrgs: int, pool_seed: int, cache_dir, kinds, config, roles, also) -> None:
+def _init_worker(sizes: dict, pool_seed: int, cache_dir, config, roles, also) -> None:
     """Load the pools once per worker process."""
-    _WORKER.update(pools=_pools(pool_lrgs, pool_seed, cache_dir, kinds), config=config, roles=roles, also=also)
+    _WORKER.update(pools=_pools(sizes, pool_seed, cache_dir), config=config, roles=roles, also=also)
 
 
 def _seed_task(pair: tuple) -> list:
@@ -108,14 +108,13 @@ def run_profile(profile: Profile, out_dir, *, shard: int = 0, n_shards: int = 1,
     path = out_dir / f"records-{shard}-of-{n_shards}.csv"
     done = _done(out_dir)
     todo = [p for i, p in enumerate(pairs(profile, cells)) if i % n_shards == shard and (p[0].key, p[1]) not in done]
-    kinds = {cell.pool for cell, _ in todo if cell.kind not in POOL_FREE_KINDS}
-    pools = _pools(profile.pool_lrgs, profile.pool_seed, cache_dir, kinds, progress)
+    sizes = {cell.pool: profile.lrgs_of(cell.pool) for cell, _ in todo if cell.kind not in POOL_FREE_KINDS}
+    pools = _pools(sizes, profile.pool_seed, cache_dir, progress)
     config = config or GateConfig(n_boot=profile.n_boot or N_BOOT)
     start = time.perf_counter()
     _WORKER.update(pools=pools, config=config, roles=profile.roles, also=profile.also)  # workers == 1: this process
     results = ordered_map(_seed_task, todo, workers, initializer=_init_worker,
-                          initargs=(profile.pool_lrgs, profile.pool_seed, cache_dir, kinds, config, profile.roles,
-                                    profile.also))
+                          initargs=(sizes, profile.pool_seed, cache_dir, config, profile.roles, profile.also))
     desc = f"calibrate {profile.name} shard {shard}/{n_shards}" + (f" ({workers} workers)" if workers > 1 else "")
     for rows in tqdm(results, total=len(todo), desc=desc, unit="seed", disable=not progress, file=sys.stderr,
                      mininterval=5):

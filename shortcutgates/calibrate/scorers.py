@@ -17,6 +17,8 @@ import numpy as np
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
 
+CNN_PREFIX = "cnn:"
+"""Scorer names of the cells that train a CNN instead: ``cnn:<family>`` (:data:`shortcutgates.calibrate.cnn.FAMILIES`)."""
 LAMBDAS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)
 """Core weights λ of the reference-scorer mixtures λ·core + (1−λ)·arc (0: the pure arc reader, 1: the pure
 core reader): the model cells of the ``quick`` and ``full`` profiles and the mixtures of the ``reader`` cells."""

@@ -237,9 +237,9 @@ def suite_table(suite: pd.DataFrame) -> str:
 
 
 def clean_outcomes(records: pd.DataFrame) -> pd.DataFrame:
-    """Green rate of the clean cells: data null, arc reader (model), whole suite."""
-    clean = records[(records["strength"] == 0) & records["scorer"].isin(["", "arc"])
-                    & ~records["kind"].isin(["cnn", "reader"])]
+    """Green rate of the clean cells: data null, arc reader (model), whole suite (arc reader; core-neutral CNN)."""
+    scorer = records["scorer"].str.fullmatch(r"(arc|cnn:neutral-.+)?")  # none, the arc reader, a core-neutral CNN
+    clean = records[(records["strength"] == 0) & scorer & ~records["kind"].isin(["cnn", "reader"])]
     return summarise_suite(suite_outcomes(clean)) if len(clean) else pd.DataFrame()
 
 
