@@ -195,18 +195,17 @@ def build_manifest(input_path, out_dir, *, mode: str, seed: int, match=(), posit
     resplit : bool
         Ignore the input's splits and assign every LRG by hash.
     hard_negatives, hard_negative_mix, hard_negative_splits, shuffle_arcsec
-        Constructed rows (:mod:`shortcutgates.data.hard_negatives`: kinds ``core``, ``shuffle``, ``swap``;
-        unpaired builds only; inline images): the kinds, kind -> rows per plain row of the host
-        class (default :data:`~shortcutgates.data.hard_negatives.DEFAULT_MIX`), the splits that get them
-        (default train only, so the gates score real negatives), and the ``shuffle`` piece length
-        (default: the donor's PSF FWHM; unit: arcsec).
+        Constructed rows (:mod:`shortcutgates.data.hard_negatives`; unpaired builds only; inline images): the kinds
+        (``core``, ``shuffle``, ``swap``), kind -> rows per plain row of the host class (default
+        :data:`~shortcutgates.data.hard_negatives.DEFAULT_MIX`), the splits that get them (default train only, so the
+        gates score real negatives), and the ``shuffle`` piece length (arcsec; default: the donor's PSF FWHM).
     """
     kinds, mix, hard_splits = hard_negative_options(mode, hard_negatives, hard_negative_mix, hard_negative_splits)
     params = split_params(mode, seed, match, positives_per_lrg, fractions, match_bins, resplit)
     steps = _Steps(progress)
     read = _read_and_assign(input_path, params, tolerance_arcsec, progress, steps, keep_controls=bool(kinds))
-    rows, hard = _manifest_rows(read, (kinds, mix, hard_splits, shuffle_arcsec, input_root(input_path)), int(seed), inline,
-                                progress, steps)
+    hard_options = (kinds, mix, hard_splits, shuffle_arcsec, input_root(input_path))
+    rows, hard = _manifest_rows(read, hard_options, int(seed), inline, progress, steps)
     steps.next("writing")
     parameters = manifest_parameters(params, tolerance_arcsec, inline, kinds, mix, hard_splits, shuffle_arcsec)
     sha, meta = write_manifest(input_path, out_dir, read, rows, parameters, hard)
