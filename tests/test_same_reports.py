@@ -202,3 +202,36 @@ def test_paired_statistics_in_batches_equal_the_resample_loop(statistic, monkeyp
     looped = paired.operational(scores, "swapped", rows, groups, CFG)
     monkeypatch.undo()
     assert paired.operational(scores, "swapped", rows, groups, CFG) == looped
+
+
+def test_a_checkpoint_scored_in_chunks_on_threads_gets_the_report_it_gets_in_order(config_file, tmp_path, monkeypatch):
+    """A sweep's checkpoint scores the chunks of a pass on threads (:func:`scoring.score_chunks`); each chunk is
+    one call, so the report is the one a run scoring the chunks in order gets, value for value."""
+    from shortcutgates.gates import context as gate_context
+    from shortcutgates.gates import scoring
+
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures"
+    data, model = fixtures / "data" / "clean", fixtures / "checkpoints" / "clean.pt"
+    monkeypatch.setattr(scoring, "CHUNK", 32)  # several chunks per pass at max_samples = 160
+    calls: list[int] = []
+    monkeypatch.setattr(gate_context, "inference_threads", lambda: calls.append(1) or 2)
+    sweep.gate_many(data, [model], tmp_path / "out", config_path=config_file, cache_dir=tmp_path / "cache",
+                    progress=False, strict=False)
+    assert calls  # the passes ran on two threads
+    swept = {g["id"]: g for g in json.loads((tmp_path / "out" / "clean.json").read_text())["gates"]}
+    scorer = scorers.load_scorer(model)
+    alone = GateContext(data, config=CFG).with_scorer(scorer.score_fn, scorer.preprocess, model)
+    expected = [run.record() for run in run_suite(alone, lambda c: "model" in c.needs)]
+    assert expected and [swept[r["id"]] for r in expected] == json.loads(json.dumps(expected))
+
+
+def test_score_chunks_on_threads_returns_the_chunks_in_order():
+    from shortcutgates.gates import scoring
+
+    images = np.arange(3 * scoring.CHUNK + 5, dtype=np.float64)[:, None]
+    seen: list[int] = []
+    ordered = scoring.score_chunks(lambda x: x[:, 0] * 2, images, threads=1, done=seen.append)
+    threaded = scoring.score_chunks(lambda x: x[:, 0] * 2, images, threads=3)
+    assert [len(c) for c in threaded] == [scoring.CHUNK] * 3 + [5] and sum(seen) == len(images)
+    assert np.array_equal(np.concatenate(threaded), np.concatenate(ordered))
+    assert np.array_equal(np.concatenate(threaded), images[:, 0] * 2)

@@ -26,35 +26,13 @@ from shortcutgates.data.schema import CONDITIONS, LABEL_COLUMN, LRG_ID_COLUMN, L
 from shortcutgates.gates.probes import ProbeError
 from shortcutgates.gates.records import GateConfig
 from shortcutgates.gates.sample import DecodedRows, SplitSample, cap_rows, decode_rows, dedup_negatives, matched_units
+from shortcutgates.gates.scoring import CHUNK, inference_threads, score_chunks, training_manifest_of
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
 """``score_fn(raw_images (N, 3, H, W) nanomaggies) -> (N,) scores``; higher = more lens-like."""
 
-CHUNK = 512
-"""Rows decoded (integrity) or scored (model) per batch."""
-
 ANNULUS_MODES = {"raw_robust": raw_robust, "residual": residual}
 """Preprocessings that take the outer-annulus median/MAD a sample measured when it was decoded."""
-
-
-def training_manifest_of(model_path) -> Path | str | None:
-    """The training manifest a shortcutgates checkpoint records (checked against its sha256), a
-    one-line reason when it records one that cannot be used, or None (``.onnx`` / ``.pt2``, or none recorded)."""
-    path = Path(model_path)
-    if path.suffix.lower() in (".onnx", ".pt2"):
-        return None
-    try:
-        from shortcutgates.model.checkpoint import CheckpointError, read_payload, recorded_manifest
-    except ImportError:  # pragma: no cover - the model modules are missing
-        return None
-    try:
-        payload = read_payload(path)
-        data: dict = payload["data"] if isinstance(payload, dict) and isinstance(payload.get("data"), dict) else {}
-        if not data.get("manifest"):
-            return None
-        return recorded_manifest(path)
-    except (CheckpointError, OSError, ValueError) as exc:
-        return f"cannot check the model's training LRGs: {exc}"
 
 
 MODEL_MEMOS = frozenset({"pair_scores"})
@@ -211,13 +189,13 @@ class GateContext:
             raise ProbeError("no model given")
         from tqdm.auto import tqdm
 
-        fn, images = ((self._score_inputs, inputs) if inputs is not None and self._score_inputs is not None
-                      else (self._score_fn, raw_images))
+        by_inputs = inputs is not None and self._score_inputs is not None
+        fn, images = (self._score_inputs, inputs) if by_inputs else (self._score_fn, raw_images)
         self.n_inference_passes += 1
         self.n_images_scored += len(raw_images)
-        starts = tqdm(range(0, len(images), CHUNK), desc="model scores", unit="batch",
-                      disable=not self.progress, leave=False)
-        out = [np.asarray(fn(images[i:i + CHUNK]), np.float64).reshape(-1) for i in starts]
+        bar = tqdm(total=len(images), desc="model scores", unit="image", disable=not self.progress, leave=False)
+        out = score_chunks(fn, images, inference_threads() if by_inputs else 1, bar.update)
+        bar.close()
         scores = np.concatenate(out) if out else np.zeros(0)
         if len(scores) != len(raw_images) or not np.isfinite(scores).all():
             raise ProbeError(f"model returned {len(scores)} scores for {len(raw_images)} images or non-finite scores")
