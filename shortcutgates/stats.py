@@ -105,7 +105,7 @@ def weighted_aurocs(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray)
         w = weights[start:start + AUROC_BATCH]
         if scores.ndim == 2:  # per resample: rank its scores, equal scores share a bucket
             s = scores[start:start + AUROC_BATCH]
-            order = np.argsort(s, axis=1, kind="mergesort")
+            order = np.argsort(s, axis=1)  # any order of equal scores: they share a bucket
             s_sorted = np.take_along_axis(s, order, axis=1)
             new = np.ones(s.shape, bool)
             new[:, 1:] = s_sorted[:, 1:] != s_sorted[:, :-1]

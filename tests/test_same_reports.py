@@ -235,3 +235,19 @@ def test_score_chunks_on_threads_returns_the_chunks_in_order():
     assert [len(c) for c in threaded] == [scoring.CHUNK] * 3 + [5] and sum(seen) == len(images)
     assert np.array_equal(np.concatenate(threaded), np.concatenate(ordered))
     assert np.array_equal(np.concatenate(threaded), images[:, 0] * 2)
+
+
+def test_the_refit_helpers_equal_the_expressions_they_replace():
+    """The refitted bootstrap's resample filter and in-place logistic give the loop's booleans and the
+    expression's floats, bit for bit."""
+    from shortcutgates.gates import probes
+    from shortcutgates.stats import bootstrap_counts
+
+    rng = np.random.default_rng(5)
+    units = np.r_[np.arange(12), rng.integers(0, 12, 30)]
+    labels = np.r_[np.zeros(6, int), np.ones(6, int), rng.integers(0, 2, 30)]
+    draws = bootstrap_counts(rng, 12, 400)
+    loop = [len(np.unique(labels[d[units] > 0])) == 2 for d in draws]
+    assert not all(loop) and np.array_equal(probes._both_classes(draws, units, labels), loop)
+    z = rng.normal(0, 8, (50, 70))
+    assert np.array_equal(probes._logistic(z.copy()), 1.0 / (1.0 + np.exp(-z)))
