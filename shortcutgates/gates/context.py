@@ -23,6 +23,7 @@ from shortcutgates.data import manifest as sgmanifest
 from shortcutgates.data.identity import check_lrg_ids, match_lrgs
 from shortcutgates.model.preprocess import get_preprocessor, raw_robust, residual
 from shortcutgates.data.schema import CONDITIONS, LABEL_COLUMN, LRG_ID_COLUMN, LRG_MEASURED, LRG_TRUTH, MANIFEST_SPLITS, PIXEL_SCALE_ARCSEC, SPLIT_COLUMN, DataError
+from shortcutgates.gates import context_blocks
 from shortcutgates.gates.probes import ProbeError
 from shortcutgates.gates.records import GateConfig
 from shortcutgates.gates.sample import DecodedRows, SplitSample, cap_rows, decode_rows, dedup_negatives, matched_units
@@ -411,51 +412,17 @@ class GateContext:
             self._predecoded[split] = DecodedRows(images[at[rows]], np.ones(len(rows), bool), [], shape,
                                                   (median[at[rows]], mad[at[rows]]))
 
-    # --- report blocks -------------------------------------------------------------------------
+    # --- report blocks (shortcutgates.gates.context_blocks) ------------------------------------
     def low_fpr(self) -> dict:
-        """The report's ``low_fpr`` block (model only): per held-out split, TPR at FPR 10⁻² / 10⁻³ with
-        LRG-bootstrap intervals (flagged where the split has fewer than 10/FPR negatives) and the ROC."""
-        from sklearn.metrics import roc_curve
-
-        from shortcutgates.stats import tpr_at_fpr_intervals
-
-        out = {}
-        for split in [s for s in self.splits if s != "train"]:
-            sample = self.sample(split)
-            if len(np.unique(sample.labels)) < 2:
-                continue
-            scores = self.scores(split)
-            fpr, tpr, _ = roc_curve(sample.labels, scores)
-            out[split] = {"n_neg": int((sample.labels == 0).sum()), "n_pos": int((sample.labels == 1).sum()),
-                          "tpr_at_fpr": tpr_at_fpr_intervals(sample.labels, scores, sample.resampling_units,
-                                                             n_boot=self.config.n_boot, seed=self.config.seed),
-                          "roc": {"fpr": np.round(fpr, 6).tolist(), "tpr": np.round(tpr, 6).tolist()}}
-        return out
-
+        """The report's ``low_fpr`` block (model only): :func:`~shortcutgates.gates.context_blocks.low_fpr_block`."""
+        return context_blocks.low_fpr_block(self)
 
     @property
     def data_info(self) -> dict:
-        """The report's ``"data"`` block."""
-        meta = self.manifest.meta or {}
-        per_split = {}
-        for split in self.splits:
-            rows = self.frame[self.frame[SPLIT_COLUMN] == split]
-            per_split[split] = {"n": int(len(rows)), "n_pos": int((rows[LABEL_COLUMN] == 1).sum()),
-                                "n_neg": int((rows[LABEL_COLUMN] == 0).sum()), "n_lrgs": int(rows["_group"].nunique())}
-        return {"path": str(self.data), "n_rows": int(len(self.frame)), "splits": per_split,
-                "hand_written": self.manifest.meta is None, "sha256": meta.get("sha256"),
-                "mode": meta.get("mode"), "max_samples": self.config.max_samples, "seed": self.config.seed}
+        """The report's ``"data"`` block (:func:`~shortcutgates.gates.context_blocks.data_block`)."""
+        return context_blocks.data_block(self)
 
     @property
     def model_info(self) -> dict | None:
-        """The report's ``"model"`` block (None without a model)."""
-        if not self.has_model:
-            return None
-        info = {"path": None if self.model_path is None else str(self.model_path),
-                "preprocess": self.model_preprocess_name}
-        payload = getattr(self._loaded, "payload", None)
-        if isinstance(payload, dict):
-            for key in ("format", "version", "model_config", "train_config", "data", "metrics", "seed"):
-                if key in payload:
-                    info[key] = payload[key]
-        return info
+        """The report's ``"model"`` block, None without a model (:func:`~shortcutgates.gates.context_blocks.model_block`)."""
+        return context_blocks.model_block(self)
