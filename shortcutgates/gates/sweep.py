@@ -186,7 +186,7 @@ def _model_report(base, path: Path, cache, data_records: dict[str, dict], shape)
     scorer = load_scorer(path, cache)
     if scorer.contract is not None and shape is not None:
         scorer.contract.check_stamp(shape, str(path))
-    context = base.with_scorer(scorer.score_fn, scorer.preprocess, path,  # type: ignore[arg-type]  # Scorer.preprocess: object
+    context = base.with_scorer(scorer.score_fn, scorer.preprocess, path,  # Scorer.preprocess: object
                                scorer.score_inputs)
     model_cases = gate_cases(context)  # roles of the input-decided probes follow this model's input
 
