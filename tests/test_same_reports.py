@@ -251,3 +251,19 @@ def test_the_refit_helpers_equal_the_expressions_they_replace():
     assert not all(loop) and np.array_equal(probes._both_classes(draws, units, labels), loop)
     z = rng.normal(0, 8, (50, 70))
     assert np.array_equal(probes._logistic(z.copy()), 1.0 / (1.0 + np.exp(-z)))
+
+
+def test_seeded_counts_are_the_draws_of_a_fresh_generator_and_are_kept():
+    """Every interval draws its resamples from ``default_rng(seed)``; the kept draws are those integers."""
+    from shortcutgates import stats
+
+    rng = np.random.default_rng(11)
+    expected = [stats.bootstrap_counts(rng, 37, size) for size in (250, 250, 100)]
+    first = stats.seeded_counts(11, 37, (250, 250, 100))
+    assert all(np.array_equal(a, b) for a, b in zip(first, expected))
+    assert stats.seeded_counts(11, 37, (250, 250, 100)) is first  # kept: not drawn again
+    assert not first[0].flags.writeable
+    labels, scores = np.r_[np.zeros(40), np.ones(34)].astype(int), np.round(rng.normal(size=74), 1)
+    groups = np.r_[np.arange(37), np.arange(37)]
+    again = [stats.grouped_bootstrap(labels, scores, groups, n_boot=600, seed=11) for _ in range(2)]
+    assert again[0] == again[1]

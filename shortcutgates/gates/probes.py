@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from shortcutgates.parallel import thread_map
 from shortcutgates.model.preprocess import get_preprocessor
-from shortcutgates.stats import Estimate, bootstrap_counts, weighted_auroc_metric, weighted_aurocs
+from shortcutgates.stats import Estimate, seeded_counts, weighted_auroc_metric, weighted_aurocs
 
 
 class ProbeError(ValueError):
@@ -215,8 +215,7 @@ def cv_auc_resamples(features, labels, groups, config, *, C: float = 1.0) -> CVR
         _, units = np.unique(groups, return_inverse=True)
         units = units.ravel()
         n_units = int(units.max()) + 1
-        rng = np.random.default_rng(config.seed)
-        draws = bootstrap_counts(rng, n_units, max(REFIT_RESAMPLES, config.n_boot))  # (B, n_units)
+        draws = seeded_counts(config.seed, n_units, (max(REFIT_RESAMPLES, config.n_boot),))[0]  # (B, n_units)
         draws = draws[_both_classes(draws, units, labels)]
         parts = thread_map(lambda i: _refit_aucs(fits, labels, scores, units, draws[i:i + 250], C),
                            range(0, len(draws), 250))  # each batch of resamples on its own: any order
