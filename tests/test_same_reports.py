@@ -267,3 +267,17 @@ def test_seeded_counts_are_the_draws_of_a_fresh_generator_and_are_kept():
     groups = np.r_[np.arange(37), np.arange(37)]
     again = [stats.grouped_bootstrap(labels, scores, groups, n_boot=600, seed=11) for _ in range(2)]
     assert again[0] == again[1]
+
+
+@pytest.mark.parametrize("mode", ["raw_robust", "residual"])
+def test_annulus_preprocessing_in_chunks_on_threads_is_the_one_pass(mode, monkeypatch):
+    """A sample's ``raw_robust`` / ``residual`` inputs are made chunk by chunk on threads
+    (:func:`scoring.by_stamp_chunks`): stamp by stamp, the floats of one pass."""
+    from shortcutgates.gates import scoring
+    from shortcutgates.model.preprocess import annulus_median_mad, get_preprocessor
+
+    monkeypatch.setattr(scoring, "CHUNK", 7)
+    images = np.random.default_rng(2).normal(1, 1, (30, 3, 32, 32)).astype(np.float32)
+    annulus = annulus_median_mad(images)
+    fn = get_preprocessor(mode)
+    assert np.array_equal(scoring.by_stamp_chunks(lambda x, a: fn(x, a), images, annulus), fn(images, annulus))

@@ -27,7 +27,7 @@ from shortcutgates.gates import context_blocks
 from shortcutgates.gates.probes import ProbeError
 from shortcutgates.gates.records import GateConfig
 from shortcutgates.gates.sample import DecodedRows, SplitSample, cap_rows, decode_rows, dedup_negatives, matched_units
-from shortcutgates.gates.scoring import CHUNK, inference_threads, score_chunks, training_manifest_of
+from shortcutgates.gates.scoring import CHUNK, by_stamp_chunks, inference_threads, score_chunks, training_manifest_of
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
 """``score_fn(raw_images (N, 3, H, W) nanomaggies) -> (N,) scores``; higher = more lens-like."""
@@ -352,7 +352,7 @@ class GateContext:
             sample = self.sample(split)
             raw = sample.images
             if key[1] in ANNULUS_MODES and sample.annulus is not None:  # its median/MAD measured at decoding
-                store[key] = ANNULUS_MODES[key[1]](raw, sample.annulus)
+                store[key] = by_stamp_chunks(ANNULUS_MODES[key[1]], raw, sample.annulus)
             else:
                 store[key] = self.model_preprocess(raw) if key[1] == "model" else get_preprocessor(key[1])(raw)
         return store[key]

@@ -50,6 +50,19 @@ def score_chunks(fn: Callable[[np.ndarray], np.ndarray], images: np.ndarray, thr
         return list(pool.map(one, starts))
 
 
+def by_stamp_chunks(preprocess: Callable, images: np.ndarray, annulus: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """``preprocess(images, annulus)`` of a preprocessing that works stamp by stamp (``raw_robust``,
+    ``residual`` with the annulus median/MAD measured at decoding), :data:`CHUNK` stamps at a time on
+    :data:`~shortcutgates.parallel.THREADS` threads: each stamp's floats are the ones of one call."""
+    from shortcutgates.parallel import thread_map
+
+    starts = range(0, len(images), CHUNK)
+    if len(starts) <= 1:
+        return preprocess(images, annulus)
+    parts = thread_map(lambda i: preprocess(images[i:i + CHUNK], tuple(a[i:i + CHUNK] for a in annulus)), starts)
+    return np.concatenate(parts)
+
+
 def training_manifest_of(model_path) -> Path | str | None:
     """The training manifest a shortcutgates checkpoint records (checked against its sha256), a
     one-line reason when it records one that cannot be used, or None (``.onnx`` / ``.pt2``, or none recorded)."""
