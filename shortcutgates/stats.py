@@ -7,6 +7,7 @@ LRGs, not rows.
 
 from __future__ import annotations
 
+import threading
 from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
@@ -105,7 +106,7 @@ def weighted_aurocs(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray)
         w = weights[start:start + AUROC_BATCH]
         if scores.ndim == 2:  # per resample: rank its scores, equal scores share a bucket
             s = scores[start:start + AUROC_BATCH]
-            order = np.argsort(s, axis=1, kind="mergesort")
+            order = np.argsort(s, axis=1)  # any order of equal scores: they share a bucket
             s_sorted = np.take_along_axis(s, order, axis=1)
             new = np.ones(s.shape, bool)
             new[:, 1:] = s_sorted[:, 1:] != s_sorted[:, :-1]
@@ -161,6 +162,38 @@ def bootstrap_counts(rng: np.random.Generator, n_units: int, n_boot: int) -> np.
     return np.bincount((draws + shift).ravel(), minlength=n_boot * n_units).reshape(n_boot, n_units)
 
 
+SEEDED_DRAWS_ELEMENTS = 32_000_000
+"""At most this many bootstrap counts (uint16/int64) are kept by :func:`seeded_counts` for reuse."""
+
+_SEEDED: dict = {}
+_SEEDED_LOCK = threading.Lock()
+
+
+def seeded_counts(seed: int, n_units: int, sizes: tuple[int, ...]) -> list[np.ndarray]:
+    """:func:`bootstrap_counts` of consecutive batches of ``sizes`` resamples from ``default_rng(seed)``.
+
+    The draws depend only on these arguments, and every interval of a run (each property, each model of a
+    sweep) draws again from the same seed over the same units, so the last few are kept (read-only;
+    up to :data:`SEEDED_DRAWS_ELEMENTS` counts, as uint16 where ``n_units`` < 65536: a count never exceeds
+    ``n_units``): the same integers as drawing them again."""
+    key = (int(seed), int(n_units), tuple(int(s) for s in sizes))
+    with _SEEDED_LOCK:
+        found = _SEEDED.pop(key, None)
+        if found is not None:
+            _SEEDED[key] = found  # most recently used last
+            return found
+    rng = np.random.default_rng(seed)
+    dtype = np.uint16 if n_units < 65536 else np.int64
+    found = [bootstrap_counts(rng, n_units, size).astype(dtype) for size in sizes]
+    for counts in found:
+        counts.flags.writeable = False
+    with _SEEDED_LOCK:
+        _SEEDED[key] = found
+        while sum(sum(c.size for c in v) for v in _SEEDED.values()) > SEEDED_DRAWS_ELEMENTS and len(_SEEDED) > 1:
+            _SEEDED.pop(next(iter(_SEEDED)))
+    return found
+
+
 def grouped_bootstrap(
     labels: np.ndarray,
     scores: np.ndarray,
@@ -192,15 +225,15 @@ def grouped_bootstrap(
     codes, n_groups = _group_codes(groups)
     value = metric(labels, scores, None)
     classes = np.unique(labels)
-    rng = np.random.default_rng(seed)
     stats: list = []
     batch = getattr(metric, "batch", None)  # many resamples in one pass (the same values)
     chunk = max(1, min(AUROC_BATCH, BATCH_ELEMENTS // max(len(labels), 1)))
     starts = list(range(0, n_boot, chunk))
     threads = parallel.THREADS if batch is not None else 1  # a batch metric is numpy work: its chunks run on threads
+    # resample b draws the same units for any chunking: drawn in order from the seed (kept for the next interval)
+    drawn = seeded_counts(seed, n_groups, tuple(min(n_boot - start, chunk) for start in starts))
     for first in range(0, len(starts), threads):
-        # resample b draws the same units for any chunking: draw in order, then measure the chunks
-        counts = [bootstrap_counts(rng, n_groups, min(n_boot - start, chunk)) for start in starts[first:first + threads]]
+        counts = drawn[first:first + threads]
 
         def measure(draws: np.ndarray) -> np.ndarray:
             weights = draws[:, codes].astype(np.float64)  # (B, N)

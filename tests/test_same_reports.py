@@ -202,3 +202,82 @@ def test_paired_statistics_in_batches_equal_the_resample_loop(statistic, monkeyp
     looped = paired.operational(scores, "swapped", rows, groups, CFG)
     monkeypatch.undo()
     assert paired.operational(scores, "swapped", rows, groups, CFG) == looped
+
+
+def test_a_checkpoint_scored_in_chunks_on_threads_gets_the_report_it_gets_in_order(config_file, tmp_path, monkeypatch):
+    """A sweep's checkpoint scores the chunks of a pass on threads (:func:`scoring.score_chunks`); each chunk is
+    one call, so the report is the one a run scoring the chunks in order gets, value for value."""
+    from shortcutgates.gates import context as gate_context
+    from shortcutgates.gates import scoring
+
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures"
+    data, model = fixtures / "data" / "clean", fixtures / "checkpoints" / "clean.pt"
+    monkeypatch.setattr(scoring, "CHUNK", 32)  # several chunks per pass at max_samples = 160
+    calls: list[int] = []
+    monkeypatch.setattr(gate_context, "inference_threads", lambda: calls.append(1) or 2)
+    sweep.gate_many(data, [model], tmp_path / "out", config_path=config_file, cache_dir=tmp_path / "cache",
+                    progress=False, strict=False)
+    assert calls  # the passes ran on two threads
+    swept = {g["id"]: g for g in json.loads((tmp_path / "out" / "clean.json").read_text())["gates"]}
+    scorer = scorers.load_scorer(model)
+    alone = GateContext(data, config=CFG).with_scorer(scorer.score_fn, scorer.preprocess, model)
+    expected = [run.record() for run in run_suite(alone, lambda c: "model" in c.needs)]
+    assert expected and [swept[r["id"]] for r in expected] == json.loads(json.dumps(expected))
+
+
+def test_score_chunks_on_threads_returns_the_chunks_in_order():
+    from shortcutgates.gates import scoring
+
+    images = np.arange(3 * scoring.CHUNK + 5, dtype=np.float64)[:, None]
+    seen: list[int] = []
+    ordered = scoring.score_chunks(lambda x: x[:, 0] * 2, images, threads=1, done=seen.append)
+    threaded = scoring.score_chunks(lambda x: x[:, 0] * 2, images, threads=3)
+    assert [len(c) for c in threaded] == [scoring.CHUNK] * 3 + [5] and sum(seen) == len(images)
+    assert np.array_equal(np.concatenate(threaded), np.concatenate(ordered))
+    assert np.array_equal(np.concatenate(threaded), images[:, 0] * 2)
+
+
+def test_the_refit_helpers_equal_the_expressions_they_replace():
+    """The refitted bootstrap's resample filter and in-place logistic give the loop's booleans and the
+    expression's floats, bit for bit."""
+    from shortcutgates.gates import probes
+    from shortcutgates.stats import bootstrap_counts
+
+    rng = np.random.default_rng(5)
+    units = np.r_[np.arange(6), rng.integers(1, 6, 10)]  # one unit holds the only positive: often not drawn
+    labels = np.r_[1, np.zeros(15, int)]
+    draws = bootstrap_counts(rng, 6, 400)
+    loop = [len(np.unique(labels[d[units] > 0])) == 2 for d in draws]
+    assert not all(loop) and np.array_equal(probes._both_classes(draws, units, labels), loop)
+    z = rng.normal(0, 8, (50, 70))
+    assert np.array_equal(probes._logistic(z.copy()), 1.0 / (1.0 + np.exp(-z)))
+
+
+def test_seeded_counts_are_the_draws_of_a_fresh_generator_and_are_kept():
+    """Every interval draws its resamples from ``default_rng(seed)``; the kept draws are those integers."""
+    from shortcutgates import stats
+
+    rng = np.random.default_rng(11)
+    expected = [stats.bootstrap_counts(rng, 37, size) for size in (250, 250, 100)]
+    first = stats.seeded_counts(11, 37, (250, 250, 100))
+    assert all(np.array_equal(a, b) for a, b in zip(first, expected))
+    assert stats.seeded_counts(11, 37, (250, 250, 100)) is first  # kept: not drawn again
+    assert not first[0].flags.writeable
+    labels, scores = np.r_[np.zeros(40), np.ones(34)].astype(int), np.round(rng.normal(size=74), 1)
+    groups = np.r_[np.arange(37), np.arange(37)]
+    again = [stats.grouped_bootstrap(labels, scores, groups, n_boot=600, seed=11) for _ in range(2)]
+    assert again[0] == again[1]
+
+
+@pytest.mark.parametrize("mode", ["raw_robust", "residual"])
+def test_annulus_preprocessing_in_chunks_on_threads_is_the_one_pass(mode, monkeypatch):
+    """A sample's ``raw_robust`` / ``residual`` inputs are made chunk by chunk on threads
+    (:func:`scoring.by_stamp_chunks`): stamp by stamp, the floats of one pass."""
+    from shortcutgates.gates import scoring
+    from shortcutgates.model.preprocess import annulus_median_mad, get_preprocessor
+
+    monkeypatch.setattr(scoring, "CHUNK", 7)
+    images = np.random.default_rng(2).normal(1, 1, (30, 3, 32, 32)).astype(np.float32)
+    annulus = annulus_median_mad(images)
+    fn = get_preprocessor(mode)
+    assert np.array_equal(scoring.by_stamp_chunks(lambda x, a: fn(x, a), images, annulus), fn(images, annulus))

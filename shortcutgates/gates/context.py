@@ -23,38 +23,17 @@ from shortcutgates.data import manifest as sgmanifest
 from shortcutgates.data.identity import check_lrg_ids, match_lrgs
 from shortcutgates.model.preprocess import get_preprocessor, raw_robust, residual
 from shortcutgates.data.schema import CONDITIONS, LABEL_COLUMN, LRG_ID_COLUMN, LRG_MEASURED, LRG_TRUTH, MANIFEST_SPLITS, PIXEL_SCALE_ARCSEC, SPLIT_COLUMN, DataError
+from shortcutgates.gates import context_blocks
 from shortcutgates.gates.probes import ProbeError
 from shortcutgates.gates.records import GateConfig
 from shortcutgates.gates.sample import DecodedRows, SplitSample, cap_rows, decode_rows, dedup_negatives, matched_units
+from shortcutgates.gates.scoring import CHUNK, by_stamp_chunks, inference_threads, score_chunks, training_manifest_of
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
 """``score_fn(raw_images (N, 3, H, W) nanomaggies) -> (N,) scores``; higher = more lens-like."""
 
-CHUNK = 512
-"""Rows decoded (integrity) or scored (model) per batch."""
-
 ANNULUS_MODES = {"raw_robust": raw_robust, "residual": residual}
 """Preprocessings that take the outer-annulus median/MAD a sample measured when it was decoded."""
-
-
-def training_manifest_of(model_path) -> Path | str | None:
-    """The training manifest a shortcutgates checkpoint records (checked against its sha256), a
-    one-line reason when it records one that cannot be used, or None (``.onnx`` / ``.pt2``, or none recorded)."""
-    path = Path(model_path)
-    if path.suffix.lower() in (".onnx", ".pt2"):
-        return None
-    try:
-        from shortcutgates.model.checkpoint import CheckpointError, read_payload, recorded_manifest
-    except ImportError:  # pragma: no cover - the model modules are missing
-        return None
-    try:
-        payload = read_payload(path)
-        data: dict = payload["data"] if isinstance(payload, dict) and isinstance(payload.get("data"), dict) else {}
-        if not data.get("manifest"):
-            return None
-        return recorded_manifest(path)
-    except (CheckpointError, OSError, ValueError) as exc:
-        return f"cannot check the model's training LRGs: {exc}"
 
 
 MODEL_MEMOS = frozenset({"pair_scores"})
@@ -211,13 +190,13 @@ class GateContext:
             raise ProbeError("no model given")
         from tqdm.auto import tqdm
 
-        fn, images = ((self._score_inputs, inputs) if inputs is not None and self._score_inputs is not None
-                      else (self._score_fn, raw_images))
+        by_inputs = inputs is not None and self._score_inputs is not None
+        fn, images = (self._score_inputs, inputs) if by_inputs else (self._score_fn, raw_images)
         self.n_inference_passes += 1
         self.n_images_scored += len(raw_images)
-        starts = tqdm(range(0, len(images), CHUNK), desc="model scores", unit="batch",
-                      disable=not self.progress, leave=False)
-        out = [np.asarray(fn(images[i:i + CHUNK]), np.float64).reshape(-1) for i in starts]
+        bar = tqdm(total=len(images), desc="model scores", unit="image", disable=not self.progress, leave=False)
+        out = score_chunks(fn, images, inference_threads() if by_inputs else 1, bar.update)
+        bar.close()
         scores = np.concatenate(out) if out else np.zeros(0)
         if len(scores) != len(raw_images) or not np.isfinite(scores).all():
             raise ProbeError(f"model returned {len(scores)} scores for {len(raw_images)} images or non-finite scores")
@@ -373,7 +352,7 @@ class GateContext:
             sample = self.sample(split)
             raw = sample.images
             if key[1] in ANNULUS_MODES and sample.annulus is not None:  # its median/MAD measured at decoding
-                store[key] = ANNULUS_MODES[key[1]](raw, sample.annulus)
+                store[key] = by_stamp_chunks(ANNULUS_MODES[key[1]], raw, sample.annulus)
             else:
                 store[key] = self.model_preprocess(raw) if key[1] == "model" else get_preprocessor(key[1])(raw)
         return store[key]
@@ -433,51 +412,17 @@ class GateContext:
             self._predecoded[split] = DecodedRows(images[at[rows]], np.ones(len(rows), bool), [], shape,
                                                   (median[at[rows]], mad[at[rows]]))
 
-    # --- report blocks -------------------------------------------------------------------------
+    # --- report blocks (shortcutgates.gates.context_blocks) ------------------------------------
     def low_fpr(self) -> dict:
-        """The report's ``low_fpr`` block (model only): per held-out split, TPR at FPR 10⁻² / 10⁻³ with
-        LRG-bootstrap intervals (flagged where the split has fewer than 10/FPR negatives) and the ROC."""
-        from sklearn.metrics import roc_curve
-
-        from shortcutgates.stats import tpr_at_fpr_intervals
-
-        out = {}
-        for split in [s for s in self.splits if s != "train"]:
-            sample = self.sample(split)
-            if len(np.unique(sample.labels)) < 2:
-                continue
-            scores = self.scores(split)
-            fpr, tpr, _ = roc_curve(sample.labels, scores)
-            out[split] = {"n_neg": int((sample.labels == 0).sum()), "n_pos": int((sample.labels == 1).sum()),
-                          "tpr_at_fpr": tpr_at_fpr_intervals(sample.labels, scores, sample.resampling_units,
-                                                             n_boot=self.config.n_boot, seed=self.config.seed),
-                          "roc": {"fpr": np.round(fpr, 6).tolist(), "tpr": np.round(tpr, 6).tolist()}}
-        return out
-
+        """The report's ``low_fpr`` block (model only): :func:`~shortcutgates.gates.context_blocks.low_fpr_block`."""
+        return context_blocks.low_fpr_block(self)
 
     @property
     def data_info(self) -> dict:
-        """The report's ``"data"`` block."""
-        meta = self.manifest.meta or {}
-        per_split = {}
-        for split in self.splits:
-            rows = self.frame[self.frame[SPLIT_COLUMN] == split]
-            per_split[split] = {"n": int(len(rows)), "n_pos": int((rows[LABEL_COLUMN] == 1).sum()),
-                                "n_neg": int((rows[LABEL_COLUMN] == 0).sum()), "n_lrgs": int(rows["_group"].nunique())}
-        return {"path": str(self.data), "n_rows": int(len(self.frame)), "splits": per_split,
-                "hand_written": self.manifest.meta is None, "sha256": meta.get("sha256"),
-                "mode": meta.get("mode"), "max_samples": self.config.max_samples, "seed": self.config.seed}
+        """The report's ``"data"`` block (:func:`~shortcutgates.gates.context_blocks.data_block`)."""
+        return context_blocks.data_block(self)
 
     @property
     def model_info(self) -> dict | None:
-        """The report's ``"model"`` block (None without a model)."""
-        if not self.has_model:
-            return None
-        info = {"path": None if self.model_path is None else str(self.model_path),
-                "preprocess": self.model_preprocess_name}
-        payload = getattr(self._loaded, "payload", None)
-        if isinstance(payload, dict):
-            for key in ("format", "version", "model_config", "train_config", "data", "metrics", "seed"):
-                if key in payload:
-                    info[key] = payload[key]
-        return info
+        """The report's ``"model"`` block, None without a model (:func:`~shortcutgates.gates.context_blocks.model_block`)."""
+        return context_blocks.model_block(self)

@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from shortcutgates.parallel import thread_map
 from shortcutgates.model.preprocess import get_preprocessor
-from shortcutgates.stats import Estimate, bootstrap_counts, weighted_auroc_metric, weighted_aurocs
+from shortcutgates.stats import Estimate, seeded_counts, weighted_auroc_metric, weighted_aurocs
 
 
 class ProbeError(ValueError):
@@ -215,9 +215,8 @@ def cv_auc_resamples(features, labels, groups, config, *, C: float = 1.0) -> CVR
         _, units = np.unique(groups, return_inverse=True)
         units = units.ravel()
         n_units = int(units.max()) + 1
-        rng = np.random.default_rng(config.seed)
-        draws = bootstrap_counts(rng, n_units, max(REFIT_RESAMPLES, config.n_boot))  # (B, n_units)
-        draws = draws[[len(np.unique(labels[d[units] > 0])) == 2 for d in draws]]
+        draws = seeded_counts(config.seed, n_units, (max(REFIT_RESAMPLES, config.n_boot),))[0]  # (B, n_units)
+        draws = draws[_both_classes(draws, units, labels)]
         parts = thread_map(lambda i: _refit_aucs(fits, labels, scores, units, draws[i:i + 250], C),
                            range(0, len(draws), 250))  # each batch of resamples on its own: any order
     held_out = np.concatenate([h for h, _ in parts]) if parts else np.zeros(0)
@@ -253,6 +252,19 @@ def blended_interval(r: CVResamples, level: float) -> tuple[float, float]:
     return max(r.value - half, 0.0), min(r.value + half, 1.0)
 
 
+def _both_classes(draws: np.ndarray, units: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(B,) whether resample ``b`` of ``draws`` (B, n_units) draws a unit holding a row of each label (0/1)."""
+    return np.logical_and(*((draws[:, np.unique(units[labels == c])] > 0).any(axis=1) for c in (0, 1)))
+
+
+def _logistic(z: np.ndarray) -> np.ndarray:
+    """``1 / (1 + exp(-z))`` computed in ``z``'s own memory (overwritten; the same floats as the expression)."""
+    np.negative(z, out=z)
+    np.exp(z, out=z)
+    np.add(1.0, z, out=z)
+    return np.divide(1.0, z, out=z)
+
+
 def _refit_aucs(fits: list, labels: np.ndarray, scores: np.ndarray, units: np.ndarray, draws: np.ndarray,
                 C: float) -> tuple[np.ndarray, np.ndarray]:
     """Weighted AUCs of a batch of resamples: with the probes as fitted, and refitted; each shape (B,).
@@ -262,13 +274,12 @@ def _refit_aucs(fits: list, labels: np.ndarray, scores: np.ndarray, units: np.nd
     weights = draws[:, units].astype(np.float64)  # (B, N)
     refit = np.empty((len(labels), len(draws)))
     for f in fits:
-        x = f.design[f.train]
-        residual = x * ((1.0 / (1.0 + np.exp(-(x @ f.params)))) - labels[f.train])[:, None]  # (n_train, P+1)
-        gradient = C * ((weights[:, f.train] - 1.0) @ residual)  # (B, P+1); zero at θ̂ for unit weights
+        x, y, w = f.design[f.train], labels[f.train], weights[:, f.train]
+        residual = x * ((1.0 / (1.0 + np.exp(-(x @ f.params)))) - y)[:, None]  # (n_train, P+1)
+        gradient = C * ((w - 1.0) @ residual)  # (B, P+1); zero at θ̂ for unit weights
         params = f.params[None, :] - gradient @ f.h_inv  # h_inv is symmetric
         for _ in range(NEWTON_STEPS - 1):  # further steps towards the full refit (small samples need them)
-            prob = 1.0 / (1.0 + np.exp(-(params @ x.T)))  # (B, n_train)
-            gradient = C * ((weights[:, f.train] * (prob - labels[f.train])) @ x)
+            gradient = C * ((w * (_logistic(params @ x.T) - y)) @ x)  # the logistic of (B, n_train) log-odds
             gradient[:, :-1] += params[:, :-1]
             params = params - gradient @ f.h_inv
         refit[f.test] = f.design[f.test] @ params.T

@@ -149,38 +149,23 @@ def gate_many(data, models: list[Path], out: Path, *, config_path=None, strict: 
     from tqdm.auto import tqdm
 
     from shortcutgates.data.io import write_bytes_atomic
-    from shortcutgates.model.scorers import PreprocessCache, load_scorer
     from shortcutgates.gates.context import GateContext
-    from shortcutgates.gates.sample import decode_rows
     from shortcutgates.gates.registry import gate_cases, load_config
-    from shortcutgates.gates.report_json import build_report, write_report
+    from shortcutgates.gates.report_json import write_report
+    from shortcutgates.gates.sample import decode_rows
+    from shortcutgates.model.scorers import PreprocessCache
 
     models = [Path(m) for m in models]
     base = GateContext(_data_for(data, models), config=load_config(config_path, input=input), progress=False,
                        data_root=data_root)
-    cases = gate_cases(base)
-    data_cases = [c for c in cases if "model" not in c.needs]
+    data_cases = [c for c in gate_cases(base) if "model" not in c.needs]
     data_records = _data_records(base, data_cases, cache_dir, reuse_cache, progress)
     shape = decode_rows(base.frame.iloc[:1]).shape if len(base.frame) else None
     names, rows, by_model = report_names(models), [], {}
     cache = PreprocessCache()  # every model sees the same stamps: preprocess each batch once
     out.mkdir(parents=True, exist_ok=True)
     for name, path in zip(names, tqdm(models, desc="models", unit="model", disable=not progress)):
-        scorer = load_scorer(path, cache)
-        if scorer.contract is not None and shape is not None:
-            scorer.contract.check_stamp(shape, str(path))
-        context = base.with_scorer(scorer.score_fn, scorer.preprocess, path,  # type: ignore[arg-type]  # Scorer.preprocess: object
-                                   scorer.score_inputs)
-        model_cases = gate_cases(context)  # roles of the input-decided probes follow this model's input
-
-        def shared(case) -> bool:
-            return case.id in data_records and case.gate not in INPUT_DECIDED
-
-        model_records = {run.case.id: run.record() for run in run_suite(
-            context, lambda c: not shared(c), cases=model_cases)}
-        records = [data_records[c.id] if shared(c) else model_records[c.id] for c in model_cases]
-        report = build_report(records, data=base.data_info, model={**(context.model_info or {}), **scorer.info},
-                              config=base.config.as_report())
+        report = _model_report(base, path, cache, data_records, shape)
         write_report(out / f"{name}.json", report)
         by_model[name] = report["gates"]
         rows.append(summary_row(name, path, report["gates"], strict))
@@ -189,6 +174,29 @@ def gate_many(data, models: list[Path], out: Path, *, config_path=None, strict: 
     plot_by_model(table, by_model, out / FIGURE_FILE)
     _print_table(table, out)
     return int((table["verdict"] == "RED").any())
+
+
+def _model_report(base, path: Path, cache, data_records: dict[str, dict], shape) -> dict:
+    """One model's report: its model cases (and the input-decided probes) measured on a context sharing
+    ``base``'s data, the data cases' records taken from ``data_records``."""
+    from shortcutgates.gates.registry import gate_cases
+    from shortcutgates.gates.report_json import build_report
+    from shortcutgates.model.scorers import load_scorer
+
+    scorer = load_scorer(path, cache)
+    if scorer.contract is not None and shape is not None:
+        scorer.contract.check_stamp(shape, str(path))
+    context = base.with_scorer(scorer.score_fn, scorer.preprocess, path,  # Scorer.preprocess: object
+                               scorer.score_inputs)
+    model_cases = gate_cases(context)  # roles of the input-decided probes follow this model's input
+
+    def shared(case) -> bool:
+        return case.id in data_records and case.gate not in INPUT_DECIDED
+
+    model_records = {run.case.id: run.record() for run in run_suite(context, lambda c: not shared(c), cases=model_cases)}
+    records = [data_records[c.id] if shared(c) else model_records[c.id] for c in model_cases]
+    return build_report(records, data=base.data_info, model={**(context.model_info or {}), **scorer.info},
+                        config=base.config.as_report())
 
 
 def _data_records(context, cases, cache_dir, reuse_cache: bool, progress: bool) -> dict[str, dict]:
