@@ -43,8 +43,9 @@ def write_metadata(directory, n_rows: int, n_files: int, seed: int = 0) -> None:
     cols["task_id"] = np.arange(n_rows, dtype=np.int32)
     cols["cutout_ok"] = (rng.uniform(size=n_rows) > 0.001).astype(np.int32)
     table = pa.table(cols)
-    table = table.append_column("brickname", pa.array([f"{int(r * 10):04d}p{int(d * 10 + 900):04d}" for r, d in
-                                                       zip(cols["ra"], cols["dec"])]))
+    table = table.append_column(
+        "brickname", pa.array([f"{int(r * 10):04d}p{int(d * 10 + 900):04d}" for r, d in zip(cols["ra"], cols["dec"])])
+    )
     for blob in ("stamp_npz", "ctrl_stamp_npz"):
         table = table.append_column(blob, pa.nulls(n_rows, pa.binary()))
     split = np.array(["train", "val", "test"])[np.searchsorted([0.7, 0.85], rng.uniform(size=n_lrg))]
@@ -52,7 +53,7 @@ def write_metadata(directory, n_rows: int, n_files: int, seed: int = 0) -> None:
     order = np.argsort(file_of, kind="stable")
     bounds = np.searchsorted(file_of[order], np.arange(n_files + 1))
     for i in range(n_files):
-        chunk = order[bounds[i]:bounds[i + 1]]
+        chunk = order[bounds[i] : bounds[i + 1]]
         sub = directory / split[lrg[chunk[0]]] if len(chunk) else directory
         sub.mkdir(parents=True, exist_ok=True)
         pq.write_table(table.take(pa.array(chunk)), sub / f"part-{i:05d}.parquet")
@@ -77,18 +78,27 @@ def metadata_tree(tmp_path_factory):
     return directory
 
 
-@pytest.mark.parametrize("mode,match", [("unpaired", ""), ("unpaired", "psfsize_r,psfdepth_r"), ("paired", "")],
-                         ids=["unpaired", "unpaired-matched", "paired"])
+@pytest.mark.parametrize(
+    "mode,match",
+    [("unpaired", ""), ("unpaired", "psfsize_r,psfdepth_r"), ("paired", "")],
+    ids=["unpaired", "unpaired-matched", "paired"],
+)
 def test_build_scale(benchmark, metadata_tree, tmp_path, mode, match):
     def build():
-        done = subprocess.run([sys.executable, "-c", _BUILD, str(metadata_tree), str(tmp_path / "out"), mode, match],
-                              check=True, capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-c", _BUILD, str(metadata_tree), str(tmp_path / "out"), mode, match],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         return json.loads(done.stdout.strip().splitlines()[-1])
 
     result = benchmark.pedantic(build, rounds=1, iterations=1)
     benchmark.extra_info.update(result, input_rows=N_ROWS, input_files=N_FILES)
-    print(f"\nbuild {mode} {match or '-'}: {N_ROWS} rows / {N_FILES} files -> {result['rows']} manifest rows in "
-          f"{result['seconds']:.1f} s wall ({result['cpu_seconds']:.1f} s CPU), peak RSS {result['peak_rss_mb']:.0f} MB")
+    print(
+        f"\nbuild {mode} {match or '-'}: {N_ROWS} rows / {N_FILES} files -> {result['rows']} manifest rows in "
+        f"{result['seconds']:.1f} s wall ({result['cpu_seconds']:.1f} s CPU), peak RSS {result['peak_rss_mb']:.0f} MB"
+    )
     assert result["rows"] > 0
 
 
@@ -138,8 +148,9 @@ def test_build_hard_negatives_cost(benchmark, tmp_path):
     if HN_INPUT:
         source = HN_INPUT
     else:
-        cat = generate_catalog(np.random.default_rng(0).integers(1, 4, N_HN_LRGS), seed=1, jitter_arcsec=0.1,
-                               image_size=64)
+        cat = generate_catalog(
+            np.random.default_rng(0).integers(1, 4, N_HN_LRGS), seed=1, jitter_arcsec=0.1, image_size=64
+        )
         write_catalog(cat.frame.assign(cutout_ok=np.int32(1)), tmp_path / "in", n_files=8)
         source = str(tmp_path / "in")
     codes = _hn_codes()
@@ -150,32 +161,54 @@ def test_build_hard_negatives_cost(benchmark, tmp_path):
             for label, path in codes.items():
                 for kinds in ("", HN_KINDS):
                     env = dict(os.environ, PYTHONPATH=path)  # and cwd: `python -c` puts the cwd first on sys.path
-                    done = subprocess.run([sys.executable, "-c", _BUILD_HN, source, str(tmp_path / f"{label}-"), kinds,
-                                           "psf" if HN_INPUT else ""], check=True, capture_output=True, text=True,
-                                          env=env, cwd=path)
+                    done = subprocess.run(
+                        [
+                            sys.executable,
+                            "-c",
+                            _BUILD_HN,
+                            source,
+                            str(tmp_path / f"{label}-"),
+                            kinds,
+                            "psf" if HN_INPUT else "",
+                        ],
+                        check=True,
+                        capture_output=True,
+                        text=True,
+                        env=env,
+                        cwd=path,
+                    )
                     out.setdefault(f"{label} {kinds or 'plain'}", []).append(
-                        json.loads(done.stdout.strip().splitlines()[-1]))
+                        json.loads(done.stdout.strip().splitlines()[-1])
+                    )
         return out
 
     load_before = os.getloadavg()[0]
     result = benchmark.pedantic(build, rounds=1, iterations=1)
     benchmark.extra_info.update(result, input=source)
-    print(f"\nbuild {source}: {HN_ROUNDS} interleaved rounds, load {load_before:.1f} before, "
-          f"{os.getloadavg()[0]:.1f} after (1-min averages):")
+    print(
+        f"\nbuild {source}: {HN_ROUNDS} interleaved rounds, load {load_before:.1f} before, "
+        f"{os.getloadavg()[0]:.1f} after (1-min averages):"
+    )
     for label in codes:
         plain, hard = result[f"{label} plain"], result[f"{label} {HN_KINDS}"]
         extra = hard[0]["rows"] - plain[0]["rows"]
         assert all(r["code"].startswith(codes[label]) for r in plain + hard), "a build imported the wrong code"
-        print(f" {label} code ({codes[label]}): plain {plain[0]['rows']} rows, {HN_KINDS} {hard[0]['rows']} rows ({extra} constructed)")
+        print(
+            f" {label} code ({codes[label]}): plain {plain[0]['rows']} rows, {HN_KINDS} {hard[0]['rows']} rows ({extra} constructed)"
+        )
         for p, h in zip(plain, hard):
-            print(f"  plain {p['seconds']:.1f} s wall ({p['cpu_seconds']:.2f} s CPU); {HN_KINDS} {h['seconds']:.1f} s "
-                  f"wall ({h['cpu_seconds']:.2f} s CPU): {h['cpu_seconds'] / p['cpu_seconds']:.2f}x CPU, "
-                  f"{h['seconds'] / p['seconds']:.2f}x wall, "
-                  f"{1e3 * (h['cpu_seconds'] - p['cpu_seconds']) / max(extra, 1):.2f} ms CPU per constructed row")
+            print(
+                f"  plain {p['seconds']:.1f} s wall ({p['cpu_seconds']:.2f} s CPU); {HN_KINDS} {h['seconds']:.1f} s "
+                f"wall ({h['cpu_seconds']:.2f} s CPU): {h['cpu_seconds'] / p['cpu_seconds']:.2f}x CPU, "
+                f"{h['seconds'] / p['seconds']:.2f}x wall, "
+                f"{1e3 * (h['cpu_seconds'] - p['cpu_seconds']) / max(extra, 1):.2f} ms CPU per constructed row"
+            )
         cpu = np.array([h["cpu_seconds"] / p["cpu_seconds"] for p, h in zip(plain, hard)])
         wall = np.array([h["seconds"] / p["seconds"] for p, h in zip(plain, hard)])
-        print(f"  {label}: median {np.median(cpu):.2f}x CPU (range {cpu.min():.2f}-{cpu.max():.2f}), median "
-              f"{np.median(wall):.2f}x wall (range {wall.min():.2f}-{wall.max():.2f}) over {len(cpu)} rounds")
+        print(
+            f"  {label}: median {np.median(cpu):.2f}x CPU (range {cpu.min():.2f}-{cpu.max():.2f}), median "
+            f"{np.median(wall):.2f}x wall (range {wall.min():.2f}-{wall.max():.2f}) over {len(cpu)} rounds"
+        )
         assert hard[0]["rows"] > plain[0]["rows"]
     if HN_OLD_CODE:
         for kinds in ("plain", HN_KINDS.replace(",", "-")):

@@ -57,10 +57,31 @@ def _data_gates(tree: Path, manifest: Path, workdir: Path, tag: str) -> tuple[fl
     env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "shortcutgates.cli", "gate", "--data", str(manifest), "--no-cache",
-                           "--gate-cache", str(workdir / "cache"), "--no-strict", "--gate-report", str(report),
-                           "--", "-q", "-p", "no:cacheprovider"],
-                          capture_output=True, text=True, env=env, cwd=workdir, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "shortcutgates.cli",
+            "gate",
+            "--data",
+            str(manifest),
+            "--no-cache",
+            "--gate-cache",
+            str(workdir / "cache"),
+            "--no-strict",
+            "--gate-report",
+            str(report),
+            "--",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=workdir,
+        check=False,
+    )
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode not in (0, 1):
@@ -80,19 +101,33 @@ def test_data_gates_this_tree_vs_baseline(benchmark, manifest, tmp_path):
             runs[tag].append((wall, cpu))
     # the same cases, values, intervals and verdicts; a message may be reworded between the trees; a model case
     # (skipped: no model) of a θ_E bin is listed without the lensing split since issue 22, in its gate's role
-    numbers = {tag: [{k: v for k, v in c.items() if k != "message" and (k != "role" or c["verdict"] != "skipped")}
-                     for c in cs] for tag, cs in cases.items()}
+    numbers = {
+        tag: [{k: v for k, v in c.items() if k != "message" and (k != "role" or c["verdict"] != "skipped")} for c in cs]
+        for tag, cs in cases.items()
+    }
     assert numbers["new"] == numbers["old"]
     reworded = [n["id"] for n, o in zip(cases["new"], cases["old"]) if n["message"] != o["message"]]
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
     best = {tag: (min(w for w, _ in rs), min(c for _, c in rs)) for tag, rs in runs.items()}
-    info = {"manifest": str(manifest), "n_cases": len(cases["new"]), "repeats": REPEATS,
-            "old_wall_s": best["old"][0], "new_wall_s": best["new"][0], "old_cpu_s": best["old"][1],
-            "new_cpu_s": best["new"][1], "new_over_old_wall": best["new"][0] / best["old"][0],
-            "new_over_old_cpu": best["new"][1] / best["old"][1], "identical_numbers": True, "reworded": reworded,
-            "load_average_before": load_before, "load_average_after": os.getloadavg()}
+    info = {
+        "manifest": str(manifest),
+        "n_cases": len(cases["new"]),
+        "repeats": REPEATS,
+        "old_wall_s": best["old"][0],
+        "new_wall_s": best["new"][0],
+        "old_cpu_s": best["old"][1],
+        "new_cpu_s": best["new"][1],
+        "new_over_old_wall": best["new"][0] / best["old"][0],
+        "new_over_old_cpu": best["new"][1] / best["old"][1],
+        "identical_numbers": True,
+        "reworded": reworded,
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+    }
     benchmark.extra_info.update(info)
-    print(f"\ndata gates ({len(cases['new'])} cases, {manifest}; best of {REPEATS}, wall / CPU s): baseline "
-          f"{best['old'][0]:.1f} / {best['old'][1]:.1f}, this tree {best['new'][0]:.1f} / {best['new'][1]:.1f}; "
-          f"new / old: wall {info['new_over_old_wall']:.2f}x, CPU {info['new_over_old_cpu']:.2f}x (target <= 0.5x); "
-          f"numbers identical (messages reworded: {reworded or 'none'}); load average {load_before} -> {info['load_average_after']}")
+    print(
+        f"\ndata gates ({len(cases['new'])} cases, {manifest}; best of {REPEATS}, wall / CPU s): baseline "
+        f"{best['old'][0]:.1f} / {best['old'][1]:.1f}, this tree {best['new'][0]:.1f} / {best['new'][1]:.1f}; "
+        f"new / old: wall {info['new_over_old_wall']:.2f}x, CPU {info['new_over_old_cpu']:.2f}x (target <= 0.5x); "
+        f"numbers identical (messages reworded: {reworded or 'none'}); load average {load_before} -> {info['load_average_after']}"
+    )

@@ -33,8 +33,7 @@ from shortcutgates.gates.synthetic import ToySpec, make_rows, write_manifest
 N_SAMPLES = int(os.environ.get("SHORTCUTGATES_BENCH_N", 4000))
 REPEATS = int(os.environ.get("SHORTCUTGATES_BENCH_REPEATS", 2))
 CHECKPOINT = Path(__file__).resolve().parents[1] / "fixtures" / "checkpoints" / "clean.pt"
-MODEL_ONLY = ("not data_integrity and not lrg_leakage and not property_balance and not metadata_c2st "
-              "and not raw_robust")
+MODEL_ONLY = "not data_integrity and not lrg_leakage and not property_balance and not metadata_c2st and not raw_robust"
 """``-k`` expression that deselects every data-only case (the probes' data cases are the ``raw_robust`` ones)."""
 
 
@@ -49,8 +48,23 @@ def _gate(manifest: Path, cache: Path, *extra: str) -> tuple[float, float, int]:
     env = dict(os.environ, SHORTCUTGATES_CACHE=str(cache), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "shortcutgates.cli", "gate", "--data", str(manifest), "--model",
-                           str(CHECKPOINT), *extra], capture_output=True, text=True, env=env, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "shortcutgates.cli",
+            "gate",
+            "--data",
+            str(manifest),
+            "--model",
+            str(CHECKPOINT),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -68,16 +82,25 @@ def test_second_checkpoint_vs_model_gates_alone(benchmark, manifest, tmp_path):
         warm.append(_gate(manifest, cache, "--", "-q"))
         alone.append(_gate(manifest, tmp_path / "empty-cache", "--no-strict", "--", "-q", "-k", MODEL_ONLY))
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
-    best = {name: (min(r[0] for r in runs), min(r[1] for r in runs)) for name, runs in
-            (("cold", [cold]), ("warm", warm), ("model_only", alone))}
-    info = {"n_samples": N_SAMPLES, "repeats": REPEATS, **{f"{k}_wall_s": v[0] for k, v in best.items()},
-            **{f"{k}_cpu_s": v[1] for k, v in best.items()},
-            "warm_over_model_only_wall": best["warm"][0] / best["model_only"][0],
-            "warm_over_model_only_cpu": best["warm"][1] / best["model_only"][1],
-            "load_average_before": load_before, "load_average_after": os.getloadavg()}
+    best = {
+        name: (min(r[0] for r in runs), min(r[1] for r in runs))
+        for name, runs in (("cold", [cold]), ("warm", warm), ("model_only", alone))
+    }
+    info = {
+        "n_samples": N_SAMPLES,
+        "repeats": REPEATS,
+        **{f"{k}_wall_s": v[0] for k, v in best.items()},
+        **{f"{k}_cpu_s": v[1] for k, v in best.items()},
+        "warm_over_model_only_wall": best["warm"][0] / best["model_only"][0],
+        "warm_over_model_only_cpu": best["warm"][1] / best["model_only"][1],
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+    }
     benchmark.extra_info.update(info)
-    print(f"\ngate cache on {N_SAMPLES} samples (best of {REPEATS}; wall / CPU s): cold {best['cold'][0]:.1f} / "
-          f"{best['cold'][1]:.1f}, warm {best['warm'][0]:.1f} / {best['warm'][1]:.1f}, model gates alone "
-          f"{best['model_only'][0]:.1f} / {best['model_only'][1]:.1f}; warm / model-only: wall "
-          f"{info['warm_over_model_only_wall']:.2f}x, CPU {info['warm_over_model_only_cpu']:.2f}x (target <= 1.2x); "
-          f"load average {load_before} -> {info['load_average_after']}")
+    print(
+        f"\ngate cache on {N_SAMPLES} samples (best of {REPEATS}; wall / CPU s): cold {best['cold'][0]:.1f} / "
+        f"{best['cold'][1]:.1f}, warm {best['warm'][0]:.1f} / {best['warm'][1]:.1f}, model gates alone "
+        f"{best['model_only'][0]:.1f} / {best['model_only'][1]:.1f}; warm / model-only: wall "
+        f"{info['warm_over_model_only_wall']:.2f}x, CPU {info['warm_over_model_only_cpu']:.2f}x (target <= 1.2x); "
+        f"load average {load_before} -> {info['load_average_after']}"
+    )

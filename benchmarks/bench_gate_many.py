@@ -63,8 +63,14 @@ def checkpoints(tmp_path_factory) -> list[Path]:
     directory = tmp_path_factory.mktemp("ckpts")
     for i in range(N_MODELS):
         gen = torch.Generator().manual_seed(i)
-        state = {k: (v + 0.01 * v.std().nan_to_num() * torch.randn(v.shape, generator=gen)
-                     if v.is_floating_point() and v.numel() > 1 else v) for k, v in base["state_dict"].items()}
+        state = {
+            k: (
+                v + 0.01 * v.std().nan_to_num() * torch.randn(v.shape, generator=gen)
+                if v.is_floating_point() and v.numel() > 1
+                else v
+            )
+            for k, v in base["state_dict"].items()
+        }
         path = directory / f"epoch{i:03d}.pt"
         torch.save(dict(base, state_dict=state), path)
         out.append(path)
@@ -74,14 +80,21 @@ def checkpoints(tmp_path_factory) -> list[Path]:
 def _timed(tree: Path, manifest: Path, models: list[Path], out: Path, cache: Path) -> float:
     """Wall seconds of one ``gate_many`` process of ``tree``: a fresh process, as a CI job's run (imports,
     data read, model gates). Its CPU seconds (user + system) are added to ``CPU[out]``."""
-    code = ("import sys, torch; torch.set_num_threads(1); from pathlib import Path; "
-            "from shortcutgates.gates.sweep import gate_many; a = sys.argv[1:]; "
-            "gate_many(Path(a[0]), [Path(m) for m in a[3:]], Path(a[1]), progress=False, cache_dir=Path(a[2]))")
+    code = (
+        "import sys, torch; torch.set_num_threads(1); from pathlib import Path; "
+        "from shortcutgates.gates.sweep import gate_many; a = sys.argv[1:]; "
+        "gate_many(Path(a[0]), [Path(m) for m in a[3:]], Path(a[1]), progress=False, cache_dir=Path(a[2]))"
+    )
     env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", code, str(manifest), str(out), str(cache), *map(str, models)],
-                          env=env, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(manifest), str(out), str(cache), *map(str, models)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     CPU[out] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -100,29 +113,54 @@ def test_ten_checkpoints_vs_one(benchmark, manifest, checkpoints, tmp_path):
         one[tag] = _timed(tree, manifest, checkpoints[:1], tmp_path / tag / "one", tmp_path / tag / "cache")
     for tag, tree in sorted(trees.items()):
         if tag == "this":
-            many[tag] = benchmark.pedantic(_timed, args=(tree, manifest, checkpoints, tmp_path / tag / "many",
-                                                         tmp_path / tag / "cache"), rounds=1, iterations=1)
+            many[tag] = benchmark.pedantic(
+                _timed,
+                args=(tree, manifest, checkpoints, tmp_path / tag / "many", tmp_path / tag / "cache"),
+                rounds=1,
+                iterations=1,
+            )
         else:
             many[tag] = _timed(tree, manifest, checkpoints, tmp_path / tag / "many", tmp_path / tag / "cache")
     verdicts = _model_verdicts(tmp_path / "this" / "many", checkpoints)
     per = {tag: (many[tag] - one[tag]) / max(len(checkpoints) - 1, 1) for tag in trees}
     cpu = {tag: (CPU[tmp_path / tag / "one"], CPU[tmp_path / tag / "many"]) for tag in trees}
-    info = {"n_samples": N_SAMPLES, "n_models": len(checkpoints), "one_s": one["this"], "many_s": many["this"],
-            "ratio": many["this"] / one["this"], "marginal_per_model_s": per["this"], "model_case_verdicts": verdicts,
-            "load_average_before": load_before, "load_average_after": os.getloadavg(),
-            "cpu_one_s": cpu["this"][0], "cpu_many_s": cpu["this"][1]}
+    info = {
+        "n_samples": N_SAMPLES,
+        "n_models": len(checkpoints),
+        "one_s": one["this"],
+        "many_s": many["this"],
+        "ratio": many["this"] / one["this"],
+        "marginal_per_model_s": per["this"],
+        "model_case_verdicts": verdicts,
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+        "cpu_one_s": cpu["this"][0],
+        "cpu_many_s": cpu["this"][1],
+    }
     if BASE_TREE:
-        info.update({"base_tree": BASE_TREE, "base_one_s": one["base"], "base_many_s": many["base"],
-                     "base_ratio": many["base"] / one["base"], "base_marginal_per_model_s": per["base"],
-                     "base_cpu_one_s": cpu["base"][0], "base_cpu_many_s": cpu["base"][1]})
+        info.update(
+            {
+                "base_tree": BASE_TREE,
+                "base_one_s": one["base"],
+                "base_many_s": many["base"],
+                "base_ratio": many["base"] / one["base"],
+                "base_marginal_per_model_s": per["base"],
+                "base_cpu_one_s": cpu["base"][0],
+                "base_cpu_many_s": cpu["base"][1],
+            }
+        )
     benchmark.extra_info.update(info)
     for tag in sorted(trees):
-        print(f"\n{tag} ({trees[tag]}): gate_many on {N_SAMPLES} samples: 1 checkpoint {one[tag]:.1f} s, "
-              f"{len(checkpoints)} checkpoints {many[tag]:.1f} s = {many[tag] / one[tag]:.2f}x one (target <= 1.5x); "
-              f"{per[tag]:.2f} s per further checkpoint; CPU {cpu[tag][0]:.1f} s -> {cpu[tag][1]:.1f} s = "
-              f"{cpu[tag][1] / cpu[tag][0]:.2f}x, {(cpu[tag][1] - cpu[tag][0]) / max(len(checkpoints) - 1, 1):.2f} s "
-              "per further checkpoint")
-    print(f"model-case verdicts over all checkpoints {verdicts}; load average {load_before} -> {info['load_average_after']}")
+        print(
+            f"\n{tag} ({trees[tag]}): gate_many on {N_SAMPLES} samples: 1 checkpoint {one[tag]:.1f} s, "
+            f"{len(checkpoints)} checkpoints {many[tag]:.1f} s = {many[tag] / one[tag]:.2f}x one (target <= 1.5x); "
+            f"{per[tag]:.2f} s per further checkpoint; CPU {cpu[tag][0]:.1f} s -> {cpu[tag][1]:.1f} s = "
+            f"{cpu[tag][1] / cpu[tag][0]:.2f}x, {(cpu[tag][1] - cpu[tag][0]) / max(len(checkpoints) - 1, 1):.2f} s "
+            "per further checkpoint"
+        )
+    print(
+        f"model-case verdicts over all checkpoints {verdicts}; load average {load_before} -> {info['load_average_after']}"
+    )
 
 
 def _model_verdicts(out: Path, checkpoints: list[Path]) -> dict:

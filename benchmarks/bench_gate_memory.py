@@ -90,8 +90,15 @@ def _rows(n: int, seed: int = 1) -> pd.DataFrame:
     split = np.array(["train", "val", "test"])[np.searchsorted([0.7, 0.85], rng.uniform(size=n))]
     ra = (np.arange(n) * 0.013) % 360.0  # LRGs 47" apart or more: no two merge
     dec = -60.0 + (np.arange(n) // 27692) * 0.5
-    return pd.DataFrame({"label": (np.arange(n) % 2).astype(np.int8), "split": split, "ra": ra, "dec": dec,
-                         "psfsize_r": rng.normal(1.3, 0.1, n)})
+    return pd.DataFrame(
+        {
+            "label": (np.arange(n) % 2).astype(np.int8),
+            "split": split,
+            "ra": ra,
+            "dec": dec,
+            "psfsize_r": rng.normal(1.3, 0.1, n),
+        }
+    )
 
 
 def make_manifests(root: Path) -> dict[str, Path]:
@@ -106,19 +113,29 @@ def make_manifests(root: Path) -> dict[str, Path]:
     source.mkdir(parents=True, exist_ok=True)
     paths, source_rows, columns = [], [], []
     for start in range(0, N_ROWS, 2 * ROWS_PER_FILE):  # each source row holds a stamp and its control
-        part = blobs[start:start + 2 * ROWS_PER_FILE]
+        part = blobs[start : start + 2 * ROWS_PER_FILE]
         path = source / f"part-{start // (2 * ROWS_PER_FILE):05d}.parquet"
-        pq.write_table(pa.table({"stamp_npz": pa.array(part[0::2], pa.binary()),
-                                 "ctrl_stamp_npz": pa.array(part[1::2] + [None] * (len(part) % 2), pa.binary())}),
-                       path)
+        pq.write_table(
+            pa.table(
+                {
+                    "stamp_npz": pa.array(part[0::2], pa.binary()),
+                    "ctrl_stamp_npz": pa.array(part[1::2] + [None] * (len(part) % 2), pa.binary()),
+                }
+            ),
+            path,
+        )
         for j in range(len(part)):
             paths.append(str(path))
             source_rows.append(j // 2)
             columns.append("stamp_npz" if j % 2 == 0 else "ctrl_stamp_npz")
     out["pointer"].mkdir(exist_ok=True)
-    pq.write_table(pa.Table.from_pandas(rows.assign(source_path=paths, source_row=np.array(source_rows, np.int64),
-                                                    source_column=columns), preserve_index=False),
-                   out["pointer"] / "manifest.parquet")
+    pq.write_table(
+        pa.Table.from_pandas(
+            rows.assign(source_path=paths, source_row=np.array(source_rows, np.int64), source_column=columns),
+            preserve_index=False,
+        ),
+        out["pointer"] / "manifest.parquet",
+    )
     out["inline"].mkdir(exist_ok=True)
     table = pa.Table.from_pandas(rows.assign(image_npz=blobs), preserve_index=False)
     pq.write_table(table, out["inline"] / "part-0000.parquet", row_group_size=4096)
@@ -148,7 +165,9 @@ def test_data_gates_peak_memory(benchmark, manifests, kind):
     result = benchmark.pedantic(_measure, args=(manifests[kind],), rounds=1, iterations=1)
     benchmark.extra_info.update(result)
     gib = result["peak_rss_bytes"] / 1024**3
-    print(f"\n{kind}: data gates over {result['rows']} rows: peak RSS {gib:.2f} GiB (target < 4), "
-          f"wall {result['wall_s']:.0f} s, CPU {result['cpu_s']:.0f} s, bad rows {result['integrity_bad_rows']}, "
-          f"verdicts {result['verdicts']}")
+    print(
+        f"\n{kind}: data gates over {result['rows']} rows: peak RSS {gib:.2f} GiB (target < 4), "
+        f"wall {result['wall_s']:.0f} s, CPU {result['cpu_s']:.0f} s, bad rows {result['integrity_bad_rows']}, "
+        f"verdicts {result['verdicts']}"
+    )
     assert result["rows"] == N_ROWS and result["integrity_bad_rows"] == 0

@@ -73,9 +73,13 @@ def _run_all(ctx: GateContext, want_model: bool) -> dict:
         t = time.perf_counter()
         verdicts.append(run_case(ctx, case).verdict)
         per_gate[case.gate] = per_gate.get(case.gate, 0.0) + time.perf_counter() - t
-    return {"cases": len(cases), "wall_s": time.perf_counter() - t0, "per_gate_s": per_gate,
-            "verdicts": {v: verdicts.count(v) for v in sorted(set(verdicts))},
-            "primary": _primary_count(cases, verdicts)}
+    return {
+        "cases": len(cases),
+        "wall_s": time.perf_counter() - t0,
+        "per_gate_s": per_gate,
+        "verdicts": {v: verdicts.count(v) for v in sorted(set(verdicts))},
+        "primary": _primary_count(cases, verdicts),
+    }
 
 
 def _primary_count(cases, verdicts) -> str:
@@ -88,12 +92,14 @@ def _report(benchmark, name: str, result: dict, base: dict) -> None:
     result["x_bare_lr_fit"] = result["wall_s"] / base["bare_lr_fit_s"]
     result["x_core_lr_probe"] = result["wall_s"] / base["core_lr_probe_s"]
     benchmark.extra_info.update({**base, **result})
-    print(f"\n{name}: {result['cases']} cases on {base['n_samples']} samples in {result['wall_s']:.1f} s "
-          f"= {result['x_bare_lr_fit']:.0f}x one bare core-LR fit ({base['bare_lr_fit_s']:.2f} s), "
-          f"{result['x_core_lr_probe']:.1f}x one grouped 5-fold core-LR probe ({base['core_lr_probe_s']:.2f} s); "
-          f"inference passes {result.get('inference_passes', 0)}, images scored {result.get('images_scored', 0)}; "
-          f"verdicts {result['verdicts']} ({result.get('primary', '-')})\n  per gate (s): "
-          + ", ".join(f"{g} {t:.1f}" for g, t in sorted(result["per_gate_s"].items(), key=lambda kv: -kv[1])))
+    print(
+        f"\n{name}: {result['cases']} cases on {base['n_samples']} samples in {result['wall_s']:.1f} s "
+        f"= {result['x_bare_lr_fit']:.0f}x one bare core-LR fit ({base['bare_lr_fit_s']:.2f} s), "
+        f"{result['x_core_lr_probe']:.1f}x one grouped 5-fold core-LR probe ({base['core_lr_probe_s']:.2f} s); "
+        f"inference passes {result.get('inference_passes', 0)}, images scored {result.get('images_scored', 0)}; "
+        f"verdicts {result['verdicts']} ({result.get('primary', '-')})\n  per gate (s): "
+        + ", ".join(f"{g} {t:.1f}" for g, t in sorted(result["per_gate_s"].items(), key=lambda kv: -kv[1]))
+    )
 
 
 def test_data_gates(benchmark, manifest):
@@ -141,8 +147,12 @@ def test_full_suite_one_context(benchmark, manifest):
     def run_all():
         t0 = time.perf_counter()
         verdicts = [run_case(ctx, c).verdict for c in cases]
-        return {"cases": len(cases), "wall_s": time.perf_counter() - t0, "per_gate_s": {},
-                "verdicts": {v: verdicts.count(v) for v in sorted(set(verdicts))}}
+        return {
+            "cases": len(cases),
+            "wall_s": time.perf_counter() - t0,
+            "per_gate_s": {},
+            "verdicts": {v: verdicts.count(v) for v in sorted(set(verdicts))},
+        }
 
     result = benchmark.pedantic(run_all, rounds=1, iterations=1)
     result["inference_passes"], result["images_scored"] = ctx.n_inference_passes, ctx.n_images_scored

@@ -42,8 +42,9 @@ def _pairs():
 
 def _old_perturb():
     """The old checkout's ``gates/perturb.py``, loaded beside this package (its relative imports resolve here)."""
-    spec = importlib.util.spec_from_file_location("shortcutgates.gates._perturb_old",
-                                                  os.path.join(OLD_CODE, "shortcutgates", "gates", "perturb.py"))
+    spec = importlib.util.spec_from_file_location(
+        "shortcutgates.gates._perturb_old", os.path.join(OLD_CODE, "shortcutgates", "gates", "perturb.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -77,6 +78,5 @@ def test_lensing_split_cost(benchmark):
     if OLD_CODE:
         new, old = result["new split"], result["old split"]
         same = all(np.array_equal(a, b, equal_nan=True) for a, b in zip(new[:2], old[:2]))
-        print(f"  counter and arc bytes identical: {same}; same decisions: "
-              f"{np.array_equal(new.reason, old.reason)}")
+        print(f"  counter and arc bytes identical: {same}; same decisions: {np.array_equal(new.reason, old.reason)}")
         assert np.array_equal(new.reason, old.reason)

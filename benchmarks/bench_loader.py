@@ -59,8 +59,12 @@ def test_fast_decode(benchmark, blobs):
     out = decode_stamps(blobs, threads=1)
     np.testing.assert_array_equal(out.images, np.stack(naive_loop(blobs)))
     assert out.stats.n_fallback == 0
-    _measure(benchmark, "fast zlib decode, stdlib zlib, 1 thread",
-             lambda bs: _with_inflate("zlib", lambda: decode_stamps(bs, threads=1).images), blobs)
+    _measure(
+        benchmark,
+        "fast zlib decode, stdlib zlib, 1 thread",
+        lambda bs: _with_inflate("zlib", lambda: decode_stamps(bs, threads=1).images),
+        blobs,
+    )
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -74,8 +78,12 @@ def test_fast_decode_best_inflate(benchmark, blobs, threads):
 
     out = decode_stamps(blobs, threads=threads)
     np.testing.assert_array_equal(out.images, np.stack(naive_loop(blobs)))
-    _measure(benchmark, f"fast decode, {INFLATE_NAME}, {threads} thread(s)", lambda bs: decode_stamps(bs, threads=threads),
-             blobs)
+    _measure(
+        benchmark,
+        f"fast decode, {INFLATE_NAME}, {threads} thread(s)",
+        lambda bs: decode_stamps(bs, threads=threads),
+        blobs,
+    )
     cpu = _cpu_per_pass(lambda: decode_stamps(blobs, threads=threads))
     naive_cpu = _cpu_per_pass(lambda: naive_loop(blobs))
     benchmark.extra_info.update(cpu_ratio=naive_cpu / cpu, load_average=os.getloadavg())

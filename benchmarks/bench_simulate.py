@@ -95,15 +95,25 @@ def lenstronomy_models(case: Case, factor: int, psf: np.ndarray | None):
 
     SersicUtil.b_n = staticmethod(lambda n: sersic_b(n))  # the exact b_n both codes use here
     lens, s = case.lens, case.source
-    data = ImageData(image_data=np.zeros((N_PAD, N_PAD)), ra_at_xy_0=-CENTRE * PIXEL_SCALE_ARCSEC,
-                     dec_at_xy_0=-CENTRE * PIXEL_SCALE_ARCSEC, transform_pix2angle=np.eye(2) * PIXEL_SCALE_ARCSEC)
+    data = ImageData(
+        image_data=np.zeros((N_PAD, N_PAD)),
+        ra_at_xy_0=-CENTRE * PIXEL_SCALE_ARCSEC,
+        dec_at_xy_0=-CENTRE * PIXEL_SCALE_ARCSEC,
+        transform_pix2angle=np.eye(2) * PIXEL_SCALE_ARCSEC,
+    )
     psf_class = PSF("NONE") if psf is None else PSF("PIXEL", kernel_point_source=psf)
-    model = ImageModel(data, psf_class, lens_model_class=LensModel(["SIE", "SHEAR"]),
-                       source_model_class=LightModel(["SERSIC_ELLIPSE"]),
-                       kwargs_numerics={"supersampling_factor": factor, "supersampling_convolution": False})
+    model = ImageModel(
+        data,
+        psf_class,
+        lens_model_class=LensModel(["SIE", "SHEAR"]),
+        source_model_class=LightModel(["SERSIC_ELLIPSE"]),
+        kwargs_numerics={"supersampling_factor": factor, "supersampling_convolution": False},
+    )
     e1, e2 = pu.phi_q2_ellipticity(lens.phi, lens.q)
-    kw_lens = [dict(theta_E=lens.theta_e, e1=e1, e2=e2, center_x=0.0, center_y=0.0),
-               dict(gamma1=lens.gamma * np.cos(2 * lens.phi_gamma), gamma2=lens.gamma * np.sin(2 * lens.phi_gamma))]
+    kw_lens = [
+        dict(theta_E=lens.theta_e, e1=e1, e2=e2, center_x=0.0, center_y=0.0),
+        dict(gamma1=lens.gamma * np.cos(2 * lens.phi_gamma), gamma2=lens.gamma * np.sin(2 * lens.phi_gamma)),
+    ]
     se1, se2 = pu.phi_q2_ellipticity(s["phi"], s["q"])
     kw_src = dict(R_sersic=s["r_eff"], n_sersic=s["n"], e1=se1, e2=se2, center_x=s["x0"], center_y=s["y0"])
     return model, kw_lens, kw_src
@@ -127,7 +137,7 @@ def lenstronomy_stamp(case: Case, factor: int) -> np.ndarray:
     for flux, psf in zip(case.band_flux, case.psf):
         model, kw_lens, kw_src = lenstronomy_models(case, factor, psf)
         image = model.image(kwargs_lens=kw_lens, kwargs_source=[dict(kw_src, amp=amp * flux)])
-        bands.append(image[S.PSF_RADIUS:-S.PSF_RADIUS, S.PSF_RADIUS:-S.PSF_RADIUS])
+        bands.append(image[S.PSF_RADIUS : -S.PSF_RADIUS, S.PSF_RADIUS : -S.PSF_RADIUS])
     return np.stack(bands)
 
 
@@ -149,8 +159,13 @@ def test_bench_simulate_frame(benchmark, sources):
     (the same LRGs, conditions and injections; only the source light differs)."""
     n_lrgs, per = 4, 8
     benchmark.extra_info.update(allocator=allocator(), sources=sources)
-    benchmark.pedantic(simulate_frame, args=(n_lrgs, 0), kwargs=dict(injections_per_lrg=(per, per), sources=sources),
-                       rounds=3, iterations=1)
+    benchmark.pedantic(
+        simulate_frame,
+        args=(n_lrgs, 0),
+        kwargs=dict(injections_per_lrg=(per, per), sources=sources),
+        rounds=3,
+        iterations=1,
+    )
     benchmark.extra_info["stamps_per_s"] = n_lrgs * per / benchmark.stats.stats.mean
 
 
@@ -181,13 +196,19 @@ def test_bench_arc_real_vs_sersic_sources(benchmark):
     benchmark.pedantic(lambda: arc_seconds("hdf"), rounds=1, iterations=1)
     t_real, t_sersic = arc_seconds("hdf"), arc_seconds("sersic")
     benchmark.extra_info.update(real_arcs_per_s=1 / t_real, sersic_arcs_per_s=1 / t_sersic, ratio=t_real / t_sersic)
-    print(f"\narcs: real (hdf) {1 / t_real:.1f}/s, Sérsic {1 / t_sersic:.1f}/s, real/Sérsic time {t_real / t_sersic:.2f}x")
+    print(
+        f"\narcs: real (hdf) {1 / t_real:.1f}/s, Sérsic {1 / t_sersic:.1f}/s, real/Sérsic time {t_real / t_sersic:.2f}x"
+    )
 
 
 def test_bench_arc_ours_vs_lenstronomy(benchmark, cases):
     factors = [lenstronomy_factor(c) for c in cases]
-    ours_ok = [meets_tolerance(render(c.lens, (sersic_set(weight=1.0, **c.source),), N_PAD, PIXEL_SCALE_ARCSEC,
-                                      CENTRE)[0], c.reference) for c in cases]
+    ours_ok = [
+        meets_tolerance(
+            render(c.lens, (sersic_set(weight=1.0, **c.source),), N_PAD, PIXEL_SCALE_ARCSEC, CENTRE)[0], c.reference
+        )
+        for c in cases
+    ]
     start = time.perf_counter()
     for case, factor in zip(cases, factors):
         lenstronomy_stamp(case, factor)
@@ -195,12 +216,20 @@ def test_bench_arc_ours_vs_lenstronomy(benchmark, cases):
     benchmark.pedantic(lambda: [ours_stamp(c) for c in cases], rounds=3, iterations=1)
     t_ours = benchmark.stats.stats.mean
     info = benchmark.extra_info
-    info.update(allocator=allocator(), n_stamps=len(cases), lenstronomy_factors=factors,
-                ours_meets_tolerance=all(ours_ok), ours_3band_stamps_per_s=len(cases) / t_ours,
-                lenstronomy_3band_stamps_per_s=len(cases) / t_lens, ratio=t_lens / t_ours)
-    print(f"\n[{allocator()}] ours {len(cases) / t_ours:.1f} 3-band stamps/s, lenstronomy "
-          f"{len(cases) / t_lens:.2f} 3-band stamps/s at factors {factors}: ratio {t_lens / t_ours:.1f}x "
-          f"(ours within tolerance: {all(ours_ok)})")
+    info.update(
+        allocator=allocator(),
+        n_stamps=len(cases),
+        lenstronomy_factors=factors,
+        ours_meets_tolerance=all(ours_ok),
+        ours_3band_stamps_per_s=len(cases) / t_ours,
+        lenstronomy_3band_stamps_per_s=len(cases) / t_lens,
+        ratio=t_lens / t_ours,
+    )
+    print(
+        f"\n[{allocator()}] ours {len(cases) / t_ours:.1f} 3-band stamps/s, lenstronomy "
+        f"{len(cases) / t_lens:.2f} 3-band stamps/s at factors {factors}: ratio {t_lens / t_ours:.1f}x "
+        f"(ours within tolerance: {all(ours_ok)})"
+    )
 
 
 def main() -> None:  # pragma: no cover - manual summary
@@ -220,12 +249,18 @@ def main() -> None:  # pragma: no cover - manual summary
         start = time.process_time()
         frame = simulate_frame(8, 0, injections_per_lrg=(8, 8), sources=sources)
         rate[sources] = len(frame) / (time.process_time() - start)
-        print(f"simulate_frame, {sources} sources: {rate[sources]:.1f} stamps per CPU-second "
-              "(3 bands, with LRG, field, noise, npz encoding)")
-    print(f"real / Sérsic simulate time: {rate['sersic'] / rate['hdf']:.2f}x; arcs alone: "
-          f"{arc_seconds('hdf') / arc_seconds('sersic'):.2f}x")
-    print(f"arcs: ours {len(cases) / t_ours:.1f}/s, lenstronomy {len(cases) / t_lens:.2f}/s "
-          f"(factors {factors}), ratio {t_lens / t_ours:.1f}x")
+        print(
+            f"simulate_frame, {sources} sources: {rate[sources]:.1f} stamps per CPU-second "
+            "(3 bands, with LRG, field, noise, npz encoding)"
+        )
+    print(
+        f"real / Sérsic simulate time: {rate['sersic'] / rate['hdf']:.2f}x; arcs alone: "
+        f"{arc_seconds('hdf') / arc_seconds('sersic'):.2f}x"
+    )
+    print(
+        f"arcs: ours {len(cases) / t_ours:.1f}/s, lenstronomy {len(cases) / t_lens:.2f}/s "
+        f"(factors {factors}), ratio {t_lens / t_ours:.1f}x"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -37,7 +37,9 @@ def _cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-@pytest.mark.skipif(not (SURVEY_CODE and MANIFEST), reason="SHORTCUTGATES_SURVEY_CODE and SHORTCUTGATES_BENCH_MANIFEST not set")
+@pytest.mark.skipif(
+    not (SURVEY_CODE and MANIFEST), reason="SHORTCUTGATES_SURVEY_CODE and SHORTCUTGATES_BENCH_MANIFEST not set"
+)
 def test_survey_team_probes_vs_our_data_gates(benchmark, tmp_path):
     from shortcutgates.gates.registry import GateConfig, GateContext
     from shortcutgates.data.manifest import row_blobs
@@ -62,20 +64,49 @@ def test_survey_team_probes_vs_our_data_gates(benchmark, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(TREE), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "shortcutgates.cli", "gate", "--data", MANIFEST, "--no-cache",
-                           "--gate-cache", str(tmp_path / "cache"), "--no-strict", "--", "-q", "-p", "no:cacheprovider"],
-                          capture_output=True, text=True, env=env, cwd=tmp_path, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "shortcutgates.cli",
+            "gate",
+            "--data",
+            MANIFEST,
+            "--no-cache",
+            "--gate-cache",
+            str(tmp_path / "cache"),
+            "--no-strict",
+            "--",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
     ours_wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     assert done.returncode in (0, 1), done.stderr[-2000:]
     ours_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
-    info = {"n_rows": len(blobs), "theirs_wall_s": theirs_wall, "theirs_cpu_s": theirs_cpu, "ours_wall_s": ours_wall,
-            "ours_cpu_s": ours_cpu, "ours_over_theirs_wall": ours_wall / theirs_wall,
-            "ours_over_theirs_cpu": ours_cpu / theirs_cpu, "load_average": os.getloadavg(),
-            "theirs": {m: str(r) for m, r in results.items()}}
+    info = {
+        "n_rows": len(blobs),
+        "theirs_wall_s": theirs_wall,
+        "theirs_cpu_s": theirs_cpu,
+        "ours_wall_s": ours_wall,
+        "ours_cpu_s": ours_cpu,
+        "ours_over_theirs_wall": ours_wall / theirs_wall,
+        "ours_over_theirs_cpu": ours_cpu / theirs_cpu,
+        "load_average": os.getloadavg(),
+        "theirs": {m: str(r) for m, r in results.items()},
+    }
     benchmark.extra_info.update(info)
-    print(f"\nsurvey team's two probes x 2 preprocessings on {len(blobs)} train rows: {theirs_wall:.1f} s wall / "
-          f"{theirs_cpu:.1f} s CPU ({'; '.join(info['theirs'].values())}); all our data gates on every split: "
-          f"{ours_wall:.1f} s / {ours_cpu:.1f} s = {info['ours_over_theirs_wall']:.2f}x wall, "
-          f"{info['ours_over_theirs_cpu']:.2f}x CPU (target <= 0.6x); load average {info['load_average']}")
+    print(
+        f"\nsurvey team's two probes x 2 preprocessings on {len(blobs)} train rows: {theirs_wall:.1f} s wall / "
+        f"{theirs_cpu:.1f} s CPU ({'; '.join(info['theirs'].values())}); all our data gates on every split: "
+        f"{ours_wall:.1f} s / {ours_cpu:.1f} s = {info['ours_over_theirs_wall']:.2f}x wall, "
+        f"{info['ours_over_theirs_cpu']:.2f}x CPU (target <= 0.6x); load average {info['load_average']}"
+    )

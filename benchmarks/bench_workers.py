@@ -39,26 +39,37 @@ def _timed(fn) -> dict:
     out = fn()
     wall = time.perf_counter() - t0
     s1, c1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+
     def cpu(a, b):
         return (b.ru_utime - a.ru_utime) + (b.ru_stime - a.ru_stime)
+
     return {"wall": wall, "parent": cpu(s0, s1), "workers": cpu(c0, c1), "out": out}
 
 
 def _report(benchmark, name: str, one: list[dict], two: list[dict], target: float) -> None:
     def best(runs, k):
         return min(r[k] for r in runs)
+
     t1 = best(one, "parent") + best(one, "workers")
     parent, workers = best(two, "parent"), best(two, "workers")
-    info = {"wall_one_s": best(one, "wall"), "wall_two_s": best(two, "wall"),
-            "wall_ratio": best(one, "wall") / best(two, "wall"), "cpu_one_s": t1, "cpu_two_parent_s": parent,
-            "cpu_two_workers_s": workers, "cpu_two_over_one": (parent + workers) / t1,
-            "free_cores_ratio_low": t1 / (parent + workers / 2),
-            "free_cores_ratio_high": t1 / max(parent, (parent + workers) / 2)}
+    info = {
+        "wall_one_s": best(one, "wall"),
+        "wall_two_s": best(two, "wall"),
+        "wall_ratio": best(one, "wall") / best(two, "wall"),
+        "cpu_one_s": t1,
+        "cpu_two_parent_s": parent,
+        "cpu_two_workers_s": workers,
+        "cpu_two_over_one": (parent + workers) / t1,
+        "free_cores_ratio_low": t1 / (parent + workers / 2),
+        "free_cores_ratio_high": t1 / max(parent, (parent + workers) / 2),
+    }
     benchmark.extra_info.update(info)
-    print(f"\n{name}: wall 1 worker {info['wall_one_s']:.1f} s, 2 workers {info['wall_two_s']:.1f} s = "
-          f"{info['wall_ratio']:.2f}x (target >= {target}x); CPU 1 worker {t1:.1f} s, 2 workers {parent:.1f} s parent + "
-          f"{workers:.1f} s workers = {info['cpu_two_over_one']:.2f}x the work; on 2 free cores that allows "
-          f"{info['free_cores_ratio_low']:.2f}x-{info['free_cores_ratio_high']:.2f}x; load average {os.getloadavg()}")
+    print(
+        f"\n{name}: wall 1 worker {info['wall_one_s']:.1f} s, 2 workers {info['wall_two_s']:.1f} s = "
+        f"{info['wall_ratio']:.2f}x (target >= {target}x); CPU 1 worker {t1:.1f} s, 2 workers {parent:.1f} s parent + "
+        f"{workers:.1f} s workers = {info['cpu_two_over_one']:.2f}x the work; on 2 free cores that allows "
+        f"{info['free_cores_ratio_low']:.2f}x-{info['free_cores_ratio_high']:.2f}x; load average {os.getloadavg()}"
+    )
 
 
 def test_simulate_two_workers_vs_one(benchmark, tmp_path):
@@ -70,7 +81,9 @@ def test_simulate_two_workers_vs_one(benchmark, tmp_path):
     for r in range(REPEATS):
         for workers in (1, 2):
             out = tmp_path / f"w{workers}-{r}"
-            run = _timed(lambda out=out, workers=workers: simulate_paired(out, N_LRGS, 0, progress=False, workers=workers))
+            run = _timed(
+                lambda out=out, workers=workers: simulate_paired(out, N_LRGS, 0, progress=False, workers=workers)
+            )
             runs[workers].append(run)
             outputs[workers] = {str(f): (out / f).read_bytes() for f in run["out"].files}
     assert outputs[1] == outputs[2]  # the same bytes
@@ -93,8 +106,13 @@ def test_calibrate_two_workers_vs_one(benchmark, tmp_path):
     for r in range(REPEATS):
         for workers in (1, 2):
             out = tmp_path / f"w{workers}-{r}"
-            runs[workers].append(_timed(lambda out=out, workers=workers: run_profile(
-                profile, out, cache_dir=cache, progress=False, workers=workers)))
+            runs[workers].append(
+                _timed(
+                    lambda out=out, workers=workers: run_profile(
+                        profile, out, cache_dir=cache, progress=False, workers=workers
+                    )
+                )
+            )
             tables[workers] = load_records(out).drop(columns="seconds")
     pd.testing.assert_frame_equal(tables[1], tables[2], check_exact=True)  # the same records
     summary = [summarise(t.assign(seconds=0.0)) for t in (tables[1], tables[2])]

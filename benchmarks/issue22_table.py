@@ -34,28 +34,57 @@ def rows(directory: Path) -> list[tuple[str, str, str, str]]:
         out.append((what, fmt.format(value) + note, target, "yes" if ok(value) else "NO"))
 
     dg = _extra(directory, "data_gates", "baseline")
-    add("data gates, new / old wall", dg, "new_over_old_wall", "<= 0.5x", lambda v: v <= 0.5,
-        note="" if dg is None else f" (CPU {dg['new_over_old_cpu']:.2f}x; {dg['old_wall_s']:.1f} -> {dg['new_wall_s']:.1f} s; "
-                                   f"reports identical)")
+    add(
+        "data gates, new / old wall",
+        dg,
+        "new_over_old_wall",
+        "<= 0.5x",
+        lambda v: v <= 0.5,
+        note=""
+        if dg is None
+        else f" (CPU {dg['new_over_old_cpu']:.2f}x; {dg['old_wall_s']:.1f} -> {dg['new_wall_s']:.1f} s; "
+        f"reports identical)",
+    )
     gc = _extra(directory, "gate_cache", "second_checkpoint")
-    add("later checkpoint / model gates alone, wall", gc, "warm_over_model_only_wall", "<= 1.2x", lambda v: v <= 1.2,
-        note="" if gc is None else f" (CPU {gc['warm_over_model_only_cpu']:.2f}x)")
+    add(
+        "later checkpoint / model gates alone, wall",
+        gc,
+        "warm_over_model_only_wall",
+        "<= 1.2x",
+        lambda v: v <= 1.2,
+        note="" if gc is None else f" (CPU {gc['warm_over_model_only_cpu']:.2f}x)",
+    )
     gm = _extra(directory, "gate_many", "ten_checkpoints")
     add("10 checkpoints / 1, wall", gm, "ratio", "<= 1.5x", lambda v: v <= 1.5)
     naive = _extra(directory, "loader", "naive")
     for threads in (1, 2):
         fast = _extra(directory, "loader", f"best_inflate[{threads}]")
-        info = None if fast is None or naive is None else {"r": fast["stamps_per_s"] / naive["stamps_per_s"],
-                                                           "cpu": fast.get("cpu_ratio", float("nan"))}
-        add(f"first-pass decode / naive loop, wall, {threads} thread(s)", info, "r", ">= 5x", lambda v: v >= 5,
-            note="" if info is None else f" (CPU {info['cpu']:.2f}x)")
+        info = (
+            None
+            if fast is None or naive is None
+            else {"r": fast["stamps_per_s"] / naive["stamps_per_s"], "cpu": fast.get("cpu_ratio", float("nan"))}
+        )
+        add(
+            f"first-pass decode / naive loop, wall, {threads} thread(s)",
+            info,
+            "r",
+            ">= 5x",
+            lambda v: v >= 5,
+            note="" if info is None else f" (CPU {info['cpu']:.2f}x)",
+        )
     sim = _extra(directory, "workers", "simulate")
     add("simulate --workers 2 / 1, wall (same bytes)", sim, "wall_ratio", ">= 1.8x", lambda v: v >= 1.8)
     cal = _extra(directory, "workers", "calibrate")
     add("calibrate --workers 2 / 1, wall (same table)", cal, "wall_ratio", ">= 1.7x", lambda v: v >= 1.7)
     sv = _extra(directory, "survey", "survey")
-    add("all our data gates / survey team's two probes, wall", sv, "ours_over_theirs_wall", "<= 0.6x",
-        lambda v: v <= 0.6, note="" if sv is None else f" ({sv['theirs_wall_s']:.1f} s vs {sv['ours_wall_s']:.1f} s)")
+    add(
+        "all our data gates / survey team's two probes, wall",
+        sv,
+        "ours_over_theirs_wall",
+        "<= 0.6x",
+        lambda v: v <= 0.6,
+        note="" if sv is None else f" ({sv['theirs_wall_s']:.1f} s vs {sv['ours_wall_s']:.1f} s)",
+    )
     return out
 
 

@@ -40,8 +40,14 @@ def _checkpoints(directory: Path) -> list[Path]:
     out = []
     for i in range(2):
         gen = torch.Generator().manual_seed(i)
-        state = {k: (v + 0.01 * v.std().nan_to_num() * torch.randn(v.shape, generator=gen)
-                     if v.is_floating_point() and v.numel() > 1 else v) for k, v in base["state_dict"].items()}
+        state = {
+            k: (
+                v + 0.01 * v.std().nan_to_num() * torch.randn(v.shape, generator=gen)
+                if v.is_floating_point() and v.numel() > 1
+                else v
+            )
+            for k, v in base["state_dict"].items()
+        }
         torch.save(dict(base, state_dict=state), directory / f"epoch{i:03d}.pt")
         out.append(directory / f"epoch{i:03d}.pt")
     return out
@@ -55,8 +61,11 @@ def run(manifest: Path, out: Path, config: Path | None) -> None:
     from shortcutgates.gates import sweep
 
     torch.set_num_threads(1)
-    fake = {"arc.pt": (rs.arc_reader, "raw_robust"), "mix.pt": (rs.mixture_reader(0.5), "residual"),
-            "core.pt": (rs.core_reader, _doubled)}
+    fake = {
+        "arc.pt": (rs.arc_reader, "raw_robust"),
+        "mix.pt": (rs.mixture_reader(0.5), "residual"),
+        "core.pt": (rs.core_reader, _doubled),
+    }
     real = scorers.load_scorer
 
     def load(path, cache=None):
@@ -82,8 +91,10 @@ def diff(a: Path, b: Path) -> int:
         ids = [g["id"] for g in ra["gates"]] == [g["id"] for g in rb["gates"]]
         records = [x["id"] for x, y in zip(ra["gates"], rb["gates"]) if x != y]
         bad += len(blocks) + (not ids) + len(records)
-        print(f"{path.name}: {len(ra['gates'])} cases; blocks differing {blocks or 'none'}; same case ids {ids}; "
-              f"records differing {records[:5] or 'none'}")
+        print(
+            f"{path.name}: {len(ra['gates'])} cases; blocks differing {blocks or 'none'}; same case ids {ids}; "
+            f"records differing {records[:5] or 'none'}"
+        )
     print("IDENTICAL" if not bad else f"{bad} DIFFERENCES")
     return int(bool(bad))
 

@@ -24,8 +24,9 @@ def main(label: str) -> None:
     if not (M / "part-0000.parquet").exists() and not (M / "manifest.parquet").exists():
         from shortcutgates.gates.synthetic import ToySpec, make_rows, write_manifest
 
-        rows = make_rows(ToySpec(n_lrgs=int(4000 / 1.1), core_fraction=0.3, theta_e_arcsec=(1.2, 2.6), lensed=True,
-                                 seed=0))
+        rows = make_rows(
+            ToySpec(n_lrgs=int(4000 / 1.1), core_fraction=0.3, theta_e_arcsec=(1.2, 2.6), lensed=True, seed=0)
+        )
         write_manifest(rows, M)
         print("manifest rows", len(rows))
     split = _time_the_split()
@@ -36,9 +37,14 @@ def main(label: str) -> None:
         t = time.perf_counter()
         run_case(ctx, c)
         per[c.gate] = per.get(c.gate, 0) + time.perf_counter() - t
-    print(label, f"model gates wall {time.perf_counter() - t0:.1f} s", "passes", ctx.n_inference_passes,
-          {k: round(v, 1) for k, v in per.items()},
-          f"lensing split of {split['pairs']} pairs: {split['cpu']:.2f} s CPU, {split['wall']:.2f} s wall")
+    print(
+        label,
+        f"model gates wall {time.perf_counter() - t0:.1f} s",
+        "passes",
+        ctx.n_inference_passes,
+        {k: round(v, 1) for k, v in per.items()},
+        f"lensing split of {split['pairs']} pairs: {split['cpu']:.2f} s CPU, {split['wall']:.2f} s wall",
+    )
 
 
 def _time_the_split() -> dict:

@@ -17,8 +17,12 @@ from shortcutgates.data.splits import SplitParams, assign  # noqa: E402
 
 
 @settings(max_examples=40, deadline=None)
-@given(testing.catalogs(input_splits=None), st.sampled_from(["paired", "unpaired"]), st.sampled_from([1, 2, None]),
-       st.integers(0, 2**31))
+@given(
+    testing.catalogs(input_splits=None),
+    st.sampled_from(["paired", "unpaired"]),
+    st.sampled_from([1, 2, None]),
+    st.integers(0, 2**31),
+)
 def test_library_splitter_keeps_the_split_invariants(cat, mode, cap, seed):
     catalog = ensure_lrg_ids(testing.as_read(cat.frame))
     rows = assign(catalog, SplitParams(mode, seed, positives_per_lrg=cap)).frame

@@ -66,8 +66,10 @@ def cutouts(img, labels, saturated, *, grow: int = 2, margin: int = 6):
             continue
         if sl[0].start < EDGE or sl[1].start < EDGE or sl[0].stop > h - EDGE or sl[1].stop > w - EDGE:
             continue
-        win = (slice(max(sl[0].start - margin, 0), min(sl[0].stop + margin, h)),
-               slice(max(sl[1].start - margin, 0), min(sl[1].stop + margin, w)))
+        win = (
+            slice(max(sl[0].start - margin, 0), min(sl[0].stop + margin, h)),
+            slice(max(sl[1].start - margin, 0), min(sl[1].stop + margin, w)),
+        )
         lab = labels[win]
         mask = ndimage.binary_dilation(lab == k, iterations=grow) & ((lab == 0) | (lab == k))
         stamp = np.where(mask, np.clip(img[win], 0.0, None), 0.0)
@@ -84,7 +86,7 @@ def resolved(stamp: np.ndarray) -> bool:
 
     r_half = half_light_radius(stamp)[2]
     row, col = np.unravel_index(np.argmax(stamp), stamp.shape)
-    core = stamp[max(row - 1, 0):row + 2, max(col - 1, 0):col + 2].sum()
+    core = stamp[max(row - 1, 0) : row + 2, max(col - 1, 0) : col + 2].sum()
     return r_half >= MIN_RHALF and stamp.max() < MAX_PEAK_SHARE * core
 
 
@@ -100,13 +102,17 @@ def main(argv=None) -> int:
     img, labels, n = segment(linear_light(rgb), args.nsigma)
     stamps = cutouts(img, labels, rgb.max(axis=-1) >= 254, grow=args.grow)
     lib = make_library(stamps, [PIXEL_SCALE] * len(stamps), name="hdf", clean=False)
-    provenance = (f"skimage.data.hubble_deep_field (XDF release image), {n} objects above {args.nsigma:g} "
-                  f"sigma, footprints grown by {args.grow} px, "
-                  f"{len(lib)} resolved galaxies kept; pixel scale {PIXEL_SCALE} arcsec assumed; "
-                  "built by scripts/make_hdf_sources.py")
+    provenance = (
+        f"skimage.data.hubble_deep_field (XDF release image), {n} objects above {args.nsigma:g} "
+        f"sigma, footprints grown by {args.grow} px, "
+        f"{len(lib)} resolved galaxies kept; pixel scale {PIXEL_SCALE} arcsec assumed; "
+        "built by scripts/make_hdf_sources.py"
+    )
     save_library(lib, args.out, provenance=provenance)
-    print(f"{args.out}: {len(lib)} galaxies, half-light radius {np.percentile(lib.r_eff, 10):.2f}–"
-          f"{np.percentile(lib.r_eff, 90):.2f}″ (10–90%), {args.out.stat().st_size / 1e6:.2f} MB")
+    print(
+        f"{args.out}: {len(lib)} galaxies, half-light radius {np.percentile(lib.r_eff, 10):.2f}–"
+        f"{np.percentile(lib.r_eff, 90):.2f}″ (10–90%), {args.out.stat().st_size / 1e6:.2f} MB"
+    )
     return 0
 
 

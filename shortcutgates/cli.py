@@ -23,7 +23,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "experiment": ("shortcutgates.experiment.run", "run the proposal's experiments E1-E4 and write a report"),
     "demo": ("shortcutgates.experiment.demo", "the whole path on simulated data, ending with the E1-E4 table"),
     "report": ("shortcutgates.experiment.report", "render a report from results JSON"),
-    "calibrate": ("shortcutgates.calibrate.command", "measure the gates' false alarms, power and interval coverage over many seeds"),
+    "calibrate": (
+        "shortcutgates.calibrate.command",
+        "measure the gates' false alarms, power and interval coverage over many seeds",
+    ),
 }
 
 
@@ -60,8 +63,9 @@ def _load_command(name: str):
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise _Unavailable(f"command '{name}' is not available in this installation "
-                           f"(module {module}: {one_line(exc)})") from None
+        raise _Unavailable(
+            f"command '{name}' is not available in this installation (module {module}: {one_line(exc)})"
+        ) from None
 
 
 class _Unavailable(Exception):
@@ -123,8 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get(DEBUG_ENV):
             raise
-        _error(command, f"internal error ({type(exc).__name__}: {one_line(exc)}); "
-                        f"rerun with {DEBUG_ENV}=1 for the traceback and please report it")
+        _error(
+            command,
+            f"internal error ({type(exc).__name__}: {one_line(exc)}); "
+            f"rerun with {DEBUG_ENV}=1 for the traceback and please report it",
+        )
         return EXIT_INTERNAL
     finally:
         if previous is not None:

@@ -55,7 +55,7 @@ manifest; return (N,) scores, higher = more lens-like; do your own preprocessing
 #     return score
 '''
 
-PYPROJECT_BLOCK = '''
+PYPROJECT_BLOCK = """
 [tool.shortcutgates]
 # Settings of the shortcut gates (shortcutgates init; README "Gate settings").
 max_samples = 4000          # rows per split, stratified by label and LRG
@@ -68,7 +68,7 @@ n_boot = 1000               # LRG bootstrap resamples (>= 500)
 
 [tool.shortcutgates.waivers]
 # "detection_auroc[test_paired]" = "test_paired comes from another survey region (our issue #12)"
-'''
+"""
 
 WORKFLOW_NAME = Path(".github") / "workflows" / "shortcut-gates.yml"
 
@@ -82,8 +82,11 @@ def workflow_text() -> str:
 
 def planned_files(root: Path) -> dict[Path, str]:
     """Files ``init`` writes (path -> text), the pyproject block aside."""
-    return {root / "gate_tests" / "test_gates.py": TEST_MODULE, root / "gate_tests" / "conftest.py": CONFTEST,
-            root / WORKFLOW_NAME: workflow_text()}
+    return {
+        root / "gate_tests" / "test_gates.py": TEST_MODULE,
+        root / "gate_tests" / "conftest.py": CONFTEST,
+        root / WORKFLOW_NAME: workflow_text(),
+    }
 
 
 def init_project(root, *, force: bool = False) -> list[str]:
@@ -102,8 +105,9 @@ def init_project(root, *, force: bool = False) -> list[str]:
     files = planned_files(root)
     clash = [p for p, text in files.items() if p.exists() and p.read_text() != text]
     if clash and not force:
-        raise FileExistsError(f"init: {', '.join(str(p) for p in clash)} exist(s); nothing was written "
-                              "(rerun with --force to overwrite)")
+        raise FileExistsError(
+            f"init: {', '.join(str(p) for p in clash)} exist(s); nothing was written (rerun with --force to overwrite)"
+        )
     lines = []
     for path, text in files.items():
         if path.exists() and path.read_text() == text:
@@ -127,13 +131,18 @@ def init_project(root, *, force: bool = False) -> list[str]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``shortcutgates init``."""
     parser.add_argument("dir", nargs="?", default=".", metavar="DIR", help="project directory. Default: %(default)r")
-    parser.add_argument("--force", action="store_true", help="overwrite files init wrote before (or yours of that name)")
+    parser.add_argument(
+        "--force", action="store_true", help="overwrite files init wrote before (or yours of that name)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``shortcutgates init``; prints what it wrote and the next command."""
     for line in init_project(args.dir, force=args.force):
         print(line)
-    print("next: pytest gate_tests --data MANIFEST_DIR --model finder.onnx   (or a shortcutgates_scorer fixture in "
-          "gate_tests/conftest.py; README: Gating your own lens finder)", file=sys.stderr)
+    print(
+        "next: pytest gate_tests --data MANIFEST_DIR --model finder.onnx   (or a shortcutgates_scorer fixture in "
+        "gate_tests/conftest.py; README: Gating your own lens finder)",
+        file=sys.stderr,
+    )
     return 0

@@ -112,8 +112,15 @@ def _one_thread(parent, initializer, initargs) -> None:
         initializer(*initargs)
 
 
-def ordered_map(fn: Callable, items: Iterable, workers: int, *, initializer: Callable | None = None,
-                initargs: tuple = (), chunksize: int = 1) -> Iterator:
+def ordered_map(
+    fn: Callable,
+    items: Iterable,
+    workers: int,
+    *,
+    initializer: Callable | None = None,
+    initargs: tuple = (),
+    chunksize: int = 1,
+) -> Iterator:
     """``fn(item)`` for every item, in item order, over ``workers`` processes (1: in this process).
 
     ``fn`` and ``initializer`` must be importable module-level functions (pickled by name). With
@@ -126,8 +133,9 @@ def ordered_map(fn: Callable, items: Iterable, workers: int, *, initializer: Cal
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     context = mp.get_context(method)
     with _sigterm_blocked():
-        pool = context.Pool(min(workers, len(items)), initializer=_one_thread,
-                            initargs=(os.getpid(), initializer, initargs))
+        pool = context.Pool(
+            min(workers, len(items)), initializer=_one_thread, initargs=(os.getpid(), initializer, initargs)
+        )
     try:
         yield from pool.imap(fn, items, chunksize=chunksize)
     except BaseException:  # the caller stopped early, or a task failed: stop the workers now

@@ -65,15 +65,23 @@ def pytest_configure(config):
         except ValueError as exc:
             raise pytest.UsageError(f"shortcutgates: {exc}") from None
     session = GateSession(
-        data=data, model=model, report=config.getoption("gate_report"),
+        data=data,
+        model=model,
+        report=config.getoption("gate_report"),
         config_path=config.getoption("gate_config") or _default_pyproject(config),
-        progress=config.getoption("capture") == "no", strict=config.getoption("gate_strict"),
-        data_root=config.getoption("data_root"), input=config.getoption("gate_input"),
-        cache_dir=config.getoption("gate_cache"), reuse_cache=not config.getoption("gate_no_cache"))
+        progress=config.getoption("capture") == "no",
+        strict=config.getoption("gate_strict"),
+        data_root=config.getoption("data_root"),
+        input=config.getoption("gate_input"),
+        cache_dir=config.getoption("gate_cache"),
+        reuse_cache=not config.getoption("gate_no_cache"),
+    )
     config.stash[SESSION_KEY] = session
     if not session.active and config.getoption("gate_report") is not None:
-        raise pytest.UsageError("shortcutgates: --gate-report needs --data DIR (the manifest the gates measure) "
-                                "or --model CKPT (a checkpoint records its training manifest)")
+        raise pytest.UsageError(
+            "shortcutgates: --gate-report needs --data DIR (the manifest the gates measure) "
+            "or --model CKPT (a checkpoint records its training manifest)"
+        )
     if session.active:
         config.pluginmanager.register(session, "shortcutgates-session")
 
@@ -98,8 +106,9 @@ def pytest_report_header(config):
     session = gate_session_of(config)
     if not session.active:
         return None
-    return (f"shortcutgates: data={session.data} model={session.model} "
-            f"config={session.config_path} report={session.report}")
+    return (
+        f"shortcutgates: data={session.data} model={session.model} config={session.config_path} report={session.report}"
+    )
 
 
 # --- parametrisation and fixtures --------------------------------------------------------------
@@ -186,8 +195,12 @@ def pytest_sessionfinish(session, exitstatus):
     ran = state._cases is not None or state.results
     if state._cases is not None:
         state.store_cache()
-    if state.strict and ran and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED) \
-            and strict_failure(state.records()):
+    if (
+        state.strict
+        and ran
+        and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED)
+        and strict_failure(state.records())
+    ):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     html = config.getoption("gate_html")
     if (state.report is None and html is None) or not ran:  # nothing asked, or nothing collected

@@ -64,8 +64,7 @@ class GateSession:
 
             try:
                 gate_config = load_config(self.config_path, input=self.input)
-                context = GateContext(self.data, config=gate_config, progress=self.progress,
-                                      data_root=self.data_root)
+                context = GateContext(self.data, config=gate_config, progress=self.progress, data_root=self.data_root)
                 self._context = context  # the gate cache's key reads it
                 if self.model is not None:
                     context.array_cache = self.data_cache  # model runs keep the lensing split of the pairs there
@@ -144,8 +143,12 @@ class GateSession:
 
     def records(self) -> list[dict]:
         """One record per expected case, in collection order; cases without a result are skipped."""
-        return expected_records(self.context, self.cases(), self.results,
-                                lambda case: DESELECTED_REASON if case.id in self.deselected else NOT_RUN_REASON)
+        return expected_records(
+            self.context,
+            self.cases(),
+            self.results,
+            lambda case: DESELECTED_REASON if case.id in self.deselected else NOT_RUN_REASON,
+        )
 
     # hooks: this object is registered as a plugin, so results also arrive from xdist workers
     def pytest_runtest_logreport(self, report):
@@ -165,8 +168,10 @@ class GateSession:
         if not items or not fixture_visible(session, items[0], SCORER_FIXTURE):
             return
         if self.model is not None:
-            raise pytest.UsageError(f"shortcutgates: both --model and a {SCORER_FIXTURE!r} fixture give the model; "
-                                    "use one (remove --model, or the fixture)")
+            raise pytest.UsageError(
+                f"shortcutgates: both --model and a {SCORER_FIXTURE!r} fixture give the model; "
+                "use one (remove --model, or the fixture)"
+            )
         self.fixture_scorer = True
 
     @pytest.hookimpl(tryfirst=True)

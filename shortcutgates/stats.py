@@ -103,9 +103,9 @@ def weighted_aurocs(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray)
         bucket = bucket.ravel()
         n_buckets = int(bucket.max()) + 1 if len(bucket) else 0
     for start in range(0, len(weights), AUROC_BATCH):
-        w = weights[start:start + AUROC_BATCH]
+        w = weights[start : start + AUROC_BATCH]
         if scores.ndim == 2:  # per resample: rank its scores, equal scores share a bucket
-            s = scores[start:start + AUROC_BATCH]
+            s = scores[start : start + AUROC_BATCH]
             order = np.argsort(s, axis=1)  # any order of equal scores: they share a bucket
             s_sorted = np.take_along_axis(s, order, axis=1)
             new = np.ones(s.shape, bool)
@@ -113,7 +113,7 @@ def weighted_aurocs(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray)
             bucket = np.empty(s.shape, np.int64)
             np.put_along_axis(bucket, order, np.cumsum(new, axis=1) - 1, axis=1)
             n_buckets = s.shape[1]
-        out[start:start + len(w)] = _bucket_aurocs(labels, bucket, n_buckets, w)
+        out[start : start + len(w)] = _bucket_aurocs(labels, bucket, n_buckets, w)
     return out
 
 
@@ -145,8 +145,9 @@ def weighted_auroc_metric(labels: np.ndarray, scores: np.ndarray) -> Callable:
         return float((wp * (below + 0.5 * wn)).sum() / (total_p * total_n))
 
     if labels.all() or not labels.any():
-        raise ValueError(f"auroc: needs both classes (got only label {int(labels[0]) if len(labels) else '-'} "
-                         f"in {len(labels)} rows)")
+        raise ValueError(
+            f"auroc: needs both classes (got only label {int(labels[0]) if len(labels) else '-'} in {len(labels)} rows)"
+        )
     metric.batch = lambda weights: weighted_aurocs(labels, scores, weights)  # type: ignore[attr-defined]
     return metric
 
@@ -233,7 +234,7 @@ def grouped_bootstrap(
     # resample b draws the same units for any chunking: drawn in order from the seed (kept for the next interval)
     drawn = seeded_counts(seed, n_groups, tuple(min(n_boot - start, chunk) for start in starts))
     for first in range(0, len(starts), threads):
-        counts = drawn[first:first + threads]
+        counts = drawn[first : first + threads]
 
         def measure(draws: np.ndarray) -> np.ndarray:
             weights = draws[:, codes].astype(np.float64)  # (B, N)
@@ -283,19 +284,31 @@ def tpr_metric(fpr: float):
     return metric
 
 
-def tpr_at_fpr_intervals(labels, scores, groups, *, n_boot: int = 1000, seed: int = 0,
-                         levels: Sequence[float] = FPR_LEVELS) -> dict:
+def tpr_at_fpr_intervals(
+    labels, scores, groups, *, n_boot: int = 1000, seed: int = 0, levels: Sequence[float] = FPR_LEVELS
+) -> dict:
     """``{str(fpr): {"value", "ci", "n_neg", "n_neg_needed", "note"}}``, intervals resampling LRGs."""
     labels = np.asarray(labels).astype(int)
     n_neg = int((labels == 0).sum())
     out = {}
     for fpr in levels:
-        est = grouped_bootstrap(labels, np.asarray(scores, np.float64), np.asarray(groups), metric=tpr_metric(fpr),
-                                n_boot=n_boot, seed=seed)
+        est = grouped_bootstrap(
+            labels, np.asarray(scores, np.float64), np.asarray(groups), metric=tpr_metric(fpr), n_boot=n_boot, seed=seed
+        )
         needed = int(np.ceil(NEGATIVES_PER_FPR / fpr))
-        note = "" if n_neg >= needed else (
-            f"{n_neg} negatives < 10/FPR = {needed}: at most {int(np.floor(fpr * n_neg))} negative(s) above the "
-            f"threshold, not an estimate at FPR {fpr:g}")
-        out[f"{fpr:g}"] = {"value": est.value, "ci": [est.lo, est.hi], "n_neg": n_neg, "n_neg_needed": needed,
-                           "note": note}
+        note = (
+            ""
+            if n_neg >= needed
+            else (
+                f"{n_neg} negatives < 10/FPR = {needed}: at most {int(np.floor(fpr * n_neg))} negative(s) above the "
+                f"threshold, not an estimate at FPR {fpr:g}"
+            )
+        )
+        out[f"{fpr:g}"] = {
+            "value": est.value,
+            "ci": [est.lo, est.hi],
+            "n_neg": n_neg,
+            "n_neg_needed": needed,
+            "note": note,
+        }
     return out

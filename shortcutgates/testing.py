@@ -24,13 +24,38 @@ import numpy as np
 import pandas as pd
 
 from shortcutgates.data.identity import ensure_lrg_ids
-from shortcutgates.data.schema import CTRL_COLUMN, INJECTION_TRUTH, LABEL_COLUMN, LRG_ID_COLUMN, POINTER_COLUMNS, SHARED_POSITIVE_SPLITS, SPLIT_COLUMN, SPLITS, STAMP_COLUMN
+from shortcutgates.data.schema import (
+    CTRL_COLUMN,
+    INJECTION_TRUTH,
+    LABEL_COLUMN,
+    LRG_ID_COLUMN,
+    POINTER_COLUMNS,
+    SHARED_POSITIVE_SPLITS,
+    SPLIT_COLUMN,
+    SPLITS,
+    STAMP_COLUMN,
+)
 
 __all__ = [
-    "GeneratedCatalog", "InvariantViolation", "OPTIONAL_COLUMNS", "as_read", "catalogs", "generate_catalog",
-    "write_catalog", "check_assignment_kept", "check_lrg_disjoint_splits", "check_manifest",
-    "check_one_control_per_lrg", "check_pairs_together", "check_pools_disjoint", "check_shared_positives",
-    "check_split_fractions", "check_test_paired_isolated", "shared_positive_rows", "check_traceable", "lrg_assignment",
+    "GeneratedCatalog",
+    "InvariantViolation",
+    "OPTIONAL_COLUMNS",
+    "as_read",
+    "catalogs",
+    "generate_catalog",
+    "write_catalog",
+    "check_assignment_kept",
+    "check_lrg_disjoint_splits",
+    "check_manifest",
+    "check_one_control_per_lrg",
+    "check_pairs_together",
+    "check_pools_disjoint",
+    "check_shared_positives",
+    "check_split_fractions",
+    "check_test_paired_isolated",
+    "shared_positive_rows",
+    "check_traceable",
+    "lrg_assignment",
 ]
 
 OPTIONAL_COLUMNS = ("theta_e_arcsec", "arc_snr", "psfsize_r", "psfdepth_r", "ebv", "psf_bin", "brickname", "task_id")
@@ -52,8 +77,16 @@ class GeneratedCatalog(NamedTuple):
 
 
 # --- strategies --------------------------------------------------------------------------------
-def catalogs(*, min_lrgs: int = 1, max_lrgs: int = 40, max_injections: int = 6, tolerance_arcsec: float = 0.5,
-             image_size: int | None = None, input_splits: bool | None = False, ra_origin: float | None = None):
+def catalogs(
+    *,
+    min_lrgs: int = 1,
+    max_lrgs: int = 40,
+    max_injections: int = 6,
+    tolerance_arcsec: float = 0.5,
+    image_size: int | None = None,
+    input_splits: bool | None = False,
+    ra_origin: float | None = None,
+):
     """Hypothesis strategy of paired catalogues (:class:`GeneratedCatalog`).
 
     Draws the number of LRGs, injections per LRG (1..max_injections), position jitter of the
@@ -75,16 +108,32 @@ def catalogs(*, min_lrgs: int = 1, max_lrgs: int = 40, max_injections: int = 6, 
         present = draw(st.sets(st.sampled_from(OPTIONAL_COLUMNS)))
         splits = draw(st.booleans()) if input_splits is None else input_splits
         seed = draw(st.integers(0, 2**32 - 1))
-        return generate_catalog(inj, seed=seed, jitter_arcsec=jitter, ra_origin=origin, dec_origin=dec0,
-                                columns=tuple(c for c in OPTIONAL_COLUMNS if c in present),
-                                image_size=image_size, input_splits=splits)
+        return generate_catalog(
+            inj,
+            seed=seed,
+            jitter_arcsec=jitter,
+            ra_origin=origin,
+            dec_origin=dec0,
+            columns=tuple(c for c in OPTIONAL_COLUMNS if c in present),
+            image_size=image_size,
+            input_splits=splits,
+        )
 
     return build()
 
 
-def generate_catalog(injections, *, seed: int, jitter_arcsec: float = 0.0, ra_origin: float = 150.0,
-                     dec_origin: float = 2.0, columns=OPTIONAL_COLUMNS, image_size: int | None = None,
-                     input_splits: bool = False, first_lrg: int = 0) -> GeneratedCatalog:
+def generate_catalog(
+    injections,
+    *,
+    seed: int,
+    jitter_arcsec: float = 0.0,
+    ra_origin: float = 150.0,
+    dec_origin: float = 2.0,
+    columns=OPTIONAL_COLUMNS,
+    image_size: int | None = None,
+    input_splits: bool = False,
+    first_lrg: int = 0,
+) -> GeneratedCatalog:
     """A paired catalogue with ``injections[i]`` rows on LRG i, rows in shuffled order.
 
     Parameters
@@ -111,11 +160,18 @@ def generate_catalog(injections, *, seed: int, jitter_arcsec: float = 0.0, ra_or
     dec = dec_c[lrg] + r * np.sin(phi)
     ra = (ra_c[lrg] + r * np.cos(phi) / np.cos(np.radians(dec_c[lrg]))) % 360.0
     frame = pd.DataFrame({"ra": ra, "dec": dec})
-    per_lrg = {"psfsize_r": rng.uniform(1.0, 1.6, n), "psfdepth_r": rng.uniform(23.0, 24.5, n),
-               "ebv": rng.uniform(0.0, 0.1, n), "psf_bin": rng.integers(0, 3, n).astype(np.int32),
-               "brickname": np.array([f"b{i % 7:04d}" for i in idx], dtype=object)}
-    per_row = {"theta_e_arcsec": rng.uniform(0.5, 3.0, len(lrg)), "arc_snr": rng.uniform(5, 50, len(lrg)),
-               "task_id": rng.integers(0, 10**6, len(lrg)).astype(np.int32)}
+    per_lrg = {
+        "psfsize_r": rng.uniform(1.0, 1.6, n),
+        "psfdepth_r": rng.uniform(23.0, 24.5, n),
+        "ebv": rng.uniform(0.0, 0.1, n),
+        "psf_bin": rng.integers(0, 3, n).astype(np.int32),
+        "brickname": np.array([f"b{i % 7:04d}" for i in idx], dtype=object),
+    }
+    per_row = {
+        "theta_e_arcsec": rng.uniform(0.5, 3.0, len(lrg)),
+        "arc_snr": rng.uniform(5, 50, len(lrg)),
+        "task_id": rng.integers(0, 10**6, len(lrg)).astype(np.int32),
+    }
     for col in columns:
         frame[col] = per_lrg[col][lrg] if col in per_lrg else per_row[col]
     if input_splits:
@@ -131,7 +187,9 @@ def _add_blobs(frame: pd.DataFrame, lrg: np.ndarray, rng: np.random.Generator, s
 
     ctrl_images = rng.normal(0, 0.01, (lrg.max() + 1, 3, size, size)).astype(np.float32)
     yy, xx = np.indices((size, size)) - size // 2
-    ctrl_images += (np.exp(-(yy**2 + xx**2) / 4.0) * rng.uniform(0.5, 5, (len(ctrl_images), 1, 1, 1))).astype(np.float32)
+    ctrl_images += (np.exp(-(yy**2 + xx**2) / 4.0) * rng.uniform(0.5, 5, (len(ctrl_images), 1, 1, 1))).astype(
+        np.float32
+    )
     ctrl = [encode_stamp(im) for im in ctrl_images]
     ring = np.exp(-((np.hypot(yy, xx) - size / 5) ** 2)).astype(np.float32)
     frame[CTRL_COLUMN] = [ctrl[i] for i in lrg]
@@ -143,8 +201,9 @@ def as_read(frame: pd.DataFrame, path: str = "/catalog/part-0.parquet") -> pd.Da
     out = frame.copy()
     out["source_path"] = path
     out["source_row"] = np.arange(len(out), dtype=np.int64)
-    out[SPLIT_COLUMN] = (out["region_split"].astype(object) if "region_split" in out
-                         else pd.Series([None] * len(out), dtype=object))
+    out[SPLIT_COLUMN] = (
+        out["region_split"].astype(object) if "region_split" in out else pd.Series([None] * len(out), dtype=object)
+    )
     return out
 
 
@@ -232,7 +291,7 @@ def check_shared_positives(manifest: pd.DataFrame, tolerance_arcsec: float = 0.5
     test, paired = SHARED_POSITIVE_SPLITS
     if not (m[SPLIT_COLUMN] == paired).any():
         return
-    image = ([c for c in POINTER_COLUMNS if c in m.columns] or [c for c in ("image_npz",) if c in m.columns])
+    image = [c for c in POINTER_COLUMNS if c in m.columns] or [c for c in ("image_npz",) if c in m.columns]
     key = m[[LRG_ID_COLUMN, *image]].astype(str).agg("\0".join, axis=1)
     pos = m[LABEL_COLUMN].to_numpy() == 1
     held = set(key[pos & (m[SPLIT_COLUMN] == paired).to_numpy()])
@@ -294,7 +353,10 @@ def check_split_fractions(manifest: pd.DataFrame, fractions, tolerance: float) -
 def lrg_assignment(manifest: pd.DataFrame) -> dict:
     """``lrg_id -> (split, sorted labels)`` of a manifest."""
     g = manifest.groupby(LRG_ID_COLUMN)
-    return {k: (s, tuple(sorted(set(labels)))) for k, s, labels in zip(g.groups, g[SPLIT_COLUMN].first(), g[LABEL_COLUMN].agg(list))}
+    return {
+        k: (s, tuple(sorted(set(labels))))
+        for k, s, labels in zip(g.groups, g[SPLIT_COLUMN].first(), g[LABEL_COLUMN].agg(list))
+    }
 
 
 def check_assignment_kept(before: pd.DataFrame, after: pd.DataFrame, lrg_ids=None) -> None:

@@ -53,8 +53,14 @@ def probabilities(model: PatchNet, images: np.ndarray) -> np.ndarray:
 
 def contract(stamp: int) -> dict:
     """PatchNet's input contract: bands r, g, raw nanomaggies, NCHW, logit out."""
-    return {"bands": list(BANDS), "units": "nanomaggies", "preprocess": "none", "stamp_size": [stamp, stamp],
-            "layout": "NCHW", "output": "logit"}
+    return {
+        "bands": list(BANDS),
+        "units": "nanomaggies",
+        "preprocess": "none",
+        "stamp_size": [stamp, stamp],
+        "layout": "NCHW",
+        "output": "logit",
+    }
 
 
 def export_pt2(model: PatchNet, path: Path, stamp: int, embed_contract: bool = True) -> Path:
@@ -71,14 +77,21 @@ def export_onnx(model: PatchNet, path: Path, stamp: int, sidecar: bool = True) -
     x = torch.rand(2, len(BANDS), stamp, stamp)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), str(path), input_names=["stamps"], output_names=["logit"],
-                          dynamic_axes={"stamps": {0: "n"}, "logit": {0: "n"}}, dynamo=False)
+        torch.onnx.export(
+            model,
+            (x,),
+            str(path),
+            input_names=["stamps"],
+            output_names=["logit"],
+            dynamic_axes={"stamps": {0: "n"}, "logit": {0: "n"}},
+            dynamo=False,
+        )
     if sidecar:
         Path(str(path) + ".json").write_text(json.dumps(contract(stamp)))
     return path
 
 
-CONFTEST = '''
+CONFTEST = """
 import numpy as np
 import pytest
 import torch
@@ -96,5 +109,5 @@ def shortcutgates_scorer():
 
     score.preprocess = "none"  # PatchNet takes raw flux (optional: names the model-input probe's input)
     return score
-'''
+"""
 """A user's conftest.py: builds PatchNet, loads its state_dict safely, returns the scorer."""

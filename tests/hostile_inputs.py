@@ -40,8 +40,7 @@ def stamp(rng: np.random.Generator, size: int = STAMP, arc: bool = False) -> np.
     return image.astype(np.float32)
 
 
-def hand_manifest(n_lrgs: int = 24, seed: int = 0, size: int = STAMP,
-                  splits=("train", "val", "test")) -> pd.DataFrame:
+def hand_manifest(n_lrgs: int = 24, seed: int = 0, size: int = STAMP, splits=("train", "val", "test")) -> pd.DataFrame:
     """A hand-written unpaired manifest frame (docs/design.md#manifest): one row per LRG, labels alternate.
 
     LRGs are 36 arcsec apart so sky matching never merges two; splits cycle over LRGs so every
@@ -50,15 +49,17 @@ def hand_manifest(n_lrgs: int = 24, seed: int = 0, size: int = STAMP,
     rng = np.random.default_rng(seed)
     labels = np.arange(n_lrgs) % 2
     split = [splits[(i // 2) % len(splits)] for i in range(n_lrgs)]
-    return pd.DataFrame({
-        "label": labels.astype(np.int8),
-        "split": split,
-        "ra": 150.0 + 0.01 * np.arange(n_lrgs),
-        "dec": np.full(n_lrgs, 2.0),
-        "lrg_id": [f"L{i:04d}" for i in range(n_lrgs)],
-        "psfsize_r": 1.2 + 0.01 * (np.arange(n_lrgs) % 5),
-        "image_npz": [encode_stamp(stamp(rng, size, arc=bool(lab))) for lab in labels],
-    })
+    return pd.DataFrame(
+        {
+            "label": labels.astype(np.int8),
+            "split": split,
+            "ra": 150.0 + 0.01 * np.arange(n_lrgs),
+            "dec": np.full(n_lrgs, 2.0),
+            "lrg_id": [f"L{i:04d}" for i in range(n_lrgs)],
+            "psfsize_r": 1.2 + 0.01 * (np.arange(n_lrgs) % 5),
+            "image_npz": [encode_stamp(stamp(rng, size, arc=bool(lab))) for lab in labels],
+        }
+    )
 
 
 def write_manifest(frame: pd.DataFrame, directory, name: str = "part-0000.parquet") -> Path:
@@ -161,14 +162,26 @@ def child_env(**extra) -> dict:
 
 def run_cli_subprocess(argv, *, timeout: float = 120, cwd=None, env=None) -> subprocess.CompletedProcess:
     """``python -m shortcutgates.cli ARGV`` in a fresh interpreter (one thread, no tty)."""
-    return subprocess.run([sys.executable, "-m", "shortcutgates.cli", *map(str, argv)], capture_output=True,
-                          text=True, timeout=timeout, cwd=cwd, env=child_env(**(env or {})))
+    return subprocess.run(
+        [sys.executable, "-m", "shortcutgates.cli", *map(str, argv)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=child_env(**(env or {})),
+    )
 
 
 def run_pytest_subprocess(args, *, timeout: float = 180) -> subprocess.CompletedProcess:
     """``python -m pytest ARGS`` from the repository root, as a user runs ``pytest gate_tests``."""
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout, env=child_env())
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=child_env(),
+    )
 
 
 TRACEBACK_SIGNS = ("Traceback (most recent call last)", "\nE   ", "INTERNALERROR", "_hooks.py", "raise ")

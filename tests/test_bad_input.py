@@ -63,14 +63,16 @@ def test_bad_blob_in_a_manifest_is_located_by_file_row_and_column(tmp_path):
 def test_zip_bomb_is_refused_before_inflating():
     """A few kB that would inflate to 8 GB: refused from the declared sizes, nothing allocated."""
     header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False,
-                                                  "shape": (32768, 32768)})
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (32768, 32768)})
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         for key in NPZ_KEYS:
             zf.writestr(key + ".npy", header.getvalue())  # a header that claims 8 GiB, no data
-    with pytest.raises(DataError, match=r"'image_g' declares shape \(32768, 32768\) \(8589934592 bytes\), "
-                                        r"more than a stamp may hold; refused"):
+    with pytest.raises(
+        DataError,
+        match=r"'image_g' declares shape \(32768, 32768\) \(8589934592 bytes\), "
+        r"more than a stamp may hold; refused",
+    ):
         decode_stamp(buf.getvalue())
 
 
@@ -103,6 +105,7 @@ def _edit(changes: dict):
         for (row, col), value in changes.items():
             frame.loc[row, col] = value
         return frame
+
     return make
 
 
@@ -110,38 +113,63 @@ def _retype(col, fn):
     def make(frame):
         frame[col] = fn(frame[col])
         return frame
+
     return make
 
 
 MANIFEST_CASES = {
     "label_2": (_edit({(5, "label"): 2}), "row 5, column 'label': label must be 0 or 1 (got 2)"),
-    "label_half": (lambda f: _edit({(2, "label"): 0.5})(f.astype({"label": float})),
-                   "row 2, column 'label': label must be 0 or 1 (got 0.5)"),
-    "label_nan": (lambda f: _edit({(2, "label"): np.nan})(f.astype({"label": float})),
-                  "row 2, column 'label': label must be 0 or 1 (got nan)"),
-    "label_string": (_retype("label", lambda c: c.astype(str)),
-                     "column 'label': must be an integer 0 or 1 (got Arrow type"),
+    "label_half": (
+        lambda f: _edit({(2, "label"): 0.5})(f.astype({"label": float})),
+        "row 2, column 'label': label must be 0 or 1 (got 0.5)",
+    ),
+    "label_nan": (
+        lambda f: _edit({(2, "label"): np.nan})(f.astype({"label": float})),
+        "row 2, column 'label': label must be 0 or 1 (got nan)",
+    ),
+    "label_string": (
+        _retype("label", lambda c: c.astype(str)),
+        "column 'label': must be an integer 0 or 1 (got Arrow type",
+    ),
     "ra_string": (_retype("ra", lambda c: c.astype(str)), "column 'ra': must be a number (deg) (got Arrow type"),
-    "image_string": (_retype("image_npz", lambda c: c.map(bytes.hex)),
-                     "column 'image_npz': must be binary (npz bytes) (got Arrow type"),
-    "dec_outside": (_edit({(7, "dec"): 95.0}),
-                    "row 7, column 'dec': dec must be a finite number in [-90, 90] deg (got 95.0)"),
-    "ra_negative": (_edit({(3, "ra"): -1.0}),
-                    "row 3, column 'ra': ra must be a finite number in [0, 360] deg (got -1.0)"),
+    "image_string": (
+        _retype("image_npz", lambda c: c.map(bytes.hex)),
+        "column 'image_npz': must be binary (npz bytes) (got Arrow type",
+    ),
+    "dec_outside": (
+        _edit({(7, "dec"): 95.0}),
+        "row 7, column 'dec': dec must be a finite number in [-90, 90] deg (got 95.0)",
+    ),
+    "ra_negative": (
+        _edit({(3, "ra"): -1.0}),
+        "row 3, column 'ra': ra must be a finite number in [0, 360] deg (got -1.0)",
+    ),
     "ra_inf": (_edit({(4, "ra"): np.inf}), "row 4, column 'ra': ra must be a finite number in [0, 360] deg (got inf)"),
-    "split_missing": (_edit({(4, "split"): None}),
-                      "row 4, column 'split': split is missing (expected one of train, val, test, test_paired)"),
-    "split_typo": (_edit({(4, "split"): "trian"}),
-                   "row 4, column 'split': unknown split 'trian' (expected one of train, val, test, test_paired)"),
+    "split_missing": (
+        _edit({(4, "split"): None}),
+        "row 4, column 'split': split is missing (expected one of train, val, test, test_paired)",
+    ),
+    "split_typo": (
+        _edit({(4, "split"): "trian"}),
+        "row 4, column 'split': unknown split 'trian' (expected one of train, val, test, test_paired)",
+    ),
     "no_label_column": (lambda f: f.drop(columns=["label"]), "manifest file lacks column(s) label (file has "),
-    "no_image_nor_pointer": (lambda f: f.drop(columns=["image_npz"]),
-                             "lacks column(s) image_npz (or source_path, source_row, source_column)"),
-    "null_image": (_edit({(6, "image_npz"): None}),
-                   "row 6, column 'image_npz': row has neither an image_npz blob nor a complete pointer"),
-    "duplicate_positive": (lambda f: pd.concat([f, f.iloc[[3]]], ignore_index=True),
-                           "row 3, column 'image_npz': the same image is listed as two positives: duplicate of "),
-    "image_under_both_labels": (lambda f: pd.concat([f, f.iloc[[3]].assign(label=np.int8(0))], ignore_index=True),
-                                "row 3, column 'image_npz': the same image is listed under both labels"),
+    "no_image_nor_pointer": (
+        lambda f: f.drop(columns=["image_npz"]),
+        "lacks column(s) image_npz (or source_path, source_row, source_column)",
+    ),
+    "null_image": (
+        _edit({(6, "image_npz"): None}),
+        "row 6, column 'image_npz': row has neither an image_npz blob nor a complete pointer",
+    ),
+    "duplicate_positive": (
+        lambda f: pd.concat([f, f.iloc[[3]]], ignore_index=True),
+        "row 3, column 'image_npz': the same image is listed as two positives: duplicate of ",
+    ),
+    "image_under_both_labels": (
+        lambda f: pd.concat([f, f.iloc[[3]].assign(label=np.int8(0))], ignore_index=True),
+        "row 3, column 'image_npz': the same image is listed under both labels",
+    ),
     "no_rows": (lambda f: f.iloc[:0], "manifest has no rows"),
 }
 
@@ -171,22 +199,38 @@ def test_identical_negatives_are_allowed():
 
 
 FILE_CASES = {
-    "empty_file": (lambda d: (d.mkdir(), (d / "a.parquet").write_bytes(b"")),
-                   "a.parquet: not a readable parquet file (Parquet file size is 0 bytes)"),
-    "truncated_file": (lambda d: (write_manifest(hand_manifest(12), d),
-                                  (d / "part-0000.parquet").write_bytes((d / "part-0000.parquet").read_bytes()[:2000])),
-                       "part-0000.parquet: not a readable parquet file (Parquet magic bytes not found"),
-    "not_parquet": (lambda d: (d.mkdir(), (d / "a.parquet").write_text("label,split\n1,train\n")),
-                    "a.parquet: not a readable parquet file ("),
+    "empty_file": (
+        lambda d: (d.mkdir(), (d / "a.parquet").write_bytes(b"")),
+        "a.parquet: not a readable parquet file (Parquet file size is 0 bytes)",
+    ),
+    "truncated_file": (
+        lambda d: (
+            write_manifest(hand_manifest(12), d),
+            (d / "part-0000.parquet").write_bytes((d / "part-0000.parquet").read_bytes()[:2000]),
+        ),
+        "part-0000.parquet: not a readable parquet file (Parquet magic bytes not found",
+    ),
+    "not_parquet": (
+        lambda d: (d.mkdir(), (d / "a.parquet").write_text("label,split\n1,train\n")),
+        "a.parquet: not a readable parquet file (",
+    ),
     "no_parquet": (lambda d: (d.mkdir(), (d / "notes.txt").write_text("x")), "m: directory holds no *.parquet file"),
     "missing": (lambda d: None, "m: no such file or directory"),
-    "manifest_json_broken": (lambda d: (write_manifest(hand_manifest(12), d), (d / "manifest.json").write_text("{")),
-                             "manifest.json: manifest.json is not valid JSON ("),
-    "manifest_json_list": (lambda d: (write_manifest(hand_manifest(12), d), (d / "manifest.json").write_text("[1]")),
-                           "manifest.json: manifest.json must hold a JSON object (got list)"),
-    "second_file_mistyped": (lambda d: (write_manifest(hand_manifest(12), d, "a.parquet"),
-                                        write_manifest(hand_manifest(12, seed=1).assign(ra="150"), d, "b.parquet")),
-                             "b.parquet: column 'ra': must be a number (deg)"),
+    "manifest_json_broken": (
+        lambda d: (write_manifest(hand_manifest(12), d), (d / "manifest.json").write_text("{")),
+        "manifest.json: manifest.json is not valid JSON (",
+    ),
+    "manifest_json_list": (
+        lambda d: (write_manifest(hand_manifest(12), d), (d / "manifest.json").write_text("[1]")),
+        "manifest.json: manifest.json must hold a JSON object (got list)",
+    ),
+    "second_file_mistyped": (
+        lambda d: (
+            write_manifest(hand_manifest(12), d, "a.parquet"),
+            write_manifest(hand_manifest(12, seed=1).assign(ra="150"), d, "b.parquet"),
+        ),
+        "b.parquet: column 'ra': must be a number (deg)",
+    ),
 }
 
 
@@ -214,8 +258,21 @@ def test_mixed_inline_and_pointer_rows_load_in_order(tmp_path):
 
 
 # --- the command line: one line, non-zero exit, no traceback -------------------------------------
-TRAIN = ["--width", "4", "--blocks", "1", "--epochs", "1", "--batch-size", "8", "--no-progress", "--device", "cpu",
-         "--threads", "1"]
+TRAIN = [
+    "--width",
+    "4",
+    "--blocks",
+    "1",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "8",
+    "--no-progress",
+    "--device",
+    "cpu",
+    "--threads",
+    "1",
+]
 
 
 @pytest.mark.parametrize("case", ["label_2", "split_typo", "duplicate_positive", "no_rows", "ra_string"])
@@ -229,11 +286,18 @@ def test_train_cli_reports_bad_manifest_in_one_line(case, tmp_path, capsys):
     assert_no_traceback(out + err)
 
 
-@pytest.mark.parametrize("row,blob,problem", [
-    (2, b"PK\x03\x04 truncated", "blob is not a readable npz archive (BadZipFile: File is not a zip file)"),
-    (6, encode_stamp(np.zeros((3, STAMP, STAMP))),
-     "outer-annulus MAD is 0 (constant or all-zero stamp; it cannot be normalised)"),
-], ids=["broken_blob", "all_zero_stamp"])
+@pytest.mark.parametrize(
+    "row,blob,problem",
+    [
+        (2, b"PK\x03\x04 truncated", "blob is not a readable npz archive (BadZipFile: File is not a zip file)"),
+        (
+            6,
+            encode_stamp(np.zeros((3, STAMP, STAMP))),
+            "outer-annulus MAD is 0 (constant or all-zero stamp; it cannot be normalised)",
+        ),
+    ],
+    ids=["broken_blob", "all_zero_stamp"],
+)
 def test_train_cli_names_the_bad_row(tmp_path, capsys, row, blob, problem):
     frame = hand_manifest(12)
     frame.loc[row, "image_npz"] = blob
@@ -253,12 +317,21 @@ def test_train_cli_refuses_a_split_with_one_class(tmp_path, capsys):
     assert "split 'val' needs rows of both classes (has {1: 4})" in err and err.count("\n") == 1
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["build", "--input", "{tmp}/nowhere", "--out", "{tmp}/o", "--mode", "paired"], "{tmp}/nowhere: no such file or directory"),
-    (["build", "--input", "{tmp}/empty", "--out", "{tmp}/o", "--mode", "paired"], "{tmp}/empty: directory holds no *.parquet file"),
-    (["train", "--data", "{tmp}/empty", "--out", "{tmp}/c.pt"], "{tmp}/empty: directory holds no *.parquet file"),
-    (["train", "--data", "{tmp}/m", "--out", "{tmp}"], "{tmp}: is a directory, expected a file path"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (
+            ["build", "--input", "{tmp}/nowhere", "--out", "{tmp}/o", "--mode", "paired"],
+            "{tmp}/nowhere: no such file or directory",
+        ),
+        (
+            ["build", "--input", "{tmp}/empty", "--out", "{tmp}/o", "--mode", "paired"],
+            "{tmp}/empty: directory holds no *.parquet file",
+        ),
+        (["train", "--data", "{tmp}/empty", "--out", "{tmp}/c.pt"], "{tmp}/empty: directory holds no *.parquet file"),
+        (["train", "--data", "{tmp}/m", "--out", "{tmp}"], "{tmp}: is a directory, expected a file path"),
+    ],
+)
 def test_cli_errors_are_one_line(argv, fragment, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     write_manifest(hand_manifest(12), tmp_path / "m")
@@ -279,17 +352,21 @@ def test_unexpected_errors_are_one_line_with_a_debug_hint(monkeypatch, capsys):
     monkeypatch.setattr(build, "run", boom)
     rc, _, err = run_cli(["build", "--input", "x", "--out", "y", "--mode", "paired"], capsys)
     assert rc == 3
-    assert err == ("shortcutgates build: error: internal error (KeyError: 'oops'); rerun with "
-                   "SHORTCUTGATES_DEBUG=1 for the traceback and please report it\n")
+    assert err == (
+        "shortcutgates build: error: internal error (KeyError: 'oops'); rerun with "
+        "SHORTCUTGATES_DEBUG=1 for the traceback and please report it\n"
+    )
     monkeypatch.setenv("SHORTCUTGATES_DEBUG", "1")
     with pytest.raises(KeyError):
         run_cli(["build", "--input", "x", "--out", "y", "--mode", "paired"], capsys)
 
 
-BAD_ROWS = ((3, "column 'image_npz': npz lacks image_r"),
-            (8, "a band has zero outer-annulus MAD"),
-            (11, f"column 'image_npz': stamp shape ({STAMP + 8}, {STAMP + 8}) differs"),
-            (15, "column 'image_npz': npz holds an array that needs unpickling"))
+BAD_ROWS = (
+    (3, "column 'image_npz': npz lacks image_r"),
+    (8, "a band has zero outer-annulus MAD"),
+    (11, f"column 'image_npz': stamp shape ({STAMP + 8}, {STAMP + 8}) differs"),
+    (15, "column 'image_npz': npz holds an array that needs unpickling"),
+)
 
 
 @pytest.fixture(scope="module")
@@ -304,8 +381,9 @@ def integrity_run(tmp_path_factory):
     frame.loc[11, "image_npz"] = encode_stamp(stamp(np.random.default_rng(5), size=STAMP + 8))
     frame.loc[15, "image_npz"] = BLOBS["pickled_object"][0]
     file = write_manifest(frame, tmp / "m")
-    proc = run_cli_subprocess(["gate", "--data", tmp / "m", "--gate-report", tmp / "r.json", "--",
-                               "-q", "-k", "data_integrity"], cwd=tmp)
+    proc = run_cli_subprocess(
+        ["gate", "--data", tmp / "m", "--gate-report", tmp / "r.json", "--", "-q", "-k", "data_integrity"], cwd=tmp
+    )
     report = json.loads((tmp / "r.json").read_text()) if (tmp / "r.json").exists() else None
     return proc, file, report
 
@@ -318,8 +396,11 @@ def test_gate_suite_fails_data_integrity_on_bad_rows(integrity_run):
     assert "data_integrity: FAIL: bad rows 4; required ≤ 0; " in text
     gate = next(g for g in report["gates"] if g["gate"] == "data_integrity")
     assert gate["verdict"] == "fail" and gate["value"] == 4
-    shown = [row for row, why in BAD_ROWS if f"{file}: row {row}, {why}" in gate["message"]
-             or f"{file}: row {row}: {why}" in gate["message"]]
+    shown = [
+        row
+        for row, why in BAD_ROWS
+        if f"{file}: row {row}, {why}" in gate["message"] or f"{file}: row {row}: {why}" in gate["message"]
+    ]
     assert len(shown) >= 3, gate["message"]
     assert_no_traceback(text)
 
@@ -339,18 +420,30 @@ def _paired_catalog():
 
 
 PAIRED_CASES = {
-    "ra_string": (_retype("ra", lambda c: c.astype(str)), "p.parquet: column 'ra': must be a number (deg) (got Arrow type"),
-    "ra_nan": (_edit({(2, "ra"): np.nan}), "p.parquet: row 2, column 'ra': ra must be a finite number in [0, 360] deg (got nan)"),
-    "dec_outside": (_edit({(5, "dec"): 100.0}),
-                    "p.parquet: row 5, column 'dec': dec must be a finite number in [-90, 90] deg (got 100.0)"),
+    "ra_string": (
+        _retype("ra", lambda c: c.astype(str)),
+        "p.parquet: column 'ra': must be a number (deg) (got Arrow type",
+    ),
+    "ra_nan": (
+        _edit({(2, "ra"): np.nan}),
+        "p.parquet: row 2, column 'ra': ra must be a finite number in [0, 360] deg (got nan)",
+    ),
+    "dec_outside": (
+        _edit({(5, "dec"): 100.0}),
+        "p.parquet: row 5, column 'dec': dec must be a finite number in [-90, 90] deg (got 100.0)",
+    ),
     "no_ctrl": (lambda f: f.drop(columns=["ctrl_stamp_npz"]), "p.parquet: missing column(s) ctrl_stamp_npz"),
-    "stamp_string": (_retype("stamp_npz", lambda c: c.map(bytes.hex)),
-                     "p.parquet: column 'stamp_npz': must be binary (npz bytes) (got Arrow type"),
+    "stamp_string": (
+        _retype("stamp_npz", lambda c: c.map(bytes.hex)),
+        "p.parquet: column 'stamp_npz': must be binary (npz bytes) (got Arrow type",
+    ),
     "cutout_string": (lambda f: f.assign(cutout_ok="yes"), "p.parquet: column 'cutout_ok': must be an integer 0 or 1"),
     "bad_region": (lambda f: f.assign(region_split="bogus"), "p.parquet: row 0, column 'split': unknown split 'bogus'"),
     "no_rows": (lambda f: f.iloc[:0], "in: paired catalogue has no rows (0 excluded by cutout_ok == 0)"),
-    "all_failed_cutouts": (lambda f: f.assign(cutout_ok=np.int32(0)),
-                           "in: paired catalogue has no rows (27 excluded by cutout_ok == 0)"),
+    "all_failed_cutouts": (
+        lambda f: f.assign(cutout_ok=np.int32(0)),
+        "in: paired catalogue has no rows (27 excluded by cutout_ok == 0)",
+    ),
 }
 
 
@@ -358,8 +451,9 @@ PAIRED_CASES = {
 def test_build_cli_reports_bad_paired_input_in_one_line(case, tmp_path, capsys):
     make, fragment = PAIRED_CASES[case]
     write_manifest(make(_paired_catalog()), tmp_path / "in", "p.parquet")
-    rc, out, err = run_cli(["build", "--input", tmp_path / "in", "--out", tmp_path / "out", "--mode", "paired",
-                            "--no-progress"], capsys)
+    rc, out, err = run_cli(
+        ["build", "--input", tmp_path / "in", "--out", tmp_path / "out", "--mode", "paired", "--no-progress"], capsys
+    )
     assert rc == 2, err
     assert err.startswith(f"shortcutgates build: error: {tmp_path / 'in'}") and fragment in err, err
     assert err.count("\n") == 1 and not (tmp_path / "out").exists()
@@ -432,11 +526,15 @@ def test_pointer_rows_outside_the_source_are_named(tmp_path):
     from shortcutgates.data.blob_rows import read_rows
 
     write_manifest(pd.DataFrame({"stamp_npz": [b"a", b"b"]}), tmp_path, "s.parquet")
-    with pytest.raises(DataError, match=r"s.parquet: row 5, column 'stamp_npz': pointer row is outside the file's 2 rows"):
+    with pytest.raises(
+        DataError, match=r"s.parquet: row 5, column 'stamp_npz': pointer row is outside the file's 2 rows"
+    ):
         read_rows(tmp_path / "s.parquet", "stamp_npz", [0, 5])
     with pytest.raises(DataError, match=r"s.parquet: column 'ctrl_stamp_npz': pointed-to column is not in the file"):
         read_rows(tmp_path / "s.parquet", "ctrl_stamp_npz", [0])
-    with pytest.raises(DataError, match="gone.parquet: column 'stamp_npz': source file of a manifest pointer is missing"):
+    with pytest.raises(
+        DataError, match="gone.parquet: column 'stamp_npz': source file of a manifest pointer is missing"
+    ):
         read_rows(tmp_path / "gone.parquet", "stamp_npz", [0])
     assert read_rows(tmp_path / "s.parquet", "stamp_npz", [1, 0, 1]) == [b"b", b"a", b"b"]
 
@@ -449,13 +547,18 @@ def test_gates_of_a_one_class_split_are_errors_never_passes(tmp_path):
     frame.loc[frame["split"] == "val", "label"] = 1
     write_manifest(frame, tmp_path / "m")
     ctx = GateContext(tmp_path / "m", config=GateConfig(n_boot=500))
-    results = {c.id: run_case(ctx, c) for c in gate_cases(ctx)
-               if c.split == "val" and "model" not in c.needs and c.gate != "lrg_leakage"}
+    results = {
+        c.id: run_case(ctx, c)
+        for c in gate_cases(ctx)
+        if c.split == "val" and "model" not in c.needs and c.gate != "lrg_leakage"
+    }
     assert len(results) >= 5
     for case_id, result in results.items():
         assert result.verdict == "error", (case_id, result.message)
-    assert ("probe needs both classes; the sample has only label(s) [1] (8 rows)"
-            in results["core_lr_auc[val-box10-raw_robust]"].message)
+    assert (
+        "probe needs both classes; the sample has only label(s) [1] (8 rows)"
+        in results["core_lr_auc[val-box10-raw_robust]"].message
+    )
     assert "has no finite value for label 0 in split 'val'" in results["property_balance[val-psfsize_r]"].message
 
 
@@ -463,6 +566,9 @@ def test_paired_input_given_as_a_manifest_says_to_build_first(tmp_path):
     from shortcutgates.simulate import simulate_paired
 
     simulate_paired(tmp_path / "sim", 2, 0, stamp_size=32, injections_per_lrg=(1, 1), progress=False)
-    with pytest.raises(DataError, match=r"part-00000\.parquet: this is paired input \(stamp_npz, ctrl_stamp_npz\), "
-                                        r"not a manifest; run `shortcutgates build --input PAIRED_DIR"):
+    with pytest.raises(
+        DataError,
+        match=r"part-00000\.parquet: this is paired input \(stamp_npz, ctrl_stamp_npz\), "
+        r"not a manifest; run `shortcutgates build --input PAIRED_DIR",
+    ):
         read_manifest(tmp_path / "sim")

@@ -120,7 +120,9 @@ def test_inline_copies_the_blobs(paired_dir, tmp_path):
     build(paired_dir, tmp_path / "out", mode="paired", inline=True)
     rows = read_manifest(tmp_path / "out").frame
     source = read_paired(paired_dir).frame.set_index(["source_path", "source_row"])
-    expected = [source.loc[(p, r), c] for p, r, c in zip(rows["source_path"], rows["source_row"], rows["source_column"])]
+    expected = [
+        source.loc[(p, r), c] for p, r, c in zip(rows["source_path"], rows["source_row"], rows["source_column"])
+    ]
     assert rows["image_npz"].tolist() == expected
 
 
@@ -166,7 +168,9 @@ def test_measure_lrg_on_a_gaussian():
     gauss = np.exp(-(yy**2 + xx**2) / (2 * sigma**2))
     image = np.stack([gauss * f for f in (1.0, 2.0, 3.0)]).astype(np.float32)
     m = measure_lrg(image)
-    assert m["half_light_radius_r"] == pytest.approx(sigma * np.sqrt(2 * np.log(2)) * PIXEL_SCALE_ARCSEC, abs=0.5 * PIXEL_SCALE_ARCSEC)
+    assert m["half_light_radius_r"] == pytest.approx(
+        sigma * np.sqrt(2 * np.log(2)) * PIXEL_SCALE_ARCSEC, abs=0.5 * PIXEL_SCALE_ARCSEC
+    )
     assert m["core_flux_z"] == pytest.approx(3 * m["core_flux_g"], rel=1e-5)
     point = np.zeros((3, size, size), np.float32)
     point[:, size // 2, size // 2] = 5.0
@@ -204,17 +208,42 @@ def test_matching_on_measured_properties_writes_them(paired_dir, tmp_path):
 
 def test_cli_build(paired_dir, tmp_path, capsys):
     out = tmp_path / "out"
-    assert cli.main(["build", "--input", str(paired_dir), "--out", str(out), "--mode", "unpaired", "--seed", "2",
-                     "--positives-per-lrg", "all", "--match", "psfsize_r", "--no-progress"]) == 0
+    assert (
+        cli.main(
+            [
+                "build",
+                "--input",
+                str(paired_dir),
+                "--out",
+                str(out),
+                "--mode",
+                "unpaired",
+                "--seed",
+                "2",
+                "--positives-per-lrg",
+                "all",
+                "--match",
+                "psfsize_r",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert re.search(r"wrote \d+ rows to .*out", capsys.readouterr().out)
     assert json.loads((out / "manifest.json").read_text())["parameters"]["positives_per_lrg"] == "all"
     with pytest.raises(SystemExit):
-        cli.main(["build", "--input", str(paired_dir), "--out", str(out), "--mode", "unpaired", "--positives-per-lrg", "0"])
+        cli.main(
+            ["build", "--input", str(paired_dir), "--out", str(out), "--mode", "unpaired", "--positives-per-lrg", "0"]
+        )
     assert "must be a positive integer or 'all' (got '0')" in capsys.readouterr().err
 
 
 @settings(max_examples=8)
-@given(catalogs(max_lrgs=15, max_injections=4, input_splits=None), st.integers(1, 4), st.sampled_from(["paired", "unpaired"]))
+@given(
+    catalogs(max_lrgs=15, max_injections=4, input_splits=None),
+    st.integers(1, 4),
+    st.sampled_from(["paired", "unpaired"]),
+)
 def test_built_manifests_keep_the_invariants(tmp_path_factory, cat, n_files, mode):
     directory = tmp_path_factory.mktemp("hyp")
     write_catalog(cat.frame.assign(stamp_npz=b"", ctrl_stamp_npz=b""), directory / "in", n_files=n_files)

@@ -87,11 +87,28 @@ def _arc_flux(frame, pool):
 
 
 def test_summary_rates_and_coverage():
-    base = dict(cell="c", kind="data", problem="core", strength=0.0, n_lrgs=100, scorer="", core=0.0,
-                case="core_lr_auc[train-box10-raw_robust]", gate="core_lr_auc", role="primary", threshold=0.65,
-                direction="at_most", message="", seconds=1.0)
-    recs = pd.DataFrame([dict(base, seed=i, verdict="fail" if i < 2 else "pass", value=0.5,
-                              lo=0.45 if i < 18 else 0.51, hi=0.55) for i in range(20)])
+    base = dict(
+        cell="c",
+        kind="data",
+        problem="core",
+        strength=0.0,
+        n_lrgs=100,
+        scorer="",
+        core=0.0,
+        case="core_lr_auc[train-box10-raw_robust]",
+        gate="core_lr_auc",
+        role="primary",
+        threshold=0.65,
+        direction="at_most",
+        message="",
+        seconds=1.0,
+    )
+    recs = pd.DataFrame(
+        [
+            dict(base, seed=i, verdict="fail" if i < 2 else "pass", value=0.5, lo=0.45 if i < 18 else 0.51, hi=0.55)
+            for i in range(20)
+        ]
+    )
     row = rates.summarise(recs).iloc[0]
     assert row["fail_rate"] == pytest.approx(0.1) and row["fail_lo"] < 0.1 < row["fail_hi"]
     assert row["truth"] == 0.5 and row["truth_source"] == "analytic"
@@ -165,10 +182,13 @@ def test_workers_record_the_same_table(tmp_path, pool, tmp_path_factory):
     mini = tiny_profile._replace(name="mini", cells=cells)
     assert isinstance(mini, Profile)
     cache = tmp_path_factory.getbasetemp() / "cache0"  # the pool fixture's directory
-    frames = [pd.read_csv(run_profile(mini, tmp_path / f"w{w}", cache_dir=cache, progress=False, workers=w))
-              for w in (1, 2)]
+    frames = [
+        pd.read_csv(run_profile(mini, tmp_path / f"w{w}", cache_dir=cache, progress=False, workers=w)) for w in (1, 2)
+    ]
     assert len(frames[0]) > 3
-    pd.testing.assert_frame_equal(frames[0].drop(columns="seconds"), frames[1].drop(columns="seconds"), check_exact=True)
+    pd.testing.assert_frame_equal(
+        frames[0].drop(columns="seconds"), frames[1].drop(columns="seconds"), check_exact=True
+    )
 
 
 def test_magnitude_imbalance_is_planted_by_selection_in_survey_format(pool):
@@ -193,8 +213,11 @@ def test_builder_roles_are_the_builders(pool, tmp_path):
     write_parquet_atomic(paired_catalogue(pool, index, 0.0, np.random.default_rng(0)), tmp_path / "in" / "p.parquet")
     build_manifest(tmp_path / "in", tmp_path / "m", mode="unpaired", seed=3, progress=False)
     # rows are sorted train, val, test, test_paired: a pair's last row is in test_paired (its positive also in test)
-    built = read_manifest(tmp_path / "m").frame.groupby("lrg_id").agg(split=("split", "last"), n=("label", "size"),
-                                                                       label=("label", "max"))
+    built = (
+        read_manifest(tmp_path / "m")
+        .frame.groupby("lrg_id")
+        .agg(split=("split", "last"), n=("label", "size"), label=("label", "max"))
+    )
     split, role = plant.builder_roles(pool, 3)
     from shortcutgates.data.identity import format_lrg_id
 
@@ -228,8 +251,9 @@ def test_the_cross_test_gap_resamples_the_shared_positives_jointly(tmp_path):
     assert width["shared"] < 0.8 * width["separate"]
 
 
-@pytest.mark.parametrize("n_lrgs,shared,role", [(6667, True, "primary"), (4000, True, "reported"),
-                                                (6667, False, "reported")])
+@pytest.mark.parametrize(
+    "n_lrgs,shared,role", [(6667, True, "primary"), (4000, True, "reported"), (6667, False, "reported")]
+)
 def test_cross_test_gap_is_primary_from_500_shared_lenses(tmp_path, n_lrgs, shared, role):
     from shortcutgates.calibrate.gap import planted_rows
     from shortcutgates.gates.registry import REGISTRY, GateContext, shared_gap_lrgs

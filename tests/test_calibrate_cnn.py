@@ -39,8 +39,19 @@ def synthetic_pool(n: int = 240, seed: int = 0, size: int = 64) -> Pool:
         counter = np.exp(-0.5 * (np.hypot(x + 2 * np.cos(phi[i]), y + 2 * np.sin(phi[i])) / 1.5) ** 2)
         arc[i] = 4 * ring + 1.5 * counter
     meta = pd.DataFrame({c: rng.uniform(1.0, 1.5, n) for c in PROPERTY_COLUMNS})
-    truth = {"lens_e": 0.2, "lens_phi_rad": 0.3, "shear": 0.03, "shear_phi_rad": 1.0, "src_reff_arcsec": 0.2,
-             "src_n": 1.0, "src_q": 0.8, "src_phi_rad": 0.5, "src_dmag": 1.0, "arc_snr": 30.0, "magnification": 5.0}
+    truth = {
+        "lens_e": 0.2,
+        "lens_phi_rad": 0.3,
+        "shear": 0.03,
+        "shear_phi_rad": 1.0,
+        "src_reff_arcsec": 0.2,
+        "src_n": 1.0,
+        "src_q": 0.8,
+        "src_phi_rad": 0.5,
+        "src_dmag": 1.0,
+        "arc_snr": 30.0,
+        "magnification": 5.0,
+    }
     for c in TRUTH_COLUMNS:
         meta[c] = truth.get(c, 0.0)
     meta["src_x_arcsec"], meta["src_y_arcsec"] = 0.3 * np.cos(phi), 0.3 * np.sin(phi)
@@ -75,8 +86,9 @@ def test_realistic_pool_chunks_are_the_simulators_lrgs_with_their_whole_truth(mo
     assert pool.meta["src_q"].between(0.4, 1.0).all() and pool.meta["shear_phi_rad"].between(0, np.pi).all()
     written = ["shear_phi_rad", "src_n", "src_q", "src_phi_rad"]  # the simulator writes them now: replay them
     older = frame.drop(columns=written).iloc[2:].reset_index(drop=True)
-    pd.testing.assert_frame_equal(injection_truth(older, 0, first=2)[written],
-                                  frame[written].iloc[2:].reset_index(drop=True), check_dtype=False)
+    pd.testing.assert_frame_equal(
+        injection_truth(older, 0, first=2)[written], frame[written].iloc[2:].reset_index(drop=True), check_dtype=False
+    )
     with pytest.raises(RuntimeError, match="replayed injections differ"):  # the wrong LRGs' streams
         injection_truth(older, 0, first=0)
 
@@ -100,19 +112,38 @@ def test_core_reliant_positives_carry_a_central_point_source_and_a_faint_arc(poo
     ctrl = np.asarray(pool.ctrl[pos], np.float64)
     source = _images(frame, 1) - ctrl - cnn.RELIANT_ARC_KEEP * np.asarray(pool.arc[pos])
     inside = core_mask((64, 64), R_CORE_PX)
-    np.testing.assert_allclose(source.sum(axis=(2, 3)), cnn.POINT_SOURCE_FRACTION * ctrl[..., inside].sum(-1),
-                               rtol=1e-3)
+    np.testing.assert_allclose(
+        source.sum(axis=(2, 3)), cnn.POINT_SOURCE_FRACTION * ctrl[..., inside].sum(-1), rtol=1e-3
+    )
     assert (source[:, 1].reshape(len(pos), -1).argmax(1) == 32 * 64 + 32).all()
     np.testing.assert_array_equal(_images(frame, 0), np.asarray(pool.ctrl[_index(frame, 0)]))
 
 
 def test_fixed_by_construction_cases_are_not_a_null():
-    base = {"kind": "model", "problem": "core", "strength": 0.0, "n_lrgs": 250, "core": 0.25, "case": "c",
-            "gate": "arc_masked_auroc", "role": "primary", "verdict": "pass", "value": 0.5, "lo": 0.5, "hi": 0.5,
-            "threshold": 0.6, "seconds": 1.0, "seed": 0}
-    rows = [dict(base, cell="a", scorer="arc"), dict(base, cell="a", scorer="arc", seed=1),
-            dict(base, cell="b", scorer="arc", pool="realistic"), dict(base, cell="c", scorer="mix0.2"),
-            dict(base, cell="d", scorer="arc", gate="morphology_auroc")]
+    base = {
+        "kind": "model",
+        "problem": "core",
+        "strength": 0.0,
+        "n_lrgs": 250,
+        "core": 0.25,
+        "case": "c",
+        "gate": "arc_masked_auroc",
+        "role": "primary",
+        "verdict": "pass",
+        "value": 0.5,
+        "lo": 0.5,
+        "hi": 0.5,
+        "threshold": 0.6,
+        "seconds": 1.0,
+        "seed": 0,
+    }
+    rows = [
+        dict(base, cell="a", scorer="arc"),
+        dict(base, cell="a", scorer="arc", seed=1),
+        dict(base, cell="b", scorer="arc", pool="realistic"),
+        dict(base, cell="c", scorer="mix0.2"),
+        dict(base, cell="d", scorer="arc", gate="morphology_auroc"),
+    ]
     summary = rates.summarise(pd.DataFrame(rows)).set_index("cell")
     assert summary["not_a_null"].to_dict() == {"a": True, "b": False, "c": False, "d": False}
     table = null_table(summary.reset_index(), "model")
@@ -128,12 +159,16 @@ def test_tiny_cnn_cell_trains_on_other_lrgs_than_it_gates_and_records_every_bin(
     assert not train_ids & set(gate["lrg_id"]) and set(gate["split"]) == {"test", "test_paired"}
     paired = gate[gate["split"] == "test_paired"]
     assert (paired.groupby("lrg_id")["label"].nunique() == 2).all() and len(paired) == 80
-    records = pd.DataFrame(run_seed(pool, Cell("cnn", n_lrgs=60, scorer="cnn:reliant-raw_robust", pool="realistic"),
-                                    0, GateConfig(n_boot=500)))
+    records = pd.DataFrame(
+        run_seed(
+            pool, Cell("cnn", n_lrgs=60, scorer="cnn:reliant-raw_robust", pool="realistic"), 0, GateConfig(n_boot=500)
+        )
+    )
     training = records[records["gate"] == TRAINING_GATE]
     assert len(training) == 1 and 0 <= training["value"].iloc[0] <= 1
     assert set(records.loc[records["gate"] == "arc_masked_auroc", "case"]) == {
-        "arc_masked_auroc[test_paired-theta_e1.5-2]"}
+        "arc_masked_auroc[test_paired-theta_e1.5-2]"
+    }
     outcome = rates.family_outcomes(records)
     counterfactual = records[records["gate"].isin(rates.COUNTERFACTUAL_GATES)]
     assert len(counterfactual) == 4 and len(outcome) == 1
@@ -143,16 +178,51 @@ def test_tiny_cnn_cell_trains_on_other_lrgs_than_it_gates_and_records_every_bin(
 def test_family_outcome_counts_what_the_suite_turns_red():
     """``model_red``: an inconclusive primary case is red for the user although it is no deciding fail;
     a diagnostic's (``morphology_auroc``) whole-interval violation is not red."""
-    base = {"kind": "cnn", "problem": "core", "strength": 0.0, "n_lrgs": 60, "scorer": "cnn:neutral-residual",
-            "core": 0.0, "where": "", "pool": "realistic", "seed": 0, "value": 0.5, "lo": 0.4, "hi": 0.6}
-    records = pd.DataFrame([
-        {**base, "case": "cnn_training", "gate": "cnn_training", "role": "training", "verdict": "trained",
-         "established": False, "seconds": 1.0},
-        {**base, "case": "arc_masked_auroc[x]", "gate": "arc_masked_auroc", "role": "primary",
-         "verdict": "inconclusive", "established": False, "seconds": 1.0},
-        {**base, "case": "morphology_auroc[x]", "gate": "morphology_auroc", "role": "reported", "verdict": "fail",
-         "established": False, "seconds": 1.0},
-    ])
+    base = {
+        "kind": "cnn",
+        "problem": "core",
+        "strength": 0.0,
+        "n_lrgs": 60,
+        "scorer": "cnn:neutral-residual",
+        "core": 0.0,
+        "where": "",
+        "pool": "realistic",
+        "seed": 0,
+        "value": 0.5,
+        "lo": 0.4,
+        "hi": 0.6,
+    }
+    records = pd.DataFrame(
+        [
+            {
+                **base,
+                "case": "cnn_training",
+                "gate": "cnn_training",
+                "role": "training",
+                "verdict": "trained",
+                "established": False,
+                "seconds": 1.0,
+            },
+            {
+                **base,
+                "case": "arc_masked_auroc[x]",
+                "gate": "arc_masked_auroc",
+                "role": "primary",
+                "verdict": "inconclusive",
+                "established": False,
+                "seconds": 1.0,
+            },
+            {
+                **base,
+                "case": "morphology_auroc[x]",
+                "gate": "morphology_auroc",
+                "role": "reported",
+                "verdict": "fail",
+                "established": False,
+                "seconds": 1.0,
+            },
+        ]
+    )
     for column in rates.CELL_COLUMNS:
         records[column] = records.get(column, "")
     out = rates.family_outcomes(records).iloc[0]
@@ -166,8 +236,9 @@ TRAINED_SUITE = Cell("suite", "core", 0.0, 120, scorer="cnn:neutral-residual", p
 
 def _pool_index(frame) -> np.ndarray:
     """Pool positions of built rows, from their sky position (``pool.sky_grid``: 0.01° apart)."""
-    return (np.rint((frame["ra"].to_numpy() - 100.0) / 0.01) + 1000 * np.rint((frame["dec"].to_numpy() + 10.0) / 0.01)
-            ).astype(int)
+    return (
+        np.rint((frame["ra"].to_numpy() - 100.0) / 0.01) + 1000 * np.rint((frame["dec"].to_numpy() + 10.0) / 0.01)
+    ).astype(int)
 
 
 def test_a_trained_suite_catalogue_lends_every_training_negative_a_positives_counter_image(pool, tmp_path):
@@ -225,10 +296,13 @@ def test_tiny_trained_suite_cell_runs_the_whole_suite_on_its_own_cnn_determinist
     assert records["case"].tolist() == [TRAINING_GATE, *cases]  # every case once, in registry order
     assert dict(zip(records["case"], records["role"])) == {TRAINING_GATE: "training", **cases}
     assert {"data_integrity", "core_lr_auc", "property_balance", "detection_auroc", "arc_masked_auroc"} <= set(
-        records["gate"]) and not records["case"].str.contains("model_train").any()
+        records["gate"]
+    ) and not records["case"].str.contains("model_train").any()
     assert (records["cell"] == "suite:core=0:n120:cnn:neutral-residual:realistic").all()
     outcome = rates.suite_outcomes(records).iloc[0]
-    red = [c for c, r in zip(records["case"], records.to_dict("records")) if c != TRAINING_GATE and is_red(r, strict=True)]
+    red = [
+        c for c, r in zip(records["case"], records.to_dict("records")) if c != TRAINING_GATE and is_red(r, strict=True)
+    ]
     assert outcome["green"] == (not red) and outcome["not_passed"].count(";") == max(len(red) - 1, 0)
 
 
@@ -244,4 +318,6 @@ def test_criteria_profile_holds_the_clean_trained_suite_and_a_realistic_pool_tha
     assert profile.lrgs_of("realistic") > SUITE_LRGS and profile.lrgs_of("tapered") == profile.pool_lrgs
     monkeypatch.setattr(runner, "load_pool", lambda n, seed, cache, progress=False, kind="tapered": (n, kind))
     assert runner._pools({"realistic": 6000, "tapered": 10000}, 0, None) == {
-        "realistic": (6000, "realistic"), "tapered": (10000, "tapered")}
+        "realistic": (6000, "realistic"),
+        "tapered": (10000, "tapered"),
+    }

@@ -23,7 +23,7 @@ def test_the_synthetic_features_have_the_population_auc(design):
     both designs (paired: each feature has variance 2 and the shift is √2 larger)."""
     delta = math.sqrt(2 / cv.N_SIGNAL) * norm.ppf(0.65)
     x, labels, groups = cv.make_features(20000, 12, cv.N_SIGNAL, delta, design, seed=3)
-    assert roc_auc_score(labels, x[:, :cv.N_SIGNAL].sum(axis=1)) == pytest.approx(0.65, abs=0.01)
+    assert roc_auc_score(labels, x[:, : cv.N_SIGNAL].sum(axis=1)) == pytest.approx(0.65, abs=0.01)
     assert len(np.unique(groups)) == 20000 and labels.mean() == 0.5
 
 
@@ -41,7 +41,12 @@ def test_the_coverage_profile_runs_through_the_harness_and_writes_its_tables(tmp
 
     profile = make_profile("coverage")
     assert profile.n_boot == GateConfig().n_boot and {n for _, n in profile.cells} == {COVERAGE_SEEDS}
-    assert {c.problem for c, _ in profile.cells} == {"probe-unpaired", "probe-paired", "scorer-unpaired", "scorer-paired"}
+    assert {c.problem for c, _ in profile.cells} == {
+        "probe-unpaired",
+        "probe-paired",
+        "scorer-unpaired",
+        "scorer-paired",
+    }
     cells = ((Cell("coverage", "probe-paired", 0.65, 100), 3), (Cell("coverage", "scorer-unpaired", 0.75, 100), 3))
     run_profile(profile._replace(cells=cells), tmp_path, progress=False)
     records = load_records(tmp_path)

@@ -46,8 +46,9 @@ def old_loop(stamps, ctrls, inv, truth, seed, names, boot=GateConfig(n_boot=500)
     groups = inv.astype(str)
     fwhm = truth[list(pt.PSF_COLUMNS)].to_numpy(np.float64)
     lensed = pt.split_lensed_light(d, truth, fwhm)
-    bins = paired.theta_bins(truth["theta_e_arcsec"].to_numpy(), lensed.decidable, groups,
-                             GateConfig().theta_e_bins_arcsec, lensed.reason)
+    bins = paired.theta_bins(
+        truth["theta_e_arcsec"].to_numpy(), lensed.decidable, groups, GateConfig().theta_e_bins_arcsec, lensed.reason
+    )
     images, perm = paired.counterfactuals(stamps, ctrls[inv], groups, lensed, fwhm, seed)
     raw = {}
     for name in [n for n in names if not n.startswith("mix")] + ["arc", "core"]:
@@ -73,8 +74,11 @@ def old_loop(stamps, ctrls, inv, truth, seed, names, boot=GateConfig(n_boot=500)
                     if len(rows) < paired.MIN_BIN_PAIRS:
                         raise ProbeError("undecidable")
                     est, _ = paired.paired_statistic(sc, kind, statistic, rows, groups, boot)
-                    out[(gate, b["label"], name)] = (decide(est.value, (est.lo, est.hi), row.threshold, row.direction),
-                                                     float(est.value), primary)
+                    out[(gate, b["label"], name)] = (
+                        decide(est.value, (est.lo, est.hi), row.threshold, row.direction),
+                        float(est.value),
+                        primary,
+                    )
                 except (ProbeError, ValueError):
                     out[(gate, b["label"], name)] = ("error", float("nan"), primary)
     return out
@@ -107,8 +111,11 @@ def test_a_reader_seed_decides_every_case_as_the_old_loop(seed_frame):
     components = rd.ComponentScores()
     scorers = {n: components.mixture(float(n[3:])) if n.startswith("mix") else resolve_scorer(n) for n in names}
     records = rd.reader_records({"cell": "c", "seed": SEED}, sample, CFG, scorers)
-    new = {(r["gate"], r["case"].split("-", 1)[1].rstrip("]"), r["scorer"]): (r["verdict"], r["value"], r["role"])
-           for r in records if r["gate"] in COUNTERFACTUAL_GATES}
+    new = {
+        (r["gate"], r["case"].split("-", 1)[1].rstrip("]"), r["scorer"]): (r["verdict"], r["value"], r["role"])
+        for r in records
+        if r["gate"] in COUNTERFACTUAL_GATES
+    }
     old = old_loop(stamps, ctrls, inv, truth, SEED, names)
     assert GateConfig(n_boot=500).seed == SEED == CFG.seed  # the old loop's bootstrap seed is the cell's here
     for lam in (0.0, 0.3, 1.0):  # and so is every mixture's operating threshold (per-pair vs per-control)

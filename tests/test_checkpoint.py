@@ -27,9 +27,15 @@ def _payload(**over) -> dict:
     torch.manual_seed(0)
     model = build_model(CONFIG)
     payload = {
-        "format": FORMAT, "version": FORMAT_VERSION, "model_config": CONFIG.to_dict(),
-        "state_dict": model.state_dict(), "preprocess": preprocess_record("residual"), "train_config": {"epochs": 1},
-        "data": {"manifest": "/x", "sha256": "0" * 64}, "metrics": {"best_val_auroc": 0.9}, "seed": 0,
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "model_config": CONFIG.to_dict(),
+        "state_dict": model.state_dict(),
+        "preprocess": preprocess_record("residual"),
+        "train_config": {"epochs": 1},
+        "data": {"manifest": "/x", "sha256": "0" * 64},
+        "metrics": {"best_val_auroc": 0.9},
+        "seed": 0,
     }
     payload.update(over)
     return payload
@@ -79,7 +85,10 @@ def _cases():
     return {
         "missing_key": (lambda p: _write(p, no_key), r"lacks key\(s\) preprocess"),
         "other_format": (lambda p: _write(p, _payload(format="lightning")), r"format is 'lightning', expected"),
-        "bare_state_dict": (lambda p: _write(p, build_model(CONFIG).state_dict()), r"a bare state_dict \(\d+ tensors.*cannot be run.*shortcutgates_scorer.*docs/scorers.md"),
+        "bare_state_dict": (
+            lambda p: _write(p, build_model(CONFIG).state_dict()),
+            r"a bare state_dict \(\d+ tensors.*cannot be run.*shortcutgates_scorer.*docs/scorers.md",
+        ),
         "newer_version": (lambda p: _write(p, _payload(version=FORMAT_VERSION + 1)), r"version \d+ is newer"),
         "other_architecture": (lambda p: _write(p, _payload(state_dict=sd_other)), r"does not fit the architecture"),
         "unknown_preprocess": (lambda p: _write(p, _payload(preprocess={"name": "sqrt"})), r"must be one of"),

@@ -22,8 +22,21 @@ from hostile_inputs import child_env, hand_manifest, write_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW = REPO / ".github" / "workflows" / "gates.yml"
-TRAIN = ["--width", "4", "--blocks", "1", "--epochs", "1", "--batch-size", "8", "--no-progress", "--device", "cpu",
-         "--threads", "1"]
+TRAIN = [
+    "--width",
+    "4",
+    "--blocks",
+    "1",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "8",
+    "--no-progress",
+    "--device",
+    "cpu",
+    "--threads",
+    "1",
+]
 NETWORK_STEPS = {"install"}
 """Step ids not run here: they download packages (the package is installed in this environment)."""
 
@@ -35,8 +48,9 @@ def load_workflow() -> dict:
 
 
 def _git(cwd: Path, *args: str) -> str:
-    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@t")
+    env = dict(
+        os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t"
+    )
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True, env=env).stdout.strip()
 
 
@@ -57,11 +71,18 @@ def run_steps(flow: dict, cwd: Path, github: dict) -> list[dict]:
             out.append({"id": step.get("id"), "ran": False})
             continue
         step_env = {**env, **{k: _expand(v, github) for k, v in step.get("env", {}).items()}}
-        done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]], cwd=cwd,
-                              env=step_env, capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+            cwd=cwd,
+            env=step_env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         failed = failed or done.returncode != 0
-        out.append({"id": step.get("id"), "ran": True, "returncode": done.returncode,
-                    "output": done.stdout + done.stderr})
+        out.append(
+            {"id": step.get("id"), "ran": True, "returncode": done.returncode, "output": done.stdout + done.stderr}
+        )
     return out
 
 
@@ -73,13 +94,27 @@ def project(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("lens_project")
     _git(root, "init", "-q")
     write_manifest(hand_manifest(40), root / "data" / "manifest")
-    (root / "pyproject.toml").write_text('[tool.shortcutgates]\nn_boot = 500\n')
+    (root / "pyproject.toml").write_text("[tool.shortcutgates]\nn_boot = 500\n")
     _git(root, "add", "-A")
     _git(root, "commit", "-q", "-m", "data")
     before = _git(root, "rev-parse", "HEAD")
     (root / "checkpoints").mkdir()
-    assert main([str(a) for a in ["train", "--data", root / "data" / "manifest", "--out",
-                                  root / "checkpoints" / "e2.pt", *TRAIN]]) == 0
+    assert (
+        main(
+            [
+                str(a)
+                for a in [
+                    "train",
+                    "--data",
+                    root / "data" / "manifest",
+                    "--out",
+                    root / "checkpoints" / "e2.pt",
+                    *TRAIN,
+                ]
+            ]
+        )
+        == 0
+    )
     (root / "checkpoints" / "notes.txt").write_text("not a model")
     _git(root, "add", "-A")
     _git(root, "commit", "-q", "-m", "new checkpoint")
@@ -123,10 +158,14 @@ def test_workflow_dispatch_names_the_model_and_missing_models_fail(project):
     flow = load_workflow()
     job = next(iter(flow["jobs"].values()))
     find = next(s for s in job["steps"] if s.get("id") == "models")
-    one = run_steps({"env": flow["env"], "jobs": {"gate": {"steps": [find]}}}, project["root"],
-                    {"github.event.inputs.model": "checkpoints/e2.pt"})
+    one = run_steps(
+        {"env": flow["env"], "jobs": {"gate": {"steps": [find]}}},
+        project["root"],
+        {"github.event.inputs.model": "checkpoints/e2.pt"},
+    )
     assert one[0]["returncode"] == 0 and "gating:\ncheckpoints/e2.pt" in one[0]["output"]
     head = _git(project["root"], "rev-parse", "HEAD")
-    none = run_steps({"env": flow["env"], "jobs": {"gate": {"steps": [find]}}}, project["root"],
-                     {"github.event.before": head})
+    none = run_steps(
+        {"env": flow["env"], "jobs": {"gate": {"steps": [find]}}}, project["root"], {"github.event.before": head}
+    )
     assert none[0]["returncode"] == 1 and "no model file to gate under checkpoints/" in none[0]["output"]

@@ -49,7 +49,6 @@ def test_stored_encoding_is_zipfiles_bytes(shape, data):
     assert encode_stamp(image, compress=False) == _encode_zip(image, compress=False)
 
 
-
 @settings(max_examples=15, deadline=None)
 @given(
     shape=st.tuples(st.integers(1, 12), st.integers(1, 12)),
@@ -60,7 +59,7 @@ def test_stored_encoding_is_zipfiles_bytes(shape, data):
 )
 def test_fast_decode_matches_the_reference_decoder(shape, dtype, fortran, compressed, data):
     kind = np.dtype(dtype).kind
-    elements = (st.floats(-1e6, 1e6, width=32) if kind == "f" else hnp.from_dtype(np.dtype(dtype)))
+    elements = st.floats(-1e6, 1e6, width=32) if kind == "f" else hnp.from_dtype(np.dtype(dtype))
     bands = {k: data.draw(hnp.arrays(dtype, shape, elements=elements)) for k in ("image_g", "image_r", "image_z")}
     if fortran:
         bands = {k: np.asfortranarray(v) for k, v in bands.items()}

@@ -35,10 +35,11 @@ def decode_stamp_fast(blob):
 def _fuzz_settings() -> settings:
     current = settings()
     thorough = settings.get_current_profile_name() == "thorough"
-    return settings(current, max_examples=max(current.max_examples, THOROUGH_EXAMPLES) if thorough
-                    else current.max_examples,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.function_scoped_fixture])
+    return settings(
+        current,
+        max_examples=max(current.max_examples, THOROUGH_EXAMPLES) if thorough else current.max_examples,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+    )
 
 
 FUZZ = _fuzz_settings()
@@ -64,11 +65,11 @@ def mutated_blobs(draw) -> bytes:
             del data[pos:]
         elif kind == "overwrite" and data:
             chunk = draw(st.binary(min_size=1, max_size=8))
-            data[pos:pos + len(chunk)] = chunk
+            data[pos : pos + len(chunk)] = chunk
         elif kind == "insert":
             data[pos:pos] = draw(st.binary(min_size=1, max_size=8))
         elif data:
-            del data[pos:pos + draw(st.integers(1, 16))]
+            del data[pos : pos + draw(st.integers(1, 16))]
     return bytes(data)
 
 
@@ -87,9 +88,12 @@ def _outcome(fn, blob):
     return image
 
 
-BLOBS = st.one_of(st.binary(max_size=512), mutated_blobs(),
-                  st.binary(max_size=64).map(lambda b: b"PK\x03\x04" + b),
-                  st.binary(max_size=64).map(lambda b: b"\x1f\x8b" + b))
+BLOBS = st.one_of(
+    st.binary(max_size=512),
+    mutated_blobs(),
+    st.binary(max_size=64).map(lambda b: b"PK\x03\x04" + b),
+    st.binary(max_size=64).map(lambda b: b"\x1f\x8b" + b),
+)
 
 
 @FUZZ
@@ -121,10 +125,30 @@ CELL = {
     "bool": st.booleans(),
 }
 PA_TYPES = {"int": pa.int64(), "float": pa.float64(), "str": pa.string(), "bytes": pa.binary(), "bool": pa.bool_()}
-COLUMNS = ["label", "split", "ra", "dec", "image_npz", "lrg_id", "source_path", "source_row", "source_column",
-           "psfsize_r"]
-NATURAL = {"label": "int", "split": "str", "ra": "float", "dec": "float", "image_npz": "bytes", "lrg_id": "str",
-           "source_path": "str", "source_row": "int", "source_column": "str", "psfsize_r": "float"}
+COLUMNS = [
+    "label",
+    "split",
+    "ra",
+    "dec",
+    "image_npz",
+    "lrg_id",
+    "source_path",
+    "source_row",
+    "source_column",
+    "psfsize_r",
+]
+NATURAL = {
+    "label": "int",
+    "split": "str",
+    "ra": "float",
+    "dec": "float",
+    "image_npz": "bytes",
+    "lrg_id": "str",
+    "source_path": "str",
+    "source_row": "int",
+    "source_column": "str",
+    "psfsize_r": "float",
+}
 
 
 @st.composite

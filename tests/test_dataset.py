@@ -119,8 +119,23 @@ def test_build_cli_cache_option(tmp_path, capsys):
 
     cat = generate_catalog(np.full(40, 2), seed=4, jitter_arcsec=0.1, image_size=12)
     write_catalog(cat.frame.assign(cutout_ok=np.int32(1)), tmp_path / "in", n_files=2)
-    assert main(["build", "--input", str(tmp_path / "in"), "--out", str(tmp_path / "m"), "--mode", "unpaired",
-                 "--no-progress", "--cache", str(tmp_path / "cache")]) == 0
+    assert (
+        main(
+            [
+                "build",
+                "--input",
+                str(tmp_path / "in"),
+                "--out",
+                str(tmp_path / "m"),
+                "--mode",
+                "unpaired",
+                "--no-progress",
+                "--cache",
+                str(tmp_path / "cache"),
+            ]
+        )
+        == 0
+    )
     assert "decoded cache: 2 arrays (raw_robust)" in capsys.readouterr().out
     frame = ds.select_splits(read_manifest(tmp_path / "m").frame, "val")
     key = ds.rows_key(frame, ds.manifest_sha256(tmp_path / "m"), "raw_robust")

@@ -21,10 +21,20 @@ def _ckpt(path, preprocess="raw_robust", seed=0):
     torch.manual_seed(seed)
     cfg = ModelConfig(width=4, blocks=(1,))
     model = build_model(cfg)
-    save_checkpoint(path, {
-        "format": FORMAT, "version": FORMAT_VERSION, "model_config": cfg.to_dict(), "state_dict": model.state_dict(),
-        "preprocess": preprocess_record(preprocess), "train_config": {}, "data": {}, "metrics": {}, "seed": seed,
-    })
+    save_checkpoint(
+        path,
+        {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "model_config": cfg.to_dict(),
+            "state_dict": model.state_dict(),
+            "preprocess": preprocess_record(preprocess),
+            "train_config": {},
+            "data": {},
+            "metrics": {},
+            "seed": seed,
+        },
+    )
     return path
 
 
@@ -61,8 +71,10 @@ def test_score_manifest_scores_once_then_reads_the_cache(tmp_path, monkeypatch):
     frame = read_manifest(manifest).frame
     images, _ = load_images(frame)
     np.testing.assert_allclose(
-        ev.score_manifest(ckpt, manifest, cache_dir=cache)["score"], ev.predict_scores(load_checkpoint(ckpt), images),
-        rtol=1e-6)
+        ev.score_manifest(ckpt, manifest, cache_dir=cache)["score"],
+        ev.predict_scores(load_checkpoint(ckpt), images),
+        rtol=1e-6,
+    )
 
     monkeypatch.setattr(ev, "load_checkpoint", lambda *a, **k: pytest.fail("scored again despite the cache"))
     again = ev.score_manifest(ckpt, manifest, ["val", "test"], cache_dir=cache)

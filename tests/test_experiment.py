@@ -28,9 +28,13 @@ def test_configurations_are_the_proposals_remedies():
 
 
 def test_primary_failed_lists_primary_cases_that_did_not_pass():
-    records = [{"id": "a", "role": "primary", "verdict": "pass"}, {"id": "b", "role": "primary", "verdict": "fail"},
-               {"id": "c", "role": "reported", "verdict": "fail"}, {"id": "d", "role": "primary", "verdict": "inconclusive"},
-               {"id": "e", "role": "primary", "verdict": "skipped"}]
+    records = [
+        {"id": "a", "role": "primary", "verdict": "pass"},
+        {"id": "b", "role": "primary", "verdict": "fail"},
+        {"id": "c", "role": "reported", "verdict": "fail"},
+        {"id": "d", "role": "primary", "verdict": "inconclusive"},
+        {"id": "e", "role": "primary", "verdict": "skipped"},
+    ]
     assert ex.primary_failed(records) == ["b", "d"]
 
 
@@ -44,12 +48,15 @@ def test_point_source_holds_its_flux_at_the_centre():
     np.testing.assert_allclose(em.lrg_flux(ctrl), 25.0)
 
 
-@pytest.mark.parametrize("kw,match", [
-    pytest.param({"epochs": 0}, "'epochs' must be >= 1", id="epochs"),
-    pytest.param({"seeds": 0}, "'seeds' must be >= 1", id="seeds"),
-    pytest.param({"n_boot": 100}, "'n_boot' must be >= 500", id="n_boot"),
-    pytest.param({"configs": ()}, "at least one configuration", id="configs"),
-])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        pytest.param({"epochs": 0}, "'epochs' must be >= 1", id="epochs"),
+        pytest.param({"seeds": 0}, "'seeds' must be >= 1", id="seeds"),
+        pytest.param({"n_boot": 100}, "'n_boot' must be >= 500", id="n_boot"),
+        pytest.param({"configs": ()}, "at least one configuration", id="configs"),
+    ],
+)
 def test_params_reject_bad_values(tmp_path, kw, match):
     with pytest.raises(ValueError, match=match):
         ep.ExperimentParams(out=tmp_path, **kw)
@@ -79,12 +86,34 @@ def test_roc_points_thin_keep_ends_and_stay_monotone(n, max_points, seed):
 
 def test_gate_metric_selects_by_gate_split_and_params():
     records = [
-        {"id": "core_lr_auc[train-box10-raw_robust]", "gate": "core_lr_auc", "split": "train",
-         "params": {"box": 10, "input": "raw_robust"}, "value": 0.9, "ci": [0.8, 0.95], "n": 10, "n_groups": 5,
-         "verdict": "fail", "threshold": 0.65, "direction": "max", "message": ""},
-        {"id": "core_lr_auc[train-box10-model]", "gate": "core_lr_auc", "split": "train",
-         "params": {"box": 10, "input": "model"}, "value": 0.6, "ci": [0.5, 0.7], "n": 10, "n_groups": 5,
-         "verdict": "inconclusive", "threshold": 0.65, "direction": "max", "message": "m"},
+        {
+            "id": "core_lr_auc[train-box10-raw_robust]",
+            "gate": "core_lr_auc",
+            "split": "train",
+            "params": {"box": 10, "input": "raw_robust"},
+            "value": 0.9,
+            "ci": [0.8, 0.95],
+            "n": 10,
+            "n_groups": 5,
+            "verdict": "fail",
+            "threshold": 0.65,
+            "direction": "max",
+            "message": "",
+        },
+        {
+            "id": "core_lr_auc[train-box10-model]",
+            "gate": "core_lr_auc",
+            "split": "train",
+            "params": {"box": 10, "input": "model"},
+            "value": 0.6,
+            "ci": [0.5, 0.7],
+            "n": 10,
+            "n_groups": 5,
+            "verdict": "inconclusive",
+            "threshold": 0.65,
+            "direction": "max",
+            "message": "m",
+        },
     ]
     m = em.gate_metric(records, "core_lr_auc", "train", 3, box=10, input="model")
     assert m["value"] == 0.6 and m["seed"] == 3 and m["source"] == "core_lr_auc[train-box10-model]"
@@ -94,9 +123,16 @@ def test_gate_metric_selects_by_gate_split_and_params():
 
 
 def test_stratified_bins_from_gate_extra():
-    rec = {"gate": "stratified_auroc", "params": {"by": "theta_e"},
-           "extra": {"bins": [{"bin": "0-1arcsec", "n_pos": 3, "n_neg": 9, "auc": None, "ci": None},
-                              {"bin": "1-1.5arcsec", "n_pos": 9, "n_neg": 9, "auc": 0.8, "ci": [0.7, 0.9]}]}}
+    rec = {
+        "gate": "stratified_auroc",
+        "params": {"by": "theta_e"},
+        "extra": {
+            "bins": [
+                {"bin": "0-1arcsec", "n_pos": 3, "n_neg": 9, "auc": None, "ci": None},
+                {"bin": "1-1.5arcsec", "n_pos": 9, "n_neg": 9, "auc": 0.8, "ci": [0.7, 0.9]},
+            ]
+        },
+    }
     out = em.stratified_bins([rec, {"gate": "detection_auroc", "params": {}}])
     assert list(out) == ["theta_e"]
     assert out["theta_e"][1] == {"bin": "1-1.5arcsec", "value": 0.8, "ci": [0.7, 0.9], "n_pos": 9, "n_neg": 9}
@@ -156,32 +192,64 @@ def test_demo_command_rejects_bad_sizes(tmp_path, capsys):
 def test_command_line_maps_to_params(tmp_path):
     from shortcutgates.cli import build_parser
 
-    argv = ["experiment", "--out", str(tmp_path), "--epochs", "2", "--seed", "3", "--seeds", "2",
-            "--input", str(tmp_path / "survey"), "--n-boot", "600", "--max-minutes", "1.5"]
+    argv = [
+        "experiment",
+        "--out",
+        str(tmp_path),
+        "--epochs",
+        "2",
+        "--seed",
+        "3",
+        "--seeds",
+        "2",
+        "--input",
+        str(tmp_path / "survey"),
+        "--n-boot",
+        "600",
+        "--max-minutes",
+        "1.5",
+    ]
     p = ex.params_from_args(build_parser(argv).parse_args(argv))
     assert (p.out, p.epochs, p.seed_list(), p.input, p.n_boot, p.max_minutes) == (
-        tmp_path, 2, [3, 4], tmp_path / "survey", 600, 1.5)
+        tmp_path,
+        2,
+        [3, 4],
+        tmp_path / "survey",
+        600,
+        1.5,
+    )
     with pytest.raises(ValueError, match="--n-lrgs .* cannot be used with --input"):
         ex.params_from_args(build_parser(argv).parse_args(argv + ["--n-lrgs", "12"]))
     sim = argv[:3] + ["--n-lrgs", "12"]
     assert ex.params_from_args(build_parser(sim).parse_args(sim)).n_lrgs == 12
     defaults = ex.params_from_args(build_parser(argv[:3]).parse_args(argv[:3]))
-    assert (defaults.n_lrgs, defaults.epochs, defaults.input) == (ep.ExperimentParams(out=tmp_path).n_lrgs,
-                                                                 ep.ExperimentParams(out=tmp_path).epochs, None)
+    assert (defaults.n_lrgs, defaults.epochs, defaults.input) == (
+        ep.ExperimentParams(out=tmp_path).n_lrgs,
+        ep.ExperimentParams(out=tmp_path).epochs,
+        None,
+    )
 
 
 def test_e5_table_lists_failed_primary_gates_and_seed_counts():
     from shortcutgates.experiment.report import e5_table
 
     def config(failed):
-        return {"dataset": "unpaired-hn-core-shuffle", "primary_failed": failed,
-                "experiments": {"E2": {"value": 0.97, "ci": [0.95, 0.99],
-                                       "tpr_at_fpr": {"0.01": {"value": 0.5, "ci": [0.4, 0.6]}}}},
-                "unseen": {"point_source": {"value": 0.52, "ci": [0.48, 0.56 if failed else 0.62]}}}
+        return {
+            "dataset": "unpaired-hn-core-shuffle",
+            "primary_failed": failed,
+            "experiments": {
+                "E2": {"value": 0.97, "ci": [0.95, 0.99], "tpr_at_fpr": {"0.01": {"value": 0.5, "ci": [0.4, 0.6]}}}
+            },
+            "unseen": {"point_source": {"value": 0.52, "ci": [0.48, 0.56 if failed else 0.62]}},
+        }
 
-    results = {"params": {"configs": [{"name": "residual+hn"}]},
-               "seeds": [{"seed": 0, "configs": {"residual+hn": config([])}},
-                         {"seed": 1, "configs": {"residual+hn": config(["arc_masked_auroc[test_paired]"])}}]}
+    results = {
+        "params": {"configs": [{"name": "residual+hn"}]},
+        "seeds": [
+            {"seed": 0, "configs": {"residual+hn": config([])}},
+            {"seed": 1, "configs": {"residual+hn": config(["arc_masked_auroc[test_paired]"])}},
+        ],
+    }
     header, rows = e5_table(results)
     assert rows[0][header.index("primary gates not passed")] == "none"
     assert rows[1][header.index("primary gates not passed")] == "arc_masked_auroc[test_paired]"

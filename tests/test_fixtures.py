@@ -52,19 +52,29 @@ def load_make_fixtures():
 
 
 # --- data gates ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("case_id", [
-    "data_integrity", "lrg_leakage[test-pos-neg]", "lrg_leakage[test-test_paired]", "metadata_c2st_auc[test]",
-    "core_lr_auc[test-box10-raw_robust]", "arc_annulus_lr_auc[test-raw_robust]",
-])
+@pytest.mark.parametrize(
+    "case_id",
+    [
+        "data_integrity",
+        "lrg_leakage[test-pos-neg]",
+        "lrg_leakage[test-test_paired]",
+        "metadata_c2st_auc[test]",
+        "core_lr_auc[test-box10-raw_robust]",
+        "arc_annulus_lr_auc[test-raw_robust]",
+    ],
+)
 def test_data_gates_pass_on_clean_data(case_id):
     result = verdict(DATA["clean"], None, case_id)
     assert result.verdict == "pass", result.message
 
 
-@pytest.mark.parametrize("case_id, why", [
-    ("core_lr_auc[test-box10-raw_robust]", "central point source in the positives"),
-    ("lrg_leakage[test-pos-neg]", "paired: every positive's LRG is also a negative"),
-])
+@pytest.mark.parametrize(
+    "case_id, why",
+    [
+        ("core_lr_auc[test-box10-raw_robust]", "central point source in the positives"),
+        ("lrg_leakage[test-pos-neg]", "paired: every positive's LRG is also a negative"),
+    ],
+)
 def test_data_gates_fail_on_shortcut_data(case_id, why):
     result = verdict(DATA["shortcut"], None, case_id)
     assert result.verdict == "fail", f"{why}: {result.message}"
@@ -113,9 +123,15 @@ CORE_IDS = [f"{g}[{BIN}]" for g in ("arc_masked_auroc", "core_masked_auroc_drop"
 COUNTERFACTUAL_IDS = CORE_IDS + [f"morphology_auroc[{BIN}]"]
 
 
-@pytest.mark.parametrize("case_id", [
-    "detection_auroc[test]", "detection_auroc[test_paired]", "cross_test_gap", *CORE_IDS,
-])
+@pytest.mark.parametrize(
+    "case_id",
+    [
+        "detection_auroc[test]",
+        "detection_auroc[test_paired]",
+        "cross_test_gap",
+        *CORE_IDS,
+    ],
+)
 def test_model_gates_pass_for_the_arcs_only_model(case_id):
     result = verdict(DATA["clean"], MODELS["clean"], case_id)
     assert result.verdict == "pass", result.message

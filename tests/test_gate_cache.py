@@ -34,10 +34,21 @@ def test_key_follows_the_bytes_not_the_path(tmp_path):
     assert _key(a) != _key(b)
 
 
-@pytest.mark.parametrize("change", [
-    {"seed": 1}, {"max_samples": 100}, {"n_boot": 600}, {"level": 0.9}, {"boxes": (6,)}, {"n_splits": 4},
-    {"thresholds": {"core_lr_auc": 0.7}}, {"waivers": {"core_lr_auc[all]": "accepted"}}, {"primary": ("cross_test_gap",)},
-], ids=lambda c: next(iter(c)))
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"seed": 1},
+        {"max_samples": 100},
+        {"n_boot": 600},
+        {"level": 0.9},
+        {"boxes": (6,)},
+        {"n_splits": 4},
+        {"thresholds": {"core_lr_auc": 0.7}},
+        {"waivers": {"core_lr_auc[all]": "accepted"}},
+        {"primary": ("cross_test_gap",)},
+    ],
+    ids=lambda c: next(iter(c)),
+)
 def test_every_setting_changes_the_key(tmp_path, change):
     path = write_toy_manifest(tmp_path / "m", n=24)
     assert _key(path) != _key(path, GateConfig(**change))
@@ -82,11 +93,17 @@ def test_entry_round_trips_and_model_cases_are_never_stored(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["k1.json"]  # no temporary file left behind
 
 
-@pytest.mark.parametrize("content", [b"{\"format\": \"shortcutgates.gate-cache/1\", \"key\": \"k1\", \"rec",
-                                     b"\x00\xff garbage", b"[1, 2]",
-                                     b'{"format": "shortcutgates.gate-cache/1", "key": "other", "records": {}}',
-                                     b'{"format": "shortcutgates.gate-cache/1", "key": "k1", "records": {"a": 1}}'],
-                         ids=["truncated", "binary", "not_an_object", "wrong_key", "bad_records"])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"format": "shortcutgates.gate-cache/1", "key": "k1", "rec',
+        b"\x00\xff garbage",
+        b"[1, 2]",
+        b'{"format": "shortcutgates.gate-cache/1", "key": "other", "records": {}}',
+        b'{"format": "shortcutgates.gate-cache/1", "key": "k1", "records": {"a": 1}}',
+    ],
+    ids=["truncated", "binary", "not_an_object", "wrong_key", "bad_records"],
+)
 def test_corrupt_entry_is_ignored_with_one_notice(tmp_path, content):
     (tmp_path / "k1.json").write_bytes(content)
     seen = []
@@ -158,7 +175,9 @@ def test_plugin_ignores_a_corrupt_entry_with_one_line(suite, tmp_path):
     again = suite.runpytest(f"--data={CLEAN}", f"--gate-cache={store}", *SELECT)
     again.assert_outcomes(passed=3)
     notices = [line for line in again.stdout.lines if "corrupt gate cache entry" in line]
-    assert len(notices) == 1 and notices[0].startswith(f"shortcutgates: ignoring the corrupt gate cache entry {entry} (")
+    assert len(notices) == 1 and notices[0].startswith(
+        f"shortcutgates: ignoring the corrupt gate cache entry {entry} ("
+    )
     assert gc.DataGateCache(entry.parent, entry.stem).records  # rewritten whole
 
 
@@ -196,6 +215,8 @@ def test_gate_many_reuses_the_data_cases(tmp_path, monkeypatch):
     sweep.gate_many(CLEAN, [model], tmp_path / "b", cache_dir=store, progress=False)
     # only what depends on the model is measured again: model cases, the probe decided on the model's input,
     # and the leakage against the checkpoint's recorded training manifest
-    assert measured and all("model" in c.needs or c.gate in sweep.INPUT_DECIDED
-                            or str(c.params.get("pair", "")).endswith("model_train") for c in measured)
+    assert measured and all(
+        "model" in c.needs or c.gate in sweep.INPUT_DECIDED or str(c.params.get("pair", "")).endswith("model_train")
+        for c in measured
+    )
     assert json.loads((tmp_path / "b" / "clean.json").read_text()) == first  # the same report

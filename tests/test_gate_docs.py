@@ -34,8 +34,12 @@ def test_an_undocumented_gate_or_missing_markers_are_refused():
 
 def test_gate_lists_are_read_off_the_registry():
     assert sweep.DATA_ONLY_GATES == {n for n, g in registry.REGISTRY.items() if g.needs == ("data",)}
-    assert rates.NULL_TRUTH == {"core_lr_auc": 0.5, "metadata_c2st_auc": 0.5, "metadata_c2st_gbm_auc": 0.5,
-                                "property_balance": 0.0}
+    assert rates.NULL_TRUTH == {
+        "core_lr_auc": 0.5,
+        "metadata_c2st_auc": 0.5,
+        "metadata_c2st_gbm_auc": 0.5,
+        "property_balance": 0.0,
+    }
     counterfactual = {n for n, g in registry.REGISTRY.items() if g.cases is registry.mg.theta_bin_cases}
     assert set(registry.COUNTERFACTUAL_GATES) == counterfactual
     assert set(readers.primary_gates()) == {n for n in counterfactual if registry.REGISTRY[n].role == "primary"}

@@ -13,11 +13,18 @@ from shortcutgates.gates.synthetic import arc_stamp
 @pytest.fixture(scope="module")
 def arcs():
     """Three arcs (θ_E 6–9 px, extents 0.5–2.5 rad, one band 3× another) with their source truth and PSFs."""
-    arc = np.stack([arc_stamp(64, 9.0, 0.3, 1.0, 100.0), arc_stamp(64, 6.0, 2.5, 2.5, 40.0),
-                    arc_stamp(64, 7.5, -1.2, 0.5, 10.0)])
+    arc = np.stack(
+        [arc_stamp(64, 9.0, 0.3, 1.0, 100.0), arc_stamp(64, 6.0, 2.5, 2.5, 40.0), arc_stamp(64, 7.5, -1.2, 0.5, 10.0)]
+    )
     arc[:, 2] *= 3.0
-    truth = pd.DataFrame({"src_reff_arcsec": [0.35, 0.1, 0.5], "src_n": [1.0, 0.5, 2.0], "src_q": [0.7, 1.0, 0.4],
-                          "src_phi_rad": [0.2, 0.0, 1.4]})
+    truth = pd.DataFrame(
+        {
+            "src_reff_arcsec": [0.35, 0.1, 0.5],
+            "src_n": [1.0, 0.5, 2.0],
+            "src_q": [0.7, 1.0, 0.4],
+            "src_phi_rad": [0.2, 0.0, 1.4],
+        }
+    )
     fwhm = np.array([[1.4, 1.3, 1.2], [1.1, 1.0, 1.0], [1.7, 1.6, 1.5]])
     return arc, truth, fwhm
 

@@ -86,7 +86,9 @@ def test_lrg_leakage_passes_on_unpaired_disjoint_splits(clean):
 
 def test_lrg_leakage_fails_on_paired_data(shortcut):
     res = _run(shortcut, "lrg_leakage", pair="pos-neg")
-    assert res.verdict == "fail" and res.value == shortcut.frame.loc[shortcut.frame.split == "train", "_group"].nunique()
+    assert (
+        res.verdict == "fail" and res.value == shortcut.frame.loc[shortcut.frame.split == "train", "_group"].nunique()
+    )
 
 
 def test_lrg_leakage_between_splits_uses_sky_matching(tmp_path_factory, clean_rows):
@@ -122,18 +124,21 @@ def test_metadata_c2st_fails_on_shifted_psf_and_passes_when_matched(shortcut, ba
 
 
 @pytest.mark.parametrize("gate", ["metadata_c2st_auc", "core_lr_auc"])
-def test_shortcut_probes_decide_on_the_training_split_and_report_the_held_out_splits(clean, clean_rows, gate,
-                                                                                     tmp_path):
-    roles = {c.split: c.role for c in gate_cases(clean)
-             if c.gate == gate and c.needs == ("data",) and "theta_e" not in c.params}
+def test_shortcut_probes_decide_on_the_training_split_and_report_the_held_out_splits(clean, clean_rows, gate, tmp_path):
+    roles = {
+        c.split: c.role
+        for c in gate_cases(clean)
+        if c.gate == gate and c.needs == ("data",) and "theta_e" not in c.params
+    }
     assert roles.pop("train") == "primary"
     assert roles and set(roles.values()) == {"reported"}, roles
     # a manifest without a train split (an evaluation set gated on its own): its splits decide
     held_out = clean_rows[clean_rows["split"] != "train"]
     assert len(held_out) and set(held_out["split"]) != {"train"}
     ctx = GateContext(write_manifest(held_out, tmp_path), config=CFG)
-    assert {c.role for c in gate_cases(ctx)
-            if c.gate == gate and c.needs == ("data",) and "theta_e" not in c.params} == {"primary"}
+    assert {
+        c.role for c in gate_cases(ctx) if c.gate == gate and c.needs == ("data",) and "theta_e" not in c.params
+    } == {"primary"}
 
 
 # --- core_lr_auc -------------------------------------------------------------------------------
@@ -166,8 +171,17 @@ def round_core_rows():
     from shortcutgates.data.codec import decode_stamp
     from shortcutgates.model.preprocess import ring_index
 
-    rows = make_rows(ToySpec(n_lrgs=600, size=32, paired=False, theta_e_arcsec=(2.2, 3.0), lrg_flux=(5.0, 15.0),
-                             test_paired=False, seed=11))  # faint LRGs: no pixel reaches raw_robust's clip
+    rows = make_rows(
+        ToySpec(
+            n_lrgs=600,
+            size=32,
+            paired=False,
+            theta_e_arcsec=(2.2, 3.0),
+            lrg_flux=(5.0, 15.0),
+            test_paired=False,
+            seed=11,
+        )
+    )  # faint LRGs: no pixel reaches raw_robust's clip
     ring = ring_index(32, 32)
     extra = (4.0 * np.exp(-0.5 * ring**2 / 2.0**2)).astype(np.float32)
     pos = rows.label == 1
@@ -182,8 +196,9 @@ def _core_cases(ctx, split="train"):
 def test_a_residual_model_is_not_red_because_of_the_raw_image(tmp_path_factory, round_core_rows):
     from shortcutgates.gates.report_json import is_red
 
-    ctx = _context(tmp_path_factory, "round_core", round_core_rows, score_fn=lambda x: x[:, 1, 16, 16],
-                   preprocess="residual")
+    ctx = _context(
+        tmp_path_factory, "round_core", round_core_rows, score_fn=lambda x: x[:, 1, 16, 16], preprocess="residual"
+    )
     cases = _core_cases(ctx)
     raw, own = cases["core_lr_auc[train-box10-raw_robust]"], cases["core_lr_auc[train-box10-model]"]
     assert raw.role == "reported" and own.role == "primary"
@@ -194,8 +209,9 @@ def test_a_residual_model_is_not_red_because_of_the_raw_image(tmp_path_factory, 
     # ... the probe on what the model reads, which decides: nothing there
     assert own_res.verdict == "pass" and "input residual" in own_res.message and not is_red(own_res.to_json())
     # a data-only run decides on --input: residual decides, the raw probe is reported (not established)
-    data_only = _context(tmp_path_factory, "round_core_data", round_core_rows,
-                         config=GateConfig(n_boot=500, input="residual"))
+    data_only = _context(
+        tmp_path_factory, "round_core_data", round_core_rows, config=GateConfig(n_boot=500, input="residual")
+    )
     cases = _core_cases(data_only)
     assert cases["core_lr_auc[train-box10-residual]"].role == "primary"
     assert cases["core_lr_auc[train-box10-raw_robust]"].role == "reported"
@@ -210,8 +226,9 @@ def test_a_residual_model_is_not_red_because_of_the_raw_image(tmp_path_factory, 
 def test_a_model_declaring_no_preprocessing_is_never_decided_on_raw_pixels(tmp_path_factory, round_core_rows):
     from shortcutgates.model.scorer_contract import _Identity
 
-    ctx = _context(tmp_path_factory, "round_core_none", round_core_rows, score_fn=lambda x: x[:, 1, 16, 16],
-                   preprocess=_Identity())
+    ctx = _context(
+        tmp_path_factory, "round_core_none", round_core_rows, score_fn=lambda x: x[:, 1, 16, 16], preprocess=_Identity()
+    )
     cases = _core_cases(ctx)
     assert cases["core_lr_auc[train-box10-model]"].role == "reported"
     assert cases["core_lr_auc[train-box10-raw_robust]"].role == "primary"  # --input's default decides
@@ -219,8 +236,9 @@ def test_a_model_declaring_no_preprocessing_is_never_decided_on_raw_pixels(tmp_p
     assert not res.established and "declares preprocessing 'none'" in res.message
 
 
-@pytest.mark.parametrize("theta_lo, fwhm, clears", [(2.0, 1.3, True), (1.5, 1.3, False), (2.0, 1.6, False),
-                                                     (1.0, 0.8, False)])
+@pytest.mark.parametrize(
+    "theta_lo, fwhm, clears", [(2.0, 1.3, True), (1.5, 1.3, False), (2.0, 1.6, False), (1.0, 0.8, False)]
+)
 def test_arc_clears_box_by_theta_e_against_the_seeing(theta_lo, fwhm, clears):
     from shortcutgates.gates.data_gates import arc_clears_box
 
@@ -228,8 +246,7 @@ def test_arc_clears_box_by_theta_e_against_the_seeing(theta_lo, fwhm, clears):
 
 
 def test_core_lr_decides_on_the_theta_e_bins_whose_arcs_clear_the_box(tmp_path_factory):
-    rows = make_rows(ToySpec(n_lrgs=400, size=32, paired=False, theta_e_arcsec=(0.8, 3.0), test_paired=False,
-                             seed=12))
+    rows = make_rows(ToySpec(n_lrgs=400, size=32, paired=False, theta_e_arcsec=(0.8, 3.0), test_paired=False, seed=12))
     ctx = _context(tmp_path_factory, "wide_theta", rows)
     cases = _core_cases(ctx)
     assert cases["core_lr_auc[train-box10-raw_robust]"].role == "reported"
@@ -304,13 +321,16 @@ def test_gate_cases_cover_every_gate_with_readable_unique_ids(clean):
     # detection on train is in-sample: it decides nothing; the train − val gap is reported instead
     assert "detection_auroc[train]" not in ids and "memorisation_gap[train-val]" in ids
     roles = {c.id: c.role for c in cases}
-    assert roles["memorisation_gap[train-val]"] == "reported" and roles["core_lr_auc[train-box10-raw_robust]"] == "primary"
+    assert (
+        roles["memorisation_gap[train-val]"] == "reported" and roles["core_lr_auc[train-box10-raw_robust]"] == "primary"
+    )
     assert all(roles[i] == "reported" for i in ids if i.startswith(("property_balance", "stratified_auroc")))
 
 
 def test_no_duplicate_probe_case_when_the_model_reads_raw_robust(tmp_path_factory, clean_rows):
-    ctx = _context(tmp_path_factory, "same_input", clean_rows, score_fn=lambda x: x[:, 1, 32, 32],
-                   preprocess="raw_robust")
+    ctx = _context(
+        tmp_path_factory, "same_input", clean_rows, score_fn=lambda x: x[:, 1, 32, 32], preprocess="raw_robust"
+    )
     ids = [c.id for c in gate_cases(ctx)]
     assert "core_lr_auc[train-box10-raw_robust]" in ids and "core_lr_auc[train-box10-model]" not in ids
 
@@ -392,8 +412,9 @@ def test_a_split_sharing_lrgs_with_the_models_training_manifest_is_a_leak(tmp_pa
     from pathlib import Path
 
     test_rows = clean_rows[clean_rows.split == "test"]
-    trained = pd.concat([clean_rows[clean_rows.split == "train"],
-                         test_rows.head(3).assign(split="train")], ignore_index=True)  # 3 test rows trained on
+    trained = pd.concat(
+        [clean_rows[clean_rows.split == "train"], test_rows.head(3).assign(split="train")], ignore_index=True
+    )  # 3 test rows trained on
     training = write_manifest(trained, tmp_path_factory.mktemp("training"))
     ctx = _context(tmp_path_factory, "gated", clean_rows)
     ctx.training_manifest = Path(training)

@@ -13,7 +13,13 @@ from sklearn.metrics import roc_auc_score
 
 from shortcutgates.gates.contract import Measurement
 from shortcutgates.gates.decision import (
-    bootstrap_auroc, bootstrap_metric, check_scorer, decide, error_result, groups_to_decide, judge,
+    bootstrap_auroc,
+    bootstrap_metric,
+    check_scorer,
+    decide,
+    error_result,
+    groups_to_decide,
+    judge,
 )
 from shortcutgates.gates.records import REPORT_KEYS, Gate, GateCase, GateConfig
 from shortcutgates.gates.registry import REGISTRY, load_config
@@ -56,15 +62,23 @@ def _judge(gate: str, m: Measurement, config=GateConfig(), **case):
 
 
 def test_inconclusive_message_states_the_sample_size():
-    res = _judge("core_lr_auc", Measurement(0.60, (0.50, 0.70), 200, 100, "AUC"),
-                 params={"box": 10, "input": "raw_robust"}, split="train")
+    res = _judge(
+        "core_lr_auc",
+        Measurement(0.60, (0.50, 0.70), 200, 100, "AUC"),
+        params={"box": 10, "input": "raw_robust"},
+        split="train",
+    )
     assert res.verdict == "inconclusive"
     assert "about 400 LRGs (now 100) would decide" in res.message
 
 
 def test_unreachable_sample_size_is_said_plainly():
-    res = _judge("core_lr_auc", Measurement(0.645, (0.55, 0.74), 200, 100, "AUC"),
-                 params={"box": 10, "input": "raw_robust"}, split="train")
+    res = _judge(
+        "core_lr_auc",
+        Measurement(0.645, (0.55, 0.74), 200, 100, "AUC"),
+        params={"box": 10, "input": "raw_robust"},
+        split="train",
+    )
     assert res.verdict == "inconclusive"
     assert "no reachable sample decides" in res.message and "about" not in res.message
 
@@ -82,10 +96,13 @@ def test_non_finite_estimate_is_an_error():
     assert res.verdict == "error" and "not finite" in res.message
 
 
-@pytest.mark.parametrize("scores, match", [
-    pytest.param(np.full(100, 0.5), "constant", id="constant"),
-    pytest.param(np.r_[np.full(97, 0.2), [0.3, 0.4, 0.5]], "97% of 100 scores", id="near_constant"),
-])
+@pytest.mark.parametrize(
+    "scores, match",
+    [
+        pytest.param(np.full(100, 0.5), "constant", id="constant"),
+        pytest.param(np.r_[np.full(97, 0.2), [0.3, 0.4, 0.5]], "97% of 100 scores", id="near_constant"),
+    ],
+)
 def test_degenerate_scorers_are_refused(scores, match):
     with pytest.raises(ValueError, match=match):
         check_scorer(scores, "arc-masked images")
@@ -100,8 +117,16 @@ def test_registry_rows_are_keyword_claims_with_their_own_cases():
     with pytest.raises(TypeError):
         Gate("x", "m", 0.5, "at_most", ("data",), "primary", None, None)  # rows are written with keywords
     with pytest.raises(ValueError, match="at_most or at_least"):
-        Gate(name="x", metric="m", threshold=0.5, direction="max", needs=("data",), role="primary",
-             cases=None, measure=None)
+        Gate(
+            name="x",
+            metric="m",
+            threshold=0.5,
+            direction="max",
+            needs=("data",),
+            role="primary",
+            cases=None,
+            measure=None,
+        )
 
 
 @settings(max_examples=60, deadline=None)
@@ -116,7 +141,8 @@ def test_weighted_auroc_equals_sklearn(seed, n, ties):
     metric = weighted_auroc_metric(labels, scores)
     assert metric(labels, scores, None) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
     assert metric(labels, scores, weights) == pytest.approx(
-        roc_auc_score(labels, scores, sample_weight=weights), abs=1e-12)
+        roc_auc_score(labels, scores, sample_weight=weights), abs=1e-12
+    )
 
 
 def test_weighted_auroc_refuses_one_class():
@@ -145,8 +171,9 @@ def test_bootstrap_interval_survives_resamples_that_lose_a_class():
 
     def gap(lab, _s, w=None):
         w = np.ones(len(lab)) if w is None else w
-        return (weighted_auroc_metric(lab[~part_b], scores[~part_b])(None, None, w[~part_b])
-                - weighted_auroc_metric(lab[part_b], scores[part_b])(None, None, w[part_b]))
+        return weighted_auroc_metric(lab[~part_b], scores[~part_b])(None, None, w[~part_b]) - weighted_auroc_metric(
+            lab[part_b], scores[part_b]
+        )(None, None, w[part_b])
 
     est = bootstrap_metric(labels, scores, groups, gap, GateConfig(n_boot=500))
     assert np.isfinite(est.lo) and np.isfinite(est.hi) and est.lo < est.value < est.hi
@@ -154,8 +181,12 @@ def test_bootstrap_interval_survives_resamples_that_lose_a_class():
 
 def test_result_json_has_the_report_keys_and_established():
     case = GateCase("detection_auroc", {}, "val", ("data", "model"))
-    res = _judge("detection_auroc", Measurement(0.9, (0.85, 0.95), 10, 5, "AUROC", extra={"curve": [1, 2]}),
-                 split="val", needs=("data", "model"))
+    res = _judge(
+        "detection_auroc",
+        Measurement(0.9, (0.85, 0.95), 10, 5, "AUROC", extra={"curve": [1, 2]}),
+        split="val",
+        needs=("data", "model"),
+    )
     record = res.to_json()
     assert tuple(record) == REPORT_KEYS + ("established",) and record["established"] is False
     assert record["ci"] == [0.85, 0.95] and record["verdict"] == "pass" and record["direction"] == "min"
@@ -182,8 +213,8 @@ def test_config_from_pyproject(tmp_path):
     path = tmp_path / "pyproject.toml"
     path.write_text(
         "[tool.shortcutgates]\nmax_samples = 1000\nn_boot = 600\nboxes = [8, 10]\n"
-        "[tool.shortcutgates.thresholds]\ncore_lr_auc = 0.7\n\"core_lr_auc[val-box10-raw_robust]\" = 0.6\n"
-        "[tool.shortcutgates.waivers]\n\"cross_test_gap[all]\" = \"test_paired comes from another region\"\n"
+        '[tool.shortcutgates.thresholds]\ncore_lr_auc = 0.7\n"core_lr_auc[val-box10-raw_robust]" = 0.6\n'
+        '[tool.shortcutgates.waivers]\n"cross_test_gap[all]" = "test_paired comes from another region"\n'
     )
     cfg = load_config(path)
     assert cfg.max_samples == 1000 and cfg.n_boot == 600 and cfg.boxes == (8, 10)
@@ -191,7 +222,10 @@ def test_config_from_pyproject(tmp_path):
     val = GateCase("core_lr_auc", {"box": 10, "input": "raw_robust"}, "val")
     assert cfg.threshold_for(train, 0.65) == 0.7
     assert cfg.threshold_for(val, 0.65) == 0.6
-    assert cfg.waiver_for(GateCase("cross_test_gap", {}, None, ("data", "model"))) == "test_paired comes from another region"
+    assert (
+        cfg.waiver_for(GateCase("cross_test_gap", {}, None, ("data", "model")))
+        == "test_paired comes from another region"
+    )
     assert cfg.waiver_for(train) is None
     assert load_config(None) == GateConfig()
 
@@ -210,17 +244,26 @@ def test_config_promotes_reported_cases_to_primary(tmp_path):
     "text, match",
     [
         pytest.param("[tool.shortcutgates]\nmax_sample = 3\n", "unknown key.*max_sample", id="unknown_key"),
-        pytest.param("[tool.shortcutgates.waivers]\n\"core_lr_auc[all]\" = \"\"\n", "needs a reason", id="waiver_without_reason"),
-        pytest.param("[tool.shortcutgates.waivers]\ncore_lr_auc = \"why\"\n", "names a whole gate", id="waiver_of_a_gate"),
-        pytest.param("[tool.shortcutgates.thresholds]\nlrg_leakage = 100\n", r"lrg_leakage = 100 lies outside the sane range \[0, 0\]",
-                     id="threshold_outside_sane_range"),
+        pytest.param(
+            '[tool.shortcutgates.waivers]\n"core_lr_auc[all]" = ""\n', "needs a reason", id="waiver_without_reason"
+        ),
+        pytest.param(
+            '[tool.shortcutgates.waivers]\ncore_lr_auc = "why"\n', "names a whole gate", id="waiver_of_a_gate"
+        ),
+        pytest.param(
+            "[tool.shortcutgates.thresholds]\nlrg_leakage = 100\n",
+            r"lrg_leakage = 100 lies outside the sane range \[0, 0\]",
+            id="threshold_outside_sane_range",
+        ),
         pytest.param("[tool.shortcutgates.thresholds]\ncore_lr = 0.7\n", "unknown gate 'core_lr'", id="unknown_gate"),
         pytest.param("[tool.shortcutgates]\nn_boot = 100\n", "n_boot' must be >= 500", id="too_few_resamples"),
-        pytest.param("[tool.shortcutgates]\nprimary = [\"cross_test\"]\n", "unknown gate 'cross_test'",
-                     id="unknown_primary_gate"),
-        pytest.param("[tool.shortcutgates]\nprimary = \"cross_test_gap\"\n", "'primary' must be a list",
-                     id="primary_not_a_list"),
-        pytest.param("[tool.shortcutgates]\nlevel = \"high\"\n", "'level' must be a number", id="wrong_type"),
+        pytest.param(
+            '[tool.shortcutgates]\nprimary = ["cross_test"]\n', "unknown gate 'cross_test'", id="unknown_primary_gate"
+        ),
+        pytest.param(
+            '[tool.shortcutgates]\nprimary = "cross_test_gap"\n', "'primary' must be a list", id="primary_not_a_list"
+        ),
+        pytest.param('[tool.shortcutgates]\nlevel = "high"\n', "'level' must be a number", id="wrong_type"),
     ],
 )
 def test_config_errors_name_the_key(tmp_path, text, match):
@@ -233,12 +276,22 @@ def test_config_errors_name_the_key(tmp_path, text, match):
 def test_report_reader_upgrades_version_1_and_refuses_others(tmp_path):
     from shortcutgates.gates.report_json import SCHEMA, read_report
 
-    gate = {"id": "core_lr_auc[train-box10-raw_robust]", "gate": "core_lr_auc", "params": {}, "split": "train",
-            "value": 0.5, "ci": [0.45, 0.55], "threshold": 0.65, "direction": "max", "verdict": "pass", "n": 10,
-            "n_groups": 5, "message": "m"}
+    gate = {
+        "id": "core_lr_auc[train-box10-raw_robust]",
+        "gate": "core_lr_auc",
+        "params": {},
+        "split": "train",
+        "value": 0.5,
+        "ci": [0.45, 0.55],
+        "threshold": 0.65,
+        "direction": "max",
+        "verdict": "pass",
+        "n": 10,
+        "n_groups": 5,
+        "message": "m",
+    }
     reported = dict(gate, id="radial_profile_lr_auc[train-raw_robust]", gate="radial_profile_lr_auc", threshold=None)
-    old = {"schema": "shortcutgates.report/1", "model": None, "data": {}, "gates": [gate, reported],
-           "summary": {}}
+    old = {"schema": "shortcutgates.report/1", "model": None, "data": {}, "gates": [gate, reported], "summary": {}}
     path = tmp_path / "old.json"
     path.write_text(json.dumps(old))
     report = read_report(path)
@@ -266,15 +319,18 @@ def test_a_reported_case_without_an_established_violation_never_turns_the_run_re
     assert summarise([record, primary])["green"] is False and summarise([record])["green"] is True
 
 
-@pytest.mark.parametrize("value, ci, threshold, direction, equivalence, expected", [
-    pytest.param(0.80, (0.70, 0.90), 0.65, "at_most", False, True, id="at_most_whole_interval_above"),
-    pytest.param(0.70, (0.60, 0.80), 0.65, "at_most", False, False, id="at_most_interval_reaches"),
-    pytest.param(0.60, (0.50, 0.70), 0.80, "at_least", False, True, id="at_least_whole_interval_below"),
-    pytest.param(-0.45, (-0.55, -0.30), 0.2, "at_most", True, True, id="equivalence_below_minus_margin"),
-    pytest.param(0.25, (0.15, 0.35), 0.2, "at_most", True, False, id="equivalence_reaches_margin"),
-    pytest.param(3.0, None, 0.0, "at_most", False, True, id="exact_count"),
-    pytest.param(0.9, (0.8, 1.0), None, "at_most", False, False, id="no_threshold"),
-])
+@pytest.mark.parametrize(
+    "value, ci, threshold, direction, equivalence, expected",
+    [
+        pytest.param(0.80, (0.70, 0.90), 0.65, "at_most", False, True, id="at_most_whole_interval_above"),
+        pytest.param(0.70, (0.60, 0.80), 0.65, "at_most", False, False, id="at_most_interval_reaches"),
+        pytest.param(0.60, (0.50, 0.70), 0.80, "at_least", False, True, id="at_least_whole_interval_below"),
+        pytest.param(-0.45, (-0.55, -0.30), 0.2, "at_most", True, True, id="equivalence_below_minus_margin"),
+        pytest.param(0.25, (0.15, 0.35), 0.2, "at_most", True, False, id="equivalence_reaches_margin"),
+        pytest.param(3.0, None, 0.0, "at_most", False, True, id="exact_count"),
+        pytest.param(0.9, (0.8, 1.0), None, "at_most", False, False, id="no_threshold"),
+    ],
+)
 def test_established_violation(value, ci, threshold, direction, equivalence, expected):
     from shortcutgates.gates.decision import established_violation
 
@@ -303,16 +359,22 @@ def test_an_established_violation_turns_the_run_red_in_every_role():
     assert near.verdict == "fail" and not near.established and not is_red(near.to_json())
     assert "too few LRGs to tell" in near.message and "would establish it" in near.message
     # a measurement marked undecidable is never established
-    undecided = judge(GateConfig(), case, gate, Measurement(0.92, (0.88, 0.95), 300, 300, "core-LR AUC", "",
-                                                            {"undecidable": "arcs inside the box"}))
+    undecided = judge(
+        GateConfig(),
+        case,
+        gate,
+        Measurement(0.92, (0.88, 0.95), 300, 300, "core-LR AUC", "", {"undecidable": "arcs inside the box"}),
+    )
     assert not undecided.established and "not decided: arcs inside the box" in undecided.message
 
 
 def test_a_threshold_outside_its_sane_range_needs_a_reason(tmp_path):
     path = tmp_path / "pyproject.toml"
-    path.write_text("[tool.shortcutgates.thresholds]\n\"core_lr_auc[train-box10-raw_robust]\" = 0.9\n"
-                    "[tool.shortcutgates.threshold_reasons]\n\"core_lr_auc[train-box10-raw_robust]\" = \"a known bright-core "
-                    "population; tracked in issue 7\"\n")
+    path.write_text(
+        '[tool.shortcutgates.thresholds]\n"core_lr_auc[train-box10-raw_robust]" = 0.9\n'
+        '[tool.shortcutgates.threshold_reasons]\n"core_lr_auc[train-box10-raw_robust]" = "a known bright-core '
+        'population; tracked in issue 7"\n'
+    )
     cfg = load_config(path)
     assert cfg.threshold_for(GateCase("core_lr_auc", {"box": 10, "input": "raw_robust"}, "train"), 0.65) == 0.9
     block = cfg.as_report()

@@ -13,12 +13,26 @@ from shortcutgates.gates import perturb as pt
 from shortcutgates.gates import reference_scorers as rs
 from shortcutgates.gates.registry import REGISTRY, Gate, GateCase, GateConfig, GateContext, gate_cases, run_case
 from shortcutgates.gates.synthetic import (
-    ToySpec, central_flux_score, lrg_brightness_score, make_images, make_rows, ring_morphology_score, write_manifest,
+    ToySpec,
+    central_flux_score,
+    lrg_brightness_score,
+    make_images,
+    make_rows,
+    ring_morphology_score,
+    write_manifest,
 )
 
 CFG = GateConfig(n_boot=500)
-LENSED = ToySpec(n_lrgs=500, positives_per_lrg=2, paired=True, core_fraction=0.03, theta_e_arcsec=(0.6, 2.5),
-                 arc_flux=120.0, lensed=True, seed=7)
+LENSED = ToySpec(
+    n_lrgs=500,
+    positives_per_lrg=2,
+    paired=True,
+    core_fraction=0.03,
+    theta_e_arcsec=(0.6, 2.5),
+    arc_flux=120.0,
+    lensed=True,
+    seed=7,
+)
 COUNTERFACTUAL_GATES = ("arc_masked_auroc", "core_masked_auroc_drop", "arc_swap_auroc_drop", "morphology_auroc")
 PRIMARY_GATES = ("arc_masked_auroc", "core_masked_auroc_drop")
 ARC_READER_GATES = PRIMARY_GATES + ("arc_swap_auroc_drop",)
@@ -63,14 +77,20 @@ def _run(ctx, gate, split, **params):
 
 @pytest.fixture(scope="module")
 def readers(core_dir):
-    return {name: GateContext(core_dir, config=CFG, score_fn=fn) for name, fn in
-            (("arc", rs.arc_reader), ("core", rs.core_reader))}
+    return {
+        name: GateContext(core_dir, config=CFG, score_fn=fn)
+        for name, fn in (("arc", rs.arc_reader), ("core", rs.core_reader))
+    }
 
 
 def test_cases_are_per_theta_e_bin_on_the_paired_split(readers):
     cases = _cases(readers["arc"], "arc_masked_auroc")
-    assert [c.id for c in cases] == ["arc_masked_auroc[test-theta_e0-1]", "arc_masked_auroc[test-theta_e1-1.5]",
-                                     "arc_masked_auroc[test-theta_e1.5-2]", "arc_masked_auroc[test-theta_e2-10]"]
+    assert [c.id for c in cases] == [
+        "arc_masked_auroc[test-theta_e0-1]",
+        "arc_masked_auroc[test-theta_e1-1.5]",
+        "arc_masked_auroc[test-theta_e1.5-2]",
+        "arc_masked_auroc[test-theta_e2-10]",
+    ]
     bins = paired.paired_set(readers["arc"], "test").bins
     assert [c.role for c in cases] == ["primary" if paired.bin_is_gated(b) else "reported" for b in bins]
     assert cases[0].role == "reported" and cases[2].role == cases[3].role == "primary"
@@ -85,7 +105,7 @@ def test_decidability_follows_the_lens_geometry_not_a_planted_core():
     images, labels, groups, theta = make_images(spec)
     planted = images.copy()
     c = images.shape[-1] // 2
-    planted[labels == 1, :, c - 1:c + 2, c - 1:c + 2] += 50.0
+    planted[labels == 1, :, c - 1 : c + 2, c - 1 : c + 2] += 50.0
     a = paired.paired_arrays(images, labels, groups, theta * 0.262, CFG.theta_e_bins_arcsec, frame)[0]
     b = paired.paired_arrays(planted, labels, groups, theta * 0.262, CFG.theta_e_bins_arcsec, frame)[0]
     assert np.array_equal(a.split.decidable, b.split.decidable) and np.allclose(a.split.overlap, b.split.overlap)
@@ -159,8 +179,9 @@ def test_the_arc_swap_pairs_each_lrg_with_one_of_nearly_the_same_brightness():
         pt.brightness_matched_swap(np.array(["a", "a"]), np.array([1.0, 1.0]))
 
 
-@pytest.mark.parametrize("scorer, reason", [(rs.constant_scorer, "degenerate scorer"),
-                                            (rs.random_scorer, "does not detect these lenses")])
+@pytest.mark.parametrize(
+    "scorer, reason", [(rs.constant_scorer, "degenerate scorer"), (rs.random_scorer, "does not detect these lenses")]
+)
 def test_a_model_that_cannot_detect_lenses_is_an_error_on_every_model_gate(core_dir, scorer, reason):
     ctx = GateContext(core_dir, config=CFG, score_fn=scorer)
     for gate in COUNTERFACTUAL_GATES:
@@ -199,8 +220,9 @@ def test_a_bin_of_undecidable_pairs_is_reported_and_says_why(tmp_path):
 
 def test_pairs_without_injection_truth_are_undecidable(tmp_path):
     rows = make_rows(ToySpec(n_lrgs=200, paired=True, theta_e_arcsec=(2.0, 2.5), lensed=True, seed=6))
-    ctx = GateContext(write_manifest(rows.drop(columns=["shear_phi_rad"]), tmp_path), config=CFG,
-                      score_fn=rs.arc_reader)
+    ctx = GateContext(
+        write_manifest(rows.drop(columns=["shear_phi_rad"]), tmp_path), config=CFG, score_fn=rs.arc_reader
+    )
     (case,) = _cases(ctx, "arc_masked_auroc")
     result = run_case(ctx, case)
     assert result.verdict == "error" and "no injection truth 'shear_phi_rad'" in result.message, result.message
@@ -233,7 +255,9 @@ def test_morphology_is_reported_and_blind_for_a_flux_per_ring_reader(core_dir):
     ctx = GateContext(core_dir, config=CFG, score_fn=rs.flux_per_ring_reader)
     assert {c.role for c in _cases(ctx, "morphology_auroc")} == {"reported"}
     values = [run_case(ctx, c) for c in _gated(ctx, "morphology_auroc")]
-    assert values and all(r.verdict == "error" or abs(r.value - 0.5) < 0.05 for r in values), [r.message for r in values]
+    assert values and all(r.verdict == "error" or abs(r.value - 0.5) < 0.05 for r in values), [
+        r.message for r in values
+    ]
 
 
 def test_registry_rows_use_the_counterfactual_gates():
@@ -251,10 +275,14 @@ def test_detection_auroc(clean_dir):
 
 
 def test_cross_test_gap_fails_a_selection_bias_reader_and_passes_the_arc_reader(clean_dir, biased_dir):
-    bad = run_case(GateContext(biased_dir, config=CFG, score_fn=lrg_brightness_score),
-                   GateCase("cross_test_gap", {}, None, ("data", "model")))
-    good = run_case(GateContext(clean_dir, config=CFG, score_fn=ring_morphology_score),
-                    GateCase("cross_test_gap", {}, None, ("data", "model")))
+    bad = run_case(
+        GateContext(biased_dir, config=CFG, score_fn=lrg_brightness_score),
+        GateCase("cross_test_gap", {}, None, ("data", "model")),
+    )
+    good = run_case(
+        GateContext(clean_dir, config=CFG, score_fn=ring_morphology_score),
+        GateCase("cross_test_gap", {}, None, ("data", "model")),
+    )
     assert bad.verdict == "fail" and abs(bad.value) > 0.2, bad.message
     assert good.verdict == "pass", good.message
 
@@ -358,6 +386,7 @@ def test_a_flag_ratio_resting_on_one_flagged_lens_is_an_error_not_an_established
     assert paired.empty_resample_share(np.arange(13) < 1, np.arange(13)) == pytest.approx((12 / 13) ** 13)
     with pytest.raises(ProbeError, match="resamples would hold none"):
         paired.paired_statistic(scores(13, 1), "core_only", "flag_ratio", np.arange(13), np.arange(13).astype(str), CFG)
-    est, _ = paired.paired_statistic(scores(30, 6), "core_only", "flag_ratio", np.arange(30), np.arange(30).astype(str),
-                                 CFG)
+    est, _ = paired.paired_statistic(
+        scores(30, 6), "core_only", "flag_ratio", np.arange(30), np.arange(30).astype(str), CFG
+    )
     assert est.value == 1.0 and est.lo <= est.hi

@@ -95,7 +95,9 @@ def test_counterfactuals_are_controls_plus_parts_of_the_lensed_light(lensed_toy)
     lensed = pt.split_lensed_light(d, truth, fwhm)
     cf, perm = paired.counterfactuals(stamps, ctrls, groups, lensed, fwhm, seed=0)
     assert np.array_equal(lensed.counter + lensed.arc, d)
-    assert np.array_equal(cf["core_only"], ctrls + lensed.counter) and np.array_equal(cf["arc_only"], ctrls + lensed.arc)
+    assert np.array_equal(cf["core_only"], ctrls + lensed.counter) and np.array_equal(
+        cf["arc_only"], ctrls + lensed.arc
+    )
     assert np.allclose(cf["swapped"] - ctrls[perm], d, atol=1e-4)
     assert (groups[perm] != groups).all()
     for image in cf.values():
@@ -104,7 +106,9 @@ def test_counterfactuals_are_controls_plus_parts_of_the_lensed_light(lensed_toy)
     scrambled = cf["scrambled"] - ctrls - lensed.counter
     rings = ring_index(*d.shape[-2:])
     for k in (3, 6, 9):
-        assert np.allclose(scrambled[..., rings == k].sum(-1), lensed.arc[..., rings == k].sum(-1), rtol=1e-3, atol=1e-3)
+        assert np.allclose(
+            scrambled[..., rings == k].sum(-1), lensed.arc[..., rings == k].sum(-1), rtol=1e-3, atol=1e-3
+        )
     assert lensed.decidable.mean() > 0.5
 
 
@@ -127,8 +131,15 @@ def test_the_lensing_split_matches_the_simulators_parts_rendered_apart():
     n_pad, centre = d.shape[-1] + 2 * PSF_RADIUS, float(d.shape[-1] // 2 + PSF_RADIUS)
     for i, r in frame.iterrows():
         lens = Lens(r.theta_e_arcsec, float(q_from_e(r.lens_e)), r.lens_phi_rad, r.shear, r.shear_phi_rad)
-        body = sersic_set(weight=1.0, r_eff=r.src_reff_arcsec, n=r.src_n, q=r.src_q, phi=r.src_phi_rad,
-                          x0=r.src_x_arcsec, y0=r.src_y_arcsec)
+        body = sersic_set(
+            weight=1.0,
+            r_eff=r.src_reff_arcsec,
+            n=r.src_n,
+            q=r.src_q,
+            phi=r.src_phi_rad,
+            x0=r.src_x_arcsec,
+            y0=r.src_y_arcsec,
+        )
         unit = render(lens, (body,), n_pad, S, centre)[0].astype(np.float64)
         oracle = np.zeros_like(d[i])
         for b in range(3):
@@ -154,22 +165,34 @@ def test_unmodelled_light_at_the_lens_centre_counts_as_core_light(lensed_toy):
     fwhm = truth[list(pt.PSF_COLUMNS)].to_numpy()
     point = np.zeros_like(stamps[:, :, :, :])
     c = stamps.shape[-1] // 2
-    point[:, :, c - 1:c + 2, c - 1:c + 2] = 1.0
+    point[:, :, c - 1 : c + 2, c - 1 : c + 2] = 1.0
     base = pt.split_lensed_light(stamps - ctrls, truth, fwhm)
     planted = pt.split_lensed_light(stamps - ctrls + point, truth, fwhm)
-    gained = (planted.counter - base.counter)[..., c - 1:c + 2, c - 1:c + 2].sum(axis=(1, 2, 3)) / 27.0
+    gained = (planted.counter - base.counter)[..., c - 1 : c + 2, c - 1 : c + 2].sum(axis=(1, 2, 3)) / 27.0
     assert np.median(gained) > 0.9
 
 
 def test_near_rings_and_blurred_images_are_undecidable():
     """A source on the axis makes a ring (merging images); θ_E 0.6″ under a 1.5″ PSF merges or blurs them."""
-    base = {"lens_e": 0.1, "lens_phi_rad": 0.3, "shear": 0.02, "shear_phi_rad": 1.0, "src_reff_arcsec": 0.2,
-            "src_n": 1.0, "src_q": 0.8, "src_phi_rad": 0.0}
+    base = {
+        "lens_e": 0.1,
+        "lens_phi_rad": 0.3,
+        "shear": 0.02,
+        "shear_phi_rad": 1.0,
+        "src_reff_arcsec": 0.2,
+        "src_n": 1.0,
+        "src_q": 0.8,
+        "src_phi_rad": 0.0,
+    }
     import pandas as pd
 
-    truth = pd.DataFrame([{**base, "theta_e_arcsec": 2.0, "src_x_arcsec": 0.02, "src_y_arcsec": 0.0},
-                          {**base, "theta_e_arcsec": 0.6, "src_x_arcsec": 0.3, "src_y_arcsec": 0.0},
-                          {**base, "theta_e_arcsec": 2.0, "src_x_arcsec": 1.0, "src_y_arcsec": 0.0}])
+    truth = pd.DataFrame(
+        [
+            {**base, "theta_e_arcsec": 2.0, "src_x_arcsec": 0.02, "src_y_arcsec": 0.0},
+            {**base, "theta_e_arcsec": 0.6, "src_x_arcsec": 0.3, "src_y_arcsec": 0.0},
+            {**base, "theta_e_arcsec": 2.0, "src_x_arcsec": 1.0, "src_y_arcsec": 0.0},
+        ]
+    )
     fwhm = np.full((3, 3), 1.5)
     from shortcutgates.gates.synthetic import lensed_arc
 

@@ -35,8 +35,9 @@ def paired_dir(tmp_path_factory):
 
 
 def build(paired_dir, out, kinds, **kw):
-    return build_manifest(paired_dir, out, mode="unpaired", seed=2, progress=False, hard_negatives=kinds,
-                          shuffle_arcsec=1.0, **kw)
+    return build_manifest(
+        paired_dir, out, mode="unpaired", seed=2, progress=False, hard_negatives=kinds, shuffle_arcsec=1.0, **kw
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +51,10 @@ def built(paired_dir, tmp_path_factory):
 def paired_images(paired_dir):
     """(source_path, source_row) -> (stamp, ctrl) of the paired input."""
     cat = read_paired(paired_dir).frame
-    return {(p, int(r)): (decode_stamp(s), decode_stamp(c))
-            for p, r, s, c in zip(cat["source_path"], cat["source_row"], cat["stamp_npz"], cat["ctrl_stamp_npz"])}
+    return {
+        (p, int(r)): (decode_stamp(s), decode_stamp(c))
+        for p, r, s, c in zip(cat["source_path"], cat["source_row"], cat["stamp_npz"], cat["ctrl_stamp_npz"])
+    }
 
 
 def test_every_kind_is_built_into_train_only(built):
@@ -74,8 +77,10 @@ def test_held_out_splits_equal_the_plain_build(built, paired_dir, tmp_path):
         b = frame.loc[frame["split"] == split, cols].reset_index(drop=True)
         pd.testing.assert_frame_equal(a.astype(str), b.astype(str))
     train = frame["split"] == "train"
-    assert (frame.loc[train & (frame[KIND_COLUMN] == "plain"), "lrg_id"].nunique()
-            == plain.loc[plain["split"] == "train", "lrg_id"].nunique())
+    assert (
+        frame.loc[train & (frame[KIND_COLUMN] == "plain"), "lrg_id"].nunique()
+        == plain.loc[plain["split"] == "train", "lrg_id"].nunique()
+    )
 
 
 def test_host_lrgs_stay_in_one_class_and_one_split(built):
@@ -93,10 +98,17 @@ def test_donors_are_recorded_positives_of_the_same_split(built):
     _, frame = built
     made = frame[frame[KIND_COLUMN] != "plain"]
     pos = frame[(frame[KIND_COLUMN] == "plain") & (frame["label"] == 1)]
-    pos_keys = set(zip(pos["lrg_id"], pos["source_path"].map(lambda p: Path(p).name), pos["source_row"].astype(int),
-                       pos["split"]))
-    donors = set(zip(made["donor_lrg_id"], made["donor_source_path"].map(lambda p: Path(p).name),
-                     made["donor_source_row"].astype(int), made["split"]))
+    pos_keys = set(
+        zip(pos["lrg_id"], pos["source_path"].map(lambda p: Path(p).name), pos["source_row"].astype(int), pos["split"])
+    )
+    donors = set(
+        zip(
+            made["donor_lrg_id"],
+            made["donor_source_path"].map(lambda p: Path(p).name),
+            made["donor_source_row"].astype(int),
+            made["split"],
+        )
+    )
     assert donors <= pos_keys
     swap = made[made[KIND_COLUMN] == "swap"]
     assert (swap["donor_lrg_id"] != swap["lrg_id"]).all()
@@ -139,8 +151,15 @@ def test_same_seed_same_bytes_other_seed_other_donors(paired_dir, tmp_path):
     a = build(paired_dir, tmp_path / "a", "core,shuffle")
     b = build(paired_dir, tmp_path / "b", "core,shuffle")
     assert a.rows_sha256 == b.rows_sha256
-    c = build_manifest(paired_dir, tmp_path / "c", mode="unpaired", seed=3, progress=False,
-                       hard_negatives="core,shuffle", shuffle_arcsec=1.0)
+    c = build_manifest(
+        paired_dir,
+        tmp_path / "c",
+        mode="unpaired",
+        seed=3,
+        progress=False,
+        hard_negatives="core,shuffle",
+        shuffle_arcsec=1.0,
+    )
     assert c.rows_sha256 != a.rows_sha256
 
 
@@ -204,8 +223,9 @@ def test_ring_shuffle_equals_the_code_before_the_layout_cache_over_many_pieces()
     shapes = [(64, 64), (65, 65), (101, 96), (33, 40), (32, 32), (7, 9), (1, 1)]
     for i in range(600):
         piece = float(rng.choice([rng.uniform(0.2, 12), rng.uniform(1, 3), 60.0, 1.0, 2.0, 4.5]))
-        digest.update(ring_shuffle_permutation(*shapes[i % len(shapes)], piece, np.random.default_rng(i))
-                      .astype("<i8").tobytes())
+        digest.update(
+            ring_shuffle_permutation(*shapes[i % len(shapes)], piece, np.random.default_rng(i)).astype("<i8").tobytes()
+        )
     arc = np.random.default_rng(0).normal(size=(3, 64, 64)).astype(np.float32)
     digest.update(shuffle_along_rings(arc, 4.3, np.random.default_rng(5)).tobytes())
     assert digest.hexdigest() == "a535aacf58054fe1955600c37b7bccbfd5c6710ec3997616a326cc6882ee80d9"
@@ -240,9 +260,24 @@ def test_shuffle_needs_a_psf_column_or_a_scale(paired_dir, tmp_path):
 
 
 def test_command_line(paired_dir, tmp_path, capsys):
-    rc = cli.main(["build", "--input", str(paired_dir), "--out", str(tmp_path / "cli"), "--mode", "unpaired",
-                   "--hard-negatives", "core,shuffle", "--shuffle-arcsec", "1.0", "--hard-negative-mix",
-                   "shuffle=0.25", "--no-progress"])
+    rc = cli.main(
+        [
+            "build",
+            "--input",
+            str(paired_dir),
+            "--out",
+            str(tmp_path / "cli"),
+            "--mode",
+            "unpaired",
+            "--hard-negatives",
+            "core,shuffle",
+            "--shuffle-arcsec",
+            "1.0",
+            "--hard-negative-mix",
+            "shuffle=0.25",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     meta = read_manifest(tmp_path / "cli").meta
     assert meta["parameters"]["hard_negative_mix"] == {"core": 0.5, "shuffle": 0.25}
@@ -258,7 +293,8 @@ def lensed_paired_dir(tmp_path_factory):
     rows = make_rows(ToySpec(n_lrgs=32, paired=True, lensed=True, theta_e_arcsec=(1.5, 2.5), seed=2))
     pos, neg = rows[rows["label"] == 1].set_index("lrg_id"), rows[rows["label"] == 0].set_index("lrg_id")
     paired = pos.drop(columns=["split", "label", "image_npz"]).assign(
-        stamp_npz=pos["image_npz"], ctrl_stamp_npz=neg.loc[pos.index, "image_npz"], cutout_ok=np.int32(1))
+        stamp_npz=pos["image_npz"], ctrl_stamp_npz=neg.loc[pos.index, "image_npz"], cutout_ok=np.int32(1)
+    )
     paired.iloc[::4, paired.columns.get_loc("lens_e")] = np.nan
     directory = tmp_path_factory.mktemp("paired_lensed") / "in"
     write_catalog(paired.reset_index(drop=True), directory)
@@ -268,9 +304,16 @@ def lensed_paired_dir(tmp_path_factory):
 def test_core_light_is_the_lensing_counter_image_and_the_fallback_is_recorded(lensed_paired_dir, tmp_path):
     from shortcutgates.gates.perturb import PSF_COLUMNS, split_lensed_light
 
-    s = build_manifest(lensed_paired_dir, tmp_path / "m", mode="unpaired", seed=2, progress=False,
-                       hard_negatives="core,shuffle", hard_negative_mix="core=3,shuffle=1",
-                       fractions=(0.9, 0.05, 0.05))
+    s = build_manifest(
+        lensed_paired_dir,
+        tmp_path / "m",
+        mode="unpaired",
+        seed=2,
+        progress=False,
+        hard_negatives="core,shuffle",
+        hard_negative_mix="core=3,shuffle=1",
+        fractions=(0.9, 0.05, 0.05),
+    )
     frame = read_manifest(tmp_path / "m").frame
     made = frame[frame[KIND_COLUMN] == "core"].reset_index(drop=True)
     images, _ = load_images(made)
@@ -291,10 +334,14 @@ def test_core_light_is_the_lensing_counter_image_and_the_fallback_is_recorded(le
         np.testing.assert_array_equal(images[i], decode_stamp(host["ctrl_stamp_npz"]) + core)
     assert lensing > 0 and radius > 0
     record = s.meta["hard_negatives"]["core_split"]["rows"]
-    assert record["radius 5 px: no injection truth 'lens_e'"] == int(
-        frame["core_split"].eq("radius 5 px: no injection truth 'lens_e'").sum()) > 0
+    assert (
+        record["radius 5 px: no injection truth 'lens_e'"]
+        == int(frame["core_split"].eq("radius 5 px: no injection truth 'lens_e'").sum())
+        > 0
+    )
     assert sum(v for k, v in record.items() if k.startswith("lensing")) == int(
-        frame["core_split"].str.startswith("lensing").sum())
+        frame["core_split"].str.startswith("lensing").sum()
+    )
     assert frame.loc[frame[KIND_COLUMN] == "plain", "core_split"].isna().all()
 
 
@@ -316,8 +363,8 @@ def _reference_images(frame, the_plan, seed):
     host_pos, host_of = np.unique(the_plan.host[todo], return_inverse=True)
     donors, hosts = frame.iloc[donor_pos], frame.iloc[host_pos]
     ctrls = hi._decode(pd.concat([donors, hosts]), "ctrl_stamp_npz")
-    d = hi._decode(donors, "stamp_npz") - ctrls[:len(donors)]
-    host_ctrl = ctrls[len(donors):]
+    d = hi._decode(donors, "stamp_npz") - ctrls[: len(donors)]
+    host_ctrl = ctrls[len(donors) :]
     kinds = the_plan.kind[todo]
     split_of = np.full(len(donor_pos), -1)
     needs = np.unique(donor_of[kinds != "swap"])
@@ -328,8 +375,9 @@ def _reference_images(frame, the_plan, seed):
         kind, h, s = kinds[j], host_of[j], donor_of[j]
         k = split_of[s]
         rng = hi.row_rng(seed, kind, host_key[h], donor_key[s]) if kind == "shuffle" else None
-        img = hi.compose(kind, host_ctrl[h], d[s], core[k] if k >= 0 else None, arc[k] if k >= 0 else None,
-                         pieces[i], rng)
+        img = hi.compose(
+            kind, host_ctrl[h], d[s], core[k] if k >= 0 else None, arc[k] if k >= 0 else None, pieces[i], rng
+        )
         blobs[i] = encode_stamp(img, compress=False)
         method[i] = how[k] if k >= 0 else None
     return blobs, method
@@ -345,8 +393,9 @@ def test_batched_threaded_images_are_the_reference_bytes(lensed_paired_dir, monk
     from shortcutgates.data.hard_negatives import plan
 
     params = build_module.split_params("unpaired", 2, (), 1, (0.9, 0.05, 0.05), 5, False)
-    read = build_module._read_and_assign(lensed_paired_dir, params, 0.5, False, build_module._Steps(False),
-                                         keep_controls=reuse)
+    read = build_module._read_and_assign(
+        lensed_paired_dir, params, 0.5, False, build_module._Steps(False), keep_controls=reuse
+    )
     frame = read.result.frame
     the_plan = plan(frame, ("core", "shuffle", "swap"), {"core": 3, "shuffle": 2, "swap": 1}, 2)
     monkeypatch.setattr(hi, "SPLIT_BATCH", batch)

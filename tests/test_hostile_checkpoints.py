@@ -28,14 +28,33 @@ from shortcutgates.model.network import ModelConfig, build_model
 torch.set_num_threads(1)
 
 REFUSED = "refused, the file needs unpickling of arbitrary objects"
-TRAIN = ["--width", "4", "--blocks", "1", "--epochs", "1", "--batch-size", "8", "--no-progress", "--device", "cpu",
-         "--threads", "1"]
+TRAIN = [
+    "--width",
+    "4",
+    "--blocks",
+    "1",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "8",
+    "--no-progress",
+    "--device",
+    "cpu",
+    "--threads",
+    "1",
+]
 
 
 def resave_hint_given(text: str) -> bool:
     """The refusal says why (code could run) and how to re-save the file safely."""
-    return ("could run arbitrary code" in text and "re-save" in text and "weights_only" in text
-            and "docs/scorers.md" in text and ".pt2" in text and "shortcutgates_scorer" in text)
+    return (
+        "could run arbitrary code" in text
+        and "re-save" in text
+        and "weights_only" in text
+        and "docs/scorers.md" in text
+        and ".pt2" in text
+        and "shortcutgates_scorer" in text
+    )
 
 
 @pytest.fixture(scope="module")
@@ -106,9 +125,15 @@ CONFIG = ModelConfig(width=4, blocks=(1,))
 def _payload(**over) -> dict:
     torch.manual_seed(0)
     payload = {
-        "format": FORMAT, "version": FORMAT_VERSION, "model_config": CONFIG.to_dict(),
-        "state_dict": build_model(CONFIG).state_dict(), "preprocess": preprocess_record("raw_robust"),
-        "train_config": {"epochs": 1}, "data": {"manifest": "/x", "sha256": "0" * 64}, "metrics": {}, "seed": 0,
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "model_config": CONFIG.to_dict(),
+        "state_dict": build_model(CONFIG).state_dict(),
+        "preprocess": preprocess_record("raw_robust"),
+        "train_config": {"epochs": 1},
+        "data": {"manifest": "/x", "sha256": "0" * 64},
+        "metrics": {},
+        "seed": 0,
     }
     payload.update(over)
     return payload
@@ -127,13 +152,16 @@ def _without(key):
 
 
 BROKEN = {
-    "other_architecture": (lambda p: torch.save(_payload(state_dict=build_model(ModelConfig(width=8, blocks=(2,)))
-                                                         .state_dict()), p),
-                           "state_dict does not fit the architecture in model_config"),
+    "other_architecture": (
+        lambda p: torch.save(_payload(state_dict=build_model(ModelConfig(width=8, blocks=(2,))).state_dict()), p),
+        "state_dict does not fit the architecture in model_config",
+    ),
     "missing_key": (lambda p: torch.save(_without("model_config"), p), "checkpoint lacks key(s) model_config"),
-    "newer_version": (lambda p: torch.save(_payload(version=FORMAT_VERSION + 7), p),
-                      f"checkpoint version {FORMAT_VERSION + 7} is newer than this shortcutgates reads "
-                      f"({FORMAT_VERSION}); upgrade it"),
+    "newer_version": (
+        lambda p: torch.save(_payload(version=FORMAT_VERSION + 7), p),
+        f"checkpoint version {FORMAT_VERSION + 7} is newer than this shortcutgates reads "
+        f"({FORMAT_VERSION}); upgrade it",
+    ),
     "truncated": (lambda p: p.write_bytes(_bytes(_payload())[:777]), "truncated or corrupt"),
     "empty": (lambda p: p.write_bytes(b""), "not a torch zip file (starts with b'')"),
     "directory": (lambda p: p.mkdir(), "is a directory"),
@@ -164,14 +192,17 @@ def resumable(manifest, tmp_path_factory) -> dict:
 
 
 def _resume_cases(payload: dict) -> dict:
-    other = dict(payload, resume=dict(payload["resume"], state_dict=build_model(ModelConfig(width=8, blocks=(2,)))
-                                      .state_dict()))
+    other = dict(
+        payload, resume=dict(payload["resume"], state_dict=build_model(ModelConfig(width=8, blocks=(2,))).state_dict())
+    )
     missing = {k: v for k, v in payload.items() if k != "model_config"}
     return {
         "other_architecture": (lambda p: torch.save(other, p), "state_dict does not fit the architecture"),
         "missing_key": (lambda p: torch.save(missing, p), "checkpoint lacks key(s) model_config"),
-        "newer_version": (lambda p: torch.save(dict(payload, version=FORMAT_VERSION + 7), p),
-                          f"checkpoint version {FORMAT_VERSION + 7} is newer than this shortcutgates reads"),
+        "newer_version": (
+            lambda p: torch.save(dict(payload, version=FORMAT_VERSION + 7), p),
+            f"checkpoint version {FORMAT_VERSION + 7} is newer than this shortcutgates reads",
+        ),
         "truncated": (lambda p: p.write_bytes(_bytes(payload)[:4096]), "truncated or corrupt"),
         "empty": (lambda p: p.write_bytes(b""), "not a torch zip file (starts with b'')"),
     }

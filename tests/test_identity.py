@@ -29,16 +29,19 @@ def same_partition(a, b) -> bool:
     return pairs["a"].is_unique and pairs["b"].is_unique
 
 
-@pytest.mark.parametrize("ra,dec,n", [
-    pytest.param([150.0, 150.0 + 1e-6], [2.0, 2.0], 1, id="1e-6_deg_in_ra"),
-    pytest.param([150.0, 150.0], [2.0, 2.0 + 1e-6], 1, id="1e-6_deg_in_dec"),
-    pytest.param([150.0, 150.0], [2.0, 2.0 + 0.4 * ARCSEC], 1, id="0.4_arcsec"),
-    pytest.param([150.0, 150.0], [2.0, 2.0 + 0.6 * ARCSEC], 2, id="0.6_arcsec"),
-    pytest.param([359.99999, 0.000001], [-30.0, -30.0], 1, id="ra_wrap"),
-    pytest.param([0.0, 180.0], [89.99999, 89.99999], 1, id="pole"),
-    pytest.param([150.0, 150.0, 150.0], [2.0, 2.0 + 0.4 * ARCSEC, 2.0 + 0.8 * ARCSEC], 1, id="chained"),
-    pytest.param([], [], 0, id="empty_catalog"),
-])
+@pytest.mark.parametrize(
+    "ra,dec,n",
+    [
+        pytest.param([150.0, 150.0 + 1e-6], [2.0, 2.0], 1, id="1e-6_deg_in_ra"),
+        pytest.param([150.0, 150.0], [2.0, 2.0 + 1e-6], 1, id="1e-6_deg_in_dec"),
+        pytest.param([150.0, 150.0], [2.0, 2.0 + 0.4 * ARCSEC], 1, id="0.4_arcsec"),
+        pytest.param([150.0, 150.0], [2.0, 2.0 + 0.6 * ARCSEC], 2, id="0.6_arcsec"),
+        pytest.param([359.99999, 0.000001], [-30.0, -30.0], 1, id="ra_wrap"),
+        pytest.param([0.0, 180.0], [89.99999, 89.99999], 1, id="pole"),
+        pytest.param([150.0, 150.0, 150.0], [2.0, 2.0 + 0.4 * ARCSEC, 2.0 + 0.8 * ARCSEC], 1, id="chained"),
+        pytest.param([], [], 0, id="empty_catalog"),
+    ],
+)
 def test_match_lrgs_counts(ra, dec, n):
     ident = match_lrgs(ra, dec, 0.5)
     assert ident.n_lrgs == n
@@ -52,7 +55,10 @@ def test_chained_group_reports_its_extent():
 
 def test_id_format_wraps_ra_and_has_no_negative_zero():
     assert list(format_lrg_id([360.0, -0.0, 150.123456], [-0.0, -1e-9, 2.5])) == [
-        "J000.00000+00.00000", "J000.00000+00.00000", "J150.12346+02.50000"]
+        "J000.00000+00.00000",
+        "J000.00000+00.00000",
+        "J150.12346+02.50000",
+    ]
 
 
 def test_id_is_the_smallest_member_position():
@@ -60,11 +66,14 @@ def test_id_is_the_smallest_member_position():
     assert set(ident.lrg_id) == {"J150.00001+02.00000"}
 
 
-@pytest.mark.parametrize("ra,dec,tol,message", [
-    pytest.param([np.nan], [0.0], 0.5, "ra must be finite", id="nan_ra"),
-    pytest.param([1.0], [91.0], 0.5, "dec must be finite and in", id="dec_out_of_range"),
-    pytest.param([1.0], [1.0], 0.0, "tolerance_arcsec must be > 0", id="zero_tolerance"),
-])
+@pytest.mark.parametrize(
+    "ra,dec,tol,message",
+    [
+        pytest.param([np.nan], [0.0], 0.5, "ra must be finite", id="nan_ra"),
+        pytest.param([1.0], [91.0], 0.5, "dec must be finite and in", id="dec_out_of_range"),
+        pytest.param([1.0], [1.0], 0.0, "tolerance_arcsec must be > 0", id="zero_tolerance"),
+    ],
+)
 def test_match_lrgs_rejects_bad_input(ra, dec, tol, message):
     with pytest.raises(ValueError, match=message):
         match_lrgs(ra, dec, tol)

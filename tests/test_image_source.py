@@ -49,7 +49,9 @@ def _replace_cell(file: Path, column: str, row: int, value: bytes) -> None:
     table = pq.read_table(file)
     cells = table.column(column).to_pylist()
     cells[row] = value
-    table = table.set_column(table.schema.get_field_index(column), column, pa.array(cells, table.schema.field(column).type))
+    table = table.set_column(
+        table.schema.get_field_index(column), column, pa.array(cells, table.schema.field(column).type)
+    )
     pq.write_table(table, file)
 
 
@@ -58,8 +60,20 @@ def _train_row_of(frame) -> int:
 
 
 def _train_error(manifest: Path, tmp_path: Path, capsys) -> str:
-    code = cli.main(["train", "--data", str(manifest), "--out", str(tmp_path / "e.pt"), "--epochs", "1",
-                     "--no-progress", "--threads", "1"])
+    code = cli.main(
+        [
+            "train",
+            "--data",
+            str(manifest),
+            "--out",
+            str(tmp_path / "e.pt"),
+            "--epochs",
+            "1",
+            "--no-progress",
+            "--threads",
+            "1",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1, err
     return err
@@ -153,8 +167,10 @@ def test_missing_sources_are_one_usage_error_for_gate_and_pytest(built, tmp_path
     assert gate.returncode == 2, gate.stderr + gate.stdout
     assert "source file of a manifest pointer is missing" in gate.stderr + gate.stdout
     assert "--data-root" in gate.stderr + gate.stdout and "gate_suite.py::test_gate" not in gate.stdout
-    suite = _run(["-m", "pytest", "-p", "no:cacheprovider", "--pyargs", "shortcutgates.gate_tests",
-                  "--data", str(manifest)], tmp_path)
+    suite = _run(
+        ["-m", "pytest", "-p", "no:cacheprovider", "--pyargs", "shortcutgates.gate_tests", "--data", str(manifest)],
+        tmp_path,
+    )
     errors = [line for line in (suite.stdout + suite.stderr).splitlines() if "source file" in line]
     assert suite.returncode == 4 and len(errors) == 1, suite.stdout + suite.stderr
 
@@ -162,8 +178,9 @@ def test_missing_sources_are_one_usage_error_for_gate_and_pytest(built, tmp_path
 def test_hand_written_relative_pointers_are_taken_from_the_manifest_directory(tmp_path):
     manifest = write_pointer_manifest(tmp_path / "a" / "m", tmp_path / "a" / "src", n=8)
     table = pq.read_table(manifest / "part-0.parquet")
-    table = table.set_column(table.schema.get_field_index("source_path"), "source_path",
-                             pa.array(["../src/src.parquet"] * table.num_rows))
+    table = table.set_column(
+        table.schema.get_field_index("source_path"), "source_path", pa.array(["../src/src.parquet"] * table.num_rows)
+    )
     pq.write_table(table, manifest / "part-0.parquet")
     moved = Path(shutil.move(str(tmp_path / "a"), str(tmp_path / "b"))) / "m"
     images, failures = load_images(read_manifest(moved).frame)

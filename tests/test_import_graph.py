@@ -24,8 +24,13 @@ def imported_modules(path: Path, modules: set[str]) -> set[str]:
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    skipped = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and _type_checking(node.test)
-               for child in node.body for n in ast.walk(child)}
+    skipped = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and _type_checking(node.test)
+        for child in node.body
+        for n in ast.walk(child)
+    }
     out = set()
     for node in ast.walk(tree):
         if id(node) in skipped:
@@ -52,7 +57,8 @@ def imported_modules(path: Path, modules: set[str]) -> set[str]:
 
 def _type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -94,9 +100,17 @@ def test_the_scan_sees_imports_inside_functions(tmp_path):
         PACKAGE = saved
 
 
-@pytest.mark.parametrize("module", ["shortcutgates.gates.data_gates", "shortcutgates.gates.model_gates",
-                                    "shortcutgates.gates.records", "shortcutgates.gates.decision",
-                                    "shortcutgates.gates.context", "shortcutgates.gates.probes"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "shortcutgates.gates.data_gates",
+        "shortcutgates.gates.model_gates",
+        "shortcutgates.gates.records",
+        "shortcutgates.gates.decision",
+        "shortcutgates.gates.context",
+        "shortcutgates.gates.probes",
+    ],
+)
 def test_gate_modules_know_nothing_of_the_registry(module):
     assert "shortcutgates.gates.registry" not in reachable(import_graph(), module)
 
@@ -107,6 +121,9 @@ def test_the_gates_package_imports_neither_the_plugin_nor_the_experiment():
     gates = [m for m in graph if m.startswith("shortcutgates.gates")]
     assert len(gates) > 10
     for module in gates:
-        upward = {m for m in reachable(graph, module)
-                  if m == "shortcutgates.plugin" or m.startswith("shortcutgates.experiment")}
+        upward = {
+            m
+            for m in reachable(graph, module)
+            if m == "shortcutgates.plugin" or m.startswith("shortcutgates.experiment")
+        }
         assert not upward, f"{module} imports {sorted(upward)}"

@@ -23,8 +23,9 @@ def test_init_writes_the_suite_the_stub_the_settings_and_the_workflow(tmp_path, 
     assert (tmp_path / "gate_tests" / "test_gates.py").read_text() == TEST_MODULE
     conftest = (tmp_path / "gate_tests" / "conftest.py").read_text()
     assert conftest == CONFTEST and "# def shortcutgates_scorer():" in conftest  # commented: collects no fixture
-    assert (tmp_path / ".github" / "workflows" / "shortcut-gates.yml").read_text() == \
-        (REPO / ".github" / "workflows" / "gates.yml").read_text()
+    assert (tmp_path / ".github" / "workflows" / "shortcut-gates.yml").read_text() == (
+        REPO / ".github" / "workflows" / "gates.yml"
+    ).read_text()
     pyproject = (tmp_path / "pyproject.toml").read_text()
     assert pyproject.startswith('[project]\nname = "finder"\n') and pyproject.count("[tool.shortcutgates]") == 1
     assert cli.main(["init", str(tmp_path)]) == 0  # a second run changes nothing
@@ -55,9 +56,27 @@ def test_the_suite_runs_in_a_project_outside_the_repository(tmp_path, how):
     write_manifest(hand_manifest(16), tmp_path / "data" / "manifest")
     init_project(tmp_path)
     target = ["gate_tests"] if how == "gate_tests" else ["--pyargs", "shortcutgates.gate_tests"]
-    done = subprocess.run([sys.executable, "-m", "pytest", *target, "--data", "data/manifest", "-k", "data_integrity",
-                           "--gate-report", "gates.json", "-p", "no:cacheprovider"], cwd=tmp_path,
-                          env=child_env(PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            *target,
+            "--data",
+            "data/manifest",
+            "-k",
+            "data_integrity",
+            "--gate-report",
+            "gates.json",
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=tmp_path,
+        env=child_env(PYTHONPATH=str(REPO)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert f"config={tmp_path / 'pyproject.toml'}" in done.stdout  # init's [tool.shortcutgates] block is read
     records = {g["id"]: g for g in json.loads((tmp_path / "gates.json").read_text())["gates"]}

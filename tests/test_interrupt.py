@@ -69,6 +69,7 @@ def _renames(argv, monkeypatch) -> int:
         def wrapped(*args, **kwargs):
             count[0] += 1
             return rename(*args, **kwargs)
+
         return wrapped
 
     with monkeypatch.context() as m:
@@ -96,8 +97,20 @@ def _hidden(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if p.name.startswith("."))
 
 
-SIM_ARGV = ["simulate", "--n-lrgs", "6", "--seed", "3", "--stamp-size", "32", "--injections-per-lrg", "2:2",
-            "--rows-per-file", "3", "--no-progress"]
+SIM_ARGV = [
+    "simulate",
+    "--n-lrgs",
+    "6",
+    "--seed",
+    "3",
+    "--stamp-size",
+    "32",
+    "--injections-per-lrg",
+    "2:2",
+    "--rows-per-file",
+    "3",
+    "--no-progress",
+]
 
 
 def test_killed_simulate_leaves_nothing_or_everything(tmp_path, monkeypatch):
@@ -162,8 +175,25 @@ def test_sigterm_removes_temporaries_and_keeps_the_previous_output(paired, tmp_p
     assert _snapshot(out) == previous and _hidden(tmp_path) == []
 
 
-TRAIN = ["--width", "4", "--blocks", "1", "--epochs", "4", "--batch-size", "8", "--no-progress", "--device", "cpu",
-         "--threads", "1", "--seed", "7", "--patience", "10"]
+TRAIN = [
+    "--width",
+    "4",
+    "--blocks",
+    "1",
+    "--epochs",
+    "4",
+    "--batch-size",
+    "8",
+    "--no-progress",
+    "--device",
+    "cpu",
+    "--threads",
+    "1",
+    "--seed",
+    "7",
+    "--patience",
+    "10",
+]
 
 
 def test_killed_train_resumes_to_the_uninterrupted_weights(tmp_path, monkeypatch):

@@ -15,8 +15,17 @@ from shortcutgates.data.io import atomic_directory, atomic_path, jsonable, write
 
 
 def test_jsonable_makes_plain_json():
-    out = jsonable({"a": np.float32(0.5), "b": (1, np.int64(2)), "c": float("nan"), "d": Path("x"),
-                    "e": {"f": np.float64(np.inf)}, "g": np.arange(2), "h": np.bool_(True)})
+    out = jsonable(
+        {
+            "a": np.float32(0.5),
+            "b": (1, np.int64(2)),
+            "c": float("nan"),
+            "d": Path("x"),
+            "e": {"f": np.float64(np.inf)},
+            "g": np.arange(2),
+            "h": np.bool_(True),
+        }
+    )
     assert out == {"a": 0.5, "b": [1, 2], "c": None, "d": "x", "e": {"f": None}, "g": [0, 1], "h": True}
     assert isinstance(out["b"][1], int)
     json.dumps(out, allow_nan=False)
@@ -70,8 +79,11 @@ def test_directory_writer_leaves_the_previous_directory_on_an_exception(tmp_path
 
 
 def test_directory_writer_removes_temporaries_of_dead_writers_only(tmp_path):
-    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                              text=True, check=True).stdout)
+    dead = int(
+        subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+        ).stdout
+    )
     stale = tmp_path / f".out.tmp-{dead}-abc"
     (stale / "train").mkdir(parents=True)
     (stale / "train" / "part-00000.parquet").write_bytes(b"half")

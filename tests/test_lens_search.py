@@ -36,7 +36,9 @@ def test_intervals_cover_the_estimate_and_flag_too_few_negatives():
     lo, hi = out["0.01"]["ci"]
     assert lo <= out["0.01"]["value"] <= hi and hi - lo > 0
     assert out["0.01"]["note"] == "" and out["0.01"]["n_neg_needed"] == 1000
-    assert out["0.001"]["n_neg_needed"] == 10000 and out["0.001"]["note"].startswith("2000 negatives < 10/FPR = 10000: at most 2 negative(s) above")
+    assert out["0.001"]["n_neg_needed"] == 10000 and out["0.001"]["note"].startswith(
+        "2000 negatives < 10/FPR = 10000: at most 2 negative(s) above"
+    )
 
 
 def test_with_65_negatives_both_rates_coincide_and_both_are_flagged():
@@ -75,20 +77,30 @@ def test_figures_and_table_from_results(tmp_path):
     frame = pd.read_parquet(part)
     labels = frame["label"].to_numpy()
     scores = np.linspace(0, 1, len(frame))
-    scored = pd.DataFrame({"label": labels, "manifest_file": str(part),
-                           "manifest_row": np.arange(len(frame))})
+    scored = pd.DataFrame({"label": labels, "manifest_file": str(part), "manifest_row": np.arange(len(frame))})
     groups = frame["ra"].astype(str).to_numpy()
-    roc = {"fpr": [0, 0.01, 0.5, 1], "tpr": [0, 0.2, 0.9, 1], "hist": ls.score_histogram(labels, scores),
-           "extremes": ls.extremes(scored, scores, k=2, base=tmp_path)}
+    roc = {
+        "fpr": [0, 0.01, 0.5, 1],
+        "tpr": [0, 0.2, 0.9, 1],
+        "hist": ls.score_histogram(labels, scores),
+        "extremes": ls.extremes(scored, scores, k=2, base=tmp_path),
+    }
     assert roc["extremes"]["false_positives"][0]["manifest_file"] == "m/part-0000.parquet"  # relative: reproducible
-    metric = {"value": 0.9, "ci": [0.8, 0.95], "tpr_at_fpr": ls.tpr_at_fpr_intervals(labels, scores, groups, n_boot=100)}
+    metric = {
+        "value": 0.9,
+        "ci": [0.8, 0.95],
+        "tpr_at_fpr": ls.tpr_at_fpr_intervals(labels, scores, groups, n_boot=100),
+    }
     results = {"seeds": [{"configs": {"raw_robust": {"roc": {"E2": roc}, "experiments": {"E2": metric}}}}]}
     made = ls.lens_search_figures(results, tmp_path, tmp_path / "figs")
     assert set(made) == {"score_hist", "extremes"}
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in made.values())
     header, rows = ls.tpr_table(results)
     assert header[3:5] == ["TPR @ FPR 1e-2", "TPR @ FPR 1e-3"]
-    assert rows[0][:3] == ["raw_robust", "E2", "0.900 [0.800, 0.950]"] and rows[0][5] == f"{(labels == 0).sum()} negatives, fewer than 10/FPR: not an estimate at FPR 0.01, 0.001"
+    assert (
+        rows[0][:3] == ["raw_robust", "E2", "0.900 [0.800, 0.950]"]
+        and rows[0][5] == f"{(labels == 0).sum()} negatives, fewer than 10/FPR: not an estimate at FPR 0.01, 0.001"
+    )
     path = figs.roc_figure({"E2": {"raw_robust": dict(roc, value=0.9, ci=[0.8, 0.95])}}, tmp_path / "roc.png")
     assert path.read_bytes()[:4] == b"\x89PNG"
 

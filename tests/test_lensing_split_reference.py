@@ -28,10 +28,21 @@ def reference_regions(truth, shape, pad=pt.SPLIT_PAD_PX, k=pt.SPLIT_OVERSAMPLE):
     x, y = sn.sub_grid(h, w, pad, k)
     lens = (t["theta_e_arcsec"], t["lens_q"], t["lens_phi_rad"], t["shear"], t["shear_phi_rad"])
     bx, by = ray_shoot(x, y, *(np.asarray(v, np.float32) for v in lens))
-    f32 = {c: t[c].astype(np.float32) for c in ("src_reff_arcsec", "src_q", "src_phi_rad", "src_x_arcsec", "src_y_arcsec")}
+    f32 = {
+        c: t[c].astype(np.float32) for c in ("src_reff_arcsec", "src_q", "src_phi_rad", "src_x_arcsec", "src_y_arcsec")
+    }
     amp = sersic_amp_for_flux(1.0, t["src_reff_arcsec"], t["src_n"]).astype(np.float32)
-    sb = sersic(bx, by, amp, f32["src_reff_arcsec"], t["src_n"], f32["src_q"], f32["src_phi_rad"],
-                f32["src_x_arcsec"], f32["src_y_arcsec"])
+    sb = sersic(
+        bx,
+        by,
+        amp,
+        f32["src_reff_arcsec"],
+        t["src_n"],
+        f32["src_q"],
+        f32["src_phi_rad"],
+        f32["src_x_arcsec"],
+        f32["src_y_arcsec"],
+    )
     light = sb.reshape(n, hp, k, wp, k).mean(axis=(2, 4), dtype=np.float64)
     light /= np.maximum(light.sum(axis=(1, 2), keepdims=True), 1e-300)
     bxr, byr = (v.reshape(n, hp, k, wp, k).astype(np.float64) for v in (bx, by))
@@ -59,12 +70,13 @@ def reference_fraction(d, truth, fwhm):
     in "same" mode of the (N, 1) maps with the (N, 3) kernels (which keeps the middle, r, band)."""
     pad, (h, w) = pt.SPLIT_PAD_PX, d.shape[-2:]
     light, region, merged = reference_regions(truth, (h, w))
-    kernels = np.stack([moffat_kernel(v / PIXEL_SCALE_ARCSEC, pt.SPLIT_MOFFAT_BETA, radius=pt.SPLIT_PSF_RADIUS)
-                        for v in fwhm.ravel()]).reshape(len(d), 3, 2 * pt.SPLIT_PSF_RADIUS + 1, -1)
+    kernels = np.stack(
+        [moffat_kernel(v / PIXEL_SCALE_ARCSEC, pt.SPLIT_MOFFAT_BETA, radius=pt.SPLIT_PSF_RADIUS) for v in fwhm.ravel()]
+    ).reshape(len(d), 3, 2 * pt.SPLIT_PSF_RADIUS + 1, -1)
 
     def blur(img):
         out = signal.fftconvolve(img[:, None], kernels, mode="same", axes=(-2, -1))
-        return out[..., pad:out.shape[-2] - pad, pad:out.shape[-1] - pad]
+        return out[..., pad : out.shape[-2] - pad, pad : out.shape[-1] - pad]
 
     bc, ba = np.maximum(blur(light * region), 0.0), np.maximum(blur(light * ~region), 0.0)
     bk = np.clip(blur(region.astype(np.float64)), 0.0, 1.0)
@@ -90,8 +102,9 @@ def test_the_regions_and_kernels_are_the_references(pairs):
     assert (region != ref[1]).mean() <= 1e-4
     assert np.allclose(merged, ref[2], rtol=1e-12, atol=0) and (ref[2] > 0).any()
     widths = np.r_[fwhm.ravel(), 0.6, 2.4]
-    old = np.stack([moffat_kernel(v / PIXEL_SCALE_ARCSEC, pt.SPLIT_MOFFAT_BETA, radius=pt.SPLIT_PSF_RADIUS)
-                    for v in widths])
+    old = np.stack(
+        [moffat_kernel(v / PIXEL_SCALE_ARCSEC, pt.SPLIT_MOFFAT_BETA, radius=pt.SPLIT_PSF_RADIUS) for v in widths]
+    )
     assert np.abs(sn.moffat_kernels(widths, pt.SPLIT_MOFFAT_BETA, pt.SPLIT_PSF_RADIUS) - old).max() < 1e-15
 
 

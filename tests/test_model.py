@@ -20,8 +20,11 @@ def test_default_model_has_a_quarter_million_parameters():
 
 
 @pytest.mark.parametrize("size", [8, 16, 64])
-@pytest.mark.parametrize("config", [ModelConfig(width=4, blocks=(1,)), ModelConfig(width=4, blocks=(1, 1), stem_stride=1)],
-                         ids=["w4-b1-s2", "w4-b11-s1"])
+@pytest.mark.parametrize(
+    "config",
+    [ModelConfig(width=4, blocks=(1,)), ModelConfig(width=4, blocks=(1, 1), stem_stride=1)],
+    ids=["w4-b1-s2", "w4-b11-s1"],
+)
 def test_one_logit_per_stamp(size, config):
     out = build_model(config)(torch.zeros(5, 3, size, size))
     assert out.shape == (5,)
@@ -34,11 +37,14 @@ def test_config_round_trips_through_plain_dict():
     assert ModelConfig.from_dict(d) == config
 
 
-@pytest.mark.parametrize("kw,match", [
-    pytest.param({"width": 0}, "width", id="zero_width"),
-    pytest.param({"blocks": ()}, "blocks", id="no_stage"),
-    pytest.param({"stem_stride": 3}, "stem_stride", id="bad_stride"),
-])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        pytest.param({"width": 0}, "width", id="zero_width"),
+        pytest.param({"blocks": ()}, "blocks", id="no_stage"),
+        pytest.param({"stem_stride": 3}, "stem_stride", id="bad_stride"),
+    ],
+)
 def test_bad_config_is_refused(kw, match):
     with pytest.raises(ValueError, match=match):
         ModelConfig(**kw)

@@ -65,8 +65,15 @@ def trained(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("trained")
     write_manifest(hand_manifest(40), tmp / "manifest")
     ckpt = tmp / "e2.pt"
-    assert main([str(a) for a in ["train", "--data", tmp / "manifest", "--out", ckpt, "--epochs", "3",
-                                  "--keep-epochs", *TRAIN]]) == 0
+    assert (
+        main(
+            [
+                str(a)
+                for a in ["train", "--data", tmp / "manifest", "--out", ckpt, "--epochs", "3", "--keep-epochs", *TRAIN]
+            ]
+        )
+        == 0
+    )
     return {"manifest": tmp / "manifest", "ckpt": ckpt, "epochs": tmp / "e2_epochs"}
 
 
@@ -75,8 +82,11 @@ def foreign(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("foreign_files")
     model = fm.make_model()
     torch.save(model.state_dict(), tmp / "patchnet_weights.pt")
-    return {"weights": tmp / "patchnet_weights.pt", "onnx": fm.export_onnx(model, tmp / "patchnet.onnx", STAMP),
-            "pt2": fm.export_pt2(model, tmp / "patchnet.pt2", STAMP)}
+    return {
+        "weights": tmp / "patchnet_weights.pt",
+        "onnx": fm.export_onnx(model, tmp / "patchnet.onnx", STAMP),
+        "pt2": fm.export_pt2(model, tmp / "patchnet.pt2", STAMP),
+    }
 
 
 @pytest.fixture
@@ -112,8 +122,9 @@ def test_changed_or_moved_manifest_is_one_line_naming_data(suite, trained, tmp_p
     frame.iloc[:-1].to_parquet(manifest / "part-0000.parquet")  # a row dropped
     changed = suite.runpytest(f"--model={ckpt}", "-k", "data_integrity")
     assert changed.ret == pytest.ExitCode.USAGE_ERROR
-    assert changed.stderr.lines[0].startswith(f"ERROR: shortcutgates: {ckpt}: its training manifest {manifest} has "
-                                              "changed since training (sha256 ")
+    assert changed.stderr.lines[0].startswith(
+        f"ERROR: shortcutgates: {ckpt}: its training manifest {manifest} has changed since training (sha256 "
+    )
     assert changed.stderr.lines[0].endswith("now); pass the manifest to gate with --data DIR")
     shutil.rmtree(manifest)
     moved = suite.runpytest(f"--model={ckpt}")
@@ -157,8 +168,10 @@ def test_fixture_and_model_together_are_a_usage_error(suite, trained, foreign):
 
 
 def test_fixture_returning_no_callable_fails_model_gates_with_one_line(suite, trained):
-    suite.makeconftest("import pytest\n\n@pytest.fixture(scope='session')\ndef shortcutgates_scorer():\n"
-                       "    return {'not': 'callable'}\n")
+    suite.makeconftest(
+        "import pytest\n\n@pytest.fixture(scope='session')\ndef shortcutgates_scorer():\n"
+        "    return {'not': 'callable'}\n"
+    )
     result = suite.runpytest(f"--data={trained['manifest']}", "-k", "detection_auroc[test]")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*shortcutgates: fixture shortcutgates_scorer: must return a callable*"])
@@ -172,18 +185,28 @@ def test_strict_mode_fails_a_run_that_left_expected_gates_unrun(suite, trained):
     lenient.assert_outcomes(passed=1, skipped=1)
     strict = suite.runpytest(f"--data={trained['manifest']}", *select, "--gate-strict")
     assert strict.ret == pytest.ExitCode.TESTS_FAILED
-    strict.stdout.fnmatch_lines(["NOT RUN: * gates did not run: deselected (-k / -m); no model given*",
-                                 "  deselected (-k / -m): lrg_leakage[[]train-pos-neg[]], *",
-                                 "  no model given*: detection_auroc[[]test[]]",
-                                 "STRICT: * expected gates did not run, so this run has not shown the shortcut absent*"])
+    strict.stdout.fnmatch_lines(
+        [
+            "NOT RUN: * gates did not run: deselected (-k / -m); no model given*",
+            "  deselected (-k / -m): lrg_leakage[[]train-pos-neg[]], *",
+            "  no model given*: detection_auroc[[]test[]]",
+            "STRICT: * expected gates did not run, so this run has not shown the shortcut absent*",
+        ]
+    )
 
 
 # --- shortcutgates gate, run from the user's repository -------------------------------------------------
 def _gate(args, cwd, timeout=300) -> subprocess.CompletedProcess:
     env = child_env()
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
-    return subprocess.run([sys.executable, "-m", "shortcutgates.cli", "gate", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "shortcutgates.cli", "gate", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def _listing(root: Path) -> set:
@@ -195,8 +218,20 @@ def test_gate_command_sees_the_users_conftest_and_writes_only_what_was_asked(tra
     repo.mkdir()
     (repo / "conftest.py").write_text(fm.CONFTEST.format(weights=str(foreign["weights"])))
     before = _listing(repo)
-    done = _gate(["--data", trained["manifest"], "--gate-report", "gates.json", "--no-strict", "--",
-                  "-q", "-k", "detection_auroc[test]"], repo)
+    done = _gate(
+        [
+            "--data",
+            trained["manifest"],
+            "--gate-report",
+            "gates.json",
+            "--no-strict",
+            "--",
+            "-q",
+            "-k",
+            "detection_auroc[test]",
+        ],
+        repo,
+    )
     assert done.returncode in (0, 1), done.stdout[-2000:] + done.stderr[-2000:]
     report = read_report(repo / "gates.json")
     assert report["model"]["kind"] == "callable"
@@ -204,11 +239,15 @@ def test_gate_command_sees_the_users_conftest_and_writes_only_what_was_asked(tra
     assert _listing(repo) - before == {"gates.json"}  # no .benchmarks, .pytest_cache, __pycache__
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--data", "nowhere"], "shortcutgates gate: error: --data nowhere: no such directory or file: "),
-    (["--model", "nowhere.pt"], "shortcutgates gate: error: --model "),
-    ([], "shortcutgates gate: error: --data DIR is needed"),
-], ids=["data", "model", "nothing"])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--data", "nowhere"], "shortcutgates gate: error: --data nowhere: no such directory or file: "),
+        (["--model", "nowhere.pt"], "shortcutgates gate: error: --model "),
+        ([], "shortcutgates gate: error: --data DIR is needed"),
+    ],
+    ids=["data", "model", "nothing"],
+)
 def test_gate_command_bad_input_is_one_line_exit_2(tmp_path, args, message):
     done = _gate(args, tmp_path, timeout=120)
     assert done.returncode == 2, done.stderr
@@ -264,8 +303,13 @@ def test_many_checkpoints_one_data_read(trained, tmp_path, monkeypatch):
 def test_gate_command_takes_a_directory_of_checkpoints(trained, tmp_path):
     done = _gate(["--model", trained["epochs"], "--out", "sweep"], tmp_path)
     assert done.returncode in (0, 1), done.stderr[-2000:]
-    assert "3 models" in done.stdout and {p.name for p in (tmp_path / "sweep").iterdir()} == \
-        {"epoch000.json", "epoch001.json", "epoch002.json", "summary.csv", "gates_by_model.png"}
+    assert "3 models" in done.stdout and {p.name for p in (tmp_path / "sweep").iterdir()} == {
+        "epoch000.json",
+        "epoch001.json",
+        "epoch002.json",
+        "summary.csv",
+        "gates_by_model.png",
+    }
     no_out = _gate(["--model", trained["epochs"]], tmp_path)
     assert no_out.returncode == 2 and "3 models: name a directory for their reports with --out DIR" in no_out.stderr
 
@@ -284,8 +328,13 @@ def test_a_sweep_gates_each_model_on_the_case_set_of_a_single_run(tmp_path, monk
         return np.asarray(images, np.float64)[:, 1, 0, 0]
 
     preprocess = {"raw.pt": "raw_robust", "residual.pt": "residual"}
-    monkeypatch.setattr(scorers, "load_scorer", lambda path, cache=None: scorers.Scorer(
-        constant_ish, preprocess[Path(path).name], {"path": str(path), "kind": "callable"}))
+    monkeypatch.setattr(
+        scorers,
+        "load_scorer",
+        lambda path, cache=None: scorers.Scorer(
+            constant_ish, preprocess[Path(path).name], {"path": str(path), "kind": "callable"}
+        ),
+    )
     models = [tmp_path / name for name in preprocess]
     sweep.gate_many(tmp_path / "data", models, tmp_path / "out", progress=False, strict=False)
     for path, mode in zip(models, preprocess.values()):
@@ -297,8 +346,12 @@ def test_a_sweep_gates_each_model_on_the_case_set_of_a_single_run(tmp_path, monk
     table = pd.read_csv(tmp_path / "out" / sweep.SUMMARY_FILE)
     for name, first in zip(table["model"], table["first_failing"]):
         record = {g["id"]: g for g in read_report(tmp_path / "out" / f"{name}.json")["gates"]}[first]
-        assert sweep.is_red(record) and (record["gate"] not in sweep.DATA_ONLY_GATES
-                                         or record["params"].get("input") == "model")
-    data_red = [g["id"] for g in residual if sweep.is_red(g) and g["gate"] in sweep.DATA_ONLY_GATES
-                and g["params"].get("input") != "model"]
+        assert sweep.is_red(record) and (
+            record["gate"] not in sweep.DATA_ONLY_GATES or record["params"].get("input") == "model"
+        )
+    data_red = [
+        g["id"]
+        for g in residual
+        if sweep.is_red(g) and g["gate"] in sweep.DATA_ONLY_GATES and g["params"].get("input") != "model"
+    ]
     assert data_red and list(table["first_failing_data"]) == [data_red[0]] * 2  # data gates: one read, both models

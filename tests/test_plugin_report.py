@@ -11,31 +11,60 @@ from shortcutgates.gates.report_json import SCHEMA, build_report, jsonable, read
 
 
 def gate(**over) -> dict:
-    record = {"id": "core_lr_auc[test-box10-raw_robust]", "gate": "core_lr_auc",
-              "params": {"box": 10, "input": "raw_robust"}, "split": "test", "value": 0.9, "ci": [0.85, 0.95],
-              "threshold": 0.65, "direction": "max", "verdict": "fail", "n": 120, "n_groups": 60, "message": "m",
-              "role": "primary"}
+    record = {
+        "id": "core_lr_auc[test-box10-raw_robust]",
+        "gate": "core_lr_auc",
+        "params": {"box": 10, "input": "raw_robust"},
+        "split": "test",
+        "value": 0.9,
+        "ci": [0.85, 0.95],
+        "threshold": 0.65,
+        "direction": "max",
+        "verdict": "fail",
+        "n": 120,
+        "n_groups": 60,
+        "message": "m",
+        "role": "primary",
+    }
     record.update(over)
     return record
 
 
 def test_report_has_the_schema_and_summary():
-    report = build_report([gate(), gate(id="data_integrity", verdict="skipped", ci=None, value=None)],
-                          data={"path": "d"}, model=None)
+    report = build_report(
+        [gate(), gate(id="data_integrity", verdict="skipped", ci=None, value=None)], data={"path": "d"}, model=None
+    )
     assert report["schema"] == SCHEMA and report["model"] is None
-    assert report["summary"] == {"expected": 2, "run": 1, "pass": 0, "fail": 1, "inconclusive": 0, "error": 0,
-                                 "skipped": 1, "reported": 0, "waived": 0, "primary": 2, "primary_failing": 1,
-                                 "reported_established": 0, "green": False}
+    assert report["summary"] == {
+        "expected": 2,
+        "run": 1,
+        "pass": 0,
+        "fail": 1,
+        "inconclusive": 0,
+        "error": 0,
+        "skipped": 1,
+        "reported": 0,
+        "waived": 0,
+        "primary": 2,
+        "primary_failing": 1,
+        "reported_established": 0,
+        "green": False,
+    }
 
 
-@pytest.mark.parametrize("bad, message", [
-    pytest.param({"verdict": "ok"}, "'verdict' must be one of", id="verdict"),
-    pytest.param({"direction": "up"}, "'direction' must be 'max' or 'min'", id="direction"),
-    pytest.param({"ci": [0.1]}, "'ci' must be [lo, hi] or null", id="ci"),
-    pytest.param({"params": [10]}, "'params' must be an object", id="params"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        pytest.param({"verdict": "ok"}, "'verdict' must be one of", id="verdict"),
+        pytest.param({"direction": "up"}, "'direction' must be 'max' or 'min'", id="direction"),
+        pytest.param({"ci": [0.1]}, "'ci' must be [lo, hi] or null", id="ci"),
+        pytest.param({"params": [10]}, "'params' must be an object", id="params"),
+    ],
+)
 def test_schema_violations_name_the_entry_and_field(bad, message):
-    with pytest.raises(ValueError, match=r"gates\[0\] \(core_lr_auc\[test-box10-raw_robust\]\): " + message.replace("[", r"\[")):
+    with pytest.raises(
+        ValueError, match=r"gates\[0\] \(core_lr_auc\[test-box10-raw_robust\]\): " + message.replace("[", r"\[")
+    ):
         build_report([gate(**bad)], data={}, model=None)
 
 
@@ -47,8 +76,12 @@ def test_missing_keys_and_duplicate_ids_are_refused():
 
 
 def test_numpy_and_non_finite_values_become_strict_json():
-    assert jsonable({"a": np.float32(0.5), "b": np.int64(3), "c": float("nan"), "d": (np.inf, 1)}) == \
-        {"a": 0.5, "b": 3, "c": None, "d": [None, 1]}
+    assert jsonable({"a": np.float32(0.5), "b": np.int64(3), "c": float("nan"), "d": (np.inf, 1)}) == {
+        "a": 0.5,
+        "b": 3,
+        "c": None,
+        "d": [None, 1],
+    }
     with pytest.raises(TypeError, match="cannot write object"):
         jsonable(object())
 

@@ -50,8 +50,10 @@ def arc_image(rng: np.random.Generator, theta_e_px: float, flux: float, psf_px: 
     y, x = np.mgrid[:SIZE, :SIZE].astype(float)
     c = SIZE // 2
     phi = rng.uniform(0, 2 * np.pi)
-    arc = sum(_gauss(y, x, c + theta_e_px * np.sin(phi + d), c + theta_e_px * np.cos(phi + d), psf_px)
-              for d in np.linspace(-0.5, 0.5, 7))
+    arc = sum(
+        _gauss(y, x, c + theta_e_px * np.sin(phi + d), c + theta_e_px * np.cos(phi + d), psf_px)
+        for d in np.linspace(-0.5, 0.5, 7)
+    )
     counter = _gauss(y, x, c - 2 * np.sin(phi), c - 2 * np.cos(phi), psf_px)
     colours = np.array([1.2, 1.0, 0.6])
     img = colours[:, None, None] * (arc / arc.sum() + 0.3 * counter / counter.sum())[None]
@@ -77,22 +79,38 @@ def write_survey_directory(root: Path, seed: int = 0) -> dict:
                 theta = rng.uniform(0.8, 2.2)
                 stamp = ctrl + arc_image(rng, theta / PIX, rng.uniform(8, 20), psf_px)
                 bad = (lrg + k) % 11 == 3
-                rows.append({
-                    "ra": ra + rng.normal(0, 1e-7), "dec": dec,  # survey positions jitter in the last digits
-                    "stamp_npz": b"\x00broken cutout" if bad else encode_stamp(stamp),
-                    "ctrl_stamp_npz": ctrl_blob,
-                    "theta_e_arcsec": theta, "src_x_arcsec": rng.normal(0, 0.3), "src_y_arcsec": rng.normal(0, 0.3),
-                    "src_reff_arcsec": rng.uniform(0.06, 0.2), "src_dmag": rng.uniform(0, 2),
-                    "lens_e": rng.uniform(0, 0.3), "lens_phi_rad": rng.uniform(0, np.pi), "shear": rng.uniform(0, 0.05),
-                    "arc_snr": rng.uniform(5, 50),
-                    "psf_fwhm_used_g": psf_r * 1.1, "psf_fwhm_used_r": psf_r, "psf_fwhm_used_z": psf_r * 0.95,
-                    "psfsize_r": psf_r, "psfdepth_r": depth, "ebv": rng.uniform(0, 0.1),
-                    "psf_bin": np.int32(int(psf_r > 1.3)), "depth_bin": np.int32(int(depth > 24.0)),
-                    "brickname": f"{int(ra * 10):04d}p{int(dec * 10):03d}", "task_id": np.int32(lrg),
-                    "cutout_ok": np.int32(0 if bad else 1),
-                    # columns the survey pipeline writes that shortcutgates does not know
-                    "ls_id": np.int64(9_000_000 + lrg), "pipeline_version": "v5_cosmos", "inj_seed": np.int64(k),
-                })
+                rows.append(
+                    {
+                        "ra": ra + rng.normal(0, 1e-7),
+                        "dec": dec,  # survey positions jitter in the last digits
+                        "stamp_npz": b"\x00broken cutout" if bad else encode_stamp(stamp),
+                        "ctrl_stamp_npz": ctrl_blob,
+                        "theta_e_arcsec": theta,
+                        "src_x_arcsec": rng.normal(0, 0.3),
+                        "src_y_arcsec": rng.normal(0, 0.3),
+                        "src_reff_arcsec": rng.uniform(0.06, 0.2),
+                        "src_dmag": rng.uniform(0, 2),
+                        "lens_e": rng.uniform(0, 0.3),
+                        "lens_phi_rad": rng.uniform(0, np.pi),
+                        "shear": rng.uniform(0, 0.05),
+                        "arc_snr": rng.uniform(5, 50),
+                        "psf_fwhm_used_g": psf_r * 1.1,
+                        "psf_fwhm_used_r": psf_r,
+                        "psf_fwhm_used_z": psf_r * 0.95,
+                        "psfsize_r": psf_r,
+                        "psfdepth_r": depth,
+                        "ebv": rng.uniform(0, 0.1),
+                        "psf_bin": np.int32(int(psf_r > 1.3)),
+                        "depth_bin": np.int32(int(depth > 24.0)),
+                        "brickname": f"{int(ra * 10):04d}p{int(dec * 10):03d}",
+                        "task_id": np.int32(lrg),
+                        "cutout_ok": np.int32(0 if bad else 1),
+                        # columns the survey pipeline writes that shortcutgates does not know
+                        "ls_id": np.int64(9_000_000 + lrg),
+                        "pipeline_version": "v5_cosmos",
+                        "inj_seed": np.int64(k),
+                    }
+                )
                 counts["rows"] += 1
                 counts["cutout_bad"] += int(bad)
             lrg += 1
@@ -111,11 +129,18 @@ def survey_run(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("survey")
     counts = write_survey_directory(root / "v5_cosmos_paired")
-    params = ExperimentParams(out=root / "exp", input=root / "v5_cosmos_paired", epochs=1, n_boot=500,
-                              configs=(Configuration("residual", "residual"),
-                                       Configuration("residual+hn", "residual", hard_negatives="core,shuffle",
-                                                     paired_from="residual")), progress=False,
-                              train_options={"model": ModelConfig(width=8, blocks=(1, 1))})
+    params = ExperimentParams(
+        out=root / "exp",
+        input=root / "v5_cosmos_paired",
+        epochs=1,
+        n_boot=500,
+        configs=(
+            Configuration("residual", "residual"),
+            Configuration("residual+hn", "residual", hard_negatives="core,shuffle", paired_from="residual"),
+        ),
+        progress=False,
+        train_options={"model": ModelConfig(width=8, blocks=(1, 1))},
+    )
     results = run_experiment(params, command="test_real_data")
     return root, counts, params, results
 
@@ -152,7 +177,9 @@ def test_e5_recipe_trains_on_hard_negatives_and_reports_unseen_counterfactuals(s
     splits = run["datasets"]["unpaired-hn-core-shuffle"]["splits"]
     plain = run["datasets"]["unpaired"]["splits"]
     assert splits["train"]["n_neg"] > plain["train"]["n_neg"]  # the constructed negatives
-    assert {s: splits[s] for s in ("val", "test", "test_paired")} == {s: plain[s] for s in ("val", "test", "test_paired")}
+    assert {s: splits[s] for s in ("val", "test", "test_paired")} == {
+        s: plain[s] for s in ("val", "test", "test_paired")
+    }
     assert recipe["experiments"]["E1"] == base["experiments"]["E1"]  # the same paired model
     assert recipe["training"]["paired"] == {"same_as": "residual"}
     for name in ("point_source", "moved_counter_image"):

@@ -18,54 +18,131 @@ CONFIGS = ("raw_robust", "residual")
 
 
 def metric(value, lo, hi, n_groups=100, seed=0, **kw):
-    return {"metric": "auroc", "value": value, "ci": [lo, hi], "n": 2 * n_groups, "n_groups": n_groups,
-            "seed": seed, "source": "test", **kw}
+    return {
+        "metric": "auroc",
+        "value": value,
+        "ci": [lo, hi],
+        "n": 2 * n_groups,
+        "n_groups": n_groups,
+        "seed": seed,
+        "source": "test",
+        **kw,
+    }
 
 
 def gate(gid, name, value, ci, verdict, threshold=0.6, direction="max", split="test", **params):
-    return {"id": gid, "gate": name, "params": params, "split": split, "value": value, "ci": ci,
-            "threshold": threshold, "direction": direction, "verdict": verdict, "n": 200, "n_groups": 100,
-            "message": ""}
+    return {
+        "id": gid,
+        "gate": name,
+        "params": params,
+        "split": split,
+        "value": value,
+        "ci": ci,
+        "threshold": threshold,
+        "direction": direction,
+        "verdict": verdict,
+        "n": 200,
+        "n_groups": 100,
+        "message": "",
+    }
 
 
 def config_record(seed, e2, e4, gap, e3=None):
     e3 = e2 - gap if e3 is None else e3
     return {
-        "preprocess": "x", "core_dropout": None, "training": {},
-        "experiments": {"E1": metric(0.99, 0.98, 1.0, seed=seed), "E2": metric(e2, e2 - 0.04, e2 + 0.04, seed=seed),
-                        "E3": metric(e3, e3 - 0.05, e3 + 0.05, seed=seed),
-                        "E3_gap": metric(gap, max(gap - 0.03, 0), gap + 0.03, seed=seed),
-                        "E4": metric(e4, e4 - 0.05, e4 + 0.05, seed=seed),
-                        "E1_core_lr": metric(0.9, 0.85, 0.95, seed=seed)},
+        "preprocess": "x",
+        "core_dropout": None,
+        "training": {},
+        "experiments": {
+            "E1": metric(0.99, 0.98, 1.0, seed=seed),
+            "E2": metric(e2, e2 - 0.04, e2 + 0.04, seed=seed),
+            "E3": metric(e3, e3 - 0.05, e3 + 0.05, seed=seed),
+            "E3_gap": metric(gap, max(gap - 0.03, 0), gap + 0.03, seed=seed),
+            "E4": metric(e4, e4 - 0.05, e4 + 0.05, seed=seed),
+            "E1_core_lr": metric(0.9, 0.85, 0.95, seed=seed),
+        },
         "roc": {k: {"fpr": [0.0, 0.1, 1.0], "tpr": [0.0, 0.8, 1.0]} for k in ("E1", "E2", "E3")},
-        "gates": [gate("arc_masked_auroc[test]", "arc_masked_auroc", 0.55, [0.5, 0.58], "pass"),
-                  gate("core_transplant_auroc[test]", "core_transplant_auroc", 0.7, [0.65, 0.75], "fail")],
-        "stratified": {"theta_e": [{"bin": "0-1arcsec", "value": 0.7, "ci": [0.6, 0.8], "n_pos": 20, "n_neg": 50},
-                                   {"bin": "1-1.5arcsec", "value": 0.9, "ci": [0.85, 0.95], "n_pos": 20, "n_neg": 50},
-                                   {"bin": "2-10arcsec", "value": None, "ci": None, "n_pos": 1, "n_neg": 50}]},
+        "gates": [
+            gate("arc_masked_auroc[test]", "arc_masked_auroc", 0.55, [0.5, 0.58], "pass"),
+            gate("core_transplant_auroc[test]", "core_transplant_auroc", 0.7, [0.65, 0.75], "fail"),
+        ],
+        "stratified": {
+            "theta_e": [
+                {"bin": "0-1arcsec", "value": 0.7, "ci": [0.6, 0.8], "n_pos": 20, "n_neg": 50},
+                {"bin": "1-1.5arcsec", "value": 0.9, "ci": [0.85, 0.95], "n_pos": 20, "n_neg": 50},
+                {"bin": "2-10arcsec", "value": None, "ci": None, "n_pos": 1, "n_neg": 50},
+            ]
+        },
     }
 
 
 def make_results(seeds=(0,)):
     runs = []
     for s in seeds:
-        runs.append({"seed": s,
-                     "datasets": {"unpaired": {"path": "data/unpaired", "splits": {
-                         "train": {"n": 400, "n_pos": 200, "n_neg": 200, "n_lrgs": 400}}}},
-                     "data_gates": {"unpaired": [
-                         gate("lrg_leakage[train-pos-neg]", "lrg_leakage", 0, None, "pass", 0, split="train", pair="pos-neg"),
-                         gate("property_balance[train-psfsize_r]", "property_balance", 0.3, [0.2, 0.4], "fail", 0.1,
-                              split="train", prop="psfsize_r"),
-                         gate("core_lr_auc[train-box10-raw_robust]", "core_lr_auc", 0.95, [0.93, 0.97], "fail", 0.65,
-                              split="train", box=10, input="raw_robust")]},
-                     "configs": {"raw_robust": config_record(s, 0.90 + 0.01 * s, 0.95, 0.01),
-                                 "residual": config_record(s, 0.82, 0.62 + 0.04 * s, 0.02)}})
-    results = {"schema": rp.RESULTS_SCHEMA, "package_version": "0", "command": "shortcutgates experiment --out x",
-               "params": {"epochs": 1, "n_lrgs": 10, "seeds": list(seeds), "input": None,
-                          "configs": [{"name": c, "preprocess": c, "core_dropout": None} for c in CONFIGS]},
-               "seeds": runs,
-               "properties": {"psfsize_r": {"edges": [1.0, 1.2, 1.4, 1.6], "pos": [5, 10, 5], "neg": [10, 5, 5],
-                                            "smd": 0.3}}}
+        runs.append(
+            {
+                "seed": s,
+                "datasets": {
+                    "unpaired": {
+                        "path": "data/unpaired",
+                        "splits": {"train": {"n": 400, "n_pos": 200, "n_neg": 200, "n_lrgs": 400}},
+                    }
+                },
+                "data_gates": {
+                    "unpaired": [
+                        gate(
+                            "lrg_leakage[train-pos-neg]",
+                            "lrg_leakage",
+                            0,
+                            None,
+                            "pass",
+                            0,
+                            split="train",
+                            pair="pos-neg",
+                        ),
+                        gate(
+                            "property_balance[train-psfsize_r]",
+                            "property_balance",
+                            0.3,
+                            [0.2, 0.4],
+                            "fail",
+                            0.1,
+                            split="train",
+                            prop="psfsize_r",
+                        ),
+                        gate(
+                            "core_lr_auc[train-box10-raw_robust]",
+                            "core_lr_auc",
+                            0.95,
+                            [0.93, 0.97],
+                            "fail",
+                            0.65,
+                            split="train",
+                            box=10,
+                            input="raw_robust",
+                        ),
+                    ]
+                },
+                "configs": {
+                    "raw_robust": config_record(s, 0.90 + 0.01 * s, 0.95, 0.01),
+                    "residual": config_record(s, 0.82, 0.62 + 0.04 * s, 0.02),
+                },
+            }
+        )
+    results = {
+        "schema": rp.RESULTS_SCHEMA,
+        "package_version": "0",
+        "command": "shortcutgates experiment --out x",
+        "params": {
+            "epochs": 1,
+            "n_lrgs": 10,
+            "seeds": list(seeds),
+            "input": None,
+            "configs": [{"name": c, "preprocess": c, "core_dropout": None} for c in CONFIGS],
+        },
+        "seeds": runs,
+        "properties": {"psfsize_r": {"edges": [1.0, 1.2, 1.4, 1.6], "pos": [5, 10, 5], "neg": [10, 5, 5], "smd": 0.3}},
+    }
     return results
 
 
@@ -77,14 +154,17 @@ def test_summarise_mean_and_std_over_seeds():
     assert rc.summarise(make_results())["raw_robust"]["E2"]["std"] is None
 
 
-@pytest.mark.parametrize("value,ci,direction,expected", [
-    pytest.param(0.90, [0.85, 0.95], "min", "held", id="interval_above"),
-    pytest.param(0.82, [0.78, 0.86], "min", "inconclusive", id="interval_crosses"),
-    pytest.param(0.70, [0.60, 0.85], "min", "failed", id="estimate_below"),
-    pytest.param(0.60, [0.55, 0.64], "max", "held", id="max_interval_below"),
-    pytest.param(0.66, [0.60, 0.70], "max", "failed", id="max_estimate_above"),
-    pytest.param(None, None, "min", "missing", id="no_value"),
-])
+@pytest.mark.parametrize(
+    "value,ci,direction,expected",
+    [
+        pytest.param(0.90, [0.85, 0.95], "min", "held", id="interval_above"),
+        pytest.param(0.82, [0.78, 0.86], "min", "inconclusive", id="interval_crosses"),
+        pytest.param(0.70, [0.60, 0.85], "min", "failed", id="estimate_below"),
+        pytest.param(0.60, [0.55, 0.64], "max", "held", id="max_interval_below"),
+        pytest.param(0.66, [0.60, 0.70], "max", "failed", id="max_estimate_above"),
+        pytest.param(None, None, "min", "missing", id="no_value"),
+    ],
+)
 def test_decide(value, ci, direction, expected):
     m = None if value is None else {"value": value, "ci": ci}
     threshold = 0.80 if direction == "min" else 0.65
@@ -108,8 +188,13 @@ def test_render_writes_markdown_html_and_figures_deterministically(tmp_path):
     md = a.markdown.read_text()
     assert "| raw_robust | 0.990 [0.980, 1.000] | 0.900 [0.860, 0.940]" in md
     assert "E2 AUROC > 0.80 | 0.900 | held" in md
-    assert sorted(p.name for p in a.figures) == ["core_lr.png", "properties.png", "roc.png", "shifts.png",
-                                                 "stratified.png"]
+    assert sorted(p.name for p in a.figures) == [
+        "core_lr.png",
+        "properties.png",
+        "roc.png",
+        "shifts.png",
+        "stratified.png",
+    ]
     for fa, fb in zip(a.figures, b.figures):
         assert fa.read_bytes() == fb.read_bytes()
     assert a.markdown.read_bytes().replace(b"/a/", b"/b/") == b.markdown.read_bytes().replace(b"/a/", b"/b/")
@@ -158,11 +243,16 @@ def test_terminal_table_lists_every_configuration():
     assert "raw_robust: E4 core-LR AUC < 0.65: failed" in table
 
 
-@pytest.mark.parametrize("content,match", [
-    pytest.param("{not json", "not valid JSON", id="bad_json"),
-    pytest.param(json.dumps({"schema": "shortcutgates.report/1"}), "not an experiment results file", id="gate_report"),
-    pytest.param(json.dumps({"schema": rp.RESULTS_SCHEMA, "seeds": []}), "holds no run", id="no_seeds"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        pytest.param("{not json", "not valid JSON", id="bad_json"),
+        pytest.param(
+            json.dumps({"schema": "shortcutgates.report/1"}), "not an experiment results file", id="gate_report"
+        ),
+        pytest.param(json.dumps({"schema": rp.RESULTS_SCHEMA, "seeds": []}), "holds no run", id="no_seeds"),
+    ],
+)
 def test_load_results_rejects_bad_files(tmp_path, content, match):
     path = tmp_path / "results.json"
     path.write_text(content)
@@ -179,8 +269,12 @@ def test_report_command(tmp_path, capsys):
 
 def test_stamps_figure_on_arrays(tmp_path):
     rng = np.random.default_rng(0)
-    ex = {"stamp": rng.normal(size=(2, 3, 16, 16)), "control": rng.normal(size=(2, 3, 16, 16)),
-          "residual": rng.normal(size=(2, 3, 16, 16)), "arc_mask": rng.random((2, 16, 16)) > 0.5}
+    ex = {
+        "stamp": rng.normal(size=(2, 3, 16, 16)),
+        "control": rng.normal(size=(2, 3, 16, 16)),
+        "residual": rng.normal(size=(2, 3, 16, 16)),
+        "arc_mask": rng.random((2, 16, 16)) > 0.5,
+    }
     path = figs.stamps_figure(ex, tmp_path / "s.png")
     assert path.read_bytes()[:4] == b"\x89PNG"
 
@@ -198,7 +292,8 @@ def test_core_lr_by_theta_e_is_reported_with_the_arc_in_box_caveat():
     results = make_results()
     results["seeds"][0]["configs"]["raw_robust"]["experiments"]["E4"]["theta_e_bins"] = [
         {"lo": 0.0, "hi": 1.0, "n_pos": 30, "auc": 0.97, "ci": [0.9, 1.0], "arc_inside_box": True},
-        {"lo": 2.0, "hi": 10.0, "n_pos": 3, "auc": None, "ci": None, "arc_inside_box": True}]
+        {"lo": 2.0, "hi": 10.0, "n_pos": 3, "auc": None, "ci": None, "arc_inside_box": True},
+    ]
     text = rt.answer_sound(results, rc.summarise(results), rc.criteria(results))
     assert "raw_robust [0, 1)″ 0.970" in text and "[2, 10)″" not in text
     assert "reads arc light as well as the" in text
@@ -209,8 +304,9 @@ def test_interval_figure_shows_values_below_the_default_axis(tmp_path):
     assert figs._floor([0.2, None, float("nan"), 0.9], 0.4) == pytest.approx(0.15)
     assert figs._floor([0.5, 0.9], 0.4) == 0.4
     rows = [{"label": "a", "value": 0.1, "ci": [0.05, 0.2], "group": "g"}]
-    assert figs.interval_figure(rows, tmp_path / "i.png", threshold=0.65, direction="max", title="t",
-                                ylabel="AUC").exists()
+    assert figs.interval_figure(
+        rows, tmp_path / "i.png", threshold=0.65, direction="max", title="t", ylabel="AUC"
+    ).exists()
 
 
 def test_alternatives_answer_lists_each_configurations_verdicts():

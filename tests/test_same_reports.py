@@ -24,12 +24,23 @@ from shortcutgates.gates.suite import run_suite
 from shortcutgates.gates.synthetic import ToySpec, make_rows, write_manifest
 
 CFG = GateConfig(n_boot=500, max_samples=160, boxes=(10,))
-SPEC = ToySpec(n_lrgs=120, positives_per_lrg=2, paired=True, core_fraction=0.03, theta_e_arcsec=(0.6, 2.5),
-               arc_flux=120.0, lensed=True, seed=7)
+SPEC = ToySpec(
+    n_lrgs=120,
+    positives_per_lrg=2,
+    paired=True,
+    core_fraction=0.03,
+    theta_e_arcsec=(0.6, 2.5),
+    arc_flux=120.0,
+    lensed=True,
+    seed=7,
+)
 
 
-MODELS = {"arc.pt": (rs.arc_reader, "raw_robust"), "mix.pt": (rs.mixture_reader(0.5), "residual"),
-          "core.pt": (rs.core_reader, "residual")}
+MODELS = {
+    "arc.pt": (rs.arc_reader, "raw_robust"),
+    "mix.pt": (rs.mixture_reader(0.5), "residual"),
+    "core.pt": (rs.core_reader, "residual"),
+}
 """The last reuses the probe fits on ``residual`` inputs that the one before it made in a sweep."""
 
 
@@ -53,8 +64,15 @@ def _fake_loader(path, cache=None):
 def test_each_model_of_a_sweep_gets_the_report_it_gets_alone(data, config_file, tmp_path, monkeypatch):
     monkeypatch.setattr(scorers, "load_scorer", _fake_loader)
     models = [tmp_path / name for name in MODELS]
-    sweep.gate_many(data, models, tmp_path / "out", config_path=config_file, cache_dir=tmp_path / "cache",
-                    progress=False, strict=False)
+    sweep.gate_many(
+        data,
+        models,
+        tmp_path / "out",
+        config_path=config_file,
+        cache_dir=tmp_path / "cache",
+        progress=False,
+        strict=False,
+    )
     for path in models:
         fn, preprocess = MODELS[path.name]
         alone = GateContext(data, config=CFG).with_scorer(fn, preprocess, path)  # nothing shared, no cache
@@ -63,10 +81,16 @@ def test_each_model_of_a_sweep_gets_the_report_it_gets_alone(data, config_file, 
         assert [g["id"] for g in swept] == [c.id for c in cases]
         # what the sweep measures per model (the data cases' records are measured once, on the data alone)
         reused = path.name == "core.pt"  # the model-input probes of the others are fitted as they were before
-        expected = [run.record() for run in run_suite(
-            alone, lambda c, r=reused: "model" in c.needs or (r and c.gate in sweep.INPUT_DECIDED), cases=cases)]
+        expected = [
+            run.record()
+            for run in run_suite(
+                alone, lambda c, r=reused: "model" in c.needs or (r and c.gate in sweep.INPUT_DECIDED), cases=cases
+            )
+        ]
         by_id = {g["id"]: g for g in swept}
-        assert [by_id[r["id"]] for r in expected] == json.loads(json.dumps(expected))  # values, intervals, verdicts, roles
+        assert [by_id[r["id"]] for r in expected] == json.loads(
+            json.dumps(expected)
+        )  # values, intervals, verdicts, roles
         assert any(r["gate"] == "arc_masked_auroc" and r["verdict"] != "error" for r in expected)  # pairs were gated
 
 
@@ -112,7 +136,9 @@ def test_lensing_split_from_the_gate_cache_is_the_same(data, tmp_path, monkeypat
 def test_a_data_only_run_lists_the_model_cases_without_the_lensing_split(data, monkeypatch):
     with_model = GateContext(data, config=CFG).with_scorer(rs.arc_reader, "raw_robust")
     expected = {c.id: c for c in gate_cases(with_model)}
-    assert any(c.role == "reported" and "theta_e" in c.params for c in expected.values())  # a bin a model's split reports
+    assert any(
+        c.role == "reported" and "theta_e" in c.params for c in expected.values()
+    )  # a bin a model's split reports
 
     def refuse(*args, **kwargs):
         raise AssertionError("the lensing split ran in a data-only listing")
@@ -170,8 +196,15 @@ def test_a_checkpoint_scoring_shared_inputs_in_a_sweep_gets_its_report_alone(con
     preprocesses raw stamps itself (``predict_scores``): the same scores, so the same report."""
     fixtures = Path(__file__).resolve().parents[1] / "fixtures"
     data, model = fixtures / "data" / "clean", fixtures / "checkpoints" / "clean.pt"
-    sweep.gate_many(data, [model], tmp_path / "out", config_path=config_file, cache_dir=tmp_path / "cache",
-                    progress=False, strict=False)
+    sweep.gate_many(
+        data,
+        [model],
+        tmp_path / "out",
+        config_path=config_file,
+        cache_dir=tmp_path / "cache",
+        progress=False,
+        strict=False,
+    )
     swept = {g["id"]: g for g in json.loads((tmp_path / "out" / "clean.json").read_text())["gates"]}
     scorer = scorers.load_scorer(model)  # no preprocessing cache: raw stamps in, as a single run
     assert scorer.score_inputs is None
@@ -186,8 +219,12 @@ def test_paired_statistics_in_batches_equal_the_resample_loop(statistic, monkeyp
 
     rng = np.random.default_rng(4)
     n = 90
-    scores = {"stamp": np.round(rng.normal(1.5, 1, n), 2), "ctrl": np.round(rng.normal(0, 1, n), 2),
-              "swapped": np.round(rng.normal(1, 1, n), 2), "threshold": 0.8}  # rounded: many ties
+    scores = {
+        "stamp": np.round(rng.normal(1.5, 1, n), 2),
+        "ctrl": np.round(rng.normal(0, 1, n), 2),
+        "swapped": np.round(rng.normal(1, 1, n), 2),
+        "threshold": 0.8,
+    }  # rounded: many ties
     rows, groups = np.arange(n), rng.integers(0, 60, n).astype(str)
     batched = paired.paired_statistic(scores, "swapped", statistic, rows, groups, CFG)
     real = stats.grouped_bootstrap
@@ -195,6 +232,7 @@ def test_paired_statistics_in_batches_equal_the_resample_loop(statistic, monkeyp
     def without_batch(labels, values, groups, *, metric, **kw):
         def one(lab, val, w=None):  # the same metric, one resample at a time
             return metric(lab, val, w)
+
         return real(labels, values, groups, metric=one, **kw)
 
     monkeypatch.setattr(paired, "grouped_bootstrap", without_batch)
@@ -215,8 +253,15 @@ def test_a_checkpoint_scored_in_chunks_on_threads_gets_the_report_it_gets_in_ord
     monkeypatch.setattr(scoring, "CHUNK", 32)  # several chunks per pass at max_samples = 160
     calls: list[int] = []
     monkeypatch.setattr(gate_context, "inference_threads", lambda: calls.append(1) or 2)
-    sweep.gate_many(data, [model], tmp_path / "out", config_path=config_file, cache_dir=tmp_path / "cache",
-                    progress=False, strict=False)
+    sweep.gate_many(
+        data,
+        [model],
+        tmp_path / "out",
+        config_path=config_file,
+        cache_dir=tmp_path / "cache",
+        progress=False,
+        strict=False,
+    )
     assert calls  # the passes ran on two threads
     swept = {g["id"]: g for g in json.loads((tmp_path / "out" / "clean.json").read_text())["gates"]}
     scorer = scorers.load_scorer(model)

@@ -96,7 +96,8 @@ def test_batched_smd_is_the_same_float_as_the_one_resample_smd(sample, case):
             reference.append(np.nan)
     np.testing.assert_array_equal(batched, reference)
     assert metric(None, None, None) == features.standardised_mean_difference(labels, values) or (
-        np.isnan(metric(None, None, None)) and np.isnan(features.standardised_mean_difference(labels, values)))
+        np.isnan(metric(None, None, None)) and np.isnan(features.standardised_mean_difference(labels, values))
+    )
     with pytest.raises(ValueError):
         metric(None, None, weights[0])  # no positive weight
 

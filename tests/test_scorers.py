@@ -22,7 +22,13 @@ import foreign_model as fm
 from hostile_inputs import STAMP, stamp
 from shortcutgates.model.checkpoint import CheckpointError
 from shortcutgates.model.scorers import (
-    CONTRACT_KEY, InputContract, ScorerError, callable_scorer, load_scorer, read_contract, write_sidecar,
+    CONTRACT_KEY,
+    InputContract,
+    ScorerError,
+    callable_scorer,
+    load_scorer,
+    read_contract,
+    write_sidecar,
 )
 
 torch.set_num_threads(1)
@@ -39,8 +45,12 @@ def images() -> np.ndarray:
 def files(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("foreign")
     model = fm.make_model()
-    return {"model": model, "pt2": fm.export_pt2(model, tmp / "patchnet.pt2", STAMP),
-            "onnx": fm.export_onnx(model, tmp / "patchnet.onnx", STAMP), "dir": tmp}
+    return {
+        "model": model,
+        "pt2": fm.export_pt2(model, tmp / "patchnet.pt2", STAMP),
+        "onnx": fm.export_onnx(model, tmp / "patchnet.onnx", STAMP),
+        "dir": tmp,
+    }
 
 
 @pytest.mark.parametrize("kind", ["pt2", "onnx"])
@@ -75,14 +85,17 @@ def test_contract_in_file_and_sidecar_must_agree(files, tmp_path):
         load_scorer(pt2)
 
 
-@pytest.mark.parametrize("contract, message", [
-    ({"bands": ["g", "r", "i"]}, "bands ['g', 'r', 'i'] must be distinct bands of the data (g, r, z)"),
-    ({"units": "ADU"}, "units must be one of nanomaggies (got 'ADU')"),
-    ({"preprocess": "zscale"}, "preprocess must be 'none' or one of raw_robust, residual (got 'zscale')"),
-    ({"stamp_size": 64}, "stamp_size must be [H, W] in pixels or null (got 64)"),
-    ({"output": "softmax"}, "output must be one of logit, probability (got 'softmax')"),
-    ({"colour": "gri"}, "unknown input-contract key(s) colour"),
-])
+@pytest.mark.parametrize(
+    "contract, message",
+    [
+        ({"bands": ["g", "r", "i"]}, "bands ['g', 'r', 'i'] must be distinct bands of the data (g, r, z)"),
+        ({"units": "ADU"}, "units must be one of nanomaggies (got 'ADU')"),
+        ({"preprocess": "zscale"}, "preprocess must be 'none' or one of raw_robust, residual (got 'zscale')"),
+        ({"stamp_size": 64}, "stamp_size must be [H, W] in pixels or null (got 64)"),
+        ({"output": "softmax"}, "output must be one of logit, probability (got 'softmax')"),
+        ({"colour": "gri"}, "unknown input-contract key(s) colour"),
+    ],
+)
 def test_bad_contract_is_one_line_naming_the_sidecar(files, tmp_path, contract, message):
     onnx = tmp_path / "m.onnx"
     onnx.write_bytes(files["onnx"].read_bytes())
@@ -141,6 +154,7 @@ def _edit_json(suffix: str, change):
         obj = json.loads(data)
         change(obj)
         return json.dumps(obj).encode()
+
     return edit
 
 
@@ -156,11 +170,15 @@ def _guards(program):
     program["guards_code"] = ["__import__('os').system('touch MARKER')"]
 
 
-@pytest.mark.parametrize("suffix, change, message", [
-    ("models/model.json", _custom_op, "calls operators outside ATen (torch.ops.evil.run_python.default)"),
-    ("model_weights_config.json", _pickled_weight, "is stored as a pickled or custom object"),
-    ("models/model.json", _guards, "carries guard code that would be executed"),
-], ids=["custom_op", "pickled_weight", "guard_code"])
+@pytest.mark.parametrize(
+    "suffix, change, message",
+    [
+        ("models/model.json", _custom_op, "calls operators outside ATen (torch.ops.evil.run_python.default)"),
+        ("model_weights_config.json", _pickled_weight, "is stored as a pickled or custom object"),
+        ("models/model.json", _guards, "carries guard code that would be executed"),
+    ],
+    ids=["custom_op", "pickled_weight", "guard_code"],
+)
 def test_pt2_that_would_run_code_is_refused_before_loading(files, tmp_path, monkeypatch, suffix, change, message):
     bad = _rewrite_zip(files["pt2"], tmp_path / "bad.pt2", _edit_json(suffix, change))
     monkeypatch.setattr(torch.export, "load", lambda *a, **k: pytest.fail("torch.export.load was called"))
@@ -178,7 +196,9 @@ def test_onnx_with_a_custom_operator_is_refused_before_a_session_is_made(files, 
     model.opset_import.append(onnx.helper.make_opsetid("com.microsoft.pyop", 1))
     onnx.save(model, str(tmp_path / "bad.onnx"))
     monkeypatch.setattr(onnxruntime, "InferenceSession", lambda *a, **k: pytest.fail("a session was made"))
-    with pytest.raises(ScorerError, match=r"refused, node .* uses operator com\.microsoft\.pyop\..* outside the ONNX standard"):
+    with pytest.raises(
+        ScorerError, match=r"refused, node .* uses operator com\.microsoft\.pyop\..* outside the ONNX standard"
+    ):
         load_scorer(tmp_path / "bad.onnx")
 
 
@@ -211,7 +231,10 @@ def _jit_save(model, path):
 
 
 REFUSED_PT = {
-    "state_dict": (lambda m, p: torch.save(m.state_dict(), p), r"a bare state_dict \(\d+ tensors, e\.g\. 'embed\.weight'\)"),
+    "state_dict": (
+        lambda m, p: torch.save(m.state_dict(), p),
+        r"a bare state_dict \(\d+ tensors, e\.g\. 'embed\.weight'\)",
+    ),
     "pickled_module": (lambda m, p: torch.save(m, p), "refused, the file needs unpickling of arbitrary objects"),
     "torchscript": (_torchscript, r"a TorchScript archive \(torch\.jit\.save\); it runs TorchScript code"),
 }
@@ -271,8 +294,14 @@ def _external_copy(files, directory: Path) -> Path:
 
     directory.mkdir(parents=True, exist_ok=True)
     model = onnx.load(str(files["onnx"]))
-    onnx.save(model, str(directory / "finder.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
-              location="finder.onnx.data", size_threshold=0)
+    onnx.save(
+        model,
+        str(directory / "finder.onnx"),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="finder.onnx.data",
+        size_threshold=0,
+    )
     (directory / "finder.onnx.json").write_text(Path(str(files["onnx"]) + ".json").read_text())
     return directory / "finder.onnx"
 
@@ -290,8 +319,11 @@ def test_onnx_external_data_is_hashed_with_the_model_and_named(files, images, tm
     assert second.info["files"][0] == first.info["files"][0]  # the .onnx file itself is unchanged ...
     assert second.info["sha256"] != first.info["sha256"]  # ... the model's recorded hash is not
     data.unlink()
-    with pytest.raises(ScorerError, match=r"finder\.onnx: its weights are in the external-data file finder\.onnx\.data, "
-                                          r"which is missing"):
+    with pytest.raises(
+        ScorerError,
+        match=r"finder\.onnx: its weights are in the external-data file finder\.onnx\.data, "
+        r"which is missing",
+    ):
         load_scorer(path)
 
 
@@ -318,11 +350,18 @@ def test_a_fixed_size_model_on_stamps_of_another_size_is_one_line_exit_2_and_4(f
     model.write_bytes(files["onnx"].read_bytes())
     Path(str(model) + ".json").write_text(json.dumps({**fm.contract(STAMP), "stamp_size": None}))
     want = f"takes {STAMP}x{STAMP} px stamps, the data hold {STAMP + 8}x{STAMP + 8} px"
-    for argv, code in (([sys.executable, "-m", "shortcutgates.cli", "gate"], 2),
-                       ([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--pyargs", "shortcutgates.gate_tests"], 4)):
-        done = subprocess.run([*argv, "--data", str(tmp_path / "data"), "--model", str(model)], cwd=tmp_path,
-                              env=child_env(PYTHONPATH=str(Path(__file__).resolve().parents[1])), capture_output=True,
-                              text=True, timeout=300)
+    for argv, code in (
+        ([sys.executable, "-m", "shortcutgates.cli", "gate"], 2),
+        ([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--pyargs", "shortcutgates.gate_tests"], 4),
+    ):
+        done = subprocess.run(
+            [*argv, "--data", str(tmp_path / "data"), "--model", str(model)],
+            cwd=tmp_path,
+            env=child_env(PYTHONPATH=str(Path(__file__).resolve().parents[1])),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         lines = [line for line in (done.stdout + done.stderr).splitlines() if want in line]
         assert done.returncode == code and len(lines) == 1, done.stdout[-2000:] + done.stderr[-2000:]
         assert "Traceback" not in done.stdout + done.stderr

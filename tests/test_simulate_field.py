@@ -43,8 +43,7 @@ def test_field_draw_is_deterministic_per_seed_and_index():
 def test_render_field_puts_a_star_with_its_flux_where_it_is():
     cond = draw_conditions(np.random.default_rng(1))
     one = lambda v: np.array([float(v)])  # noqa: E731
-    star = FieldObjects(one(2.62), one(0.0), one(22.5), one(22.5), one(22.5), one(0.01), one(0.5),
-                        one(1.0), one(0.0))
+    star = FieldObjects(one(2.62), one(0.0), one(22.5), one(22.5), one(22.5), one(0.01), one(0.5), one(1.0), one(0.0))
     image = render_field(star, cond.psf, 64, S.PSF_RADIUS, (48, 48))
     for band in image:
         assert np.unravel_index(band.argmax(), band.shape) == (32, 42)  # x = +10 px

@@ -109,9 +109,13 @@ def test_split_assignment_is_by_lrg_with_70_15_15():
 def test_sky_positions_are_more_than_5_arcsec_apart(n, seed):
     # a 0.1 deg x 0.1 deg footprint forces collisions that must be redrawn
     pos = sky_positions(n, np.random.default_rng(seed), dec_range=(10.0, 10.1), ra_range=(5.0, 5.1))
-    xyz = np.column_stack([np.cos(np.radians(pos.dec)) * np.cos(np.radians(pos.ra)),
-                           np.cos(np.radians(pos.dec)) * np.sin(np.radians(pos.ra)),
-                           np.sin(np.radians(pos.dec))])
+    xyz = np.column_stack(
+        [
+            np.cos(np.radians(pos.dec)) * np.cos(np.radians(pos.ra)),
+            np.cos(np.radians(pos.dec)) * np.sin(np.radians(pos.ra)),
+            np.sin(np.radians(pos.dec)),
+        ]
+    )
     sep = np.degrees(np.arccos(np.clip(xyz @ xyz.T, -1, 1))) * 3600
     np.fill_diagonal(sep, np.inf)
     assert sep.min() > 5.0
@@ -119,8 +123,7 @@ def test_sky_positions_are_more_than_5_arcsec_apart(n, seed):
 
 def test_sky_positions_refuse_an_impossible_packing():
     with pytest.raises(ValueError, match="could not separate"):
-        sky_positions(500, np.random.default_rng(0), dec_range=(0.0, 0.001), ra_range=(0.0, 0.001),
-                      max_rounds=20)
+        sky_positions(500, np.random.default_rng(0), dec_range=(0.0, 0.001), ra_range=(0.0, 0.001), max_rounds=20)
 
 
 def test_brickname_format():
@@ -204,11 +207,14 @@ def test_interrupted_run_leaves_no_output(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(n_lrgs=0), "n_lrgs"),
-    (dict(stamp_size=31), "stamp_size"),
-    (dict(injections_per_lrg=(3, 2)), "injections_per_lrg"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(n_lrgs=0), "n_lrgs"),
+        (dict(stamp_size=31), "stamp_size"),
+        (dict(injections_per_lrg=(3, 2)), "injections_per_lrg"),
+    ],
+)
 def test_bad_arguments_are_refused(kwargs, match):
     args = dict(n_lrgs=1, seed=0) | kwargs
     with pytest.raises(ValueError, match=match):
@@ -222,8 +228,21 @@ def test_stamp_size_option():
 
 def test_cli_simulate(tmp_path, capsys):
     out = tmp_path / "cli"
-    rc = cli.main(["simulate", "--out", str(out), "--n-lrgs", "3", "--seed", "1",
-                   "--injections-per-lrg", "1:2", "--stamp-size", "64"])
+    rc = cli.main(
+        [
+            "simulate",
+            "--out",
+            str(out),
+            "--n-lrgs",
+            "3",
+            "--seed",
+            "1",
+            "--injections-per-lrg",
+            "1:2",
+            "--stamp-size",
+            "64",
+        ]
+    )
     assert rc == 0
     assert "rows" in capsys.readouterr().out
     assert len(read_paired(out).frame) >= 3
@@ -232,8 +251,9 @@ def test_cli_simulate(tmp_path, capsys):
 
 def test_cli_rejects_a_bad_range(tmp_path):
     with pytest.raises(SystemExit):
-        cli.main(["simulate", "--out", str(tmp_path / "x"), "--n-lrgs", "3", "--seed", "1",
-                  "--injections-per-lrg", "5:2"])
+        cli.main(
+            ["simulate", "--out", str(tmp_path / "x"), "--n-lrgs", "3", "--seed", "1", "--injections-per-lrg", "5:2"]
+        )
 
 
 def test_coadd_noise_has_unit_variance_and_resampling_correlation():
@@ -257,7 +277,8 @@ def test_workers_write_the_same_bytes(tmp_path):
     runs = {}
     for workers in (1, 2):
         out = tmp_path / f"w{workers}"
-        summary = simulate_paired(out, 6, 5, stamp_size=32, injections_per_lrg=(1, 2), rows_per_file=3,
-                                  progress=False, workers=workers)
+        summary = simulate_paired(
+            out, 6, 5, stamp_size=32, injections_per_lrg=(1, 2), rows_per_file=3, progress=False, workers=workers
+        )
         runs[workers] = {str(f): (out / f).read_bytes() for f in summary.files}
     assert runs[1] and runs[1] == runs[2]

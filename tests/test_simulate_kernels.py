@@ -96,7 +96,9 @@ def test_sersic_total_flux_and_half_light_radius(n):
     xr, yr = rr * np.cos(tt) / np.sqrt(q), rr * np.sqrt(q) * np.sin(tt)
     x, y = np.cos(phi) * xr - np.sin(phi) * yr, np.sin(phi) * xr + np.cos(phi) * yr
     img = K.sersic(x, y, amp, r_eff, n, q, phi)
-    np.testing.assert_allclose(img, np.broadcast_to(img[0], img.shape), rtol=1e-7, atol=1e-12)  # constant on the ellipses R = const
+    np.testing.assert_allclose(
+        img, np.broadcast_to(img[0], img.shape), rtol=1e-7, atol=1e-12
+    )  # constant on the ellipses R = const
     ring = img.mean(axis=0) * 2 * np.pi * radius  # dF / dR
     total = K.sersic_total_flux(amp, r_eff, n)
     assert np.trapezoid(ring, radius) == pytest.approx(total, rel=1e-4)

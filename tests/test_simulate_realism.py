@@ -51,8 +51,11 @@ def test_core_share_matches_the_survey_for_theta_e_from_1_arcsec(report):
     np.testing.assert_allclose(report.core_share[2:], realism.SURVEY_CORE_SHARE[2:], atol=0.05)
 
 
-@pytest.mark.xfail(strict=True, reason="sources with R_e <= 0.5\" keep ~53% (survey 41%) of a theta_E < 0.75\" "
-                   "arc inside 5 px, Sérsic or real (Hubble XDF) galaxies alike: docs/simulator_realism.md")
+@pytest.mark.xfail(
+    strict=True,
+    reason='sources with R_e <= 0.5" keep ~53% (survey 41%) of a theta_E < 0.75" '
+    "arc inside 5 px, Sérsic or real (Hubble XDF) galaxies alike: docs/simulator_realism.md",
+)
 def test_core_share_matches_the_survey_for_small_theta_e(report):
     np.testing.assert_allclose(report.core_share[:2], realism.SURVEY_CORE_SHARE[:2], atol=0.05)
 
@@ -71,9 +74,17 @@ def test_binned_mean_reports_empty_bins_as_nan():
 
 
 def fake_report(**changes):
-    base = dict(paired_raw=0.951, unpaired_raw=0.949, paired_residual=0.554, unpaired_residual=0.694,
-                arc_annulus=0.959, core_share=realism.SURVEY_CORE_SHARE, core_share_n=(1,) * 5, n_samples=2,
-                n_lrgs=2)
+    base = dict(
+        paired_raw=0.951,
+        unpaired_raw=0.949,
+        paired_residual=0.554,
+        unpaired_residual=0.694,
+        arc_annulus=0.959,
+        core_share=realism.SURVEY_CORE_SHARE,
+        core_share_n=(1,) * 5,
+        n_samples=2,
+        n_lrgs=2,
+    )
     return realism.RealismReport(**{**base, **changes})
 
 

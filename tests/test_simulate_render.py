@@ -30,15 +30,24 @@ def lenstronomy_kwargs(lens: Lens):
 def lenstronomy_image(lens, src, n_pix, centre, supersampling, monkeypatch):
     """Flux per pixel from lenstronomy for a unit-flux source, with the exact Sérsic b_n."""
     monkeypatch.setattr(SersicUtil, "b_n", staticmethod(lambda n: K.sersic_b(n)))
-    data = ImageData(image_data=np.zeros((n_pix, n_pix)), ra_at_xy_0=-centre * SCALE, dec_at_xy_0=-centre * SCALE,
-                     transform_pix2angle=np.eye(2) * SCALE)
-    model = ImageModel(data, PSF("NONE"), lens_model_class=LensModel(["SIE", "SHEAR"]),
-                       source_model_class=LightModel(["SERSIC_ELLIPSE"]),
-                       kwargs_numerics={"supersampling_factor": supersampling})
+    data = ImageData(
+        image_data=np.zeros((n_pix, n_pix)),
+        ra_at_xy_0=-centre * SCALE,
+        dec_at_xy_0=-centre * SCALE,
+        transform_pix2angle=np.eye(2) * SCALE,
+    )
+    model = ImageModel(
+        data,
+        PSF("NONE"),
+        lens_model_class=LensModel(["SIE", "SHEAR"]),
+        source_model_class=LightModel(["SERSIC_ELLIPSE"]),
+        kwargs_numerics={"supersampling_factor": supersampling},
+    )
     se1, se2 = param_util.phi_q2_ellipticity(src["phi"], src["q"])
     amp = K.sersic_amp_for_flux(1.0, src["r_eff"], src["n"])
-    kw_src = [dict(amp=amp, R_sersic=src["r_eff"], n_sersic=src["n"], e1=se1, e2=se2,
-                   center_x=src["x0"], center_y=src["y0"])]
+    kw_src = [
+        dict(amp=amp, R_sersic=src["r_eff"], n_sersic=src["n"], e1=se1, e2=se2, center_x=src["x0"], center_y=src["y0"])
+    ]
     return model.image(kwargs_lens=lenstronomy_kwargs(lens), kwargs_source=kw_src)
 
 
@@ -75,8 +84,11 @@ def reference_flux(lens, sset, n_pix, centre, adaptive):
 
 
 @pytest.mark.parametrize("q", [0.3, 0.7, 1.0])
-@pytest.mark.parametrize("lens", [None, Lens(1.0, 0.6, 0.3, 0.05, 1.2), Lens(2.0, 0.85, 1.0, 0.1, 0.0)],
-                         ids=["unlensed", "lensed_1", "lensed_2"])
+@pytest.mark.parametrize(
+    "lens",
+    [None, Lens(1.0, 0.6, 0.3, 0.05, 1.2), Lens(2.0, 0.85, 1.0, 0.1, 0.0)],
+    ids=["unlensed", "lensed_1", "lensed_2"],
+)
 def test_adaptive_supersampling_keeps_compact_source_flux_within_1_percent(lens, q):
     sset = sersic_set(weight=1.0, r_eff=0.06, n=2.0, q=q, phi=0.8, x0=0.07, y0=-0.11)
     img = render(lens, (sset,), 64, SCALE, 32.0)[0]

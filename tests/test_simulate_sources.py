@@ -58,16 +58,27 @@ def lenstronomy_interpol(src: PixelSource, lens, factor):
     from lenstronomy.LensModel.lens_model import LensModel
     from lenstronomy.LightModel.light_model import LightModel
 
-    data = ImageData(image_data=np.zeros((N_PIX, N_PIX)), ra_at_xy_0=-CENTRE * PS, dec_at_xy_0=-CENTRE * PS,
-                     transform_pix2angle=np.eye(2) * PS)
+    data = ImageData(
+        image_data=np.zeros((N_PIX, N_PIX)),
+        ra_at_xy_0=-CENTRE * PS,
+        dec_at_xy_0=-CENTRE * PS,
+        transform_pix2angle=np.eye(2) * PS,
+    )
     e1, e2 = pu.phi_q2_ellipticity(lens.phi, lens.q)
-    kw_lens = [dict(theta_E=lens.theta_e, e1=e1, e2=e2, center_x=0.0, center_y=0.0),
-               dict(gamma1=lens.gamma * np.cos(2 * lens.phi_gamma), gamma2=lens.gamma * np.sin(2 * lens.phi_gamma))]
-    model = ImageModel(data, PSF("NONE"), lens_model_class=LensModel(["SIE", "SHEAR"]),
-                       source_model_class=LightModel(["INTERPOL"]),
-                       kwargs_numerics={"supersampling_factor": factor})
-    kw_src = dict(image=src.image / src.scale**2, amp=src.weight, center_x=src.x0, center_y=src.y0,
-                  phi_G=src.phi, scale=src.scale)
+    kw_lens = [
+        dict(theta_E=lens.theta_e, e1=e1, e2=e2, center_x=0.0, center_y=0.0),
+        dict(gamma1=lens.gamma * np.cos(2 * lens.phi_gamma), gamma2=lens.gamma * np.sin(2 * lens.phi_gamma)),
+    ]
+    model = ImageModel(
+        data,
+        PSF("NONE"),
+        lens_model_class=LensModel(["SIE", "SHEAR"]),
+        source_model_class=LightModel(["INTERPOL"]),
+        kwargs_numerics={"supersampling_factor": factor},
+    )
+    kw_src = dict(
+        image=src.image / src.scale**2, amp=src.weight, center_x=src.x0, center_y=src.y0, phi_G=src.phi, scale=src.scale
+    )
     return model.image(kwargs_lens=kw_lens, kwargs_source=[kw_src])
 
 
@@ -90,9 +101,15 @@ def test_adaptive_render_of_library_sources_meets_the_tolerance_after_the_psf(hd
     rng = np.random.default_rng(seed)
     kernel = moffat_kernel(0.86 / PS, 3.5, radius=10)
     for _ in range(4):
-        src = place(hdf, int(rng.integers(len(hdf))), r_eff=float(rng.uniform(0.1, 0.5)),
-                    x=float(rng.uniform(-0.5, 0.5)), y=float(rng.uniform(-0.5, 0.5)),
-                    phi=float(rng.uniform(0, np.pi)), flip=bool(rng.integers(2)))
+        src = place(
+            hdf,
+            int(rng.integers(len(hdf))),
+            r_eff=float(rng.uniform(0.1, 0.5)),
+            x=float(rng.uniform(-0.5, 0.5)),
+            y=float(rng.uniform(-0.5, 0.5)),
+            phi=float(rng.uniform(0, np.pi)),
+            flip=bool(rng.integers(2)),
+        )
         adaptive = render(LENS, (src,), N_PIX, PS, CENTRE)[0]
         ref = render(LENS, (src,), N_PIX, PS, CENTRE, factors=np.full((N_PIX, N_PIX), 32))[0]
         assert np.abs(adaptive - ref).max() <= 4e-3 * ref.max()
@@ -116,10 +133,22 @@ def test_interpolation_conserves_flux_and_places_the_centroid(hdf, phi, flip):
 
 def test_flip_mirrors_the_source_about_its_centroid(hdf):
     n, fine = 120, 0.03
-    a = render(None, (place(hdf, 3, r_eff=0.4, x=0.0, y=0.0, phi=0.0, flip=False),), n, fine, (n - 1) / 2,
-               factors=np.full((n, n), 2))[0]
-    b = render(None, (place(hdf, 3, r_eff=0.4, x=0.0, y=0.0, phi=0.0, flip=True),), n, fine, (n - 1) / 2,
-               factors=np.full((n, n), 2))[0]
+    a = render(
+        None,
+        (place(hdf, 3, r_eff=0.4, x=0.0, y=0.0, phi=0.0, flip=False),),
+        n,
+        fine,
+        (n - 1) / 2,
+        factors=np.full((n, n), 2),
+    )[0]
+    b = render(
+        None,
+        (place(hdf, 3, r_eff=0.4, x=0.0, y=0.0, phi=0.0, flip=True),),
+        n,
+        fine,
+        (n - 1) / 2,
+        factors=np.full((n, n), 2),
+    )[0]
     cx = half_light_radius(a)[0]
     # b is a mirrored in x about the centroid: compare the horizontal light profiles about it
     ax = np.arange(n) - 0.5 * (n - 1)
@@ -143,8 +172,9 @@ def test_shipped_hdf_library_is_clean_normalised_and_small(hdf):
 
 @pytest.mark.skipif(importlib.util.find_spec("skimage") is None, reason="needs scikit-image (builds the library)")
 def test_the_script_rebuilds_the_shipped_library(tmp_path, hdf):
-    spec = importlib.util.spec_from_file_location("make_hdf_sources",
-                                                  Path(__file__).parents[1] / "scripts" / "make_hdf_sources.py")
+    spec = importlib.util.spec_from_file_location(
+        "make_hdf_sources", Path(__file__).parents[1] / "scripts" / "make_hdf_sources.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.main(["--out", str(tmp_path / "lib.npz")]) == 0
@@ -192,12 +222,14 @@ def test_galsim_cosmos_catalogue_is_read(tmp_path):
     gals.writeto(tmp_path / "real_galaxy_images.fits")
     psf = fits.HDUList([fits.PrimaryHDU(gaussian(25, 1.5)), fits.ImageHDU(gaussian(25, 1.5))])
     psf.writeto(tmp_path / "real_galaxy_PSF_images.fits")
-    cols = [fits.Column(name="IDENT", format="J", array=[1, 2]),
-            fits.Column(name="GAL_FILENAME", format="30A", array=["real_galaxy_images.fits"] * 2),
-            fits.Column(name="GAL_HDU", format="J", array=[0, 1]),
-            fits.Column(name="PSF_FILENAME", format="30A", array=["real_galaxy_PSF_images.fits"] * 2),
-            fits.Column(name="PSF_HDU", format="J", array=[0, 1]),
-            fits.Column(name="PIXEL_SCALE", format="D", array=[0.03, 0.03])]
+    cols = [
+        fits.Column(name="IDENT", format="J", array=[1, 2]),
+        fits.Column(name="GAL_FILENAME", format="30A", array=["real_galaxy_images.fits"] * 2),
+        fits.Column(name="GAL_HDU", format="J", array=[0, 1]),
+        fits.Column(name="PSF_FILENAME", format="30A", array=["real_galaxy_PSF_images.fits"] * 2),
+        fits.Column(name="PSF_HDU", format="J", array=[0, 1]),
+        fits.Column(name="PIXEL_SCALE", format="D", array=[0.03, 0.03]),
+    ]
     fits.BinTableHDU.from_columns(cols).writeto(tmp_path / "real_galaxy_catalog_test.fits")
     lib = load_library(str(tmp_path / "real_galaxy_catalog_test.fits"))
     assert len(lib) == 2
@@ -215,8 +247,11 @@ def test_unknown_library_is_one_clear_error():
 @pytest.fixture(scope="module")
 def frames():
     kw = dict(injections_per_lrg=(2, 2))
-    return simulate_frame(3, 5, sources="hdf", **kw), simulate_frame(3, 5, sources="hdf", **kw), \
-        simulate_frame(3, 5, **kw)
+    return (
+        simulate_frame(3, 5, sources="hdf", **kw),
+        simulate_frame(3, 5, sources="hdf", **kw),
+        simulate_frame(3, 5, **kw),
+    )
 
 
 def test_library_sources_are_deterministic_and_change_only_the_arcs(frames):
@@ -247,8 +282,25 @@ def test_cli_sources_option_is_recorded_in_the_parquet_metadata(tmp_path):
     import pyarrow.parquet as pq
 
     out = tmp_path / "sim"
-    assert cli.main(["simulate", "--out", str(out), "--n-lrgs", "2", "--seed", "0", "--injections-per-lrg",
-                     "1:1", "--sources", "hdf", "--no-progress"]) == 0
+    assert (
+        cli.main(
+            [
+                "simulate",
+                "--out",
+                str(out),
+                "--n-lrgs",
+                "2",
+                "--seed",
+                "0",
+                "--injections-per-lrg",
+                "1:1",
+                "--sources",
+                "hdf",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     files = sorted(out.rglob("*.parquet"))
     assert files
     for f in files:

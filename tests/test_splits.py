@@ -65,12 +65,15 @@ def test_permuting_rows_keeps_the_assignment_and_the_chosen_rows(cat, mode, cap,
     order = list(range(len(cat.frame)))
     random.shuffle(order)
     a = assign(with_ids(cat.frame), SplitParams(mode, 7, positives_per_lrg=cap)).frame
-    b = assign(with_ids(cat.frame.iloc[order].reset_index(drop=True)), SplitParams(mode, 7, positives_per_lrg=cap)).frame
+    b = assign(
+        with_ids(cat.frame.iloc[order].reset_index(drop=True)), SplitParams(mode, 7, positives_per_lrg=cap)
+    ).frame
     testing.check_assignment_kept(a, b)
     testing.check_assignment_kept(b, a)
     content = ["label", "split", "lrg_id", "ra", "dec"]
-    pd.testing.assert_frame_equal(a[content].sort_values(content, ignore_index=True),
-                                  b[content].sort_values(content, ignore_index=True))
+    pd.testing.assert_frame_equal(
+        a[content].sort_values(content, ignore_index=True), b[content].sort_values(content, ignore_index=True)
+    )
 
 
 @given(catalogs(max_lrgs=30), st.lists(st.integers(1, 5), min_size=1, max_size=30), modes, st.integers(0, 2**16))
@@ -123,8 +126,15 @@ def test_test_shares_its_positives_with_test_paired_and_nothing_else():
     pd.testing.assert_frame_equal(rows, assign(catalog.copy(), SplitParams("unpaired", 5)).frame)
 
 
-@pytest.mark.parametrize("fractions,shared", [((0.7, 0.15, 0.15), True), ((0.7, 0.15, 0.1, 0.05), True),
-                                              ((0.7, 0.15, 0.15, 0.0), False), ((0.7, 0.15, 0.0, 0.15), False)])
+@pytest.mark.parametrize(
+    "fractions,shared",
+    [
+        ((0.7, 0.15, 0.15), True),
+        ((0.7, 0.15, 0.1, 0.05), True),
+        ((0.7, 0.15, 0.15, 0.0), False),
+        ((0.7, 0.15, 0.0, 0.15), False),
+    ],
+)
 def test_positives_are_shared_only_where_test_keeps_negatives(fractions, shared):
     catalog = with_ids(generate_catalog([1] * 400, seed=4, columns=()).frame)
     rows = assign(catalog, SplitParams("unpaired", 2, fractions)).frame
@@ -139,16 +149,27 @@ def test_check_split_fractions_fails_on_a_wrong_split():
 
 
 # --- the checks themselves catch broken split code ------------------------------------------------
-@pytest.mark.parametrize("check,rows", [
-    pytest.param(testing.check_lrg_disjoint_splits, {"split": ["train", "test"], "label": [1, 1]}, id="two_splits"),
-    pytest.param(testing.check_pools_disjoint, {"split": ["train", "train"], "label": [1, 0]}, id="both_pools"),
-    pytest.param(testing.check_one_control_per_lrg, {"split": ["train", "train"], "label": [0, 0]}, id="two_controls"),
-    pytest.param(testing.check_pairs_together, {"split": ["train", "train"], "label": [1, 1]}, id="no_control"),
-    pytest.param(testing.check_lrg_disjoint_splits, {"split": ["test_paired", "test"], "label": [1, 0]},
-                 id="test_negative_of_a_test_paired_lrg"),
-    pytest.param(testing.check_shared_positives, {"split": ["test_paired", "test"], "label": [0, 1]},
-                 id="test_positive_not_in_test_paired"),
-])
+@pytest.mark.parametrize(
+    "check,rows",
+    [
+        pytest.param(testing.check_lrg_disjoint_splits, {"split": ["train", "test"], "label": [1, 1]}, id="two_splits"),
+        pytest.param(testing.check_pools_disjoint, {"split": ["train", "train"], "label": [1, 0]}, id="both_pools"),
+        pytest.param(
+            testing.check_one_control_per_lrg, {"split": ["train", "train"], "label": [0, 0]}, id="two_controls"
+        ),
+        pytest.param(testing.check_pairs_together, {"split": ["train", "train"], "label": [1, 1]}, id="no_control"),
+        pytest.param(
+            testing.check_lrg_disjoint_splits,
+            {"split": ["test_paired", "test"], "label": [1, 0]},
+            id="test_negative_of_a_test_paired_lrg",
+        ),
+        pytest.param(
+            testing.check_shared_positives,
+            {"split": ["test_paired", "test"], "label": [0, 1]},
+            id="test_positive_not_in_test_paired",
+        ),
+    ],
+)
 def test_checks_catch_violations(check, rows):
     frame = pd.DataFrame({"ra": [150.0, 150.0 + 1e-6], "dec": [2.0, 2.0], **rows})
     with pytest.raises(testing.InvariantViolation):
@@ -156,8 +177,9 @@ def test_checks_catch_violations(check, rows):
 
 
 def test_a_shared_positive_is_not_a_split_leak():
-    frame = pd.DataFrame({"ra": [150.0] * 3, "dec": [2.0] * 3, "split": ["test_paired", "test_paired", "test"],
-                          "label": [1, 0, 1]})
+    frame = pd.DataFrame(
+        {"ra": [150.0] * 3, "dec": [2.0] * 3, "split": ["test_paired", "test_paired", "test"], "label": [1, 0, 1]}
+    )
     testing.check_lrg_disjoint_splits(frame)
     testing.check_test_paired_isolated(frame)
 
@@ -183,8 +205,11 @@ def straddling_catalog():
 
 def test_straddling_lrgs_are_listed():
     cat, lrg = straddling_catalog()
-    with pytest.raises(DataError, match=rf"1 LRG\(s\) straddle input splits: {re.escape(lrg)} in test \(part-9.parquet\) "
-                                        r"and train \(part-0.parquet\).*--resplit"):
+    with pytest.raises(
+        DataError,
+        match=rf"1 LRG\(s\) straddle input splits: {re.escape(lrg)} in test \(part-9.parquet\) "
+        r"and train \(part-0.parquet\).*--resplit",
+    ):
         assign(cat, SplitParams("unpaired", 1))
 
 
@@ -209,13 +234,16 @@ def test_unknown_input_split_is_refused():
 
 
 # --- parameters -----------------------------------------------------------------------------------
-@pytest.mark.parametrize("kwargs,message", [
-    pytest.param({"mode": "both"}, "'mode' must be one of paired, unpaired", id="mode"),
-    pytest.param({"positives_per_lrg": 0}, "'positives_per_lrg' must be >= 1", id="cap"),
-    pytest.param({"fractions": (0.5, 0.5, 0.5)}, "summing to 1", id="fractions_sum"),
-    pytest.param({"fractions": (0.7, 0.3)}, "3 or 4", id="fractions_len"),
-    pytest.param({"mode": "paired", "match": ("psfsize_r",)}, "unpaired builds only", id="match_paired"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        pytest.param({"mode": "both"}, "'mode' must be one of paired, unpaired", id="mode"),
+        pytest.param({"positives_per_lrg": 0}, "'positives_per_lrg' must be >= 1", id="cap"),
+        pytest.param({"fractions": (0.5, 0.5, 0.5)}, "summing to 1", id="fractions_sum"),
+        pytest.param({"fractions": (0.7, 0.3)}, "3 or 4", id="fractions_len"),
+        pytest.param({"mode": "paired", "match": ("psfsize_r",)}, "unpaired builds only", id="match_paired"),
+    ],
+)
 def test_bad_parameters_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SplitParams(**{"mode": "unpaired", "seed": 0, **kwargs})
@@ -266,22 +294,32 @@ def test_smd_against_the_formula():
     assert np.isnan(standardised_mean_difference([np.nan], [1.0]))
     # weights: a doubled row equals weight 2
     assert standardised_mean_difference([1, 2], [0, 1], [1, 2], None) == pytest.approx(
-        standardised_mean_difference([1, 2, 2], [0, 1]))
+        standardised_mean_difference([1, 2, 2], [0, 1])
+    )
 
 
 def skewed_pools(n=4000, seed=0):
     """Positive LRGs with larger psfsize than negative ones, one split."""
     rng = np.random.default_rng(seed)
     label = rng.integers(0, 2, n)
-    return pd.DataFrame({"lrg_id": [f"L{i:05d}" for i in range(n)], "split": "train", "label": label,
-                         "psfsize_r": rng.normal(1.2 + 0.2 * label, 0.15), "weight": 1.0})
+    return pd.DataFrame(
+        {
+            "lrg_id": [f"L{i:05d}" for i in range(n)],
+            "split": "train",
+            "label": label,
+            "psfsize_r": rng.normal(1.2 + 0.2 * label, 0.15),
+            "weight": 1.0,
+        }
+    )
 
 
 def test_matching_balances_skewed_pools_without_replacement():
     frame = skewed_pools()
     keep, report = match_pools(frame, ["psfsize_r"], 10, seed=3)
     kept = frame[keep]
-    before = standardised_mean_difference(frame.loc[frame.label == 1, "psfsize_r"], frame.loc[frame.label == 0, "psfsize_r"])
+    before = standardised_mean_difference(
+        frame.loc[frame.label == 1, "psfsize_r"], frame.loc[frame.label == 0, "psfsize_r"]
+    )
     after = standardised_mean_difference(kept.loc[kept.label == 1, "psfsize_r"], kept.loc[kept.label == 0, "psfsize_r"])
     assert before > 1.0 and abs(after) < 0.1
     assert kept["lrg_id"].is_unique
@@ -291,8 +329,15 @@ def test_matching_balances_skewed_pools_without_replacement():
 
 
 def test_matching_lists_cells_without_negatives():
-    frame = pd.DataFrame({"lrg_id": ["a", "b", "c", "d"], "split": "train", "label": [1, 1, 0, 1],
-                          "psf_bin": [0, 0, 0, 1], "weight": 1.0})
+    frame = pd.DataFrame(
+        {
+            "lrg_id": ["a", "b", "c", "d"],
+            "split": "train",
+            "label": [1, 1, 0, 1],
+            "psf_bin": [0, 0, 0, 1],
+            "weight": 1.0,
+        }
+    )
     keep, report = match_pools(frame, ["psf_bin"], 5, seed=0)
     assert keep.sum() == 2
     cells = {c["psf_bin"]: c for c in report.unbalanced_cells}

@@ -23,10 +23,22 @@ VERDICTS = ("pass", "fail", "inconclusive", "error", "skipped", "reported")
 
 
 def _record(verdict: str, role: str, waiver: str | None) -> dict:
-    return {"id": f"core_lr_auc[{verdict}-{role}-{waiver}]", "gate": "core_lr_auc", "params": {"input": "model"},
-            "split": "train", "value": 0.7, "ci": [0.6, 0.8], "threshold": 0.65, "direction": "max",
-            "verdict": verdict, "n": 100, "n_groups": 50, "message": f"the {verdict} message", "role": role,
-            "waiver": waiver}
+    return {
+        "id": f"core_lr_auc[{verdict}-{role}-{waiver}]",
+        "gate": "core_lr_auc",
+        "params": {"input": "model"},
+        "split": "train",
+        "value": 0.7,
+        "ci": [0.6, 0.8],
+        "threshold": 0.65,
+        "direction": "max",
+        "verdict": verdict,
+        "n": 100,
+        "n_groups": 50,
+        "message": f"the {verdict} message",
+        "role": role,
+        "waiver": waiver,
+    }
 
 
 TABLE = [_record(v, r, w) for v, r, w in itertools.product(VERDICTS, ("primary", "reported"), (None, "accepted"))]
@@ -68,10 +80,22 @@ def test_plugin_reports_and_sweep_agree(record):
 
 
 def test_calibration_agrees_on_the_table():
-    cell = {"cell": "suite:core=0:n4000:arc", "kind": "suite", "problem": "core", "strength": 0.0, "n_lrgs": 4000,
-            "scorer": "arc", "core": 0.0}
-    rows = pd.DataFrame([{**cell, "seed": i, "case": r["id"], "gate": r["gate"], "role": r["role"],
-                          "verdict": r["verdict"]} for i, r in enumerate(TABLE) if not r["waiver"]])
+    cell = {
+        "cell": "suite:core=0:n4000:arc",
+        "kind": "suite",
+        "problem": "core",
+        "strength": 0.0,
+        "n_lrgs": 4000,
+        "scorer": "arc",
+        "core": 0.0,
+    }
+    rows = pd.DataFrame(
+        [
+            {**cell, "seed": i, "case": r["id"], "gate": r["gate"], "role": r["role"], "verdict": r["verdict"]}
+            for i, r in enumerate(TABLE)
+            if not r["waiver"]
+        ]
+    )
     green = rates.suite_outcomes(rows).set_index("seed")["green"]
     for i, r in enumerate(TABLE):
         if not r["waiver"]:  # calibration runs no waivers; a seed whose only case did not run is not green
@@ -87,5 +111,10 @@ def test_an_established_violation_is_red_in_any_role_and_read_from_calibration_r
     assert outcome(reported) == "reported"
     assert outcome(dict(reported, established=True)) == "red"
     assert outcome(dict(reported, established=True, waiver="accepted")) == "waived"
-    assert [established({"established": v}) for v in (np.True_, np.nan, None, "True", "False")] == \
-        [True, False, False, True, False]
+    assert [established({"established": v}) for v in (np.True_, np.nan, None, "True", "False")] == [
+        True,
+        False,
+        False,
+        True,
+        False,
+    ]

@@ -136,9 +136,15 @@ def test_learning_rate_warms_up_then_follows_a_cosine():
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:])) and lrs[-1] < 0.01
 
 
-@pytest.mark.parametrize("done,bad,seconds,expected", [
-    (3, 0, 0.0, "epochs"), (1, 2, 0.0, "early_stopping"), (1, 1, 0.0, None), (1, 0, 61.0, "time_budget"),
-])
+@pytest.mark.parametrize(
+    "done,bad,seconds,expected",
+    [
+        (3, 0, 0.0, "epochs"),
+        (1, 2, 0.0, "early_stopping"),
+        (1, 1, 0.0, None),
+        (1, 0, 61.0, "time_budget"),
+    ],
+)
 def test_stop_reason(done, bad, seconds, expected):
     assert stop_reason(done, bad, seconds, _config(epochs=3, patience=2, max_minutes=1.0)) == expected
 
@@ -156,9 +162,30 @@ def test_split_without_both_classes_is_refused(tmp_path):
 
 def test_cli_train_writes_checkpoint(manifest, tmp_path, capsys):
     out = tmp_path / "cli.pt"
-    rc = cli.main(["train", "--data", str(manifest), "--out", str(out), "--epochs", "1", "--width", "4",
-                   "--blocks", "1", "--batch-size", "8", "--device", "cpu", "--preprocess", "residual",
-                   "--core-dropout", "3:0.5", "--no-progress"])
+    rc = cli.main(
+        [
+            "train",
+            "--data",
+            str(manifest),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--width",
+            "4",
+            "--blocks",
+            "1",
+            "--batch-size",
+            "8",
+            "--device",
+            "cpu",
+            "--preprocess",
+            "residual",
+            "--core-dropout",
+            "3:0.5",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     p = load_checkpoint(out).payload
     assert p["preprocess"]["name"] == "residual" and p["train_config"]["core_dropout"] == "3:0.5"
@@ -174,9 +201,34 @@ def test_ddp_two_processes_gloo(manifest, tmp_path):
     """torchrun with two CPU processes (gloo): rank 0 writes one checkpoint recording world_size 2."""
     out = tmp_path / "ddp.pt"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "shortcutgates.cli", "train", "--data", str(manifest), "--out", str(out), "--epochs", "2",
-           "--width", "4", "--blocks", "1", "--batch-size", "8", "--device", "cpu", "--no-progress", "--threads", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "shortcutgates.cli",
+        "train",
+        "--data",
+        str(manifest),
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--width",
+        "4",
+        "--blocks",
+        "1",
+        "--batch-size",
+        "8",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--threads",
+        "1",
+    ]
     for _ in range(2):  # torchrun picks a free port then binds it: retry only if another process took it meanwhile
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
         if proc.returncode == 0 or not any(m in proc.stderr for m in ("Address already in use", "EADDRINUSE")):

@@ -72,13 +72,19 @@ def test_core_mask_radius_is_strict():
     assert m.sum() == 1 and m[4, 4]
 
 
-@pytest.mark.parametrize("text,expected", [
-    pytest.param("4:0.5", CoreDropoutSchedule(((0, CoreDropout(4, 0.5)),)), id="constant"),
-    pytest.param("0:6:0.5,10:4:0.25", CoreDropoutSchedule(((0, CoreDropout(6, 0.5)), (10, CoreDropout(4, 0.25)))),
-                 id="schedule"),
-    pytest.param("none", None, id="none"),
-    pytest.param(None, None, id="absent"),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        pytest.param("4:0.5", CoreDropoutSchedule(((0, CoreDropout(4, 0.5)),)), id="constant"),
+        pytest.param(
+            "0:6:0.5,10:4:0.25",
+            CoreDropoutSchedule(((0, CoreDropout(6, 0.5)), (10, CoreDropout(4, 0.25)))),
+            id="schedule",
+        ),
+        pytest.param("none", None, id="none"),
+        pytest.param(None, None, id="absent"),
+    ],
+)
 def test_parse_core_dropout(text, expected):
     got = parse_core_dropout(text)
     assert got == expected

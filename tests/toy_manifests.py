@@ -36,10 +36,16 @@ def toy_frame(n: int = 32, size: int = 16, seed: int = 0, **kw) -> pd.DataFrame:
     """A hand-written manifest frame: one row per LRG, inline ``image_npz``, both classes in each split."""
     images, labels = toy_images(n, size, seed, **kw)
     splits = [SPLIT_CYCLE[(i // 2) % len(SPLIT_CYCLE)] for i in range(n)]
-    return pd.DataFrame({
-        "label": labels, "split": splits, "ra": 150.0 + 0.01 * np.arange(n), "dec": np.full(n, 2.0),
-        "lrg_id": [f"L{i:04d}" for i in range(n)], "image_npz": [encode_stamp(im) for im in images],
-    })
+    return pd.DataFrame(
+        {
+            "label": labels,
+            "split": splits,
+            "ra": 150.0 + 0.01 * np.arange(n),
+            "dec": np.full(n, 2.0),
+            "lrg_id": [f"L{i:04d}" for i in range(n)],
+            "image_npz": [encode_stamp(im) for im in images],
+        }
+    )
 
 
 def write_toy_manifest(path, n: int = 32, size: int = 16, seed: int = 0, **kw) -> Path:
@@ -57,8 +63,9 @@ def write_pointer_manifest(path, source_dir, n: int = 16, size: int = 16, seed: 
     source_dir.mkdir(parents=True, exist_ok=True)
     src = source_dir / "src.parquet"
     pd.DataFrame({"stamp_npz": frame["image_npz"]}).to_parquet(src, index=False)
-    out = frame.drop(columns=["image_npz"]).assign(source_path=str(src.resolve()), source_row=np.arange(n),
-                                                    source_column="stamp_npz")
+    out = frame.drop(columns=["image_npz"]).assign(
+        source_path=str(src.resolve()), source_row=np.arange(n), source_column="stamp_npz"
+    )
     Path(path).mkdir(parents=True, exist_ok=True)
     out.to_parquet(Path(path) / "part-0.parquet", index=False)
     return Path(path)

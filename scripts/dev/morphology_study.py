@@ -36,9 +36,12 @@ from shortcutgates.gates.paired import bin_is_gated, counterfactuals, pair_truth
 from shortcutgates.gates.probes import ProbeError
 from shortcutgates.gates.records import GateConfig
 
-READERS = {**{f"arc reader blind < {r:g} px": rs.arc_reader_blind_inside(r) for r in rs.ARC_BLIND_RADII_PX},
-           "Einstein-ring reader": rs.ring_reader, "flux-per-ring reader": rs.flux_per_ring_reader,
-           "core reader": rs.core_reader}
+READERS = {
+    **{f"arc reader blind < {r:g} px": rs.arc_reader_blind_inside(r) for r in rs.ARC_BLIND_RADII_PX},
+    "Einstein-ring reader": rs.ring_reader,
+    "flux-per-ring reader": rs.flux_per_ring_reader,
+    "core reader": rs.core_reader,
+}
 
 
 def images_of(seed: int, n_lrgs: int):
@@ -65,10 +68,20 @@ def rows_of(seed: int, n_lrgs: int) -> list[dict]:
             if len(rows) < 10:
                 continue
             for kind in cfs:
-                rec = {"seed": seed, "reader": name, "bin": b["label"], "gated": bin_is_gated(b),
-                       "n_decided": len(rows), "counterfactual": kind,
-                       "win_rate": float(np.mean((scores["stamp"][rows] > scores[kind][rows])
-                                                 + 0.5 * (scores["stamp"][rows] == scores[kind][rows])))}
+                rec = {
+                    "seed": seed,
+                    "reader": name,
+                    "bin": b["label"],
+                    "gated": bin_is_gated(b),
+                    "n_decided": len(rows),
+                    "counterfactual": kind,
+                    "win_rate": float(
+                        np.mean(
+                            (scores["stamp"][rows] > scores[kind][rows])
+                            + 0.5 * (scores["stamp"][rows] == scores[kind][rows])
+                        )
+                    ),
+                }
                 try:
                     est, _ = paired_statistic(scores, kind, "auroc_vs_stamp", rows, ps.groups, config)
                     rec.update(auroc=est.value, lo=est.lo, hi=est.hi, error="")

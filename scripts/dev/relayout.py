@@ -88,10 +88,10 @@ KEEP = {"__init__", "cli", "plugin", "plugin_session", "init", "parallel", "stat
 
 PACKAGE_DOCS = {
     "data": '"""The data pipeline: column schema, stamp codec, file IO, manifests, LRG identity, splits, the\n'
-            'manifest builder and hard negatives (``docs/design.md``). No torch."""\n',
+    'manifest builder and hard negatives (``docs/design.md``). No torch."""\n',
     "model": '"""The lens finder: preprocessing, augmentation, the torch dataset, the network, training,\n'
-             'checkpoints, evaluation, and the ways a model comes in to be gated (scorers: checkpoint,\n'
-             '``.onnx``, ``.pt2``, a callable). Importing the package imports nothing."""\n',
+    "checkpoints, evaluation, and the ways a model comes in to be gated (scorers: checkpoint,\n"
+    '``.onnx``, ``.pt2``, a callable). Importing the package imports nothing."""\n',
 }
 
 REWRITE_DIRS = ("shortcutgates", "tests", "benchmarks", "gate_tests", "scripts", "fixtures", "docs", ".ci", ".github")
@@ -205,8 +205,7 @@ def dotted_pattern(moves: dict[str, str]) -> re.Pattern:
     nor, for an old module whose name is now a package, by one of that package's new modules)."""
     alternatives = []
     for old in sorted(moves, key=len, reverse=True):
-        children = sorted({new.split(".", 1)[1] for new in moves.values()
-                           if new.split(".")[0] == old and "." in new})
+        children = sorted({new.split(".", 1)[1] for new in moves.values() if new.split(".")[0] == old and "." in new})
         names = "|".join(map(re.escape, children))
         # neither ``shortcutgates.model.network`` nor ``from shortcutgates.model import network``
         guard = rf"(?!\.(?:{names})\b)(?!\s+import\s+\(?\s*(?:{names})\b)" if children else ""
@@ -223,8 +222,11 @@ def rewrite_text(text: str, moves: dict[str, str]) -> str:
 
     def dotted_sub(m: re.Match) -> str:
         line_start = text.rfind("\n", 0, m.start()) + 1
-        if m.group(1) in FORMAT_IDS and text[m.end():m.end() + 1] != "." \
-                and FORMAT_CONTEXT.search(text[line_start:m.start()]):
+        if (
+            m.group(1) in FORMAT_IDS
+            and text[m.end() : m.end() + 1] != "."
+            and FORMAT_CONTEXT.search(text[line_start : m.start()])
+        ):
             return m.group(0)
         return f"{PKG}.{moves[m.group(1)]}"
 
@@ -261,7 +263,7 @@ def rewrite_from_imports(source: str, moves: dict[str, str]) -> str:
     for lineno, col, end_lineno, end_col, text in sorted(edits, reverse=True):
         head = lines[lineno - 1][:col]
         tail = lines[end_lineno - 1][end_col:]
-        lines[lineno - 1:end_lineno] = [head + text + tail]
+        lines[lineno - 1 : end_lineno] = [head + text + tail]
     return "".join(lines)
 
 
@@ -272,7 +274,11 @@ def text_files() -> list[Path]:
             rel = path.relative_to(ROOT)
             if path.resolve() == Path(__file__).resolve():
                 continue  # this script names the old modules on purpose
-            if path.is_file() and not SKIP_PARTS & set(rel.parts) and (path.suffix in SUFFIXES or rel.parts[0] == ".ci"):
+            if (
+                path.is_file()
+                and not SKIP_PARTS & set(rel.parts)
+                and (path.suffix in SUFFIXES or rel.parts[0] == ".ci")
+            ):
                 out.append(path)
     return out
 
@@ -312,24 +318,33 @@ def update_settings(moves: dict[str, str], dry: bool, ci_format: bool = True) ->
     text = pyproject.read_text(encoding="utf-8")
     if "ban-relative-imports" not in text:
         text = text.replace('select = ["E", "F", "W", "B"]', 'select = ["E", "F", "W", "B", "TID252"]')
-        text = text.replace("[tool.ruff.lint.flake8-bugbear]",
-                            "[tool.ruff.lint.flake8-tidy-imports]\n"
-                            "# absolute imports only: a module can move without its imports being recomputed\n"
-                            'ban-relative-imports = "all"\n\n[tool.ruff.lint.flake8-bugbear]')
+        text = text.replace(
+            "[tool.ruff.lint.flake8-bugbear]",
+            "[tool.ruff.lint.flake8-tidy-imports]\n"
+            "# absolute imports only: a module can move without its imports being recomputed\n"
+            'ban-relative-imports = "all"\n\n[tool.ruff.lint.flake8-bugbear]',
+        )
         if ci_format:
-            text = re.sub(r"# The style of the code as written:.*?\n(?=line-length)",
-                          "# 120 columns, double quotes, 4 spaces; `ruff format --check` runs in .ci/run.\n", text,
-                          flags=re.S)
-        text = text.replace('"shortcutgates" = ["py.typed", "data/gates.yml"]',
-                            '"shortcutgates" = ["py.typed"]\n"shortcutgates.data" = ["gates.yml"]')
+            text = re.sub(
+                r"# The style of the code as written:.*?\n(?=line-length)",
+                "# 120 columns, double quotes, 4 spaces; `ruff format --check` runs in .ci/run.\n",
+                text,
+                flags=re.S,
+            )
+        text = text.replace(
+            '"shortcutgates" = ["py.typed", "data/gates.yml"]',
+            '"shortcutgates" = ["py.typed"]\n"shortcutgates.data" = ["gates.yml"]',
+        )
         done.append("pyproject.toml: absolute imports only (TID252); the format note; package data of data/")
         if not dry:
             pyproject.write_text(text, encoding="utf-8")
     ci = ROOT / ".ci" / "run"
     text = ci.read_text(encoding="utf-8")
     if ci_format and "ruff format --check" not in text:
-        text = text.replace("python -m ruff check . || exit 1\n",
-                            "python -m ruff check . || exit 1\npython -m ruff format --check . || exit 1\n")
+        text = text.replace(
+            "python -m ruff check . || exit 1\n",
+            "python -m ruff check . || exit 1\npython -m ruff format --check . || exit 1\n",
+        )
         if ci_format and "ruff format --check" not in text:
             sys.exit("relayout: .ci/run has no 'python -m ruff check . || exit 1' line to put the format check after")
         done.append(".ci/run: ruff format --check")
@@ -338,19 +353,29 @@ def update_settings(moves: dict[str, str], dry: bool, ci_format: bool = True) ->
     hooks = ROOT / ".pre-commit-config.yaml"
     if ci_format and hooks.is_file():
         text = hooks.read_text(encoding="utf-8")
-        anchor = "        entry: python -m ruff check --force-exclude\n        language: system\n        types: [python]\n"
+        anchor = (
+            "        entry: python -m ruff check --force-exclude\n        language: system\n        types: [python]\n"
+        )
         if "ruff format" not in text and anchor in text:
-            text = text.replace(anchor, anchor + "      - id: ruff-format\n        name: ruff format\n"
-                                "        entry: python -m ruff format --force-exclude\n        language: system\n"
-                                "        types: [python]\n")
+            text = text.replace(
+                anchor,
+                anchor + "      - id: ruff-format\n        name: ruff format\n"
+                "        entry: python -m ruff format --force-exclude\n        language: system\n"
+                "        types: [python]\n",
+            )
             done.append(".pre-commit-config.yaml: ruff format")
             if not dry:
                 hooks.write_text(text, encoding="utf-8")
     index = ROOT / "docs" / "index.md"
     if index.is_file():
         text = index.read_text(encoding="utf-8")
-        new = re.sub(r"(## Layout of the repository\n\n```\n).*?(```)", lambda m: m.group(1) + LAYOUT_BLOCK + m.group(2),
-                     text, count=1, flags=re.S)
+        new = re.sub(
+            r"(## Layout of the repository\n\n```\n).*?(```)",
+            lambda m: m.group(1) + LAYOUT_BLOCK + m.group(2),
+            text,
+            count=1,
+            flags=re.S,
+        )
         if new != text:
             done.append("docs/index.md: the layout block")
             if not dry:
@@ -361,13 +386,20 @@ def update_settings(moves: dict[str, str], dry: bool, ci_format: bool = True) ->
         marker = "Modules moved into packages that show the pipeline"
         if marker not in text:
             moved = ", ".join(f"`{old}` → `{new}`" for old, new in moves.items())
-            entry = textwrap.fill(f"- {marker} (`scripts/dev/relayout.py`): {moved}. Imports are absolute; "
-                                  "the tree is formatted with `ruff format`, checked in `.ci/run`. Files written "
-                                  "before (checkpoints, manifests, reports) are read as before.",
-                                  width=100, subsequent_indent="  ", break_on_hyphens=False) + "\n"
+            entry = (
+                textwrap.fill(
+                    f"- {marker} (`scripts/dev/relayout.py`): {moved}. Imports are absolute; "
+                    "the tree is formatted with `ruff format`, checked in `.ci/run`. Files written "
+                    "before (checkpoints, manifests, reports) are read as before.",
+                    width=100,
+                    subsequent_indent="  ",
+                    break_on_hyphens=False,
+                )
+                + "\n"
+            )
             m = re.search(r"^## Unreleased\n+", text, flags=re.M)
             if m is not None:  # its own heading, first under Unreleased
-                text = text[:m.end()] + "### Layout\n" + entry + "\n" + text[m.end():]
+                text = text[: m.end()] + "### Layout\n" + entry + "\n" + text[m.end() :]
             else:
                 first = re.search(r"^## ", text, flags=re.M)
                 at = first.start() if first else len(text)
@@ -397,8 +429,10 @@ def size_report() -> list[str]:
     spec.loader.exec_module(module)
     module.PACKAGE = ROOT / PKG  # this tree's, whichever shortcutgates is installed
     pending = getattr(module, "PENDING", {})
-    return [f"{name}: {n} lines" + (" (pending)" if name in pending else "")
-            for name, n in sorted(module.oversized().items())]
+    return [
+        f"{name}: {n} lines" + (" (pending)" if name in pending else "")
+        for name, n in sorted(module.oversized().items())
+    ]
 
 
 def unplanned(moves: dict[str, str]) -> list[str]:
@@ -409,10 +443,18 @@ def unplanned(moves: dict[str, str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
-    parser.add_argument("--move", action="append", default=[], metavar="OLD=PKG.NEW",
-                        help="also move shortcutgates/OLD.py to shortcutgates/PKG/NEW.py (repeatable)")
-    parser.add_argument("--no-format", action="store_true",
-                        help="move and rewrite only: no ruff format, and .ci/run gets no format check")
+    parser.add_argument(
+        "--move",
+        action="append",
+        default=[],
+        metavar="OLD=PKG.NEW",
+        help="also move shortcutgates/OLD.py to shortcutgates/PKG/NEW.py (repeatable)",
+    )
+    parser.add_argument(
+        "--no-format",
+        action="store_true",
+        help="move and rewrite only: no ruff format, and .ci/run gets no format check",
+    )
     parser.add_argument("--allow-dirty", action="store_true", help="run on a work tree with uncommitted changes")
     args = parser.parse_args(argv)
     if not (ROOT / PKG / "__init__.py").is_file():
@@ -446,8 +488,14 @@ def main(argv: list[str] | None = None) -> int:
     left = unplanned(moves)
     if left:
         print(f"5. top-level modules neither moved nor kept (decide; --move OLD=PKG.NEW): {', '.join(left)}")
-    print("done" + (" (dry run: nothing changed)" if args.dry_run else "; now: ruff check . && ruff format --check . "
-                    "&& mypy && pytest -n 2 -q, then commit"))
+    print(
+        "done"
+        + (
+            " (dry run: nothing changed)"
+            if args.dry_run
+            else "; now: ruff check . && ruff format --check . && mypy && pytest -n 2 -q, then commit"
+        )
+    )
     return 0
 
 

@@ -32,7 +32,7 @@ def neighbour_swap(key: np.ndarray) -> np.ndarray:
     """Each pair to the next pair in the order of ``key`` (cyclic): a swap matched in ``key``."""
     order = np.argsort(key, kind="stable")
     to = np.empty_like(order)
-    to[order] = order[np.r_[1:len(order), 0]]
+    to[order] = order[np.r_[1 : len(order), 0]]
     return to
 
 
@@ -53,8 +53,11 @@ def main() -> None:
     stamps, ctrls = s.images[ps.pairs.stamp], s.images[ps.pairs.ctrl]
     d = stamps - ctrls
     fwhm, host = ps.fwhm_arcsec[:, 1], -measure_lrgs(ctrls)["total_mag_r"].to_numpy()
-    swaps = {"random": derangement(ps.groups, np.random.default_rng(0)),
-             "psf-matched": neighbour_swap(fwhm), "flux-matched": neighbour_swap(host)}
+    swaps = {
+        "random": derangement(ps.groups, np.random.default_rng(0)),
+        "psf-matched": neighbour_swap(fwhm),
+        "flux-matched": neighbour_swap(host),
+    }
     for name, to in swaps.items():
         assert (ps.groups[to] != ps.groups).all(), f"{name}: an arc stayed on its own LRG"
     score = {"stamp": ctx.score(stamps), "ctrl": ctx.score(ctrls)}
@@ -69,10 +72,12 @@ def main() -> None:
         base = roc_auc_score(y, np.r_[score["stamp"][r], score["ctrl"][r]])
         drops = {k: base - roc_auc_score(y, np.r_[score[k][r], score["ctrl"][r]]) for k in swaps}
         change = (score["random"] - score["stamp"])[r]
-        print(f"θ_E {lo}-{hi}″: {r.sum()} pairs, AUROC {base:.3f}; drop " +
-              ", ".join(f"{k} {v:+.3f}" for k, v in drops.items()) +
-              f"; corr(score change, log host-flux ratio) {np.corrcoef(change, ratio[r])[0, 1]:+.2f},"
-              f" corr(score change, ΔFWHM) {np.corrcoef(change, (fwhm[swaps['random']] - fwhm)[r])[0, 1]:+.2f}")
+        print(
+            f"θ_E {lo}-{hi}″: {r.sum()} pairs, AUROC {base:.3f}; drop "
+            + ", ".join(f"{k} {v:+.3f}" for k, v in drops.items())
+            + f"; corr(score change, log host-flux ratio) {np.corrcoef(change, ratio[r])[0, 1]:+.2f},"
+            f" corr(score change, ΔFWHM) {np.corrcoef(change, (fwhm[swaps['random']] - fwhm)[r])[0, 1]:+.2f}"
+        )
 
 
 if __name__ == "__main__":

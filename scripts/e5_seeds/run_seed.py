@@ -22,11 +22,14 @@ params = demo_params(out, n_lrgs=n_lrgs, epochs=epochs, seed=seed, progress=True
 configs = tuple(c for c in params.configs if c.name in wanted)
 missing = sorted(set(wanted) - {c.name for c in configs})
 if missing:
-    sys.exit(f"e5_seeds: unknown configuration(s) {', '.join(missing)}; "
-             f"expected some of {', '.join(c.name for c in params.configs)}")
+    sys.exit(
+        f"e5_seeds: unknown configuration(s) {', '.join(missing)}; "
+        f"expected some of {', '.join(c.name for c in params.configs)}"
+    )
 if any(c.paired_from and c.paired_from not in wanted for c in configs):
     sys.exit("e5_seeds: residual+hn takes its paired model from residual; list residual too")
 timer = Timer()
-run_experiment(replace(params, configs=configs), command=" ".join(["scripts/e5_seeds/run_seed.py"] + sys.argv[1:]),
-               timer=timer)
+run_experiment(
+    replace(params, configs=configs), command=" ".join(["scripts/e5_seeds/run_seed.py"] + sys.argv[1:]), timer=timer
+)
 print(f"seed {seed}: wall {timer.total() / 60:.1f} min (CPU {timer.cpu() / 60:.1f} min) -> {out}", file=sys.stderr)

@@ -48,11 +48,17 @@ def rows_of(root: Path) -> tuple[list, dict]:
                 t["green"] += green
                 t["tpr_ok"] += tpr_ok
                 t["point_held"] += verdict == "held"
-                rows.append({"seed": run["seed"], "configuration": name,
-                             "primary gates not passed": "n/a" if failed is None else (", ".join(failed) or "none"),
-                             "E2 AUROC": fmt_metric(e2), "TPR @ 1e-2": _tpr_cell(e2, "0.01"),
-                             "TPR @ 1e-2 in baseline's interval": "-" if name == BASELINE else ("yes" if tpr_ok else "no"),
-                             "point source 30% AUROC (<= 0.60)": point})
+                rows.append(
+                    {
+                        "seed": run["seed"],
+                        "configuration": name,
+                        "primary gates not passed": "n/a" if failed is None else (", ".join(failed) or "none"),
+                        "E2 AUROC": fmt_metric(e2),
+                        "TPR @ 1e-2": _tpr_cell(e2, "0.01"),
+                        "TPR @ 1e-2 in baseline's interval": "-" if name == BASELINE else ("yes" if tpr_ok else "no"),
+                        "point source 30% AUROC (<= 0.60)": point,
+                    }
+                )
     return rows, tally
 
 
@@ -63,11 +69,17 @@ def main(root: Path) -> str:
     header = list(rows[0])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(r[h]) for h in header) + " |" for r in rows]
-    lines += ["", "| configuration | seeds | every primary gate passed and E2 >= 0.95 | TPR @ 1e-2 in the baseline's "
-              "interval | point source held (<= 0.60) |", "|---|---|---|---|---|"]
-    lines += [f"| {k} | {t['seeds']} | {t['green']} of {t['seeds']} | "
-              f"{'-' if k == BASELINE else str(t['tpr_ok']) + ' of ' + str(t['seeds'])} | {t['point_held']} of {t['seeds']} |"
-              for k, t in tally.items()]
+    lines += [
+        "",
+        "| configuration | seeds | every primary gate passed and E2 >= 0.95 | TPR @ 1e-2 in the baseline's "
+        "interval | point source held (<= 0.60) |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {k} | {t['seeds']} | {t['green']} of {t['seeds']} | "
+        f"{'-' if k == BASELINE else str(t['tpr_ok']) + ' of ' + str(t['seeds'])} | {t['point_held']} of {t['seeds']} |"
+        for k, t in tally.items()
+    ]
     text = "\n".join(lines) + "\n"
     (root / "e5_table.md").write_text(text)
     with open(root / "e5_table.csv", "w", newline="") as fh:

@@ -1,4 +1,5 @@
 """A lens finder shortcutgates did not write: asinh stretch inside, trained briefly, exported three ways."""
+
 import json
 import sys
 
@@ -26,12 +27,26 @@ for _step in range(60):
 print("train loss", float(loss))
 model.eval()
 torch.save(model.state_dict(), "finder_weights.pt")
-contract = {"bands": ["g", "r", "z"], "units": "nanomaggies", "preprocess": "none", "stamp_size": None,
-            "layout": "NCHW", "output": "logit"}
+contract = {
+    "bands": ["g", "r", "z"],
+    "units": "nanomaggies",
+    "preprocess": "none",
+    "stamp_size": None,
+    "layout": "NCHW",
+    "output": "logit",
+}
 sample = torch.zeros(2, 3, 48, 48)
 batch = torch.export.Dim("batch", min=1)
-torch.onnx.export(model, (sample,), "finder.onnx", dynamo=True, external_data=True,
-                  input_names=["images"], output_names=["logit"], dynamic_shapes={"x": {0: batch}})
+torch.onnx.export(
+    model,
+    (sample,),
+    "finder.onnx",
+    dynamo=True,
+    external_data=True,
+    input_names=["images"],
+    output_names=["logit"],
+    dynamic_shapes={"x": {0: batch}},
+)
 program = torch.export.export(model, (sample,), dynamic_shapes={"x": {0: batch}})
 torch.export.save(program, "finder.pt2")
 for f in ("finder.onnx", "finder.pt2"):

@@ -79,14 +79,23 @@ class Family:
     """Share of the arc's flux in the positives."""
 
 
-FAMILIES = {f.name: f for f in (
-    Family("neutral-residual", "residual", "null", donor_core=True),
-    Family("neutral-raw_robust", "raw_robust", "null", donor_core=True),
-    Family("reliant-raw_robust", "raw_robust", "power", point_source=POINT_SOURCE_FRACTION,
-           arc_keep=RELIANT_ARC_KEEP),
-    Family("reliant-weak-raw_robust", "raw_robust", "power", point_source=WEAK_POINT_SOURCE_FRACTION,
-           arc_keep=RELIANT_ARC_KEEP),
-)}
+FAMILIES = {
+    f.name: f
+    for f in (
+        Family("neutral-residual", "residual", "null", donor_core=True),
+        Family("neutral-raw_robust", "raw_robust", "null", donor_core=True),
+        Family(
+            "reliant-raw_robust", "raw_robust", "power", point_source=POINT_SOURCE_FRACTION, arc_keep=RELIANT_ARC_KEEP
+        ),
+        Family(
+            "reliant-weak-raw_robust",
+            "raw_robust",
+            "power",
+            point_source=WEAK_POINT_SOURCE_FRACTION,
+            arc_keep=RELIANT_ARC_KEEP,
+        ),
+    )
+}
 PREFIX = CNN_PREFIX
 """Scorer names of CNN cells: ``cnn:<family>`` (e.g. ``cnn:neutral-residual``)."""
 
@@ -95,7 +104,9 @@ def family_of(scorer: str) -> Family:
     """The family of a CNN cell's scorer name ``cnn:<family>``."""
     name = scorer.removeprefix(PREFIX)
     if name not in FAMILIES:
-        raise ValueError(f"calibrate: CNN family must be one of {', '.join(PREFIX + f for f in FAMILIES)} (got {scorer!r})")
+        raise ValueError(
+            f"calibrate: CNN family must be one of {', '.join(PREFIX + f for f in FAMILIES)} (got {scorer!r})"
+        )
     return FAMILIES[name]
 
 
@@ -134,8 +145,9 @@ def central_sources(pool: Pool, index: np.ndarray, fraction: float) -> np.ndarra
 def positives(pool: Pool, index: np.ndarray, family: Family) -> np.ndarray:
     """(N, 3, H, W) the family's positive stamps of pool LRGs ``index``."""
     index = np.asarray(index)
-    stamps = np.asarray(pool.ctrl[index], np.float32) + np.float32(family.arc_keep) * np.asarray(pool.arc[index],
-                                                                                                np.float32)
+    stamps = np.asarray(pool.ctrl[index], np.float32) + np.float32(family.arc_keep) * np.asarray(
+        pool.arc[index], np.float32
+    )
     if family.point_source > 0:
         stamps += central_sources(pool, index, family.point_source)
     return stamps
@@ -150,17 +162,23 @@ def negatives(pool: Pool, index: np.ndarray, family: Family, donors: np.ndarray)
     return stamps
 
 
-def training_split(pool: Pool, family: Family, n_lrgs: int, split: str, rng: np.random.Generator,
-                   exclude=()) -> tuple[pd.DataFrame, np.ndarray]:
+def training_split(
+    pool: Pool, family: Family, n_lrgs: int, split: str, rng: np.random.Generator, exclude=()
+) -> tuple[pd.DataFrame, np.ndarray]:
     """Unpaired rows of ``n_lrgs`` LRGs (half positives, half negatives); returns (rows, LRGs used).
 
     The donors of the negatives' core light are a random permutation of the split's positives.
     """
     lrgs = draw_lrgs(len(pool), n_lrgs, rng, exclude)
-    pos, neg = lrgs[: n_lrgs // 2], lrgs[n_lrgs // 2: 2 * (n_lrgs // 2)]
+    pos, neg = lrgs[: n_lrgs // 2], lrgs[n_lrgs // 2 : 2 * (n_lrgs // 2)]
     donors = rng.permutation(pos)
-    frame = pd.concat([_rows(pool, pos, positives(pool, pos, family), 1, split),
-                       _rows(pool, neg, negatives(pool, neg, family, donors), 0, split)], ignore_index=True)
+    frame = pd.concat(
+        [
+            _rows(pool, pos, positives(pool, pos, family), 1, split),
+            _rows(pool, neg, negatives(pool, neg, family, donors), 0, split),
+        ],
+        ignore_index=True,
+    )
     return frame, lrgs
 
 
@@ -168,13 +186,18 @@ def gating_splits(pool: Pool, family: Family, n_lrgs: int, rng: np.random.Genera
     """``test`` (``n_lrgs`` unpaired LRGs) and ``test_paired`` (``n_lrgs`` paired LRGs): family positives,
     bare-control negatives."""
     test = draw_lrgs(len(pool), n_lrgs, rng, exclude)
-    pos, neg = test[: n_lrgs // 2], test[n_lrgs // 2:]
+    pos, neg = test[: n_lrgs // 2], test[n_lrgs // 2 :]
     paired = draw_lrgs(len(pool), n_lrgs, rng, np.concatenate([np.asarray(exclude, int), test]))
     bare = pool.ctrl
-    return pd.concat([_rows(pool, pos, positives(pool, pos, family), 1, "test"),
-                      _rows(pool, neg, np.asarray(bare[neg], np.float32), 0, "test"),
-                      _rows(pool, paired, positives(pool, paired, family), 1, "test_paired"),
-                      _rows(pool, paired, np.asarray(bare[paired], np.float32), 0, "test_paired")], ignore_index=True)
+    return pd.concat(
+        [
+            _rows(pool, pos, positives(pool, pos, family), 1, "test"),
+            _rows(pool, neg, np.asarray(bare[neg], np.float32), 0, "test"),
+            _rows(pool, paired, positives(pool, paired, family), 1, "test_paired"),
+            _rows(pool, paired, np.asarray(bare[paired], np.float32), 0, "test_paired"),
+        ],
+        ignore_index=True,
+    )
 
 
 NEUTRAL_SPLITS = ("train", "val")
@@ -184,8 +207,7 @@ real negatives, as :func:`gating_splits` draws them (and as ``build --hard-negat
 rows in ``train`` only, :data:`shortcutgates.data.hard_negatives.DEFAULT_SPLITS`)."""
 
 
-def donors_by_split(split: np.ndarray, role: np.ndarray, rng: np.random.Generator,
-                    splits=NEUTRAL_SPLITS) -> np.ndarray:
+def donors_by_split(split: np.ndarray, role: np.ndarray, rng: np.random.Generator, splits=NEUTRAL_SPLITS) -> np.ndarray:
     """(N,) for each ``neg``-role LRG of ``splits`` in a built catalogue (its builder ``split`` and ``role``,
     :func:`shortcutgates.calibrate.plant.builder_roles`) the position of a donor ``pos``-role LRG of the
     same split, -1 for the other LRGs: a permutation of the split's positives, cycled where the split has
@@ -202,8 +224,9 @@ def donors_by_split(split: np.ndarray, role: np.ndarray, rng: np.random.Generato
     return donors
 
 
-def family_images(pool: Pool, index: np.ndarray, family: Family, split: np.ndarray, role: np.ndarray,
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def family_images(
+    pool: Pool, index: np.ndarray, family: Family, split: np.ndarray, role: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """(stamps, controls), each (N, 3, H, W), of a paired catalogue of pool LRGs ``index`` that the unpaired
     builder turns into the family's data set: every stamp is the family's positive; the control of every
     ``neg``-role LRG of :data:`NEUTRAL_SPLITS` (``split``/``role`` per LRG of ``index``,
@@ -239,15 +262,29 @@ def fit(manifest: Path, family: Family, seed: int, directory: Path, epochs: int 
     from shortcutgates.model.train import TrainConfig, train
 
     epochs = epochs or EPOCHS
-    config = TrainConfig(preprocess=family.preprocess, epochs=epochs, patience=epochs, seed=int(seed), device="cpu",
-                         model=MODEL)
+    config = TrainConfig(
+        preprocess=family.preprocess, epochs=epochs, patience=epochs, seed=int(seed), device="cpu", model=MODEL
+    )
     summary = train(manifest, Path(directory) / "model.pt", config, progress=False)
-    return Trained(Path(manifest), summary.checkpoint, float(summary.best_val_auroc), int(summary.epochs_run),
-                   float(summary.seconds))
+    return Trained(
+        Path(manifest),
+        summary.checkpoint,
+        float(summary.best_val_auroc),
+        int(summary.epochs_run),
+        float(summary.seconds),
+    )
 
 
-def train_seed(pool: Pool, family: Family, n_lrgs: int, seed: int, rng: np.random.Generator, directory: Path,
-               gate_lrgs: int | None = None, epochs: int | None = None) -> Trained:
+def train_seed(
+    pool: Pool,
+    family: Family,
+    n_lrgs: int,
+    seed: int,
+    rng: np.random.Generator,
+    directory: Path,
+    gate_lrgs: int | None = None,
+    epochs: int | None = None,
+) -> Trained:
     """Draw this seed's LRGs, train the family's CNN on ``n_lrgs`` training LRGs (plus ``VAL_FRACTION`` as
     many for ``val``) and write the gating manifest (``gate_lrgs``, default :data:`GATE_LRGS`); everything
     under ``directory``. ``epochs`` defaults to :data:`EPOCHS`."""

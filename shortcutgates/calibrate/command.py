@@ -42,30 +42,52 @@ def _workers(text: str) -> int:
 def add_arguments(parser) -> None:
     from shortcutgates.calibrate.profiles import PROFILES
 
-    parser.add_argument("--profile", default="quick", choices=PROFILES,
-                        help="cells and seeds: tiny (the test suite's), quick (~10 min on 2 cores), full (>= 200 seeds "
-                             "per null cell), criteria (issue 20: planted violations at 4000 LRGs), cnn (20 trained "
-                             "CNNs per family on the realistic pool), gap (cross_test_gap on the held-out splits of a "
-                             "default build of 2000 and 4000 LRGs, arc reader), readers (the reference readers on "
-                             "the simulator's lenses, every counterfactual gate: docs/model_gates.md), coverage (interval "
-                             "coverage on synthetic data of known truth: docs/design.md#verdict-rule)")
-    parser.add_argument("--first-seed", type=int, default=0, metavar="S",
-                        help="seeds of every cell start at S (fresh seeds; records of other seeds in --out are kept)")
-    parser.add_argument("--seeds", type=int, default=None, metavar="N",
-                        help="every cell runs N seeds instead of the profile's")
+    parser.add_argument(
+        "--profile",
+        default="quick",
+        choices=PROFILES,
+        help="cells and seeds: tiny (the test suite's), quick (~10 min on 2 cores), full (>= 200 seeds "
+        "per null cell), criteria (issue 20: planted violations at 4000 LRGs), cnn (20 trained "
+        "CNNs per family on the realistic pool), gap (cross_test_gap on the held-out splits of a "
+        "default build of 2000 and 4000 LRGs, arc reader), readers (the reference readers on "
+        "the simulator's lenses, every counterfactual gate: docs/model_gates.md), coverage (interval "
+        "coverage on synthetic data of known truth: docs/design.md#verdict-rule)",
+    )
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        metavar="S",
+        help="seeds of every cell start at S (fresh seeds; records of other seeds in --out are kept)",
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=None, metavar="N", help="every cell runs N seeds instead of the profile's"
+    )
     parser.add_argument("--out", default="calibration_out", help="directory for records, tables and figures")
     parser.add_argument("--shard", default="0/1", help="K/N: run every N-th (cell, seed) pair starting at K")
     parser.add_argument("--cache", default=None, help="pool cache directory (default ~/.cache/shortcutgates/calibrate)")
     parser.add_argument("--figures", default=None, help="directory for the PNG figures (default: --out)")
     parser.add_argument("--no-report", action="store_true", help="only run (other shards write the tables)")
     parser.add_argument("--report-only", action="store_true", help="only write tables and figures from --out's records")
-    parser.add_argument("--survey-strength", action="store_true",
-                        help="measure the paired raw core-LR AUC against the planted counter-image strength and exit")
-    parser.add_argument("--workers", type=_workers, default=None, metavar="N",
-                        help="processes running this shard's (cell, seed) pairs; the records and tables are the "
-                             "same for any N (default: every core this process may use)")
-    parser.add_argument("--cells", default="", metavar="TEXT",
-                        help="only the profile's cells whose key contains TEXT (e.g. cnn:neutral)")
+    parser.add_argument(
+        "--survey-strength",
+        action="store_true",
+        help="measure the paired raw core-LR AUC against the planted counter-image strength and exit",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_workers,
+        default=None,
+        metavar="N",
+        help="processes running this shard's (cell, seed) pairs; the records and tables are the "
+        "same for any N (default: every core this process may use)",
+    )
+    parser.add_argument(
+        "--cells",
+        default="",
+        metavar="TEXT",
+        help="only the profile's cells whose key contains TEXT (e.g. cnn:neutral)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -89,8 +111,16 @@ def run(args) -> int:
     if not args.report_only:
         from shortcutgates.parallel import available_cores
 
-        run_profile(profile, args.out, shard=shard, n_shards=n_shards, cache_dir=args.cache, progress=not args.quiet,
-                    workers=args.workers or available_cores(), cells=args.cells)
+        run_profile(
+            profile,
+            args.out,
+            shard=shard,
+            n_shards=n_shards,
+            cache_dir=args.cache,
+            progress=not args.quiet,
+            workers=args.workers or available_cores(),
+            cells=args.cells,
+        )
         print(f"calibrate: profile {profile.name}, shard {shard}/{n_shards}: {time.perf_counter() - start:.0f} s")
     if not args.no_report:
         paths = write_report(load_records(args.out), args.out, args.figures)

@@ -63,9 +63,12 @@ def probe_seed(n_lrgs: int, auc: float, design: str, seed: int, config) -> dict:
     cfg = replace(config, seed=seed)
     r = cv_auc_resamples(x, y, g, cfg)
     tail = [(1 - cfg.level) / 2, (1 + cfg.level) / 2]
-    return {"value": r.value, "oof": np.quantile(r.held_out, tail).tolist(),
-            "refit": np.quantile(r.refit - r.refit.mean() + r.value, tail).tolist(),
-            "blend": list(blended_interval(r, cfg.level))}
+    return {
+        "value": r.value,
+        "oof": np.quantile(r.held_out, tail).tolist(),
+        "refit": np.quantile(r.refit - r.refit.mean() + r.value, tail).tolist(),
+        "blend": list(blended_interval(r, cfg.level)),
+    }
 
 
 def _binormal_split(rng, n: int, offset: int, d: float, design: str):
@@ -96,9 +99,15 @@ def scorer_seed(n_lrgs: int, auc: float, design: str, seed: int, config) -> dict
     labels, scores, groups = np.r_[la, lb], np.r_[sa, sb], np.r_[ga, gb]
     in_a = np.arange(len(labels)) < len(la)
     auc_a, auc_b = weighted_auroc_metric(la, sa), weighted_auroc_metric(lb, sb)
-    gap = bootstrap_metric(labels, scores, groups,
-                           lambda _l, _s, w=None: auc_a(None, None, None if w is None else w[in_a])
-                           - auc_b(None, None, None if w is None else w[~in_a]), cfg)
+    gap = bootstrap_metric(
+        labels,
+        scores,
+        groups,
+        lambda _l, _s, w=None: (
+            auc_a(None, None, None if w is None else w[in_a]) - auc_b(None, None, None if w is None else w[~in_a])
+        ),
+        cfg,
+    )
     return {"auroc": [one.lo, one.hi], "auroc_value": one.value, "gap": [gap.lo, gap.hi], "gap_value": gap.value}
 
 
@@ -111,9 +120,21 @@ def truth(kind: str, case: str, strength: float) -> float | None:
 
 
 def _interval(base: dict, case: str, value: float, ci) -> dict:
-    return {**base, "case": case, "gate": case.split("[")[0], "role": "reported", "verdict": "measured",
-            "value": float(value), "lo": float(ci[0]), "hi": float(ci[1]), "threshold": np.nan, "direction": "",
-            "established": False, "message": "interval coverage (synthetic data)", "seconds": 0.0}
+    return {
+        **base,
+        "case": case,
+        "gate": case.split("[")[0],
+        "role": "reported",
+        "verdict": "measured",
+        "value": float(value),
+        "lo": float(ci[0]),
+        "hi": float(ci[1]),
+        "threshold": np.nan,
+        "direction": "",
+        "established": False,
+        "message": "interval coverage (synthetic data)",
+        "seconds": 0.0,
+    }
 
 
 def run_coverage_seed(cell, seed: int, config) -> list[dict]:
@@ -123,8 +144,10 @@ def run_coverage_seed(cell, seed: int, config) -> list[dict]:
 
     what, _, design = cell.problem.partition("-")
     if what not in ("probe", "scorer") or design not in DESIGNS:
-        raise ValueError(f"calibrate: coverage cells are probe-<design> or scorer-<design>, design one of "
-                         f"{', '.join(DESIGNS)} (got {cell.problem!r})")
+        raise ValueError(
+            f"calibrate: coverage cells are probe-<design> or scorer-<design>, design one of "
+            f"{', '.join(DESIGNS)} (got {cell.problem!r})"
+        )
     base = {**asdict(cell), "cell": cell.key, "seed": int(seed)}
     start = time.perf_counter()
     if what == "probe":
@@ -132,6 +155,9 @@ def run_coverage_seed(cell, seed: int, config) -> list[dict]:
         out = [_interval(base, f"cv_auc[{m}]", r["value"], r[m]) for m in ("oof", "refit", "blend")]
     else:
         r = scorer_seed(cell.n_lrgs, cell.strength, design, seed, config)
-        out = [_interval(base, "auroc", r["auroc_value"], r["auroc"]), _interval(base, "auroc_gap", r["gap_value"], r["gap"])]
+        out = [
+            _interval(base, "auroc", r["auroc_value"], r["auroc"]),
+            _interval(base, "auroc_gap", r["gap_value"], r["gap"]),
+        ]
     seconds = (time.perf_counter() - start) / len(out)
     return [{**rec, "seconds": seconds} for rec in out]

@@ -62,8 +62,9 @@ def _stamp(score: float, rng: np.random.Generator) -> bytes:
     return encode_stamp(image, compress=False)
 
 
-def planted_scores(gap: float, rng: np.random.Generator, *, auc_test: float, n_pairs: int, n_other: int,
-                   shared: bool) -> list[tuple[str, int, int, float]]:
+def planted_scores(
+    gap: float, rng: np.random.Generator, *, auc_test: float, n_pairs: int, n_other: int, shared: bool
+) -> list[tuple[str, int, int, float]]:
     """``(split, label, lrg, score)`` per row: LRGs ``0 … n_pairs − 1`` are the pairs, the others follow."""
     shift, paired_shift = (np.sqrt(2.0) * norm.ppf(a) for a in (auc_test, auc_test + gap))
     pairs, other = range(n_pairs), range(n_pairs, n_pairs + n_other)
@@ -80,8 +81,9 @@ def planted_scores(gap: float, rng: np.random.Generator, *, auc_test: float, n_p
     return rows + [("test", 0, i, s) for i, s in zip(other[n_pos:], rng.normal(0.0, 1.0, n_other - n_pos))]
 
 
-def planted_rows(gap: float, seed: int, *, auc_test: float = 0.80, n_lrgs: int = 4000,
-                 shared: bool = True) -> pd.DataFrame:
+def planted_rows(
+    gap: float, seed: int, *, auc_test: float = 0.80, n_lrgs: int = 4000, shared: bool = True
+) -> pd.DataFrame:
     """Manifest rows of ``test`` and ``test_paired`` of ``n_lrgs`` built LRGs whose planted scores differ
     in AUROC by ``gap``; a shared positive is one image (one blob) in both splits."""
     rng = np.random.default_rng(seed)
@@ -91,8 +93,16 @@ def planted_rows(gap: float, seed: int, *, auc_test: float = 0.80, n_lrgs: int =
     rows = []
     for split, label, i, score in scores:
         blob = blobs.setdefault((int(i), label), _stamp(score, rng))
-        rows.append({"split": split, "label": label, "ra": 150.0 + 0.01 * (i % 1000), "dec": 2.0 + 0.01 * (i // 1000),
-                     "lrg_id": f"L{i:05d}", "image_npz": blob})
+        rows.append(
+            {
+                "split": split,
+                "label": label,
+                "ra": 150.0 + 0.01 * (i % 1000),
+                "dec": 2.0 + 0.01 * (i // 1000),
+                "lrg_id": f"L{i:05d}",
+                "image_npz": blob,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -118,8 +128,18 @@ def run_gap(gap: float, seeds, role: str | None = None, **kw) -> pd.DataFrame:
             (case,) = gate.cases(context, gate)  # the role a run of this size gives it, unless ``role``
             result = run_case(context, replace(case, role=role or case.role or gate.role))
         lo, hi = result.ci if result.ci is not None else (np.nan, np.nan)
-        out.append({"gap": gap, "seed": int(seed), "value": result.value, "lo": lo, "hi": hi,
-                    "verdict": result.verdict, "established": result.established, "outcome": outcome(result.to_json())})
+        out.append(
+            {
+                "gap": gap,
+                "seed": int(seed),
+                "value": result.value,
+                "lo": lo,
+                "hi": hi,
+                "verdict": result.verdict,
+                "established": result.established,
+                "outcome": outcome(result.to_json()),
+            }
+        )
     return pd.DataFrame(out)
 
 
@@ -131,7 +151,9 @@ def main(argv=None) -> int:
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--gaps", default="0,0.15,-0.15")
     parser.add_argument("--lrgs", default="4000", help="comma-separated catalogue sizes (the builder's default splits)")
-    parser.add_argument("--designs", default="shared", help="comma-separated: shared (the builder's), separate (before)")
+    parser.add_argument(
+        "--designs", default="shared", help="comma-separated: shared (the builder's), separate (before)"
+    )
     args = parser.parse_args(argv)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     for n_lrgs in (int(n) for n in args.lrgs.split(",")):
@@ -141,10 +163,13 @@ def main(argv=None) -> int:
                 red = int((frame["outcome"] == "red").sum())
                 lo, hi = proportion_ci(red, len(frame))
                 width = float((frame["hi"] - frame["lo"]).mean())
-                print(f"{n_lrgs} LRGs {design} gap {gap:+.2f}: red as primary {red}/{len(frame)} ({red / len(frame):.0%} "
-                      f"[{lo:.0%}, {hi:.0%}]), mean estimate {frame['value'].mean():+.3f}, mean interval width "
-                      f"{width:.3f}, verdicts {frame['verdict'].value_counts().to_dict()}, established (red in any role) "
-                      f"{int(frame['established'].sum())}", flush=True)
+                print(
+                    f"{n_lrgs} LRGs {design} gap {gap:+.2f}: red as primary {red}/{len(frame)} ({red / len(frame):.0%} "
+                    f"[{lo:.0%}, {hi:.0%}]), mean estimate {frame['value'].mean():+.3f}, mean interval width "
+                    f"{width:.3f}, verdicts {frame['verdict'].value_counts().to_dict()}, established (red in any role) "
+                    f"{int(frame['established'].sum())}",
+                    flush=True,
+                )
     return 0
 
 

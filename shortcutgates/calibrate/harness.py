@@ -58,12 +58,23 @@ from shortcutgates.data.codec import encode_stamp
 from shortcutgates.gates.registry import REGISTRY, GateConfig, GateContext
 from shortcutgates.gates.suite import run_suite
 from shortcutgates.data.schema import LRG_TRUTH
-from shortcutgates.calibrate.plant import PROPERTY_COLUMNS, TILTED, builder_roles, built_selection, counter_images, planted_in, positive_stamps, split_rows, write_manifest
+from shortcutgates.calibrate.plant import (
+    PROPERTY_COLUMNS,
+    TILTED,
+    builder_roles,
+    built_selection,
+    counter_images,
+    planted_in,
+    positive_stamps,
+    split_rows,
+    write_manifest,
+)
 from shortcutgates.calibrate.pool import TRUTH_COLUMNS, Pool
 from shortcutgates.calibrate.scorers import CNN_PREFIX, resolve_scorer
 
 TRAINING_GATE = "cnn_training"
 """Gate name of a CNN seed's training record (value: best validation AUROC; seconds: training time)."""
+
 
 @dataclass(frozen=True)
 class Cell:
@@ -121,8 +132,15 @@ def _manifest(pool: Pool, cell: Cell, seed: int, directory: Path) -> Path:
         frame, _ = split_rows(pool, cell.n_lrgs, "train", rng, **kw)
     elif cell.kind == "model":
         test, used = split_rows(pool, cell.n_lrgs, "test", rng, **kw)
-        paired, _ = split_rows(pool, cell.n_lrgs // 2, "test_paired", rng, core=cell.core + (
-            cell.strength if cell.problem == "core" else 0.0), paired=True, exclude=used)
+        paired, _ = split_rows(
+            pool,
+            cell.n_lrgs // 2,
+            "test_paired",
+            rng,
+            core=cell.core + (cell.strength if cell.problem == "core" else 0.0),
+            paired=True,
+            exclude=used,
+        )
         frame = pd.concat([test, paired], ignore_index=True)
     elif cell.kind == "heldout":
         frame = _held_out_rows(pool, cell, rng)
@@ -144,8 +162,13 @@ def _held_out_rows(pool: Pool, cell: Cell, rng: np.random.Generator) -> pd.DataF
     return pd.concat([paired, shared, unpaired[unpaired["label"] == 0]], ignore_index=True)
 
 
-def paired_catalogue(pool: Pool, index: np.ndarray, core: float | np.ndarray, rng: np.random.Generator,
-                     images: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
+def paired_catalogue(
+    pool: Pool,
+    index: np.ndarray,
+    core: float | np.ndarray,
+    rng: np.random.Generator,
+    images: tuple[np.ndarray, np.ndarray] | None = None,
+) -> pd.DataFrame:
     """A paired catalogue (docs/design.md#paired-input-format) of pool LRGs, one injection each.
 
     ``images``: (stamps, controls), each (N, 3, H, W), written instead of the pool's positives and bare
@@ -193,7 +216,9 @@ def restate_measured(pool: Pool, manifest: Path) -> None:
     measured = measured_columns(pool, sky.loc[list(zip(rows["ra"], rows["dec"]))].to_numpy())
     for column in ALWAYS_MEASURED:
         i = table.schema.get_field_index(column)
-        table = table.set_column(i, table.schema.field(i), pa.array(measured[column].to_numpy(), table.schema.field(i).type))
+        table = table.set_column(
+            i, table.schema.field(i), pa.array(measured[column].to_numpy(), table.schema.field(i).type)
+        )
     write_parquet_atomic(table, path)
 
 
@@ -257,15 +282,26 @@ def _context(pool: Pool, cell: Cell, seed: int, config: GateConfig, directory: P
         trained = fit(_manifest(pool, cell, seed, directory), family, seed, directory)
     else:
         trained = train_seed(pool, family, cell.n_lrgs, seed, cell.rng(seed), directory)
-    record = {"case": TRAINING_GATE, "gate": TRAINING_GATE, "role": "training", "verdict": "trained",
-              "value": trained.val_auroc, "lo": np.nan, "hi": np.nan, "threshold": np.nan, "direction": "",
-              "established": False, "message": f"best validation AUROC {trained.val_auroc:.4f} after {trained.epochs} epochs",
-              "seconds": trained.seconds}
+    record = {
+        "case": TRAINING_GATE,
+        "gate": TRAINING_GATE,
+        "role": "training",
+        "verdict": "trained",
+        "value": trained.val_auroc,
+        "lo": np.nan,
+        "hi": np.nan,
+        "threshold": np.nan,
+        "direction": "",
+        "established": False,
+        "message": f"best validation AUROC {trained.val_auroc:.4f} after {trained.epochs} epochs",
+        "seconds": trained.seconds,
+    }
     return GateContext(trained.gating_manifest, model=trained.checkpoint, config=config), [record]
 
 
-def run_seed(pool: Pool, cell: Cell, seed: int, config: GateConfig, roles=("primary", "reported"),
-             also: tuple = ()) -> list[dict]:
+def run_seed(
+    pool: Pool, cell: Cell, seed: int, config: GateConfig, roles=("primary", "reported"), also: tuple = ()
+) -> list[dict]:
     """Every wanted case of one seed of ``cell`` whose role is in ``roles`` or whose gate is in ``also``:
     one record per case (``reader`` and ``coverage`` cells: :func:`shortcutgates.calibrate.runner.run_cell_seed`)."""
     config = replace(config, seed=int(seed))
@@ -275,21 +311,47 @@ def run_seed(pool: Pool, cell: Cell, seed: int, config: GateConfig, roles=("prim
         try:
             context, extra = _context(pool, cell, seed, config, Path(tmp))
         except (ValueError, OSError) as exc:  # the data cannot be read: the whole run is red
-            return [{**base, "case": "<manifest>", "gate": "<manifest>", "role": "primary", "verdict": "error",
-                     "value": np.nan, "lo": np.nan, "hi": np.nan, "threshold": np.nan, "direction": "", "established": False,
-                     "message": f"{type(exc).__name__}: {exc}", "seconds": time.perf_counter() - start}]
+            return [
+                {
+                    **base,
+                    "case": "<manifest>",
+                    "gate": "<manifest>",
+                    "role": "primary",
+                    "verdict": "error",
+                    "value": np.nan,
+                    "lo": np.nan,
+                    "hi": np.nan,
+                    "threshold": np.nan,
+                    "direction": "",
+                    "established": False,
+                    "message": f"{type(exc).__name__}: {exc}",
+                    "seconds": time.perf_counter() - start,
+                }
+            ]
+
         def wanted(case) -> bool:
             return _wanted(case, cell) and (role_of(case) in roles or case.gate in also)
 
-        return [{**base, **r} for r in extra] + [case_record(base, run.case, run.result, run.seconds)
-                                                 for run in run_suite(context, wanted, waivers=False)]
+        return [{**base, **r} for r in extra] + [
+            case_record(base, run.case, run.result, run.seconds) for run in run_suite(context, wanted, waivers=False)
+        ]
 
 
 def case_record(base: dict, case, result, seconds: float) -> dict:
     """One calibration record of a case's result (``base``: the cell's columns and the seed)."""
     lo, hi = result.ci if result.ci is not None else (np.nan, np.nan)
-    return {**base, "case": case.id, "gate": case.gate, "role": role_of(case),
-            "verdict": result.verdict, "value": np.nan if result.value is None else float(result.value),
-            "lo": float(lo), "hi": float(hi), "threshold": np.nan if result.threshold is None else float(result.threshold),
-            "direction": _direction(result), "established": bool(result.established), "message": result.message[:300],
-            "seconds": seconds}
+    return {
+        **base,
+        "case": case.id,
+        "gate": case.gate,
+        "role": role_of(case),
+        "verdict": result.verdict,
+        "value": np.nan if result.value is None else float(result.value),
+        "lo": float(lo),
+        "hi": float(hi),
+        "threshold": np.nan if result.threshold is None else float(result.threshold),
+        "direction": _direction(result),
+        "established": bool(result.established),
+        "message": result.message[:300],
+        "seconds": seconds,
+    }

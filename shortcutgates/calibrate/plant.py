@@ -44,8 +44,19 @@ from shortcutgates.calibrate.pool import TRUTH_COLUMNS, Pool, core_taper
 PROBLEMS = ("core", "smd", "leak", "dup", "faint", "mag", "size")
 TILTED = {"mag": "lrg_mag_r", "size": "lrg_reff_arcsec"}
 """The pool property each selection problem tilts."""
-PROPERTY_COLUMNS = ("psf_fwhm_used_g", "psf_fwhm_used_r", "psf_fwhm_used_z", "psfsize_r", "psfdepth_r", "ebv",
-                    "lrg_mag_r", "lrg_mag_z", "lrg_redshift", "lrg_reff_arcsec", "lrg_q")
+PROPERTY_COLUMNS = (
+    "psf_fwhm_used_g",
+    "psf_fwhm_used_r",
+    "psf_fwhm_used_z",
+    "psfsize_r",
+    "psfdepth_r",
+    "ebv",
+    "lrg_mag_r",
+    "lrg_mag_z",
+    "lrg_redshift",
+    "lrg_reff_arcsec",
+    "lrg_q",
+)
 """Columns the manifests carry (observing conditions, LRG truth)."""
 SHIFTED_PROPERTIES = ("psfsize_r", "psf_fwhm_used_g", "psf_fwhm_used_r", "psf_fwhm_used_z")
 
@@ -76,8 +87,7 @@ def counter_images(meta: pd.DataFrame, arc: np.ndarray, strength, rng: np.random
     return psf_sources(meta, flux, r0 * np.cos(phi), r0 * np.sin(phi), arc.shape[-2:])
 
 
-def positive_stamps(pool: Pool, index: np.ndarray, core, rng: np.random.Generator,
-                    dim: float = 0.0) -> np.ndarray:
+def positive_stamps(pool: Pool, index: np.ndarray, core, rng: np.random.Generator, dim: float = 0.0) -> np.ndarray:
     """(N, 3, H, W) stamps of pool LRGs ``index``: control + arc with ``1 − dim`` of its flux, tapered
     out of the core in a ``tapered`` pool, whole in a ``realistic`` one (+ a counter-image of ``core`` ×
     the undimmed arc's flux where ``core`` > 0; a scalar or (N,))."""
@@ -135,8 +145,18 @@ def _rows(pool: Pool, index, images, label: int, split: str) -> pd.DataFrame:
     return frame
 
 
-def split_rows(pool: Pool, n_lrgs: int, split: str, rng: np.random.Generator, *, problem: str = "core",
-               strength: float = 0.0, core: float = 0.0, paired: bool = False, exclude=()) -> tuple[pd.DataFrame, np.ndarray]:
+def split_rows(
+    pool: Pool,
+    n_lrgs: int,
+    split: str,
+    rng: np.random.Generator,
+    *,
+    problem: str = "core",
+    strength: float = 0.0,
+    core: float = 0.0,
+    paired: bool = False,
+    exclude=(),
+) -> tuple[pd.DataFrame, np.ndarray]:
     """Rows of one split of ``n_lrgs`` LRGs with a planted problem; returns (rows, LRGs used).
 
     Unpaired: half the LRGs give a positive, the other half a negative. Paired: every LRG gives
@@ -148,18 +168,25 @@ def split_rows(pool: Pool, n_lrgs: int, split: str, rng: np.random.Generator, *,
     core = core + (strength if problem == "core" else 0.0)
     if problem in TILTED and not paired:
         pos = draw_tilted(pool, n_lrgs // 2, tilt_weights(pool, TILTED[problem], -strength / 2), rng, exclude)
-        neg = draw_tilted(pool, n_lrgs - n_lrgs // 2, tilt_weights(pool, TILTED[problem], strength / 2), rng,
-                          np.concatenate([np.asarray(exclude, int), pos]))
+        neg = draw_tilted(
+            pool,
+            n_lrgs - n_lrgs // 2,
+            tilt_weights(pool, TILTED[problem], strength / 2),
+            rng,
+            np.concatenate([np.asarray(exclude, int), pos]),
+        )
         lrgs = np.concatenate([pos, neg])
     else:
         lrgs = draw_lrgs(len(pool), n_lrgs, rng, exclude)
-        pos, neg = (lrgs, lrgs) if paired else (lrgs[: n_lrgs // 2], lrgs[n_lrgs // 2:])
+        pos, neg = (lrgs, lrgs) if paired else (lrgs[: n_lrgs // 2], lrgs[n_lrgs // 2 :])
     if problem == "leak" and strength > 0:
         k = int(round(strength * len(pos)))
         neg = np.concatenate([pos[:k], neg[k:]])
     dim = strength if problem == "faint" else 0.0
-    rows = [_rows(pool, pos, positive_stamps(pool, pos, core, rng, dim), 1, split),
-            _rows(pool, neg, np.asarray(pool.ctrl[neg], np.float32), 0, split)]
+    rows = [
+        _rows(pool, pos, positive_stamps(pool, pos, core, rng, dim), 1, split),
+        _rows(pool, neg, np.asarray(pool.ctrl[neg], np.float32), 0, split),
+    ]
     if problem == "dup" and strength > 0:
         k = int(round(strength * len(pos)))
         rows.append(rows[0].iloc[:k])
@@ -200,8 +227,9 @@ def planted_in(split: np.ndarray, role: np.ndarray, where: tuple) -> np.ndarray:
     return np.isin(split, list(where)) | (("test" in where) & (np.asarray(role) == "pair"))
 
 
-def built_selection(pool: Pool, n_lrgs: int, seed: int, rng: np.random.Generator, *, problem: str,
-                    strength: float, where: tuple = ()) -> np.ndarray:
+def built_selection(
+    pool: Pool, n_lrgs: int, seed: int, rng: np.random.Generator, *, problem: str, strength: float, where: tuple = ()
+) -> np.ndarray:
     """``n_lrgs`` pool indices for a built (unpaired) manifest; for ``mag``/``size`` the positives and
     negatives of the splits in ``where`` (all when empty) are drawn tilted as in :func:`split_rows`."""
     if problem not in TILTED or not strength:
@@ -209,7 +237,9 @@ def built_selection(pool: Pool, n_lrgs: int, seed: int, rng: np.random.Generator
     split, role = builder_roles(pool, seed)
     target = planted_in(split, role, where)
     accept = np.ones(len(pool))
-    pos = target & ((role == "pos") | ((role == "pair") & (not where or "test" in where)))  # test's positives: the pairs'
+    pos = target & (
+        (role == "pos") | ((role == "pair") & (not where or "test" in where))
+    )  # test's positives: the pairs'
     accept[pos] = tilt_weights(pool, TILTED[problem], -strength / 2)[pos]
     accept[target & (role == "neg")] = tilt_weights(pool, TILTED[problem], strength / 2)[target & (role == "neg")]
     return draw_tilted(pool, n_lrgs, accept, rng)

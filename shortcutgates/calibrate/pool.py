@@ -49,21 +49,52 @@ REALISTIC_VERSION = 1
 """Bumped whenever the realistic pool's content changes (its cache key; the tapered key is unchanged)."""
 
 META_COLUMNS = (
-    "psf_fwhm_used_g", "psf_fwhm_used_r", "psf_fwhm_used_z", "psfsize_r", "psfdepth_r", "ebv",
-    "psf_bin", "depth_bin", "lrg_mag_r", "lrg_mag_z", "lrg_redshift", "lrg_reff_arcsec", "lrg_q",
-    "theta_e_arcsec", "arc_snr",
+    "psf_fwhm_used_g",
+    "psf_fwhm_used_r",
+    "psf_fwhm_used_z",
+    "psfsize_r",
+    "psfdepth_r",
+    "ebv",
+    "psf_bin",
+    "depth_bin",
+    "lrg_mag_r",
+    "lrg_mag_z",
+    "lrg_redshift",
+    "lrg_reff_arcsec",
+    "lrg_q",
+    "theta_e_arcsec",
+    "arc_snr",
 )
 TRUTH_COLUMNS = (
-    "theta_e_arcsec", "src_x_arcsec", "src_y_arcsec", "src_reff_arcsec", "src_dmag", "lens_e", "lens_phi_rad",
-    "shear", "arc_snr", "magnification", "shear_phi_rad", "src_n", "src_q", "src_phi_rad",
+    "theta_e_arcsec",
+    "src_x_arcsec",
+    "src_y_arcsec",
+    "src_reff_arcsec",
+    "src_dmag",
+    "lens_e",
+    "lens_phi_rad",
+    "shear",
+    "arc_snr",
+    "magnification",
+    "shear_phi_rad",
+    "src_n",
+    "src_q",
+    "src_phi_rad",
 )
 """Injection truth of a realistic pool's LRGs (the paired input's truth columns, docs/design.md)."""
 INJECTION_FIELDS = {"shear_phi_rad": "shear_phi", "src_n": "src_n", "src_q": "src_q", "src_phi_rad": "src_phi"}
 """Truth columns read from the simulator's :class:`~shortcutgates.simulate.population.Injection` where its
 paired output does not carry them (column -> field)."""
-REPLAY_CHECK = {"theta_e_arcsec": "theta_e", "src_x_arcsec": "src_x", "src_y_arcsec": "src_y",
-                "src_reff_arcsec": "src_reff", "src_dmag": "dmag", "lens_e": "lens_e", "lens_phi_rad": "lens_phi",
-                "shear": "shear"}
+REPLAY_CHECK = {
+    "theta_e_arcsec": "theta_e",
+    "src_x_arcsec": "src_x",
+    "src_y_arcsec": "src_y",
+    "src_reff_arcsec": "src_reff",
+    "src_dmag": "dmag",
+    "lens_e": "lens_e",
+    "lens_phi_rad": "lens_phi",
+    "shear": "shear",
+}
 """Columns of the simulator's output that a replayed injection must reproduce exactly."""
 
 
@@ -107,8 +138,9 @@ def sky_grid(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _key(n_lrgs: int, seed: int, kind: str = "tapered") -> str:
     if kind == "tapered":  # the key of the pools cached before realistic pools existed
-        text = json.dumps({"n": n_lrgs, "seed": seed, "theta_e": THETA_E_RANGE_ARCSEC, "size": STAMP_SIZE,
-                           "v": POOL_VERSION})
+        text = json.dumps(
+            {"n": n_lrgs, "seed": seed, "theta_e": THETA_E_RANGE_ARCSEC, "size": STAMP_SIZE, "v": POOL_VERSION}
+        )
     else:
         text = json.dumps({"n": n_lrgs, "seed": seed, "kind": kind, "size": STAMP_SIZE, "v": REALISTIC_VERSION})
     return hashlib.sha1(text.encode()).hexdigest()[:12]
@@ -158,8 +190,10 @@ def injection_truth(frame: pd.DataFrame, seed: int, first: int = 0) -> pd.DataFr
     for column, field in REPLAY_CHECK.items():
         got = np.array([getattr(inj, field) for inj in injections], np.float64)
         if not np.array_equal(got, frame[column].to_numpy(np.float64)):
-            raise RuntimeError(f"calibrate: replayed injections differ from the simulated column {column!r} "
-                               "(shortcutgates.simulate.generator.lrg_rows draws in another order now)")
+            raise RuntimeError(
+                f"calibrate: replayed injections differ from the simulated column {column!r} "
+                "(shortcutgates.simulate.generator.lrg_rows draws in another order now)"
+            )
     for column in missing:
         out[column] = np.array([getattr(inj, INJECTION_FIELDS[column]) for inj in injections], np.float64)
     return out[list(TRUTH_COLUMNS)]
@@ -177,8 +211,11 @@ def simulate_chunk(seed: int, first: int, stop: int, kind: str = "tapered") -> P
     from shortcutgates.simulate.population import PopulationConfig
 
     cfg = PopulationConfig(**_options(kind))
-    rows = [row for i in range(first, stop)  # sky position: only the brick name, which the pool drops
-            for row in lrg_rows(i, seed, 100.0, -10.0, stamp_size=STAMP_SIZE, n_range=(1, 1), cfg=cfg)]
+    rows = [
+        row
+        for i in range(first, stop)  # sky position: only the brick name, which the pool drops
+        for row in lrg_rows(i, seed, 100.0, -10.0, stamp_size=STAMP_SIZE, n_range=(1, 1), cfg=cfg)
+    ]
     frame = pd.DataFrame(rows)
     ctrl = np.stack([decode_stamp(b) for b in frame["ctrl_stamp_npz"]])
     arc = np.stack([decode_stamp(b) for b in frame["stamp_npz"]]) - ctrl
@@ -221,8 +258,9 @@ def simulate_pool(n_lrgs: int, seed: int, progress: bool = False, kind: str = "t
     return Pool(np.concatenate([c.ctrl for c in chunks]), arc, meta, kind)
 
 
-def load_pool(n_lrgs: int, seed: int, cache_dir=None, progress: bool = False, kind: str = "tapered",
-              workers: int = 1) -> Pool:
+def load_pool(
+    n_lrgs: int, seed: int, cache_dir=None, progress: bool = False, kind: str = "tapered", workers: int = 1
+) -> Pool:
     """The ``kind`` pool of ``(n_lrgs, seed)``: read from the cache, or simulated (``workers`` processes)
     and cached (temp name + rename)."""
     name = f"pool-{_key(n_lrgs, seed, check_kind(kind))}"

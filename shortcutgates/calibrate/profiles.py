@@ -39,8 +39,14 @@ cross-test gap (reported, with the rates that made them so) and the counterfactu
 θ_E bins."""
 SUITE_LRGS = 4000
 """LRGs of the whole-suite cells: the proposal's mini-experiment (4000 samples, unpaired)."""
-CNN_RECORDED = ("detection_auroc", "cross_test_gap", "arc_masked_auroc", "core_masked_auroc_drop",
-                "arc_swap_auroc_drop", "morphology_auroc")
+CNN_RECORDED = (
+    "detection_auroc",
+    "cross_test_gap",
+    "arc_masked_auroc",
+    "core_masked_auroc_drop",
+    "arc_swap_auroc_drop",
+    "morphology_auroc",
+)
 """Gates the ``cnn`` profile records, in every role (the model gates of the paired split; the model-input
 probes and the strata are left out to keep a seed cheap)."""
 CNN_SEEDS = 20
@@ -85,12 +91,16 @@ def scorer_name(lam: float) -> str:
 
 
 def _tiny() -> Profile:
-    cells = [(Cell("data", "core", 0.0, 150), 4), (Cell("data", "core", SURVEY_CORE, 150), 3),
-             (Cell("data", "smd", 0.5, 150), 3)]
+    cells = [
+        (Cell("data", "core", 0.0, 150), 4),
+        (Cell("data", "core", SURVEY_CORE, 150), 3),
+        (Cell("data", "smd", 0.5, 150), 3),
+    ]
     # model cells on the realistic pool: its injection truth lets the gates split counter-image from arc
     # (the tapered pool carries none, so there every pair is undecidable and no core gate decides)
-    cells += [(Cell("model", "core", 0.0, 150, scorer=s, core=SURVEY_CORE, pool="realistic"), 2)
-              for s in ("arc", "core")]
+    cells += [
+        (Cell("model", "core", 0.0, 150, scorer=s, core=SURVEY_CORE, pool="realistic"), 2) for s in ("arc", "core")
+    ]
     return Profile("tiny", 400, 0, tuple(cells))
 
 
@@ -108,8 +118,9 @@ def _quick() -> Profile:
 
 def _full() -> Profile:
     cells = [(Cell("data", "core", 0.0, n), 200) for n in SIZES]
-    cells += [(Cell("data", "core", round(g * SURVEY_CORE, 6), 2000), 20 if g == 1.0 else 10)
-              for g in (0.1, 0.2, 0.35, 1.0)]
+    cells += [
+        (Cell("data", "core", round(g * SURVEY_CORE, 6), 2000), 20 if g == 1.0 else 10) for g in (0.1, 0.2, 0.35, 1.0)
+    ]
     cells += _grid("data", "smd", (0.05, 0.1, 0.2, 0.4, 0.6), (2000,), 10)
     cells += [(Cell("data", p, 0.01, 500), 5) for p in ("leak", "dup")]
     cells += [(Cell("model", "core", 0.0, n, scorer="arc", core=SURVEY_CORE), 200) for n in (250, 500)]
@@ -118,7 +129,9 @@ def _full() -> Profile:
     cells += [(Cell("data", "core", 0.0, 150), 200)]
     cells += _grid("data", "faint", FAINT_GRADES, (2000,), 10)
     cells += [(Cell("model", "core", 0.0, n, scorer="mix0.2", core=SURVEY_CORE), 200) for n in (250, 500)]
-    cells += [(Cell("model", "core", 0.0, 500, scorer=scorer_name(lam), core=SURVEY_CORE), 10) for lam in LAMBDAS if lam > 0]
+    cells += [
+        (Cell("model", "core", 0.0, 500, scorer=scorer_name(lam), core=SURVEY_CORE), 10) for lam in LAMBDAS if lam > 0
+    ]
     cells += [(Cell("suite", "core", 0.0, SUITE_LRGS, scorer="arc"), SUITE_SEEDS)]
     return Profile("full", 10000, 0, tuple(cells), roles=("primary",), also=ALSO_RECORDED)
 
@@ -128,8 +141,10 @@ def _cnn() -> Profile:
     core-reliant family (their power), :data:`CNN_SEEDS` seeds each."""
     from shortcutgates.calibrate.cnn import FAMILIES, PREFIX
 
-    cells = [(Cell("cnn", "core", 0.0, CNN_TRAIN_LRGS, scorer=PREFIX + name, pool="realistic"), CNN_SEEDS)
-             for name in FAMILIES]
+    cells = [
+        (Cell("cnn", "core", 0.0, CNN_TRAIN_LRGS, scorer=PREFIX + name, pool="realistic"), CNN_SEEDS)
+        for name in FAMILIES
+    ]
     return Profile("cnn", CNN_POOL_LRGS, 0, tuple(cells), roles=(), also=CNN_RECORDED)
 
 
@@ -156,18 +171,23 @@ def _criteria() -> Profile:
     with it (``suite`` cells scored ``cnn:<family>``), and on the tapered pool with the arc reader (the data
     probes' null); magnitude imbalance at 2000 samples without a magnitude column."""
     from shortcutgates.calibrate.cnn import PREFIX
+
     suite: dict[str, Any] = dict(kind="suite", n_lrgs=SUITE_LRGS, scorer="arc")
     # the clean trained suite (the realistic null): a core-neutral CNN trained per seed on the built catalogue
-    cells = [(Cell("suite", "core", 0.0, SUITE_LRGS, scorer=PREFIX + family, pool="realistic"), CRITERIA_NULL_SEEDS)
-             for family in CRITERIA_NULL_FAMILIES]
+    cells = [
+        (Cell("suite", "core", 0.0, SUITE_LRGS, scorer=PREFIX + family, pool="realistic"), CRITERIA_NULL_SEEDS)
+        for family in CRITERIA_NULL_FAMILIES
+    ]
     # the data probes' null (key suite:core=0:n4000:arc): the tapered pool (no lensed light in the core), the arc
     # reference reader (a fixed scorer, no trained model)
-    cells += [(Cell(problem="core", strength=0.0, pool="tapered", **suite), 2 * CRITERIA_SEEDS),
-             (Cell(problem="core", strength=SURVEY_CORE, where="test", **suite), CRITERIA_SEEDS),
-             (Cell(problem="mag", strength=MAG_SMD, where="val,test", **suite), CRITERIA_SEEDS),
-             (Cell(problem="mag", strength=MAG_SMD, **suite), CRITERIA_SEEDS),
-             (Cell("data", "mag", MAG_SMD, 2000), 2 * CRITERIA_SEEDS),
-             (Cell("data", "size", MAG_SMD, 2000), CRITERIA_SEEDS)]
+    cells += [
+        (Cell(problem="core", strength=0.0, pool="tapered", **suite), 2 * CRITERIA_SEEDS),
+        (Cell(problem="core", strength=SURVEY_CORE, where="test", **suite), CRITERIA_SEEDS),
+        (Cell(problem="mag", strength=MAG_SMD, where="val,test", **suite), CRITERIA_SEEDS),
+        (Cell(problem="mag", strength=MAG_SMD, **suite), CRITERIA_SEEDS),
+        (Cell("data", "mag", MAG_SMD, 2000), 2 * CRITERIA_SEEDS),
+        (Cell("data", "size", MAG_SMD, 2000), CRITERIA_SEEDS),
+    ]
     return Profile("criteria", 10000, 0, tuple(cells), pool_sizes=(("realistic", CRITERIA_REALISTIC_LRGS),))
 
 
@@ -182,8 +202,10 @@ hold 500 ``test_paired`` pairs (the proposal's 4000 with a 25 % test fraction ho
 def _gap() -> Profile:
     """``cross_test_gap`` (and ``detection_auroc``) on the held-out splits of a default build, realistic
     pool, survey-strength counter-images, the arc reader: the clean rate at the demo's and proposal's sizes."""
-    cells = [(Cell("heldout", "core", 0.0, n, scorer="arc", core=SURVEY_CORE, pool="realistic"), GAP_SEEDS)
-             for n in GAP_SIZES]
+    cells = [
+        (Cell("heldout", "core", 0.0, n, scorer="arc", core=SURVEY_CORE, pool="realistic"), GAP_SEEDS)
+        for n in GAP_SIZES
+    ]
     return Profile("gap", CNN_POOL_LRGS, 0, tuple(cells), roles=(), also=("cross_test_gap", "detection_auroc"))
 
 
@@ -217,9 +239,13 @@ def _coverage() -> Profile:
     from shortcutgates.gates.records import GateConfig
     from shortcutgates.calibrate.coverage import DESIGNS
 
-    cells = [(Cell("coverage", f"{what}-{design}", auc, n), COVERAGE_SEEDS)
-             for what, aucs in (("probe", PROBE_AUCS), ("scorer", SCORER_AUCS))
-             for design in DESIGNS for auc in aucs for n in COVERAGE_SIZES]
+    cells = [
+        (Cell("coverage", f"{what}-{design}", auc, n), COVERAGE_SEEDS)
+        for what, aucs in (("probe", PROBE_AUCS), ("scorer", SCORER_AUCS))
+        for design in DESIGNS
+        for auc in aucs
+        for n in COVERAGE_SIZES
+    ]
     return Profile("coverage", 0, 0, tuple(cells), n_boot=GateConfig().n_boot)
 
 
@@ -228,8 +254,16 @@ PROFILES = ("tiny", "quick", "full", "criteria", "cnn", "gap", "readers", "cover
 
 def make_profile(name: str) -> Profile:
     """The cells of profile ``name`` (one of :data:`PROFILES`)."""
-    makers = {"tiny": _tiny, "quick": _quick, "full": _full, "criteria": _criteria, "cnn": _cnn, "gap": _gap,
-              "readers": _readers, "coverage": _coverage}
+    makers = {
+        "tiny": _tiny,
+        "quick": _quick,
+        "full": _full,
+        "criteria": _criteria,
+        "cnn": _cnn,
+        "gap": _gap,
+        "readers": _readers,
+        "coverage": _coverage,
+    }
     if name not in makers:
         raise ValueError(f"calibrate: profile must be one of {', '.join(PROFILES)} (got {name!r})")
     return makers[name]()

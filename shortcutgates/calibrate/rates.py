@@ -47,7 +47,11 @@ def truth_of(row: pd.Series) -> float | None:
     """Analytic true value of a case in a planted cell, or None when the planting does not fix it."""
     if row["kind"] == "coverage":
         return coverage_truth(str(row["problem"]), str(row["case"]), float(row["strength"]))
-    data_null = row["kind"] == "data" and not row["core"] and (row["strength"] == 0 or row["problem"] in ("leak", "dup", "faint"))
+    data_null = (
+        row["kind"] == "data"
+        and not row["core"]
+        and (row["strength"] == 0 or row["problem"] in ("leak", "dup", "faint"))
+    )
     if row["kind"] == "data" and row["problem"] == "smd" and row["gate"] == "property_balance":
         prop = str(row["case"]).rstrip("]").split("-")[-1]
         return float(row["strength"]) if prop in SHIFTED_PROPERTIES else 0.0
@@ -64,8 +68,12 @@ def fixed_by_construction(row) -> bool:
     no light inside the taper (> ``R_CORE_PX``): the core-only counterfactual is then the bare control
     to that reader (AUROC 0.500, drop 0.000 in every seed). Such a cell is no null: its 0 % false-fail
     rate is a tautology and it never counts toward a false-fail rate."""
-    return (row["kind"] in ("model", "suite") and row.get("pool", "tapered") == "tapered"
-            and row["scorer"] in BLIND_READERS and row["gate"] in CORE_GATES)
+    return (
+        row["kind"] in ("model", "suite")
+        and row.get("pool", "tapered") == "tapered"
+        and row["scorer"] in BLIND_READERS
+        and row["gate"] in CORE_GATES
+    )
 
 
 def _rate(flags: pd.Series) -> tuple[float, float, float, int]:
@@ -78,8 +86,15 @@ def _rate(flags: pd.Series) -> tuple[float, float, float, int]:
 def _coverage(group: pd.DataFrame) -> dict:
     has_ci = np.isfinite(group["lo"]) & np.isfinite(group["hi"])
     if not has_ci.any():
-        return {"truth": np.nan, "truth_source": "", "coverage": np.nan, "coverage_lo": np.nan,
-                "coverage_hi": np.nan, "n_intervals": 0, "half_width": np.nan}
+        return {
+            "truth": np.nan,
+            "truth_source": "",
+            "coverage": np.nan,
+            "coverage_lo": np.nan,
+            "coverage_hi": np.nan,
+            "n_intervals": 0,
+            "half_width": np.nan,
+        }
     first = group.iloc[0]
     truth = truth_of(first)
     source = "analytic"
@@ -90,8 +105,15 @@ def _coverage(group: pd.DataFrame) -> dict:
     sub = group[has_ci]
     inside = (sub["lo"] <= truth) & (truth <= sub["hi"])
     cov, lo, hi, n = _rate(inside)
-    return {"truth": truth, "truth_source": source, "coverage": cov, "coverage_lo": lo, "coverage_hi": hi,
-            "n_intervals": n, "half_width": float(((sub["hi"] - sub["lo"]) / 2).mean())}
+    return {
+        "truth": truth,
+        "truth_source": source,
+        "coverage": cov,
+        "coverage_lo": lo,
+        "coverage_hi": hi,
+        "n_intervals": n,
+        "half_width": float(((sub["hi"] - sub["lo"]) / 2).mean()),
+    }
 
 
 def summarise(records: pd.DataFrame) -> pd.DataFrame:
@@ -141,13 +163,20 @@ def family_outcomes(records: pd.DataFrame) -> pd.DataFrame:
         training = group[group["role"] == "training"]
         gated = group[group["role"] != "training"]
         red = gated[[is_red(r) for r in gated.to_dict("records")]]
-        out.append({**dict(zip(CELL_COLUMNS + ["seed"], keys)),
-                    "model_red": not red.empty, "red_cases": "; ".join(f"{c} {v}" for c, v in zip(red["case"], red["verdict"])),
-                    "core_fail": bool((core & red_fail).any()), "n_core_decided": int(core.sum()),
-                    "model_fail": bool((cf & red_fail).any()), "n_model_decided": int(cf.sum()),
-                    "failed": "; ".join(deciding.loc[cf & red_fail, "case"]),
-                    "val_auroc": float(training["value"].iloc[0]) if len(training) else np.nan,
-                    "train_seconds": float(training["seconds"].iloc[0]) if len(training) else np.nan})
+        out.append(
+            {
+                **dict(zip(CELL_COLUMNS + ["seed"], keys)),
+                "model_red": not red.empty,
+                "red_cases": "; ".join(f"{c} {v}" for c, v in zip(red["case"], red["verdict"])),
+                "core_fail": bool((core & red_fail).any()),
+                "n_core_decided": int(core.sum()),
+                "model_fail": bool((cf & red_fail).any()),
+                "n_model_decided": int(cf.sum()),
+                "failed": "; ".join(deciding.loc[cf & red_fail, "case"]),
+                "val_auroc": float(training["value"].iloc[0]) if len(training) else np.nan,
+                "train_seconds": float(training["seconds"].iloc[0]) if len(training) else np.nan,
+            }
+        )
     return pd.DataFrame(out)
 
 
@@ -175,8 +204,14 @@ def suite_outcomes(records: pd.DataFrame) -> pd.DataFrame:
     for keys, group in cases[cases["role"] != "training"].groupby(CELL_COLUMNS + ["seed"], sort=False, dropna=False):
         primary = group[group["role"] == "primary"]
         bad = group[[is_red(r, strict=True) for r in group.to_dict("records")]]
-        out.append({**dict(zip(CELL_COLUMNS + ["seed"], keys)), "green": bad.empty, "n_primary": len(primary),
-                    "not_passed": "; ".join(f"{c} {v}" for c, v in zip(bad["case"], bad["verdict"]))})
+        out.append(
+            {
+                **dict(zip(CELL_COLUMNS + ["seed"], keys)),
+                "green": bad.empty,
+                "n_primary": len(primary),
+                "not_passed": "; ".join(f"{c} {v}" for c, v in zip(bad["case"], bad["verdict"])),
+            }
+        )
     return pd.DataFrame(out)
 
 
@@ -187,8 +222,16 @@ def summarise_suite(outcomes: pd.DataFrame) -> pd.DataFrame:
         rate, lo, hi, n = _rate(group["green"])
         culprits = pd.Series([c.rsplit(" ", 1)[0] for text in group["not_passed"] if text for c in text.split("; ")])
         top = culprits.value_counts().head(4)
-        rows.append({**dict(zip(CELL_COLUMNS, keys)), "n_seeds": n, "green_rate": rate, "green_lo": lo, "green_hi": hi,
-                     "most_often_not_passed": "; ".join(f"{c} ({k})" for c, k in top.items())})
+        rows.append(
+            {
+                **dict(zip(CELL_COLUMNS, keys)),
+                "n_seeds": n,
+                "green_rate": rate,
+                "green_lo": lo,
+                "green_hi": hi,
+                "most_often_not_passed": "; ".join(f"{c} ({k})" for c, k in top.items()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -201,9 +244,14 @@ def reader_outcomes(records: pd.DataFrame) -> pd.DataFrame:
     out = []
     for keys, group in readers.groupby(CELL_COLUMNS + ["seed"], sort=False, dropna=False):
         failed = group[(group["role"] == "primary") & (group["verdict"] == "fail")]
-        out.append({**dict(zip(CELL_COLUMNS + ["seed"], keys)), "failed": not failed.empty,
-                    "failed_cases": "; ".join(failed["case"]),
-                    "red": bool(any(is_red(r) for r in group.to_dict("records")))})
+        out.append(
+            {
+                **dict(zip(CELL_COLUMNS + ["seed"], keys)),
+                "failed": not failed.empty,
+                "failed_cases": "; ".join(failed["case"]),
+                "red": bool(any(is_red(r) for r in group.to_dict("records"))),
+            }
+        )
     return pd.DataFrame(out)
 
 

@@ -142,7 +142,8 @@ class ComponentScores:
 
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         key = hashlib.blake2b(np.ascontiguousarray(images).data.cast("B"), digest_size=16).digest() + bytes(
-            str(images.shape), "ascii")
+            str(images.shape), "ascii"
+        )
         if key not in self._cache:
             self._cache[key] = (resolve_scorer("arc")(images), resolve_scorer("core")(images))
         return self._cache[key]
@@ -153,6 +154,7 @@ class ComponentScores:
         def score(images: np.ndarray) -> np.ndarray:
             arc, core = self(images)
             return mix_scores(arc if lam < 1 else 0.0, core if lam > 0 else 0.0, lam)
+
         return score
 
 
@@ -185,9 +187,22 @@ def bin_label(case_id: str) -> str:
 
 
 def _measured(base: dict, gate: str, case: str, scorer: str, value, lo=np.nan, hi=np.nan) -> dict:
-    return {**base, "scorer": scorer, "case": case, "gate": gate, "role": "reported", "verdict": "measured",
-            "value": float(value), "lo": float(lo), "hi": float(hi), "threshold": np.nan, "direction": "",
-            "established": False, "message": "measured beside the counterfactual cases", "seconds": 0.0}
+    return {
+        **base,
+        "scorer": scorer,
+        "case": case,
+        "gate": gate,
+        "role": "reported",
+        "verdict": "measured",
+        "value": float(value),
+        "lo": float(lo),
+        "hi": float(hi),
+        "threshold": np.nan,
+        "direction": "",
+        "established": False,
+        "message": "measured beside the counterfactual cases",
+        "seconds": 0.0,
+    }
 
 
 def reader_records(base: dict, sample: SplitSample, config, scorers: dict | None = None) -> list[dict]:
@@ -195,15 +210,18 @@ def reader_records(base: dict, sample: SplitSample, config, scorers: dict | None
     counterfactual case (:func:`shortcutgates.calibrate.harness.case_record`), the flag rates beside the
     flag-ratio cases, and each θ_E bin's undecidable share."""
     runs, bins = reader_runs(sample, config, readers() if scorers is None else scorers)
-    out = [_measured(base, "undecidable_share", f"undecidable_share[{SPLIT}-{b['label']}]", "",
-                     b["undecidable_share"]) for b in bins]
+    out = [
+        _measured(base, "undecidable_share", f"undecidable_share[{SPLIT}-{b['label']}]", "", b["undecidable_share"])
+        for b in bins
+    ]
     for name, run in runs:
         out.append(case_record({**base, "scorer": name}, run.case, run.result, run.seconds))
         op = (run.result.extra or {}).get("operational")
         if COUNTERFACTUAL_GATES[run.case.gate][1] == "flag_ratio" and op:
             gate = f"{run.case.gate}:flag_rate"
-            out.append(_measured(base, gate, run.case.id.replace(run.case.gate, gate, 1), name,
-                                 *op["counterfactual_flagged"]))
+            out.append(
+                _measured(base, gate, run.case.id.replace(run.case.gate, gate, 1), name, *op["counterfactual_flagged"])
+            )
     return out
 
 

@@ -30,8 +30,9 @@ POOL_FREE_KINDS = {"reader": run_reader_seed, "coverage": run_coverage_seed}
 """Cell kinds that make their own data per seed and draw from no pool, and the function running one seed."""
 
 
-def run_cell_seed(pool: Pool | None, cell: Cell, seed: int, config: GateConfig, roles=("primary", "reported"),
-                  also: tuple = ()) -> list[dict]:
+def run_cell_seed(
+    pool: Pool | None, cell: Cell, seed: int, config: GateConfig, roles=("primary", "reported"), also: tuple = ()
+) -> list[dict]:
     """The records of one seed of any cell: :func:`~shortcutgates.calibrate.harness.run_seed` for the cells
     that draw from ``pool``, every record of a :data:`POOL_FREE_KINDS` cell (any role) otherwise."""
     if cell.kind in POOL_FREE_KINDS:
@@ -50,8 +51,10 @@ def pairs(profile: Profile, cells: str = "") -> list[tuple[Cell, int]]:
         if cells in cell.key:
             seeds[cell] = max(n, seeds.get(cell, 0))
     if not seeds:
-        raise ValueError(f"calibrate: no cell of profile {profile.name} has {cells!r} in its key "
-                         f"({', '.join(sorted({c.key for c, _ in profile.cells}))})")
+        raise ValueError(
+            f"calibrate: no cell of profile {profile.name} has {cells!r} in its key "
+            f"({', '.join(sorted({c.key for c, _ in profile.cells}))})"
+        )
     longest = max(seeds.values())
     first = profile.first_seed
     return [(cell, first + seed) for seed in range(longest) for cell, n in seeds.items() if seed < n]
@@ -88,8 +91,18 @@ def _seed_task(pair: tuple) -> list:
     return run_cell_seed(w["pools"].get(cell.pool), cell, seed, w["config"], w["roles"], w["also"])
 
 
-def run_profile(profile: Profile, out_dir, *, shard: int = 0, n_shards: int = 1, cache_dir=None,
-                progress: bool = True, config: GateConfig | None = None, workers: int = 1, cells: str = "") -> Path:
+def run_profile(
+    profile: Profile,
+    out_dir,
+    *,
+    shard: int = 0,
+    n_shards: int = 1,
+    cache_dir=None,
+    progress: bool = True,
+    config: GateConfig | None = None,
+    workers: int = 1,
+    cells: str = "",
+) -> Path:
     """Run this shard's pairs of ``profile``; returns its records file.
 
     ``workers`` processes run the pairs (:func:`shortcutgates.parallel.ordered_map`); records are
@@ -113,11 +126,17 @@ def run_profile(profile: Profile, out_dir, *, shard: int = 0, n_shards: int = 1,
     config = config or GateConfig(n_boot=profile.n_boot or N_BOOT)
     start = time.perf_counter()
     _WORKER.update(pools=pools, config=config, roles=profile.roles, also=profile.also)  # workers == 1: this process
-    results = ordered_map(_seed_task, todo, workers, initializer=_init_worker,
-                          initargs=(sizes, profile.pool_seed, cache_dir, config, profile.roles, profile.also))
+    results = ordered_map(
+        _seed_task,
+        todo,
+        workers,
+        initializer=_init_worker,
+        initargs=(sizes, profile.pool_seed, cache_dir, config, profile.roles, profile.also),
+    )
     desc = f"calibrate {profile.name} shard {shard}/{n_shards}" + (f" ({workers} workers)" if workers > 1 else "")
-    for rows in tqdm(results, total=len(todo), desc=desc, unit="seed", disable=not progress, file=sys.stderr,
-                     mininterval=5):
+    for rows in tqdm(
+        results, total=len(todo), desc=desc, unit="seed", disable=not progress, file=sys.stderr, mininterval=5
+    ):
         _append(pd.DataFrame(rows), path)
     (out_dir / f"wall-{shard}-of-{n_shards}.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
     return path
@@ -128,8 +147,10 @@ def _append(records: pd.DataFrame, path: Path) -> None:
     if path.exists() and path.stat().st_size:
         header = pd.read_csv(path, nrows=0).columns.tolist()
         if header != records.columns.tolist():
-            raise ValueError(f"{path}: written with columns {header}, this version writes {records.columns.tolist()} "
-                             "(resume it with the version that wrote it, or use a new --out)")
+            raise ValueError(
+                f"{path}: written with columns {header}, this version writes {records.columns.tolist()} "
+                "(resume it with the version that wrote it, or use a new --out)"
+            )
     records.to_csv(path, mode="a", header=not path.exists() or path.stat().st_size == 0, index=False)
 
 

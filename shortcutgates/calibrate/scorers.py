@@ -37,12 +37,16 @@ def mixture_name(lam: float) -> str:
 def reader_label(name: str) -> str:
     """A reader's name in tables: ``arc reader blind < 2 px``, ``Einstein-ring reader``, ``mixture λ = 0.3``."""
     if name.startswith("arc_blind"):
-        r = name[len("arc_blind"):]
+        r = name[len("arc_blind") :]
         return f"arc reader blind < {r} px" + (" (λ = 0)" if float(r) == 5 else "")
     if name.startswith("mix"):
         return f"mixture λ = {name[3:]}"
-    return {"ring": "Einstein-ring reader", "flux_per_ring": "flux-per-ring reader", "arc": "arc reader",
-            "core": "core reader"}.get(name, name)
+    return {
+        "ring": "Einstein-ring reader",
+        "flux_per_ring": "flux-per-ring reader",
+        "arc": "arc reader",
+        "core": "core reader",
+    }.get(name, name)
 
 
 def reader_names() -> tuple[str, ...]:
@@ -58,20 +62,26 @@ def _reference_module():
 
 
 def _from_module(module, name: str) -> ScoreFn:
-    fixed = {"arc": module.arc_reader, "core": module.core_reader, "ring": module.ring_reader,
-             "flux_per_ring": module.flux_per_ring_reader}
+    fixed = {
+        "arc": module.arc_reader,
+        "core": module.core_reader,
+        "ring": module.ring_reader,
+        "flux_per_ring": module.flux_per_ring_reader,
+    }
     if name in fixed:
         return fixed[name]
     if name.startswith("arc_blind"):
-        return module.arc_reader_blind_inside(float(name[len("arc_blind"):]))
+        return module.arc_reader_blind_inside(float(name[len("arc_blind") :]))
     return module.mixture_reader(float(name[3:]))
 
 
 def resolve_scorer(name: str) -> ScoreFn:
     """The scorer called ``name``: ``arc``, ``core``, ``mix<λ>`` with 0 ≤ λ ≤ 1, or one of :data:`FIXED_READERS`."""
     if name not in ("arc", "core", *FIXED_READERS) and not (name.startswith("mix") and _is_fraction(name[3:])):
-        raise ValueError(f"calibrate: scorer must be arc, core, mix<λ> with 0 <= λ <= 1 or one of "
-                         f"{', '.join(FIXED_READERS)} (got {name!r})")
+        raise ValueError(
+            f"calibrate: scorer must be arc, core, mix<λ> with 0 <= λ <= 1 or one of "
+            f"{', '.join(FIXED_READERS)} (got {name!r})"
+        )
     module = _reference_module()
     if module is not None:
         return _from_module(module, name)

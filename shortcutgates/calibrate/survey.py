@@ -27,8 +27,15 @@ def paired_core_lr(pool, strength: float, n_lrgs: int, seed: int) -> float:
     frame, _ = split_rows(pool, n_lrgs, "train", rng, core=strength, paired=True)
     with tempfile.TemporaryDirectory(prefix="sg-survey-") as tmp:
         context = GateContext(write_manifest(frame, Path(tmp) / "m"), config=GateConfig(n_boot=500, seed=seed))
-        run = next(run_suite(context, lambda c: c.gate == "core_lr_auc" and c.params.get("input") == "raw_robust"
-                             and c.params.get("box") == 10, waivers=False))
+        run = next(
+            run_suite(
+                context,
+                lambda c: (
+                    c.gate == "core_lr_auc" and c.params.get("input") == "raw_robust" and c.params.get("box") == 10
+                ),
+                waivers=False,
+            )
+        )
         return float(run.result.value)
 
 
@@ -41,7 +48,9 @@ def survey_strength(curve, target: float = SURVEY_PAIRED_CORE_LR) -> float:
     """Strength at which the (increasing) curve reaches ``target`` (linear interpolation)."""
     s, auc = np.array(curve).T
     if auc.max() < target:
-        raise ValueError(f"calibrate: the paired core-LR AUC reaches only {auc.max():.3f} < {target} at strength {s.max():g}")
+        raise ValueError(
+            f"calibrate: the paired core-LR AUC reaches only {auc.max():.3f} < {target} at strength {s.max():g}"
+        )
     return float(np.interp(target, np.maximum.accumulate(auc), s))
 
 

@@ -13,10 +13,16 @@ from shortcutgates.calibrate.rates import suite_outcomes, summarise_suite
 from shortcutgates.calibrate.readers import bin_label
 from shortcutgates.calibrate.scorers import reader_label, reader_names
 
-TARGETS = {"core": ("core_lr_auc",), "smd": ("property_balance", "metadata_c2st_auc"),
-           "leak": ("lrg_leakage",), "dup": ("data_integrity", "lrg_leakage", "duplicate_rows"),
-           "faint": ("arc_annulus_lr_auc",)}
+TARGETS = {
+    "core": ("core_lr_auc",),
+    "smd": ("property_balance", "metadata_c2st_auc"),
+    "leak": ("lrg_leakage",),
+    "dup": ("data_integrity", "lrg_leakage", "duplicate_rows"),
+    "faint": ("arc_annulus_lr_auc",),
+}
 """Gates a planted problem is meant to fail (other primary cases are shown too when they fail)."""
+
+
 def _pct(rate, lo, hi) -> str:
     if not np.isfinite(rate):
         return "–"
@@ -27,7 +33,8 @@ def _cov(row) -> str:
     if not np.isfinite(row["coverage"]):
         return "–"
     return f"{row['coverage']:.2f} [{row['coverage_lo']:.2f}, {row['coverage_hi']:.2f}]" + (
-        "" if row["truth_source"] == "analytic" else "*")
+        "" if row["truth_source"] == "analytic" else "*"
+    )
 
 
 def null_table(summary: pd.DataFrame, kind: str | None, scorer: str = "arc", role: str = "primary") -> str:
@@ -39,17 +46,23 @@ def null_table(summary: pd.DataFrame, kind: str | None, scorer: str = "arc", rol
     null = null[((null["kind"] == "data") | (null["scorer"] == scorer)) & ~null["kind"].isin(["cnn", "reader"])]
     if null.empty:
         return "(no cells)\n"
-    lines = ["| case | cells | LRGs per split | seeds | fail | inconclusive | coverage (truth) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| case | cells | LRGs per split | seeds | fail | inconclusive | coverage (truth) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for _, r in null.sort_values(["case", "kind", "n_lrgs"]).iterrows():
         truth = "" if not np.isfinite(r["truth"]) else f" ({r['truth']:.3f})"
         if r.get("not_a_null", False):  # a tautology, not a false-fail rate
-            lines.append(f"| `{r['case']}` | {r['kind']} | {r['n_lrgs']} | {r['n_seeds']} | "
-                         f"{NOT_A_NULL} (value {r['mean_value']:.3f} ± {r['sd_value']:.3f}) | – | – |")
+            lines.append(
+                f"| `{r['case']}` | {r['kind']} | {r['n_lrgs']} | {r['n_seeds']} | "
+                f"{NOT_A_NULL} (value {r['mean_value']:.3f} ± {r['sd_value']:.3f}) | – | – |"
+            )
             continue
-        lines.append(f"| `{r['case']}` | {r['kind']} | {r['n_lrgs']} | {r['n_seeds']} | "
-                     f"{_pct(r['fail_rate'], r['fail_lo'], r['fail_hi'])} | "
-                     f"{_pct(r['inconclusive_rate'], r['inconclusive_lo'], r['inconclusive_hi'])} | {_cov(r)}{truth} |")
+        lines.append(
+            f"| `{r['case']}` | {r['kind']} | {r['n_lrgs']} | {r['n_seeds']} | "
+            f"{_pct(r['fail_rate'], r['fail_lo'], r['fail_hi'])} | "
+            f"{_pct(r['inconclusive_rate'], r['inconclusive_lo'], r['inconclusive_hi'])} | {_cov(r)}{truth} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -61,16 +74,22 @@ def family_table(families: pd.DataFrame) -> str:
     """Per CNN family: seeds, share of seeds where a deciding core gate / any counterfactual gate failed."""
     if families.empty:
         return "(no cells)\n"
-    lines = [("| family | training LRGs | seeds | median val AUROC | a deciding core gate fails | "
-              "a deciding counterfactual gate fails | model gates red (suite rule) | seeds with no deciding core case | "
-              "training s / seed |"),
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        (
+            "| family | training LRGs | seeds | median val AUROC | a deciding core gate fails | "
+            "a deciding counterfactual gate fails | model gates red (suite rule) | seeds with no deciding core case | "
+            "training s / seed |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for _, r in families.sort_values("scorer").iterrows():
-        lines.append(f"| `{r['scorer']}` | {r['n_lrgs']} | {r['n_seeds']} | {r['val_auroc_median']:.3f} | "
-                     f"{_pct(r['core_fail_rate'], r['core_fail_lo'], r['core_fail_hi'])} | "
-                     f"{_pct(r['model_fail_rate'], r['model_fail_lo'], r['model_fail_hi'])} | "
-                     f"{_pct(r['model_red_rate'], r['model_red_lo'], r['model_red_hi'])} | "
-                     f"{r['no_core_case_decided']} | {r['train_seconds_mean']:.0f} |")
+        lines.append(
+            f"| `{r['scorer']}` | {r['n_lrgs']} | {r['n_seeds']} | {r['val_auroc_median']:.3f} | "
+            f"{_pct(r['core_fail_rate'], r['core_fail_lo'], r['core_fail_hi'])} | "
+            f"{_pct(r['model_fail_rate'], r['model_fail_lo'], r['model_fail_hi'])} | "
+            f"{_pct(r['model_red_rate'], r['model_red_lo'], r['model_red_hi'])} | "
+            f"{r['no_core_case_decided']} | {r['train_seconds_mean']:.0f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -80,13 +99,18 @@ def cnn_case_table(summary: pd.DataFrame) -> str:
     cnn = summary[(summary["kind"] == "cnn") & (summary["role"] != "training")]
     if cnn.empty:
         return "(no cells)\n"
-    lines = ["| family | case | role | seeds | fail | inconclusive | pass | error | mean value |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| family | case | role | seeds | fail | inconclusive | pass | error | mean value |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for _, r in cnn.sort_values(["scorer", "case"]).iterrows():
-        lines.append(f"| `{r['scorer']}` | `{r['case']}` | {r['role']} | {r['n_seeds']} | "
-                     + " | ".join(_pct(r[f"{v}_rate"], r[f"{v}_lo"], r[f"{v}_hi"])
-                                  for v in ("fail", "inconclusive", "pass", "error"))
-                     + f" | {r['mean_value']:.3f} |")
+        lines.append(
+            f"| `{r['scorer']}` | `{r['case']}` | {r['role']} | {r['n_seeds']} | "
+            + " | ".join(
+                _pct(r[f"{v}_rate"], r[f"{v}_lo"], r[f"{v}_hi"]) for v in ("fail", "inconclusive", "pass", "error")
+            )
+            + f" | {r['mean_value']:.3f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -104,13 +128,17 @@ def reader_table(readers: pd.DataFrame) -> str:
     gated θ_E bin) failed, that share with its Wilson 95 % interval, and the share red by the suite's rule."""
     if readers.empty:
         return "(no cells)\n"
-    lines = ["| reader | seeds failing a primary gate in a gated bin | rate [Wilson 95 %] | red by the suite's rule |",
-             "|---|---|---|---|"]
+    lines = [
+        "| reader | seeds failing a primary gate in a gated bin | rate [Wilson 95 %] | red by the suite's rule |",
+        "|---|---|---|---|",
+    ]
     by = readers.set_index("scorer")
     for name in _reader_order(by.index):
         r = by.loc[name]
-        lines.append(f"| {reader_label(name)} | {r['n_failed']} / {r['n_seeds']} | {r['failed_rate']:.2f} "
-                     f"[{r['failed_lo']:.2f}, {r['failed_hi']:.2f}] | {_pct(r['red_rate'], r['red_lo'], r['red_hi'])} |")
+        lines.append(
+            f"| {reader_label(name)} | {r['n_failed']} / {r['n_seeds']} | {r['failed_rate']:.2f} "
+            f"[{r['failed_lo']:.2f}, {r['failed_hi']:.2f}] | {_pct(r['red_rate'], r['red_lo'], r['red_hi'])} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -122,9 +150,16 @@ def reader_cases(records: pd.DataFrame) -> pd.DataFrame:
     for (gate, case, scorer), group in sub.groupby(["gate", "case", "scorer"], sort=False):
         counts = group.loc[group["verdict"] != "measured", "verdict"].value_counts()
         values = group["value"].to_numpy(np.float64)
-        rows.append({"gate": gate, "bin": bin_label(case), "scorer": scorer, "n_seeds": len(group),
-                     "counts": " ".join(f"{v[0]}{n}" for v, n in sorted(counts.items())),
-                     "median": float(np.nanmedian(values)) if np.isfinite(values).any() else np.nan})
+        rows.append(
+            {
+                "gate": gate,
+                "bin": bin_label(case),
+                "scorer": scorer,
+                "n_seeds": len(group),
+                "counts": " ".join(f"{v[0]}{n}" for v, n in sorted(counts.items())),
+                "median": float(np.nanmedian(values)) if np.isfinite(values).any() else np.nan,
+            }
+        )
     return pd.DataFrame(rows, columns=["gate", "bin", "scorer", "n_seeds", "counts", "median"])
 
 
@@ -134,8 +169,10 @@ def reader_case_table(cases: pd.DataFrame, readers=READER_TABLE_READERS) -> str:
         return "(no cells)\n"
     order = [name for g in COUNTERFACTUAL_GATES for name in (g, f"{g}:flag_rate")]
     readers = [r for r in readers if r in set(cases["scorer"])]
-    lines = ["| gate | θ_E bin | " + " | ".join(reader_label(r) for r in readers) + " |",
-             "|---|---|" + "---|" * len(readers)]
+    lines = [
+        "| gate | θ_E bin | " + " | ".join(reader_label(r) for r in readers) + " |",
+        "|---|---|" + "---|" * len(readers),
+    ]
     keyed = cases.set_index(["gate", "bin", "scorer"])
     for gate in sorted(set(cases["gate"]), key=lambda g: (order.index(g) if g in order else len(order), g)):
         bins = sorted(set(cases.loc[cases["gate"] == gate, "bin"]), key=lambda b: float(b.split("-")[0] or 0))
@@ -178,32 +215,47 @@ def coverage_tables(summary: pd.DataFrame) -> str:
     if cov.empty:
         return "(no cells)\n"
     by = cov.set_index(["problem", "strength", "n_lrgs", "case"])
-    lines = ["| probe AUC | LRGs | seeds | estimand (seed SD) | scores only (old): coverage [Wilson 95 %], SE/SD | "
-             "refit alone | **used** (blend) |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| probe AUC | LRGs | seeds | estimand (seed SD) | scores only (old): coverage [Wilson 95 %], SE/SD | "
+        "refit alone | **used** (blend) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for (problem, auc, n), _ in cov[cov["problem"].str.startswith("probe")].groupby(["problem", "strength", "n_lrgs"]):
         rows = {m: by.loc[(problem, auc, n, f"cv_auc[{m}]")] for m in ("oof", "refit", "blend")}
         b = rows["blend"]
-        lines.append(f"| {problem.split('-')[1]}, population AUC {auc:g} | {n} | {b['n_seeds']} | {b['mean_value']:.3f} "
-                     f"({b['sd_value']:.3f}) | " + " | ".join(_coverage_cell(rows[m]) for m in ("oof", "refit", "blend"))
-                     + " |")
-    lines += ["", "| fixed scorer | LRGs per split | seeds | AUROC: coverage [Wilson 95 %], SE/SD | signed AUROC gap "
-              "(true 0): coverage, SE/SD | gap half-width |", "|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {problem.split('-')[1]}, population AUC {auc:g} | {n} | {b['n_seeds']} | {b['mean_value']:.3f} "
+            f"({b['sd_value']:.3f}) | " + " | ".join(_coverage_cell(rows[m]) for m in ("oof", "refit", "blend")) + " |"
+        )
+    lines += [
+        "",
+        "| fixed scorer | LRGs per split | seeds | AUROC: coverage [Wilson 95 %], SE/SD | signed AUROC gap "
+        "(true 0): coverage, SE/SD | gap half-width |",
+        "|---|---|---|---|---|---|",
+    ]
     for (problem, auc, n), _ in cov[cov["problem"].str.startswith("scorer")].groupby(["problem", "strength", "n_lrgs"]):
         a, g = by.loc[(problem, auc, n, "auroc")], by.loc[(problem, auc, n, "auroc_gap")]
-        lines.append(f"| {problem.split('-')[1]}, AUROC {auc:g} | {n} | {a['n_seeds']} | {_coverage_cell(a)} | "
-                     f"{_coverage_cell(g)} | {g['half_width']:.3f} |")
+        lines.append(
+            f"| {problem.split('-')[1]}, AUROC {auc:g} | {n} | {a['n_seeds']} | {_coverage_cell(a)} | "
+            f"{_coverage_cell(g)} | {g['half_width']:.3f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def power_table(summary: pd.DataFrame) -> str:
     """Fail rate of the targeted primary gates per planted problem, strength and size."""
     data = summary[summary["kind"] == "data"]
-    lines = ["| problem | strength | LRGs per split | case (role) | seeds | fail (power) | mean value |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| problem | strength | LRGs per split | case (role) | seeds | fail (power) | mean value |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for problem, gates in TARGETS.items():
         sub = data[(data["problem"] == problem) & (data["strength"] > 0) & data["gate"].isin(gates)]
         for _, r in sub.sort_values(["case", "n_lrgs", "strength"]).iterrows():
-            lines.append(f"| {problem} | {r['strength']:g} | {r['n_lrgs']} | `{r['case']}` ({r['role']}) | {r['n_seeds']} | "
-                         f"{_pct(r['fail_rate'], r['fail_lo'], r['fail_hi'])} | {r['mean_value']:.3f} |")
+            lines.append(
+                f"| {problem} | {r['strength']:g} | {r['n_lrgs']} | `{r['case']}` ({r['role']}) | {r['n_seeds']} | "
+                f"{_pct(r['fail_rate'], r['fail_lo'], r['fail_hi'])} | {r['mean_value']:.3f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -218,8 +270,10 @@ def lambda_table(summary: pd.DataFrame) -> str:
     lines = ["| case | " + " | ".join(f"λ = {lam:g}" for lam in lams) + " |", "|---|" + "---|" * len(lams)]
     for case, group in model.groupby("case"):
         by = group.set_index("lam")
-        cells = [(f"{100 * by.loc[lam, 'fail_rate']:.0f} % ({by.loc[lam, 'mean_value']:.2f})" if lam in by.index else "–")
-                 for lam in lams]
+        cells = [
+            (f"{100 * by.loc[lam, 'fail_rate']:.0f} % ({by.loc[lam, 'mean_value']:.2f})" if lam in by.index else "–")
+            for lam in lams
+        ]
         lines.append(f"| `{case}` | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -228,11 +282,15 @@ def suite_table(suite: pd.DataFrame) -> str:
     """Green rate (every primary case passed) per cell, with the cases most often not passing."""
     if suite.empty:
         return "(no cells)\n"
-    lines = ["| cells | LRGs | scorer | seeds | all primary cases pass | most often not passed (seeds) |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| cells | LRGs | scorer | seeds | all primary cases pass | most often not passed (seeds) |",
+        "|---|---|---|---|---|---|",
+    ]
     for _, r in suite.sort_values(["kind", "n_lrgs"]).iterrows():
-        lines.append(f"| {r['kind']} | {r['n_lrgs']} | {r['scorer'] or '–'} | {r['n_seeds']} | "
-                     f"{_pct(r['green_rate'], r['green_lo'], r['green_hi'])} | {r['most_often_not_passed'] or '–'} |")
+        lines.append(
+            f"| {r['kind']} | {r['n_lrgs']} | {r['scorer'] or '–'} | {r['n_seeds']} | "
+            f"{_pct(r['green_rate'], r['green_lo'], r['green_hi'])} | {r['most_often_not_passed'] or '–'} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -28,8 +28,14 @@ def read_blobs(frame: pd.DataFrame, column: str | None = None) -> list:
     """
     out = [None] * len(frame)
     cols = frame[POINTER_COLUMNS[2]].to_numpy() if column is None else np.full(len(frame), column, object)
-    keys = pd.DataFrame({"path": frame["source_path"].to_numpy(), "col": cols,
-                         "row": frame["source_row"].to_numpy(np.int64), "pos": np.arange(len(frame))})
+    keys = pd.DataFrame(
+        {
+            "path": frame["source_path"].to_numpy(),
+            "col": cols,
+            "row": frame["source_row"].to_numpy(np.int64),
+            "pos": np.arange(len(frame)),
+        }
+    )
     for (path, col), group in keys.groupby(["path", "col"], sort=True):
         values = read_rows(path, col, group["row"].to_numpy())
         for pos, value in zip(group["pos"].to_numpy(), values):
@@ -53,8 +59,7 @@ class _RowStream:
 
     def __init__(self, path, column: str, group: int):
         pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
-        self.batches = pf.iter_batches(batch_size=self.BATCH, row_groups=[group], columns=[column],
-                                       use_threads=False)
+        self.batches = pf.iter_batches(batch_size=self.BATCH, row_groups=[group], columns=[column], use_threads=False)
         self.start = 0
         """Row (within the row group) of the first value of ``batch``."""
         self.batch = None
@@ -103,11 +108,16 @@ def read_rows(path, column: str, rows) -> list:
     except FileNotFoundError:
         raise DataError("source file of a manifest pointer is missing", file=path, column=column) from None
     except Exception as exc:
-        raise DataError(f"cannot read pointed-to column ({' '.join(str(exc).split())[:200]})", file=path,
-                        column=column) from None
+        raise DataError(
+            f"cannot read pointed-to column ({' '.join(str(exc).split())[:200]})", file=path, column=column
+        ) from None
     if column not in pf.schema_arrow.names:
-        raise DataError("pointed-to column is not in the file", file=path, column=column,
-                        hint=f"file has {', '.join(pf.schema_arrow.names)}")
+        raise DataError(
+            "pointed-to column is not in the file",
+            file=path,
+            column=column,
+            hint=f"file has {', '.join(pf.schema_arrow.names)}",
+        )
     n = pf.metadata.num_rows
     if len(rows) and (rows.min() < 0 or rows.max() >= n):
         bad = int(rows[(rows < 0) | (rows >= n)][0])
@@ -122,8 +132,11 @@ def read_rows(path, column: str, rows) -> list:
         try:
             values = _stream_values(path, column, g, np.unique(local), stat)
         except (StopIteration, OSError, pa.ArrowException) as exc:
-            raise DataError(f"cannot read pointed-to column ({' '.join(str(exc).split())[:200] or 'truncated'})",
-                            file=path, column=column) from None
+            raise DataError(
+                f"cannot read pointed-to column ({' '.join(str(exc).split())[:200] or 'truncated'})",
+                file=path,
+                column=column,
+            ) from None
         out[sel] = [values[int(r)] for r in local]
     return list(out)
 

@@ -35,6 +35,7 @@ from shortcutgates.data.schema import BLOB_COLUMNS, IMAGE_COLUMN, LRG_ID_COLUMN,
 from shortcutgates.data.lrg_properties import ALWAYS_MEASURED, MEASURED_COLUMNS, measure_controls
 from shortcutgates.data.splits import SplitParams, assign
 
+
 class BuildSummary(NamedTuple):
     """What a build wrote."""
 
@@ -85,8 +86,11 @@ def metadata_columns(files) -> tuple[list[str], list[str]]:
             raise DataError(f"not a readable parquet file ({exc})", file=file) from None
         missing = [c for c in ("ra", "dec", *BLOB_COLUMNS) if c not in names]
         if missing:
-            raise DataError(f"missing column(s) {', '.join(missing)}", file=file, hint="paired input needs ra, dec, "
-                            "stamp_npz, ctrl_stamp_npz (docs/design.md#paired-input-format)")
+            raise DataError(
+                f"missing column(s) {', '.join(missing)}",
+                file=file,
+                hint="paired input needs ra, dec, stamp_npz, ctrl_stamp_npz (docs/design.md#paired-input-format)",
+            )
         keep = [c for c in names if c not in BLOB_COLUMNS]
         common = keep if common is None else [c for c in common if c in keep]
         seen.update(keep)
@@ -102,16 +106,18 @@ def hard_negative_options(mode: str, hard_negatives, hard_negative_mix, hard_neg
     mix = {**{k: hn.DEFAULT_MIX[k] for k in kinds}, **hn.parse_mix(hard_negative_mix or {})}
     splits = tuple(hard_negative_splits)
     if kinds and mode != "unpaired":
-        raise ValueError("build: --hard-negatives needs --mode unpaired (a paired build's negatives are the "
-                         "positives' own controls)")
+        raise ValueError(
+            "build: --hard-negatives needs --mode unpaired (a paired build's negatives are the positives' own controls)"
+        )
     bad_splits = [s for s in splits if s not in MANIFEST_SPLITS]
     if bad_splits:
         raise ValueError(f"build: --hard-negative-splits: unknown split(s) {', '.join(bad_splits)}")
     return kinds, mix, splits
 
 
-def split_params(mode: str, seed: int, match, positives_per_lrg, fractions, match_bins: int,
-                 resplit: bool) -> SplitParams:
+def split_params(
+    mode: str, seed: int, match, positives_per_lrg, fractions, match_bins: int, resplit: bool
+) -> SplitParams:
     """The build's :class:`~shortcutgates.data.splits.SplitParams`; ``extra['measured']``: the LRG properties
     measured from one control per LRG (:data:`ALWAYS_MEASURED` and the matched :data:`MEASURED_COLUMNS`)."""
     match = tuple(match)
@@ -135,8 +141,9 @@ class _Read(NamedTuple):
     """The controls decoded to measure the LRGs, by ``(source_path, source_row)``, when asked for (hard negatives)."""
 
 
-def _read_and_assign(input_path, params: SplitParams, tolerance_arcsec: float, progress: bool, steps: _Steps,
-                     keep_controls: bool = False) -> _Read:
+def _read_and_assign(
+    input_path, params: SplitParams, tolerance_arcsec: float, progress: bool, steps: _Steps, keep_controls: bool = False
+) -> _Read:
     """Read the metadata, identify LRGs, measure one control per LRG and assign splits and pools;
     ``keep_controls``: keep the decoded controls (:func:`~shortcutgates.data.lrg_properties.measure_controls`)."""
     files = list_parquet_files(input_path)
@@ -149,8 +156,9 @@ def _read_and_assign(input_path, params: SplitParams, tolerance_arcsec: float, p
     measured = params.extra["measured"]
     controls: dict | None = {} if keep_controls else None
     if measured:
-        frame = measure_controls(frame, measured, progress=progress,
-                                 strict=any(c in MEASURED_COLUMNS for c in params.match), keep=controls)
+        frame = measure_controls(
+            frame, measured, progress=progress, strict=any(c in MEASURED_COLUMNS for c in params.match), keep=controls
+        )
     steps.next(f"assigning {ident.n_lrgs} LRGs")
     return _Read(files, partial, catalog, ident, assign(frame, params), controls)
 
@@ -165,11 +173,25 @@ def _inline_blobs(rows: pd.DataFrame) -> pd.DataFrame:
     return rows.assign(**{IMAGE_COLUMN: blobs})
 
 
-def build_manifest(input_path, out_dir, *, mode: str, seed: int, match=(), positives_per_lrg=1,
-                   fractions=(0.7, 0.15, 0.15), tolerance_arcsec: float = 0.5, inline: bool = False,
-                   resplit: bool = False, progress: bool = True, match_bins: int = 5, hard_negatives=(),
-                   hard_negative_mix=None, hard_negative_splits=("train",),
-                   shuffle_arcsec: float | None = None) -> BuildSummary:
+def build_manifest(
+    input_path,
+    out_dir,
+    *,
+    mode: str,
+    seed: int,
+    match=(),
+    positives_per_lrg=1,
+    fractions=(0.7, 0.15, 0.15),
+    tolerance_arcsec: float = 0.5,
+    inline: bool = False,
+    resplit: bool = False,
+    progress: bool = True,
+    match_bins: int = 5,
+    hard_negatives=(),
+    hard_negative_mix=None,
+    hard_negative_splits=("train",),
+    shuffle_arcsec: float | None = None,
+) -> BuildSummary:
     """Build a manifest from a paired catalogue (docs/design.md#manifest, #splits).
 
     Parameters
@@ -213,8 +235,9 @@ def build_manifest(input_path, out_dir, *, mode: str, seed: int, match=(), posit
     return BuildSummary(Path(out_dir), len(rows), meta["counts"], sha, meta)
 
 
-def _manifest_rows(read: _Read, hard_options: tuple, seed: int, inline: bool, progress: bool,
-                   steps: _Steps) -> tuple[pd.DataFrame, dict | None]:
+def _manifest_rows(
+    read: _Read, hard_options: tuple, seed: int, inline: bool, progress: bool, steps: _Steps
+) -> tuple[pd.DataFrame, dict | None]:
     """The manifest rows: the assigned rows, the constructed ones (``hard_options``: kinds, mix, splits and
     shuffle piece of ``--hard-negatives``, and the input root its row keys are relative to) and their
     record, the blobs copied inline (``--inline``)."""
@@ -224,8 +247,17 @@ def _manifest_rows(read: _Read, hard_options: tuple, seed: int, inline: bool, pr
     rows, hard = read.result.frame, None
     if kinds:
         steps.next(f"constructing {', '.join(kinds)}")
-        rows, hard = hn.add_constructions(rows, kinds, mix, seed, hard_splits, shuffle_arcsec=shuffle_arcsec,
-                                          progress=not _quiet(progress), controls=read.controls, root=root)
+        rows, hard = hn.add_constructions(
+            rows,
+            kinds,
+            mix,
+            seed,
+            hard_splits,
+            shuffle_arcsec=shuffle_arcsec,
+            progress=not _quiet(progress),
+            controls=read.controls,
+            root=root,
+        )
     if inline:
         steps.next(f"copying {len(rows)} blobs")
         rows = _inline_blobs(rows)
@@ -258,50 +290,98 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="manifest directory (replaced atomically)")
     parser.add_argument("--mode", required=True, choices=("paired", "unpaired"))
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="Default: %(default)r")
-    parser.add_argument("--match", type=_columns_arg, default=(), metavar="COL,COL",
-                        help="match negatives to positives in bins of these columns (unpaired); measured: "
-                        + ", ".join(MEASURED_COLUMNS))
+    parser.add_argument(
+        "--match",
+        type=_columns_arg,
+        default=(),
+        metavar="COL,COL",
+        help="match negatives to positives in bins of these columns (unpaired); measured: "
+        + ", ".join(MEASURED_COLUMNS),
+    )
     parser.add_argument("--match-bins", type=int, default=5, metavar="N", help="Default: %(default)r")
     parser.add_argument("--positives-per-lrg", type=_cap_arg, default=1, metavar="K|all", help="Default: %(default)r")
-    parser.add_argument("--fractions", type=_fractions_arg, default=(0.7, 0.15, 0.15), metavar="TR,VA,TE[,TP]",
-                        help="Default: 0.7,0.15,0.15")
+    parser.add_argument(
+        "--fractions",
+        type=_fractions_arg,
+        default=(0.7, 0.15, 0.15),
+        metavar="TR,VA,TE[,TP]",
+        help="Default: 0.7,0.15,0.15",
+    )
     parser.add_argument("--tolerance-arcsec", type=float, default=0.5, metavar="ARCSEC", help="Default: %(default)r")
     parser.add_argument("--inline", action="store_true", help="copy image blobs into the manifest (image_npz)")
     parser.add_argument("--resplit", action="store_true", help="ignore input splits; assign LRGs by hash")
     _add_hard_negative_arguments(parser)
-    parser.add_argument("--cache", default=None, metavar="DIR",
-                        help="also decode and preprocess the train and val stamps into DIR, where `shortcutgates train "
-                             "--cache-dir DIR` memory-maps them (dataset.fill_cache)")
-    parser.add_argument("--cache-preprocess", default="raw_robust", choices=("raw_robust", "residual"),
-                        help="the preprocessing of the --cache arrays (the model's). Default: %(default)s")
+    parser.add_argument(
+        "--cache",
+        default=None,
+        metavar="DIR",
+        help="also decode and preprocess the train and val stamps into DIR, where `shortcutgates train "
+        "--cache-dir DIR` memory-maps them (dataset.fill_cache)",
+    )
+    parser.add_argument(
+        "--cache-preprocess",
+        default="raw_robust",
+        choices=("raw_robust", "residual"),
+        help="the preprocessing of the --cache arrays (the model's). Default: %(default)s",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def _add_hard_negative_arguments(parser) -> None:
     """Options of ``shortcutgates build`` for constructed rows (:mod:`shortcutgates.data.hard_negatives`)."""
-    parser.add_argument("--hard-negatives", default="", metavar="KIND,KIND",
-                        help="add constructed rows from the paired light d = stamp - ctrl (unpaired builds): core "
-                        "(a negative's control + a positive's counter-image light), shuffle (+ its arc light "
-                        "scrambled along its rings at the PSF scale), swap (an arc on another positive LRG's "
-                        "control, as a positive); docs/experiment.md#e5")
-    parser.add_argument("--hard-negative-mix", default="", metavar="KIND=F,...",
-                        help="rows built per negative LRG (core, shuffle) or per positive row (swap). "
-                        "Default: core=0.5,shuffle=0.5,swap=0.5")
-    parser.add_argument("--hard-negative-splits", type=_columns_arg, default=("train",), metavar="SPLIT,SPLIT",
-                        help="splits that get constructed rows. Default: train (val/test/test_paired keep real "
-                        "negatives, so the gates score real data)")
-    parser.add_argument("--shuffle-arcsec", type=float, default=None, metavar="ARCSEC",
-                        help="piece length of the shuffle kind. Default: the donor's psf_fwhm_used_r")
+    parser.add_argument(
+        "--hard-negatives",
+        default="",
+        metavar="KIND,KIND",
+        help="add constructed rows from the paired light d = stamp - ctrl (unpaired builds): core "
+        "(a negative's control + a positive's counter-image light), shuffle (+ its arc light "
+        "scrambled along its rings at the PSF scale), swap (an arc on another positive LRG's "
+        "control, as a positive); docs/experiment.md#e5",
+    )
+    parser.add_argument(
+        "--hard-negative-mix",
+        default="",
+        metavar="KIND=F,...",
+        help="rows built per negative LRG (core, shuffle) or per positive row (swap). "
+        "Default: core=0.5,shuffle=0.5,swap=0.5",
+    )
+    parser.add_argument(
+        "--hard-negative-splits",
+        type=_columns_arg,
+        default=("train",),
+        metavar="SPLIT,SPLIT",
+        help="splits that get constructed rows. Default: train (val/test/test_paired keep real "
+        "negatives, so the gates score real data)",
+    )
+    parser.add_argument(
+        "--shuffle-arcsec",
+        type=float,
+        default=None,
+        metavar="ARCSEC",
+        help="piece length of the shuffle kind. Default: the donor's psf_fwhm_used_r",
+    )
 
 
 def run(args) -> int:
     """Run ``shortcutgates build``; prints one summary line per split."""
-    summary = build_manifest(args.input, args.out, mode=args.mode, seed=args.seed, match=args.match,
-                             positives_per_lrg=args.positives_per_lrg, fractions=args.fractions,
-                             tolerance_arcsec=args.tolerance_arcsec, inline=args.inline, resplit=args.resplit,
-                             progress=not args.no_progress, match_bins=args.match_bins,
-                             hard_negatives=args.hard_negatives, hard_negative_mix=args.hard_negative_mix,
-                             hard_negative_splits=args.hard_negative_splits, shuffle_arcsec=args.shuffle_arcsec)
+    summary = build_manifest(
+        args.input,
+        args.out,
+        mode=args.mode,
+        seed=args.seed,
+        match=args.match,
+        positives_per_lrg=args.positives_per_lrg,
+        fractions=args.fractions,
+        tolerance_arcsec=args.tolerance_arcsec,
+        inline=args.inline,
+        resplit=args.resplit,
+        progress=not args.no_progress,
+        match_bins=args.match_bins,
+        hard_negatives=args.hard_negatives,
+        hard_negative_mix=args.hard_negative_mix,
+        hard_negative_splits=args.hard_negative_splits,
+        shuffle_arcsec=args.shuffle_arcsec,
+    )
     print(f"wrote {summary.n_rows} rows to {summary.out_dir} (sha256 {summary.rows_sha256[:12]})")
     for split, c in summary.counts.items():
         print(f"  {split:<12} {c['pos']:>8} pos {c['neg']:>8} neg {c['lrgs']:>8} LRGs")
@@ -312,7 +392,9 @@ def run(args) -> int:
         print(f"  decoded cache: {len(cached)} arrays ({args.cache_preprocess}) in {args.cache}")
     matching = summary.meta.get("matching")
     if matching and (matching["n_pos_lrgs_dropped"] or matching["n_neg_lrgs_dropped"]):
-        print(f"  matching dropped {matching['n_pos_lrgs_dropped']} positive and {matching['n_neg_lrgs_dropped']} "
-              f"negative LRGs in {matching['n_unbalanced_cells']} unbalanced cells (listed in manifest.json)",
-              file=sys.stderr)
+        print(
+            f"  matching dropped {matching['n_pos_lrgs_dropped']} positive and {matching['n_neg_lrgs_dropped']} "
+            f"negative LRGs in {matching['n_unbalanced_cells']} unbalanced cells (listed in manifest.json)",
+            file=sys.stderr,
+        )
     return 0

@@ -94,7 +94,7 @@ def _encode_stored(image: np.ndarray) -> bytes:
     out = bytearray(template)
     for band, (data_at, crc_at, header_crc) in zip(image, members):
         raw = np.ascontiguousarray(band).tobytes()
-        out[data_at:data_at + len(raw)] = raw
+        out[data_at : data_at + len(raw)] = raw
         crc = zlib.crc32(raw, header_crc)
         for at in crc_at:
             struct.pack_into("<I", out, at, crc)
@@ -117,7 +117,7 @@ def _stored_template(shape: tuple) -> tuple[bytes, tuple]:
         name_len, extra_len = struct.unpack_from("<HH", blob, info.header_offset + 26)
         start = info.header_offset + 30 + name_len + extra_len
         data_at = start + info.file_size - n_data
-        assert blob[central:central + 4] == b"PK\x01\x02", "stored template: unexpected central directory"
+        assert blob[central : central + 4] == b"PK\x01\x02", "stored template: unexpected central directory"
         c_name, c_extra, c_comment = struct.unpack_from("<HHH", blob, central + 28)
         members.append((data_at, (info.header_offset + 14, central + 16), zlib.crc32(blob[start:data_at])))
         central += 46 + c_name + c_extra + c_comment
@@ -223,8 +223,9 @@ def _check_members(zf: zipfile.ZipFile) -> None:
     """
     total = sum(info.file_size for info in zf.infolist())
     if total > MAX_BLOB_BYTES:
-        raise DataError(f"npz members declare {total} bytes uncompressed, more than the {MAX_BLOB_BYTES} "
-                        "a stamp may hold; refused")
+        raise DataError(
+            f"npz members declare {total} bytes uncompressed, more than the {MAX_BLOB_BYTES} a stamp may hold; refused"
+        )
     readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
     names = set(zf.namelist())
     for key in NPZ_KEYS:
@@ -321,9 +322,16 @@ def _decode_range(blobs, positions, shape, images, ok, errors: dict, stop_at_err
     return n_fast
 
 
-def decode_stamps(blobs: Sequence, *, files=None, rows=None, columns=None,
-                  shape: tuple[int, int] | None = None, skip_bad: bool = False,
-                  threads: int | None = None) -> Decoded:
+def decode_stamps(
+    blobs: Sequence,
+    *,
+    files=None,
+    rows=None,
+    columns=None,
+    shape: tuple[int, int] | None = None,
+    skip_bad: bool = False,
+    threads: int | None = None,
+) -> Decoded:
     """Decode many blobs into ``(N, 3, H, W)`` float32 under the module's one bad-row policy.
 
     Parameters
@@ -349,10 +357,15 @@ def decode_stamps(blobs: Sequence, *, files=None, rows=None, columns=None,
     elif first + 1 < n:
         n_fast += _decode_rest(blobs, first + 1, images, ok, errors, skip_bad, threads)
     n_fast -= _refuse_non_finite(blobs, images, ok, errors)
-    failures = [DecodeFailure(i, errors[i].located(file=_at(files, i),
-                                                  row=None if rows is None else int(_at(rows, i)),
-                                                  column=_at(columns, i)))
-                for i in sorted(errors)]
+    failures = [
+        DecodeFailure(
+            i,
+            errors[i].located(
+                file=_at(files, i), row=None if rows is None else int(_at(rows, i)), column=_at(columns, i)
+            ),
+        )
+        for i in sorted(errors)
+    ]
     if failures and not skip_bad:
         raise failures[0].error from None
     n_good = int(ok.sum())
@@ -382,8 +395,7 @@ def _first_good(blobs, shape, ok, errors: dict, skip_bad: bool) -> tuple[np.ndar
     return None, n, 0
 
 
-def _decode_rest(blobs, start: int, images: np.ndarray, ok, errors: dict, skip_bad: bool,
-                 threads: int | None) -> int:
+def _decode_rest(blobs, start: int, images: np.ndarray, ok, errors: dict, skip_bad: bool, threads: int | None) -> int:
     """Decode ``blobs[start:]`` into ``images`` (threads across stamps); returns the fast-path count."""
     rest = np.arange(start, len(blobs))
     shape = images.shape[2:]
@@ -395,8 +407,7 @@ def _decode_rest(blobs, start: int, images: np.ndarray, ok, errors: dict, skip_b
 
     parts = np.array_split(rest, threads * 4)  # a few parts per thread evens out slow blobs
     with ThreadPoolExecutor(threads) as pool:
-        return sum(pool.map(lambda part: _decode_range(blobs, part, shape, images, ok, errors, not skip_bad),
-                            parts))
+        return sum(pool.map(lambda part: _decode_range(blobs, part, shape, images, ok, errors, not skip_bad), parts))
 
 
 def _refuse_non_finite(blobs, images: np.ndarray, ok, errors: dict) -> int:

@@ -37,12 +37,19 @@ def donor_psf_fwhm(donors: pd.DataFrame) -> np.ndarray:
     """(N, 3) per-band PSF FWHM (arcsec) of donor rows from ``psf_fwhm_used_g/r/z``; NaN where absent."""
     from shortcutgates.gates.perturb import PSF_COLUMNS
 
-    return np.column_stack([pd.to_numeric(donors[c], errors="coerce").to_numpy(np.float64) if c in donors
-                            else np.full(len(donors), np.nan) for c in PSF_COLUMNS])
+    return np.column_stack(
+        [
+            pd.to_numeric(donors[c], errors="coerce").to_numpy(np.float64)
+            if c in donors
+            else np.full(len(donors), np.nan)
+            for c in PSF_COLUMNS
+        ]
+    )
 
 
-def split_light(d: np.ndarray, truth: pd.DataFrame | None = None,
-                psf_fwhm_arcsec: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def split_light(
+    d: np.ndarray, truth: pd.DataFrame | None = None, psf_fwhm_arcsec: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(core, arc, method)`` of lensed light ``d`` (N, C, H, W) float32; ``core + arc == d`` exactly.
 
     A row with complete injection truth (:data:`~shortcutgates.gates.perturb.TRUTH_COLUMNS`) and
@@ -70,14 +77,21 @@ def split_light(d: np.ndarray, truth: pd.DataFrame | None = None,
     if len(lens):
         s = split_lensed_light(d[lens], truth.iloc[lens], fwhm[lens])
         core[lens], arc[lens] = s.counter, s.arc
-        method[lens] = ["lensing" if ok else f"lensing; undecidable for the gates: {why}"
-                        for ok, why in zip(s.decidable, s.reason)]
+        method[lens] = [
+            "lensing" if ok else f"lensing; undecidable for the gates: {why}" for ok, why in zip(s.decidable, s.reason)
+        ]
     return core, arc, method
 
 
-def compose(kind: str, host_ctrl: np.ndarray, d: np.ndarray, core: np.ndarray | None = None,
-            arc: np.ndarray | None = None, piece_px: float | None = None,
-            rng: np.random.Generator | None = None) -> np.ndarray:
+def compose(
+    kind: str,
+    host_ctrl: np.ndarray,
+    d: np.ndarray,
+    core: np.ndarray | None = None,
+    arc: np.ndarray | None = None,
+    piece_px: float | None = None,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
     """One constructed image (C, H, W) float32, nanomaggies; see the module table.
 
     ``d`` is the donor's lensed light (``stamp − ctrl`` in float32) and ``core``/``arc`` its split
@@ -98,9 +112,17 @@ def compose(kind: str, host_ctrl: np.ndarray, d: np.ndarray, core: np.ndarray | 
     return host_ctrl + core + shuffle_along_rings(arc, piece_px, rng)
 
 
-def construct(kind: str, host_ctrl: np.ndarray, donor_stamp: np.ndarray, donor_ctrl: np.ndarray,
-              piece_px: float | None = None, rng: np.random.Generator | None = None, *,
-              truth: pd.DataFrame | None = None, psf_fwhm_arcsec: np.ndarray | None = None) -> np.ndarray:
+def construct(
+    kind: str,
+    host_ctrl: np.ndarray,
+    donor_stamp: np.ndarray,
+    donor_ctrl: np.ndarray,
+    piece_px: float | None = None,
+    rng: np.random.Generator | None = None,
+    *,
+    truth: pd.DataFrame | None = None,
+    psf_fwhm_arcsec: np.ndarray | None = None,
+) -> np.ndarray:
     """One constructed image from one donor pair (:func:`compose` after :func:`split_light`).
 
     ``truth`` (one row) and ``psf_fwhm_arcsec`` (C,) select the lensing split; without them the
@@ -125,15 +147,19 @@ def piece_lengths(donors: pd.DataFrame, shuffle_arcsec: float | None) -> np.ndar
     if shuffle_arcsec is not None:
         return np.full(len(donors), float(shuffle_arcsec) / PIXEL_SCALE_ARCSEC)
     if SHUFFLE_PSF_COLUMN not in donors:
-        raise ValueError(f"--hard-negatives shuffle: the input has no {SHUFFLE_PSF_COLUMN} column (PSF FWHM, arcsec); "
-                         "give the piece length with --shuffle-arcsec")
+        raise ValueError(
+            f"--hard-negatives shuffle: the input has no {SHUFFLE_PSF_COLUMN} column (PSF FWHM, arcsec); "
+            "give the piece length with --shuffle-arcsec"
+        )
     fwhm = pd.to_numeric(donors[SHUFFLE_PSF_COLUMN], errors="coerce").to_numpy(np.float64)
     bad = ~np.isfinite(fwhm) | (fwhm <= 0)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"--hard-negatives shuffle: {donors[POINTER_COLUMNS[0]].iloc[i]} row "
-                         f"{int(donors[POINTER_COLUMNS[1]].iloc[i])} column {SHUFFLE_PSF_COLUMN}: PSF FWHM must be a "
-                         f"positive number (got {fwhm[i]!r}); or give --shuffle-arcsec")
+        raise ValueError(
+            f"--hard-negatives shuffle: {donors[POINTER_COLUMNS[0]].iloc[i]} row "
+            f"{int(donors[POINTER_COLUMNS[1]].iloc[i])} column {SHUFFLE_PSF_COLUMN}: PSF FWHM must be a "
+            f"positive number (got {fwhm[i]!r}); or give --shuffle-arcsec"
+        )
     return fwhm / PIXEL_SCALE_ARCSEC
 
 
@@ -148,8 +174,13 @@ def _decode(refs: pd.DataFrame, column: str, shape: tuple | None = None) -> np.n
     from shortcutgates.data.blob_rows import read_blobs
     from shortcutgates.data.codec import decode_stamps
 
-    return decode_stamps(read_blobs(refs, column=column), files=refs[POINTER_COLUMNS[0]].to_numpy(),
-                         rows=refs[POINTER_COLUMNS[1]].to_numpy(), columns=column, shape=shape).images
+    return decode_stamps(
+        read_blobs(refs, column=column),
+        files=refs[POINTER_COLUMNS[0]].to_numpy(),
+        rows=refs[POINTER_COLUMNS[1]].to_numpy(),
+        columns=column,
+        shape=shape,
+    ).images
 
 
 def _controls(refs: pd.DataFrame, known: dict) -> np.ndarray:
@@ -172,14 +203,23 @@ def _controls(refs: pd.DataFrame, known: dict) -> np.ndarray:
 def _row_keys(rows: pd.DataFrame) -> np.ndarray:
     return (rows[POINTER_COLUMNS[0]].astype(str) + "/" + rows[POINTER_COLUMNS[1]].astype(str)).to_numpy()
 
+
 SPLIT_BATCH = 32
 """Donors per task of :func:`_build_chunk`'s threads: a task splits its donors' light in one batch
 (:func:`split_light`) and composes and encodes the rows they give, while the other threads do the
 same for other donors (the split's numpy work releases the GIL)."""
 
 
-def _build_chunk(frame: pd.DataFrame, the_plan: Plan, todo: np.ndarray, pieces: np.ndarray, seed: int,
-                 blobs: list, method: np.ndarray, controls: dict | None = None) -> None:
+def _build_chunk(
+    frame: pd.DataFrame,
+    the_plan: Plan,
+    todo: np.ndarray,
+    pieces: np.ndarray,
+    seed: int,
+    blobs: list,
+    method: np.ndarray,
+    controls: dict | None = None,
+) -> None:
     """Images of the planned rows ``todo`` (whose donors fit one chunk), encoded into ``blobs[todo]``.
 
     Each distinct donor pair and host control is decoded once (one pass over each file's columns), a
@@ -194,10 +234,19 @@ def _build_chunk(frame: pd.DataFrame, the_plan: Plan, todo: np.ndarray, pieces: 
     host_pos, host_of = np.unique(the_plan.host[todo], return_inverse=True)
     donors, hosts = frame.iloc[donor_pos], frame.iloc[host_pos]
     ctrls = _controls(pd.concat([donors, hosts]), controls or {})
-    d = _decode(donors, STAMP_COLUMN) - ctrls[:len(donors)]
+    d = _decode(donors, STAMP_COLUMN) - ctrls[: len(donors)]
     keys = the_plan.row_key if the_plan.row_key is not None else _row_keys(frame)
-    parts = _Parts(the_plan.kind[todo], donor_of, host_of, d, ctrls[len(donors):], donor_psf_fwhm(donors), donors,
-                   keys[host_pos], keys[donor_pos])
+    parts = _Parts(
+        the_plan.kind[todo],
+        donor_of,
+        host_of,
+        d,
+        ctrls[len(donors) :],
+        donor_psf_fwhm(donors),
+        donors,
+        keys[host_pos],
+        keys[donor_pos],
+    )
     batch_of = donor_of // SPLIT_BATCH
     order = np.argsort(batch_of, kind="stable")
     bounds = np.searchsorted(batch_of[order], np.arange(batch_of.max(initial=-1) + 2))
@@ -240,15 +289,23 @@ def _compose_rows(parts: _Parts, rows: np.ndarray, pieces: np.ndarray, seed: int
     for kind, s, h, piece in zip(kinds, donor_of, parts.host_of[rows], pieces):
         k = split_of.get(int(s), -1)
         rng = row_rng(seed, kind, parts.host_key[h], parts.donor_key[s]) if kind == "shuffle" else None
-        img = compose(kind, parts.host_ctrl[h], parts.d[s], core[k] if k >= 0 else None, arc[k] if k >= 0 else None,
-                      piece, rng)
+        img = compose(
+            kind, parts.host_ctrl[h], parts.d[s], core[k] if k >= 0 else None, arc[k] if k >= 0 else None, piece, rng
+        )
         blobs.append(encode_stamp(img, compress=False))
         methods.append(how[k] if k >= 0 else None)
     return blobs, methods
 
 
-def constructed_images(frame: pd.DataFrame, the_plan: Plan, seed: int, *, shuffle_arcsec: float | None = None,
-                       progress: bool = False, controls: dict | None = None) -> tuple[list, np.ndarray]:
+def constructed_images(
+    frame: pd.DataFrame,
+    the_plan: Plan,
+    seed: int,
+    *,
+    shuffle_arcsec: float | None = None,
+    progress: bool = False,
+    controls: dict | None = None,
+) -> tuple[list, np.ndarray]:
     """The encoded image (uncompressed npz) and the core-split record (:data:`CORE_SPLIT_COLUMN`) of every
     planned row, in plan order; donors are processed :data:`DONOR_CHUNK` at a time. ``controls``:
     ``(source_path, source_row)`` -> decoded control (3, H, W) float32 of rows decoded before (the

@@ -57,7 +57,14 @@ from shortcutgates.data.hard_negative_images import (  # noqa: F401 (the images'
     split_light,
 )
 from shortcutgates.data.build_output import relative_pointers
-from shortcutgates.data.schema import IMAGE_COLUMN, INJECTION_TRUTH, LABEL_COLUMN, LRG_ID_COLUMN, POINTER_COLUMNS, SPLIT_COLUMN
+from shortcutgates.data.schema import (
+    IMAGE_COLUMN,
+    INJECTION_TRUTH,
+    LABEL_COLUMN,
+    LRG_ID_COLUMN,
+    POINTER_COLUMNS,
+    SPLIT_COLUMN,
+)
 
 LABEL_OF = {"core": 0, "shuffle": 0, "swap": 1}
 DEFAULT_MIX = {"core": 0.5, "shuffle": 0.5, "swap": 0.5}
@@ -106,7 +113,6 @@ def parse_mix(text) -> dict:
             raise ValueError(f"--hard-negative-mix: {key} must be a finite number >= 0 (got {value!r})")
         out[key] = f
     return out
-
 
 
 # --- which rows ----------------------------------------------------------------------------------
@@ -178,7 +184,9 @@ def plan(frame: pd.DataFrame, kinds, mix: dict, seed: int, splits=DEFAULT_SPLITS
             if n == 0 or len(hosts) == 0 or len(pos) == 0:
                 continue
             if kind == "swap" and len(np.unique(lrg[pos])) < 2:
-                raise ValueError(f"--hard-negatives swap: split {s} has positives of one LRG only (an arc needs another LRG)")
+                raise ValueError(
+                    f"--hard-negatives swap: split {s} has positives of one LRG only (an arc needs another LRG)"
+                )
             h = hosts[_ranked(key[hosts], seed, f"hard/{kind}/host")]
             d = pos[_ranked(key[pos], seed, f"hard/{kind}/donor")]
             host_pick = h[np.arange(n) % len(h)]
@@ -194,9 +202,15 @@ def plan(frame: pd.DataFrame, kinds, mix: dict, seed: int, splits=DEFAULT_SPLITS
     return Plan(np.asarray(out_kind, dtype=object), cat(out_host), cat(out_donor), row_key)
 
 
-
-def constructed_rows(frame: pd.DataFrame, the_plan: Plan, seed: int, *, shuffle_arcsec: float | None = None,
-                     progress: bool = False, controls: dict | None = None) -> pd.DataFrame:
+def constructed_rows(
+    frame: pd.DataFrame,
+    the_plan: Plan,
+    seed: int,
+    *,
+    shuffle_arcsec: float | None = None,
+    progress: bool = False,
+    controls: dict | None = None,
+) -> pd.DataFrame:
     """Manifest rows of the planned constructions, each with its image inline (``image_npz``).
 
     A row copies its host's row (split, lrg_id, ra, dec, observing conditions) with the kind's
@@ -209,8 +223,9 @@ def constructed_rows(frame: pd.DataFrame, the_plan: Plan, seed: int, *, shuffle_
     n = len(the_plan.kind)
     hosts = frame.iloc[the_plan.host].reset_index(drop=True)
     donors = frame.iloc[the_plan.donor].reset_index(drop=True)
-    out_blobs, method = constructed_images(frame, the_plan, seed, shuffle_arcsec=shuffle_arcsec, progress=progress,
-                                           controls=controls)
+    out_blobs, method = constructed_images(
+        frame, the_plan, seed, shuffle_arcsec=shuffle_arcsec, progress=progress, controls=controls
+    )
     rows = hosts.copy()
     labels = np.array([LABEL_OF[k] for k in the_plan.kind], np.int8)
     rows[LABEL_COLUMN] = labels
@@ -234,14 +249,25 @@ def constructed_rows(frame: pd.DataFrame, the_plan: Plan, seed: int, *, shuffle_
 def core_split_record(method: pd.Series) -> dict:
     """manifest.json's record of the core splits: the rule, and how many constructed rows each outcome holds."""
     counts = method.dropna().map(lambda m: ":".join(str(m).split(":")[:2])).value_counts()
-    return {"rule": "perturb.split_lensed_light (core = counter-image light) from the donor's injection truth and "
-                    "psf_fwhm_used_g/r/z; without them perturb.split_core_arc(d, R_CORE_PX), reason recorded",
-            "rows": {str(k): int(v) for k, v in sorted(counts.items())}}
+    return {
+        "rule": "perturb.split_lensed_light (core = counter-image light) from the donor's injection truth and "
+        "psf_fwhm_used_g/r/z; without them perturb.split_core_arc(d, R_CORE_PX), reason recorded",
+        "rows": {str(k): int(v) for k, v in sorted(counts.items())},
+    }
 
 
-def add_constructions(frame: pd.DataFrame, kinds, mix: dict, seed: int, splits=DEFAULT_SPLITS, *,
-                      shuffle_arcsec: float | None = None, progress: bool = False,
-                      controls: dict | None = None, root=None) -> tuple[pd.DataFrame, dict]:
+def add_constructions(
+    frame: pd.DataFrame,
+    kinds,
+    mix: dict,
+    seed: int,
+    splits=DEFAULT_SPLITS,
+    *,
+    shuffle_arcsec: float | None = None,
+    progress: bool = False,
+    controls: dict | None = None,
+    root=None,
+) -> tuple[pd.DataFrame, dict]:
     """The manifest rows with the constructed rows added, and the record for ``manifest.json``.
 
     Plain rows get ``construction`` = ``plain`` and null donor / host columns; their images stay
@@ -265,15 +291,24 @@ def add_constructions(frame: pd.DataFrame, kinds, mix: dict, seed: int, splits=D
 
     fallback = built[CORE_SPLIT_COLUMN].astype(str).str.startswith("radius")
     if fallback.any():
-        print(f"hard negatives: {int(fallback.sum())} of {int(built[CORE_SPLIT_COLUMN].notna().sum())} core splits "
-              f"use the 5-px radius split ({built.loc[fallback, CORE_SPLIT_COLUMN].iloc[0]}); recorded in column "
-              f"{CORE_SPLIT_COLUMN} and manifest.json", file=sys.stderr)
+        print(
+            f"hard negatives: {int(fallback.sum())} of {int(built[CORE_SPLIT_COLUMN].notna().sum())} core splits "
+            f"use the 5-px radius split ({built.loc[fallback, CORE_SPLIT_COLUMN].iloc[0]}); recorded in column "
+            f"{CORE_SPLIT_COLUMN} and manifest.json",
+            file=sys.stderr,
+        )
     out = sort_rows(pd.concat([plain, built], ignore_index=True))
-    counts = {s: {k: int(((built[SPLIT_COLUMN] == s) & (built[KIND_COLUMN] == k)).sum()) for k in kinds}
-              for s in splits}
-    record = {"kinds": list(kinds), "mix": {k: float(mix.get(k, DEFAULT_MIX[k])) for k in kinds},
-              "splits": list(splits), "shuffle_arcsec": shuffle_arcsec,
-              "shuffle_piece": "donor " + SHUFFLE_PSF_COLUMN if shuffle_arcsec is None else "fixed",
-              "core_split": core_split_record(built[CORE_SPLIT_COLUMN]), "counts": counts,
-              "n_rows": len(built)}
+    counts = {
+        s: {k: int(((built[SPLIT_COLUMN] == s) & (built[KIND_COLUMN] == k)).sum()) for k in kinds} for s in splits
+    }
+    record = {
+        "kinds": list(kinds),
+        "mix": {k: float(mix.get(k, DEFAULT_MIX[k])) for k in kinds},
+        "splits": list(splits),
+        "shuffle_arcsec": shuffle_arcsec,
+        "shuffle_piece": "donor " + SHUFFLE_PSF_COLUMN if shuffle_arcsec is None else "fixed",
+        "core_split": core_split_record(built[CORE_SPLIT_COLUMN]),
+        "counts": counts,
+        "n_rows": len(built),
+    }
     return out, record

@@ -79,8 +79,9 @@ def _check_positions(ra: np.ndarray, dec: np.ndarray) -> None:
         bad = ~np.isfinite(values) | (values < lo) | (values > hi)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise DataError(f"match_lrgs: {name} must be finite and in [{lo:g}, {hi:g}] deg (got {values[i]!r})",
-                            row=i, column=name)
+            raise DataError(
+                f"match_lrgs: {name} must be finite and in [{lo:g}, {hi:g}] deg (got {values[i]!r})", row=i, column=name
+            )
 
 
 def friends_of_friends(ra, dec, tolerance_arcsec: float) -> np.ndarray:
@@ -243,6 +244,8 @@ def ensure_lrg_ids(frame: pd.DataFrame, tolerance_arcsec: float = 0.5) -> pd.Dat
             parts.append(f"ids spanning several LRGs: {', '.join(check.split_ids[:5])}")
         if check.merged_ids:
             parts.append(f"LRGs with several ids: {'; '.join(' = '.join(m) for m in check.merged_ids[:5])}")
-        raise DataError(f"lrg_id disagrees with sky matching within {tolerance_arcsec:g} arcsec ({'; '.join(parts)})",
-                        column=LRG_ID_COLUMN)
+        raise DataError(
+            f"lrg_id disagrees with sky matching within {tolerance_arcsec:g} arcsec ({'; '.join(parts)})",
+            column=LRG_ID_COLUMN,
+        )
     return frame

@@ -31,7 +31,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from shortcutgates.data.schema import CTRL_COLUMN, CUTOUT_OK_COLUMN, REGION_SPLIT_COLUMN, SPLIT_COLUMN, SPLITS, STAMP_COLUMN, DataError
+from shortcutgates.data.schema import (
+    CTRL_COLUMN,
+    CUTOUT_OK_COLUMN,
+    REGION_SPLIT_COLUMN,
+    SPLIT_COLUMN,
+    SPLITS,
+    STAMP_COLUMN,
+    DataError,
+)
+
 
 # --- files and atomic writes ---------------------------------------------------------------
 def list_parquet_files(path) -> list[Path]:
@@ -193,7 +202,7 @@ def remove_stale_temporaries(path, *, include_own: bool = False) -> None:
     """
     path = Path(path)
     for old in path.parent.glob(f".{path.name}.tmp-*"):
-        pid = old.name[len(path.name) + 6:].split("-", 1)[0]
+        pid = old.name[len(path.name) + 6 :].split("-", 1)[0]
         if not pid.isdigit() or (int(pid) == os.getpid() and not include_own):
             continue
         if int(pid) != os.getpid():
@@ -289,8 +298,7 @@ def check_arrow_types(schema: pa.Schema, columns, types: dict, file) -> None:
     """Refuse a column whose Arrow type is not what :data:`_MANIFEST_TYPES`-style ``types`` allow."""
     for col in columns:
         if col in types and col in schema.names and not types[col][1](schema.field(col).type):
-            raise DataError(f"must be {types[col][0]} (got Arrow type {schema.field(col).type})", file=file,
-                            column=col)
+            raise DataError(f"must be {types[col][0]} (got Arrow type {schema.field(col).type})", file=file, column=col)
 
 
 def _check_positions(frame: pd.DataFrame, file, row_of) -> None:
@@ -302,8 +310,12 @@ def _check_positions(frame: pd.DataFrame, file, row_of) -> None:
         bad = ~np.isfinite(values) | (values < lo) | (values > hi)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise DataError(f"{col} must be a finite number in [{lo:g}, {hi:g}] deg (got {show_value(frame[col].iloc[i])})",
-                            file=file, row=row_of(i), column=col)
+            raise DataError(
+                f"{col} must be a finite number in [{lo:g}, {hi:g}] deg (got {show_value(frame[col].iloc[i])})",
+                file=file,
+                row=row_of(i),
+                column=col,
+            )
 
 
 def read_paired(path, columns: Iterable[str] | None = None) -> PairedCatalog:
@@ -331,8 +343,9 @@ def read_paired(path, columns: Iterable[str] | None = None) -> PairedCatalog:
         want = list(schema.names) if columns is None else list(dict.fromkeys(columns))
         missing = [c for c in want if c not in names]
         if missing:
-            raise DataError(f"missing column(s) {', '.join(missing)}", file=file,
-                            hint=f"file has {', '.join(schema.names)}")
+            raise DataError(
+                f"missing column(s) {', '.join(missing)}", file=file, hint=f"file has {', '.join(schema.names)}"
+            )
         extra = [c for c in ("ra", "dec", CUTOUT_OK_COLUMN, REGION_SPLIT_COLUMN) if c in names and c not in want]
         check_arrow_types(schema, list(PAIRED_TYPES), PAIRED_TYPES, file)  # schema only: blobs stay unread
         try:
@@ -379,11 +392,18 @@ def is_arrow_number(t) -> bool:
 PAIRED_TYPES = {
     "ra": ("a number (deg)", is_arrow_number),
     "dec": ("a number (deg)", is_arrow_number),
-    STAMP_COLUMN: ("binary (npz bytes)", lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t)
-                   or pa.types.is_null(t)),
-    CTRL_COLUMN: ("binary (npz bytes)", lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t)
-                  or pa.types.is_null(t)),
-    CUTOUT_OK_COLUMN: ("an integer 0 or 1", lambda t: is_arrow_number(t) or pa.types.is_boolean(t) or pa.types.is_null(t)),
+    STAMP_COLUMN: (
+        "binary (npz bytes)",
+        lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_null(t),
+    ),
+    CTRL_COLUMN: (
+        "binary (npz bytes)",
+        lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_null(t),
+    ),
+    CUTOUT_OK_COLUMN: (
+        "an integer 0 or 1",
+        lambda t: is_arrow_number(t) or pa.types.is_boolean(t) or pa.types.is_null(t),
+    ),
     REGION_SPLIT_COLUMN: ("a string", lambda t: is_arrow_string(t) or pa.types.is_null(t)),
 }
 """Paired input column -> (what it must be, test of its Arrow type) (docs/design.md#paired-input-format)."""

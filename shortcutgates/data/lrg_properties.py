@@ -22,8 +22,9 @@ ALWAYS_MEASURED: tuple[str, ...] = ("total_mag_r", "core_mag_r", "concentration_
 """LRG properties every build measures from one control per LRG and writes to the manifest: the
 property-balance gates compare positives and negatives on them (magnitude, core magnitude,
 concentration, size), as survey data carry no LRG photometry."""
-MEASURED_COLUMNS: tuple[str, ...] = (tuple(f"core_flux_{b}" for b in BANDS) + tuple(f"half_light_radius_{b}" for b in BANDS)
-                                     + ALWAYS_MEASURED[:3])
+MEASURED_COLUMNS: tuple[str, ...] = (
+    tuple(f"core_flux_{b}" for b in BANDS) + tuple(f"half_light_radius_{b}" for b in BANDS) + ALWAYS_MEASURED[:3]
+)
 """LRG properties measured from the control images (survey data carry no LRG photometry)."""
 ZERO_POINT_MAG = 22.5
 """AB zero point of nanomaggies."""
@@ -82,7 +83,9 @@ MEASURE_CHUNK = 8192
 """Controls decoded per step of :func:`measure_controls` (its progress bar)."""
 
 
-def decode_controls(rows: pd.DataFrame, *, progress: bool = True, strict: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
+def decode_controls(
+    rows: pd.DataFrame, *, progress: bool = True, strict: bool = True
+) -> tuple[np.ndarray | None, np.ndarray]:
     """The control stamps of ``rows`` (``ctrl_stamp_npz``), decoded by :func:`shortcutgates.data.codec.decode_stamps`.
 
     Returns ``(images, ok)``: (n_ok, 3, H, W) float32 of the rows that decoded, and the (N,) mask; images
@@ -99,8 +102,9 @@ def decode_controls(rows: pd.DataFrame, *, progress: bool = True, strict: bool =
     with tqdm(total=len(blobs), desc="measure controls", disable=_quiet(progress), file=sys.stderr) as bar:
         for a in range(0, len(blobs), MEASURE_CHUNK):
             b = min(a + MEASURE_CHUNK, len(blobs))
-            out = decode_stamps(blobs[a:b], files=files[a:b], rows=where[a:b], columns=CTRL_COLUMN, shape=shape,
-                                skip_bad=True)
+            out = decode_stamps(
+                blobs[a:b], files=files[a:b], rows=where[a:b], columns=CTRL_COLUMN, shape=shape, skip_bad=True
+            )
             for failure in out.failures:
                 try:
                     decode_stamp(blobs[a + failure.index])  # decodes alone: another shape
@@ -116,8 +120,9 @@ def decode_controls(rows: pd.DataFrame, *, progress: bool = True, strict: bool =
     return (None if mixed or not parts else np.concatenate(parts)), ok
 
 
-def measure_controls(catalog: pd.DataFrame, columns, *, progress: bool = True, strict: bool = True,
-                     keep: dict | None = None) -> pd.DataFrame:
+def measure_controls(
+    catalog: pd.DataFrame, columns, *, progress: bool = True, strict: bool = True, keep: dict | None = None
+) -> pd.DataFrame:
     """Add measured LRG properties (one control per LRG, broadcast to all its rows) to ``catalog``.
 
     ``strict`` (matching needs the values): a control that does not decode is a ``DataError``; else

@@ -21,7 +21,17 @@ from shortcutgates.data.codec import DecodeFailure, decode_stamps
 from shortcutgates.data.blob_rows import ROW_BATCH, read_blobs
 from shortcutgates.data.io import is_arrow_number, is_arrow_string, list_parquet_files
 from shortcutgates.data.manifest_checks import DIGEST_COLUMN, check_rows, pointer_ok
-from shortcutgates.data.schema import BLOB_COLUMNS, IMAGE_COLUMN, LABEL_COLUMN, MANIFEST_FILE, MANIFEST_REQUIRED, POINTER_COLUMNS, SPLIT_COLUMN, DataError
+from shortcutgates.data.schema import (
+    BLOB_COLUMNS,
+    IMAGE_COLUMN,
+    LABEL_COLUMN,
+    MANIFEST_FILE,
+    MANIFEST_REQUIRED,
+    POINTER_COLUMNS,
+    SPLIT_COLUMN,
+    DataError,
+)
+
 
 class Manifest(NamedTuple):
     """A built (or hand-written) dataset: one row per sample.
@@ -42,8 +52,10 @@ _MANIFEST_TYPES = {
     "ra": ("a number (deg)", is_arrow_number),
     "dec": ("a number (deg)", is_arrow_number),
     SPLIT_COLUMN: ("a string", is_arrow_string),
-    IMAGE_COLUMN: ("binary (npz bytes)", lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t)
-                   or pa.types.is_null(t)),
+    IMAGE_COLUMN: (
+        "binary (npz bytes)",
+        lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_null(t),
+    ),
     POINTER_COLUMNS[0]: ("a string (path)", is_arrow_string),
     POINTER_COLUMNS[1]: ("an integer (row)", pa.types.is_integer),
     POINTER_COLUMNS[2]: ("a string (column name)", is_arrow_string),
@@ -60,20 +72,29 @@ def _read_manifest_file(file: Path, columns, blobs: bool = True) -> pd.DataFrame
         raise DataError(f"not a readable parquet file ({' '.join(str(exc).split())[:200]})", file=file) from None
     names = schema.names
     if all(c in names for c in BLOB_COLUMNS) and LABEL_COLUMN not in names:
-        raise DataError(f"this is paired input ({', '.join(BLOB_COLUMNS)}), not a manifest; run `shortcutgates "
-                        "build --input PAIRED_DIR --out MANIFEST_DIR --mode unpaired` first and point --data at "
-                        "MANIFEST_DIR", file=file)
+        raise DataError(
+            f"this is paired input ({', '.join(BLOB_COLUMNS)}), not a manifest; run `shortcutgates "
+            "build --input PAIRED_DIR --out MANIFEST_DIR --mode unpaired` first and point --data at "
+            "MANIFEST_DIR",
+            file=file,
+        )
     missing = [c for c in MANIFEST_REQUIRED if c not in names]
     if IMAGE_COLUMN not in names and not all(c in names for c in POINTER_COLUMNS[:2]):
         missing.append(f"{IMAGE_COLUMN} (or {', '.join(POINTER_COLUMNS)})")
     if missing:
-        raise DataError(f"manifest file lacks column(s) {', '.join(missing)}", file=file,
-                        hint=f"file has {', '.join(names) or 'no columns'}")
+        raise DataError(
+            f"manifest file lacks column(s) {', '.join(missing)}",
+            file=file,
+            hint=f"file has {', '.join(names) or 'no columns'}",
+        )
     for col, (what, ok) in _MANIFEST_TYPES.items():
         if col in names and not ok(schema.field(col).type):
             raise DataError(f"must be {what} (got Arrow type {schema.field(col).type})", file=file, column=col)
-    want = names if columns is None else [c for c in names if c in set(columns) | set(MANIFEST_REQUIRED)
-                                          | {"lrg_id", *POINTER_COLUMNS}]
+    want = (
+        names
+        if columns is None
+        else [c for c in names if c in set(columns) | set(MANIFEST_REQUIRED) | {"lrg_id", *POINTER_COLUMNS}]
+    )
     if not blobs:
         want = [c for c in want if c != IMAGE_COLUMN]
     try:
@@ -101,8 +122,15 @@ def _blob_digests(file: Path) -> np.ndarray:
     return np.asarray(out + [None], object)[:-1]
 
 
-def read_manifest(path, columns: Iterable[str] | None = None, *, blobs: bool = True,
-                  check_duplicates: bool = True, data_root=None, check_sources: bool = True) -> Manifest:
+def read_manifest(
+    path,
+    columns: Iterable[str] | None = None,
+    *,
+    blobs: bool = True,
+    check_duplicates: bool = True,
+    data_root=None,
+    check_sources: bool = True,
+) -> Manifest:
     """Read a manifest directory (or a single parquet file) written by ``build`` or by hand.
 
     ``columns`` projects the parquet read (the required columns are always read); leaving out
@@ -159,8 +187,7 @@ def _read_meta(root: Path) -> dict | None:
     except (ValueError, OSError) as exc:
         raise DataError(f"manifest.json is not valid JSON ({exc})", file=root / MANIFEST_FILE) from None
     if not isinstance(meta, dict):
-        raise DataError(f"manifest.json must hold a JSON object (got {type(meta).__name__})",
-                        file=root / MANIFEST_FILE)
+        raise DataError(f"manifest.json must hold a JSON object (got {type(meta).__name__})", file=root / MANIFEST_FILE)
     return meta
 
 
@@ -178,8 +205,10 @@ def _sibling_meta(file: Path) -> dict | None:
 INLINE_COLUMN = "_image_inline"
 """Bool column of a manifest read with ``blobs=False``: the row has an inline ``image_npz`` (left on disk)."""
 
-DATA_ROOT_HINT = ("copy the paired input there (keeping its layout), pass --data-root DIR naming where it is, or "
-                  "rebuild the manifest with `shortcutgates build --inline`, which needs no source files")
+DATA_ROOT_HINT = (
+    "copy the paired input there (keeping its layout), pass --data-root DIR naming where it is, or "
+    "rebuild the manifest with `shortcutgates build --inline`, which needs no source files"
+)
 
 
 def image_source(frame: pd.DataFrame) -> np.ndarray:
@@ -240,8 +269,12 @@ def check_source_files(frame: pd.DataFrame, meta: dict | None, source_root: Path
     where = "--data-root" if given_root else "the manifest's source root"
     for path, n in sorted(counts.items()):
         if not Path(path).is_file():
-            raise DataError(f"source file of a manifest pointer is missing ({n} row(s) point to it; relative "
-                            f"pointers are taken from {where} {source_root})", file=path, hint=DATA_ROOT_HINT)
+            raise DataError(
+                f"source file of a manifest pointer is missing ({n} row(s) point to it; relative "
+                f"pointers are taken from {where} {source_root})",
+                file=path,
+                hint=DATA_ROOT_HINT,
+            )
     recorded = {}
     for rec in ((meta or {}).get("input") or {}).get("files") or []:
         if isinstance(rec, dict) and rec.get("sha256") and isinstance(rec.get("path"), str):
@@ -252,9 +285,11 @@ def check_source_files(frame: pd.DataFrame, meta: dict | None, source_root: Path
             continue
         size = Path(path).stat().st_size
         if size != rec.get("size") or file_sha256(path) != rec["sha256"]:
-            raise DataError("source file changed since the manifest was built (sha256 differs from the one "
-                            "manifest.json records)", file=path,
-                            hint="restore the file, point --data-root at the original, or rebuild the manifest")
+            raise DataError(
+                "source file changed since the manifest was built (sha256 differs from the one manifest.json records)",
+                file=path,
+                hint="restore the file, point --data-root at the original, or rebuild the manifest",
+            )
 
 
 class RowBlobs(NamedTuple):
@@ -295,8 +330,11 @@ def row_blobs(frame: pd.DataFrame) -> RowBlobs:
     if by_ref.any():
         if "manifest_file" not in frame:
             i = int(np.flatnonzero(by_ref)[0])
-            raise DataError(f"row has no {IMAGE_COLUMN} blob and no pointer ({', '.join(POINTER_COLUMNS)})",
-                            row=int(rows[i]), column=IMAGE_COLUMN)
+            raise DataError(
+                f"row has no {IMAGE_COLUMN} blob and no pointer ({', '.join(POINTER_COLUMNS)})",
+                row=int(rows[i]),
+                column=IMAGE_COLUMN,
+            )
         refs = pd.DataFrame({"source_path": files[by_ref], "source_row": rows[by_ref]})
         blobs[by_ref] = np.asarray(read_blobs(refs, column=IMAGE_COLUMN) + [None], object)[:-1]
     return RowBlobs(list(blobs), files, rows, columns)
@@ -311,6 +349,7 @@ def load_images(frame: pd.DataFrame, *, skip_bad: bool = False) -> tuple[np.ndar
     they are left out and listed in the failures.
     """
     fetched = row_blobs(frame)
-    decoded = decode_stamps(fetched.blobs, files=fetched.files, rows=fetched.rows, columns=fetched.columns,
-                            skip_bad=skip_bad)
+    decoded = decode_stamps(
+        fetched.blobs, files=fetched.files, rows=fetched.rows, columns=fetched.columns, skip_bad=skip_bad
+    )
     return decoded.images, decoded.failures

@@ -10,7 +10,15 @@ import numpy as np
 import pandas as pd
 
 from shortcutgates.data.io import show_value
-from shortcutgates.data.schema import IMAGE_COLUMN, LABEL_COLUMN, MANIFEST_SPLITS, POINTER_COLUMNS, SHARED_POSITIVE_SPLITS, SPLIT_COLUMN, DataError
+from shortcutgates.data.schema import (
+    IMAGE_COLUMN,
+    LABEL_COLUMN,
+    MANIFEST_SPLITS,
+    POINTER_COLUMNS,
+    SHARED_POSITIVE_SPLITS,
+    SPLIT_COLUMN,
+    DataError,
+)
 
 DIGEST_COLUMN = "_image_digest"
 """Private column while reading: sha1 of each inline blob left on disk (None for a null blob)."""
@@ -39,16 +47,22 @@ def check_manifest_columns(frame: pd.DataFrame) -> None:
     bad = ~labels.isin([0, 1])
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(f"label must be 0 or 1 (got {show_value(frame[LABEL_COLUMN].iloc[i])})", **row_location(frame, i),
-                        column=LABEL_COLUMN)
+        raise DataError(
+            f"label must be 0 or 1 (got {show_value(frame[LABEL_COLUMN].iloc[i])})",
+            **row_location(frame, i),
+            column=LABEL_COLUMN,
+        )
     frame[LABEL_COLUMN] = labels.astype(np.int8)
     for col, lo, hi in (("ra", 0.0, 360.0), ("dec", -90.0, 90.0)):
         values = pd.to_numeric(frame[col], errors="coerce").to_numpy(np.float64)
         bad = ~np.isfinite(values) | (values < lo) | (values > hi)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise DataError(f"{col} must be a finite number in [{lo:g}, {hi:g}] deg (got {show_value(frame[col].iloc[i])})",
-                            **row_location(frame, i), column=col)
+            raise DataError(
+                f"{col} must be a finite number in [{lo:g}, {hi:g}] deg (got {show_value(frame[col].iloc[i])})",
+                **row_location(frame, i),
+                column=col,
+            )
         frame[col] = values
     split = frame[SPLIT_COLUMN]
     bad = split.isna().to_numpy() | ~split.isin(MANIFEST_SPLITS).to_numpy()
@@ -56,8 +70,9 @@ def check_manifest_columns(frame: pd.DataFrame) -> None:
         i = int(np.flatnonzero(bad)[0])
         value = split.iloc[i]
         problem = "split is missing" if pd.isna(value) else f"unknown split {value!r}"
-        raise DataError(problem, **row_location(frame, i), column=SPLIT_COLUMN,
-                        hint=f"expected one of {', '.join(MANIFEST_SPLITS)}")
+        raise DataError(
+            problem, **row_location(frame, i), column=SPLIT_COLUMN, hint=f"expected one of {', '.join(MANIFEST_SPLITS)}"
+        )
     frame[SPLIT_COLUMN] = split.astype(str)
 
 
@@ -79,16 +94,28 @@ def check_images_present(frame: pd.DataFrame) -> None:
         return  # image_npz projected away
     if not has.all():
         i = int(np.flatnonzero(~has)[0])
-        raise DataError(f"row has neither an {IMAGE_COLUMN} blob nor a complete pointer ({', '.join(POINTER_COLUMNS)})",
-                        **row_location(frame, i), column=IMAGE_COLUMN)
+        raise DataError(
+            f"row has neither an {IMAGE_COLUMN} blob nor a complete pointer ({', '.join(POINTER_COLUMNS)})",
+            **row_location(frame, i),
+            column=IMAGE_COLUMN,
+        )
 
 
 def image_keys(frame: pd.DataFrame) -> pd.Series | None:
     """Per row, what identifies its image: the inline blob, else the pointer; None if neither was read."""
     keys = None
     if all(c in frame for c in POINTER_COLUMNS):
-        keys = (frame[POINTER_COLUMNS[0]].astype(str) + "\0" + frame[POINTER_COLUMNS[1]].astype(str) + "\0"
-                + frame[POINTER_COLUMNS[2]].astype(str)).fillna("").map(str.encode)  # null: an inline row
+        keys = (
+            (
+                frame[POINTER_COLUMNS[0]].astype(str)
+                + "\0"
+                + frame[POINTER_COLUMNS[1]].astype(str)
+                + "\0"
+                + frame[POINTER_COLUMNS[2]].astype(str)
+            )
+            .fillna("")
+            .map(str.encode)
+        )  # null: an inline row
     if IMAGE_COLUMN in frame or DIGEST_COLUMN in frame:  # the blob itself, or its digest when left on disk
         blobs = frame[IMAGE_COLUMN if IMAGE_COLUMN in frame else DIGEST_COLUMN]
         keys = blobs if keys is None else blobs.where(blobs.notna(), keys)
@@ -98,8 +125,11 @@ def image_keys(frame: pd.DataFrame) -> pd.Series | None:
 def shared_positive(group: pd.DataFrame) -> bool:
     """Rows of one image (``label``, ``split`` columns) that are one positive of each of ``test`` and
     ``test_paired``: shared by design (:data:`~shortcutgates.data.schema.SHARED_POSITIVE_SPLITS`), not a duplicate."""
-    return (len(group) == len(SHARED_POSITIVE_SPLITS) and bool((group["label"] == 1).all())
-            and sorted(group["split"].tolist()) == sorted(SHARED_POSITIVE_SPLITS))
+    return (
+        len(group) == len(SHARED_POSITIVE_SPLITS)
+        and bool((group["label"] == 1).all())
+        and sorted(group["split"].tolist()) == sorted(SHARED_POSITIVE_SPLITS)
+    )
 
 
 def refuse_duplicates(frame: pd.DataFrame) -> None:
@@ -112,8 +142,13 @@ def refuse_duplicates(frame: pd.DataFrame) -> None:
     keys = image_keys(frame)
     if keys is None:
         return
-    table = pd.DataFrame({"key": keys.to_numpy(), "label": frame[LABEL_COLUMN].to_numpy(),
-                          "split": frame[SPLIT_COLUMN].astype(str).to_numpy() if SPLIT_COLUMN in frame else ""})
+    table = pd.DataFrame(
+        {
+            "key": keys.to_numpy(),
+            "label": frame[LABEL_COLUMN].to_numpy(),
+            "split": frame[SPLIT_COLUMN].astype(str).to_numpy() if SPLIT_COLUMN in frame else "",
+        }
+    )
     clash = table.duplicated(["key"], keep=False).to_numpy()
     if not clash.any():
         return
@@ -127,8 +162,11 @@ def refuse_duplicates(frame: pd.DataFrame) -> None:
             what = "under both labels" if len(labels) > 1 else "as two positives"
             other = row_location(frame, j)
             column = IMAGE_COLUMN if IMAGE_COLUMN in frame or DIGEST_COLUMN in frame else POINTER_COLUMNS[0]
-            raise DataError(f"the same image is listed {what}: duplicate of {other['file']} row {other['row']}",
-                            **row_location(frame, i), column=column)
+            raise DataError(
+                f"the same image is listed {what}: duplicate of {other['file']} row {other['row']}",
+                **row_location(frame, i),
+                column=column,
+            )
 
 
 def duplicate_images(frame: pd.DataFrame) -> list[str]:
@@ -139,8 +177,13 @@ def duplicate_images(frame: pd.DataFrame) -> list[str]:
     keys = image_keys(frame)
     if keys is None:
         return []
-    table = pd.DataFrame({"key": keys.to_numpy(), "label": frame[LABEL_COLUMN].to_numpy(),
-                          "split": frame[SPLIT_COLUMN].astype(str).to_numpy()})
+    table = pd.DataFrame(
+        {
+            "key": keys.to_numpy(),
+            "label": frame[LABEL_COLUMN].to_numpy(),
+            "split": frame[SPLIT_COLUMN].astype(str).to_numpy(),
+        }
+    )
     clash = table.duplicated(["key"], keep=False).to_numpy()
     column = IMAGE_COLUMN if IMAGE_COLUMN in frame or DIGEST_COLUMN in frame else POINTER_COLUMNS[0]
     out = []
@@ -159,6 +202,8 @@ def duplicate_images(frame: pd.DataFrame) -> list[str]:
             else:
                 continue
             here, other = row_location(frame, j), row_location(frame, first)
-            out.append(f"{here['file']}: row {here['row']}, column '{column}': the same image is listed {what}: "
-                       f"duplicate of {other['file']} row {other['row']}")
+            out.append(
+                f"{here['file']}: row {here['row']}, column '{column}': the same image is listed {what}: "
+                f"duplicate of {other['file']} row {other['row']}"
+            )
     return out

@@ -18,7 +18,9 @@ def check_match_columns(catalog: pd.DataFrame, match) -> None:
     """Refuse matching on missing, non-numeric or injection-truth columns (one-line ValueError)."""
     for col in match:
         if col in INJECTION_TRUTH:
-            raise ValueError(f"match: '{col}' is injection truth (NaN for negatives); match on LRG or observing properties")
+            raise ValueError(
+                f"match: '{col}' is injection truth (NaN for negatives); match on LRG or observing properties"
+            )
         if col not in catalog.columns:
             raise ValueError(f"match: column '{col}' is not in the input (has {', '.join(map(str, catalog.columns))})")
         if not pd.api.types.is_numeric_dtype(catalog[col]):
@@ -40,9 +42,15 @@ class MatchReport(NamedTuple):
     """Every cell whose positive and negative LRG counts differed: split, bin per column, n_pos, n_neg, kept."""
 
     def as_dict(self) -> dict:
-        return {"columns": list(self.columns), "bins": self.bins, "n_cells": self.n_cells,
-                "n_pos_lrgs_dropped": self.n_pos_lrgs_dropped, "n_neg_lrgs_dropped": self.n_neg_lrgs_dropped,
-                "n_unbalanced_cells": len(self.unbalanced_cells), "unbalanced_cells": self.unbalanced_cells}
+        return {
+            "columns": list(self.columns),
+            "bins": self.bins,
+            "n_cells": self.n_cells,
+            "n_pos_lrgs_dropped": self.n_pos_lrgs_dropped,
+            "n_neg_lrgs_dropped": self.n_neg_lrgs_dropped,
+            "n_unbalanced_cells": len(self.unbalanced_cells),
+            "unbalanced_cells": self.unbalanced_cells,
+        }
 
 
 def bin_codes(values, n_bins: int) -> tuple[np.ndarray, list[str]]:
@@ -82,8 +90,11 @@ def match_pools(frame: pd.DataFrame, columns, n_bins: int, seed: int) -> tuple[n
     report : MatchReport
     """
     pooled = frame[SPLIT_COLUMN].to_numpy() != "test_paired"
-    lrg = (frame[pooled].groupby(LRG_ID_COLUMN, sort=True)
-           .agg(split=(SPLIT_COLUMN, "first"), label=(LABEL_COLUMN, "first"), **{c: (c, "median") for c in columns}))
+    lrg = (
+        frame[pooled]
+        .groupby(LRG_ID_COLUMN, sort=True)
+        .agg(split=(SPLIT_COLUMN, "first"), label=(LABEL_COLUMN, "first"), **{c: (c, "median") for c in columns})
+    )
     cell_cols, bins = [SPLIT_COLUMN], {}
     for col in columns:
         lrg[f"_bin_{col}"], bins[col] = bin_codes(lrg[col], n_bins)
@@ -91,16 +102,26 @@ def match_pools(frame: pd.DataFrame, columns, n_bins: int, seed: int) -> tuple[n
     lrg["_u"] = unit_hash(lrg.index.to_numpy(), seed, "match")
     lrg = lrg.rename(columns={"split": SPLIT_COLUMN}).sort_values("_u", kind="stable")
     lrg["_rank"] = lrg.groupby(cell_cols + ["label"], sort=False).cumcount()
-    counts = lrg.groupby(cell_cols + ["label"]).size().unstack("label", fill_value=0).reindex(columns=[0, 1], fill_value=0)
+    counts = (
+        lrg.groupby(cell_cols + ["label"]).size().unstack("label", fill_value=0).reindex(columns=[0, 1], fill_value=0)
+    )
     n_keep = counts.min(axis=1).rename("_n")
     lrg = lrg.join(n_keep, on=cell_cols)
     kept = lrg.index[lrg["_rank"] < lrg["_n"]]
     unbalanced = []
     for cell, row in counts[counts[0] != counts[1]].iterrows():
         cell = cell if isinstance(cell, tuple) else (cell,)
-        unbalanced.append({"split": cell[0], **{c: ("missing" if k < 0 else bins[c][k]) for c, k in zip(columns, cell[1:])},
-                           "n_pos": int(row[1]), "n_neg": int(row[0]), "kept": int(min(row[0], row[1]))})
-    report = MatchReport(tuple(columns), bins, len(counts), int((counts[1] - n_keep).sum()),
-                         int((counts[0] - n_keep).sum()), unbalanced)
+        unbalanced.append(
+            {
+                "split": cell[0],
+                **{c: ("missing" if k < 0 else bins[c][k]) for c, k in zip(columns, cell[1:])},
+                "n_pos": int(row[1]),
+                "n_neg": int(row[0]),
+                "kept": int(min(row[0], row[1])),
+            }
+        )
+    report = MatchReport(
+        tuple(columns), bins, len(counts), int((counts[1] - n_keep).sum()), int((counts[0] - n_keep).sum()), unbalanced
+    )
     keep = ~pooled | frame[LRG_ID_COLUMN].isin(kept).to_numpy()
     return keep, report

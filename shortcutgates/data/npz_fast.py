@@ -44,13 +44,14 @@ def inflate_module(name: str | None = None):
     if wanted is not None and wanted not in INFLATE_BACKENDS:
         raise ValueError(f"{INFLATE_ENV}: unknown inflate library {wanted!r} (choose {', '.join(INFLATE_BACKENDS)})")
     paths = {"zlib_ng": "zlib_ng.zlib_ng", "isal": "isal.isal_zlib", "zlib": "zlib"}
-    for candidate in ([wanted] if wanted else INFLATE_BACKENDS):
+    for candidate in [wanted] if wanted else INFLATE_BACKENDS:
         try:
             return candidate, importlib.import_module(paths[candidate])
         except ImportError:
             if wanted:
-                raise ImportError(f"{INFLATE_ENV}={wanted}: that library is not installed "
-                                  "(pip install 'shortcutgates[fast]')") from None
+                raise ImportError(
+                    f"{INFLATE_ENV}={wanted}: that library is not installed (pip install 'shortcutgates[fast]')"
+                ) from None
     raise ImportError("no inflate library")  # pragma: no cover - zlib is part of Python
 
 

@@ -69,8 +69,15 @@ LRG_TRUTH: tuple[str, ...] = ("lrg_mag_r", "lrg_mag_z", "lrg_redshift", "lrg_ref
 """LRG truth written by the simulator (real survey data carry none of these)."""
 
 LRG_MEASURED: tuple[str, ...] = (
-    "total_mag_r", "core_mag_r", "concentration_r", "half_light_radius_r",
-    "core_flux_g", "core_flux_r", "core_flux_z", "half_light_radius_g", "half_light_radius_z",
+    "total_mag_r",
+    "core_mag_r",
+    "concentration_r",
+    "half_light_radius_r",
+    "core_flux_g",
+    "core_flux_r",
+    "core_flux_z",
+    "half_light_radius_g",
+    "half_light_radius_z",
 )
 """LRG properties measured from the control images by ``shortcutgates build`` (the first four always,
 the rest when matched on): survey data carry no LRG photometry, so these stand in for magnitude and size."""

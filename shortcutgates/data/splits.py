@@ -27,7 +27,20 @@ import pandas as pd
 
 from shortcutgates.data.keyed_hash import order_within_lrgs, row_keys, seeded, unit_hash
 from shortcutgates.data.matching import MatchReport, check_match_columns, match_pools
-from shortcutgates.data.schema import CONDITIONS, CTRL_COLUMN, INJECTION_TRUTH, LABEL_COLUMN, LRG_ID_COLUMN, LRG_TRUTH, MANIFEST_SPLITS, POINTER_COLUMNS, SPLIT_COLUMN, SPLITS, STAMP_COLUMN, DataError
+from shortcutgates.data.schema import (
+    CONDITIONS,
+    CTRL_COLUMN,
+    INJECTION_TRUTH,
+    LABEL_COLUMN,
+    LRG_ID_COLUMN,
+    LRG_TRUTH,
+    MANIFEST_SPLITS,
+    POINTER_COLUMNS,
+    SPLIT_COLUMN,
+    SPLITS,
+    STAMP_COLUMN,
+    DataError,
+)
 
 MODES = ("paired", "unpaired")
 WEIGHT_COLUMN = "weight"
@@ -59,11 +72,14 @@ class SplitParams:
         if self.mode not in MODES:
             raise ValueError(f"SplitParams: 'mode' must be one of {', '.join(MODES)} (got {self.mode!r})")
         if self.positives_per_lrg is not None and int(self.positives_per_lrg) < 1:
-            raise ValueError(f"SplitParams: 'positives_per_lrg' must be >= 1 or None for all "
-                             f"(got {self.positives_per_lrg!r})")
+            raise ValueError(
+                f"SplitParams: 'positives_per_lrg' must be >= 1 or None for all (got {self.positives_per_lrg!r})"
+            )
         if self.match and self.mode == "paired":
-            raise ValueError("SplitParams: 'match' applies to unpaired builds only "
-                             "(a paired build's negatives are the positives' own LRGs)")
+            raise ValueError(
+                "SplitParams: 'match' applies to unpaired builds only "
+                "(a paired build's negatives are the positives' own LRGs)"
+            )
         if int(self.match_bins) < 1:
             raise ValueError(f"SplitParams: 'match_bins' must be >= 1 (got {self.match_bins!r})")
         split_fractions(self.fractions, self.mode)
@@ -110,29 +126,42 @@ def input_splits(catalog: pd.DataFrame) -> pd.Series | None:
         return None
     if not has.all():
         files = sorted(set(catalog.loc[~has, "source_path"]))
-        raise DataError(f"{int((~has).sum())} rows have no split while others do (files: {', '.join(files[:3])})",
-                        column=SPLIT_COLUMN, hint="give every file a split directory or region_split, or use --resplit")
+        raise DataError(
+            f"{int((~has).sum())} rows have no split while others do (files: {', '.join(files[:3])})",
+            column=SPLIT_COLUMN,
+            hint="give every file a split directory or region_split, or use --resplit",
+        )
     unknown = sorted(set(given.astype(str)) - set(SPLITS))
     if unknown:
         row = catalog[given.astype(str).isin(unknown)].iloc[0]
-        raise DataError(f"unknown split {row[SPLIT_COLUMN]!r}; expected {', '.join(SPLITS)}",
-                        file=row["source_path"], row=int(row["source_row"]), column=SPLIT_COLUMN)
+        raise DataError(
+            f"unknown split {row[SPLIT_COLUMN]!r}; expected {', '.join(SPLITS)}",
+            file=row["source_path"],
+            row=int(row["source_row"]),
+            column=SPLIT_COLUMN,
+        )
     lrg_codes, lrg_names = pd.factorize(catalog[LRG_ID_COLUMN], sort=True)
     split_codes, split_names = pd.factorize(given)
     grouped = pd.Series(split_codes).groupby(lrg_codes, sort=True)
     n_splits = pd.Series(grouped.nunique().to_numpy(), index=lrg_names)
     straddle = n_splits[n_splits > 1]
     if len(straddle):
-        raise DataError(f"{len(straddle)} LRG(s) straddle input splits: " + "; ".join(
-            _describe_straddle(catalog, lrg) for lrg in straddle.index[:10]) + (" ..." if len(straddle) > 10 else ""),
-            column=SPLIT_COLUMN, hint="fix the input splits or rebuild them from LRG identity with --resplit")
+        raise DataError(
+            f"{len(straddle)} LRG(s) straddle input splits: "
+            + "; ".join(_describe_straddle(catalog, lrg) for lrg in straddle.index[:10])
+            + (" ..." if len(straddle) > 10 else ""),
+            column=SPLIT_COLUMN,
+            hint="fix the input splits or rebuild them from LRG identity with --resplit",
+        )
     return pd.Series(np.asarray(split_names, dtype=object)[grouped.first().to_numpy()], index=lrg_names)
 
 
 def _describe_straddle(catalog: pd.DataFrame, lrg: str) -> str:
     rows = catalog[catalog[LRG_ID_COLUMN] == lrg]
-    parts = [f"{split} ({', '.join(sorted({str(p).rsplit('/', 1)[-1] for p in g['source_path']}))})"
-             for split, g in rows.groupby(SPLIT_COLUMN, sort=True)]
+    parts = [
+        f"{split} ({', '.join(sorted({str(p).rsplit('/', 1)[-1] for p in g['source_path']}))})"
+        for split, g in rows.groupby(SPLIT_COLUMN, sort=True)
+    ]
     return f"{lrg} in {' and '.join(parts)}"
 
 
@@ -160,8 +189,9 @@ def shares_positives(params: SplitParams) -> bool:
 
 
 # --- rows --------------------------------------------------------------------------------------
-def positive_rows(catalog: pd.DataFrame, cap: int | None, seed: int,
-                  keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def positive_rows(
+    catalog: pd.DataFrame, cap: int | None, seed: int, keys: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Positions of the positive rows kept per LRG, and their weights.
 
     Rows of an LRG are ranked by their seeded content key; the first ``cap`` are kept (all if
@@ -200,16 +230,18 @@ def property_columns(catalog: pd.DataFrame, extra=()) -> list[str]:
 def sample_rows(catalog: pd.DataFrame, positions, label: int, split, weight, columns) -> pd.DataFrame:
     """Manifest rows for the catalogue rows at ``positions`` (label 1: stamp, 0: control)."""
     src = catalog.iloc[np.asarray(positions, np.int64)]
-    out = pd.DataFrame({
-        LABEL_COLUMN: np.full(len(src), label, np.int8),
-        SPLIT_COLUMN: np.asarray(split, dtype=object),
-        LRG_ID_COLUMN: src[LRG_ID_COLUMN].to_numpy(),
-        "ra": src["ra"].to_numpy(np.float64),
-        "dec": src["dec"].to_numpy(np.float64),
-        POINTER_COLUMNS[0]: src["source_path"].to_numpy(),
-        POINTER_COLUMNS[1]: src["source_row"].to_numpy(np.int64),
-        POINTER_COLUMNS[2]: STAMP_COLUMN if label == 1 else CTRL_COLUMN,
-    })
+    out = pd.DataFrame(
+        {
+            LABEL_COLUMN: np.full(len(src), label, np.int8),
+            SPLIT_COLUMN: np.asarray(split, dtype=object),
+            LRG_ID_COLUMN: src[LRG_ID_COLUMN].to_numpy(),
+            "ra": src["ra"].to_numpy(np.float64),
+            "dec": src["dec"].to_numpy(np.float64),
+            POINTER_COLUMNS[0]: src["source_path"].to_numpy(),
+            POINTER_COLUMNS[1]: src["source_row"].to_numpy(np.int64),
+            POINTER_COLUMNS[2]: STAMP_COLUMN if label == 1 else CTRL_COLUMN,
+        }
+    )
     for col in columns:
         values = src[col].to_numpy()
         if label == 0 and col in INJECTION_TRUTH:
@@ -248,9 +280,12 @@ def balance(frame: pd.DataFrame, columns) -> dict:
     pos, neg = rows[rows[LABEL_COLUMN] == 1], rows[rows[LABEL_COLUMN] == 0]
     out = {}
     for col in columns:
-        value = standardised_mean_difference(pd.to_numeric(pos[col], errors="coerce"),
-                                             pd.to_numeric(neg[col], errors="coerce"),
-                                             pos[WEIGHT_COLUMN], neg[WEIGHT_COLUMN])
+        value = standardised_mean_difference(
+            pd.to_numeric(pos[col], errors="coerce"),
+            pd.to_numeric(neg[col], errors="coerce"),
+            pos[WEIGHT_COLUMN],
+            neg[WEIGHT_COLUMN],
+        )
         out[col] = None if np.isnan(value) else value
     return out
 
@@ -274,8 +309,11 @@ def balance_columns(frame: pd.DataFrame, match=()) -> list[str]:
     """Columns whose balance is reported: matched columns, else conditions, LRG truth and measured ones."""
     if match:
         return list(match)
-    skip = set(INJECTION_TRUTH) | set(PROVENANCE_COPIED) | {LABEL_COLUMN, SPLIT_COLUMN, LRG_ID_COLUMN, "ra", "dec",
-                                                             WEIGHT_COLUMN, *POINTER_COLUMNS}
+    skip = (
+        set(INJECTION_TRUTH)
+        | set(PROVENANCE_COPIED)
+        | {LABEL_COLUMN, SPLIT_COLUMN, LRG_ID_COLUMN, "ra", "dec", WEIGHT_COLUMN, *POINTER_COLUMNS}
+    )
     return [c for c in frame.columns if c not in skip and pd.api.types.is_numeric_dtype(frame[c])]
 
 
@@ -290,13 +328,18 @@ def assign(catalog: pd.DataFrame, params: SplitParams) -> SplitResult:
     """
     missing = [c for c in (LRG_ID_COLUMN, "ra", "dec", "source_path", "source_row", SPLIT_COLUMN) if c not in catalog]
     if missing:
-        raise ValueError(f"assign: catalog lacks {', '.join(missing)} (read it with io.read_paired and add "
-                         f"lrg_id from identity.match_lrgs)")
+        raise ValueError(
+            f"assign: catalog lacks {', '.join(missing)} (read it with io.read_paired and add "
+            f"lrg_id from identity.match_lrgs)"
+        )
     check_match_columns(catalog, params.match)
     lrgs = np.unique(catalog[LRG_ID_COLUMN].to_numpy().astype(str)).astype(object)
     given = None if params.resplit else input_splits(catalog)
-    split = given.reindex(lrgs).to_numpy() if given is not None else hash_splits(
-        lrgs, params.seed, split_fractions(params.fractions, params.mode)[0])
+    split = (
+        given.reindex(lrgs).to_numpy()
+        if given is not None
+        else hash_splits(lrgs, params.seed, split_fractions(params.fractions, params.mode)[0])
+    )
     split, role = lrg_roles(lrgs, split, params)
     split_of, role_of = pd.Series(split, index=lrgs), pd.Series(role, index=lrgs)
     columns = property_columns(catalog, extra=tuple(params.extra.get("measured", ())) + tuple(params.match))
@@ -312,12 +355,18 @@ def assign(catalog: pd.DataFrame, params: SplitParams) -> SplitResult:
         frame = frame.drop(columns=WEIGHT_COLUMN)
     counts = pd.crosstab(split, role)
     lrg_counts = {s: {r: int(counts.loc[s, r]) for r in counts.columns if counts.loc[s, r]} for s in counts.index}
-    return SplitResult(frame, "hash" if given is None else "input", lrg_counts, report,
-                       {"columns": bal_cols, "before": before, "after": after})
+    return SplitResult(
+        frame,
+        "hash" if given is None else "input",
+        lrg_counts,
+        report,
+        {"columns": bal_cols, "before": before, "after": after},
+    )
 
 
-def manifest_rows(catalog: pd.DataFrame, params: SplitParams, split_of: pd.Series, role_of: pd.Series,
-                  columns) -> pd.DataFrame:
+def manifest_rows(
+    catalog: pd.DataFrame, params: SplitParams, split_of: pd.Series, role_of: pd.Series, columns
+) -> pd.DataFrame:
     """Positive rows of ``pair``/``pos`` LRGs (a ``pair``'s also in ``test`` when the build shares them),
     then one control of each ``pair``/``neg`` LRG; ``split_of``/``role_of`` are indexed by lrg_id."""
     keys = row_keys(catalog)
@@ -326,16 +375,27 @@ def manifest_rows(catalog: pd.DataFrame, params: SplitParams, split_of: pd.Serie
     take = role_of.reindex(pos_lrg).isin(["pair", "pos"]).to_numpy()
     shared = take & (role_of.reindex(pos_lrg).to_numpy() == "pair") & shares_positives(params)
     neg_lrgs = role_of.index[role_of.isin(["pair", "neg"]).to_numpy()].to_numpy()
-    return pd.concat([
-        sample_rows(catalog, pos[take], 1, split_of.reindex(pos_lrg[take]).to_numpy(), weight[take], columns),
-        sample_rows(catalog, pos[shared], 1, np.full(int(shared.sum()), "test", object), weight[shared], columns),
-        sample_rows(catalog, control_rows(catalog, keys).reindex(neg_lrgs).to_numpy(), 0, split_of.reindex(neg_lrgs).to_numpy(),
-                    np.ones(len(neg_lrgs)), columns)], ignore_index=True)
+    return pd.concat(
+        [
+            sample_rows(catalog, pos[take], 1, split_of.reindex(pos_lrg[take]).to_numpy(), weight[take], columns),
+            sample_rows(catalog, pos[shared], 1, np.full(int(shared.sum()), "test", object), weight[shared], columns),
+            sample_rows(
+                catalog,
+                control_rows(catalog, keys).reindex(neg_lrgs).to_numpy(),
+                0,
+                split_of.reindex(neg_lrgs).to_numpy(),
+                np.ones(len(neg_lrgs)),
+                columns,
+            ),
+        ],
+        ignore_index=True,
+    )
 
 
 def sort_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """Canonical row order: split (train, val, test, test_paired), lrg_id, label 1 before 0, source."""
     key = frame[SPLIT_COLUMN].map({s: i for i, s in enumerate(MANIFEST_SPLITS)})
-    order = (frame.assign(_s=key.to_numpy(), _l=-frame[LABEL_COLUMN].astype(np.int64))
-             .sort_values(["_s", LRG_ID_COLUMN, "_l", POINTER_COLUMNS[0], POINTER_COLUMNS[1]], kind="stable"))
+    order = frame.assign(_s=key.to_numpy(), _l=-frame[LABEL_COLUMN].astype(np.int64)).sort_values(
+        ["_s", LRG_ID_COLUMN, "_l", POINTER_COLUMNS[0], POINTER_COLUMNS[1]], kind="stable"
+    )
     return order.drop(columns=["_s", "_l"]).reset_index(drop=True)

@@ -29,9 +29,11 @@ class Criterion(NamedTuple):
     detail: str
 
 
-CRITERIA = (("E2", "E2 AUROC > 0.80", 0.80, "min"),
-            ("E4", "E4 core-LR AUC < 0.65", 0.65, "max"),
-            ("E3_gap", "|E3 − E2| < 0.05", 0.05, "max"))
+CRITERIA = (
+    ("E2", "E2 AUROC > 0.80", 0.80, "min"),
+    ("E4", "E4 core-LR AUC < 0.65", 0.65, "max"),
+    ("E3_gap", "|E3 − E2| < 0.05", 0.05, "max"),
+)
 
 
 def metric_values(results: dict, config: str, key: str) -> list:
@@ -94,8 +96,10 @@ def criteria(results: dict) -> list:
     out = []
     for config in config_names(results):
         for key, name, threshold, direction in CRITERIA:
-            per_seed = [decide(run["configs"].get(config, {}).get("experiments", {}).get(key), threshold, direction)
-                        for run in results.get("seeds", [])]
+            per_seed = [
+                decide(run["configs"].get(config, {}).get("experiments", {}).get(key), threshold, direction)
+                for run in results.get("seeds", [])
+            ]
             vals = [v for v in metric_values(results, config, key) if v is not None]
             verdict = per_seed[0] if per_seed and len(set(per_seed)) == 1 else "inconclusive"
             detail = ", ".join(f"seed {run['seed']}: {v}" for run, v in zip(results["seeds"], per_seed))

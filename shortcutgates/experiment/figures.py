@@ -20,6 +20,7 @@ from shortcutgates.model.preprocess import annulus_median_mad
 COLORS = ("#1b6ca8", "#d1495b", "#2e933c", "#edae49", "#7b4b94", "#555555")
 """Colour of the n-th configuration, the same in every figure."""
 
+
 def _new_figure(n_panels: int, *, width: float = 4.0, height: float = 3.4, ncols: int | None = None):
     ncols = min(n_panels, ncols or n_panels) or 1
     nrows = -(-max(n_panels, 1) // ncols)
@@ -66,17 +67,29 @@ def roc_figure(panels: Mapping[str, Mapping[str, Mapping]], path) -> Path:
         for fpr in (1e-2, 1e-3):
             ax.axvline(fpr, color="0.8", lw=0.8)
         for i, (config, c) in enumerate(curves.items()):
-            ax.step(np.maximum(c["fpr"], lo), c["tpr"], where="post", color=COLORS[i % len(COLORS)], lw=1.5,
-                    label=f"{config}: {_fmt_ci(c['value'], c.get('ci'))}")
+            ax.step(
+                np.maximum(c["fpr"], lo),
+                c["tpr"],
+                where="post",
+                color=COLORS[i % len(COLORS)],
+                lw=1.5,
+                label=f"{config}: {_fmt_ci(c['value'], c.get('ci'))}",
+            )
         ax.set_xscale("log")
-        ax.set(title=f"{experiment} ROC", xlabel="false-positive rate (log)", ylabel="true-positive rate",
-               xlim=(lo, 1), ylim=(0, 1.01))
+        ax.set(
+            title=f"{experiment} ROC",
+            xlabel="false-positive rate (log)",
+            ylabel="true-positive rate",
+            xlim=(lo, 1),
+            ylim=(0, 1.01),
+        )
         ax.legend(loc="lower right", fontsize=7)
     return _save(fig, path)
 
 
-def interval_figure(rows: Sequence[Mapping], path, *, threshold: float, direction: str, title: str,
-                    ylabel: str) -> Path:
+def interval_figure(
+    rows: Sequence[Mapping], path, *, threshold: float, direction: str, title: str, ylabel: str
+) -> Path:
     """Point estimates with intervals against a threshold line (e.g. core-LR AUC vs 0.65).
 
     Parameters
@@ -93,8 +106,14 @@ def interval_figure(rows: Sequence[Mapping], path, *, threshold: float, directio
         color = COLORS[groups.index(row.get("group", "")) % len(COLORS)]
         ci = row.get("ci")
         if ci is not None and all(c is not None and np.isfinite(c) for c in ci):
-            ax.errorbar([x], [row["value"]], yerr=[[row["value"] - ci[0]], [ci[1] - row["value"]]],
-                        fmt="o", color=color, capsize=4)
+            ax.errorbar(
+                [x],
+                [row["value"]],
+                yerr=[[row["value"] - ci[0]], [ci[1] - row["value"]]],
+                fmt="o",
+                color=color,
+                capsize=4,
+            )
         else:
             ax.plot([x], [row["value"]], "o", color=color)
     ax.axhline(threshold, color="k", ls="--", lw=1)
@@ -132,7 +151,7 @@ def property_figure(properties: Mapping[str, Mapping], path) -> Path:
         ax.tick_params(labelsize=7)
     if names:
         axes[0].legend(fontsize=7)
-    for ax in axes[len(names):]:
+    for ax in axes[len(names) :]:
         ax.set_visible(False)
     return _save(fig, path)
 
@@ -164,8 +183,14 @@ def stamps_figure(examples: Mapping[str, np.ndarray], path, *, band: int = 1) ->
 
     colour = gri_rgb(np.asarray(examples["stamp"]))
     bands = "grz"[band]
-    columns = [("gri colour", colour), (f"stamp ({bands})", stamp), ("control", control),
-               ("difference", stamp - control), ("residual", residual), ("arc mask", mask)]
+    columns = [
+        ("gri colour", colour),
+        (f"stamp ({bands})", stamp),
+        ("control", control),
+        ("difference", stamp - control),
+        ("residual", residual),
+        ("arc mask", mask),
+    ]
     k = len(stamp)
     fig, axes = _new_figure(k * len(columns), width=2.0, height=2.0, ncols=len(columns))
     for i in range(k):
@@ -197,8 +222,9 @@ def stamps_figure(examples: Mapping[str, np.ndarray], path, *, band: int = 1) ->
     return _save(fig, path)
 
 
-def stratified_figure(strata: Mapping[str, Mapping[str, Sequence[Mapping]]], path, *,
-                      threshold: float | None = None) -> Path:
+def stratified_figure(
+    strata: Mapping[str, Mapping[str, Sequence[Mapping]]], path, *, threshold: float | None = None
+) -> Path:
     """Detection AUROC per bin of a property (θ_E, PSF, depth), one line per configuration.
 
     Parameters
@@ -220,8 +246,9 @@ def stratified_figure(strata: Mapping[str, Mapping[str, Sequence[Mapping]]], pat
             vals = np.array([p[1]["value"] for p in pts], dtype=float)
             lo = np.array([p[1]["ci"][0] if p[1].get("ci") else v for p, v in zip(pts, vals)], dtype=float)
             hi = np.array([p[1]["ci"][1] if p[1].get("ci") else v for p, v in zip(pts, vals)], dtype=float)
-            ax.errorbar(x, vals, yerr=[vals - lo, hi - vals], fmt="o-", color=COLORS[i % len(COLORS)],
-                        capsize=3, label=config)
+            ax.errorbar(
+                x, vals, yerr=[vals - lo, hi - vals], fmt="o-", color=COLORS[i % len(COLORS)], capsize=3, label=config
+            )
         if threshold is not None:
             ax.axhline(threshold, color="k", ls="--", lw=1)
         ax.set_xticks(range(len(names)), names, rotation=25, ha="right", fontsize=7)
@@ -255,8 +282,14 @@ def shifts_figure(rows: Sequence[Mapping], path) -> Path:
             r = match[0]
             ci = r.get("ci")
             if ci and all(c is not None and np.isfinite(c) for c in ci):
-                ax.errorbar([x], [r["value"]], yerr=[[r["value"] - ci[0]], [ci[1] - r["value"]]],
-                            fmt="o", color=COLORS[x % len(COLORS)], capsize=4)
+                ax.errorbar(
+                    [x],
+                    [r["value"]],
+                    yerr=[[r["value"] - ci[0]], [ci[1] - r["value"]]],
+                    fmt="o",
+                    color=COLORS[x % len(COLORS)],
+                    capsize=4,
+                )
             else:
                 ax.plot([x], [r["value"]], "o", color=COLORS[x % len(COLORS)])
             threshold = r.get("threshold")

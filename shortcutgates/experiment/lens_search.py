@@ -33,8 +33,11 @@ def score_histogram(labels, scores, bins: int = 30) -> dict:
     """``{"edges": (bins + 1,), "pos": (bins,), "neg": (bins,)}`` counts on edges spanning all scores."""
     labels, scores = np.asarray(labels).astype(int), np.asarray(scores, np.float64)
     edges = np.histogram_bin_edges(scores, bins=bins)
-    return {"edges": np.round(edges, 6).tolist(), "pos": np.histogram(scores[labels == 1], edges)[0].tolist(),
-            "neg": np.histogram(scores[labels == 0], edges)[0].tolist()}
+    return {
+        "edges": np.round(edges, 6).tolist(),
+        "pos": np.histogram(scores[labels == 1], edges)[0].tolist(),
+        "neg": np.histogram(scores[labels == 0], edges)[0].tolist(),
+    }
 
 
 def extremes(frame, scores, k: int = 4, base=None) -> dict:
@@ -57,13 +60,20 @@ def extremes(frame, scores, k: int = 4, base=None) -> dict:
     labels = frame["label"].to_numpy().astype(int)
 
     def rows(order):
-        return [{"manifest_file": name(frame["manifest_file"].iloc[i]),
-                 "manifest_row": int(frame["manifest_row"].iloc[i]),
-                 "score": float(scores[i])} for i in order]
+        return [
+            {
+                "manifest_file": name(frame["manifest_file"].iloc[i]),
+                "manifest_row": int(frame["manifest_row"].iloc[i]),
+                "score": float(scores[i]),
+            }
+            for i in order
+        ]
 
     neg, pos = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
-    return {"false_positives": rows(neg[np.argsort(-scores[neg], kind="stable")][:k]),
-            "missed_lenses": rows(pos[np.argsort(scores[pos], kind="stable")][:k])}
+    return {
+        "false_positives": rows(neg[np.argsort(-scores[neg], kind="stable")][:k]),
+        "missed_lenses": rows(pos[np.argsort(scores[pos], kind="stable")][:k]),
+    }
 
 
 # --- figures -------------------------------------------------------------------------------------
@@ -158,8 +168,9 @@ def tpr_table(results: dict) -> tuple:
             cells = [_fmt(tpr.get(f"{f:g}", {})) for f in FPR_LEVELS]
             flagged = [k for k, t in tpr.items() if t.get("note")]
             n_neg = next(iter(tpr.values())).get("n_neg")
-            notes = (f"{n_neg} negatives, fewer than 10/FPR: not an estimate at FPR {', '.join(flagged)}"
-                     if flagged else "")
+            notes = (
+                f"{n_neg} negatives, fewer than 10/FPR: not an estimate at FPR {', '.join(flagged)}" if flagged else ""
+            )
             rows.append([config, exp, _fmt(m), *cells, notes])
     return header, rows
 

@@ -37,21 +37,40 @@ def detection(ckpt: Path, manifest: Path, split: str, seed: int, params) -> tupl
     scored = score_manifest(ckpt, manifest, [split], cache_dir=params.out / "cache")
     labels, scores = scored[LABEL_COLUMN].to_numpy().astype(int), scored["score"].to_numpy(np.float64)
     if len(np.unique(labels)) < 2:
-        return {"metric": "auroc", "value": None, "ci": None, "n": int(len(labels)), "n_groups": 0, "seed": seed,
-                "source": f"evaluate_scores[{split}]",
-                "message": f"split {split!r} holds {len(labels)} rows of one class only"}, None
+        return {
+            "metric": "auroc",
+            "value": None,
+            "ci": None,
+            "n": int(len(labels)),
+            "n_groups": 0,
+            "seed": seed,
+            "source": f"evaluate_scores[{split}]",
+            "message": f"split {split!r} holds {len(labels)} rows of one class only",
+        }, None
     groups = lrg_groups(scored)
     m = evaluate_scores(labels, scores, groups, n_boot=params.n_boot, seed=seed)
     est = m.auroc
-    metric = {"metric": "auroc", "value": est.value, "ci": [est.lo, est.hi], "n": est.n, "n_groups": est.n_groups,
-              "seed": seed, "source": f"evaluate_scores[{split}]", "n_pos": m.n_pos, "n_neg": m.n_neg,
-              "tpr_at_fpr": tpr_at_fpr_intervals(labels, scores, groups, n_boot=params.n_boot, seed=seed)}
-    roc = dict(roc_points(labels, scores), hist=score_histogram(labels, scores), extremes=extremes(scored, scores, base=params.out))
+    metric = {
+        "metric": "auroc",
+        "value": est.value,
+        "ci": [est.lo, est.hi],
+        "n": est.n,
+        "n_groups": est.n_groups,
+        "seed": seed,
+        "source": f"evaluate_scores[{split}]",
+        "n_pos": m.n_pos,
+        "n_neg": m.n_neg,
+        "tpr_at_fpr": tpr_at_fpr_intervals(labels, scores, groups, n_boot=params.n_boot, seed=seed),
+    }
+    roc = dict(
+        roc_points(labels, scores),
+        hist=score_histogram(labels, scores),
+        extremes=extremes(scored, scores, base=params.out),
+    )
     return jsonable(metric), jsonable(roc)
 
 
-def run_gates(manifest: Path, ckpt: Path | None, params, seed: int, *, model_only: bool,
-              only=None) -> list:
+def run_gates(manifest: Path, ckpt: Path | None, params, seed: int, *, model_only: bool, only=None) -> list:
     """Gate records (docs/design.md#report-json, with ``extra``) of a manifest, and of a model when given.
 
     ``model_only``: only the cases that need the model (the data cases are the same for every
@@ -73,11 +92,24 @@ def gate_metric(records: list, gate: str, split: str | None, seed: int, **params
     ``n_pos``, ``auc``, ``ci``, ``arc_inside_box``) are kept as ``theta_e_bins``.
     """
     for r in records:
-        if r["gate"] == gate and (split is None or r["split"] == split) and \
-                all(str(r["params"].get(k)) == str(v) for k, v in params.items()):
-            m = {"metric": gate, "value": r["value"], "ci": r["ci"], "n": r["n"], "n_groups": r["n_groups"],
-                 "seed": seed, "source": r["id"], "verdict": r["verdict"], "threshold": r["threshold"],
-                 "direction": r["direction"], "message": r["message"]}
+        if (
+            r["gate"] == gate
+            and (split is None or r["split"] == split)
+            and all(str(r["params"].get(k)) == str(v) for k, v in params.items())
+        ):
+            m = {
+                "metric": gate,
+                "value": r["value"],
+                "ci": r["ci"],
+                "n": r["n"],
+                "n_groups": r["n_groups"],
+                "seed": seed,
+                "source": r["id"],
+                "verdict": r["verdict"],
+                "threshold": r["threshold"],
+                "direction": r["direction"],
+                "message": r["message"],
+            }
             bins = (r.get("extra") or {}).get("theta_e_bins")
             if bins:
                 m["theta_e_bins"] = bins
@@ -98,8 +130,15 @@ def stratified_bins(records: list) -> dict:
             continue
         bins = (r.get("extra") or {}).get("bins") or []
         out[str(r["params"].get("by"))] = [
-            {"bin": str(b.get("bin")), "value": b.get("auc"), "ci": b.get("ci"),
-             "n_pos": b.get("n_pos"), "n_neg": b.get("n_neg")} for b in bins]
+            {
+                "bin": str(b.get("bin")),
+                "value": b.get("auc"),
+                "ci": b.get("ci"),
+                "n_pos": b.get("n_pos"),
+                "n_neg": b.get("n_neg"),
+            }
+            for b in bins
+        ]
     return out
 
 
@@ -127,10 +166,12 @@ def property_histograms(manifest: Path, balance: list, split: str = "train", bin
             continue
         edges = np.histogram_bin_edges(values[ok], bins=bins)
         smd = gate_metric(balance, "property_balance", split, 0, prop=col)
-        out[col] = {"edges": np.round(edges, 6).tolist(),
-                    "pos": np.histogram(values[ok & (labels == 1)], edges)[0].tolist(),
-                    "neg": np.histogram(values[ok & (labels == 0)], edges)[0].tolist(),
-                    "smd": None if smd is None else smd["value"]}
+        out[col] = {
+            "edges": np.round(edges, 6).tolist(),
+            "pos": np.histogram(values[ok & (labels == 1)], edges)[0].tolist(),
+            "neg": np.histogram(values[ok & (labels == 0)], edges)[0].tolist(),
+            "smd": None if smd is None else smd["value"],
+        }
     return out
 
 
@@ -153,18 +194,22 @@ def example_stamps(paired_manifest: Path, seed: int, k: int = 3, split: str = "t
     labels = frame[LABEL_COLUMN].to_numpy().astype(int)
     theta = frame["theta_e_arcsec"].to_numpy(np.float64) if "theta_e_arcsec" in frame else np.full(len(frame), np.nan)
     neg_of = {g: i for i, g in enumerate(groups) if labels[i] == 0}
-    pos = [i for i in np.argsort(groups, kind="stable") if labels[i] == 1 and groups[i] in neg_of
-           and np.isfinite(theta[i])][:k]
+    pos = [
+        i for i in np.argsort(groups, kind="stable") if labels[i] == 1 and groups[i] in neg_of and np.isfinite(theta[i])
+    ][:k]
     if not pos:
         return {}
     stamps, _ = load_images(frame.iloc[pos])
     controls, _ = load_images(frame.iloc[[neg_of[groups[i]] for i in pos]])
     light = (stamps - controls).sum(axis=1)
     arc_mask = (light > 0.01 * light.max(axis=(1, 2), keepdims=True)) & ~core_mask(stamps.shape[-2:], R_CORE_PX)
-    return {"stamp": stamps, "control": controls, "residual": residual(stamps),
-            "arc_mask": arc_mask, "theta_e_arcsec": theta[pos]}
-
-
+    return {
+        "stamp": stamps,
+        "control": controls,
+        "residual": residual(stamps),
+        "arc_mask": arc_mask,
+        "theta_e_arcsec": theta[pos],
+    }
 
 
 POINT_SOURCE_SHARE = 0.30
@@ -252,7 +297,9 @@ def unseen_counterfactuals(ckpt: Path, manifest: Path, seed: int, params, split:
     out = {}
     fwhm = psf_fwhm_px(frame.iloc[ctrl_pos])
     if fwhm is None:
-        out["point_source"] = _unseen_missing("point_source", "rows carry no PSF FWHM column (psf_fwhm_used_<b> or psfsize_r)", seed)
+        out["point_source"] = _unseen_missing(
+            "point_source", "rows carry no PSF FWHM column (psf_fwhm_used_<b> or psfsize_r)", seed
+        )
     else:
         flux = np.clip(lrg_flux(ctrls), 0.0, None) * POINT_SOURCE_SHARE
         out["point_source"] = metric("point_source", ctrls + point_sources(fwhm, flux, ctrls.shape[-2:]))
@@ -263,8 +310,16 @@ def unseen_counterfactuals(ckpt: Path, manifest: Path, seed: int, params, split:
 
 def _unseen_missing(name: str, why: str, seed: int) -> dict:
     """The metric record of an unseen counterfactual that cannot be built (``value`` None, ``why``)."""
-    return {"metric": "auroc", "value": None, "ci": None, "n": 0, "n_groups": 0, "seed": seed,
-            "source": f"unseen[{name}]", "message": why}
+    return {
+        "metric": "auroc",
+        "value": None,
+        "ci": None,
+        "n": 0,
+        "n_groups": 0,
+        "seed": seed,
+        "source": f"unseen[{name}]",
+        "message": why,
+    }
 
 
 def _unseen_auroc(name: str, scores: np.ndarray, base: np.ndarray, groups: np.ndarray, params, seed: int) -> dict:
@@ -274,8 +329,17 @@ def _unseen_auroc(name: str, scores: np.ndarray, base: np.ndarray, groups: np.nd
 
     labels = np.r_[np.ones(len(scores), int), np.zeros(len(base), int)]
     m = evaluate_scores(labels, np.r_[scores, base], np.r_[groups, groups], n_boot=params.n_boot, seed=seed)
-    return jsonable({"metric": "auroc", "value": m.auroc.value, "ci": [m.auroc.lo, m.auroc.hi],
-                     "n": m.auroc.n, "n_groups": m.auroc.n_groups, "seed": seed, "source": f"unseen[{name}]"})
+    return jsonable(
+        {
+            "metric": "auroc",
+            "value": m.auroc.value,
+            "ci": [m.auroc.lo, m.auroc.hi],
+            "n": m.auroc.n,
+            "n_groups": m.auroc.n_groups,
+            "seed": seed,
+            "source": f"unseen[{name}]",
+        }
+    )
 
 
 def moved_counter_images(core: np.ndarray, seed: int) -> np.ndarray:
@@ -296,6 +360,9 @@ def npz_bytes(arrays: dict) -> bytes:
         for key in sorted(arrays):
             arr = io.BytesIO()
             np.lib.format.write_array(arr, np.ascontiguousarray(arrays[key]), allow_pickle=False)
-            zf.writestr(zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0)), arr.getvalue(),
-                        compress_type=zipfile.ZIP_DEFLATED)
+            zf.writestr(
+                zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0)),
+                arr.getvalue(),
+                compress_type=zipfile.ZIP_DEFLATED,
+            )
     return buf.getvalue()

@@ -90,14 +90,20 @@ class ExperimentParams:
         return [int(self.seed) + i for i in range(int(self.seeds))]
 
     def record(self) -> dict:
-        return {"n_lrgs": None if self.input else int(self.n_lrgs), "epochs": int(self.epochs),
-                "seeds": self.seed_list(), "input": None if self.input is None else str(self.input),
-                "n_boot": int(self.n_boot), "injections_per_lrg": list(self.injections_per_lrg),
-                "stamp_size": int(self.stamp_size), "batch_size": int(self.batch_size),
-                "max_samples": self.max_samples, "max_minutes": self.max_minutes,
-                "train_options": {k: (v.to_dict() if hasattr(v, "to_dict") else v)
-                                  for k, v in self.train_options.items()},
-                "configs": [asdict(c) for c in self.configs]}
+        return {
+            "n_lrgs": None if self.input else int(self.n_lrgs),
+            "epochs": int(self.epochs),
+            "seeds": self.seed_list(),
+            "input": None if self.input is None else str(self.input),
+            "n_boot": int(self.n_boot),
+            "injections_per_lrg": list(self.injections_per_lrg),
+            "stamp_size": int(self.stamp_size),
+            "batch_size": int(self.batch_size),
+            "max_samples": self.max_samples,
+            "max_minutes": self.max_minutes,
+            "train_options": {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in self.train_options.items()},
+            "configs": [asdict(c) for c in self.configs],
+        }
 
 
 def recipe_configs(kinds: str, mix: str = "") -> tuple:
@@ -109,5 +115,6 @@ def recipe_configs(kinds: str, mix: str = "") -> tuple:
         return base
     kinds = ",".join(parse_kinds(kinds))
     parse_mix(mix)
-    return base + (Configuration("residual+hn", "residual", hard_negatives=kinds, hard_negative_mix=mix,
-                                 paired_from="residual"),)
+    return base + (
+        Configuration("residual+hn", "residual", hard_negatives=kinds, hard_negative_mix=mix, paired_from="residual"),
+    )

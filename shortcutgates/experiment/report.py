@@ -62,17 +62,26 @@ def make_figures(results: dict, results_dir: Path, fig_dir: Path) -> dict:
     made.update(lens_search_figures(results, results_dir, fig_dir))
     core_rows = _core_rows(results)
     if core_rows:
-        made["core_lr"] = figs.interval_figure(core_rows, fig_dir / "core_lr.png", threshold=0.65, direction="max",
-                                               title="core-LR AUC (10×10 box) vs the 0.65 gate", ylabel="AUC")
+        made["core_lr"] = figs.interval_figure(
+            core_rows,
+            fig_dir / "core_lr.png",
+            threshold=0.65,
+            direction="max",
+            title="core-LR AUC (10×10 box) vs the 0.65 gate",
+            ylabel="AUC",
+        )
     if results.get("properties"):
         made["properties"] = figs.property_figure(results["properties"], fig_dir / "properties.png")
     examples = results.get("examples")
     if examples and (results_dir / examples["file"]).exists():
         with np.load(results_dir / examples["file"], allow_pickle=False) as npz:
             made["stamps"] = figs.stamps_figure({k: npz[k] for k in npz.files}, fig_dir / "stamps.png")
-    shift_rows = [dict(r, config=config, gate=r["id"]) for config in configs
-                  for r in run["configs"].get(config, {}).get("gates", [])
-                  if r["gate"] in ("arc_masked_auroc", "morphology_auroc") and r.get("value") is not None]
+    shift_rows = [
+        dict(r, config=config, gate=r["id"])
+        for config in configs
+        for r in run["configs"].get(config, {}).get("gates", [])
+        if r["gate"] in ("arc_masked_auroc", "morphology_auroc") and r.get("value") is not None
+    ]
     if shift_rows:
         made["shifts"] = figs.shifts_figure(shift_rows, fig_dir / "shifts.png")
     strata = {}
@@ -91,8 +100,14 @@ def _core_rows(results: dict) -> list:
         for config in config_names(results):
             m = run["configs"].get(config, {}).get("experiments", {}).get(key)
             if m and m.get("value") is not None:
-                rows.append({"label": f"{config}", "value": m["value"], "ci": m.get("ci"),
-                             "group": f"{dataset} train split, model input" + (" (E4)" if key == "E4" else "")})
+                rows.append(
+                    {
+                        "label": f"{config}",
+                        "value": m["value"],
+                        "ci": m.get("ci"),
+                        "group": f"{dataset} train split, model input" + (" (E4)" if key == "E4" else ""),
+                    }
+                )
     return rows
 
 
@@ -109,23 +124,23 @@ def core_lr_table(results: dict) -> tuple:
 # --- document ----------------------------------------------------------------------------------
 CAPTIONS = {
     "roc": "ROC curves per experiment (first seed), false-positive rate on a log axis; grey lines: FPR 1e-2 "
-           "and 1e-3, where lens searches work (a curve ending left of them: too few negatives to reach them).",
+    "and 1e-3, where lens searches work (a curve ending left of them: too few negatives to reach them).",
     "score_hist": "Score histograms of lenses and non-lenses per experiment and configuration (log counts).",
     "extremes": "E2 test split: the highest-scoring non-lenses and the lowest-scoring lenses, gri colour "
-                "(z red, r green, g blue; asinh stretch in sky-noise units), white bar 2 arcsec.",
+    "(z red, r green, g blue; asinh stretch in sky-noise units), white bar 2 arcsec.",
     "core_lr": "Core-LR AUC on the paired (E1) and unpaired (E2, = E4) training data as each model sees it, "
-               "against the 0.65 gate.",
+    "against the 0.65 gate.",
     "properties": "Lens vs non-lens distributions of each property in the unpaired training split "
-                  "(SMD: standardised mean difference; property balance is reported with a ±0.2 margin).",
+    "(SMD: standardised mean difference; property balance is reported with a ±0.2 margin).",
     "stamps": "Examples: gri colour (z red, r green, g blue; white bar 2 arcsec), then the r band: stamp, "
-              "control (same LRG without arc), difference (the arc), residual "
-              "input, and the lensed light at r ≥ 5 px (an illustration of the arc: the gates split it from "
-              "the counter-image by lensing, docs/model_gates.md).",
+    "control (same LRG without arc), difference (the arc), residual "
+    "input, and the lensed light at r ≥ 5 px (an illustration of the arc: the gates split it from "
+    "the counter-image by lensing, docs/model_gates.md).",
     "shifts": "Counterfactual model gates of the E2 models on their test_paired pairs, one panel per gate and "
-              "θ_E bin, each value against its threshold (dashed): arc_masked_auroc is the share of "
-              "counter-image-only stamps flagged at the operating threshold over the share of real lenses "
-              "flagged (≤ 0.50 passes); the AUROC drops pass at ≤ 0.05; morphology_auroc and "
-              "arc_swap_auroc_drop are diagnostics.",
+    "θ_E bin, each value against its threshold (dashed): arc_masked_auroc is the share of "
+    "counter-image-only stamps flagged at the operating threshold over the share of real lenses "
+    "flagged (≤ 0.50 passes); the AUROC drops pass at ≤ 0.05; morphology_auroc and "
+    "arc_swap_auroc_drop are diagnostics.",
     "stratified": "E2 detection AUROC by θ_E, PSF and depth bin (dashed: 0.80).",
 }
 """Caption of each figure, by the name :func:`make_figures` gives it."""
@@ -137,49 +152,88 @@ def build_document(results: dict, figures: dict) -> list:
     summary = results.get("summary") or summarise(results)
     crit = criteria(results)
     seeds = [r["seed"] for r in results["seeds"]]
-    doc = [("h1", "Unpaired training: experiments E1–E4"), ("p", text.intro(results)),
-           *_measurement_sections(results, summary, crit), ("h2", "Answers to the review questions")]
+    doc = [
+        ("h1", "Unpaired training: experiments E1–E4"),
+        ("p", text.intro(results)),
+        *_measurement_sections(results, summary, crit),
+        ("h2", "Answers to the review questions"),
+    ]
     if len(seeds) > 1:
-        doc += [("p", f"Gate records and intervals below are those of the first seed ({seeds[0]}); the table "
-                      f"above gives the spread over all {len(seeds)} seeds.")]
+        doc += [
+            (
+                "p",
+                f"Gate records and intervals below are those of the first seed ({seeds[0]}); the table "
+                f"above gives the spread over all {len(seeds)} seeds.",
+            )
+        ]
     for question, answer in text.answers(results, summary, crit):
         doc += [("h3", question), ("p", answer)]
     doc += [("h2", "Figures")] + [("img", path, CAPTIONS[name]) for name, path in figures.items()]
-    return doc + gate_sections(results) + [
-        ("h2", "Reproduce"), ("code", results.get("command", "")),
-        ("p", f"shortcutgates {results.get('package_version', '?')}; parameters: "
-              + ", ".join(f"{k}={v}" for k, v in results["params"].items() if k != "configs"))]
+    return (
+        doc
+        + gate_sections(results)
+        + [
+            ("h2", "Reproduce"),
+            ("code", results.get("command", "")),
+            (
+                "p",
+                f"shortcutgates {results.get('package_version', '?')}; parameters: "
+                + ", ".join(f"{k}={v}" for k, v in results["params"].items() if k != "configs"),
+            ),
+        ]
+    )
 
 
 def _measurement_sections(results: dict, summary: dict, crit: list) -> list:
     """The blocks of the measured tables: E1–E4, E5, lens-search operating points, core-LR AUC and the
     success criteria (``summary``: :func:`.criteria.summarise`; ``crit``: :func:`.criteria.criteria`)."""
     seeds = [r["seed"] for r in results["seeds"]]
-    cells = ("Each cell: estimate [95% interval, LRG bootstrap]." if len(seeds) == 1 else
-             f"Each cell: mean ± std over {len(seeds)} seeds (seeds {', '.join(map(str, seeds))}).")
-    return [("h2", "E1–E4"), ("table", *results_table(results, summary)), ("p", cells),
-            ("h2", "E5: training recipes against the shortcut"), ("table", *e5_table(results)),
-            ("p", E5_NOTE),
-            ("h2", "Lens-search operating points"), ("table", *tpr_table(results)),
-            ("p", "True-positive rate at false-positive rates 1e-2 and 1e-3 (lenses are about 1 in 1000 LRGs, so "
-                  "searches work there), 95% LRG-bootstrap intervals. A rate at FPR f needs about 10/f negatives; "
-                  "the note says when a split has fewer, and then the two rates can coincide."),
-            ("h2", "Core-LR AUC on the training data"), ("table", *core_lr_table(results)),
-            ("p", "Grouped-CV logistic regression on the central 10×10 px of all bands, as the model sees them. "
-                  "The survey team measured, on real DR10 cutouts: raw 0.951 paired / 0.949 unpaired, residual "
-                  "0.554 paired / 0.694 unpaired (docs/design.md#the-shortcut). Core dropout changes training only, so its input "
-                  "is the residual input."),
-            ("h2", "Success criteria of the proposal"),
-            ("table", ["configuration", "criterion", "value", "verdict", "per seed"],
-             [[c.config, c.name, fmt(c.value), c.verdict, c.detail] for c in crit])]
+    cells = (
+        "Each cell: estimate [95% interval, LRG bootstrap]."
+        if len(seeds) == 1
+        else f"Each cell: mean ± std over {len(seeds)} seeds (seeds {', '.join(map(str, seeds))})."
+    )
+    return [
+        ("h2", "E1–E4"),
+        ("table", *results_table(results, summary)),
+        ("p", cells),
+        ("h2", "E5: training recipes against the shortcut"),
+        ("table", *e5_table(results)),
+        ("p", E5_NOTE),
+        ("h2", "Lens-search operating points"),
+        ("table", *tpr_table(results)),
+        (
+            "p",
+            "True-positive rate at false-positive rates 1e-2 and 1e-3 (lenses are about 1 in 1000 LRGs, so "
+            "searches work there), 95% LRG-bootstrap intervals. A rate at FPR f needs about 10/f negatives; "
+            "the note says when a split has fewer, and then the two rates can coincide.",
+        ),
+        ("h2", "Core-LR AUC on the training data"),
+        ("table", *core_lr_table(results)),
+        (
+            "p",
+            "Grouped-CV logistic regression on the central 10×10 px of all bands, as the model sees them. "
+            "The survey team measured, on real DR10 cutouts: raw 0.951 paired / 0.949 unpaired, residual "
+            "0.554 paired / 0.694 unpaired (docs/design.md#the-shortcut). Core dropout changes training only, so its input "
+            "is the residual input.",
+        ),
+        ("h2", "Success criteria of the proposal"),
+        (
+            "table",
+            ["configuration", "criterion", "value", "verdict", "per seed"],
+            [[c.config, c.name, fmt(c.value), c.verdict, c.detail] for c in crit],
+        ),
+    ]
 
 
-E5_NOTE = ("Per configuration and seed: the unpaired model's detection (E2, test split) with TPR at FPR 1e-2 and "
-           "1e-3 (95% LRG-bootstrap intervals), the primary gates it does not pass, and two counterfactuals no "
-           "recipe trains on, scored on held-out LRGs (test_paired) against their controls: a central point source "
-           "of 30% of the LRG's flux with no arc, and the counter-image light moved 5 px with no arc (AUROC 0.5: "
-           "scored like a control). A recipe trains against gates (docs/experiment.md#e5): core negatives are the "
-           "arc_masked_auroc gate's counterfactual, shuffle negatives a relative of the morphology gate's.")
+E5_NOTE = (
+    "Per configuration and seed: the unpaired model's detection (E2, test split) with TPR at FPR 1e-2 and "
+    "1e-3 (95% LRG-bootstrap intervals), the primary gates it does not pass, and two counterfactuals no "
+    "recipe trains on, scored on held-out LRGs (test_paired) against their controls: a central point source "
+    "of 30% of the LRG's flux with no arc, and the counter-image light moved 5 px with no arc (AUROC 0.5: "
+    "scored like a control). A recipe trains against gates (docs/experiment.md#e5): core negatives are the "
+    "arc_masked_auroc gate's counterfactual, shuffle negatives a relative of the morphology gate's."
+)
 
 
 def _tpr_cell(m: dict | None, fpr: str) -> str:
@@ -203,9 +257,17 @@ def e5_table(results: dict) -> tuple:
     """One row per (configuration, seed): training data, E2 AUROC, TPR at low FPR, unseen counterfactuals
     (the point source with its verdict against :data:`POINT_SOURCE_MAX_AUROC`), primary gates not passed;
     then one summary row per configuration (seeds passing every primary gate, seeds holding the point source)."""
-    header = ["configuration", "seed", "training data", "E2 AUROC", "TPR @ 1e-2", "TPR @ 1e-3",
-              f"point source 30% (AUROC ≤ {POINT_SOURCE_MAX_AUROC:.2f})", "moved counter-image (AUROC)",
-              "primary gates not passed"]
+    header = [
+        "configuration",
+        "seed",
+        "training data",
+        "E2 AUROC",
+        "TPR @ 1e-2",
+        "TPR @ 1e-3",
+        f"point source 30% (AUROC ≤ {POINT_SOURCE_MAX_AUROC:.2f})",
+        "moved counter-image (AUROC)",
+        "primary gates not passed",
+    ]
     rows = []
     for config in config_names(results):
         passed, held = [], []
@@ -218,12 +280,33 @@ def e5_table(results: dict) -> tuple:
                 passed.append(not failed)
             point, verdict = _point_source_cell(unseen.get("point_source"))
             held.append(verdict == "held")
-            rows.append([config, run["seed"], c.get("dataset", "unpaired"), fmt_metric(e2), _tpr_cell(e2, "0.01"),
-                         _tpr_cell(e2, "0.001"), point, fmt_metric(unseen.get("moved_counter_image")),
-                         "n/a" if failed is None else (", ".join(failed) or "none")])
+            rows.append(
+                [
+                    config,
+                    run["seed"],
+                    c.get("dataset", "unpaired"),
+                    fmt_metric(e2),
+                    _tpr_cell(e2, "0.01"),
+                    _tpr_cell(e2, "0.001"),
+                    point,
+                    fmt_metric(unseen.get("moved_counter_image")),
+                    "n/a" if failed is None else (", ".join(failed) or "none"),
+                ]
+            )
         if len(results["seeds"]) > 1:
-            rows.append([config, "all", "", "", "", "", f"held in {sum(held)} of {len(held)} seeds", "",
-                         f"every primary gate passed in {sum(passed)} of {len(passed)} seeds"])
+            rows.append(
+                [
+                    config,
+                    "all",
+                    "",
+                    "",
+                    "",
+                    "",
+                    f"held in {sum(held)} of {len(held)} seeds",
+                    "",
+                    f"every primary gate passed in {sum(passed)} of {len(passed)} seeds",
+                ]
+            )
     return header, rows
 
 
@@ -301,8 +384,10 @@ def load_results(path) -> dict:
         raise ValueError(f"report: {path} is not valid JSON ({exc})") from None
     if not isinstance(results, dict) or results.get("schema") != RESULTS_SCHEMA:
         got = results.get("schema") if isinstance(results, dict) else type(results).__name__
-        raise ValueError(f"report: {path} is not an experiment results file (schema {got!r}, "
-                         f"expected {RESULTS_SCHEMA!r}; written by 'shortcutgates experiment')")
+        raise ValueError(
+            f"report: {path} is not an experiment results file (schema {got!r}, "
+            f"expected {RESULTS_SCHEMA!r}; written by 'shortcutgates experiment')"
+        )
     if not results.get("seeds"):
         raise ValueError(f"report: {path} holds no run ('seeds' is empty)")
     return results
@@ -331,8 +416,12 @@ def render_report(results: dict, results_dir, out_dir=None) -> ReportFiles:
 # --- command -----------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results", metavar="RESULTS", help="results.json written by 'shortcutgates experiment'")
-    parser.add_argument("--out", metavar="DIR", default=None,
-                        help="where report.md, report.html and figures/ go. Default: beside RESULTS")
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        default=None,
+        help="where report.md, report.html and figures/ go. Default: beside RESULTS",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -62,7 +62,16 @@ from pathlib import Path
 
 
 from shortcutgates import __version__
-from shortcutgates.experiment.measure import detection, example_stamps, gate_metric, npz_bytes, property_histograms, run_gates, strip_extra, stratified_bins
+from shortcutgates.experiment.measure import (
+    detection,
+    example_stamps,
+    gate_metric,
+    npz_bytes,
+    property_histograms,
+    run_gates,
+    strip_extra,
+    stratified_bins,
+)
 from shortcutgates.experiment.params import E5_RECIPE, Configuration, ExperimentParams, recipe_configs
 from shortcutgates.experiment.stages import Timer, build_datasets, paired_input, say, split_counts, train_model
 from shortcutgates.data.io import jsonable, write_bytes_atomic
@@ -71,8 +80,15 @@ SCHEMA = "shortcutgates.experiment/1"
 
 
 # --- orchestration -------------------------------------------------------------------------------
-def run_configuration(config: Configuration, manifests: dict, params: ExperimentParams, seed: int,
-                      timer: Timer, step: str, done: dict | None = None) -> dict:
+def run_configuration(
+    config: Configuration,
+    manifests: dict,
+    params: ExperimentParams,
+    seed: int,
+    timer: Timer,
+    step: str,
+    done: dict | None = None,
+) -> dict:
     """Train the paired and unpaired models of one configuration and measure E1–E4, the gates and
     the unseen counterfactuals (:func:`.measure.unseen_counterfactuals`).
 
@@ -97,17 +113,38 @@ def run_configuration(config: Configuration, manifests: dict, params: Experiment
     unseen = unseen_counterfactuals(ckpts["unpaired"], unpaired, seed, params)
     e4, e1_core_lr = core_lr_metrics(config, manifests, ckpts, gates, params, seed, reuse)
     timer.add(f"seed{seed}/measure_{config.name}", t)
-    experiments = {"E1": e1, "E2": e2, "E3": e3, "E3_gap": gate_metric(gates, "cross_test_gap", None, seed),
-                   "E4": e4, "E1_core_lr": e1_core_lr}
-    return {"preprocess": config.preprocess, "core_dropout": config.core_dropout,
-            "hard_negatives": config.hard_negatives, "dataset": config.dataset, "training": training,
-            "experiments": experiments, "roc": {k: v for k, v in (("E1", roc1), ("E2", roc2), ("E3", roc3)) if v},
-            "gates": strip_extra(gates), "stratified": stratified_bins(gates),
-            "primary_failed": primary_failed(gates), "unseen": unseen}
+    experiments = {
+        "E1": e1,
+        "E2": e2,
+        "E3": e3,
+        "E3_gap": gate_metric(gates, "cross_test_gap", None, seed),
+        "E4": e4,
+        "E1_core_lr": e1_core_lr,
+    }
+    return {
+        "preprocess": config.preprocess,
+        "core_dropout": config.core_dropout,
+        "hard_negatives": config.hard_negatives,
+        "dataset": config.dataset,
+        "training": training,
+        "experiments": experiments,
+        "roc": {k: v for k, v in (("E1", roc1), ("E2", roc2), ("E3", roc3)) if v},
+        "gates": strip_extra(gates),
+        "stratified": stratified_bins(gates),
+        "primary_failed": primary_failed(gates),
+        "unseen": unseen,
+    }
 
 
-def train_models(config: Configuration, manifests: dict, params: ExperimentParams, seed: int, timer: Timer,
-                 step: str, paired: bool = True) -> tuple[dict, dict]:
+def train_models(
+    config: Configuration,
+    manifests: dict,
+    params: ExperimentParams,
+    seed: int,
+    timer: Timer,
+    step: str,
+    paired: bool = True,
+) -> tuple[dict, dict]:
     """Train the configuration's unpaired model (and with ``paired`` its paired one) into
     ``out/models/seed<S>/<name>-<mode>.pt``; returns ``({mode: training record}, {mode: checkpoint})``."""
     models = params.out / "models" / f"seed{seed}"
@@ -115,8 +152,12 @@ def train_models(config: Configuration, manifests: dict, params: ExperimentParam
     unpaired = manifests[config.dataset]
     for mode in ("paired", "unpaired") if paired else ("unpaired",):
         ckpt = models / f"{config.name}-{mode}.pt"
-        say(f"seed {seed}: {step} training {config.name} on {mode if mode == 'paired' else config.dataset} data "
-            f"({params.epochs} epochs)", params.progress, timer)
+        say(
+            f"seed {seed}: {step} training {config.name} on {mode if mode == 'paired' else config.dataset} data "
+            f"({params.epochs} epochs)",
+            params.progress,
+            timer,
+        )
         t = time.perf_counter()
         training[mode] = train_model(manifests[mode] if mode == "paired" else unpaired, ckpt, config, params, seed)
         timer.add(f"seed{seed}/train_{config.name}_{mode}", t)
@@ -124,8 +165,15 @@ def train_models(config: Configuration, manifests: dict, params: ExperimentParam
     return training, ckpts
 
 
-def core_lr_metrics(config: Configuration, manifests: dict, ckpts: dict, gates: list, params: ExperimentParams,
-                    seed: int, reuse: dict | None) -> tuple:
+def core_lr_metrics(
+    config: Configuration,
+    manifests: dict,
+    ckpts: dict,
+    gates: list,
+    params: ExperimentParams,
+    seed: int,
+    reuse: dict | None,
+) -> tuple:
     """``(E4, E1_core_lr)``: the core-LR probe on the unpaired and the paired training input as the model
     sees it (``gates``: the unpaired model's gate records; ``reuse``: the record whose E1 this one shares)."""
     # E4 reads the model's input; a raw_robust model's input is the raw_robust array, whose probe is a
@@ -136,13 +184,22 @@ def core_lr_metrics(config: Configuration, manifests: dict, ckpts: dict, gates: 
     def core_train(case) -> bool:
         return case.gate == "core_lr_auc" and case.split == "train" and case.params.get("input") == model_input
 
-    e4_records = gates if needs_model else run_gates(manifests[config.dataset], None, params, seed, model_only=False,
-                                                     only=core_train)
+    e4_records = (
+        gates
+        if needs_model
+        else run_gates(manifests[config.dataset], None, params, seed, model_only=False, only=core_train)
+    )
     e4 = gate_metric(e4_records, "core_lr_auc", "train", seed, box=10, input=model_input)
     if reuse is not None:
         return e4, reuse["experiments"]["E1_core_lr"]
-    paired_core = run_gates(manifests["paired"], ckpts["paired"] if needs_model else None, params, seed,
-                            model_only=needs_model, only=core_train)
+    paired_core = run_gates(
+        manifests["paired"],
+        ckpts["paired"] if needs_model else None,
+        params,
+        seed,
+        model_only=needs_model,
+        only=core_train,
+    )
     return e4, gate_metric(paired_core, "core_lr_auc", "train", seed, box=10, input=model_input)
 
 
@@ -164,8 +221,9 @@ def run_seed(params: ExperimentParams, seed: int, timer: Timer) -> tuple:
         timer.add(f"seed{seed}/data_gates_{mode}", t)
     n = len(params.configs)
     for i, config in enumerate(params.configs):
-        record["configs"][config.name] = run_configuration(config, manifests, params, seed, timer, f"[{i + 1}/{n}]",
-                                                           record["configs"])
+        record["configs"][config.name] = run_configuration(
+            config, manifests, params, seed, timer, f"[{i + 1}/{n}]", record["configs"]
+        )
     return record, manifests
 
 
@@ -179,8 +237,13 @@ def run_experiment(params: ExperimentParams, command: str = "", timer: Timer | N
 
     params.out.mkdir(parents=True, exist_ok=True)
     timer = Timer() if timer is None else timer
-    results = {"schema": SCHEMA, "package_version": __version__, "command": command,
-               "params": params.record(), "seeds": []}
+    results = {
+        "schema": SCHEMA,
+        "package_version": __version__,
+        "command": command,
+        "params": params.record(),
+        "seeds": [],
+    }
     first = None
     for seed in params.seed_list():
         record, manifests = run_seed(params, seed, timer)
@@ -210,34 +273,77 @@ def run_experiment(params: ExperimentParams, command: str = "", timer: Timer | N
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = ExperimentParams(out=Path("."))
     parser.add_argument("--out", metavar="DIR", required=True, type=Path, help="output directory")
-    parser.add_argument("--n-lrgs", metavar="N", type=int, default=None,
-                        help=f"simulated LRGs per seed (not with --input). Default: {d.n_lrgs}")
-    parser.add_argument("--epochs", metavar="E", type=int, default=d.epochs,
-                        help="training epochs. Default: %(default)r")
+    parser.add_argument(
+        "--n-lrgs",
+        metavar="N",
+        type=int,
+        default=None,
+        help=f"simulated LRGs per seed (not with --input). Default: {d.n_lrgs}",
+    )
+    parser.add_argument(
+        "--epochs", metavar="E", type=int, default=d.epochs, help="training epochs. Default: %(default)r"
+    )
     parser.add_argument("--seed", metavar="S", type=int, default=d.seed, help="first seed. Default: %(default)r")
-    parser.add_argument("--seeds", metavar="K", type=int, default=d.seeds,
-                        help="number of seeds (S, S+1, ...); key numbers become mean ± std. Default: %(default)r")
-    parser.add_argument("--input", metavar="PAIRED", type=Path, default=None,
-                        help="paired survey parquet (file or directory, docs/design.md#paired-input-format) instead of simulated data")
-    parser.add_argument("--n-boot", metavar="B", type=int, default=d.n_boot,
-                        help="LRG bootstrap resamples per interval. Default: %(default)r")
-    parser.add_argument("--max-minutes", metavar="M", type=float, default=None,
-                        help="training time budget per model, minutes. Default: none")
-    parser.add_argument("--hard-negatives", metavar="KIND,KIND", default=E5_RECIPE,
-                        help="hard-negative kinds of the E5 recipe (core, shuffle, swap; docs/experiment.md#e5); "
-                        "'none' leaves E5 out. Default: %(default)s")
-    parser.add_argument("--hard-negative-mix", metavar="KIND=F,...", default="",
-                        help="mix of the E5 recipe (build --hard-negative-mix). Default: the build's defaults")
+    parser.add_argument(
+        "--seeds",
+        metavar="K",
+        type=int,
+        default=d.seeds,
+        help="number of seeds (S, S+1, ...); key numbers become mean ± std. Default: %(default)r",
+    )
+    parser.add_argument(
+        "--input",
+        metavar="PAIRED",
+        type=Path,
+        default=None,
+        help="paired survey parquet (file or directory, docs/design.md#paired-input-format) instead of simulated data",
+    )
+    parser.add_argument(
+        "--n-boot",
+        metavar="B",
+        type=int,
+        default=d.n_boot,
+        help="LRG bootstrap resamples per interval. Default: %(default)r",
+    )
+    parser.add_argument(
+        "--max-minutes",
+        metavar="M",
+        type=float,
+        default=None,
+        help="training time budget per model, minutes. Default: none",
+    )
+    parser.add_argument(
+        "--hard-negatives",
+        metavar="KIND,KIND",
+        default=E5_RECIPE,
+        help="hard-negative kinds of the E5 recipe (core, shuffle, swap; docs/experiment.md#e5); "
+        "'none' leaves E5 out. Default: %(default)s",
+    )
+    parser.add_argument(
+        "--hard-negative-mix",
+        metavar="KIND=F,...",
+        default="",
+        help="mix of the E5 recipe (build --hard-negative-mix). Default: the build's defaults",
+    )
 
 
 def params_from_args(args: argparse.Namespace, **overrides) -> ExperimentParams:
     """:class:`ExperimentParams` from the command line; ``--n-lrgs`` with ``--input`` is an error."""
     if args.input is not None and args.n_lrgs is not None:
-        raise ValueError("experiment: --n-lrgs sets the size of simulated data and cannot be used with --input "
-                         f"(got --n-lrgs {args.n_lrgs} --input {args.input})")
-    kw = dict(out=args.out, epochs=args.epochs, seed=args.seed, seeds=args.seeds, input=args.input,
-              n_boot=args.n_boot, max_minutes=args.max_minutes,
-              configs=recipe_configs(getattr(args, "hard_negatives", E5_RECIPE), getattr(args, "hard_negative_mix", "")))
+        raise ValueError(
+            "experiment: --n-lrgs sets the size of simulated data and cannot be used with --input "
+            f"(got --n-lrgs {args.n_lrgs} --input {args.input})"
+        )
+    kw = dict(
+        out=args.out,
+        epochs=args.epochs,
+        seed=args.seed,
+        seeds=args.seeds,
+        input=args.input,
+        n_boot=args.n_boot,
+        max_minutes=args.max_minutes,
+        configs=recipe_configs(getattr(args, "hard_negatives", E5_RECIPE), getattr(args, "hard_negative_mix", "")),
+    )
     if args.n_lrgs is not None:
         kw["n_lrgs"] = args.n_lrgs
     kw.update(overrides)

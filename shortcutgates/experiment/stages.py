@@ -61,8 +61,14 @@ def paired_input(params: ExperimentParams, seed: int, timer: Timer) -> Path:
         return path
     say(f"seed {seed}: simulating {params.n_lrgs} LRGs -> {path}", params.progress, timer)
     t = time.perf_counter()
-    simulate_paired(path, params.n_lrgs, seed, stamp_size=params.stamp_size,
-                    injections_per_lrg=tuple(params.injections_per_lrg), progress=params.progress)
+    simulate_paired(
+        path,
+        params.n_lrgs,
+        seed,
+        stamp_size=params.stamp_size,
+        injections_per_lrg=tuple(params.injections_per_lrg),
+        progress=params.progress,
+    )
     timer.add(f"seed{seed}/simulate", t)
     return path
 
@@ -79,10 +85,19 @@ def build_datasets(source: Path, params: ExperimentParams, seed: int, timer: Tim
         say(f"seed {seed}: building the {name} manifest -> {path}", params.progress, timer)
         t = time.perf_counter()
         recipe = recipes.get(name)
-        extra = {} if recipe is None else {"hard_negatives": recipe.hard_negatives,
-                                           "hard_negative_mix": recipe.hard_negative_mix}
-        build_manifest(source, path, mode="paired" if name == "paired" else "unpaired", seed=seed,
-                       progress=params.progress, **extra)
+        extra = (
+            {}
+            if recipe is None
+            else {"hard_negatives": recipe.hard_negatives, "hard_negative_mix": recipe.hard_negative_mix}
+        )
+        build_manifest(
+            source,
+            path,
+            mode="paired" if name == "paired" else "unpaired",
+            seed=seed,
+            progress=params.progress,
+            **extra,
+        )
         timer.add(f"seed{seed}/build_{name}", t)
         out[name] = path
     return out
@@ -99,8 +114,12 @@ def split_counts(manifest_dir: Path) -> dict:
     for split in dict.fromkeys(frame[SPLIT_COLUMN].astype(str)):
         sel = (frame[SPLIT_COLUMN].astype(str) == split).to_numpy()
         labels = frame[LABEL_COLUMN].to_numpy()[sel]
-        out[split] = {"n": int(sel.sum()), "n_pos": int((labels == 1).sum()), "n_neg": int((labels == 0).sum()),
-                      "n_lrgs": int(len(np.unique(groups[sel])))}
+        out[split] = {
+            "n": int(sel.sum()),
+            "n_pos": int((labels == 1).sum()),
+            "n_neg": int((labels == 0).sum()),
+            "n_lrgs": int(len(np.unique(groups[sel]))),
+        }
     return out
 
 
@@ -113,13 +132,24 @@ def train_model(manifest: Path, ckpt: Path, config: Configuration, params: Exper
     """Train one model (resuming a checkpoint left by an interrupted run); returns its summary record."""
     from shortcutgates.model.train import TrainConfig, train
 
-    train_config = TrainConfig(preprocess=config.preprocess, core_dropout=config.core_dropout,
-                               epochs=params.epochs, batch_size=params.batch_size, seed=seed,
-                               max_minutes=params.max_minutes, device="auto", **params.train_options)
-    summary = train(manifest, ckpt, train_config, resume=ckpt.exists(), progress=params.progress,
-                    cache_dir=params.out / "cache")
+    train_config = TrainConfig(
+        preprocess=config.preprocess,
+        core_dropout=config.core_dropout,
+        epochs=params.epochs,
+        batch_size=params.batch_size,
+        seed=seed,
+        max_minutes=params.max_minutes,
+        device="auto",
+        **params.train_options,
+    )
+    summary = train(
+        manifest, ckpt, train_config, resume=ckpt.exists(), progress=params.progress, cache_dir=params.out / "cache"
+    )
     record = {k: v for k, v in summary._asdict().items() if k not in WALL_CLOCK_FIELDS + ("checkpoint",)}
     record["history"] = [{k: v for k, v in row.items() if k not in WALL_CLOCK_FIELDS} for row in summary.history]
-    record["checkpoint"] = str(Path(summary.checkpoint).relative_to(params.out)) \
-        if Path(summary.checkpoint).is_relative_to(params.out) else str(summary.checkpoint)
+    record["checkpoint"] = (
+        str(Path(summary.checkpoint).relative_to(params.out))
+        if Path(summary.checkpoint).is_relative_to(params.out)
+        else str(summary.checkpoint)
+    )
     return jsonable(record)

@@ -103,8 +103,16 @@ def cache_key(manifest, config) -> str:
     """Hex sha256 of the format, the package version, the manifest digest and the gate settings."""
     from shortcutgates import __version__
 
-    text = json.dumps({"format": FORMAT, "version": __version__, "manifest": manifest_digest(manifest),
-                       "settings": settings_of(config)}, sort_keys=True, default=str)
+    text = json.dumps(
+        {
+            "format": FORMAT,
+            "version": __version__,
+            "manifest": manifest_digest(manifest),
+            "settings": settings_of(config),
+        },
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -148,11 +156,13 @@ class DataGateCache:
                 raise ValueError("its key does not match its name")
             records = entry.get("records")
             if not isinstance(records, dict) or not all(
-                    isinstance(r, dict) and r.get("id") == i and "verdict" in r for i, r in records.items()):
+                isinstance(r, dict) and r.get("id") == i and "verdict" in r for i, r in records.items()
+            ):
                 raise ValueError("its records are malformed")
         except (OSError, ValueError, UnicodeDecodeError) as exc:
-            self._notice(f"shortcutgates: ignoring the corrupt gate cache entry {self.path} ({exc}); "
-                         "recomputing the data gates")
+            self._notice(
+                f"shortcutgates: ignoring the corrupt gate cache entry {self.path} ({exc}); recomputing the data gates"
+            )
             return {}
         return records
 
@@ -190,7 +200,6 @@ class DataGateCache:
             self._notice(f"shortcutgates: cannot write the gate cache entry {self.path} ({exc.strerror or exc})")
             return None
         return self.path
-
 
     # --- arrays: model-independent work of the model gates (the lensing split of the paired set) -------
     def arrays_path(self, name: str) -> Path:

@@ -31,8 +31,9 @@ def leakage_cases(context: GateContext, gate: Gate) -> list[GateCase]:
     """Positives vs negatives within each probe split, then every pair of splits; with a checkpoint
     that records its training manifest (another manifest than the gated one), every split against
     the model's ``train`` split (``model_train``)."""
-    cases = ([_case(gate, {"pair": "pos-neg"}, s) for s in context.probe_splits]
-             + [_case(gate, {"pair": f"{a}-{b}"}) for a, b in itertools.combinations(context.splits, 2)])
+    cases = [_case(gate, {"pair": "pos-neg"}, s) for s in context.probe_splits] + [
+        _case(gate, {"pair": f"{a}-{b}"}) for a, b in itertools.combinations(context.splits, 2)
+    ]
     trained = getattr(context, "training_manifest", None)
     if trained is not None and not (isinstance(trained, Path) and trained.resolve() == context.data.resolve()):
         # a recorded manifest that cannot be read (moved, changed) is shown with the reason, not decided
@@ -77,7 +78,8 @@ def _inputs(context: GateContext, refuses: tuple[str, ...] = ()) -> list[tuple[s
     Without a model the model-input case is generated (and skipped), so "expected" counts it.
     """
     out: list[tuple[str, tuple[str, ...]]] = [
-        (i, DATA) for i in dict.fromkeys(("raw_robust", context.config.input)) if i not in refuses]
+        (i, DATA) for i in dict.fromkeys(("raw_robust", context.config.input)) if i not in refuses
+    ]
     if context.has_model:
         same = context.input_key("model") in [i for i, _ in out]
         if not same and context.model_preprocess_name not in refuses:
@@ -117,8 +119,9 @@ def per_box_input(context: GateContext, gate: Gate) -> list[GateCase]:
             bins = dg.core_theta_bins(context, s, b)
             for i, needs in _inputs(context):
                 per_bin = bins.decidable if bins.arc_in_box else []  # else the all-θ_E case decides
-                for params in [{"box": b, "input": i}] + [{"box": b, "input": i, "theta_e": label}
-                                                         for label in per_bin]:
+                for params in [{"box": b, "input": i}] + [
+                    {"box": b, "input": i, "theta_e": label} for label in per_bin
+                ]:
                     cases.append(_case(gate, params, s, needs, _deciding(context, gate, s, params)))
     return cases
 
@@ -130,14 +133,19 @@ def per_input(context: GateContext, gate: Gate) -> list[GateCase]:
 def per_input_model_reported(context: GateContext, gate: Gate) -> list[GateCase]:
     """Like :func:`per_input`; only the ``raw_robust`` case decides: a sanity check of the data (are the
     arcs there?), while what a preprocessing (the model's, ``--input``) keeps of them is information."""
-    return [GateCase(c.gate, c.params, c.split, c.needs, "reported" if c.params["input"] != "raw_robust" else c.role)
-            for c in per_input(context, gate)]
+    return [
+        GateCase(c.gate, c.params, c.split, c.needs, "reported" if c.params["input"] != "raw_robust" else c.role)
+        for c in per_input(context, gate)
+    ]
 
 
 def per_profile_input(context: GateContext, gate: Gate) -> list[GateCase]:
     """Radial profiles of ``residual`` images are zero by construction: that input is not generated."""
-    return [_case(gate, {"input": i}, s, needs) for s in context.probe_splits
-            for i, needs in _inputs(context, refuses=("residual",))]
+    return [
+        _case(gate, {"input": i}, s, needs)
+        for s in context.probe_splits
+        for i, needs in _inputs(context, refuses=("residual",))
+    ]
 
 
 def held_out_splits(context: GateContext, gate: Gate) -> list[GateCase]:

@@ -43,26 +43,55 @@ EXIT_FROM_PYTEST = {0: 0, 1: 1, 2: 130, 3: 3, 4: 2}
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``shortcutgates gate`` (paths are validated by :func:`resolve_paths`)."""
     add_command_options(parser)
-    parser.add_argument("--model", metavar="MODEL", nargs="+", default=None,
-                        help="checkpoint(s) .pt, torch.export .pt2 or ONNX .onnx; a directory or quoted glob "
-                             "gates each model in it (default: a shortcutgates_scorer fixture in ./conftest.py, "
-                             "else none: model gates do not run)")
-    parser.add_argument("--out", metavar="DIR", default=None,
-                        help="with several models: directory for one JSON report per model, summary.csv and "
-                             "gates_by_model.png")
-    parser.add_argument("--input", dest="gate_input", choices=("raw_robust", "residual"), default=None,
-                        help="data-only runs: the preprocessing the data probes decide on (default: "
-                             "[tool.shortcutgates] input, else raw_robust); a model run decides on the model's input")
-    parser.add_argument("--no-strict", dest="strict", action="store_false",
-                        help="do not fail when expected gates did not run (e.g. data gates only, no model)")
-    parser.add_argument("--gate-cache", metavar="DIR", default=None,
-                        help="directory of the data-gate cache (default: $SHORTCUTGATES_CACHE, else "
-                             "~/.cache/shortcutgates); data gates are reused while the manifest's bytes, the "
-                             "settings and the version are unchanged")
-    parser.add_argument("--no-cache", dest="reuse_cache", action="store_false",
-                        help="measure every data gate again (the fresh results replace the cache entry)")
-    parser.add_argument("pytest_args", nargs=argparse.REMAINDER, metavar="PYTEST_ARGS",
-                        help="further arguments for pytest, after '--' (e.g. -- -k core_lr --junitxml out.xml)")
+    parser.add_argument(
+        "--model",
+        metavar="MODEL",
+        nargs="+",
+        default=None,
+        help="checkpoint(s) .pt, torch.export .pt2 or ONNX .onnx; a directory or quoted glob "
+        "gates each model in it (default: a shortcutgates_scorer fixture in ./conftest.py, "
+        "else none: model gates do not run)",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        default=None,
+        help="with several models: directory for one JSON report per model, summary.csv and gates_by_model.png",
+    )
+    parser.add_argument(
+        "--input",
+        dest="gate_input",
+        choices=("raw_robust", "residual"),
+        default=None,
+        help="data-only runs: the preprocessing the data probes decide on (default: "
+        "[tool.shortcutgates] input, else raw_robust); a model run decides on the model's input",
+    )
+    parser.add_argument(
+        "--no-strict",
+        dest="strict",
+        action="store_false",
+        help="do not fail when expected gates did not run (e.g. data gates only, no model)",
+    )
+    parser.add_argument(
+        "--gate-cache",
+        metavar="DIR",
+        default=None,
+        help="directory of the data-gate cache (default: $SHORTCUTGATES_CACHE, else "
+        "~/.cache/shortcutgates); data gates are reused while the manifest's bytes, the "
+        "settings and the version are unchanged",
+    )
+    parser.add_argument(
+        "--no-cache",
+        dest="reuse_cache",
+        action="store_false",
+        help="measure every data gate again (the fresh results replace the cache entry)",
+    )
+    parser.add_argument(
+        "pytest_args",
+        nargs=argparse.REMAINDER,
+        metavar="PYTEST_ARGS",
+        help="further arguments for pytest, after '--' (e.g. -- -k core_lr --junitxml out.xml)",
+    )
 
 
 def suite_path() -> Path:
@@ -88,8 +117,9 @@ def expand_models(values: list[str] | None, cwd: Path) -> list[Path]:
                 raise ValueError(f"--model {value}: no file matches")
             out += found
         elif path.is_dir():
-            found = sorted((p for p in path.iterdir() if p.suffix.lower() in MODEL_SUFFIXES and p.is_file()),
-                           key=_natural_key)
+            found = sorted(
+                (p for p in path.iterdir() if p.suffix.lower() in MODEL_SUFFIXES and p.is_file()), key=_natural_key
+            )
             if not found:
                 raise ValueError(f"--model {path}: directory holds no model file ({', '.join(MODEL_SUFFIXES)})")
             out += found
@@ -122,9 +152,13 @@ def pytest_argv(args: argparse.Namespace, cwd: Path) -> list[str]:
     # "--opt=value" forms: pytest would otherwise take a bare path value for a test path
     argv = [str(suite), f"--rootdir={suite.parent}", "-p", "no:cacheprovider", "-p", "no:benchmark"]
     argv += ["-p", "shortcutgates.plugin"] if _autoload_off() else []
-    for flag, value in (("--data", args.data), ("--data-root", getattr(args, "data_root", None)),
-                        ("--gate-report", args.gate_report),
-                        ("--gate-html", getattr(args, "gate_html", None)), ("--gate-config", args.gate_config)):
+    for flag, value in (
+        ("--data", args.data),
+        ("--data-root", getattr(args, "data_root", None)),
+        ("--gate-report", args.gate_report),
+        ("--gate-html", getattr(args, "gate_html", None)),
+        ("--gate-config", args.gate_config),
+    ):
         if value is not None:
             argv.append(f"{flag}={value}")
     if args.models:
@@ -179,16 +213,25 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--data DIR is needed (or --model CKPT: a shortcutgates checkpoint records its manifest)")
     if len(args.models) > 1:
         if args.pytest_args or args.gate_report or args.gate_html:
-            raise ValueError("with several models, pytest arguments, --gate-report and --gate-html do not apply; "
-                             "--out DIR gets one report per model")
+            raise ValueError(
+                "with several models, pytest arguments, --gate-report and --gate-html do not apply; "
+                "--out DIR gets one report per model"
+            )
         if args.out is None:
             raise ValueError(f"{len(args.models)} models: name a directory for their reports with --out DIR")
         from shortcutgates.gates.sweep import gate_many
 
-        return gate_many(args.data, args.models, cwd / args.out, config_path=args.gate_config, strict=args.strict,
-                         data_root=args.data_root, input=getattr(args, "gate_input", None),
-                         cache_dir=None if args.gate_cache is None else cwd / Path(args.gate_cache).expanduser(),
-                         reuse_cache=args.reuse_cache)
+        return gate_many(
+            args.data,
+            args.models,
+            cwd / args.out,
+            config_path=args.gate_config,
+            strict=args.strict,
+            data_root=args.data_root,
+            input=getattr(args, "gate_input", None),
+            cache_dir=None if args.gate_cache is None else cwd / Path(args.gate_cache).expanduser(),
+            reuse_cache=args.reuse_cache,
+        )
     if args.out is not None:
         raise ValueError("--out is for several models; with one, use --gate-report FILE (and --junitxml)")
     import pytest

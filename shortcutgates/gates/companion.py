@@ -73,8 +73,14 @@ def shape_problem(truth: pd.DataFrame, psf_fwhm_arcsec: np.ndarray) -> np.ndarra
     return out.astype(str)
 
 
-def unlensed_source(truth: pd.DataFrame, x0: np.ndarray, y0: np.ndarray, shape: tuple[int, int],
-                    pad: int = COMPANION_PAD_PX, oversample: int = COMPANION_OVERSAMPLE) -> np.ndarray:
+def unlensed_source(
+    truth: pd.DataFrame,
+    x0: np.ndarray,
+    y0: np.ndarray,
+    shape: tuple[int, int],
+    pad: int = COMPANION_PAD_PX,
+    oversample: int = COMPANION_OVERSAMPLE,
+) -> np.ndarray:
     """(N, h+2pad, w+2pad) float64: each row's Sérsic source (:data:`SHAPE_COLUMNS`) centred on ``(x0, y0)``
     (N,) arcsec, pixel-averaged over ``oversample²`` rays, before the PSF, unit total flux on the padded grid."""
     from shortcutgates.simulate.kernels import sersic, sersic_amp_for_flux
@@ -84,8 +90,17 @@ def unlensed_source(truth: pd.DataFrame, x0: np.ndarray, y0: np.ndarray, shape: 
     t = {c: pd.to_numeric(truth[c], errors="coerce").to_numpy(np.float64)[:, None] for c in SHAPE_COLUMNS}
     x, y = sub_grid(h, w, pad, k)
     amp = sersic_amp_for_flux(1.0, t["src_reff_arcsec"], t["src_n"])
-    sb = sersic(x.astype(np.float64), y.astype(np.float64), amp, t["src_reff_arcsec"], t["src_n"], t["src_q"],
-                t["src_phi_rad"], np.asarray(x0, np.float64)[:, None], np.asarray(y0, np.float64)[:, None])
+    sb = sersic(
+        x.astype(np.float64),
+        y.astype(np.float64),
+        amp,
+        t["src_reff_arcsec"],
+        t["src_n"],
+        t["src_q"],
+        t["src_phi_rad"],
+        np.asarray(x0, np.float64)[:, None],
+        np.asarray(y0, np.float64)[:, None],
+    )
     hp, wp = h + 2 * pad, w + 2 * pad
     light = mean_last(mean_last(sb.reshape(n, hp, k, wp, k), np.float64).transpose(0, 1, 3, 2))
     return light / np.maximum(light.sum(axis=(1, 2), keepdims=True), 1e-300)
@@ -120,7 +135,8 @@ def companion_galaxy(arc: np.ndarray, truth: pd.DataFrame, psf_fwhm_arcsec: np.n
     x0, y0 = arc_position(arc)
     light = unlensed_source(truth, x0, y0, (h, w))
     kernels = moffat_kernels(fwhm.ravel(), COMPANION_MOFFAT_BETA, COMPANION_PSF_RADIUS).reshape(
-        n, c, 2 * COMPANION_PSF_RADIUS + 1, -1)
+        n, c, 2 * COMPANION_PSF_RADIUS + 1, -1
+    )
     blurred = np.maximum(blur(light[:, None], kernels, COMPANION_PAD_PX)[:, 0], 0.0)
     on_stamp = blurred.sum(axis=(-2, -1), keepdims=True)
     flux = arc.astype(np.float64).sum(axis=(-2, -1), keepdims=True)

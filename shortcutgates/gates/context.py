@@ -22,7 +22,17 @@ from shortcutgates.data.blob_rows import release_row_group_cache
 from shortcutgates.data import manifest as sgmanifest
 from shortcutgates.data.identity import check_lrg_ids, match_lrgs
 from shortcutgates.model.preprocess import get_preprocessor, raw_robust, residual
-from shortcutgates.data.schema import CONDITIONS, LABEL_COLUMN, LRG_ID_COLUMN, LRG_MEASURED, LRG_TRUTH, MANIFEST_SPLITS, PIXEL_SCALE_ARCSEC, SPLIT_COLUMN, DataError
+from shortcutgates.data.schema import (
+    CONDITIONS,
+    LABEL_COLUMN,
+    LRG_ID_COLUMN,
+    LRG_MEASURED,
+    LRG_TRUTH,
+    MANIFEST_SPLITS,
+    PIXEL_SCALE_ARCSEC,
+    SPLIT_COLUMN,
+    DataError,
+)
 from shortcutgates.gates import context_blocks
 from shortcutgates.gates.probes import ProbeError
 from shortcutgates.gates.records import GateConfig
@@ -76,8 +86,16 @@ class GateContext:
     Counters ``n_inference_passes`` and ``n_images_scored`` record the model's work.
     """
 
-    def __init__(self, data, model=None, config: GateConfig = GateConfig(), progress: bool = False,
-                 score_fn: ScoreFn | None = None, preprocess: str | Callable | None = None, data_root=None):
+    def __init__(
+        self,
+        data,
+        model=None,
+        config: GateConfig = GateConfig(),
+        progress: bool = False,
+        score_fn: ScoreFn | None = None,
+        preprocess: str | Callable | None = None,
+        data_root=None,
+    ):
         self.data = Path(data)
         self.config = config
         self.progress = progress
@@ -88,13 +106,18 @@ class GateContext:
         self.duplicate_images: list[str] = list(frame.attrs.get("duplicate_images", []))
         if frame[SPLIT_COLUMN].isna().any():
             i = int(np.flatnonzero(frame[SPLIT_COLUMN].isna().to_numpy())[0])
-            raise DataError("split is missing", file=frame["manifest_file"].iloc[i],
-                            row=int(frame["manifest_row"].iloc[i]), column=SPLIT_COLUMN)
+            raise DataError(
+                "split is missing",
+                file=frame["manifest_file"].iloc[i],
+                row=int(frame["manifest_row"].iloc[i]),
+                column=SPLIT_COLUMN,
+            )
         frame[SPLIT_COLUMN] = frame[SPLIT_COLUMN].astype(str)
         frame["_group"] = _sky_groups(frame)
         self.frame = frame
-        self.id_check = (check_lrg_ids(frame["ra"], frame["dec"], frame[LRG_ID_COLUMN])
-                         if LRG_ID_COLUMN in frame else None)
+        self.id_check = (
+            check_lrg_ids(frame["ra"], frame["dec"], frame[LRG_ID_COLUMN]) if LRG_ID_COLUMN in frame else None
+        )
         self.model_path = None if model is None else Path(model)
         self._loaded = None
         self.training_manifest: Path | str | None = None
@@ -130,15 +153,22 @@ class GateContext:
             from shortcutgates.model.checkpoint import load_checkpoint
             from shortcutgates.model.evaluate import predict_scores
         except ImportError as exc:
-            raise RuntimeError(f"GateContext: cannot load a checkpoint, the model modules are missing ({exc})") from None
+            raise RuntimeError(
+                f"GateContext: cannot load a checkpoint, the model modules are missing ({exc})"
+            ) from None
         loaded = load_checkpoint(path)
         self._loaded = loaded
         self.training_manifest = training_manifest_of(path)
         self._score_fn = lambda raw: np.asarray(predict_scores(loaded, raw), np.float64)
         self._preprocess = loaded.preprocess
 
-    def with_scorer(self, score_fn: ScoreFn | None, preprocess: str | Callable | None = None,
-                    model_path=None, score_inputs: ScoreFn | None = None) -> "GateContext":
+    def with_scorer(
+        self,
+        score_fn: ScoreFn | None,
+        preprocess: str | Callable | None = None,
+        model_path=None,
+        score_inputs: ScoreFn | None = None,
+    ) -> "GateContext":
         """A context on the same data with another model (or none), sharing everything that is data only.
 
         The manifest, samples, integrity check, inputs of named preprocessing modes and memoised
@@ -172,9 +202,11 @@ class GateContext:
 
         trained = self.memo(("training_positions", str(self.training_manifest)), compute)
         rows = self.rows(split)
-        ids = match_lrgs(np.r_[rows["ra"].to_numpy(np.float64), trained[:, 0]],
-                         np.r_[rows["dec"].to_numpy(np.float64), trained[:, 1]]).lrg_id.astype(str)
-        return sorted(set(ids[:len(rows)]) & set(ids[len(rows):]))
+        ids = match_lrgs(
+            np.r_[rows["ra"].to_numpy(np.float64), trained[:, 0]],
+            np.r_[rows["dec"].to_numpy(np.float64), trained[:, 1]],
+        ).lrg_id.astype(str)
+        return sorted(set(ids[: len(rows)]) & set(ids[len(rows) :]))
 
     @property
     def has_model(self) -> bool:
@@ -239,9 +271,11 @@ class GateContext:
         data probes then decide on ``config.input``, never on raw pixels.
         """
         if self.has_model and self.model_preprocess_name in ("none", "None", "custom", ""):
-            return (f"the model declares preprocessing {self.model_preprocess_name!r}: its input is raw "
-                    "nanomaggies (or unknown), on which a linear probe reads the LRG's brightness scale; "
-                    f"reported, and the data probes decide on {self.config.input!r}")
+            return (
+                f"the model declares preprocessing {self.model_preprocess_name!r}: its input is raw "
+                "nanomaggies (or unknown), on which a linear probe reads the LRG's brightness scale; "
+                f"reported, and the data probes decide on {self.config.input!r}"
+            )
         return None
 
     @property
@@ -309,8 +343,9 @@ class GateContext:
         """Positions in ``self.frame`` of the rows a split's sample draws (:func:`cap_rows`), in order."""
         in_split = np.flatnonzero((self.frame[SPLIT_COLUMN] == split).to_numpy())
         labels = self.frame[LABEL_COLUMN].to_numpy()[in_split].astype(int)
-        return in_split[cap_rows(labels, self.frame["_group"].to_numpy()[in_split], self.config.max_samples,
-                                 self.config.seed)]
+        return in_split[
+            cap_rows(labels, self.frame["_group"].to_numpy()[in_split], self.config.max_samples, self.config.seed)
+        ]
 
     def _make_sample(self, split: str) -> SplitSample:
         rows = self.rows(split)
@@ -326,14 +361,18 @@ class GateContext:
         keep = dedup_negatives(labels, images)
         sub, images = sub[keep].reset_index(drop=True), images[keep]
         annulus = None if decoded.annulus is None else tuple(a[keep] for a in decoded.annulus)
-        theta = (pd.to_numeric(sub["theta_e_arcsec"], errors="coerce").to_numpy(np.float64) / PIXEL_SCALE_ARCSEC
-                 if "theta_e_arcsec" in sub else np.full(len(sub), np.nan))
+        theta = (
+            pd.to_numeric(sub["theta_e_arcsec"], errors="coerce").to_numpy(np.float64) / PIXEL_SCALE_ARCSEC
+            if "theta_e_arcsec" in sub
+            else np.full(len(sub), np.nan)
+        )
         theta = np.where(sub[LABEL_COLUMN].to_numpy() == 1, theta, np.nan)
         meta = sub.drop(columns=[c for c in ("image_npz",) if c in sub])
         labels, groups = meta[LABEL_COLUMN].to_numpy().astype(int), meta["_group"].to_numpy()
         units = matched_units(meta, labels, groups, self.property_columns)
-        return SplitSample(meta, images, labels, groups, theta, len(pos), int((~decoded.ok).sum()),
-                           int((~keep).sum()), units, annulus)
+        return SplitSample(
+            meta, images, labels, groups, theta, len(pos), int((~decoded.ok).sum()), int((~keep).sum()), units, annulus
+        )
 
     def input_key(self, mode: str) -> str:
         """Cache key of an input: the preprocessor name, also for ``"model"`` when the model uses a named one."""
@@ -387,7 +426,7 @@ class GateContext:
             keep[positions] = True
         kept: list[tuple[np.ndarray, np.ndarray]] = []  # (frame positions, their images), copies
         for start in tqdm(range(0, len(frame), CHUNK), desc="data_integrity", disable=not self.progress, leave=False):
-            decoded = decode_rows(frame.iloc[start:start + CHUNK], shape)
+            decoded = decode_rows(frame.iloc[start : start + CHUNK], shape)
             problems += decoded.problems
             shape = decoded.shape
             if problems:  # a bad row anywhere: the samples decode their rows themselves (as they always did)
@@ -409,8 +448,9 @@ class GateContext:
         at = np.full(len(self.frame), -1, np.int64)
         at[positions] = np.arange(len(positions))
         for split, rows in wanted.items():
-            self._predecoded[split] = DecodedRows(images[at[rows]], np.ones(len(rows), bool), [], shape,
-                                                  (median[at[rows]], mad[at[rows]]))
+            self._predecoded[split] = DecodedRows(
+                images[at[rows]], np.ones(len(rows), bool), [], shape, (median[at[rows]], mad[at[rows]])
+            )
 
     # --- report blocks (shortcutgates.gates.context_blocks) ------------------------------------
     def low_fpr(self) -> dict:

@@ -30,10 +30,14 @@ def low_fpr_block(context: GateContext) -> dict:
             continue
         scores = context.scores(split)
         fpr, tpr, _ = roc_curve(sample.labels, scores)
-        out[split] = {"n_neg": int((sample.labels == 0).sum()), "n_pos": int((sample.labels == 1).sum()),
-                      "tpr_at_fpr": tpr_at_fpr_intervals(sample.labels, scores, sample.resampling_units,
-                                                         n_boot=context.config.n_boot, seed=context.config.seed),
-                      "roc": {"fpr": np.round(fpr, 6).tolist(), "tpr": np.round(tpr, 6).tolist()}}
+        out[split] = {
+            "n_neg": int((sample.labels == 0).sum()),
+            "n_pos": int((sample.labels == 1).sum()),
+            "tpr_at_fpr": tpr_at_fpr_intervals(
+                sample.labels, scores, sample.resampling_units, n_boot=context.config.n_boot, seed=context.config.seed
+            ),
+            "roc": {"fpr": np.round(fpr, 6).tolist(), "tpr": np.round(tpr, 6).tolist()},
+        }
     return out
 
 
@@ -44,19 +48,32 @@ def data_block(context: GateContext) -> dict:
     per_split = {}
     for split in context.splits:
         rows = frame[frame[SPLIT_COLUMN] == split]
-        per_split[split] = {"n": int(len(rows)), "n_pos": int((rows[LABEL_COLUMN] == 1).sum()),
-                            "n_neg": int((rows[LABEL_COLUMN] == 0).sum()), "n_lrgs": int(rows["_group"].nunique())}
-    return {"path": str(context.data), "n_rows": int(len(frame)), "splits": per_split,
-            "hand_written": context.manifest.meta is None, "sha256": meta.get("sha256"),
-            "mode": meta.get("mode"), "max_samples": context.config.max_samples, "seed": context.config.seed}
+        per_split[split] = {
+            "n": int(len(rows)),
+            "n_pos": int((rows[LABEL_COLUMN] == 1).sum()),
+            "n_neg": int((rows[LABEL_COLUMN] == 0).sum()),
+            "n_lrgs": int(rows["_group"].nunique()),
+        }
+    return {
+        "path": str(context.data),
+        "n_rows": int(len(frame)),
+        "splits": per_split,
+        "hand_written": context.manifest.meta is None,
+        "sha256": meta.get("sha256"),
+        "mode": meta.get("mode"),
+        "max_samples": context.config.max_samples,
+        "seed": context.config.seed,
+    }
 
 
 def model_block(context: GateContext) -> dict | None:
     """The report's ``"model"`` block (None without a model): path, preprocessing and the checkpoint's record."""
     if not context.has_model:
         return None
-    info = {"path": None if context.model_path is None else str(context.model_path),
-            "preprocess": context.model_preprocess_name}
+    info = {
+        "path": None if context.model_path is None else str(context.model_path),
+        "preprocess": context.model_preprocess_name,
+    }
     payload = getattr(context._loaded, "payload", None)
     if isinstance(payload, dict):
         for key in ("format", "version", "model_config", "train_config", "data", "metrics", "seed"):

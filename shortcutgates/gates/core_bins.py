@@ -60,6 +60,7 @@ def core_theta_bins(context, split: str, box: int) -> CoreBins:
     :data:`DEFAULT_SEEING_ARCSEC`. Without Einstein radii (survey data without injection truth) no
     bin is known: the all-θ_E case decides.
     """
+
     def compute() -> CoreBins:
         rows = context.rows(split)
         fwhm = DEFAULT_SEEING_ARCSEC
@@ -70,8 +71,11 @@ def core_theta_bins(context, split: str, box: int) -> CoreBins:
                     fwhm = float(values.median())
                     break
         reach = box / 2 * PIXEL_SCALE_ARCSEC + fwhm / 2
-        theta = (pd.to_numeric(rows["theta_e_arcsec"], errors="coerce").to_numpy(np.float64)
-                 if "theta_e_arcsec" in rows else np.full(len(rows), np.nan))
+        theta = (
+            pd.to_numeric(rows["theta_e_arcsec"], errors="coerce").to_numpy(np.float64)
+            if "theta_e_arcsec" in rows
+            else np.full(len(rows), np.nan)
+        )
         theta = theta[(rows[LABEL_COLUMN].to_numpy() == 1) & np.isfinite(theta)]
         edges = context.config.theta_e_bins_arcsec
         decidable, n_inside = [], 0

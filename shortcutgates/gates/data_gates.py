@@ -61,8 +61,15 @@ def data_integrity(context, case: GateCase) -> Measurement:
     if len(problems) > 3:
         shown += f"; … {len(problems) - 3} more; bad rows: {bad_rows_by_file(problems)}"
     frame = context.frame
-    return Measurement(len(problems), None, len(frame), int(frame["_group"].nunique()), "bad rows",
-                       shown or f"all {len(frame)} rows decode", {"problems": problems[:100]})
+    return Measurement(
+        len(problems),
+        None,
+        len(frame),
+        int(frame["_group"].nunique()),
+        "bad rows",
+        shown or f"all {len(frame)} rows decode",
+        {"problems": problems[:100]},
+    )
 
 
 def _shared(a: pd.Series, b: pd.Series) -> list[str]:
@@ -91,22 +98,27 @@ def lrg_leakage(context, case: GateCase) -> Measurement:
         in_a, in_b = frame[SPLIT_COLUMN] == a, frame[SPLIT_COLUMN] == b
         rows, what, hint = frame[in_a | in_b], f"LRGs in both {a} and {b}", ""
         if sorted((a, b)) == sorted(SHARED_POSITIVE_SPLITS):  # test's positives are test_paired's
-            in_a, in_b = (in_a & (frame[LABEL_COLUMN] == 0), in_b) if a == "test" else (in_a, in_b & (frame[LABEL_COLUMN] == 0))
+            in_a, in_b = (
+                (in_a & (frame[LABEL_COLUMN] == 0), in_b) if a == "test" else (in_a, in_b & (frame[LABEL_COLUMN] == 0))
+            )
             what, hint = "test negatives on test_paired LRGs", " (test's positives are test_paired's by design)"
         shared = _shared(frame.loc[in_a, "_group"], frame.loc[in_b, "_group"])
-    note = (f"e.g. {', '.join(shared[:3])}{hint}" if shared else "none shared")
+    note = f"e.g. {', '.join(shared[:3])}{hint}" if shared else "none shared"
     check = context.id_check
     if check is not None and not check.ok:
-        note += (f"; given lrg_id disagrees with sky matching: {len(check.split_ids)} ids span several LRGs, "
-                 f"{len(check.merged_ids)} LRGs carry several ids (sky matching used)")
-    return Measurement(len(shared), None, len(rows), int(rows["_group"].nunique()), what, note,
-                       {"shared": shared[:100]})
+        note += (
+            f"; given lrg_id disagrees with sky matching: {len(check.split_ids)} ids span several LRGs, "
+            f"{len(check.merged_ids)} LRGs carry several ids (sky matching used)"
+        )
+    return Measurement(
+        len(shared), None, len(rows), int(rows["_group"].nunique()), what, note, {"shared": shared[:100]}
+    )
 
 
 def _split_pair(pair: str, splits: list[str]) -> tuple[str, str]:
     for a in splits:
-        if pair.startswith(a + "-") and pair[len(a) + 1:] in splits:
-            return a, pair[len(a) + 1:]
+        if pair.startswith(a + "-") and pair[len(a) + 1 :] in splits:
+            return a, pair[len(a) + 1 :]
     raise ValueError(f"lrg_leakage: cannot read split pair {pair!r} (splits: {', '.join(splits)})")
 
 
@@ -147,9 +159,15 @@ def metadata_c2st_auc(context, case: GateCase) -> Measurement:
     sample = context.sample(case.split)
     columns = context.property_columns
     features = metadata_features(sample.frame, columns)
-    return _without_scores(_probe_measurement(context, case, features, "C2ST AUC",
-                                              f"{len(columns)} property columns ({absent_properties(context)}); "
-                                              f"{sample.note}"))
+    return _without_scores(
+        _probe_measurement(
+            context,
+            case,
+            features,
+            "C2ST AUC",
+            f"{len(columns)} property columns ({absent_properties(context)}); {sample.note}",
+        )
+    )
 
 
 def metadata_c2st_gbm_auc(context, case: GateCase) -> Measurement:
@@ -162,20 +180,27 @@ def metadata_c2st_gbm_auc(context, case: GateCase) -> Measurement:
 
     def compute():
         features = metadata_features(sample.frame, columns)
-        scores = grouped_cv_gbm_scores(features, sample.labels, sample.resampling_units,
-                                       n_splits=context.config.n_splits, seed=context.config.seed)
+        scores = grouped_cv_gbm_scores(
+            features, sample.labels, sample.resampling_units, n_splits=context.config.n_splits, seed=context.config.seed
+        )
         return bootstrap_auroc(sample.labels, scores, sample.resampling_units, context.config)
 
     est = context.memo((case.gate, case.split), compute)
-    return estimate_measurement(est, "C2ST AUC (gradient-boosted trees)",
-                                f"{len(columns)} property columns ({absent_properties(context)}); {sample.note}")
+    return estimate_measurement(
+        est,
+        "C2ST AUC (gradient-boosted trees)",
+        f"{len(columns)} property columns ({absent_properties(context)}); {sample.note}",
+    )
 
 
 def absent_properties(context) -> str:
     """What the property columns lack, said out loud (redshift, magnitude, size)."""
     present = set(context.property_columns)
-    wanted = {"redshift": ("lrg_redshift",), "magnitude": ("lrg_mag_r", "total_mag_r"),
-              "size": ("lrg_reff_arcsec", "half_light_radius_r")}
+    wanted = {
+        "redshift": ("lrg_redshift",),
+        "magnitude": ("lrg_mag_r", "total_mag_r"),
+        "size": ("lrg_reff_arcsec", "half_light_radius_r"),
+    }
     missing = [name for name, cols in wanted.items() if not present & set(cols)]
     return "no " + ", ".join(missing) + " column" if missing else "redshift, magnitude and size present"
 
@@ -242,13 +267,14 @@ def _core_features(context, case: GateCase, images: np.ndarray, name: str, box: 
     features = central_box(images, box)
     blank = blanked_fraction(features)
     if blank >= 0.5:
-        raise ProbeError(f"a mask covers the probe box: {blank:.0%} of the central {box}×{box} px of input {name} "
-                         "hold one constant value per stamp (the probe would pass trivially)")
+        raise ProbeError(
+            f"a mask covers the probe box: {blank:.0%} of the central {box}×{box} px of input {name} "
+            "hold one constant value per stamp (the probe would pass trivially)"
+        )
     return features
 
 
-def _core_bin_lr_auc(context, case: GateCase, images: np.ndarray, name: str, box: int,
-                     bins: CoreBins) -> Measurement:
+def _core_bin_lr_auc(context, case: GateCase, images: np.ndarray, name: str, box: int, bins: CoreBins) -> Measurement:
     """Core-LR refitted on one θ_E bin's positives against all negatives of the split."""
     sample = context.sample(case.split)
     label = str(case.params["theta_e"])
@@ -260,11 +286,14 @@ def _core_bin_lr_auc(context, case: GateCase, images: np.ndarray, name: str, box
         features = _core_features(context, case, images[keep], name, box)
         return cv_auc_estimate(features, sample.labels[keep], sample.resampling_units[keep], context.config)
 
-    est, _ = context.memo((case.gate, case.split, context.input_key(str(case.params["input"])), "box", box,
-                           "theta_e", label), compute)
-    note = (f"input {name}; positives with θ_E in [{lo:g}, {hi:g})″ ({int((keep & (sample.labels == 1)).sum())}) "
-            f"against all {int((sample.labels == 0).sum())} negatives; their arcs clear the box (θ_E − FWHM/2 "
-            f"beyond its half-side, FWHM {bins.fwhm_arcsec:.2f}″)")
+    est, _ = context.memo(
+        (case.gate, case.split, context.input_key(str(case.params["input"])), "box", box, "theta_e", label), compute
+    )
+    note = (
+        f"input {name}; positives with θ_E in [{lo:g}, {hi:g})″ ({int((keep & (sample.labels == 1)).sum())}) "
+        f"against all {int((sample.labels == 0).sum())} negatives; their arcs clear the box (θ_E − FWHM/2 "
+        f"beyond its half-side, FWHM {bins.fwhm_arcsec:.2f}″)"
+    )
     extra = {"input": name, "theta_e_lo": lo, "theta_e_hi": hi, "fwhm_arcsec": bins.fwhm_arcsec}
     reason = not_deciding_input(context, case)
     if reason:
@@ -290,26 +319,39 @@ def core_lr_auc(context, case: GateCase) -> Measurement:
     features = _core_features(context, case, images, name, box)
     m = _probe_measurement(context, case, features, f"core-LR AUC (box {box} px)", "", None, ("box", box))
     scores = m.extra.pop("_scores")
-    per_bin = [dict(r) for r in context.memo(  # the out-of-fold scores are memoised: so are their bin AUROCs
-        (case.gate, case.split, context.input_key(str(case.params["input"])), "box", box, "theta_e_bin_aurocs"),
-        lambda: theta_e_bin_aurocs(sample.labels, scores, sample.resampling_units, sample.theta_e_px,
-                                   context.config.theta_e_bins_arcsec, context.config))]
+    per_bin = [
+        dict(r)
+        for r in context.memo(  # the out-of-fold scores are memoised: so are their bin AUROCs
+            (case.gate, case.split, context.input_key(str(case.params["input"])), "box", box, "theta_e_bin_aurocs"),
+            lambda: theta_e_bin_aurocs(
+                sample.labels,
+                scores,
+                sample.resampling_units,
+                sample.theta_e_px,
+                context.config.theta_e_bins_arcsec,
+                context.config,
+            ),
+        )
+    ]
     for rec in per_bin:
         rec["arc_inside_box"] = not arc_clears_box(rec["lo"], bins.fwhm_arcsec, box)
     note = f"input {name}; {sample.note}"
     measured = [r for r in per_bin if r["auc"] is not None]
     if measured:
         note += "; by θ_E bin: " + ", ".join(
-            f"[{r['lo']:g}, {r['hi']:g})″ {r['auc']:.3f}{'*' if r['arc_inside_box'] else ''}" for r in measured)
+            f"[{r['lo']:g}, {r['hi']:g})″ {r['auc']:.3f}{'*' if r['arc_inside_box'] else ''}" for r in measured
+        )
         if any(r["arc_inside_box"] for r in measured):
             note += f" (* arcs with θ_E < {bins.reach_arcsec:.2f}″ reach the box)"
     extra = {"theta_e_bins": per_bin, "input": name}
     reasons = []
     if bins.arc_in_box:
-        reasons.append(f"{bins.share_in_box:.0%} of the positives have θ_E in bins whose PSF-blurred arcs reach "
-                       f"the {box}×{box} box (θ_E − FWHM/2 inside its half-side, FWHM {bins.fwhm_arcsec:.2f}″): the "
-                       "probe reads the arc there; decided on the bins beyond "
-                       f"({', '.join(bins.decidable) or 'none with enough positives'})")
+        reasons.append(
+            f"{bins.share_in_box:.0%} of the positives have θ_E in bins whose PSF-blurred arcs reach "
+            f"the {box}×{box} box (θ_E − FWHM/2 inside its half-side, FWHM {bins.fwhm_arcsec:.2f}″): the "
+            "probe reads the arc there; decided on the bins beyond "
+            f"({', '.join(bins.decidable) or 'none with enough positives'})"
+        )
     reason = not_deciding_input(context, case)
     if reason:
         reasons.append(reason)
@@ -328,11 +370,19 @@ def radial_profile_lr_auc(context, case: GateCase) -> Measurement:
     sample = context.sample(case.split)
     images, name = _probe_input(context, case)
     if name == "residual":
-        raise ProbeError("radial profiles of residual images are zero by construction (ring medians are "
-                         "subtracted); this probe measures nothing on that input")
-    return _without_scores(_probe_measurement(
-        context, case, lambda: profile_features(images), "radial-profile AUC",
-        f"input {name}; on raw images the arc's ring flux alone separates the classes; {sample.note}"))
+        raise ProbeError(
+            "radial profiles of residual images are zero by construction (ring medians are "
+            "subtracted); this probe measures nothing on that input"
+        )
+    return _without_scores(
+        _probe_measurement(
+            context,
+            case,
+            lambda: profile_features(images),
+            "radial-profile AUC",
+            f"input {name}; on raw images the arc's ring flux alone separates the classes; {sample.note}",
+        )
+    )
 
 
 def arc_annulus_lr_auc(context, case: GateCase) -> Measurement:
@@ -340,19 +390,38 @@ def arc_annulus_lr_auc(context, case: GateCase) -> Measurement:
     sample = context.sample(case.split)
     images, name = _probe_input(context, case)
     r_in, r_out = arc_radii(sample.theta_e_px, r_max=annulus_radii(*images.shape[-2:])[0])
-    return _without_scores(_probe_measurement(
-        context, case, lambda: ring_features(images, r_in, r_out), "arc-annulus AUC",
-        f"input {name}; rings {r_in:.1f}-{r_out:.1f} px{_core_note(r_in)}; {sample.note}",
-        {"r_in_px": r_in, "r_out_px": r_out}))
+    return _without_scores(
+        _probe_measurement(
+            context,
+            case,
+            lambda: ring_features(images, r_in, r_out),
+            "arc-annulus AUC",
+            f"input {name}; rings {r_in:.1f}-{r_out:.1f} px{_core_note(r_in)}; {sample.note}",
+            {"r_in_px": r_in, "r_out_px": r_out},
+        )
+    )
 
 
 def _core_note(r_in: float) -> str:
     """Says so when the arc annulus reaches into the core (small Einstein radii): its rings are not arc-only."""
     from shortcutgates.gates.perturb import R_CORE_PX
 
-    return f" (includes the core r < {R_CORE_PX:g} px: the smallest Einstein radii reach it)" if r_in < R_CORE_PX else ""
+    return (
+        f" (includes the core r < {R_CORE_PX:g} px: the smallest Einstein radii reach it)" if r_in < R_CORE_PX else ""
+    )
 
 
-__all__ = ["data_integrity", "lrg_leakage", "property_balance", "metadata_c2st_auc", "metadata_c2st_gbm_auc", "core_lr_auc",
-           "radial_profile_lr_auc", "arc_annulus_lr_auc", "theta_e_bin_aurocs", "bad_rows_by_file", "core_theta_bins",
-           "arc_clears_box"]
+__all__ = [
+    "data_integrity",
+    "lrg_leakage",
+    "property_balance",
+    "metadata_c2st_auc",
+    "metadata_c2st_gbm_auc",
+    "core_lr_auc",
+    "radial_profile_lr_auc",
+    "arc_annulus_lr_auc",
+    "theta_e_bin_aurocs",
+    "bad_rows_by_file",
+    "core_theta_bins",
+    "arc_clears_box",
+]

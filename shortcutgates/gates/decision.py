@@ -47,6 +47,7 @@ DEGENERATE_MODAL_FRACTION = 0.95
 # --- AUROC and its intervals -------------------------------------------------------------------
 def nan_on_lost_class(metric: Callable) -> Callable:
     """A resample that loses a class yields NaN (left out of the interval), not an exception."""
+
     def wrapped(labels, scores, weights=None):
         try:
             return metric(labels, scores, weights)
@@ -54,6 +55,7 @@ def nan_on_lost_class(metric: Callable) -> Callable:
             if weights is None:
                 raise
             return np.nan
+
     if hasattr(metric, "batch"):  # many resamples at once: a lost class is already NaN there
         wrapped.batch = metric.batch  # type: ignore[attr-defined]
     return wrapped
@@ -63,14 +65,22 @@ def bootstrap_auroc(labels, scores, groups, config: GateConfig) -> Estimate:
     """AUROC with its LRG-bootstrap interval, using the suite's ``n_boot``, ``seed`` and ``level``."""
     labels = np.asarray(labels).astype(int)
     metric = weighted_auroc_metric(labels, scores)
-    return grouped_bootstrap(labels, scores, groups, metric=metric, n_boot=config.n_boot,
-                             seed=config.seed, level=config.level)
+    return grouped_bootstrap(
+        labels, scores, groups, metric=metric, n_boot=config.n_boot, seed=config.seed, level=config.level
+    )
 
 
 def bootstrap_metric(labels, values, groups, metric: Callable, config: GateConfig) -> Estimate:
     """Any ``metric(labels, values, weights)`` with its LRG-bootstrap interval (NaN resamples left out)."""
-    return grouped_bootstrap(np.asarray(labels).astype(int), values, groups, metric=nan_on_lost_class(metric),
-                             n_boot=config.n_boot, seed=config.seed, level=config.level)
+    return grouped_bootstrap(
+        np.asarray(labels).astype(int),
+        values,
+        groups,
+        metric=nan_on_lost_class(metric),
+        n_boot=config.n_boot,
+        seed=config.seed,
+        level=config.level,
+    )
 
 
 def check_scorer(scores: np.ndarray, where: str) -> None:
@@ -85,16 +95,29 @@ def check_scorer(scores: np.ndarray, where: str) -> None:
     values, counts = np.unique(scores, return_counts=True)
     span = float(np.ptp(scores))
     if len(values) == 1 or span <= 1e-9 * max(1.0, float(np.abs(scores).max())):
-        raise ValueError(f"degenerate scorer: {len(scores)} scores on {where} are constant ({scores[0]:.6g}); "
-                         "a constant scorer sits at chance without looking at the images")
+        raise ValueError(
+            f"degenerate scorer: {len(scores)} scores on {where} are constant ({scores[0]:.6g}); "
+            "a constant scorer sits at chance without looking at the images"
+        )
     modal = counts.max() / len(scores)
     if modal >= DEGENERATE_MODAL_FRACTION:
-        raise ValueError(f"degenerate scorer: {modal:.0%} of {len(scores)} scores on {where} are one value "
-                         f"({values[counts.argmax()]:.6g}); a near-constant scorer decides nothing")
+        raise ValueError(
+            f"degenerate scorer: {modal:.0%} of {len(scores)} scores on {where} are one value "
+            f"({values[counts.argmax()]:.6g}); a near-constant scorer decides nothing"
+        )
 
 
-def auc_measurement(labels, scores, groups, config: GateConfig, what: str, note: str = "",
-                    extra: dict | None = None, *, scorer: str | None = None) -> Measurement:
+def auc_measurement(
+    labels,
+    scores,
+    groups,
+    config: GateConfig,
+    what: str,
+    note: str = "",
+    extra: dict | None = None,
+    *,
+    scorer: str | None = None,
+) -> Measurement:
     """AUROC of ``scores`` with its LRG-bootstrap interval as a :class:`Measurement`.
 
     ``scorer`` names the inputs of a model gate; its scores are then checked by :func:`check_scorer`.
@@ -107,13 +130,15 @@ def auc_measurement(labels, scores, groups, config: GateConfig, what: str, note:
 
 def estimate_measurement(est: Estimate, what: str, note: str = "", extra: dict | None = None) -> Measurement:
     """A bootstrapped :class:`~shortcutgates.stats.Estimate` as a :class:`Measurement`."""
-    return Measurement(float(est.value), (float(est.lo), float(est.hi)), int(est.n), int(est.n_groups), what,
-                       note, dict(extra or {}))
+    return Measurement(
+        float(est.value), (float(est.lo), float(est.hi)), int(est.n), int(est.n_groups), what, note, dict(extra or {})
+    )
 
 
 # --- verdicts ----------------------------------------------------------------------------------
-def decide(value: float, ci: tuple[float, float] | None, threshold: float | None, direction: str,
-           equivalence: bool = False) -> str:
+def decide(
+    value: float, ci: tuple[float, float] | None, threshold: float | None, direction: str, equivalence: bool = False
+) -> str:
     """Verdict of a measured value: ``pass``, ``fail``, ``inconclusive`` (or ``reported`` without a threshold)."""
     if threshold is None:
         return "reported"
@@ -133,8 +158,9 @@ def decide(value: float, ci: tuple[float, float] | None, threshold: float | None
     return "pass" if good_lo <= lo and hi <= good_hi else "inconclusive"
 
 
-def established_violation(value: float, ci: tuple[float, float] | None, threshold: float | None, direction: str,
-                          equivalence: bool = False) -> bool:
+def established_violation(
+    value: float, ci: tuple[float, float] | None, threshold: float | None, direction: str, equivalence: bool = False
+) -> bool:
     """Whether the whole interval (an exact quantity: its value) lies on the bad side of the claim.
 
     ``at_most``: ``lo > threshold``; ``at_least``: ``hi < threshold``; equivalence: the signed
@@ -153,8 +179,9 @@ def established_violation(value: float, ci: tuple[float, float] | None, threshol
     return lo > threshold if direction == "at_most" else hi < threshold
 
 
-def groups_to_establish(value: float, ci: tuple[float, float], threshold: float, direction: str,
-                        n_groups: int, equivalence: bool = False) -> int | None:
+def groups_to_establish(
+    value: float, ci: tuple[float, float], threshold: float, direction: str, n_groups: int, equivalence: bool = False
+) -> int | None:
     """LRGs needed for the interval of an estimate on the bad side to clear the threshold (None: never)."""
     if equivalence:
         half = (value - ci[0]) if value > 0 else (ci[1] - value)
@@ -167,8 +194,9 @@ def groups_to_establish(value: float, ci: tuple[float, float], threshold: float,
     return int(math.ceil(n_groups * (half / distance) ** 2 - 1e-9))
 
 
-def groups_to_decide(value: float, ci: tuple[float, float], threshold: float, direction: str,
-                     n_groups: int, equivalence: bool = False) -> int | None:
+def groups_to_decide(
+    value: float, ci: tuple[float, float], threshold: float, direction: str, n_groups: int, equivalence: bool = False
+) -> int | None:
     """LRGs needed for the interval to clear the threshold at the same estimate (None: never)."""
     if equivalence:
         half = max(ci[1] - value, value - ci[0])
@@ -200,8 +228,10 @@ def _inconclusive_text(m: Measurement, threshold: float, gate: Gate) -> str:
     if need is None:
         return "the estimate sits on the threshold: no sample size decides"
     if need > REACHABLE_FACTOR * m.n_groups:
-        return (f"the interval crosses the threshold and the estimate lies so close to it that more than "
-                f"{REACHABLE_FACTOR}x the current {m.n_groups} LRGs would be needed: no reachable sample decides")
+        return (
+            f"the interval crosses the threshold and the estimate lies so close to it that more than "
+            f"{REACHABLE_FACTOR}x the current {m.n_groups} LRGs would be needed: no reachable sample decides"
+        )
     return f"the interval crosses the threshold: about {need} LRGs (now {m.n_groups}) would decide"
 
 
@@ -221,12 +251,16 @@ def describe(m: Measurement, threshold: float | None, gate: Gate, verdict: str) 
         text += "; " + _inconclusive_text(m, threshold, gate)
     elif verdict == "fail" and threshold is not None and m.ci is not None:
         if established_violation(m.value, m.ci, threshold, gate.direction, gate.equivalence):
-            text += ("; established: the whole interval lies on the bad side" if gate.blocking else
-                     "; the whole interval lies on the bad side (a diagnostic: shown, red only where made primary)")
+            text += (
+                "; established: the whole interval lies on the bad side"
+                if gate.blocking
+                else "; the whole interval lies on the bad side (a diagnostic: shown, red only where made primary)"
+            )
         elif all(map(math.isfinite, m.ci)):
             need = groups_to_establish(m.value, m.ci, threshold, gate.direction, m.n_groups, gate.equivalence)
-            text += ("; too few LRGs to tell: the interval reaches the threshold"
-                     + (f" (about {need} LRGs, now {m.n_groups}, would establish it)" if need else ""))
+            text += "; too few LRGs to tell: the interval reaches the threshold" + (
+                f" (about {need} LRGs, now {m.n_groups}, would establish it)" if need else ""
+            )
     if m.extra.get("undecidable"):
         text += f"; not decided: {m.extra['undecidable']}"
     if m.note:
@@ -241,22 +275,54 @@ def judge(config: GateConfig, case: GateCase, gate: Gate, m: Measurement) -> Gat
         return error_result(config, case, gate, f"{m.what} is not finite ({m.value}); {m.note}".rstrip("; "))
     if below_chance(m, gate.chance, config.level):
         return error_result(
-            config, case, gate,
+            config,
+            case,
+            gate,
             f"{m.what} {m.value:.3f} [{m.ci[0]:.3f}, {m.ci[1]:.3f}] lies far below chance ({gate.chance:g}): a "
             "cross-validation artefact (e.g. classes that are twins of each other) or a flipped scorer, "
-            f"not evidence that the shortcut is absent; {m.note}".rstrip("; "))
+            f"not evidence that the shortcut is absent; {m.note}".rstrip("; "),
+        )
     verdict = decide(m.value, m.ci, threshold, gate.direction, gate.equivalence)
-    established = (gate.blocking and not m.extra.get("undecidable")
-                   and established_violation(m.value, m.ci, threshold, gate.direction, gate.equivalence))
-    return GateResult(case.id, case.gate, dict(case.params), case.split, float(m.value), m.ci, threshold,
-                      gate.direction, verdict, int(m.n), int(m.n_groups), describe(m, threshold, gate, verdict),
-                      case.role or gate.role, dict(m.extra), established)
+    established = (
+        gate.blocking
+        and not m.extra.get("undecidable")
+        and established_violation(m.value, m.ci, threshold, gate.direction, gate.equivalence)
+    )
+    return GateResult(
+        case.id,
+        case.gate,
+        dict(case.params),
+        case.split,
+        float(m.value),
+        m.ci,
+        threshold,
+        gate.direction,
+        verdict,
+        int(m.n),
+        int(m.n_groups),
+        describe(m, threshold, gate, verdict),
+        case.role or gate.role,
+        dict(m.extra),
+        established,
+    )
 
 
 def _empty(config: GateConfig, case: GateCase, gate: Gate, verdict: str, message: str) -> GateResult:
-    return GateResult(case.id, case.gate, dict(case.params), case.split, None, None,
-                      config.threshold_for(case, gate.threshold), gate.direction, verdict, 0, 0, message,
-                      case.role or gate.role)
+    return GateResult(
+        case.id,
+        case.gate,
+        dict(case.params),
+        case.split,
+        None,
+        None,
+        config.threshold_for(case, gate.threshold),
+        gate.direction,
+        verdict,
+        0,
+        0,
+        message,
+        case.role or gate.role,
+    )
 
 
 def error_result(config: GateConfig, case: GateCase, gate: Gate, reason: str) -> GateResult:

@@ -29,8 +29,13 @@ def profile_features(images: np.ndarray) -> np.ndarray:
     return azimuthal_median_profile(images).reshape(len(images), -1)
 
 
-def arc_radii(theta_e_px: np.ndarray, *, width: float = ARC_HALF_WIDTH_PX, default: tuple[float, float] = (4.0, 12.0),
-              r_max: float | None = None) -> tuple[float, float]:
+def arc_radii(
+    theta_e_px: np.ndarray,
+    *,
+    width: float = ARC_HALF_WIDTH_PX,
+    default: tuple[float, float] = (4.0, 12.0),
+    r_max: float | None = None,
+) -> tuple[float, float]:
     """Radii of the annulus where arcs lie, from the positives' Einstein radii.
 
     Parameters
@@ -136,8 +141,9 @@ def smd_metric(labels: np.ndarray, values: np.ndarray):
 
     def batch(weights: np.ndarray) -> np.ndarray:
         weights = np.atleast_2d(np.asarray(weights, np.float64))
-        (mean_a, var_a, ok_a), (mean_b, var_b, ok_b) = (moments(x, finite, weights[:, side])
-                                                        for x, finite, side in parts)
+        (mean_a, var_a, ok_a), (mean_b, var_b, ok_b) = (
+            moments(x, finite, weights[:, side]) for x, finite, side in parts
+        )
         both = (weights[:, labels].sum(axis=1) > 0) & (weights[:, ~labels].sum(axis=1) > 0)
         with np.errstate(invalid="ignore", divide="ignore"):
             diff = mean_a - mean_b

@@ -42,27 +42,32 @@ GATE_DOCS: dict[str, GateDoc] = {
     "data_integrity": GateDoc(
         "`data_integrity`",
         "rows that fail to decode, have another stamp size, hold NaN/Inf, or cannot be normalised",
-        "fix or drop the rows it lists (file, row, column); a survey's failed cutouts are all-zero stamps"),
+        "fix or drop the rows it lists (file, row, column); a survey's failed cutouts are all-zero stamps",
+    ),
     "lrg_leakage": GateDoc(
         "`lrg_leakage[split-pos-neg]`, `[a-b]`",
         "LRG identities (sky-matched) shared by positives and negatives of a split, or by two splits",
         "rebuild with `shortcutgates build` (LRG-disjoint splits); a hand-written `lrg_id` that disagrees with "
-        "the positions is reported here"),
+        "the positions is reported here",
+    ),
     "property_balance": GateDoc(
         "`property_balance[split-prop]`",
         "signed standardised mean difference of a property, positives − negatives",
-        "build with `--match COL,...` on the unbalanced columns"),
+        "build with `--match COL,...` on the unbalanced columns",
+    ),
     "metadata_c2st_auc": GateDoc(
         "`metadata_c2st_auc[split]`",
         "grouped-CV AUC of a classifier predicting the label from the property columns",
         "the classes differ in observing conditions: `--match` them",
         passes_note="on `train`; reported on `val`/`test` (too few LRGs there to decide; a manifest without "
-                    "`train` decides on its splits)"),
+        "`train` decides on its splits)",
+    ),
     "metadata_c2st_gbm_auc": GateDoc(
         "`metadata_c2st_gbm_auc[split]`",
         "grouped-CV AUC of gradient-boosted trees predicting the label from the property columns (non-linear "
         "C2ST beside the linear one)",
-        "the classes differ in a combination or tail of their properties: `--match` them"),
+        "the classes differ in a combination or tail of their properties: `--match` them",
+    ),
     "core_lr_auc": GateDoc(
         "`core_lr_auc[split-boxB-input]`, `[split-boxB-input-θbin]`",
         "grouped-CV logistic-regression AUC on the central B × B pixels (`raw_robust`, `--input`, the model's "
@@ -70,32 +75,38 @@ GATE_DOCS: dict[str, GateDoc] = {
         "the core alone separates the classes (paired data, or unpaired with the counter-image): train with "
         "`--preprocess residual` and/or `--core-dropout`, and check `property_balance`",
         passes_note="on `train`, on the model's input (else `--input`), on the θ_E bins whose arcs clear the "
-                    "box where some do not; reported on `val`/`test` and the other inputs",
-        needs_note=" (+ model for `input=model`)"),
+        "box where some do not; reported on `val`/`test` and the other inputs",
+        needs_note=" (+ model for `input=model`)",
+    ),
     "radial_profile_lr_auc": GateDoc(
         "`radial_profile_lr_auc[split-input]`",
         "grouped-CV AUC on azimuthal-median profiles",
         "on raw images the arc's ring flux alone separates the classes; not generated for residual input "
-        "(zero by construction)"),
+        "(zero by construction)",
+    ),
     "arc_annulus_lr_auc": GateDoc(
         "`arc_annulus_lr_auc[split-input]`",
         "grouped-CV AUC on ring statistics of the arc annulus (sanity: the arc is there)",
-        "the injections are too faint or misplaced for any detector; check the injection pipeline"),
+        "the injections are too faint or misplaced for any detector; check the injection pipeline",
+    ),
     "detection_auroc": GateDoc(
         "`detection_auroc[split]`",
         "the model's AUROC on a held-out split",
-        "the model does not detect lenses well enough; train longer or on more LRGs"),
+        "the model does not detect lenses well enough; train longer or on more LRGs",
+    ),
     "memorisation_gap": GateDoc(
         "`memorisation_gap[train-val]`",
         "AUROC(train) − AUROC(val)",
-        "large: the model memorises LRGs; more LRGs, fewer injections per LRG"),
+        "large: the model memorises LRGs; more LRGs, fewer injections per LRG",
+    ),
     "cross_test_gap": GateDoc(
         "`cross_test_gap`",
         "AUROC(`test_paired`) − AUROC(`test`)",
         "the model scores paired and unpaired data differently: it reads something the unpaired classes differ "
         "in (LRG selection, a shortcut missing from the pairs); see the perturbation gates",
         passes_note="(primary where `test` and `test_paired` share ≥ 500 positive LRGs — 6667 LRGs at the "
-                    "builder's default splits; reported below: at 4000, 300, a clean model passes it in 70–80 % of seeds)"),
+        "builder's default splits; reported below: at 4000, 300, a clean model passes it in 70–80 % of seeds)",
+    ),
     "arc_masked_auroc": GateDoc(
         "`arc_masked_auroc[...]`",
         "pairs with the arc taken out by lensing (control + counter-image light, "
@@ -103,25 +114,30 @@ GATE_DOCS: dict[str, GateDoc] = {
         "10⁻² or `operating_threshold`) ÷ share of the real lenses flagged; AUROC vs controls reported beside it; "
         "decidable pairs only",
         "the search would find these lenses from the counter-image / core light alone: the shortcut; train with "
-        "residual input, core dropout or counter-image negatives"),
+        "residual input, core dropout or counter-image negatives",
+    ),
     "core_masked_auroc_drop": GateDoc(
         "`core_masked_auroc_drop[...]`",
         "paired detection AUROC lost when the counter-image light (by lensing) is removed; decidable pairs only",
-        "the model depends on the counter-image in the core"),
+        "the model depends on the counter-image in the core",
+    ),
     "arc_swap_auroc_drop": GateDoc(
         "`arc_swap_auroc_drop[...]`",
         "paired detection AUROC lost when each arc is moved onto the control of an LRG of nearly the same brightness",
         "the score depends on which galaxy the arc lies on; a diagnostic: no shortcut it catches has been shown, "
-        "and a good lens finder reads an arc against its host ([why](docs/model_gates.md#arc-swap))"),
+        "and a good lens finder reads an arc against its host ([why](docs/model_gates.md#arc-swap))",
+    ),
     "morphology_auroc": GateDoc(
         "`morphology_auroc[...]`",
         "pairs vs the same pairs with the arc cut into PSF-sized patches shuffled round its rings (counter-image kept)",
         "the model does not tell an arc from its light scattered round the ring; a diagnostic until a "
-        "counterfactual separates shape from flux-per-ring readers ([why](docs/model_gates.md#morphology))"),
+        "counterfactual separates shape from flux-per-ring readers ([why](docs/model_gates.md#morphology))",
+    ),
     "stratified_auroc": GateDoc(
         "`stratified_auroc[split-by]`",
         "detection AUROC by bins of θ_E, PSF and depth (worst bin)",
-        "a bin far below the others: the model fails for that population"),
+        "a bin far below the others: the model fails for that population",
+    ),
 }
 
 
@@ -137,8 +153,13 @@ def passes_when(gate: Gate, doc: GateDoc) -> str:
         claim = f"count {op} {threshold}"
     else:
         claim = f"{op} {threshold:.2f}"
-    note = doc.passes_note or ("(diagnostic: never red unless made primary)" if not gate.blocking
-                               else "(reported)" if gate.role == "reported" else "")
+    note = doc.passes_note or (
+        "(diagnostic: never red unless made primary)"
+        if not gate.blocking
+        else "(reported)"
+        if gate.role == "reported"
+        else ""
+    )
     return f"{claim} {note}".strip()
 
 

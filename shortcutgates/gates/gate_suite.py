@@ -18,9 +18,11 @@ from shortcutgates.gates.suite import RESULT_PROPERTY, check_record
 def test_gate(gate_case, gate_session, request):
     """The gate case passes its threshold with its confidence interval on the good side."""
     record = gate_session.evaluate(gate_case)  # a cached data case, or run_case on the shared context
-    request.node.user_properties.extend([
-        (RESULT_PROPERTY, json.dumps(record, allow_nan=False)),
-        ("gate_verdict", record["verdict"]),
-        ("gate_value", record["value"]),
-    ])
+    request.node.user_properties.extend(
+        [
+            (RESULT_PROPERTY, json.dumps(record, allow_nan=False)),
+            ("gate_verdict", record["verdict"]),
+            ("gate_value", record["value"]),
+        ]
+    )
     check_record(record)

@@ -22,8 +22,25 @@ import pandas as pd
 
 from shortcutgates.data.schema import PIXEL_SCALE_ARCSEC
 from shortcutgates.gates.contract import Measurement
-from shortcutgates.gates.decision import auc_measurement, bootstrap_auroc, bootstrap_metric, estimate_measurement, weighted_auroc_metric
-from shortcutgates.gates.paired import MAX_UNDECIDABLE_SHARE, MIN_BIN_PAIRS, MIN_GATED_BIN_PAIRS, PairedSet, bin_is_gated, operational, pair_scores, paired_set, paired_statistic, theta_bins
+from shortcutgates.gates.decision import (
+    auc_measurement,
+    bootstrap_auroc,
+    bootstrap_metric,
+    estimate_measurement,
+    weighted_auroc_metric,
+)
+from shortcutgates.gates.paired import (
+    MAX_UNDECIDABLE_SHARE,
+    MIN_BIN_PAIRS,
+    MIN_GATED_BIN_PAIRS,
+    PairedSet,
+    bin_is_gated,
+    operational,
+    pair_scores,
+    paired_set,
+    paired_statistic,
+    theta_bins,
+)
 from shortcutgates.gates.perturb import find_pairs
 from shortcutgates.gates.probes import ProbeError
 from shortcutgates.gates.records import GateCase, Role
@@ -36,8 +53,9 @@ def _auc_result(context, case, labels, scores, groups, what, note="", extra=None
 def detection_auroc(context, case: GateCase) -> Measurement:
     """Model AUROC on a split's sample."""
     sample = context.sample(case.split)
-    return _auc_result(context, case, sample.labels, context.scores(case.split), sample.resampling_units, "AUROC",
-                       sample.note)
+    return _auc_result(
+        context, case, sample.labels, context.scores(case.split), sample.resampling_units, "AUROC", sample.note
+    )
 
 
 def auroc_difference(context, split_a: str, split_b: str) -> tuple:
@@ -72,8 +90,9 @@ def auroc_difference(context, split_a: str, split_b: str) -> tuple:
 def cross_test_gap(context, case: GateCase) -> Measurement:
     """AUROC(test_paired) − AUROC(test), signed; the claim is equivalence within the margin."""
     est, auc_a, auc_b = auroc_difference(context, "test_paired", "test")
-    return estimate_measurement(est, "AUROC gap (test_paired − test)",
-                                f"AUROC test_paired {auc_a:.3f}, test {auc_b:.3f}")
+    return estimate_measurement(
+        est, "AUROC gap (test_paired − test)", f"AUROC test_paired {auc_a:.3f}, test {auc_b:.3f}"
+    )
 
 
 def memorisation_gap(context, case: GateCase) -> Measurement:
@@ -99,8 +118,9 @@ def _reasons(b: dict) -> str:
     return "; ".join(f"{k} {v}" for k, v in sorted(b["reasons"].items(), key=lambda kv: -kv[1]))
 
 
-def _counterfactual_gate(context, case, kind: str, statistic: str, what: str, needs_split: bool = True,
-                         also: tuple[str, str] | None = None) -> Measurement:
+def _counterfactual_gate(
+    context, case, kind: str, statistic: str, what: str, needs_split: bool = True, also: tuple[str, str] | None = None
+) -> Measurement:
     ps = paired_set(context, case.split)
     b = _bin_of(ps, case)
     where = f"θ_E {b['lo']:g}–{b['hi']:g}″"
@@ -108,8 +128,10 @@ def _counterfactual_gate(context, case, kind: str, statistic: str, what: str, ne
         raise ProbeError(f"{len(b['rows'])} pairs in {where} (< {MIN_BIN_PAIRS})")
     rows = b["decided"] if needs_split else b["rows"]
     if len(rows) < MIN_BIN_PAIRS:
-        raise ProbeError(f"undecidable: {len(b['rows']) - len(b['decided'])} of {len(b['rows'])} pairs in {where} "
-                         f"cannot tell counter-image from arc ({_reasons(b)}); {len(rows)} decidable < {MIN_BIN_PAIRS}")
+        raise ProbeError(
+            f"undecidable: {len(b['rows']) - len(b['decided'])} of {len(b['rows'])} pairs in {where} "
+            f"cannot tell counter-image from arc ({_reasons(b)}); {len(rows)} decidable < {MIN_BIN_PAIRS}"
+        )
     scores = pair_scores(context, case.split)
     est, detection = paired_statistic(scores, kind, statistic, rows, ps.groups, context.config)
     op = operational(scores, kind, rows, ps.groups, context.config)
@@ -119,21 +141,41 @@ def _counterfactual_gate(context, case, kind: str, statistic: str, what: str, ne
         extra_value = {also[0]: [float(other.value), float(other.lo), float(other.hi)]}
     gated = bin_is_gated(b)
     also_what = also[1] if also is not None else ""
-    note = (f"{where}: {len(rows)} {'decidable ' if needs_split else ''}pairs of {b['n_lrgs']} LRGs "
-            f"({b['undecidable_share']:.0%} of {len(b['rows'])} undecidable"
-            + (f": {_reasons(b)}" if b["reasons"] else "") + f"), paired detection AUROC {detection:.3f}; "
-            f"at the operating threshold {op['threshold']:.4g} flagged: counterfactual "
-            f"{op['counterfactual_flagged'][0]:.0%} [{op['counterfactual_flagged'][1]:.0%}, {op['counterfactual_flagged'][2]:.0%}], "
-            f"real lenses {op['lens_flagged'][0]:.0%} [{op['lens_flagged'][1]:.0%}, {op['lens_flagged'][2]:.0%}]"
-            + "".join(f"; {also_what} {v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]" for v in extra_value.values())
-            + ("" if gated else f" (reported, not gated: > {MAX_UNDECIDABLE_SHARE:.0%} undecidable or < "
-                                f"{MIN_GATED_BIN_PAIRS} decidable pairs)"))
-    return Measurement(float(est.value), (float(est.lo), float(est.hi)), int(est.n), int(est.n_groups), what, note,
-                       {"theta_e_bin": [b["lo"], b["hi"]], "undecidable_share": b["undecidable_share"],
-                        "n_pairs": int(len(b["rows"])), "n_decidable": int(len(b["decided"])),
-                        "undecidable_reasons": b["reasons"], "detection_auroc": detection, "gated": gated,
-                        "operational": op, **extra_value})
-
+    note = (
+        f"{where}: {len(rows)} {'decidable ' if needs_split else ''}pairs of {b['n_lrgs']} LRGs "
+        f"({b['undecidable_share']:.0%} of {len(b['rows'])} undecidable"
+        + (f": {_reasons(b)}" if b["reasons"] else "")
+        + f"), paired detection AUROC {detection:.3f}; "
+        f"at the operating threshold {op['threshold']:.4g} flagged: counterfactual "
+        f"{op['counterfactual_flagged'][0]:.0%} [{op['counterfactual_flagged'][1]:.0%}, {op['counterfactual_flagged'][2]:.0%}], "
+        f"real lenses {op['lens_flagged'][0]:.0%} [{op['lens_flagged'][1]:.0%}, {op['lens_flagged'][2]:.0%}]"
+        + "".join(f"; {also_what} {v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]" for v in extra_value.values())
+        + (
+            ""
+            if gated
+            else f" (reported, not gated: > {MAX_UNDECIDABLE_SHARE:.0%} undecidable or < "
+            f"{MIN_GATED_BIN_PAIRS} decidable pairs)"
+        )
+    )
+    return Measurement(
+        float(est.value),
+        (float(est.lo), float(est.hi)),
+        int(est.n),
+        int(est.n_groups),
+        what,
+        note,
+        {
+            "theta_e_bin": [b["lo"], b["hi"]],
+            "undecidable_share": b["undecidable_share"],
+            "n_pairs": int(len(b["rows"])),
+            "n_decidable": int(len(b["decided"])),
+            "undecidable_reasons": b["reasons"],
+            "detection_auroc": detection,
+            "gated": gated,
+            "operational": op,
+            **extra_value,
+        },
+    )
 
 
 GATE_STATISTICS = {
@@ -158,8 +200,9 @@ def arc_masked_auroc(context, case) -> Measurement:
     Decidable pairs only (:func:`~shortcutgates.gates.perturb.split_lensed_light`).
     """
     kind, statistic, split = GATE_STATISTICS["arc_masked_auroc"]
-    return _counterfactual_gate(context, case, kind, statistic, "arc-masked flag ratio", split,
-                                also=("auroc", "arc-masked AUROC"))
+    return _counterfactual_gate(
+        context, case, kind, statistic, "arc-masked flag ratio", split, also=("auroc", "arc-masked AUROC")
+    )
 
 
 def core_masked_auroc_drop(context, case) -> Measurement:
@@ -205,8 +248,11 @@ def theta_bin_cases(context, gate) -> list:
         bins = paired_set(context, split).bins if context.has_model else listed_bins(context, split)
     except (ProbeError, ValueError):
         return [GateCase(gate.name, {}, split, gate.needs, gate.role)]
-    cases = [GateCase(gate.name, {"theta_e": b["label"]}, split, gate.needs, _bin_role(gate, b, context.has_model))
-             for b in bins if len(b["rows"]) >= MIN_BIN_PAIRS]
+    cases = [
+        GateCase(gate.name, {"theta_e": b["label"]}, split, gate.needs, _bin_role(gate, b, context.has_model))
+        for b in bins
+        if len(b["rows"]) >= MIN_BIN_PAIRS
+    ]
     return cases or [GateCase(gate.name, {}, split, gate.needs, gate.role)]
 
 
@@ -239,8 +285,9 @@ theta_bin_cases.resolve = resolve_bin_role  # type: ignore[attr-defined]  # regi
 
 
 # --- strata ------------------------------------------------------------------------------------
-def strata(frame: pd.DataFrame, labels: np.ndarray, theta_e_px: np.ndarray, by: str,
-           edges_arcsec) -> tuple[np.ndarray, list[str]]:
+def strata(
+    frame: pd.DataFrame, labels: np.ndarray, theta_e_px: np.ndarray, by: str, edges_arcsec
+) -> tuple[np.ndarray, list[str]]:
     """Bin index per row (−1: no bin) and bin names for ``by`` in {theta_e, psf, depth}.
 
     θ_E bins hold positives only (negatives have no θ_E: each bin is scored against all

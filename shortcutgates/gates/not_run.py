@@ -26,5 +26,7 @@ def strict_failure(records: list[dict]) -> str | None:
     ids = [r["id"] for r in records if r["verdict"] == "skipped" and not r.get("waiver")]
     if not ids:
         return None
-    return (f"STRICT: {len(ids)} of {len(records)} expected gates did not run, so this run has not shown the "
-            "shortcut absent; the run fails (run them, waive them, or pass --no-strict / omit --gate-strict)")
+    return (
+        f"STRICT: {len(ids)} of {len(records)} expected gates did not run, so this run has not shown the "
+        "shortcut absent; the run fails (run them, waive them, or pass --no-strict / omit --gate-strict)"
+    )

@@ -80,52 +80,96 @@ class PathOption(NamedTuple):
 
 
 PATH_OPTIONS: tuple[PathOption, ...] = (
-    PathOption("--data", "DIR", parse_data_dir,
-               "Manifest directory (or parquet file) the gates measure; without it the gate suite is skipped and "
-               "the plugin does nothing (shortcutgates gate: the manifest the checkpoints record)."),
-    PathOption("--data-root", "DIR", parse_data_root,
-               "Directory the manifest's relative source pointers are taken from, instead of the source root its "
-               "manifest.json records (the paired input moved)."),
-    PathOption("--gate-report", "FILE", parse_report_path,
-               "Write the gate results as JSON (schema shortcutgates.report/2) to FILE, atomically."),
-    PathOption("--gate-html", "FILE", parse_report_path,
-               "Also write the gate report as one HTML page to FILE (for CI artifacts)."),
-    PathOption("--gate-config", "PYPROJECT", parse_pyproject,
-               "pyproject.toml whose [tool.shortcutgates] table sets thresholds, sample caps, bootstrap and "
-               "waivers (default: the rootdir's, or the current directory's, pyproject.toml if there is one)."),
+    PathOption(
+        "--data",
+        "DIR",
+        parse_data_dir,
+        "Manifest directory (or parquet file) the gates measure; without it the gate suite is skipped and "
+        "the plugin does nothing (shortcutgates gate: the manifest the checkpoints record).",
+    ),
+    PathOption(
+        "--data-root",
+        "DIR",
+        parse_data_root,
+        "Directory the manifest's relative source pointers are taken from, instead of the source root its "
+        "manifest.json records (the paired input moved).",
+    ),
+    PathOption(
+        "--gate-report",
+        "FILE",
+        parse_report_path,
+        "Write the gate results as JSON (schema shortcutgates.report/2) to FILE, atomically.",
+    ),
+    PathOption(
+        "--gate-html",
+        "FILE",
+        parse_report_path,
+        "Also write the gate report as one HTML page to FILE (for CI artifacts).",
+    ),
+    PathOption(
+        "--gate-config",
+        "PYPROJECT",
+        parse_pyproject,
+        "pyproject.toml whose [tool.shortcutgates] table sets thresholds, sample caps, bootstrap and "
+        "waivers (default: the rootdir's, or the current directory's, pyproject.toml if there is one).",
+    ),
 )
-MODEL_HELP = ("Model for the model gates: a shortcutgates checkpoint (.pt; without --data the gates measure the "
-              "manifest it records), a torch.export program (.pt2) or an ONNX file (.onnx), the last two with an "
-              f"input contract (docs/scorers.md). Alternatively define a fixture named {SCORER_FIXTURE!r}. Without "
-              "either the model gates are skipped with that reason.")
-STRICT_HELP = ("Fail the run when gates the suite expects did not run (deselected, no model, missing splits); "
-               "the default of 'shortcutgates gate'.")
+MODEL_HELP = (
+    "Model for the model gates: a shortcutgates checkpoint (.pt; without --data the gates measure the "
+    "manifest it records), a torch.export program (.pt2) or an ONNX file (.onnx), the last two with an "
+    f"input contract (docs/scorers.md). Alternatively define a fixture named {SCORER_FIXTURE!r}. Without "
+    "either the model gates are skipped with that reason."
+)
+STRICT_HELP = (
+    "Fail the run when gates the suite expects did not run (deselected, no model, missing splits); "
+    "the default of 'shortcutgates gate'."
+)
 
 
-INPUT_HELP = ("Data-only runs: the preprocessing the data probes (core_lr_auc) decide on; the other inputs are "
-              "reported beside it. A model run decides on the model's declared input. Default: "
-              "[tool.shortcutgates] input, else 'raw_robust'")
+INPUT_HELP = (
+    "Data-only runs: the preprocessing the data probes (core_lr_auc) decide on; the other inputs are "
+    "reported beside it. A model run decides on the model's declared input. Default: "
+    "[tool.shortcutgates] input, else 'raw_robust'"
+)
 
 
 def add_pytest_options(group: Any) -> None:
     """The plugin's options (a pytest option group), parsed at the command line."""
     by_flag = {o.flag: o for o in PATH_OPTIONS}
-    group.addoption("--data", metavar="DIR", type=parse_data_dir, default=None,
-                    help=by_flag["--data"].help + " Default: %(default)r")
-    group.addoption("--model", metavar="CKPT", type=parse_checkpoint, default=None,
-                    help=MODEL_HELP + " Default: %(default)r")
+    group.addoption(
+        "--data",
+        metavar="DIR",
+        type=parse_data_dir,
+        default=None,
+        help=by_flag["--data"].help + " Default: %(default)r",
+    )
+    group.addoption(
+        "--model", metavar="CKPT", type=parse_checkpoint, default=None, help=MODEL_HELP + " Default: %(default)r"
+    )
     for option in PATH_OPTIONS[1:]:
-        group.addoption(option.flag, metavar=option.metavar, type=option.parse, default=None,
-                        help=option.help + " Default: %(default)r")
+        group.addoption(
+            option.flag,
+            metavar=option.metavar,
+            type=option.parse,
+            default=None,
+            help=option.help + " Default: %(default)r",
+        )
     group.addoption("--input", dest="gate_input", choices=DATA_INPUTS, default=None, help=INPUT_HELP)
     group.addoption("--gate-strict", action="store_true", default=False, help=STRICT_HELP + " Default: %(default)r")
-    group.addoption("--gate-cache", metavar="DIR", default=None,
-                    help="Directory of the data-gate cache (shortcutgates.gates.cache): data-only cases are "
-                         "reused when the manifest's bytes, the gate settings and the version are unchanged. "
-                         "Default: $SHORTCUTGATES_CACHE, else ~/.cache/shortcutgates")
-    group.addoption("--gate-no-cache", action="store_true", default=False,
-                    help="Measure every data gate again (the fresh results still replace the cache entry). "
-                         "Default: %(default)r")
+    group.addoption(
+        "--gate-cache",
+        metavar="DIR",
+        default=None,
+        help="Directory of the data-gate cache (shortcutgates.gates.cache): data-only cases are "
+        "reused when the manifest's bytes, the gate settings and the version are unchanged. "
+        "Default: $SHORTCUTGATES_CACHE, else ~/.cache/shortcutgates",
+    )
+    group.addoption(
+        "--gate-no-cache",
+        action="store_true",
+        default=False,
+        help="Measure every data gate again (the fresh results still replace the cache entry). Default: %(default)r",
+    )
 
 
 def add_command_options(parser: argparse.ArgumentParser) -> None:

@@ -20,7 +20,15 @@ from shortcutgates.data.schema import PIXEL_SCALE_ARCSEC
 from shortcutgates.stats import Estimate, grouped_bootstrap
 from shortcutgates.gates.decision import check_scorer
 from shortcutgates.data.lrg_properties import measure_lrgs
-from shortcutgates.gates.perturb import PSF_COLUMNS, LensedSplit, Pairs, brightness_matched_swap, find_pairs, scramble_along_ring, split_lensed_light
+from shortcutgates.gates.perturb import (
+    PSF_COLUMNS,
+    LensedSplit,
+    Pairs,
+    brightness_matched_swap,
+    find_pairs,
+    scramble_along_ring,
+    split_lensed_light,
+)
 from shortcutgates.gates.probes import ProbeError
 
 # docs/model_gates.md: what each gate claims, how it was calibrated, what the numbers were.
@@ -34,6 +42,7 @@ MIN_DETECTION_AUROC = 0.70
 """Below this paired detection AUROC in a bin, a model finds too few of its lenses for the gates to
 tell what it reads there: the case is an ``error`` (never a pass)."""
 
+
 def empty_resample_share(flagged: np.ndarray, groups: np.ndarray) -> float:
     """Probability that an LRG-bootstrap resample of these pairs holds no flagged lens: ``(1 − k/G)^G`` for
     ``k`` of ``G`` LRGs with a flagged lens. Such resamples leave the flag ratio undefined; the percentile
@@ -43,6 +52,7 @@ def empty_resample_share(flagged: np.ndarray, groups: np.ndarray) -> float:
     n_groups = len(np.unique(groups))
     k = len(np.unique(groups[np.asarray(flagged, bool)]))
     return float((1.0 - k / n_groups) ** n_groups) if n_groups else 1.0
+
 
 MIN_BIN_PAIRS = 10
 """A θ_E bin with fewer paired positives gets no case; a case with fewer decidable pairs is an ``error``."""
@@ -76,8 +86,9 @@ class PairedSet(NamedTuple):
     (its decidable pair positions), ``n_lrgs``, ``undecidable_share``, ``reasons`` (count per reason kind)."""
 
 
-def theta_bins(theta_e_arcsec: np.ndarray, decidable: np.ndarray, groups: np.ndarray, edges,
-               reasons: np.ndarray | None = None) -> list:
+def theta_bins(
+    theta_e_arcsec: np.ndarray, decidable: np.ndarray, groups: np.ndarray, edges, reasons: np.ndarray | None = None
+) -> list:
     """θ_E bins of the pairs: positions, decidable positions, LRG count, share of undecidable pairs."""
     theta = np.asarray(theta_e_arcsec, np.float64)
     decidable = np.asarray(decidable, bool)
@@ -90,23 +101,36 @@ def theta_bins(theta_e_arcsec: np.ndarray, decidable: np.ndarray, groups: np.nda
                 if text:
                     key = str(text).split(":")[0]
                     kinds[key] = kinds.get(key, 0) + 1
-        out.append({"label": f"theta_e{lo:g}-{hi:g}", "lo": float(lo), "hi": float(hi), "rows": rows,
-                    "decided": rows[decidable[rows]], "n_lrgs": int(len(np.unique(groups[rows]))),
-                    "undecidable_share": float(1 - decidable[rows].mean()) if len(rows) else float("nan"),
-                    "reasons": kinds})
+        out.append(
+            {
+                "label": f"theta_e{lo:g}-{hi:g}",
+                "lo": float(lo),
+                "hi": float(hi),
+                "rows": rows,
+                "decided": rows[decidable[rows]],
+                "n_lrgs": int(len(np.unique(groups[rows]))),
+                "undecidable_share": float(1 - decidable[rows].mean()) if len(rows) else float("nan"),
+                "reasons": kinds,
+            }
+        )
     return out
 
 
 def pair_truth(frame: pd.DataFrame, rows: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
     """The injection truth and (P, 3) per-band PSF FWHM of the rows ``rows`` of a sample's frame."""
     part = frame.iloc[np.asarray(rows, np.int64)].reset_index(drop=True)
-    fwhm = np.column_stack([pd.to_numeric(part[c], errors="coerce").to_numpy(np.float64) if c in part
-                            else np.full(len(part), np.nan) for c in PSF_COLUMNS])
+    fwhm = np.column_stack(
+        [
+            pd.to_numeric(part[c], errors="coerce").to_numpy(np.float64) if c in part else np.full(len(part), np.nan)
+            for c in PSF_COLUMNS
+        ]
+    )
     return part, fwhm
 
 
-def paired_arrays(images, labels, groups, theta_e_arcsec, edges, frame: pd.DataFrame | None = None,
-                  lensed=None) -> tuple[PairedSet, np.ndarray, np.ndarray]:
+def paired_arrays(
+    images, labels, groups, theta_e_arcsec, edges, frame: pd.DataFrame | None = None, lensed=None
+) -> tuple[PairedSet, np.ndarray, np.ndarray]:
     """Pairs of a sample as a :class:`PairedSet` (with their lensing split) plus their (stamps, ctrls) arrays.
 
     ``frame``: the sample's rows (injection truth :data:`~shortcutgates.gates.perturb.TRUTH_COLUMNS` and
@@ -117,8 +141,10 @@ def paired_arrays(images, labels, groups, theta_e_arcsec, edges, frame: pd.DataF
     """
     pairs = find_pairs(labels, groups)
     if len(pairs.stamp) == 0:
-        raise ProbeError("no paired rows (a positive and the control of its LRG): the counterfactual gates need "
-                         "paired data (test_paired of a built manifest, or a split with pairs)")
+        raise ProbeError(
+            "no paired rows (a positive and the control of its LRG): the counterfactual gates need "
+            "paired data (test_paired of a built manifest, or a split with pairs)"
+        )
     stamps, ctrls = images[pairs.stamp], images[pairs.ctrl]
     truth, fwhm = pair_truth(frame if frame is not None else pd.DataFrame(index=range(len(images))), pairs.stamp)
     split = (lensed or split_lensed_light)(stamps - ctrls, truth, fwhm)
@@ -131,11 +157,19 @@ def paired_arrays(images, labels, groups, theta_e_arcsec, edges, frame: pd.DataF
 def paired_set(context, split: str) -> PairedSet:
     """The :class:`PairedSet` of a split's sample (computed once per context and shared by every model of it;
     its lensing split kept in the gate cache, ``context.array_cache``, when the run has one)."""
+
     def compute():
         s = context.sample(split)
-        return paired_arrays(s.images, s.labels, s.groups, s.theta_e_px * PIXEL_SCALE_ARCSEC,
-                             context.config.theta_e_bins_arcsec, s.frame,
-                             lensed=lambda d, truth, fwhm: stored_split(context, split, d, truth, fwhm))[0]
+        return paired_arrays(
+            s.images,
+            s.labels,
+            s.groups,
+            s.theta_e_px * PIXEL_SCALE_ARCSEC,
+            context.config.theta_e_bins_arcsec,
+            s.frame,
+            lensed=lambda d, truth, fwhm: stored_split(context, split, d, truth, fwhm),
+        )[0]
+
     return context.memo(("paired_set", split), compute)
 
 
@@ -151,8 +185,11 @@ def stored_split(context, split: str, d: np.ndarray, truth: pd.DataFrame, fwhm: 
 
     def check(arrays: dict) -> None:
         shapes = {k: np.shape(arrays[k]) for k in LENSED_ARRAYS}
-        if shapes["counter"] != d.shape or shapes["arc"] != d.shape or any(
-                shapes[k] != (len(d),) for k in LENSED_ARRAYS[2:]):
+        if (
+            shapes["counter"] != d.shape
+            or shapes["arc"] != d.shape
+            or any(shapes[k] != (len(d),) for k in LENSED_ARRAYS[2:])
+        ):
             raise ValueError(f"its arrays do not fit {len(d)} pairs of shape {d.shape[1:]}")
 
     stored = cache.load_arrays(name, check) if cache is not None else None
@@ -177,14 +214,18 @@ def counterfactuals(stamps, ctrls, groups, lensed: LensedSplit, fwhm_arcsec, see
     stamps, ctrls = np.asarray(stamps, np.float32), np.asarray(ctrls, np.float32)
     perm = brightness_matched_swap(groups, -measure_lrgs(ctrls)["total_mag_r"].to_numpy())
     fwhm_px = np.nan_to_num(np.asarray(fwhm_arcsec, np.float64)[:, 1], nan=1.3) / PIXEL_SCALE_ARCSEC
-    images = {"core_only": ctrls + lensed.counter, "arc_only": ctrls + lensed.arc,
-              "swapped": ctrls[perm] + (stamps - ctrls),
-              "scrambled": ctrls + lensed.counter + scramble_along_ring(lensed.arc, fwhm_px, rng)}
+    images = {
+        "core_only": ctrls + lensed.counter,
+        "arc_only": ctrls + lensed.arc,
+        "swapped": ctrls[perm] + (stamps - ctrls),
+        "scrambled": ctrls + lensed.counter + scramble_along_ring(lensed.arc, fwhm_px, rng),
+    }
     return images, perm
 
 
-def counterfactual_batch(stamps, ctrls, groups, seed: int, lensed: LensedSplit, fwhm_arcsec
-                         ) -> tuple[np.ndarray, np.ndarray]:
+def counterfactual_batch(
+    stamps, ctrls, groups, seed: int, lensed: LensedSplit, fwhm_arcsec
+) -> tuple[np.ndarray, np.ndarray]:
     """Every counterfactual of the pairs in one (4P, C, H, W) float32 batch, :data:`COUNTERFACTUALS`
     order, and ``swap_to``: model independent (seeded), so made once however many models score it."""
     images, perm = counterfactuals(stamps, ctrls, groups, lensed, fwhm_arcsec, seed)
@@ -195,7 +236,7 @@ def scores_of_batch(scores: np.ndarray, perm: np.ndarray) -> dict:
     """Scores of a :func:`counterfactual_batch` split per counterfactual: name -> (P,), plus ``"swap_to"``."""
     scores = np.asarray(scores, np.float64)
     n = len(perm)
-    out = {k: scores[i * n:(i + 1) * n] for i, k in enumerate(COUNTERFACTUALS)}
+    out = {k: scores[i * n : (i + 1) * n] for i, k in enumerate(COUNTERFACTUALS)}
     out["swap_to"] = perm
     return out
 
@@ -219,11 +260,14 @@ def operating_threshold(ctrl_scores: np.ndarray, configured: float | None) -> fl
 
 def paired_batch(context, split: str) -> tuple[np.ndarray, np.ndarray]:
     """The :func:`counterfactual_batch` of a split's pairs (data only: once for every model of a context)."""
+
     def compute():
         ps = paired_set(context, split)
         s = context.sample(split)
-        return counterfactual_batch(s.images[ps.pairs.stamp], s.images[ps.pairs.ctrl], ps.groups,
-                                    context.config.seed, ps.split, ps.fwhm_arcsec)
+        return counterfactual_batch(
+            s.images[ps.pairs.stamp], s.images[ps.pairs.ctrl], ps.groups, context.config.seed, ps.split, ps.fwhm_arcsec
+        )
+
     return context.memo(("counterfactual_batch", split), compute)
 
 
@@ -231,6 +275,7 @@ def pair_scores(context, split: str) -> dict:
     """``stamp``, ``ctrl`` and counterfactual scores per pair of a split (two inference passes in all:
     the split's own scores, shared with ``detection_auroc``, and one counterfactual batch), and the
     operating ``threshold`` (from all the split's negatives unless configured)."""
+
     def compute():
         ps = paired_set(context, split)
         s = context.sample(split)
@@ -238,9 +283,13 @@ def pair_scores(context, split: str) -> dict:
         batch, perm = paired_batch(context, split)
         inputs = context.model_inputs(("counterfactual_batch", split), lambda: batch)
         out = scores_of_batch(context.score(batch, inputs), perm)
-        out.update(stamp=base[ps.pairs.stamp], ctrl=base[ps.pairs.ctrl],
-                   threshold=operating_threshold(base[s.labels == 0], context.config.operating_threshold))
+        out.update(
+            stamp=base[ps.pairs.stamp],
+            ctrl=base[ps.pairs.ctrl],
+            threshold=operating_threshold(base[s.labels == 0], context.config.operating_threshold),
+        )
         return out
+
     return context.memo(("pair_scores", split), compute)
 
 
@@ -252,7 +301,7 @@ def _pair_auc(x: np.ndarray, ctrl: np.ndarray):
     """
     _, bucket = np.unique(np.r_[x, ctrl], return_inverse=True)
     bucket = bucket.ravel()
-    bx, bc = bucket[:len(x)], bucket[len(x):]
+    bx, bc = bucket[: len(x)], bucket[len(x) :]
     m = int(bucket.max()) + 1
 
     def auc(w: np.ndarray) -> float:
@@ -292,6 +341,7 @@ def _flag_share(flagged: np.ndarray):
 def _statistic_batch(statistic: str, det, vs_ctrl, vs_stamp, cf_rate, lens_rate, n: int):
     """The bootstrap batch of :func:`paired_statistic`'s metric: weights (B, 2n) -> (B,) values, each the
     float the one-resample metric gives (the pairs' weights are the first n columns)."""
+
     def batch(weights: np.ndarray) -> np.ndarray:
         w = weights[:, :n]
         if statistic == "auroc":
@@ -304,6 +354,7 @@ def _statistic_batch(statistic: str, det, vs_ctrl, vs_stamp, cf_rate, lens_rate,
             lens = lens_rate.batch(w)
             return np.divide(cf_rate.batch(w), lens, out=np.full(len(w), np.nan), where=lens > 0)
         return det.batch(w) - vs_ctrl.batch(w)
+
     return batch
 
 
@@ -314,8 +365,9 @@ vs controls) on the same pairs and resamples; ``auroc_vs_stamp``: AUROC(stamp vs
 over the share of the real lenses (stamps) flagged there."""
 
 
-def paired_statistic(scores: dict, kind: str, statistic: str, rows: np.ndarray, groups: np.ndarray,
-                     config) -> tuple[Estimate, float]:
+def paired_statistic(
+    scores: dict, kind: str, statistic: str, rows: np.ndarray, groups: np.ndarray, config
+) -> tuple[Estimate, float]:
     """One gate's value on the pairs ``rows`` with its LRG-bootstrap interval, and the detection AUROC.
 
     ``statistic``: one of :data:`STATISTICS` (the flag statistics need ``scores["threshold"]``).
@@ -327,9 +379,11 @@ def paired_statistic(scores: dict, kind: str, statistic: str, rows: np.ndarray, 
     det, vs_ctrl, vs_stamp = _pair_auc(stamp, ctrl), _pair_auc(x, ctrl), _pair_auc(stamp, x)
     detection = det(np.ones(len(rows)))
     if detection < MIN_DETECTION_AUROC:
-        raise ProbeError(f"the model does not detect these lenses: paired AUROC {detection:.3f} < "
-                         f"{MIN_DETECTION_AUROC:g} on {len(rows)} pairs, so what it reads cannot be told "
-                         "(a model gate says nothing good about a model that cannot detect lenses)")
+        raise ProbeError(
+            f"the model does not detect these lenses: paired AUROC {detection:.3f} < "
+            f"{MIN_DETECTION_AUROC:g} on {len(rows)} pairs, so what it reads cannot be told "
+            "(a model gate says nothing good about a model that cannot detect lenses)"
+        )
     if statistic not in STATISTICS:
         raise ValueError(f"unknown statistic {statistic!r} (known: {', '.join(STATISTICS)})")
     cf_rate = lens_rate = None
@@ -338,13 +392,15 @@ def paired_statistic(scores: dict, kind: str, statistic: str, rows: np.ndarray, 
         cf_rate, lens_rate = _flag_share(x > t), _flag_share(stamp > t)
         empty = empty_resample_share(stamp > t, np.asarray(groups)[rows])
         if empty > (1 - config.level) / 2:
-            raise ProbeError(f"{int((stamp > t).sum())} of these {len(rows)} lenses score above the operating threshold "
-                             f"{t:.4g}: {empty:.1%} of LRG resamples would hold none (> {(1 - config.level) / 2:.1%}), "
-                             "too few flagged lenses for an interval of the operational claim (more pairs in the bin, "
-                             "or a lower operating_threshold, would decide)")
+            raise ProbeError(
+                f"{int((stamp > t).sum())} of these {len(rows)} lenses score above the operating threshold "
+                f"{t:.4g}: {empty:.1%} of LRG resamples would hold none (> {(1 - config.level) / 2:.1%}), "
+                "too few flagged lenses for an interval of the operational claim (more pairs in the bin, "
+                "or a lower operating_threshold, would decide)"
+            )
 
     def metric(_labels, _values, weights=None):
-        w = np.ones(len(rows)) if weights is None else weights[:len(rows)]
+        w = np.ones(len(rows)) if weights is None else weights[: len(rows)]
         if statistic == "auroc":
             return vs_ctrl(w)
         if statistic == "auroc_vs_stamp":
@@ -359,8 +415,15 @@ def paired_statistic(scores: dict, kind: str, statistic: str, rows: np.ndarray, 
     metric.batch = _statistic_batch(statistic, det, vs_ctrl, vs_stamp, cf_rate, lens_rate, len(rows))  # type: ignore[attr-defined]
     g = np.asarray(groups)[rows]
     labels = np.r_[np.ones(len(rows), int), np.zeros(len(rows), int)]
-    est = grouped_bootstrap(labels, np.zeros(2 * len(rows)), np.r_[g, g], metric=metric, n_boot=config.n_boot,
-                            seed=config.seed, level=config.level)
+    est = grouped_bootstrap(
+        labels,
+        np.zeros(2 * len(rows)),
+        np.r_[g, g],
+        metric=metric,
+        n_boot=config.n_boot,
+        seed=config.seed,
+        level=config.level,
+    )
     return est._replace(n=len(rows)), detection
 
 
@@ -372,15 +435,25 @@ def operational(scores: dict, kind: str, rows: np.ndarray, groups: np.ndarray, c
     g = np.asarray(groups)[rows]
     n = len(rows)
     labels = np.r_[np.ones(n, int), np.zeros(n, int)]  # the bootstrap's two-class layout; weights[:n] per pair
-    for name, flagged in (("counterfactual_flagged", scores[kind][rows] > t), ("lens_flagged", scores["stamp"][rows] > t)):
+    for name, flagged in (
+        ("counterfactual_flagged", scores[kind][rows] > t),
+        ("lens_flagged", scores["stamp"][rows] > t),
+    ):
         share = _flag_share(flagged)
 
         def metric(_l, _v, w=None, f=share):
             return f(np.ones(n) if w is None else w[:n])
 
         metric.batch = lambda w, f=share: f.batch(w[:, :n])  # type: ignore[attr-defined]
-        est = grouped_bootstrap(labels, np.zeros(2 * n), np.r_[g, g], metric=metric,
-                                n_boot=config.n_boot, seed=config.seed, level=config.level)
+        est = grouped_bootstrap(
+            labels,
+            np.zeros(2 * n),
+            np.r_[g, g],
+            metric=metric,
+            n_boot=config.n_boot,
+            seed=config.seed,
+            level=config.level,
+        )
         out[name] = [float(est.value), float(est.lo), float(est.hi)]
     return out
 

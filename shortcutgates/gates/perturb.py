@@ -171,8 +171,17 @@ def brightness_matched_swap(groups: np.ndarray, brightness: np.ndarray) -> np.nd
 
 # --- the lensing split: counter-image(s) vs arc(s) ------------------------------------------------
 TRUTH_COLUMNS: tuple[str, ...] = (
-    "theta_e_arcsec", "lens_e", "lens_phi_rad", "shear", "shear_phi_rad",
-    "src_x_arcsec", "src_y_arcsec", "src_reff_arcsec", "src_n", "src_q", "src_phi_rad",
+    "theta_e_arcsec",
+    "lens_e",
+    "lens_phi_rad",
+    "shear",
+    "shear_phi_rad",
+    "src_x_arcsec",
+    "src_y_arcsec",
+    "src_reff_arcsec",
+    "src_n",
+    "src_q",
+    "src_phi_rad",
 )
 """Injection truth the lensing split re-renders from (SIE + external shear, one Sérsic source;
 ``docs/design.md#paired-input-format``). A row missing any of them (or non-finite) is undecidable."""
@@ -293,8 +302,7 @@ def _merging_components(light: np.ndarray, negative: np.ndarray) -> tuple[np.nda
 
     structure = np.zeros((3, 3, 3), bool)
     structure[1] = True
-    labels, n_comp = ndimage.label(light > COMPONENT_FLOOR * light.max(axis=(1, 2), keepdims=True),
-                                   structure=structure)
+    labels, n_comp = ndimage.label(light > COMPONENT_FLOOR * light.max(axis=(1, 2), keepdims=True), structure=structure)
     neg_light = light * negative
     total = np.bincount(labels.ravel(), light.ravel(), minlength=n_comp + 1)
     neg = np.bincount(labels.ravel(), neg_light.ravel(), minlength=n_comp + 1)
@@ -308,8 +316,9 @@ def _merging_components(light: np.ndarray, negative: np.ndarray) -> tuple[np.nda
     return in_merging, merged
 
 
-def lensed_regions(truth: pd.DataFrame, shape: tuple[int, int], pad: int = SPLIT_PAD_PX,
-                   oversample: int = SPLIT_OVERSAMPLE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def lensed_regions(
+    truth: pd.DataFrame, shape: tuple[int, int], pad: int = SPLIT_PAD_PX, oversample: int = SPLIT_OVERSAMPLE
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pre-PSF lensed light and its counter-image region on the padded grid, from the injection truth.
 
     Returns ``(light, counter_region, merged)``: ``light`` (N, h+2pad, w+2pad) float64, unit total
@@ -328,9 +337,17 @@ def lensed_regions(truth: pd.DataFrame, shape: tuple[int, int], pad: int = SPLIT
     lens = (t["theta_e_arcsec"], t["lens_q"], t["lens_phi_rad"], t["shear"], t["shear_phi_rad"])
     bx, by = ray_shoot_symmetric(sub_grid(h, w, pad, oversample), [np.asarray(v, np.float32) for v in lens])
     amp = sersic_amp_for_flux(1.0, t["src_reff_arcsec"], t["src_n"])
-    sb = sersic(bx, by, amp.astype(np.float32), t["src_reff_arcsec"].astype(np.float32), t["src_n"],
-                t["src_q"].astype(np.float32), t["src_phi_rad"].astype(np.float32),
-                t["src_x_arcsec"].astype(np.float32), t["src_y_arcsec"].astype(np.float32))
+    sb = sersic(
+        bx,
+        by,
+        amp.astype(np.float32),
+        t["src_reff_arcsec"].astype(np.float32),
+        t["src_n"],
+        t["src_q"].astype(np.float32),
+        t["src_phi_rad"].astype(np.float32),
+        t["src_x_arcsec"].astype(np.float32),
+        t["src_y_arcsec"].astype(np.float32),
+    )
     k = oversample
     light = mean_last(mean_last(sb.reshape(n, hp, k, wp, k), np.float64).transpose(0, 1, 3, 2))
     light /= np.maximum(light.sum(axis=(1, 2), keepdims=True), 1e-300)
@@ -386,7 +403,7 @@ def split_lensed_light(d: np.ndarray, truth: pd.DataFrame, psf_fwhm_arcsec, chun
     arc = d.copy()
     overlap, share = np.full(n, np.nan), np.full(n, np.nan)
     ok = np.flatnonzero(reason == "")
-    chunks = [ok[start:start + chunk] for start in range(0, len(ok), chunk)]
+    chunks = [ok[start : start + chunk] for start in range(0, len(ok), chunk)]
     parts = thread_map(lambda rows: _split_chunk(d[rows], truth.iloc[rows], fwhm[rows]), chunks)
     for rows, part in zip(chunks, parts):
         counter[rows], arc[rows], overlap[rows], share[rows], merged = part
@@ -409,7 +426,8 @@ def _split_chunk(d: np.ndarray, truth: pd.DataFrame, fwhm: np.ndarray) -> tuple[
     pad = SPLIT_PAD_PX
     light, region, merged = lensed_regions(truth, (h, w), pad)
     kernels = moffat_kernels(fwhm[:, SPLIT_PSF_BANDS].ravel(), SPLIT_MOFFAT_BETA, SPLIT_PSF_RADIUS).reshape(
-        len(d), len(SPLIT_PSF_BANDS), 2 * SPLIT_PSF_RADIUS + 1, -1)
+        len(d), len(SPLIT_PSF_BANDS), 2 * SPLIT_PSF_RADIUS + 1, -1
+    )
     blurred = blur(np.stack([light * region, light * ~region, region], axis=1), kernels, pad)
     bc, ba = np.maximum(blurred[:, 0], 0.0), np.maximum(blurred[:, 1], 0.0)
     bk = np.clip(blurred[:, 2], 0.0, 1.0)

@@ -62,7 +62,7 @@ def central_box(images: np.ndarray, box: int = 10) -> np.ndarray:
     if not 0 < box <= min(h, w):
         raise ValueError(f"central_box: box must be in 1..{min(h, w)} px (got {box})")
     y0, x0 = h // 2 - box // 2, w // 2 - box // 2
-    return images[..., y0:y0 + box, x0:x0 + box].reshape(len(images), -1)
+    return images[..., y0 : y0 + box, x0 : x0 + box].reshape(len(images), -1)
 
 
 def _check_probe_input(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, n_splits: int) -> None:
@@ -73,8 +73,9 @@ def _check_probe_input(features: np.ndarray, labels: np.ndarray, groups: np.ndar
         )
     classes = np.unique(labels)
     if len(classes) != 2:
-        raise ProbeError(f"probe needs both classes; the sample has only label(s) {classes.tolist()} "
-                         f"({len(labels)} rows)")
+        raise ProbeError(
+            f"probe needs both classes; the sample has only label(s) {classes.tolist()} ({len(labels)} rows)"
+        )
     if not np.isfinite(features).all():
         raise ProbeError("probe features contain NaN or Inf")
     if np.ptp(features, axis=0).max(initial=0.0) == 0.0:
@@ -82,11 +83,15 @@ def _check_probe_input(features: np.ndarray, labels: np.ndarray, groups: np.ndar
     for c in classes:
         n_groups_c = len(np.unique(groups[labels == c]))
         if n_groups_c < n_splits:
-            raise ProbeError(f"probe needs at least {n_splits} LRGs per class for {n_splits}-fold grouped CV "
-                             f"(label {c} has {n_groups_c})")
+            raise ProbeError(
+                f"probe needs at least {n_splits} LRGs per class for {n_splits}-fold grouped CV "
+                f"(label {c} has {n_groups_c})"
+            )
 
 
-def grouped_folds(labels: np.ndarray, groups: np.ndarray, n_splits: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def grouped_folds(
+    labels: np.ndarray, groups: np.ndarray, n_splits: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train, test) positions of ``n_splits`` folds that never split a group, stratified by label.
 
     Groups are stratified by the labels they hold (positives only, negatives only, both), shuffled
@@ -217,8 +222,9 @@ def cv_auc_resamples(features, labels, groups, config, *, C: float = 1.0) -> CVR
         n_units = int(units.max()) + 1
         draws = seeded_counts(config.seed, n_units, (max(REFIT_RESAMPLES, config.n_boot),))[0]  # (B, n_units)
         draws = draws[_both_classes(draws, units, labels)]
-        parts = thread_map(lambda i: _refit_aucs(fits, labels, scores, units, draws[i:i + 250], C),
-                           range(0, len(draws), 250))  # each batch of resamples on its own: any order
+        parts = thread_map(
+            lambda i: _refit_aucs(fits, labels, scores, units, draws[i : i + 250], C), range(0, len(draws), 250)
+        )  # each batch of resamples on its own: any order
     held_out = np.concatenate([h for h, _ in parts]) if parts else np.zeros(0)
     refit = np.concatenate([r for _, r in parts]) if parts else np.zeros(0)
     ok = np.isfinite(held_out) & np.isfinite(refit)
@@ -265,8 +271,9 @@ def _logistic(z: np.ndarray) -> np.ndarray:
     return np.divide(1.0, z, out=z)
 
 
-def _refit_aucs(fits: list, labels: np.ndarray, scores: np.ndarray, units: np.ndarray, draws: np.ndarray,
-                C: float) -> tuple[np.ndarray, np.ndarray]:
+def _refit_aucs(
+    fits: list, labels: np.ndarray, scores: np.ndarray, units: np.ndarray, draws: np.ndarray, C: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Weighted AUCs of a batch of resamples: with the probes as fitted, and refitted; each shape (B,).
 
     ``draws`` (B, n_units) counts how often each unit was drawn; every row of a unit gets its count.
@@ -286,8 +293,9 @@ def _refit_aucs(fits: list, labels: np.ndarray, scores: np.ndarray, units: np.nd
     return weighted_aurocs(labels, scores, weights), weighted_aurocs(labels, np.ascontiguousarray(refit.T), weights)
 
 
-def grouped_cv_gbm_scores(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, *, n_splits: int = 5,
-                          seed: int = 0) -> np.ndarray:
+def grouped_cv_gbm_scores(
+    features: np.ndarray, labels: np.ndarray, groups: np.ndarray, *, n_splits: int = 5, seed: int = 0
+) -> np.ndarray:
     """Out-of-fold scores of a gradient-boosted tree classifier (scikit-learn's
     ``HistGradientBoostingClassifier``, 100 iterations, 15 leaves, no early stopping), folds grouped by
     LRG and stratified by label as in :func:`grouped_cv_scores`: the non-linear two-sample test beside
@@ -304,8 +312,7 @@ def grouped_cv_gbm_scores(features: np.ndarray, labels: np.ndarray, groups: np.n
         raise ProbeError("a training fold has a single class; too few LRGs per class")
 
     def fit(fold):  # each fold's trees on their own: the same on any number of threads
-        model = HistGradientBoostingClassifier(max_iter=100, max_leaf_nodes=15, early_stopping=False,
-                                               random_state=seed)
+        model = HistGradientBoostingClassifier(max_iter=100, max_leaf_nodes=15, early_stopping=False, random_state=seed)
         with threadpool_limits(limits=1, user_api="openmp"):  # OpenMP's thread count is per thread
             model.fit(features[fold[0]], labels[fold[0]])
             return model.predict_proba(features[fold[1]])[:, 1]

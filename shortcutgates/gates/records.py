@@ -27,7 +27,18 @@ JSON_DIRECTION: dict[str, ReportDirection] = {"at_most": "max", "at_least": "min
 """The report JSON writes a claim as the schema's ``"max"`` / ``"min"`` (see ``docs/design.md#report-json``)."""
 
 REPORT_KEYS: tuple[str, ...] = (
-    "id", "gate", "params", "split", "value", "ci", "threshold", "direction", "verdict", "n", "n_groups", "message",
+    "id",
+    "gate",
+    "params",
+    "split",
+    "value",
+    "ci",
+    "threshold",
+    "direction",
+    "verdict",
+    "n",
+    "n_groups",
+    "message",
     "role",
 )
 """Keys of one gate record in the report JSON (``docs/design.md#report-json``), in order."""
@@ -186,8 +197,21 @@ class Gate:
             raise ValueError(f"gate {self.name}: an equivalence claim is |value| at_most the margin")
 
 
-CONFIG_KEYS = ("thresholds", "max_samples", "n_boot", "seed", "level", "waivers", "boxes", "n_splits",
-               "theta_e_bins_arcsec", "primary", "operating_threshold", "input", "threshold_reasons")
+CONFIG_KEYS = (
+    "thresholds",
+    "max_samples",
+    "n_boot",
+    "seed",
+    "level",
+    "waivers",
+    "boxes",
+    "n_splits",
+    "theta_e_bins_arcsec",
+    "primary",
+    "operating_threshold",
+    "input",
+    "threshold_reasons",
+)
 
 ALL_CASES = "all"
 """``"gate[all]"`` in ``[tool.shortcutgates.waivers]`` waives every case of the gate; a bare gate name
@@ -262,7 +286,9 @@ class GateConfig:
         if not self.boxes or any(int(b) < 1 for b in self.boxes):
             raise ValueError(f"[tool.shortcutgates]: 'boxes' must be positive pixel sizes (got {list(self.boxes)})")
         if self.input not in DATA_INPUTS:
-            raise ValueError(f"[tool.shortcutgates]: 'input' must be one of {', '.join(DATA_INPUTS)} (got {self.input!r})")
+            raise ValueError(
+                f"[tool.shortcutgates]: 'input' must be one of {', '.join(DATA_INPUTS)} (got {self.input!r})"
+            )
         edges = list(self.theta_e_bins_arcsec)
         if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:])):
             raise ValueError(f"[tool.shortcutgates]: 'theta_e_bins_arcsec' must increase (got {edges})")
@@ -272,8 +298,10 @@ class GateConfig:
                     raise ValueError(f"[tool.shortcutgates.{table}]: entry {key!r} needs a reason (got {reason!r})")
         for key in self.waivers:
             if "[" not in key:
-                raise ValueError(f"[tool.shortcutgates.waivers]: {key!r} names a whole gate; a waiver names cases "
-                                 f"(e.g. \"{key}[test]\"), or every case with \"{key}[{ALL_CASES}]\"")
+                raise ValueError(
+                    f"[tool.shortcutgates.waivers]: {key!r} names a whole gate; a waiver names cases "
+                    f'(e.g. "{key}[test]"), or every case with "{key}[{ALL_CASES}]"'
+                )
 
     def threshold_for(self, case: GateCase, default: float | None) -> float | None:
         """Threshold of a case: override by case id, else by gate name, else the registry default."""
@@ -298,16 +326,28 @@ class GateConfig:
             sane = getattr(gates.get(key.split("[")[0]), "sane", None)
             if sane is None or sane[0] <= value <= sane[1] or key in self.threshold_reasons:
                 continue
-            raise ValueError(f"[tool.shortcutgates.thresholds]: {key} = {value:g} lies outside the sane range "
-                             f"[{sane[0]:g}, {sane[1]:g}] of {key.split('[')[0]}; give the reason in "
-                             f"[tool.shortcutgates.threshold_reasons] (\"{key}\" = \"...\")")
+            raise ValueError(
+                f"[tool.shortcutgates.thresholds]: {key} = {value:g} lies outside the sane range "
+                f"[{sane[0]:g}, {sane[1]:g}] of {key.split('[')[0]}; give the reason in "
+                f'[tool.shortcutgates.threshold_reasons] ("{key}" = "...")'
+            )
 
     def as_report(self) -> dict:
         """The report's ``config`` block: level, thresholds, waivers and their reasons, input, primary."""
-        return {"level": self.level, "n_boot": self.n_boot, "seed": self.seed, "max_samples": self.max_samples,
-                "input": self.input, "thresholds": dict(self.thresholds), "threshold_reasons": dict(self.threshold_reasons),
-                "waivers": dict(self.waivers), "primary": list(self.primary), "boxes": list(self.boxes),
-                "theta_e_bins_arcsec": list(self.theta_e_bins_arcsec), "operating_threshold": self.operating_threshold}
+        return {
+            "level": self.level,
+            "n_boot": self.n_boot,
+            "seed": self.seed,
+            "max_samples": self.max_samples,
+            "input": self.input,
+            "thresholds": dict(self.thresholds),
+            "threshold_reasons": dict(self.threshold_reasons),
+            "waivers": dict(self.waivers),
+            "primary": list(self.primary),
+            "boxes": list(self.boxes),
+            "theta_e_bins_arcsec": list(self.theta_e_bins_arcsec),
+            "operating_threshold": self.operating_threshold,
+        }
 
     @classmethod
     def from_pyproject(cls, path: Path | None, gates: Collection[str] | None = None) -> "GateConfig":
@@ -330,13 +370,16 @@ class GateConfig:
         return cls.from_mapping(table, source=str(path), gates=gates)
 
     @classmethod
-    def from_mapping(cls, table: Mapping, *, source: str = "[tool.shortcutgates]",
-                     gates: Collection[str] | None = None) -> "GateConfig":
+    def from_mapping(
+        cls, table: Mapping, *, source: str = "[tool.shortcutgates]", gates: Collection[str] | None = None
+    ) -> "GateConfig":
         """Build from the parsed ``[tool.shortcutgates]`` table."""
         unknown = sorted(set(table) - set(CONFIG_KEYS))
         if unknown:
-            raise ValueError(f"{source}: unknown key(s) {', '.join(unknown)} in [tool.shortcutgates] "
-                             f"(known: {', '.join(CONFIG_KEYS)})")
+            raise ValueError(
+                f"{source}: unknown key(s) {', '.join(unknown)} in [tool.shortcutgates] "
+                f"(known: {', '.join(CONFIG_KEYS)})"
+            )
         kw = {}
         try:
             for key in ("thresholds", "waivers", "threshold_reasons"):
@@ -362,7 +405,9 @@ class GateConfig:
             if "boxes" in table:
                 kw["boxes"] = tuple(_integer(b, "boxes") for b in table["boxes"])
             if "primary" in table:
-                if isinstance(table["primary"], (str, Mapping)) or not all(isinstance(x, str) for x in table["primary"]):
+                if isinstance(table["primary"], (str, Mapping)) or not all(
+                    isinstance(x, str) for x in table["primary"]
+                ):
                     raise TypeError(f"'primary' must be a list of gate names or case ids (got {table['primary']!r})")
                 for name in table["primary"]:
                     check_gate_name(name, gates)
@@ -370,7 +415,9 @@ class GateConfig:
             if "operating_threshold" in table:
                 kw["operating_threshold"] = _number(table["operating_threshold"], "operating_threshold")
             if "theta_e_bins_arcsec" in table:
-                kw["theta_e_bins_arcsec"] = tuple(_number(b, "theta_e_bins_arcsec") for b in table["theta_e_bins_arcsec"])
+                kw["theta_e_bins_arcsec"] = tuple(
+                    _number(b, "theta_e_bins_arcsec") for b in table["theta_e_bins_arcsec"]
+                )
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{source}: [tool.shortcutgates]: {exc}") from None
         return cls(**kw)

@@ -198,7 +198,7 @@ def flux_per_ring_reader(images: np.ndarray) -> np.ndarray:
     counts = np.bincount(rings)
     means = np.stack([np.bincount(rings, row.ravel().astype(np.float64)) / counts for row in x])
     lo, hi = int(RING_RADII_PX[0]), int(RING_RADII_PX[1])
-    bump = -(means[:, lo - 1:hi - 1] - 2 * means[:, lo:hi] + means[:, lo + 1:hi + 1])
+    bump = -(means[:, lo - 1 : hi - 1] - 2 * means[:, lo:hi] + means[:, lo + 1 : hi + 1])
     return bump.max(axis=1).astype(np.float64)
 
 

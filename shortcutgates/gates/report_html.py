@@ -29,10 +29,16 @@ def gate_document(report: Mapping, title: str = "shortcutgates gate report") -> 
     s = report.get("summary") or {}
     model, data = report.get("model") or {}, report.get("data") or {}
     verdict = f"RED: {len(red)} gate(s) fail: {', '.join(red[:20])}" if red else "GREEN: no gate that ran fails"
-    doc: list[tuple] = [("h1", title), ("p", verdict),
-           ("p", f"model: {model.get('path') or model.get('kind') or 'none'}; data: {data.get('path')} "
-                 f"({data.get('n_rows')} rows); {s.get('expected')} gates expected, {s.get('run')} run, "
-                 f"{s.get('skipped')} not run, {s.get('waived')} waived.")]
+    doc: list[tuple] = [
+        ("h1", title),
+        ("p", verdict),
+        (
+            "p",
+            f"model: {model.get('path') or model.get('kind') or 'none'}; data: {data.get('path')} "
+            f"({data.get('n_rows')} rows); {s.get('expected')} gates expected, {s.get('run')} run, "
+            f"{s.get('skipped')} not run, {s.get('waived')} waived.",
+        ),
+    ]
     missing = not_run(gates)
     if missing:
         doc += [("h2", "Gates that did not run")]
@@ -40,8 +46,14 @@ def gate_document(report: Mapping, title: str = "shortcutgates gate report") -> 
     doc += [("h2", "Gates"), ("table", *gate_table(gates))]
     figure = gates_figure(gates)
     if figure:
-        doc += [("img", figure, "Each gate case's value with its 95 % LRG-bootstrap interval against its threshold "
-                 "(black tick; a ±margin claim: two ticks); colour: verdict")]
+        doc += [
+            (
+                "img",
+                figure,
+                "Each gate case's value with its 95 % LRG-bootstrap interval against its threshold "
+                "(black tick; a ±margin claim: two ticks); colour: verdict",
+            )
+        ]
     low = report.get("low_fpr") or {}
     if low:
         doc += [("h2", "Detection at low false-positive rates"), ("table", *low_fpr_table(low))]
@@ -87,8 +99,14 @@ def gates_figure(gates: list) -> str | None:
     from shortcutgates.gates.report_json import VERDICT_STYLE
     from shortcutgates.gates.report_json import verdict_key as _verdict_key
 
-    rows = [g for g in gates if g.get("value") is not None and g.get("threshold") is not None
-            and abs(g["value"]) <= 1.5 and abs(g["threshold"]) <= 1.5]  # AUCs and differences; counts are in the table
+    rows = [
+        g
+        for g in gates
+        if g.get("value") is not None
+        and g.get("threshold") is not None
+        and abs(g["value"]) <= 1.5
+        and abs(g["threshold"]) <= 1.5
+    ]  # AUCs and differences; counts are in the table
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(7, 0.22 * len(rows) + 1.0))
@@ -102,7 +120,7 @@ def gates_figure(gates: list) -> str | None:
         ax.plot([g["value"]], [y], "o", color=colour, ms=4, label=None if key in seen else label)
         seen[key] = True
         t = g["threshold"]
-        for tick in ((-t, t) if _is_margin(g) else (t,)):
+        for tick in (-t, t) if _is_margin(g) else (t,):
             ax.plot([tick], [y], "|", color="k", ms=9)
     ax.set_yticks(range(len(rows)), [g["id"] for g in rows], fontsize=6)
     ax.invert_yaxis()
@@ -164,8 +182,9 @@ def write_outputs(records: list[dict], context: Any, scorer: Any, report: Any = 
     """Write the JSON report and/or the HTML page of ``records``; ``OSError`` names the flag and path."""
     from shortcutgates.gates.report_json import build_report, write_report
 
-    built = build_report(records, data=context.data_info, model=model_block(context, scorer),
-                         config=context.config.as_report())
+    built = build_report(
+        records, data=context.data_info, model=model_block(context, scorer), config=context.config.as_report()
+    )
     if context.has_model:
         try:
             built["low_fpr"] = context.low_fpr()
@@ -205,18 +224,23 @@ def gate_table(records: Sequence[dict]) -> tuple:
     for r in records:
         sign = "≤" if r["direction"] == "max" else "≥"
         margin = getattr(REGISTRY.get(str(r.get("gate"))), "equivalence", False)
-        thr = "" if r.get("threshold") is None else (
-            f"within ±{fmt(r['threshold'], 2)}" if margin else f"{sign} {fmt(r['threshold'], 2)}")
+        thr = (
+            ""
+            if r.get("threshold") is None
+            else (f"within ±{fmt(r['threshold'], 2)}" if margin else f"{sign} {fmt(r['threshold'], 2)}")
+        )
         rows.append([r["id"], fmt_metric(r), thr, r["verdict"], f"{r['n']} ({r['n_groups']})", r.get("message", "")])
     return header, rows
 
 
 def to_html(doc: list, base: Path, title: str) -> str:
     e = html.escape
-    out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>"
-           "body{font-family:sans-serif;max-width:70em;margin:2em auto;line-height:1.4}"
-           "table{border-collapse:collapse;font-size:0.9em}td,th{border:1px solid #ccc;padding:3px 6px}"
-           "img{max-width:100%}figcaption{font-style:italic}</style></head><body>"]
+    out = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>"
+        "body{font-family:sans-serif;max-width:70em;margin:2em auto;line-height:1.4}"
+        "table{border-collapse:collapse;font-size:0.9em}td,th{border:1px solid #ccc;padding:3px 6px}"
+        "img{max-width:100%}figcaption{font-style:italic}</style></head><body>"
+    ]
     for block in doc:
         kind = block[0]
         if kind in ("h1", "h2", "h3"):
@@ -231,7 +255,8 @@ def to_html(doc: list, base: Path, title: str) -> str:
             out.append(f"<table><tr>{head}</tr>{body}</table>" if block[2] else "<p>(none)</p>")
         elif kind == "img":
             src = block[1] if str(block[1]).startswith("data:image/") else Path(block[1]).relative_to(base).as_posix()
-            out.append(f"<figure><img src='{e(src)}' alt='{e(block[2])}'>"
-                       f"<figcaption>{e(block[2])}</figcaption></figure>")
+            out.append(
+                f"<figure><img src='{e(src)}' alt='{e(block[2])}'><figcaption>{e(block[2])}</figcaption></figure>"
+            )
     out.append("</body></html>")
     return "\n".join(out) + "\n"

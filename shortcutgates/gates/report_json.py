@@ -61,14 +61,21 @@ def summarise(gates: Iterable[Mapping]) -> dict:
     primary = [g for g in gates if role(g) == "primary"]
     failing = sum(map(is_red, primary))
     established = sum(is_red(g) for g in gates if g.get("role", "primary") != "primary")
-    return {"expected": len(gates), "run": len(gates) - counts["skipped"], **counts,
-            "waived": sum(bool(g.get("waiver")) for g in gates), "primary": len(primary),
-            "primary_failing": failing, "reported_established": established,
-            "green": failing + established == 0}
+    return {
+        "expected": len(gates),
+        "run": len(gates) - counts["skipped"],
+        **counts,
+        "waived": sum(bool(g.get("waiver")) for g in gates),
+        "primary": len(primary),
+        "primary_failing": failing,
+        "reported_established": established,
+        "green": failing + established == 0,
+    }
 
 
-def build_report(gates: Iterable[Mapping], *, data: Mapping, model: Mapping | None,
-                 config: Mapping | None = None) -> dict:
+def build_report(
+    gates: Iterable[Mapping], *, data: Mapping, model: Mapping | None, config: Mapping | None = None
+) -> dict:
     """Assemble and validate a report.
 
     Parameters
@@ -90,8 +97,13 @@ def build_report(gates: Iterable[Mapping], *, data: Mapping, model: Mapping | No
         JSON-ready report; raises ``ValueError`` naming the offending entry if it breaks the schema.
     """
     gates = [jsonable(g) for g in gates]
-    report = {"schema": SCHEMA, "model": None if model is None else jsonable(model), "data": jsonable(data),
-              "gates": gates, "summary": summarise(gates)}
+    report = {
+        "schema": SCHEMA,
+        "model": None if model is None else jsonable(model),
+        "data": jsonable(data),
+        "gates": gates,
+        "summary": summarise(gates),
+    }
     if config is not None:
         report["config"] = jsonable(config)
     validate_report(report)
@@ -104,7 +116,9 @@ def _check_gate(i: int, gate: Mapping) -> None:
     if missing:
         raise ValueError(f"{where} lacks key(s) {', '.join(missing)}")
     if gate["verdict"] not in VERDICTS:
-        raise ValueError(f"{where} ({gate['id']}): 'verdict' must be one of {', '.join(VERDICTS)} (got {gate['verdict']!r})")
+        raise ValueError(
+            f"{where} ({gate['id']}): 'verdict' must be one of {', '.join(VERDICTS)} (got {gate['verdict']!r})"
+        )
     if gate["direction"] not in DIRECTIONS:
         raise ValueError(f"{where} ({gate['id']}): 'direction' must be 'max' or 'min' (got {gate['direction']!r})")
     if gate["role"] not in ROLES:
@@ -180,9 +194,13 @@ def read_report(path) -> dict:
     return report
 
 
-VERDICT_STYLE = {"pass": ("tab:blue", "passes"), "fail": ("tab:red", "fails"),
-                 "inconclusive": ("tab:orange", "inconclusive (interval crosses the threshold)"),
-                 "error": ("tab:purple", "error (cannot measure)"), "waived": ("0.5", "waived")}
+VERDICT_STYLE = {
+    "pass": ("tab:blue", "passes"),
+    "fail": ("tab:red", "fails"),
+    "inconclusive": ("tab:orange", "inconclusive (interval crosses the threshold)"),
+    "error": ("tab:purple", "error (cannot measure)"),
+    "waived": ("0.5", "waived"),
+}
 """Point colour and legend label of each verdict in the figures (by-model figure, HTML page)."""
 
 

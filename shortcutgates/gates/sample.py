@@ -19,6 +19,7 @@ import pandas as pd
 from shortcutgates.data import manifest as sgmanifest
 from shortcutgates.model.preprocess import annulus_median_mad
 
+
 class SplitSample(NamedTuple):
     """The sample of one split that every gate of that split uses."""
 
@@ -183,7 +184,9 @@ def decode_rows(frame: pd.DataFrame, shape: tuple | None = None) -> DecodedRows:
     good = (mad[..., 0, 0] > 0).all(axis=1)  # normalisable()
     decoded = np.flatnonzero(ok)
     for i in decoded[~good]:
-        problems.append(f"{files[i]}: row {int(rows[i])}, column '{columns[i]}': a band has zero outer-annulus MAD "
-                        "(constant or empty stamp; it cannot be normalised)")
+        problems.append(
+            f"{files[i]}: row {int(rows[i])}, column '{columns[i]}': a band has zero outer-annulus MAD "
+            "(constant or empty stamp; it cannot be normalised)"
+        )
     ok[decoded[~good]] = False
     return DecodedRows(stacked[good], ok, problems, shape, (median[good], mad[good]))

@@ -29,8 +29,12 @@ def inference_threads() -> int:
     return max(1, THREADS // max(1, torch.get_num_threads()))
 
 
-def score_chunks(fn: Callable[[np.ndarray], np.ndarray], images: np.ndarray, threads: int = 1,
-                 done: Callable[[int], object] = lambda n: None) -> list[np.ndarray]:
+def score_chunks(
+    fn: Callable[[np.ndarray], np.ndarray],
+    images: np.ndarray,
+    threads: int = 1,
+    done: Callable[[int], object] = lambda n: None,
+) -> list[np.ndarray]:
     """``fn`` of each :data:`CHUNK`-row chunk of ``images`` (N, ...), as float64 (n,) arrays in order.
 
     ``threads`` > 1 runs the chunks on that many threads (each chunk is one call, the same floats as in
@@ -38,7 +42,7 @@ def score_chunks(fn: Callable[[np.ndarray], np.ndarray], images: np.ndarray, thr
     starts = range(0, len(images), CHUNK)
 
     def one(start: int) -> np.ndarray:
-        scores = np.asarray(fn(images[start:start + CHUNK]), np.float64).reshape(-1)
+        scores = np.asarray(fn(images[start : start + CHUNK]), np.float64).reshape(-1)
         done(min(CHUNK, len(images) - start))
         return scores
 
@@ -59,7 +63,7 @@ def by_stamp_chunks(preprocess: Callable, images: np.ndarray, annulus: tuple[np.
     starts = range(0, len(images), CHUNK)
     if len(starts) <= 1:
         return preprocess(images, annulus)
-    parts = thread_map(lambda i: preprocess(images[i:i + CHUNK], tuple(a[i:i + CHUNK] for a in annulus)), starts)
+    parts = thread_map(lambda i: preprocess(images[i : i + CHUNK], tuple(a[i : i + CHUNK] for a in annulus)), starts)
     return np.concatenate(parts)
 
 

@@ -24,7 +24,10 @@ def sub_grid(h: int, w: int, pad: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     ys = (np.arange(h + 2 * pad) - pad - h // 2)[:, None] + sub[None, :]
     xs = (np.arange(w + 2 * pad) - pad - w // 2)[:, None] + sub[None, :]
     y, x = np.meshgrid(ys.ravel(), xs.ravel(), indexing="ij")
-    out = (x.ravel()[None] * PIXEL_SCALE_ARCSEC).astype(np.float32), (y.ravel()[None] * PIXEL_SCALE_ARCSEC).astype(np.float32)
+    out = (
+        (x.ravel()[None] * PIXEL_SCALE_ARCSEC).astype(np.float32),
+        (y.ravel()[None] * PIXEL_SCALE_ARCSEC).astype(np.float32),
+    )
     for a in out:
         a.flags.writeable = False
     return out
@@ -121,4 +124,4 @@ def blur(maps: np.ndarray, kernels: np.ndarray, pad: int) -> np.ndarray:
     size = (fft.next_fast_len(h + pad + r, real=True), fft.next_fast_len(w + pad + r, real=True))
     spec = fft.rfft2(maps, s=size)[:, :, None] * fft.rfft2(kernels, s=size)[:, None]
     out = fft.irfft2(spec, s=size)
-    return out[..., pad + r:pad + r + h, pad + r:pad + r + w]
+    return out[..., pad + r : pad + r + h, pad + r : pad + r + w]

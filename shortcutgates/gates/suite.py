@@ -89,8 +89,10 @@ def check_record(record: Mapping) -> None:
         pytest.skip(record["message"])
     if o in ("red", "waived"):
         how = " (reported case, violation established)" if established(record) and role(record) == "reported" else ""
-        pytest.fail(f"{record['id']}: {str(record['verdict']).upper()}{how}: {record['message']}{remedy_suffix(record)}",
-                    pytrace=False)
+        pytest.fail(
+            f"{record['id']}: {str(record['verdict']).upper()}{how}: {record['message']}{remedy_suffix(record)}",
+            pytrace=False,
+        )
 
 
 REMEDY_VERDICTS = ("fail",)
@@ -138,8 +140,15 @@ class CaseRun:
         return record
 
 
-def run_suite(context: Any, select: Callable[[Any], bool] | None = None, waivers: bool = True, *,
-              cases: Iterable | None = None, progress: bool = False, desc: str = "gates") -> Iterator[CaseRun]:
+def run_suite(
+    context: Any,
+    select: Callable[[Any], bool] | None = None,
+    waivers: bool = True,
+    *,
+    cases: Iterable | None = None,
+    progress: bool = False,
+    desc: str = "gates",
+) -> Iterator[CaseRun]:
     """Run the suite's cases on ``context`` lazily, in registry order.
 
     Parameters
@@ -170,8 +179,9 @@ def run_suite(context: Any, select: Callable[[Any], bool] | None = None, waivers
 
 
 # --- a pytest session's records and model ----------------------------------------------
-def expected_records(context: Any, cases: Iterable, results: Mapping[str, dict],
-                     reason_of: Callable[[Any], str]) -> list[dict]:
+def expected_records(
+    context: Any, cases: Iterable, results: Mapping[str, dict], reason_of: Callable[[Any], str]
+) -> list[dict]:
     """One record per expected case, in ``cases`` order, with its waiver; a case without a result in
     ``results`` (case id -> record) is ``skipped`` with ``reason_of(case)``."""
     from shortcutgates.gates.decision import skipped_result

@@ -33,13 +33,17 @@ def summary_lines(records: list[dict], level: float = 0.95) -> list[str]:
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     c = summarise(records)
-    lines.append(f"gates: {c['expected']} expected, {c['run']} run ({c['pass']} pass, {c['fail']} fail, "
-                 f"{c['inconclusive']} inconclusive, {c['error']} error), {c['skipped']} skipped, "
-                 f"{c['waived']} waived")
-    lines.append(f"primary: {c['primary']} cases decide the run, {c['primary_failing']} failing -> "
-                 f"{'GREEN' if c['green'] else 'RED'}; reported: {c['expected'] - c['primary']} cases shown, "
-                 f"{c['reported_established']} with an established violation (red in any role; "
-                 f"{c['reported']} measured without a threshold)")
+    lines.append(
+        f"gates: {c['expected']} expected, {c['run']} run ({c['pass']} pass, {c['fail']} fail, "
+        f"{c['inconclusive']} inconclusive, {c['error']} error), {c['skipped']} skipped, "
+        f"{c['waived']} waived"
+    )
+    lines.append(
+        f"primary: {c['primary']} cases decide the run, {c['primary_failing']} failing -> "
+        f"{'GREEN' if c['green'] else 'RED'}; reported: {c['expected'] - c['primary']} cases shown, "
+        f"{c['reported_established']} with an established violation (red in any role; "
+        f"{c['reported']} measured without a threshold)"
+    )
     if c["skipped"]:
         missing = not_run(records)
         lines.append(f"NOT RUN: {c['skipped']} of {c['expected']} gates did not run: {'; '.join(sorted(missing))}")

@@ -49,10 +49,15 @@ def summary_row(name: str, path: Path, records: list[dict], strict: bool) -> dic
     red = [r["id"] for r in records if is_red(r)]
     red_model = [r["id"] for r in records if is_red(r) and _is_model_case(r)]
     not_run = strict_failure(records) if strict else None
-    row = {"model": name, "path": str(path), "verdict": "RED" if red or not_run else "GREEN",
-           "failing": len(red), "not_run": sum(r["verdict"] == "skipped" for r in records),
-           "first_failing": (red_model or red or [""])[0], "first_failing_data": next(
-               (i for i in red if i not in red_model), "")}
+    row = {
+        "model": name,
+        "path": str(path),
+        "verdict": "RED" if red or not_run else "GREEN",
+        "failing": len(red),
+        "not_run": sum(r["verdict"] == "skipped" for r in records),
+        "first_failing": (red_model or red or [""])[0],
+        "first_failing_data": next((i for i in red if i not in red_model), ""),
+    }
     for r in model_primary(records):
         row[r["id"]] = r["value"]
     return row
@@ -60,15 +65,12 @@ def summary_row(name: str, path: Path, records: list[dict], strict: bool) -> dic
 
 def model_primary(records: list[dict]) -> list[dict]:
     """Records of primary cases that need the model (the ones that change from model to model)."""
-    return [r for r in records if role(r) == "primary" and r["threshold"] is not None
-            and _is_model_case(r)]
+    return [r for r in records if role(r) == "primary" and r["threshold"] is not None and _is_model_case(r)]
 
 
 def _is_model_case(record: dict) -> bool:
     params = record.get("params") or {}
     return record["gate"] not in DATA_ONLY_GATES or params.get("input") == "model"
-
-
 
 
 def plot_by_model(table: pd.DataFrame, records_by_model: dict[str, list[dict]], path: Path) -> Path | None:
@@ -92,7 +94,9 @@ def plot_by_model(table: pd.DataFrame, records_by_model: dict[str, list[dict]], 
     for ax, case_id in zip(axes.flat, ids):
         recs = [{r["id"]: r for r in records_by_model[n]}.get(case_id) for n in names]
         value = np.array([np.nan if r is None or r["value"] is None else r["value"] for r in recs], float)
-        ci = np.array([[np.nan, np.nan] if r is None or not r["ci"] or None in r["ci"] else r["ci"] for r in recs], float)
+        ci = np.array(
+            [[np.nan, np.nan] if r is None or not r["ci"] or None in r["ci"] else r["ci"] for r in recs], float
+        )
         verdicts = np.array([_verdict_key(r) for r in recs], object)
         err = np.abs(np.vstack([value - ci[:, 0], ci[:, 1] - value]))
         ax.errorbar(x, value, yerr=np.nan_to_num(err), fmt="-", color="0.6", lw=1, capsize=2, zorder=1)
@@ -109,7 +113,7 @@ def plot_by_model(table: pd.DataFrame, records_by_model: dict[str, list[dict]], 
             ax.axhline(threshold, color="k", ls="--", lw=0.8)
         ax.set_title(case_id, fontsize=8)
         ax.tick_params(labelsize=7)
-    for ax in axes.flat[len(ids):]:
+    for ax in axes.flat[len(ids) :]:
         ax.set_visible(False)
     for ax in axes[-1]:
         ax.set_xticks(x, names, rotation=60, ha="right", fontsize=6)
@@ -137,9 +141,19 @@ def _data_for(data, models: list[Path]) -> Path:
     return found.pop()
 
 
-def gate_many(data, models: list[Path], out: Path, *, config_path=None, strict: bool = True,
-              progress: bool = True, data_root=None, cache_dir=None, reuse_cache: bool = True,
-              input: str | None = None) -> int:
+def gate_many(
+    data,
+    models: list[Path],
+    out: Path,
+    *,
+    config_path=None,
+    strict: bool = True,
+    progress: bool = True,
+    data_root=None,
+    cache_dir=None,
+    reuse_cache: bool = True,
+    input: str | None = None,
+) -> int:
     """Gate every model in ``models`` on ``data``; write reports, table and figure to ``out``; exit status.
 
     Data cases come from the data-gate cache (:mod:`.cache`, in ``cache_dir`` or the default) when
@@ -156,8 +170,9 @@ def gate_many(data, models: list[Path], out: Path, *, config_path=None, strict: 
     from shortcutgates.model.scorers import PreprocessCache
 
     models = [Path(m) for m in models]
-    base = GateContext(_data_for(data, models), config=load_config(config_path, input=input), progress=False,
-                       data_root=data_root)
+    base = GateContext(
+        _data_for(data, models), config=load_config(config_path, input=input), progress=False, data_root=data_root
+    )
     data_cases = [c for c in gate_cases(base) if "model" not in c.needs]
     data_records = _data_records(base, data_cases, cache_dir, reuse_cache, progress)
     shape = decode_rows(base.frame.iloc[:1]).shape if len(base.frame) else None
@@ -186,17 +201,27 @@ def _model_report(base, path: Path, cache, data_records: dict[str, dict], shape)
     scorer = load_scorer(path, cache)
     if scorer.contract is not None and shape is not None:
         scorer.contract.check_stamp(shape, str(path))
-    context = base.with_scorer(scorer.score_fn, scorer.preprocess, path,  # Scorer.preprocess: object
-                               scorer.score_inputs)
+    context = base.with_scorer(
+        scorer.score_fn,
+        scorer.preprocess,
+        path,  # Scorer.preprocess: object
+        scorer.score_inputs,
+    )
     model_cases = gate_cases(context)  # roles of the input-decided probes follow this model's input
 
     def shared(case) -> bool:
         return case.id in data_records and case.gate not in INPUT_DECIDED
 
-    model_records = {run.case.id: run.record() for run in run_suite(context, lambda c: not shared(c), cases=model_cases)}
+    model_records = {
+        run.case.id: run.record() for run in run_suite(context, lambda c: not shared(c), cases=model_cases)
+    }
     records = [data_records[c.id] if shared(c) else model_records[c.id] for c in model_cases]
-    return build_report(records, data=base.data_info, model={**(context.model_info or {}), **scorer.info},
-                        config=base.config.as_report())
+    return build_report(
+        records,
+        data=base.data_info,
+        model={**(context.model_info or {}), **scorer.info},
+        config=base.config.as_report(),
+    )
 
 
 def _data_records(context, cases, cache_dir, reuse_cache: bool, progress: bool) -> dict[str, dict]:
@@ -228,5 +253,7 @@ def _data_records(context, cases, cache_dir, reuse_cache: bool, progress: bool) 
 def _print_table(table: pd.DataFrame, out: Path) -> None:
     cols = ["model", "verdict", "failing", "not_run", "first_failing"]
     print(table[cols].to_string(index=False))
-    print(f"{len(table)} models, {int((table['verdict'] == 'RED').sum())} red; reports, {SUMMARY_FILE} and "
-          f"{FIGURE_FILE} in {out}")
+    print(
+        f"{len(table)} models, {int((table['verdict'] == 'RED').sum())} red; reports, {SUMMARY_FILE} and "
+        f"{FIGURE_FILE} in {out}"
+    )

@@ -76,11 +76,19 @@ def draw_lens_truth(rng: np.random.Generator, theta_e: float, phi: float) -> dic
     """Injection truth of a toy lens: SIE (e 0.05–0.3) + shear (< 0.05), a Sérsic source (R_e 0.1–0.3″,
     n 0.7–1.5) at 0.3–0.8 θ_E from the axis in direction ``phi`` (the arc forms on that side)."""
     beta = rng.uniform(0.3, 0.8) * theta_e
-    return {"theta_e_arcsec": theta_e, "lens_e": rng.uniform(0.05, 0.3), "lens_phi_rad": rng.uniform(0, np.pi),
-            "shear": rng.uniform(0, 0.05), "shear_phi_rad": rng.uniform(0, np.pi),
-            "src_x_arcsec": beta * np.cos(phi), "src_y_arcsec": beta * np.sin(phi),
-            "src_reff_arcsec": rng.uniform(0.1, 0.3), "src_n": rng.uniform(0.7, 1.5), "src_q": rng.uniform(0.6, 1.0),
-            "src_phi_rad": rng.uniform(0, np.pi)}
+    return {
+        "theta_e_arcsec": theta_e,
+        "lens_e": rng.uniform(0.05, 0.3),
+        "lens_phi_rad": rng.uniform(0, np.pi),
+        "shear": rng.uniform(0, 0.05),
+        "shear_phi_rad": rng.uniform(0, np.pi),
+        "src_x_arcsec": beta * np.cos(phi),
+        "src_y_arcsec": beta * np.sin(phi),
+        "src_reff_arcsec": rng.uniform(0.1, 0.3),
+        "src_n": rng.uniform(0.7, 1.5),
+        "src_q": rng.uniform(0.6, 1.0),
+        "src_phi_rad": rng.uniform(0, np.pi),
+    }
 
 
 def lensed_arcs(size: int, truth: pd.DataFrame, fwhm_arcsec: np.ndarray, flux: float) -> np.ndarray:
@@ -95,12 +103,13 @@ def lensed_arcs(size: int, truth: pd.DataFrame, fwhm_arcsec: np.ndarray, flux: f
 
     pad, out = 16, np.zeros((len(truth), 3, size, size), np.float32)
     for start in range(0, len(truth), 64):
-        part = truth.iloc[start:start + 64]
+        part = truth.iloc[start : start + 64]
         light = lensed_regions(part, (size, size), pad)[0]
-        kernels = np.stack([moffat_kernel(f / PIXEL_SCALE_ARCSEC, 3.5, radius=16)
-                            for f in np.asarray(fwhm_arcsec)[start:start + 64]])
+        kernels = np.stack(
+            [moffat_kernel(f / PIXEL_SCALE_ARCSEC, 3.5, radius=16) for f in np.asarray(fwhm_arcsec)[start : start + 64]]
+        )
         image = fftconvolve(light, kernels, mode="valid", axes=(-2, -1)) * flux
-        out[start:start + 64] = ARC_COLOUR[None, :, None, None] * image[:, None]
+        out[start : start + 64] = ARC_COLOUR[None, :, None, None] * image[:, None]
     return out
 
 
@@ -173,11 +182,13 @@ def make_rows(spec: ToySpec) -> pd.DataFrame:
                     truth.update({f"psf_fwhm_used_{b}": props["psfsize_r"] for b in "grz"})
                     stamp = control.copy()
                 else:
-                    stamp = control + arc_stamp(spec.size, theta / PIXEL_SCALE_ARCSEC, phi, spec.arc_extent,
-                                                spec.arc_flux)
+                    stamp = control + arc_stamp(
+                        spec.size, theta / PIXEL_SCALE_ARCSEC, phi, spec.arc_extent, spec.arc_flux
+                    )
                 if spec.core_fraction:
-                    stamp = stamp + counter_image(spec.size, rng.uniform(1.0, 2.0), phi + np.pi,
-                                                  spec.core_fraction * peak)
+                    stamp = stamp + counter_image(
+                        spec.size, rng.uniform(1.0, 2.0), phi + np.pi, spec.core_fraction * peak
+                    )
                 rows.append({**base, "label": 1, "image": stamp, **truth, **props})
         if not is_positive or paired_lrg:
             neg_props = dict(props, psfsize_r=props["psfsize_r"] + spec.psf_shift)
@@ -216,15 +227,15 @@ def make_images(spec: ToySpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
 
 # --- reference scorers -------------------------------------------------------------------------
 def central_flux_score(raw: np.ndarray) -> np.ndarray:
-    """"Clever-Hans" scorer: r-band flux of the central 3×3 pixels over that of the 5×5 ring around them.
+    """ "Clever-Hans" scorer: r-band flux of the central 3×3 pixels over that of the 5×5 ring around them.
 
     The ratio cancels the LRG's brightness, so the score reads only how peaked the core is: a
     counter-image 1–2 px from the centre raises it; an arc outside the core does not.
     """
     raw = np.asarray(raw, np.float32)
     c = raw.shape[-1] // 2
-    inner = raw[:, 1, c - 1:c + 2, c - 1:c + 2].sum((-1, -2))
-    outer = raw[:, 1, c - 3:c + 4, c - 3:c + 4].sum((-1, -2)) - inner
+    inner = raw[:, 1, c - 1 : c + 2, c - 1 : c + 2].sum((-1, -2))
+    outer = raw[:, 1, c - 3 : c + 4, c - 3 : c + 4].sum((-1, -2)) - inner
     return (inner / np.maximum(outer, 1e-6)).astype(np.float64)
 
 

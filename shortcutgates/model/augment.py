@@ -55,7 +55,9 @@ class CoreDropoutSchedule:
     def __post_init__(self):
         epochs = [e for e, _ in self.steps]
         if not self.steps or epochs != sorted(set(epochs)) or min(epochs) < 0:
-            raise ValueError(f"core dropout schedule: start epochs must be distinct, >= 0 and increasing (got {epochs})")
+            raise ValueError(
+                f"core dropout schedule: start epochs must be distinct, >= 0 and increasing (got {epochs})"
+            )
 
     def at(self, epoch: int) -> CoreDropout | None:
         """The setting used during ``epoch`` (0-based), or None before the first step."""
@@ -121,8 +123,9 @@ def core_mask(height: int, width: int, radius: float) -> torch.Tensor:
     return torch.from_numpy(radius_grid(height, width) < radius)
 
 
-def core_dropout(images: torch.Tensor, setting: CoreDropout, generator: torch.Generator,
-                 noise_std: float = NOISE_STD) -> torch.Tensor:
+def core_dropout(
+    images: torch.Tensor, setting: CoreDropout, generator: torch.Generator, noise_std: float = NOISE_STD
+) -> torch.Tensor:
     """Replace the core of a random subset of ``(B, C, H, W)`` stamps with N(0, noise_std²) noise."""
     b, c, h, w = images.shape
     chosen = torch.rand(b, generator=generator) < setting.probability
@@ -144,8 +147,9 @@ class AugmentConfig:
     core_dropout: CoreDropoutSchedule | None = None
 
 
-def augment_batch(images: torch.Tensor, epoch: int, generator: torch.Generator,
-                  config: AugmentConfig = AugmentConfig()) -> torch.Tensor:
+def augment_batch(
+    images: torch.Tensor, epoch: int, generator: torch.Generator, config: AugmentConfig = AugmentConfig()
+) -> torch.Tensor:
     """Training augmentation of a ``(B, C, H, W)`` CPU batch of preprocessed stamps."""
     if config.dihedral:
         images = random_dihedral(images, generator)

@@ -36,7 +36,15 @@ from shortcutgates.model.preprocess import get_preprocessor
 FORMAT = "shortcutgates.checkpoint"
 FORMAT_VERSION = 1
 REQUIRED_KEYS: tuple[str, ...] = (
-    "format", "version", "model_config", "state_dict", "preprocess", "train_config", "data", "metrics", "seed",
+    "format",
+    "version",
+    "model_config",
+    "state_dict",
+    "preprocess",
+    "train_config",
+    "data",
+    "metrics",
+    "seed",
 )
 
 
@@ -44,9 +52,11 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the one-line message names the file and the problem."""
 
 
-OTHER_MODELS = ("a model shortcutgates did not write comes in as a torch.export program (.pt2) or an ONNX file "
-                "with an input contract, or through a 'shortcutgates_scorer' fixture in your conftest.py that "
-                "builds your network and loads its weights (docs/scorers.md)")
+OTHER_MODELS = (
+    "a model shortcutgates did not write comes in as a torch.export program (.pt2) or an ONNX file "
+    "with an input contract, or through a 'shortcutgates_scorer' fixture in your conftest.py that "
+    "builds your network and loads its weights (docs/scorers.md)"
+)
 """The next step named by every refusal of a file that is not a shortcutgates checkpoint."""
 
 
@@ -62,11 +72,15 @@ def _refuse_other_archives(path, names: list[str]) -> None:
     """TorchScript and torch.export archives are zip files too: name them instead of calling them corrupt."""
     rel = [n.split("/", 1)[-1] for n in names]
     if any(r.startswith("code/") for r in rel) or "constants.pkl" in rel:
-        raise CheckpointError(f"{path}: a TorchScript archive (torch.jit.save); it runs TorchScript code when "
-                              f"loaded, so shortcutgates does not load it: {OTHER_MODELS}")
+        raise CheckpointError(
+            f"{path}: a TorchScript archive (torch.jit.save); it runs TorchScript code when "
+            f"loaded, so shortcutgates does not load it: {OTHER_MODELS}"
+        )
     if any(r.startswith("models/") and r.endswith(".json") for r in rel) and "data.pkl" not in rel:
-        raise CheckpointError(f"{path}: a torch.export program; name it with the .pt2 suffix so it is read as one "
-                              "(with its input contract)")
+        raise CheckpointError(
+            f"{path}: a torch.export program; name it with the .pt2 suffix so it is read as one "
+            "(with its input contract)"
+        )
 
 
 class LoadedCheckpoint(NamedTuple):
@@ -108,7 +122,9 @@ def read_payload(path, map_location="cpu") -> dict:
     with open(path, "rb") as fh:
         head = fh.read(4)
     if head != b"PK\x03\x04":
-        kind = "a legacy (pre-1.6) torch pickle" if head[:1] == b"\x80" else f"not a torch zip file (starts with {head!r})"
+        kind = (
+            "a legacy (pre-1.6) torch pickle" if head[:1] == b"\x80" else f"not a torch zip file (starts with {head!r})"
+        )
         raise CheckpointError(f"{path}: {kind}; truncated or corrupt, or not a shortcutgates checkpoint")
     _refuse_other_archives(path, _zip_names(path))
     try:
@@ -127,7 +143,9 @@ def read_payload(path, map_location="cpu") -> dict:
         ) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
         msg = " ".join(str(exc).split())[:160]
-        raise CheckpointError(f"{path}: not a readable torch file, truncated or corrupt ({type(exc).__name__}: {msg})") from None
+        raise CheckpointError(
+            f"{path}: not a readable torch file, truncated or corrupt ({type(exc).__name__}: {msg})"
+        ) from None
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path}: holds a {type(payload).__name__}, expected a shortcutgates checkpoint dict")
     return payload
@@ -138,8 +156,10 @@ def check_payload(path, payload: dict) -> None:
     fmt = payload.get("format")
     if fmt is None and payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
         first = next(iter(payload))
-        raise CheckpointError(f"{path}: a bare state_dict ({len(payload)} tensors, e.g. {first!r}) of a network "
-                              f"shortcutgates does not know, so it cannot be run: {OTHER_MODELS}")
+        raise CheckpointError(
+            f"{path}: a bare state_dict ({len(payload)} tensors, e.g. {first!r}) of a network "
+            f"shortcutgates does not know, so it cannot be run: {OTHER_MODELS}"
+        )
     if fmt != FORMAT:
         raise CheckpointError(f"{path}: format is {fmt!r}, expected {FORMAT!r}; {OTHER_MODELS}")
     version = payload.get("version")
@@ -165,8 +185,10 @@ def model_from_payload(path, payload: dict, state_key: str = "state_dict") -> Re
     except (RuntimeError, TypeError, AttributeError) as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         detail = "; ".join(lines[1:3]) if len(lines) > 1 else (lines[0] if lines else type(exc).__name__)
-        raise CheckpointError(f"{path}: state_dict does not fit the architecture in model_config ({detail[:200]}); "
-                              f"for another architecture: {OTHER_MODELS}") from None
+        raise CheckpointError(
+            f"{path}: state_dict does not fit the architecture in model_config ({detail[:200]}); "
+            f"for another architecture: {OTHER_MODELS}"
+        ) from None
     return model
 
 
@@ -187,7 +209,9 @@ def load_checkpoint(path, map_location="cpu") -> LoadedCheckpoint:
         get_preprocessor(name)
     except ValueError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
-    model = model_from_payload(path, payload).to(map_location if isinstance(map_location, (str, torch.device)) else "cpu")
+    model = model_from_payload(path, payload).to(
+        map_location if isinstance(map_location, (str, torch.device)) else "cpu"
+    )
     model.eval()
     return LoadedCheckpoint(model, name, payload)
 
@@ -212,8 +236,10 @@ def recorded_manifest(path) -> Path:
         raise CheckpointError(f"{path}: its training manifest {manifest} is not there (moved or deleted); {fix}")
     now = manifest_sha256(where)
     if now != sha:
-        raise CheckpointError(f"{path}: its training manifest {manifest} has changed since training (sha256 "
-                              f"{sha[:12]} recorded, {now[:12]} now); {fix}")
+        raise CheckpointError(
+            f"{path}: its training manifest {manifest} has changed since training (sha256 "
+            f"{sha[:12]} recorded, {now[:12]} now); {fix}"
+        )
     return where.resolve()
 
 

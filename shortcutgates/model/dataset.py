@@ -23,7 +23,14 @@ from shortcutgates.data import io as sgio
 from shortcutgates.data import manifest as sgmanifest
 from shortcutgates.data.codec import DecodeStats, decode_stamps
 from shortcutgates.model.preprocess import get_preprocessor
-from shortcutgates.data.schema import IMAGE_COLUMN, LABEL_COLUMN, LRG_ID_COLUMN, POINTER_COLUMNS, SPLIT_COLUMN, DataError
+from shortcutgates.data.schema import (
+    IMAGE_COLUMN,
+    LABEL_COLUMN,
+    LRG_ID_COLUMN,
+    POINTER_COLUMNS,
+    SPLIT_COLUMN,
+    DataError,
+)
 
 CACHE_VERSION = 1
 """Bumped whenever decoding or preprocessing changes what a cached array holds."""
@@ -49,8 +56,9 @@ def iter_raw_chunks(frame: pd.DataFrame, chunk: int = 512):
     for start in range(0, len(pos_inline), chunk):
         pos = pos_inline[start : start + chunk]
         blobs = column[pos]
-        decoded = decode_stamps(blobs, files=None if files is None else files[pos], rows=mrows[pos],
-                                columns=IMAGE_COLUMN)
+        decoded = decode_stamps(
+            blobs, files=None if files is None else files[pos], rows=mrows[pos], columns=IMAGE_COLUMN
+        )
         yield pos, decoded.images, decoded.stats
     pos_other = np.flatnonzero(source != "inline")
     if len(pos_other) == 0:
@@ -58,8 +66,11 @@ def iter_raw_chunks(frame: pd.DataFrame, chunk: int = 512):
     if files is None and not (source == "pointer").all():
         i = int(pos_other[(source[pos_other] != "pointer")][0])
         missing = [c for c in POINTER_COLUMNS if c not in frame]
-        raise DataError(f"row has no {IMAGE_COLUMN} and no pointer column(s) {', '.join(missing)}",
-                        row=int(mrows[i]), column=IMAGE_COLUMN)
+        raise DataError(
+            f"row has no {IMAGE_COLUMN} and no pointer column(s) {', '.join(missing)}",
+            row=int(mrows[i]),
+            column=IMAGE_COLUMN,
+        )
     holder = np.full(len(frame), "", object)  # the file each row's blob is read from
     if files is not None:
         holder[:] = files
@@ -125,8 +136,9 @@ def rows_key(frame: pd.DataFrame, manifest_sha: str, preprocess: str) -> str:
 
 
 # --- preprocessing once, cached ------------------------------------------------------------
-def preprocess_frame(frame: pd.DataFrame, preprocess: str, *, out: np.ndarray | None = None,
-                     progress: bool = False) -> tuple[np.ndarray, DecodeStats]:
+def preprocess_frame(
+    frame: pd.DataFrame, preprocess: str, *, out: np.ndarray | None = None, progress: bool = False
+) -> tuple[np.ndarray, DecodeStats]:
     """Decode and preprocess every row of ``frame`` into ``(N, 3, H, W)`` float32 model input.
 
     ``out`` (e.g. an ``open_memmap``) receives the result when given; otherwise it is allocated
@@ -142,9 +154,11 @@ def preprocess_frame(frame: pd.DataFrame, preprocess: str, *, out: np.ndarray | 
             out = np.empty((len(frame),) + images.shape[1:], np.float32)
         if images.shape[1:] != out.shape[1:]:
             i = int(pos[0])
-            raise DataError(f"stamp shape {images.shape[2:]} differs from the first rows' {out.shape[2:]}",
-                            file=frame["manifest_file"].iloc[i] if "manifest_file" in frame else None,
-                            row=int(frame["manifest_row"].iloc[i]) if "manifest_row" in frame else i)
+            raise DataError(
+                f"stamp shape {images.shape[2:]} differs from the first rows' {out.shape[2:]}",
+                file=frame["manifest_file"].iloc[i] if "manifest_file" in frame else None,
+                row=int(frame["manifest_row"].iloc[i]) if "manifest_row" in frame else i,
+            )
         try:
             out[pos] = fn(images)
         except ValueError as exc:  # a constant stamp cannot be normalised: say which row
@@ -176,12 +190,17 @@ def _unnormalisable(frame: pd.DataFrame, pos: np.ndarray, images: np.ndarray, ex
         return DataError(str(exc))
     i = int(pos[bad[0]])
     file, row, column = row_location(frame, i)
-    return DataError("outer-annulus MAD is 0 (constant or all-zero stamp; it cannot be normalised)",
-                     file=file, row=row, column=column)
+    return DataError(
+        "outer-annulus MAD is 0 (constant or all-zero stamp; it cannot be normalised)",
+        file=file,
+        row=row,
+        column=column,
+    )
 
 
-def cached_inputs(frame: pd.DataFrame, preprocess: str, *, cache_dir=None, key: str | None = None,
-                  progress: bool = False) -> np.ndarray:
+def cached_inputs(
+    frame: pd.DataFrame, preprocess: str, *, cache_dir=None, key: str | None = None, progress: bool = False
+) -> np.ndarray:
     """Preprocessed model input for ``frame``, read from ``cache_dir/<key>.npy`` when present.
 
     Without ``cache_dir`` the array is computed in memory. With it, the first call writes the
@@ -205,8 +224,9 @@ CACHED_SPLITS = ("train", "val")
 """Splits ``shortcutgates build --cache`` decodes ahead: the ones ``shortcutgates train`` reads."""
 
 
-def fill_cache(manifest, cache_dir, preprocess: str = "raw_robust", *, splits=CACHED_SPLITS,
-               progress: bool = False) -> list[Path]:
+def fill_cache(
+    manifest, cache_dir, preprocess: str = "raw_robust", *, splits=CACHED_SPLITS, progress: bool = False
+) -> list[Path]:
     """Decode and preprocess the ``splits`` of a manifest into ``cache_dir`` (``build --cache``).
 
     Each split's array is written under the key ``shortcutgates train --cache-dir`` looks up
@@ -243,9 +263,12 @@ def row_weights(frame: pd.DataFrame) -> np.ndarray:
     bad = ~np.isfinite(w) | (w < 0)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise DataError(f"weight must be a finite number >= 0 (got {frame[WEIGHT_COLUMN].iloc[i]!r})",
-                        file=frame["manifest_file"].iloc[i] if "manifest_file" in frame else None,
-                        row=int(frame["manifest_row"].iloc[i]) if "manifest_row" in frame else i, column=WEIGHT_COLUMN)
+        raise DataError(
+            f"weight must be a finite number >= 0 (got {frame[WEIGHT_COLUMN].iloc[i]!r})",
+            file=frame["manifest_file"].iloc[i] if "manifest_file" in frame else None,
+            row=int(frame["manifest_row"].iloc[i]) if "manifest_row" in frame else i,
+            column=WEIGHT_COLUMN,
+        )
     return w.astype(np.float32)
 
 
@@ -276,8 +299,9 @@ class StampDataset:
         ``lrg_id`` when the manifest has it.
     """
 
-    def __init__(self, frame: pd.DataFrame, preprocess: str = "raw_robust", *, cache_dir=None, key=None,
-                 progress: bool = False):
+    def __init__(
+        self, frame: pd.DataFrame, preprocess: str = "raw_robust", *, cache_dir=None, key=None, progress: bool = False
+    ):
         frame = frame.reset_index(drop=True)
         self.preprocess = preprocess
         self.images = cached_inputs(frame, preprocess, cache_dir=cache_dir, key=key, progress=progress)

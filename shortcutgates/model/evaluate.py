@@ -52,7 +52,9 @@ def logits_of(model: torch.nn.Module, inputs: np.ndarray, *, batch_size: int = 2
     model.eval()
     out = np.empty(len(inputs), np.float64)
     for start in range(0, len(inputs), batch_size):
-        x = torch.from_numpy(np.array(inputs[start : start + batch_size], dtype=np.float32))  # a writable copy: inputs may be a read-only cache
+        x = torch.from_numpy(
+            np.array(inputs[start : start + batch_size], dtype=np.float32)
+        )  # a writable copy: inputs may be a read-only cache
         out[start : start + len(x)] = model(x.to(device)).double().cpu().numpy()
     model.train(was_training)
     return out
@@ -82,8 +84,10 @@ def predict_scores(loaded: LoadedCheckpoint, images: np.ndarray, *, batch_size: 
     if images.ndim == 3:
         images = images[None]
     if images.ndim != 4 or images.shape[1] != loaded.model.config.in_channels:
-        raise ValueError(f"predict_scores: images must have shape (N, {loaded.model.config.in_channels}, H, W) "
-                         f"in nanomaggies (got {images.shape})")
+        raise ValueError(
+            f"predict_scores: images must have shape (N, {loaded.model.config.in_channels}, H, W) "
+            f"in nanomaggies (got {images.shape})"
+        )
     fn = get_preprocessor(loaded.preprocess)
     out = np.empty(len(images), np.float64)
     for start in range(0, len(images), batch_size):
@@ -112,8 +116,16 @@ def _score_all(loaded: LoadedCheckpoint, frame: pd.DataFrame, batch_size: int, p
     return scores
 
 
-def score_manifest(ckpt_path, manifest_path, splits: Sequence[str] | str | None = None, *, cache_dir=None,
-                   batch_size: int = 256, device="cpu", progress: bool = False) -> pd.DataFrame:
+def score_manifest(
+    ckpt_path,
+    manifest_path,
+    splits: Sequence[str] | str | None = None,
+    *,
+    cache_dir=None,
+    batch_size: int = 256,
+    device="cpu",
+    progress: bool = False,
+) -> pd.DataFrame:
     """Scores of a manifest's rows, cached on disk per (checkpoint sha256, manifest sha256).
 
     All rows are scored on the first call; later calls (any ``splits``) read the cache.
@@ -158,7 +170,9 @@ def lrg_groups(frame: pd.DataFrame, tolerance_arcsec: float = 0.5) -> np.ndarray
     return ensure_lrg_ids(frame, tolerance_arcsec)[LRG_ID_COLUMN].astype(str).to_numpy()
 
 
-def evaluate_scores(labels, scores, groups, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> DetectionMetrics:
+def evaluate_scores(
+    labels, scores, groups, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> DetectionMetrics:
     """AUROC (LRG bootstrap CI) and TPR at FPR 1e-2, 1e-3; both classes are required."""
     labels = np.asarray(labels).astype(int)
     scores = np.asarray(scores, np.float64)

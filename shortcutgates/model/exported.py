@@ -19,7 +19,15 @@ from pathlib import Path
 import numpy as np
 
 from shortcutgates.data.io import file_sha256
-from shortcutgates.model.scorer_contract import CONTRACT_KEY, InputContract, PreprocessCache, Scorer, ScorerError, _preprocess_of, read_contract
+from shortcutgates.model.scorer_contract import (
+    CONTRACT_KEY,
+    InputContract,
+    PreprocessCache,
+    Scorer,
+    ScorerError,
+    _preprocess_of,
+    read_contract,
+)
 
 ONNX_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview.training"})
 """Operator domains of the ONNX standard; anything else is a custom (possibly Python) operator."""
@@ -33,8 +41,10 @@ def _onnx_modules():
         import onnx
         import onnxruntime
     except ImportError as exc:
-        raise ScorerError(f"--model *.onnx needs onnx and onnxruntime: pip install 'shortcutgates[onnx]' "
-                          f"({exc.name or exc} is missing)") from None
+        raise ScorerError(
+            f"--model *.onnx needs onnx and onnxruntime: pip install 'shortcutgates[onnx]' "
+            f"({exc.name or exc} is missing)"
+        ) from None
     return onnx, onnxruntime
 
 
@@ -47,9 +57,11 @@ def check_onnx_graph(model, where: str) -> None:
         g = graphs.pop()
         for node in g.node:
             if node.domain not in ONNX_DOMAINS and (node.domain, node.op_type) not in local:
-                raise ScorerError(f"{where}: refused, node {node.name or node.op_type!r} uses operator "
-                                  f"{node.domain}.{node.op_type} outside the ONNX standard (custom or Python "
-                                  f"operators could run code); export with standard operators only")
+                raise ScorerError(
+                    f"{where}: refused, node {node.name or node.op_type!r} uses operator "
+                    f"{node.domain}.{node.op_type} outside the ONNX standard (custom or Python "
+                    f"operators could run code); export with standard operators only"
+                )
             for attr in node.attribute:
                 graphs += [attr.g] if attr.HasField("g") else []
                 graphs += list(attr.graphs)
@@ -65,7 +77,9 @@ def load_onnx(path, cache: PreprocessCache | None = None) -> Scorer:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf DecodeError and friends
-        raise ScorerError(f"{path}: not a readable ONNX file ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})") from None
+        raise ScorerError(
+            f"{path}: not a readable ONNX file ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})"
+        ) from None
     check_onnx_graph(model, str(path))
     meta = {p.key: p.value for p in model.metadata_props}
     contract = read_contract(path, meta.get(CONTRACT_KEY))
@@ -89,8 +103,13 @@ def load_onnx(path, cache: PreprocessCache | None = None) -> Scorer:
         x = contract.model_input(images, cache)
         return contract.scores(session.run(None, {name: x})[0], len(x), where)
 
-    info = {"path": str(path), "kind": "onnx", "sha256": files_sha256(files), "files": files,
-            "input_contract": declared.to_dict()}
+    info = {
+        "path": str(path),
+        "kind": "onnx",
+        "sha256": files_sha256(files),
+        "files": files,
+        "input_contract": declared.to_dict(),
+    }
     return Scorer(score_fn, _preprocess_of(contract), info, contract)
 
 
@@ -113,8 +132,10 @@ def onnx_files(model, path: Path) -> list[dict]:
         if base not in file.parents:
             raise ScorerError(f"{path}: refused, external data {name!r} lies outside the model's directory")
         if not file.is_file():
-            raise ScorerError(f"{path}: its weights are in the external-data file {name}, which is missing "
-                              f"(keep it next to the .onnx, or export with external_data=False)")
+            raise ScorerError(
+                f"{path}: its weights are in the external-data file {name}, which is missing "
+                f"(keep it next to the .onnx, or export with external_data=False)"
+            )
         out.append({"path": Path(name).as_posix(), "sha256": file_sha256(file)})
     return out
 
@@ -141,11 +162,15 @@ def _check_input_dims(dims: list, contract: InputContract, where: str) -> InputC
     channels = dims[1] if contract.layout == "NCHW" else dims[3]
     hw = tuple(dims[2:4]) if contract.layout == "NCHW" else tuple(dims[1:3])
     if channels is not None and channels != len(contract.bands):
-        raise ScorerError(f"{where}: the model takes {channels} channels ({contract.layout}), the input contract "
-                          f"names {len(contract.bands)} bands {list(contract.bands)}")
+        raise ScorerError(
+            f"{where}: the model takes {channels} channels ({contract.layout}), the input contract "
+            f"names {len(contract.bands)} bands {list(contract.bands)}"
+        )
     if contract.stamp_size is not None and None not in hw and hw != contract.stamp_size:
-        raise ScorerError(f"{where}: the model input is {hw[0]}x{hw[1]} px, the input contract says "
-                          f"{contract.stamp_size[0]}x{contract.stamp_size[1]}")
+        raise ScorerError(
+            f"{where}: the model input is {hw[0]}x{hw[1]} px, the input contract says "
+            f"{contract.stamp_size[0]}x{contract.stamp_size[1]}"
+        )
     if contract.stamp_size is None and None not in hw:
         from dataclasses import replace
 
@@ -197,24 +222,31 @@ def check_pt2_archive(path) -> str | None:
             raise ScorerError(f"{where}: {kind} (no models/*.json); save the program with torch.export.save")
         root = roots.pop()
         for name in names:
-            rel = name[len(root) + 1:]
+            rel = name[len(root) + 1 :]
             if rel.endswith("_config.json") and rel.startswith(("data/weights/", "data/constants/")):
                 for fqn, meta in _zip_json(zf, name, where).get("config", {}).items():
                     path_name = str(meta.get("path_name", ""))
                     if meta.get("use_pickle") or path_name.startswith(("custom_obj", "opaque_obj")):
-                        raise ScorerError(f"{where}: refused, {fqn} is stored as a pickled or custom object "
-                                          "(loading it could run code); export with plain tensor weights")
+                        raise ScorerError(
+                            f"{where}: refused, {fqn} is stored as a pickled or custom object "
+                            "(loading it could run code); export with plain tensor weights"
+                        )
             elif rel.startswith(("data/weights/", "data/constants/")) and rel.endswith(".pt"):
-                raise ScorerError(f"{where}: refused, legacy pickled weights {rel}; re-save with this torch's torch.export.save")
+                raise ScorerError(
+                    f"{where}: refused, legacy pickled weights {rel}; re-save with this torch's torch.export.save"
+                )
         for name in models:
             program = _zip_json(zf, name, where)
             if program.get("guards_code"):
                 raise ScorerError(f"{where}: refused, the program carries guard code that would be executed")
-            bad = sorted({t for t in _pt2_targets([program.get("graph_module", {})])
-                          if not t.startswith(PT2_TARGET_PREFIXES)})
+            bad = sorted(
+                {t for t in _pt2_targets([program.get("graph_module", {})]) if not t.startswith(PT2_TARGET_PREFIXES)}
+            )
             if bad:
-                raise ScorerError(f"{where}: refused, calls operators outside ATen ({', '.join(bad[:3])}); custom or "
-                                  "Python operators could run code")
+                raise ScorerError(
+                    f"{where}: refused, calls operators outside ATen ({', '.join(bad[:3])}); custom or "
+                    "Python operators could run code"
+                )
         _check_sample_inputs(zf, [n for n in names if "/data/sample_inputs/" in n], where)
         extra = f"{root}/extra/{CONTRACT_KEY}"
         return zf.read(extra).decode() if extra in names else None
@@ -244,9 +276,15 @@ def load_exported(path, cache: PreprocessCache | None = None) -> Scorer:
         program = torch.export.load(str(path))
         module = program.module(check_guards=False)
     except Exception as exc:
-        raise ScorerError(f"{path}: torch.export.load failed ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+        raise ScorerError(
+            f"{path}: torch.export.load failed ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
+        ) from None
     spec = next((s for s in program.graph_signature.input_specs if s.kind.name == "USER_INPUT"), None)
-    meta = program.graph_module.graph.find_nodes(op="placeholder", target=spec.arg.name)[0].meta.get("val") if spec else None
+    meta = (
+        program.graph_module.graph.find_nodes(op="placeholder", target=spec.arg.name)[0].meta.get("val")
+        if spec
+        else None
+    )
     declared = contract
     if meta is not None:
         contract = _check_input_dims([d if isinstance(d, int) else None for d in meta.shape], contract, str(path))
@@ -257,5 +295,10 @@ def load_exported(path, cache: PreprocessCache | None = None) -> Scorer:
         x = torch.from_numpy(contract.model_input(images, cache))  # band selection copies: writable
         return contract.scores(module(x).double().numpy(), len(x), where)
 
-    info = {"path": str(path), "kind": "torch.export", "sha256": file_sha256(path), "input_contract": declared.to_dict()}
+    info = {
+        "path": str(path),
+        "kind": "torch.export",
+        "sha256": file_sha256(path),
+        "input_contract": declared.to_dict(),
+    }
     return Scorer(score_fn, _preprocess_of(contract), info, contract)

@@ -70,8 +70,9 @@ def annulus_median_mad(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return _annulus_median_mad(images, mask)
     from shortcutgates.parallel import thread_map  # batches of stamps on threads: each stamp's values as in one pass
 
-    parts = thread_map(lambda i: _annulus_median_mad(images[i:i + MEDIAN_CHUNK], mask),
-                       range(0, len(images), MEDIAN_CHUNK))
+    parts = thread_map(
+        lambda i: _annulus_median_mad(images[i : i + MEDIAN_CHUNK], mask), range(0, len(images), MEDIAN_CHUNK)
+    )
     return np.concatenate([m for m, _ in parts]), np.concatenate([d for _, d in parts])
 
 
@@ -136,8 +137,9 @@ def azimuthal_median_profile(images: np.ndarray) -> np.ndarray:
         return _ring_medians(images)
     from shortcutgates.parallel import thread_map  # batches of stamps on threads: each stamp's values as in one pass
 
-    return np.concatenate(thread_map(lambda i: _ring_medians(images[i:i + MEDIAN_CHUNK]),
-                                     range(0, len(images), MEDIAN_CHUNK)))
+    return np.concatenate(
+        thread_map(lambda i: _ring_medians(images[i : i + MEDIAN_CHUNK]), range(0, len(images), MEDIAN_CHUNK))
+    )
 
 
 def _ring_medians(images: np.ndarray) -> np.ndarray:
@@ -175,6 +177,4 @@ def get_preprocessor(name: str) -> Callable[[np.ndarray], np.ndarray]:
     try:
         return PREPROCESSORS[name]
     except KeyError:
-        raise ValueError(
-            f"preprocess: mode must be one of {', '.join(PREPROCESSORS)} (got {name!r})"
-        ) from None
+        raise ValueError(f"preprocess: mode must be one of {', '.join(PREPROCESSORS)} (got {name!r})") from None

@@ -66,28 +66,42 @@ class InputContract:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ScorerError(f"{where}: unknown input-contract key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+            raise ScorerError(
+                f"{where}: unknown input-contract key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+            )
         bands = tuple(d.get("bands", BANDS))
         bad = [b for b in bands if b not in BANDS]
         if not bands or bad or len(set(bands)) != len(bands):
             raise ScorerError(f"{where}: bands {list(bands)} must be distinct bands of the data ({', '.join(BANDS)})")
         size = d.get("stamp_size")
         if size is not None:
-            if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(s, int) and s > 0 for s in size)):
+            if not (
+                isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(s, int) and s > 0 for s in size)
+            ):
                 raise ScorerError(f"{where}: stamp_size must be [H, W] in pixels or null (got {size!r})")
             size = (int(size[0]), int(size[1]))
-        contract = cls(bands=bands, units=d.get("units", "nanomaggies"), preprocess=d.get("preprocess", PREPROCESS_NONE),
-                       stamp_size=size, layout=d.get("layout", "NCHW"), output=d.get("output", "logit"))
+        contract = cls(
+            bands=bands,
+            units=d.get("units", "nanomaggies"),
+            preprocess=d.get("preprocess", PREPROCESS_NONE),
+            stamp_size=size,
+            layout=d.get("layout", "NCHW"),
+            output=d.get("output", "logit"),
+        )
         for name, allowed in (("units", UNITS), ("layout", LAYOUTS), ("output", OUTPUTS)):
             if getattr(contract, name) not in allowed:
-                raise ScorerError(f"{where}: {name} must be one of {', '.join(allowed)} (got {getattr(contract, name)!r}); "
-                                  f"the data are stored as float32 nanomaggies, bands {', '.join(BANDS)}")
+                raise ScorerError(
+                    f"{where}: {name} must be one of {', '.join(allowed)} (got {getattr(contract, name)!r}); "
+                    f"the data are stored as float32 nanomaggies, bands {', '.join(BANDS)}"
+                )
         if contract.preprocess != PREPROCESS_NONE:
             from shortcutgates.model.preprocess import PREPROCESSORS
 
             if contract.preprocess not in PREPROCESSORS:
-                raise ScorerError(f"{where}: preprocess must be 'none' or one of {', '.join(PREPROCESSORS)} "
-                                  f"(got {contract.preprocess!r}); other preprocessing belongs inside the model")
+                raise ScorerError(
+                    f"{where}: preprocess must be 'none' or one of {', '.join(PREPROCESSORS)} "
+                    f"(got {contract.preprocess!r}); other preprocessing belongs inside the model"
+                )
         return contract
 
     def to_dict(self) -> dict:
@@ -98,9 +112,11 @@ class InputContract:
     def check_stamp(self, hw: tuple[int, int], where: str) -> None:
         """Refuse data whose stamps are not the contract's size."""
         if self.stamp_size is not None and tuple(hw) != self.stamp_size:
-            raise ScorerError(f"{where}: the model takes {self.stamp_size[0]}x{self.stamp_size[1]} px stamps, "
-                              f"the data hold {hw[0]}x{hw[1]} px (gate it on stamps of its size, or export it "
-                              "with a dynamic input size)")
+            raise ScorerError(
+                f"{where}: the model takes {self.stamp_size[0]}x{self.stamp_size[1]} px stamps, "
+                f"the data hold {hw[0]}x{hw[1]} px (gate it on stamps of its size, or export it "
+                "with a dynamic input size)"
+            )
 
     def model_input(self, images: np.ndarray, cache: "PreprocessCache | None" = None) -> np.ndarray:
         """Raw ``(N, 3, H, W)`` nanomaggies -> the array the model takes (bands, preprocessing, layout)."""
@@ -116,13 +132,17 @@ class InputContract:
         """Model output -> ``(n,)`` float64 probabilities (a logit goes through the logistic function)."""
         out = np.asarray(output, np.float64)
         if out.shape not in ((n,), (n, 1)):
-            raise ScorerError(f"{where}: the model returned shape {out.shape} for {n} stamps; expected ({n},) or ({n}, 1)")
+            raise ScorerError(
+                f"{where}: the model returned shape {out.shape} for {n} stamps; expected ({n},) or ({n}, 1)"
+            )
         out = out.reshape(n)
         if self.output == "logit":
             return np.exp(-np.logaddexp(0.0, -out))
         if np.any((out < 0) | (out > 1)):
-            raise ScorerError(f"{where}: output is declared 'probability' but values lie outside [0, 1] "
-                              f"(min {out.min():.3g}, max {out.max():.3g}); declare 'logit'")
+            raise ScorerError(
+                f"{where}: output is declared 'probability' but values lie outside [0, 1] "
+                f"(min {out.min():.3g}, max {out.max():.3g}); declare 'logit'"
+            )
         return out
 
 
@@ -213,9 +233,11 @@ def read_contract(path, embedded: str | None) -> InputContract:
     if side.is_file():
         found[str(side)] = side.read_text(encoding="utf-8")
     if not found:
-        raise ScorerError(f"{path}: no input contract (band order, units, preprocessing, stamp size, output); "
-                          f"write one to {side.name} next to it, e.g. "
-                          f"{json.dumps(InputContract(stamp_size=(64, 64)).to_dict())} (docs/scorers.md)")
+        raise ScorerError(
+            f"{path}: no input contract (band order, units, preprocessing, stamp size, output); "
+            f"write one to {side.name} next to it, e.g. "
+            f"{json.dumps(InputContract(stamp_size=(64, 64)).to_dict())} (docs/scorers.md)"
+        )
     contracts = []
     for where, text in found.items():
         try:

@@ -34,11 +34,32 @@ from typing import Callable
 import numpy as np
 
 from shortcutgates.model.exported import load_exported, load_onnx
-from shortcutgates.model.scorer_contract import CONTRACT_KEY, PREPROCESS_NONE, InputContract, PreprocessCache, Scorer, ScorerError, _Identity, read_contract, write_sidecar
+from shortcutgates.model.scorer_contract import (
+    CONTRACT_KEY,
+    PREPROCESS_NONE,
+    InputContract,
+    PreprocessCache,
+    Scorer,
+    ScorerError,
+    _Identity,
+    read_contract,
+    write_sidecar,
+)
 
 __all__ = [
-    "CONTRACT_KEY", "LOADERS", "InputContract", "PreprocessCache", "Scorer", "ScorerError", "callable_scorer",
-    "load_checkpoint_scorer", "load_exported", "load_onnx", "load_scorer", "read_contract", "write_sidecar",
+    "CONTRACT_KEY",
+    "LOADERS",
+    "InputContract",
+    "PreprocessCache",
+    "Scorer",
+    "ScorerError",
+    "callable_scorer",
+    "load_checkpoint_scorer",
+    "load_exported",
+    "load_onnx",
+    "load_scorer",
+    "read_contract",
+    "write_sidecar",
 ]
 """The public names: the contract's are defined in :mod:`shortcutgates.model.scorer_contract`."""
 
@@ -59,11 +80,14 @@ def load_checkpoint_scorer(path, cache: PreprocessCache | None = None) -> Scorer
         return sigmoid(logits_of(loaded.model, inputs))
 
     if cache is not None:
+
         def score_fn(raw):
             return score_inputs(cache(loaded.preprocess, raw))
     else:
+
         def score_fn(raw):
             return np.asarray(predict_scores(loaded, raw), np.float64)
+
     info = {"path": str(path), "kind": "shortcutgates.checkpoint", "preprocess": loaded.preprocess}
     for key in ("format", "version", "model_config", "train_config", "data", "metrics", "seed", "epoch"):
         if key in loaded.payload:
@@ -89,8 +113,12 @@ def callable_scorer(fn, name: str = "shortcutgates_scorer fixture") -> Scorer:
             raise ScorerError(f"{name}: returned shape {out.shape} for {len(images)} stamps; expected ({len(images)},)")
         return out.reshape(-1)
 
-    info = {"path": None, "kind": "callable", "name": name,
-            "callable": f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}"}
+    info = {
+        "path": None,
+        "kind": "callable",
+        "name": name,
+        "callable": f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}",
+    }
     preprocess = getattr(fn, "preprocess", None)
     return Scorer(score_fn, _Identity() if preprocess == PREPROCESS_NONE else preprocess, info)
 

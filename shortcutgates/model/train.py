@@ -37,7 +37,15 @@ from shortcutgates.model.dataset import StampDataset, manifest_sha256, rows_key,
 from shortcutgates.model.network import ModelConfig, build_model, count_parameters
 from shortcutgates.model.preprocess import get_preprocessor
 from shortcutgates.model.train_state import Progress, checkpoint_payload, restore, resume_payload, state_copy
-from shortcutgates.model.train_epoch import Dist, EpochLoop, batches, class_balanced_weights, run_epoch, setup_distributed, validate
+from shortcutgates.model.train_epoch import (
+    Dist,
+    EpochLoop,
+    batches,
+    class_balanced_weights,
+    run_epoch,
+    setup_distributed,
+    validate,
+)
 from shortcutgates.data.schema import DataError
 
 
@@ -109,8 +117,11 @@ def _load_splits(manifest, config: TrainConfig, cache_dir, progress: bool):
     for split in ("train", "val"):
         frame = select_splits(m.frame, split)
         if frame.empty or frame["label"].nunique() < 2:
-            raise DataError(f"split '{split}' needs rows of both classes (has {frame['label'].value_counts().to_dict()})",
-                            file=manifest, column="split")
+            raise DataError(
+                f"split '{split}' needs rows of both classes (has {frame['label'].value_counts().to_dict()})",
+                file=manifest,
+                column="split",
+            )
         key = rows_key(frame, sha, config.preprocess) if cache_dir is not None else None
         out.append(StampDataset(frame, config.preprocess, cache_dir=cache_dir, key=key, progress=progress))
     shapes = {ds.images.shape[1:] for ds in out}
@@ -119,9 +130,17 @@ def _load_splits(manifest, config: TrainConfig, cache_dir, progress: bool):
     return out[0], out[1], sha
 
 
-def train(manifest, out_ckpt, config: TrainConfig = TrainConfig(), *, resume: bool = False, progress: bool = True,
-          cache_dir=None, callback: Callable[[int, dict], None] | None = None,
-          keep_epochs: bool = False) -> TrainSummary:
+def train(
+    manifest,
+    out_ckpt,
+    config: TrainConfig = TrainConfig(),
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    cache_dir=None,
+    callback: Callable[[int, dict], None] | None = None,
+    keep_epochs: bool = False,
+) -> TrainSummary:
     """Train on the ``train`` split of ``manifest``, validate on ``val``, checkpoint to ``out_ckpt``.
 
     Parameters
@@ -156,8 +175,16 @@ def epoch_checkpoint_path(out_ckpt, epoch: int) -> Path:
     return out_ckpt.parent / f"{out_ckpt.stem}_epochs" / f"epoch{epoch:03d}.pt"
 
 
-def _fit(out_ckpt: Path, manifest, config: TrainConfig, resume: bool, progress: bool, cache_dir, callback,
-         keep_epochs: bool = False):
+def _fit(
+    out_ckpt: Path,
+    manifest,
+    config: TrainConfig,
+    resume: bool,
+    progress: bool,
+    cache_dir,
+    callback,
+    keep_epochs: bool = False,
+):
     dd, device = setup_distributed(config.device)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -170,21 +197,35 @@ def _fit(out_ckpt: Path, manifest, config: TrainConfig, resume: bool, progress: 
         val_auc = validate(model, val, dd, device)
         state.seconds += time.perf_counter() - t0
         state.samples += loop.steps_per_epoch * min(config.batch_size, len(tr.labels))
-        row = {"epoch": epoch, "train_loss": loss, "val_auroc": val_auc, "lr_end": opt.param_groups[0]["lr"],
-               "seconds": state.seconds}
+        row = {
+            "epoch": epoch,
+            "train_loss": loss,
+            "val_auroc": val_auc,
+            "lr_end": opt.param_groups[0]["lr"],
+            "seconds": state.seconds,
+        }
         if state.record(row, config):
             best_state = state_copy(model)
         loop.bar.set_postfix_str(f"epoch {epoch} loss {loss:.4f} val_auroc {val_auc:.4f}", refresh=True)
         if dd.rank == 0:
-            _write_checkpoints(out_ckpt, epoch, model, loop, state, best_state, manifest, sha, len(val.labels),
-                               keep_epochs)
+            _write_checkpoints(
+                out_ckpt, epoch, model, loop, state, best_state, manifest, sha, len(val.labels), keep_epochs
+            )
             if callback is not None:
                 callback(epoch, row)
         if dd.world > 1:
             dist.barrier()
     loop.bar.close()
-    return TrainSummary(out_ckpt, state.epoch, state.best_epoch, state.best_val_auroc, state.stop_reason,
-                        state.seconds, state.samples / max(state.seconds, 1e-9), state.history)
+    return TrainSummary(
+        out_ckpt,
+        state.epoch,
+        state.best_epoch,
+        state.best_val_auroc,
+        state.stop_reason,
+        state.seconds,
+        state.samples / max(state.seconds, 1e-9),
+        state.history,
+    )
 
 
 def _start(out_ckpt: Path, config: TrainConfig, sha: str, device, resume: bool):
@@ -201,35 +242,71 @@ def _start(out_ckpt: Path, config: TrainConfig, sha: str, device, resume: bool):
     return model, opt, state, best_state
 
 
-def _epoch_loop(model, opt, tr: StampDataset, config: TrainConfig, dd: Dist, device, start_epoch: int,
-                progress: bool) -> EpochLoop:
+def _epoch_loop(
+    model, opt, tr: StampDataset, config: TrainConfig, dd: Dist, device, start_epoch: int, progress: bool
+) -> EpochLoop:
     """What each epoch uses: the model (wrapped under torchrun), the loss weights, augmentation, a progress
     bar over all steps that starts at epoch ``start_epoch``."""
     from tqdm.auto import tqdm
 
-    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
-        if dd.world > 1 else model
+    net = (
+        torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if dd.world > 1
+        else model
+    )
     steps_per_epoch = len(batches(len(tr.labels), config.batch_size, torch.Generator()))
-    bar = tqdm(total=steps_per_epoch * config.epochs, initial=steps_per_epoch * start_epoch, unit="step",
-               desc="train", disable=None if (progress and dd.rank == 0) else True)
-    return EpochLoop(net, opt, tr, class_balanced_weights(tr.labels, tr.weights), config,
-                     AugmentConfig(config.dihedral, parse_core_dropout(config.core_dropout)), dd, device, bar,
-                     steps_per_epoch)
+    bar = tqdm(
+        total=steps_per_epoch * config.epochs,
+        initial=steps_per_epoch * start_epoch,
+        unit="step",
+        desc="train",
+        disable=None if (progress and dd.rank == 0) else True,
+    )
+    return EpochLoop(
+        net,
+        opt,
+        tr,
+        class_balanced_weights(tr.labels, tr.weights),
+        config,
+        AugmentConfig(config.dihedral, parse_core_dropout(config.core_dropout)),
+        dd,
+        device,
+        bar,
+        steps_per_epoch,
+    )
 
 
-def _write_checkpoints(out_ckpt: Path, epoch: int, model, loop: EpochLoop, state: Progress, best_state: dict,
-                       manifest, sha: str, n_val: int, keep_epochs: bool) -> None:
+def _write_checkpoints(
+    out_ckpt: Path,
+    epoch: int,
+    model,
+    loop: EpochLoop,
+    state: Progress,
+    best_state: dict,
+    manifest,
+    sha: str,
+    n_val: int,
+    keep_epochs: bool,
+) -> None:
     """On rank 0 after epoch ``epoch``: the checkpoint (best weights, metrics, resume state) and, with
     ``keep_epochs``, this epoch's own weights."""
     config = loop.config
-    metrics = {k: getattr(state, k) for k in ("best_val_auroc", "best_epoch", "history", "stop_reason",
-                                              "seconds")}
-    metrics.update(n_train=len(loop.train.labels), n_val=n_val, world_size=loop.dd.world,
-                   n_parameters=count_parameters(model), device=str(loop.device))
+    metrics = {k: getattr(state, k) for k in ("best_val_auroc", "best_epoch", "history", "stop_reason", "seconds")}
+    metrics.update(
+        n_train=len(loop.train.labels),
+        n_val=n_val,
+        world_size=loop.dd.world,
+        n_parameters=count_parameters(model),
+        device=str(loop.device),
+    )
     resume_state = dict(dataclasses.asdict(state), state_dict=state_copy(model), optimizer=loop.opt.state_dict())
-    save_checkpoint(out_ckpt, checkpoint_payload(config.model, best_state, config, manifest, sha, metrics, resume_state))
+    save_checkpoint(
+        out_ckpt, checkpoint_payload(config.model, best_state, config, manifest, sha, metrics, resume_state)
+    )
     if keep_epochs:  # this epoch's own weights, no resume state
-        own = dict(checkpoint_payload(config.model, state_copy(model), config, manifest, sha, metrics, None), epoch=epoch)
+        own = dict(
+            checkpoint_payload(config.model, state_copy(model), config, manifest, sha, metrics, None), epoch=epoch
+        )
         save_checkpoint(epoch_checkpoint_path(out_ckpt, epoch), own)
 
 
@@ -239,30 +316,54 @@ def add_arguments(parser) -> None:
     d, m = TrainConfig(), ModelConfig()
     parser.add_argument("--data", required=True, metavar="MANIFEST", help="manifest directory or parquet file")
     parser.add_argument("--out", required=True, metavar="CKPT", help="checkpoint path (.pt), written every epoch")
-    parser.add_argument("--preprocess", choices=["raw_robust", "residual"], default=d.preprocess,
-                        help="deterministic preprocessing, recorded in the checkpoint. Default: %(default)r")
-    parser.add_argument("--core-dropout", metavar="R:P|E:R:P,...", default=None,
-                        help="core dropout: radius px and probability, or a schedule EPOCH:R:P,... Default: off")
+    parser.add_argument(
+        "--preprocess",
+        choices=["raw_robust", "residual"],
+        default=d.preprocess,
+        help="deterministic preprocessing, recorded in the checkpoint. Default: %(default)r",
+    )
+    parser.add_argument(
+        "--core-dropout",
+        metavar="R:P|E:R:P,...",
+        default=None,
+        help="core dropout: radius px and probability, or a schedule EPOCH:R:P,... Default: off",
+    )
     parser.add_argument("--no-flips", action="store_true", help="disable flip/rot90 augmentation")
     parser.add_argument("--epochs", type=int, default=d.epochs, metavar="N", help="Default: %(default)r")
-    parser.add_argument("--batch-size", type=int, default=d.batch_size, metavar="N", help="global batch. Default: %(default)r")
-    parser.add_argument("--lr", type=float, default=d.lr, metavar="LR", help="peak AdamW learning rate. Default: %(default)r")
+    parser.add_argument(
+        "--batch-size", type=int, default=d.batch_size, metavar="N", help="global batch. Default: %(default)r"
+    )
+    parser.add_argument(
+        "--lr", type=float, default=d.lr, metavar="LR", help="peak AdamW learning rate. Default: %(default)r"
+    )
     parser.add_argument("--weight-decay", type=float, default=d.weight_decay, metavar="WD", help="Default: %(default)r")
-    parser.add_argument("--patience", type=int, default=d.patience, metavar="N",
-                        help="early stopping: epochs without a better val AUROC. Default: %(default)r")
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=d.patience,
+        metavar="N",
+        help="early stopping: epochs without a better val AUROC. Default: %(default)r",
+    )
     parser.add_argument("--seed", type=int, default=d.seed, metavar="S", help="Default: %(default)r")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=d.device, help="Default: %(default)r")
     parser.add_argument("--width", type=int, default=m.width, metavar="W", help="model width. Default: %(default)r")
-    parser.add_argument("--blocks", default=",".join(map(str, m.blocks)), metavar="B,B,...",
-                        help="residual blocks per stage. Default: %(default)r")
+    parser.add_argument(
+        "--blocks",
+        default=",".join(map(str, m.blocks)),
+        metavar="B,B,...",
+        help="residual blocks per stage. Default: %(default)r",
+    )
     parser.add_argument("--stem-stride", type=int, choices=[1, 2], default=m.stem_stride, help="Default: %(default)r")
     parser.add_argument("--max-minutes", type=float, default=None, metavar="MIN", help="wall-clock budget")
     parser.add_argument("--cache-dir", default=None, metavar="DIR", help="on-disk cache of preprocessed stamps")
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="torch CPU threads")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint at --out")
-    parser.add_argument("--keep-epochs", action="store_true",
-                        help="also keep each epoch's weights in CKPT-STEM_epochs/epochNNN.pt (gate them all with "
-                             "'shortcutgates gate --model CKPT-STEM_epochs --out DIR')")
+    parser.add_argument(
+        "--keep-epochs",
+        action="store_true",
+        help="also keep each epoch's weights in CKPT-STEM_epochs/epochNNN.pt (gate them all with "
+        "'shortcutgates gate --model CKPT-STEM_epochs --out DIR')",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -273,10 +374,20 @@ def config_from_args(args) -> TrainConfig:
     except ValueError:
         raise ValueError(f"--blocks must be comma-separated ints (got {args.blocks!r})") from None
     model = ModelConfig(width=args.width, blocks=blocks, stem_stride=args.stem_stride)
-    return TrainConfig(preprocess=args.preprocess, core_dropout=args.core_dropout, dihedral=not args.no_flips,
-                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                       patience=args.patience, seed=args.seed, device=args.device, model=model,
-                       max_minutes=args.max_minutes)
+    return TrainConfig(
+        preprocess=args.preprocess,
+        core_dropout=args.core_dropout,
+        dihedral=not args.no_flips,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        patience=args.patience,
+        seed=args.seed,
+        device=args.device,
+        model=model,
+        max_minutes=args.max_minutes,
+    )
 
 
 def run(args) -> int:
@@ -285,12 +396,22 @@ def run(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    s = train(args.data, args.out, config_from_args(args), resume=args.resume, progress=not args.no_progress,
-              cache_dir=args.cache_dir, keep_epochs=getattr(args, "keep_epochs", False))
+    s = train(
+        args.data,
+        args.out,
+        config_from_args(args),
+        resume=args.resume,
+        progress=not args.no_progress,
+        cache_dir=args.cache_dir,
+        keep_epochs=getattr(args, "keep_epochs", False),
+    )
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"trained {s.epochs_run} epochs ({s.stop_reason}) in {s.seconds:.1f} s, "
-              f"{s.train_samples_per_s:.0f} samples/s; best val AUROC {s.best_val_auroc:.4f} at epoch {s.best_epoch}; "
-              f"wrote {s.checkpoint}", file=sys.stderr)
+        print(
+            f"trained {s.epochs_run} epochs ({s.stop_reason}) in {s.seconds:.1f} s, "
+            f"{s.train_samples_per_s:.0f} samples/s; best val AUROC {s.best_val_auroc:.4f} at epoch {s.best_epoch}; "
+            f"wrote {s.checkpoint}",
+            file=sys.stderr,
+        )
     if dist.is_initialized():
         dist.destroy_process_group()
     return 0

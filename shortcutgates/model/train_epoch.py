@@ -136,4 +136,3 @@ def validate(model, val, dd: Dist, device) -> float:
     if dd.world > 1:
         dist.broadcast(value, 0)
     return float(value[0].cpu())
-

@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING
 import torch
 
 from shortcutgates import __version__
-from shortcutgates.model.checkpoint import FORMAT, FORMAT_VERSION, CheckpointError, check_payload, model_from_payload, preprocess_record, read_payload
+from shortcutgates.model.checkpoint import (
+    FORMAT,
+    FORMAT_VERSION,
+    CheckpointError,
+    check_payload,
+    model_from_payload,
+    preprocess_record,
+    read_payload,
+)
 
 if TYPE_CHECKING:
     from shortcutgates.model.train import TrainConfig
@@ -103,15 +111,24 @@ def restore(path: Path, payload: dict, model, opt) -> Progress:
     try:
         opt.load_state_dict(resume["optimizer"])
     except (ValueError, KeyError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: optimizer state does not fit the model ({' '.join(str(exc).split())[:160]})") from None
+        raise CheckpointError(
+            f"{path}: optimizer state does not fit the model ({' '.join(str(exc).split())[:160]})"
+        ) from None
     return Progress(**{k: resume[k] for k in fields})
 
 
 def checkpoint_payload(model_cfg, best_state, config, manifest, sha, metrics, resume) -> dict:
     """What the checkpoint file holds (docs/design.md#checkpoint); ``resume`` None: no resume state."""
     return {
-        "format": FORMAT, "version": FORMAT_VERSION, "model_config": model_cfg.to_dict(), "state_dict": best_state,
-        "preprocess": preprocess_record(config.preprocess), "train_config": config.to_dict(),
-        "data": {"manifest": str(Path(manifest).resolve()), "sha256": sha}, "metrics": metrics,
-        "seed": int(config.seed), "package_version": __version__, "resume": resume,
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "model_config": model_cfg.to_dict(),
+        "state_dict": best_state,
+        "preprocess": preprocess_record(config.preprocess),
+        "train_config": config.to_dict(),
+        "data": {"manifest": str(Path(manifest).resolve()), "sha256": sha},
+        "metrics": metrics,
+        "seed": int(config.seed),
+        "package_version": __version__,
+        "resume": resume,
     }

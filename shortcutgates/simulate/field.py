@@ -63,8 +63,7 @@ def _truncated_counts_mag(rng, size, lo, hi, slope):
     return np.log10(rng.uniform(a, b, size=size)) / slope
 
 
-def draw_field(rng: np.random.Generator, lrg_mag_r: float, lrg_reff: float,
-               half_width: float) -> FieldObjects:
+def draw_field(rng: np.random.Generator, lrg_mag_r: float, lrg_reff: float, half_width: float) -> FieldObjects:
     """Neighbours, background galaxies and stars within ``half_width`` (arcsec) of the LRG.
 
     * neighbours: Poisson(:data:`NEIGHBOURS_WITHIN_8`), projected radius uniform in 1–8″
@@ -95,19 +94,34 @@ def _neighbours(rng: np.random.Generator, lrg_mag_r: float, lrg_reff: float) -> 
     n_nb = rng.poisson(NEIGHBOURS_WITHIN_8)
     rad, ang = rng.uniform(1.0, 8.0, n_nb), rng.uniform(0, 2 * np.pi, n_nb)
     nb_r = lrg_mag_r + rng.uniform(1.5, 4.0, n_nb)
-    return (rad * np.cos(ang), rad * np.sin(ang), nb_r + rng.uniform(1.2, 2.0, n_nb), nb_r,
-            nb_r - rng.uniform(1.0, 1.6, n_nb), lrg_reff * 10 ** rng.uniform(-0.7, -0.2, n_nb),
-            rng.uniform(1.0, 4.0, n_nb), rng.uniform(0.5, 1.0, n_nb), rng.uniform(0, np.pi, n_nb))
+    return (
+        rad * np.cos(ang),
+        rad * np.sin(ang),
+        nb_r + rng.uniform(1.2, 2.0, n_nb),
+        nb_r,
+        nb_r - rng.uniform(1.0, 1.6, n_nb),
+        lrg_reff * 10 ** rng.uniform(-0.7, -0.2, n_nb),
+        rng.uniform(1.0, 4.0, n_nb),
+        rng.uniform(0.5, 1.0, n_nb),
+        rng.uniform(0, np.pi, n_nb),
+    )
 
 
 def _background(rng: np.random.Generator, area: float, half_width: float) -> tuple:
     """Faint background galaxies of :func:`draw_field` over ``area`` arcmin², in :class:`FieldObjects` order."""
     n_bg = rng.poisson(BACKGROUND_PER_ARCMIN2 * area)
     bg_r = _truncated_counts_mag(rng, n_bg, 22.0, 25.0, COUNT_SLOPE)
-    return (rng.uniform(-half_width, half_width, n_bg), rng.uniform(-half_width, half_width, n_bg),
-            bg_r + rng.uniform(0.2, 1.5, n_bg), bg_r, bg_r - rng.uniform(0.2, 1.2, n_bg),
-            np.clip(0.3 * 10 ** rng.normal(0.0, 0.2, n_bg), 0.08, 1.0), rng.uniform(0.5, 2.0, n_bg),
-            rng.uniform(0.3, 1.0, n_bg), rng.uniform(0, np.pi, n_bg))
+    return (
+        rng.uniform(-half_width, half_width, n_bg),
+        rng.uniform(-half_width, half_width, n_bg),
+        bg_r + rng.uniform(0.2, 1.5, n_bg),
+        bg_r,
+        bg_r - rng.uniform(0.2, 1.2, n_bg),
+        np.clip(0.3 * 10 ** rng.normal(0.0, 0.2, n_bg), 0.08, 1.0),
+        rng.uniform(0.5, 2.0, n_bg),
+        rng.uniform(0.3, 1.0, n_bg),
+        rng.uniform(0, np.pi, n_bg),
+    )
 
 
 def _stars(rng: np.random.Generator, area: float, half_width: float) -> tuple:
@@ -115,9 +129,17 @@ def _stars(rng: np.random.Generator, area: float, half_width: float) -> tuple:
     n_st = rng.poisson(STARS_PER_ARCMIN2 * area)
     st_r = _truncated_counts_mag(rng, n_st, 17.0, 23.0, 0.15)
     st_gr = rng.uniform(0.3, 1.5, n_st)
-    return (rng.uniform(-half_width, half_width, n_st), rng.uniform(-half_width, half_width, n_st),
-            st_r + st_gr, st_r, st_r - 0.4 * st_gr - rng.uniform(0.0, 0.4, n_st), np.full(n_st, 0.01),
-            np.full(n_st, 0.5), np.ones(n_st), np.zeros(n_st))
+    return (
+        rng.uniform(-half_width, half_width, n_st),
+        rng.uniform(-half_width, half_width, n_st),
+        st_r + st_gr,
+        st_r,
+        st_r - 0.4 * st_gr - rng.uniform(0.0, 0.4, n_st),
+        np.full(n_st, 0.01),
+        np.full(n_st, 0.5),
+        np.ones(n_st),
+        np.zeros(n_st),
+    )
 
 
 def render_field(objs: FieldObjects, psf: np.ndarray, size: int, pad: int, centre) -> np.ndarray:
@@ -138,10 +160,18 @@ def render_field(objs: FieldObjects, psf: np.ndarray, size: int, pad: int, centr
     out = np.zeros((3, size, size), dtype=np.float32)
     if len(objs.x) == 0:
         return out
-    unit = render(None, tuple(sersic_set(weight=1.0, r_eff=objs.r_eff[k], n=objs.n[k], q=objs.q[k],
-                                         phi=objs.phi[k], x0=objs.x[k], y0=objs.y[k])
-                              for k in range(len(objs.x))),
-                  size + 2 * pad, PIXEL_SCALE_ARCSEC, centre)  # (K, H, W)
+    unit = render(
+        None,
+        tuple(
+            sersic_set(
+                weight=1.0, r_eff=objs.r_eff[k], n=objs.n[k], q=objs.q[k], phi=objs.phi[k], x0=objs.x[k], y0=objs.y[k]
+            )
+            for k in range(len(objs.x))
+        ),
+        size + 2 * pad,
+        PIXEL_SCALE_ARCSEC,
+        centre,
+    )  # (K, H, W)
     for b, mags in enumerate((objs.mag_g, objs.mag_r, objs.mag_z)):
         flux = (10.0 ** ((ZERO_POINT_AB - mags) / 2.5)).astype(np.float32)
         out[b] = convolve_valid(np.tensordot(flux, unit, axes=1), psf[b])

@@ -23,15 +23,37 @@ from shortcutgates.data.codec import encode_stamp
 from shortcutgates.data.io import atomic_directory, write_parquet_atomic
 from shortcutgates.data.schema import PIXEL_SCALE_ARCSEC, REGION_SPLIT_COLUMN, SPLITS
 from shortcutgates.simulate.field import draw_field, field_rng, render_field
-from shortcutgates.simulate.population import LRG, Conditions, Injection, PopulationConfig, brickname, condition_columns, draw_conditions, draw_injection, draw_lrg, draw_lrg_structure, lrg_structure_rng, sky_positions
+from shortcutgates.simulate.population import (
+    LRG,
+    Conditions,
+    Injection,
+    PopulationConfig,
+    brickname,
+    condition_columns,
+    draw_conditions,
+    draw_injection,
+    draw_lrg,
+    draw_lrg_structure,
+    lrg_structure_rng,
+    sky_positions,
+)
 from shortcutgates.simulate.sources import draw_pick, load_library, place, source_rng
-from shortcutgates.simulate.stamps import PSF_RADIUS, add_noise, arc_snr, lrg_centre, noise_variance, render_arc, render_lrg
+from shortcutgates.simulate.stamps import (
+    PSF_RADIUS,
+    add_noise,
+    arc_snr,
+    lrg_centre,
+    noise_variance,
+    render_arc,
+    render_lrg,
+)
 
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
 
 
-def lrg_rows(index: int, seed: int, ra: float, dec: float, *, stamp_size: int, n_range: tuple[int, int],
-             cfg: PopulationConfig) -> list[dict]:
+def lrg_rows(
+    index: int, seed: int, ra: float, dec: float, *, stamp_size: int, n_range: tuple[int, int], cfg: PopulationConfig
+) -> list[dict]:
     """All rows (one per injection) of LRG ``index``; they share one control blob."""
     rng = np.random.default_rng([seed, 1, index])
     lrg = draw_lrg(rng)
@@ -51,19 +73,33 @@ def lrg_rows(index: int, seed: int, ra: float, dec: float, *, stamp_size: int, n
     for _ in range(int(rng.integers(n_range[0], n_range[1] + 1))):
         inj, pixel_source = _draw_source(rng, pick_rng, cfg, library)
         arc, mu = render_arc(inj, lrg.mag_r, cond, stamp_size, lrg_centre(lrg, stamp_size), pixel_source)
-        rows.append({**shared, "stamp_npz": encode_stamp(ctrl + arc), **_injection_columns(inj, library is None),
-                     "arc_snr": arc_snr(arc[1], var_r, cond.sky_sigma[1]), "magnification": mu})
+        rows.append(
+            {
+                **shared,
+                "stamp_npz": encode_stamp(ctrl + arc),
+                **_injection_columns(inj, library is None),
+                "arc_snr": arc_snr(arc[1], var_r, cond.sky_sigma[1]),
+                "magnification": mu,
+            }
+        )
     return rows
 
 
 def _lrg_columns(index: int, ra: float, dec: float, lrg: LRG, cond: Conditions, ctrl_blob: bytes) -> dict:
     """The columns every row of LRG ``index`` shares: position, control blob, conditions, LRG truth."""
     return {
-        "ra": float(ra), "dec": float(dec), "ctrl_stamp_npz": ctrl_blob,
+        "ra": float(ra),
+        "dec": float(dec),
+        "ctrl_stamp_npz": ctrl_blob,
         **condition_columns(cond),
-        "brickname": brickname(ra, dec), "task_id": np.int32(index), "cutout_ok": np.int32(1),
-        "lrg_mag_r": lrg.mag_r, "lrg_mag_z": lrg.mag_z, "lrg_redshift": lrg.redshift,
-        "lrg_reff_arcsec": lrg.reff_arcsec, "lrg_q": lrg.q,
+        "brickname": brickname(ra, dec),
+        "task_id": np.int32(index),
+        "cutout_ok": np.int32(1),
+        "lrg_mag_r": lrg.mag_r,
+        "lrg_mag_z": lrg.mag_z,
+        "lrg_redshift": lrg.redshift,
+        "lrg_reff_arcsec": lrg.reff_arcsec,
+        "lrg_q": lrg.q,
     }
 
 
@@ -82,10 +118,17 @@ def _injection_columns(inj: Injection, sersic: bool) -> dict:
     """The truth columns of one injection (``sersic`` False: a library galaxy, whose index and axis ratio
     are unknown, NaN)."""
     return {
-        "theta_e_arcsec": inj.theta_e, "src_x_arcsec": inj.src_x, "src_y_arcsec": inj.src_y,
-        "src_reff_arcsec": inj.src_reff, "src_dmag": inj.dmag, "lens_e": inj.lens_e,
-        "lens_phi_rad": inj.lens_phi, "shear": inj.shear, "shear_phi_rad": inj.shear_phi,
-        "src_n": inj.src_n if sersic else np.nan, "src_q": inj.src_q if sersic else np.nan,
+        "theta_e_arcsec": inj.theta_e,
+        "src_x_arcsec": inj.src_x,
+        "src_y_arcsec": inj.src_y,
+        "src_reff_arcsec": inj.src_reff,
+        "src_dmag": inj.dmag,
+        "lens_e": inj.lens_e,
+        "lens_phi_rad": inj.lens_phi,
+        "shear": inj.shear,
+        "shear_phi_rad": inj.shear_phi,
+        "src_n": inj.src_n if sersic else np.nan,
+        "src_q": inj.src_q if sersic else np.nan,
         "src_phi_rad": inj.src_phi,
     }
 
@@ -101,14 +144,40 @@ def split_assignment(n_lrgs: int, seed: int, fractions=SPLIT_FRACTIONS) -> np.nd
 
 
 COLUMNS: tuple[str, ...] = (
-    "ra", "dec", "stamp_npz", "ctrl_stamp_npz",
-    "theta_e_arcsec", "src_x_arcsec", "src_y_arcsec", "src_reff_arcsec", "src_dmag", "lens_e",
-    "lens_phi_rad", "shear", "arc_snr", "magnification",
-    "shear_phi_rad", "src_n", "src_q", "src_phi_rad",
-    "psf_fwhm_used_g", "psf_fwhm_used_r", "psf_fwhm_used_z", "psfsize_r", "psfdepth_r", "ebv",
-    "psf_bin", "depth_bin",
-    "brickname", "task_id", "cutout_ok",
-    "lrg_mag_r", "lrg_mag_z", "lrg_redshift", "lrg_reff_arcsec", "lrg_q",
+    "ra",
+    "dec",
+    "stamp_npz",
+    "ctrl_stamp_npz",
+    "theta_e_arcsec",
+    "src_x_arcsec",
+    "src_y_arcsec",
+    "src_reff_arcsec",
+    "src_dmag",
+    "lens_e",
+    "lens_phi_rad",
+    "shear",
+    "arc_snr",
+    "magnification",
+    "shear_phi_rad",
+    "src_n",
+    "src_q",
+    "src_phi_rad",
+    "psf_fwhm_used_g",
+    "psf_fwhm_used_r",
+    "psf_fwhm_used_z",
+    "psfsize_r",
+    "psfdepth_r",
+    "ebv",
+    "psf_bin",
+    "depth_bin",
+    "brickname",
+    "task_id",
+    "cutout_ok",
+    "lrg_mag_r",
+    "lrg_mag_z",
+    "lrg_redshift",
+    "lrg_reff_arcsec",
+    "lrg_q",
 )
 """Column order of the simulator's output (docs/design.md#paired-input-format plus LRG truth)."""
 
@@ -120,16 +189,16 @@ def _check_args(n_lrgs, stamp_size, injections_per_lrg):
         raise ValueError(f"simulate: 'stamp_size' must be an even number >= 32 (got {stamp_size})")
     lo, hi = injections_per_lrg
     if not 1 <= int(lo) <= int(hi):
-        raise ValueError(f"simulate: 'injections_per_lrg' must be (lo, hi) with 1 <= lo <= hi "
-                         f"(got {injections_per_lrg})")
+        raise ValueError(
+            f"simulate: 'injections_per_lrg' must be (lo, hi) with 1 <= lo <= hi (got {injections_per_lrg})"
+        )
     return int(n_lrgs), int(stamp_size), (int(lo), int(hi))
 
 
 def _progress(total, enabled, desc):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="LRG", file=sys.stderr,
-                disable=not (enabled and sys.stderr.isatty()))
+    return tqdm(total=total, desc=desc, unit="LRG", file=sys.stderr, disable=not (enabled and sys.stderr.isatty()))
 
 
 def _frame(rows: list[dict]) -> pd.DataFrame:
@@ -153,9 +222,16 @@ def simulation_metadata(n_lrgs, seed, *, stamp_size, injections_per_lrg, options
 
     cfg = PopulationConfig(**options)
     n_sources = 0 if cfg.sources == "sersic" else len(load_library(cfg.sources))
-    return {"version": __version__, "n_lrgs": int(n_lrgs), "seed": int(seed), "stamp_size": int(stamp_size),
-            "injections_per_lrg": [int(v) for v in injections_per_lrg], "sources": cfg.sources,
-            "n_sources": n_sources, "options": {k: v for k, v in sorted(options.items()) if k != "sources"}}
+    return {
+        "version": __version__,
+        "n_lrgs": int(n_lrgs),
+        "seed": int(seed),
+        "stamp_size": int(stamp_size),
+        "injections_per_lrg": [int(v) for v in injections_per_lrg],
+        "sources": cfg.sources,
+        "n_sources": n_sources,
+        "options": {k: v for k, v in sorted(options.items()) if k != "sources"},
+    }
 
 
 def _with_metadata(frame: pd.DataFrame, meta: dict):
@@ -164,8 +240,9 @@ def _with_metadata(frame: pd.DataFrame, meta: dict):
     import pyarrow as pa
 
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    return table.replace_schema_metadata({**(table.schema.metadata or {}),
-                                          METADATA_KEY: json.dumps(meta, sort_keys=True, default=str)})
+    return table.replace_schema_metadata(
+        {**(table.schema.metadata or {}), METADATA_KEY: json.dumps(meta, sort_keys=True, default=str)}
+    )
 
 
 def _lrg_task(task: tuple) -> list[dict]:
@@ -200,9 +277,15 @@ def iter_lrg_rows(n_lrgs, seed, *, stamp_size, injections_per_lrg, progress, opt
             yield splits[i], rows
 
 
-def simulate_frame(n_lrgs: int, seed: int, *, stamp_size: int = 64,
-                   injections_per_lrg: tuple[int, int] = (2, 18), progress: bool = False,
-                   **options) -> pd.DataFrame:
+def simulate_frame(
+    n_lrgs: int,
+    seed: int,
+    *,
+    stamp_size: int = 64,
+    injections_per_lrg: tuple[int, int] = (2, 18),
+    progress: bool = False,
+    **options,
+) -> pd.DataFrame:
     """Simulate paired rows in memory: one row per injection, paired-input columns + ``region_split``.
 
     Parameters
@@ -227,13 +310,14 @@ def simulate_frame(n_lrgs: int, seed: int, *, stamp_size: int = 64,
         ``frame.attrs[METADATA_KEY]`` holds :func:`simulation_metadata`.
     """
     rows = []
-    for _, lrg in iter_lrg_rows(n_lrgs, seed, stamp_size=stamp_size,
-                                injections_per_lrg=injections_per_lrg, progress=progress,
-                                options=options):
+    for _, lrg in iter_lrg_rows(
+        n_lrgs, seed, stamp_size=stamp_size, injections_per_lrg=injections_per_lrg, progress=progress, options=options
+    ):
         rows.extend(lrg)
     frame = _frame(rows)
-    frame.attrs[METADATA_KEY] = simulation_metadata(n_lrgs, seed, stamp_size=stamp_size,
-                                                    injections_per_lrg=injections_per_lrg, options=options)
+    frame.attrs[METADATA_KEY] = simulation_metadata(
+        n_lrgs, seed, stamp_size=stamp_size, injections_per_lrg=injections_per_lrg, options=options
+    )
     return frame
 
 
@@ -275,9 +359,18 @@ def _write_split_files(tmp: Path, lrgs, meta: dict, rows_per_file: int) -> tuple
     return counts, files
 
 
-def simulate_paired(out_dir, n_lrgs: int, seed: int, *, stamp_size: int = 64,
-                    injections_per_lrg: tuple[int, int] = (2, 18), rows_per_file: int = 2000,
-                    progress: bool = True, workers: int = 1, **options) -> SimulationSummary:
+def simulate_paired(
+    out_dir,
+    n_lrgs: int,
+    seed: int,
+    *,
+    stamp_size: int = 64,
+    injections_per_lrg: tuple[int, int] = (2, 18),
+    rows_per_file: int = 2000,
+    progress: bool = True,
+    workers: int = 1,
+    **options,
+) -> SimulationSummary:
     """Simulate and write ``out_dir/{train,val,test}/part-NNNNN.parquet``.
 
     The same rows as :func:`simulate_frame` (``region_split`` kept, equal to the directory); every
@@ -291,14 +384,24 @@ def simulate_paired(out_dir, n_lrgs: int, seed: int, *, stamp_size: int = 64,
     out_dir = Path(out_dir)
     if int(rows_per_file) < 1:
         raise ValueError(f"simulate_paired: 'rows_per_file' must be >= 1 (got {rows_per_file})")
-    meta = simulation_metadata(n_lrgs, seed, stamp_size=stamp_size, injections_per_lrg=injections_per_lrg,
-                               options=options)
+    meta = simulation_metadata(
+        n_lrgs, seed, stamp_size=stamp_size, injections_per_lrg=injections_per_lrg, options=options
+    )
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise FileExistsError(f"simulate: output '{out_dir}' exists and is not empty "
-                              "(choose another --out or remove it)")
+        raise FileExistsError(
+            f"simulate: output '{out_dir}' exists and is not empty (choose another --out or remove it)"
+        )
     with atomic_directory(out_dir) as tmp:
-        lrgs = iter_lrg_rows(n_lrgs, seed, stamp_size=stamp_size, injections_per_lrg=injections_per_lrg,
-                             progress=progress, options=options, workers=workers)
+        lrgs = iter_lrg_rows(
+            n_lrgs,
+            seed,
+            stamp_size=stamp_size,
+            injections_per_lrg=injections_per_lrg,
+            progress=progress,
+            options=options,
+            workers=workers,
+        )
         counts, files = _write_split_files(tmp, lrgs, meta, rows_per_file)
-    return SimulationSummary(out_dir, int(n_lrgs), sum(counts.values()), counts,
-                             tuple(sorted(files)), time.perf_counter() - start)
+    return SimulationSummary(
+        out_dir, int(n_lrgs), sum(counts.values()), counts, tuple(sorted(files)), time.perf_counter() - start
+    )

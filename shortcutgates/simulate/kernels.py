@@ -136,8 +136,9 @@ def sersic(x, y, amp, r_eff, n, q, phi, x0=0.0, y0=0.0, b_n=None):
     b = sersic_b(n) if b_n is None else b_n
     r = elliptical_radius(np.subtract(x, x0), np.subtract(y, y0), q, phi)
     dtype = np.result_type(r, np.float32)
-    expo = -np.asarray(b, dtype=dtype) * (np.power(r / np.asarray(r_eff, dtype=dtype),
-                                                   np.asarray(1.0 / np.asarray(n), dtype=dtype)) - 1)
+    expo = -np.asarray(b, dtype=dtype) * (
+        np.power(r / np.asarray(r_eff, dtype=dtype), np.asarray(1.0 / np.asarray(n), dtype=dtype)) - 1
+    )
     return np.asarray(amp, dtype=dtype) * np.exp(expo)
 
 

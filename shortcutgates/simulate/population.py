@@ -82,8 +82,15 @@ class SkyPosition(NamedTuple):
     """Unit: deg."""
 
 
-def sky_positions(n: int, rng: np.random.Generator, *, min_sep_arcsec: float = 5.0,
-                  dec_range=(-20.0, 32.0), ra_range=(0.0, 360.0), max_rounds: int = 1000) -> SkyPosition:
+def sky_positions(
+    n: int,
+    rng: np.random.Generator,
+    *,
+    min_sep_arcsec: float = 5.0,
+    dec_range=(-20.0, 32.0),
+    ra_range=(0.0, 360.0),
+    max_rounds: int = 1000,
+) -> SkyPosition:
     """Area-uniform positions in a DECaLS-like band, all pairs farther apart than ``min_sep_arcsec``.
 
     Close pairs are redrawn until none is left (rare: the footprint is ~18 000 deg²); after
@@ -139,8 +146,16 @@ def draw_lrg(rng: np.random.Generator) -> LRG:
     size_kpc = 10 ** rng.normal(np.log10(5.0), 0.2)
     reff = size_kpc / float(np.interp(z, *KPC_PER_ARCSEC_TABLE))
     q = float(np.clip(rng.normal(0.75, 0.15), 0.4, 0.98))
-    return LRG(mag_z + r_z + g_r, mag_z + r_z, mag_z, z, float(np.clip(reff, 0.3, 3.0)),
-               rng.uniform(3.0, 5.0), q, rng.uniform(0, np.pi))
+    return LRG(
+        mag_z + r_z + g_r,
+        mag_z + r_z,
+        mag_z,
+        z,
+        float(np.clip(reff, 0.3, 3.0)),
+        rng.uniform(3.0, 5.0),
+        q,
+        rng.uniform(0, np.pi),
+    )
 
 
 class LRGStructure(NamedTuple):
@@ -165,8 +180,12 @@ def draw_lrg_structure(rng: np.random.Generator, lrg: LRG) -> LRGStructure:
     """Inner component: 20–50% of the light at 0.2–0.5 R_e, axis ratio the LRG's ± 0.1 (rms),
     twisted by N(0, 0.15 rad ≈ 9°) (ellipticity gradients and twists of early-type galaxies:
     Goudfrooij et al. 1994, A&AS 104, 179; Huang et al. 2013, ApJ 766, 47)."""
-    return LRGStructure(rng.uniform(0.2, 0.5), rng.uniform(0.2, 0.5),
-                        float(np.clip(lrg.q + rng.normal(0.0, 0.1), 0.4, 1.0)), rng.normal(0.0, 0.15))
+    return LRGStructure(
+        rng.uniform(0.2, 0.5),
+        rng.uniform(0.2, 0.5),
+        float(np.clip(lrg.q + rng.normal(0.0, 0.1), 0.4, 1.0)),
+        rng.normal(0.0, 0.15),
+    )
 
 
 class Conditions(NamedTuple):
@@ -273,9 +292,19 @@ def draw_injection(rng: np.random.Generator, cfg: PopulationConfig) -> Injection
         size = rng.uniform(0.06, 0.1, size=c)
         clumps = np.column_stack([frac, pos, size, rng.uniform(0.1, 0.4, size=c)])
     return Injection(
-        theta_e, rng.uniform(*cfg.lens_e_range), rng.uniform(0, np.pi),
-        rng.uniform(0, cfg.shear_max), rng.uniform(0, np.pi),
-        rad * np.cos(ang), rad * np.sin(ang), reff, rng.uniform(*cfg.src_n_range),
-        rng.uniform(0.4, 1.0), rng.uniform(0, np.pi), rng.uniform(*cfg.dmag_range),
-        rng.uniform(0.1, 0.6), rng.uniform(0.1, 0.7), clumps,
+        theta_e,
+        rng.uniform(*cfg.lens_e_range),
+        rng.uniform(0, np.pi),
+        rng.uniform(0, cfg.shear_max),
+        rng.uniform(0, np.pi),
+        rad * np.cos(ang),
+        rad * np.sin(ang),
+        reff,
+        rng.uniform(*cfg.src_n_range),
+        rng.uniform(0.4, 1.0),
+        rng.uniform(0, np.pi),
+        rng.uniform(*cfg.dmag_range),
+        rng.uniform(0.1, 0.6),
+        rng.uniform(0.1, 0.7),
+        clumps,
     )

@@ -27,8 +27,13 @@ from shortcutgates.data.codec import decode_stamps
 from shortcutgates.model.preprocess import radius_grid
 from shortcutgates.simulate.generator import simulate_frame
 
-SURVEY = {"paired_raw": 0.951, "unpaired_raw": 0.949, "paired_residual": 0.554, "unpaired_residual": 0.694,
-          "arc_annulus": 0.959}
+SURVEY = {
+    "paired_raw": 0.951,
+    "unpaired_raw": 0.949,
+    "paired_residual": 0.554,
+    "unpaired_residual": 0.694,
+    "arc_annulus": 0.959,
+}
 """The survey's probe AUCs (real DR10 cutouts, COSMOS-source injections, n = 2000)."""
 AUC_KEYS = tuple(SURVEY)
 AUC_TOLERANCE = 0.05
@@ -80,13 +85,13 @@ def core_share(arcs: np.ndarray, radius: float = 5.0) -> np.ndarray:
 def binned_mean(values: np.ndarray, theta_e: np.ndarray, edges=THETA_E_BINS):
     """Mean of ``values`` per θ_E bin and the counts."""
     idx = np.digitize(theta_e, edges[1:-1])
-    means = tuple(float(values[idx == i].mean()) if (idx == i).any() else float("nan")
-                  for i in range(len(edges) - 1))
+    means = tuple(float(values[idx == i].mean()) if (idx == i).any() else float("nan") for i in range(len(edges) - 1))
     return means, tuple(int((idx == i).sum()) for i in range(len(edges) - 1))
 
 
-def measure(n_samples: int = 2000, seed: int = 0, *, stamp_size: int = 64, progress: bool = False,
-            **options) -> RealismReport:
+def measure(
+    n_samples: int = 2000, seed: int = 0, *, stamp_size: int = 64, progress: bool = False, **options
+) -> RealismReport:
     """Simulate ``n_samples`` LRGs with one injection each and measure the realism numbers.
 
     ``options`` are :class:`~shortcutgates.simulate.population.PopulationConfig` fields
@@ -98,8 +103,7 @@ def measure(n_samples: int = 2000, seed: int = 0, *, stamp_size: int = 64, progr
     from shortcutgates.data.schema import PIXEL_SCALE_ARCSEC
 
     n_lrgs = int(n_samples)
-    frame = simulate_frame(n_lrgs, seed, stamp_size=stamp_size, injections_per_lrg=(1, 1),
-                           progress=progress, **options)
+    frame = simulate_frame(n_lrgs, seed, stamp_size=stamp_size, injections_per_lrg=(1, 1), progress=progress, **options)
     stamps = decode_stamps(frame["stamp_npz"].tolist())
     ctrls = decode_stamps(frame["ctrl_stamp_npz"].tolist())
     stamps = stamps[0] if isinstance(stamps, tuple) else stamps
@@ -123,15 +127,23 @@ def measure(n_samples: int = 2000, seed: int = 0, *, stamp_size: int = 64, progr
         core_lr_auc(p_img, p_lab, p_grp, preprocess="residual").auc,
         core_lr_auc(u_img, u_lab, u_grp, preprocess="residual").auc,
         grouped_cv_auc(ring_features(raw_robust(p_img), r_in, r_out), p_lab, p_grp).auc,
-        share, counts, len(p_img), n_lrgs, str(options.get("sources", "sersic")), int(seed),
+        share,
+        counts,
+        len(p_img),
+        n_lrgs,
+        str(options.get("sources", "sersic")),
+        int(seed),
     )
 
 
 def misses(rep: RealismReport) -> list[str]:
     """The measurements outside the target (AUC ± 0.05, shares ± 5 points of the survey's)."""
     out = [k for k in AUC_KEYS if abs(getattr(rep, k) - SURVEY[k]) > AUC_TOLERANCE]
-    out += [f"share θ_E {name}" for name, v, s in zip(BIN_NAMES, rep.core_share, SURVEY_CORE_SHARE)
-            if not abs(v - s) <= SHARE_TOLERANCE]
+    out += [
+        f"share θ_E {name}"
+        for name, v, s in zip(BIN_NAMES, rep.core_share, SURVEY_CORE_SHARE)
+        if not abs(v - s) <= SHARE_TOLERANCE
+    ]
     return out
 
 
@@ -145,10 +157,13 @@ def target_distance(rep: RealismReport) -> float:
     return float(np.mean(parts))
 
 
-AUC_NAMES = {"paired_raw": "core-LR AUC, paired, raw", "unpaired_raw": "core-LR AUC, unpaired, raw",
-             "paired_residual": "core-LR AUC, paired, residual",
-             "unpaired_residual": "core-LR AUC, unpaired, residual",
-             "arc_annulus": "arc-annulus LR AUC, paired, raw"}
+AUC_NAMES = {
+    "paired_raw": "core-LR AUC, paired, raw",
+    "unpaired_raw": "core-LR AUC, unpaired, raw",
+    "paired_residual": "core-LR AUC, paired, residual",
+    "unpaired_residual": "core-LR AUC, unpaired, residual",
+    "arc_annulus": "arc-annulus LR AUC, paired, raw",
+}
 BIN_NAMES = ("< 0.75", "0.75–1", "1–1.5", "1.5–2", "≥ 2")
 
 
@@ -161,12 +176,15 @@ def format_report(*reports: RealismReport) -> str:
         return "" if ok else " ✗"
 
     for key in AUC_KEYS:
-        cells = " | ".join(f"{getattr(r, key):.3f}{mark(abs(getattr(r, key) - SURVEY[key]) <= AUC_TOLERANCE)}"
-                           for r in reports)
+        cells = " | ".join(
+            f"{getattr(r, key):.3f}{mark(abs(getattr(r, key) - SURVEY[key]) <= AUC_TOLERANCE)}" for r in reports
+        )
         lines.append(f"| {AUC_NAMES[key]} | {cells} | {SURVEY[key]:.3f} |")
     for i, (name, s) in enumerate(zip(BIN_NAMES, SURVEY_CORE_SHARE)):
-        cells = " | ".join(f"{100 * r.core_share[i]:.1f}%{mark(abs(r.core_share[i] - s) <= SHARE_TOLERANCE)}"
-                           f" (n={r.core_share_n[i]})" for r in reports)
+        cells = " | ".join(
+            f"{100 * r.core_share[i]:.1f}%{mark(abs(r.core_share[i] - s) <= SHARE_TOLERANCE)} (n={r.core_share_n[i]})"
+            for r in reports
+        )
         lines.append(f"| arc flux share r < 5 px, θ_E {name}″ | {cells} | {100 * s:.1f}% |")
     cells = " | ".join(f"{len(misses(r))} / {target_distance(r):.2f}" for r in reports)
     lines.append(f"| figures outside the target / mean distance in tolerances | {cells} | 0 / 0 |")
@@ -179,12 +197,21 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-samples", type=int, default=2000, help="LRGs per run. Default: %(default)r")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="Default: 0 1")
-    parser.add_argument("--sources", nargs="+", default=["sersic", "hdf"], metavar="sersic|hdf|PATH",
-                        help="source light of each column (see `shortcutgates simulate --sources`). "
-                             "Default: sersic hdf")
-    parser.add_argument("--source-size", nargs="+", default=["prior"], choices=["prior", "native"],
-                        help="size of library galaxies: scaled to the drawn R_e, or their own (each "
-                             "value gives its own columns). Default: prior")
+    parser.add_argument(
+        "--sources",
+        nargs="+",
+        default=["sersic", "hdf"],
+        metavar="sersic|hdf|PATH",
+        help="source light of each column (see `shortcutgates simulate --sources`). Default: sersic hdf",
+    )
+    parser.add_argument(
+        "--source-size",
+        nargs="+",
+        default=["prior"],
+        choices=["prior", "native"],
+        help="size of library galaxies: scaled to the drawn R_e, or their own (each "
+        "value gives its own columns). Default: prior",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the reports as JSON lines here")
     args = parser.parse_args(argv)
     runs = [(s, z) for s in args.sources for z in (["prior"] if s == "sersic" else args.source_size)]
@@ -194,8 +221,7 @@ def main(argv=None) -> int:
             rep = measure(args.n_samples, seed, progress=True, sources=sources, source_size=size)
             rep = rep._replace(sources=sources if size == "prior" else f"{sources} ({size} size)")
             reports.append(rep)
-            print(f"done: sources {sources}, seed {seed}: misses {misses(rep) or 'none'}", file=sys.stderr,
-                  flush=True)
+            print(f"done: sources {sources}, seed {seed}: misses {misses(rep) or 'none'}", file=sys.stderr, flush=True)
             if args.json:
                 with open(args.json, "a") as fh:
                     fh.write(json.dumps(rep._asdict()) + "\n")

@@ -76,8 +76,7 @@ class Lens(NamedTuple):
 
 def sersic_set(**fields) -> SersicSet:
     """Build a :class:`SersicSet` from scalars or sequences (all broadcast to one length)."""
-    arrays = np.broadcast_arrays(*(np.atleast_1d(np.asarray(fields[k], dtype=np.float64))
-                                   for k in SersicSet._fields))
+    arrays = np.broadcast_arrays(*(np.atleast_1d(np.asarray(fields[k], dtype=np.float64)) for k in SersicSet._fields))
     return SersicSet(*(a.copy() for a in arrays))
 
 
@@ -110,8 +109,18 @@ def evaluate_sets(bx, by, sets: tuple, dtype=np.float32) -> np.ndarray:
         amps = s.weight * sersic_amp_for_flux(1.0, s.r_eff, s.n)
         bns = sersic_b(s.n)
         for j in range(len(s.weight)):
-            out[i] += sersic(bx, by, dtype(amps[j]), dtype(s.r_eff[j]), s.n[j], dtype(s.q[j]),
-                             dtype(s.phi[j]), dtype(s.x0[j]), dtype(s.y0[j]), b_n=dtype(bns[j]))
+            out[i] += sersic(
+                bx,
+                by,
+                dtype(amps[j]),
+                dtype(s.r_eff[j]),
+                s.n[j],
+                dtype(s.q[j]),
+                dtype(s.phi[j]),
+                dtype(s.x0[j]),
+                dtype(s.y0[j]),
+                b_n=dtype(bns[j]),
+            )
     return out
 
 
@@ -129,8 +138,11 @@ def _local_scale(bx, by, d, sets):
             r_cut = s.r_eff[j] * (1.0 + _CUT_LEVEL / bns[j]) ** s.n[j]
             x = np.maximum(r_near / s.r_eff[j], 0.02)
             kink = x if s.n[j] >= _KINK_N else 1.0
-            ell = s.r_eff[j] * np.sqrt(s.q[j]) * np.minimum(
-                np.minimum(1.0, kink), s.n[j] / bns[j] * x ** (1.0 - 1.0 / s.n[j]))
+            ell = (
+                s.r_eff[j]
+                * np.sqrt(s.q[j])
+                * np.minimum(np.minimum(1.0, kink), s.n[j] / bns[j] * x ** (1.0 - 1.0 / s.n[j]))
+            )
             scale = np.where(r_near < r_cut, np.minimum(scale, ell), scale)
     return scale
 
@@ -146,8 +158,9 @@ def footprints(lens, sets, n_pix, pixel_scale, centre):
         Mean of the traced corners. Unit: arcsec.
     """
     ox, oy = split_centre(centre)
-    cy, cx = np.meshgrid((np.arange(n_pix + 1) - oy - 0.5) * pixel_scale,
-                         (np.arange(n_pix + 1) - ox - 0.5) * pixel_scale, indexing="ij")
+    cy, cx = np.meshgrid(
+        (np.arange(n_pix + 1) - oy - 0.5) * pixel_scale, (np.arange(n_pix + 1) - ox - 0.5) * pixel_scale, indexing="ij"
+    )
     bx, by = _trace(cx, cy, lens)
     d1 = np.hypot(bx[1:, 1:] - bx[:-1, :-1], by[1:, 1:] - by[:-1, :-1])
     d2 = np.hypot(bx[1:, :-1] - bx[:-1, 1:], by[1:, :-1] - by[:-1, 1:])
@@ -161,8 +174,9 @@ _GAUSS = (_CHILD * np.float32(2.0 / np.sqrt(3.0))).astype(np.float32)
 """2×2 Gauss–Legendre nodes in units of the cell side: ±1/(2√3)."""
 
 
-def render(lens, sets, n_pix, pixel_scale, centre, *, accuracy=DEFAULT_ACCURACY,
-           max_factor=DEFAULT_MAX_FACTOR, factors=None) -> np.ndarray:
+def render(
+    lens, sets, n_pix, pixel_scale, centre, *, accuracy=DEFAULT_ACCURACY, max_factor=DEFAULT_MAX_FACTOR, factors=None
+) -> np.ndarray:
     """Flux per pixel of lensed (or, with ``lens=None``, unlensed) Sérsic sets.
 
     Adaptive quadtree: a cell of side ``h`` whose source-plane footprint ``d · h / pixel`` is at
@@ -263,7 +277,7 @@ def _render_uniform(lens, sets, n_pix, pixel_scale, centre, factors):
         oy, ox = np.meshgrid(sub, sub, indexing="ij")
         step = max(1, _MAX_POINTS // int(k * k))
         for start in range(0, idx.size, step):
-            part = idx[start:start + step]
+            part = idx[start : start + step]
             row, col = np.divmod(part, n_pix)
             px = ((col - cx0) * pixel_scale)[:, None] + ox.ravel()[None, :]
             py = ((row - cy0) * pixel_scale)[:, None] + oy.ravel()[None, :]

@@ -61,8 +61,13 @@ def plot(rows: list[dict], path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    titles = ("library galaxy\n(unlensed, 0.05″ px)", "its arc\n(no PSF)", "its arc\n(r-band PSF)",
-              "Sérsic arc\n(no PSF)", "Sérsic arc\n(r-band PSF)")
+    titles = (
+        "library galaxy\n(unlensed, 0.05″ px)",
+        "its arc\n(no PSF)",
+        "its arc\n(r-band PSF)",
+        "Sérsic arc\n(no PSF)",
+        "Sérsic arc\n(r-band PSF)",
+    )
     keys = ("galaxy", "real", "real_psf", "sersic", "sersic_psf")
     fig, axes = plt.subplots(len(rows), 5, figsize=(9.5, 1.95 * len(rows)))
     for r, row in enumerate(rows):

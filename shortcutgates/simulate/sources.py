@@ -117,8 +117,9 @@ class PixelSource(NamedTuple):
     def evaluate(self, bx, by, dtype=np.float32) -> np.ndarray:
         """Surface brightness at source-plane points, shape of ``bx``. Unit: flux / arcsec²."""
         row, col = self._stamp_coords(bx, by)
-        val = ndimage.map_coordinates(self.image, [row.ravel(), col.ravel()], order=1,
-                                      mode="grid-constant", cval=0.0, prefilter=False)
+        val = ndimage.map_coordinates(
+            self.image, [row.ravel(), col.ravel()], order=1, mode="grid-constant", cval=0.0, prefilter=False
+        )
         return (val.reshape(np.shape(bx)) * (self.weight / self.scale**2)).astype(dtype)
 
     def light_distance(self, bx, by) -> np.ndarray:
@@ -133,10 +134,15 @@ class PixelSource(NamedTuple):
         if self.distance is None:
             dist = np.zeros(np.shape(row))
         else:
-            r_in, c_in = np.clip(np.rint(row), 0, h - 1).astype(np.intp), np.clip(np.rint(col), 0, w - 1).astype(np.intp)
+            r_in, c_in = (
+                np.clip(np.rint(row), 0, h - 1).astype(np.intp),
+                np.clip(np.rint(col), 0, w - 1).astype(np.intp),
+            )
             dist = self.distance[r_in, c_in].astype(np.float64)
-        edge = np.hypot(np.maximum(np.abs(row - 0.5 * (h - 1)) - 0.5 * (h - 1), 0.0),
-                        np.maximum(np.abs(col - 0.5 * (w - 1)) - 0.5 * (w - 1), 0.0))
+        edge = np.hypot(
+            np.maximum(np.abs(row - 0.5 * (h - 1)) - 0.5 * (h - 1), 0.0),
+            np.maximum(np.abs(col - 0.5 * (w - 1)) - 0.5 * (w - 1), 0.0),
+        )
         return np.maximum(np.hypot(edge, dist) - 1.0, 0.0) * self.scale
 
     def local_scale(self, bx, by, d) -> np.ndarray:
@@ -156,8 +162,9 @@ def with_distance(source: PixelSource) -> PixelSource:
 
 
 # --- placing a library stamp on the sky ---------------------------------------------------------
-def place(library: SourceLibrary, index: int, *, r_eff: float, x: float, y: float, phi: float,
-          flip: bool, weight: float = 1.0) -> PixelSource:
+def place(
+    library: SourceLibrary, index: int, *, r_eff: float, x: float, y: float, phi: float, flip: bool, weight: float = 1.0
+) -> PixelSource:
     """Stamp ``index`` scaled to half-light radius ``r_eff`` with its centroid at ``(x, y)``.
 
     ``flip`` mirrors the stamp's x axis before the rotation by ``phi`` (rad). Units: arcsec.
@@ -170,8 +177,9 @@ def place(library: SourceLibrary, index: int, *, r_eff: float, x: float, y: floa
     c, s = np.cos(phi), np.sin(phi)
     # the centroid's stamp offset, rotated onto the sky: the inverse of PixelSource's rotation
     ox, oy = (c * cx - s * cy) * scale, (s * cx + c * cy) * scale
-    return with_distance(PixelSource(np.ascontiguousarray(image), scale, float(x - ox), float(y - oy),
-                                     float(phi), float(weight)))
+    return with_distance(
+        PixelSource(np.ascontiguousarray(image), scale, float(x - ox), float(y - oy), float(phi), float(weight))
+    )
 
 
 def draw_pick(rng: np.random.Generator, n_sources: int) -> tuple[int, bool]:
@@ -218,10 +226,15 @@ def interpolant_half_light_radius(stamp: np.ndarray, oversample: int = 4) -> flo
     """
     h, w = stamp.shape
     sub = (np.arange(-oversample, (h + 1) * oversample) + 0.5) / oversample - 0.5
-    row, col = np.meshgrid(sub, (np.arange(-oversample, (w + 1) * oversample) + 0.5) / oversample - 0.5,
-                           indexing="ij")
-    fine = ndimage.map_coordinates(np.asarray(stamp, dtype=np.float64), [row.ravel(), col.ravel()], order=1,
-                                   mode="grid-constant", cval=0.0, prefilter=False).reshape(row.shape)
+    row, col = np.meshgrid(sub, (np.arange(-oversample, (w + 1) * oversample) + 0.5) / oversample - 0.5, indexing="ij")
+    fine = ndimage.map_coordinates(
+        np.asarray(stamp, dtype=np.float64),
+        [row.ravel(), col.ravel()],
+        order=1,
+        mode="grid-constant",
+        cval=0.0,
+        prefilter=False,
+    ).reshape(row.shape)
     return half_light_radius(fine)[2] / oversample
 
 
@@ -249,7 +262,7 @@ def to_stamp(image: np.ndarray, size: int = STAMP_SIZE) -> tuple[np.ndarray, int
     # integer offsets that put the centroid within half a pixel of the stamp centre (size - 1) / 2
     r0, c0 = (int(np.floor(v - 0.5 * (size - 1) + 0.5)) for v in (cy, cx))
     rs, cs = slice(max(r0, 0), min(r0 + size, img.shape[0])), slice(max(c0, 0), min(c0 + size, img.shape[1]))
-    out[rs.start - r0:rs.stop - r0, cs.start - c0:cs.stop - c0] = img[rs, cs]
+    out[rs.start - r0 : rs.stop - r0, cs.start - c0 : cs.stop - c0] = img[rs, cs]
     return (out / out.sum()).astype(np.float32), factor
 
 
@@ -275,8 +288,9 @@ def clean_stamp(image: np.ndarray, *, nsigma: float = 2.0, grow: int = 2) -> np.
     return np.where(mask, np.clip(img, 0.0, None), 0.0)
 
 
-def make_library(images, pixel_scales, *, psf_fwhm=None, name: str = "", size: int = STAMP_SIZE,
-                 clean: bool = True) -> SourceLibrary:
+def make_library(
+    images, pixel_scales, *, psf_fwhm=None, name: str = "", size: int = STAMP_SIZE, clean: bool = True
+) -> SourceLibrary:
     """A :class:`SourceLibrary` from galaxy images of any sizes and their pixel scales (arcsec)."""
     stamps, scales, reffs, cents = [], [], [], []
     for img, scale in zip(images, pixel_scales):
@@ -291,8 +305,14 @@ def make_library(images, pixel_scales, *, psf_fwhm=None, name: str = "", size: i
     if n == 0:
         raise ValueError(f"source library {name!r} holds no galaxy")
     fwhm = np.full(n, np.nan) if psf_fwhm is None else np.asarray(psf_fwhm, dtype=np.float64)
-    return SourceLibrary(np.stack(stamps), np.asarray(scales), np.asarray(reffs),
-                         np.asarray(cents, dtype=np.float64).reshape(n, 2), fwhm, name)
+    return SourceLibrary(
+        np.stack(stamps),
+        np.asarray(scales),
+        np.asarray(reffs),
+        np.asarray(cents, dtype=np.float64).reshape(n, 2),
+        fwhm,
+        name,
+    )
 
 
 # --- reading and writing -----------------------------------------------------------------------
@@ -301,10 +321,15 @@ def save_library(library: SourceLibrary, path, *, provenance: str = "") -> None:
     from shortcutgates.data.io import atomic_path
 
     with atomic_path(Path(path)) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, images=library.images.astype(np.float16),
-                            pixel_scale=library.pixel_scale, r_eff=library.r_eff,
-                            centroid=library.centroid, psf_fwhm=library.psf_fwhm,
-                            provenance=np.array(provenance))
+        np.savez_compressed(
+            fh,
+            images=library.images.astype(np.float16),
+            pixel_scale=library.pixel_scale,
+            r_eff=library.r_eff,
+            centroid=library.centroid,
+            psf_fwhm=library.psf_fwhm,
+            provenance=np.array(provenance),
+        )
 
 
 def read_library_npz(path, name: str | None = None) -> SourceLibrary:
@@ -316,9 +341,14 @@ def read_library_npz(path, name: str | None = None) -> SourceLibrary:
             raise ValueError(f"{path}: not a source library (missing {', '.join(missing)})")
         images = z["images"].astype(np.float32)
         images /= images.sum(axis=(1, 2), keepdims=True)
-        return SourceLibrary(images, z["pixel_scale"].astype(np.float64), z["r_eff"].astype(np.float64),
-                             z["centroid"].astype(np.float64), z["psf_fwhm"].astype(np.float64),
-                             name or str(path))
+        return SourceLibrary(
+            images,
+            z["pixel_scale"].astype(np.float64),
+            z["r_eff"].astype(np.float64),
+            z["centroid"].astype(np.float64),
+            z["psf_fwhm"].astype(np.float64),
+            name or str(path),
+        )
 
 
 def _require_astropy(what):
@@ -349,8 +379,9 @@ def read_stamp_directory(directory, *, clean: bool = True, size: int = STAMP_SIZ
     to its central galaxy's footprint (:func:`clean_stamp`).
     """
     directory = Path(directory)
-    files = sorted(p for p in directory.iterdir()
-                   if p.suffix == ".npz" or p.name.endswith((".fits", ".fits.gz", ".fit")))
+    files = sorted(
+        p for p in directory.iterdir() if p.suffix == ".npz" or p.name.endswith((".fits", ".fits.gz", ".fit"))
+    )
     if not files:
         raise ValueError(f"{directory}: no *.npz or *.fits stamps")
     meta = directory / "library.json"
@@ -369,15 +400,16 @@ def read_stamp_directory(directory, *, clean: bool = True, size: int = STAMP_SIZ
         if image is None or np.ndim(image) != 2 or not np.all(np.isfinite(image)):
             raise ValueError(f"{f}: the stamp must be a finite 2-D image")
         if scale is None or not float(scale) > 0:
-            raise ValueError(f"{f}: no pixel scale (give 'pixel_scale' in the npz, PIXSCALE in the "
-                             f"FITS header, or {{\"pixel_scale\": ...}} in {meta})")
+            raise ValueError(
+                f"{f}: no pixel scale (give 'pixel_scale' in the npz, PIXSCALE in the "
+                f'FITS header, or {{"pixel_scale": ...}} in {meta})'
+            )
         images.append(image)
         scales.append(float(scale))
     return make_library(images, scales, name=str(directory), size=size, clean=clean)
 
 
-def read_galsim_catalog(path, *, limit: int | None = None, clean: bool = True,
-                        size: int = STAMP_SIZE) -> SourceLibrary:
+def read_galsim_catalog(path, *, limit: int | None = None, clean: bool = True, size: int = STAMP_SIZE) -> SourceLibrary:
     """A library from a GalSim COSMOS real-galaxy catalogue (``real_galaxy_catalog_*.fits``).
 
     Each catalogue row names ``GAL_FILENAME`` / ``GAL_HDU`` (the galaxy image, in the catalogue's
@@ -393,9 +425,15 @@ def read_galsim_catalog(path, *, limit: int | None = None, clean: bool = True,
             if col not in cols:
                 raise ValueError(f"{path}: not a GalSim real-galaxy catalogue (no column {col})")
         rows = table[:limit] if limit is not None else table
-        entries = [(str(r["GAL_FILENAME"]).strip(), int(r["GAL_HDU"]), float(r["PIXEL_SCALE"]),
-                    (str(r["PSF_FILENAME"]).strip(), int(r["PSF_HDU"])) if "PSF_FILENAME" in cols else None)
-                   for r in rows]
+        entries = [
+            (
+                str(r["GAL_FILENAME"]).strip(),
+                int(r["GAL_HDU"]),
+                float(r["PIXEL_SCALE"]),
+                (str(r["PSF_FILENAME"]).strip(), int(r["PSF_HDU"])) if "PSF_FILENAME" in cols else None,
+            )
+            for r in rows
+        ]
     images, fwhm, opened = [], [], {}
     try:
         for i, (gal_file, hdu, scale, psf) in enumerate(entries):
@@ -409,14 +447,13 @@ def read_galsim_catalog(path, *, limit: int | None = None, clean: bool = True,
     finally:
         for h in opened.values():
             h.close()
-    return make_library(images, [e[2] for e in entries], psf_fwhm=fwhm, name=str(path), size=size,
-                        clean=clean)
+    return make_library(images, [e[2] for e in entries], psf_fwhm=fwhm, name=str(path), size=size, clean=clean)
 
 
 def _moment_fwhm(psf) -> float:
     """FWHM of a PSF image from its second moments (Gaussian equivalent). Unit: pixel."""
     p = np.clip(np.asarray(psf, dtype=np.float64), 0.0, None)
-    yy, xx = np.mgrid[0:p.shape[0], 0:p.shape[1]]
+    yy, xx = np.mgrid[0 : p.shape[0], 0 : p.shape[1]]
     t = p.sum()
     cx, cy = (p * xx).sum() / t, (p * yy).sum() / t
     var = (p * ((xx - cx) ** 2 + (yy - cy) ** 2)).sum() / t / 2.0
@@ -433,8 +470,9 @@ def load_library(spec: str) -> SourceLibrary:
             return read_library_npz(p, name=spec)
     path = Path(spec)
     if not path.exists():
-        raise ValueError(f"sources: {spec!r} is neither 'sersic', a shipped library "
-                         f"({', '.join(SHIPPED)}) nor an existing path")
+        raise ValueError(
+            f"sources: {spec!r} is neither 'sersic', a shipped library ({', '.join(SHIPPED)}) nor an existing path"
+        )
     if path.is_dir():
         return read_stamp_directory(path)
     if path.suffix == ".npz":

@@ -38,9 +38,15 @@ def render_lrg(lrg: LRG, cond: Conditions, size: int, structure: LRGStructure | 
         light = sersic_set(weight=1.0, r_eff=lrg.reff_arcsec, n=lrg.n, q=lrg.q, phi=lrg.phi, x0=0, y0=0)
     else:
         s = structure
-        light = sersic_set(weight=[1.0 - s.fraction, s.fraction],
-                           r_eff=[lrg.reff_arcsec, lrg.reff_arcsec * s.reff_ratio], n=lrg.n,
-                           q=[lrg.q, s.q], phi=[lrg.phi, lrg.phi + s.twist], x0=0, y0=0)
+        light = sersic_set(
+            weight=[1.0 - s.fraction, s.fraction],
+            r_eff=[lrg.reff_arcsec, lrg.reff_arcsec * s.reff_ratio],
+            n=lrg.n,
+            q=[lrg.q, s.q],
+            phi=[lrg.phi, lrg.phi + s.twist],
+            x0=0,
+            y0=0,
+        )
     unit = render(None, (light,), n_pad, PIXEL_SCALE_ARCSEC, lrg_centre(lrg, size))[0]
     flux = mag_to_flux([lrg.mag_g, lrg.mag_r, lrg.mag_z])
     return np.stack([convolve_valid(unit * f, k) for f, k in zip(flux, cond.psf)])
@@ -90,19 +96,33 @@ def noise_variance(image: np.ndarray, cond: Conditions) -> np.ndarray:
 
 def source_sets(inj: Injection):
     """The source as two unit-flux Sérsic sets (smooth body, clumps) and their r-band fractions."""
-    body = sersic_set(weight=1.0, r_eff=inj.src_reff, n=inj.src_n, q=inj.src_q, phi=inj.src_phi,
-                      x0=inj.src_x, y0=inj.src_y)
+    body = sersic_set(
+        weight=1.0, r_eff=inj.src_reff, n=inj.src_n, q=inj.src_q, phi=inj.src_phi, x0=inj.src_x, y0=inj.src_y
+    )
     if len(inj.clumps) == 0:
         return (body,), np.array([1.0]), np.zeros(1)
     frac = inj.clumps[:, 0]
-    clumps = sersic_set(weight=frac / frac.sum(), r_eff=inj.clumps[:, 3], n=0.5, q=1.0, phi=0.0,
-                        x0=inj.src_x + inj.clumps[:, 1], y0=inj.src_y + inj.clumps[:, 2])
+    clumps = sersic_set(
+        weight=frac / frac.sum(),
+        r_eff=inj.clumps[:, 3],
+        n=0.5,
+        q=1.0,
+        phi=0.0,
+        x0=inj.src_x + inj.clumps[:, 1],
+        y0=inj.src_y + inj.clumps[:, 2],
+    )
     blue = float(np.average(inj.clumps[:, 4], weights=frac))
     return (body, clumps), np.array([1.0 - frac.sum(), frac.sum()]), np.array([0.0, blue])
 
 
-def render_arc(inj: Injection, lrg_mag_r: float, cond: Conditions, size: int,
-               centre: tuple[float, float] | None = None, pixel_source: PixelSource | None = None):
+def render_arc(
+    inj: Injection,
+    lrg_mag_r: float,
+    cond: Conditions,
+    size: int,
+    centre: tuple[float, float] | None = None,
+    pixel_source: PixelSource | None = None,
+):
     """Noiseless PSF-convolved lensed arc, the lens centred on the LRG.
 
     ``centre`` is the lens centre on the padded grid (:func:`lrg_centre`); by default the centre
