@@ -219,7 +219,7 @@ def _main_sections(summary: pd.DataFrame, suite: pd.DataFrame, families: pd.Data
         power_table(summary),
         "\n## Model gates against the core weight λ (fail rate, mean value)\n",
         lambda_table(summary),
-        "\n## Clean runs: how often every primary case passes\n",
+        "\n## Clean runs: how often the suite's rule keeps a run green\n",
         "Data cells run the data cases of one split, model cells the model cases, suite cells every case "
         "of a manifest built with the builder's default splits.\n\n",
         suite_table(suite),

@@ -279,11 +279,12 @@ def lambda_table(summary: pd.DataFrame) -> str:
 
 
 def suite_table(suite: pd.DataFrame) -> str:
-    """Green rate (every primary case passed) per cell, with the cases most often not passing."""
+    """Green rate per cell by the suite's rule (every primary case passes, no case of any role is an established
+    violation, every case ran), with the cases most often turning a seed red."""
     if suite.empty:
         return "(no cells)\n"
     lines = [
-        "| cells | LRGs | scorer | seeds | all primary cases pass | most often not passed (seeds) |",
+        "| cells | LRGs | scorer | seeds | green (suite rule) | most often red (seeds) |",
         "|---|---|---|---|---|---|",
     ]
     for _, r in suite.sort_values(["kind", "n_lrgs"]).iterrows():
