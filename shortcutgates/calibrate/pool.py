@@ -35,6 +35,7 @@ import pandas as pd
 
 from shortcutgates.data.codec import decode_stamp
 from shortcutgates.data.io import atomic_directory
+from shortcutgates.data.schema import INJECTION_TRUTH
 from shortcutgates.model.preprocess import radius_grid
 
 THETA_E_RANGE_ARCSEC = (1.8, 3.0)
@@ -65,22 +66,7 @@ META_COLUMNS = (
     "theta_e_arcsec",
     "arc_snr",
 )
-TRUTH_COLUMNS = (
-    "theta_e_arcsec",
-    "src_x_arcsec",
-    "src_y_arcsec",
-    "src_reff_arcsec",
-    "src_dmag",
-    "lens_e",
-    "lens_phi_rad",
-    "shear",
-    "arc_snr",
-    "magnification",
-    "shear_phi_rad",
-    "src_n",
-    "src_q",
-    "src_phi_rad",
-)
+TRUTH_COLUMNS = INJECTION_TRUTH
 """Injection truth of a realistic pool's LRGs (the paired input's truth columns, docs/design.md)."""
 INJECTION_FIELDS = {"shear_phi_rad": "shear_phi", "src_n": "src_n", "src_q": "src_q", "src_phi_rad": "src_phi"}
 """Truth columns read from the simulator's :class:`~shortcutgates.simulate.population.Injection` where its

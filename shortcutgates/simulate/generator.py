@@ -21,7 +21,7 @@ import pandas as pd
 
 from shortcutgates.data.codec import encode_stamp
 from shortcutgates.data.io import atomic_directory, write_parquet_atomic
-from shortcutgates.data.schema import PIXEL_SCALE_ARCSEC, REGION_SPLIT_COLUMN, SPLITS
+from shortcutgates.data.schema import INJECTION_TRUTH, PIXEL_SCALE_ARCSEC, REGION_SPLIT_COLUMN, SPLITS
 from shortcutgates.simulate.field import draw_field, field_rng, render_field
 from shortcutgates.simulate.population import (
     LRG,
@@ -148,20 +148,7 @@ COLUMNS: tuple[str, ...] = (
     "dec",
     "stamp_npz",
     "ctrl_stamp_npz",
-    "theta_e_arcsec",
-    "src_x_arcsec",
-    "src_y_arcsec",
-    "src_reff_arcsec",
-    "src_dmag",
-    "lens_e",
-    "lens_phi_rad",
-    "shear",
-    "arc_snr",
-    "magnification",
-    "shear_phi_rad",
-    "src_n",
-    "src_q",
-    "src_phi_rad",
+    *INJECTION_TRUTH,
     "psf_fwhm_used_g",
     "psf_fwhm_used_r",
     "psf_fwhm_used_z",
