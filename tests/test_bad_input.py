@@ -28,6 +28,7 @@ from hostile_inputs import (
 from shortcutgates.data.codec import MAX_BLOB_BYTES, decode_stamp, encode_stamp
 from shortcutgates.data.manifest import load_images, read_manifest
 from shortcutgates.data.schema import NPZ_KEYS, DataError
+from toy_manifests import TINY_TRAIN_ARGS
 
 BLOBS = bad_blobs("/nonexistent/never-created")
 
@@ -258,21 +259,7 @@ def test_mixed_inline_and_pointer_rows_load_in_order(tmp_path):
 
 
 # --- the command line: one line, non-zero exit, no traceback -------------------------------------
-TRAIN = [
-    "--width",
-    "4",
-    "--blocks",
-    "1",
-    "--epochs",
-    "1",
-    "--batch-size",
-    "8",
-    "--no-progress",
-    "--device",
-    "cpu",
-    "--threads",
-    "1",
-]
+TRAIN = [*TINY_TRAIN_ARGS, "--epochs", "1"]
 
 
 @pytest.mark.parametrize("case", ["label_2", "split_typo", "duplicate_positive", "no_rows", "ra_string"])

@@ -19,24 +19,11 @@ import pytest
 import yaml
 
 from hostile_inputs import child_env, hand_manifest, write_manifest
+from toy_manifests import TINY_TRAIN_ARGS
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW = REPO / ".github" / "workflows" / "gates.yml"
-TRAIN = [
-    "--width",
-    "4",
-    "--blocks",
-    "1",
-    "--epochs",
-    "1",
-    "--batch-size",
-    "8",
-    "--no-progress",
-    "--device",
-    "cpu",
-    "--threads",
-    "1",
-]
+TRAIN = [*TINY_TRAIN_ARGS, "--epochs", "1"]
 NETWORK_STEPS = {"install"}
 """Step ids not run here: they download packages (the package is installed in this environment)."""
 

@@ -24,25 +24,12 @@ from hostile_inputs import (
 )
 from shortcutgates.model.checkpoint import FORMAT, FORMAT_VERSION, CheckpointError, preprocess_record
 from shortcutgates.model.network import ModelConfig, build_model
+from toy_manifests import TINY_TRAIN_ARGS
 
 torch.set_num_threads(1)
 
 REFUSED = "refused, the file needs unpickling of arbitrary objects"
-TRAIN = [
-    "--width",
-    "4",
-    "--blocks",
-    "1",
-    "--epochs",
-    "1",
-    "--batch-size",
-    "8",
-    "--no-progress",
-    "--device",
-    "cpu",
-    "--threads",
-    "1",
-]
+TRAIN = [*TINY_TRAIN_ARGS, "--epochs", "1"]
 
 
 def resave_hint_given(text: str) -> bool:

@@ -29,11 +29,12 @@ import shortcutgates.gates.registry  # noqa: F401
 import foreign_model as fm
 from hostile_inputs import STAMP, child_env, hand_manifest, write_manifest
 from shortcutgates.gates.report_json import read_report
+from toy_manifests import TINY_TRAIN_ARGS
 
 pytestmark = pytest.mark.filterwarnings("ignore:Benchmarks are automatically disabled")
 
 TESTS = Path(__file__).resolve().parent
-TRAIN = ["--width", "4", "--blocks", "1", "--batch-size", "8", "--no-progress", "--device", "cpu", "--threads", "1"]
+TRAIN = TINY_TRAIN_ARGS
 CHEAP = "data_integrity or detection_auroc"
 
 

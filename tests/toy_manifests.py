@@ -69,3 +69,19 @@ def write_pointer_manifest(path, source_dir, n: int = 16, size: int = 16, seed: 
     Path(path).mkdir(parents=True, exist_ok=True)
     out.to_parquet(Path(path) / "part-0.parquet", index=False)
     return Path(path)
+
+
+TINY_TRAIN_ARGS = [
+    "--width",
+    "4",
+    "--blocks",
+    "1",
+    "--batch-size",
+    "8",
+    "--no-progress",
+    "--device",
+    "cpu",
+    "--threads",
+    "1",
+]
+"""``shortcutgates train`` options of the tests' tiny CPU network (add ``--epochs``, ``--data``, ``--out``)."""
