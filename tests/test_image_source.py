@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -22,7 +24,7 @@ import pytest
 from shortcutgates import cli
 from shortcutgates.data.build import MANIFEST_PARQUET, build_manifest
 from shortcutgates.gates.registry import GateCase, GateConfig, GateContext, gate_cases, run_case
-from shortcutgates.data.manifest import image_source, load_images, read_manifest
+from shortcutgates.data.manifest import image_source, load_images, read_manifest, read_order
 from shortcutgates.data.schema import DataError
 from shortcutgates.testing import write_catalog
 
@@ -193,3 +195,45 @@ def test_a_built_manifests_parquet_file_read_on_its_own_finds_its_sources(built)
     frame = read_manifest(built / "manifest" / MANIFEST_PARQUET).frame
     assert frame["source_path"].str.startswith(str((built / "paired").resolve())).all()
     assert not load_images(frame.iloc[:5])[1]
+
+
+def test_rows_are_read_in_their_blobs_on_disk_order(built):
+    frame = read_manifest(built / "manifest").frame
+    keys = list(zip(frame["source_path"], frame["source_column"], frame["source_row"]))
+    order = read_order(frame)
+    assert sorted(order.tolist()) == list(range(len(frame)))
+    assert [keys[i] for i in order] == sorted(keys) != keys  # the built manifest's rows are not in disk order
+
+
+@pytest.mark.parametrize("bad_rows", [0, 2])
+def test_the_integrity_pass_in_disk_order_finds_what_frame_order_finds(tmp_path, monkeypatch, bad_rows):
+    """The pass reads rows in on-disk order (each row group once); its problems, their order and the
+    samples' images are those of a pass in frame order, with and without bad rows."""
+    from shortcutgates.gates import context as context_module
+
+    manifest = write_pointer_manifest(tmp_path / "ptr", tmp_path / "src", n=40)
+    part = manifest / "part-0.parquet"
+    pd.read_parquet(part).sample(frac=1.0, random_state=3).to_parquet(part, index=False)  # rows out of disk order
+    frame = read_manifest(manifest).frame
+    for i in range(bad_rows):
+        _replace_cell(
+            Path(frame["source_path"].iloc[5 + 20 * i]),
+            "stamp_npz",
+            int(frame["source_row"].iloc[5 + 20 * i]),
+            NOT_A_BLOB,
+        )
+    monkeypatch.setattr(context_module, "CHUNK", 8)  # several chunks
+    context = GateContext(manifest, config=CFG)
+    n = len(context.frame)
+    frame_problems, frame_kept, _ = context._integrity_pass(np.arange(n), np.ones(n, bool), stop_at_problem=False)
+    problems = context._check_rows()
+    assert problems[: len(frame_problems)] == frame_problems and len(frame_problems) == bad_rows
+    if bad_rows:
+        assert context._predecoded == {}
+        return
+    positions, images = (np.concatenate(part) for part in list(zip(*frame_kept))[:2])
+    by_position = dict(zip(positions.tolist(), images))
+    assert context._predecoded
+    for split, decoded in context._predecoded.items():
+        expected = np.stack([by_position[i] for i in context._sampled_positions(split).tolist()])
+        np.testing.assert_array_equal(decoded.images, expected)

@@ -109,3 +109,25 @@ def test_directory_writer_refuses_to_overwrite_what_another_writer_finished_firs
             (out / "theirs").write_bytes(b"1")  # the other writer published while we wrote
     assert _tree(out) == {"theirs": b"1"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_file_sha256_remembers_a_file_only_once_it_has_settled(tmp_path, monkeypatch):
+    """A digest is reused only for a file with the same identity and times, and only when it was last
+    changed more than RACY_SECONDS before hashing (file times are coarse: a rewrite could keep them)."""
+    import hashlib
+
+    from shortcutgates.data import io as sgio
+
+    path = tmp_path / "blob.bin"
+    path.write_bytes(b"x" * 64)
+    monkeypatch.setattr(sgio, "_SHA256", {})
+    assert sgio.file_sha256(path) == hashlib.sha256(b"x" * 64).hexdigest()
+    assert sgio._SHA256 == {}  # just written: racy, not remembered
+    path.write_bytes(b"y" * 64)  # same size, maybe the same times
+    assert sgio.file_sha256(path) == hashlib.sha256(b"y" * 64).hexdigest()
+    monkeypatch.setattr(sgio, "RACY_SECONDS", -1.0)  # as if it had settled
+    assert sgio.file_sha256(path) == hashlib.sha256(b"y" * 64).hexdigest() and len(sgio._SHA256) == 1
+    path.write_bytes(b"z" * 64)
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))  # a later change time
+    assert sgio.file_sha256(path) == hashlib.sha256(b"z" * 64).hexdigest()

@@ -219,14 +219,35 @@ def remove_stale_temporaries(path, *, include_own: bool = False) -> None:
             old.unlink(missing_ok=True)
 
 
-def file_sha256(path) -> str:
-    """Hex sha256 of a file's bytes, read 1 MiB at a time."""
-    import hashlib
+RACY_SECONDS = 2.0
+"""A file changed less than this long before :func:`file_sha256` hashed it is not remembered. Unit: s."""
+_SHA256: dict = {}
+"""Digests already computed by :func:`file_sha256` in this process, keyed by the file's identity and stat."""
 
-    h = hashlib.sha256()
+
+def file_sha256(path) -> str:
+    """Hex sha256 of a file's bytes, read 1 MiB at a time.
+
+    A file hashed before in this process, with the same device, inode, size and change times, is
+    not read again (a gate run checks the pointed-to files against the build's record, then keys its
+    cache by the same files' digests). Only a file last changed more than :data:`RACY_SECONDS` before
+    it was hashed is remembered: file times are coarse, so a file rewritten within that window could
+    keep its times (git's "racily clean" rule).
+    """
+    import hashlib
+    import time
+
     with open(path, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if key in _SHA256:
+            return _SHA256[key]
+        settled = time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > RACY_SECONDS * 1e9
+        h = hashlib.sha256()
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
+    if settled:
+        _SHA256[key] = h.hexdigest()
     return h.hexdigest()
 
 

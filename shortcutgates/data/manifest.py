@@ -304,6 +304,31 @@ class RowBlobs(NamedTuple):
     """(N,) column of the blob within that file."""
 
 
+def read_order(frame: pd.DataFrame) -> np.ndarray:
+    """(N,) int: positions of ``frame``'s rows in the order their blobs lie on disk.
+
+    Pointer rows by (``source_path``, ``source_column``, ``source_row``), rows stored in their
+    manifest file by (``manifest_file``, ``manifest_row``), inline rows first in frame order. A pass
+    over the rows in chunks of this order reads each pointed-to row group once, front to back
+    (:func:`shortcutgates.data.blob_rows.read_rows` streams a row group forward only); in frame order
+    every chunk of a manifest whose rows point all over a file starts its row groups again.
+    """
+    n = len(frame)
+    source = image_source(frame)
+    file, column = np.full(n, "", object), np.full(n, "", object)
+    row = np.arange(n, dtype=np.int64)
+    pointer, stored = source == "pointer", source == "stored"
+    if pointer.any():
+        file[pointer] = frame["source_path"].astype(str).to_numpy(object)[pointer]
+        column[pointer] = frame[POINTER_COLUMNS[2]].astype(str).to_numpy(object)[pointer]
+        row[pointer] = frame["source_row"].to_numpy(np.int64)[pointer]
+    if stored.any() and "manifest_file" in frame and "manifest_row" in frame:
+        file[stored] = frame["manifest_file"].astype(str).to_numpy(object)[stored]
+        row[stored] = frame["manifest_row"].to_numpy(np.int64)[stored]
+    keys = pd.DataFrame({"inline": source != "inline", "file": file, "column": column, "row": row})
+    return keys.sort_values(["inline", "file", "column", "row"], kind="stable").index.to_numpy(np.int64)
+
+
 def row_blobs(frame: pd.DataFrame) -> RowBlobs:
     """Fetch the blob of every manifest row, in frame order.
 

@@ -417,28 +417,44 @@ class GateContext:
     def _check_rows(self) -> list[str]:
         """Decode every row once; the rows the samples not drawn yet will hold keep their images, so
         each row is decoded once per run (:meth:`_keep_for_samples`)."""
-        from tqdm.auto import tqdm
-
-        problems, shape, frame = [], None, self.frame
+        frame = self.frame
         wanted = {split: self._sampled_positions(split) for split in self.splits if split not in self._samples}
         keep = np.zeros(len(frame), bool)
         for positions in wanted.values():
             keep[positions] = True
-        kept: list[tuple[np.ndarray, np.ndarray]] = []  # (frame positions, their images), copies
-        for start in tqdm(range(0, len(frame), CHUNK), desc="data_integrity", disable=not self.progress, leave=False):
-            decoded = decode_rows(frame.iloc[start : start + CHUNK], shape)
-            problems += decoded.problems
-            shape = decoded.shape
-            if problems:  # a bad row anywhere: the samples decode their rows themselves (as they always did)
-                kept = []
-                continue
-            good = start + np.flatnonzero(decoded.ok)
-            chosen = keep[good]
-            kept.append((good[chosen], decoded.images[chosen], *(a[chosen] for a in decoded.annulus or ())))
+        # In the blobs' on-disk order (each row group read once); a bad row anywhere stops that pass and
+        # the rows are checked again in frame order, so the problems, their order and the stamp shape (the
+        # first good row's) are those of a pass in frame order.
+        problems, kept, shape = self._integrity_pass(sgmanifest.read_order(frame), keep, stop_at_problem=True)
+        if problems:
+            problems, kept, shape = self._integrity_pass(np.arange(len(frame)), keep, stop_at_problem=False)
         release_row_group_cache()  # the pass is over: do not keep a (possibly GB-sized) row group
         if kept:
             self._keep_for_samples(wanted, kept, shape)
         return problems + self.duplicate_images
+
+    def _integrity_pass(self, order: np.ndarray, keep: np.ndarray, stop_at_problem: bool) -> tuple[list, list, tuple]:
+        """Decode the rows at positions ``order``, CHUNK at a time: the problems found, the images of the
+        rows ``keep`` marks (frame positions, images, annulus median, MAD) while none was found, the shape."""
+        from tqdm.auto import tqdm
+
+        problems: list[str] = []
+        kept: list[tuple[np.ndarray, ...]] = []  # (frame positions, their images, median, MAD), copies
+        shape = None
+        for start in tqdm(range(0, len(order), CHUNK), desc="data_integrity", disable=not self.progress, leave=False):
+            positions = order[start : start + CHUNK]
+            decoded = decode_rows(self.frame.iloc[positions], shape)
+            problems += decoded.problems
+            shape = decoded.shape
+            if problems:  # a bad row anywhere: the samples decode their rows themselves (as they always did)
+                kept = []
+                if stop_at_problem:
+                    break
+                continue
+            good = positions[np.flatnonzero(decoded.ok)]
+            chosen = keep[good]
+            kept.append((good[chosen], decoded.images[chosen], *(a[chosen] for a in decoded.annulus or ())))
+        return problems, kept, shape
 
     def _keep_for_samples(self, wanted: dict[str, np.ndarray], kept: list, shape) -> None:
         """The integrity pass's images of each split's sampled rows as that sample's decoding: every
