@@ -274,3 +274,23 @@ def test_a_planted_cross_test_gap_of_0_15_is_red_and_no_gap_is_not():
     assert red["outcome"].iloc[0] == "red" and red["established"].iloc[0] and red["value"].iloc[0] > 0.05
     clean = run_gap(0.0, [0])
     assert not clean["established"].iloc[0] and clean["outcome"].iloc[0] == "reported"
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.05])
+def test_a_suite_cell_plants_lrg_leakage_into_a_built_test_split(pool, tmp_path, fraction):
+    """``suite`` cells with ``leak``: train positives' bare controls appended to ``test`` as negatives (a
+    separately assembled test set); ``lrg_leakage`` fails on that split pair exactly when planted, the
+    built manifest without it passes."""
+    from shortcutgates.calibrate.harness import Cell, _manifest
+    from shortcutgates.gates.registry import GateConfig, GateContext, gate_cases, run_case
+
+    cell = Cell("suite", "leak", fraction, 160, scorer="arc")
+    manifest = _manifest(pool, cell, 3, tmp_path)
+    rows = pd.read_parquet(manifest / "manifest.parquet")
+    test_ids = set(rows.loc[rows["split"] == "test", "lrg_id"])
+    train_ids = set(rows.loc[rows["split"] == "train", "lrg_id"])
+    assert len(test_ids & train_ids) == (max(1, round(fraction * len(test_ids))) if fraction else 0)
+    context = GateContext(manifest, config=GateConfig(n_boot=500))
+    leakage = {c.id: run_case(context, c) for c in gate_cases(context) if c.gate == "lrg_leakage"}
+    failed = sorted(i for i, r in leakage.items() if r.verdict == "fail")
+    assert failed == (["lrg_leakage[train-test]"] if fraction else []), {i: r.verdict for i, r in leakage.items()}

@@ -226,8 +226,8 @@ def _built_manifest(pool: Pool, cell: Cell, rng, seed: int, directory: Path) -> 
     from shortcutgates.data.build import build_manifest
     from shortcutgates.data.io import write_parquet_atomic
 
-    if cell.problem not in ("core", *TILTED):
-        raise ValueError(f"calibrate: suite cells plant 'core', 'mag' or 'size' (got {cell.problem!r})")
+    if cell.problem not in ("core", "leak", *TILTED):
+        raise ValueError(f"calibrate: suite cells plant 'core', 'leak', 'mag' or 'size' (got {cell.problem!r})")
     where = tuple(w for w in cell.where.split(",") if w)
     index = built_selection(pool, cell.n_lrgs, seed, rng, problem=cell.problem, strength=cell.strength, where=where)
     core = np.full(len(index), cell.core)
@@ -248,7 +248,34 @@ def _built_manifest(pool: Pool, cell: Cell, rng, seed: int, directory: Path) -> 
     build_manifest(directory / "paired", directory / "manifest", mode="unpaired", seed=seed, progress=False)
     if family is not None and family.donor_core:
         restate_measured(pool, directory / "manifest")
+    if cell.problem == "leak" and cell.strength > 0:
+        leak_into_test(directory / "manifest", cell.strength, rng)
     return directory / "manifest"
+
+
+def leak_into_test(manifest: Path, fraction: float, rng: np.random.Generator) -> int:
+    """Plant LRG leakage in a built manifest as a separately assembled test set would: the bare controls
+    of ``fraction`` × (``test``'s LRG count) of ``train``'s positive LRGs appended to ``test`` as
+    negatives (their own sky position and ``lrg_id``; the control is an image the manifest did not hold,
+    so only the LRG repeats). Returns the count leaked (at least one)."""
+    from shortcutgates.data.build import MANIFEST_PARQUET
+    from shortcutgates.data.io import write_parquet_atomic
+    from shortcutgates.data.schema import LABEL_COLUMN
+
+    path = manifest / MANIFEST_PARQUET
+    rows = pd.read_parquet(path)
+    k = max(1, int(round(fraction * rows.loc[rows["split"] == "test", "lrg_id"].nunique())))
+    donors = rows[(rows["split"] == "train") & (rows[LABEL_COLUMN] == 1)]
+    leaked = donors.iloc[np.sort(rng.choice(len(donors), k, replace=False))].copy()
+    negatives = rows[rows[LABEL_COLUMN] == 0]
+    for column in rows.columns:  # what a negative row holds: no injection truth
+        if column in leaked and negatives[column].isna().all():
+            leaked[column] = None
+    leaked[LABEL_COLUMN] = 0
+    leaked["split"] = "test"
+    leaked["source_column"] = "ctrl_stamp_npz"
+    write_parquet_atomic(pd.concat([rows, leaked], ignore_index=True), path)
+    return k
 
 
 def _wanted(case, cell: Cell) -> bool:

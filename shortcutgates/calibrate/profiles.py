@@ -150,6 +150,9 @@ def _cnn() -> Profile:
 
 MAG_SMD = 0.5
 """Planted LRG magnitude imbalance (population SMD of ``lrg_mag_r``) of the ``criteria`` profile."""
+LEAK_FRACTION = 0.01
+"""Planted LRG leakage of the ``criteria`` profile: train positives' controls appended to ``test`` as
+negatives, 1 % of ``test``'s LRG count (:func:`shortcutgates.calibrate.harness.leak_into_test`)."""
 CRITERIA_SEEDS = 10
 """Seeds of each whole-suite cell of the ``criteria`` profile (each ~1-3 min on the shared 2 cores)."""
 CRITERIA_NULL_FAMILIES = ("neutral-residual", "neutral-raw_robust")
@@ -185,6 +188,7 @@ def _criteria() -> Profile:
         (Cell(problem="core", strength=SURVEY_CORE, where="test", **suite), CRITERIA_SEEDS),
         (Cell(problem="mag", strength=MAG_SMD, where="val,test", **suite), CRITERIA_SEEDS),
         (Cell(problem="mag", strength=MAG_SMD, **suite), CRITERIA_SEEDS),
+        (Cell(problem="leak", strength=LEAK_FRACTION, **suite), CRITERIA_SEEDS),
         (Cell("data", "mag", MAG_SMD, 2000), 2 * CRITERIA_SEEDS),
         (Cell("data", "size", MAG_SMD, 2000), CRITERIA_SEEDS),
     ]
