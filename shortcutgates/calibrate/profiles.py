@@ -189,6 +189,9 @@ def _criteria() -> Profile:
         (Cell(problem="mag", strength=MAG_SMD, where="val,test", **suite), CRITERIA_SEEDS),
         (Cell(problem="mag", strength=MAG_SMD, **suite), CRITERIA_SEEDS),
         (Cell(problem="leak", strength=LEAK_FRACTION, **suite), CRITERIA_SEEDS),
+        # the arc-masked criterion's planted violation: a model that reads the core (the ``core`` reference
+        # reader: the counter-image's light in the central box), on the realistic pool's lenses
+        (Cell("suite", "core", 0.0, SUITE_LRGS, scorer="core", pool="realistic"), CRITERIA_SEEDS),
         (Cell("data", "mag", MAG_SMD, 2000), 2 * CRITERIA_SEEDS),
         (Cell("data", "size", MAG_SMD, 2000), CRITERIA_SEEDS),
     ]
