@@ -15,7 +15,9 @@ time. The load average is printed before and after.
 
 Run: ``OMP_NUM_THREADS=1 python -m pytest benchmarks/bench_workers.py --benchmark-only -s``
 (``SHORTCUTGATES_BENCH_LRGS``: simulated LRGs, default 200; ``SHORTCUTGATES_BENCH_PROFILE``: the
-calibration profile, default ``quick``; ``tiny`` takes minutes instead of ~10 min per side).
+calibration profile, default ``quick``; ``tiny`` takes minutes instead of ~10 min per side;
+``SHORTCUTGATES_BENCH_POOL_CACHE``: a pool cache directory to reuse, e.g. the one ``calibrate --cache``
+filled; by default the pool is simulated into a temporary directory, outside the timings).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import os
 import resource
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -98,7 +101,7 @@ def test_calibrate_two_workers_vs_one(benchmark, tmp_path):
     from shortcutgates.calibrate.runner import load_records, run_profile
 
     profile = make_profile(PROFILE)
-    cache = tmp_path / "pool"
+    cache = Path(os.environ.get("SHORTCUTGATES_BENCH_POOL_CACHE") or tmp_path / "pool")
     load_pool(profile.pool_lrgs, profile.pool_seed, cache)  # simulated once, outside the timings
     print(f"\nload average before: {os.getloadavg()}")
     runs: dict[int, list] = {1: [], 2: []}
