@@ -25,13 +25,14 @@ from shortcutgates.gates.suite import is_red
 from shortcutgates.simulate.generator import simulate_frame
 
 
-def synthetic_pool(n: int = 240, seed: int = 0, size: int = 64) -> Pool:
-    """LRGs as Gaussians in unit noise; arcs at θ_E 1.6–1.9″ with a counter-image 2 px from the centre."""
+def synthetic_pool(n: int = 240, seed: int = 0, size: int = 64, theta_e=(1.6, 1.9)) -> Pool:
+    """LRGs as Gaussians in unit noise; arcs at θ_E uniform in ``theta_e`` (arcsec) with a counter-image 2 px
+    from the centre."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[:size, :size] - size // 2
     r, ang = np.hypot(x, y), np.arctan2(y, x)
     ctrl = (rng.normal(0, 1, (n, 3, size, size)) + 30 * np.exp(-0.5 * (r / 2.5) ** 2)).astype(np.float32)
-    theta, phi = rng.uniform(1.6, 1.9, n), rng.uniform(-np.pi, np.pi, n)
+    theta, phi = rng.uniform(*theta_e, n), rng.uniform(-np.pi, np.pi, n)
     arc = np.empty_like(ctrl)
     for i in range(n):
         along = np.angle(np.exp(1j * (ang - phi[i])))
@@ -64,6 +65,12 @@ def synthetic_pool(n: int = 240, seed: int = 0, size: int = 64) -> Pool:
 @pytest.fixture(scope="module")
 def pool():
     return synthetic_pool()
+
+
+@pytest.fixture(scope="module")
+def wide_pool():
+    """A third of its arcs beyond 2″, where the core probe decides: the built catalogues' donors."""
+    return synthetic_pool(theta_e=(1.6, 2.4))
 
 
 def _images(frame, label):
@@ -241,9 +248,10 @@ def _pool_index(frame) -> np.ndarray:
     ).astype(int)
 
 
-def test_a_trained_suite_catalogue_lends_every_training_negative_a_positives_counter_image(pool, tmp_path):
+def test_a_trained_suite_catalogue_lends_every_training_negative_a_positives_counter_image(wide_pool, tmp_path):
     """As built (``build_manifest`` from the family's paired catalogue): every negative of ``train`` and ``val``
-    is its bare control plus the counter-image light of a positive of its own split; ``test``'s negatives,
+    is its bare control plus the counter-image light of a positive of its own split whose θ_E lies where the
+    core probe decides (``cnn.decided_theta_arcsec``); ``test``'s negatives,
     the pairs and every positive are untouched; the LRG properties are those of the bare controls, and the
     positives carry the injection truth the counterfactual gates read."""
     from shortcutgates.calibrate.harness import _manifest
@@ -251,27 +259,31 @@ def test_a_trained_suite_catalogue_lends_every_training_negative_a_positives_cou
     from shortcutgates.data.lrg_properties import ALWAYS_MEASURED
     from shortcutgates.data.manifest import load_images, read_manifest
 
-    frame = read_manifest(_manifest(pool, TRAINED_SUITE, 0, tmp_path)).frame
+    frame = read_manifest(_manifest(wide_pool, TRAINED_SUITE, 0, tmp_path)).frame
     images, failures = load_images(frame)
     assert not failures and set(frame["split"]) == {"train", "val", "test", "test_paired"}
     index, split, label = _pool_index(frame), frame["split"].to_numpy(), frame["label"].to_numpy()
-    lent = images - np.asarray(pool.ctrl[index])
+    lent = images - np.asarray(wide_pool.ctrl[index])
     pos = label == 1
-    np.testing.assert_allclose(lent[pos], np.asarray(pool.arc[index[pos]]), atol=1e-4)
+    np.testing.assert_allclose(lent[pos], np.asarray(wide_pool.arc[index[pos]]), atol=1e-4)
     real = np.isin(split, ["test", "test_paired"]) & ~pos
     assert real.sum() > 0 and np.abs(lent[real]).max() == 0
     for name in cnn.NEUTRAL_SPLITS:
         neg = np.flatnonzero((split == name) & ~pos)
-        cores = cnn.core_part(pool, np.unique(index[pos & (split == name)]))
-        assert len(neg) and cores.sum() > 0
-        for row in neg:  # each negative carries exactly one of its split's positives' counter-image light
+        donors = np.unique(index[pos & (split == name)])
+        donors = donors[wide_pool.meta["theta_e_arcsec"].to_numpy()[donors] >= cnn.decided_theta_arcsec(wide_pool)]
+        cores = cnn.core_part(wide_pool, donors)
+        assert len(neg) and len(donors) and cores.sum() > 0
+        for row in neg:  # each carries one counter-image of its split's positives in the deciding θ_E bins
             assert np.abs(cores - lent[row]).max(axis=(1, 2, 3)).min() < 1e-4, (name, row)
-    bare = measured_columns(pool, index)
+    bare = measured_columns(wide_pool, index)
     np.testing.assert_allclose(frame[list(ALWAYS_MEASURED)].to_numpy(np.float64), bare.to_numpy(np.float64), rtol=1e-6)
     assert frame.loc[pos, ["lens_e", "shear", "src_x_arcsec"]].notna().all().all()
 
 
-def test_tiny_trained_suite_cell_runs_the_whole_suite_on_its_own_cnn_deterministically(pool, monkeypatch, tmp_path):
+def test_tiny_trained_suite_cell_runs_the_whole_suite_on_its_own_cnn_deterministically(
+    wide_pool, monkeypatch, tmp_path
+):
     """Per seed: the same manifest and the same CNN weights (so the same seeded gate results); every case of the
     suite on that manifest with that model is recorded once with its role, beside the training record; the
     model trained on the gated manifest itself, so no ``model_train`` leakage case; the seed's red/green is
@@ -284,15 +296,15 @@ def test_tiny_trained_suite_cell_runs_the_whole_suite_on_its_own_cnn_determinist
 
     monkeypatch.setattr(cnn, "EPOCHS", 1)
     config = GateConfig(n_boot=500, seed=0)
-    contexts = [_context(pool, TRAINED_SUITE, 0, config, tmp_path / str(k)) for k in range(2)]
+    contexts = [_context(wide_pool, TRAINED_SUITE, 0, config, tmp_path / str(k)) for k in range(2)]
     frames = [c.frame.drop(columns=["source_path", "manifest_file"]).reset_index(drop=True) for c, _ in contexts]
     weights = [torch.load(tmp_path / str(k) / "model.pt", weights_only=True)["state_dict"] for k in range(2)]
     pd.testing.assert_frame_equal(frames[0], frames[1])
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
-    other = read_manifest(_manifest(pool, TRAINED_SUITE, 1, tmp_path / "seed1")).frame  # another seed: other LRGs
+    other = read_manifest(_manifest(wide_pool, TRAINED_SUITE, 1, tmp_path / "seed1")).frame  # another seed: other LRGs
     assert set(other["lrg_id"]) != set(frames[0]["lrg_id"])
     cases = {c.id: c.role for c in gate_cases(contexts[0][0])}
-    records = pd.DataFrame(run_seed(pool, TRAINED_SUITE, 0, GateConfig(n_boot=500)))
+    records = pd.DataFrame(run_seed(wide_pool, TRAINED_SUITE, 0, GateConfig(n_boot=500)))
     assert records["case"].tolist() == [TRAINING_GATE, *cases]  # every case once, in registry order
     assert dict(zip(records["case"], records["role"])) == {TRAINING_GATE: "training", **cases}
     assert {"data_integrity", "core_lr_auc", "property_balance", "detection_auroc", "arc_masked_auroc"} <= set(
@@ -321,3 +333,27 @@ def test_criteria_profile_holds_the_clean_trained_suite_and_a_realistic_pool_tha
         "realistic": (6000, "realistic"),
         "tapered": (10000, "tapered"),
     }
+
+
+def test_donors_are_eligible_positives_of_the_same_split():
+    """A built catalogue's core-neutral negatives borrow core light only from positives of their own split
+    that ``eligible`` marks (the θ_E bins where the core probe decides), each such positive in turn."""
+    from shortcutgates.calibrate.cnn import donors_by_split
+
+    split = np.array(["train"] * 6 + ["val"] * 4 + ["test"] * 2, object)
+    role = np.array(["pos", "pos", "pos", "neg", "neg", "neg", "pos", "pos", "neg", "neg", "pos", "neg"], object)
+    eligible = np.array([1, 0, 1, 0, 0, 0, 0, 1, 0, 0, 1, 0], bool)
+    donors = donors_by_split(split, role, np.random.default_rng(0), eligible=eligible)
+    assert set(donors[[3, 4, 5]]) == {0, 2} and set(donors[[8, 9]]) == {7}
+    assert (donors[[0, 1, 2, 6, 7, 10, 11]] == -1).all()  # positives and test's negatives lend/borrow nothing
+    with pytest.raises(ValueError, match="no eligible positive"):
+        donors_by_split(split, role, np.random.default_rng(0), eligible=np.zeros(12, bool))
+
+
+def test_the_decided_bin_starts_where_arcs_clear_the_core_box(wide_pool):
+    from shortcutgates.calibrate.cnn import decided_theta_arcsec
+    from shortcutgates.gates.core_bins import arc_clears_box
+
+    lo = decided_theta_arcsec(wide_pool)
+    fwhm = float(np.median(wide_pool.meta["psf_fwhm_used_r"]))
+    assert arc_clears_box(lo, fwhm, 10) and not arc_clears_box(lo - 0.5, fwhm, 10)

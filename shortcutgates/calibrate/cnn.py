@@ -207,18 +207,23 @@ real negatives, as :func:`gating_splits` draws them (and as ``build --hard-negat
 rows in ``train`` only, :data:`shortcutgates.data.hard_negatives.DEFAULT_SPLITS`)."""
 
 
-def donors_by_split(split: np.ndarray, role: np.ndarray, rng: np.random.Generator, splits=NEUTRAL_SPLITS) -> np.ndarray:
+def donors_by_split(
+    split: np.ndarray, role: np.ndarray, rng: np.random.Generator, splits=NEUTRAL_SPLITS, eligible=None
+) -> np.ndarray:
     """(N,) for each ``neg``-role LRG of ``splits`` in a built catalogue (its builder ``split`` and ``role``,
     :func:`shortcutgates.calibrate.plant.builder_roles`) the position of a donor ``pos``-role LRG of the
-    same split, -1 for the other LRGs: a permutation of the split's positives, cycled where the split has
-    more negatives than positives."""
+    same split, -1 for the other LRGs: a permutation of the split's positives (those ``eligible`` marks,
+    (N,) bool, when given), cycled where the split has more negatives than donors."""
     split, role = np.asarray(split, object), np.asarray(role, object)
+    eligible = np.ones(len(split), bool) if eligible is None else np.asarray(eligible, bool)
     donors = np.full(len(split), -1, np.int64)
     for name in splits:
         neg = np.flatnonzero((split == name) & (role == "neg"))
-        pos = np.flatnonzero((split == name) & (role == "pos"))
+        pos = np.flatnonzero((split == name) & (role == "pos") & eligible)
         if len(neg) and not len(pos):
-            raise ValueError(f"calibrate: split {name!r} has negatives but no positive LRG to lend them core light")
+            raise ValueError(
+                f"calibrate: split {name!r} has negatives but no eligible positive LRG to lend them core light"
+            )
         if len(neg):
             donors[neg] = np.resize(rng.permutation(pos), len(neg))
     return donors
@@ -234,14 +239,36 @@ def family_images(
     the same split (:func:`donors_by_split`); the other LRGs keep their bare control (``test``'s negatives,
     the ``test_paired`` pairs, the unused controls of ``pos`` LRGs). For a core-neutral family every
     negative of ``train`` and ``val`` then carries a lens's counter-image light, as :func:`training_split`
-    builds them."""
+    builds them.
+
+    The donors are the positives whose Einstein radius lies in the θ_E bins where the core probe decides
+    (:func:`decided_theta_arcsec`): the probe compares each such bin's positives with *all* negatives, so
+    the negatives' core light must be that of those lenses (donors of every θ_E lent the negatives the
+    brighter counter-images of the small-θ_E lenses and left the deciding bin unbalanced: raw core-LR
+    0.66-0.70 on ``train``, ``docs/calibration.md#the-realistic-null``)."""
     index = np.asarray(index, np.int64)
     controls = np.asarray(pool.ctrl[index], np.float32).copy()
-    donors = donors_by_split(split, role, rng)
+    theta = pool.meta["theta_e_arcsec"].to_numpy(np.float64)[index]
+    donors = donors_by_split(split, role, rng, eligible=theta >= decided_theta_arcsec(pool))
     neg = np.flatnonzero(donors >= 0)
     if len(neg):
         controls[neg] = negatives(pool, index[neg], family, index[donors[neg]])
     return positives(pool, index, family), controls
+
+
+def decided_theta_arcsec(pool: Pool, box: int = 10) -> float:
+    """Lower edge of the first θ_E bin (the gates' default bins) whose arcs clear a central ``box`` at the
+    pool's median r-band seeing (:func:`shortcutgates.gates.core_bins.arc_clears_box`): the core probe
+    decides on the bins from there up. Unit: arcsec."""
+    from shortcutgates.gates.core_bins import arc_clears_box
+    from shortcutgates.gates.records import GateConfig
+
+    fwhm = float(np.median(pool.meta["psf_fwhm_used_r"].to_numpy(np.float64)))
+    edges = GateConfig().theta_e_bins_arcsec
+    for lo in edges[:-1]:
+        if arc_clears_box(lo, fwhm, box):
+            return float(lo)
+    raise ValueError(f"calibrate: no θ_E bin's arcs clear a {box}-px box at seeing {fwhm:.2f}″")
 
 
 class Trained(NamedTuple):
