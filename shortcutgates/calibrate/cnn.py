@@ -11,7 +11,10 @@ exactly as ``shortcutgates gate --model`` would. Families (:data:`FAMILIES`):
   positives are ``control + arc`` (the whole lensed light); every negative is ``control + core
   part of a donor positive's lensed light`` (:func:`core_part`: its counter-image light by the gates'
   lensing split), the donors a permutation of the same split's positives, so both classes carry the same core light and the core cannot separate
-  them in training. A CNN that still fails a core gate is a false alarm of that gate.
+  them in training. A CNN that still fails a core gate is a false alarm of that gate. In a *built*
+  catalogue (the ``criteria`` profile's trained-suite cells, :func:`family_images`) the donors are the
+  positives of the θ_E bins where the core probe decides (:func:`decided_theta_arcsec`), since that
+  probe compares each such bin with all negatives.
 * ``reliant-raw_robust`` — **core-reliant** (the power): positives are ``control + faint arc``
   (:data:`RELIANT_ARC_KEEP` of its flux) ``+ a PSF-shaped point source at the centre`` carrying
   :data:`POINT_SOURCE_FRACTION` of the LRG's own light inside ``r < R_CORE_PX`` (per band);
