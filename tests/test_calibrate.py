@@ -294,3 +294,15 @@ def test_a_suite_cell_plants_lrg_leakage_into_a_built_test_split(pool, tmp_path,
     leakage = {c.id: run_case(context, c) for c in gate_cases(context) if c.gate == "lrg_leakage"}
     failed = sorted(i for i, r in leakage.items() if r.verdict == "fail")
     assert failed == (["lrg_leakage[train-test]"] if fraction else []), {i: r.verdict for i, r in leakage.items()}
+
+
+def test_records_do_not_name_the_seeds_temporary_directory(pool):
+    """A bad-row message names its file; the seed's temporary directory is written as ``<seed dir>``, so two
+    runs (or two worker counts) record the same messages."""
+    from shortcutgates.calibrate.harness import SEED_DIR, Cell, run_seed
+    from shortcutgates.gates.registry import GateConfig
+
+    cell = Cell("data", "dup", 0.02, 150)
+    messages = [[r["message"] for r in run_seed(pool, cell, 0, GateConfig(n_boot=500))] for _ in range(2)]
+    assert messages[0] == messages[1]
+    assert any(SEED_DIR in m for m in messages[0]) and not any("sg-calibrate-" in m for m in messages[0])

@@ -351,7 +351,7 @@ def run_seed(
                     "threshold": np.nan,
                     "direction": "",
                     "established": False,
-                    "message": f"{type(exc).__name__}: {exc}",
+                    "message": _without_dir(f"{type(exc).__name__}: {exc}", tmp),
                     "seconds": time.perf_counter() - start,
                 }
             ]
@@ -359,9 +359,24 @@ def run_seed(
         def wanted(case) -> bool:
             return _wanted(case, cell) and (role_of(case) in roles or case.gate in also)
 
-        return [{**base, **r} for r in extra] + [
+        records = [{**base, **r} for r in extra] + [
             case_record(base, run.case, run.result, run.seconds) for run in run_suite(context, wanted, waivers=False)
         ]
+    return [{**r, "message": _without_dir(r["message"], tmp)} for r in records]
+
+
+SEED_DIR = "<seed dir>"
+"""What a record's message says instead of the seed's temporary directory (files a bad-row message names)."""
+
+
+def _without_dir(message, directory: str):
+    """``message`` with the seed's temporary ``directory`` written as :data:`SEED_DIR`: the same records for
+    any run, any worker count."""
+    return (
+        message.replace(str(Path(directory).resolve()), SEED_DIR).replace(str(directory), SEED_DIR)
+        if isinstance(message, str)
+        else message
+    )
 
 
 def case_record(base: dict, case, result, seconds: float) -> dict:
