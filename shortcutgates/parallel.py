@@ -120,15 +120,34 @@ def ordered_map(
     initializer: Callable | None = None,
     initargs: tuple = (),
     chunksize: int = 1,
+    cost: Callable | None = None,
 ) -> Iterator:
     """``fn(item)`` for every item, in item order, over ``workers`` processes (1: in this process).
 
     ``fn`` and ``initializer`` must be importable module-level functions (pickled by name). With
     ``workers == 1`` nothing is started and ``initializer`` is not called (the caller's state is used).
+    ``cost(item)``: an estimate of an item's run time; the workers then take the costliest items first
+    (longest-processing-time order, so no long task is left for one worker at the end) and the results
+    still come back in item order (each held until those before it are in).
     """
     items = list(items)
     if workers <= 1 or len(items) <= 1:
         yield from map(fn, items)
+        return
+    if cost is not None:
+        order = sorted(range(len(items)), key=lambda i: -cost(items[i]))  # stable: ties keep item order
+        held: dict[int, object] = {}
+        at = 0
+        for i, result in zip(
+            order,
+            ordered_map(
+                fn, [items[i] for i in order], workers, initializer=initializer, initargs=initargs, chunksize=chunksize
+            ),
+        ):
+            held[i] = result
+            while at in held:
+                yield held.pop(at)
+                at += 1
         return
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     context = mp.get_context(method)

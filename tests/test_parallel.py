@@ -54,3 +54,19 @@ def test_a_failing_task_stops_the_pool_and_raises():
 
 def _reciprocal(x: int) -> float:
     return 1 / x
+
+
+def _started(x: int) -> tuple[int, float]:
+    import time
+
+    return x, time.monotonic()
+
+
+def test_costliest_tasks_start_first_and_results_keep_task_order():
+    """With ``cost`` the workers take the costliest items first (longest-processing-time order) and the
+    results still come back in item order."""
+    got = list(ordered_map(_started, range(12), 2, cost=lambda x: x))
+    assert [x for x, _ in got] == list(range(12))
+    started = sorted(got, key=lambda r: r[1])
+    assert {x for x, _ in started[:2]} <= {11, 10, 9}  # the first tasks handed out are the costliest
+    assert list(ordered_map(_square, range(7), 2, cost=lambda x: -x)) == [x * x for x in range(7)]
