@@ -27,16 +27,25 @@ def available_cores() -> int:
 
 THREADS = min(4, available_cores())
 """Threads of :func:`thread_map`: the cores this process may use, at most 4."""
+_WORKER_PROCESS = False
+"""True in a worker of :func:`ordered_map`: the workers already fill the cores, so its own thread pools
+run one thread (:func:`pool_threads`)."""
+
+
+def pool_threads(most: int | None = None) -> int:
+    """Threads this process's own thread pools may use: ``most`` (default :data:`THREADS`), or 1 in a
+    worker process of :func:`ordered_map`. Results never depend on it (each item is computed on its own)."""
+    return 1 if _WORKER_PROCESS else (THREADS if most is None else most)
 
 
 def thread_map(fn: Callable, items: Iterable, threads: int | None = None) -> list:
-    """``[fn(x) for x in items]``, on up to ``threads`` (default :data:`THREADS`) threads.
+    """``[fn(x) for x in items]``, on up to ``threads`` (default :func:`pool_threads`) threads.
 
     For numpy / BLAS work, which releases the GIL. Each item is computed on its own and the results
     come back in order, so they do not depend on the number of threads.
     """
     items = list(items)
-    threads = THREADS if threads is None else max(1, int(threads))
+    threads = pool_threads() if threads is None else max(1, int(threads))
     if threads <= 1 or len(items) <= 1:
         return [fn(x) for x in items]
     from concurrent.futures import ThreadPoolExecutor
@@ -99,6 +108,8 @@ def _sigterm_blocked() -> Iterator[None]:
 
 
 def _one_thread(parent, initializer, initargs) -> None:
+    global _WORKER_PROCESS
+    _WORKER_PROCESS = True
     _default_sigterm()
     _die_with_parent(parent)
     os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")

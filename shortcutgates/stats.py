@@ -230,7 +230,9 @@ def grouped_bootstrap(
     batch = getattr(metric, "batch", None)  # many resamples in one pass (the same values)
     chunk = max(1, min(AUROC_BATCH, BATCH_ELEMENTS // max(len(labels), 1)))
     starts = list(range(0, n_boot, chunk))
-    threads = parallel.THREADS if batch is not None else 1  # a batch metric is numpy work: its chunks run on threads
+    threads = (
+        parallel.pool_threads() if batch is not None else 1
+    )  # a batch metric is numpy work: its chunks run on threads
     # resample b draws the same units for any chunking: drawn in order from the seed (kept for the next interval)
     drawn = seeded_counts(seed, n_groups, tuple(min(n_boot - start, chunk) for start in starts))
     for first in range(0, len(starts), threads):

@@ -70,3 +70,17 @@ def test_costliest_tasks_start_first_and_results_keep_task_order():
     started = sorted(got, key=lambda r: r[1])
     assert {x for x, _ in started[:2]} <= {11, 10, 9}  # the first tasks handed out are the costliest
     assert list(ordered_map(_square, range(7), 2, cost=lambda x: -x)) == [x * x for x in range(7)]
+
+
+def _pool_threads(_: int) -> int:
+    from shortcutgates.parallel import pool_threads
+
+    return pool_threads()
+
+
+def test_a_worker_process_runs_its_own_thread_pools_on_one_thread():
+    """The workers fill the cores: inside one, ``pool_threads`` is 1 (the caller keeps its own)."""
+    from shortcutgates.parallel import THREADS, pool_threads
+
+    assert list(ordered_map(_pool_threads, range(4), 2)) == [1, 1, 1, 1]
+    assert pool_threads() == THREADS and pool_threads(8) == 8

@@ -35,6 +35,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from shortcutgates.data.npz_fast import MAX_BLOB_BYTES, _Fallback, _fast_bands
+from shortcutgates.parallel import pool_threads
 from shortcutgates.data.schema import NPZ_KEYS, DataError
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -399,7 +400,7 @@ def _decode_rest(blobs, start: int, images: np.ndarray, ok, errors: dict, skip_b
     """Decode ``blobs[start:]`` into ``images`` (threads across stamps); returns the fast-path count."""
     rest = np.arange(start, len(blobs))
     shape = images.shape[2:]
-    threads = DECODE_THREADS if threads is None else max(1, int(threads))
+    threads = pool_threads(DECODE_THREADS) if threads is None else max(1, int(threads))
     threads = max(1, min(threads, len(rest) // MIN_BLOBS_PER_THREAD))
     if threads == 1:
         return _decode_range(blobs, rest, shape, images, ok, errors, not skip_bad)

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from shortcutgates.parallel import THREADS
+from shortcutgates.parallel import pool_threads
 
 CHUNK = 512
 """Rows decoded (integrity) or scored (model) per batch."""
@@ -23,10 +23,10 @@ CHUNK = 512
 
 def inference_threads() -> int:
     """Threads for the chunks of a checkpoint's pass: the cores torch's own intra-op threads leave idle
-    (``THREADS // torch.get_num_threads()``, at least 1): 2 on two cores when torch runs one thread."""
+    (``pool_threads() // torch.get_num_threads()``, at least 1): 2 on two cores when torch runs one thread."""
     import torch
 
-    return max(1, THREADS // max(1, torch.get_num_threads()))
+    return max(1, pool_threads() // max(1, torch.get_num_threads()))
 
 
 def score_chunks(
@@ -57,7 +57,7 @@ def score_chunks(
 def by_stamp_chunks(preprocess: Callable, images: np.ndarray, annulus: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """``preprocess(images, annulus)`` of a preprocessing that works stamp by stamp (``raw_robust``,
     ``residual`` with the annulus median/MAD measured at decoding), :data:`CHUNK` stamps at a time on
-    :data:`~shortcutgates.parallel.THREADS` threads: each stamp's floats are the ones of one call."""
+    :func:`~shortcutgates.parallel.pool_threads` threads: each stamp's floats are the ones of one call."""
     from shortcutgates.parallel import thread_map
 
     starts = range(0, len(images), CHUNK)
