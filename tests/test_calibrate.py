@@ -154,7 +154,10 @@ def test_tiny_profile_writes_tables_and_figures(tiny):
     out, _ = tiny
     for name in ("summary.csv", "calibration.md", "calibration_power.png", "calibration_coverage.png"):
         assert (out / name).stat().st_size > 0
-    assert "core_lr_auc" in (out / "calibration.md").read_text()
+    markdown = (out / "calibration.md").read_text()
+    assert "core_lr_auc" in markdown
+    planted = markdown.split("## Planted problems", 1)[1].split("\n## ", 1)[0]  # the tiny profile's planted data cells
+    assert f"`data:core={SURVEY_CORE:g}:n150`" in planted and "`data:smd=0.5:n150`" in planted
 
 
 def test_profile_pairs_run_each_cell_seed_once_interleaved():

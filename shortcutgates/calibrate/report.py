@@ -29,6 +29,8 @@ from shortcutgates.calibrate.tables import (
     NOT_A_NULL,
     TARGETS,
     clean_outcomes,
+    planted_outcomes,
+    planted_table,
     cnn_case_table,
     coverage_tables,
     family_table,
@@ -198,7 +200,9 @@ def _reader_report(records: pd.DataFrame, out_dir: Path, paths: dict) -> list[st
     return text
 
 
-def _main_sections(summary: pd.DataFrame, suite: pd.DataFrame, families: pd.DataFrame) -> list[str]:
+def _main_sections(
+    summary: pd.DataFrame, suite: pd.DataFrame, families: pd.DataFrame, planted: pd.DataFrame
+) -> list[str]:
     """The Markdown of ``calibration.md`` before the reader and coverage sections: null rates, reported
     cases, power, the λ sweep, whole-suite green rates, CNN families and cases."""
     return [
@@ -223,6 +227,10 @@ def _main_sections(summary: pd.DataFrame, suite: pd.DataFrame, families: pd.Data
         "Data cells run the data cases of one split, model cells the model cases, suite cells every case "
         "of a manifest built with the builder's default splits.\n\n",
         suite_table(suite),
+        "\n## Planted problems: how often the suite's rule turns a run red\n",
+        "Every data and suite cell with a planted problem, or scored by a reader of the core; a cell is red when "
+        "a primary case does not pass, a case of any role is an established violation, or a case did not run.\n\n",
+        planted_table(planted),
         (
             "\nCoverage marked * is against the mean estimate over seeds (no analytic truth). "
             f'"{NOT_A_NULL}": a core gate of a reader blind inside the core radius on the tapered pool, '
@@ -262,7 +270,7 @@ def write_report(records: pd.DataFrame, out_dir, figures_dir=None) -> dict:
         paths["cnn_seeds"], paths["families"] = out_dir / "cnn_seeds.csv", out_dir / "families.csv"
         write_bytes_atomic(paths["cnn_seeds"], outcomes.to_csv(index=False, float_format="%.5g").encode())
         write_bytes_atomic(paths["families"], families.to_csv(index=False, float_format="%.5g").encode())
-    text = _main_sections(summary, suite, families)
+    text = _main_sections(summary, suite, families, planted_outcomes(records))
     text += _reader_report(records, out_dir, paths)
     if (summary["kind"] == "coverage").any():
         text += ["\n## Interval coverage on synthetic data (`coverage` cells)\n", coverage_tables(summary)]

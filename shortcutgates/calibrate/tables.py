@@ -302,6 +302,29 @@ def clean_outcomes(records: pd.DataFrame) -> pd.DataFrame:
     return summarise_suite(suite_outcomes(clean)) if len(clean) else pd.DataFrame()
 
 
+def planted_outcomes(records: pd.DataFrame) -> pd.DataFrame:
+    """Whole-run outcomes of the data and suite cells that :func:`clean_outcomes` leaves out: a planted problem,
+    or a scorer that reads a shortcut (the ``core`` reader). Their green rate is one minus the power to turn
+    a run red."""
+    scorer = records["scorer"].fillna("").str.fullmatch(r"(arc|cnn:neutral-.+)?")
+    planted = records[records["kind"].isin(["data", "suite"]) & ~((records["strength"] == 0) & scorer)]
+    return summarise_suite(suite_outcomes(planted)) if len(planted) else pd.DataFrame()
+
+
+def planted_table(planted: pd.DataFrame) -> str:
+    """How often each planted cell turned the run red by the suite's rule, with the cases that did."""
+    if planted.empty:
+        return "(no cells)\n"
+    lines = [
+        "| cell | seeds | run red (suite rule) | most often red (seeds) |",
+        "|---|---|---|---|",
+    ]
+    for _, r in planted.sort_values(["kind", "n_lrgs", "cell"]).iterrows():
+        red = _pct(1.0 - r["green_rate"], 1.0 - r["green_hi"], 1.0 - r["green_lo"])
+        lines.append(f"| `{r['cell']}` | {r['n_seeds']} | {red} | {r['most_often_not_passed'] or '–'} |")
+    return "\n".join(lines) + "\n"
+
+
 def scorer_lambda(name: str) -> float:
     """Core weight λ of a reference scorer name (arc 0, core 1, mix<λ>)."""
     return 0.0 if name in ("arc", "") else 1.0 if name == "core" else float(name[3:])
