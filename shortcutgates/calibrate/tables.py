@@ -295,10 +295,15 @@ def suite_table(suite: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _clean(records: pd.DataFrame) -> pd.Series:
+    """Rows of clean cells: nothing planted, scored by no reader, the arc reader or a core-neutral CNN."""
+    scorer = records["scorer"].fillna("").str.fullmatch(r"(arc|cnn:neutral-.+)?")
+    return (records["strength"] == 0) & scorer
+
+
 def clean_outcomes(records: pd.DataFrame) -> pd.DataFrame:
     """Green rate of the clean cells: data null, arc reader (model), whole suite (arc reader; core-neutral CNN)."""
-    scorer = records["scorer"].str.fullmatch(r"(arc|cnn:neutral-.+)?")  # none, the arc reader, a core-neutral CNN
-    clean = records[(records["strength"] == 0) & scorer & ~records["kind"].isin(["cnn", "reader"])]
+    clean = records[_clean(records) & ~records["kind"].isin(["cnn", "reader"])]
     return summarise_suite(suite_outcomes(clean)) if len(clean) else pd.DataFrame()
 
 
@@ -306,8 +311,7 @@ def planted_outcomes(records: pd.DataFrame) -> pd.DataFrame:
     """Whole-run outcomes of the data and suite cells that :func:`clean_outcomes` leaves out: a planted problem,
     or a scorer that reads a shortcut (the ``core`` reader). Their green rate is one minus the power to turn
     a run red."""
-    scorer = records["scorer"].fillna("").str.fullmatch(r"(arc|cnn:neutral-.+)?")
-    planted = records[records["kind"].isin(["data", "suite"]) & ~((records["strength"] == 0) & scorer)]
+    planted = records[records["kind"].isin(["data", "suite"]) & ~_clean(records)]
     return summarise_suite(suite_outcomes(planted)) if len(planted) else pd.DataFrame()
 
 

@@ -322,8 +322,9 @@ def check_arrow_types(schema: pa.Schema, columns, types: dict, file) -> None:
             raise DataError(f"must be {types[col][0]} (got Arrow type {schema.field(col).type})", file=file, column=col)
 
 
-def _check_positions(frame: pd.DataFrame, file, row_of) -> None:
-    """``ra`` in [0, 360] and ``dec`` in [-90, 90] deg, finite; else a DataError naming the row."""
+def check_positions(frame: pd.DataFrame, where) -> None:
+    """``ra`` in [0, 360] and ``dec`` in [-90, 90] deg, finite; else a DataError naming the row
+    (``where(i)``: the DataError location, ``file`` and ``row``, of the frame's i-th row)."""
     for col, lo, hi in (("ra", 0.0, 360.0), ("dec", -90.0, 90.0)):
         if col not in frame:
             continue
@@ -333,8 +334,7 @@ def _check_positions(frame: pd.DataFrame, file, row_of) -> None:
             i = int(np.flatnonzero(bad)[0])
             raise DataError(
                 f"{col} must be a finite number in [{lo:g}, {hi:g}] deg (got {show_value(frame[col].iloc[i])})",
-                file=file,
-                row=row_of(i),
+                **where(i),
                 column=col,
             )
 
@@ -386,7 +386,7 @@ def read_paired(path, columns: Iterable[str] | None = None) -> PairedCatalog:
             ok = frame[CUTOUT_OK_COLUMN].fillna(1).astype(int) != 0
             n_excluded += int((~ok).sum())
             frame = frame[ok]
-        _check_positions(frame, file, lambda i, rows=frame["source_row"]: int(rows.iloc[i]))
+        check_positions(frame, lambda i, rows=frame["source_row"], file=file: dict(file=file, row=int(rows.iloc[i])))
         frames.append(frame)
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if frame.empty:

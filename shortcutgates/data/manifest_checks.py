@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from shortcutgates.data.io import show_value
+from shortcutgates.data.io import check_positions, show_value
 from shortcutgates.data.schema import (
     IMAGE_COLUMN,
     LABEL_COLUMN,
@@ -53,17 +53,9 @@ def check_manifest_columns(frame: pd.DataFrame) -> None:
             column=LABEL_COLUMN,
         )
     frame[LABEL_COLUMN] = labels.astype(np.int8)
-    for col, lo, hi in (("ra", 0.0, 360.0), ("dec", -90.0, 90.0)):
-        values = pd.to_numeric(frame[col], errors="coerce").to_numpy(np.float64)
-        bad = ~np.isfinite(values) | (values < lo) | (values > hi)
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise DataError(
-                f"{col} must be a finite number in [{lo:g}, {hi:g}] deg (got {show_value(frame[col].iloc[i])})",
-                **row_location(frame, i),
-                column=col,
-            )
-        frame[col] = values
+    check_positions(frame, lambda i: row_location(frame, i))
+    for col in ("ra", "dec"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").to_numpy(np.float64)
     split = frame[SPLIT_COLUMN]
     bad = split.isna().to_numpy() | ~split.isin(MANIFEST_SPLITS).to_numpy()
     if bad.any():
